@@ -1,0 +1,55 @@
+//! cairn-storage: the segmented partition log.
+//!
+//! A [`Log`] is one directory holding a partition replica's data: segments of Kafka RecordBatch
+//! v2 bytes (the same bytes producers send, consumers fetch and Raft replicates), a sparse index
+//! per segment, the leader-epoch history and a recovery checkpoint. See `docs/internals/storage.md`
+//! for the on-disk format and the recovery rules.
+//!
+//! - [`Log::append`] validates batches, assigns offsets and the leader epoch, and writes them in
+//!   one write per segment; [`Log::flush`] makes them durable with one `fdatasync` (group commit).
+//! - [`Log::read`] returns file ranges for zero-copy sending; [`Log::read_copy`] copies and
+//!   verifies every batch.
+//! - [`Log::truncate_suffix`] (Raft conflicts), [`Log::delete_prefix`] and
+//!   [`Log::apply_retention`] never pass a caller-given bound.
+//! - [`Log::open`] recovers: it walks only what the last checkpoint does not cover, truncates a
+//!   torn tail, and reports corruption inside the log instead of truncating it.
+//!
+//! All IO goes through the [`Disk`] trait: [`RealDisk`] in production, [`sim::SimDisk`] in tests,
+//! which loses unsynced writes on crash, tears writes, flips bits and fails with EIO or ENOSPC.
+//! This crate does not use tokio or know about the network.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use cairn_storage::{Log, LogConfig, SystemClock, sim::SimDisk};
+//! use cairn_types::{LeaderEpoch, Offset, batch::BatchBuilder};
+//!
+//! let disk = SimDisk::new(7);
+//! let mut log = Log::open(disk, "/p0", LogConfig::default(), Arc::new(SystemClock))?;
+//! let mut batch = BatchBuilder::new(0).record(None, Some(b"hello"), &[]).build();
+//! let appended = log.append(&mut batch, LeaderEpoch(1))?;
+//! assert_eq!(appended.base_offset, Offset(0));
+//! let mut bytes = Vec::new();
+//! log.read_copy(Offset(0), 1 << 20, log.next_offset(), &mut bytes)?;
+//! assert_eq!(bytes, batch);
+//! # Ok::<(), cairn_storage::Error>(())
+//! ```
+
+mod checkpoint;
+mod clock;
+mod config;
+mod disk;
+mod epochs;
+mod error;
+mod index;
+mod log;
+mod recovery;
+mod segment;
+pub mod sim;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{FlushPolicy, LogConfig, Retention};
+pub use disk::{Disk, DiskFile, RealDisk, RealFile};
+pub use epochs::EpochStart;
+pub use error::{Error, Result};
+pub use log::{Appended, FileRange, Log, Read};
+pub use recovery::Recovery;

@@ -1,0 +1,816 @@
+//! [`Log`]: the partition log API (append, flush, read, truncate, retention). Opening and crash
+//! recovery live in `recovery.rs`.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_types::batch::{self, BatchHeader, RecordBatch};
+use cairn_types::limits::{
+    APPEND_BYTES_MAX, BATCH_BYTES_MAX, READ_BYTES_MAX, READ_RANGES_MAX, SEGMENT_RECORDS_MAX,
+};
+use cairn_types::{LeaderEpoch, Offset};
+
+use crate::checkpoint::{Checkpoint, RecoveryPoint};
+use crate::clock::Clock;
+use crate::config::{FlushPolicy, LogConfig, Retention};
+use crate::disk::{Disk, DiskFile, child};
+use crate::epochs::{EpochStart, Epochs};
+use crate::error::{ENOSPC, Error, Result, io_error};
+use crate::recovery::Recovery;
+use crate::segment::{self, DATA_SUFFIX, INDEX_SUFFIX, Segment};
+
+/// What an [`Log::append`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset assigned to the first record of the first batch.
+    pub base_offset: Offset,
+    /// Offset of the last record of the last batch.
+    pub last_offset: Offset,
+    /// Whether the batches were fsynced before the call returned.
+    pub durable: bool,
+}
+
+/// A byte range of a segment file holding whole batches, for zero-copy sending (`sendfile` on
+/// [`DiskFile::raw_fd`]). The file handle keeps the bytes reachable even if retention deletes the
+/// segment meanwhile.
+pub struct FileRange<F> {
+    /// The segment data file.
+    pub file: Arc<F>,
+    /// Base offset of the segment (names the file in errors and logs).
+    pub segment_base: Offset,
+    /// Byte position of the first batch in the file.
+    pub position: u64,
+    /// Length in bytes; always whole batches.
+    pub len: u32,
+}
+
+/// The answer to a [`Log::read`].
+pub struct Read<F> {
+    /// Ranges in log order; concatenated they are consecutive batches. The first batch may start
+    /// before the requested offset (it contains it); consumers skip records before it, as in Kafka.
+    pub ranges: Vec<FileRange<F>>,
+    /// Offset after the last batch returned; the requested offset if nothing was returned.
+    pub next_offset: Offset,
+    /// Sum of the range lengths.
+    pub bytes: u64,
+}
+
+/// A partition log: segments of RecordBatch v2 bytes in one directory. See the crate docs.
+///
+/// Writers need `&mut self`; readers `&self`, so an owner may share it behind a `RwLock`.
+pub struct Log<D: Disk> {
+    pub(crate) disk: D,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Oldest first; never empty; the last one is the active segment, the only one written.
+    pub(crate) segments: VecDeque<Segment<D::File>>,
+    pub(crate) epochs: Epochs,
+    pub(crate) checkpoint: Checkpoint<D::File>,
+    /// Offsets below this are fsynced.
+    pub(crate) durable: Offset,
+    /// Bytes appended since the last fsync.
+    pub(crate) unflushed_bytes: u64,
+    /// When the oldest unflushed append happened.
+    pub(crate) unflushed_since_ms: Option<i64>,
+    /// Index bytes written since the active index was last fsynced.
+    pub(crate) index_unsynced_bytes: u64,
+    /// Set by a failed write or fsync; from then on every write fails (fail-stop).
+    pub(crate) poisoned: bool,
+    /// Batches of the append in progress: position in the buffer and header. Reused.
+    scratch: Vec<(usize, BatchHeader)>,
+    /// What the last open found and did.
+    pub(crate) recovery: Recovery,
+}
+
+/// In-memory state of the active segment before an append, to undo a failed one.
+struct Undo {
+    segments: usize,
+    size: u32,
+    next: Offset,
+    max_timestamp: i64,
+    bytes_since_index: u32,
+    index_len: usize,
+}
+
+impl<D: Disk> Log<D> {
+    pub(crate) fn from_parts(
+        disk: D,
+        dir: PathBuf,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        checkpoint: Checkpoint<D::File>,
+    ) -> Log<D> {
+        Log {
+            disk,
+            dir,
+            config,
+            clock,
+            segments: VecDeque::new(),
+            epochs: Epochs::default(),
+            checkpoint,
+            durable: Offset(0),
+            unflushed_bytes: 0,
+            unflushed_since_ms: None,
+            index_unsynced_bytes: 0,
+            poisoned: false,
+            scratch: Vec::new(),
+            recovery: Recovery::default(),
+        }
+    }
+
+    /// The log's directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The first offset still in the log (Kafka's log start offset).
+    #[must_use]
+    pub fn start_offset(&self) -> Offset {
+        self.segments.front().expect("a log has at least one segment").base
+    }
+
+    /// The offset the next appended record gets (Kafka's log end offset).
+    #[must_use]
+    pub fn next_offset(&self) -> Offset {
+        self.active().next
+    }
+
+    /// Offsets below this are durable (fsynced). Never more than what is on stable storage.
+    #[must_use]
+    pub fn durable_offset(&self) -> Offset {
+        self.durable
+    }
+
+    /// Bytes of log data on disk (indexes excluded).
+    #[must_use]
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| u64::from(s.size)).sum()
+    }
+
+    /// Number of segments, the active one included.
+    #[must_use]
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_bases(&self) -> impl Iterator<Item = Offset> + '_ {
+        self.segments.iter().map(|s| s.base)
+    }
+
+    /// The leader-epoch history: where each epoch started, oldest first.
+    #[must_use]
+    pub fn epoch_history(&self) -> &[EpochStart] {
+        self.epochs.entries()
+    }
+
+    /// The epoch that appended `offset`, if it is covered by the history.
+    #[must_use]
+    pub fn epoch_at(&self, offset: Offset) -> Option<LeaderEpoch> {
+        self.epochs.epoch_at(offset)
+    }
+
+    /// What opening the log found and did (work done, torn bytes cut).
+    #[must_use]
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// Whether an earlier IO failure stopped all writes.
+    #[must_use]
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    pub(crate) fn active(&self) -> &Segment<D::File> {
+        self.segments.back().expect("a log has at least one segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment<D::File> {
+        self.segments.back_mut().expect("a log has at least one segment")
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.poisoned { Err(Error::Poisoned) } else { Ok(()) }
+    }
+
+    /// Runs a write operation; any failure but a full disk poisons the log.
+    fn guarded<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.check_writable()?;
+        let result = op(self);
+        if result.as_ref().is_err_and(|error| !error.is_retriable()) {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    /// Appends a buffer of one or more concatenated batches (a produce request's record set).
+    ///
+    /// Every batch is validated (framing, magic, CRC) before anything is written. The log assigns
+    /// consecutive offsets and writes `epoch` as each batch's partition leader epoch, rewriting
+    /// those header fields in `batches` in place (the CRC does not cover them). The bytes go to the
+    /// active segment in one write (one per segment when the append rolls), and are fsynced
+    /// before return if the flush policy says so.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidBatch`], [`Error::AppendSize`], [`Error::StaleEpoch`]: rejected input,
+    ///   nothing written.
+    /// - [`Error::NoSpace`]: retriable; nothing of this call is kept.
+    /// - [`Error::Io`], [`Error::Poisoned`]: fatal, see [`Error`].
+    pub fn append(&mut self, batches: &mut [u8], epoch: LeaderEpoch) -> Result<Appended> {
+        self.check_writable()?;
+        if batches.is_empty() || batches.len() > APPEND_BYTES_MAX {
+            return Err(Error::AppendSize { bytes: batches.len(), limit: APPEND_BYTES_MAX });
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let mut at = 0;
+        while at < batches.len() {
+            let (batch, _) = RecordBatch::validate_prefix(&batches[at..], BATCH_BYTES_MAX)
+                .map_err(|source| Error::InvalidBatch { position: at, source })?;
+            scratch.push((at, *batch.header()));
+            at += batch.as_bytes().len();
+        }
+        if let Some(latest) = self.epochs.latest().filter(|latest| epoch < latest.epoch) {
+            self.scratch = scratch;
+            return Err(Error::StaleEpoch { epoch, latest: latest.epoch });
+        }
+        let result = self.guarded(|log| {
+            log.begin_epoch(epoch)?;
+            log.assign(batches, &mut scratch, epoch);
+            log.write_batches(batches, &scratch)
+        });
+        let first = scratch[0].1.base_offset;
+        let last = scratch[scratch.len() - 1].1.last_offset();
+        self.scratch = scratch;
+        result?;
+        self.unflushed_bytes += batches.len() as u64;
+        self.unflushed_since_ms.get_or_insert_with(|| self.clock.now_ms());
+        if self.flush_due(matches!(self.config.flush, FlushPolicy::EveryAppend)) {
+            self.flush()?;
+        }
+        Ok(Appended { base_offset: first, last_offset: last, durable: self.durable > last })
+    }
+
+    /// Records `epoch` in the history if it is new, durably, before any batch of it is written.
+    /// The caller has rejected stale epochs.
+    fn begin_epoch(&mut self, epoch: LeaderEpoch) -> Result<()> {
+        match self.epochs.latest() {
+            Some(latest) if epoch == latest.epoch => Ok(()),
+            _ => {
+                let previous = self.epochs.clone();
+                self.epochs.push(EpochStart { epoch, start_offset: self.next_offset() });
+                let result = self.epochs.persist(&self.disk, &self.dir).map_err(no_space_or_io);
+                if result.is_err() {
+                    self.epochs = previous;
+                }
+                result
+            }
+        }
+    }
+
+    /// Assigns offsets and the epoch to the validated batches, in the buffer and in `headers`.
+    fn assign(&self, batches: &mut [u8], headers: &mut [(usize, BatchHeader)], epoch: LeaderEpoch) {
+        let mut next = self.next_offset();
+        for (at, header) in headers.iter_mut() {
+            batch::set_base_offset(&mut batches[*at..], next);
+            batch::set_partition_leader_epoch(&mut batches[*at..], epoch);
+            header.base_offset = next;
+            header.partition_leader_epoch = epoch;
+            next = header.next_offset();
+            // The rewritten fields lie outside the CRC (a compile-time fact in cairn-types);
+            // check the pair once more in debug builds.
+            debug_assert!(RecordBatch::validate_prefix(&batches[*at..], BATCH_BYTES_MAX).is_ok());
+        }
+    }
+
+    /// Writes the batches, rolling segments as needed; undoes everything on a full disk.
+    fn write_batches(&mut self, batches: &[u8], headers: &[(usize, BatchHeader)]) -> Result<()> {
+        let active = self.active();
+        let undo = Undo {
+            segments: self.segments.len(),
+            size: active.size,
+            next: active.next,
+            max_timestamp: active.max_timestamp,
+            bytes_since_index: active.bytes_since_index,
+            index_len: active.index.len(),
+        };
+        let result = self.write_runs(batches, headers);
+        if let Err(Error::NoSpace { .. }) = &result {
+            self.undo_append(&undo)?;
+        }
+        result
+    }
+
+    fn write_runs(&mut self, batches: &[u8], headers: &[(usize, BatchHeader)]) -> Result<()> {
+        let now_ms = self.clock.now_ms();
+        let active = self.active();
+        if active.size > 0
+            && self.config.segment_ms.is_some_and(|ms| now_ms - active.created_ms >= ms)
+        {
+            self.roll()?;
+        }
+        let mut run_start = 0;
+        for (i, (at, header)) in headers.iter().enumerate() {
+            let active = self.active();
+            let run_bytes = (*at - headers[run_start].0) as u64;
+            let size_after = u64::from(active.size) + run_bytes + u64::from(header.total_bytes());
+            let records_after = header.next_offset().distance_from(active.base);
+            let full =
+                size_after > self.config.segment_bytes || records_after > SEGMENT_RECORDS_MAX;
+            if full && (active.size > 0 || i > run_start) {
+                self.write_run(batches, &headers[run_start..i])?;
+                run_start = i;
+                self.roll()?;
+            }
+        }
+        self.write_run(batches, &headers[run_start..])
+    }
+
+    /// Writes consecutive batches to the active segment with one write.
+    fn write_run(&mut self, batches: &[u8], run: &[(usize, BatchHeader)]) -> Result<()> {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else { return Ok(()) };
+        let end = last.0 + last.1.total_bytes() as usize;
+        let interval = self.config.index_interval_bytes;
+        let active = self.active_mut();
+        active
+            .data
+            .write_all_at(&batches[first.0..end], u64::from(active.size))
+            .map_err(write_error("write", &active.data_path))?;
+        let run_position = active.size;
+        for (at, header) in run {
+            debug_assert_eq!((active.size - run_position) as usize, at - first.0);
+            active.on_append(active.size, header, interval);
+        }
+        Ok(())
+    }
+
+    /// Restores the state before a failed append: removes segments it created and cuts the
+    /// active segment back. Failing that, the log is poisoned by the caller.
+    fn undo_append(&mut self, undo: &Undo) -> Result<()> {
+        while self.segments.len() > undo.segments {
+            let segment = self.segments.pop_back().expect("more segments than before");
+            self.remove_segment_files(&segment)?;
+        }
+        self.disk.sync_dir(&self.dir).map_err(io_error("fsync dir", &self.dir))?;
+        let active = self.active_mut();
+        active.size = undo.size;
+        active.next = undo.next;
+        active.max_timestamp = undo.max_timestamp;
+        active.bytes_since_index = undo.bytes_since_index;
+        active.index.truncate_to_position(
+            active.index.entries().get(undo.index_len).map_or(u32::MAX, |e| e.position),
+        );
+        active.index_written = active.index_written.min(active.index.len());
+        active
+            .data
+            .set_len(u64::from(undo.size))
+            .map_err(io_error("truncate", &active.data_path))?;
+        // A roll during the failed append fsynced bytes past `size`: make the cut durable too.
+        active.data.sync_data().map_err(io_error("fsync", &active.data_path))?;
+        self.durable = undo.next;
+        self.unflushed_bytes = 0;
+        self.unflushed_since_ms = None;
+        self.sync_checkpoint()
+    }
+
+    /// Seals the active segment (data and index fsynced) and starts a new one at the log end.
+    fn roll(&mut self) -> Result<()> {
+        let now_ms = self.clock.now_ms();
+        let active = self.active_mut();
+        active.data.sync_data().map_err(io_error("fsync", &active.data_path))?;
+        active.seal_index();
+        active.write_index()?;
+        active.index_file.sync_data().map_err(io_error("fsync", &active.index_path))?;
+        let base = active.next;
+        let segment = self.create_segment(base, now_ms)?;
+        self.segments.push_back(segment);
+        self.durable = base;
+        self.unflushed_bytes = 0;
+        self.unflushed_since_ms = None;
+        self.index_unsynced_bytes = 0;
+        self.write_checkpoint()
+    }
+
+    /// Creates the files of a new, empty segment and makes their names durable.
+    pub(crate) fn create_segment(&self, base: Offset, now_ms: i64) -> Result<Segment<D::File>> {
+        let data_path = child(&self.dir, &segment::file_name(base, DATA_SUFFIX));
+        let index_path = child(&self.dir, &segment::file_name(base, INDEX_SUFFIX));
+        let data = self.disk.create(&data_path).map_err(write_error("create", &data_path))?;
+        let index = self.disk.create(&index_path).map_err(write_error("create", &index_path))?;
+        self.disk.sync_dir(&self.dir).map_err(io_error("fsync dir", &self.dir))?;
+        Ok(Segment::new(&self.dir, base, data, index, now_ms))
+    }
+
+    fn remove_segment_files(&self, segment: &Segment<D::File>) -> Result<()> {
+        for path in [&segment.data_path, &segment.index_path] {
+            self.disk.remove_file(path).map_err(io_error("remove", path))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn write_checkpoint(&mut self) -> Result<()> {
+        let active = self.active();
+        let point = RecoveryPoint {
+            segment_base: active.base,
+            position: u64::from(active.size),
+            next_offset: active.next,
+        };
+        debug_assert!(self.durable == point.next_offset, "checkpoint claims only durable data");
+        let path = child(&self.dir, crate::checkpoint::FILE_NAME);
+        self.checkpoint.write(point).map_err(io_error("write", &path))
+    }
+
+    /// Writes a checkpoint for the current state and fsyncs it: for changes that make an older
+    /// checkpoint wrong (cuts), not only stale.
+    fn sync_checkpoint(&mut self) -> Result<()> {
+        self.write_checkpoint()?;
+        let path = child(&self.dir, crate::checkpoint::FILE_NAME);
+        self.checkpoint.sync().map_err(io_error("fsync", &path))
+    }
+
+    /// Whether the flush policy asks for a flush now; `always` forces yes when data is pending.
+    fn flush_due(&self, always: bool) -> bool {
+        if self.unflushed_bytes == 0 {
+            return false;
+        }
+        match self.config.flush {
+            FlushPolicy::Manual => always,
+            FlushPolicy::EveryAppend => true,
+            FlushPolicy::Interval { ms, bytes } => {
+                let now_ms = self.clock.now_ms();
+                let since_ms = self.unflushed_since_ms.unwrap_or(now_ms);
+                always
+                    || self.unflushed_bytes >= bytes
+                    // A clock that jumped backwards counts as due rather than postponing forever.
+                    || now_ms < since_ms
+                    || (now_ms - since_ms) as u64 >= ms
+            }
+        }
+    }
+
+    /// Flushes if the policy's interval or byte threshold has passed; call from a timer.
+    ///
+    /// # Errors
+    /// As [`Log::flush`].
+    pub fn flush_if_due(&mut self) -> Result<Offset> {
+        if self.flush_due(false) {
+            self.flush()?;
+        }
+        Ok(self.durable)
+    }
+
+    /// Makes every appended batch durable with one `fdatasync` of the active segment (earlier
+    /// segments were synced when they were rolled); returns the durable offset.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the fsync fails: the log is poisoned (the page cache may have dropped the
+    /// unwritten pages, so retrying could report data durable that is not).
+    pub fn flush(&mut self) -> Result<Offset> {
+        self.guarded(|log| {
+            if log.durable == log.next_offset() {
+                return Ok(log.durable);
+            }
+            let active = log.active_mut();
+            let index_before = active.index_written;
+            match active.write_index() {
+                // The index is a hint: on a full disk, keep the entries in memory and go on.
+                Err(Error::NoSpace { .. }) => {}
+                other => other?,
+            }
+            let index_bytes = (active.index_written - index_before) * crate::index::ENTRY_BYTES;
+            active.data.sync_data().map_err(io_error("fsync", &active.data_path))?;
+            log.durable = log.next_offset();
+            log.unflushed_bytes = 0;
+            log.unflushed_since_ms = None;
+            log.index_unsynced_bytes += index_bytes as u64;
+            if log.index_unsynced_bytes >= log.config.index_sync_bytes {
+                let active = log.active();
+                active.index_file.sync_data().map_err(io_error("fsync", &active.index_path))?;
+                log.index_unsynced_bytes = 0;
+            }
+            log.write_checkpoint()?;
+            Ok(log.durable)
+        })
+    }
+
+    /// Flushes everything and records a checkpoint covering the whole log, so the next open
+    /// walks nothing.
+    ///
+    /// # Errors
+    /// As [`Log::flush`].
+    pub fn close(mut self) -> Result<()> {
+        self.flush()?;
+        self.guarded(|log| {
+            let active = log.active_mut();
+            active.seal_index();
+            active.write_index()?;
+            active.index_file.sync_data().map_err(io_error("fsync", &active.index_path))?;
+            log.sync_checkpoint()
+        })
+    }
+
+    /// Index of the segment holding `offset` (`start <= offset < next`).
+    fn segment_of(&self, offset: Offset) -> usize {
+        self.segments.partition_point(|s| s.base <= offset).saturating_sub(1)
+    }
+
+    fn check_range(&self, offset: Offset) -> Result<()> {
+        let (start, end) = (self.start_offset(), self.next_offset());
+        if offset < start || offset > end {
+            return Err(Error::OffsetOutOfRange { offset, start, end });
+        }
+        Ok(())
+    }
+
+    /// Finds the whole batches from the one containing `from` onward, at most `bytes_max` bytes
+    /// (but at least one batch, as Kafka fetch requires) and ending at or before `upto` (the high
+    /// watermark, or [`Log::next_offset`]). Nothing is read but batch headers.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] if `from` is outside `[start, next]`; [`Error::Corruption`] if
+    /// the headers walked are damaged; [`Error::Io`].
+    pub fn read(&self, from: Offset, bytes_max: u32, upto: Offset) -> Result<Read<D::File>> {
+        self.check_range(from)?;
+        let upto = upto.min(self.next_offset());
+        let mut read = Read { ranges: Vec::new(), next_offset: from, bytes: 0 };
+        let mut budget = bytes_max.min(READ_BYTES_MAX);
+        if from >= upto {
+            return Ok(read);
+        }
+        for segment in self.segments.range(self.segment_of(from)..) {
+            let (start, start_offset) = if read.ranges.is_empty() {
+                let (position, header) = segment.locate(from, &self.epochs)?;
+                (position, header.base_offset)
+            } else {
+                (0, segment.base)
+            };
+            if start_offset >= upto {
+                break;
+            }
+            let first = read.ranges.is_empty();
+            let (end, next) =
+                segment.boundary(start, start_offset, budget, upto, first, &self.epochs)?;
+            if end == start {
+                break;
+            }
+            let len = end - start;
+            read.ranges.push(FileRange {
+                file: Arc::clone(&segment.data),
+                segment_base: segment.base,
+                position: u64::from(start),
+                len,
+            });
+            read.bytes += u64::from(len);
+            read.next_offset = next;
+            budget = budget.saturating_sub(len);
+            if budget == 0
+                || next >= upto
+                || end < segment.size
+                || read.ranges.len() == READ_RANGES_MAX
+            {
+                break;
+            }
+        }
+        Ok(read)
+    }
+
+    /// [`Log::read`], then copies the batches into `out` (appending) and verifies each one:
+    /// CRC, offset continuity and leader epoch. Damaged data is never returned as data.
+    /// Returns the offset after the last batch copied.
+    ///
+    /// # Errors
+    /// As [`Log::read`]; [`Error::Corruption`] if any copied batch fails verification (`out` is
+    /// then restored to its length before the call).
+    pub fn read_copy(
+        &self,
+        from: Offset,
+        bytes_max: u32,
+        upto: Offset,
+        out: &mut Vec<u8>,
+    ) -> Result<Offset> {
+        let read = self.read(from, bytes_max, upto)?;
+        let out_start = out.len();
+        let result = self.copy_verified(&read, out);
+        if result.is_err() {
+            out.truncate(out_start);
+        }
+        result.map(|()| read.next_offset)
+    }
+
+    fn copy_verified(&self, read: &Read<D::File>, out: &mut Vec<u8>) -> Result<()> {
+        let mut expected = None;
+        for range in &read.ranges {
+            let path = child(&self.dir, &segment::file_name(range.segment_base, DATA_SUFFIX));
+            let start = out.len();
+            out.resize(start + range.len as usize, 0);
+            let got = range
+                .file
+                .read_at(&mut out[start..], range.position)
+                .map_err(io_error("read", &path))?;
+            if got != range.len as usize {
+                let error =
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "segment shrank during read");
+                return Err(io_error("read", &path)(error));
+            }
+            let mut at = start;
+            while at < out.len() {
+                let position = range.position + (at - start) as u64;
+                let corruption =
+                    |reason: String| Error::Corruption { path: path.clone(), position, reason };
+                let (batch, _) = RecordBatch::validate_prefix(&out[at..], BATCH_BYTES_MAX)
+                    .map_err(|e| corruption(e.to_string()))?;
+                let header = batch.header();
+                if expected.is_some_and(|expected| header.base_offset != expected) {
+                    return Err(corruption(format!(
+                        "batch offset {} where {expected:?} was expected",
+                        header.base_offset
+                    )));
+                }
+                if self.epochs.epoch_at(header.base_offset) != Some(header.partition_leader_epoch) {
+                    return Err(corruption(format!(
+                        "batch epoch {} disagrees with the epoch history",
+                        header.partition_leader_epoch
+                    )));
+                }
+                expected = Some(header.next_offset());
+                at += batch.as_bytes().len();
+            }
+        }
+        Ok(())
+    }
+
+    /// The base offset of the first batch holding a record with timestamp `>= timestamp`
+    /// (Kafka ListOffsets by time, to batch precision), or `None` if there is none.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] or [`Error::Io`] from the header walk.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<Offset>> {
+        for segment in &self.segments {
+            if segment.max_timestamp >= timestamp {
+                return segment.find_timestamp(timestamp, &self.epochs);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every batch at or after `at` (a Raft log conflict), durably. `at` must be a batch
+    /// boundary and not below `bound` (the commit index: committed data is never truncated).
+    ///
+    /// # Errors
+    /// [`Error::BeyondBound`], [`Error::OffsetOutOfRange`], [`Error::NotBatchBoundary`];
+    /// [`Error::Io`] (poisons).
+    pub fn truncate_suffix(&mut self, at: Offset, bound: Offset) -> Result<()> {
+        self.check_writable()?;
+        if at < bound {
+            return Err(Error::BeyondBound { op: "truncate_suffix", offset: at, bound });
+        }
+        self.check_range(at)?;
+        if at == self.next_offset() {
+            return Ok(());
+        }
+        let index = self.segment_of(at);
+        let position = if at == self.segments[index].base {
+            0
+        } else {
+            let (position, header) = self.segments[index].locate(at, &self.epochs)?;
+            if header.base_offset != at {
+                return Err(Error::NotBatchBoundary { offset: at });
+            }
+            position
+        };
+        self.guarded(|log| {
+            while log.segments.len() > index + 1 {
+                let segment = log.segments.pop_back().expect("more segments than index + 1");
+                log.remove_segment_files(&segment)?;
+            }
+            log.disk.sync_dir(&log.dir).map_err(io_error("fsync dir", &log.dir))?;
+            let interval = log.config.index_interval_bytes;
+            let epochs = &log.epochs;
+            let active = log.segments.back_mut().expect("a log has at least one segment");
+            active
+                .data
+                .set_len(u64::from(position))
+                .map_err(io_error("truncate", &active.data_path))?;
+            active.data.sync_data().map_err(io_error("fsync", &active.data_path))?;
+            active.index.truncate_to_position(position);
+            active.replay(position, epochs, interval)?;
+            active.rewrite_index()?;
+            // Stale entries past the cut must not survive a crash to mislead the next open.
+            active.index_file.sync_data().map_err(io_error("fsync", &active.index_path))?;
+            if log.epochs.truncate_from(at) {
+                log.epochs.persist(&log.disk, &log.dir)?;
+            }
+            log.durable = at;
+            log.unflushed_bytes = 0;
+            log.unflushed_since_ms = None;
+            // An older checkpoint may vouch for positions whose bytes were just cut and will be
+            // rewritten differently: replace it durably.
+            log.sync_checkpoint()
+        })
+    }
+
+    /// Deletes the oldest segments that end at or before `upto` (never the active segment);
+    /// returns the new start offset. `upto` may not pass `bound` (what must be kept, e.g. the
+    /// oldest offset a Raft snapshot does not cover).
+    ///
+    /// # Errors
+    /// [`Error::BeyondBound`]; [`Error::Io`] (poisons).
+    pub fn delete_prefix(&mut self, upto: Offset, bound: Offset) -> Result<Offset> {
+        if upto > bound {
+            return Err(Error::BeyondBound { op: "delete_prefix", offset: upto, bound });
+        }
+        let count = self
+            .segments
+            .iter()
+            .take(self.segments.len() - 1)
+            .take_while(|s| s.next <= upto)
+            .count();
+        self.delete_oldest(count)?;
+        Ok(self.start_offset())
+    }
+
+    /// Applies `retention.ms` and `retention.bytes` to whole segments, oldest first, never the
+    /// active segment and never one ending after `bound`. Returns the number deleted.
+    ///
+    /// # Errors
+    /// [`Error::Io`] (poisons).
+    pub fn apply_retention(&mut self, retention: Retention, bound: Offset) -> Result<usize> {
+        let now_ms = self.clock.now_ms();
+        let mut remaining = self.size_bytes();
+        let mut count = 0;
+        for segment in self.segments.iter().take(self.segments.len() - 1) {
+            let expired =
+                retention.ms.is_some_and(|ms| segment.max_timestamp < now_ms.saturating_sub(ms));
+            let oversized =
+                retention.bytes.is_some_and(|bytes| remaining - u64::from(segment.size) >= bytes);
+            if segment.next > bound || !(expired || oversized) {
+                break;
+            }
+            remaining -= u64::from(segment.size);
+            count += 1;
+        }
+        self.delete_oldest(count)?;
+        Ok(count)
+    }
+
+    fn delete_oldest(&mut self, count: usize) -> Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        debug_assert!(count < self.segments.len(), "the active segment is never deleted");
+        // The durable checkpoint must not point at a segment about to go, or the next open would
+        // not find it and walk the whole log. After a flush the last checkpoint written describes
+        // the active segment; sync it.
+        self.flush()?;
+        self.guarded(|log| {
+            log.sync_checkpoint()?;
+            // Oldest first, so a crash midway leaves a contiguous log.
+            for _ in 0..count {
+                let segment = log.segments.pop_front().expect("count < segments");
+                log.remove_segment_files(&segment)?;
+            }
+            log.disk.sync_dir(&log.dir).map_err(io_error("fsync dir", &log.dir))
+        })
+    }
+
+    /// Reads and verifies every batch of the log (a scrub); the first damage is an error.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] or [`Error::Io`].
+    pub fn verify(&self) -> Result<()> {
+        for segment in &self.segments {
+            let mut walk = segment
+                .walk(0, segment.base, &self.epochs)
+                .verifying(cairn_types::limits::SCAN_BUFFER_BYTES);
+            while walk.next_header()?.is_some() {}
+        }
+        Ok(())
+    }
+}
+
+/// Maps a write error: a full disk is retriable, everything else is fatal.
+pub(crate) fn write_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| {
+        if source.raw_os_error() == Some(ENOSPC) {
+            Error::NoSpace { path }
+        } else {
+            Error::Io { op, path, source }
+        }
+    }
+}
+
+/// Turns an IO error that is a full disk into [`Error::NoSpace`].
+fn no_space_or_io(error: Error) -> Error {
+    match error {
+        Error::Io { path, source, .. } if source.raw_os_error() == Some(ENOSPC) => {
+            Error::NoSpace { path }
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,58 @@
+//! Every bound of the system, in one place (TigerBeetle's rule: a limit on everything).
+//!
+//! A `*_max` is a hard ceiling that configuration cannot raise; a `*_DEFAULT` is what a node uses
+//! when nothing is configured. Relationships between limits are checked at compile time below.
+
+/// Largest Kafka RecordBatch accepted anywhere (produce, replication, disk). A batch over this is
+/// rejected as invalid input before anything is allocated for it.
+pub const BATCH_BYTES_MAX: u32 = 64 * 1024 * 1024;
+
+/// Largest request frame a connection may announce (Kafka's `socket.request.max.bytes`).
+pub const FRAME_BYTES_MAX: u32 = 100 * 1024 * 1024;
+
+/// Largest buffer of concatenated batches that one `append` call may carry.
+pub const APPEND_BYTES_MAX: usize = FRAME_BYTES_MAX as usize;
+
+/// Largest segment data file. Positions inside a segment are stored as `u32` in the offset index,
+/// and Kafka's `segment.bytes` is an `i32`.
+pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+
+/// Smallest configurable segment; small segments are useful in tests, useless in production.
+pub const SEGMENT_BYTES_MIN: u64 = 1024;
+
+/// Segment size used when the topic does not set `segment.bytes` (Kafka's default).
+pub const SEGMENT_BYTES_DEFAULT: u64 = 1024 * 1024 * 1024;
+
+/// Bytes of log data between two sparse index entries (Kafka's `index.interval.bytes`).
+pub const INDEX_INTERVAL_BYTES_DEFAULT: u32 = 4096;
+
+/// Records one segment may hold: offsets inside a segment are stored relative to its base as `u32`.
+pub const SEGMENT_RECORDS_MAX: u64 = u32::MAX as u64;
+
+/// Largest number of bytes one read may return (Kafka's `fetch.max.bytes` ceiling).
+pub const READ_BYTES_MAX: u32 = 64 * 1024 * 1024;
+
+/// Largest number of file ranges one read returns; a read stops early rather than exceed it.
+pub const READ_RANGES_MAX: usize = 64;
+
+/// Buffer used to walk batch headers during recovery, index rebuilds and lookups.
+pub const SCAN_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// Bytes of unsynced index entries after which the index files are fsynced, bounding how much of
+/// the log a reopen after a crash must walk to catch the indexes up.
+pub const INDEX_SYNC_BYTES_DEFAULT: u64 = 16 * 1024 * 1024;
+
+/// Smallest possible encoded record (length, attributes, timestamp delta, offset delta, key length,
+/// value length and header count, each one byte). Bounds the record count an uncompressed batch
+/// may claim.
+pub const RECORD_BYTES_MIN: u32 = 7;
+
+/// Headers one record may carry.
+pub const RECORD_HEADERS_MAX: u32 = 1024 * 1024;
+
+const _: () = assert!(BATCH_BYTES_MAX as u64 <= SEGMENT_BYTES_MAX);
+const _: () = assert!(BATCH_BYTES_MAX <= FRAME_BYTES_MAX);
+const _: () = assert!(READ_BYTES_MAX as u64 <= SEGMENT_BYTES_MAX);
+const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_DEFAULT);
+const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
+const _: () = assert!(SCAN_BUFFER_BYTES >= 2 * crate::batch::HEADER_BYTES);

@@ -1,0 +1,22 @@
+//! cairn's project automation, run as `cargo xtask <task>` (see `main.rs` for the task list).
+//!
+//! Scripts live here, in Rust, rather than in shell (STYLE.md rule 11): [`ci`] is the project's
+//! whole test command and [`tidy`] holds the project rules that rustc and clippy cannot see.
+
+use std::path::{Path, PathBuf};
+
+pub mod ci;
+pub mod tidy;
+
+/// The workspace root: the directory holding the root `Cargo.toml`, `crates/` and `xtask/`.
+///
+/// # Panics
+///
+/// Never: `CARGO_MANIFEST_DIR` is the absolute path of `xtask/`, which always has a parent.
+#[must_use]
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("CARGO_MANIFEST_DIR is the absolute path of xtask/, so it has a parent")
+        .to_path_buf()
+}

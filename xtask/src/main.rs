@@ -1,0 +1,51 @@
+//! `cargo xtask <task>`: the entry point of cairn's project automation (the tasks live in the
+//! `xtask` library: `ci.rs`, `tidy.rs`).
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  ci      the project's whole test command: fmt, clippy, tests, doctests (stops at the first failure)
+  tidy    only the tidy checks: `//!` file docs, forbidden markers, dependency layering, manifests,
+          ARCHITECTURE.md codemap (also run as the test `tidy::tests::workspace_is_tidy`)
+  help    print this message
+";
+
+/// Runs the task and reports its failure itself, as one `error:` line plus its causes, without
+/// the backtrace anyhow would print from `main` when `RUST_BACKTRACE` is set: a failed check is
+/// the expected outcome of this tool, not a bug in it.
+#[expect(clippy::print_stderr, reason = "a command-line tool reports its failure on stderr")]
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((task, rest)) = args.split_first() else {
+        print!("{USAGE}");
+        return Ok(());
+    };
+    if task == "help" || task == "--help" || task == "-h" {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    if !rest.is_empty() {
+        bail!("`cargo xtask {task}` takes no arguments, got `{}`\n\n{USAGE}", rest.join(" "));
+    }
+    let root = xtask::workspace_root();
+    match task.as_str() {
+        "ci" => xtask::ci::run(&root),
+        "tidy" => xtask::tidy::check(&root),
+        other => bail!("unknown task `{other}`\n\n{USAGE}"),
+    }
+}
