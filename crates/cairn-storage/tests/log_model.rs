@@ -13,13 +13,33 @@
 use std::sync::Arc;
 
 use cairn_storage::sim::SimDisk;
-use cairn_storage::{FlushPolicy, Log, LogConfig, ManualClock};
+use cairn_storage::{Disk, FlushPolicy, Log, LogConfig, ManualClock, RealDisk};
 use cairn_types::batch::{BatchBuilder, Batches, RecordBatch};
 use cairn_types::limits::BATCH_BYTES_MAX;
 use cairn_types::{LeaderEpoch, Offset};
 use proptest::prelude::*;
 
-const DIR: &str = "/data/topic-0";
+/// How a disk crashes.
+trait Crash: Disk + Clone {
+    /// Crashes after the log was dropped without closing; returns whether unsynced data may be
+    /// lost (power loss) rather than kept by the OS (process crash).
+    fn crash(&self, tear: bool) -> bool;
+}
+
+impl Crash for SimDisk {
+    fn crash(&self, tear: bool) -> bool {
+        self.set_tear_on_crash(tear);
+        SimDisk::crash(self);
+        true
+    }
+}
+
+impl Crash for RealDisk {
+    /// A process crash: the page cache keeps every write.
+    fn crash(&self, _tear: bool) -> bool {
+        false
+    }
+}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -112,23 +132,47 @@ impl Model {
     }
 }
 
-struct Harness {
-    disk: SimDisk,
+struct Harness<D: Crash> {
+    disk: D,
+    dir: std::path::PathBuf,
     clock: ManualClock,
     config: LogConfig,
-    log: Option<Log<SimDisk>>,
+    log: Option<Log<D>>,
     model: Model,
 }
 
-impl Harness {
-    fn log(&mut self) -> &mut Log<SimDisk> {
+impl<D: Crash> Harness<D> {
+    fn new(disk: D, dir: std::path::PathBuf, config: LogConfig) -> Harness<D> {
+        let mut harness = Harness {
+            disk,
+            dir,
+            clock: ManualClock::new(1_700_000_000_000),
+            config,
+            log: None,
+            model: Model {
+                start: Offset(0),
+                next: Offset(0),
+                batches: Vec::new(),
+                epoch: LeaderEpoch(1),
+                timestamp: 1_700_000_000_000,
+            },
+        };
+        harness.open();
+        harness
+    }
+
+    fn log(&mut self) -> &mut Log<D> {
         self.log.as_mut().expect("log is open between steps")
     }
 
     fn open(&mut self) {
-        let log =
-            Log::open(self.disk.clone(), DIR, self.config.clone(), Arc::new(self.clock.clone()))
-                .expect("recovery succeeds after crashes without corruption");
+        let log = Log::open(
+            self.disk.clone(),
+            &self.dir,
+            self.config.clone(),
+            Arc::new(self.clock.clone()),
+        )
+        .expect("recovery succeeds after crashes without corruption");
         self.log = Some(log);
     }
 
@@ -173,10 +217,12 @@ impl Harness {
     fn crash(&mut self, tear: bool) {
         let durable = self.log().durable_offset();
         drop(self.log.take());
-        self.disk.set_tear_on_crash(tear);
-        self.disk.crash();
+        let power_loss = self.disk.crash(tear);
         self.open();
         let next = self.log().next_offset();
+        if !power_loss {
+            assert_eq!(next, self.model.next, "a process crash loses nothing the OS has");
+        }
         assert!(next >= durable, "durable offset {durable} reported, only {next} survived");
         let kept = self.model.batches.iter().take_while(|b| b.next <= next).count();
         if kept < self.model.batches.len() || next != self.model.next {
@@ -299,16 +345,20 @@ impl Harness {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
+    /// Power loss on the simulated disk.
     #[test]
     fn log_matches_model(seed: u64, config in config(), ops in proptest::collection::vec(op(), 1..60)) {
-        let mut harness = Harness {
-            disk: SimDisk::new(seed),
-            clock: ManualClock::new(1_700_000_000_000),
-            config,
-            log: None,
-            model: Model { start: Offset(0), next: Offset(0), batches: Vec::new(), epoch: LeaderEpoch(1), timestamp: 1_700_000_000_000 },
-        };
-        harness.open();
+        let mut harness = Harness::new(SimDisk::new(seed), "/data/topic-0".into(), config);
+        for op in &ops {
+            harness.step(op);
+        }
+    }
+
+    /// Process crashes on the real file system.
+    #[test]
+    fn log_matches_model_on_real_disk(config in config(), ops in proptest::collection::vec(op(), 1..40)) {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut harness = Harness::new(RealDisk, temp.path().join("topic-0"), config);
         for op in &ops {
             harness.step(op);
         }
