@@ -3,7 +3,7 @@
 //! disk measured in the same run.
 //!
 //! ```text
-//! cargo bench -p cairn-storage --bench log                        # full run, a few minutes
+//! cargo bench -p cairn-storage --bench log                        # full run, 1-2 minutes
 //! CAIRN_BENCH_QUICK=1 cargo bench -p cairn-storage --bench log    # smoke run, seconds
 //! ```
 //!
@@ -15,20 +15,32 @@
 //! - `CAIRN_BENCH_QUICK=1`: small sizes everywhere, to check that the program runs.
 //! - `CAIRN_BENCH_CASE_SECS`: safety cap on one write case (default 120); a capped case reports
 //!   the bytes it did write.
+//! - `CAIRN_BENCH_WARM_UP=0`: do not write and delete a scratch file before each write case
+//!   (see `warm_page_cache`: on VMs that hand free pages back to the host, writing into cold
+//!   page-cache pages costs more than the disk).
 //!
-//! What is measured (MB/s and GB/s are decimal, 10^6 and 10^9 bytes per second):
-//! 1. `raw`: `std::fs` writes to a fresh file, the baselines.
+//! What is measured (MB/s and GB/s are decimal, 10^6 and 10^9 bytes per second), in one group
+//! per write size W of 16 KiB, 64 KiB, 256 KiB and 1 MiB. Each group measures its raw baselines
+//! right before its append cases, so that both see the disk and the page cache in the same state
+//! (virtual disks often burst above their sustained bandwidth for a while; baselines from
+//! minutes earlier would compare different states of the device). Results and their analysis:
+//! `docs/benchmarks.md`.
+//! 1. `raw`: `std::fs` writes of 1 GiB to a fresh file, the baselines.
 //!    - `raw single-sync`: 1 MiB `pwrite`s, one `fdatasync` at the end (timed). The disk's
-//!      sequential write bandwidth: the target "append >= 70% of raw" is measured against it.
+//!      sequential write bandwidth, against which "append >= 70% of raw" is judged.
 //!    - `raw sync-every W`: `pwrite` of W bytes then `fdatasync`, repeated: the best a log can do
 //!      if it must be durable after every W-byte write (the same sync cadence as
 //!      `FlushPolicy::EveryAppend` with W-byte appends).
-//!    - `fdatasync latency`: 4 KiB `pwrite` + `fdatasync`, p50/p99 over 1000 rounds.
-//! 2. `append`: [`Log::append`] of buffers of W bytes (16-record batches of 1 KiB records built
-//!    with [`BatchBuilder`]), with `EveryAppend` (one `fdatasync` per append: the group commit
-//!    of one buffer) and `Interval { ms: 2, bytes: 4 MiB }` (group commit across appends), up to
-//!    the final `flush`. Segments of 256 MiB, so rolls (and their fsyncs) are included.
-//! 3. `read`: the whole 1 GiB log written by the last append case, from the page cache, twice
+//!    - `fdatasync latency` (once, before the groups): 4 KiB `pwrite` + `fdatasync` appended to
+//!      a fresh file, p50/p99 over 1000 rounds.
+//! 2. `append`: [`Log::append`] of 1 GiB in buffers of W bytes (16-record batches of 1 KiB
+//!    records built with [`BatchBuilder`]; the same buffer is appended again and again, the log
+//!    rewrites its offsets in place), with `EveryAppend` (one `fdatasync` per append: the group
+//!    commit of one buffer) and `Interval { ms: 2, bytes: 4 MiB }` (group commit across
+//!    appends), up to the final `flush`. Segments of 256 MiB, so rolls (and their fsyncs) are
+//!    included. Reported: MB/s, records/s, the number of commits (appends after which the
+//!    durable offset moved), and the ratios to both raw baselines of the group.
+//! 3. `read`: the whole log written by the last append case (1 MiB, interval), from the page cache, twice
 //!    (the second, warm pass is reported): [`Log::read_copy`] (copy + CRC and offset checks) in
 //!    1 MiB steps, and [`Log::read`] (header lookup only) plus a `pread` of each range without
 //!    verification, the path a `sendfile` would take.
@@ -41,7 +53,8 @@ use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_storage::{DiskFile, FlushPolicy, Log, LogConfig, RealDisk, SystemClock};
@@ -71,6 +84,14 @@ const OPENS: usize = 5;
 const CRASH_TAILS_BYTES: [usize; 2] = [4 * MIB, 64 * MIB];
 /// The flush policy that commits groups across appends.
 const INTERVAL_POLICY: FlushPolicy = FlushPolicy::Interval { ms: 2, bytes: 4 * MIB as u64 };
+/// The append cases of each group: one fsync per append, group commit across appends on the
+/// appending thread, and group commit by a flusher thread (`Manual` policy, `begin_flush` /
+/// `complete_flush` back to back) so that fsyncs overlap the appends.
+const POLICIES: [(&str, FlushPolicy); 3] = [
+    ("every-append", FlushPolicy::EveryAppend),
+    ("interval", INTERVAL_POLICY),
+    ("pipelined", FlushPolicy::Manual),
+];
 const EPOCH: LeaderEpoch = LeaderEpoch(1);
 
 /// Run parameters, from the environment.
@@ -86,6 +107,8 @@ struct Settings {
     sync_rounds: usize,
     /// Safety cap on one write case.
     case_time_max: Duration,
+    /// Whether each timed write case is preceded by [`warm_page_cache`].
+    warm_up: bool,
 }
 
 impl Settings {
@@ -113,6 +136,7 @@ impl Settings {
             reopen_bytes: (gib * GIB as f64) as u64,
             sync_rounds: if quick { 200 } else { 1000 },
             case_time_max: Duration::from_secs(case_secs),
+            warm_up: std::env::var("CAIRN_BENCH_WARM_UP").map_or(true, |v| v != "0"),
         })
     }
 }
@@ -141,9 +165,8 @@ fn main() -> BenchResult<()> {
     let _scratch = Scratch(settings.dir.clone());
     let mut report = Report::default();
     machine_facts(&settings, &mut report)?;
-    let raw = raw_writes(&settings, &mut report)?;
     fdatasync_latency(&settings, &mut report)?;
-    let read_log = appends(&settings, &raw, &mut report)?;
+    let read_log = write_groups(&settings, &mut report)?;
     reads(&read_log, &mut report)?;
     fs::remove_dir_all(&read_log)?;
     reopen(&settings, &mut report)?;
@@ -152,55 +175,163 @@ fn main() -> BenchResult<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Raw baselines.
+// Raw baselines and appends, one group per write size W.
 
-/// Raw bandwidths in MB/s: the single-sync one and one per sync cadence of [`WRITE_SIZES_BYTES`].
-struct Raw {
-    single_mb_s: f64,
-    sync_every_mb_s: [f64; WRITE_SIZES_BYTES.len()],
-}
+/// Runs, for each W of [`WRITE_SIZES_BYTES`], the raw baselines and then the two append cases,
+/// so that each append is compared with baselines measured next to it: the virtual disk this
+/// was written on bursts well above its sustained bandwidth for a few seconds, and baselines
+/// taken minutes earlier would compare different states of the device. Returns the directory of
+/// the last append log, kept for the read measurement.
+fn write_groups(settings: &Settings, report: &mut Report) -> BenchResult<PathBuf> {
+    let batch = batch()?;
+    let segment_bytes = SEGMENT_BYTES.min(settings.write_bytes / 4).max(SEGMENT_BYTES_MIN);
+    let mut kept = None;
+    for write_bytes in WRITE_SIZES_BYTES {
+        let group = size_name(write_bytes);
+        progress(&format!("{group}: raw single-sync"));
+        warm_page_cache(settings)?;
+        let run = raw_write(settings, "raw-single", MIB, false)?;
+        let raw_single_mb_s = mb_per_s(run.bytes, run.elapsed);
+        report.raw_row(&group, "single-sync", MIB, "once at the end", &run);
+        progress(&format!("{group}: raw sync-every"));
+        warm_page_cache(settings)?;
+        let run = raw_write(settings, "raw-sync-every", write_bytes, true)?;
+        let raw_same_cadence_mb_s = mb_per_s(run.bytes, run.elapsed);
+        report.raw_row(&group, "sync-every", write_bytes, "after every write", &run);
 
-fn raw_writes(settings: &Settings, report: &mut Report) -> BenchResult<Raw> {
-    progress("raw writes");
-    let (bytes, elapsed) = raw_write(settings, "raw-single", MIB, false)?;
-    let single_mb_s = mb_per_s(bytes, elapsed);
-    report.raw_row("single-sync", MIB, "once at the end", bytes, elapsed);
-    let mut sync_every_mb_s = [0.0; WRITE_SIZES_BYTES.len()];
-    for (i, &write_bytes) in WRITE_SIZES_BYTES.iter().enumerate() {
-        let (bytes, elapsed) = raw_write(settings, "raw-sync-every", write_bytes, true)?;
-        sync_every_mb_s[i] = mb_per_s(bytes, elapsed);
-        report.raw_row("sync-every", write_bytes, "after every write", bytes, elapsed);
+        let mut buffer = append_buffer(&batch, write_bytes);
+        for (policy_name, policy) in POLICIES {
+            progress(&format!("{group}: append {policy_name}"));
+            let dir = settings.dir.join(format!("append-{policy_name}-{write_bytes}"));
+            let config = LogConfig { segment_bytes, flush: policy, ..LogConfig::default() };
+            warm_page_cache(settings)?;
+            let run = append_run(settings, &dir, config, &mut buffer)?;
+            let records = run.appends * (buffer.len() / batch.len() * BATCH_RECORDS) as u64;
+            report.append_row(AppendRow {
+                policy: policy_name,
+                write_bytes,
+                buffer_bytes: buffer.len(),
+                run,
+                records,
+                raw_same_cadence_mb_s,
+                raw_single_mb_s,
+            });
+            if let Some(previous) = kept.replace(dir) {
+                fs::remove_dir_all(previous)?;
+            }
+        }
     }
-    Ok(Raw { single_mb_s, sync_every_mb_s })
+    kept.ok_or_else(|| "no append case ran".into())
 }
 
-/// Writes `settings.write_bytes` to a fresh file in `write_bytes` pieces; returns the bytes
-/// written and the time until they were durable.
+/// What one raw write case did.
+struct RawRun {
+    bytes: u64,
+    /// Until the last byte was durable.
+    elapsed: Duration,
+    /// Part of `elapsed` spent inside `fdatasync`.
+    sync_elapsed: Duration,
+    cpu: CpuTime,
+}
+
+/// Writes `settings.write_bytes` to a fresh file in `write_bytes` pieces, timed until they are
+/// durable.
 fn raw_write(
     settings: &Settings,
     name: &str,
     write_bytes: usize,
     sync_every_write: bool,
-) -> BenchResult<(u64, Duration)> {
+) -> BenchResult<RawRun> {
     let path = settings.dir.join(name);
     let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
     let buffer = pattern(write_bytes);
+    let cpu_start = CpuTime::now();
     let start = Instant::now();
     let mut position = 0;
+    let mut sync_elapsed = Duration::ZERO;
     while position < settings.write_bytes && start.elapsed() < settings.case_time_max {
         file.write_all_at(&buffer, position)?;
         position += write_bytes as u64;
         if sync_every_write {
+            let sync_start = Instant::now();
             file.sync_data()?;
+            sync_elapsed += sync_start.elapsed();
         }
     }
     if !sync_every_write {
+        let sync_start = Instant::now();
         file.sync_data()?;
+        sync_elapsed += sync_start.elapsed();
     }
     let elapsed = start.elapsed();
+    let cpu = CpuTime::now().since(cpu_start);
     drop(file);
     fs::remove_file(&path)?;
-    Ok((position, elapsed))
+    Ok(RawRun { bytes: position, elapsed, sync_elapsed, cpu })
+}
+
+/// Writes `settings.write_bytes` to a scratch file without syncing and deletes it, so that the
+/// next case writes into page-cache pages the guest has just used.
+///
+/// Why: in a VM whose balloon driver reports free pages to the host (`page_reporting`), pages
+/// that stayed free for a couple of seconds are handed back, and writing into them again faults
+/// them in from the host. On the machine of `docs/benchmarks.md` that costs ~2 s per GiB
+/// written (the copy into the page cache runs at ~500 MB/s instead of ~4 GB/s), and whether a
+/// case pays it depends on what ran before it. Deleted before writeback starts, the scratch
+/// data never reaches the disk. `CAIRN_BENCH_WARM_UP=0` turns this off.
+fn warm_page_cache(settings: &Settings) -> BenchResult<()> {
+    if !settings.warm_up {
+        return Ok(());
+    }
+    let path = settings.dir.join("warm-up");
+    let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
+    let buffer = pattern(MIB);
+    let mut position = 0;
+    while position < settings.write_bytes {
+        file.write_all_at(&buffer, position)?;
+        position += buffer.len() as u64;
+    }
+    drop(file);
+    fs::remove_file(&path)?;
+    Ok(())
+}
+
+/// CPU time of this process, user and system, from `/proc/self/stat` (10 ms resolution). The
+/// system time of a write case is mostly copying into the page cache and allocating its pages;
+/// wall time minus CPU time is mostly waiting for `fdatasync`.
+#[derive(Clone, Copy, Default)]
+struct CpuTime {
+    user: Duration,
+    system: Duration,
+}
+
+impl std::fmt::Display for CpuTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2} / {:.2}", self.user.as_secs_f64(), self.system.as_secs_f64())
+    }
+}
+
+impl CpuTime {
+    /// Zero if `/proc/self/stat` cannot be read (not Linux): the columns then read 0.
+    fn now() -> CpuTime {
+        let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+        let fields: Vec<&str> =
+            stat.rfind(')').map_or("", |end| &stat[end + 1..]).split_whitespace().collect();
+        // Linux reports these in USER_HZ ticks, 100 per second on every architecture.
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        CpuTime {
+            user: Duration::from_millis(ticks(11) * 10),
+            system: Duration::from_millis(ticks(12) * 10),
+        }
+    }
+
+    fn since(self, start: CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user.saturating_sub(start.user),
+            system: self.system.saturating_sub(start.system),
+        }
+    }
 }
 
 fn fdatasync_latency(settings: &Settings, report: &mut Report) -> BenchResult<()> {
@@ -255,37 +386,6 @@ fn append_buffer(batch: &[u8], bytes_max: usize) -> Vec<u8> {
     batch.repeat((bytes_max / batch.len()).max(1))
 }
 
-fn appends(settings: &Settings, raw: &Raw, report: &mut Report) -> BenchResult<PathBuf> {
-    let batch = batch()?;
-    let segment_bytes = SEGMENT_BYTES.min(settings.write_bytes / 4).max(SEGMENT_BYTES_MIN);
-    let mut kept = None;
-    for (i, &write_bytes) in WRITE_SIZES_BYTES.iter().enumerate() {
-        let mut buffer = append_buffer(&batch, write_bytes);
-        for (policy_name, policy) in
-            [("every-append", FlushPolicy::EveryAppend), ("interval", INTERVAL_POLICY)]
-        {
-            progress(&format!("append {policy_name} {}", size_name(write_bytes)));
-            let dir = settings.dir.join(format!("append-{policy_name}-{write_bytes}"));
-            let config = LogConfig { segment_bytes, flush: policy, ..LogConfig::default() };
-            let run = append_run(settings, &dir, config, &mut buffer)?;
-            let records = run.appends * (buffer.len() / batch.len() * BATCH_RECORDS) as u64;
-            report.append_row(AppendRow {
-                policy: policy_name,
-                write_bytes,
-                buffer_bytes: buffer.len(),
-                run,
-                records,
-                raw_same_cadence_mb_s: raw.sync_every_mb_s[i],
-                raw_single_mb_s: raw.single_mb_s,
-            });
-            if let Some(previous) = kept.replace(dir) {
-                fs::remove_dir_all(previous)?;
-            }
-        }
-    }
-    kept.ok_or_else(|| "no append case ran".into())
-}
-
 /// What one append case did.
 struct AppendRun {
     bytes: u64,
@@ -294,6 +394,7 @@ struct AppendRun {
     /// and the final flush included).
     commits: u64,
     elapsed: Duration,
+    cpu: CpuTime,
 }
 
 /// Appends `buffer` until `settings.write_bytes` are written, then flushes (timed) and closes.
@@ -303,8 +404,18 @@ fn append_run(
     config: LogConfig,
     buffer: &mut [u8],
 ) -> BenchResult<AppendRun> {
+    if config.flush == FlushPolicy::Manual {
+        return pipelined_append_run(settings, dir, config, buffer);
+    }
     let mut log = Log::open(RealDisk, dir, config, Arc::new(SystemClock))?;
-    let mut run = AppendRun { bytes: 0, appends: 0, commits: 0, elapsed: Duration::ZERO };
+    let mut run = AppendRun {
+        bytes: 0,
+        appends: 0,
+        commits: 0,
+        elapsed: Duration::ZERO,
+        cpu: CpuTime::default(),
+    };
+    let cpu_start = CpuTime::now();
     let start = Instant::now();
     let mut durable = log.durable_offset();
     while run.bytes < settings.write_bytes && start.elapsed() < settings.case_time_max {
@@ -320,8 +431,58 @@ fn append_run(
         run.commits += 1;
     }
     run.elapsed = start.elapsed();
+    run.cpu = CpuTime::now().since(cpu_start);
     log.close()?;
     Ok(run)
+}
+
+/// [`append_run`] with a flusher thread: the appender holds the log only to append; the flusher
+/// takes a pending flush, fsyncs without the lock, and completes it, back to back. Each fsync
+/// commits every append made while the previous one ran.
+fn pipelined_append_run(
+    settings: &Settings,
+    dir: &Path,
+    config: LogConfig,
+    buffer: &mut [u8],
+) -> BenchResult<AppendRun> {
+    let log = Mutex::new(Log::open(RealDisk, dir, config, Arc::new(SystemClock))?);
+    let appending = AtomicBool::new(true);
+    let cpu_start = CpuTime::now();
+    let start = Instant::now();
+    let (bytes, appends, commits) = std::thread::scope(|scope| -> BenchResult<(u64, u64, u64)> {
+        let flusher = scope.spawn(|| -> Result<u64, cairn_storage::Error> {
+            let mut commits = 0;
+            loop {
+                let still_appending = appending.load(Ordering::Acquire);
+                let pending = log.lock().expect("no panics while locked").begin_flush()?;
+                let Some(pending) = pending else {
+                    if still_appending {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    return Ok(commits);
+                };
+                let synced = pending.sync();
+                log.lock().expect("no panics while locked").complete_flush(pending, synced)?;
+                commits += 1;
+            }
+        });
+        let (mut bytes, mut appends) = (0u64, 0u64);
+        while bytes < settings.write_bytes && start.elapsed() < settings.case_time_max {
+            log.lock().expect("no panics while locked").append(buffer, EPOCH)?;
+            bytes += buffer.len() as u64;
+            appends += 1;
+        }
+        appending.store(false, Ordering::Release);
+        let commits = flusher.join().expect("flusher does not panic")?;
+        Ok((bytes, appends, commits))
+    })?;
+    let elapsed = start.elapsed();
+    let cpu = CpuTime::now().since(cpu_start);
+    let log = log.into_inner().expect("no panics while locked");
+    assert_eq!(log.durable_offset(), log.next_offset());
+    log.close()?;
+    Ok(AppendRun { bytes, appends, commits, elapsed, cpu })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -486,6 +647,7 @@ fn machine_facts(settings: &Settings, report: &mut Report) -> BenchResult<()> {
         ("bench dir", dir.display().to_string()),
         ("filesystem", filesystem_of(&dir)),
         ("mode", if settings.quick { "quick".into() } else { "full".into() }),
+        ("page-cache warm-up before each write case", settings.warm_up.to_string()),
         ("write case bytes", size_name(settings.write_bytes as usize)),
         ("reopen log bytes", size_name(settings.reopen_bytes as usize)),
     ];
@@ -538,31 +700,30 @@ struct AppendRow {
 }
 
 impl Report {
-    fn raw_row(
-        &mut self,
-        case: &str,
-        write_bytes: usize,
-        sync: &str,
-        bytes: u64,
-        elapsed: Duration,
-    ) {
-        let mb_s = mb_per_s(bytes, elapsed);
+    fn raw_row(&mut self, group: &str, case: &str, write_bytes: usize, sync: &str, run: &RawRun) {
+        let mb_s = mb_per_s(run.bytes, run.elapsed);
+        let secs = run.elapsed.as_secs_f64();
+        let sync_secs = run.sync_elapsed.as_secs_f64();
         self.raw.push(format!(
-            "| raw {case} | {} | {sync} | {} | {:.2} | {mb_s:.0} |",
+            "| {group} | raw {case} | {} | {sync} | {} | {secs:.2} | {sync_secs:.2} | {} | {mb_s:.0} |",
             size_name(write_bytes),
-            size_name(bytes as usize),
-            elapsed.as_secs_f64()
+            size_name(run.bytes as usize),
+            run.cpu,
         ));
         let mut json = Json::new("raw_write");
-        json.str("case", case).int("write_bytes", write_bytes as u64).int("bytes", bytes);
-        json.num("secs", elapsed.as_secs_f64()).num("mb_per_s", mb_s).emit();
+        json.str("group", group).str("case", case);
+        json.int("write_bytes", write_bytes as u64).int("bytes", run.bytes);
+        json.num("secs", secs).num("fdatasync_secs", sync_secs);
+        json.num("cpu_user_secs", run.cpu.user.as_secs_f64());
+        json.num("cpu_system_secs", run.cpu.system.as_secs_f64());
+        json.num("mb_per_s", mb_s).emit();
     }
 
     fn sync_latency(&mut self, rounds: usize, p50: Duration, p99: Duration, max: Duration) {
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         self.raw.push(format!(
-            "| fdatasync latency ({rounds} x 4 KiB write + fdatasync) | 4 KiB | every write | \
-             p50 {:.0} us, p99 {:.0} us, max {:.0} us | | |",
+            "| - | fdatasync latency ({rounds} x 4 KiB write + fdatasync) | 4 KiB | every write | \
+             p50 {:.0} us, p99 {:.0} us, max {:.0} us | | | | |",
             us(p50),
             us(p99),
             us(max)
@@ -589,10 +750,12 @@ impl Report {
         let vs_single = mb_s / raw_single_mb_s;
         let bytes_per_commit = run.bytes / run.commits.max(1);
         self.append.push(format!(
-            "| {} ({buffer_bytes} B) | {policy} | {} | {} | {mb_s:.0} | {:.0}k | {vs_same:.2} | {vs_single:.2} |",
+            "| {} ({buffer_bytes} B) | {policy} | {} | {} | {secs:.2} | {} | {mb_s:.0} | {:.0}k | \
+             {vs_same:.2} | {vs_single:.2} |",
             size_name(write_bytes),
             run.commits,
             size_name(bytes_per_commit as usize),
+            run.cpu,
             records_s / 1e3
         ));
         let mut json = Json::new("append");
@@ -604,13 +767,24 @@ impl Report {
             .num("secs", secs)
             .num("mb_per_s", mb_s)
             .num("records_per_s", records_s);
+        json.num("cpu_user_secs", run.cpu.user.as_secs_f64());
+        json.num("cpu_system_secs", run.cpu.system.as_secs_f64());
         json.num("ratio_raw_same_cadence", vs_same).num("ratio_raw_single_sync", vs_single).emit();
         if write_bytes >= 256 * KIB {
-            let verdict = if vs_single >= 0.70 { "met" } else { "NOT met" };
+            // The target is against the single-sync baseline; the better of the group's two
+            // baselines is shown too, since on a bursting disk either may be the higher.
+            let vs_best = mb_s / raw_single_mb_s.max(raw_same_cadence_mb_s);
+            let verdict = match (vs_single >= 0.70, vs_best >= 0.70) {
+                (true, true) => "met",
+                (true, false) => "met against single-sync, not against the group's best raw",
+                (false, _) => "NOT met",
+            };
             self.targets.push(format!(
-                "| append {policy} {} >= 70% of raw single-sync | {:.0}% | {verdict} |",
+                "| append {policy} {} >= 70% of raw | {:.0}% of single-sync, {:.0}% of best raw \
+                 of its group | {verdict} |",
                 size_name(write_bytes),
-                vs_single * 100.0
+                vs_single * 100.0,
+                vs_best * 100.0
             ));
         }
     }
@@ -680,12 +854,12 @@ impl Report {
         }
         print_table(
             "Raw sequential writes (std::fs, fresh file)",
-            "| baseline | write size | fdatasync | bytes | secs | MB/s |",
+            "| group | baseline | write size | fdatasync | bytes | secs | in fdatasync s | cpu user / sys s | MB/s |",
             &self.raw,
         );
         print_table(
             "Append (Log::append, RealDisk, 1 KiB records, 16-record batches)",
-            "| buffer W (actual) | flush policy | commits | bytes per commit | MB/s | records/s | vs raw sync-every W | vs raw single-sync |",
+            "| buffer W (actual) | flush policy | commits | bytes per commit | secs | cpu user / sys s | MB/s | records/s | vs raw sync-every W | vs raw single-sync |",
             &self.append,
         );
         print_table(

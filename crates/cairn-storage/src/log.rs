@@ -57,6 +57,35 @@ pub struct Read<F> {
     pub bytes: u64,
 }
 
+/// An fsync taken out of the log by [`Log::begin_flush`], to run without holding the log.
+#[must_use = "hand the result of sync() to Log::complete_flush"]
+pub struct PendingFlush<F> {
+    file: Arc<F>,
+    path: PathBuf,
+    /// The log's cut generation when begun.
+    generation: u64,
+    /// What the log looked like when begun: what the fsync makes durable.
+    point: RecoveryPoint,
+    /// The log's appended byte count when begun.
+    appended_bytes: u64,
+}
+
+impl<F: DiskFile> PendingFlush<F> {
+    /// Offsets below this are durable once [`PendingFlush::sync`] succeeds.
+    #[must_use]
+    pub fn upto(&self) -> Offset {
+        self.point.next_offset
+    }
+
+    /// Runs the `fdatasync`. Call without holding the log.
+    ///
+    /// # Errors
+    /// [`Error::Io`]; pass it to [`Log::complete_flush`], which poisons the log.
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(io_error("fsync", &self.path))
+    }
+}
+
 /// A partition log: segments of RecordBatch v2 bytes in one directory. See the crate docs.
 ///
 /// Writers need `&mut self`; readers `&self`, so an owner may share it behind a `RwLock`.
@@ -79,6 +108,11 @@ pub struct Log<D: Disk> {
     pub(crate) index_unsynced_bytes: u64,
     /// Set by a failed write or fsync; from then on every write fails (fail-stop).
     pub(crate) poisoned: bool,
+    /// Bumped by every cut of written data (suffix truncation, undone append): a flush begun
+    /// before a cut says nothing about what was written after it.
+    generation: u64,
+    /// Bytes appended since the log was opened.
+    appended_bytes: u64,
     /// Batches of the append in progress: position in the buffer and header. Reused.
     scratch: Vec<(usize, BatchHeader)>,
     /// What the last open found and did.
@@ -116,6 +150,8 @@ impl<D: Disk> Log<D> {
             unflushed_since_ms: None,
             index_unsynced_bytes: 0,
             poisoned: false,
+            generation: 0,
+            appended_bytes: 0,
             scratch: Vec::new(),
             recovery: Recovery::default(),
         }
@@ -249,6 +285,7 @@ impl<D: Disk> Log<D> {
         self.scratch = scratch;
         result?;
         self.unflushed_bytes += batches.len() as u64;
+        self.appended_bytes += batches.len() as u64;
         self.unflushed_since_ms.get_or_insert_with(|| self.clock.now_ms());
         if self.flush_due(matches!(self.config.flush, FlushPolicy::EveryAppend)) {
             self.flush()?;
@@ -352,6 +389,7 @@ impl<D: Disk> Log<D> {
     /// Restores the state before a failed append: removes segments it created and cuts the
     /// active segment back. Failing that, the log is poisoned by the caller.
     fn undo_append(&mut self, undo: &Undo) -> Result<()> {
+        self.generation += 1;
         while self.segments.len() > undo.segments {
             let segment = self.segments.pop_back().expect("more segments than before");
             self.remove_segment_files(&segment)?;
@@ -413,6 +451,7 @@ impl<D: Disk> Log<D> {
         Ok(())
     }
 
+    /// Records that the whole log is durable (the caller just made it so).
     pub(crate) fn write_checkpoint(&mut self) -> Result<()> {
         let active = self.active();
         let point = RecoveryPoint {
@@ -420,7 +459,11 @@ impl<D: Disk> Log<D> {
             position: u64::from(active.size),
             next_offset: active.next,
         };
-        debug_assert!(self.durable == point.next_offset, "checkpoint claims only durable data");
+        self.write_checkpoint_at(point)
+    }
+
+    fn write_checkpoint_at(&mut self, point: RecoveryPoint) -> Result<()> {
+        assert!(point.next_offset <= self.durable, "a checkpoint claims only durable data");
         let path = child(&self.dir, crate::checkpoint::FILE_NAME);
         self.checkpoint.write(point).map_err(io_error("write", &path))
     }
@@ -471,9 +514,27 @@ impl<D: Disk> Log<D> {
     /// [`Error::Io`] if the fsync fails: the log is poisoned (the page cache may have dropped the
     /// unwritten pages, so retrying could report data durable that is not).
     pub fn flush(&mut self) -> Result<Offset> {
+        match self.begin_flush()? {
+            None => Ok(self.durable),
+            Some(pending) => {
+                let synced = pending.sync();
+                self.complete_flush(pending, synced)
+            }
+        }
+    }
+
+    /// First half of a pipelined flush: writes pending index entries and returns the fsync to
+    /// run, without holding the log, while appends continue; `None` if everything is durable.
+    /// Hand the fsync's result to [`Log::complete_flush`]. One fsync covers every append made
+    /// before it starts, so a flusher running these back to back is a group commit that
+    /// overlaps the device's work with the appender's.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`]; [`Error::Io`] writing the index (poisons).
+    pub fn begin_flush(&mut self) -> Result<Option<PendingFlush<D::File>>> {
         self.guarded(|log| {
             if log.durable == log.next_offset() {
-                return Ok(log.durable);
+                return Ok(None);
             }
             let active = log.active_mut();
             let index_before = active.index_written;
@@ -483,17 +544,51 @@ impl<D: Disk> Log<D> {
                 other => other?,
             }
             let index_bytes = (active.index_written - index_before) * crate::index::ENTRY_BYTES;
-            active.data.sync_data().map_err(io_error("fsync", &active.data_path))?;
-            log.durable = log.next_offset();
-            log.unflushed_bytes = 0;
-            log.unflushed_since_ms = None;
             log.index_unsynced_bytes += index_bytes as u64;
+            let active = log.active();
+            Ok(Some(PendingFlush {
+                file: Arc::clone(&active.data),
+                path: active.data_path.clone(),
+                generation: log.generation,
+                point: RecoveryPoint {
+                    segment_base: active.base,
+                    position: u64::from(active.size),
+                    next_offset: active.next,
+                },
+                appended_bytes: log.appended_bytes,
+            }))
+        })
+    }
+
+    /// Second half of a pipelined flush: records what the fsync made durable (nothing if a cut
+    /// happened since [`Log::begin_flush`]) and returns the durable offset.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if `synced` is an error: the log is poisoned.
+    pub fn complete_flush(
+        &mut self,
+        pending: PendingFlush<D::File>,
+        synced: Result<()>,
+    ) -> Result<Offset> {
+        self.guarded(|log| {
+            synced?;
+            let upto = pending.point.next_offset;
+            if pending.generation != log.generation || upto <= log.durable {
+                return Ok(log.durable);
+            }
+            log.durable = upto;
+            log.unflushed_bytes = log.appended_bytes - pending.appended_bytes;
+            log.unflushed_since_ms = (log.unflushed_bytes > 0).then(|| log.clock.now_ms());
             if log.index_unsynced_bytes >= log.config.index_sync_bytes {
                 let active = log.active();
                 active.index_file.sync_data().map_err(io_error("fsync", &active.index_path))?;
                 log.index_unsynced_bytes = 0;
             }
-            log.write_checkpoint()?;
+            // A checkpoint describes a position in the active segment; after a roll the roll's
+            // own checkpoint is newer.
+            if log.active().base == pending.point.segment_base {
+                log.write_checkpoint_at(pending.point)?;
+            }
             Ok(log.durable)
         })
     }
@@ -684,6 +779,7 @@ impl<D: Disk> Log<D> {
             position
         };
         self.guarded(|log| {
+            log.generation += 1;
             while log.segments.len() > index + 1 {
                 let segment = log.segments.pop_back().expect("more segments than index + 1");
                 log.remove_segment_files(&segment)?;

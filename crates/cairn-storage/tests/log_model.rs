@@ -49,6 +49,11 @@ enum Op {
         new_epoch: bool,
     },
     Flush,
+    /// A flush begun, these batches appended (and cut again if `cut`) meanwhile, then completed.
+    PipelinedFlush {
+        between: Vec<(u8, u16, i8)>,
+        cut: bool,
+    },
     /// Read from the batch at this fraction of the log, with this byte budget.
     Read {
         at: f64,
@@ -78,6 +83,8 @@ fn op() -> impl Strategy<Value = Op> {
         8 => (proptest::collection::vec(batch, 1..5), proptest::bool::weighted(0.1))
             .prop_map(|(batches, new_epoch)| Op::Append { batches, new_epoch }),
         2 => Just(Op::Flush),
+        2 => (proptest::collection::vec((1u8..4, 0u16..300, 0i8..5), 0..3), proptest::bool::weighted(0.2))
+            .prop_map(|(between, cut)| Op::PipelinedFlush { between, cut }),
         3 => (0.0..1.0, 1u32..4000).prop_map(|(at, bytes_max)| Op::Read { at, bytes_max }),
         1 => (0.0..1.0).prop_map(|at| Op::Timestamp { at }),
         1 => (0.0..1.0).prop_map(|at| Op::Truncate { at }),
@@ -298,6 +305,27 @@ impl<D: Crash> Harness<D> {
             Op::Flush => {
                 let durable = self.log().flush().expect("flush");
                 assert_eq!(durable, self.model.next);
+            }
+            Op::PipelinedFlush { between, cut } => {
+                let Some(pending) = self.log().begin_flush().expect("begin_flush") else { return };
+                let upto = pending.upto();
+                assert_eq!(upto, self.model.next);
+                let before = self.model.next;
+                if !between.is_empty() {
+                    self.append(between, false);
+                }
+                let cut = *cut && before > self.model.start && !between.is_empty();
+                if cut {
+                    let kept = self.model.batches.iter().take_while(|b| b.base < before).count();
+                    let start = self.model.start;
+                    self.log().truncate_suffix(before, start).expect("truncate");
+                    self.model.batches.truncate(kept);
+                    self.model.next = before;
+                }
+                let synced = pending.sync();
+                let durable = self.log().complete_flush(pending, synced).expect("complete_flush");
+                assert!(durable >= upto, "a completed flush makes everything before it durable");
+                assert!(durable <= self.model.next);
             }
             Op::Read { at, bytes_max } => self.read(*at, *bytes_max),
             Op::Timestamp { at } => self.timestamp(*at),
