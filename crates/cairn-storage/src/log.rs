@@ -262,32 +262,28 @@ impl<D: Disk> Log<D> {
         if batches.is_empty() || batches.len() > APPEND_BYTES_MAX {
             return Err(Error::AppendSize { bytes: batches.len(), limit: APPEND_BYTES_MAX });
         }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        let mut at = 0;
-        while at < batches.len() {
-            let (batch, _) = RecordBatch::validate_prefix(&batches[at..], BATCH_BYTES_MAX)
-                .map_err(|source| Error::InvalidBatch { position: at, source })?;
-            scratch.push((at, *batch.header()));
-            at += batch.as_bytes().len();
-        }
         if let Some(latest) = self.epochs.latest().filter(|latest| epoch < latest.epoch) {
-            self.scratch = scratch;
             return Err(Error::StaleEpoch { epoch, latest: latest.epoch });
         }
-        let result = self.guarded(|log| {
-            log.begin_epoch(epoch)?;
-            log.assign(batches, &mut scratch, epoch);
-            log.write_batches(batches, &scratch)
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = validate(batches, &mut scratch).and_then(|()| {
+            self.guarded(|log| {
+                log.begin_epoch(epoch)?;
+                log.assign(batches, &mut scratch, epoch);
+                log.write_batches(batches, &scratch)
+            })
         });
-        let first = scratch[0].1.base_offset;
-        let last = scratch[scratch.len() - 1].1.last_offset();
+        let first = scratch.first().map(|(_, header)| header.base_offset);
+        let last = scratch.last().map(|(_, header)| header.last_offset());
         self.scratch = scratch;
         result?;
+        let (Some(first), Some(last)) = (first, last) else {
+            unreachable!("a validated, non-empty append holds at least one batch")
+        };
         self.unflushed_bytes += batches.len() as u64;
         self.appended_bytes += batches.len() as u64;
         self.unflushed_since_ms.get_or_insert_with(|| self.clock.now_ms());
-        if self.flush_due(matches!(self.config.flush, FlushPolicy::EveryAppend)) {
+        if self.flush_due() {
             self.flush()?;
         }
         Ok(Appended { base_offset: first, last_offset: last, durable: self.durable > last })
@@ -476,19 +472,18 @@ impl<D: Disk> Log<D> {
         self.checkpoint.sync().map_err(io_error("fsync", &path))
     }
 
-    /// Whether the flush policy asks for a flush now; `always` forces yes when data is pending.
-    fn flush_due(&self, always: bool) -> bool {
+    /// Whether the flush policy asks for a flush now.
+    fn flush_due(&self) -> bool {
         if self.unflushed_bytes == 0 {
             return false;
         }
         match self.config.flush {
-            FlushPolicy::Manual => always,
+            FlushPolicy::Manual => false,
             FlushPolicy::EveryAppend => true,
             FlushPolicy::Interval { ms, bytes } => {
                 let now_ms = self.clock.now_ms();
                 let since_ms = self.unflushed_since_ms.unwrap_or(now_ms);
-                always
-                    || self.unflushed_bytes >= bytes
+                self.unflushed_bytes >= bytes
                     // A clock that jumped backwards counts as due rather than postponing forever.
                     || now_ms < since_ms
                     || (now_ms - since_ms) as u64 >= ms
@@ -501,7 +496,7 @@ impl<D: Disk> Log<D> {
     /// # Errors
     /// As [`Log::flush`].
     pub fn flush_if_due(&mut self) -> Result<Offset> {
-        if self.flush_due(false) {
+        if self.flush_due() {
             self.flush()?;
         }
         Ok(self.durable)
@@ -887,6 +882,19 @@ impl<D: Disk> Log<D> {
         }
         Ok(())
     }
+}
+
+/// Validates a buffer of concatenated batches into `headers` (position in the buffer, header).
+fn validate(batches: &[u8], headers: &mut Vec<(usize, BatchHeader)>) -> Result<()> {
+    headers.clear();
+    let mut at = 0;
+    while at < batches.len() {
+        let (batch, _) = RecordBatch::validate_prefix(&batches[at..], BATCH_BYTES_MAX)
+            .map_err(|source| Error::InvalidBatch { position: at, source })?;
+        headers.push((at, *batch.header()));
+        at += batch.as_bytes().len();
+    }
+    Ok(())
 }
 
 /// Maps a write error: a full disk is retriable, everything else is fatal.
