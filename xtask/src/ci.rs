@@ -24,6 +24,7 @@ pub const STEPS: &[Step] = &[
     Step { name: "clippy", run: clippy },
     Step { name: "test", run: test },
     Step { name: "doctest", run: doctest },
+    Step { name: "compat", run: crate::compat::run },
 ];
 
 /// Runs every step of [`STEPS`] from `root`, printing a header line before and after each.

@@ -1,11 +1,13 @@
 //! cairn's project automation, run as `cargo xtask <task>` (see `main.rs` for the task list).
 //!
 //! Scripts live here, in Rust, rather than in shell (STYLE.md rule 11): [`ci`] is the project's
-//! whole test command and [`tidy`] holds the project rules that rustc and clippy cannot see.
+//! whole test command, [`compat`] runs the Kafka client compatibility suite, and [`tidy`] holds
+//! the project rules that rustc and clippy cannot see.
 
 use std::path::{Path, PathBuf};
 
 pub mod ci;
+pub mod compat;
 pub mod tidy;
 
 /// The workspace root: the directory holding the root `Cargo.toml`, `crates/` and `xtask/`.

@@ -1,5 +1,5 @@
 //! `cargo xtask <task>`: the entry point of cairn's project automation (the tasks live in the
-//! `xtask` library: `ci.rs`, `tidy.rs`).
+//! `xtask` library: `ci.rs`, `compat.rs`, `tidy.rs`).
 
 use std::process::ExitCode;
 
@@ -9,7 +9,10 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  ci      the project's whole test command: fmt, clippy, tests, doctests (stops at the first failure)
+  ci      the project's whole test command: fmt, clippy, tests, doctests, compat (stops at the first
+          failure)
+  compat  only the Kafka client compatibility suite (tests/compat/): installs kcat and a Python
+          virtualenv if needed, builds `cairn`, runs pytest against a real `cairn serve`
   tidy    only the tidy checks: `//!` file docs, forbidden markers, dependency layering, manifests,
           ARCHITECTURE.md codemap (also run as the test `tidy::tests::workspace_is_tidy`)
   help    print this message
@@ -45,6 +48,7 @@ fn run() -> Result<()> {
     let root = xtask::workspace_root();
     match task.as_str() {
         "ci" => xtask::ci::run(&root),
+        "compat" => xtask::compat::run(&root),
         "tidy" => xtask::tidy::check(&root),
         other => bail!("unknown task `{other}`\n\n{USAGE}"),
     }

@@ -28,9 +28,11 @@ use toml::{Table, Value};
 /// A new cairn crate must be added here, at the layer it belongs to.
 pub const LAYERS: &[&str] = &[
     "cairn-types",
+    "cairn-metrics",
     "cairn-storage",
     "cairn-raft",
     "cairn-meta",
+    "cairn-broker",
     "cairn-kafka",
     "cairn-etcd",
     "cairn-node",
@@ -40,7 +42,7 @@ pub const LAYERS: &[&str] = &[
 
 /// Crates that know nothing about an async runtime: no `tokio` (or `tokio-*`) in
 /// `[dependencies]`, so the simulator and the real runtime can drive the same code.
-pub const NO_TOKIO: &[&str] = &["cairn-types", "cairn-storage"];
+pub const NO_TOKIO: &[&str] = &["cairn-types", "cairn-metrics", "cairn-storage"];
 
 /// The shared test-support crate: it may appear only in `[dev-dependencies]`.
 pub const TESTKIT: &str = "cairn-testkit";

@@ -1,7 +1,7 @@
 //! The `cairn` binary: one executable for the server and its tools.
 //!
-//! Today it carries the offline partition-log tools (`cairn log verify|dump`); the broker
-//! (`cairn serve`) and the client subcommands arrive with the Kafka front door.
+//! - `cairn serve`: run a node (see `cairn serve --help` for flags, environment and config file).
+//! - `cairn log verify|dump`: offline tools for a partition log directory.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,6 +24,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a cairn node. With no flags: data in ./cairn-data, Kafka on 127.0.0.1:9092, admin HTTP
+    /// on 127.0.0.1:9644. Precedence: flags > CAIRN_* environment > --config file > defaults.
+    Serve(Box<cairn_node::config::ServeArgs>),
     /// Inspect a partition log directory offline (no node may be running on it).
     #[command(subcommand)]
     Log(LogCommand),
@@ -104,9 +107,24 @@ fn dump(dir: &Path, from: u64, limit: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs a node until SIGTERM/SIGINT.
+fn serve(args: cairn_node::config::ServeArgs) -> anyhow::Result<()> {
+    let config = cairn_node::config::resolve(args)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
+        .context("invalid log level")?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(cairn_node::run(config))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve(*args),
         Command::Log(LogCommand::Verify { dir }) => verify(&dir),
         Command::Log(LogCommand::Dump { dir, from, limit }) => dump(&dir, from, limit),
     };

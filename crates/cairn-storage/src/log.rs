@@ -157,6 +157,23 @@ impl<D: Disk> Log<D> {
         }
     }
 
+    /// Replaces the configuration (a topic config changed). Takes effect on the next append:
+    /// a smaller `segment_bytes` rolls then, it does not split existing segments.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the new configuration is out of its limits; the old one stays.
+    pub fn reconfigure(&mut self, config: LogConfig) -> Result<()> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// The current configuration.
+    #[must_use]
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
     /// The log's directory.
     #[must_use]
     pub fn dir(&self) -> &Path {
@@ -594,6 +611,15 @@ impl<D: Disk> Log<D> {
     /// # Errors
     /// As [`Log::flush`].
     pub fn close(mut self) -> Result<()> {
+        self.seal()
+    }
+
+    /// What [`Log::close`] does, keeping the log usable: flush, seal the active index and make
+    /// the checkpoint durable. For owners that cannot give the log away (it sits in a mutex).
+    ///
+    /// # Errors
+    /// As [`Log::flush`].
+    pub fn seal(&mut self) -> Result<()> {
         self.flush()?;
         self.guarded(|log| {
             let active = log.active_mut();

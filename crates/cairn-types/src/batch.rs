@@ -382,7 +382,7 @@ impl<'a> RecordBatch<'a> {
     }
 
     /// The records of an uncompressed batch, decoded lazily. Compressed batches need their
-    /// records decompressed first; for them this yields a single error.
+    /// records decompressed first (then [`records_in`]); for them this yields a single error.
     pub fn records(&self) -> Records<'a> {
         Records {
             rest: &self.bytes[HEADER_BYTES..],
@@ -523,7 +523,21 @@ fn take_bytes<'a>(input: &'a [u8], at: &mut usize) -> Result<Option<&'a [u8]>, &
     Ok(Some(bytes))
 }
 
-fn decode_record(input: &[u8]) -> Result<(Record<'_>, usize), &'static str> {
+/// One record with its headers still encoded (but checked): what [`decode_record`] and
+/// [`validate_records`] share, so that decoding and validation accept exactly the same bytes.
+struct RecordParts<'a> {
+    offset_delta: u32,
+    timestamp_delta: i64,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    header_count: u32,
+    /// The encoded headers, `header_count` of them, already walked once.
+    headers: &'a [u8],
+}
+
+/// Splits the record at the start of `input` into its parts, checking every length; returns them
+/// and the bytes the record took. Allocates nothing.
+fn split_record(input: &[u8]) -> Result<(RecordParts<'_>, usize), &'static str> {
     let (length, prefix) = varint::get_varint(input)?;
     if length < 0 || (input.len() - prefix) < length as usize {
         return Err("record length beyond the batch");
@@ -544,16 +558,76 @@ fn decode_record(input: &[u8]) -> Result<(Record<'_>, usize), &'static str> {
     if header_count > RECORD_HEADERS_MAX || header_count as usize > body.len() - at {
         return Err("header count beyond the record");
     }
-    let mut headers = Vec::with_capacity(header_count as usize);
+    let headers_at = at;
     for _ in 0..header_count {
-        let key = take_bytes(body, &mut at)?.ok_or("null header key")?;
-        let value = take_bytes(body, &mut at)?;
-        headers.push((key, value));
+        take_bytes(body, &mut at)?.ok_or("null header key")?;
+        take_bytes(body, &mut at)?;
     }
     if at != body.len() {
         return Err("trailing bytes in record");
     }
-    Ok((Record { offset_delta, timestamp_delta, key, value, headers }, prefix + length as usize))
+    let parts = RecordParts {
+        offset_delta,
+        timestamp_delta,
+        key,
+        value,
+        header_count,
+        headers: &body[headers_at..],
+    };
+    Ok((parts, prefix + length as usize))
+}
+
+fn decode_record(input: &[u8]) -> Result<(Record<'_>, usize), &'static str> {
+    let (parts, used) = split_record(input)?;
+    let mut headers = Vec::with_capacity(parts.header_count as usize);
+    let mut at = 0;
+    for _ in 0..parts.header_count {
+        let key = take_bytes(parts.headers, &mut at)?.ok_or("null header key")?;
+        let value = take_bytes(parts.headers, &mut at)?;
+        headers.push((key, value));
+    }
+    let RecordParts { offset_delta, timestamp_delta, key, value, .. } = parts;
+    Ok((Record { offset_delta, timestamp_delta, key, value, headers }, used))
+}
+
+/// The records of a batch whose records part is `bytes` and whose header says `record_count`:
+/// for a compressed batch, `bytes` is the decompressed records part. Like
+/// [`RecordBatch::records`], it does not look past the last record.
+#[must_use]
+pub fn records_in(bytes: &[u8], record_count: u32) -> Records<'_> {
+    Records { rest: bytes, remaining: record_count, index: 0, compressed: false }
+}
+
+/// Checks, without allocating, that `bytes` is exactly the records `header` announces: its
+/// `record_count` well-formed records and nothing after them, with offset deltas strictly
+/// increasing and at most `last_offset_delta` (so that no record claims an offset outside its
+/// batch). For a compressed batch, `bytes` is the decompressed records part.
+///
+/// # Errors
+/// [`BatchError::BadRecord`] naming the first record at fault (index `record_count` for bytes
+/// after the last record).
+pub fn validate_records(bytes: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
+    let mut rest = bytes;
+    let mut offset_delta_next = 0u32;
+    for index in 0..header.record_count {
+        let bad = |reason| BatchError::BadRecord { index, reason };
+        let (parts, used) = split_record(rest).map_err(bad)?;
+        if parts.offset_delta < offset_delta_next {
+            return Err(bad("offset delta not increasing"));
+        }
+        if parts.offset_delta > header.last_offset_delta {
+            return Err(bad("offset delta beyond the batch's last offset delta"));
+        }
+        offset_delta_next = parts.offset_delta + 1;
+        rest = &rest[used..];
+    }
+    if !rest.is_empty() {
+        return Err(BatchError::BadRecord {
+            index: header.record_count,
+            reason: "bytes after the last record",
+        });
+    }
+    Ok(())
 }
 
 /// Builds an uncompressed RecordBatch v2 (for tests, tools, and Raft-internal control batches).
@@ -798,6 +872,48 @@ mod tests {
         assert!(results[2].is_err());
     }
 
+    /// Validates the records part of the batch `bytes` against its header, with the counts
+    /// replaced by `record_count` and `last_offset_delta`.
+    fn records_check(
+        bytes: &[u8],
+        record_count: u32,
+        last_offset_delta: u32,
+    ) -> Result<(), BatchError> {
+        let mut header = *RecordBatch::validate(bytes).unwrap().header();
+        header.record_count = record_count;
+        header.last_offset_delta = last_offset_delta;
+        validate_records(&bytes[HEADER_BYTES..], &header)
+    }
+
+    #[test]
+    fn validate_records_boundaries() {
+        let bytes = sample();
+        assert_eq!(records_check(&bytes, 3, 2), Ok(()));
+        // Compaction leaves gaps: fewer records than offsets is fine.
+        assert_eq!(records_check(&bytes, 3, 10), Ok(()));
+        let bad = |index, reason| Err(BatchError::BadRecord { index, reason });
+        assert_eq!(records_check(&bytes, 2, 2), bad(2, "bytes after the last record"));
+        assert!(matches!(records_check(&bytes, 4, 3), Err(BatchError::BadRecord { index: 3, .. })));
+        assert_eq!(
+            records_check(&bytes, 3, 1),
+            bad(2, "offset delta beyond the batch's last offset delta")
+        );
+        let repeated = BatchBuilder::new(0).record(None, None, &[]).build();
+        let mut twice = repeated[HEADER_BYTES..].to_vec();
+        twice.extend_from_slice(&repeated[HEADER_BYTES..]);
+        let header = *RecordBatch::validate(&sample()).unwrap().header();
+        let header = BatchHeader { record_count: 2, last_offset_delta: 1, ..header };
+        assert_eq!(validate_records(&twice, &header), bad(1, "offset delta not increasing"));
+    }
+
+    #[test]
+    fn records_in_decodes_a_records_part() {
+        let bytes = sample();
+        let from_batch: Vec<_> = RecordBatch::validate(&bytes).unwrap().records().collect();
+        let from_bytes: Vec<_> = records_in(&bytes[HEADER_BYTES..], 3).collect();
+        assert_eq!(from_batch, from_bytes);
+    }
+
     proptest! {
         #[test]
         fn validate_never_panics(bytes: Vec<u8>) {
@@ -828,6 +944,31 @@ mod tests {
                 prop_assert_eq!(record.key, key.as_deref());
                 prop_assert_eq!(record.value, value.as_deref());
                 prop_assert_eq!(record.timestamp_delta, *ts);
+            }
+        }
+
+        #[test]
+        fn validate_records_agrees_with_decoding(
+            seed_flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            record_count in 0u32..5,
+        ) {
+            let bytes = sample();
+            let mut records = bytes[HEADER_BYTES..].to_vec();
+            for (at, value) in seed_flips {
+                let at = at % records.len();
+                records[at] = value;
+            }
+            let header = *RecordBatch::validate(&bytes).unwrap().header();
+            let header = BatchHeader { record_count, last_offset_delta: 4, ..header };
+            let validated = validate_records(&records, &header);
+            // Validation accepts what decoding accepts, and fails where decoding does, except
+            // for the checks only it makes (offsets, bytes after the last record).
+            let decoded: Result<Vec<_>, _> = records_in(&records, record_count).collect();
+            match &validated {
+                Ok(()) => prop_assert_eq!(decoded.map(|d| d.len()), Ok(record_count as usize)),
+                Err(BatchError::BadRecord { reason, .. })
+                    if reason.contains("offset delta") || reason.contains("after the last") => {}
+                Err(error) => prop_assert_eq!(decoded.as_ref().err(), Some(error)),
             }
         }
 

@@ -56,3 +56,42 @@ const _: () = assert!(READ_BYTES_MAX as u64 <= SEGMENT_BYTES_MAX);
 const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_DEFAULT);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
 const _: () = assert!(SCAN_BUFFER_BYTES >= 2 * crate::batch::HEADER_BYTES);
+
+/// Longest topic name in bytes (Kafka's rule: 249, so that `<topic>-<partition>` directory names
+/// and Kafka's own derived names stay under the usual 255-byte file name limit).
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+
+/// Partitions one topic may have (create and create-partitions both check it).
+pub const TOPIC_PARTITIONS_MAX: u32 = 10_000;
+
+/// Topics the cluster may hold.
+pub const TOPICS_MAX: usize = 100_000;
+
+/// Partitions of all topics together: every partition is a log with open files on its replicas.
+pub const CLUSTER_PARTITIONS_MAX: u64 = 200_000;
+
+/// Largest metadata file `cairn-meta` writes or reads (`LocalMetadata`'s `metadata.json`); a file
+/// claiming more is damaged, and is refused before anything is allocated for it.
+pub const METADATA_FILE_BYTES_MAX: u64 = 256 * 1024 * 1024;
+
+const _: () = assert!(TOPIC_PARTITIONS_MAX as u64 <= CLUSTER_PARTITIONS_MAX);
+
+/// Largest records part a compressed batch may decompress to. The broker decompresses every
+/// produced compressed batch into a buffer to check its records, and stops (rejecting the batch)
+/// as soon as the output would pass this, so a decompression bomb costs at most this much memory.
+/// It equals [`BATCH_BYTES_MAX`]: compression may not smuggle in records that would be refused
+/// uncompressed, and refuses none that would be accepted, so a produce costs the same memory
+/// either way. Kafka's default `max.message.bytes` is about 1 MiB, so this leaves a 64x ratio.
+pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = BATCH_BYTES_MAX as usize;
+
+const _: () = assert!(DECOMPRESSED_BATCH_BYTES_MAX >= BATCH_BYTES_MAX as usize);
+
+/// Array elements and tagged fields one request body may declare in total. `kafka-protocol`
+/// allocates every array up front from its declared count, so the shape check holds a request
+/// to this before decoding it: what decoding allocates is bounded by this times the largest
+/// element, whatever the frame size.
+pub const REQUEST_ELEMENTS_MAX: u32 = 256 * 1024;
+
+/// Depth of arrays and structs nested in a request schema. The schemas are static and a test
+/// keeps them within it; the shape check enforces it so that its recursion is bounded anyway.
+pub const REQUEST_NESTING_MAX: u32 = 8;

@@ -1,0 +1,17 @@
+//! cairn-broker: the partitions a node hosts, on top of cairn-storage logs.
+//!
+//! - [`Broker`] keeps the hosted partitions in step with the [`cairn_meta::MetadataStore`]:
+//!   creating, growing, reconfiguring and deleting topics, retention, clean shutdown.
+//! - [`Partition`] is one replica: appends under a short mutex, a flusher task that runs the
+//!   log's pipelined group commit, the high watermark (the durable offset) on a `watch` channel
+//!   for `acks=all` and long polls, and reads of whole batches for fetches.
+//!
+//! This crate knows no wire protocol; cairn-kafka maps its errors to Kafka error codes.
+
+mod broker;
+mod error;
+mod partition;
+
+pub use broker::{Broker, BrokerConfig};
+pub use error::{BrokerError, PartitionError};
+pub use partition::{Acks, Appended, Durability, Fetched, Offsets, Partition, PartitionConfig};

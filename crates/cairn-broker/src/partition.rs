@@ -1,0 +1,406 @@
+//! [`Partition`]: one partition replica's log, its group commit and its high watermark.
+//!
+//! Appends take the log's mutex only to write into the page cache. Durability is the partition's
+//! flusher task: it takes a pending flush from the log, runs the `fdatasync` on a blocking thread
+//! without the mutex, completes it, and repeats while there is anything unflushed — so one fsync
+//! commits every append made while the previous one ran (group commit) and appends never wait
+//! for the device. The durable offset is the high watermark, published on a `watch` channel that
+//! `acks=all` produces and long-polling fetches wait on.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use cairn_storage::{DiskFile, Log, LogConfig, RealDisk, Retention};
+use cairn_types::batch::BatchHeader;
+use cairn_types::limits::BATCH_BYTES_MAX;
+use cairn_types::{LeaderEpoch, Offset};
+use tokio::sync::{Notify, watch};
+
+use crate::error::PartitionError;
+
+/// How a produce wants to be acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acks {
+    /// No response at all (`acks=0`).
+    None,
+    /// After the leader wrote it (`acks=1`): in the page cache, not yet durable.
+    Leader,
+    /// After it is durable (`acks=all`): fsynced (on a majority, once replication exists).
+    All,
+}
+
+/// What a successful append did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of the first record appended.
+    pub base_offset: Offset,
+    /// Offset after the last record appended.
+    pub next_offset: Offset,
+    /// The log start offset at the time of the append.
+    pub log_start_offset: Offset,
+}
+
+/// Offsets of a partition at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offsets {
+    /// First offset still in the log.
+    pub log_start: Offset,
+    /// High watermark: offsets below are durable and visible to consumers.
+    pub high_watermark: Offset,
+    /// Log end: the next offset to be assigned.
+    pub log_end: Offset,
+}
+
+/// Batches read for a fetch.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    /// Whole batches, stored bytes as they are on disk.
+    pub records: Bytes,
+    /// Offsets when the read was made.
+    pub offsets: Offsets,
+}
+
+/// Per-partition settings derived from the topic's configs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionConfig {
+    /// `max.message.bytes`: the largest batch accepted.
+    pub max_message_bytes: u32,
+    /// `retention.ms` / `retention.bytes`.
+    pub retention: Retention,
+}
+
+/// The state the flusher publishes: high watermark, or the failure that stopped the partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Offsets below are durable.
+    Durable(Offset),
+    /// The log failed an fsync or write and is poisoned; the partition serves no more writes.
+    Failed(String),
+}
+
+/// One partition replica on this node.
+pub struct Partition {
+    topic: String,
+    index: u32,
+    log: Mutex<Log<RealDisk>>,
+    settings: Mutex<PartitionConfig>,
+    /// The leader epoch appends are stamped with.
+    epoch: LeaderEpoch,
+    durability: watch::Sender<Durability>,
+    /// Wakes the flusher after an append.
+    unflushed: Notify,
+    /// Shared by every partition of the broker: bumped whenever any high watermark moves, so a
+    /// long-polling fetch over many partitions waits on one channel.
+    progress: Arc<watch::Sender<u64>>,
+    closed: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the log mutex is a bug that already stopped the broker's invariant;
+    // the log's own state is consistent at every `&mut` boundary, so continue with it.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Partition {
+    /// Wraps an opened log; call [`Partition::run_flusher`] on a task to make appends durable.
+    #[must_use]
+    pub fn new(
+        topic: String,
+        index: u32,
+        log: Log<RealDisk>,
+        settings: PartitionConfig,
+        epoch: LeaderEpoch,
+        progress: Arc<watch::Sender<u64>>,
+    ) -> Arc<Partition> {
+        let durable = log.durable_offset();
+        let (durability, _) = watch::channel(Durability::Durable(durable));
+        Arc::new(Partition {
+            topic,
+            index,
+            log: Mutex::new(log),
+            settings: Mutex::new(settings),
+            epoch,
+            durability,
+            unflushed: Notify::new(),
+            progress,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Topic name.
+    #[must_use]
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Partition index.
+    #[must_use]
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The leader epoch of this replica.
+    #[must_use]
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.epoch
+    }
+
+    /// Current settings.
+    #[must_use]
+    pub fn settings(&self) -> PartitionConfig {
+        *lock(&self.settings)
+    }
+
+    /// Applies changed topic configs.
+    ///
+    /// # Errors
+    /// [`PartitionError::Storage`] if the log rejects the new segment settings.
+    pub fn reconfigure(
+        &self,
+        settings: PartitionConfig,
+        log_config: LogConfig,
+    ) -> Result<(), PartitionError> {
+        lock(&self.log).reconfigure(log_config)?;
+        *lock(&self.settings) = settings;
+        Ok(())
+    }
+
+    /// Watches the durability state (high watermark), for long polls and `acks=all`.
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<Durability> {
+        self.durability.subscribe()
+    }
+
+    /// Offsets now.
+    #[must_use]
+    pub fn offsets(&self) -> Offsets {
+        let log = lock(&self.log);
+        Offsets {
+            log_start: log.start_offset(),
+            high_watermark: log.durable_offset(),
+            log_end: log.next_offset(),
+        }
+    }
+
+    fn check_open(&self) -> Result<(), PartitionError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(PartitionError::Closed);
+        }
+        if let Durability::Failed(reason) = &*self.durability.borrow() {
+            return Err(PartitionError::Failed(reason.clone()));
+        }
+        Ok(())
+    }
+
+    /// Appends a produce request's record set (one or more batches, validated by the caller's
+    /// protocol layer or here by the log) and acknowledges as `acks` asks. `records` is rewritten
+    /// in place (offsets, epoch).
+    ///
+    /// # Errors
+    /// [`PartitionError::MessageTooLarge`] for a batch over `max.message.bytes`;
+    /// [`PartitionError::Storage`] for invalid batches, a full disk or a failed log;
+    /// [`PartitionError::Timeout`] if `acks=all` did not become durable within `timeout`
+    /// (the outcome is unknown: the data may still become durable).
+    pub async fn append(
+        &self,
+        records: &mut [u8],
+        acks: Acks,
+        timeout: Duration,
+    ) -> Result<Appended, PartitionError> {
+        self.check_open()?;
+        let max_message_bytes = self.settings().max_message_bytes;
+        check_batch_sizes(records, max_message_bytes)?;
+        let (appended, log_start_offset) = {
+            let mut log = lock(&self.log);
+            let appended = log.append(records, self.epoch)?;
+            (appended, log.start_offset())
+        };
+        self.unflushed.notify_one();
+        let appended = Appended {
+            base_offset: appended.base_offset,
+            next_offset: appended.last_offset.plus(1),
+            log_start_offset,
+        };
+        if acks == Acks::All {
+            self.wait_durable(appended.next_offset, timeout).await?;
+        }
+        Ok(appended)
+    }
+
+    /// Waits until offsets below `offset` are durable.
+    async fn wait_durable(&self, offset: Offset, timeout: Duration) -> Result<(), PartitionError> {
+        let mut durability = self.subscribe();
+        let wait = durability.wait_for(|state| match state {
+            Durability::Durable(durable) => *durable >= offset,
+            Durability::Failed(_) => true,
+        });
+        match tokio::time::timeout(timeout, wait).await {
+            Err(_) => Err(PartitionError::Timeout),
+            Ok(Err(_)) => Err(PartitionError::Closed),
+            Ok(Ok(state)) => match &*state {
+                Durability::Durable(_) => Ok(()),
+                Durability::Failed(reason) => Err(PartitionError::Failed(reason.clone())),
+            },
+        }
+    }
+
+    /// Reads whole batches from the one containing `from`, at most `bytes_max` (at least one
+    /// batch), up to the high watermark.
+    ///
+    /// # Errors
+    /// [`PartitionError::OffsetOutOfRange`] if `from` is before the log start or after the log
+    /// end; [`PartitionError::Storage`] on corruption or IO failure.
+    pub fn read(&self, from: Offset, bytes_max: u32) -> Result<Fetched, PartitionError> {
+        let (read, offsets) = {
+            let log = lock(&self.log);
+            let offsets = Offsets {
+                log_start: log.start_offset(),
+                high_watermark: log.durable_offset(),
+                log_end: log.next_offset(),
+            };
+            if from < offsets.log_start || from > offsets.log_end {
+                return Err(PartitionError::OffsetOutOfRange { offsets });
+            }
+            (log.read(from, bytes_max, offsets.high_watermark)?, offsets)
+        };
+        // The ranges keep their files open; read them without holding the log.
+        let mut buffer = BytesMut::zeroed(usize::try_from(read.bytes).unwrap_or(usize::MAX));
+        let mut at = 0;
+        for range in &read.ranges {
+            let end = at + range.len as usize;
+            let got =
+                range.file.read_at(&mut buffer[at..end], range.position).map_err(|source| {
+                    PartitionError::Storage(cairn_storage::Error::Io {
+                        op: "read",
+                        path: format!(
+                            "{}-{} segment {}",
+                            self.topic, self.index, range.segment_base
+                        )
+                        .into(),
+                        source,
+                    })
+                })?;
+            // A concurrent retention or truncation may have cut the file: return what is whole.
+            if got < range.len as usize {
+                buffer.truncate(at + whole_batches(&buffer[at..at + got]));
+                break;
+            }
+            at = end;
+        }
+        Ok(Fetched { records: buffer.freeze(), offsets })
+    }
+
+    /// The first batch holding a record with timestamp `>= timestamp`: its base offset and bytes.
+    ///
+    /// # Errors
+    /// [`PartitionError::Storage`].
+    pub fn batch_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(Offset, Bytes)>, PartitionError> {
+        let found = {
+            let log = lock(&self.log);
+            log.offset_for_timestamp(timestamp)?.filter(|offset| *offset < log.durable_offset())
+        };
+        let Some(offset) = found else { return Ok(None) };
+        let fetched = self.read(offset, 1)?;
+        Ok(Some((offset, fetched.records)))
+    }
+
+    /// Deletes segments past retention, never beyond the high watermark. Returns how many.
+    ///
+    /// # Errors
+    /// [`PartitionError::Storage`].
+    pub fn apply_retention(&self) -> Result<usize, PartitionError> {
+        let retention = self.settings().retention;
+        let mut log = lock(&self.log);
+        let bound = log.durable_offset();
+        Ok(log.apply_retention(retention, bound)?)
+    }
+
+    /// The flusher loop: runs until [`Partition::close`]. Spawn it once per partition.
+    pub async fn run_flusher(self: Arc<Self>) {
+        loop {
+            let notified = self.unflushed.notified();
+            if self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            if let Err(error) = self.flush_once().await {
+                tracing::error!(topic = %self.topic, partition = self.index, %error, "partition log failed; it serves no more writes");
+                self.durability.send_replace(Durability::Failed(error.to_string()));
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Flushes until nothing is unflushed.
+    async fn flush_once(&self) -> Result<(), PartitionError> {
+        loop {
+            let Some(pending) = lock(&self.log).begin_flush()? else { return Ok(()) };
+            let (pending, synced) = tokio::task::spawn_blocking(move || {
+                let synced = pending.sync();
+                (pending, synced)
+            })
+            .await
+            .map_err(|error| PartitionError::Failed(format!("flusher thread failed: {error}")))?;
+            let durable = lock(&self.log).complete_flush(pending, synced)?;
+            let moved = self.durability.send_if_modified(|state| match state {
+                Durability::Durable(current) if *current < durable => {
+                    *current = durable;
+                    true
+                }
+                _ => false,
+            });
+            if moved {
+                self.progress.send_modify(|events| *events = events.wrapping_add(1));
+            }
+        }
+    }
+
+    /// Stops accepting appends, flushes and closes the log cleanly (the next open walks nothing).
+    ///
+    /// # Errors
+    /// [`PartitionError::Storage`] if the final flush fails.
+    pub fn close(&self) -> Result<(), PartitionError> {
+        self.closed.store(true, Ordering::Release);
+        self.unflushed.notify_one();
+        let mut log = lock(&self.log);
+        let durable = log.flush()?;
+        log.seal()?;
+        self.durability.send_replace(Durability::Durable(durable));
+        Ok(())
+    }
+}
+
+/// Rejects a record set containing a batch over `max_message_bytes` (`MESSAGE_TOO_LARGE`) before
+/// anything is written. Framing errors are left to the log's validation.
+fn check_batch_sizes(records: &[u8], max_message_bytes: u32) -> Result<(), PartitionError> {
+    let mut at = 0;
+    while at < records.len() {
+        let Ok(header) = BatchHeader::parse(&records[at..], BATCH_BYTES_MAX) else { return Ok(()) };
+        if header.total_bytes() > max_message_bytes {
+            return Err(PartitionError::MessageTooLarge {
+                bytes: header.total_bytes(),
+                limit: max_message_bytes,
+            });
+        }
+        at += header.total_bytes() as usize;
+    }
+    Ok(())
+}
+
+/// Bytes of whole batches at the start of `bytes`.
+fn whole_batches(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    while let Ok(header) = BatchHeader::parse(&bytes[at..], BATCH_BYTES_MAX) {
+        let end = at + header.total_bytes() as usize;
+        if end > bytes.len() {
+            break;
+        }
+        at = end;
+    }
+    at
+}

@@ -1,0 +1,199 @@
+//! Fetch: whole batches as stored, long polling on the broker's progress channel.
+//!
+//! cairn keeps no fetch sessions: a full fetch (session id 0) is answered with session id 0, which
+//! tells clients that sessions are not available, so they keep sending full fetches; a request
+//! naming a session gets `FETCH_SESSION_ID_NOT_FOUND`.
+
+use std::time::Duration;
+
+use cairn_broker::{Fetched, Offsets, PartitionError};
+use cairn_meta::MetadataStore;
+use cairn_types::Offset;
+use cairn_types::limits::READ_BYTES_MAX;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_request::FetchPartition;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use tokio::time::Instant;
+
+use super::text;
+use crate::errors;
+use crate::server::Ctx;
+
+/// Longest a fetch waits for `min_bytes`, whatever the client asks.
+const FETCH_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// One partition of the request, resolved.
+struct Wanted {
+    topic: usize,
+    /// `None` if the topic is unknown: answered with an error.
+    name: Option<String>,
+    partition: FetchPartition,
+}
+
+fn partition_data(index: i32, code: i16, offsets: Option<Offsets>, version: i16) -> PartitionData {
+    let (hw, mut start) =
+        offsets.map_or((-1, -1), |o| (o.high_watermark.0 as i64, o.log_start.0 as i64));
+    // The log start offset exists from v5.
+    if version < 5 {
+        start = -1;
+    }
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(code)
+        .with_high_watermark(hw)
+        .with_last_stable_offset(hw)
+        .with_log_start_offset(start)
+        .with_preferred_read_replica(BrokerId(-1))
+        .with_records(Some(bytes::Bytes::new()))
+}
+
+/// Serves a fetch, waiting up to `max_wait_ms` for `min_bytes`.
+pub(crate) async fn fetch<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    request: FetchRequest,
+    version: i16,
+) -> FetchResponse {
+    if request.session_id != 0 {
+        return FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    }
+    let meta = ctx.broker.meta();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    let mut wanted = Vec::new();
+    for (topic_index, topic) in request.topics.into_iter().enumerate() {
+        let name = if version >= 13 {
+            meta.topics()
+                .into_iter()
+                .find(|t| t.id.as_uuid() == topic.topic_id)
+                .map(|t| t.name.as_str().to_owned())
+        } else {
+            Some(topic.topic.0.as_str().to_owned())
+        };
+        let mut response = FetchableTopicResponse::default().with_topic_id(topic.topic_id);
+        if version < 13 {
+            response = response.with_topic(topic.topic.clone());
+        } else if let Some(name) = &name {
+            response = response.with_topic(TopicName(text(name.clone())));
+        }
+        topics.push(response);
+        for partition in topic.partitions {
+            wanted.push(Wanted { topic: topic_index, name: name.clone(), partition });
+        }
+    }
+    let bytes_max = u32::try_from(request.max_bytes).unwrap_or(0).min(READ_BYTES_MAX);
+    let min_bytes = u64::try_from(request.min_bytes).unwrap_or(0);
+    let wait =
+        Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0)).min(FETCH_WAIT_MAX);
+    let deadline = Instant::now() + wait;
+    let mut progress = ctx.broker.progress();
+    loop {
+        progress.borrow_and_update();
+        let (responses, bytes, errors) = read_once(ctx, &wanted, bytes_max, version);
+        if bytes >= min_bytes || errors || Instant::now() >= deadline {
+            let mut topics = topics;
+            for (topic, data) in responses {
+                topics[topic].partitions.push(data);
+            }
+            return FetchResponse::default().with_responses(topics);
+        }
+        tokio::select! {
+            changed = progress.changed() => if changed.is_err() { tokio::time::sleep_until(deadline).await },
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// Reads every wanted partition once; returns the partition answers, the bytes read and whether
+/// any partition answered with an error (which ends a long poll at once, as in Kafka).
+fn read_once<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    wanted: &[Wanted],
+    bytes_max: u32,
+    version: i16,
+) -> (Vec<(usize, PartitionData)>, u64, bool) {
+    let mut responses = Vec::with_capacity(wanted.len());
+    let mut remaining = bytes_max;
+    let mut total = 0u64;
+    let mut errors = false;
+    for want in wanted {
+        let index = want.partition.partition;
+        let Some(name) = &want.name else {
+            errors = true;
+            responses.push((
+                want.topic,
+                partition_data(index, ResponseError::UnknownTopicId.code(), None, version),
+            ));
+            continue;
+        };
+        let partition = u32::try_from(index).ok().and_then(|i| ctx.broker.partition(name, i));
+        let Some(partition) = partition else {
+            errors = true;
+            let code = if version >= 13 {
+                ResponseError::UnknownTopicId
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            };
+            responses.push((want.topic, partition_data(index, code.code(), None, version)));
+            continue;
+        };
+        let epoch = want.partition.current_leader_epoch;
+        let ours = partition.leader_epoch().0;
+        if epoch >= 0 && epoch != ours {
+            errors = true;
+            let code = if epoch > ours {
+                ResponseError::UnknownLeaderEpoch
+            } else {
+                ResponseError::FencedLeaderEpoch
+            };
+            responses.push((
+                want.topic,
+                partition_data(index, code.code(), Some(partition.offsets()), version),
+            ));
+            continue;
+        }
+        let Ok(from) = u64::try_from(want.partition.fetch_offset) else {
+            errors = true;
+            let code = ResponseError::OffsetOutOfRange.code();
+            responses.push((
+                want.topic,
+                partition_data(index, code, Some(partition.offsets()), version),
+            ));
+            continue;
+        };
+        let partition_max = u32::try_from(want.partition.partition_max_bytes).unwrap_or(0);
+        // Once the response is full, later partitions answer empty (KIP-74: only the first
+        // partition with data may exceed the limit, by one batch).
+        if remaining == 0 && total > 0 {
+            responses.push((
+                want.topic,
+                partition_data(index, errors::NONE, Some(partition.offsets()), version),
+            ));
+            continue;
+        }
+        match partition.read(Offset(from), partition_max.min(remaining.max(1))) {
+            Ok(Fetched { records, offsets }) => {
+                let len = records.len() as u64;
+                total += len;
+                remaining = remaining.saturating_sub(u32::try_from(len).unwrap_or(u32::MAX));
+                responses.push((
+                    want.topic,
+                    partition_data(index, errors::NONE, Some(offsets), version)
+                        .with_records(Some(records)),
+                ));
+            }
+            Err(error) => {
+                errors = true;
+                let offsets = match &error {
+                    PartitionError::OffsetOutOfRange { offsets } => Some(*offsets),
+                    _ => Some(partition.offsets()),
+                };
+                responses.push((
+                    want.topic,
+                    partition_data(index, errors::partition_code(&error), offsets, version),
+                ));
+            }
+        }
+    }
+    (responses, total, errors)
+}

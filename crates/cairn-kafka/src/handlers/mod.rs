@@ -1,0 +1,93 @@
+//! Request handlers: one function per API, all answering through [`handle`].
+
+mod cluster;
+mod fetch;
+mod list_offsets;
+mod produce;
+mod topics;
+
+use cairn_meta::MetadataStore;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::server::{Ctx, Request};
+
+/// The APIs cairn serves today; ApiVersions advertises these, within the versions the shape
+/// checker knows.
+pub(crate) const IMPLEMENTED: &[ApiKey] = &[
+    ApiKey::ApiVersions,
+    ApiKey::Metadata,
+    ApiKey::Produce,
+    ApiKey::Fetch,
+    ApiKey::ListOffsets,
+    ApiKey::CreateTopics,
+    ApiKey::DeleteTopics,
+    ApiKey::CreatePartitions,
+    ApiKey::DescribeConfigs,
+    ApiKey::IncrementalAlterConfigs,
+    ApiKey::DescribeCluster,
+];
+
+/// The versions of `api_key` cairn serves, if any.
+pub(crate) fn versions(api_key: ApiKey) -> Option<(i16, i16)> {
+    if IMPLEMENTED.contains(&api_key) {
+        crate::shape::supported_versions(api_key as i16)
+    } else {
+        None
+    }
+}
+
+/// Serves one decoded request; `None` if no response is due (produce with acks=0).
+pub(crate) async fn handle<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    request: Request,
+) -> Option<ResponseKind> {
+    let version = request.api_version;
+    let Some(body) = request.body else {
+        return Some(ResponseKind::ApiVersions(cluster::api_versions(true)));
+    };
+    let response = match body {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(cluster::api_versions(false)),
+        RequestKind::Metadata(request) => {
+            ResponseKind::Metadata(cluster::metadata(ctx, request, version).await)
+        }
+        RequestKind::DescribeCluster(_) => {
+            ResponseKind::DescribeCluster(cluster::describe_cluster(ctx))
+        }
+        RequestKind::Produce(request) => {
+            ResponseKind::Produce(produce::produce(ctx, request, version).await?)
+        }
+        RequestKind::Fetch(request) => {
+            ResponseKind::Fetch(fetch::fetch(ctx, request, version).await)
+        }
+        RequestKind::ListOffsets(request) => {
+            ResponseKind::ListOffsets(list_offsets::list_offsets(ctx, request, version))
+        }
+        RequestKind::CreateTopics(request) => {
+            ResponseKind::CreateTopics(topics::create_topics(ctx, request, version).await)
+        }
+        RequestKind::DeleteTopics(request) => {
+            ResponseKind::DeleteTopics(topics::delete_topics(ctx, request, version).await)
+        }
+        RequestKind::CreatePartitions(request) => {
+            ResponseKind::CreatePartitions(topics::create_partitions(ctx, request).await)
+        }
+        RequestKind::DescribeConfigs(request) => {
+            ResponseKind::DescribeConfigs(topics::describe_configs(ctx, request))
+        }
+        RequestKind::IncrementalAlterConfigs(request) => {
+            ResponseKind::IncrementalAlterConfigs(topics::alter_configs(ctx, request).await)
+        }
+        other => {
+            // `decode` only lets implemented APIs through.
+            tracing::error!(api = ?std::mem::discriminant(&other), "request for an api without a handler");
+            return None;
+        }
+    };
+    Some(response)
+}
+
+/// A `StrBytes` from an owned string.
+pub(crate) fn text(value: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(value.into())
+}

@@ -1,0 +1,15 @@
+//! cairn-kafka: the Kafka wire protocol front door.
+//!
+//! - `shape`: checks a request body's structure (every array count and length bounded by the bytes
+//!   left and a per-request element budget) before `kafka-protocol` decodes it.
+//! - [`serve`]: the listener — framing, ordered pipelining, graceful shutdown (`server.rs`); the
+//!   handlers (`handlers/`) and the one mapping of cairn errors to Kafka codes (`errors.rs`).
+//! - `compression`: decompresses compressed record batches into a capped buffer to validate them.
+
+pub mod compression;
+mod errors;
+mod handlers;
+mod server;
+pub mod shape;
+
+pub use server::{ServerConfig, serve};

@@ -1,0 +1,301 @@
+//! The Kafka listener: connections, framing, ordered pipelining, graceful shutdown.
+//!
+//! Per connection a reader loop takes frames off the socket — length checked against
+//! [`FRAME_BYTES_MAX`] and charged to the node-wide request memory budget *before* the buffer is
+//! allocated — checks their shape, decodes them and spawns one task per request. The tasks'
+//! handles go through a channel bounded by `inflight_requests_max` to a writer loop that awaits
+//! them in order, so responses leave in request order while requests are served concurrently.
+//! Anything malformed closes the connection with a log line; nothing panics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use cairn_broker::Broker;
+use cairn_meta::MetadataStore;
+use cairn_types::NodeId;
+use cairn_types::limits::FRAME_BYTES_MAX;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::handlers;
+use crate::shape;
+
+/// Settings of the Kafka listener.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// This node's id, as Metadata reports it.
+    pub node_id: NodeId,
+    /// The cluster id reported to clients.
+    pub cluster_id: String,
+    /// Most concurrent connections; more are accepted and closed at once.
+    pub connections_max: usize,
+    /// Most requests of one connection being served at once.
+    pub inflight_requests_max: usize,
+    /// Most bytes of request frames held in memory across all connections.
+    pub request_bytes_max: usize,
+    /// Create unknown topics when a Metadata request allows it.
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics and of CreateTopics asking for the default.
+    pub default_partitions: u32,
+    /// How long a connection may stay silent between requests.
+    pub idle_timeout: Duration,
+    /// How long shutdown waits for connections to finish their in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+/// What every request handler can reach.
+pub(crate) struct Ctx<M> {
+    pub broker: Arc<Broker<M>>,
+    pub config: ServerConfig,
+    /// Permits are KiB of request frames in memory.
+    request_memory: Arc<Semaphore>,
+}
+
+/// Why a connection is being closed.
+#[derive(Debug, thiserror::Error)]
+enum Close {
+    #[error("client closed the connection")]
+    Eof,
+    #[error("idle for longer than the idle timeout")]
+    Idle,
+    #[error("io error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {0} bytes is outside the allowed size")]
+    FrameSize(i64),
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    #[error("unsupported api {api_key} version {api_version}")]
+    Unsupported { api_key: i16, api_version: i16 },
+    #[error("shutting down")]
+    Shutdown,
+}
+
+/// Serves Kafka clients on `listener` until `shutdown` turns true, then stops accepting, lets
+/// every connection finish its in-flight requests (up to `shutdown_grace`) and returns.
+pub async fn serve<M: MetadataStore>(
+    listener: TcpListener,
+    broker: Arc<Broker<M>>,
+    config: ServerConfig,
+    shutdown: watch::Receiver<bool>,
+) {
+    let kib = u32::try_from(config.request_bytes_max / 1024).unwrap_or(u32::MAX).max(1);
+    let ctx =
+        Arc::new(Ctx { broker, request_memory: Arc::new(Semaphore::new(kib as usize)), config });
+    let connections = Arc::new(Semaphore::new(ctx.config.connections_max));
+    let mut tasks = JoinSet::new();
+    let mut stop = shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                        tracing::warn!(%peer, "connection limit reached; closing new connection");
+                        continue;
+                    };
+                    let ctx = Arc::clone(&ctx);
+                    let shutdown = shutdown.clone();
+                    tasks.spawn(async move {
+                        let _permit = permit;
+                        connection(ctx, stream, peer, shutdown).await;
+                    });
+                }
+                Err(error) => tracing::warn!(%error, "accept failed"),
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(ctx.config.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
+        tracing::warn!(
+            connections = tasks.len(),
+            "shutdown grace over; closing remaining connections"
+        );
+        tasks.abort_all();
+    }
+}
+
+async fn connection<M: MetadataStore>(
+    ctx: Arc<Ctx<M>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, %error, "set_nodelay failed");
+    }
+    let (reader, mut writer) = stream.into_split();
+    let (responses, mut pending) =
+        mpsc::channel::<JoinHandle<Reply>>(ctx.config.inflight_requests_max.max(1));
+    let write = async move {
+        while let Some(handle) = pending.recv().await {
+            match handle.await {
+                Ok(Reply::Send(response)) => writer.write_all(&response).await?,
+                Ok(Reply::Nothing) => {}
+                // A response that cannot be sent would leave the client waiting forever.
+                Ok(Reply::Close) => break,
+                Err(error) => {
+                    tracing::error!(%peer, %error, "request handler panicked; closing connection");
+                    break;
+                }
+            }
+        }
+        writer.shutdown().await
+    };
+    let read = read_requests(&ctx, reader, responses, shutdown);
+    let (read, write) = tokio::join!(read, write);
+    match read {
+        Close::Eof | Close::Shutdown => tracing::debug!(%peer, "connection closed"),
+        Close::Idle => tracing::debug!(%peer, "idle connection closed"),
+        reason => tracing::warn!(%peer, %reason, "closing connection"),
+    }
+    if let Err(error) = write {
+        tracing::debug!(%peer, %error, "writing responses failed");
+    }
+}
+
+/// Reads, checks and dispatches requests until the connection must close; returns why.
+async fn read_requests<M: MetadataStore>(
+    ctx: &Arc<Ctx<M>>,
+    mut reader: impl AsyncRead + Unpin,
+    responses: mpsc::Sender<JoinHandle<Reply>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Close {
+    loop {
+        let mut length = [0u8; 4];
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => return Close::Shutdown,
+            read = tokio::time::timeout(ctx.config.idle_timeout, reader.read_exact(&mut length)) => match read {
+                Err(_) => return Close::Idle,
+                Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Close::Eof,
+                Ok(Err(error)) => return Close::Io(error),
+                Ok(Ok(_)) => {}
+            },
+        }
+        let length = i32::from_be_bytes(length);
+        // Smallest header: api key, version, correlation id, client id length.
+        if length < 10 || length as u32 > FRAME_BYTES_MAX {
+            return Close::FrameSize(i64::from(length));
+        }
+        let length = length as usize;
+        let permit = match charge(ctx, length).await {
+            Some(permit) => permit,
+            None => return Close::Shutdown,
+        };
+        let mut frame = BytesMut::zeroed(length);
+        if let Err(error) = reader.read_exact(&mut frame).await {
+            return Close::Io(error);
+        }
+        let request = match decode(frame.freeze()) {
+            Ok(request) => request,
+            Err(close) => return close,
+        };
+        let ctx = Arc::clone(ctx);
+        let handle = tokio::spawn(async move {
+            let _permit = permit;
+            respond(&ctx, request).await
+        });
+        if responses.send(handle).await.is_err() {
+            return Close::Eof;
+        }
+    }
+}
+
+/// Takes `length` bytes from the request memory budget, waiting for other requests to finish.
+async fn charge<M>(ctx: &Ctx<M>, length: usize) -> Option<OwnedSemaphorePermit> {
+    let kib = u32::try_from(length.div_ceil(1024)).unwrap_or(u32::MAX);
+    let total = u32::try_from(ctx.config.request_bytes_max / 1024).unwrap_or(u32::MAX).max(1);
+    Arc::clone(&ctx.request_memory).acquire_many_owned(kib.min(total)).await.ok()
+}
+
+/// A request ready for its handler.
+pub(crate) struct Request {
+    pub api_key: ApiKey,
+    pub api_version: i16,
+    pub header: RequestHeader,
+    /// `None` when the version is not supported and the answer is an error (ApiVersions only).
+    pub body: Option<RequestKind>,
+}
+
+fn decode(mut frame: Bytes) -> Result<Request, Close> {
+    let info = shape::check_header(&frame).map_err(|e| Close::Malformed(e.to_string()))?;
+    let api_key = ApiKey::try_from(info.api_key).map_err(|()| Close::Unsupported {
+        api_key: info.api_key,
+        api_version: info.api_version,
+    })?;
+    let supported = handlers::versions(api_key)
+        .is_some_and(|(min, max)| (min..=max).contains(&info.api_version));
+    if !supported {
+        // A client that does not know our versions yet asks ApiVersions with its newest version;
+        // Kafka answers with a v0 error response listing what it supports.
+        if api_key == ApiKey::ApiVersions {
+            let header = RequestHeader::default()
+                .with_request_api_key(info.api_key)
+                .with_request_api_version(0)
+                .with_correlation_id(info.correlation_id);
+            return Ok(Request { api_key, api_version: 0, header, body: None });
+        }
+        return Err(Close::Unsupported { api_key: info.api_key, api_version: info.api_version });
+    }
+    shape::check_request(info.api_key, info.api_version, &frame[info.header_len..])
+        .map_err(|e| Close::Malformed(e.to_string()))?;
+    let header =
+        RequestHeader::decode(&mut frame, api_key.request_header_version(info.api_version))
+            .map_err(|e| Close::Malformed(format!("request header: {e}")))?;
+    let body = RequestKind::decode(api_key, &mut frame, info.api_version)
+        .map_err(|e| Close::Malformed(format!("{api_key:?} v{}: {e}", info.api_version)))?;
+    Ok(Request { api_key, api_version: info.api_version, header, body: Some(body) })
+}
+
+/// What the writer does with a served request.
+enum Reply {
+    /// Send this response frame.
+    Send(Bytes),
+    /// No response is due (produce with acks=0).
+    Nothing,
+    /// The response could not be encoded: close the connection.
+    Close,
+}
+
+/// Serves one request.
+async fn respond<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> Reply {
+    let (api_key, api_version, correlation_id) =
+        (request.api_key, request.api_version, request.header.correlation_id);
+    let Some(response) = handlers::handle(ctx, request).await else { return Reply::Nothing };
+    match encode(api_key, api_version, correlation_id, &response) {
+        Ok(bytes) => Reply::Send(bytes),
+        Err(error) => {
+            tracing::error!(?api_key, api_version, %error, "encoding a response failed; closing connection");
+            Reply::Close
+        }
+    }
+}
+
+/// A response frame: length, response header, body.
+fn encode(
+    api_key: ApiKey,
+    api_version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> Result<Bytes, String> {
+    let mut buffer = BytesMut::with_capacity(64);
+    buffer.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buffer, api_key.response_header_version(api_version))
+        .map_err(|e| e.to_string())?;
+    response.encode(&mut buffer, api_version).map_err(|e| e.to_string())?;
+    let length = i32::try_from(buffer.len() - 4).map_err(|e| e.to_string())?;
+    buffer[..4].copy_from_slice(&length.to_be_bytes());
+    Ok(buffer.freeze())
+}

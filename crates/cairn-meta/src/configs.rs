@@ -1,0 +1,769 @@
+//! Topic configs: the Kafka topic configs cairn implements, with Kafka's names, defaults and
+//! validation, and honest refusals for the ones it does not.
+//!
+//! A [`TopicConfigs`] holds a topic's *overrides* (what was set on the topic) in canonical text,
+//! plus their typed values resolved against the defaults, so accessors never parse. Every way in
+//! (create, alter, reading the store back from disk) goes through the same validation, and a
+//! change list is applied all or nothing.
+//!
+//! Supported ([`CONFIG_KEYS`]):
+//!
+//! | key | type | default | accepted |
+//! |---|---|---|---|
+//! | `cleanup.policy` | list | `delete` | `delete` only; `compact` is refused (not supported yet) |
+//! | `compression.type` | string | `producer` | `producer` only, see below |
+//! | `max.message.bytes` | int | `1048588` | `0..=BATCH_BYTES_MAX` |
+//! | `message.timestamp.type` | string | `CreateTime` | `CreateTime`, `LogAppendTime` |
+//! | `min.insync.replicas` | int | `1` | `>= 1` |
+//! | `retention.bytes` | long | `-1` | `>= -1`; `-1` keeps everything |
+//! | `retention.ms` | long | `604800000` | `>= -1`; `-1` keeps forever |
+//! | `segment.bytes` | int | `1073741824` | `SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX` |
+//! | `segment.ms` | long | `604800000` | `>= 1` |
+//!
+//! `compression.type`: cairn stores and serves batches exactly as producers compressed them; it
+//! never recompresses. A topic-level codec (`gzip`, `lz4`, ...) would be accepted by Kafka and
+//! applied on the broker; cairn refuses it rather than store a setting it ignores.
+//!
+//! The other Kafka topic configs (`flush.ms`, `flush.messages`, compaction and tiered-storage
+//! settings, ...) are refused with [`ConfigError::Unsupported`] and a reason; names Kafka does not
+//! know either are [`ConfigError::UnknownKey`]. As in Kafka, values are trimmed of surrounding
+//! whitespace and names and enum values are case-sensitive.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use cairn_types::limits::{
+    BATCH_BYTES_MAX, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+};
+
+use crate::ConfigChange;
+
+const CLEANUP_POLICY: &str = "cleanup.policy";
+const COMPRESSION_TYPE: &str = "compression.type";
+const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
+const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
+const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+const RETENTION_BYTES: &str = "retention.bytes";
+const RETENTION_MS: &str = "retention.ms";
+const SEGMENT_BYTES: &str = "segment.bytes";
+const SEGMENT_MS: &str = "segment.ms";
+
+/// Every topic config cairn implements, sorted; [`TopicConfigs::entries`] lists them in this
+/// order.
+pub const CONFIG_KEYS: &[&str] = &[
+    CLEANUP_POLICY,
+    COMPRESSION_TYPE,
+    MAX_MESSAGE_BYTES,
+    MESSAGE_TIMESTAMP_TYPE,
+    MIN_INSYNC_REPLICAS,
+    RETENTION_BYTES,
+    RETENTION_MS,
+    SEGMENT_BYTES,
+    SEGMENT_MS,
+];
+
+/// Kafka topic configs cairn knows of but does not implement, with the reason given to the user.
+const UNSUPPORTED_KEYS: &[(&str, &str)] = &[
+    ("compression.gzip.level", COMPRESSION_REASON),
+    ("compression.lz4.level", COMPRESSION_REASON),
+    ("compression.zstd.level", COMPRESSION_REASON),
+    ("delete.retention.ms", COMPACTION_REASON),
+    ("file.delete.delay.ms", NOT_IMPLEMENTED_REASON),
+    ("flush.messages", FLUSH_REASON),
+    ("flush.ms", FLUSH_REASON),
+    ("follower.replication.throttled.replicas", NOT_IMPLEMENTED_REASON),
+    ("index.interval.bytes", NOT_IMPLEMENTED_REASON),
+    ("leader.replication.throttled.replicas", NOT_IMPLEMENTED_REASON),
+    ("local.retention.bytes", TIERED_REASON),
+    ("local.retention.ms", TIERED_REASON),
+    ("max.compaction.lag.ms", COMPACTION_REASON),
+    ("message.downconversion.enable", NOT_IMPLEMENTED_REASON),
+    ("message.format.version", NOT_IMPLEMENTED_REASON),
+    ("message.timestamp.after.max.ms", NOT_IMPLEMENTED_REASON),
+    ("message.timestamp.before.max.ms", NOT_IMPLEMENTED_REASON),
+    ("message.timestamp.difference.max.ms", NOT_IMPLEMENTED_REASON),
+    ("min.cleanable.dirty.ratio", COMPACTION_REASON),
+    ("min.compaction.lag.ms", COMPACTION_REASON),
+    ("preallocate", NOT_IMPLEMENTED_REASON),
+    ("remote.log.copy.disable", TIERED_REASON),
+    ("remote.log.delete.on.disable", TIERED_REASON),
+    ("remote.storage.enable", TIERED_REASON),
+    ("segment.index.bytes", NOT_IMPLEMENTED_REASON),
+    ("segment.jitter.ms", NOT_IMPLEMENTED_REASON),
+    ("unclean.leader.election.enable", NOT_IMPLEMENTED_REASON),
+];
+
+const COMPACTION_REASON: &str = "log compaction is not supported yet";
+const COMPRESSION_REASON: &str = concat!(
+    "cairn stores batches as the producer compressed them; ",
+    "only compression.type=producer is supported"
+);
+const FLUSH_REASON: &str =
+    "cairn makes data durable by group commit; the producer's acks decide what a request waits for";
+const TIERED_REASON: &str = "tiered storage is not supported";
+const NOT_IMPLEMENTED_REASON: &str = "cairn does not implement this kafka topic config";
+
+/// Kafka's default `max.message.bytes`: 1 MiB plus the record batch overhead.
+const MAX_MESSAGE_BYTES_DEFAULT: u32 = 1_048_588;
+/// Kafka's default `retention.ms` and `segment.ms`: 7 days.
+const WEEK_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// Compression codecs Kafka accepts as a topic's `compression.type`, which cairn refuses.
+const CODECS: &[&str] = &["uncompressed", "gzip", "snappy", "lz4", "zstd"];
+/// Longest key or value quoted in an error: both may come from the network.
+const QUOTED_CHARS_MAX: usize = 64;
+
+const _: () = assert!(SEGMENT_BYTES_MAX <= i32::MAX as u64);
+const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_DEFAULT);
+const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
+const _: () = assert!(BATCH_BYTES_MAX <= i32::MAX as u32);
+const _: () = assert!(MAX_MESSAGE_BYTES_DEFAULT <= BATCH_BYTES_MAX);
+
+/// Why a config (or a change list) is refused; Kafka's `INVALID_CONFIG`. Keys and values in the
+/// error are cut to a few dozen characters, since they may come from a client.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Neither cairn nor Kafka knows a topic config by this name.
+    #[error("unknown topic config {key:?}")]
+    UnknownKey {
+        /// The refused name.
+        key: String,
+    },
+    /// The value does not parse or is out of range for the key.
+    #[error("invalid value {value:?} for {key}: {reason}")]
+    InvalidValue {
+        /// The config name.
+        key: String,
+        /// The refused value.
+        value: String,
+        /// What the key accepts.
+        reason: String,
+    },
+    /// A valid Kafka config (or value) that cairn does not implement.
+    #[error("{key}={value:?} is not supported: {reason}")]
+    Unsupported {
+        /// The config name.
+        key: String,
+        /// The refused value.
+        value: String,
+        /// Why, and what is supported instead.
+        reason: &'static str,
+    },
+    /// The same key appears twice in one request. Kafka answers this with `INVALID_REQUEST` in
+    /// IncrementalAlterConfigs.
+    #[error("topic config {key} appears more than once")]
+    DuplicateKey {
+        /// The repeated name.
+        key: String,
+    },
+}
+
+/// `message.timestamp.type`: which timestamp a batch's records carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TimestampType {
+    /// The producer's timestamps are kept.
+    #[default]
+    CreateTime,
+    /// The broker overwrites the batch's max timestamp with its clock at append time.
+    LogAppendTime,
+}
+
+impl TimestampType {
+    /// Kafka's name of the value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        }
+    }
+}
+
+impl fmt::Display for TimestampType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a described config's value comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConfigSource {
+    /// Set on the topic (Kafka's `DYNAMIC_TOPIC_CONFIG`, 1).
+    TopicOverride,
+    /// Not set; the default applies (Kafka's `DEFAULT_CONFIG`, 5).
+    Default,
+}
+
+/// One config as DescribeConfigs reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// Config name, one of [`CONFIG_KEYS`].
+    pub name: String,
+    /// Effective value, in canonical text.
+    pub value: String,
+    /// Whether the value was set on the topic or is the default.
+    pub source: ConfigSource,
+    /// Whether cairn accepts only one value for it (`cleanup.policy`, `compression.type`), so it
+    /// cannot really be changed. Setting it to that value is still accepted.
+    pub read_only: bool,
+}
+
+/// A topic's config overrides, validated, with typed accessors that resolve defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopicConfigs {
+    /// What was set on the topic: key to canonical value. Keys are in [`CONFIG_KEYS`].
+    overrides: BTreeMap<String, String>,
+    /// Every config's typed value: an override, or the default. Derived from `overrides`.
+    resolved: Resolved,
+}
+
+/// Typed values of every config that has more than one accepted value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Resolved {
+    retention_ms: i64,
+    retention_bytes: i64,
+    segment_bytes: u32,
+    segment_ms: i64,
+    max_message_bytes: u32,
+    timestamp_type: TimestampType,
+    min_insync_replicas: u32,
+}
+
+impl Default for Resolved {
+    fn default() -> Resolved {
+        Resolved {
+            retention_ms: WEEK_MS,
+            retention_bytes: -1,
+            // Lossless: asserted <= i32::MAX above.
+            segment_bytes: SEGMENT_BYTES_DEFAULT as u32,
+            segment_ms: WEEK_MS,
+            max_message_bytes: MAX_MESSAGE_BYTES_DEFAULT,
+            timestamp_type: TimestampType::CreateTime,
+            min_insync_replicas: 1,
+        }
+    }
+}
+
+impl TopicConfigs {
+    /// Configs with the given overrides (a CreateTopics request, or a store read back).
+    ///
+    /// # Errors
+    /// The first invalid pair, or [`ConfigError::DuplicateKey`].
+    pub fn from_overrides(pairs: &[(String, String)]) -> Result<TopicConfigs, ConfigError> {
+        TopicConfigs::default()
+            .with_changes(pairs.iter().map(|(key, value)| (key.as_str(), Some(value.as_str()))))
+    }
+
+    /// Checks that `value` is acceptable for `key`.
+    ///
+    /// # Errors
+    /// [`ConfigError::UnknownKey`], [`ConfigError::Unsupported`] or
+    /// [`ConfigError::InvalidValue`].
+    pub fn validate(key: &str, value: &str) -> Result<(), ConfigError> {
+        Resolved::default().set(key, value).map(drop)
+    }
+
+    /// These configs with `changes` applied in order, or nothing changed: the first invalid
+    /// change fails the whole list. Deleting a key that is not set does nothing.
+    ///
+    /// # Errors
+    /// The first invalid change, or [`ConfigError::DuplicateKey`] if a key appears twice.
+    pub fn apply(&self, changes: &[ConfigChange]) -> Result<TopicConfigs, ConfigError> {
+        self.with_changes(changes.iter().map(|change| match change {
+            ConfigChange::Set { key, value } => (key.as_str(), Some(value.as_str())),
+            ConfigChange::Delete { key } => (key.as_str(), None),
+        }))
+    }
+
+    /// The overrides: key to canonical value, sorted by key.
+    #[must_use]
+    pub fn overrides(&self) -> &BTreeMap<String, String> {
+        &self.overrides
+    }
+
+    /// Every supported config with its effective value, in [`CONFIG_KEYS`] order.
+    #[must_use]
+    pub fn entries(&self) -> Vec<ConfigEntry> {
+        CONFIG_KEYS
+            .iter()
+            .map(|&key| ConfigEntry {
+                name: key.to_owned(),
+                value: self.resolved.text(key),
+                source: if self.overrides.contains_key(key) {
+                    ConfigSource::TopicOverride
+                } else {
+                    ConfigSource::Default
+                },
+                read_only: matches!(key, CLEANUP_POLICY | COMPRESSION_TYPE),
+            })
+            .collect()
+    }
+
+    /// `retention.ms`: delete segments whose newest record is older than this; `None` keeps
+    /// them forever (`-1`).
+    #[must_use]
+    pub fn retention_ms(&self) -> Option<i64> {
+        (self.resolved.retention_ms >= 0).then_some(self.resolved.retention_ms)
+    }
+
+    /// `retention.bytes`: delete the oldest segments while the partition, without them, still
+    /// holds at least this much; `None` keeps everything (`-1`).
+    #[must_use]
+    pub fn retention_bytes(&self) -> Option<u64> {
+        u64::try_from(self.resolved.retention_bytes).ok()
+    }
+
+    /// `segment.bytes`: roll to a new segment before the active one would exceed this size.
+    #[must_use]
+    pub fn segment_bytes(&self) -> u64 {
+        u64::from(self.resolved.segment_bytes)
+    }
+
+    /// `segment.ms`: roll the active segment once it is this old. Always positive.
+    #[must_use]
+    pub fn segment_ms(&self) -> i64 {
+        self.resolved.segment_ms
+    }
+
+    /// `max.message.bytes`: the largest record batch produce accepts for the topic.
+    #[must_use]
+    pub fn max_message_bytes(&self) -> u32 {
+        self.resolved.max_message_bytes
+    }
+
+    /// `message.timestamp.type`.
+    #[must_use]
+    pub fn timestamp_type(&self) -> TimestampType {
+        self.resolved.timestamp_type
+    }
+
+    /// `min.insync.replicas`: replicas that must have a batch before an `acks=all` produce
+    /// succeeds. At least 1.
+    #[must_use]
+    pub fn min_insync_replicas(&self) -> u32 {
+        self.resolved.min_insync_replicas
+    }
+
+    /// Applies `(key, Some(value))` sets and `(key, None)` deletes to a copy of the overrides.
+    fn with_changes<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Result<TopicConfigs, ConfigError> {
+        let mut seen = BTreeSet::new();
+        let mut overrides = self.overrides.clone();
+        for (key, value) in changes {
+            if !seen.insert(key) {
+                return Err(ConfigError::DuplicateKey { key: quoted(key) });
+            }
+            match value {
+                Some(value) => {
+                    let canonical = Resolved::default().set(key, value)?;
+                    overrides.insert(key.to_owned(), canonical);
+                }
+                None => {
+                    let known = CONFIG_KEYS.contains(&key)
+                        || UNSUPPORTED_KEYS.iter().any(|&(name, _)| name == key);
+                    if !known {
+                        return Err(ConfigError::UnknownKey { key: quoted(key) });
+                    }
+                    overrides.remove(key);
+                }
+            }
+        }
+        let mut resolved = Resolved::default();
+        for (key, value) in &overrides {
+            resolved.set(key, value)?;
+        }
+        Ok(TopicConfigs { overrides, resolved })
+    }
+}
+
+impl Resolved {
+    /// Parses `value` for `key` into its typed field and returns its canonical text.
+    fn set(&mut self, key: &str, value: &str) -> Result<String, ConfigError> {
+        let trimmed = value.trim();
+        match key {
+            CLEANUP_POLICY => {
+                let policies: Vec<&str> = trimmed.split(',').map(str::trim).collect();
+                if policies.contains(&"compact") {
+                    return Err(unsupported(key, value, COMPACTION_REASON));
+                }
+                if policies != ["delete"] {
+                    return Err(invalid(key, value, "the only supported policy is delete".into()));
+                }
+            }
+            COMPRESSION_TYPE => {
+                if CODECS.contains(&trimmed) {
+                    return Err(unsupported(key, value, COMPRESSION_REASON));
+                }
+                if trimmed != "producer" {
+                    let reason = format!("must be producer (or one of {})", CODECS.join(", "));
+                    return Err(invalid(key, value, reason));
+                }
+            }
+            MAX_MESSAGE_BYTES => {
+                self.max_message_bytes = int(key, value, 0, i64::from(BATCH_BYTES_MAX))?;
+            }
+            MESSAGE_TIMESTAMP_TYPE => {
+                self.timestamp_type = match trimmed {
+                    "CreateTime" => TimestampType::CreateTime,
+                    "LogAppendTime" => TimestampType::LogAppendTime,
+                    _ => {
+                        let reason = "must be CreateTime or LogAppendTime".into();
+                        return Err(invalid(key, value, reason));
+                    }
+                };
+            }
+            MIN_INSYNC_REPLICAS => {
+                self.min_insync_replicas = int(key, value, 1, i64::from(i32::MAX))?;
+            }
+            RETENTION_BYTES => self.retention_bytes = int(key, value, -1, i64::MAX)?,
+            RETENTION_MS => self.retention_ms = int(key, value, -1, i64::MAX)?,
+            SEGMENT_BYTES => {
+                // Lossless: both asserted <= i32::MAX above.
+                let (min, max) = (SEGMENT_BYTES_MIN as i64, SEGMENT_BYTES_MAX as i64);
+                self.segment_bytes = int(key, value, min, max)?;
+            }
+            SEGMENT_MS => self.segment_ms = int(key, value, 1, i64::MAX)?,
+            _ => {
+                return Err(match UNSUPPORTED_KEYS.iter().find(|&&(name, _)| name == key) {
+                    Some(&(_, reason)) => unsupported(key, value, reason),
+                    None => ConfigError::UnknownKey { key: quoted(key) },
+                });
+            }
+        }
+        Ok(self.text(key))
+    }
+
+    /// The canonical text of `key`'s value; `key` is one of [`CONFIG_KEYS`].
+    fn text(&self, key: &str) -> String {
+        match key {
+            CLEANUP_POLICY => "delete".to_owned(),
+            COMPRESSION_TYPE => "producer".to_owned(),
+            MAX_MESSAGE_BYTES => self.max_message_bytes.to_string(),
+            MESSAGE_TIMESTAMP_TYPE => self.timestamp_type.as_str().to_owned(),
+            MIN_INSYNC_REPLICAS => self.min_insync_replicas.to_string(),
+            RETENTION_BYTES => self.retention_bytes.to_string(),
+            RETENTION_MS => self.retention_ms.to_string(),
+            SEGMENT_BYTES => self.segment_bytes.to_string(),
+            SEGMENT_MS => self.segment_ms.to_string(),
+            _ => unreachable!("text of {key:?}, which is not in CONFIG_KEYS"),
+        }
+    }
+}
+
+/// Parses an integer config in `min..=max` (inclusive) into its field type.
+fn int<T: TryFrom<i64>>(key: &str, value: &str, min: i64, max: i64) -> Result<T, ConfigError> {
+    let range = || {
+        if max == i64::MAX {
+            format!("must be an integer of at least {min}")
+        } else {
+            format!("must be an integer from {min} to {max}")
+        }
+    };
+    let number = value.trim().parse::<i64>().map_err(|_| invalid(key, value, range()))?;
+    if !(min..=max).contains(&number) {
+        return Err(invalid(key, value, range()));
+    }
+    T::try_from(number).map_err(|_| invalid(key, value, range()))
+}
+
+fn invalid(key: &str, value: &str, reason: String) -> ConfigError {
+    ConfigError::InvalidValue { key: quoted(key), value: quoted(value), reason }
+}
+
+fn unsupported(key: &str, value: &str, reason: &'static str) -> ConfigError {
+    ConfigError::Unsupported { key: quoted(key), value: quoted(value), reason }
+}
+
+/// `text`, cut to [`QUOTED_CHARS_MAX`] characters (with `...` appended when cut).
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_CHARS_MAX) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What [`check`] expects of a `key=value` pair.
+    enum Expect {
+        /// Accepted, stored as this canonical text.
+        Canonical(&'static str),
+        /// [`ConfigError::InvalidValue`].
+        Invalid,
+        /// [`ConfigError::Unsupported`].
+        Unsupported,
+        /// [`ConfigError::UnknownKey`].
+        Unknown,
+    }
+    use Expect::{Canonical, Invalid, Unknown, Unsupported};
+
+    fn check(key: &str, value: &str, expect: Expect) {
+        let validated = TopicConfigs::validate(key, value);
+        let built = TopicConfigs::from_overrides(&[(key.to_owned(), value.to_owned())]);
+        match expect {
+            Canonical(canonical) => {
+                assert_eq!(validated, Ok(()), "{key}={value:?}");
+                let configs = built.expect("valid");
+                assert_eq!(configs.overrides().get(key).map(String::as_str), Some(canonical));
+            }
+            Invalid => {
+                assert!(
+                    matches!(validated, Err(ConfigError::InvalidValue { .. })),
+                    "{key}={value:?}: {validated:?}"
+                );
+                assert_eq!(built.err(), validated.err());
+            }
+            Unsupported => {
+                assert!(
+                    matches!(validated, Err(ConfigError::Unsupported { .. })),
+                    "{key}={value:?}: {validated:?}"
+                );
+                assert_eq!(built.err(), validated.err());
+            }
+            Unknown => {
+                assert!(
+                    matches!(validated, Err(ConfigError::UnknownKey { .. })),
+                    "{key}={value:?}: {validated:?}"
+                );
+                assert_eq!(built.err(), validated.err());
+            }
+        }
+    }
+
+    #[test]
+    fn cleanup_policy() {
+        check("cleanup.policy", "delete", Canonical("delete"));
+        check("cleanup.policy", " delete ", Canonical("delete"));
+        check("cleanup.policy", "compact", Unsupported);
+        check("cleanup.policy", "compact,delete", Unsupported);
+        check("cleanup.policy", "delete, compact", Unsupported);
+        check("cleanup.policy", "", Invalid);
+        check("cleanup.policy", "Delete", Invalid);
+        check("cleanup.policy", "delete,delete", Invalid);
+    }
+
+    #[test]
+    fn compression_type() {
+        check("compression.type", "producer", Canonical("producer"));
+        for codec in ["uncompressed", "gzip", "snappy", "lz4", "zstd"] {
+            check("compression.type", codec, Unsupported);
+        }
+        check("compression.type", "brotli", Invalid);
+        check("compression.type", "PRODUCER", Invalid);
+    }
+
+    #[test]
+    fn retention() {
+        check("retention.ms", "-1", Canonical("-1"));
+        check("retention.ms", "0", Canonical("0"));
+        check("retention.ms", " 1000 ", Canonical("1000"));
+        check("retention.ms", "+1000", Canonical("1000"));
+        check("retention.ms", "9223372036854775807", Canonical("9223372036854775807"));
+        check("retention.ms", "-2", Invalid);
+        check("retention.ms", "9223372036854775808", Invalid);
+        check("retention.ms", "1e3", Invalid);
+        check("retention.ms", "", Invalid);
+        check("retention.bytes", "-1", Canonical("-1"));
+        check("retention.bytes", "1073741824", Canonical("1073741824"));
+        check("retention.bytes", "-2", Invalid);
+        check("retention.bytes", "1.5", Invalid);
+    }
+
+    #[test]
+    fn segments() {
+        check("segment.bytes", "1024", Canonical("1024"));
+        check("segment.bytes", "1023", Invalid);
+        check("segment.bytes", "2147483647", Canonical("2147483647"));
+        check("segment.bytes", "2147483648", Invalid);
+        check("segment.bytes", "-1", Invalid);
+        check("segment.ms", "1", Canonical("1"));
+        check("segment.ms", "0", Invalid);
+        check("segment.ms", "-1", Invalid);
+    }
+
+    #[test]
+    fn message_limits_and_types() {
+        check("max.message.bytes", "0", Canonical("0"));
+        check("max.message.bytes", "67108864", Canonical("67108864"));
+        check("max.message.bytes", "67108865", Invalid);
+        check("max.message.bytes", "-1", Invalid);
+        check("message.timestamp.type", "CreateTime", Canonical("CreateTime"));
+        check("message.timestamp.type", "LogAppendTime", Canonical("LogAppendTime"));
+        check("message.timestamp.type", "createtime", Invalid);
+        check("min.insync.replicas", "1", Canonical("1"));
+        check("min.insync.replicas", "3", Canonical("3"));
+        check("min.insync.replicas", "0", Invalid);
+        check("min.insync.replicas", "2147483648", Invalid);
+    }
+
+    #[test]
+    fn unsupported_and_unknown_keys() {
+        check("flush.ms", "1000", Unsupported);
+        check("flush.messages", "1", Unsupported);
+        check("min.compaction.lag.ms", "0", Unsupported);
+        check("remote.storage.enable", "true", Unsupported);
+        check("retention.hours", "1", Unknown);
+        check("Retention.ms", "1", Unknown);
+        check("", "1", Unknown);
+    }
+
+    #[test]
+    fn defaults_resolve_when_nothing_is_set() {
+        let configs = TopicConfigs::default();
+        assert_eq!(configs.retention_ms(), Some(604_800_000));
+        assert_eq!(configs.retention_bytes(), None);
+        assert_eq!(configs.segment_bytes(), 1_073_741_824);
+        assert_eq!(configs.segment_ms(), 604_800_000);
+        assert_eq!(configs.max_message_bytes(), 1_048_588);
+        assert_eq!(configs.timestamp_type(), TimestampType::CreateTime);
+        assert_eq!(configs.min_insync_replicas(), 1);
+        assert!(configs.overrides().is_empty());
+    }
+
+    #[test]
+    fn overrides_resolve_to_typed_values() {
+        let pairs = [
+            ("retention.ms", "-1"),
+            ("retention.bytes", "4096"),
+            ("segment.bytes", "2048"),
+            ("segment.ms", "60000"),
+            ("max.message.bytes", "100"),
+            ("message.timestamp.type", "LogAppendTime"),
+            ("min.insync.replicas", "2"),
+        ];
+        let pairs: Vec<(String, String)> =
+            pairs.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let configs = TopicConfigs::from_overrides(&pairs).expect("valid");
+        assert_eq!(configs.retention_ms(), None);
+        assert_eq!(configs.retention_bytes(), Some(4096));
+        assert_eq!(configs.segment_bytes(), 2048);
+        assert_eq!(configs.segment_ms(), 60_000);
+        assert_eq!(configs.max_message_bytes(), 100);
+        assert_eq!(configs.timestamp_type(), TimestampType::LogAppendTime);
+        assert_eq!(configs.min_insync_replicas(), 2);
+    }
+
+    #[test]
+    fn entries_list_every_key_with_its_source() {
+        let configs = TopicConfigs::default().apply(&[set("retention.ms", "1000")]).expect("valid");
+        let entries = configs.entries();
+        let names: Vec<&str> = entries.iter().map(|entry| entry.name.as_str()).collect();
+        assert_eq!(names, CONFIG_KEYS);
+        for entry in &entries {
+            let expected = if entry.name == "retention.ms" {
+                ConfigSource::TopicOverride
+            } else {
+                ConfigSource::Default
+            };
+            assert_eq!(entry.source, expected, "{}", entry.name);
+            // Every value listed is one the key accepts.
+            assert_eq!(TopicConfigs::validate(&entry.name, &entry.value), Ok(()), "{entry:?}");
+        }
+        let value = |name: &str| {
+            entries.iter().find(|entry| entry.name == name).map(|entry| entry.value.clone())
+        };
+        assert_eq!(value("retention.ms").as_deref(), Some("1000"));
+        assert_eq!(value("segment.bytes").as_deref(), Some("1073741824"));
+        assert_eq!(value("max.message.bytes").as_deref(), Some("1048588"));
+        assert_eq!(value("cleanup.policy").as_deref(), Some("delete"));
+        let read_only: Vec<&str> =
+            entries.iter().filter(|e| e.read_only).map(|e| e.name.as_str()).collect();
+        assert_eq!(read_only, ["cleanup.policy", "compression.type"]);
+    }
+
+    #[test]
+    fn config_keys_are_sorted_and_disjoint_from_unsupported_keys() {
+        assert!(CONFIG_KEYS.is_sorted());
+        assert!(UNSUPPORTED_KEYS.is_sorted());
+        for (key, _) in UNSUPPORTED_KEYS {
+            assert!(!CONFIG_KEYS.contains(key), "{key}");
+        }
+    }
+
+    fn set(key: &str, value: &str) -> ConfigChange {
+        ConfigChange::Set { key: key.to_owned(), value: value.to_owned() }
+    }
+
+    fn delete(key: &str) -> ConfigChange {
+        ConfigChange::Delete { key: key.to_owned() }
+    }
+
+    #[test]
+    fn apply_is_all_or_nothing() {
+        let base = TopicConfigs::default().apply(&[set("retention.ms", "1000")]).expect("valid");
+        let changes =
+            [set("segment.ms", "5000"), delete("retention.ms"), set("segment.bytes", "1")];
+        let error = base.apply(&changes).expect_err("segment.bytes=1 is invalid");
+        assert!(
+            matches!(error, ConfigError::InvalidValue { ref key, .. } if key == "segment.bytes")
+        );
+        // `apply` returns a new value; the base is untouched either way.
+        assert_eq!(base.retention_ms(), Some(1000));
+        assert_eq!(base.segment_ms(), 604_800_000);
+
+        let changed = base.apply(&changes[..2]).expect("valid");
+        assert_eq!(changed.segment_ms(), 5000);
+        assert_eq!(changed.retention_ms(), Some(604_800_000));
+        assert_eq!(changed.overrides().keys().collect::<Vec<_>>(), ["segment.ms"]);
+    }
+
+    #[test]
+    fn apply_refuses_duplicates_and_unknown_deletes() {
+        let base = TopicConfigs::default();
+        assert_eq!(
+            base.apply(&[set("retention.ms", "1"), delete("retention.ms")]),
+            Err(ConfigError::DuplicateKey { key: "retention.ms".into() })
+        );
+        assert_eq!(
+            base.apply(&[delete("no.such.key")]),
+            Err(ConfigError::UnknownKey { key: "no.such.key".into() })
+        );
+        // Deleting what is not set, even a known unsupported key, changes nothing.
+        assert_eq!(base.apply(&[delete("segment.ms"), delete("flush.ms")]), Ok(base.clone()));
+        assert_eq!(base.apply(&[]), Ok(base.clone()));
+    }
+
+    #[test]
+    fn setting_a_default_explicitly_is_an_override() {
+        let configs = TopicConfigs::default().apply(&[set("retention.ms", "604800000")]);
+        let configs = configs.expect("valid");
+        assert_ne!(configs, TopicConfigs::default());
+        assert_eq!(configs.retention_ms(), TopicConfigs::default().retention_ms());
+    }
+
+    #[test]
+    fn errors_quote_at_most_a_few_dozen_characters() {
+        let long = "9".repeat(10_000);
+        let error = TopicConfigs::validate("retention.ms", &long).expect_err("out of range");
+        let message = error.to_string();
+        assert!(message.len() < 300, "{message}");
+        assert!(message.starts_with("invalid value \"999"), "{message}");
+        let error = TopicConfigs::validate(&"k".repeat(10_000), "1").expect_err("unknown");
+        assert!(error.to_string().len() < 200);
+        assert_eq!(quoted("ééé"), "ééé");
+        assert_eq!(quoted(&"é".repeat(65)), format!("{}...", "é".repeat(64)));
+    }
+
+    #[test]
+    fn error_messages_name_key_and_value() {
+        let error = TopicConfigs::validate("segment.ms", "0").expect_err("invalid");
+        assert_eq!(
+            error.to_string(),
+            "invalid value \"0\" for segment.ms: must be an integer of at least 1"
+        );
+        let error = TopicConfigs::validate("cleanup.policy", "compact").expect_err("unsupported");
+        assert_eq!(
+            error.to_string(),
+            "cleanup.policy=\"compact\" is not supported: log compaction is not supported yet"
+        );
+        let error = TopicConfigs::validate("segment.bytes", "x").expect_err("invalid");
+        assert_eq!(
+            error.to_string(),
+            "invalid value \"x\" for segment.bytes: must be an integer from 1024 to 2147483647"
+        );
+    }
+}

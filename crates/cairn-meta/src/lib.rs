@@ -1,0 +1,138 @@
+//! cairn-meta: cluster metadata behind one interface, [`MetadataStore`].
+//!
+//! Topics (id, partition count, replication factor, configs), the nodes of the cluster and who
+//! leads each partition. Today [`LocalMetadata`] keeps them in one file on the node; the
+//! Raft-replicated consistent core implements the same trait next, so nothing above this crate
+//! may assume a single node: leaders and the node list always come from here.
+
+mod configs;
+mod local;
+mod topic;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use configs::{
+    CONFIG_KEYS, ConfigEntry, ConfigError, ConfigSource, TimestampType, TopicConfigs,
+};
+pub use local::LocalMetadata;
+pub use topic::{NodeMeta, PartitionLeader, TopicId, TopicMeta, TopicName, TopicNameError};
+
+/// A requested change of one topic config (Kafka IncrementalAlterConfigs semantics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// Set `key` to `value`.
+    Set {
+        /// Config name, e.g. `retention.ms`.
+        key: String,
+        /// New value, as text.
+        value: String,
+    },
+    /// Remove `key`, back to its default.
+    Delete {
+        /// Config name.
+        key: String,
+    },
+}
+
+/// What creating a topic needs.
+#[derive(Clone, Debug)]
+pub struct TopicSpec {
+    /// Validated name.
+    pub name: TopicName,
+    /// Number of partitions, at least 1.
+    pub partitions: u32,
+    /// Replicas per partition.
+    pub replication_factor: u16,
+    /// Initial config overrides (validated by the store).
+    pub configs: Vec<(String, String)>,
+}
+
+/// Errors of metadata operations; each maps to one Kafka error code in cairn-kafka.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetaError {
+    /// `TOPIC_ALREADY_EXISTS`.
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    /// `UNKNOWN_TOPIC_OR_PARTITION`.
+    #[error("topic {0} does not exist")]
+    UnknownTopic(String),
+    /// `INVALID_TOPIC_EXCEPTION`: the name collides with an existing topic's once `.` and `_`
+    /// are treated alike (see [`TopicName::collision_key`]). The message names both topics.
+    #[error("invalid topic: {0}")]
+    InvalidTopic(String),
+    /// `POLICY_VIOLATION`: the cluster already holds `cairn_types::limits::TOPICS_MAX` topics.
+    #[error("the cluster already holds {limit} topics, the most it may")]
+    TooManyTopics {
+        /// The limit.
+        limit: usize,
+    },
+    /// `INVALID_PARTITIONS`: zero, above the limit, or not more than today (create partitions).
+    #[error("invalid partition count {count}: {reason}")]
+    InvalidPartitions {
+        /// Requested count.
+        count: i64,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// `INVALID_REPLICATION_FACTOR`: more replicas than nodes, or zero.
+    #[error("invalid replication factor {factor}: {nodes} node(s) available")]
+    InvalidReplicationFactor {
+        /// Requested factor.
+        factor: i64,
+        /// Nodes in the cluster.
+        nodes: usize,
+    },
+    /// `INVALID_CONFIG`.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `KAFKA_STORAGE_ERROR`: the metadata could not be read, or a change could not be made
+    /// durable (the change is then not visible). If the outcome on disk is unknown the store is
+    /// poisoned and refuses every later change until the process restarts; a failure that left
+    /// the old state intact (e.g. a full disk) may be retried.
+    #[error("metadata storage failed: {0}")]
+    Storage(String),
+}
+
+/// The cluster metadata. Reads are local and cheap (a snapshot); writes are durable before they
+/// return (on the consistent core: committed by a majority).
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Every topic, sorted by name.
+    fn topics(&self) -> Vec<Arc<TopicMeta>>;
+
+    /// One topic by name.
+    fn topic(&self, name: &str) -> Option<Arc<TopicMeta>>;
+
+    /// The nodes of the cluster.
+    fn nodes(&self) -> Vec<NodeMeta>;
+
+    /// Leader, replicas and leader epoch of a partition.
+    fn leader(&self, topic: &str, partition: u32) -> Option<PartitionLeader>;
+
+    /// Creates a topic (validating name, counts and configs).
+    fn create_topic(
+        &self,
+        spec: TopicSpec,
+    ) -> impl Future<Output = Result<Arc<TopicMeta>, MetaError>> + Send;
+
+    /// Deletes a topic; returns what it was.
+    fn delete_topic(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Arc<TopicMeta>, MetaError>> + Send;
+
+    /// Raises a topic's partition count to `count`.
+    fn create_partitions(
+        &self,
+        name: &str,
+        count: u32,
+    ) -> impl Future<Output = Result<Arc<TopicMeta>, MetaError>> + Send;
+
+    /// Applies config changes atomically (all or none).
+    fn alter_configs(
+        &self,
+        name: &str,
+        changes: Vec<ConfigChange>,
+    ) -> impl Future<Output = Result<Arc<TopicMeta>, MetaError>> + Send;
+}

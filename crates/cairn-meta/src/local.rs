@@ -1,0 +1,601 @@
+//! [`LocalMetadata`]: the single-node [`MetadataStore`], one checksummed file rewritten atomically.
+//!
+//! # File format
+//!
+//! `<dir>/metadata.json` is two lines: a one-line JSON header, then the body.
+//!
+//! ```text
+//! {"format":"cairn-metadata","version":1,"body_bytes":123,"crc32c":3735928559}
+//! { ...pretty-printed JSON body: node_id and topics... }
+//! ```
+//!
+//! `body_bytes` is the body's length without the final newline and `crc32c` its CRC32C, so any
+//! damage (a torn or truncated file, a flipped bit anywhere) is detected on open and reported as
+//! [`MetaError::Storage`]; the store never starts empty in place of a damaged file. The body is
+//! decoded into private structs and then through the same validating constructors as a request
+//! ([`TopicName::new`], [`TopicConfigs::from_overrides`]), so bytes from disk are never trusted.
+//! The body records the id of the node that owns the directory; opening it as another node
+//! fails, as Kafka's `meta.properties` check does.
+//!
+//! # Durability
+//!
+//! Every change writes the whole state to `metadata.json.tmp`, fsyncs it, renames it over
+//! `metadata.json` and fsyncs the directory, and only then publishes the new state to readers and
+//! returns. A crash at any point leaves either the old file or the new one; a leftover `.tmp` is
+//! an unacknowledged change and is removed on open. Admin changes are rare, so rewriting the
+//! whole file (bounded by [`METADATA_FILE_BYTES_MAX`]) is the simple, correct choice.
+//!
+//! A failure before the rename leaves the old file in place: the change is refused and the
+//! store stays usable (a full disk is retriable). A failure at or after the rename leaves the
+//! file in an unknown state, so the store is *poisoned*: every later change fails until the
+//! process restarts and reads back whatever the disk holds (fail-stop, as the partition logs do).
+//!
+//! # Concurrency
+//!
+//! Reads clone an `Arc` of the current snapshot and never wait for a write's IO. Writes are
+//! serialized by one mutex held across their IO. The trait's futures do their IO inline when
+//! polled (they never return `Pending`); on tokio, callers that mind a blocked worker for one
+//! fsync can run them under `block_in_place` or `spawn_blocking`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use cairn_storage::{Disk, DiskFile, RealDisk};
+use cairn_types::limits::{
+    CLUSTER_PARTITIONS_MAX, METADATA_FILE_BYTES_MAX, TOPIC_PARTITIONS_MAX, TOPICS_MAX,
+};
+use cairn_types::{LeaderEpoch, NodeId};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ConfigChange, MetaError, MetadataStore, NodeMeta, PartitionLeader, TopicConfigs, TopicId,
+    TopicMeta, TopicName, TopicSpec,
+};
+
+/// Name of the metadata file inside the store's directory.
+const FILE_NAME: &str = "metadata.json";
+/// Name of the file a change is written to before it is renamed over [`FILE_NAME`].
+const TMP_FILE_NAME: &str = "metadata.json.tmp";
+/// The header's `format`: says what the file is to a person who finds it.
+const FORMAT: &str = "cairn-metadata";
+/// The header's `version`: the layout of the body. Bump it, and read both, when the body changes.
+const VERSION: u32 = 1;
+/// The leader epoch of every partition. One node leads everything forever, so the epoch never
+/// changes, across restarts included; the consistent core will bump it on leader changes.
+const LEADER_EPOCH: LeaderEpoch = LeaderEpoch(0);
+/// Fresh random ids tried before giving up on finding an unused one (a collision of 122 random
+/// bits will not happen; the bound keeps the loop honest).
+const TOPIC_ID_ATTEMPTS_MAX: usize = 16;
+
+/// The single-node metadata store: this node is the only node and leads every partition with
+/// epoch 0. See the module docs for the file format and the durability rules.
+///
+/// `D` is the file system; [`RealDisk`] in production, `cairn_storage::sim::SimDisk` in tests that
+/// crash.
+pub struct LocalMetadata<D: Disk = RealDisk> {
+    /// Where `metadata.json` lives.
+    disk: D,
+    /// The directory holding `metadata.json`.
+    dir: PathBuf,
+    /// This node: the only member of the cluster, leader of everything.
+    node: NodeMeta,
+    /// Serializes changes; `true` once the store is poisoned (see the module docs).
+    writer: Mutex<bool>,
+    /// What readers see: the state as of the last change made durable. Replaced whole, never
+    /// mutated in place, so a poisoned lock still holds a consistent snapshot.
+    snapshot: RwLock<Arc<State>>,
+}
+
+/// Everything the store holds besides the node.
+#[derive(Clone, Debug, Default)]
+struct State {
+    /// Every topic, by name.
+    topics: BTreeMap<TopicName, Arc<TopicMeta>>,
+}
+
+impl State {
+    /// Partitions of all topics together.
+    fn partition_count(&self) -> u64 {
+        self.topics.values().map(|topic| u64::from(topic.partitions)).sum()
+    }
+
+    /// Checks that `added` more partitions fit under [`CLUSTER_PARTITIONS_MAX`].
+    fn check_cluster_partitions(&self, count: u32, added: u32) -> Result<(), MetaError> {
+        if self.partition_count() + u64::from(added) > CLUSTER_PARTITIONS_MAX {
+            return Err(MetaError::InvalidPartitions {
+                count: i64::from(count),
+                reason: "the cluster would exceed CLUSTER_PARTITIONS_MAX partitions",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A write's outcome when it fails: whether the old file is known to be intact.
+enum PersistError {
+    /// Failed before the rename: `metadata.json` is the old state. The store stays usable.
+    Intact(MetaError),
+    /// Failed at or after the rename: the file may hold the old or the new state.
+    Unknown(MetaError),
+}
+
+impl PersistError {
+    fn into_inner(self) -> MetaError {
+        match self {
+            PersistError::Intact(error) | PersistError::Unknown(error) => error,
+        }
+    }
+}
+
+/// The first line of the file.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    /// Always [`FORMAT`].
+    format: String,
+    /// Layout of the body; [`VERSION`].
+    version: u32,
+    /// Length of the body in bytes, without the newline that ends the file.
+    body_bytes: u64,
+    /// CRC32C of those bytes.
+    crc32c: u32,
+}
+
+/// The body, version 1.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    /// The node that owns the directory.
+    node_id: u64,
+    /// Every topic, sorted by name.
+    topics: Vec<StoredTopic>,
+}
+
+/// One topic in the body; validated into a [`TopicMeta`] on open.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredTopic {
+    name: String,
+    /// Hyphenated UUID.
+    id: String,
+    partitions: u32,
+    replication_factor: u16,
+    /// Overrides only, in canonical text.
+    configs: BTreeMap<String, String>,
+}
+
+impl LocalMetadata<RealDisk> {
+    /// Opens the store in `dir` on the real file system, creating the directory and an empty
+    /// store if there is none.
+    ///
+    /// # Errors
+    /// [`MetaError::Storage`] if the directory or file cannot be read or written, if the file is
+    /// damaged, or if it belongs to another node id.
+    pub fn open(dir: &Path, node: NodeMeta) -> Result<LocalMetadata<RealDisk>, MetaError> {
+        LocalMetadata::open_with_disk(RealDisk, dir, node)
+    }
+}
+
+impl<D: Disk> LocalMetadata<D> {
+    /// Opens the store in `dir` on `disk`, creating the directory and an empty store if there is
+    /// none. An empty store is made durable before this returns, claiming `dir` for `node`.
+    ///
+    /// # Errors
+    /// [`MetaError::Storage`] if the directory or file cannot be read or written, if the file is
+    /// damaged, or if it belongs to another node id.
+    pub fn open_with_disk(
+        disk: D,
+        dir: &Path,
+        node: NodeMeta,
+    ) -> Result<LocalMetadata<D>, MetaError> {
+        disk.create_dir_all(dir).map_err(io_error("create directory", dir))?;
+        let tmp_path = dir.join(TMP_FILE_NAME);
+        remove_if_exists(&disk, &tmp_path)?;
+        let path = dir.join(FILE_NAME);
+        let stored = match disk.open(&path) {
+            Ok(file) => Some(read_state(&*file, &path, node.id)?),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+            Err(error) => return Err(io_error("open", &path)(error)),
+        };
+        let store = LocalMetadata {
+            disk,
+            dir: dir.to_path_buf(),
+            node,
+            writer: Mutex::new(false),
+            snapshot: RwLock::new(Arc::new(stored.clone().unwrap_or_default())),
+        };
+        if stored.is_none() {
+            store.persist(&State::default()).map_err(PersistError::into_inner)?;
+        }
+        Ok(store)
+    }
+
+    /// The current snapshot.
+    fn snapshot(&self) -> Arc<State> {
+        Arc::clone(&self.snapshot.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Runs one change: `change` computes the next state (or `None` if nothing changes) and the
+    /// result from the current one; the next state is made durable, then published.
+    fn change<T>(
+        &self,
+        change: impl FnOnce(&State) -> Result<(Option<State>, T), MetaError>,
+    ) -> Result<T, MetaError> {
+        // A panic while holding the lock may have come after the rename and before the publish.
+        let Ok(mut poisoned) = self.writer.lock() else {
+            return Err(MetaError::Storage(
+                "metadata store is poisoned: a change panicked; restart to recover".into(),
+            ));
+        };
+        if *poisoned {
+            return Err(MetaError::Storage(
+                "metadata store is poisoned: an earlier write failed after it may have reached \
+                 the disk; restart to recover"
+                    .into(),
+            ));
+        }
+        let current = self.snapshot();
+        let (next, value) = change(&current)?;
+        if let Some(next) = next {
+            match self.persist(&next) {
+                Ok(()) => {}
+                Err(PersistError::Intact(error)) => return Err(error),
+                Err(PersistError::Unknown(error)) => {
+                    *poisoned = true;
+                    return Err(error);
+                }
+            }
+            *self.snapshot.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        }
+        Ok(value)
+    }
+
+    /// Makes `state` the durable content of the store (see the module docs).
+    fn persist(&self, state: &State) -> Result<(), PersistError> {
+        let tmp_path = self.dir.join(TMP_FILE_NAME);
+        let path = self.dir.join(FILE_NAME);
+        let bytes = encode(self.node.id, state).map_err(PersistError::Intact)?;
+        remove_if_exists(&self.disk, &tmp_path).map_err(PersistError::Intact)?;
+        let file = self.disk.create(&tmp_path).map_err(|e| intact("create", &tmp_path, e))?;
+        file.write_all_at(&bytes, 0).map_err(|e| intact("write", &tmp_path, e))?;
+        file.sync_data().map_err(|e| intact("fsync", &tmp_path, e))?;
+        drop(file);
+        self.disk
+            .rename(&tmp_path, &path)
+            .map_err(|e| PersistError::Unknown(io_error("rename", &tmp_path)(e)))?;
+        self.disk
+            .sync_dir(&self.dir)
+            .map_err(|e| PersistError::Unknown(io_error("fsync directory", &self.dir)(e)))
+    }
+
+    fn create(&self, spec: TopicSpec) -> Result<Arc<TopicMeta>, MetaError> {
+        self.change(|state| {
+            // Kafka's order of checks: existence, partitions, replication factor, configs.
+            if state.topics.contains_key(&spec.name) {
+                return Err(MetaError::TopicExists(spec.name.to_string()));
+            }
+            if let Some(existing) = state.topics.keys().find(|name| name.collides_with(&spec.name))
+            {
+                return Err(MetaError::InvalidTopic(format!(
+                    "topic {} collides with existing topic {existing}: '.' and '_' are \
+                     interchangeable in metric names",
+                    spec.name
+                )));
+            }
+            if state.topics.len() >= TOPICS_MAX {
+                return Err(MetaError::TooManyTopics { limit: TOPICS_MAX });
+            }
+            check_partitions(spec.partitions)?;
+            state.check_cluster_partitions(spec.partitions, spec.partitions)?;
+            let nodes = 1;
+            if spec.replication_factor == 0 || usize::from(spec.replication_factor) > nodes {
+                return Err(MetaError::InvalidReplicationFactor {
+                    factor: i64::from(spec.replication_factor),
+                    nodes,
+                });
+            }
+            let configs = TopicConfigs::from_overrides(&spec.configs)?;
+            let id = unused_topic_id(state)?;
+            let topic = Arc::new(TopicMeta {
+                id,
+                name: spec.name.clone(),
+                partitions: spec.partitions,
+                replication_factor: spec.replication_factor,
+                configs,
+            });
+            let mut next = state.clone();
+            next.topics.insert(spec.name, Arc::clone(&topic));
+            Ok((Some(next), topic))
+        })
+    }
+
+    fn delete(&self, name: &str) -> Result<Arc<TopicMeta>, MetaError> {
+        self.change(|state| {
+            let mut next = state.clone();
+            match next.topics.remove(name) {
+                Some(topic) => Ok((Some(next), topic)),
+                None => Err(MetaError::UnknownTopic(name.to_owned())),
+            }
+        })
+    }
+
+    fn add_partitions(&self, name: &str, count: u32) -> Result<Arc<TopicMeta>, MetaError> {
+        self.change(|state| {
+            let topic = state.topics.get(name).ok_or_else(|| unknown(name))?;
+            let invalid = |reason| MetaError::InvalidPartitions { count: i64::from(count), reason };
+            if count == topic.partitions {
+                return Err(invalid("the topic already has that many partitions"));
+            }
+            if count < topic.partitions {
+                return Err(invalid("partitions can only be added, never removed"));
+            }
+            check_partitions(count)?;
+            state.check_cluster_partitions(count, count - topic.partitions)?;
+            let topic = Arc::new(TopicMeta { partitions: count, ..TopicMeta::clone(topic) });
+            let mut next = state.clone();
+            next.topics.insert(topic.name.clone(), Arc::clone(&topic));
+            Ok((Some(next), topic))
+        })
+    }
+
+    fn alter(&self, name: &str, changes: &[ConfigChange]) -> Result<Arc<TopicMeta>, MetaError> {
+        self.change(|state| {
+            let topic = state.topics.get(name).ok_or_else(|| unknown(name))?;
+            let configs = topic.configs.apply(changes)?;
+            if configs == topic.configs {
+                return Ok((None, Arc::clone(topic)));
+            }
+            let topic = Arc::new(TopicMeta { configs, ..TopicMeta::clone(topic) });
+            let mut next = state.clone();
+            next.topics.insert(topic.name.clone(), Arc::clone(&topic));
+            Ok((Some(next), topic))
+        })
+    }
+}
+
+impl<D: Disk> MetadataStore for LocalMetadata<D> {
+    fn topics(&self) -> Vec<Arc<TopicMeta>> {
+        self.snapshot().topics.values().cloned().collect()
+    }
+
+    fn topic(&self, name: &str) -> Option<Arc<TopicMeta>> {
+        self.snapshot().topics.get(name).cloned()
+    }
+
+    fn nodes(&self) -> Vec<NodeMeta> {
+        vec![self.node.clone()]
+    }
+
+    fn leader(&self, topic: &str, partition: u32) -> Option<PartitionLeader> {
+        let topic = self.topic(topic)?;
+        (partition < topic.partitions).then(|| PartitionLeader {
+            leader: self.node.id,
+            replicas: vec![self.node.id],
+            leader_epoch: LEADER_EPOCH,
+        })
+    }
+
+    async fn create_topic(&self, spec: TopicSpec) -> Result<Arc<TopicMeta>, MetaError> {
+        self.create(spec)
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<Arc<TopicMeta>, MetaError> {
+        self.delete(name)
+    }
+
+    async fn create_partitions(&self, name: &str, count: u32) -> Result<Arc<TopicMeta>, MetaError> {
+        self.add_partitions(name, count)
+    }
+
+    async fn alter_configs(
+        &self,
+        name: &str,
+        changes: Vec<ConfigChange>,
+    ) -> Result<Arc<TopicMeta>, MetaError> {
+        self.alter(name, &changes)
+    }
+}
+
+impl<D: Disk> fmt::Debug for LocalMetadata<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalMetadata")
+            .field("dir", &self.dir)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unknown(name: &str) -> MetaError {
+    MetaError::UnknownTopic(name.to_owned())
+}
+
+/// Checks a topic's partition count against `1..=TOPIC_PARTITIONS_MAX`.
+fn check_partitions(count: u32) -> Result<(), MetaError> {
+    let reason = if count == 0 {
+        "a topic needs at least one partition"
+    } else if count > TOPIC_PARTITIONS_MAX {
+        "more than TOPIC_PARTITIONS_MAX partitions"
+    } else {
+        return Ok(());
+    };
+    Err(MetaError::InvalidPartitions { count: i64::from(count), reason })
+}
+
+/// A random topic id no topic of `state` has.
+fn unused_topic_id(state: &State) -> Result<TopicId, MetaError> {
+    let used: BTreeSet<TopicId> = state.topics.values().map(|topic| topic.id).collect();
+    (0..TOPIC_ID_ATTEMPTS_MAX)
+        .map(|_| TopicId::random())
+        .find(|id| !used.contains(id))
+        .ok_or_else(|| MetaError::Storage("no unused random topic id found".into()))
+}
+
+/// The whole file for `state`.
+fn encode(node: NodeId, state: &State) -> Result<Vec<u8>, MetaError> {
+    let body = Body {
+        node_id: node.0,
+        topics: state
+            .topics
+            .values()
+            .map(|topic| StoredTopic {
+                name: topic.name.to_string(),
+                id: topic.id.to_string(),
+                partitions: topic.partitions,
+                replication_factor: topic.replication_factor,
+                configs: topic.configs.overrides().clone(),
+            })
+            .collect(),
+    };
+    let encoding =
+        |error: serde_json::Error| MetaError::Storage(format!("encode metadata: {error}"));
+    let body = serde_json::to_vec_pretty(&body).map_err(encoding)?;
+    let header = Header {
+        format: FORMAT.to_owned(),
+        version: VERSION,
+        body_bytes: body.len() as u64,
+        crc32c: crc32c::crc32c(&body),
+    };
+    let mut bytes = serde_json::to_vec(&header).map_err(encoding)?;
+    bytes.push(b'\n');
+    bytes.extend_from_slice(&body);
+    bytes.push(b'\n');
+    // Never write what `read_state` would refuse.
+    if bytes.len() as u64 > METADATA_FILE_BYTES_MAX {
+        return Err(MetaError::Storage(format!(
+            "metadata of {} bytes exceeds METADATA_FILE_BYTES_MAX",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Reads, checks and validates the file at `path`, owned by `node`.
+fn read_state(file: &impl DiskFile, path: &Path, node: NodeId) -> Result<State, MetaError> {
+    let len = file.len().map_err(io_error("stat", path))?;
+    if len > METADATA_FILE_BYTES_MAX {
+        return Err(damaged(path, &format!("{len} bytes exceeds METADATA_FILE_BYTES_MAX")));
+    }
+    let len = usize::try_from(len).map_err(|_| damaged(path, "too large for memory"))?;
+    let mut bytes = vec![0; len];
+    let read = file.read_at(&mut bytes, 0).map_err(io_error("read", path))?;
+    if read != len {
+        return Err(MetaError::Storage(format!("{} shrank while read", path.display())));
+    }
+    let body = decode(&bytes).map_err(|reason| damaged(path, &reason))?;
+    if body.node_id != node.0 {
+        return Err(MetaError::Storage(format!(
+            "{} belongs to node {}, but this is node {node}; refusing to open another node's \
+             metadata",
+            path.display(),
+            body.node_id
+        )));
+    }
+    state_from(body).map_err(|reason| damaged(path, &reason))
+}
+
+/// Splits the file into header and body and checks the body's length and checksum.
+fn decode(bytes: &[u8]) -> Result<Body, String> {
+    let newline = bytes.iter().position(|&byte| byte == b'\n').ok_or("no header line")?;
+    let (header, rest) = (&bytes[..newline], &bytes[newline + 1..]);
+    let header: Header =
+        serde_json::from_slice(header).map_err(|error| format!("bad header: {error}"))?;
+    if header.format != FORMAT {
+        return Err("not a cairn metadata file".into());
+    }
+    if header.version != VERSION {
+        return Err(format!(
+            "format version {} is not supported (this cairn reads version {VERSION})",
+            header.version
+        ));
+    }
+    let body_bytes = usize::try_from(header.body_bytes)
+        .ok()
+        .filter(|&body_bytes| body_bytes.checked_add(1) == Some(rest.len()))
+        .ok_or_else(|| {
+            format!(
+                "length mismatch: the header announces {} body bytes, the file has {} after it",
+                header.body_bytes,
+                rest.len()
+            )
+        })?;
+    let (body, end) = rest.split_at(body_bytes);
+    if end != b"\n" {
+        return Err("the file does not end with a newline".into());
+    }
+    let crc = crc32c::crc32c(body);
+    if crc != header.crc32c {
+        return Err(format!(
+            "checksum mismatch: stored {:#010x}, computed {crc:#010x}",
+            header.crc32c
+        ));
+    }
+    serde_json::from_slice(body).map_err(|error| format!("bad body: {error}"))
+}
+
+/// Validates a decoded body into a state, as strictly as requests are validated.
+fn state_from(body: Body) -> Result<State, String> {
+    if body.topics.len() > TOPICS_MAX {
+        return Err(format!("{} topics exceed TOPICS_MAX", body.topics.len()));
+    }
+    let mut state = State::default();
+    let mut ids = BTreeSet::new();
+    let mut collision_keys = BTreeSet::new();
+    for stored in body.topics {
+        let name = TopicName::new(&stored.name).map_err(|error| error.to_string())?;
+        let id: TopicId =
+            stored.id.parse().map_err(|error| format!("topic {name}: bad id: {error}"))?;
+        check_partitions(stored.partitions).map_err(|error| format!("topic {name}: {error}"))?;
+        if stored.replication_factor == 0 {
+            return Err(format!("topic {name}: replication factor 0"));
+        }
+        let pairs: Vec<(String, String)> = stored.configs.into_iter().collect();
+        let configs = TopicConfigs::from_overrides(&pairs)
+            .map_err(|error| format!("topic {name}: {error}"))?;
+        if !ids.insert(id) {
+            return Err(format!("topic id {id} appears twice"));
+        }
+        if !collision_keys.insert(name.collision_key()) {
+            return Err(format!("topic {name} appears twice or collides with another"));
+        }
+        let topic = TopicMeta {
+            id,
+            name: name.clone(),
+            partitions: stored.partitions,
+            replication_factor: stored.replication_factor,
+            configs,
+        };
+        state.topics.insert(name, Arc::new(topic));
+    }
+    if state.partition_count() > CLUSTER_PARTITIONS_MAX {
+        return Err("partitions exceed CLUSTER_PARTITIONS_MAX".into());
+    }
+    Ok(state)
+}
+
+fn remove_if_exists(disk: &impl Disk, path: &Path) -> Result<(), MetaError> {
+    match disk.remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => {
+            Err(io_error("remove", path)(error))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn intact(op: &str, path: &Path, error: io::Error) -> PersistError {
+    PersistError::Intact(io_error(op, path)(error))
+}
+
+fn io_error(op: &str, path: &Path) -> impl FnOnce(io::Error) -> MetaError {
+    let message = format!("{op} {}", path.display());
+    move |error| MetaError::Storage(format!("{message}: {error}"))
+}
+
+fn damaged(path: &Path, reason: &str) -> MetaError {
+    MetaError::Storage(format!(
+        "{} is damaged ({reason}); refusing to start without the topic metadata",
+        path.display()
+    ))
+}

@@ -1,0 +1,159 @@
+//! Running a node: open the data directory, the metadata and the partitions, serve Kafka and the
+//! admin endpoints, and shut down cleanly on SIGTERM or SIGINT.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use cairn_broker::{Broker, BrokerConfig};
+use cairn_kafka::ServerConfig;
+use cairn_meta::{LocalMetadata, NodeMeta};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::{AdminState, serve_admin};
+use crate::config::NodeConfig;
+
+/// How often retention runs over every partition (Kafka's `log.retention.check.interval.ms`).
+const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+/// Bytes of request frames all connections may hold in memory at once.
+const REQUEST_BYTES_MAX: usize = 512 * 1024 * 1024;
+
+/// Takes an exclusive lock on the data directory so two nodes never share it.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    fs::create_dir_all(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    let path = dir.join(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if file.try_lock().is_err() {
+        bail!("data directory {} is in use by another cairn process", dir.display());
+    }
+    Ok(file)
+}
+
+/// The cluster id: created once, then read back on every start.
+fn cluster_id(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("cluster-id");
+    match fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => bail!("{} is empty; restore it or remove the data directory", path.display()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let temp = dir.join("cluster-id.tmp");
+    let mut file = File::create(&temp).with_context(|| format!("creating {}", temp.display()))?;
+    file.write_all(id.as_bytes())?;
+    file.sync_all()?;
+    fs::rename(&temp, &path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(id)
+}
+
+/// Resolves when the process receives SIGTERM or SIGINT.
+async fn termination() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops the node");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// Runs a node until SIGTERM/SIGINT, then stops accepting, finishes in-flight requests, flushes
+/// every partition and returns.
+///
+/// # Errors
+/// Startup failures: the data directory is in use or damaged, a listener cannot bind.
+pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let cluster_id = cluster_id(&config.data_dir)?;
+    let kafka = TcpListener::bind(config.kafka_listen)
+        .await
+        .with_context(|| format!("binding the Kafka listener to {}", config.kafka_listen))?;
+    let advertised = config.advertised_address(kafka.local_addr()?);
+    let node = NodeMeta {
+        id: config.node_id,
+        host: advertised.host.clone(),
+        port: advertised.port,
+        rack: None,
+    };
+    let meta = Arc::new(
+        LocalMetadata::open(&config.data_dir.join("meta"), node)
+            .context("opening the metadata store")?,
+    );
+    let admin = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin listener to {}", config.admin_listen))?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let registry = Arc::new(cairn_metrics::Registry::new());
+    let (stop, stopping) = watch::channel(false);
+    let admin_state = AdminState { registry, ready: Arc::clone(&ready) };
+    let mut admin_stopping = stopping.clone();
+    let admin_task = tokio::spawn(serve_admin(admin, admin_state, async move {
+        let _ = admin_stopping.wait_for(|stop| *stop).await;
+    }));
+
+    let broker_config =
+        BrokerConfig { data_dir: config.data_dir.clone(), retention_interval: RETENTION_INTERVAL };
+    let broker = Broker::open(broker_config, meta).await.context("opening partitions")?;
+    let retention = tokio::spawn(Arc::clone(&broker).run_retention());
+    let server_config = ServerConfig {
+        node_id: config.node_id,
+        cluster_id,
+        connections_max: config.connections_max,
+        inflight_requests_max: config.inflight_requests_max,
+        request_bytes_max: REQUEST_BYTES_MAX,
+        auto_create_topics: config.auto_create_topics,
+        default_partitions: config.default_partitions,
+        idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
+        shutdown_grace: Duration::from_millis(config.shutdown_timeout_ms),
+    };
+    tracing::info!(
+        kafka = %config.kafka_listen,
+        %advertised,
+        admin = %config.admin_listen,
+        data_dir = %config.data_dir.display(),
+        "cairn node ready"
+    );
+    ready.store(true, Ordering::Release);
+    let server =
+        tokio::spawn(cairn_kafka::serve(kafka, Arc::clone(&broker), server_config, stopping));
+    termination().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    ready.store(false, Ordering::Release);
+    let _ = stop.send(true);
+    if let Err(error) = server.await {
+        tracing::error!(%error, "kafka listener task failed");
+    }
+    retention.abort();
+    broker.shutdown().await;
+    if let Err(error) = admin_task.await {
+        tracing::error!(%error, "admin listener task failed");
+    }
+    tracing::info!("cairn node stopped");
+    Ok(())
+}

@@ -1,0 +1,107 @@
+"""100k records with keys, headers and timestamps through confluent-kafka (librdkafka) and back:
+no loss, no duplicates, per-partition order, every byte equal."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import KafkaError, Producer
+
+from support import Deadline, assert_contiguous, create_topic, read_all, unique_topic
+
+RECORD_COUNT = 100_000
+PARTITIONS = 3
+# A fixed base for the records' create timestamps, so the test can compare them exactly.
+BASE_TIMESTAMP_MS = 1_700_000_000_000
+
+
+def key(i: int) -> bytes:
+    return f"key-{i:06d}".encode()
+
+
+def value(i: int) -> bytes:
+    # Varied sizes (20 to ~200 bytes), not all alike, so batches differ in shape.
+    return (f"value-{i}-" + "x" * (i % 191)).encode()
+
+
+def headers(i: int) -> list[tuple[str, bytes | None]]:
+    result = [("seq", str(i).encode()), ("source", b"compat")]
+    if i % 7 == 0:
+        result.append(("nullable", None))  # a header with a null value
+    if i % 11 == 0:
+        result.append(("seq", b"repeated"))  # header keys may repeat, in order
+    return result
+
+
+@pytest.mark.timeout(600)
+def test_100k_records_roundtrip_with_keys_and_headers(broker):
+    topic = unique_topic("roundtrip")
+    create_topic(broker.bootstrap, topic, partitions=PARTITIONS)
+
+    producer = Producer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "acks": "all",
+            "linger.ms": 20,
+            "batch.size": 256 * 1024,
+            "compression.type": "none",
+            "message.timeout.ms": 120_000,
+        }
+    )
+    # delivered[i] = (partition, offset) from the delivery report; errors collects the failures.
+    delivered: dict[int, tuple[int, int]] = {}
+    errors: list[tuple[int, KafkaError]] = []
+
+    def on_delivery(error, message):
+        i = int(message.key()[4:])
+        if error is not None:
+            errors.append((i, error))
+        else:
+            delivered[i] = (message.partition(), message.offset())
+
+    deadline = Deadline(300, f"producing {RECORD_COUNT} records")
+    for i in range(RECORD_COUNT):
+        while True:
+            try:
+                producer.produce(
+                    topic,
+                    key=key(i),
+                    value=value(i),
+                    headers=headers(i),
+                    timestamp=BASE_TIMESTAMP_MS + i,
+                    on_delivery=on_delivery,
+                )
+                break
+            except BufferError:
+                # The client's queue is full: serve delivery reports until it has room.
+                deadline.check(f"{len(delivered)} delivered, local queue full")
+                producer.poll(0.1)
+        producer.poll(0)
+    remaining = producer.flush(timeout=deadline.remaining())
+    assert remaining == 0, f"{remaining} records still undelivered after the deadline"
+    assert not errors, f"{len(errors)} delivery errors, first: {errors[:5]}"
+    assert len(delivered) == RECORD_COUNT
+
+    # What each partition should hold, in offset order.
+    expected: dict[int, list[int]] = {p: [] for p in range(PARTITIONS)}
+    for i, (partition, _offset) in sorted(delivered.items(), key=lambda item: item[1]):
+        expected[partition].append(i)
+    assert all(expected.values()), f"some partition got no record: {expected.keys()}"
+
+    records = read_all(broker.bootstrap, topic, PARTITIONS, timeout_s=180)
+
+    for partition in range(PARTITIONS):
+        got = records[partition]
+        want = expected[partition]
+        assert len(got) == len(want), (
+            f"partition {partition}: read {len(got)} records, {len(want)} were acknowledged"
+        )
+        assert_contiguous(got, low=0)
+        # Acknowledged offsets are the offsets the records are read back at.
+        assert [r.offset for r in got] == [delivered[i][1] for i in want]
+        # Records of one partition come back in the order they were sent.
+        assert want == sorted(want), f"partition {partition}: send order not kept"
+        for record, i in zip(got, want, strict=True):
+            assert record.key == key(i), f"partition {partition} offset {record.offset}"
+            assert record.value == value(i), f"partition {partition} offset {record.offset}"
+            assert record.headers == headers(i), f"partition {partition} offset {record.offset}"
+            assert record.timestamp_ms == BASE_TIMESTAMP_MS + i

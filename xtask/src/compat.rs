@@ -1,0 +1,254 @@
+//! `cargo xtask compat`: the Kafka client compatibility suite in `tests/compat/`, run with real
+//! clients (confluent-kafka, kafka-python, aiokafka, kcat) against a real `cairn serve` process.
+//!
+//! The steps, each idempotent so a second run on the same machine is quick:
+//! 1. `kcat` on the `PATH`, installed with `apt-get` when missing (CI runs as root on Debian);
+//! 2. a virtualenv at [`VENV_DIR`] with the pins of [`REQUIREMENTS`], rebuilt only when the
+//!    requirements file or the Python interpreter changed (see [`venv_stamp`]);
+//! 3. `cargo build --bin cairn` (the debug binary the tests start);
+//! 4. `pytest tests/compat`, told where the binary is through `CAIRN_BIN`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// The Python test suite, relative to the workspace root.
+pub const SUITE_DIR: &str = "tests/compat";
+
+/// The pinned Python packages of the suite, relative to the workspace root.
+pub const REQUIREMENTS: &str = "tests/compat/requirements.txt";
+
+/// The suite's virtualenv, relative to the workspace root (under `target/`, so it is ignored by
+/// git and removed by `cargo clean`).
+pub const VENV_DIR: &str = "target/compat-venv";
+
+/// File inside the virtualenv recording what it was built from; see [`venv_stamp`].
+const VENV_STAMP_FILE: &str = "cairn-requirements.stamp";
+
+/// Runs the whole compatibility suite from the workspace root `root`.
+///
+/// # Errors
+///
+/// Fails if `kcat` is missing and cannot be installed, if the virtualenv cannot be built, if
+/// the `cairn` binary does not build, or if any test fails.
+pub fn run(root: &Path) -> Result<()> {
+    header("compat: kcat");
+    ensure_kcat()?;
+    header("compat: python virtualenv");
+    let python = ensure_venv(root)?;
+    header("compat: cairn binary");
+    let cairn = build_cairn(root)?;
+    header("compat: pytest");
+    run_pytest(root, &python, &cairn)
+}
+
+/// Makes sure `kcat -V` works, installing Debian's `kcat` package if it does not.
+fn ensure_kcat() -> Result<()> {
+    if kcat_works() {
+        header("kcat is installed");
+        return Ok(());
+    }
+    if !command_succeeds(Command::new("apt-get").arg("--version")) {
+        bail!(
+            "kcat is not installed and apt-get is not available to install it: install kcat \
+             (Debian/Ubuntu package `kcat`) and run again"
+        );
+    }
+    if !is_root()? {
+        bail!(
+            "kcat is not installed and installing it needs root: run `apt-get install -y kcat` \
+             as root, then run again"
+        );
+    }
+    if let Err(first) = apt_get(&["install", "-y", "-q", "kcat"]) {
+        header(&format!("{first:#}; updating the package lists and trying again"));
+        apt_get(&["update", "-q"])?;
+        apt_get(&["install", "-y", "-q", "kcat"])?;
+    }
+    if !kcat_works() {
+        bail!("`apt-get install kcat` succeeded but `kcat -V` still fails");
+    }
+    Ok(())
+}
+
+fn kcat_works() -> bool {
+    command_succeeds(Command::new("kcat").arg("-V"))
+}
+
+/// Whether this process runs as root, by `id -u` (xtask links no libc bindings).
+fn is_root() -> Result<bool> {
+    let output = Command::new("id").arg("-u").output().context("cannot run `id -u`")?;
+    Ok(output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+/// Runs `apt-get <args>` non-interactively with inherited output.
+fn apt_get(args: &[&str]) -> Result<()> {
+    let mut command = Command::new("apt-get");
+    command.args(args).env("DEBIAN_FRONTEND", "noninteractive").stdin(Stdio::null());
+    run_command(&mut command, &format!("apt-get {}", args.join(" ")))
+}
+
+/// Builds (or reuses) the virtualenv and returns the path of its Python interpreter.
+fn ensure_venv(root: &Path) -> Result<PathBuf> {
+    let venv = root.join(VENV_DIR);
+    let python = venv.join("bin").join("python");
+    let requirements_path = root.join(REQUIREMENTS);
+    let requirements = fs::read_to_string(&requirements_path)
+        .with_context(|| format!("cannot read {}", requirements_path.display()))?;
+    let system_python = python_version("python3")?;
+    let stamp = venv_stamp(&requirements, &system_python);
+    let stamp_path = venv.join(VENV_STAMP_FILE);
+
+    let current = fs::read_to_string(&stamp_path).ok();
+    if current.as_deref() == Some(stamp.as_str()) && python.exists() {
+        header(&format!("reusing {VENV_DIR}: {REQUIREMENTS} is unchanged"));
+        return Ok(python);
+    }
+
+    if venv.exists() {
+        fs::remove_dir_all(&venv).with_context(|| format!("cannot remove {}", venv.display()))?;
+    }
+    let created = run_command(
+        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        &format!("python3 -m venv {VENV_DIR}"),
+    );
+    if let Err(error) = created {
+        return Err(error.context(
+            "cannot create the virtualenv: the suite needs Python 3.11+ with the venv module \
+             (on Debian, `apt-get install python3-venv`)",
+        ));
+    }
+    // Wheels only: nothing is compiled, so the install needs no C toolchain or headers and
+    // takes seconds.
+    run_command(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--quiet",
+                "--only-binary",
+                ":all:",
+                "--requirement",
+            ])
+            .arg(&requirements_path),
+        &format!("{VENV_DIR}/bin/python -m pip install --only-binary :all: -r {REQUIREMENTS}"),
+    )?;
+    fs::write(&stamp_path, stamp)
+        .with_context(|| format!("cannot write {}", stamp_path.display()))?;
+    Ok(python)
+}
+
+/// What a virtualenv is built from: the requirements file's full text and the `python3 --version`
+/// it was created with. A venv whose stamp differs is rebuilt from scratch. (The text itself
+/// rather than a digest of it: it is small, and comparing it needs no hashing dependency.)
+#[must_use]
+pub fn venv_stamp(requirements: &str, python_version: &str) -> String {
+    format!("python: {}\n---\n{requirements}", python_version.trim())
+}
+
+/// `<python> --version`, e.g. `Python 3.11.7`.
+fn python_version(python: &str) -> Result<String> {
+    let output = Command::new(python).arg("--version").output().with_context(|| {
+        format!("cannot run `{python} --version`: the compat suite needs Python 3.11+")
+    })?;
+    if !output.status.success() {
+        bail!("`{python} --version` failed: {}", output.status);
+    }
+    // Python 2 printed its version on stderr; 3 prints it on stdout.
+    let mut version = String::from_utf8_lossy(&output.stdout).into_owned();
+    version.push_str(&String::from_utf8_lossy(&output.stderr));
+    Ok(version.trim().to_owned())
+}
+
+/// Builds the debug `cairn` binary and returns its absolute path.
+fn build_cairn(root: &Path) -> Result<PathBuf> {
+    run_command(
+        Command::new("cargo").args(["build", "--bin", "cairn", "--locked"]).current_dir(root),
+        "cargo build --bin cairn --locked",
+    )?;
+    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    };
+    let cairn = target_dir.join("debug").join("cairn");
+    if !cairn.is_file() {
+        bail!("`cargo build --bin cairn` succeeded but {} does not exist", cairn.display());
+    }
+    Ok(cairn)
+}
+
+/// Runs the suite with pytest; stops at the first failing test.
+fn run_pytest(root: &Path, python: &Path, cairn: &Path) -> Result<()> {
+    run_command(
+        Command::new(python)
+            .args(["-m", "pytest", SUITE_DIR, "-x", "-q", "-p", "no:cacheprovider"])
+            .current_dir(root)
+            .env("CAIRN_BIN", cairn)
+            // Keep `__pycache__` and `.pytest_cache` directories out of the source tree.
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::null()),
+        &format!(
+            "CAIRN_BIN={} {VENV_DIR}/bin/python -m pytest {SUITE_DIR} -x -q -p no:cacheprovider",
+            cairn.display()
+        ),
+    )
+}
+
+/// Whether `command` starts and exits 0, its output discarded.
+fn command_succeeds(command: &mut Command) -> bool {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Runs `command` with inherited output, echoing `command_line` first.
+fn run_command(command: &mut Command, command_line: &str) -> Result<()> {
+    header(&format!("$ {command_line}"));
+    let status = command.status().with_context(|| format!("cannot start `{command_line}`"))?;
+    if !status.success() {
+        bail!("`{command_line}` failed: {status}");
+    }
+    Ok(())
+}
+
+/// Prints a progress line on stderr, in the format of the CI step headers.
+#[expect(clippy::print_stderr, reason = "progress lines of a command-line tool belong on stderr")]
+fn header(line: &str) {
+    eprintln!("==> {line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_changes_with_requirements_and_python() {
+        let stamp = venv_stamp("pytest==9.2.0\n", "Python 3.11.7\n");
+        assert_eq!(stamp, "python: Python 3.11.7\n---\npytest==9.2.0\n");
+        assert_ne!(stamp, venv_stamp("pytest==9.2.1\n", "Python 3.11.7"));
+        assert_ne!(stamp, venv_stamp("pytest==9.2.0\n", "Python 3.12.1"));
+    }
+
+    #[test]
+    fn requirements_are_pinned() {
+        let path = crate::workspace_root().join(REQUIREMENTS);
+        let text = fs::read_to_string(&path).expect("tests/compat/requirements.txt is committed");
+        let requirements: Vec<&str> = text
+            .lines()
+            .map(|line| line.split('#').next().unwrap_or_default().trim())
+            .filter(|line| !line.is_empty())
+            .collect();
+        assert!(!requirements.is_empty(), "{REQUIREMENTS} lists no package");
+        for requirement in requirements {
+            assert!(requirement.contains("=="), "{REQUIREMENTS}: `{requirement}` is not pinned");
+        }
+    }
+}
