@@ -105,3 +105,74 @@ def test_100k_records_roundtrip_with_keys_and_headers(broker):
             assert record.value == value(i), f"partition {partition} offset {record.offset}"
             assert record.headers == headers(i), f"partition {partition} offset {record.offset}"
             assert record.timestamp_ms == BASE_TIMESTAMP_MS + i
+
+
+PIPELINED_RECORD_COUNT = 5000
+
+
+@pytest.mark.parametrize("client", ["confluent-kafka", "kafka-python"])
+def test_pipelined_produce_requests_keep_send_order(broker, client):
+    """Kafka processes the requests of one connection one at a time, in order, so a producer
+    with several produce requests in flight (and no retries) gets its records stored in send
+    order. Small batches, no linger and 5 requests in flight make many pipelined requests."""
+    topic = unique_topic(f"pipelined-{client}")
+    create_topic(broker.bootstrap, topic)
+    offsets: list[int] = []
+    if client == "confluent-kafka":
+        producer = Producer(
+            {
+                "bootstrap.servers": broker.bootstrap,
+                "acks": "all",
+                "linger.ms": 0,
+                "batch.num.messages": 10,
+                "max.in.flight.requests.per.connection": 5,
+                "retries": 0,
+                "message.timeout.ms": 60_000,
+            }
+        )
+        errors = []
+
+        def on_delivery(error, message):
+            if error is not None:
+                errors.append(error)
+            else:
+                offsets.append((int(message.value()), message.offset()))
+
+        for i in range(PIPELINED_RECORD_COUNT):
+            producer.produce(topic, value=b"%d" % i, partition=0, on_delivery=on_delivery)
+            producer.poll(0)
+        assert producer.flush(timeout=60) == 0
+        assert not errors, errors[:5]
+        offsets = [offset for _, offset in sorted(offsets)]
+    else:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(
+            bootstrap_servers=broker.bootstrap,
+            acks="all",
+            linger_ms=0,
+            batch_size=512,
+            max_in_flight_requests_per_connection=5,
+            # cairn has no InitProducerId yet; kafka-python 3 enables idempotence by default.
+            enable_idempotence=False,
+            retries=0,
+            request_timeout_ms=30_000,
+            max_block_ms=30_000,
+        )
+        try:
+            futures = [
+                producer.send(topic, value=b"%d" % i, partition=0)
+                for i in range(PIPELINED_RECORD_COUNT)
+            ]
+            producer.flush(timeout=60)
+            offsets = [future.get(timeout=30).offset for future in futures]
+        finally:
+            producer.close(timeout=30)
+
+    misplaced = [(i, offset) for i, offset in enumerate(offsets) if offset != i]
+    assert not misplaced, (
+        f"{len(misplaced)} of {PIPELINED_RECORD_COUNT} records stored out of send order; "
+        f"first (sent as, stored at): {misplaced[:10]}"
+    )
+    values = [r.value for r in read_all(broker.bootstrap, topic, 1)[0]]
+    assert values == [b"%d" % i for i in range(PIPELINED_RECORD_COUNT)]

@@ -52,6 +52,7 @@ fn settings_for(topic: &TopicMeta) -> (PartitionConfig, LogConfig) {
     let settings = PartitionConfig {
         max_message_bytes: configs.max_message_bytes(),
         retention: Retention { bytes: configs.retention_bytes(), ms: configs.retention_ms() },
+        log_append_time: configs.timestamp_type() == cairn_meta::TimestampType::LogAppendTime,
     };
     let log_config = LogConfig {
         segment_bytes: configs.segment_bytes(),

@@ -40,6 +40,8 @@ pub struct Appended {
     pub next_offset: Offset,
     /// The log start offset at the time of the append.
     pub log_start_offset: Offset,
+    /// The time the batches were stamped with, if the topic uses log-append time.
+    pub log_append_time_ms: Option<i64>,
 }
 
 /// Offsets of a partition at one moment.
@@ -69,6 +71,8 @@ pub struct PartitionConfig {
     pub max_message_bytes: u32,
     /// `retention.ms` / `retention.bytes`.
     pub retention: Retention,
+    /// `message.timestamp.type=LogAppendTime`: the broker stamps batches with its clock.
+    pub log_append_time: bool,
 }
 
 /// The state the flusher publishes: high watermark, or the failure that stopped the partition.
@@ -210,8 +214,9 @@ impl Partition {
         timeout: Duration,
     ) -> Result<Appended, PartitionError> {
         self.check_open()?;
-        let max_message_bytes = self.settings().max_message_bytes;
-        check_batch_sizes(records, max_message_bytes)?;
+        let settings = self.settings();
+        check_batch_sizes(records, settings.max_message_bytes)?;
+        let log_append_time_ms = settings.log_append_time.then(|| stamp_log_append_time(records));
         let (appended, log_start_offset) = {
             let mut log = lock(&self.log);
             let appended = log.append(records, self.epoch)?;
@@ -222,6 +227,7 @@ impl Partition {
             base_offset: appended.base_offset,
             next_offset: appended.last_offset.plus(1),
             log_start_offset,
+            log_append_time_ms,
         };
         if acks == Acks::All {
             self.wait_durable(appended.next_offset, timeout).await?;
@@ -390,6 +396,23 @@ fn check_batch_sizes(records: &[u8], max_message_bytes: u32) -> Result<(), Parti
         at += header.total_bytes() as usize;
     }
     Ok(())
+}
+
+/// Stamps every batch of a record set with the current time as log-append time; returns it.
+fn stamp_log_append_time(records: &mut [u8]) -> i64 {
+    let now_ms = cairn_storage::Clock::now_ms(&cairn_storage::SystemClock);
+    let mut at = 0;
+    while at < records.len() {
+        let Ok(header) = BatchHeader::parse(&records[at..], BATCH_BYTES_MAX) else { break };
+        let end = at + header.total_bytes() as usize;
+        if end > records.len() {
+            // Malformed: the log's validation rejects the whole append.
+            break;
+        }
+        cairn_types::batch::set_log_append_time(&mut records[at..end], now_ms);
+        at = end;
+    }
+    now_ms
 }
 
 /// Bytes of whole batches at the start of `bytes`.

@@ -9,6 +9,7 @@
 pub mod compression;
 mod errors;
 mod handlers;
+mod metrics;
 mod server;
 pub mod shape;
 

@@ -24,6 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::handlers;
+use crate::metrics::KafkaMetrics;
 use crate::shape;
 
 /// Settings of the Kafka listener.
@@ -53,6 +54,7 @@ pub struct ServerConfig {
 pub(crate) struct Ctx<M> {
     pub broker: Arc<Broker<M>>,
     pub config: ServerConfig,
+    pub metrics: KafkaMetrics,
     /// Permits are KiB of request frames in memory.
     request_memory: Arc<Semaphore>,
 }
@@ -78,15 +80,25 @@ enum Close {
 
 /// Serves Kafka clients on `listener` until `shutdown` turns true, then stops accepting, lets
 /// every connection finish its in-flight requests (up to `shutdown_grace`) and returns.
+/// Metrics go to `registry`.
+///
+/// # Errors
+/// If the Kafka metrics cannot be registered (their names are taken in `registry`).
 pub async fn serve<M: MetadataStore>(
     listener: TcpListener,
     broker: Arc<Broker<M>>,
     config: ServerConfig,
+    registry: &cairn_metrics::Registry,
     shutdown: watch::Receiver<bool>,
-) {
+) -> Result<(), cairn_metrics::Error> {
+    let metrics = KafkaMetrics::register(registry)?;
     let kib = u32::try_from(config.request_bytes_max / 1024).unwrap_or(u32::MAX).max(1);
-    let ctx =
-        Arc::new(Ctx { broker, request_memory: Arc::new(Semaphore::new(kib as usize)), config });
+    let ctx = Arc::new(Ctx {
+        broker,
+        request_memory: Arc::new(Semaphore::new(kib as usize)),
+        config,
+        metrics,
+    });
     let connections = Arc::new(Semaphore::new(ctx.config.connections_max));
     let mut tasks = JoinSet::new();
     let mut stop = shutdown.clone();
@@ -97,6 +109,7 @@ pub async fn serve<M: MetadataStore>(
                 Ok((stream, peer)) => {
                     let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
                         tracing::warn!(%peer, "connection limit reached; closing new connection");
+                        ctx.metrics.connections_rejected.with(&["connection_limit"]).inc();
                         continue;
                     };
                     let ctx = Arc::clone(&ctx);
@@ -122,6 +135,7 @@ pub async fn serve<M: MetadataStore>(
         );
         tasks.abort_all();
     }
+    Ok(())
 }
 
 async fn connection<M: MetadataStore>(
@@ -133,6 +147,7 @@ async fn connection<M: MetadataStore>(
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "set_nodelay failed");
     }
+    ctx.metrics.connections.inc();
     let (reader, mut writer) = stream.into_split();
     let (responses, mut pending) =
         mpsc::channel::<JoinHandle<Reply>>(ctx.config.inflight_requests_max.max(1));
@@ -153,10 +168,22 @@ async fn connection<M: MetadataStore>(
     };
     let read = read_requests(&ctx, reader, responses, shutdown);
     let (read, write) = tokio::join!(read, write);
-    match read {
-        Close::Eof | Close::Shutdown => tracing::debug!(%peer, "connection closed"),
-        Close::Idle => tracing::debug!(%peer, "idle connection closed"),
-        reason => tracing::warn!(%peer, %reason, "closing connection"),
+    ctx.metrics.connections.dec();
+    let rejected = match &read {
+        Close::Eof | Close::Shutdown => None,
+        Close::Idle => Some("idle"),
+        Close::Io(_) => Some("io"),
+        Close::FrameSize(_) => Some("frame_size"),
+        Close::Malformed(_) => Some("malformed"),
+        Close::Unsupported { .. } => Some("unsupported"),
+    };
+    match rejected {
+        None => tracing::debug!(%peer, "connection closed"),
+        Some("idle") => tracing::debug!(%peer, "idle connection closed"),
+        Some(label) => {
+            tracing::warn!(%peer, reason = %read, "closing connection");
+            ctx.metrics.connections_rejected.with(&[label]).inc();
+        }
     }
     if let Err(error) = write {
         tracing::debug!(%peer, %error, "writing responses failed");
@@ -196,7 +223,7 @@ async fn read_requests<M: MetadataStore>(
         if let Err(error) = reader.read_exact(&mut frame).await {
             return Close::Io(error);
         }
-        let request = match decode(frame.freeze()) {
+        let request = match decode(frame.freeze(), length) {
             Ok(request) => request,
             Err(close) => return close,
         };
@@ -220,6 +247,8 @@ async fn charge<M>(ctx: &Ctx<M>, length: usize) -> Option<OwnedSemaphorePermit> 
 
 /// A request ready for its handler.
 pub(crate) struct Request {
+    /// Bytes of the frame, for metrics.
+    pub frame_bytes: usize,
     pub api_key: ApiKey,
     pub api_version: i16,
     pub header: RequestHeader,
@@ -227,7 +256,7 @@ pub(crate) struct Request {
     pub body: Option<RequestKind>,
 }
 
-fn decode(mut frame: Bytes) -> Result<Request, Close> {
+fn decode(mut frame: Bytes, frame_bytes: usize) -> Result<Request, Close> {
     let info = shape::check_header(&frame).map_err(|e| Close::Malformed(e.to_string()))?;
     let api_key = ApiKey::try_from(info.api_key).map_err(|()| Close::Unsupported {
         api_key: info.api_key,
@@ -243,7 +272,7 @@ fn decode(mut frame: Bytes) -> Result<Request, Close> {
                 .with_request_api_key(info.api_key)
                 .with_request_api_version(0)
                 .with_correlation_id(info.correlation_id);
-            return Ok(Request { api_key, api_version: 0, header, body: None });
+            return Ok(Request { frame_bytes, api_key, api_version: 0, header, body: None });
         }
         return Err(Close::Unsupported { api_key: info.api_key, api_version: info.api_version });
     }
@@ -254,7 +283,7 @@ fn decode(mut frame: Bytes) -> Result<Request, Close> {
             .map_err(|e| Close::Malformed(format!("request header: {e}")))?;
     let body = RequestKind::decode(api_key, &mut frame, info.api_version)
         .map_err(|e| Close::Malformed(format!("{api_key:?} v{}: {e}", info.api_version)))?;
-    Ok(Request { api_key, api_version: info.api_version, header, body: Some(body) })
+    Ok(Request { frame_bytes, api_key, api_version: info.api_version, header, body: Some(body) })
 }
 
 /// What the writer does with a served request.
@@ -271,9 +300,18 @@ enum Reply {
 async fn respond<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> Reply {
     let (api_key, api_version, correlation_id) =
         (request.api_key, request.api_version, request.header.correlation_id);
-    let Some(response) = handlers::handle(ctx, request).await else { return Reply::Nothing };
+    let api = handlers::api_name(api_key);
+    let started = std::time::Instant::now();
+    ctx.metrics.requests.with(&[api]).inc();
+    ctx.metrics.request_bytes.with(&[api]).add(request.frame_bytes as u64);
+    let response = handlers::handle(ctx, request).await;
+    ctx.metrics.request_seconds.with(&[api]).observe_duration(started.elapsed());
+    let Some(response) = response else { return Reply::Nothing };
     match encode(api_key, api_version, correlation_id, &response) {
-        Ok(bytes) => Reply::Send(bytes),
+        Ok(bytes) => {
+            ctx.metrics.response_bytes.with(&[api]).add(bytes.len() as u64);
+            Reply::Send(bytes)
+        }
         Err(error) => {
             tracing::error!(?api_key, api_version, %error, "encoding a response failed; closing connection");
             Reply::Close

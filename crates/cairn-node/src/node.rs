@@ -111,7 +111,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let registry = Arc::new(cairn_metrics::Registry::new());
     let (stop, stopping) = watch::channel(false);
-    let admin_state = AdminState { registry, ready: Arc::clone(&ready) };
+    let admin_state = AdminState { registry: Arc::clone(&registry), ready: Arc::clone(&ready) };
     let mut admin_stopping = stopping.clone();
     let admin_task = tokio::spawn(serve_admin(admin, admin_state, async move {
         let _ = admin_stopping.wait_for(|stop| *stop).await;
@@ -140,14 +140,20 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         "cairn node ready"
     );
     ready.store(true, Ordering::Release);
-    let server =
-        tokio::spawn(cairn_kafka::serve(kafka, Arc::clone(&broker), server_config, stopping));
+    let server = {
+        let broker = Arc::clone(&broker);
+        tokio::spawn(async move {
+            cairn_kafka::serve(kafka, broker, server_config, &registry, stopping).await
+        })
+    };
     termination().await;
     tracing::info!("shutting down: finishing in-flight requests");
     ready.store(false, Ordering::Release);
     let _ = stop.send(true);
-    if let Err(error) = server.await {
-        tracing::error!(%error, "kafka listener task failed");
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!(%error, "kafka listener failed to start"),
+        Err(error) => tracing::error!(%error, "kafka listener task failed"),
     }
     retention.abort();
     broker.shutdown().await;

@@ -445,6 +445,21 @@ pub fn set_partition_leader_epoch(bytes: &mut [u8], epoch: LeaderEpoch) {
         .copy_from_slice(&epoch.0.to_be_bytes());
 }
 
+/// Stamps the batch at the start of `bytes` with log-append time `timestamp` (the topic's
+/// `message.timestamp.type=LogAppendTime`): sets the timestamp-type attribute and the max
+/// timestamp, which consumers then report for every record, and recomputes the CRC they cover.
+///
+/// # Panics
+/// If `bytes` does not start with a whole batch: callers pass batches they have validated.
+pub fn set_log_append_time(bytes: &mut [u8], timestamp: i64) {
+    let total = LOG_OVERHEAD_BYTES + read_i32(bytes, BATCH_LENGTH_AT) as usize;
+    let attributes = read_i16(bytes, ATTRIBUTES_AT) | ATTR_TIMESTAMP_TYPE;
+    bytes[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    bytes[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[CRC_COVERED_FROM..total]);
+    bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// One record of an uncompressed batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record<'a> {
@@ -802,6 +817,16 @@ mod tests {
         assert_eq!(batch.base_offset(), Offset(1 << 40));
         assert_eq!(batch.header().partition_leader_epoch, LeaderEpoch(7));
         assert_eq!(batch.header().last_offset(), Offset((1 << 40) + 2));
+    }
+
+    #[test]
+    fn log_append_time_keeps_the_batch_valid() {
+        let mut bytes = sample();
+        set_log_append_time(&mut bytes, 42_000);
+        let batch = RecordBatch::validate(&bytes).unwrap();
+        assert_eq!(batch.header().timestamp_type(), TimestampType::LogAppendTime);
+        assert_eq!(batch.header().max_timestamp, 42_000);
+        assert_eq!(batch.records().count(), 3);
     }
 
     #[test]

@@ -93,6 +93,13 @@ pub(crate) async fn fetch<M: MetadataStore>(
         if bytes >= min_bytes || errors || Instant::now() >= deadline {
             let mut topics = topics;
             for (topic, data) in responses {
+                ctx.metrics.error("Fetch", data.error_code);
+                let fetched = data.records.as_ref().map_or(0, bytes::Bytes::len);
+                if fetched > 0 {
+                    let labels =
+                        [topics[topic].topic.0.as_str(), &data.partition_index.to_string()];
+                    ctx.metrics.fetched_bytes.with(&labels).add(fetched as u64);
+                }
                 topics[topic].partitions.push(data);
             }
             return FetchResponse::default().with_responses(topics);

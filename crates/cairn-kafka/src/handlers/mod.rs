@@ -28,6 +28,24 @@ pub(crate) const IMPLEMENTED: &[ApiKey] = &[
     ApiKey::DescribeCluster,
 ];
 
+/// The metric label of an API.
+pub(crate) fn api_name(api_key: ApiKey) -> &'static str {
+    match api_key {
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        _ => "other",
+    }
+}
+
 /// The versions of `api_key` cairn serves, if any.
 pub(crate) fn versions(api_key: ApiKey) -> Option<(i16, i16)> {
     if IMPLEMENTED.contains(&api_key) {

@@ -1,10 +1,12 @@
 //! Produce: validate every batch, append per partition, acknowledge as `acks` asks.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use cairn_broker::{Acks, PartitionError};
+use bytes::{Bytes, BytesMut};
+use cairn_broker::{Acks, Partition, PartitionError};
 use cairn_meta::MetadataStore;
+use cairn_metrics::Counter;
 use cairn_types::batch::RecordBatch;
 use cairn_types::limits::{BATCH_BYTES_MAX, DECOMPRESSED_BATCH_BYTES_MAX};
 use kafka_protocol::ResponseError;
@@ -20,20 +22,23 @@ use crate::server::Ctx;
 /// Longest an `acks=all` produce waits, whatever the client asks.
 const PRODUCE_TIMEOUT_MAX: Duration = Duration::from_secs(300);
 
-/// Checks framing, CRC and every record (decompressing into a capped buffer) of a record set.
-fn validate(records: &[u8], scratch: &mut Vec<u8>) -> Result<(), String> {
+/// Checks framing, CRC and every record (decompressing into a capped buffer) of a record set;
+/// returns the number of records.
+fn validate(records: &[u8], scratch: &mut Vec<u8>) -> Result<u64, String> {
     let mut rest = records;
     if rest.is_empty() {
         return Err("empty record set".to_owned());
     }
+    let mut count = 0;
     while !rest.is_empty() {
         let (batch, after) =
             RecordBatch::validate_prefix(rest, BATCH_BYTES_MAX).map_err(|e| e.to_string())?;
         compression::validate_records(&batch, scratch, DECOMPRESSED_BATCH_BYTES_MAX)
             .map_err(|e| e.to_string())?;
+        count += u64::from(batch.record_count());
         rest = after;
     }
-    Ok(())
+    Ok(count)
 }
 
 fn partition_error(
@@ -50,6 +55,54 @@ fn partition_error(
         .with_log_start_offset(-1)
         // Error messages exist from v8.
         .with_error_message(message.filter(|_| version >= 8).map(text))
+}
+
+/// Appends one partition's record set and builds its answer.
+async fn append(
+    partition: Arc<Partition>,
+    records: Bytes,
+    acks: Acks,
+    timeout: Duration,
+    version: i16,
+    counters: [Arc<Counter>; 2],
+) -> PartitionProduceResponse {
+    let index = partition.index() as i32;
+    let mut scratch = Vec::new();
+    let records_count = match validate(&records, &mut scratch) {
+        Ok(count) => count,
+        Err(message) => {
+            tracing::debug!(topic = partition.topic(), partition = index, %message, "rejected invalid batch");
+            return partition_error(
+                index,
+                ResponseError::CorruptMessage.code(),
+                Some(message),
+                version,
+            );
+        }
+    };
+    // The log rewrites offsets in place; the request's bytes are shared with the frame.
+    let mut buffer = BytesMut::from(&records[..]);
+    match partition.append(&mut buffer, acks, timeout).await {
+        Ok(appended) => {
+            let [bytes, records] = counters;
+            bytes.add(buffer.len() as u64);
+            records.add(records_count);
+            // The log start offset exists from v5.
+            let log_start_offset =
+                if version >= 5 { appended.log_start_offset.0 as i64 } else { -1 };
+            PartitionProduceResponse::default()
+                .with_index(index)
+                .with_base_offset(appended.base_offset.0 as i64)
+                .with_log_append_time_ms(appended.log_append_time_ms.unwrap_or(-1))
+                .with_log_start_offset(log_start_offset)
+        }
+        Err(error) => {
+            if !matches!(error, PartitionError::MessageTooLarge { .. } | PartitionError::Timeout) {
+                tracing::warn!(topic = partition.topic(), partition = index, %error, "produce failed");
+            }
+            partition_error(index, errors::partition_code(&error), Some(error.to_string()), version)
+        }
+    }
 }
 
 /// Serves a produce request; `None` for `acks=0` (no response is sent).
@@ -78,66 +131,40 @@ pub(crate) async fn produce<M: MetadataStore>(
         );
         for data in topic.partition_data {
             let index = data.index;
-            let Some(acks) = acks else {
-                let code = ResponseError::InvalidRequiredAcks.code();
-                responses[topic_index]
-                    .partition_responses
-                    .push(partition_error(index, code, None, version));
-                continue;
-            };
-            if transactional {
-                let code = ResponseError::TransactionalIdAuthorizationFailed.code();
-                let message = Some("transactions are not supported yet".to_owned());
-                responses[topic_index]
-                    .partition_responses
-                    .push(partition_error(index, code, message, version));
-                continue;
-            }
             let partition = u32::try_from(index).ok().and_then(|i| ctx.broker.partition(&name, i));
-            let Some(partition) = partition else {
-                let code = ResponseError::UnknownTopicOrPartition.code();
-                responses[topic_index]
-                    .partition_responses
-                    .push(partition_error(index, code, None, version));
-                continue;
+            let accepted = match (acks, partition, data.records) {
+                (None, _, _) => Err((ResponseError::InvalidRequiredAcks, None)),
+                _ if transactional => Err((
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    Some("transactions are not supported yet".to_owned()),
+                )),
+                (_, None, _) => Err((ResponseError::UnknownTopicOrPartition, None)),
+                (_, _, None) => Err((ResponseError::InvalidRecord, None)),
+                (Some(acks), Some(partition), Some(records)) => Ok((acks, partition, records)),
             };
-            let Some(records) = data.records else {
-                let code = ResponseError::InvalidRecord.code();
-                responses[topic_index]
-                    .partition_responses
-                    .push(partition_error(index, code, None, version));
-                continue;
-            };
-            tasks.spawn(async move {
-                let mut scratch = Vec::new();
-                if let Err(message) = validate(&records, &mut scratch) {
-                    tracing::debug!(topic = partition.topic(), partition = index, %message, "rejected invalid batch");
-                    return (topic_index, partition_error(index, ResponseError::CorruptMessage.code(), Some(message), version));
+            let (acks, partition, records) = match accepted {
+                Ok(accepted) => accepted,
+                Err((error, message)) => {
+                    let response = partition_error(index, error.code(), message, version);
+                    responses[topic_index].partition_responses.push(response);
+                    continue;
                 }
-                // The log rewrites offsets in place; the request's bytes are shared with the frame.
-                let mut buffer = BytesMut::from(&records[..]);
-                let response = match partition.append(&mut buffer, acks, timeout).await {
-                    Ok(appended) => PartitionProduceResponse::default()
-                        .with_index(index)
-                        .with_base_offset(appended.base_offset.0 as i64)
-                        .with_log_append_time_ms(-1)
-                        // The log start offset exists from v5.
-                        .with_log_start_offset(if version >= 5 { appended.log_start_offset.0 as i64 } else { -1 }),
-                    Err(error) => {
-                        if !matches!(error, PartitionError::MessageTooLarge { .. } | PartitionError::Timeout) {
-                            tracing::warn!(topic = partition.topic(), partition = index, %error, "produce failed");
-                        }
-                        partition_error(index, errors::partition_code(&error), Some(error.to_string()), version)
-                    }
-                };
-                (topic_index, response)
+            };
+            let labels = [name.as_str(), &index.to_string()];
+            let counters = [
+                ctx.metrics.produced_bytes.with(&labels),
+                ctx.metrics.produced_records.with(&labels),
+            ];
+            tasks.spawn(async move {
+                (topic_index, append(partition, records, acks, timeout, version, counters).await)
             });
         }
     }
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok((topic_index, response)) => {
-                responses[topic_index].partition_responses.push(response)
+                ctx.metrics.error("Produce", response.error_code);
+                responses[topic_index].partition_responses.push(response);
             }
             Err(error) => tracing::error!(%error, "produce task failed"),
         }
