@@ -8,6 +8,7 @@
 
 pub mod compression;
 mod errors;
+pub mod fuzzing;
 mod handlers;
 mod metrics;
 mod server;

@@ -55,6 +55,8 @@ pub(crate) struct Ctx<M> {
     pub broker: Arc<Broker<M>>,
     pub config: ServerConfig,
     pub metrics: KafkaMetrics,
+    /// Turns true at shutdown: long polls answer with what they have.
+    pub shutdown: watch::Receiver<bool>,
     /// Permits are KiB of request frames in memory.
     request_memory: Arc<Semaphore>,
 }
@@ -98,6 +100,7 @@ pub async fn serve<M: MetadataStore>(
         request_memory: Arc::new(Semaphore::new(kib as usize)),
         config,
         metrics,
+        shutdown: shutdown.clone(),
     });
     let connections = Arc::new(Semaphore::new(ctx.config.connections_max));
     let mut tasks = JoinSet::new();

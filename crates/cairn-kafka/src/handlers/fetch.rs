@@ -87,10 +87,12 @@ pub(crate) async fn fetch<M: MetadataStore>(
         Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0)).min(FETCH_WAIT_MAX);
     let deadline = Instant::now() + wait;
     let mut progress = ctx.broker.progress();
+    let mut shutdown = ctx.shutdown.clone();
     loop {
         progress.borrow_and_update();
         let (responses, bytes, errors) = read_once(ctx, &wanted, bytes_max, version);
-        if bytes >= min_bytes || errors || Instant::now() >= deadline {
+        let stopping = *shutdown.borrow();
+        if bytes >= min_bytes || errors || stopping || Instant::now() >= deadline {
             let mut topics = topics;
             for (topic, data) in responses {
                 ctx.metrics.error("Fetch", data.error_code);
@@ -106,7 +108,8 @@ pub(crate) async fn fetch<M: MetadataStore>(
         }
         tokio::select! {
             changed = progress.changed() => if changed.is_err() { tokio::time::sleep_until(deadline).await },
-            () = tokio::time::sleep_until(deadline) => {}
+                        () = tokio::time::sleep_until(deadline) => {}
+            _ = shutdown.changed() => {}
         }
     }
 }

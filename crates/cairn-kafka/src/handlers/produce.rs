@@ -23,18 +23,19 @@ use crate::server::Ctx;
 const PRODUCE_TIMEOUT_MAX: Duration = Duration::from_secs(300);
 
 /// Checks framing, CRC and every record (decompressing into a capped buffer) of a record set;
-/// returns the number of records.
-fn validate(records: &[u8], scratch: &mut Vec<u8>) -> Result<u64, String> {
+/// returns the number of records. Framing and CRC failures are `CORRUPT_MESSAGE` (the bytes were
+/// damaged on the way; a retry may help), malformed records `INVALID_RECORD` (a retry cannot).
+fn validate(records: &[u8], scratch: &mut Vec<u8>) -> Result<u64, (ResponseError, String)> {
     let mut rest = records;
     if rest.is_empty() {
-        return Err("empty record set".to_owned());
+        return Err((ResponseError::InvalidRecord, "empty record set".to_owned()));
     }
     let mut count = 0;
     while !rest.is_empty() {
-        let (batch, after) =
-            RecordBatch::validate_prefix(rest, BATCH_BYTES_MAX).map_err(|e| e.to_string())?;
+        let (batch, after) = RecordBatch::validate_prefix(rest, BATCH_BYTES_MAX)
+            .map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
         compression::validate_records(&batch, scratch, DECOMPRESSED_BATCH_BYTES_MAX)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (ResponseError::InvalidRecord, e.to_string()))?;
         count += u64::from(batch.record_count());
         rest = after;
     }
@@ -70,14 +71,9 @@ async fn append(
     let mut scratch = Vec::new();
     let records_count = match validate(&records, &mut scratch) {
         Ok(count) => count,
-        Err(message) => {
+        Err((error, message)) => {
             tracing::debug!(topic = partition.topic(), partition = index, %message, "rejected invalid batch");
-            return partition_error(
-                index,
-                ResponseError::CorruptMessage.code(),
-                Some(message),
-                version,
-            );
+            return partition_error(index, error.code(), Some(message), version);
         }
     };
     // The log rewrites offsets in place; the request's bytes are shared with the frame.
