@@ -2,17 +2,29 @@
 //!
 //! - `cairn serve`: run a node (see `cairn serve --help` for flags, environment and config file).
 //! - `cairn log verify|dump`: offline tools for a partition log directory.
+//! - `cairn topic|produce|consume|cluster`: a Kafka client for a running node (`client.rs` speaks
+//!   the protocol; one module per command).
+
+mod client;
+mod cluster;
+mod consume;
+mod errors;
+mod lookup;
+mod produce;
+mod records;
+mod topic;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cairn_storage::{FlushPolicy, Log, LogConfig, RealDisk, SystemClock};
 use cairn_types::Offset;
 use cairn_types::batch::Batches;
 use cairn_types::limits::BATCH_BYTES_MAX;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// cairn: a Kafka-compatible, Raft-replicated commit log and coordination service.
 #[derive(Parser)]
@@ -30,6 +42,100 @@ enum Command {
     /// Inspect a partition log directory offline (no node may be running on it).
     #[command(subcommand)]
     Log(LogCommand),
+    /// Create, list, describe, alter and delete topics on a running node.
+    Topic {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        #[command(subcommand)]
+        command: topic::TopicCommand,
+    },
+    /// Produce records, one per input line (standard input or --file).
+    Produce {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        #[command(flatten)]
+        args: produce::ProduceArgs,
+    },
+    /// Print a topic's records.
+    Consume {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        #[command(flatten)]
+        args: consume::ConsumeArgs,
+    },
+    /// Show the cluster.
+    Cluster {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Cluster id, controller and brokers.
+    Info,
+}
+
+/// How the client commands reach a node. Global within each client command, so that
+/// `cairn topic --bootstrap B list` and `cairn topic list --bootstrap B` both work; `serve` and
+/// `log` do not take it.
+#[derive(Args)]
+struct ConnectArgs {
+    /// The broker to connect to.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_BOOTSTRAP",
+        default_value = "127.0.0.1:9092",
+        value_name = "HOST:PORT"
+    )]
+    bootstrap: String,
+    /// Longest wait for a connection to the broker, in ms.
+    #[arg(long, global = true, value_name = "MS",
+          default_value_t = client::CONNECT_TIMEOUT_DEFAULT.as_millis() as u64)]
+    connect_timeout_ms: u64,
+    /// Longest the broker may take to answer one request, in ms.
+    #[arg(long, global = true, value_name = "MS",
+          default_value_t = client::REQUEST_TIMEOUT_DEFAULT.as_millis() as u64)]
+    request_timeout_ms: u64,
+}
+
+impl ConnectArgs {
+    fn options(&self) -> client::Options {
+        client::Options {
+            bootstrap: self.bootstrap.clone(),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms.max(1)),
+            request_timeout: Duration::from_millis(self.request_timeout_ms.max(1)),
+        }
+    }
+}
+
+/// The client commands, run against the broker in `connect`.
+enum ClientCommand {
+    Topic(topic::TopicCommand),
+    Produce(produce::ProduceArgs),
+    Consume(consume::ConsumeArgs),
+    ClusterInfo,
+}
+
+/// Connects and runs `command` on a single-threaded runtime (one connection, one request at a
+/// time: more threads would not help).
+fn client_command(connect: &ConnectArgs, command: ClientCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let mut client = client::Client::connect(&connect.options()).await?;
+        match command {
+            ClientCommand::Topic(command) => topic::run(&mut client, command).await,
+            ClientCommand::Produce(args) => produce::run(&mut client, args).await,
+            ClientCommand::Consume(args) => consume::run(&mut client, args).await,
+            ClientCommand::ClusterInfo => cluster::info(&mut client).await,
+        }
+    })
 }
 
 #[derive(Subcommand)]
@@ -127,6 +233,18 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Log(LogCommand::Verify { dir }) => verify(&dir),
         Command::Log(LogCommand::Dump { dir, from, limit }) => dump(&dir, from, limit),
+        Command::Topic { connect, command } => {
+            client_command(&connect, ClientCommand::Topic(command))
+        }
+        Command::Produce { connect, args } => {
+            client_command(&connect, ClientCommand::Produce(args))
+        }
+        Command::Consume { connect, args } => {
+            client_command(&connect, ClientCommand::Consume(args))
+        }
+        Command::Cluster { connect, command: ClusterCommand::Info } => {
+            client_command(&connect, ClientCommand::ClusterInfo)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -307,9 +307,13 @@ async fn respond<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> Reply {
     let started = std::time::Instant::now();
     ctx.metrics.requests.with(&[api]).inc();
     ctx.metrics.request_bytes.with(&[api]).add(request.frame_bytes as u64);
-    let response = handlers::handle(ctx, request).await;
+    let handled = handlers::handle(ctx, request).await;
     ctx.metrics.request_seconds.with(&[api]).observe_duration(started.elapsed());
-    let Some(response) = response else { return Reply::Nothing };
+    let response = match handled {
+        handlers::Handled::Respond(response) => response,
+        handlers::Handled::Silent => return Reply::Nothing,
+        handlers::Handled::Close => return Reply::Close,
+    };
     match encode(api_key, api_version, correlation_id, &response) {
         Ok(bytes) => {
             ctx.metrics.response_bytes.with(&[api]).add(bytes.len() as u64);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use cairn_broker::{Broker, BrokerConfig};
 use cairn_kafka::{ServerConfig, serve};
-use cairn_meta::{LocalMetadata, NodeMeta, TopicName, TopicSpec};
+use cairn_meta::{LocalMetadata, MetadataStore, NodeMeta, TopicName, TopicSpec};
 use cairn_types::NodeId;
 use cairn_types::batch::BatchBuilder;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -276,4 +276,42 @@ async fn shutdown_answers_long_polls_and_stops() {
     assert_eq!(fetched.responses[0].partitions[0].records.as_ref().map(Bytes::len), Some(0));
     tokio::time::timeout(BOUND, node.server).await.unwrap().unwrap();
     node.broker.shutdown().await;
+}
+
+fn produce_request(topic: &str, topic_id: uuid::Uuid, acks: i16) -> ProduceRequest {
+    let records = BatchBuilder::new(1_700_000_000_000).record(Some(b"k"), Some(b"v"), &[]).build();
+    let partition =
+        PartitionProduceData::default().with_index(0).with_records(Some(records.into()));
+    ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(WireTopicName(StrBytes::from_string(topic.into())))
+            .with_topic_id(topic_id)
+            .with_partition_data(vec![partition]),
+    ])
+}
+
+#[tokio::test]
+async fn produce_v13_names_topics_by_id() {
+    let node = start().await;
+    create_topic(&node, "by-id").await;
+    let id = node.broker.meta().topic("by-id").unwrap().id.as_uuid();
+    let mut stream = connect(&node).await;
+    stream.write_all(&frame(ApiKey::Produce, 13, 3, &produce_request("", id, -1))).await.unwrap();
+    let (_, mut body) = response(&mut stream, ApiKey::Produce, 13).await;
+    let produced = kafka_protocol::messages::ProduceResponse::decode(&mut body, 13).unwrap();
+    let partition = &produced.responses[0].partition_responses[0];
+    assert_eq!((partition.error_code, partition.base_offset), (0, 0));
+}
+
+#[tokio::test]
+async fn refused_acks_0_produce_closes_the_connection() {
+    let node = start().await;
+    let mut stream = connect(&node).await;
+    // Unknown topic (auto-creation happens on Metadata, not Produce): refused, and with acks=0
+    // closing the connection is the only way to tell the producer.
+    stream
+        .write_all(&frame(ApiKey::Produce, 9, 4, &produce_request("nowhere", uuid::Uuid::nil(), 0)))
+        .await
+        .unwrap();
+    assert!(closed(&mut stream).await);
 }

@@ -58,15 +58,11 @@ pub(crate) async fn fetch<M: MetadataStore>(
         return FetchResponse::default()
             .with_error_code(ResponseError::FetchSessionIdNotFound.code());
     }
-    let meta = ctx.broker.meta();
     let mut topics = Vec::with_capacity(request.topics.len());
     let mut wanted = Vec::new();
     for (topic_index, topic) in request.topics.into_iter().enumerate() {
         let name = if version >= 13 {
-            meta.topics()
-                .into_iter()
-                .find(|t| t.id.as_uuid() == topic.topic_id)
-                .map(|t| t.name.as_str().to_owned())
+            super::topic_name(ctx, topic.topic_id)
         } else {
             Some(topic.topic.0.as_str().to_owned())
         };

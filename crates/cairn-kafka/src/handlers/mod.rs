@@ -55,14 +55,23 @@ pub(crate) fn versions(api_key: ApiKey) -> Option<(i16, i16)> {
     }
 }
 
-/// Serves one decoded request; `None` if no response is due (produce with acks=0).
-pub(crate) async fn handle<M: MetadataStore>(
-    ctx: &Ctx<M>,
-    request: Request,
-) -> Option<ResponseKind> {
+/// What serving a request produced.
+#[allow(clippy::large_enum_variant)] // built once per request and moved straight into encoding
+pub(crate) enum Handled {
+    /// Send this response.
+    Respond(ResponseKind),
+    /// No response is due (produce with acks=0).
+    Silent,
+    /// Close the connection: the only way to tell an acks=0 producer that its records were
+    /// refused, as Kafka does.
+    Close,
+}
+
+/// Serves one decoded request.
+pub(crate) async fn handle<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> Handled {
     let version = request.api_version;
     let Some(body) = request.body else {
-        return Some(ResponseKind::ApiVersions(cluster::api_versions(true)));
+        return Handled::Respond(ResponseKind::ApiVersions(cluster::api_versions(true)));
     };
     let response = match body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(cluster::api_versions(false)),
@@ -72,9 +81,7 @@ pub(crate) async fn handle<M: MetadataStore>(
         RequestKind::DescribeCluster(_) => {
             ResponseKind::DescribeCluster(cluster::describe_cluster(ctx))
         }
-        RequestKind::Produce(request) => {
-            ResponseKind::Produce(produce::produce(ctx, request, version).await?)
-        }
+        RequestKind::Produce(request) => return produce::produce(ctx, request, version).await,
         RequestKind::Fetch(request) => {
             ResponseKind::Fetch(fetch::fetch(ctx, request, version).await)
         }
@@ -99,10 +106,21 @@ pub(crate) async fn handle<M: MetadataStore>(
         other => {
             // `decode` only lets implemented APIs through.
             tracing::error!(api = ?std::mem::discriminant(&other), "request for an api without a handler");
-            return None;
+            return Handled::Close;
         }
     };
-    Some(response)
+    Handled::Respond(response)
+}
+
+/// The name of the topic with this id (requests from v13 of Produce and Fetch, v6 of
+/// DeleteTopics name topics by id).
+pub(crate) fn topic_name<M: MetadataStore>(ctx: &Ctx<M>, id: uuid::Uuid) -> Option<String> {
+    ctx.broker
+        .meta()
+        .topics()
+        .into_iter()
+        .find(|t| t.id.as_uuid() == id)
+        .map(|t| t.name.as_str().to_owned())
 }
 
 /// A `StrBytes` from an owned string.

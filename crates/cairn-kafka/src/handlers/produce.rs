@@ -11,10 +11,10 @@ use cairn_types::batch::RecordBatch;
 use cairn_types::limits::{BATCH_BYTES_MAX, DECOMPRESSED_BATCH_BYTES_MAX};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use tokio::task::JoinSet;
 
-use super::text;
+use super::{Handled, text};
 use crate::compression;
 use crate::errors;
 use crate::server::Ctx;
@@ -101,12 +101,13 @@ async fn append(
     }
 }
 
-/// Serves a produce request; `None` for `acks=0` (no response is sent).
+/// Serves a produce request. With `acks=0` nothing is answered, and a refused partition closes
+/// the connection.
 pub(crate) async fn produce<M: MetadataStore>(
     ctx: &Ctx<M>,
     request: ProduceRequest,
     version: i16,
-) -> Option<ProduceResponse> {
+) -> Handled {
     let acks = match request.acks {
         0 => Some(Acks::None),
         1 => Some(Acks::Leader),
@@ -119,7 +120,12 @@ pub(crate) async fn produce<M: MetadataStore>(
     let mut tasks = JoinSet::new();
     let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(request.topic_data.len());
     for (topic_index, topic) in request.topic_data.into_iter().enumerate() {
-        let name = topic.name.0.as_str().to_owned();
+        // From v13 topics are named by id.
+        let name = if version >= 13 {
+            super::topic_name(ctx, topic.topic_id).unwrap_or_default()
+        } else {
+            topic.name.0.as_str().to_owned()
+        };
         responses.push(
             TopicProduceResponse::default()
                 .with_name(topic.name.clone())
@@ -166,10 +172,12 @@ pub(crate) async fn produce<M: MetadataStore>(
         }
     }
     if acks == Some(Acks::None) {
-        return None;
+        let refused =
+            responses.iter().flat_map(|t| &t.partition_responses).any(|p| p.error_code != 0);
+        return if refused { Handled::Close } else { Handled::Silent };
     }
     for topic in &mut responses {
         topic.partition_responses.sort_by_key(|p| p.index);
     }
-    Some(ProduceResponse::default().with_responses(responses))
+    Handled::Respond(ResponseKind::Produce(ProduceResponse::default().with_responses(responses)))
 }

@@ -119,7 +119,6 @@ pub(crate) async fn delete_topics<M: MetadataStore>(
     request: DeleteTopicsRequest,
     version: i16,
 ) -> DeleteTopicsResponse {
-    let meta = ctx.broker.meta();
     let mut targets: Vec<(Option<String>, uuid::Uuid)> = request
         .topic_names
         .into_iter()
@@ -128,11 +127,7 @@ pub(crate) async fn delete_topics<M: MetadataStore>(
     for topic in request.topics {
         let name = match topic.name {
             Some(name) => Some(name.0.as_str().to_owned()),
-            None => meta
-                .topics()
-                .into_iter()
-                .find(|t| t.id.as_uuid() == topic.topic_id)
-                .map(|t| t.name.as_str().to_owned()),
+            None => super::topic_name(ctx, topic.topic_id),
         };
         targets.push((name, topic.topic_id));
     }

@@ -1,0 +1,552 @@
+//! End-to-end tests of the client commands (`cairn topic|produce|consume|cluster`) against a real
+//! `cairn serve` process on free loopback ports with a temporary data directory.
+//!
+//! Every test starts its own node, runs the CLI as processes, and stops the node with SIGTERM,
+//! checking that it exits 0. Nothing sleeps to synchronise: start-up is awaited by polling
+//! `/health/ready` (each wait also ends early if the process exits), and every process is
+//! awaited with a deadline.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long a node has to answer 200 on `/health/ready`.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Between two readiness probes (the wait ends early if the process exits).
+const READY_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How long a node has to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one CLI command may run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+
+/// `count` distinct loopback ports that were free a moment ago (bound to port 0, released).
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> =
+        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("bound").port()).collect()
+}
+
+/// A command without any `CAIRN_*` variable of the caller's environment.
+fn clean_command(program: &str) -> Command {
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CAIRN_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// What a CLI command did.
+#[derive(Debug)]
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `cairn args...` with `stdin`, within [`COMMAND_TIMEOUT`].
+fn run_cairn(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
+    let mut command = clean_command(CAIRN);
+    command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("spawn cairn");
+    let pid = child.id();
+    let mut input = child.stdin.take().expect("piped stdin");
+    let stdin = stdin.to_vec();
+    // A command that fails early stops reading: a broken pipe here is expected then.
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let (done, result) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let output = match result.recv_timeout(COMMAND_TIMEOUT) {
+        Ok(output) => output.expect("wait for cairn"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            panic!("cairn {args:?} did not finish within {COMMAND_TIMEOUT:?}");
+        }
+    };
+    writer.join().expect("stdin writer");
+    Run {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A running `cairn serve`.
+struct Node {
+    pid: u32,
+    /// The exit status, sent by the thread that waits for the process.
+    exited: mpsc::Receiver<ExitStatus>,
+    status: Option<ExitStatus>,
+    bootstrap: String,
+    data_dir: PathBuf,
+    log: PathBuf,
+    /// Holds the data directory; handed to the caller by [`Node::stop`].
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Node {
+    fn start() -> Node {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports = free_ports(2);
+        let bootstrap = format!("127.0.0.1:{}", ports[0]);
+        let admin: SocketAddr = format!("127.0.0.1:{}", ports[1]).parse().expect("address");
+        let data_dir = dir.path().join("data");
+        let log = dir.path().join("cairn.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut child = clean_command(CAIRN)
+            .args(["serve", "--data-dir"])
+            .arg(&data_dir)
+            .args(["--kafka-listen", &bootstrap, "--admin-listen", &admin.to_string()])
+            .args(["--auto-create-topics", "false"])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn cairn serve");
+        let pid = child.id();
+        let (done, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = done.send(status);
+            }
+        });
+        let mut node = Node { pid, exited, status: None, bootstrap, data_dir, log, dir: Some(dir) };
+        node.wait_ready(admin);
+        node
+    }
+
+    fn wait_ready(&mut self, admin: SocketAddr) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let last = match probe_ready(admin) {
+                Ok(true) => return,
+                Ok(false) => "not ready".to_owned(),
+                Err(error) => error.to_string(),
+            };
+            assert!(
+                Instant::now() < deadline,
+                "cairn not ready after {READY_TIMEOUT:?} (last probe: {last})\n{}",
+                self.log_tail()
+            );
+            // The poll interval, cut short if the process exits.
+            if let Ok(status) = self.exited.recv_timeout(READY_POLL_INTERVAL) {
+                self.status = Some(status);
+                panic!("cairn exited with {status} before it was ready\n{}", self.log_tail());
+            }
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(100)..];
+        format!("--- {} ---\n{}", self.log.display(), tail.join("\n"))
+    }
+
+    /// Runs `cairn args...` against this node (through `--bootstrap`).
+    fn cairn(&self, args: &[&str], stdin: &[u8]) -> Run {
+        let mut all = args.to_vec();
+        all.extend(["--bootstrap", &self.bootstrap]);
+        run_cairn(&all, &[], stdin)
+    }
+
+    /// Runs `cairn args...` and returns its standard output, failing unless it succeeds.
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_with(args, b"")
+    }
+
+    fn ok_with(&self, args: &[&str], stdin: &[u8]) -> String {
+        let run = self.cairn(args, stdin);
+        assert!(run.status.success(), "cairn {args:?} failed: {run:?}\n{}", self.log_tail());
+        run.stdout
+    }
+
+    /// Runs `cairn args...`, which must fail; returns its standard error.
+    fn fails(&self, args: &[&str], stdin: &[u8]) -> String {
+        let run = self.cairn(args, stdin);
+        assert_eq!(run.status.code(), Some(1), "cairn {args:?} should fail: {run:?}");
+        assert!(run.stdout.is_empty(), "cairn {args:?} printed {:?}", run.stdout);
+        run.stderr
+    }
+
+    /// SIGTERM, and the exit status within [`STOP_TIMEOUT`], which must be success. Returns the
+    /// temporary directory (kept until dropped) and the data directory in it.
+    fn stop(mut self) -> (tempfile::TempDir, PathBuf) {
+        let sent = Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {}", self.pid);
+        let status = self.exited.recv_timeout(STOP_TIMEOUT).unwrap_or_else(|_| {
+            panic!("cairn did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}", self.log_tail())
+        });
+        self.status = Some(status);
+        assert!(status.success(), "cairn exited with {status} after SIGTERM\n{}", self.log_tail());
+        let dir = self.dir.take().expect("the directory is only taken here");
+        (dir, self.data_dir.clone())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.status.is_none() && self.exited.try_recv().is_err() {
+            let _ = Command::new("kill").arg("-KILL").arg(self.pid.to_string()).status();
+        }
+    }
+}
+
+/// Whether `GET /health/ready` answers 200.
+fn probe_ready(admin: SocketAddr) -> std::io::Result<bool> {
+    let mut stream = TcpStream::connect_timeout(&admin, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    stream.write_all(b"GET /health/ready HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response.starts_with("HTTP/1.1 200"))
+}
+
+/// The JSON records `cairn consume --format json` printed.
+fn json_records(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
+        .collect()
+}
+
+fn topic_names(node: &Node) -> BTreeSet<String> {
+    node.ok(&["topic", "list"]).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn topic_administration() {
+    let node = Node::start();
+    let created = node.ok(&[
+        "topic",
+        "create",
+        "orders",
+        "--partitions",
+        "3",
+        "--config",
+        "retention.ms=86400000",
+    ]);
+    assert_eq!(created, "created topic orders with 3 partitions\n");
+    node.ok(&["topic", "create", "events"]);
+    assert_eq!(topic_names(&node), BTreeSet::from(["events".to_owned(), "orders".to_owned()]));
+
+    let describe = node.ok(&["topic", "describe", "orders"]);
+    assert!(describe.contains("partitions: 3\n"), "{describe}");
+    assert!(describe.contains("* retention.ms=86400000\n"), "{describe}");
+    assert!(describe.contains("  cleanup.policy=delete\n"), "{describe}");
+    let rows: Vec<&str> =
+        describe.lines().skip_while(|l| !l.starts_with("partition ")).skip(1).take(3).collect();
+    for (index, row) in rows.iter().enumerate() {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        // partition, leader, epoch, replicas, isr, earliest, latest, error
+        assert_eq!(cells[0], index.to_string(), "{describe}");
+        assert_eq!(cells[1], "0", "{describe}");
+        assert_eq!(&cells[5..], ["0", "0", "-"], "{describe}");
+    }
+
+    // Offsets show up in describe.
+    node.ok_with(&["produce", "orders", "--partition", "1"], b"a\nb\nc\n");
+    let describe = node.ok(&["topic", "describe", "orders"]);
+    let row = describe.lines().find(|l| l.starts_with("1 ")).expect("partition 1 row");
+    assert_eq!(row.split_whitespace().nth(6), Some("3"), "{describe}");
+
+    let altered = node.ok(&[
+        "topic",
+        "alter",
+        "orders",
+        "--set",
+        "retention.ms=3600000",
+        "--set",
+        "segment.ms=60000",
+    ]);
+    assert!(altered.contains("retention.ms=3600000"), "{altered}");
+    let describe = node.ok(&["topic", "describe", "orders"]);
+    assert!(describe.contains("* retention.ms=3600000\n"), "{describe}");
+    assert!(describe.contains("* segment.ms=60000\n"), "{describe}");
+    node.ok(&["topic", "alter", "orders", "--delete", "segment.ms"]);
+    let describe = node.ok(&["topic", "describe", "orders"]);
+    assert!(describe.contains("  segment.ms=604800000\n"), "{describe}");
+
+    assert_eq!(
+        node.ok(&["topic", "alter", "orders", "--partitions", "5"]),
+        "topic orders now has 5 partitions\n"
+    );
+    assert!(node.ok(&["topic", "describe", "orders"]).contains("partitions: 5\n"));
+
+    // Failures name the Kafka error and say what happened.
+    let error = node.fails(&["topic", "create", "orders"], b"");
+    assert!(error.contains("creating topic orders failed: TOPIC_ALREADY_EXISTS"), "{error}");
+    let error = node.fails(&["topic", "alter", "orders", "--partitions", "2"], b"");
+    assert!(error.contains("INVALID_PARTITIONS"), "{error}");
+    let error = node.fails(&["topic", "alter", "orders", "--set", "retention.ms=soon"], b"");
+    assert!(error.contains("INVALID_CONFIG"), "{error}");
+    let error = node.fails(&["topic", "describe", "missing"], b"");
+    assert_eq!(error, "error: topic missing does not exist\n");
+
+    assert_eq!(node.ok(&["topic", "delete", "orders"]), "deleted topic orders\n");
+    assert_eq!(topic_names(&node), BTreeSet::from(["events".to_owned()]));
+    let error = node.fails(&["topic", "delete", "orders"], b"");
+    assert!(error.contains("UNKNOWN_TOPIC_OR_PARTITION"), "{error}");
+
+    let info = node.ok(&["cluster", "info"]);
+    assert!(info.starts_with("cluster id: "), "{info}");
+    assert!(info.contains("controller: 0\n"), "{info}");
+    assert!(info.contains(&format!("  0 {} (controller)\n", node.bootstrap)), "{info}");
+    node.stop();
+}
+
+/// The lines of one produce run: keys `key-N`, JSON values with non-ASCII text.
+fn keyed_lines(count: usize) -> String {
+    (0..count).map(|i| format!("key-{i}\t{{\"n\":{i},\"text\":\"välue {i}\"}}\n")).collect()
+}
+
+#[test]
+fn produce_and_consume_every_codec() {
+    let node = Node::start();
+    let codecs = ["none", "gzip", "snappy", "lz4", "zstd"];
+    let input = keyed_lines(1000);
+    for codec in codecs {
+        let topic = format!("codec-{codec}");
+        node.ok(&["topic", "create", &topic, "--partitions", "3"]);
+        let header = format!("codec={codec}");
+        let produced = node.ok_with(
+            &[
+                "produce",
+                &topic,
+                "--key-separator",
+                "\\t",
+                "--header",
+                "source=cli",
+                "--header",
+                &header,
+                "--compression",
+                codec,
+            ],
+            input.as_bytes(),
+        );
+        assert!(produced.starts_with(&format!("produced 1000 records to {topic}\n")), "{produced}");
+
+        let records = json_records(&node.ok(&["consume", &topic, "--format", "json"]));
+        assert_eq!(records.len(), 1000, "{codec}");
+        let mut by_partition: BTreeMap<i64, Vec<&Value>> = BTreeMap::new();
+        let mut seen = BTreeMap::new();
+        for record in &records {
+            assert_eq!(record["topic"], topic.as_str());
+            assert_eq!(
+                record["headers"],
+                serde_json::json!([{"key": "source", "value": "cli"}, {"key": "codec", "value": codec}])
+            );
+            assert!(record["timestamp"].as_i64().is_some_and(|t| t > 1_600_000_000_000));
+            let key = record["key"].as_str().expect("key");
+            let n: usize = key.strip_prefix("key-").and_then(|n| n.parse().ok()).expect("key-N");
+            assert_eq!(record["value"], format!("{{\"n\":{n},\"text\":\"välue {n}\"}}").as_str());
+            assert!(seen.insert(n, ()).is_none(), "{codec}: key-{n} twice");
+            by_partition
+                .entry(record["partition"].as_i64().expect("partition"))
+                .or_default()
+                .push(record);
+        }
+        // Keys spread over the partitions; each partition's offsets are dense from 0 and hold
+        // its records in the order they were produced.
+        assert_eq!(by_partition.len(), 3, "{codec}");
+        for records in by_partition.values() {
+            let offsets: Vec<i64> =
+                records.iter().map(|r| r["offset"].as_i64().expect("offset")).collect();
+            assert_eq!(offsets, (0..records.len() as i64).collect::<Vec<_>>(), "{codec}");
+            let order: Vec<usize> = records
+                .iter()
+                .map(|r| r["key"].as_str().and_then(|k| k[4..].parse().ok()).expect("key-N"))
+                .collect();
+            assert!(order.windows(2).all(|w| w[0] < w[1]), "{codec}: {order:?}");
+        }
+        // The same keys go to the same partitions whatever the codec (the partitioner hashes keys).
+        if codec == "none" {
+            continue;
+        }
+        let plain = json_records(&node.ok(&["consume", "codec-none", "--format", "json"]));
+        let placement = |records: &[Value]| -> BTreeMap<String, i64> {
+            records
+                .iter()
+                .map(|r| {
+                    (
+                        r["key"].as_str().expect("key").to_owned(),
+                        r["partition"].as_i64().expect("p"),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(placement(&records), placement(&plain), "{codec}");
+    }
+    let (_dir, data_dir) = node.stop();
+
+    // The batches on disk carry the codec asked for.
+    for codec in codecs {
+        let dump = run_cairn(
+            &[
+                "log",
+                "dump",
+                &data_dir.join("topics").join(format!("codec-{codec}-0")).to_string_lossy(),
+            ],
+            &[],
+            b"",
+        );
+        assert!(dump.status.success(), "{dump:?}");
+        let expected = match codec {
+            "none" => "None",
+            "gzip" => "Gzip",
+            "snappy" => "Snappy",
+            "lz4" => "Lz4",
+            _ => "Zstd",
+        };
+        let batches: Vec<&str> = dump.stdout.lines().skip(1).collect();
+        assert!(!batches.is_empty(), "{codec}: {dump:?}");
+        for batch in batches {
+            assert_eq!(batch.split('\t').nth(6), Some(expected), "{codec}: {batch}");
+        }
+    }
+}
+
+#[test]
+fn produce_options_and_consume_positions() {
+    let node = Node::start();
+    node.ok(&["topic", "create", "lines", "--partitions", "2"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("input.txt");
+    let lines: String = (0..10).map(|i| format!("line {i}\r\n")).collect();
+    std::fs::write(&file, lines).expect("write input");
+
+    // From a file, to one partition, acks=1: the offsets are reported.
+    let produced = node.ok(&[
+        "produce",
+        "lines",
+        "--partition",
+        "1",
+        "--acks",
+        "1",
+        "--file",
+        &file.to_string_lossy(),
+    ]);
+    assert_eq!(
+        produced,
+        "produced 10 records to lines\n  partition 1: 10 records, offsets 0..=9\n"
+    );
+    let text = node.ok(&["consume", "lines", "--partition", "1"]);
+    let expected: String = (0..10).map(|i| format!("\tline {i}\n")).collect();
+    assert_eq!(text, expected, "text format: empty key, tab, value; CRLF stripped");
+
+    // Positions: an offset, the latest, a timestamp, a record limit.
+    let tail = node.ok(&["consume", "lines", "--partition", "1", "--from", "7"]);
+    assert_eq!(tail, "\tline 7\n\tline 8\n\tline 9\n");
+    assert_eq!(node.ok(&["consume", "lines", "--from", "latest"]), "");
+    assert_eq!(
+        node.ok(&["consume", "lines", "--partition", "1", "--max-records", "2"]),
+        "\tline 0\n\tline 1\n"
+    );
+    let records =
+        json_records(&node.ok(&["consume", "lines", "--partition", "1", "--format", "json"]));
+    let last_timestamp = records[9]["timestamp"].as_i64().expect("timestamp");
+    let from_time = json_records(&node.ok(&[
+        "consume",
+        "lines",
+        "--partition",
+        "1",
+        "--format",
+        "json",
+        "--from",
+        &format!("@{last_timestamp}"),
+    ]));
+    // The first record at or after the time, then everything after it.
+    let first = from_time.first().expect("a record at or after the timestamp");
+    let first_offset = first["offset"].as_i64().expect("offset");
+    assert!(first["timestamp"].as_i64().is_some_and(|t| t >= last_timestamp));
+    for earlier in &records[..first_offset as usize] {
+        assert!(earlier["timestamp"].as_i64().is_some_and(|t| t < last_timestamp));
+    }
+    assert_eq!(from_time[..], records[first_offset as usize..]);
+    let future =
+        node.ok(&["consume", "lines", "--from", &format!("@{}", last_timestamp + 3_600_000)]);
+    assert_eq!(future, "");
+    let error = node.fails(&["consume", "lines", "--partition", "1", "--from", "11"], b"");
+    assert!(error.contains("offset 11 is out of range for lines-1"), "{error}");
+
+    // Unkeyed records without --partition: round-robin by batch, all of them arrive.
+    node.ok_with(&["produce", "lines"], b"x\ny\n");
+    let all = json_records(&node.ok(&["consume", "lines", "--format", "json"]));
+    let mut values: Vec<&str> = all.iter().filter_map(|r| r["value"].as_str()).collect();
+    values.retain(|v| !v.starts_with("line "));
+    values.sort_unstable();
+    assert_eq!(values, ["x", "y"]);
+    let in_partition_0 = all.iter().filter(|r| r["partition"] == 0).count();
+
+    // acks=0: no confirmation; a following consumer sees the records arrive.
+    let sent =
+        node.ok_with(&["produce", "lines", "--partition", "0", "--acks", "0"], b"z1\nz2\nz3\n");
+    assert_eq!(sent, "sent 3 records to lines (acks=0: not confirmed, offsets unknown)\n");
+    let expected = (in_partition_0 + 3).to_string();
+    let followed =
+        node.ok(&["consume", "lines", "--partition", "0", "--follow", "--max-records", &expected]);
+    assert!(followed.ends_with("\tz1\n\tz2\n\tz3\n"), "{followed}");
+
+    // Keys with a multi-byte separator (the value keeps later ones); a line without it fails.
+    node.ok_with(&["produce", "lines", "--partition", "0", "--key-separator", "::"], b"k1::v::1\n");
+    let last = node.ok(&["consume", "lines", "--partition", "0", "--from", &expected]);
+    assert_eq!(last, "k1\tv::1\n");
+    let error = node.fails(&["produce", "lines", "--key-separator", "::"], b"no separator\n");
+    assert!(error.contains("line 1 has no key separator \"::\""), "{error}");
+    node.stop();
+}
+
+#[test]
+fn failures_are_clear() {
+    let node = Node::start();
+    node.ok(&["topic", "create", "small", "--config", "max.message.bytes=1000"]);
+    let line = format!("{}\n", "x".repeat(5000));
+    let error = node.fails(&["produce", "small"], line.as_bytes());
+    assert!(
+        error.starts_with("error: producing to small-0 failed: MESSAGE_TOO_LARGE (code 10)"),
+        "{error}"
+    );
+
+    let error = node.fails(&["produce", "missing"], b"x\n");
+    assert_eq!(error, "error: topic missing does not exist\n");
+    let error = node.fails(&["produce", "small", "--partition", "3"], b"x\n");
+    assert!(error.contains("topic small has no partition 3 (it has 1)"), "{error}");
+    let error = node.fails(&["consume", "small", "--partition", "3"], b"");
+    assert!(error.contains("topic small has no partition 3"), "{error}");
+    node.stop();
+
+    // Nothing listens on the port any more.
+    let bootstrap = format!("127.0.0.1:{}", free_ports(1)[0]);
+    for args in [
+        vec!["cluster", "info", "--bootstrap", &bootstrap],
+        vec!["topic", "list", "--bootstrap", &bootstrap],
+        vec!["consume", "any", "--bootstrap", &bootstrap],
+    ] {
+        let run = run_cairn(&args, &[], b"");
+        assert_eq!(run.status.code(), Some(1), "{run:?}");
+        assert_eq!(
+            run.stderr,
+            format!("error: cannot reach the broker at {bootstrap}: connection refused\n")
+        );
+    }
+    // The environment names the broker too.
+    let run = run_cairn(&["produce", "any"], &[("CAIRN_BOOTSTRAP", &bootstrap)], b"x\n");
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert!(run.stderr.contains(&format!("cannot reach the broker at {bootstrap}")), "{run:?}");
+}
