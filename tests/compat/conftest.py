@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -43,18 +44,43 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def free_loopback_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports free on 127.0.0.1 right now (bound to port 0, then released)."""
-    sockets = []
+# Where listener ports are picked from: below Linux's default ephemeral range (32768-60999), so
+# no client connection's local port can take a listener's port while the broker restarts.
+LISTENER_PORTS = range(20000, 32768)
+
+
+def ephemeral_port_range() -> range:
     try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
+def free_loopback_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports free on 127.0.0.1 right now, outside the ephemeral range when
+    possible (each checked by binding it), so a restart can bind them again."""
+    ephemeral = ephemeral_port_range()
+    candidates = [port for port in LISTENER_PORTS if port not in ephemeral]
+    random.shuffle(candidates)
+    ports: list[int] = []
+    for port in candidates[:2000]:
+        if len(ports) == count:
+            break
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    while len(ports) < count:
+        # No free port outside the ephemeral range: let the kernel pick one.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def cairn_binary() -> Path:

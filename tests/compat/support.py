@@ -7,11 +7,13 @@ a consumer event) up to a deadline, and a missed deadline fails the test with wh
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 # The one unused consumer group id: librdkafka requires `group.id` for any consumer, but the
@@ -49,6 +51,19 @@ class Deadline:
 def unique_topic(prefix: str) -> str:
     """A topic name no other test (or earlier run on the same data dir) uses."""
     return f"compat-{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@contextlib.contextmanager
+def confluent_producer(config: dict) -> Iterator[Producer]:
+    """A confluent-kafka Producer closed on the way out. Whatever it still holds (only when the
+    test already failed) is dropped first, so closing does not wait, and no producer of a
+    finished test keeps reconnecting to a stopped broker."""
+    producer = Producer(config)
+    try:
+        yield producer
+    finally:
+        producer.purge()
+        producer.close()
 
 
 def admin_client(bootstrap: str) -> AdminClient:

@@ -22,6 +22,7 @@ from support import (
     CALL_TIMEOUT_S,
     Deadline,
     admin_client,
+    confluent_producer,
     create_topic,
     unique_topic,
     wait_for_partitions,
@@ -153,12 +154,10 @@ def test_confluent_topic_lifecycle(broker):
 def test_deleted_topic_name_can_be_reused_empty(broker):
     topic = unique_topic("admin-reuse")
     create_topic(broker.bootstrap, topic)
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
-    for i in range(10):
-        producer.produce(topic, value=b"%d" % i, partition=0)
-    assert producer.flush(timeout=CALL_TIMEOUT_S) == 0
+    with confluent_producer({"bootstrap.servers": broker.bootstrap, "acks": "all"}) as producer:
+        for i in range(10):
+            producer.produce(topic, value=b"%d" % i, partition=0)
+        assert producer.flush(timeout=CALL_TIMEOUT_S) == 0
     assert watermarks(broker.bootstrap, topic, 1) == {0: (0, 10)}
 
     admin = admin_client(broker.bootstrap)

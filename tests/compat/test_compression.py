@@ -5,13 +5,13 @@ back by the *other* client, so both clients' decoders see what the broker stored
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import Producer
 from kafka import KafkaProducer
 
 from support import (
     CALL_TIMEOUT_S,
     Deadline,
     assert_contiguous,
+    confluent_producer,
     create_topic,
     kafka_python_read,
     read_all,
@@ -40,27 +40,26 @@ def check(records, count: int) -> None:
 def test_confluent_kafka_producer(broker, codec):
     topic = unique_topic(f"codec-ck-{codec}")
     create_topic(broker.bootstrap, topic)
-    producer = Producer(
-        {
-            "bootstrap.servers": broker.bootstrap,
-            "acks": "all",
-            "compression.type": codec,
-            "linger.ms": 50,
-            "message.timeout.ms": int(CALL_TIMEOUT_S * 1000),
-        }
-    )
+    config = {
+        "bootstrap.servers": broker.bootstrap,
+        "acks": "all",
+        "compression.type": codec,
+        "linger.ms": 50,
+        "message.timeout.ms": int(CALL_TIMEOUT_S * 1000),
+    }
     errors = []
 
     def on_delivery(error, _message):
         if error is not None:
             errors.append(error)
 
-    for i in range(RECORD_COUNT):
-        key, value, headers = record(i)
-        producer.produce(
-            topic, key=key, value=value, headers=headers, partition=0, on_delivery=on_delivery
-        )
-    assert producer.flush(timeout=CALL_TIMEOUT_S) == 0, "records left undelivered"
+    with confluent_producer(config) as producer:
+        for i in range(RECORD_COUNT):
+            key, value, headers = record(i)
+            producer.produce(
+                topic, key=key, value=value, headers=headers, partition=0, on_delivery=on_delivery
+            )
+        assert producer.flush(timeout=CALL_TIMEOUT_S) == 0, "records left undelivered"
     assert not errors, f"delivery errors: {errors[:5]}"
 
     # Read back by the other implementation.

@@ -10,7 +10,14 @@ from confluent_kafka import KafkaError, Producer
 from kafka import KafkaProducer
 from kafka import errors as kafka_errors
 
-from support import CALL_TIMEOUT_S, create_topic, read_all, unique_topic, watermarks
+from support import (
+    CALL_TIMEOUT_S,
+    confluent_producer,
+    create_topic,
+    read_all,
+    unique_topic,
+    watermarks,
+)
 
 MAX_MESSAGE_BYTES = 100_000
 # A record batch of one record adds about 80 bytes to the value (61 bytes of batch header, the
@@ -45,34 +52,32 @@ def confluent_send(producer: Producer, topic: str, value: bytes) -> tuple[KafkaE
 
 
 def test_confluent_kafka_record_over_topic_limit_is_message_too_large(broker, topic):
-    producer = Producer(
-        {
-            "bootstrap.servers": broker.bootstrap,
-            "acks": "all",
-            "compression.type": "none",
-            "linger.ms": 0,
-            "batch.num.messages": 1,
-            "message.max.bytes": CLIENT_LIMIT_BYTES,
-            # A refused record is not worth retrying; this also keeps the test short.
-            "retries": 0,
-            "message.timeout.ms": int(CALL_TIMEOUT_S * 1000),
-        }
-    )
+    config = {
+        "bootstrap.servers": broker.bootstrap,
+        "acks": "all",
+        "compression.type": "none",
+        "linger.ms": 0,
+        "batch.num.messages": 1,
+        "message.max.bytes": CLIENT_LIMIT_BYTES,
+        # A refused record is not worth retrying; this also keeps the test short.
+        "retries": 0,
+        "message.timeout.ms": int(CALL_TIMEOUT_S * 1000),
+    }
+    with confluent_producer(config) as producer:
+        error, offset = confluent_send(producer, topic, b"u" * UNDER_LIMIT_VALUE_BYTES)
+        assert error is None, (
+            f"a {UNDER_LIMIT_VALUE_BYTES}-byte record under the limit was refused: {error}"
+        )
+        assert offset == 0
 
-    error, offset = confluent_send(producer, topic, b"u" * UNDER_LIMIT_VALUE_BYTES)
-    assert error is None, (
-        f"a {UNDER_LIMIT_VALUE_BYTES}-byte record under the limit was refused: {error}"
-    )
-    assert offset == 0
+        error, _ = confluent_send(producer, topic, b"o" * OVER_LIMIT_VALUE_BYTES)
+        assert error is not None, "a record over max.message.bytes was stored"
+        assert error.code() == KafkaError.MSG_SIZE_TOO_LARGE, error
 
-    error, _ = confluent_send(producer, topic, b"o" * OVER_LIMIT_VALUE_BYTES)
-    assert error is not None, "a record over max.message.bytes was stored"
-    assert error.code() == KafkaError.MSG_SIZE_TOO_LARGE, error
-
-    # The log is unharmed: the next small record gets the next offset, and only the accepted
-    # records are there.
-    error, offset = confluent_send(producer, topic, b"small")
-    assert (error, offset) == (None, 1)
+        # The log is unharmed: the next small record gets the next offset, and only the
+        # accepted records are there.
+        error, offset = confluent_send(producer, topic, b"small")
+        assert (error, offset) == (None, 1)
     assert watermarks(broker.bootstrap, topic, 1) == {0: (0, 2)}
     values = [r.value for r in read_all(broker.bootstrap, topic, 1)[0]]
     assert values == [b"u" * UNDER_LIMIT_VALUE_BYTES, b"small"]

@@ -4,7 +4,7 @@ past the end of a partition: at the end is no error, past it is OFFSET_OUT_OF_RA
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaPythonTopicPartition
@@ -14,6 +14,7 @@ from support import (
     CALL_TIMEOUT_S,
     Deadline,
     admin_client,
+    confluent_producer,
     consumer_config,
     create_topic,
     unique_topic,
@@ -31,12 +32,12 @@ def topic(broker) -> str:
     """A one-partition topic with RECORD_COUNT records at known timestamps."""
     name = unique_topic("offsets")
     create_topic(broker.bootstrap, name)
-    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0})
-    for i in range(RECORD_COUNT):
-        producer.produce(
-            name, value=b"%d" % i, partition=0, timestamp=BASE_TIMESTAMP_MS + i * STEP_MS
-        )
-    assert producer.flush(timeout=CALL_TIMEOUT_S) == 0
+    config = {"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0}
+    with confluent_producer(config) as producer:
+        for i in range(RECORD_COUNT):
+            timestamp = BASE_TIMESTAMP_MS + i * STEP_MS
+            producer.produce(name, value=b"%d" % i, partition=0, timestamp=timestamp)
+        assert producer.flush(timeout=CALL_TIMEOUT_S) == 0
     return name
 
 

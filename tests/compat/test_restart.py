@@ -52,6 +52,8 @@ def test_restart_mid_stream_keeps_every_acknowledged_record(broker):
     acked: set[int] = set()
     failed: dict[int, str] = {}
     quarter_acked = threading.Event()
+    # Set when the test ends early, so the producer thread stops too.
+    stop = threading.Event()
     producer_error: list[BaseException] = []
 
     def on_delivery(error, message):
@@ -68,10 +70,12 @@ def test_restart_mid_stream_keeps_every_acknowledged_record(broker):
         try:
             deadline = Deadline(200, "the producer thread to send the stream")
             for i in range(RECORD_COUNT):
+                if stop.is_set():
+                    return
                 while True:
                     with lock:
                         in_flight = i - len(acked) - len(failed)
-                    if in_flight < WINDOW:
+                    if in_flight < WINDOW or stop.is_set():
                         break
                     deadline.check(f"{in_flight} records in flight at record {i}")
                     producer.poll(0.05)  # serves delivery reports; returns early on one
@@ -84,14 +88,22 @@ def test_restart_mid_stream_keeps_every_acknowledged_record(broker):
 
     thread = threading.Thread(target=produce_stream, name="compat-producer", daemon=True)
     thread.start()
-    assert quarter_acked.wait(timeout=120), (
-        f"only {len(acked)} records acknowledged before the restart"
-    )
-    with lock:
-        acked_before_restart = len(acked)
-    broker.restart()
-    thread.join(timeout=240)
-    assert not thread.is_alive(), "the producer thread did not finish"
+    try:
+        assert quarter_acked.wait(timeout=120), (
+            f"only {len(acked)} records acknowledged before the restart"
+        )
+        with lock:
+            acked_before_restart = len(acked)
+        broker.restart()
+        thread.join(timeout=240)
+        assert not thread.is_alive(), "the producer thread did not finish"
+    finally:
+        # On the way out for any reason: no producer keeps knocking at a stopped broker.
+        stop.set()
+        thread.join(timeout=30)
+        if not thread.is_alive():
+            producer.purge()
+            producer.close()
     if producer_error:
         raise producer_error[0]
 

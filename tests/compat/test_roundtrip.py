@@ -4,9 +4,16 @@ no loss, no duplicates, per-partition order, every byte equal."""
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError
 
-from support import Deadline, assert_contiguous, create_topic, read_all, unique_topic
+from support import (
+    Deadline,
+    assert_contiguous,
+    confluent_producer,
+    create_topic,
+    read_all,
+    unique_topic,
+)
 
 RECORD_COUNT = 100_000
 PARTITIONS = 3
@@ -37,16 +44,14 @@ def test_100k_records_roundtrip_with_keys_and_headers(broker):
     topic = unique_topic("roundtrip")
     create_topic(broker.bootstrap, topic, partitions=PARTITIONS)
 
-    producer = Producer(
-        {
-            "bootstrap.servers": broker.bootstrap,
-            "acks": "all",
-            "linger.ms": 20,
-            "batch.size": 256 * 1024,
-            "compression.type": "none",
-            "message.timeout.ms": 120_000,
-        }
-    )
+    config = {
+        "bootstrap.servers": broker.bootstrap,
+        "acks": "all",
+        "linger.ms": 20,
+        "batch.size": 256 * 1024,
+        "compression.type": "none",
+        "message.timeout.ms": 120_000,
+    }
     # delivered[i] = (partition, offset) from the delivery report; errors collects the failures.
     delivered: dict[int, tuple[int, int]] = {}
     errors: list[tuple[int, KafkaError]] = []
@@ -59,24 +64,25 @@ def test_100k_records_roundtrip_with_keys_and_headers(broker):
             delivered[i] = (message.partition(), message.offset())
 
     deadline = Deadline(300, f"producing {RECORD_COUNT} records")
-    for i in range(RECORD_COUNT):
-        while True:
-            try:
-                producer.produce(
-                    topic,
-                    key=key(i),
-                    value=value(i),
-                    headers=headers(i),
-                    timestamp=BASE_TIMESTAMP_MS + i,
-                    on_delivery=on_delivery,
-                )
-                break
-            except BufferError:
-                # The client's queue is full: serve delivery reports until it has room.
-                deadline.check(f"{len(delivered)} delivered, local queue full")
-                producer.poll(0.1)
-        producer.poll(0)
-    remaining = producer.flush(timeout=deadline.remaining())
+    with confluent_producer(config) as producer:
+        for i in range(RECORD_COUNT):
+            while True:
+                try:
+                    producer.produce(
+                        topic,
+                        key=key(i),
+                        value=value(i),
+                        headers=headers(i),
+                        timestamp=BASE_TIMESTAMP_MS + i,
+                        on_delivery=on_delivery,
+                    )
+                    break
+                except BufferError:
+                    # The client's queue is full: serve delivery reports until it has room.
+                    deadline.check(f"{len(delivered)} delivered, local queue full")
+                    producer.poll(0.1)
+            producer.poll(0)
+        remaining = producer.flush(timeout=deadline.remaining())
     assert remaining == 0, f"{remaining} records still undelivered after the deadline"
     assert not errors, f"{len(errors)} delivery errors, first: {errors[:5]}"
     assert len(delivered) == RECORD_COUNT
@@ -119,17 +125,15 @@ def test_pipelined_produce_requests_keep_send_order(broker, client):
     create_topic(broker.bootstrap, topic)
     offsets: list[int] = []
     if client == "confluent-kafka":
-        producer = Producer(
-            {
-                "bootstrap.servers": broker.bootstrap,
-                "acks": "all",
-                "linger.ms": 0,
-                "batch.num.messages": 10,
-                "max.in.flight.requests.per.connection": 5,
-                "retries": 0,
-                "message.timeout.ms": 60_000,
-            }
-        )
+        config = {
+            "bootstrap.servers": broker.bootstrap,
+            "acks": "all",
+            "linger.ms": 0,
+            "batch.num.messages": 10,
+            "max.in.flight.requests.per.connection": 5,
+            "retries": 0,
+            "message.timeout.ms": 60_000,
+        }
         errors = []
 
         def on_delivery(error, message):
@@ -138,10 +142,11 @@ def test_pipelined_produce_requests_keep_send_order(broker, client):
             else:
                 offsets.append((int(message.value()), message.offset()))
 
-        for i in range(PIPELINED_RECORD_COUNT):
-            producer.produce(topic, value=b"%d" % i, partition=0, on_delivery=on_delivery)
-            producer.poll(0)
-        assert producer.flush(timeout=60) == 0
+        with confluent_producer(config) as producer:
+            for i in range(PIPELINED_RECORD_COUNT):
+                producer.produce(topic, value=b"%d" % i, partition=0, on_delivery=on_delivery)
+                producer.poll(0)
+            assert producer.flush(timeout=60) == 0
         assert not errors, errors[:5]
         offsets = [offset for _, offset in sorted(offsets)]
     else:
