@@ -45,6 +45,9 @@ def test_confluent_kafka_producer(broker, codec):
         "acks": "all",
         "compression.type": codec,
         "linger.ms": 50,
+        # One request at a time: this test is about codecs; the order of pipelined requests is
+        # test_roundtrip.py's.
+        "max.in.flight.requests.per.connection": 1,
         "message.timeout.ms": int(CALL_TIMEOUT_S * 1000),
     }
     errors = []

@@ -20,17 +20,6 @@ use tokio::sync::{Notify, watch};
 
 use crate::error::PartitionError;
 
-/// How a produce wants to be acknowledged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Acks {
-    /// No response at all (`acks=0`).
-    None,
-    /// After the leader wrote it (`acks=1`): in the page cache, not yet durable.
-    Leader,
-    /// After it is durable (`acks=all`): fsynced (on a majority, once replication exists).
-    All,
-}
-
 /// What a successful append did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {
@@ -198,21 +187,15 @@ impl Partition {
         Ok(())
     }
 
-    /// Appends a produce request's record set (one or more batches, validated by the caller's
-    /// protocol layer or here by the log) and acknowledges as `acks` asks. `records` is rewritten
-    /// in place (offsets, epoch).
+    /// Appends a produce request's record set (one or more batches; the log validates framing
+    /// and CRC) and returns at once: the records are in the page cache, and the flusher makes
+    /// them durable next. `records` is rewritten in place (offsets, epoch, log-append time).
+    /// Appends are applied in call order, so callers serialize calls that must keep an order.
     ///
     /// # Errors
     /// [`PartitionError::MessageTooLarge`] for a batch over `max.message.bytes`;
-    /// [`PartitionError::Storage`] for invalid batches, a full disk or a failed log;
-    /// [`PartitionError::Timeout`] if `acks=all` did not become durable within `timeout`
-    /// (the outcome is unknown: the data may still become durable).
-    pub async fn append(
-        &self,
-        records: &mut [u8],
-        acks: Acks,
-        timeout: Duration,
-    ) -> Result<Appended, PartitionError> {
+    /// [`PartitionError::Storage`] for invalid batches, a full disk or a failed log.
+    pub fn append(&self, records: &mut [u8]) -> Result<Appended, PartitionError> {
         self.check_open()?;
         let settings = self.settings();
         check_batch_sizes(records, settings.max_message_bytes)?;
@@ -223,20 +206,24 @@ impl Partition {
             (appended, log.start_offset())
         };
         self.unflushed.notify_one();
-        let appended = Appended {
+        Ok(Appended {
             base_offset: appended.base_offset,
             next_offset: appended.last_offset.plus(1),
             log_start_offset,
             log_append_time_ms,
-        };
-        if acks == Acks::All {
-            self.wait_durable(appended.next_offset, timeout).await?;
-        }
-        Ok(appended)
+        })
     }
 
-    /// Waits until offsets below `offset` are durable.
-    async fn wait_durable(&self, offset: Offset, timeout: Duration) -> Result<(), PartitionError> {
+    /// Waits until offsets below `offset` are durable (`acks=all`).
+    ///
+    /// # Errors
+    /// [`PartitionError::Timeout`] after `timeout` (the outcome is unknown: the data may still
+    /// become durable); [`PartitionError::Failed`] if the log failed.
+    pub async fn wait_durable(
+        &self,
+        offset: Offset,
+        timeout: Duration,
+    ) -> Result<(), PartitionError> {
         let mut durability = self.subscribe();
         let wait = durability.wait_for(|state| match state {
             Durability::Durable(durable) => *durable >= offset,

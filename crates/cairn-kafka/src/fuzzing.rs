@@ -16,7 +16,9 @@
 //! workspace) and integration tests can reach it.
 
 use bytes::{Buf, Bytes};
-use cairn_types::batch::{self, Batches, Compression, HEADER_BYTES, RecordBatch};
+use cairn_types::batch::{
+    self, Batches, Compression, HEADER_BYTES, LOG_OVERHEAD_BYTES, RecordBatch,
+};
 use cairn_types::limits::{BATCH_BYTES_MAX, FRAME_BYTES_MAX};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
 use kafka_protocol::protocol::Decodable;
@@ -210,10 +212,22 @@ pub fn fuzz_request(data: &[u8]) {
 /// [`compression::validate_records`] (capped at [`FUZZ_DECOMPRESSED_BYTES_MAX`]) for all, and
 /// decodes the records to compare.
 ///
+/// All of it twice: on `data` as it is, and with the CRC of every batch it frames recomputed, so
+/// that mutations reach the records and the codecs instead of stopping at the checksum.
+///
 /// # Panics
 /// If decompression grows its buffer past the cap, or record validation accepts records that
 /// decoding rejects.
 pub fn fuzz_record_batch(data: &[u8]) {
+    check_record_set(data);
+    let resealed = with_crcs_fixed(data);
+    if resealed != data {
+        check_record_set(&resealed);
+    }
+}
+
+/// The checks of [`fuzz_record_batch`] on one record set.
+fn check_record_set(data: &[u8]) {
     let _ = RecordBatch::validate(data);
     let mut scratch = Vec::new();
     for batch in Batches::new(data, BATCH_BYTES_MAX) {
@@ -245,4 +259,56 @@ pub fn fuzz_record_batch(data: &[u8]) {
             assert_eq!(decoded, Ok(header.record_count), "validated records do not decode");
         }
     }
+}
+
+/// Where a batch's CRC is stored, and where the bytes it covers start (`cairn_types::batch`).
+const CRC_AT: usize = 17;
+const CRC_COVERED_FROM: usize = 21;
+
+/// `data` with the CRC of every batch it frames (by each batch's length field, while they fit)
+/// recomputed.
+#[must_use]
+pub fn with_crcs_fixed(data: &[u8]) -> Vec<u8> {
+    let mut out = data.to_vec();
+    let mut at = 0;
+    while let Some(rest) = out.get_mut(at..) {
+        let Some(&[a, b, c, d]) = rest.get(LOG_OVERHEAD_BYTES - 4..LOG_OVERHEAD_BYTES) else {
+            break;
+        };
+        let Ok(length) = usize::try_from(i32::from_be_bytes([a, b, c, d])) else { break };
+        let total = LOG_OVERHEAD_BYTES + length;
+        let Some(batch) = rest.get_mut(..total).filter(|batch| batch.len() >= HEADER_BYTES) else {
+            break;
+        };
+        let crc = crc32c(&batch[CRC_COVERED_FROM..]);
+        batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        at += total;
+    }
+    out
+}
+
+/// CRC32C (Castagnoli, reflected polynomial 0x82F63B78), one table entry per byte value.
+const CRC32C_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut index = 0;
+    while index < 256 {
+        let mut crc = index as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+            bit += 1;
+        }
+        table[index] = crc;
+        index += 1;
+    }
+    table
+};
+
+/// CRC32C of `bytes`, as RecordBatch v2 uses it (cairn-kafka does not depend on a CRC crate).
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc = CRC32C_TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
 }

@@ -20,10 +20,11 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::handlers;
+use crate::handlers::produce::AppendOrder;
 use crate::metrics::KafkaMetrics;
 use crate::shape;
 
@@ -200,6 +201,9 @@ async fn read_requests<M: MetadataStore>(
     responses: mpsc::Sender<JoinHandle<Reply>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Close {
+    // Produce requests append in the order they arrived (clients rely on it for ordering with
+    // several requests in flight); each waits for the previous one's signal.
+    let mut previous_produce: Option<oneshot::Receiver<()>> = None;
     loop {
         let mut length = [0u8; 4];
         tokio::select! {
@@ -226,10 +230,15 @@ async fn read_requests<M: MetadataStore>(
         if let Err(error) = reader.read_exact(&mut frame).await {
             return Close::Io(error);
         }
-        let request = match decode(frame.freeze(), length) {
+        let mut request = match decode(frame.freeze(), length) {
             Ok(request) => request,
             Err(close) => return close,
         };
+        if request.api_key == ApiKey::Produce {
+            let (appended, next) = oneshot::channel();
+            request.order =
+                Some(AppendOrder { previous: previous_produce.replace(next), appended });
+        }
         let ctx = Arc::clone(ctx);
         let handle = tokio::spawn(async move {
             let _permit = permit;
@@ -252,6 +261,8 @@ async fn charge<M>(ctx: &Ctx<M>, length: usize) -> Option<OwnedSemaphorePermit> 
 pub(crate) struct Request {
     /// Bytes of the frame, for metrics.
     pub frame_bytes: usize,
+    /// For produce requests: their place in the connection's append order.
+    pub order: Option<AppendOrder>,
     pub api_key: ApiKey,
     pub api_version: i16,
     pub header: RequestHeader,
@@ -275,18 +286,36 @@ fn decode(mut frame: Bytes, frame_bytes: usize) -> Result<Request, Close> {
                 .with_request_api_key(info.api_key)
                 .with_request_api_version(0)
                 .with_correlation_id(info.correlation_id);
-            return Ok(Request { frame_bytes, api_key, api_version: 0, header, body: None });
+            return Ok(Request {
+                frame_bytes,
+                order: None,
+                api_key,
+                api_version: 0,
+                header,
+                body: None,
+            });
         }
         return Err(Close::Unsupported { api_key: info.api_key, api_version: info.api_version });
     }
-    shape::check_request(info.api_key, info.api_version, &frame[info.header_len..])
-        .map_err(|e| Close::Malformed(e.to_string()))?;
+    match shape::check_request(info.api_key, info.api_version, &frame[info.header_len..]) {
+        // Kafka ignores bytes after a request's last field, and some clients send them
+        // (librdkafka 2.16's Metadata v13); the body before them was fully checked.
+        Ok(()) | Err(shape::ShapeError::TrailingBytes { .. }) => {}
+        Err(error) => return Err(Close::Malformed(error.to_string())),
+    }
     let header =
         RequestHeader::decode(&mut frame, api_key.request_header_version(info.api_version))
             .map_err(|e| Close::Malformed(format!("request header: {e}")))?;
     let body = RequestKind::decode(api_key, &mut frame, info.api_version)
         .map_err(|e| Close::Malformed(format!("{api_key:?} v{}: {e}", info.api_version)))?;
-    Ok(Request { frame_bytes, api_key, api_version: info.api_version, header, body: Some(body) })
+    Ok(Request {
+        frame_bytes,
+        order: None,
+        api_key,
+        api_version: info.api_version,
+        header,
+        body: Some(body),
+    })
 }
 
 /// What the writer does with a served request.

@@ -3,7 +3,7 @@
 mod cluster;
 mod fetch;
 mod list_offsets;
-mod produce;
+pub(crate) mod produce;
 mod topics;
 
 use cairn_meta::MetadataStore;
@@ -70,6 +70,7 @@ pub(crate) enum Handled {
 /// Serves one decoded request.
 pub(crate) async fn handle<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> Handled {
     let version = request.api_version;
+    let order = request.order;
     let Some(body) = request.body else {
         return Handled::Respond(ResponseKind::ApiVersions(cluster::api_versions(true)));
     };
@@ -81,7 +82,13 @@ pub(crate) async fn handle<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> 
         RequestKind::DescribeCluster(_) => {
             ResponseKind::DescribeCluster(cluster::describe_cluster(ctx))
         }
-        RequestKind::Produce(request) => return produce::produce(ctx, request, version).await,
+        RequestKind::Produce(request) => {
+            let Some(order) = order else {
+                tracing::error!("produce request without an append order");
+                return Handled::Close;
+            };
+            return produce::produce(ctx, request, version, order).await;
+        }
         RequestKind::Fetch(request) => {
             ResponseKind::Fetch(fetch::fetch(ctx, request, version).await)
         }

@@ -1,10 +1,16 @@
-//! Produce: validate every batch, append per partition, acknowledge as `acks` asks.
+//! Produce: validate every batch, append per partition in the connection's request order, and
+//! acknowledge as `acks` asks.
+//!
+//! Clients pipeline produce requests on one connection and rely on the broker applying them in
+//! order (per-partition ordering with several requests in flight). Validation runs as soon as a
+//! request arrives; the appends wait for the previous produce request of the connection to have
+//! appended ([`AppendOrder`]); the `acks=all` waits for durability overlap freely.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use cairn_broker::{Acks, Partition, PartitionError};
+use bytes::BytesMut;
+use cairn_broker::{Appended, Partition, PartitionError};
 use cairn_meta::MetadataStore;
 use cairn_metrics::Counter;
 use cairn_types::batch::RecordBatch;
@@ -12,6 +18,7 @@ use cairn_types::limits::{BATCH_BYTES_MAX, DECOMPRESSED_BATCH_BYTES_MAX};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use super::{Handled, text};
@@ -21,6 +28,26 @@ use crate::server::Ctx;
 
 /// Longest an `acks=all` produce waits, whatever the client asks.
 const PRODUCE_TIMEOUT_MAX: Duration = Duration::from_secs(300);
+
+/// Keeps one connection's produce appends in request order.
+pub(crate) struct AppendOrder {
+    /// Resolves (or errs, if that request failed early) once the connection's previous produce
+    /// request has appended.
+    pub previous: Option<oneshot::Receiver<()>>,
+    /// Resolved, or dropped, once this request has appended.
+    pub appended: oneshot::Sender<()>,
+}
+
+/// How a produce wants to be acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Acks {
+    /// No response (`acks=0`).
+    None,
+    /// After the append (`acks=1`).
+    Leader,
+    /// After the append is durable (`acks=all`).
+    All,
+}
 
 /// Checks framing, CRC and every record (decompressing into a capped buffer) of a record set;
 /// returns the number of records. Framing and CRC failures are `CORRUPT_MESSAGE` (the bytes were
@@ -58,67 +85,50 @@ fn partition_error(
         .with_error_message(message.filter(|_| version >= 8).map(text))
 }
 
-/// Appends one partition's record set and builds its answer.
-async fn append(
-    partition: Arc<Partition>,
-    records: Bytes,
-    acks: Acks,
-    timeout: Duration,
-    version: i16,
-    counters: [Arc<Counter>; 2],
-) -> PartitionProduceResponse {
-    let index = partition.index() as i32;
-    let mut scratch = Vec::new();
-    let records_count = match validate(&records, &mut scratch) {
-        Ok(count) => count,
-        Err((error, message)) => {
-            tracing::debug!(topic = partition.topic(), partition = index, %message, "rejected invalid batch");
-            return partition_error(index, error.code(), Some(message), version);
-        }
-    };
-    // The log rewrites offsets in place; the request's bytes are shared with the frame.
-    let mut buffer = BytesMut::from(&records[..]);
-    match partition.append(&mut buffer, acks, timeout).await {
-        Ok(appended) => {
-            let [bytes, records] = counters;
-            bytes.add(buffer.len() as u64);
-            records.add(records_count);
-            // The log start offset exists from v5.
-            let log_start_offset =
-                if version >= 5 { appended.log_start_offset.0 as i64 } else { -1 };
-            PartitionProduceResponse::default()
-                .with_index(index)
-                .with_base_offset(appended.base_offset.0 as i64)
-                .with_log_append_time_ms(appended.log_append_time_ms.unwrap_or(-1))
-                .with_log_start_offset(log_start_offset)
-        }
-        Err(error) => {
-            if !matches!(error, PartitionError::MessageTooLarge { .. } | PartitionError::Timeout) {
-                tracing::warn!(topic = partition.topic(), partition = index, %error, "produce failed");
-            }
-            partition_error(index, errors::partition_code(&error), Some(error.to_string()), version)
-        }
-    }
+fn appended_response(index: i32, appended: &Appended, version: i16) -> PartitionProduceResponse {
+    // The log start offset exists from v5.
+    let log_start_offset = if version >= 5 { appended.log_start_offset.0 as i64 } else { -1 };
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_base_offset(appended.base_offset.0 as i64)
+        .with_log_append_time_ms(appended.log_append_time_ms.unwrap_or(-1))
+        .with_log_start_offset(log_start_offset)
 }
 
-/// Serves a produce request. With `acks=0` nothing is answered, and a refused partition closes
-/// the connection.
-pub(crate) async fn produce<M: MetadataStore>(
+fn failed_response(
+    partition: &Partition,
+    error: &PartitionError,
+    version: i16,
+) -> PartitionProduceResponse {
+    let index = partition.index() as i32;
+    if !matches!(error, PartitionError::MessageTooLarge { .. } | PartitionError::Timeout) {
+        tracing::warn!(topic = partition.topic(), partition = index, %error, "produce failed");
+    }
+    partition_error(index, errors::partition_code(error), Some(error.to_string()), version)
+}
+
+/// A partition's part of the request once validated.
+struct Ready {
+    topic: usize,
+    partition: Arc<Partition>,
+    records: BytesMut,
+    count: u64,
+    /// Bytes and records produced, for metrics.
+    counters: [Arc<Counter>; 2],
+}
+
+/// Resolves and validates every partition of the request: the ones ready to append, and the
+/// answers of the ones refused already.
+fn prepare<M: MetadataStore>(
     ctx: &Ctx<M>,
     request: ProduceRequest,
+    acks: Option<Acks>,
     version: i16,
-) -> Handled {
-    let acks = match request.acks {
-        0 => Some(Acks::None),
-        1 => Some(Acks::Leader),
-        -1 => Some(Acks::All),
-        _ => None,
-    };
-    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0))
-        .min(PRODUCE_TIMEOUT_MAX);
+) -> (Vec<TopicProduceResponse>, Vec<Ready>) {
     let transactional = request.transactional_id.is_some();
-    let mut tasks = JoinSet::new();
     let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(request.topic_data.len());
+    let mut ready = Vec::new();
+    let mut scratch = Vec::new();
     for (topic_index, topic) in request.topic_data.into_iter().enumerate() {
         // From v13 topics are named by id.
         let name = if version >= 13 {
@@ -142,34 +152,89 @@ pub(crate) async fn produce<M: MetadataStore>(
                 )),
                 (_, None, _) => Err((ResponseError::UnknownTopicOrPartition, None)),
                 (_, _, None) => Err((ResponseError::InvalidRecord, None)),
-                (Some(acks), Some(partition), Some(records)) => Ok((acks, partition, records)),
+                (_, Some(partition), Some(records)) => validate(&records, &mut scratch)
+                    .map(|count| (partition, records, count))
+                    .map_err(|(error, message)| (error, Some(message))),
             };
-            let (acks, partition, records) = match accepted {
-                Ok(accepted) => accepted,
+            match accepted {
+                Ok((partition, records, count)) => {
+                    let labels = [name.as_str(), &index.to_string()];
+                    let counters = [
+                        ctx.metrics.produced_bytes.with(&labels),
+                        ctx.metrics.produced_records.with(&labels),
+                    ];
+                    // The log rewrites offsets in place; the request's bytes are shared with
+                    // the frame.
+                    let records = BytesMut::from(&records[..]);
+                    ready.push(Ready { topic: topic_index, partition, records, count, counters });
+                }
                 Err((error, message)) => {
                     let response = partition_error(index, error.code(), message, version);
                     responses[topic_index].partition_responses.push(response);
-                    continue;
                 }
-            };
-            let labels = [name.as_str(), &index.to_string()];
-            let counters = [
-                ctx.metrics.produced_bytes.with(&labels),
-                ctx.metrics.produced_records.with(&labels),
-            ];
-            tasks.spawn(async move {
-                (topic_index, append(partition, records, acks, timeout, version, counters).await)
-            });
+            }
         }
     }
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((topic_index, response)) => {
-                ctx.metrics.error("Produce", response.error_code);
-                responses[topic_index].partition_responses.push(response);
+    (responses, ready)
+}
+
+/// Serves a produce request. With `acks=0` nothing is answered, and a refused partition closes
+/// the connection.
+pub(crate) async fn produce<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    request: ProduceRequest,
+    version: i16,
+    order: AppendOrder,
+) -> Handled {
+    let acks = match request.acks {
+        0 => Some(Acks::None),
+        1 => Some(Acks::Leader),
+        -1 => Some(Acks::All),
+        _ => None,
+    };
+    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0))
+        .min(PRODUCE_TIMEOUT_MAX);
+    let (mut responses, ready) = prepare(ctx, request, acks, version);
+    if let Some(previous) = order.previous {
+        // An error means the previous request ended without appending: nothing to wait for.
+        let _ = previous.await;
+    }
+    let mut durable_waits = JoinSet::new();
+    for mut part in ready {
+        let index = part.partition.index() as i32;
+        let response = match part.partition.append(&mut part.records) {
+            Ok(appended) => {
+                let [bytes, records] = &part.counters;
+                bytes.add(part.records.len() as u64);
+                records.add(part.count);
+                if acks == Some(Acks::All) {
+                    let partition = Arc::clone(&part.partition);
+                    durable_waits.spawn(async move {
+                        let response =
+                            match partition.wait_durable(appended.next_offset, timeout).await {
+                                Ok(()) => appended_response(index, &appended, version),
+                                Err(error) => failed_response(&partition, &error, version),
+                            };
+                        (part.topic, response)
+                    });
+                    continue;
+                }
+                appended_response(index, &appended, version)
             }
-            Err(error) => tracing::error!(%error, "produce task failed"),
+            Err(error) => failed_response(&part.partition, &error, version),
+        };
+        responses[part.topic].partition_responses.push(response);
+    }
+    // The next produce request of this connection may append now.
+    let _ = order.appended.send(());
+    while let Some(joined) = durable_waits.join_next().await {
+        match joined {
+            Ok((topic, response)) => responses[topic].partition_responses.push(response),
+            Err(error) => tracing::error!(%error, "produce durability wait failed"),
         }
+    }
+    for response in responses.iter().flat_map(|t| &t.partition_responses) {
+        ctx.metrics.error("Produce", response.error_code);
     }
     if acks == Some(Acks::None) {
         let refused =
