@@ -88,6 +88,12 @@ def test_confluent_admin_list_offsets(broker, topic):
     assert ask(OffsetSpec.latest()).offset == RECORD_COUNT
     answer = ask(OffsetSpec.for_timestamp(BASE_TIMESTAMP_MS + 3 * STEP_MS + 500))
     assert (answer.offset, answer.timestamp) == (4, BASE_TIMESTAMP_MS + 4 * STEP_MS)
+    # The record with the largest timestamp (ListOffsets v7+, timestamp -3).
+    newest = ask(OffsetSpec.max_timestamp())
+    assert (newest.offset, newest.timestamp) == (
+        RECORD_COUNT - 1,
+        BASE_TIMESTAMP_MS + (RECORD_COUNT - 1) * STEP_MS,
+    )
 
 
 def test_kafka_python_offsets(broker, topic):

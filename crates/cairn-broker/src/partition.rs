@@ -285,6 +285,12 @@ impl Partition {
         Ok(Fetched { records: buffer.freeze(), offsets })
     }
 
+    /// The largest record timestamp in the partition (Kafka's max-timestamp offset spec).
+    #[must_use]
+    pub fn max_timestamp(&self) -> Option<i64> {
+        lock(&self.log).max_timestamp()
+    }
+
     /// The first batch holding a record with timestamp `>= timestamp`: its base offset and bytes.
     ///
     /// # Errors

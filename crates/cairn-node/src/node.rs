@@ -20,8 +20,9 @@ use crate::config::NodeConfig;
 
 /// How often retention runs over every partition (Kafka's `log.retention.check.interval.ms`).
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
-/// Bytes of request frames all connections may hold in memory at once.
-const REQUEST_BYTES_MAX: usize = 512 * 1024 * 1024;
+/// Bytes of request frames all connections may hold in memory at once (keeps the broker well
+/// under its memory target; a frame may be up to `FRAME_BYTES_MAX`).
+const REQUEST_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// Takes an exclusive lock on the data directory so two nodes never share it.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {

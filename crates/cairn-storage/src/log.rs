@@ -760,6 +760,12 @@ impl<D: Disk> Log<D> {
         Ok(())
     }
 
+    /// The largest batch max-timestamp in the log; `None` if the log is empty.
+    #[must_use]
+    pub fn max_timestamp(&self) -> Option<i64> {
+        self.segments.iter().map(|s| s.max_timestamp).filter(|t| *t != i64::MIN).max()
+    }
+
     /// The base offset of the first batch holding a record with timestamp `>= timestamp`
     /// (Kafka ListOffsets by time, to batch precision), or `None` if there is none.
     ///

@@ -16,6 +16,7 @@ use crate::server::Ctx;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
 
 /// The exact offset and timestamp of the first record with timestamp `>= target` in a batch.
 fn refine(batch_bytes: &[u8], target: i64) -> Option<(i64, i64)> {
@@ -58,8 +59,15 @@ fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), i16> {
             Ok(None) => Ok((-1, -1)),
             Err(error) => Err(errors::partition_code(&error)),
         },
-        // -3 (max timestamp) and later special values are not served by the versions cairn
-        // advertises.
+        // The record with the largest timestamp: the first one reaching the maximum.
+        MAX_TIMESTAMP => match partition.max_timestamp() {
+            None => Ok((-1, -1)),
+            Some(max) => lookup(partition, max),
+        },
+        // -4 (earliest local): every segment is local, so the log start. -5 (latest tiered):
+        // nothing is tiered, answered "none" (-1) as Kafka does without tiered storage.
+        -4 => lookup(partition, EARLIEST),
+        -5 => Ok((-1, -1)),
         _ => Err(ResponseError::InvalidRequest.code()),
     }
 }
