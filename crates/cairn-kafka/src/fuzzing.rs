@@ -2,15 +2,13 @@
 //! that replay their corpora on stable (`tests/fuzz_corpus.rs`), so that both run one piece of
 //! code.
 //!
-//! - [`frame_length`] and [`decode_frame`]: the server's framing and request decode path without
-//!   a socket. They mirror `server.rs` step for step (length prefix check before anything is
-//!   allocated, [`shape::check_header`], the served version table, [`shape::check_request`], then
-//!   `kafka-protocol`'s `RequestHeader` and `RequestKind` decoders); the server keeps its own
-//!   private copy for now, so a change to one must be made to the other.
+//! The framing and decode path they drive is the server's own ([`crate::codec`]).
 //! - [`fuzz_frame`], [`fuzz_request`], [`fuzz_record_batch`]: the three targets. Malformed input
 //!   is never a failure; each panics only when a promise of the code under test is broken (the
 //!   shape check accepted what `kafka-protocol` cannot decode, decompression grew its buffer past
 //!   the cap, validation and decoding of records disagree), which is what the fuzzer reports.
+//! - [`with_crcs_fixed`]: recomputes batch CRCs, so that the record-batch target's mutations get
+//!   past the checksum.
 //!
 //! Nothing here is used by the server; it is public so that the fuzz crate (outside the
 //! workspace) and integration tests can reach it.
@@ -19,134 +17,16 @@ use bytes::{Buf, Bytes};
 use cairn_types::batch::{
     self, Batches, Compression, HEADER_BYTES, LOG_OVERHEAD_BYTES, RecordBatch,
 };
-use cairn_types::limits::{BATCH_BYTES_MAX, FRAME_BYTES_MAX};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
-use kafka_protocol::protocol::Decodable;
+use cairn_types::limits::BATCH_BYTES_MAX;
+use kafka_protocol::messages::{ApiKey, RequestKind};
 
+use crate::codec::{FrameError, decode_frame, frame_length};
 use crate::compression;
-use crate::handlers;
 use crate::shape::{self, ShapeError};
-
-/// Smallest frame the server reads: api key, api version, correlation id and a client id length
-/// (the check in `server.rs`'s `read_requests`).
-pub const FRAME_BYTES_MIN: u32 = 10;
 
 /// Decompression cap of [`fuzz_record_batch`]: small, so a bomb costs the fuzzer little, and
 /// large enough that ordinary compressed batches decode.
 pub const FUZZ_DECOMPRESSED_BYTES_MAX: usize = 1024 * 1024;
-
-/// Why the server would close the connection on a frame. The variants follow the server's
-/// reasons (`Close` in `server.rs`), with the shape check's and the crate's rejections apart.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum FrameError {
-    /// The length prefix is below [`FRAME_BYTES_MIN`] or above [`FRAME_BYTES_MAX`]; nothing was
-    /// allocated for the frame.
-    #[error("frame of {0} bytes is outside the allowed size")]
-    Size(i64),
-    /// [`shape::check_header`] rejected the request header.
-    #[error("malformed request header: {0}")]
-    Header(ShapeError),
-    /// The API or version is not served (and the request is not an ApiVersions the server
-    /// answers with its version table).
-    #[error("unsupported api {api_key} version {api_version}")]
-    Unsupported {
-        /// The key as read.
-        api_key: i16,
-        /// The version as read.
-        api_version: i16,
-    },
-    /// [`shape::check_request`] rejected the body.
-    #[error("malformed request body: {0}")]
-    Body(ShapeError),
-    /// `kafka-protocol` failed on a header or body that the shape check accepted: a shape-table
-    /// bug (the server closes the connection; the fuzz targets panic).
-    #[error("kafka-protocol rejected a checked request: {0}")]
-    Decode(String),
-}
-
-/// A frame the server would hand to a handler.
-#[derive(Debug)]
-pub struct DecodedFrame {
-    /// The API.
-    pub api_key: ApiKey,
-    /// The version served: 0 for an ApiVersions request of an unsupported version.
-    pub api_version: i16,
-    /// The decoded header (for the unsupported ApiVersions case, the v0 header the server
-    /// answers with).
-    pub header: RequestHeader,
-    /// The decoded body; `None` for an ApiVersions request of an unsupported version.
-    pub body: Option<RequestKind>,
-    /// Bytes `kafka-protocol` took for the header (the shape check's `header_len` promises the
-    /// same); 0 when nothing was decoded.
-    pub header_bytes: usize,
-    /// Bytes of the frame `kafka-protocol` left after the body (the shape check promises none);
-    /// the whole frame when nothing was decoded.
-    pub bytes_left: usize,
-}
-
-/// The length of the frame announced by a 4-byte big-endian prefix, checked as the server checks
-/// it before allocating the frame's buffer.
-///
-/// # Errors
-/// [`FrameError::Size`] if the length is below [`FRAME_BYTES_MIN`] (negative included) or above
-/// [`FRAME_BYTES_MAX`].
-pub fn frame_length(prefix: [u8; 4]) -> Result<usize, FrameError> {
-    let length = i32::from_be_bytes(prefix);
-    match u32::try_from(length) {
-        Ok(length) if (FRAME_BYTES_MIN..=FRAME_BYTES_MAX).contains(&length) => {
-            usize::try_from(length).map_err(|_| FrameError::Size(i64::from(length)))
-        }
-        _ => Err(FrameError::Size(i64::from(length))),
-    }
-}
-
-/// Decodes one request frame (the bytes after the length prefix) as the server does.
-///
-/// # Errors
-/// The [`FrameError`] for which the server would close the connection.
-pub fn decode_frame(frame: &[u8]) -> Result<DecodedFrame, FrameError> {
-    let info = shape::check_header(frame).map_err(FrameError::Header)?;
-    let unsupported =
-        FrameError::Unsupported { api_key: info.api_key, api_version: info.api_version };
-    let api_key = ApiKey::try_from(info.api_key).map_err(|()| unsupported.clone())?;
-    let supported = handlers::versions(api_key)
-        .is_some_and(|(min, max)| (min..=max).contains(&info.api_version));
-    if !supported {
-        if api_key == ApiKey::ApiVersions {
-            let header = RequestHeader::default()
-                .with_request_api_key(info.api_key)
-                .with_request_api_version(0)
-                .with_correlation_id(info.correlation_id);
-            return Ok(DecodedFrame {
-                api_key,
-                api_version: 0,
-                header,
-                body: None,
-                header_bytes: 0,
-                bytes_left: frame.len(),
-            });
-        }
-        return Err(unsupported);
-    }
-    let body = frame.get(info.header_len..).unwrap_or_default();
-    shape::check_request(info.api_key, info.api_version, body).map_err(FrameError::Body)?;
-    let mut buffer = Bytes::copy_from_slice(frame);
-    let header =
-        RequestHeader::decode(&mut buffer, api_key.request_header_version(info.api_version))
-            .map_err(|e| FrameError::Decode(format!("request header: {e}")))?;
-    let header_bytes = frame.len() - buffer.remaining();
-    let body = RequestKind::decode(api_key, &mut buffer, info.api_version)
-        .map_err(|e| FrameError::Decode(format!("{api_key:?} v{}: {e}", info.api_version)))?;
-    Ok(DecodedFrame {
-        api_key,
-        api_version: info.api_version,
-        header,
-        body: Some(body),
-        header_bytes,
-        bytes_left: buffer.remaining(),
-    })
-}
 
 /// Target `frame`: `data` is what a client sent on one connection, read as the server reads it
 /// (length prefix, frame, decode) until the server would close the connection or the bytes run
@@ -154,21 +34,21 @@ pub fn decode_frame(frame: &[u8]) -> Result<DecodedFrame, FrameError> {
 ///
 /// # Panics
 /// If the shape check accepts a frame that `kafka-protocol` then fails to decode, or decodes
-/// with a different header length or leftover bytes.
+/// with a different header length, or stops elsewhere than where the checked body ends.
 pub fn fuzz_frame(data: &[u8]) {
     let mut rest = data;
     while let Some((prefix, after)) = rest.split_first_chunk::<4>() {
         let Ok(length) = frame_length(*prefix) else { return };
         // Fewer bytes than announced: the server would wait for more, then see EOF.
         let Some((frame, after)) = after.split_at_checked(length) else { return };
-        match decode_frame(frame) {
+        match decode_frame(Bytes::copy_from_slice(frame)) {
             Ok(decoded) => {
                 if decoded.body.is_some() {
                     let info = shape::check_header(frame).expect("decode_frame checked it");
                     assert_eq!(decoded.header_bytes, info.header_len, "header length disagrees");
                     assert_eq!(
-                        decoded.bytes_left, 0,
-                        "kafka-protocol left bytes of a checked body"
+                        decoded.bytes_left, decoded.trailing_bytes,
+                        "kafka-protocol stopped elsewhere than the end of the checked body"
                     );
                 }
             }
@@ -180,13 +60,14 @@ pub fn fuzz_frame(data: &[u8]) {
 }
 
 /// Target `request`: `data` is an api key (`i16`, big-endian), an api version (`i16`) and a
-/// request body. The body goes through [`shape::check_request`], and, if accepted, through
-/// `kafka-protocol`'s decoder: every API and version cairn accepts ([`shape::APIS`]), not only
-/// those the server serves today.
+/// request body. The body goes through [`shape::check_request`], and, if accepted (bytes after
+/// its last field included, as the server accepts them), through `kafka-protocol`'s decoder:
+/// every API and version cairn accepts ([`shape::APIS`]), not only those the server serves
+/// today.
 ///
 /// # Panics
-/// If the shape check accepts a body that `kafka-protocol` fails to decode or does not consume
-/// exactly (the promise of [`shape`]).
+/// If the shape check accepts a body that `kafka-protocol` fails to decode, or that it does not
+/// consume exactly up to the trailing bytes the check found (the promise of [`shape`]).
 pub fn fuzz_request(data: &[u8]) {
     let Some(([key_hi, key_lo, version_hi, version_lo], body)) = data.split_first_chunk::<4>()
     else {
@@ -194,16 +75,22 @@ pub fn fuzz_request(data: &[u8]) {
     };
     let api_key = i16::from_be_bytes([*key_hi, *key_lo]);
     let api_version = i16::from_be_bytes([*version_hi, *version_lo]);
-    if shape::check_request(api_key, api_version, body).is_err() {
-        return;
-    }
+    let trailing_bytes = match shape::check_request(api_key, api_version, body) {
+        Ok(()) => 0,
+        Err(ShapeError::TrailingBytes { count, .. }) => count,
+        Err(_) => return,
+    };
     let key = ApiKey::try_from(api_key)
         .unwrap_or_else(|()| panic!("shape accepted api key {api_key}, unknown to the crate"));
     let mut buffer = Bytes::copy_from_slice(body);
     if let Err(error) = RequestKind::decode(key, &mut buffer, api_version) {
         panic!("shape accepted {key:?} v{api_version} but kafka-protocol failed: {error}");
     }
-    assert_eq!(buffer.remaining(), 0, "{key:?} v{api_version}: kafka-protocol left bytes");
+    assert_eq!(
+        buffer.remaining(),
+        trailing_bytes,
+        "{key:?} v{api_version}: kafka-protocol stopped elsewhere than the checked body's end"
+    );
 }
 
 /// Target `record_batch`: `data` is a record set (concatenated batches, as in a produce

@@ -6,6 +6,7 @@
 //!   handlers (`handlers/`) and the one mapping of cairn errors to Kafka codes (`errors.rs`).
 //! - `compression`: decompresses compressed record batches into a capped buffer to validate them.
 
+pub mod codec;
 pub mod compression;
 mod errors;
 pub mod fuzzing;

@@ -15,18 +15,17 @@ use bytes::{BufMut, Bytes, BytesMut};
 use cairn_broker::Broker;
 use cairn_meta::MetadataStore;
 use cairn_types::NodeId;
-use cairn_types::limits::FRAME_BYTES_MAX;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::codec::{self, FrameError};
 use crate::handlers;
 use crate::handlers::produce::AppendOrder;
 use crate::metrics::KafkaMetrics;
-use crate::shape;
 
 /// Settings of the Kafka listener.
 #[derive(Clone, Debug)]
@@ -60,6 +59,9 @@ pub(crate) struct Ctx<M> {
     pub shutdown: watch::Receiver<bool>,
     /// Permits are KiB of request frames in memory.
     request_memory: Arc<Semaphore>,
+    /// Produce validations running at once: each may hold a decompressed batch and a zstd
+    /// window (up to `DECOMPRESSED_BATCH_BYTES_MAX` each), so their number bounds that memory.
+    pub validations: Semaphore,
 }
 
 /// Why a connection is being closed.
@@ -99,6 +101,9 @@ pub async fn serve<M: MetadataStore>(
     let ctx = Arc::new(Ctx {
         broker,
         request_memory: Arc::new(Semaphore::new(kib as usize)),
+        validations: Semaphore::new(
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+        ),
         config,
         metrics,
         shutdown: shutdown.clone(),
@@ -216,12 +221,11 @@ async fn read_requests<M: MetadataStore>(
                 Ok(Ok(_)) => {}
             },
         }
-        let length = i32::from_be_bytes(length);
-        // Smallest header: api key, version, correlation id, client id length.
-        if length < 10 || length as u32 > FRAME_BYTES_MAX {
-            return Close::FrameSize(i64::from(length));
-        }
-        let length = length as usize;
+        let length = match codec::frame_length(length) {
+            Ok(length) => length,
+            Err(FrameError::Size(length)) => return Close::FrameSize(length),
+            Err(error) => return Close::Malformed(error.to_string()),
+        };
         let permit = match charge(ctx, length).await {
             Some(permit) => permit,
             None => return Close::Shutdown,
@@ -270,51 +274,21 @@ pub(crate) struct Request {
     pub body: Option<RequestKind>,
 }
 
-fn decode(mut frame: Bytes, frame_bytes: usize) -> Result<Request, Close> {
-    let info = shape::check_header(&frame).map_err(|e| Close::Malformed(e.to_string()))?;
-    let api_key = ApiKey::try_from(info.api_key).map_err(|()| Close::Unsupported {
-        api_key: info.api_key,
-        api_version: info.api_version,
-    })?;
-    let supported = handlers::versions(api_key)
-        .is_some_and(|(min, max)| (min..=max).contains(&info.api_version));
-    if !supported {
-        // A client that does not know our versions yet asks ApiVersions with its newest version;
-        // Kafka answers with a v0 error response listing what it supports.
-        if api_key == ApiKey::ApiVersions {
-            let header = RequestHeader::default()
-                .with_request_api_key(info.api_key)
-                .with_request_api_version(0)
-                .with_correlation_id(info.correlation_id);
-            return Ok(Request {
-                frame_bytes,
-                order: None,
-                api_key,
-                api_version: 0,
-                header,
-                body: None,
-            });
+fn decode(frame: Bytes, frame_bytes: usize) -> Result<Request, Close> {
+    let decoded = codec::decode_frame(frame).map_err(|error| match error {
+        FrameError::Size(length) => Close::FrameSize(length),
+        FrameError::Unsupported { api_key, api_version } => {
+            Close::Unsupported { api_key, api_version }
         }
-        return Err(Close::Unsupported { api_key: info.api_key, api_version: info.api_version });
-    }
-    match shape::check_request(info.api_key, info.api_version, &frame[info.header_len..]) {
-        // Kafka ignores bytes after a request's last field, and some clients send them
-        // (librdkafka 2.16's Metadata v13); the body before them was fully checked.
-        Ok(()) | Err(shape::ShapeError::TrailingBytes { .. }) => {}
-        Err(error) => return Err(Close::Malformed(error.to_string())),
-    }
-    let header =
-        RequestHeader::decode(&mut frame, api_key.request_header_version(info.api_version))
-            .map_err(|e| Close::Malformed(format!("request header: {e}")))?;
-    let body = RequestKind::decode(api_key, &mut frame, info.api_version)
-        .map_err(|e| Close::Malformed(format!("{api_key:?} v{}: {e}", info.api_version)))?;
+        other => Close::Malformed(other.to_string()),
+    })?;
     Ok(Request {
         frame_bytes,
         order: None,
-        api_key,
-        api_version: info.api_version,
-        header,
-        body: Some(body),
+        api_key: decoded.api_key,
+        api_version: decoded.api_version,
+        header: decoded.header,
+        body: decoded.body,
     })
 }
 

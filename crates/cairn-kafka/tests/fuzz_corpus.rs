@@ -17,10 +17,10 @@ use std::cell::Cell;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use cairn_kafka::codec::{FrameError, decode_frame, frame_length};
 use cairn_kafka::compression::{DecompressError, RecordsError, compress, validate_records};
 use cairn_kafka::fuzzing::{
-    FUZZ_DECOMPRESSED_BYTES_MAX, FrameError, decode_frame, frame_length, fuzz_frame,
-    fuzz_record_batch, fuzz_request, with_crcs_fixed,
+    FUZZ_DECOMPRESSED_BYTES_MAX, fuzz_frame, fuzz_record_batch, fuzz_request, with_crcs_fixed,
 };
 use cairn_kafka::shape::{APIS, ShapeError, check_request};
 use cairn_types::batch::{BatchBuilder, Compression, HEADER_BYTES, RecordBatch};
@@ -234,7 +234,8 @@ fn absurd_count_frames() -> Vec<(&'static str, Vec<u8>)> {
 #[test]
 fn absurd_array_counts_are_refused_without_allocating() {
     for (name, frame) in absurd_count_frames() {
-        let (decoded, largest) = largest_allocation(|| decode_frame(&frame).map(drop));
+        let (decoded, largest) =
+            largest_allocation(|| decode_frame(bytes::Bytes::from(frame.clone())).map(drop));
         assert!(
             matches!(decoded, Err(FrameError::Body(ShapeError::CountTooLarge { .. }))),
             "{name}: {decoded:?}"
@@ -400,4 +401,21 @@ fn resealing_makes_crcs_valid_and_leaves_valid_batches_alone() {
     // Our CRC agrees with cairn-types' on a batch built by the builder: the first batch above
     // was left alone, so the table-driven CRC matches.
     assert_eq!(crc32c(&batch[21..]), u32::from_be_bytes(batch[17..21].try_into().expect("4")));
+}
+
+/// The server ignores bytes after a body's last field (as Kafka does); the crate stops there.
+#[test]
+fn trailing_bytes_after_a_checked_body_are_ignored() {
+    let mut frame = METADATA_V12_HEADER.to_vec();
+    // Metadata v12: null topics, allow auto-creation, include topic operations, no tags.
+    frame.extend([0, 1, 0, 0]);
+    let decoded = decode_frame(bytes::Bytes::from(frame.clone())).expect("a valid request");
+    assert_eq!((decoded.bytes_left, decoded.trailing_bytes), (0, 0));
+    frame.extend([0xff, 0xff, 0xff]);
+    let decoded =
+        decode_frame(bytes::Bytes::from(frame.clone())).expect("trailing bytes are ignored");
+    assert_eq!((decoded.bytes_left, decoded.trailing_bytes), (3, 3));
+    let mut stream = (frame.len() as u32).to_be_bytes().to_vec();
+    stream.extend_from_slice(&frame);
+    fuzz_frame(&stream);
 }

@@ -194,7 +194,11 @@ pub(crate) async fn produce<M: MetadataStore>(
     };
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0))
         .min(PRODUCE_TIMEOUT_MAX);
-    let (mut responses, ready) = prepare(ctx, request, acks, version);
+    let (mut responses, ready) = {
+        // The semaphore is never closed, so this waits for a permit and never fails.
+        let _permit = ctx.validations.acquire().await;
+        prepare(ctx, request, acks, version)
+    };
     if let Some(previous) = order.previous {
         // An error means the previous request ended without appending: nothing to wait for.
         let _ = previous.await;
