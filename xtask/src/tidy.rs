@@ -34,9 +34,11 @@ pub const LAYERS: &[&str] = &[
     "cairn-meta",
     "cairn-broker",
     "cairn-kafka",
+    "cairn-client",
     "cairn-etcd",
     "cairn-node",
     "cairn-cli",
+    "cairn-bench",
     "cairn-testkit",
 ];
 

@@ -4,10 +4,10 @@
 use std::fmt::Write as _;
 
 use anyhow::bail;
+use cairn_client::codes as errors;
+use cairn_client::{Client, ClientError};
 use kafka_protocol::messages::DescribeClusterRequest;
 
-use crate::client::{Client, ClientError};
-use crate::errors;
 use crate::lookup;
 
 /// One broker as the cluster reports it.

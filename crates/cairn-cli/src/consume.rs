@@ -15,16 +15,16 @@ use std::convert::Infallible;
 use std::io::Write as _;
 
 use anyhow::{Context, bail};
+use cairn_client::Client;
+use cairn_client::codes as errors;
+use cairn_client::records::{Consumed, DecodeError, decode_batches};
 use clap::{Args, ValueEnum};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{BrokerId, FetchRequest};
 use serde::Serialize;
 
-use crate::client::Client;
-use crate::errors;
 use crate::lookup::{self, EARLIEST, LATEST, topic_name};
-use crate::records::{Consumed, DecodeError, decode_batches};
 
 /// How long a fetch waits on the broker for new records.
 pub const FETCH_WAIT_MS: i32 = 500;

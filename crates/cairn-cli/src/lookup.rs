@@ -1,6 +1,8 @@
 //! Lookups several commands share: a topic's metadata and partition offsets.
 
 use anyhow::{Context, bail};
+use cairn_client::Client;
+use cairn_client::codes as errors;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
@@ -8,9 +10,6 @@ use kafka_protocol::messages::{
     BrokerId, ListOffsetsRequest, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-
-use crate::client::Client;
-use crate::errors;
 
 /// ListOffsets' special timestamp for the high watermark (the offset after the last record).
 pub const LATEST: i64 = -1;

@@ -2,16 +2,13 @@
 //!
 //! - `cairn serve`: run a node (see `cairn serve --help` for flags, environment and config file).
 //! - `cairn log verify|dump`: offline tools for a partition log directory.
-//! - `cairn topic|produce|consume|cluster`: a Kafka client for a running node (`client.rs` speaks
-//!   the protocol; one module per command).
+//! - `cairn topic|produce|consume|cluster`: a Kafka client for a running node (`cairn-client`
+//!   speaks the protocol; one module per command).
 
-mod client;
 mod cluster;
 mod consume;
-mod errors;
 mod lookup;
 mod produce;
-mod records;
 mod topic;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use cairn_client as client;
 use cairn_storage::{FlushPolicy, Log, LogConfig, RealDisk, SystemClock};
 use cairn_types::Offset;
 use cairn_types::batch::Batches;
@@ -108,9 +106,13 @@ impl ConnectArgs {
             bootstrap: self.bootstrap.clone(),
             connect_timeout: Duration::from_millis(self.connect_timeout_ms.max(1)),
             request_timeout: Duration::from_millis(self.request_timeout_ms.max(1)),
+            client_id: CLIENT_ID.to_owned(),
         }
     }
 }
+
+/// The client id the commands send in every request header.
+const CLIENT_ID: &str = "cairn-cli";
 
 /// The client commands, run against the broker in `connect`.
 enum ClientCommand {

@@ -21,6 +21,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use cairn_client::Client;
+use cairn_client::codes as errors;
+use cairn_client::records::{compressed_batch, parse_codec, partition_for_key};
 use cairn_types::batch::{BatchBuilder, Compression};
 use cairn_types::limits::BATCH_BYTES_MAX;
 use clap::Args;
@@ -29,10 +32,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use crate::client::Client;
-use crate::errors;
 use crate::lookup::{self, topic_name};
-use crate::records::{compressed_batch, parse_codec, partition_for_key};
 use crate::topic::parse_key_value;
 
 /// Records in one batch before it is sealed (a batch holds at least one).

@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, bail};
+use cairn_client::Client;
+use cairn_client::codes as errors;
 use clap::{Args, Subcommand};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -19,8 +21,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::client::Client;
-use crate::errors;
 use crate::lookup::{self, EARLIEST, LATEST, topic_name};
 
 /// Kafka's config resource type for topics.

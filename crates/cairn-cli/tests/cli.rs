@@ -446,7 +446,10 @@ fn produce_options_and_consume_positions() {
         produced,
         "produced 10 records to lines\n  partition 1: 10 records, offsets 0..=9\n"
     );
-    let text = node.ok(&["consume", "lines", "--partition", "1"]);
+    // acks=1 answers before the records are durable, and consumers see only durable records:
+    // wait for all ten rather than stopping at the high watermark of the moment.
+    let text =
+        node.ok(&["consume", "lines", "--partition", "1", "--follow", "--max-records", "10"]);
     let expected: String = (0..10).map(|i| format!("\tline {i}\n")).collect();
     assert_eq!(text, expected, "text format: empty key, tab, value; CRLF stripped");
 

@@ -1,8 +1,12 @@
 //! Record batches on the client side: building them (uncompressed with
 //! `cairn_types::batch::BatchBuilder`, compressed with [`compressed_batch`]), Kafka's default
 //! partitioner hash ([`murmur2`]), and decoding fetched batches ([`decode_batches`]).
+//!
+//! Errors are typed: [`BatchBuildError`] (the caller's batch or codec; stop),
+//! [`UnknownCodec`] (a bad name), [`DecodeError`] (malformed fetched bytes; stop reading that
+//! partition).
 
-use cairn_kafka::compression;
+use cairn_kafka::compression::{self, CompressError};
 use cairn_types::batch::{
     BatchError, Batches, Compression, HEADER_BYTES, LOG_OVERHEAD_BYTES, RecordBatch, TimestampType,
     records_in,
@@ -26,46 +30,53 @@ fn codec_bits(codec: Compression) -> i16 {
     }
 }
 
+/// A codec name that is not one of Kafka's `compression.type` values.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown codec {name:?}: expected none, gzip, snappy, lz4 or zstd")]
+pub struct UnknownCodec {
+    /// The name as given.
+    pub name: String,
+}
+
 /// Parses a codec name as Kafka's `compression.type` spells it.
 ///
 /// # Errors
-/// A message listing the valid names.
-pub fn parse_codec(name: &str) -> Result<Compression, String> {
+/// [`UnknownCodec`], whose message lists the valid names.
+pub fn parse_codec(name: &str) -> Result<Compression, UnknownCodec> {
     match name {
         "none" => Ok(Compression::None),
         "gzip" => Ok(Compression::Gzip),
         "snappy" => Ok(Compression::Snappy),
         "lz4" => Ok(Compression::Lz4),
         "zstd" => Ok(Compression::Zstd),
-        other => Err(format!("unknown codec {other:?}: expected none, gzip, snappy, lz4 or zstd")),
+        other => Err(UnknownCodec { name: other.to_owned() }),
     }
 }
 
-/// CRC32C (Castagnoli, reflected polynomial `0x82F63B78`) lookup table.
-const CRC32C_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = i as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-            bit += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
-};
+/// Why [`compressed_batch`] could not build a batch. The caller's input in every case: stop.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BatchBuildError {
+    /// The input is not one valid batch.
+    #[error(transparent)]
+    Invalid(#[from] BatchError),
+    /// The input is compressed already.
+    #[error("the batch is already compressed")]
+    AlreadyCompressed,
+    /// The codec failed.
+    #[error(transparent)]
+    Compress(#[from] CompressError),
+    /// The compressed batch is larger than a batch may be.
+    #[error("compressed batch of {bytes} bytes exceeds the limit of {BATCH_BYTES_MAX}")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+    },
+}
 
 /// CRC32C of `bytes`, the checksum of a RecordBatch v2 (over the bytes from its attributes on).
 #[must_use]
 pub fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc = CRC32C_TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
+    crc32c::crc32c(bytes)
 }
 
 /// Turns `uncompressed` — one valid uncompressed batch, as `BatchBuilder::build` writes it —
@@ -73,25 +84,24 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
 /// codec bits, `batch_length` and CRC are rewritten. [`Compression::None`] returns it as is.
 ///
 /// # Errors
-/// A message if the batch is not a valid uncompressed batch, the codec fails, or the result is
-/// larger than [`BATCH_BYTES_MAX`].
-pub fn compressed_batch(uncompressed: &[u8], codec: Compression) -> Result<Vec<u8>, String> {
-    let batch = RecordBatch::validate(uncompressed).map_err(|e| e.to_string())?;
+/// [`BatchBuildError`] if the batch is not a valid uncompressed batch, the codec fails, or the
+/// result is larger than [`BATCH_BYTES_MAX`].
+pub fn compressed_batch(
+    uncompressed: &[u8],
+    codec: Compression,
+) -> Result<Vec<u8>, BatchBuildError> {
+    let batch = RecordBatch::validate(uncompressed)?;
     if batch.header().compression() != Compression::None {
-        return Err("the batch is already compressed".to_owned());
+        return Err(BatchBuildError::AlreadyCompressed);
     }
     if codec == Compression::None {
         return Ok(uncompressed.to_vec());
     }
     let mut out = Vec::with_capacity(uncompressed.len() / 2 + HEADER_BYTES);
     out.extend_from_slice(&uncompressed[..HEADER_BYTES]);
-    compression::compress(codec, &uncompressed[HEADER_BYTES..], &mut out)
-        .map_err(|e| e.to_string())?;
+    compression::compress(codec, &uncompressed[HEADER_BYTES..], &mut out)?;
     if out.len() > BATCH_BYTES_MAX as usize {
-        return Err(format!(
-            "compressed batch of {} bytes exceeds the limit of {BATCH_BYTES_MAX}",
-            out.len()
-        ));
+        return Err(BatchBuildError::TooLarge { bytes: out.len() });
     }
     // Fits in an i32: checked against BATCH_BYTES_MAX just above.
     let batch_length = (out.len() - LOG_OVERHEAD_BYTES) as i32;
@@ -177,7 +187,8 @@ pub struct Decoded {
 /// `false` to stop.
 ///
 /// # Errors
-/// A message for a malformed batch or record, or a visit error.
+/// [`DecodeError::Batch`] for a malformed batch or record, [`DecodeError::Visit`] for a visit
+/// error.
 pub fn decode_batches<E>(
     records: &[u8],
     from: i64,
@@ -248,11 +259,14 @@ pub fn decode_batches<E>(
 }
 
 /// Why [`decode_batches`] failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum DecodeError<E> {
-    /// A batch or record is malformed.
+    /// A batch or record is malformed (what and where). The broker sent bad bytes: stop reading
+    /// the partition.
+    #[error("{0}")]
     Batch(String),
-    /// The visitor failed.
+    /// The visitor failed with its own error.
+    #[error("{0}")]
     Visit(E),
 }
 

@@ -1,5 +1,5 @@
 //! Kafka error codes as readable messages: `MESSAGE_TOO_LARGE (code 10): batch of 5070 bytes
-//! exceeds max.message.bytes 1000`.
+//! exceeds max.message.bytes 1000`: the one place a client maps codes to words.
 //!
 //! The name comes from `kafka_protocol::ResponseError` (converted to Kafka's own spelling); the
 //! explanation, for the codes a CLI user meets, from [`explanation`].

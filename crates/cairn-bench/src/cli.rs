@@ -1,0 +1,398 @@
+//! The `cairn-bench` command line: subcommands and their flags (clap), shared by the binary and
+//! the tests. Every flag struct is `Serialize`, so `--json` records the whole configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cairn_types::batch::Compression;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+/// Default duration of a run without `--records`, seconds.
+pub const DURATION_DEFAULT_S: f64 = 10.0;
+
+/// cairn-bench: load generator and baselines for cairn (or any Kafka broker).
+///
+/// Every subcommand prints a summary table on stdout, shows a live progress line on stderr (when
+/// it is a terminal; `--quiet` turns it off), and can write `--json` results with a per-second
+/// time series and a `--plot` SVG of throughput and latency over time.
+#[derive(Debug, Parser)]
+#[command(name = "cairn-bench", version)]
+pub struct Cli {
+    /// What to measure.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Produce records over the Kafka protocol (--max or --rate).
+    ///
+    /// As fast as possible (--max, closed loop with --inflight requests per producer) or at a
+    /// fixed --rate (open loop: latency counts from
+    /// each record's scheduled send time, so a slow broker cannot hide behind fewer sends).
+    /// Latency is recorded per record: acknowledgement time minus the record's scheduled time
+    /// (--rate) or the time its request was ready to send (--max).
+    Produce(ProduceArgs),
+    /// Consume a topic from the earliest offsets: records/s and MB/s.
+    ///
+    /// Reads from the earliest offsets up to the high watermarks at the start (or --records), with --consumers connections sharing the partitions: records/s and MB/s.
+    Consume(ConsumeArgs),
+    /// Produce-to-consume latency at a fixed --rate.
+    ///
+    /// Produces at --rate with each record's scheduled send time in its value,
+    /// consume with long polls, and record receive time minus scheduled time for every record.
+    E2e(E2eArgs),
+    /// Raw sequential write bandwidth and fdatasync latency of the disk (--dir).
+    ///
+    /// The machine's physical limit where the data would go: raw sequential write bandwidth
+    /// (1 MiB writes to a fresh file, one fdatasync at the end, after a page-cache warm-up) and
+    /// the fdatasync latency of 4 KiB appends; the method of cairn-storage's `benches/log.rs`.
+    Disk(DiskArgs),
+    /// The produce workload against NATS JetStream, for comparison.
+    ///
+    /// A stream with file storage
+    /// and one replica on subjects `bench.>`, `jetstream.publish` with at most --inflight
+    /// unacknowledged publishes per producer (one connection each).
+    ///
+    /// Mind the durability difference: a JetStream server acknowledges a publish once the
+    /// message is written to its file store, *before* fsync (by default it syncs every 2
+    /// minutes, `sync_interval`); cairn's acks=all acknowledges after fdatasync. Compare with
+    /// cairn's --acks 1, or run nats-server with `sync_interval: always` for like with like.
+    NatsProduce(NatsArgs),
+}
+
+/// Where results go, shared by every subcommand.
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct Output {
+    /// Write all results, including the per-second series, as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Draw throughput and latency over time as an SVG to this file.
+    #[arg(long, value_name = "PATH.svg")]
+    pub plot: Option<PathBuf>,
+    /// No live progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Sample this process's resident memory (the broker's) every second; report the largest.
+    #[arg(long, value_name = "PID")]
+    pub broker_pid: Option<u32>,
+}
+
+/// Which Kafka broker and topic.
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct Target {
+    /// The broker to connect to.
+    #[arg(long, default_value = "127.0.0.1:9092", value_name = "HOST:PORT")]
+    pub bootstrap: String,
+    /// The topic.
+    #[arg(long, default_value = "cairn-bench")]
+    pub topic: String,
+    /// Longest the broker may take to answer one request, in ms.
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    pub request_timeout_ms: u64,
+}
+
+/// How fast, how long, how large: the producer side of a run (Kafka and NATS alike).
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct Pace {
+    /// Producers, each with its own connection and task.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub producers: usize,
+    /// Bytes of each record's value.
+    #[arg(long, default_value_t = 1024, value_name = "BYTES")]
+    pub record_bytes: usize,
+    /// Requests (Kafka) or publishes (NATS) awaiting acknowledgement per producer.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub inflight: usize,
+    /// Run for this long [default: 10 s unless --records].
+    #[arg(long, value_name = "SECS", conflicts_with = "records")]
+    pub duration: Option<f64>,
+    /// Send this many records in total, then stop.
+    #[arg(long, value_name = "N")]
+    pub records: Option<u64>,
+    /// Open loop: this many records per second in total, on a fixed schedule.
+    #[arg(long, value_name = "RECORDS_PER_S", conflicts_with = "max")]
+    pub rate: Option<u64>,
+    /// Closed loop: as fast as acknowledgements allow.
+    #[arg(long)]
+    pub max: bool,
+}
+
+impl Pace {
+    /// The run's length when not bounded by `--records`.
+    #[must_use]
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.duration.unwrap_or(DURATION_DEFAULT_S).max(0.0))
+    }
+
+    /// Checks the combination of flags.
+    ///
+    /// # Errors
+    /// A message naming the flag at fault.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.producers == 0 {
+            anyhow::bail!("--producers must be at least 1");
+        }
+        if self.inflight == 0 {
+            anyhow::bail!("--inflight must be at least 1");
+        }
+        if self.rate.is_none() && !self.max {
+            anyhow::bail!("give either --rate RECORDS_PER_S (open loop) or --max (closed loop)");
+        }
+        if self.rate == Some(0) {
+            anyhow::bail!("--rate must be at least 1");
+        }
+        if let Some(duration) = self.duration
+            && !(duration.is_finite() && duration > 0.0)
+        {
+            anyhow::bail!("--duration must be a positive number of seconds");
+        }
+        Ok(())
+    }
+}
+
+/// Kafka producer settings.
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct KafkaLoad {
+    /// Partitions of the topic when it is created (an existing topic keeps its own).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub partitions: u32,
+    /// Record keys: none (batches fill partitions round-robin), random (8 random bytes) or
+    /// sequential (8-byte counter); keyed records go where Kafka's default partitioner puts them.
+    #[arg(long, value_enum, default_value_t = Keys::None)]
+    pub keys: Keys,
+    /// Acknowledgement: 0 (none; no latency), 1 (the leader's append) or all (durable).
+    #[arg(long, value_enum, default_value_t = Acks::All)]
+    pub acks: Acks,
+    /// Compression codec of the batches.
+    #[arg(long, value_enum, default_value_t = Codec::None)]
+    pub compression: Codec,
+    /// Records per RecordBatch: as many as fit in this many bytes (at least one); a request
+    /// holds at most one batch per partition.
+    #[arg(long, default_value_t = 16_384, value_name = "BYTES")]
+    pub batch_bytes: usize,
+}
+
+/// Record keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Keys {
+    /// No key.
+    None,
+    /// 8 random bytes.
+    Random,
+    /// An 8-byte big-endian counter over the run.
+    Sequential,
+}
+
+/// Produce acknowledgement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+pub enum Acks {
+    /// No response.
+    #[value(name = "0")]
+    #[serde(rename = "0")]
+    None,
+    /// The leader's append.
+    #[value(name = "1")]
+    #[serde(rename = "1")]
+    Leader,
+    /// Durable (the whole in-sync replica set).
+    #[value(name = "all", alias = "-1")]
+    #[serde(rename = "all")]
+    All,
+}
+
+impl Acks {
+    /// The Produce request's `acks` field.
+    #[must_use]
+    pub fn wire(self) -> i16 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+}
+
+/// Compression codec, as Kafka's `compression.type` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// Uncompressed.
+    None,
+    /// gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
+    /// LZ4 frames.
+    Lz4,
+    /// Zstandard.
+    Zstd,
+}
+
+impl Codec {
+    /// The batch attribute value.
+    #[must_use]
+    pub fn compression(self) -> Compression {
+        match self {
+            Codec::None => Compression::None,
+            Codec::Gzip => Compression::Gzip,
+            Codec::Snappy => Compression::Snappy,
+            Codec::Lz4 => Compression::Lz4,
+            Codec::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+/// `cairn-bench produce`.
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub target: Target,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub pace: Pace,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub load: KafkaLoad,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: Output,
+}
+
+/// `cairn-bench consume`.
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub target: Target,
+    /// Consumers, each with its own connection; partition i goes to consumer i mod N.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub consumers: usize,
+    /// Stop after this many records in total [default: at the high watermarks at the start].
+    #[arg(long, value_name = "N")]
+    pub records: Option<u64>,
+    /// Most bytes one partition contributes to a fetch response.
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
+    pub fetch_partition_bytes: i32,
+    /// Most bytes of one fetch response.
+    #[arg(long, default_value_t = 64 * 1024 * 1024, value_name = "BYTES")]
+    pub fetch_bytes: i32,
+    /// Longest a fetch waits on the broker for data.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    pub max_wait_ms: i32,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: Output,
+}
+
+/// `cairn-bench e2e`.
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct E2eArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub target: Target,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub pace: Pace,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub load: KafkaLoad,
+    /// Consumers, each with its own connection; partition i goes to consumer i mod N.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub consumers: usize,
+    /// Longest a fetch waits on the broker for data (min_bytes is 1: it answers as soon as a
+    /// record is there).
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    pub max_wait_ms: i32,
+    /// After the producers finish, how long the consumers may take to receive the rest.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub drain_secs: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: Output,
+}
+
+/// `cairn-bench disk`.
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct DiskArgs {
+    /// Where to write (a fresh subdirectory is created and removed). Never a tmpfs: that would
+    /// measure memory.
+    #[arg(long, default_value = "target/bench-data", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Bytes of the sequential write (and of the warm-up before it).
+    #[arg(long, default_value_t = 1024 * 1024 * 1024, value_name = "BYTES")]
+    pub bytes: u64,
+    /// Rounds of 4 KiB append + fdatasync.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub sync_rounds: u64,
+    /// Skip the page-cache warm-up (writing --bytes to a scratch file and deleting it before the
+    /// timed write; on VMs that return free pages to the host, cold page-cache pages cost more
+    /// than the disk).
+    #[arg(long)]
+    pub no_warm_up: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: Output,
+}
+
+/// `cairn-bench nats-produce`.
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct NatsArgs {
+    /// The NATS server.
+    #[arg(long, default_value = "127.0.0.1:4222", value_name = "HOST:PORT")]
+    pub server: String,
+    /// The JetStream stream (created if missing: file storage, 1 replica, subjects `bench.>`).
+    #[arg(long, default_value = "cairn-bench")]
+    pub stream: String,
+    /// Subjects `bench.0` .. `bench.N-1`; records go round-robin over them (the counterpart of
+    /// partitions).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub subjects: u32,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub pace: Pace,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: Output,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cairn-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn produce_flags_parse_with_defaults() {
+        let Command::Produce(args) = parse(&["produce", "--max", "--acks", "1"]).unwrap().command
+        else {
+            panic!("not produce")
+        };
+        assert_eq!(args.load.acks.wire(), 1);
+        assert_eq!(args.load.keys, Keys::None);
+        assert_eq!(args.pace.duration(), Duration::from_secs(10));
+        args.pace.validate().unwrap();
+        let json = serde_json::to_value(&args).unwrap();
+        assert_eq!(json["load"]["acks"], "1");
+        assert_eq!(json["load"]["compression"], "none");
+        assert_eq!(json["target"]["bootstrap"], "127.0.0.1:9092");
+    }
+
+    #[test]
+    fn pace_needs_rate_or_max_not_both() {
+        assert!(parse(&["produce", "--max", "--rate", "10"]).is_err());
+        assert!(parse(&["produce", "--duration", "1", "--records", "10", "--max"]).is_err());
+        let Command::Produce(args) = parse(&["produce"]).unwrap().command else { panic!() };
+        assert!(args.pace.validate().is_err());
+        let Command::Produce(args) = parse(&["produce", "--rate", "0"]).unwrap().command else {
+            panic!()
+        };
+        assert!(args.pace.validate().is_err());
+    }
+}
