@@ -336,7 +336,13 @@ fn encode(
     correlation_id: i32,
     response: &ResponseKind,
 ) -> Result<Bytes, String> {
-    let mut buffer = BytesMut::with_capacity(64);
+        // Size the buffer once: growing it by doubling would copy (and fault in) a fetch response's
+    // megabytes several times.
+    let body_bytes = match response {
+        ResponseKind::Fetch(fetch) => fetch.compute_size(api_version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut buffer = BytesMut::with_capacity(64 + body_bytes);
     buffer.put_i32(0);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
