@@ -1,11 +1,12 @@
 //! `cargo xtask <task>`: the entry point of cairn's project automation (the tasks live in the
-//! `xtask` library: `ci.rs`, `compat.rs`, `tidy.rs`).
+//! `xtask` library: `ci.rs`, `compat.rs`, `tidy.rs`, `bench.rs`).
 
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 
-const USAGE: &str = "\
+/// The task list before `bench`'s own lines (`xtask::bench::USAGE`).
+const USAGE_TASKS: &str = "\
 usage: cargo xtask <task>
 
 tasks:
@@ -15,8 +16,14 @@ tasks:
           virtualenv if needed, builds `cairn`, runs pytest against a real `cairn serve`
   tidy    only the tidy checks: `//!` file docs, forbidden markers, dependency layering, manifests,
           ARCHITECTURE.md codemap (also run as the test `tidy::tests::workspace_is_tidy`)
-  help    print this message
 ";
+
+/// The last line of the task list.
+const USAGE_HELP: &str = "  help    print this message\n";
+
+fn usage() -> String {
+    format!("{USAGE_TASKS}{}{USAGE_HELP}", xtask::bench::USAGE)
+}
 
 /// Runs the task and reports its failure itself, as one `error:` line plus its causes, without
 /// the backtrace anyhow would print from `main` when `RUST_BACKTRACE` is set: a failed check is
@@ -35,21 +42,24 @@ fn main() -> ExitCode {
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((task, rest)) = args.split_first() else {
-        print!("{USAGE}");
+        print!("{}", usage());
         return Ok(());
     };
     if task == "help" || task == "--help" || task == "-h" {
-        print!("{USAGE}");
+        print!("{}", usage());
         return Ok(());
     }
-    if !rest.is_empty() {
-        bail!("`cargo xtask {task}` takes no arguments, got `{}`\n\n{USAGE}", rest.join(" "));
-    }
     let root = xtask::workspace_root();
+    if task == "bench" {
+        return xtask::bench::run(&root, &xtask::bench::Options::parse(rest)?);
+    }
+    if !rest.is_empty() {
+        bail!("`cargo xtask {task}` takes no arguments, got `{}`\n\n{}", rest.join(" "), usage());
+    }
     match task.as_str() {
         "ci" => xtask::ci::run(&root),
         "compat" => xtask::compat::run(&root),
         "tidy" => xtask::tidy::check(&root),
-        other => bail!("unknown task `{other}`\n\n{USAGE}"),
+        other => bail!("unknown task `{other}`\n\n{}", usage()),
     }
 }

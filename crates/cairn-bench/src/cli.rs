@@ -53,7 +53,7 @@ pub enum Command {
     /// The produce workload against NATS JetStream, for comparison.
     ///
     /// A stream with file storage
-    /// and one replica on subjects `bench.>`, `jetstream.publish` with at most --inflight
+    /// and --replicas replicas (default 1) on subjects `bench.>`, `jetstream.publish` with at most --inflight
     /// unacknowledged publishes per producer (one connection each).
     ///
     /// Mind the durability difference: a JetStream server acknowledges a publish once the
@@ -345,9 +345,14 @@ pub struct NatsArgs {
     /// The NATS server.
     #[arg(long, default_value = "127.0.0.1:4222", value_name = "HOST:PORT")]
     pub server: String,
-    /// The JetStream stream (created if missing: file storage, 1 replica, subjects `bench.>`).
+    /// The JetStream stream (created if missing: file storage, --replicas replicas, subjects
+    /// `bench.>`).
     #[arg(long, default_value = "cairn-bench")]
     pub stream: String,
+    /// Replicas of the stream when it is created (3 needs a JetStream cluster of at least 3
+    /// servers; an existing stream keeps its own).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub replicas: usize,
     /// Subjects `bench.0` .. `bench.N-1`; records go round-robin over them (the counterpart of
     /// partitions).
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -382,6 +387,21 @@ mod tests {
         assert_eq!(json["load"]["acks"], "1");
         assert_eq!(json["load"]["compression"], "none");
         assert_eq!(json["target"]["bootstrap"], "127.0.0.1:9092");
+    }
+
+    #[test]
+    fn nats_replicas_default_to_one() {
+        let Command::NatsProduce(args) = parse(&["nats-produce", "--max"]).unwrap().command else {
+            panic!("not nats-produce")
+        };
+        assert_eq!(args.replicas, 1);
+        let Command::NatsProduce(args) =
+            parse(&["nats-produce", "--max", "--replicas", "3"]).unwrap().command
+        else {
+            panic!("not nats-produce")
+        };
+        assert_eq!(args.replicas, 3);
+        assert_eq!(serde_json::to_value(&args).unwrap()["replicas"], 3);
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! `cairn-bench nats-produce`: the produce workload against NATS JetStream, for comparison.
 //!
-//! The stream (`--stream`, created if missing) has file storage, one replica and subjects
-//! `bench.>`; records go round-robin to `bench.0` .. `bench.{N-1}` (`--subjects`). Each producer
-//! has its own connection and publishes with `jetstream.publish`, at most `--inflight` publishes
-//! awaiting their acknowledgement (a semaphore permit travels with each ack future to the acker
-//! task). Pacing and latency are those of `produce`: open loop with `--rate` (latency from the
-//! scheduled time), closed loop with `--max` (latency from the publish call). JetStream has no
-//! batches: one publish per record.
+//! The stream (`--stream`, created if missing) has file storage, `--replicas` replicas (a
+//! JetStream cluster for more than one) and subjects `bench.>`; records go round-robin to
+//! `bench.0` .. `bench.{N-1}` (`--subjects`). Each producer has its own connection and
+//! publishes with `jetstream.publish`, at most `--inflight` publishes awaiting their
+//! acknowledgement (a semaphore permit travels with each ack future to the acker task). Pacing
+//! and latency are those of `produce`: open loop with `--rate` (latency from the scheduled
+//! time), closed loop with `--max` (latency from the publish call). JetStream has no batches:
+//! one publish per record.
 //!
-//! Durability differs: JetStream acknowledges once the message is in its file store, before
-//! fsync (`sync_interval`, 2 minutes by default); cairn's acks=all acknowledges after fdatasync.
+//! Durability differs: JetStream acknowledges once the message is in its file store (and, with
+//! replicas, in a quorum of the replicas' stores), before fsync (`sync_interval`, 2 minutes by
+//! default); cairn's acks=all acknowledges after fdatasync.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +47,9 @@ pub async fn run(args: &NatsArgs) -> anyhow::Result<Report> {
     if args.subjects == 0 {
         bail!("--subjects must be at least 1");
     }
+    if args.replicas == 0 {
+        bail!("--replicas must be at least 1");
+    }
     let mut contexts = Vec::with_capacity(args.pace.producers);
     for _ in 0..args.pace.producers {
         let client = async_nats::connect(args.server.as_str())
@@ -58,7 +63,7 @@ pub async fn run(args: &NatsArgs) -> anyhow::Result<Report> {
             name: args.stream.clone(),
             subjects: vec!["bench.>".to_owned()],
             storage: stream::StorageType::File,
-            num_replicas: 1,
+            num_replicas: args.replicas,
             ..Default::default()
         })
         .await
@@ -116,9 +121,10 @@ pub async fn run(args: &NatsArgs) -> anyhow::Result<Report> {
     report.broker_rss_max_bytes = observed.rss_max_bytes();
     report.series = total.series(&observed.rss_bytes, elapsed);
     report.notes.push(format!(
-        "stream {} (file storage, 1 replica), {} subject(s), {} producer(s), {} B values, {} \
-         publishes in flight per producer, {}",
+        "stream {} (file storage, {} replica(s)), {} subject(s), {} producer(s), {} B values, \
+         {} publishes in flight per producer, {}",
         args.stream,
+        args.replicas,
         args.subjects,
         args.pace.producers,
         args.pace.record_bytes,

@@ -336,7 +336,7 @@ fn encode(
     correlation_id: i32,
     response: &ResponseKind,
 ) -> Result<Bytes, String> {
-        // Size the buffer once: growing it by doubling would copy (and fault in) a fetch response's
+    // Size the buffer once: growing it by doubling would copy (and fault in) a fetch response's
     // megabytes several times.
     let body_bytes = match response {
         ResponseKind::Fetch(fetch) => fetch.compute_size(api_version).unwrap_or(0),
