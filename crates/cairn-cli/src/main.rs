@@ -11,6 +11,11 @@ mod lookup;
 mod produce;
 mod topic;
 
+/// mimalloc keeps freed pages for reuse; the system allocator returns large buffers (fetch
+/// responses, produce requests) to the kernel and faults them in again on the next request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
