@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use self::report::{
-    BenchResult, CONSUME_STEM, Case, DISK_STEM, E2E_RATE_FRACTION, E2E_STEM, E2e, Loopback,
-    Outcome, PEAK_PRODUCERS, PRODUCERS, RECORD_BYTES, Results, TARGET_RECORD_BYTES,
+    BenchResult, CONSUME_STEM, Case, DISK_STEM, DISK_SUSTAINED_STEM, E2E_RATE_FRACTION, E2E_STEM,
+    E2e, Loopback, Outcome, PEAK_PRODUCERS, PRODUCERS, RECORD_BYTES, Results, TARGET_RECORD_BYTES,
 };
 
 /// The options of `cargo xtask bench`.
@@ -158,6 +158,9 @@ struct Plan {
     duration_s: u64,
     /// Bytes of the raw sequential write (and its warm-up).
     disk_bytes: u64,
+    /// Bytes of the sustained raw write: about what a produce run writes, past the host's
+    /// write-back cache that a short write measures.
+    disk_sustained_bytes: u64,
     /// Rounds of 4 KiB append + fdatasync.
     sync_rounds: u64,
     /// Seconds of the iperf3 test.
@@ -174,6 +177,7 @@ impl Plan {
             Plan {
                 duration_s: 3,
                 disk_bytes: 256 * 1024 * 1024,
+                disk_sustained_bytes: 1024 * 1024 * 1024,
                 sync_rounds: 200,
                 iperf3_s: 2,
                 e2e_drain_s: 10,
@@ -183,6 +187,7 @@ impl Plan {
             Plan {
                 duration_s: 20,
                 disk_bytes: 1024 * 1024 * 1024,
+                disk_sustained_bytes: 10 * 1024 * 1024 * 1024,
                 sync_rounds: 1000,
                 iperf3_s: 5,
                 e2e_drain_s: 30,
@@ -231,6 +236,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         duration_s: plan.duration_s,
         machine,
         disk: Err("not run".into()),
+        disk_sustained: Err("not run".into()),
         loopback: Err("not run".into()),
         cairn: Vec::new(),
         consume: Err("not run".into()),
@@ -244,7 +250,8 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     };
 
     header("bench: baselines");
-    results.disk = suite.disk();
+    results.disk = suite.disk(DISK_STEM, plan.disk_bytes);
+    results.disk_sustained = suite.disk(DISK_SUSTAINED_STEM, plan.disk_sustained_bytes);
     results.loopback = suite.loopback();
     header("bench: cairn, one node");
     if let Err(error) = suite.cairn_single_node(&mut results) {
@@ -411,19 +418,19 @@ impl Suite {
         outcome
     }
 
-    /// `cairn-bench disk` in the data directory.
-    fn disk(&mut self) -> Outcome<BenchResult> {
+    /// `cairn-bench disk` in the data directory, writing `bytes`.
+    fn disk(&mut self, stem: &str, bytes: u64) -> Outcome<BenchResult> {
         let dir = self.show(&self.data.join("disk"));
         let args = strings(&[
             "disk",
             "--dir",
             &dir,
             "--bytes",
-            &self.plan.disk_bytes.to_string(),
+            &bytes.to_string(),
             "--sync-rounds",
             &self.plan.sync_rounds.to_string(),
         ]);
-        self.bench(DISK_STEM, &args, None, Duration::from_secs(120))
+        self.bench(stem, &args, None, Duration::from_secs(300))
     }
 
     /// Loopback TCP bandwidth: a one-off iperf3 server on 127.0.0.1 and one client stream.

@@ -200,6 +200,9 @@ pub struct Results {
     pub machine: Vec<(String, String)>,
     /// `cairn-bench disk`: raw sequential write bandwidth and fdatasync latency.
     pub disk: Outcome<BenchResult>,
+    /// `cairn-bench disk` writing about as much as a produce run: the rate the device sustains
+    /// once the host's write-back cache is full (on a VM it can be far below the short write's).
+    pub disk_sustained: Outcome<BenchResult>,
     /// `iperf3` over 127.0.0.1.
     pub loopback: Outcome<Loopback>,
     /// cairn, one node, durable produce: one case per record size and producer count.
@@ -252,6 +255,8 @@ pub fn nats_stem(replicas: usize, record_bytes: usize, producers: usize) -> Stri
 
 /// The file stem of the raw disk baseline.
 pub const DISK_STEM: &str = "disk";
+/// Output stem of the sustained raw write.
+pub const DISK_SUSTAINED_STEM: &str = "disk-sustained";
 /// The file stem of the consume run.
 pub const CONSUME_STEM: &str = "cairn-consume";
 /// The file stem of the e2e run.
@@ -327,6 +332,47 @@ pub fn broker_rss_max_bytes(results: &Results) -> Option<u64> {
     runs.chain(results.broker_rss_hwm_bytes).max()
 }
 
+/// The first target: durable 1 KiB produce against the raw sequential write bandwidth. Judged
+/// against the sustained raw write when it ran: a produce run writes gigabytes, past the
+/// write-back cache the short raw write measures. Both ratios are shown.
+fn produce_vs_disk(results: &Results) -> Target {
+    let target = "durable produce (acks=all), 1 KiB records: >= 50% of the raw sequential write \
+                  bandwidth";
+    let baseline = results
+        .disk_sustained
+        .as_ref()
+        .ok()
+        .map(|disk| (disk, "sustained"))
+        .or_else(|| results.disk.as_ref().ok().map(|disk| (disk, "short")));
+    match (peak(&results.cairn, TARGET_RECORD_BYTES), baseline) {
+        (Some((case, produce)), Some((disk, kind))) if disk.mb_per_s > 0.0 => {
+            let ratio = produce.mb_per_s / disk.mb_per_s;
+            let mut measured = format!(
+                "{} MB/s ({}) / {} MB/s {kind} raw write = {ratio:.2}",
+                mb(produce.mb_per_s),
+                producers(case.producers),
+                mb(disk.mb_per_s)
+            );
+            if let (Ok(short), "sustained") = (&results.disk, kind)
+                && short.mb_per_s > 0.0
+            {
+                let _ = write!(
+                    measured,
+                    " ({:.2} of the {} MB/s short raw write)",
+                    produce.mb_per_s / short.mb_per_s,
+                    mb(short.mb_per_s)
+                );
+            }
+            Target { target, measured, verdict: Verdict::of(ratio >= PRODUCE_VS_DISK_MIN) }
+        }
+        _ => Target {
+            target,
+            measured: "the 1 KiB produce runs or the disk baseline failed".to_owned(),
+            verdict: Verdict::Unknown,
+        },
+    }
+}
+
 /// The targets of issue 4, judged on `results`.
 #[must_use]
 pub fn targets(results: &Results) -> Vec<Target> {
@@ -337,24 +383,7 @@ pub fn targets(results: &Results) -> Vec<Target> {
     };
     let mut rows = Vec::new();
 
-    let target = "durable produce (acks=all), 1 KiB records: >= 50% of the raw sequential write \
-                  bandwidth";
-    rows.push(match (peak(&results.cairn, TARGET_RECORD_BYTES), &results.disk) {
-        (Some((case, produce)), Ok(disk)) if disk.mb_per_s > 0.0 => {
-            let ratio = produce.mb_per_s / disk.mb_per_s;
-            Target {
-                target,
-                measured: format!(
-                    "{} MB/s ({}) / {} MB/s = {ratio:.2}",
-                    mb(produce.mb_per_s),
-                    producers(case.producers),
-                    mb(disk.mb_per_s)
-                ),
-                verdict: Verdict::of(ratio >= PRODUCE_VS_DISK_MIN),
-            }
-        }
-        _ => unknown(target, "the 1 KiB produce runs or the disk baseline failed"),
-    });
+    rows.push(produce_vs_disk(results));
 
     let target = "durable produce, 1 KiB records: >= 4x the records/s of NATS JetStream R1";
     rows.push(
@@ -479,6 +508,20 @@ fn render_baselines(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> 
         }
         Err(error) => table.row(vec![
             "raw sequential write".into(),
+            failed(error),
+            String::new(),
+            String::new(),
+        ]),
+    }
+    match &results.disk_sustained {
+        Ok(disk) => table.row(vec![
+            "raw sequential write, sustained".into(),
+            format!("{} MB/s", mb(disk.mb_per_s)),
+            format!("`cairn-bench disk`: {}", disk.notes.first().cloned().unwrap_or_default()),
+            link(plot, DISK_SUSTAINED_STEM),
+        ]),
+        Err(error) => table.row(vec![
+            "raw sequential write, sustained".into(),
             failed(error),
             String::new(),
             String::new(),
@@ -1020,6 +1063,7 @@ mod tests {
             duration_s: 20,
             machine: vec![("CPU".into(), "AMD EPYC, 2 logical CPUs".into())],
             disk: Ok(ok(DISK_JSON)),
+            disk_sustained: Err("not run".into()),
             loopback: parse_iperf3(IPERF3_JSON).map_err(|e| e.to_string()),
             cairn: cases(281_232.1, 287.98),
             consume: Ok(consume),
@@ -1123,7 +1167,10 @@ mod tests {
             verdicts,
             [Verdict::NotMet, Verdict::NotMet, Verdict::NotMet, Verdict::Met, Verdict::Met]
         );
-        assert_eq!(targets[0].measured, "288.0 MB/s (4 producers) / 2139.9 MB/s = 0.13");
+        assert_eq!(
+            targets[0].measured,
+            "288.0 MB/s (4 producers) / 2139.9 MB/s short raw write = 0.13"
+        );
         assert_eq!(
             targets[1].measured,
             "281.2k (4 producers) / 164.4k records/s (4 producers) = 1.71"
