@@ -277,7 +277,11 @@ impl Partition {
                 })?;
             // A concurrent retention or truncation may have cut the file: return what is whole.
             if got < range.len as usize {
-                buffer.truncate(at + whole_batches(&buffer[at..at + got]));
+                buffer.truncate(
+                    at + whole_batches(&buffer[at..at + got])
+                        .last()
+                        .map_or(0, |(start, h)| start + h.total_bytes() as usize),
+                );
                 break;
             }
             at = end;
@@ -377,46 +381,35 @@ impl Partition {
 /// Rejects a record set containing a batch over `max_message_bytes` (`MESSAGE_TOO_LARGE`) before
 /// anything is written. Framing errors are left to the log's validation.
 fn check_batch_sizes(records: &[u8], max_message_bytes: u32) -> Result<(), PartitionError> {
-    let mut at = 0;
-    while at < records.len() {
-        let Ok(header) = BatchHeader::parse(&records[at..], BATCH_BYTES_MAX) else { return Ok(()) };
-        if header.total_bytes() > max_message_bytes {
-            return Err(PartitionError::MessageTooLarge {
-                bytes: header.total_bytes(),
-                limit: max_message_bytes,
-            });
-        }
-        at += header.total_bytes() as usize;
+    match whole_batches(records).find(|(_, header)| header.total_bytes() > max_message_bytes) {
+        Some((_, header)) => Err(PartitionError::MessageTooLarge {
+            bytes: header.total_bytes(),
+            limit: max_message_bytes,
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Stamps every batch of a record set with the current time as log-append time; returns it.
+/// A malformed tail is left alone: the log's validation rejects the whole append.
 fn stamp_log_append_time(records: &mut [u8]) -> i64 {
     let now_ms = cairn_storage::Clock::now_ms(&cairn_storage::SystemClock);
-    let mut at = 0;
-    while at < records.len() {
-        let Ok(header) = BatchHeader::parse(&records[at..], BATCH_BYTES_MAX) else { break };
-        let end = at + header.total_bytes() as usize;
-        if end > records.len() {
-            // Malformed: the log's validation rejects the whole append.
-            break;
-        }
-        cairn_types::batch::set_log_append_time(&mut records[at..end], now_ms);
-        at = end;
+    let batches: Vec<_> =
+        whole_batches(records).map(|(at, h)| at..at + h.total_bytes() as usize).collect();
+    for range in batches {
+        cairn_types::batch::set_log_append_time(&mut records[range], now_ms);
     }
     now_ms
 }
 
-/// Bytes of whole batches at the start of `bytes`.
-fn whole_batches(bytes: &[u8]) -> usize {
+/// The whole batches at the start of `bytes` (framing only, no CRC): each one's position and
+/// header, stopping at the first that is malformed or cut short.
+fn whole_batches(bytes: &[u8]) -> impl Iterator<Item = (usize, BatchHeader)> + '_ {
     let mut at = 0;
-    while let Ok(header) = BatchHeader::parse(&bytes[at..], BATCH_BYTES_MAX) {
-        let end = at + header.total_bytes() as usize;
-        if end > bytes.len() {
-            break;
-        }
-        at = end;
-    }
-    at
+    std::iter::from_fn(move || {
+        let header = BatchHeader::parse(bytes.get(at..)?, BATCH_BYTES_MAX).ok()?;
+        let start = at;
+        at += header.total_bytes() as usize;
+        (at <= bytes.len()).then_some((start, header))
+    })
 }

@@ -15,7 +15,6 @@ use cairn_types::limits::{BATCH_BYTES_MAX, DECOMPRESSED_BATCH_BYTES_MAX};
 
 // Header fields a compressed batch rewrites (see `cairn_types::batch` for the layout).
 const BATCH_LENGTH_AT: usize = 8;
-const CRC_AT: usize = 17;
 const ATTRIBUTES_AT: usize = 21;
 const ATTR_COMPRESSION_MASK: i16 = 0x07;
 
@@ -73,12 +72,6 @@ pub enum BatchBuildError {
     },
 }
 
-/// CRC32C of `bytes`, the checksum of a RecordBatch v2 (over the bytes from its attributes on).
-#[must_use]
-pub fn crc32c(bytes: &[u8]) -> u32 {
-    crc32c::crc32c(bytes)
-}
-
 /// Turns `uncompressed` — one valid uncompressed batch, as `BatchBuilder::build` writes it —
 /// into the same batch with its records part compressed with `codec`: the header is kept, the
 /// codec bits, `batch_length` and CRC are rewritten. [`Compression::None`] returns it as is.
@@ -109,8 +102,7 @@ pub fn compressed_batch(
     let attributes = i16::from_be_bytes([out[ATTRIBUTES_AT], out[ATTRIBUTES_AT + 1]]);
     let attributes = (attributes & !ATTR_COMPRESSION_MASK) | codec_bits(codec);
     out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
-    let crc = crc32c(&out[ATTRIBUTES_AT..]);
-    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    cairn_types::batch::set_crc(&mut out);
     Ok(out)
 }
 
@@ -275,12 +267,6 @@ mod tests {
     use cairn_types::batch::BatchBuilder;
 
     use super::*;
-
-    #[test]
-    fn crc32c_check_value() {
-        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
-        assert_eq!(crc32c(b""), 0);
-    }
 
     /// Kafka's `UtilsTest.testMurmur2`.
     #[test]

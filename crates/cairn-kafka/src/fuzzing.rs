@@ -148,10 +148,6 @@ fn check_record_set(data: &[u8]) {
     }
 }
 
-/// Where a batch's CRC is stored, and where the bytes it covers start (`cairn_types::batch`).
-const CRC_AT: usize = 17;
-const CRC_COVERED_FROM: usize = 21;
-
 /// `data` with the CRC of every batch it frames (by each batch's length field, while they fit)
 /// recomputed.
 #[must_use]
@@ -167,35 +163,8 @@ pub fn with_crcs_fixed(data: &[u8]) -> Vec<u8> {
         let Some(batch) = rest.get_mut(..total).filter(|batch| batch.len() >= HEADER_BYTES) else {
             break;
         };
-        let crc = crc32c(&batch[CRC_COVERED_FROM..]);
-        batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        batch::set_crc(batch);
         at += total;
     }
     out
-}
-
-/// CRC32C (Castagnoli, reflected polynomial 0x82F63B78), one table entry per byte value.
-const CRC32C_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut index = 0;
-    while index < 256 {
-        let mut crc = index as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-            bit += 1;
-        }
-        table[index] = crc;
-        index += 1;
-    }
-    table
-};
-
-/// CRC32C of `bytes`, as RecordBatch v2 uses it (cairn-kafka does not depend on a CRC crate).
-fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc = CRC32C_TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
 }

@@ -452,10 +452,20 @@ pub fn set_partition_leader_epoch(bytes: &mut [u8], epoch: LeaderEpoch) {
 /// # Panics
 /// If `bytes` does not start with a whole batch: callers pass batches they have validated.
 pub fn set_log_append_time(bytes: &mut [u8], timestamp: i64) {
-    let total = LOG_OVERHEAD_BYTES + read_i32(bytes, BATCH_LENGTH_AT) as usize;
     let attributes = read_i16(bytes, ATTRIBUTES_AT) | ATTR_TIMESTAMP_TYPE;
     bytes[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     bytes[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&timestamp.to_be_bytes());
+    set_crc(bytes);
+}
+
+/// Recomputes and stores the CRC of the batch at the start of `bytes` (as far as its length
+/// field says, within `bytes`), after fields it covers were rewritten.
+///
+/// # Panics
+/// If `bytes` is shorter than a batch header.
+pub fn set_crc(bytes: &mut [u8]) {
+    let total = usize::try_from(read_i32(bytes, BATCH_LENGTH_AT))
+        .map_or(bytes.len(), |length| (LOG_OVERHEAD_BYTES + length).min(bytes.len()));
     let crc = crc32c::crc32c(&bytes[CRC_COVERED_FROM..total]);
     bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
