@@ -36,6 +36,11 @@ pub struct LogConfig {
     pub index_sync_bytes: u64,
     /// Durability policy.
     pub flush: FlushPolicy,
+    /// Keep only this many bytes at the durable end of the log in the OS page cache: each flush
+    /// drops the cached pages of older data (`POSIX_FADV_DONTNEED`), so a write-once log
+    /// recycles its pages instead of growing the page cache. Readers of older data read from the
+    /// device. `None` leaves caching to the OS.
+    pub cache_window_bytes: Option<u64>,
 }
 
 impl Default for LogConfig {
@@ -46,6 +51,7 @@ impl Default for LogConfig {
             index_interval_bytes: limits::INDEX_INTERVAL_BYTES_DEFAULT,
             index_sync_bytes: limits::INDEX_SYNC_BYTES_DEFAULT,
             flush: FlushPolicy::EveryAppend,
+            cache_window_bytes: None,
         }
     }
 }

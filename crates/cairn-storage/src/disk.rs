@@ -51,6 +51,11 @@ pub trait DiskFile: Send + Sync + 'static {
     fn raw_fd(&self) -> Option<i32> {
         None
     }
+
+    /// Advice that `[from, to)` will not be read soon, so the OS may drop its cached pages
+    /// (`POSIX_FADV_DONTNEED`). Never changes content or durability: dirty pages are kept.
+    /// Best effort, so there is no error to report.
+    fn drop_cache(&self, _from: u64, _to: u64) {}
 }
 
 /// A file system rooted anywhere. Paths are absolute or relative to the process, as with `std::fs`.
@@ -144,6 +149,13 @@ impl DiskFile for RealFile {
     fn raw_fd(&self) -> Option<i32> {
         use std::os::fd::AsRawFd;
         Some(self.file.as_raw_fd())
+    }
+
+    fn drop_cache(&self, from: u64, to: u64) {
+        if let Some(len) = std::num::NonZeroU64::new(to.saturating_sub(from)) {
+            // Advice: a failure leaves the pages cached, which is what not asking would do.
+            let _ = rustix::fs::fadvise(&self.file, from, Some(len), rustix::fs::Advice::DontNeed);
+        }
     }
 }
 

@@ -68,6 +68,15 @@ pub struct PendingFlush<F> {
     point: RecoveryPoint,
     /// The log's appended byte count when begun.
     appended_bytes: u64,
+    /// Cached ranges of durable data behind the cache window, dropped after the fsync.
+    cache_drops: Vec<CacheDrop<F>>,
+}
+
+/// A range of a segment file whose cached pages are to be dropped.
+struct CacheDrop<F> {
+    file: Arc<F>,
+    from: u64,
+    to: u64,
 }
 
 impl<F: DiskFile> PendingFlush<F> {
@@ -82,7 +91,11 @@ impl<F: DiskFile> PendingFlush<F> {
     /// # Errors
     /// [`Error::Io`]; pass it to [`Log::complete_flush`], which poisons the log.
     pub fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(io_error("fsync", &self.path))
+        self.file.sync_data().map_err(io_error("fsync", &self.path))?;
+        for drop in &self.cache_drops {
+            drop.file.drop_cache(drop.from, drop.to);
+        }
+        Ok(())
     }
 }
 
@@ -117,6 +130,10 @@ pub struct Log<D: Disk> {
     scratch: Vec<(usize, BatchHeader)>,
     /// What the last open found and did.
     pub(crate) recovery: Recovery,
+    /// The newest checkpointed point: everything before it is durable.
+    durable_point: RecoveryPoint,
+    /// Cached pages before this (segment base, position) have been dropped (cache window).
+    cache_dropped: (Offset, u64),
 }
 
 /// In-memory state of the active segment before an append, to undo a failed one.
@@ -154,6 +171,12 @@ impl<D: Disk> Log<D> {
             appended_bytes: 0,
             scratch: Vec::new(),
             recovery: Recovery::default(),
+            durable_point: RecoveryPoint {
+                segment_base: Offset(0),
+                position: 0,
+                next_offset: Offset(0),
+            },
+            cache_dropped: (Offset(0), 0),
         }
     }
 
@@ -477,6 +500,7 @@ impl<D: Disk> Log<D> {
 
     fn write_checkpoint_at(&mut self, point: RecoveryPoint) -> Result<()> {
         assert!(point.next_offset <= self.durable, "a checkpoint claims only durable data");
+        self.durable_point = point;
         let path = child(&self.dir, crate::checkpoint::FILE_NAME);
         self.checkpoint.write(point).map_err(io_error("write", &path))
     }
@@ -487,6 +511,41 @@ impl<D: Disk> Log<D> {
         self.write_checkpoint()?;
         let path = child(&self.dir, crate::checkpoint::FILE_NAME);
         self.checkpoint.sync().map_err(io_error("fsync", &path))
+    }
+
+    /// The cached ranges of durable data more than `cache_window_bytes` behind the durable end
+    /// that were not dropped yet; marks them dropped.
+    fn take_cache_drops(&mut self) -> Vec<CacheDrop<D::File>> {
+        let Some(window) = self.config.cache_window_bytes else { return Vec::new() };
+        let end = (self.durable_point.segment_base, self.durable_point.position);
+        // Walk back from the durable end until `window` bytes are behind: that is the target.
+        let mut kept = 0;
+        let mut target = None;
+        for segment in self.segments.iter().rev().skip_while(|s| s.base > end.0) {
+            let size = if segment.base == end.0 { end.1 } else { u64::from(segment.size) };
+            if kept + size > window {
+                target = Some((segment.base, size - (window - kept)));
+                break;
+            }
+            kept += size;
+        }
+        let Some(target) = target.filter(|target| *target > self.cache_dropped) else {
+            return Vec::new();
+        };
+        let first = self.segments.partition_point(|s| s.base < self.cache_dropped.0);
+        let drops = self
+            .segments
+            .range(first..)
+            .take_while(|s| s.base <= target.0)
+            .filter_map(|segment| {
+                let from =
+                    if segment.base == self.cache_dropped.0 { self.cache_dropped.1 } else { 0 };
+                let to = if segment.base == target.0 { target.1 } else { u64::from(segment.size) };
+                (to > from).then(|| CacheDrop { file: Arc::clone(&segment.data), from, to })
+            })
+            .collect();
+        self.cache_dropped = target;
+        drops
     }
 
     /// Whether the flush policy asks for a flush now.
@@ -557,6 +616,7 @@ impl<D: Disk> Log<D> {
             }
             let index_bytes = (active.index_written - index_before) * crate::index::ENTRY_BYTES;
             log.index_unsynced_bytes += index_bytes as u64;
+            let cache_drops = log.take_cache_drops();
             let active = log.active();
             Ok(Some(PendingFlush {
                 file: Arc::clone(&active.data),
@@ -568,6 +628,7 @@ impl<D: Disk> Log<D> {
                     next_offset: active.next,
                 },
                 appended_bytes: log.appended_bytes,
+                cache_drops,
             }))
         })
     }
@@ -821,6 +882,7 @@ impl<D: Disk> Log<D> {
                 .map_err(io_error("truncate", &active.data_path))?;
             active.data.sync_data().map_err(io_error("fsync", &active.data_path))?;
             active.index.truncate_to_position(position);
+            log.cache_dropped = log.cache_dropped.min((active.base, u64::from(position)));
             active.replay(position, epochs, interval)?;
             active.rewrite_index()?;
             // Stale entries past the cut must not survive a crash to mislead the next open.

@@ -140,6 +140,8 @@ struct State {
     sync_count: u64,
     /// Bytes stored by `write_all_at` since creation, partial writes included.
     bytes_written: u64,
+    /// Bytes named by `drop_cache` since creation: (all, those not durable when named).
+    cache_dropped: (u64, u64),
 }
 
 /// splitmix64 (Steele, Lea, Flood 2014): tiny, fast, and good enough to pick tear points.
@@ -185,6 +187,7 @@ impl SimDisk {
             write_fail_errno: None,
             sync_count: 0,
             bytes_written: 0,
+            cache_dropped: (0, 0),
         };
         SimDisk { state: Arc::new(Mutex::new(state)) }
     }
@@ -268,6 +271,13 @@ impl SimDisk {
     #[must_use]
     pub fn bytes_written(&self) -> u64 {
         lock(&self.state).bytes_written
+    }
+
+    /// Bytes named by [`DiskFile::drop_cache`] so far, over all files and crashes: all of them,
+    /// and those that were not durable when named (a log drops only durable data).
+    #[must_use]
+    pub fn cache_dropped_bytes(&self) -> (u64, u64) {
+        lock(&self.state).cache_dropped
     }
 
     /// Bytes that count against the capacity now: the `current` length of every live file.
@@ -569,6 +579,17 @@ impl DiskFile for SimFile {
         let mut state = lock(&self.state);
         state.check(self.generation)?;
         state.sync(self.inode)
+    }
+
+    fn drop_cache(&self, from: u64, to: u64) {
+        let mut state = lock(&self.state);
+        if state.generation != self.generation || to <= from {
+            return;
+        }
+        let durable_to = state.inode_mut(self.inode).dirty_from as u64;
+        let (all, not_durable) = &mut state.cache_dropped;
+        *all += to - from;
+        *not_durable += to.saturating_sub(durable_to.max(from));
     }
 }
 

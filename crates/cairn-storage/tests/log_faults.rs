@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_storage::sim::{EIO, SimDisk};
-use cairn_storage::{Disk, DiskFile, Error, FlushPolicy, Log, LogConfig, ManualClock, Retention};
+use cairn_storage::{
+    Disk, DiskFile, Error, FlushPolicy, Log, LogConfig, ManualClock, RealDisk, Retention,
+};
 use cairn_types::batch::{BatchBuilder, Batches};
 use cairn_types::limits::BATCH_BYTES_MAX;
 use cairn_types::{LeaderEpoch, Offset};
@@ -22,6 +24,7 @@ fn config() -> LogConfig {
         index_interval_bytes: 256,
         index_sync_bytes: 1 << 20,
         flush: FlushPolicy::EveryAppend,
+        cache_window_bytes: None,
     }
 }
 
@@ -382,6 +385,45 @@ fn segments_roll_by_age() {
     clock.advance(1);
     fill(&mut log, 1, 10);
     assert_eq!(log.segment_count(), 2);
+}
+
+/// With a cache window, each flush drops the cached pages of durable data more than the window
+/// behind the durable end of the previous flush, across segment rolls and after a truncation;
+/// what is read back is unchanged. Returns the bytes expected dropped.
+fn cache_window_drops_durable_data_behind_the_window<D: Disk + Clone>(disk: &D, dir: &Path) -> u64 {
+    const WINDOW: u64 = 3000;
+    let clock = ManualClock::new(T0);
+    let config = LogConfig { cache_window_bytes: Some(WINDOW), ..config() };
+    let mut log = open(disk, dir, config.clone(), &clock).unwrap();
+    let mut expected = fill(&mut log, 30, 100);
+    assert!(log.segment_count() >= 3, "the window spans segment rolls");
+    let batch_bytes = batch(3, 100, T0).len() as u64;
+    // Each flush drops what the previous one made durable, less the window.
+    let mut dropped = expected.len() as u64 - batch_bytes - WINDOW;
+    assert_eq!(read_all(&log).unwrap(), expected);
+
+    // Cut 10 batches, deeper than the window, and write 10 new ones: the rewritten bytes are
+    // dropped again once the window has passed them.
+    let cut = Offset(log.next_offset().0 - 30);
+    log.truncate_suffix(cut, cut).unwrap();
+    expected.truncate(expected.len() - 10 * batch_bytes as usize);
+    expected.extend(fill(&mut log, 10, 100));
+    dropped += 10 * batch_bytes - batch_bytes - WINDOW;
+    assert_eq!(read_all(&log).unwrap(), expected);
+
+    log.close().unwrap();
+    let log = open(disk, dir, config, &clock).unwrap();
+    assert_eq!(read_all(&log).unwrap(), expected);
+    dropped
+}
+
+#[test]
+fn cache_window_drops_only_durable_data() {
+    let disk = SimDisk::new(11);
+    let expected = cache_window_drops_durable_data_behind_the_window(&disk, Path::new("/cache"));
+    assert_eq!(disk.cache_dropped_bytes(), (expected, 0));
+    let temp = tempfile::tempdir().unwrap();
+    cache_window_drops_durable_data_behind_the_window(&RealDisk, temp.path());
 }
 
 #[test]

@@ -101,13 +101,17 @@ fn config() -> impl Strategy<Value = LogConfig> {
         Just(FlushPolicy::Manual),
         (1u64..1000, 1u64..5000).prop_map(|(ms, bytes)| FlushPolicy::Interval { ms, bytes }),
     ];
-    (1024u64..6000, 64u32..1024, flush, proptest::option::of(500i64..5000)).prop_map(
-        |(segment_bytes, index_interval_bytes, flush, segment_ms)| LogConfig {
-            segment_bytes,
-            segment_ms,
-            index_interval_bytes,
-            index_sync_bytes: 2048,
-            flush,
+    let segments = (1024u64..6000, 64u32..1024, proptest::option::of(500i64..5000));
+    (segments, flush, proptest::option::of(0u64..8000)).prop_map(
+        |((segment_bytes, index_interval_bytes, segment_ms), flush, cache_window_bytes)| {
+            LogConfig {
+                segment_bytes,
+                segment_ms,
+                index_interval_bytes,
+                index_sync_bytes: 2048,
+                flush,
+                cache_window_bytes,
+            }
         },
     )
 }
@@ -376,10 +380,13 @@ proptest! {
     /// Power loss on the simulated disk.
     #[test]
     fn log_matches_model(seed: u64, config in config(), ops in proptest::collection::vec(op(), 1..60)) {
-        let mut harness = Harness::new(SimDisk::new(seed), "/data/topic-0".into(), config);
+        let disk = SimDisk::new(seed);
+        let mut harness = Harness::new(disk.clone(), "/data/topic-0".into(), config);
         for op in &ops {
             harness.step(op);
         }
+        // The cache window drops only durable data.
+        prop_assert_eq!(disk.cache_dropped_bytes().1, 0);
     }
 
     /// Process crashes on the real file system.
