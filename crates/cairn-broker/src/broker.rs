@@ -27,6 +27,9 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     /// How often retention runs.
     pub retention_interval: Duration,
+    /// Bytes at the durable end of each partition log kept in the OS page cache
+    /// ([`LogConfig::cache_window_bytes`]); `None` leaves caching to the OS.
+    pub cache_window_bytes: Option<u64>,
 }
 
 /// The partitions hosted on this node.
@@ -46,8 +49,8 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BrokerErr
     move |source| BrokerError::Io { op, path, source }
 }
 
-/// The partition's settings and log configuration from its topic's configs.
-fn settings_for(topic: &TopicMeta) -> (PartitionConfig, LogConfig) {
+/// The partition's settings and log configuration from its topic's configs and the broker's.
+fn settings_for(topic: &TopicMeta, config: &BrokerConfig) -> (PartitionConfig, LogConfig) {
     let configs = &topic.configs;
     let settings = PartitionConfig {
         max_message_bytes: configs.max_message_bytes(),
@@ -58,6 +61,7 @@ fn settings_for(topic: &TopicMeta) -> (PartitionConfig, LogConfig) {
         segment_bytes: configs.segment_bytes(),
         segment_ms: Some(configs.segment_ms()),
         flush: FlushPolicy::Manual,
+        cache_window_bytes: config.cache_window_bytes,
         ..LogConfig::default()
     };
     (settings, log_config)
@@ -112,7 +116,7 @@ impl<M: MetadataStore> Broker<M> {
     /// Opens partitions `from..topic.partitions` of `topic` and starts their flushers.
     fn open_partitions(&self, topic: &TopicMeta, from: u32) -> Result<(), BrokerError> {
         let name = topic.name.as_str();
-        let (settings, log_config) = settings_for(topic);
+        let (settings, log_config) = settings_for(topic, &self.config);
         for index in from..topic.partitions {
             let dir = self.partition_dir(name, index);
             let log = Log::open(RealDisk, &dir, log_config.clone(), Arc::new(SystemClock))
@@ -189,7 +193,7 @@ impl<M: MetadataStore> Broker<M> {
     ) -> Result<Arc<TopicMeta>, BrokerError> {
         let _admin = self.admin.lock().await;
         let topic = self.meta.alter_configs(name, changes).await?;
-        let (settings, log_config) = settings_for(&topic);
+        let (settings, log_config) = settings_for(&topic, &self.config);
         for index in 0..topic.partitions {
             if let Some(partition) = self.partition(name, index) {
                 partition.reconfigure(settings, log_config.clone()).map_err(|source| {

@@ -35,8 +35,11 @@ async fn start(dir: &std::path::Path) -> (String, watch::Sender<bool>) {
     let addr = listener.local_addr().unwrap();
     let node = NodeMeta { id: NodeId(0), host: "127.0.0.1".into(), port: addr.port(), rack: None };
     let meta = Arc::new(LocalMetadata::open(&dir.join("meta"), node).unwrap());
-    let config =
-        BrokerConfig { data_dir: dir.into(), retention_interval: Duration::from_secs(3600) };
+    let config = BrokerConfig {
+        data_dir: dir.into(),
+        retention_interval: Duration::from_secs(3600),
+        cache_window_bytes: None,
+    };
     let broker = Broker::open(config, meta).await.unwrap();
     let spec = TopicSpec {
         name: TopicName::new("p").unwrap(),

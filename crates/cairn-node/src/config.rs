@@ -90,6 +90,10 @@ pub struct NodeConfig {
     pub connections_max_idle_ms: u64,
     /// Graceful shutdown waits this long for in-flight requests and log flushes before giving up.
     pub shutdown_timeout_ms: u64,
+    /// Bytes at the durable end of each partition log kept in the OS page cache; older data is
+    /// dropped from the cache as the log grows, so consumers of it read from the device. 0 leaves
+    /// caching to the OS. See docs/internals/storage.md, "Page cache window".
+    pub page_cache_window_bytes: u64,
 }
 
 impl Default for NodeConfig {
@@ -108,6 +112,7 @@ impl Default for NodeConfig {
             request_timeout_ms: 30_000,
             connections_max_idle_ms: 600_000,
             shutdown_timeout_ms: 30_000,
+            page_cache_window_bytes: 256 << 20,
         }
     }
 }
@@ -366,6 +371,11 @@ pub struct ServeArgs {
     /// [env: CAIRN_SHUTDOWN_TIMEOUT_MS] [default: 30000]
     #[arg(long, value_name = "MS")]
     pub shutdown_timeout_ms: Option<u64>,
+    /// Bytes at the end of each partition log kept in the OS page cache once durable; older
+    /// data is dropped from the cache (0: leave caching to the OS).
+    /// [env: CAIRN_PAGE_CACHE_WINDOW_BYTES] [default: 268435456]
+    #[arg(long, value_name = "BYTES")]
+    pub page_cache_window_bytes: Option<u64>,
 }
 
 /// The TOML file: the same fields as [`ServeArgs`] but `config`, snake_case keys only.
@@ -385,6 +395,7 @@ struct FileConfig {
     request_timeout_ms: Option<u64>,
     connections_max_idle_ms: Option<u64>,
     shutdown_timeout_ms: Option<u64>,
+    page_cache_window_bytes: Option<u64>,
 }
 
 /// The environment variable of a field: `kafka_listen` → `CAIRN_KAFKA_LISTEN`.
@@ -461,6 +472,8 @@ pub fn resolve_with(
         connections_max_idle_ms: layer!(connections_max_idle_ms)
             .unwrap_or(defaults.connections_max_idle_ms),
         shutdown_timeout_ms: layer!(shutdown_timeout_ms).unwrap_or(defaults.shutdown_timeout_ms),
+        page_cache_window_bytes: layer!(page_cache_window_bytes)
+            .unwrap_or(defaults.page_cache_window_bytes),
     };
 
     config.check().map_err(|invalid| {

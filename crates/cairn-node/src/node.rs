@@ -118,8 +118,12 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         let _ = admin_stopping.wait_for(|stop| *stop).await;
     }));
 
-    let broker_config =
-        BrokerConfig { data_dir: config.data_dir.clone(), retention_interval: RETENTION_INTERVAL };
+    let broker_config = BrokerConfig {
+        data_dir: config.data_dir.clone(),
+        retention_interval: RETENTION_INTERVAL,
+        cache_window_bytes: (config.page_cache_window_bytes > 0)
+            .then_some(config.page_cache_window_bytes),
+    };
     let broker = Broker::open(broker_config, meta).await.context("opening partitions")?;
     let retention = tokio::spawn(Arc::clone(&broker).run_retention());
     let server_config = ServerConfig {

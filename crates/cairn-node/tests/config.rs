@@ -127,6 +127,7 @@ fn everything_changed() -> NodeConfig {
         request_timeout_ms: 5_000,
         connections_max_idle_ms: 60_000,
         shutdown_timeout_ms: 1_000,
+        page_cache_window_bytes: 0,
     }
 }
 
@@ -146,6 +147,7 @@ const EVERYTHING: &[(&str, &str)] = &[
     ("request_timeout_ms", "5000"),
     ("connections_max_idle_ms", "60000"),
     ("shutdown_timeout_ms", "1000"),
+    ("page_cache_window_bytes", "0"),
 ];
 
 fn is_toml_number_or_bool(field: &str) -> bool {
@@ -374,6 +376,7 @@ fn help_documents_env_and_defaults() {
             ("request_timeout_ms", d.request_timeout_ms.to_string()),
             ("connections_max_idle_ms", d.connections_max_idle_ms.to_string()),
             ("shutdown_timeout_ms", d.shutdown_timeout_ms.to_string()),
+            ("page_cache_window_bytes", d.page_cache_window_bytes.to_string()),
         ])
     };
     let command = Serve::command();
