@@ -190,6 +190,9 @@ fn read_once<M: MetadataStore>(
             }
             Err(error) => {
                 errors = true;
+                if !matches!(error, PartitionError::OffsetOutOfRange { .. }) {
+                    tracing::warn!(topic = partition.topic(), partition = index, %error, "fetch failed");
+                }
                 let offsets = match &error {
                     PartitionError::OffsetOutOfRange { offsets } => Some(*offsets),
                     _ => Some(partition.offsets()),
