@@ -118,9 +118,20 @@ pub struct Pace {
     /// Closed loop: as fast as acknowledgements allow.
     #[arg(long)]
     pub max: bool,
+    /// Leave latencies completed in the first SECS out of the summary's percentiles (a warm-up:
+    /// connections, topic creation, first segment files). The per-second series and the
+    /// throughput still cover the whole run.
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    pub warmup: f64,
 }
 
 impl Pace {
+    /// The warm-up left out of the latency percentiles.
+    #[must_use]
+    pub fn warmup(&self) -> Duration {
+        Duration::from_secs_f64(self.warmup.max(0.0))
+    }
+
     /// The run's length when not bounded by `--records`.
     #[must_use]
     pub fn duration(&self) -> Duration {
@@ -148,6 +159,9 @@ impl Pace {
             && !(duration.is_finite() && duration > 0.0)
         {
             anyhow::bail!("--duration must be a positive number of seconds");
+        }
+        if !(self.warmup.is_finite() && self.warmup >= 0.0) {
+            anyhow::bail!("--warmup must be a number of seconds, 0 or more");
         }
         Ok(())
     }

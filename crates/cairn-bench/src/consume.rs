@@ -14,12 +14,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use cairn_client::Client;
 use cairn_client::codes::describe;
 use cairn_client::records::{DecodeError, decode_batches};
+use cairn_client::{Client, Pending, Pipeline};
+use cairn_types::batch::BatchHeader;
+use cairn_types::limits::BATCH_BYTES_MAX;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::{BrokerId, FetchRequest};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -102,6 +104,8 @@ pub struct Plan {
     pub stamps_from: Option<Instant>,
     /// When to stop besides the partitions' ends.
     pub stop: Stop,
+    /// Latencies completed before this are left out of the summary ([`Recorder::warmup`]).
+    pub warmup: Duration,
 }
 
 /// What one consumer did.
@@ -150,9 +154,11 @@ pub async fn join(tasks: Vec<JoinHandle<anyhow::Result<Outcome>>>) -> anyhow::Re
     Ok(total)
 }
 
-/// One consumer's fetch loop.
+/// One consumer's fetch loop. Like Kafka's consumer it keeps the next fetch in flight while it
+/// decodes and checks the records of the last one: each partition's next offset comes from the
+/// batch headers alone.
 async fn consume(
-    mut client: Client,
+    client: Client,
     mut positions: Vec<Position>,
     plan: Arc<Plan>,
     start: Instant,
@@ -163,55 +169,42 @@ async fn consume(
     if by_id && topic.id.is_nil() {
         bail!("the broker reported no id for topic {}, which its Fetch version needs", topic.name);
     }
-    let mut outcome = Outcome::default();
+    let mut pipeline = client.pipeline(2)?;
+    let mut outcome =
+        Outcome { recorder: Recorder::after_warmup(plan.warmup), ..Outcome::default() };
+    let mut next_fetch = fetch(&mut pipeline, &positions, &plan, by_id).await?;
     loop {
-        if plan.stop.reached(&counters) {
-            return Ok(outcome);
-        }
-        let fetch: Vec<FetchPartition> = positions
-            .iter()
-            .filter(|p| !p.done())
-            .map(|p| {
-                FetchPartition::default()
-                    .with_partition(p.partition)
-                    .with_fetch_offset(p.next)
-                    .with_partition_max_bytes(plan.fetch_partition_bytes)
-            })
-            .collect();
-        if fetch.is_empty() {
-            return Ok(outcome);
-        }
-        let mut fetch_topic = FetchTopic::default().with_partitions(fetch);
-        if by_id {
-            fetch_topic.topic_id = topic.id;
-        } else {
-            fetch_topic.topic = topic_name(&topic.name);
-        }
-        let request = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(plan.max_wait_ms)
-            .with_min_bytes(1)
-            .with_max_bytes(plan.fetch_bytes)
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(vec![fetch_topic]);
-        let asked = Instant::now();
-        let response = client.send(&request).await.context("fetching records")?;
+        let Some((pending, asked)) = next_fetch.take() else { return Ok(outcome) };
+        let response = pending.response().await.context("fetching records")?;
         let received = Instant::now();
         let at = received.duration_since(start);
         outcome.fetches += 1;
         if response.error_code != 0 {
             bail!("fetch failed: {}", describe(response.error_code, None));
         }
+        let answers: Vec<PartitionData> =
+            response.responses.into_iter().flat_map(|t| t.partitions).collect();
+        let fetched_from = positions.clone();
+        for data in answers.iter().filter(|data| data.error_code == 0) {
+            if let Some(position) =
+                positions.iter_mut().find(|p| p.partition == data.partition_index)
+            {
+                let set = data.records.as_deref().unwrap_or_default();
+                position.next = after_last_batch(set, position.next);
+            }
+        }
+        if !plan.stop.reached(&counters) {
+            next_fetch = fetch(&mut pipeline, &positions, &plan, by_id).await?;
+        }
         let received_ns = plan.stamps_from.map(|origin| received.duration_since(origin).as_nanos());
         let mut records = 0u64;
         let mut bytes = 0u64;
-        for data in response.responses.into_iter().flat_map(|t| t.partitions) {
-            let Some(position) = positions.iter_mut().find(|p| p.partition == data.partition_index)
+        for data in answers {
+            let Some(from) = fetched_from.iter().find(|p| p.partition == data.partition_index)
             else {
                 continue;
             };
-            let taken = take(data, position, &topic.name, received_ns, at, &mut outcome)?;
+            let taken = take(data, *from, &topic.name, received_ns, at, &mut outcome)?;
             records += taken.0;
             bytes += taken.1;
         }
@@ -220,15 +213,73 @@ async fn consume(
         }
         counters.add(records, bytes);
         outcome.recorder.count(at, records, bytes);
+        if plan.stop.reached(&counters) {
+            return Ok(outcome);
+        }
     }
 }
 
+/// Sends a fetch for every partition not done; `None` when all are.
+async fn fetch(
+    pipeline: &mut Pipeline,
+    positions: &[Position],
+    plan: &Plan,
+    by_id: bool,
+) -> anyhow::Result<Option<(Pending<FetchResponse>, Instant)>> {
+    let partitions: Vec<FetchPartition> = positions
+        .iter()
+        .filter(|p| !p.done())
+        .map(|p| {
+            FetchPartition::default()
+                .with_partition(p.partition)
+                .with_fetch_offset(p.next)
+                .with_partition_max_bytes(plan.fetch_partition_bytes)
+        })
+        .collect();
+    if partitions.is_empty() {
+        return Ok(None);
+    }
+    let mut fetch_topic = FetchTopic::default().with_partitions(partitions);
+    if by_id {
+        fetch_topic.topic_id = plan.topic.id;
+    } else {
+        fetch_topic.topic = topic_name(&plan.topic.name);
+    }
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(plan.max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(plan.fetch_bytes)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![fetch_topic]);
+    let asked = Instant::now();
+    let pending = pipeline.send(&request).await.context("fetching records")?;
+    Ok(Some((pending, asked)))
+}
+
+/// The offset after the last whole batch of `set` (headers only, no checksums), or `from` when
+/// it holds none: where the partition's next fetch starts. [`take`] checks the records later.
+fn after_last_batch(set: &[u8], from: i64) -> i64 {
+    let mut next = from;
+    let mut at = 0;
+    while let Some(Ok(header)) = set.get(at..).map(|rest| BatchHeader::parse(rest, BATCH_BYTES_MAX))
+    {
+        at += header.total_bytes() as usize;
+        if at > set.len() {
+            break;
+        }
+        next = next.max(header.next_offset().0 as i64);
+    }
+    next
+}
+
 /// Takes the records of one partition's fetch answer (none at or past the position's end),
-/// records end-to-end latencies if `received_ns` is given, and moves the position past them;
-/// returns the records and their key+value bytes.
+/// starting at `position` (where it was fetched from); records end-to-end latencies if
+/// `received_ns` is given; returns the records and their key+value bytes.
 fn take(
     data: PartitionData,
-    position: &mut Position,
+    position: Position,
     topic: &str,
     received_ns: Option<u128>,
     at: Duration,
@@ -272,7 +323,7 @@ fn take(
         Ok(decoded) if decoded.next_offset == position.next && !set.is_empty() => {
             bail!("{topic}-{partition}: the broker sent no whole batch at offset {}", position.next)
         }
-        Ok(decoded) => position.next = decoded.next_offset,
+        Ok(_) => {}
         Err(DecodeError::Batch(reason)) => {
             bail!("malformed records from {topic}-{partition}: {reason}")
         }
@@ -313,6 +364,7 @@ pub async fn run(args: &ConsumeArgs) -> anyhow::Result<Report> {
         max_wait_ms: args.max_wait_ms,
         stamps_from: None,
         stop: Stop { records_max: args.records, expected: None },
+        warmup: Duration::ZERO,
     });
     let counters = Arc::new(Counters::default());
     let start = Instant::now();

@@ -78,6 +78,7 @@ pub async fn run(args: &E2eArgs) -> anyhow::Result<Report> {
         max_wait_ms: args.max_wait_ms,
         stamps_from: Some(start),
         stop: Stop { records_max: None, expected: Some(expecting) },
+        warmup: args.pace.warmup(),
     });
     let monitor = Monitor::start(
         "e2e",

@@ -161,7 +161,8 @@ async fn producer(
     let permits = Arc::new(Semaphore::new(pace.inflight.max(1)));
     let (published, queue) = mpsc::channel::<Published>(pace.inflight.max(1));
     let record_bytes = pace.record_bytes as u64;
-    let acker = tokio::spawn(acknowledge(queue, schedule, start, counters, record_bytes));
+    let acker =
+        tokio::spawn(acknowledge(queue, schedule, (start, pace.warmup()), counters, record_bytes));
 
     let result: anyhow::Result<()> = async {
         let mut index = 0u64;
@@ -198,11 +199,11 @@ async fn producer(
 async fn acknowledge(
     mut queue: mpsc::Receiver<Published>,
     schedule: Option<Schedule>,
-    start: Instant,
+    (start, warmup): (Instant, Duration),
     counters: Arc<Counters>,
     record_bytes: u64,
 ) -> anyhow::Result<Recorder> {
-    let mut recorder = Recorder::default();
+    let mut recorder = Recorder::after_warmup(warmup);
     while let Some(published) = queue.recv().await {
         published.ack.await.context("waiting for a JetStream acknowledgement")?;
         let acked = Instant::now();

@@ -264,8 +264,10 @@ async fn produce(
     let acks = plan.load.acks.wire();
     let (sent_tx, sent_rx) =
         mpsc::channel::<(Pending<ProduceResponse>, Sent)>(pace.inflight.max(1));
-    let acker = (acks != 0)
-        .then(|| tokio::spawn(acknowledge(sent_rx, schedule, start, Arc::clone(&counters))));
+    let acker = (acks != 0).then(|| {
+        let warmup = pace.warmup();
+        tokio::spawn(acknowledge(sent_rx, schedule, (start, warmup), Arc::clone(&counters)))
+    });
     let mut outcome = Outcome::default();
     let mut next = 0u64;
 
@@ -335,10 +337,10 @@ async fn produce(
 async fn acknowledge(
     mut sent: mpsc::Receiver<(Pending<ProduceResponse>, Sent)>,
     schedule: Option<Schedule>,
-    start: Instant,
+    (start, warmup): (Instant, Duration),
     counters: Arc<Counters>,
 ) -> anyhow::Result<Outcome> {
-    let mut outcome = Outcome::default();
+    let mut outcome = Outcome { recorder: Recorder::after_warmup(warmup), ..Outcome::default() };
     while let Some((pending, request)) = sent.recv().await {
         let response = pending.response().await?;
         let acked = Instant::now();
@@ -408,10 +410,13 @@ pub fn merge(outcomes: &[Outcome]) -> Outcome {
 pub fn describe_load(plan: &Plan) -> String {
     let pace = &plan.pace;
     let load = &plan.load;
-    let pacing = match pace.rate {
+    let mut pacing = match pace.rate {
         Some(rate) => format!("open loop at {rate} records/s"),
         None => "closed loop (--max)".to_owned(),
     };
+    if pace.warmup > 0.0 {
+        pacing += &format!("; latency percentiles leave out the first {} s (warm-up)", pace.warmup);
+    }
     let name = |value: serde_json::Value| value.as_str().unwrap_or_default().to_owned();
     format!(
         "topic {} ({} partitions), {} producer(s), {} B values, keys {}, acks {}, compression {}, \

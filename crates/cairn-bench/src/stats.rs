@@ -91,8 +91,10 @@ impl Second {
 /// in seconds since the run's start).
 #[derive(Clone, Debug)]
 pub struct Recorder {
-    /// Every latency of the run, µs.
+    /// Every latency of the run completed after `warmup`, µs.
     pub total: Latencies,
+    /// Latencies completed before this (since the run's start) are left out of `total`.
+    pub warmup: Duration,
     /// Second `i` of the run at index `i`.
     pub seconds: Vec<Second>,
     /// Records done.
@@ -103,7 +105,13 @@ pub struct Recorder {
 
 impl Default for Recorder {
     fn default() -> Recorder {
-        Recorder { total: new_latencies(), seconds: Vec::new(), records: 0, bytes: 0 }
+        Recorder {
+            total: new_latencies(),
+            warmup: Duration::ZERO,
+            seconds: Vec::new(),
+            records: 0,
+            bytes: 0,
+        }
     }
 }
 
@@ -125,10 +133,18 @@ impl Recorder {
         second.bytes += bytes;
     }
 
+    /// A recorder whose `total` leaves out latencies completed in the first `warmup`.
+    #[must_use]
+    pub fn after_warmup(warmup: Duration) -> Recorder {
+        Recorder { warmup, ..Recorder::default() }
+    }
+
     /// Records a latency of `latency_us`, `count` times, completed at `at`.
     pub fn latency(&mut self, at: Duration, latency_us: u64, count: u64) {
         let value = latency_us.clamp(1, LATENCY_US_MAX);
-        self.total.saturating_record_n(value, count);
+        if at >= self.warmup {
+            self.total.saturating_record_n(value, count);
+        }
         self.second(at).latencies.saturating_record_n(value, count);
     }
 
