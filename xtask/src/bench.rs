@@ -11,9 +11,10 @@
 //!    loopback TCP bandwidth with one `iperf3` stream over 127.0.0.1.
 //! 4. cairn, one node (`cairn serve` on free loopback ports): durable produce (`--acks all
 //!    --max`) of every size of [`report::RECORD_BYTES`] with every count of
-//!    [`report::PRODUCERS`], each on a fresh 4-partition topic; one consumer reading the
-//!    1 KiB / 4-producer topic from the earliest offset; e2e latency at half that run's
-//!    records/s. Every run samples the broker's RSS (`--broker-pid`); the broker is stopped with
+//!    [`report::PRODUCERS`], each on a fresh 4-partition topic; one consumer reading a
+//!    16-partition topic of 1 KiB records from the earliest offset right after it was filled
+//!    (small enough to stay in the broker's page cache window); e2e latency at half the
+//!    1 KiB / 4-producer run's records/s, after a warm-up. Every run samples the broker's RSS (`--broker-pid`); the broker is stopped with
 //!    SIGTERM and must exit 0.
 //! 5. NATS JetStream, the same produce matrix: one server per case, streams with file storage
 //!    and 1 replica; then a 3-server cluster per case, streams with 3 replicas.
@@ -77,6 +78,8 @@ pub const PARTITIONS: usize = 4;
 pub const KAFKA_INFLIGHT: usize = 5;
 /// Bytes of one RecordBatch (`cairn-bench --batch-bytes`); a request holds one per partition.
 pub const BATCH_BYTES: usize = 16 * 1024;
+/// Partitions of the topic the consume run reads.
+pub const CONSUME_PARTITIONS: usize = 16;
 
 /// Unacknowledged publishes per NATS producer for `record_bytes` records: as many record bytes
 /// in flight as a cairn producer has (JetStream has no batches: one publish per record).
@@ -167,6 +170,11 @@ struct Plan {
     iperf3_s: u64,
     /// Seconds the e2e consumers may take to drain after the producers stop.
     e2e_drain_s: u64,
+    /// Seconds at the start of the e2e run left out of its latency percentiles.
+    e2e_warmup_s: u64,
+    /// Records of 1 KiB the consume run reads: within the page cache window of the topic's
+    /// [`CONSUME_PARTITIONS`] partitions (cairn's default 256 MiB each).
+    consume_records: u64,
     /// Whether to wait for other compilations to finish before each measurement.
     wait_for_quiet: bool,
 }
@@ -181,6 +189,8 @@ impl Plan {
                 sync_rounds: 200,
                 iperf3_s: 2,
                 e2e_drain_s: 10,
+                e2e_warmup_s: 1,
+                consume_records: 512 * 1024,
                 wait_for_quiet: false,
             }
         } else {
@@ -191,6 +201,8 @@ impl Plan {
                 sync_rounds: 1000,
                 iperf3_s: 5,
                 e2e_drain_s: 30,
+                e2e_warmup_s: 5,
+                consume_records: 3 * 1024 * 1024,
                 wait_for_quiet: true,
             }
         }
@@ -505,8 +517,7 @@ impl Suite {
         Ok(())
     }
 
-    /// The durable produce matrix, each case on a fresh topic; every topic but the one the
-    /// consume run reads is deleted after its run.
+    /// The durable produce matrix, each case on a fresh topic, deleted after its run.
     fn cairn_produce(
         &mut self,
         broker: &mut Service,
@@ -544,15 +555,14 @@ impl Suite {
                 let result = self.bench(&stem, &args, Some(broker.pid()), length);
                 results.cairn.push(Case { record_bytes, producers, result });
                 broker.ensure_running()?;
-                if topic != self::topic(TARGET_RECORD_BYTES, PEAK_PRODUCERS) {
-                    self.delete_topic(bootstrap, &topic);
-                }
+                self.delete_topic(bootstrap, &topic);
             }
         }
         Ok(())
     }
 
-    /// One consumer over the 1 KiB / 4-producer topic, then e2e at half that run's rate.
+    /// One consumer over a topic filled right before it, then e2e at half the 1 KiB /
+    /// 4-producer run's rate.
     fn cairn_consume_e2e(
         &mut self,
         broker: &mut Service,
@@ -560,26 +570,15 @@ impl Suite {
         results: &mut Results,
     ) -> Result<()> {
         let pid = broker.pid();
-        let peak_topic = topic(TARGET_RECORD_BYTES, PEAK_PRODUCERS);
+        results.consume = self.cairn_consume(broker, bootstrap);
+        broker.ensure_running()?;
+
         let peak = report::case(&results.cairn, TARGET_RECORD_BYTES, PEAK_PRODUCERS)
             .map(|result| result.records_per_s);
         let Some(peak) = peak else {
-            results.consume = Err(format!("not run: the produce run filling {peak_topic} failed"));
             results.e2e = Err("not run: no 1 KiB / 4-producer peak to take half of".into());
             return Ok(());
         };
-        let args = strings(&[
-            "consume",
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            &peak_topic,
-            "--consumers",
-            "1",
-        ]);
-        results.consume = self.bench(CONSUME_STEM, &args, Some(pid), Duration::from_secs(600));
-        broker.ensure_running()?;
-        self.delete_topic(bootstrap, &peak_topic);
 
         let rate = ((peak * E2E_RATE_FRACTION).round() as u64).max(1);
         let args = strings(&[
@@ -604,6 +603,8 @@ impl Suite {
             &rate.to_string(),
             "--duration",
             &self.plan.duration_s.to_string(),
+            "--warmup",
+            &self.plan.e2e_warmup_s.to_string(),
             "--drain-secs",
             &self.plan.e2e_drain_s.to_string(),
         ]);
@@ -616,6 +617,48 @@ impl Suite {
         broker.ensure_running()?;
         self.delete_topic(bootstrap, "bench-e2e");
         Ok(())
+    }
+
+    /// Fills a topic of 1 KiB records that fits in the broker's page cache window (acks=all,
+    /// not a measurement), then reads it from the earliest offset with one consumer.
+    fn cairn_consume(&mut self, broker: &mut Service, bootstrap: &str) -> Outcome<BenchResult> {
+        const TOPIC: &str = "bench-consume";
+        let mut fill = Command::new(&self.cairn_bench);
+        fill.args(strings(&[
+            "produce",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            TOPIC,
+            "--partitions",
+            &CONSUME_PARTITIONS.to_string(),
+            "--record-bytes",
+            &TARGET_RECORD_BYTES.to_string(),
+            "--producers",
+            &PEAK_PRODUCERS.to_string(),
+            "--inflight",
+            &KAFKA_INFLIGHT.to_string(),
+            "--batch-bytes",
+            &BATCH_BYTES.to_string(),
+            "--acks",
+            "all",
+            "--max",
+            "--records",
+            &self.plan.consume_records.to_string(),
+            "--quiet",
+        ]));
+        fill.current_dir(&self.root);
+        self.record(&fill);
+        header("bench: filling the consume topic");
+        let stdout = self.out.join("logs").join("cairn-consume-fill.txt");
+        let stderr = self.out.join("logs").join("cairn-consume-fill.stderr");
+        run_to_end(&mut fill, &stdout, &stderr, Duration::from_secs(600))
+            .map_err(|error| format!("filling {TOPIC} failed: {error:#}"))?;
+        let args =
+            strings(&["consume", "--bootstrap", bootstrap, "--topic", TOPIC, "--consumers", "1"]);
+        let result = self.bench(CONSUME_STEM, &args, Some(broker.pid()), Duration::from_secs(600));
+        self.delete_topic(bootstrap, TOPIC);
+        result
     }
 
     /// Deletes a topic the suite has no more use for, to give its disk space back.
