@@ -700,9 +700,9 @@ fn render_consume(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> Op
     }
     out.push_str(&table.render());
     out.push_str(
-        "\nThe consumer reads a 16-partition topic of 1 KiB records from the earliest offset, right \
+        "The consumer reads a 16-partition topic of 1 KiB records from the earliest offset, right \
          after it was filled: the topic fits in cairn's page cache window (256 MiB per partition \
-         by default), so the reads come from the page cache.\n",
+         by default), so the reads come from the page cache.\n\n",
     );
 }
 
@@ -750,7 +750,7 @@ fn render_e2e(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> Option
     out.push_str(&table.render());
     let _ = writeln!(
         out,
-        "\nThe e2e and ack percentiles leave out the run's first seconds (`--warmup`, in the \
+        "The e2e and ack percentiles leave out the run's first seconds (`--warmup`, in the \
          command lines below: connections, topic creation, the first segment files); the plot \
          shows every second.\n"
     );
