@@ -338,6 +338,17 @@ mod tests {
     }
 
     #[test]
+    fn warmup_latencies_stay_out_of_the_total_but_in_the_series() {
+        let mut recorder = Recorder::after_warmup(Duration::from_secs(2));
+        recorder.latency(Duration::from_millis(1999), 50_000, 10);
+        recorder.latency(Duration::from_secs(2), 100, 5);
+        let summary = LatencySummary::of(&recorder.total).unwrap();
+        assert_eq!((summary.count, summary.max_us), (5, 100));
+        let series = recorder.series(&[], Duration::from_secs(3));
+        assert!(series[1].p99_us.is_some_and(|p99| p99 >= 49_000), "{series:?}");
+    }
+
+    #[test]
     fn series_has_one_point_per_second_and_merges() {
         let mut a = Recorder::default();
         a.count(Duration::from_millis(100), 10, 1000);

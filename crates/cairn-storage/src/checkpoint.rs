@@ -26,7 +26,7 @@ const MAGIC: u32 = 0x4341_5250; // "CARP"
 const SLOT_BYTES: usize = 40;
 
 /// What a checkpoint claims; see the module docs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct RecoveryPoint {
     pub segment_base: Offset,
     pub position: u64,

@@ -171,11 +171,7 @@ impl<D: Disk> Log<D> {
             appended_bytes: 0,
             scratch: Vec::new(),
             recovery: Recovery::default(),
-            durable_point: RecoveryPoint {
-                segment_base: Offset(0),
-                position: 0,
-                next_offset: Offset(0),
-            },
+            durable_point: RecoveryPoint::default(),
             cache_dropped: (Offset(0), 0),
         }
     }
