@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use cairn_storage::{DiskFile, Log, LogConfig, RealDisk, Retention};
+use bytes::Bytes;
+use cairn_storage::{Log, LogConfig, RealDisk, Retention};
 use cairn_types::batch::BatchHeader;
 use cairn_types::limits::BATCH_BYTES_MAX;
 use cairn_types::{LeaderEpoch, Offset};
@@ -259,12 +259,13 @@ impl Partition {
             (log.read(from, bytes_max, offsets.high_watermark)?, offsets)
         };
         // The ranges keep their files open; read them without holding the log.
-        let mut buffer = BytesMut::zeroed(usize::try_from(read.bytes).unwrap_or(usize::MAX));
-        let mut at = 0;
+        let mut buffer = Vec::with_capacity(usize::try_from(read.bytes).unwrap_or(usize::MAX));
         for range in &read.ranges {
-            let end = at + range.len as usize;
-            let got =
-                range.file.read_at(&mut buffer[at..end], range.position).map_err(|source| {
+            let at = buffer.len();
+            let got = range
+                .file
+                .read_append(&mut buffer, range.len as usize, range.position)
+                .map_err(|source| {
                     PartitionError::Storage(cairn_storage::Error::Io {
                         op: "read",
                         path: format!(
@@ -277,16 +278,14 @@ impl Partition {
                 })?;
             // A concurrent retention or truncation may have cut the file: return what is whole.
             if got < range.len as usize {
-                buffer.truncate(
-                    at + whole_batches(&buffer[at..at + got])
-                        .last()
-                        .map_or(0, |(start, h)| start + h.total_bytes() as usize),
-                );
+                let whole = whole_batches(&buffer[at..])
+                    .last()
+                    .map_or(0, |(start, h)| start + h.total_bytes() as usize);
+                buffer.truncate(at + whole);
                 break;
             }
-            at = end;
         }
-        Ok(Fetched { records: buffer.freeze(), offsets })
+        Ok(Fetched { records: Bytes::from(buffer), offsets })
     }
 
     /// The largest record timestamp in the partition (Kafka's max-timestamp offset spec).

@@ -116,6 +116,35 @@ pub struct RealFile {
     file: File,
 }
 
+impl RealFile {
+    /// Appends the `len` bytes at `position` to `buf` (fewer at the end of the file); returns
+    /// how many. Reads into the vector's spare capacity, so a caller filling a large buffer
+    /// does not zero it first as [`DiskFile::read_at`] needs.
+    ///
+    /// # Errors
+    /// IO errors from the device.
+    pub fn read_append(&self, buf: &mut Vec<u8>, len: usize, position: u64) -> io::Result<usize> {
+        let start = buf.len();
+        buf.reserve_exact(len);
+        while buf.len() - start < len {
+            let done = buf.len() - start;
+            match rustix::io::pread(
+                &self.file,
+                rustix::buffer::spare_capacity(buf),
+                position + done as u64,
+            ) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        // The spare capacity may have taken more than asked: keep the range only.
+        buf.truncate(start + len);
+        Ok(buf.len() - start)
+    }
+}
+
 impl DiskFile for RealFile {
     fn read_at(&self, buf: &mut [u8], position: u64) -> io::Result<usize> {
         let mut done = 0;

@@ -183,6 +183,22 @@ fn real_disk_conforms() {
     suite(RealDisk, &temp.path().join("root"));
 }
 
+/// `RealFile::read_append` reads exactly the range (less at the end of the file) after what the
+/// vector holds, whatever its spare capacity.
+#[test]
+fn real_file_read_append_reads_the_range_only() {
+    let temp = tempfile::tempdir().unwrap();
+    let file = RealDisk.create(&temp.path().join("data")).unwrap();
+    let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    file.write_all_at(&bytes, 0).unwrap();
+    let mut buf = Vec::with_capacity(1 << 20);
+    buf.extend_from_slice(b"head");
+    assert_eq!(file.read_append(&mut buf, 3000, 100).unwrap(), 3000);
+    assert_eq!(file.read_append(&mut buf, 500, 9_800).unwrap(), 200);
+    assert_eq!(file.read_append(&mut buf, 10, 20_000).unwrap(), 0);
+    assert_eq!(buf, [&b"head"[..], &bytes[100..3100], &bytes[9_800..]].concat());
+}
+
 #[test]
 fn sim_disk_conforms() {
     suite(SimDisk::new(1), Path::new("/sim/root"));
