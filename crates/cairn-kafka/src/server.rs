@@ -230,10 +230,10 @@ async fn read_requests<M: MetadataStore>(
             Some(permit) => permit,
             None => return Close::Shutdown,
         };
-        let mut frame = BytesMut::zeroed(length);
-        if let Err(error) = reader.read_exact(&mut frame).await {
-            return Close::Io(error);
-        }
+        let frame = match codec::read_body(&mut reader, length).await {
+            Ok(frame) => frame,
+            Err(error) => return Close::Io(error),
+        };
         let mut request = match decode(frame.freeze(), length) {
             Ok(request) => request,
             Err(close) => return close,
