@@ -30,6 +30,9 @@ pub struct BrokerConfig {
     /// Bytes at the durable end of each partition log kept in the OS page cache
     /// ([`LogConfig::cache_window_bytes`]); `None` leaves caching to the OS.
     pub cache_window_bytes: Option<u64>,
+    /// Observes the duration of every partition log flush (a group commit's fsync and the page
+    /// cache drops after it), in seconds.
+    pub flush_seconds: Arc<cairn_metrics::Histogram>,
 }
 
 /// The partitions hosted on this node.
@@ -128,7 +131,16 @@ impl<M: MetadataStore> Broker<M> {
             let epoch =
                 self.meta.leader(name, index).map_or(LeaderEpoch(0), |leader| leader.leader_epoch);
             let progress = Arc::clone(&self.progress);
-            let partition = Partition::new(name.to_owned(), index, log, settings, epoch, progress);
+            let flush_seconds = Arc::clone(&self.config.flush_seconds);
+            let partition = Partition::new(
+                name.to_owned(),
+                index,
+                log,
+                settings,
+                epoch,
+                progress,
+                flush_seconds,
+            );
             tokio::spawn(Arc::clone(&partition).run_flusher());
             let mut partitions =
                 self.partitions.write().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use cairn_metrics::Histogram;
 use cairn_storage::{Log, LogConfig, RealDisk, Retention};
 use cairn_types::batch::BatchHeader;
 use cairn_types::limits::BATCH_BYTES_MAX;
@@ -87,6 +88,8 @@ pub struct Partition {
     /// Shared by every partition of the broker: bumped whenever any high watermark moves, so a
     /// long-polling fetch over many partitions waits on one channel.
     progress: Arc<watch::Sender<u64>>,
+    /// Observes each fsync's duration (shared by the broker's partitions).
+    flush_seconds: Arc<Histogram>,
     closed: AtomicBool,
 }
 
@@ -106,6 +109,7 @@ impl Partition {
         settings: PartitionConfig,
         epoch: LeaderEpoch,
         progress: Arc<watch::Sender<u64>>,
+        flush_seconds: Arc<Histogram>,
     ) -> Arc<Partition> {
         let durable = log.durable_offset();
         let (durability, _) = watch::channel(Durability::Durable(durable));
@@ -118,6 +122,7 @@ impl Partition {
             durability,
             unflushed: Notify::new(),
             progress,
+            flush_seconds,
             closed: AtomicBool::new(false),
         })
     }
@@ -342,8 +347,11 @@ impl Partition {
     async fn flush_once(&self) -> Result<(), PartitionError> {
         loop {
             let Some(pending) = lock(&self.log).begin_flush()? else { return Ok(()) };
+            let flush_seconds = Arc::clone(&self.flush_seconds);
             let (pending, synced) = tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
                 let synced = pending.sync();
+                flush_seconds.observe_duration(started.elapsed());
                 (pending, synced)
             })
             .await

@@ -30,6 +30,7 @@ const BOUND: Duration = Duration::from_secs(20);
 struct Node {
     addr: SocketAddr,
     broker: Arc<Broker<LocalMetadata>>,
+    flush_seconds: Arc<cairn_metrics::Histogram>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -45,7 +46,9 @@ async fn start() -> Node {
         data_dir: dir.path().into(),
         retention_interval: Duration::from_secs(3600),
         cache_window_bytes: None,
+        flush_seconds: Arc::new(cairn_metrics::Histogram::latency()),
     };
+    let flush_seconds = Arc::clone(&config.flush_seconds);
     let broker = Broker::open(config, meta).await.unwrap();
     let (stop, stopping) = watch::channel(false);
     let config = ServerConfig {
@@ -64,7 +67,7 @@ async fn start() -> Node {
         let registry = cairn_metrics::Registry::new();
         serve(listener, server_broker, config, &registry, stopping).await.unwrap();
     });
-    Node { addr, broker, stop, server, _dir: dir }
+    Node { addr, broker, flush_seconds, stop, server, _dir: dir }
 }
 
 /// A request frame: length, header, body.
@@ -304,6 +307,8 @@ async fn produce_v13_names_topics_by_id() {
     let produced = kafka_protocol::messages::ProduceResponse::decode(&mut body, 13).unwrap();
     let partition = &produced.responses[0].partition_responses[0];
     assert_eq!((partition.error_code, partition.base_offset), (0, 0));
+    // acks=all answered after an fsync, which the flush histogram observed.
+    assert!(node.flush_seconds.snapshot().count >= 1);
 }
 
 #[tokio::test]

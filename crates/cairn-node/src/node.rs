@@ -123,6 +123,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         retention_interval: RETENTION_INTERVAL,
         cache_window_bytes: (config.page_cache_window_bytes > 0)
             .then_some(config.page_cache_window_bytes),
+        flush_seconds: registry
+            .histogram(
+                "cairn_log_flush_duration_seconds",
+                "Duration of each partition log flush (the fdatasync of one group commit and the page cache drops after it), in seconds.",
+                cairn_metrics::LATENCY_BUCKETS_SECONDS,
+            )
+            .context("registering the log flush histogram")?,
     };
     let broker = Broker::open(broker_config, meta).await.context("opening partitions")?;
     let retention = tokio::spawn(Arc::clone(&broker).run_retention());
