@@ -14,8 +14,8 @@
 //!    [`report::PRODUCERS`], each on a fresh 4-partition topic; one consumer reading a
 //!    16-partition topic of 1 KiB records from the earliest offset right after it was filled
 //!    (small enough to stay in the broker's page cache window); e2e latency at half the
-//!    1 KiB / 4-producer run's records/s, after a warm-up. Every run samples the broker's RSS (`--broker-pid`); the broker is stopped with
-//!    SIGTERM and must exit 0.
+//!    1 KiB / 4-producer run's records/s, after a warm-up. Every run samples the broker's RSS
+//!    (`--broker-pid`); the broker is stopped with SIGTERM and must exit 0.
 //! 5. NATS JetStream, the same produce matrix: one server per case, streams with file storage
 //!    and 1 replica; then a 3-server cluster per case, streams with 3 replicas.
 //! 6. The report: [`report::render`].
@@ -529,28 +529,10 @@ impl Suite {
         for record_bytes in RECORD_BYTES {
             for producers in PRODUCERS {
                 let topic = topic(record_bytes, producers);
-                let args = strings(&[
-                    "produce",
-                    "--bootstrap",
-                    bootstrap,
-                    "--topic",
-                    &topic,
-                    "--partitions",
-                    &PARTITIONS.to_string(),
-                    "--record-bytes",
-                    &record_bytes.to_string(),
-                    "--producers",
-                    &producers.to_string(),
-                    "--inflight",
-                    &KAFKA_INFLIGHT.to_string(),
-                    "--batch-bytes",
-                    &BATCH_BYTES.to_string(),
-                    "--acks",
-                    "all",
-                    "--max",
-                    "--duration",
-                    &duration,
-                ]);
+                let load =
+                    KafkaLoad { topic: &topic, partitions: PARTITIONS, record_bytes, producers };
+                let mut args = load.args("produce", bootstrap);
+                args.extend(strings(&["--max", "--duration", &duration]));
                 let stem = report::cairn_produce_stem(record_bytes, producers);
                 let result = self.bench(&stem, &args, Some(broker.pid()), length);
                 results.cairn.push(Case { record_bytes, producers, result });
@@ -581,24 +563,14 @@ impl Suite {
         };
 
         let rate = ((peak * E2E_RATE_FRACTION).round() as u64).max(1);
-        let args = strings(&[
-            "e2e",
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            "bench-e2e",
-            "--partitions",
-            &PARTITIONS.to_string(),
-            "--record-bytes",
-            &TARGET_RECORD_BYTES.to_string(),
-            "--producers",
-            &PEAK_PRODUCERS.to_string(),
-            "--inflight",
-            &KAFKA_INFLIGHT.to_string(),
-            "--batch-bytes",
-            &BATCH_BYTES.to_string(),
-            "--acks",
-            "all",
+        let load = KafkaLoad {
+            topic: "bench-e2e",
+            partitions: PARTITIONS,
+            record_bytes: TARGET_RECORD_BYTES,
+            producers: PEAK_PRODUCERS,
+        };
+        let mut args = load.args("e2e", bootstrap);
+        args.extend(strings(&[
             "--rate",
             &rate.to_string(),
             "--duration",
@@ -607,7 +579,7 @@ impl Suite {
             &self.plan.e2e_warmup_s.to_string(),
             "--drain-secs",
             &self.plan.e2e_drain_s.to_string(),
-        ]);
+        ]));
         let length = Duration::from_secs(self.plan.duration_s + self.plan.e2e_drain_s);
         results.e2e = self.bench(E2E_STEM, &args, Some(pid), length).map(|result| E2e {
             rate,
@@ -623,30 +595,15 @@ impl Suite {
     /// not a measurement), then reads it from the earliest offset with one consumer.
     fn cairn_consume(&mut self, broker: &mut Service, bootstrap: &str) -> Outcome<BenchResult> {
         const TOPIC: &str = "bench-consume";
+        let load = KafkaLoad {
+            topic: TOPIC,
+            partitions: CONSUME_PARTITIONS,
+            record_bytes: TARGET_RECORD_BYTES,
+            producers: PEAK_PRODUCERS,
+        };
         let mut fill = Command::new(&self.cairn_bench);
-        fill.args(strings(&[
-            "produce",
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            TOPIC,
-            "--partitions",
-            &CONSUME_PARTITIONS.to_string(),
-            "--record-bytes",
-            &TARGET_RECORD_BYTES.to_string(),
-            "--producers",
-            &PEAK_PRODUCERS.to_string(),
-            "--inflight",
-            &KAFKA_INFLIGHT.to_string(),
-            "--batch-bytes",
-            &BATCH_BYTES.to_string(),
-            "--acks",
-            "all",
-            "--max",
-            "--records",
-            &self.plan.consume_records.to_string(),
-            "--quiet",
-        ]));
+        fill.args(load.args("produce", bootstrap));
+        fill.args(["--max", "--records", &self.plan.consume_records.to_string(), "--quiet"]);
         fill.current_dir(&self.root);
         self.record(&fill);
         header("bench: filling the consume topic");
@@ -800,6 +757,40 @@ struct NatsServer {
 }
 
 /// The cairn topic of a produce case.
+/// The Kafka load every produce-side run shares: acks=all, [`KAFKA_INFLIGHT`] requests of
+/// [`BATCH_BYTES`] batches in flight per producer.
+struct KafkaLoad<'a> {
+    topic: &'a str,
+    partitions: usize,
+    record_bytes: usize,
+    producers: usize,
+}
+
+impl KafkaLoad<'_> {
+    /// `cairn-bench <subcommand>` arguments for this load against `bootstrap`.
+    fn args(&self, subcommand: &str, bootstrap: &str) -> Vec<String> {
+        strings(&[
+            subcommand,
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            self.topic,
+            "--partitions",
+            &self.partitions.to_string(),
+            "--record-bytes",
+            &self.record_bytes.to_string(),
+            "--producers",
+            &self.producers.to_string(),
+            "--inflight",
+            &KAFKA_INFLIGHT.to_string(),
+            "--batch-bytes",
+            &BATCH_BYTES.to_string(),
+            "--acks",
+            "all",
+        ])
+    }
+}
+
 fn topic(record_bytes: usize, producers: usize) -> String {
     format!("bench-{record_bytes}b-{producers}p")
 }
