@@ -29,7 +29,7 @@ use crate::cli::ConsumeArgs;
 use crate::kafka::{self, EARLIEST, LATEST, Topic, topic_name};
 use crate::monitor::Monitor;
 use crate::report::Report;
-use crate::stats::{Counters, LatencySummary, Recorder, micros};
+use crate::stats::{Counters, Recorder, micros};
 use crate::workload::STAMP_BYTES;
 
 /// Kafka's OFFSET_OUT_OF_RANGE.
@@ -380,17 +380,9 @@ pub async fn run(args: &ConsumeArgs) -> anyhow::Result<Report> {
     let observed = monitor.stop().await;
     let outcome = outcome?;
 
-    let recorder = &outcome.recorder;
-    let mut report = Report::new(
-        "consume",
-        serde_json::to_value(args)?,
-        recorder.records,
-        recorder.bytes,
-        elapsed.as_secs_f64(),
-    );
-    if let Some(latency) = LatencySummary::of(&recorder.total) {
-        report.latencies.insert("fetch".to_owned(), latency);
-    }
+    let config = serde_json::to_value(args)?;
+    let mut report =
+        Report::of_run("consume", config, &outcome.recorder, "fetch", &observed, elapsed);
     report.values.insert("records_available".to_owned(), available as f64);
     report.values.insert("wire_bytes".to_owned(), outcome.wire_bytes as f64);
     report.values.insert(
@@ -398,8 +390,6 @@ pub async fn run(args: &ConsumeArgs) -> anyhow::Result<Report> {
         outcome.wire_bytes as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6,
     );
     report.values.insert("fetches".to_owned(), outcome.fetches as f64);
-    report.broker_rss_max_bytes = observed.rss_max_bytes();
-    report.series = recorder.series(&observed.rss_bytes, elapsed);
     report.notes.push(format!(
         "topic {} ({} partitions), {} consumer(s), from the earliest offsets to the high \
          watermarks at the start{}",

@@ -127,25 +127,15 @@ fn report(
     elapsed: Duration,
 ) -> anyhow::Result<Report> {
     let recorder = &consumed_outcome.recorder;
-    let mut report = Report::new(
-        "e2e",
-        serde_json::to_value(args)?,
-        recorder.records,
-        recorder.bytes,
-        elapsed.as_secs_f64(),
-    );
+    let config = serde_json::to_value(args)?;
+    let mut report = Report::of_run("e2e", config, recorder, "e2e", observed, elapsed);
     report.errors = total.errors;
-    if let Some(latency) = LatencySummary::of(&recorder.total) {
-        report.latencies.insert("e2e".to_owned(), latency);
-    }
     if let Some(latency) = LatencySummary::of(&total.recorder.total) {
         report.latencies.insert("ack".to_owned(), latency);
     }
     report.values.insert("records_sent".to_owned(), total.sent as f64);
     report.values.insert("records_acked".to_owned(), total.recorder.records as f64);
     report.values.insert("produce_secs".to_owned(), producing.as_secs_f64());
-    report.broker_rss_max_bytes = observed.rss_max_bytes();
-    report.series = recorder.series(&observed.rss_bytes, elapsed);
     report.notes.push(produce::describe_load(producer_plan));
     report.notes.push(
         "e2e latency is per record: fetch response arrival minus the record's scheduled send \

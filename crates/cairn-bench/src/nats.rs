@@ -25,7 +25,7 @@ use crate::cli::{NatsArgs, Pace};
 use crate::monitor::Monitor;
 use crate::report::Report;
 use crate::schedule::Schedule;
-use crate::stats::{Counters, LatencySummary, Recorder, micros};
+use crate::stats::{Counters, Recorder, micros};
 use crate::workload::Values;
 
 /// A publish awaiting its acknowledgement.
@@ -108,18 +108,8 @@ pub async fn run(args: &NatsArgs) -> anyhow::Result<Report> {
         return Err(error);
     }
 
-    let mut report = Report::new(
-        "nats-produce",
-        serde_json::to_value(args)?,
-        total.records,
-        total.bytes,
-        elapsed.as_secs_f64(),
-    );
-    if let Some(latency) = LatencySummary::of(&total.total) {
-        report.latencies.insert("ack".to_owned(), latency);
-    }
-    report.broker_rss_max_bytes = observed.rss_max_bytes();
-    report.series = total.series(&observed.rss_bytes, elapsed);
+    let config = serde_json::to_value(args)?;
+    let mut report = Report::of_run("nats-produce", config, &total, "ack", &observed, elapsed);
     report.notes.push(format!(
         "stream {} (file storage, {} replica(s)), {} subject(s), {} producer(s), {} B values, \
          {} publishes in flight per producer, {}",

@@ -33,7 +33,7 @@ use crate::kafka::{self, Topic, topic_name};
 use crate::monitor::Monitor;
 use crate::report::Report;
 use crate::schedule::{Schedule, share};
-use crate::stats::{Counters, LatencySummary, Recorder, micros};
+use crate::stats::{Counters, Recorder, micros};
 use crate::workload::{KeyGen, PartitionBatch, Placement, RequestBuilder, STAMP_BYTES, Values};
 
 /// What every producer of a run shares.
@@ -459,21 +459,10 @@ pub async fn run(args: &ProduceArgs) -> anyhow::Result<Report> {
     let observed = monitor.stop().await;
     let total = merge(&outcomes?);
 
-    let recorder = &total.recorder;
-    let mut report = Report::new(
-        "produce",
-        serde_json::to_value(args)?,
-        recorder.records,
-        recorder.bytes,
-        elapsed.as_secs_f64(),
-    );
+    let config = serde_json::to_value(args)?;
+    let mut report = Report::of_run("produce", config, &total.recorder, "ack", &observed, elapsed);
     report.errors = total.errors;
-    if let Some(latency) = LatencySummary::of(&recorder.total) {
-        report.latencies.insert("ack".to_owned(), latency);
-    }
     report.values.insert("records_sent".to_owned(), total.sent as f64);
-    report.broker_rss_max_bytes = observed.rss_max_bytes();
-    report.series = recorder.series(&observed.rss_bytes, elapsed);
     report.notes.push(describe_load(&plan));
     report.notes.push(
         "bytes are record keys and values; ack latency is per record: acknowledgement time \

@@ -21,7 +21,8 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::stats::{LatencySummary, SeriesPoint, format_count, format_si, format_us};
+use crate::monitor::Observed;
+use crate::stats::{LatencySummary, Recorder, SeriesPoint, format_count, format_si, format_us};
 
 /// Everything a run measured.
 #[derive(Clone, Debug, Serialize)]
@@ -80,6 +81,27 @@ impl Report {
             broker_rss_max_bytes: None,
             series: Vec::new(),
         }
+    }
+
+    /// The report of a run measured by `recorder` over `elapsed`: its records and bytes, its
+    /// latencies under `latency`, and the broker's RSS `observed` in the per-second series.
+    #[must_use]
+    pub fn of_run(
+        command: &str,
+        config: serde_json::Value,
+        recorder: &Recorder,
+        latency: &str,
+        observed: &Observed,
+        elapsed: std::time::Duration,
+    ) -> Report {
+        let mut report =
+            Report::new(command, config, recorder.records, recorder.bytes, elapsed.as_secs_f64());
+        if let Some(summary) = LatencySummary::of(&recorder.total) {
+            report.latencies.insert(latency.to_owned(), summary);
+        }
+        report.broker_rss_max_bytes = observed.rss_max_bytes();
+        report.series = recorder.series(&observed.rss_bytes, elapsed);
+        report
     }
 
     /// The summary table for stdout.
