@@ -5,22 +5,14 @@ use anyhow::{Context as _, bail};
 use cairn_client::codes::describe;
 use cairn_client::{Client, Options};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, ListOffsetsRequest, MetadataRequest, TopicName,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{CreateTopicsRequest, MetadataRequest};
 use uuid::Uuid;
 
 use crate::cli::Target;
 
 /// The client id of every connection the benchmark opens.
 pub const CLIENT_ID: &str = "cairn-bench";
-/// ListOffsets' special timestamp for the high watermark.
-pub const LATEST: i64 = -1;
-/// ListOffsets' special timestamp for the log start offset.
-pub const EARLIEST: i64 = -2;
 /// Kafka's UNKNOWN_TOPIC_OR_PARTITION.
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 /// Kafka's TOPIC_ALREADY_EXISTS (a concurrent creator won).
@@ -36,10 +28,7 @@ pub fn options(target: &Target) -> Options {
 }
 
 /// A wire topic name.
-#[must_use]
-pub fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_owned()))
-}
+pub use cairn_client::lookup::{EARLIEST, LATEST, offsets, topic_name};
 
 /// What the benchmark needs to know about its topic.
 #[derive(Clone, Debug)]
@@ -123,47 +112,4 @@ pub async fn existing_topic(client: &mut Client, name: &str) -> anyhow::Result<T
         Some(topic) => Ok(topic),
         None => bail!("topic {name} does not exist: produce to it first"),
     }
-}
-
-/// For each of `partitions`, the offset ListOffsets answers for `timestamp` ([`EARLIEST`] or
-/// [`LATEST`]), in the order of `partitions`.
-///
-/// # Errors
-/// A client error, or an error code for any partition.
-pub async fn offsets(
-    client: &mut Client,
-    topic: &str,
-    partitions: &[i32],
-    timestamp: i64,
-) -> anyhow::Result<Vec<i64>> {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_timeout_ms(client.request_timeout_ms())
-        .with_topics(vec![
-            ListOffsetsTopic::default().with_name(topic_name(topic)).with_partitions(
-                partitions
-                    .iter()
-                    .map(|&index| {
-                        ListOffsetsPartition::default()
-                            .with_partition_index(index)
-                            .with_current_leader_epoch(-1)
-                            .with_timestamp(timestamp)
-                    })
-                    .collect(),
-            ),
-        ]);
-    let response = client.send(&request).await.context("listing offsets")?;
-    let answered: Vec<_> = response.topics.into_iter().flat_map(|t| t.partitions).collect();
-    partitions
-        .iter()
-        .map(|&index| {
-            let Some(answer) = answered.iter().find(|p| p.partition_index == index) else {
-                bail!("the broker did not answer ListOffsets for {topic}-{index}");
-            };
-            if answer.error_code != 0 {
-                bail!("listing offsets of {topic}-{index}: {}", describe(answer.error_code, None));
-            }
-            Ok(answer.offset)
-        })
-        .collect()
 }

@@ -183,13 +183,12 @@ async fn start_positions(
     from: From,
     follow: bool,
 ) -> anyhow::Result<Vec<Position>> {
-    let timeout_ms = client.request_timeout_ms();
-    let latest = lookup::offsets(client, name, &partitions, LATEST, timeout_ms).await?;
+    let latest = lookup::offsets(client, name, &partitions, LATEST).await?;
     let starts = match from {
-        From::Earliest => lookup::offsets(client, name, &partitions, EARLIEST, timeout_ms).await?,
+        From::Earliest => lookup::offsets(client, name, &partitions, EARLIEST).await?,
         From::Latest => latest.clone(),
         From::Offset(offset) => {
-            let earliest = lookup::offsets(client, name, &partitions, EARLIEST, timeout_ms).await?;
+            let earliest = lookup::offsets(client, name, &partitions, EARLIEST).await?;
             for ((partition, earliest), latest) in partitions.iter().zip(&earliest).zip(&latest) {
                 if offset < *earliest || offset > *latest {
                     bail!(
@@ -201,7 +200,7 @@ async fn start_positions(
             vec![offset; partitions.len()]
         }
         From::Timestamp(ms) => {
-            let found = lookup::offsets(client, name, &partitions, ms, timeout_ms).await?;
+            let found = lookup::offsets(client, name, &partitions, ms).await?;
             // -1: no record at or after the time, so start at the end.
             found.iter().zip(&latest).map(|(&f, &l)| if f < 0 { l } else { f }).collect()
         }

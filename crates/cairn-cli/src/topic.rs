@@ -181,9 +181,8 @@ async fn list(client: &mut Client) -> anyhow::Result<()> {
 async fn describe(client: &mut Client, name: &str) -> anyhow::Result<()> {
     let topic = lookup::topic(client, name).await?;
     let indexes: Vec<i32> = topic.partitions.iter().map(|p| p.partition_index).collect();
-    let timeout_ms = client.request_timeout_ms();
-    let earliest = lookup::offsets(client, name, &indexes, EARLIEST, timeout_ms).await?;
-    let latest = lookup::offsets(client, name, &indexes, LATEST, timeout_ms).await?;
+    let earliest = lookup::offsets(client, name, &indexes, EARLIEST).await?;
+    let latest = lookup::offsets(client, name, &indexes, LATEST).await?;
     let request = DescribeConfigsRequest::default().with_resources(vec![
         DescribeConfigsResource::default()
             .with_resource_type(RESOURCE_TOPIC)

@@ -9,6 +9,7 @@
 //! - [`records`]: building (and compressing) record batches, Kafka's default partitioner, and
 //!   decoding fetched batches.
 //! - [`codes`]: Kafka error codes as readable messages.
+//! - [`lookup`]: wire topic names and partition offsets (ListOffsets).
 //! - [`ClientError`] (`error.rs`): the typed errors of a connection.
 //!
 //! What it is not (yet): a cluster-aware client. It talks to the broker it is given; routing by
@@ -17,6 +18,7 @@
 mod client;
 pub mod codes;
 mod error;
+pub mod lookup;
 mod pipeline;
 pub mod records;
 
