@@ -506,12 +506,7 @@ fn render_baselines(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> 
                 ]);
             }
         }
-        Err(error) => table.row(vec![
-            "raw sequential write".into(),
-            failed(error),
-            String::new(),
-            String::new(),
-        ]),
+        Err(error) => table.row(vec!["raw sequential write".into(), failed(error)]),
     }
     match &results.disk_sustained {
         Ok(disk) => table.row(vec![
@@ -520,12 +515,7 @@ fn render_baselines(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> 
             format!("`cairn-bench disk`: {}", disk.notes.first().cloned().unwrap_or_default()),
             link(plot, DISK_SUSTAINED_STEM),
         ]),
-        Err(error) => table.row(vec![
-            "raw sequential write, sustained".into(),
-            failed(error),
-            String::new(),
-            String::new(),
-        ]),
+        Err(error) => table.row(vec!["raw sequential write, sustained".into(), failed(error)]),
     }
     match &results.loopback {
         Ok(loopback) => table.row(vec![
@@ -542,7 +532,7 @@ fn render_baselines(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> 
             String::new(),
         ]),
         Err(error) => {
-            table.row(vec!["loopback TCP".into(), failed(error), String::new(), String::new()]);
+            table.row(vec!["loopback TCP".into(), failed(error)]);
         }
     }
     out.push_str(&table.render());
@@ -692,11 +682,7 @@ fn render_consume(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> Op
                 link(plot, CONSUME_STEM),
             ]);
         }
-        Err(error) => {
-            let mut row = vec![failed(error)];
-            row.extend(std::iter::repeat_n(String::new(), 8));
-            table.row(row);
-        }
+        Err(error) => table.row(vec![failed(error)]),
     }
     out.push_str(&table.render());
     out.push_str(
@@ -741,11 +727,7 @@ fn render_e2e(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> Option
                 link(plot, E2E_STEM),
             ]);
         }
-        Err(error) => {
-            let mut row = vec![failed(error)];
-            row.extend(std::iter::repeat_n(String::new(), 8));
-            table.row(row);
-        }
+        Err(error) => table.row(vec![failed(error)]),
     }
     out.push_str(&table.render());
     let _ = writeln!(
@@ -895,7 +877,9 @@ impl Table {
         Table { header: header.iter().map(|&cell| cell.to_owned()).collect(), rows: Vec::new() }
     }
 
-    fn row(&mut self, row: Vec<String>) {
+    /// Adds a row; a short one (a failure) is padded with empty cells to the header's width.
+    fn row(&mut self, mut row: Vec<String>) {
+        row.resize(row.len().max(self.header.len()), String::new());
         self.rows.push(row);
     }
 
