@@ -744,42 +744,33 @@ fn render_e2e(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> Option
 }
 
 fn render_nats(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> Option<String>) {
-    let _ = writeln!(out, "### NATS JetStream, file storage, R1 (one server)\n");
-    let mut table = Table::new(&[
-        "record",
-        "producers",
-        "in flight",
-        "records/s",
-        "MB/s",
-        "ack p50",
-        "ack p99",
-        "ack p99.9",
-        "cairn / NATS records/s",
-        "server RSS max",
-        "plot",
-    ]);
-    for row in nats_rows(1, &results.nats_r1, Some(&results.cairn), plot) {
-        table.row(row);
+    let sections = [
+        ("R1 (one server)", 1, &results.nats_r1, Some(results.cairn.as_slice())),
+        ("R3 (3-server cluster)", 3, &results.nats_r3, None),
+    ];
+    for (title, replicas, cases, cairn) in sections {
+        let _ = writeln!(out, "### NATS JetStream, file storage, {title}\n");
+        let mut header = vec![
+            "record",
+            "producers",
+            "in flight",
+            "records/s",
+            "MB/s",
+            "ack p50",
+            "ack p99",
+            "ack p99.9",
+            "server RSS max",
+            "plot",
+        ];
+        if cairn.is_some() {
+            header.insert(8, "cairn / NATS records/s");
+        }
+        let mut table = Table::new(&header);
+        for row in nats_rows(replicas, cases, cairn, plot) {
+            table.row(row);
+        }
+        out.push_str(&table.render());
     }
-    out.push_str(&table.render());
-
-    let _ = writeln!(out, "### NATS JetStream, file storage, R3 (3-server cluster)\n");
-    let mut table = Table::new(&[
-        "record",
-        "producers",
-        "in flight",
-        "records/s",
-        "MB/s",
-        "ack p50",
-        "ack p99",
-        "ack p99.9",
-        "server RSS max",
-        "plot",
-    ]);
-    for row in nats_rows(3, &results.nats_r3, None, plot) {
-        table.row(row);
-    }
-    out.push_str(&table.render());
     let _ = writeln!(
         out,
         "**NATS acknowledges before fsync by default.** JetStream acknowledges a publish once the \
