@@ -38,8 +38,9 @@ pub struct LogConfig {
     pub flush: FlushPolicy,
     /// Keep only this many bytes at the durable end of the log in the OS page cache: each flush
     /// drops the cached pages of older data (`POSIX_FADV_DONTNEED`), so a write-once log
-    /// recycles its pages instead of growing the page cache. Readers of older data read from the
-    /// device. `None` leaves caching to the OS.
+    /// recycles its pages instead of growing the page cache. Drops are made in steps of up to
+    /// 8 MiB, so up to that much more stays cached. Readers of older data read from the device.
+    /// `None` leaves caching to the OS.
     pub cache_window_bytes: Option<u64>,
 }
 

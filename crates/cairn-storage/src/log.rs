@@ -21,6 +21,10 @@ use crate::error::{ENOSPC, Error, Result, io_error};
 use crate::recovery::Recovery;
 use crate::segment::{self, DATA_SUFFIX, INDEX_SUFFIX, Segment};
 
+/// The page cache window's drops are made in steps of this many bytes (or a quarter of the
+/// window, if smaller) within a segment, and whenever the window's tail leaves a segment.
+const CACHE_DROP_STEP_BYTES: u64 = 8 * 1024 * 1024;
+
 /// What an [`Log::append`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {
@@ -33,7 +37,7 @@ pub struct Appended {
 }
 
 /// A byte range of a segment file holding whole batches, for zero-copy sending (`sendfile` on
-/// [`DiskFile::raw_fd`]). The file handle keeps the bytes reachable even if retention deletes the
+/// a [`crate::RealFile`]'s descriptor). The file handle keeps the bytes reachable even if retention deletes the
 /// segment meanwhile.
 pub struct FileRange<F> {
     /// The segment data file.
@@ -525,7 +529,13 @@ impl<D: Disk> Log<D> {
             }
             kept += size;
         }
-        let Some(target) = target.filter(|target| *target > self.cache_dropped) else {
+        // Advise in steps: each call costs the kernel a page-cache walk and, for pages it keeps,
+        // a drain of every CPU's LRU batches, so a drop per small flush costs more than it saves.
+        let step = (window / 4).min(CACHE_DROP_STEP_BYTES);
+        let Some(target) = target.filter(|&(base, position)| {
+            (base, position) > self.cache_dropped
+                && (base != self.cache_dropped.0 || position - self.cache_dropped.1 >= step)
+        }) else {
             return Vec::new();
         };
         let first = self.segments.partition_point(|s| s.base < self.cache_dropped.0);
