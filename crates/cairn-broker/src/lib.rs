@@ -14,4 +14,4 @@ mod partition;
 
 pub use broker::{Broker, BrokerConfig};
 pub use error::{BrokerError, PartitionError};
-pub use partition::{Appended, Durability, Fetched, Offsets, Partition, PartitionConfig};
+pub use partition::{Appended, Durability, Fetched, Located, Offsets, Partition, PartitionConfig};

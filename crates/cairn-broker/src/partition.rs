@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_metrics::Histogram;
-use cairn_storage::{Log, LogConfig, RealDisk, Retention};
+use cairn_storage::{FileRange, Log, LogConfig, RealDisk, RealFile, Retention};
 use cairn_types::batch::BatchHeader;
 use cairn_types::limits::BATCH_BYTES_MAX;
 use cairn_types::{LeaderEpoch, Offset};
@@ -51,6 +51,16 @@ pub struct Fetched {
     /// Whole batches, stored bytes as they are on disk.
     pub records: Bytes,
     /// Offsets when the read was made.
+    pub offsets: Offsets,
+}
+
+/// Batches located for a fetch, to be sent from the files.
+pub struct Located {
+    /// Segment file ranges in log order; concatenated they are whole, consecutive batches.
+    pub ranges: Vec<FileRange<RealFile>>,
+    /// Sum of the ranges' lengths.
+    pub bytes: u64,
+    /// Offsets when the batches were located.
     pub offsets: Offsets,
 }
 
@@ -244,28 +254,37 @@ impl Partition {
         }
     }
 
-    /// Reads whole batches from the one containing `from`, at most `bytes_max` (at least one
-    /// batch), up to the high watermark.
+    /// Locates whole batches from the one containing `from`, at most `bytes_max` (at least one
+    /// batch), up to the high watermark: the file ranges to send as they are (`sendfile`). The
+    /// ranges keep their files open, so retention deleting a segment meanwhile does not cut them.
     ///
     /// # Errors
     /// [`PartitionError::OffsetOutOfRange`] if `from` is before the log start or after the log
     /// end; [`PartitionError::Storage`] on corruption or IO failure.
-    pub fn read(&self, from: Offset, bytes_max: u32) -> Result<Fetched, PartitionError> {
-        let (read, offsets) = {
-            let log = lock(&self.log);
-            let offsets = Offsets {
-                log_start: log.start_offset(),
-                high_watermark: log.durable_offset(),
-                log_end: log.next_offset(),
-            };
-            if from < offsets.log_start || from > offsets.log_end {
-                return Err(PartitionError::OffsetOutOfRange { offsets });
-            }
-            (log.read(from, bytes_max, offsets.high_watermark)?, offsets)
+    pub fn locate(&self, from: Offset, bytes_max: u32) -> Result<Located, PartitionError> {
+        let log = lock(&self.log);
+        let offsets = Offsets {
+            log_start: log.start_offset(),
+            high_watermark: log.durable_offset(),
+            log_end: log.next_offset(),
         };
+        if from < offsets.log_start || from > offsets.log_end {
+            return Err(PartitionError::OffsetOutOfRange { offsets });
+        }
+        let read = log.read(from, bytes_max, offsets.high_watermark)?;
+        Ok(Located { ranges: read.ranges, bytes: read.bytes, offsets })
+    }
+
+    /// Reads whole batches from the one containing `from`, at most `bytes_max` (at least one
+    /// batch), up to the high watermark, into memory.
+    ///
+    /// # Errors
+    /// As [`Partition::locate`], and [`PartitionError::Storage`] if reading fails.
+    pub fn read(&self, from: Offset, bytes_max: u32) -> Result<Fetched, PartitionError> {
+        let located = self.locate(from, bytes_max)?;
         // The ranges keep their files open; read them without holding the log.
-        let mut buffer = Vec::with_capacity(usize::try_from(read.bytes).unwrap_or(usize::MAX));
-        for range in &read.ranges {
+        let mut buffer = Vec::with_capacity(usize::try_from(located.bytes).unwrap_or(usize::MAX));
+        for range in &located.ranges {
             let at = buffer.len();
             let got = range
                 .file
@@ -281,7 +300,7 @@ impl Partition {
                         source,
                     })
                 })?;
-            // A concurrent retention or truncation may have cut the file: return what is whole.
+            // A concurrent truncation may have cut the file: return what is whole.
             if got < range.len as usize {
                 let whole = whole_batches(&buffer[at..])
                     .last()
@@ -290,7 +309,7 @@ impl Partition {
                 break;
             }
         }
-        Ok(Fetched { records: Bytes::from(buffer), offsets })
+        Ok(Fetched { records: Bytes::from(buffer), offsets: located.offsets })
     }
 
     /// The largest record timestamp in the partition (Kafka's max-timestamp offset spec).

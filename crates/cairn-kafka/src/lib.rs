@@ -4,6 +4,7 @@
 //!   left and a per-request element budget) before `kafka-protocol` decodes it.
 //! - [`serve`]: the listener — framing, ordered pipelining, graceful shutdown (`server.rs`); the
 //!   handlers (`handlers/`) and the one mapping of cairn errors to Kafka codes (`errors.rs`).
+//! - `sendfile`: Fetch response frames whose record sets are sent from the segment files.
 //! - `compression`: decompresses compressed record batches into a capped buffer to validate them.
 
 pub mod codec;
@@ -12,6 +13,7 @@ mod errors;
 pub mod fuzzing;
 mod handlers;
 mod metrics;
+mod sendfile;
 mod server;
 pub mod shape;
 

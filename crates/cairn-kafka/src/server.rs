@@ -5,6 +5,7 @@
 //! allocated — checks their shape, decodes them and spawns one task per request. The tasks'
 //! handles go through a channel bounded by `inflight_requests_max` to a writer loop that awaits
 //! them in order, so responses leave in request order while requests are served concurrently.
+//! Fetch responses leave in chunks, their record sets sent from the segment files.
 //! Anything malformed closes the connection with a log line; nothing panics.
 
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ use crate::codec::{self, FrameError};
 use crate::handlers;
 use crate::handlers::produce::AppendOrder;
 use crate::metrics::KafkaMetrics;
+use crate::sendfile;
 
 /// Settings of the Kafka listener.
 #[derive(Clone, Debug)]
@@ -164,6 +166,7 @@ async fn connection<M: MetadataStore>(
         while let Some(handle) = pending.recv().await {
             match handle.await {
                 Ok(Reply::Send(response)) => writer.write_all(&response).await?,
+                Ok(Reply::Chunks(chunks)) => sendfile::send(&mut writer, &chunks).await?,
                 Ok(Reply::Nothing) => {}
                 // A response that cannot be sent would leave the client waiting forever.
                 Ok(Reply::Close) => break,
@@ -296,6 +299,8 @@ fn decode(frame: Bytes, frame_bytes: usize) -> Result<Request, Close> {
 enum Reply {
     /// Send this response frame.
     Send(Bytes),
+    /// Send this response frame, parts of it from files.
+    Chunks(Vec<sendfile::Chunk>),
     /// No response is due (produce with acks=0).
     Nothing,
     /// The response could not be encoded: close the connection.
@@ -312,15 +317,25 @@ async fn respond<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> Reply {
     ctx.metrics.request_bytes.with(&[api]).add(request.frame_bytes as u64);
     let handled = handlers::handle(ctx, request).await;
     ctx.metrics.request_seconds.with(&[api]).observe_duration(started.elapsed());
-    let response = match handled {
-        handlers::Handled::Respond(response) => response,
+    let encoded = match handled {
+        handlers::Handled::Respond(response) => {
+            encode(api_key, api_version, correlation_id, &response).map(Reply::Send)
+        }
+        handlers::Handled::Fetch(response, files) => {
+            sendfile::encode_fetch(correlation_id, api_version, response, files).map(Reply::Chunks)
+        }
         handlers::Handled::Silent => return Reply::Nothing,
         handlers::Handled::Close => return Reply::Close,
     };
-    match encode(api_key, api_version, correlation_id, &response) {
-        Ok(bytes) => {
-            ctx.metrics.response_bytes.with(&[api]).add(bytes.len() as u64);
-            Reply::Send(bytes)
+    match encoded {
+        Ok(reply) => {
+            let bytes = match &reply {
+                Reply::Send(bytes) => bytes.len() as u64,
+                Reply::Chunks(chunks) => sendfile::chunks_len(chunks),
+                Reply::Nothing | Reply::Close => 0,
+            };
+            ctx.metrics.response_bytes.with(&[api]).add(bytes);
+            reply
         }
         Err(error) => {
             tracing::error!(?api_key, api_version, %error, "encoding a response failed; closing connection");
@@ -330,19 +345,13 @@ async fn respond<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> Reply {
 }
 
 /// A response frame: length, response header, body.
-fn encode(
+pub(crate) fn encode(
     api_key: ApiKey,
     api_version: i16,
     correlation_id: i32,
     response: &ResponseKind,
 ) -> Result<Bytes, String> {
-    // Size the buffer once: growing it by doubling would copy (and fault in) a fetch response's
-    // megabytes several times.
-    let body_bytes = match response {
-        ResponseKind::Fetch(fetch) => fetch.compute_size(api_version).unwrap_or(0),
-        _ => 0,
-    };
-    let mut buffer = BytesMut::with_capacity(64 + body_bytes);
+    let mut buffer = BytesMut::with_capacity(256);
     buffer.put_i32(0);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)

@@ -47,11 +47,6 @@ pub trait DiskFile: Send + Sync + 'static {
     /// IO errors. After an error the durable state of the file is unknown: callers fail stop.
     fn sync_data(&self) -> io::Result<()>;
 
-    /// The OS file descriptor, for zero-copy sends (`sendfile`); `None` for simulated files.
-    fn raw_fd(&self) -> Option<i32> {
-        None
-    }
-
     /// Advice that `[from, to)` will not be read soon, so the OS may drop its cached pages
     /// (`POSIX_FADV_DONTNEED`). Never changes content or durability: dirty pages are kept.
     /// Best effort, so there is no error to report.
@@ -175,16 +170,18 @@ impl DiskFile for RealFile {
         self.file.sync_data()
     }
 
-    fn raw_fd(&self) -> Option<i32> {
-        use std::os::fd::AsRawFd;
-        Some(self.file.as_raw_fd())
-    }
-
     fn drop_cache(&self, from: u64, to: u64) {
         if let Some(len) = std::num::NonZeroU64::new(to.saturating_sub(from)) {
             // Advice: a failure leaves the pages cached, which is what not asking would do.
             let _ = rustix::fs::fadvise(&self.file, from, Some(len), rustix::fs::Advice::DontNeed);
         }
+    }
+}
+
+/// The descriptor, for zero-copy sends (`sendfile`) of the file's bytes.
+impl std::os::fd::AsFd for RealFile {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
 

@@ -1,4 +1,5 @@
-//! Fetch: whole batches as stored, long polling on the broker's progress channel.
+//! Fetch: whole batches as stored, long polling on the broker's progress channel. The batches
+//! are located, not read: the response sends them from the segment files (`sendfile.rs`).
 //!
 //! cairn keeps no fetch sessions: a full fetch (session id 0) is answered with session id 0, which
 //! tells clients that sessions are not available, so they keep sending full fetches; a request
@@ -6,7 +7,7 @@
 
 use std::time::Duration;
 
-use cairn_broker::{Fetched, Offsets, PartitionError};
+use cairn_broker::{Located, Offsets, PartitionError};
 use cairn_meta::MetadataStore;
 use cairn_types::Offset;
 use cairn_types::limits::READ_BYTES_MAX;
@@ -18,6 +19,7 @@ use tokio::time::Instant;
 
 use super::text;
 use crate::errors;
+use crate::sendfile::Ranges;
 use crate::server::Ctx;
 
 /// Longest a fetch waits for `min_bytes`, whatever the client asks.
@@ -48,15 +50,18 @@ fn partition_data(index: i32, code: i16, offsets: Option<Offsets>, version: i16)
         .with_records(Some(bytes::Bytes::new()))
 }
 
-/// Serves a fetch, waiting up to `max_wait_ms` for `min_bytes`.
+/// Serves a fetch, waiting up to `max_wait_ms` for `min_bytes`. The records of partition `p`
+/// of topic `t` are the file ranges `[t][p]` of the second value; the response's own records
+/// fields are empty.
 pub(crate) async fn fetch<M: MetadataStore>(
     ctx: &Ctx<M>,
     request: FetchRequest,
     version: i16,
-) -> FetchResponse {
+) -> (FetchResponse, Vec<Vec<Ranges>>) {
     if request.session_id != 0 {
-        return FetchResponse::default()
-            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        let response =
+            FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        return (response, Vec::new());
     }
     let mut topics = Vec::with_capacity(request.topics.len());
     let mut wanted = Vec::new();
@@ -90,17 +95,19 @@ pub(crate) async fn fetch<M: MetadataStore>(
         let stopping = *shutdown.borrow();
         if bytes >= min_bytes || errors || stopping || Instant::now() >= deadline {
             let mut topics = topics;
-            for (topic, data) in responses {
+            let mut files: Vec<Vec<Ranges>> = topics.iter().map(|_| Vec::new()).collect();
+            for (topic, data, ranges) in responses {
                 ctx.metrics.error("Fetch", data.error_code);
-                let fetched = data.records.as_ref().map_or(0, bytes::Bytes::len);
+                let fetched: u64 = ranges.iter().map(|range| u64::from(range.len)).sum();
                 if fetched > 0 {
                     let labels =
                         [topics[topic].topic.0.as_str(), &data.partition_index.to_string()];
-                    ctx.metrics.fetched_bytes.with(&labels).add(fetched as u64);
+                    ctx.metrics.fetched_bytes.with(&labels).add(fetched);
                 }
                 topics[topic].partitions.push(data);
+                files[topic].push(ranges);
             }
-            return FetchResponse::default().with_responses(topics);
+            return (FetchResponse::default().with_responses(topics), files);
         }
         tokio::select! {
             changed = progress.changed() => if changed.is_err() { tokio::time::sleep_until(deadline).await },
@@ -110,14 +117,15 @@ pub(crate) async fn fetch<M: MetadataStore>(
     }
 }
 
-/// Reads every wanted partition once; returns the partition answers, the bytes read and whether
-/// any partition answered with an error (which ends a long poll at once, as in Kafka).
+/// Locates every wanted partition's batches once; returns the partition answers with their file
+/// ranges, the bytes located and whether any partition answered with an error (which ends a long
+/// poll at once, as in Kafka).
 fn read_once<M: MetadataStore>(
     ctx: &Ctx<M>,
     wanted: &[Wanted],
     bytes_max: u32,
     version: i16,
-) -> (Vec<(usize, PartitionData)>, u64, bool) {
+) -> (Vec<(usize, PartitionData, Ranges)>, u64, bool) {
     let mut responses = Vec::with_capacity(wanted.len());
     let mut remaining = bytes_max;
     let mut total = 0u64;
@@ -129,6 +137,7 @@ fn read_once<M: MetadataStore>(
             responses.push((
                 want.topic,
                 partition_data(index, ResponseError::UnknownTopicId.code(), None, version),
+                Vec::new(),
             ));
             continue;
         };
@@ -140,7 +149,11 @@ fn read_once<M: MetadataStore>(
             } else {
                 ResponseError::UnknownTopicOrPartition
             };
-            responses.push((want.topic, partition_data(index, code.code(), None, version)));
+            responses.push((
+                want.topic,
+                partition_data(index, code.code(), None, version),
+                Vec::new(),
+            ));
             continue;
         };
         let epoch = want.partition.current_leader_epoch;
@@ -155,6 +168,7 @@ fn read_once<M: MetadataStore>(
             responses.push((
                 want.topic,
                 partition_data(index, code.code(), Some(partition.offsets()), version),
+                Vec::new(),
             ));
             continue;
         }
@@ -164,6 +178,7 @@ fn read_once<M: MetadataStore>(
             responses.push((
                 want.topic,
                 partition_data(index, code, Some(partition.offsets()), version),
+                Vec::new(),
             ));
             continue;
         };
@@ -174,19 +189,16 @@ fn read_once<M: MetadataStore>(
             responses.push((
                 want.topic,
                 partition_data(index, errors::NONE, Some(partition.offsets()), version),
+                Vec::new(),
             ));
             continue;
         }
-        match partition.read(Offset(from), partition_max.min(remaining.max(1))) {
-            Ok(Fetched { records, offsets }) => {
-                let len = records.len() as u64;
-                total += len;
-                remaining = remaining.saturating_sub(u32::try_from(len).unwrap_or(u32::MAX));
-                responses.push((
-                    want.topic,
-                    partition_data(index, errors::NONE, Some(offsets), version)
-                        .with_records(Some(records)),
-                ));
+        match partition.locate(Offset(from), partition_max.min(remaining.max(1))) {
+            Ok(Located { ranges, bytes, offsets }) => {
+                total += bytes;
+                remaining = remaining.saturating_sub(u32::try_from(bytes).unwrap_or(u32::MAX));
+                let data = partition_data(index, errors::NONE, Some(offsets), version);
+                responses.push((want.topic, data, ranges));
             }
             Err(error) => {
                 errors = true;
@@ -200,6 +212,7 @@ fn read_once<M: MetadataStore>(
                 responses.push((
                     want.topic,
                     partition_data(index, errors::partition_code(&error), offsets, version),
+                    Vec::new(),
                 ));
             }
         }

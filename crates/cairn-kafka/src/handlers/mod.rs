@@ -7,7 +7,7 @@ pub(crate) mod produce;
 mod topics;
 
 use cairn_meta::MetadataStore;
-use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use kafka_protocol::messages::{ApiKey, FetchResponse, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::server::{Ctx, Request};
@@ -60,6 +60,9 @@ pub(crate) fn versions(api_key: ApiKey) -> Option<(i16, i16)> {
 pub(crate) enum Handled {
     /// Send this response.
     Respond(ResponseKind),
+    /// Send this Fetch response with the records of partition `p` of topic `t` from the files
+    /// `[t][p]`.
+    Fetch(FetchResponse, Vec<Vec<crate::sendfile::Ranges>>),
     /// No response is due (produce with acks=0).
     Silent,
     /// Close the connection: the only way to tell an acks=0 producer that its records were
@@ -90,7 +93,8 @@ pub(crate) async fn handle<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> 
             return produce::produce(ctx, request, version, order).await;
         }
         RequestKind::Fetch(request) => {
-            ResponseKind::Fetch(fetch::fetch(ctx, request, version).await)
+            let (response, files) = fetch::fetch(ctx, request, version).await;
+            return Handled::Fetch(response, files);
         }
         RequestKind::ListOffsets(request) => {
             ResponseKind::ListOffsets(list_offsets::list_offsets(ctx, request, version))
