@@ -26,7 +26,8 @@ use crate::kafka::{self, LATEST};
 use crate::monitor::{Monitor, Observed};
 use crate::produce;
 use crate::report::Report;
-use crate::stats::{Counters, LatencySummary};
+use crate::stats::{Counters, LatencySummary, Recorder};
+use crate::wakeup::Probe;
 use crate::workload::STAMP_BYTES;
 
 /// Runs `cairn-bench e2e`.
@@ -87,6 +88,7 @@ pub async fn run(args: &E2eArgs) -> anyhow::Result<Report> {
         !args.output.quiet,
         args.output.broker_pid,
     );
+    let probe = Probe::start(start, args.pace.warmup())?;
     let consumers = consume::spawn(consumer_clients, shares, &consumer_plan, start, &consumed);
     let outcomes = produce::join(produce::spawn(producers, &producer_plan, start, &produced)).await;
     let producing = start.elapsed();
@@ -108,30 +110,46 @@ pub async fn run(args: &E2eArgs) -> anyhow::Result<Report> {
     };
     let consumed_outcome = consume::join(consumers).await;
     let elapsed = start.elapsed();
+    let wakeup = probe.stop();
     let observed = monitor.stop().await;
     outcomes?;
     let consumed_outcome = consumed_outcome?;
     let total = total.unwrap_or_default();
 
-    report(args, &producer_plan, &total, &consumed_outcome, &observed, producing, elapsed)
+    let run =
+        Run { total: &total, consumed: &consumed_outcome, wakeup: &wakeup, observed: &observed };
+    report(args, &producer_plan, &run, producing, elapsed)
+}
+
+/// What an e2e run recorded.
+struct Run<'a> {
+    /// The producers'.
+    total: &'a produce::Outcome,
+    /// The consumers'.
+    consumed: &'a consume::Outcome,
+    /// The wake-up probe's.
+    wakeup: &'a Recorder,
+    observed: &'a Observed,
 }
 
 /// The e2e report: the consumers' records and end-to-end latencies, the producers' acks.
 fn report(
     args: &E2eArgs,
     producer_plan: &produce::Plan,
-    total: &produce::Outcome,
-    consumed_outcome: &consume::Outcome,
-    observed: &Observed,
+    run: &Run<'_>,
     producing: Duration,
     elapsed: Duration,
 ) -> anyhow::Result<Report> {
+    let Run { total, consumed: consumed_outcome, wakeup, observed } = *run;
     let recorder = &consumed_outcome.recorder;
     let config = serde_json::to_value(args)?;
     let mut report = Report::of_run("e2e", config, recorder, "e2e", observed, elapsed);
     report.errors = total.errors;
     if let Some(latency) = LatencySummary::of(&total.recorder.total) {
         report.latencies.insert("ack".to_owned(), latency);
+    }
+    if let Some(latency) = LatencySummary::of(&wakeup.total) {
+        report.latencies.insert("wakeup".to_owned(), latency);
     }
     report.values.insert("records_sent".to_owned(), total.sent as f64);
     report.values.insert("records_acked".to_owned(), total.recorder.records as f64);
@@ -140,6 +158,12 @@ fn report(
     report.notes.push(
         "e2e latency is per record: fetch response arrival minus the record's scheduled send \
          time; records and throughput are the consumers'"
+            .to_owned(),
+    );
+    report.notes.push(
+        "wakeup is how much later than asked a thread of this process sleeping 1 ms at a time \
+         woke up during the run: the machine's scheduling delay under this load, which every \
+         latency here includes"
             .to_owned(),
     );
     if recorder.records < total.recorder.records {

@@ -5,7 +5,8 @@
 //! produce workload against NATS JetStream). Shared parts: the open-loop schedule
 //! (`schedule.rs`), record and request generation (`workload.rs`), HdrHistogram recorders and
 //! the per-second series (`stats.rs`), the progress line and broker RSS sampling
-//! (`monitor.rs`), the summary table and JSON (`report.rs`), and the SVG plot (`svg.rs`).
+//! (`monitor.rs`), the summary table and JSON (`report.rs`), the SVG plot (`svg.rs`), and the
+//! scheduling probe of e2e runs (`wakeup.rs`).
 //!
 //! Kafka traffic goes through `cairn-client`'s pipelined connections; nothing here depends on
 //! the broker's own crates, so the numbers are what any client would see.
@@ -22,6 +23,7 @@ pub mod report;
 pub mod schedule;
 pub mod stats;
 pub mod svg;
+pub mod wakeup;
 pub mod workload;
 
 use anyhow::Context as _;
