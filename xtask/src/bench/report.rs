@@ -702,6 +702,7 @@ fn render_e2e(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> Option
         "e2e p99.9",
         "e2e max",
         "ack p99",
+        "wake-up lateness p99 / max",
         "broker RSS max",
         "plot",
     ]);
@@ -709,6 +710,7 @@ fn render_e2e(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> Option
         Ok(e2e) => {
             let latency = e2e.result.latency("e2e");
             let ack = e2e.result.latency("ack");
+            let wakeup = e2e.result.latency("wakeup");
             let acked = e2e.result.value("records_acked").unwrap_or_default() as u64;
             table.row(vec![
                 format!(
@@ -723,6 +725,7 @@ fn render_e2e(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> Option
                 latency.map_or_else(String::new, |l| us(l.p999_us)),
                 latency.map_or_else(String::new, |l| us(l.max_us)),
                 ack.map_or_else(String::new, |l| us(l.p99_us)),
+                wakeup.map_or_else(String::new, |l| format!("{} / {}", us(l.p99_us), us(l.max_us))),
                 e2e.result.broker_rss_max_bytes.map_or_else(String::new, mib),
                 link(plot, E2E_STEM),
             ]);
@@ -734,7 +737,10 @@ fn render_e2e(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> Option
         out,
         "The e2e and ack percentiles leave out the run's first seconds (`--warmup`, in the \
          command lines below: connections, topic creation, the first segment files); the plot \
-         shows every second.\n"
+         shows every second. *Wake-up lateness* is how much later than asked a thread of the \
+         load process that sleeps 1 ms at a time woke up during the run (`cairn-bench`'s \
+         wake-up probe): the machine's scheduling delay under the load, included in every \
+         latency of the run.\n"
     );
     let _ = writeln!(
         out,
@@ -1043,7 +1049,10 @@ mod tests {
         let mut e2e = ok(&bench_json("e2e", 140_000.0, 143.4, r#", "records_acked": 2800000"#));
         let mut e2e_latency = e2e.latencies["ack"].clone();
         e2e_latency.p99_us = 4_200;
-        e2e.latencies.insert("e2e".into(), e2e_latency);
+        e2e.latencies.insert("e2e".into(), e2e_latency.clone());
+        e2e_latency.p99_us = 1_860;
+        e2e_latency.max_us = 9_530;
+        e2e.latencies.insert("wakeup".into(), e2e_latency);
         Results {
             command: "cargo xtask bench --write-docs".into(),
             duration_s: 20,
@@ -1206,7 +1215,7 @@ mod tests {
         ));
         assert!(report.contains(
             "| 140.6k (50% of 281.2k) | 2,813,640 of 2,800,000 acknowledged | 4.85 ms | 4.20 ms | \
-             13.76 ms | 18.78 ms | 10.42 ms | 24.2 MiB |  |\n"
+             13.76 ms | 18.78 ms | 10.42 ms | 1.86 ms / 9.53 ms | 24.2 MiB |  |\n"
         ));
         assert!(report.contains(
             "| end-to-end p99 <= 5 ms at 50% of the single-node peak rate | p99 4.20 ms at \
