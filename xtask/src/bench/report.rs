@@ -688,7 +688,10 @@ fn render_consume(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> Op
     out.push_str(
         "The consumer reads a 16-partition topic of 1 KiB records from the earliest offset, right \
          after it was filled: the topic fits in cairn's page cache window (256 MiB per partition \
-         by default), so the reads come from the page cache.\n\n",
+         by default), so the reads come from the page cache. It asks for at most 4 MiB per \
+         fetch response (Kafka's `fetch.max.bytes`; 1 MiB per partition): on this machine 4 MiB \
+         responses consume about 1.8 times as fast as 16 MiB ones, which the consumer checks \
+         after they have left the CPU caches.\n\n",
     );
 }
 
