@@ -45,6 +45,16 @@ pub struct Offsets {
     pub log_end: Offset,
 }
 
+impl Offsets {
+    fn of(log: &Log<RealDisk>) -> Offsets {
+        Offsets {
+            log_start: log.start_offset(),
+            high_watermark: log.durable_offset(),
+            log_end: log.next_offset(),
+        }
+    }
+}
+
 /// Batches read for a fetch.
 #[derive(Clone, Debug)]
 pub struct Fetched {
@@ -184,12 +194,7 @@ impl Partition {
     /// Offsets now.
     #[must_use]
     pub fn offsets(&self) -> Offsets {
-        let log = lock(&self.log);
-        Offsets {
-            log_start: log.start_offset(),
-            high_watermark: log.durable_offset(),
-            log_end: log.next_offset(),
-        }
+        Offsets::of(&lock(&self.log))
     }
 
     fn check_open(&self) -> Result<(), PartitionError> {
@@ -263,11 +268,7 @@ impl Partition {
     /// end; [`PartitionError::Storage`] on corruption or IO failure.
     pub fn locate(&self, from: Offset, bytes_max: u32) -> Result<Located, PartitionError> {
         let log = lock(&self.log);
-        let offsets = Offsets {
-            log_start: log.start_offset(),
-            high_watermark: log.durable_offset(),
-            log_end: log.next_offset(),
-        };
+        let offsets = Offsets::of(&log);
         if from < offsets.log_start || from > offsets.log_end {
             return Err(PartitionError::OffsetOutOfRange { offsets });
         }

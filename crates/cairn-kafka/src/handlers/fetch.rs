@@ -91,7 +91,7 @@ pub(crate) async fn fetch<M: MetadataStore>(
     let mut shutdown = ctx.shutdown.clone();
     loop {
         progress.borrow_and_update();
-        let (responses, bytes, errors) = read_once(ctx, &wanted, bytes_max, version);
+        let (responses, bytes, errors) = locate_once(ctx, &wanted, bytes_max, version);
         let stopping = *shutdown.borrow();
         if bytes >= min_bytes || errors || stopping || Instant::now() >= deadline {
             let mut topics = topics;
@@ -120,7 +120,7 @@ pub(crate) async fn fetch<M: MetadataStore>(
 /// Locates every wanted partition's batches once; returns the partition answers with their file
 /// ranges, the bytes located and whether any partition answered with an error (which ends a long
 /// poll at once, as in Kafka).
-fn read_once<M: MetadataStore>(
+fn locate_once<M: MetadataStore>(
     ctx: &Ctx<M>,
     wanted: &[Wanted],
     bytes_max: u32,
