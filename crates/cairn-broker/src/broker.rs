@@ -30,8 +30,7 @@ pub struct BrokerConfig {
     /// Bytes at the durable end of each partition log kept in the OS page cache
     /// ([`LogConfig::cache_window_bytes`]); `None` leaves caching to the OS.
     pub cache_window_bytes: Option<u64>,
-    /// Observes the duration of every partition log flush (a group commit's fsync and the page
-    /// cache drops after it), in seconds.
+    /// Observes the duration of every partition log flush (a group commit's fsync), in seconds.
     pub flush_seconds: Arc<cairn_metrics::Histogram>,
 }
 

@@ -366,9 +366,11 @@ impl Partition {
     /// Flushes until nothing is unflushed.
     async fn flush_once(&self) -> Result<(), PartitionError> {
         loop {
-            let Some(pending) = lock(&self.log).begin_flush()? else { return Ok(()) };
+            let Some(mut pending) = lock(&self.log).begin_flush()? else { return Ok(()) };
+            let drops = pending.take_cache_drops();
             let flush_seconds = Arc::clone(&self.flush_seconds);
             let (pending, synced) = tokio::task::spawn_blocking(move || {
+                let mut pending = pending;
                 let started = std::time::Instant::now();
                 let synced = pending.sync();
                 flush_seconds.observe_duration(started.elapsed());
@@ -386,6 +388,10 @@ impl Partition {
             });
             if moved {
                 self.progress.send_modify(|events| *events = events.wrapping_add(1));
+            }
+            if !drops.is_empty() {
+                // Advice, off the durability path; it may overlap the next fsync.
+                drop(tokio::task::spawn_blocking(move || drops.run()));
             }
         }
     }

@@ -126,7 +126,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         flush_seconds: registry
             .histogram(
                 "cairn_log_flush_duration_seconds",
-                "Duration of each partition log flush (the fdatasync of one group commit and the page cache drops after it), in seconds.",
+                "Duration of each partition log flush (the fdatasync of one group commit), in seconds.",
                 cairn_metrics::LATENCY_BUCKETS_SECONDS,
             )
             .context("registering the log flush histogram")?,

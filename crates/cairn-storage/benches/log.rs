@@ -455,7 +455,7 @@ fn pipelined_append_run(
             loop {
                 let still_appending = appending.load(Ordering::Acquire);
                 let pending = log.lock().expect("no panics while locked").begin_flush()?;
-                let Some(pending) = pending else {
+                let Some(mut pending) = pending else {
                     if still_appending {
                         std::thread::yield_now();
                         continue;

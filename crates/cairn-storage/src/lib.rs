@@ -51,5 +51,5 @@ pub use config::{FlushPolicy, LogConfig, Retention};
 pub use disk::{Disk, DiskFile, RealDisk, RealFile};
 pub use epochs::EpochStart;
 pub use error::{Error, Result};
-pub use log::{Appended, FileRange, Log, PendingFlush, Read};
+pub use log::{Appended, CacheDrops, FileRange, Log, PendingFlush, Read};
 pub use recovery::Recovery;

@@ -83,6 +83,26 @@ struct CacheDrop<F> {
     to: u64,
 }
 
+/// The page cache window's drops a flush carries ([`PendingFlush::take_cache_drops`]): advice
+/// about data that was durable before the flush began, to run off the durability path.
+#[must_use = "run() the drops, or the pages stay cached"]
+pub struct CacheDrops<F>(Vec<CacheDrop<F>>);
+
+impl<F: DiskFile> CacheDrops<F> {
+    /// Whether there is nothing to drop.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Asks the OS to drop the cached pages (`POSIX_FADV_DONTNEED`). Call without holding the log.
+    pub fn run(self) {
+        for drop in &self.0 {
+            drop.file.drop_cache(drop.from, drop.to);
+        }
+    }
+}
+
 impl<F: DiskFile> PendingFlush<F> {
     /// Offsets below this are durable once [`PendingFlush::sync`] succeeds.
     #[must_use]
@@ -90,15 +110,20 @@ impl<F: DiskFile> PendingFlush<F> {
         self.point.next_offset
     }
 
-    /// Runs the `fdatasync`. Call without holding the log.
+    /// Takes the page cache window's drops out of this flush, so the caller can run them after
+    /// it has published what the flush made durable: dropping megabytes of pages takes time
+    /// that acknowledgements should not wait for.
+    pub fn take_cache_drops(&mut self) -> CacheDrops<F> {
+        CacheDrops(std::mem::take(&mut self.cache_drops))
+    }
+
+    /// Runs the `fdatasync`, then the cache drops not taken out. Call without holding the log.
     ///
     /// # Errors
     /// [`Error::Io`]; pass it to [`Log::complete_flush`], which poisons the log.
-    pub fn sync(&self) -> Result<()> {
+    pub fn sync(&mut self) -> Result<()> {
         self.file.sync_data().map_err(io_error("fsync", &self.path))?;
-        for drop in &self.cache_drops {
-            drop.file.drop_cache(drop.from, drop.to);
-        }
+        self.take_cache_drops().run();
         Ok(())
     }
 }
@@ -593,7 +618,7 @@ impl<D: Disk> Log<D> {
     pub fn flush(&mut self) -> Result<Offset> {
         match self.begin_flush()? {
             None => Ok(self.durable),
-            Some(pending) => {
+            Some(mut pending) => {
                 let synced = pending.sync();
                 self.complete_flush(pending, synced)
             }

@@ -311,7 +311,9 @@ impl<D: Crash> Harness<D> {
                 assert_eq!(durable, self.model.next);
             }
             Op::PipelinedFlush { between, cut } => {
-                let Some(pending) = self.log().begin_flush().expect("begin_flush") else { return };
+                let Some(mut pending) = self.log().begin_flush().expect("begin_flush") else {
+                    return;
+                };
                 let upto = pending.upto();
                 assert_eq!(upto, self.model.next);
                 let before = self.model.next;
