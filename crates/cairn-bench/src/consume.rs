@@ -15,18 +15,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use cairn_client::codes::describe;
+use cairn_client::fetch::{self, Limits};
 use cairn_client::records::{DecodeError, decode_batches};
 use cairn_client::{Client, Pending, Pipeline};
 use cairn_types::batch::BatchHeader;
 use cairn_types::limits::BATCH_BYTES_MAX;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cli::ConsumeArgs;
-use crate::kafka::{self, EARLIEST, LATEST, Topic, topic_name};
+use crate::kafka::{self, EARLIEST, LATEST, Topic};
 use crate::monitor::Monitor;
 use crate::report::Report;
 use crate::stats::{Counters, Recorder, micros};
@@ -226,33 +226,17 @@ async fn fetch(
     plan: &Plan,
     by_id: bool,
 ) -> anyhow::Result<Option<(Pending<FetchResponse>, Instant)>> {
-    let partitions: Vec<FetchPartition> = positions
-        .iter()
-        .filter(|p| !p.done())
-        .map(|p| {
-            FetchPartition::default()
-                .with_partition(p.partition)
-                .with_fetch_offset(p.next)
-                .with_partition_max_bytes(plan.fetch_partition_bytes)
-        })
-        .collect();
-    if partitions.is_empty() {
+    let limits = Limits {
+        partition_bytes: plan.fetch_partition_bytes,
+        bytes: plan.fetch_bytes,
+        max_wait_ms: plan.max_wait_ms,
+    };
+    let unfinished = positions.iter().filter(|p| !p.done()).map(|p| (p.partition, p.next));
+    let topic = &plan.topic;
+    let Some(request) = fetch::request(&topic.name, by_id.then_some(topic.id), unfinished, limits)
+    else {
         return Ok(None);
-    }
-    let mut fetch_topic = FetchTopic::default().with_partitions(partitions);
-    if by_id {
-        fetch_topic.topic_id = plan.topic.id;
-    } else {
-        fetch_topic.topic = topic_name(&plan.topic.name);
-    }
-    let request = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(plan.max_wait_ms)
-        .with_min_bytes(1)
-        .with_max_bytes(plan.fetch_bytes)
-        .with_session_id(0)
-        .with_session_epoch(-1)
-        .with_topics(vec![fetch_topic]);
+    };
     let asked = Instant::now();
     let pending = pipeline.send(&request).await.context("fetching records")?;
     Ok(Some((pending, asked)))

@@ -17,22 +17,20 @@ use std::io::Write as _;
 use anyhow::{Context, bail};
 use cairn_client::Client;
 use cairn_client::codes as errors;
+use cairn_client::fetch::{self, Limits};
 use cairn_client::records::{Consumed, DecodeError, decode_batches};
 use clap::{Args, ValueEnum};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::{BrokerId, FetchRequest};
 use serde::Serialize;
 
-use crate::lookup::{self, EARLIEST, LATEST, topic_name};
+use crate::lookup::{self, EARLIEST, LATEST};
 
-/// How long a fetch waits on the broker for new records.
-pub const FETCH_WAIT_MS: i32 = 500;
-/// Most bytes one fetch response may carry.
-pub const FETCH_BYTES_MAX: i32 = 16 * 1024 * 1024;
-/// Most bytes one partition contributes to a fetch response (the broker still sends a first
-/// batch larger than this whole).
-pub const FETCH_PARTITION_BYTES_MAX: i32 = 1024 * 1024;
+/// The fetches' limits: the broker waits up to 500 ms for new records; a response carries at
+/// most 16 MiB, at most 1 MiB of it from one partition (the broker still sends a first batch
+/// larger than this whole).
+pub const FETCH_LIMITS: Limits =
+    Limits { partition_bytes: 1024 * 1024, bytes: 16 * 1024 * 1024, max_wait_ms: 500 };
 
 /// Kafka's OFFSET_OUT_OF_RANGE.
 const OFFSET_OUT_OF_RANGE: i16 = 1;
@@ -297,33 +295,11 @@ pub async fn run(client: &mut Client, args: ConsumeArgs) -> anyhow::Result<()> {
         if args.max_records.is_some_and(|max| printed >= max) {
             return Ok(());
         }
-        let fetch: Vec<FetchPartition> = positions
-            .iter()
-            .filter(|p| !p.done())
-            .map(|p| {
-                FetchPartition::default()
-                    .with_partition(p.partition)
-                    .with_fetch_offset(p.next)
-                    .with_partition_max_bytes(FETCH_PARTITION_BYTES_MAX)
-            })
-            .collect();
-        if fetch.is_empty() {
+        let unfinished = positions.iter().filter(|p| !p.done()).map(|p| (p.partition, p.next));
+        let topic_id = by_id.then_some(topic.topic_id);
+        let Some(request) = fetch::request(name, topic_id, unfinished, FETCH_LIMITS) else {
             return Ok(());
-        }
-        let mut fetch_topic = FetchTopic::default().with_partitions(fetch);
-        if by_id {
-            fetch_topic.topic_id = topic.topic_id;
-        } else {
-            fetch_topic.topic = topic_name(name);
-        }
-        let request = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(FETCH_WAIT_MS)
-            .with_min_bytes(1)
-            .with_max_bytes(FETCH_BYTES_MAX)
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(vec![fetch_topic]);
+        };
         let response = client.send(&request).await.context("fetching records")?;
         if response.error_code != 0 {
             bail!("fetch failed: {}", errors::describe(response.error_code, None));

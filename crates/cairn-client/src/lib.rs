@@ -9,6 +9,7 @@
 //! - [`records`]: building (and compressing) record batches, Kafka's default partitioner, and
 //!   decoding fetched batches.
 //! - [`codes`]: Kafka error codes as readable messages.
+//! - [`fetch`]: consumer Fetch requests.
 //! - [`lookup`]: wire topic names and partition offsets (ListOffsets).
 //! - [`ClientError`] (`error.rs`): the typed errors of a connection.
 //!
@@ -18,6 +19,7 @@
 mod client;
 pub mod codes;
 mod error;
+pub mod fetch;
 pub mod lookup;
 mod pipeline;
 pub mod records;
