@@ -68,6 +68,27 @@ fn decode(slot: &[u8]) -> Option<(u64, RecoveryPoint)> {
     Some((u64_at(4), point))
 }
 
+/// The newest valid slot of an open checkpoint file: its sequence number and point.
+fn newest_slot<F: DiskFile>(file: &F, path: &Path) -> Result<Option<(u64, RecoveryPoint)>> {
+    let mut bytes = [0u8; 2 * SLOT_BYTES];
+    let read = file.read_at(&mut bytes, 0).map_err(io_error("read", path))?;
+    Ok(bytes[..read]
+        .chunks_exact(SLOT_BYTES)
+        .filter_map(decode)
+        .max_by_key(|(sequence, _)| *sequence))
+}
+
+/// The newest valid recovery point of the log in `dir`, or `None` if there is no checkpoint file
+/// or no valid slot in it. Read-only: creates and writes nothing (offline inspection).
+pub(crate) fn read_point<D: Disk>(disk: &D, dir: &Path) -> Result<Option<RecoveryPoint>> {
+    let path = child(dir, FILE_NAME);
+    match disk.open(&path) {
+        Ok(file) => Ok(newest_slot(&*file, &path)?.map(|(_, point)| point)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(io_error("open", &path)(error)),
+    }
+}
+
 impl<F: DiskFile> Checkpoint<F> {
     /// Opens (creating if needed) the checkpoint of the log in `dir` and returns the newest valid
     /// recovery point in it.
@@ -85,12 +106,7 @@ impl<F: DiskFile> Checkpoint<F> {
             }
             Err(error) => return Err(io_error("open", &path)(error)),
         };
-        let mut bytes = [0u8; 2 * SLOT_BYTES];
-        let read = file.read_at(&mut bytes, 0).map_err(io_error("read", &path))?;
-        let newest = bytes[..read]
-            .chunks_exact(SLOT_BYTES)
-            .filter_map(decode)
-            .max_by_key(|(sequence, _)| *sequence);
+        let newest = newest_slot(&*file, &path)?;
         let sequence = newest.map_or(0, |(sequence, _)| sequence);
         Ok((Checkpoint { file, sequence }, newest.map(|(_, point)| point)))
     }

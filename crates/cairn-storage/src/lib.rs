@@ -13,6 +13,8 @@
 //!   [`Log::apply_retention`] never pass a caller-given bound.
 //! - [`Log::open`] recovers: it walks only what the last checkpoint does not cover, truncates a
 //!   torn tail, and reports corruption inside the log instead of truncating it.
+//! - [`inspect`] walks a log directory read-only (offline tools): it verifies every batch and
+//!   reports the torn tail recovery would cut, without cutting or writing anything.
 //!
 //! All IO goes through the [`Disk`] trait: [`RealDisk`] in production, [`sim::SimDisk`] in tests,
 //! which loses unsynced writes on crash, tears writes, flips bits and fails with EIO or ENOSPC.
@@ -41,6 +43,7 @@ mod disk;
 mod epochs;
 mod error;
 mod index;
+mod inspect;
 mod log;
 mod recovery;
 mod segment;
@@ -51,5 +54,6 @@ pub use config::{FlushPolicy, LogConfig, Retention};
 pub use disk::{Disk, DiskFile, RealDisk, RealFile};
 pub use epochs::EpochStart;
 pub use error::{Error, Result};
+pub use inspect::{Inspection, TornTail, inspect};
 pub use log::{Appended, CacheDrops, FileRange, Log, PendingFlush, Read};
 pub use recovery::Recovery;

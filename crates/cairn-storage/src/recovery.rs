@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::config::LogConfig;
 use crate::disk::{Disk, DiskFile, child};
 use crate::epochs::{EpochStart, Epochs};
-use crate::error::{Result, io_error};
+use crate::error::{Error, Result, io_error};
 use crate::index::{ENTRY_BYTES, Index};
 use crate::log::Log;
 use crate::segment::{self, DATA_SUFFIX, INDEX_SUFFIX, Segment, Walk, WalkStop};
@@ -181,32 +181,52 @@ impl<D: Disk> Log<D> {
         let mut epochs = Epochs::default();
         let mut expected = self.segments.front().map_or(Offset(0), |s| s.base);
         for segment in &self.segments {
-            let len = segment.data.len().map_err(io_error("stat", &segment.data_path))?;
-            let mut walk = Walk::new(&*segment.data, &segment.data_path, 0, len, expected);
-            loop {
-                match walk.try_next() {
-                    Ok(Some((_, header))) => {
-                        let epoch = header.partition_leader_epoch;
-                        match epochs.latest() {
-                            Some(latest) if epoch == latest.epoch => {}
-                            Some(latest) if epoch < latest.epoch => {
-                                let reason = format!("epoch {epoch} after epoch {}", latest.epoch);
-                                return Err(segment.corruption(walk.position(), reason));
-                            }
-                            _ => {
-                                epochs.push(EpochStart { epoch, start_offset: header.base_offset })
-                            }
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(WalkStop::Io(error)) => return Err(error),
-                    Err(WalkStop::Invalid { .. }) => return Ok(epochs),
-                }
+            match collect_epochs(&mut epochs, &*segment.data, &segment.data_path, expected)? {
+                Some(next) => expected = next,
+                None => return Ok(epochs),
             }
-            expected = walk.expected();
         }
         epochs.persist(&self.disk, &self.dir)?;
         Ok(epochs)
+    }
+}
+
+/// Adds the epochs of one segment's batches, from a batch with offset `expected` at its start,
+/// to `epochs`. Returns the offset after the segment's last batch, or `None` if the walk stopped
+/// at an invalid batch (the recovery or inspection walk that follows judges it).
+///
+/// # Errors
+/// [`Error::Corruption`] if an epoch goes backwards; [`Error::Io`].
+pub(crate) fn collect_epochs<F: DiskFile>(
+    epochs: &mut Epochs,
+    file: &F,
+    path: &Path,
+    expected: Offset,
+) -> Result<Option<Offset>> {
+    let len = file.len().map_err(io_error("stat", path))?;
+    let mut walk = Walk::new(file, path, 0, len, expected);
+    loop {
+        match walk.try_next() {
+            Ok(Some((_, header))) => {
+                let epoch = header.partition_leader_epoch;
+                match epochs.latest() {
+                    Some(latest) if epoch == latest.epoch => {}
+                    Some(latest) if epoch < latest.epoch => {
+                        let reason = format!("epoch {epoch} after epoch {}", latest.epoch);
+                        let position = walk.position();
+                        return Err(Error::Corruption {
+                            path: path.to_path_buf(),
+                            position,
+                            reason,
+                        });
+                    }
+                    _ => epochs.push(EpochStart { epoch, start_offset: header.base_offset }),
+                }
+            }
+            Ok(None) => return Ok(Some(walk.expected())),
+            Err(WalkStop::Io(error)) => return Err(error),
+            Err(WalkStop::Invalid { .. }) => return Ok(None),
+        }
     }
 }
 
@@ -275,7 +295,7 @@ fn verify_tail<F: DiskFile>(
 /// Whether any valid batch (CRC, offset at least `offset_min`, a known epoch) starts anywhere in
 /// `(from, end)`: if so, the invalid bytes at `from` are not a torn tail but damage in the middle
 /// of written data. Byte-by-byte search; runs only after an invalid batch was found.
-fn valid_batch_after<F: DiskFile>(
+pub(crate) fn valid_batch_after<F: DiskFile>(
     file: &F,
     path: &Path,
     from: u64,
