@@ -80,6 +80,5 @@ pub async fn info(client: &mut Client) -> anyhow::Result<()> {
         }
         let _ = writeln!(out);
     }
-    print!("{out}");
-    Ok(())
+    crate::output::print(&out)
 }

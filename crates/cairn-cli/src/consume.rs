@@ -12,7 +12,6 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::io::Write as _;
 
 use anyhow::{Context, bail};
 use cairn_client::Client;
@@ -290,7 +289,6 @@ pub async fn run(client: &mut Client, args: ConsumeArgs) -> anyhow::Result<()> {
     }
     let mut printed = 0u64;
     let mut out = Vec::new();
-    let stdout = std::io::stdout();
     loop {
         if args.max_records.is_some_and(|max| printed >= max) {
             return Ok(());
@@ -316,13 +314,7 @@ pub async fn run(client: &mut Client, args: ConsumeArgs) -> anyhow::Result<()> {
                 break;
             }
         }
-        let mut lock = stdout.lock();
-        match lock.write_all(&out).and_then(|()| lock.flush()) {
-            Ok(()) => {}
-            // The reader went away (`| head`): stop quietly.
-            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-            Err(error) => return Err(error).context("writing to standard output"),
-        }
+        crate::output::write(&out)?;
     }
 }
 

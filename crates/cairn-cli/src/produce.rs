@@ -163,10 +163,7 @@ pub async fn run(client: &mut Client, args: ProduceArgs) -> anyhow::Result<()> {
         Err(error) => Err(error),
     };
     match result {
-        Ok(()) => {
-            print!("{}", producer.summary());
-            Ok(())
-        }
+        Ok(()) => crate::output::print(&producer.summary()),
         Err(error) if producer.sent > 0 => {
             Err(anyhow::anyhow!("{error:#} (records sent before the failure: {})", producer.sent))
         }

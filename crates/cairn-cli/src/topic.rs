@@ -22,6 +22,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::lookup::{self, EARLIEST, LATEST, topic_name};
+use crate::output;
 
 /// Kafka's config resource type for topics.
 const RESOURCE_TOPIC: i8 = 2;
@@ -151,14 +152,14 @@ async fn create(client: &mut Client, args: CreateArgs) -> anyhow::Result<()> {
     }
     // The partition count is in the response from v5; older versions echo what was asked.
     let partitions = if result.num_partitions > 0 { result.num_partitions } else { partitions };
-    if partitions == 1 {
-        println!("created topic {} with 1 partition", args.name);
+    let report = if partitions == 1 {
+        format!("created topic {} with 1 partition\n", args.name)
     } else if partitions > 0 {
-        println!("created topic {} with {partitions} partitions", args.name);
+        format!("created topic {} with {partitions} partitions\n", args.name)
     } else {
-        println!("created topic {}", args.name);
-    }
-    Ok(())
+        format!("created topic {}\n", args.name)
+    };
+    output::print(&report)
 }
 
 async fn list(client: &mut Client) -> anyhow::Result<()> {
@@ -174,8 +175,7 @@ async fn list(client: &mut Client) -> anyhow::Result<()> {
     for name in names {
         let _ = writeln!(out, "{name}");
     }
-    print!("{out}");
-    Ok(())
+    output::print(&out)
 }
 
 async fn describe(client: &mut Client, name: &str) -> anyhow::Result<()> {
@@ -248,8 +248,7 @@ async fn describe(client: &mut Client, name: &str) -> anyhow::Result<()> {
         };
         let _ = writeln!(out, "{marker} {}={value}", config.name.as_str());
     }
-    print!("{out}");
-    Ok(())
+    output::print(&out)
 }
 
 /// Appends `rows` (the first is the heading) as left-aligned columns.
@@ -304,7 +303,7 @@ async fn alter(client: &mut Client, args: AlterArgs) -> anyhow::Result<()> {
         }
         let mut changes: Vec<String> = args.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
         changes.extend(args.delete.iter().map(|k| format!("{k} (back to default)")));
-        println!("updated topic {name}: {}", changes.join(", "));
+        output::print(&format!("updated topic {name}: {}\n", changes.join(", ")))?;
     }
     if let Some(count) = args.partitions {
         let count = i32::try_from(count).context("--partitions is too large")?;
@@ -326,7 +325,7 @@ async fn alter(client: &mut Client, args: AlterArgs) -> anyhow::Result<()> {
                 errors::describe(result.error_code, result.error_message.as_deref())
             );
         }
-        println!("topic {name} now has {count} partitions");
+        output::print(&format!("topic {name} now has {count} partitions\n"))?;
     }
     Ok(())
 }
@@ -349,8 +348,7 @@ async fn delete(client: &mut Client, name: &str) -> anyhow::Result<()> {
             errors::describe(result.error_code, result.error_message.as_deref())
         );
     }
-    println!("deleted topic {name}");
-    Ok(())
+    output::print(&format!("deleted topic {name}\n"))
 }
 
 #[cfg(test)]

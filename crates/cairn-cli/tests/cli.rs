@@ -102,7 +102,11 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Node::start_in(tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// A node on `dir/data` (kept from an earlier node, or new).
+    fn start_in(dir: tempfile::TempDir) -> Node {
         let ports = free_ports(2);
         let bootstrap = format!("127.0.0.1:{}", ports[0]);
         let admin: SocketAddr = format!("127.0.0.1:{}", ports[1]).parse().expect("address");
@@ -552,4 +556,300 @@ fn failures_are_clear() {
     let run = run_cairn(&["produce", "any"], &[("CAIRN_BOOTSTRAP", &bootstrap)], b"x\n");
     assert_eq!(run.status.code(), Some(1), "{run:?}");
     assert!(run.stderr.contains(&format!("cannot reach the broker at {bootstrap}")), "{run:?}");
+}
+
+/// The only partition directory under `data_dir/topics` (the tests create one topic with one
+/// partition; how the directory is named is the broker's business).
+fn only_partition_dir(data_dir: &std::path::Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(data_dir.join("topics"))
+        .expect("list topics")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.into_iter().next().expect("one partition directory")
+}
+
+/// Every file name in `dir` with its bytes; `.log` files only with `segments_only`.
+fn snapshot(dir: &std::path::Path, segments_only: bool) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .map(|path| {
+            let name = path.file_name().expect("name").to_string_lossy().into_owned();
+            let bytes = if segments_only && !name.ends_with(".log") {
+                Vec::new()
+            } else {
+                std::fs::read(&path).expect("read")
+            };
+            (name, bytes)
+        })
+        .collect()
+}
+
+/// The regression: `cairn log verify` on a running node's partition cut the live end of the log
+/// as a "torn tail". The tools now take the node's data directory lock and refuse.
+#[test]
+fn log_verify_on_a_running_node_destroys_no_acknowledged_data() {
+    let node = Node::start();
+    node.ok(&["topic", "create", "acked"]);
+    let lines: String = (0..2000).map(|i| format!("record {i}\n")).collect();
+    node.ok_with(&["produce", "acked", "--acks", "all"], lines.as_bytes());
+    let partition = only_partition_dir(&node.data_dir);
+    let partition_arg = partition.to_string_lossy().into_owned();
+    // Segment bytes only: the node may still write its index or checkpoint on its own.
+    let before = snapshot(&partition, true);
+    for args in [
+        vec!["log", "verify", &partition_arg],
+        vec!["log", "verify", "--repair", &partition_arg],
+        vec!["log", "dump", &partition_arg],
+    ] {
+        let run = run_cairn(&args, &[], b"");
+        assert_eq!(run.status.code(), Some(1), "{args:?}: {run:?}");
+        assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
+        let data_dir = node.data_dir.canonicalize().expect("data dir");
+        assert!(
+            run.stderr.contains(&format!("data directory {}", data_dir.display()))
+                && run.stderr.contains("a running cairn node holds"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(snapshot(&partition, true), before, "no segment changed");
+    let consumed = node.ok(&["consume", "acked"]);
+    let expected: String = (0..2000).map(|i| format!("\trecord {i}\n")).collect();
+    assert_eq!(consumed, expected, "every acknowledged record is still readable");
+    let (dir, _) = node.stop();
+
+    // Stopped, the partition verifies, and that changes nothing either.
+    let before = snapshot(&partition, false);
+    let verified = run_cairn(&["log", "verify", &partition_arg], &[], b"");
+    assert!(verified.status.success(), "{verified:?}");
+    assert!(verified.stdout.starts_with("ok: offsets 0..2000 in 1 segment, "), "{verified:?}");
+    assert!(verified.stdout.contains("torn tail: none"), "{verified:?}");
+    assert_eq!(snapshot(&partition, false), before);
+    let node = Node::start_in(dir);
+    assert_eq!(node.ok(&["consume", "acked"]), expected);
+    node.stop();
+}
+
+/// `verify` reports the torn tail a node would cut and cuts nothing; `--repair` reports, then cuts.
+#[test]
+fn log_verify_reports_a_torn_tail_and_cuts_it_only_with_repair() {
+    let node = Node::start();
+    node.ok(&["topic", "create", "torn"]);
+    let lines: String = (0..100).map(|i| format!("line {i}\n")).collect();
+    node.ok_with(&["produce", "torn"], lines.as_bytes());
+    let (dir, data_dir) = node.stop();
+    let partition = only_partition_dir(&data_dir);
+    let partition_arg = partition.to_string_lossy().into_owned();
+    let segment = partition.join("00000000000000000000.log");
+    let intact = std::fs::read(&segment).expect("read segment");
+    // A crash tore the next write: the first 100 bytes of a batch reached the disk.
+    let mut torn = intact.clone();
+    torn.extend_from_slice(&intact[..100]);
+    std::fs::write(&segment, &torn).expect("append torn bytes");
+    let before = snapshot(&partition, false);
+
+    let verified = run_cairn(&["log", "verify", &partition_arg], &[], b"");
+    assert!(verified.status.success(), "{verified:?}");
+    let cut = format!("torn tail: 100 bytes at byte {} of {}", intact.len(), segment.display());
+    assert!(verified.stdout.contains(&cut), "{verified:?}");
+    assert!(verified.stdout.contains("nothing was changed"), "{verified:?}");
+    let dumped = run_cairn(&["log", "dump", &partition_arg], &[], b"");
+    assert!(dumped.status.success(), "{dumped:?}");
+    assert!(dumped.stderr.contains("note: torn tail not shown: 100 bytes"), "{dumped:?}");
+    assert_eq!(snapshot(&partition, false), before, "verify and dump wrote nothing");
+
+    let repaired = run_cairn(&["log", "verify", "--repair", &partition_arg], &[], b"");
+    assert!(repaired.status.success(), "{repaired:?}");
+    let report = repaired.stdout.find(&cut).expect("the cut is reported");
+    let done = repaired.stdout.find("repaired: cut 100 bytes; the log ends at offset 100");
+    assert!(done.is_some_and(|done| done > report), "{repaired:?}");
+    assert_eq!(std::fs::read(&segment).expect("read segment"), intact);
+    let verified = run_cairn(&["log", "verify", &partition_arg], &[], b"");
+    assert!(verified.stdout.contains("torn tail: none"), "{verified:?}");
+    let node = Node::start_in(dir);
+    let expected: String = (0..100).map(|i| format!("\tline {i}\n")).collect();
+    assert_eq!(node.ok(&["consume", "torn"]), expected);
+    node.stop();
+}
+
+/// Every path below `dir`, recursively.
+fn tree(dir: &std::path::Path) -> BTreeSet<PathBuf> {
+    let mut paths = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).expect("list") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            paths.extend(tree(&path));
+        }
+        paths.insert(path);
+    }
+    paths
+}
+
+/// The regression: `cairn log verify <data-dir>/topics` created a segment in `topics/`, said
+/// "ok", and the node then failed to start. The tools refuse any directory without segments.
+#[test]
+fn log_tools_refuse_a_directory_that_is_not_a_partition() {
+    let node = Node::start();
+    node.ok(&["topic", "create", "kept"]);
+    node.ok_with(&["produce", "kept"], b"a\nb\n");
+    let (dir, data_dir) = node.stop();
+    let topics = data_dir.join("topics");
+    let before = tree(&data_dir);
+    for target in [topics.clone(), data_dir.clone(), data_dir.join("meta")] {
+        let target = target.to_string_lossy().into_owned();
+        for args in [
+            vec!["log", "verify", &target],
+            vec!["log", "verify", "--repair", &target],
+            vec!["log", "dump", &target],
+        ] {
+            let run = run_cairn(&args, &[], b"");
+            assert_eq!(run.status.code(), Some(1), "{args:?}: {run:?}");
+            assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
+            assert!(
+                run.stderr.contains("is not a partition directory: it holds no segment files")
+                    && run.stderr.contains("00000000000000000000.log"),
+                "{args:?}: {}",
+                run.stderr
+            );
+        }
+    }
+    let missing = data_dir.join("missing").to_string_lossy().into_owned();
+    let run = run_cairn(&["log", "verify", &missing], &[], b"");
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert!(run.stderr.contains("is not a partition directory"), "{run:?}");
+    assert_eq!(tree(&data_dir), before, "nothing was created");
+    let node = Node::start_in(dir);
+    assert_eq!(node.ok(&["consume", "kept"]), "\ta\n\tb\n");
+    node.stop();
+}
+
+/// Runs `cairn args...` with its standard output's reader closed after `read_bytes` bytes, and
+/// checks it exits 0 without a panic message.
+fn check_quiet_on_closed_output(args: &[&str], read_bytes: usize) {
+    let mut child = clean_command(CAIRN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cairn");
+    let pid = child.id();
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut head = vec![0; read_bytes];
+    stdout.read_exact(&mut head).expect("the first bytes of the output");
+    drop(stdout);
+    let (done, result) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let Ok(output) = result.recv_timeout(COMMAND_TIMEOUT) else {
+        let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        panic!("cairn {args:?} did not finish within {COMMAND_TIMEOUT:?}");
+    };
+    let output = output.expect("wait for cairn");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "cairn {args:?}: {}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "cairn {args:?}: {stderr}");
+}
+
+/// The regression: `cairn log dump DIR | head` panicked on the broken pipe (exit 101); so did
+/// every command printing with `println!`.
+#[test]
+fn commands_exit_quietly_when_their_output_is_closed() {
+    // A partition with more batches than a pipe buffers, written offline.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let partition = dir.path().join("p");
+    let config = cairn_storage::LogConfig {
+        flush: cairn_storage::FlushPolicy::Manual,
+        ..cairn_storage::LogConfig::default()
+    };
+    let clock = std::sync::Arc::new(cairn_storage::SystemClock);
+    let mut log = cairn_storage::Log::open(cairn_storage::RealDisk, &partition, config, clock)
+        .expect("open log");
+    for i in 0..5000u32 {
+        let value = i.to_string();
+        let mut batch = cairn_types::batch::BatchBuilder::new(0)
+            .record(None, Some(value.as_bytes()), &[])
+            .build();
+        log.append(&mut batch, cairn_types::LeaderEpoch(0)).expect("append");
+    }
+    log.close().expect("close log");
+    let partition = partition.to_string_lossy().into_owned();
+    check_quiet_on_closed_output(&["log", "dump", &partition, "--limit", "5000"], 100);
+
+    let node = Node::start();
+    node.ok(&["topic", "create", "piped"]);
+    node.ok_with(&["produce", "piped"], b"x\ny\n");
+    let bootstrap = ["--bootstrap", node.bootstrap.as_str()];
+    for args in [
+        &["topic", "list"][..],
+        &["topic", "describe", "piped"],
+        &["cluster", "info"],
+        &["consume", "piped"],
+    ] {
+        check_quiet_on_closed_output(&[args, &bootstrap[..]].concat(), 0);
+    }
+    // Commands that change something finish it, then find their output closed.
+    check_quiet_on_closed_output(&[&["topic", "create", "other"][..], &bootstrap].concat(), 0);
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, "z\n").expect("write input");
+    let input = input.to_string_lossy().into_owned();
+    check_quiet_on_closed_output(
+        &[&["produce", "other", "--file", &input][..], &bootstrap].concat(),
+        0,
+    );
+    assert_eq!(node.ok(&["consume", "other"]), "\tz\n");
+    assert_eq!(topic_names(&node), BTreeSet::from(["other".to_owned(), "piped".to_owned()]));
+    node.stop();
+}
+
+/// The regression: logs written to a file or a pipe carried ANSI colour codes. Colour is for a
+/// terminal only.
+#[test]
+fn serve_logs_through_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports = free_ports(2);
+    let admin: SocketAddr = format!("127.0.0.1:{}", ports[1]).parse().expect("address");
+    let mut child = clean_command(CAIRN)
+        .args(["serve", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--kafka-listen", &format!("127.0.0.1:{}", ports[0])])
+        .args(["--admin-listen", &admin.to_string(), "--log-level", "debug"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cairn serve");
+    let pid = child.id();
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        bytes
+    });
+    let (done, exited) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait());
+    });
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !probe_ready(admin).unwrap_or(false) {
+        assert!(Instant::now() < deadline, "cairn serve not ready within {READY_TIMEOUT:?}");
+        if let Ok(status) = exited.recv_timeout(READY_POLL_INTERVAL) {
+            panic!("cairn serve exited with {status:?} before it was ready");
+        }
+    }
+    let sent = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+    let Ok(status) = exited.recv_timeout(STOP_TIMEOUT) else {
+        let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        panic!("cairn serve did not exit within {STOP_TIMEOUT:?} of SIGTERM");
+    };
+    assert!(status.expect("wait").success());
+    let logs = reader.join().expect("stderr reader");
+    let text = String::from_utf8_lossy(&logs);
+    assert!(text.contains("INFO"), "the node logged: {text}");
+    assert!(!logs.contains(&0x1b), "colour codes in piped logs: {text:?}");
 }
