@@ -1,0 +1,196 @@
+"""The client settings the README's "Client settings" section documents, pinned against each
+client's defaults: cairn has no idempotent producers (InitProducerId) and no consumer groups
+(FindCoordinator and the group APIs) yet, and does not advertise them in ApiVersions.
+
+What works: producers with idempotence off (librdkafka's and aiokafka's default, not
+kafka-python's), any acks; consumers that `assign()` partitions without a group. What does not,
+and how each client says so: kafka-python and aiokafka fail fast with IncompatibleBrokerVersion;
+librdkafka's idempotent producer fails fast with a fatal _UNSUPPORTED_FEATURE error, but its
+`subscribe()` consumer waits for a group coordinator forever and reports nothing (it finds no
+broker that supports FindCoordinator and retries at debug log level only)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import IncompatibleBrokerVersion as AioIncompatibleBrokerVersion
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from kafka import KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KafkaPythonTopicPartition
+from kafka.errors import IncompatibleBrokerVersion
+
+from support import (
+    CALL_TIMEOUT_S,
+    UNUSED_GROUP_ID,
+    Deadline,
+    confluent_producer,
+    create_topic,
+    read_all,
+    unique_topic,
+)
+
+# Seconds within which a refused setting must fail: fast, not after a client timeout.
+FAIL_FAST_S = 10.0
+# Seconds a librdkafka subscribe() consumer is watched for records or errors (none come).
+SUBSCRIBE_WATCH_S = 3.0
+
+
+@pytest.fixture(scope="module")
+def topic(broker) -> str:
+    """A topic with one record in partition 0, for the consumers to (fail to) read."""
+    name = unique_topic("settings")
+    create_topic(broker.bootstrap, name)
+    delivered: list = []
+    with confluent_producer({"bootstrap.servers": broker.bootstrap, "acks": "all"}) as producer:
+        producer.produce(name, value=b"seed", on_delivery=lambda e, m: delivered.append(e))
+        producer.flush(CALL_TIMEOUT_S)
+    assert delivered == [None], delivered
+    return name
+
+
+def test_kafka_python_default_producer_fails_fast(broker, topic):
+    """kafka-python 3 enables idempotence by default: its InitProducerId is refused at once."""
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap,
+        request_timeout_ms=int(CALL_TIMEOUT_S * 1000),
+        max_block_ms=int(CALL_TIMEOUT_S * 1000),
+    )
+    try:
+        assert producer.config["enable_idempotence"] is True
+        started = time.monotonic()
+        future = producer.send(topic, value=b"refused")
+        with pytest.raises(IncompatibleBrokerVersion, match="InitProducerIdRequest"):
+            future.get(timeout=CALL_TIMEOUT_S)
+        assert time.monotonic() - started < FAIL_FAST_S
+    finally:
+        producer.close(timeout=CALL_TIMEOUT_S)
+
+
+@pytest.mark.parametrize("acks", [1, "all"], ids=lambda acks: f"acks={acks}")
+def test_kafka_python_producer_without_idempotence(broker, acks):
+    name = unique_topic(f"settings-kp-{acks}")
+    create_topic(broker.bootstrap, name)
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap,
+        acks=acks,
+        enable_idempotence=False,
+        request_timeout_ms=int(CALL_TIMEOUT_S * 1000),
+        max_block_ms=int(CALL_TIMEOUT_S * 1000),
+    )
+    try:
+        metadata = producer.send(name, value=b"stored").get(timeout=CALL_TIMEOUT_S)
+    finally:
+        producer.close(timeout=CALL_TIMEOUT_S)
+    assert metadata.offset == 0
+    assert [r.value for r in read_all(broker.bootstrap, name, 1)[0]] == [b"stored"]
+
+
+def test_confluent_default_producer_works(broker):
+    """librdkafka's default is enable.idempotence=false."""
+    name = unique_topic("settings-ck-default")
+    create_topic(broker.bootstrap, name)
+    delivered: list = []
+    with confluent_producer({"bootstrap.servers": broker.bootstrap}) as producer:
+        producer.produce(name, value=b"stored", on_delivery=lambda e, m: delivered.append(e))
+        assert producer.flush(CALL_TIMEOUT_S) == 0
+    assert delivered == [None]
+    assert [r.value for r in read_all(broker.bootstrap, name, 1)[0]] == [b"stored"]
+
+
+def test_confluent_idempotent_producer_fails_fast(broker, topic):
+    config = {"bootstrap.servers": broker.bootstrap, "enable.idempotence": True}
+    started = time.monotonic()
+    with confluent_producer(config) as producer:
+        producer.produce(topic, value=b"refused")
+        with pytest.raises(KafkaException) as raised:
+            producer.flush(CALL_TIMEOUT_S)
+    error = raised.value.args[0]
+    assert error.fatal() and error.code() == KafkaError._UNSUPPORTED_FEATURE, error
+    assert time.monotonic() - started < FAIL_FAST_S
+
+
+def test_aiokafka_default_producer_works(broker):
+    """aiokafka's default is enable_idempotence=False."""
+    name = unique_topic("settings-aio-default")
+    create_topic(broker.bootstrap, name)
+
+    async def produce():
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await asyncio.wait_for(producer.start(), CALL_TIMEOUT_S)
+        try:
+            return await asyncio.wait_for(producer.send_and_wait(name, b"stored"), CALL_TIMEOUT_S)
+        finally:
+            await asyncio.wait_for(producer.stop(), CALL_TIMEOUT_S)
+
+    assert asyncio.run(produce()).offset == 0
+
+
+def test_kafka_python_consumer_with_a_group_fails_fast(broker, topic):
+    """With a group_id, even an assign()ed kafka-python consumer asks for the group coordinator,
+    which cairn refuses; group_id=None (the default) reads (see support.kafka_python_read)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap,
+        group_id="cairn-compat-group",
+        request_timeout_ms=int(CALL_TIMEOUT_S * 1000),
+    )
+    started = time.monotonic()
+    try:
+        consumer.subscribe([topic])
+        with pytest.raises(IncompatibleBrokerVersion, match="FindCoordinatorRequest"):
+            consumer.poll(timeout_ms=int(CALL_TIMEOUT_S * 1000))
+        assert time.monotonic() - started < FAIL_FAST_S
+        consumer.unsubscribe()
+        tp = KafkaPythonTopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, 0)
+        with pytest.raises(IncompatibleBrokerVersion, match="FindCoordinatorRequest"):
+            consumer.poll(timeout_ms=int(CALL_TIMEOUT_S * 1000))
+    finally:
+        consumer.close(autocommit=False)
+
+
+def test_aiokafka_subscribe_fails_fast(broker, topic):
+    async def subscribe():
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=broker.bootstrap,
+            group_id="cairn-compat-group",
+            request_timeout_ms=int(CALL_TIMEOUT_S * 1000),
+        )
+        try:
+            await asyncio.wait_for(consumer.start(), CALL_TIMEOUT_S)
+        finally:
+            await asyncio.wait_for(consumer.stop(), CALL_TIMEOUT_S)
+
+    started = time.monotonic()
+    with pytest.raises(AioIncompatibleBrokerVersion, match="FindCoordinatorRequest"):
+        asyncio.run(subscribe())
+    assert time.monotonic() - started < FAIL_FAST_S
+
+
+def test_confluent_subscribe_waits_silently(broker, topic):
+    """The one setting that does not fail: librdkafka's subscribe() gets no assignment, no
+    record and no error while the topic holds a record. The README warns about it."""
+    config = {
+        "bootstrap.servers": broker.bootstrap,
+        "group.id": UNUSED_GROUP_ID,
+        "auto.offset.reset": "earliest",
+        "socket.timeout.ms": 10000,
+    }
+    errors: list = []
+    consumer = Consumer({**config, "error_cb": errors.append})
+    try:
+        consumer.subscribe([topic])
+        deadline = Deadline(SUBSCRIBE_WATCH_S, "nothing")
+        events = []
+        while not deadline.expired():
+            message = consumer.poll(max(0.05, deadline.remaining()))
+            if message is not None:
+                events.append(message.error() or message.value())
+        assert events == [] and errors == [], (events, errors)
+        assert consumer.assignment() == []
+    finally:
+        consumer.close()
