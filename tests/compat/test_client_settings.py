@@ -17,15 +17,13 @@ import time
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import IncompatibleBrokerVersion as AioIncompatibleBrokerVersion
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaPythonTopicPartition
 from kafka.errors import IncompatibleBrokerVersion
 
 from support import (
     CALL_TIMEOUT_S,
-    UNUSED_GROUP_ID,
-    Deadline,
     confluent_producer,
     create_topic,
     read_all,
@@ -34,8 +32,6 @@ from support import (
 
 # Seconds within which a refused setting must fail: fast, not after a client timeout.
 FAIL_FAST_S = 10.0
-# Seconds a librdkafka subscribe() consumer is watched for records or errors (none come).
-SUBSCRIBE_WATCH_S = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -169,28 +165,3 @@ def test_aiokafka_subscribe_fails_fast(broker, topic):
     with pytest.raises(AioIncompatibleBrokerVersion, match="FindCoordinatorRequest"):
         asyncio.run(subscribe())
     assert time.monotonic() - started < FAIL_FAST_S
-
-
-def test_confluent_subscribe_waits_silently(broker, topic):
-    """The one setting that does not fail: librdkafka's subscribe() gets no assignment, no
-    record and no error while the topic holds a record. The README warns about it."""
-    config = {
-        "bootstrap.servers": broker.bootstrap,
-        "group.id": UNUSED_GROUP_ID,
-        "auto.offset.reset": "earliest",
-        "socket.timeout.ms": 10000,
-    }
-    errors: list = []
-    consumer = Consumer({**config, "error_cb": errors.append})
-    try:
-        consumer.subscribe([topic])
-        deadline = Deadline(SUBSCRIBE_WATCH_S, "nothing")
-        events = []
-        while not deadline.expired():
-            message = consumer.poll(max(0.05, deadline.remaining()))
-            if message is not None:
-                events.append(message.error() or message.value())
-        assert events == [] and errors == [], (events, errors)
-        assert consumer.assignment() == []
-    finally:
-        consumer.close()
