@@ -1,11 +1,24 @@
 //! [`Broker`]: the partitions hosted on this node, kept in step with the metadata store.
 //!
-//! Topic operations go to the [`MetadataStore`] first and then to the partitions here, under one
-//! admin lock so two operations on topics never interleave. On startup the data directory is
-//! reconciled with the metadata: every partition the metadata names is opened (recovering its
-//! log), and directories of deleted topics left by a crash are removed.
+//! Topic operations go to the [`MetadataStore`] and to the partitions here under one admin lock,
+//! so two operations on topics never interleave. Each is all-or-nothing:
+//!
+//! - Creating a topic commits it to the metadata, then opens its partitions' logs; if any fails
+//!   to open, the ones made are closed and removed and the topic is deleted again.
+//! - Creating partitions opens the new logs first and commits the count only once all opened.
+//! - Deleting a topic frees its name and records it as pending deletion in one metadata write,
+//!   removes its partition directories, then clears the pending entry. Directories are named by
+//!   topic id (`layout.rs`), so a topic re-created under the name never sees the old data.
+//!
+//! On start the data directory is reconciled with the metadata before anything is served
+//! (`Broker::open`): name-layout directories are renamed to the id layout, doomed directories
+//! (pending deletions, partitions beyond a topic's count) are removed, anything unrecognised is
+//! moved aside into `<data-dir>/unrecognised/<unix-ms>/` (never deleted), and every partition is
+//! opened. A partition whose log cannot be opened is served offline ([`Health`]); a topic never
+//! stops the node from starting.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -15,15 +28,17 @@ use cairn_storage::{FlushPolicy, Log, LogConfig, RealDisk, Retention, SystemCloc
 use cairn_types::LeaderEpoch;
 
 use crate::error::{BrokerError, PartitionError};
-use crate::partition::{Partition, PartitionConfig};
+use crate::health::Health;
+use crate::layout::{Entry, Known, partition_dir_name};
+use crate::partition::{Partition, PartitionConfig, Shared};
 
-/// Suffix of a partition directory being deleted.
-const DELETED_SUFFIX: &str = ".deleted";
+/// Where a start moves entries of `topics/` it does not recognise, one subdirectory per start.
+const UNRECOGNISED_DIR: &str = "unrecognised";
 
 /// Broker settings.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
-    /// Partition logs live in `data_dir/topics/<topic>-<partition>`.
+    /// Partition logs live in `data_dir/topics/<topic-id-hex>-<partition>`.
     pub data_dir: PathBuf,
     /// How often retention runs.
     pub retention_interval: Duration,
@@ -32,6 +47,9 @@ pub struct BrokerConfig {
     pub cache_window_bytes: Option<u64>,
     /// Observes the duration of every partition log flush (a group commit's fsync), in seconds.
     pub flush_seconds: Arc<cairn_metrics::Histogram>,
+    /// Offline partitions and a full disk, for readiness and the `cairn_partitions_offline`
+    /// gauge.
+    pub health: Arc<Health>,
 }
 
 /// The partitions hosted on this node.
@@ -49,6 +67,50 @@ pub struct Broker<M> {
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BrokerError {
     let path = path.to_path_buf();
     move |source| BrokerError::Io { op, path, source }
+}
+
+/// A storage error's cause without the server-side path it names (for clients; the path is
+/// logged).
+fn cause(error: &cairn_storage::Error) -> String {
+    match error {
+        cairn_storage::Error::Io { op, source, .. } => format!("{op} failed: {source}"),
+        cairn_storage::Error::NoSpace { .. } => "no space left on device".to_owned(),
+        cairn_storage::Error::Corruption { reason, .. } => format!("corruption: {reason}"),
+        other => other.to_string(),
+    }
+}
+
+/// Removes a file or a directory tree; gone already is fine.
+fn remove_entry(path: &Path) -> std::io::Result<()> {
+    let removed = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(error) => Err(error),
+    };
+    match removed {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Fsyncs a directory, so the renames and removals in it are durable.
+fn sync_dir(path: &Path) -> Result<(), BrokerError> {
+    std::fs::File::open(path).and_then(|dir| dir.sync_all()).map_err(io("fsync", path))
+}
+
+/// What a start found, for its summary line.
+#[derive(Debug, Default)]
+struct Started {
+    /// Partitions opened and served.
+    opened: usize,
+    /// Of those, partitions whose recovery had to walk or cut anything.
+    recovered: usize,
+    /// Bytes recovery verified batch by batch.
+    verified_bytes: u64,
+    /// Bytes recovery cut off as torn writes.
+    cut_bytes: u64,
+    /// Partitions that could not be opened.
+    offline: usize,
 }
 
 /// The partition's settings and log configuration from its topic's configs and the broker's.
@@ -70,11 +132,13 @@ fn settings_for(topic: &TopicMeta, config: &BrokerConfig) -> (PartitionConfig, L
 }
 
 impl<M: MetadataStore> Broker<M> {
-    /// Opens every partition the metadata names (recovering their logs) and removes the data of
-    /// topics that no longer exist. Spawns each partition's flusher on the current runtime.
+    /// Reconciles the data directory with the metadata (see the module docs), then opens every
+    /// partition the metadata names, recovering their logs; one that cannot be opened is served
+    /// offline. Spawns each partition's flusher on the current runtime.
     ///
     /// # Errors
-    /// [`BrokerError`] if a log cannot be opened (e.g. corruption) or the directory is unusable.
+    /// [`BrokerError::Io`] if `topics/` cannot be listed or created, or an unrecognised entry
+    /// cannot be moved aside (the node refuses to start rather than delete it).
     pub async fn open(config: BrokerConfig, meta: Arc<M>) -> Result<Arc<Broker<M>>, BrokerError> {
         let topics_dir = config.data_dir.join("topics");
         std::fs::create_dir_all(&topics_dir).map_err(io("create", &topics_dir))?;
@@ -86,10 +150,21 @@ impl<M: MetadataStore> Broker<M> {
             progress: Arc::new(tokio::sync::watch::channel(0).0),
             config,
         });
+        broker.reconcile().await?;
+        let mut started = Started::default();
         for topic in broker.meta.topics() {
-            broker.open_partitions(&topic, 0)?;
+            for index in 0..topic.partitions {
+                broker.open_at_start(&topic, index, &mut started);
+            }
         }
-        broker.remove_strays()?;
+        tracing::info!(
+            partitions = started.opened,
+            recovered = started.recovered,
+            verified_bytes = started.verified_bytes,
+            cut_bytes = started.cut_bytes,
+            offline = started.offline,
+            "partitions opened"
+        );
         Ok(broker)
     }
 
@@ -104,6 +179,12 @@ impl<M: MetadataStore> Broker<M> {
         &self.meta
     }
 
+    /// Offline partitions and the disk's state.
+    #[must_use]
+    pub fn health(&self) -> &Arc<Health> {
+        &self.config.health
+    }
+
     /// A hosted partition.
     #[must_use]
     pub fn partition(&self, topic: &str, index: u32) -> Option<Arc<Partition>> {
@@ -111,76 +192,239 @@ impl<M: MetadataStore> Broker<M> {
         partitions.get(&(topic.to_owned(), index)).cloned()
     }
 
-    fn partition_dir(&self, topic: &str, index: u32) -> PathBuf {
-        self.topics_dir.join(format!("{topic}-{index}"))
+    fn partition_dir(&self, topic: &TopicMeta, index: u32) -> PathBuf {
+        self.topics_dir.join(partition_dir_name(topic.id, index))
     }
 
-    /// Opens partitions `from..topic.partitions` of `topic` and starts their flushers.
-    fn open_partitions(&self, topic: &TopicMeta, from: u32) -> Result<(), BrokerError> {
-        let name = topic.name.as_str();
-        let (settings, log_config) = settings_for(topic, &self.config);
-        for index in from..topic.partitions {
-            let dir = self.partition_dir(name, index);
-            let log = Log::open(RealDisk, &dir, log_config.clone(), Arc::new(SystemClock))
-                .map_err(|source| BrokerError::Partition {
-                    topic: name.to_owned(),
-                    partition: index,
-                    source: source.into(),
-                })?;
-            let epoch =
-                self.meta.leader(name, index).map_or(LeaderEpoch(0), |leader| leader.leader_epoch);
-            let progress = Arc::clone(&self.progress);
-            let flush_seconds = Arc::clone(&self.config.flush_seconds);
-            let partition = Partition::new(
-                name.to_owned(),
-                index,
-                log,
-                settings,
-                epoch,
-                progress,
-                flush_seconds,
-            );
-            tokio::spawn(Arc::clone(&partition).run_flusher());
-            let mut partitions =
-                self.partitions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            partitions.insert((name.to_owned(), index), partition);
+    /// Brings `topics/` in line with the metadata before anything is opened: migrates the name
+    /// layout, removes what is doomed, moves the unrecognised aside, finishes pending deletions.
+    async fn reconcile(&self) -> Result<(), BrokerError> {
+        let pending = self.meta.pending_deletions();
+        let known = Known::new(&self.meta.topics(), &pending);
+        let mut entries: Vec<OsString> = std::fs::read_dir(&self.topics_dir)
+            .and_then(|entries| entries.map(|entry| entry.map(|e| e.file_name())).collect())
+            .map_err(io("list", &self.topics_dir))?;
+        entries.sort();
+        let (mut migrated, mut removed, mut removal_failed) = (0_usize, 0_usize, false);
+        let mut unrecognised = Vec::new();
+        for name in entries {
+            let entry = name.to_str().map_or(Entry::Unrecognised, |text| known.classify(text));
+            let path = self.topics_dir.join(&name);
+            match entry {
+                Entry::Live => {}
+                Entry::Legacy(new) if self.topics_dir.join(&new).exists() => {
+                    unrecognised.push(name);
+                }
+                Entry::Legacy(new) => {
+                    let to = self.topics_dir.join(new);
+                    std::fs::rename(&path, &to).map_err(io("rename", &path))?;
+                    migrated += 1;
+                }
+                Entry::Doomed => match remove_entry(&path) {
+                    Ok(()) => removed += 1,
+                    Err(error) => {
+                        tracing::error!(path = %path.display(), %error, "removing data of a deleted partition failed; retried at the next start");
+                        removal_failed = true;
+                    }
+                },
+                Entry::Unrecognised => unrecognised.push(name),
+            }
         }
-        Ok(())
-    }
-
-    /// Removes partition directories that no topic owns (a crash during a topic deletion).
-    fn remove_strays(&self) -> Result<(), BrokerError> {
-        let entries = std::fs::read_dir(&self.topics_dir).map_err(io("list", &self.topics_dir))?;
-        for entry in entries {
-            let entry = entry.map_err(io("list", &self.topics_dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let owned = name.rsplit_once('-').is_some_and(|(topic, index)| {
-                index.parse::<u32>().is_ok_and(|index| self.partition(topic, index).is_some())
-            });
-            if !owned {
-                tracing::warn!(dir = %name, "removing partition data of a deleted topic");
-                let path = entry.path();
-                std::fs::remove_dir_all(&path).map_err(io("remove", &path))?;
+        if migrated + removed > 0 {
+            sync_dir(&self.topics_dir)?;
+            tracing::info!(migrated, removed, "reconciled partition directories with the metadata");
+        }
+        self.move_aside(&unrecognised)?;
+        if !removal_failed {
+            for topic in pending {
+                self.finish_deletion(&topic).await;
             }
         }
         Ok(())
     }
 
-    /// Creates a topic and opens its partitions.
+    /// Moves `names` of `topics/` into `<data-dir>/unrecognised/<unix-ms>/`, with one log line.
+    fn move_aside(&self, names: &[OsString]) -> Result<(), BrokerError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis());
+        let parent = self.config.data_dir.join(UNRECOGNISED_DIR);
+        let dir = parent.join(unix_ms.to_string());
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        for name in names {
+            let from = self.topics_dir.join(name);
+            std::fs::rename(&from, dir.join(name)).map_err(io("move aside", &from))?;
+        }
+        for synced in [&dir, &parent, &self.config.data_dir, &self.topics_dir] {
+            sync_dir(synced)?;
+        }
+        tracing::warn!(
+            entries = names.len(),
+            moved_to = %dir.display(),
+            "moved entries of the topics directory that match no topic aside; nothing was deleted"
+        );
+        Ok(())
+    }
+
+    /// What every partition shares.
+    fn shared(&self) -> Shared {
+        Shared {
+            progress: Arc::clone(&self.progress),
+            flush_seconds: Arc::clone(&self.config.flush_seconds),
+            health: Arc::clone(&self.config.health),
+        }
+    }
+
+    /// Opens partition `index`'s log.
+    fn open_log(
+        &self,
+        topic: &TopicMeta,
+        index: u32,
+    ) -> Result<Log<RealDisk>, cairn_storage::Error> {
+        let (_, log_config) = settings_for(topic, &self.config);
+        Log::open(RealDisk, self.partition_dir(topic, index), log_config, Arc::new(SystemClock))
+    }
+
+    /// Opens partition `index` at start: logs what recovery found and cut, or why it is offline.
+    fn open_at_start(&self, topic: &TopicMeta, index: u32, started: &mut Started) {
+        let name = topic.name.as_str();
+        let opened = match self.open_log(topic, index) {
+            Ok(log) => {
+                let recovery = log.recovery();
+                if recovery.verified_bytes > 0
+                    || recovery.truncated_bytes > 0
+                    || recovery.rebuilt_epochs
+                {
+                    started.recovered += 1;
+                    started.verified_bytes += recovery.verified_bytes;
+                    started.cut_bytes += recovery.truncated_bytes;
+                    tracing::info!(
+                        topic = name,
+                        partition = index,
+                        verified_bytes = recovery.verified_bytes,
+                        cut_bytes = recovery.truncated_bytes,
+                        rebuilt_epochs = recovery.rebuilt_epochs,
+                        next_offset = log.next_offset().0,
+                        "recovered partition log"
+                    );
+                }
+                started.opened += 1;
+                Ok(log)
+            }
+            Err(error) => {
+                tracing::error!(topic = name, partition = index, %error, "partition log cannot be opened; serving it offline");
+                started.offline += 1;
+                Err(error.to_string())
+            }
+        };
+        self.host(topic, index, opened);
+    }
+
+    /// Hosts partition `index` over its opened log (or the reason it is offline) and starts its
+    /// flusher.
+    fn host(&self, topic: &TopicMeta, index: u32, opened: Result<Log<RealDisk>, String>) {
+        let name = topic.name.as_str();
+        let (settings, _) = settings_for(topic, &self.config);
+        let epoch =
+            self.meta.leader(name, index).map_or(LeaderEpoch(0), |leader| leader.leader_epoch);
+        let online = opened.is_ok();
+        let partition =
+            Partition::new(name.to_owned(), index, opened, settings, epoch, self.shared());
+        if online {
+            tokio::spawn(Arc::clone(&partition).run_flusher());
+        }
+        let mut partitions =
+            self.partitions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        partitions.insert((name.to_owned(), index), partition);
+    }
+
+    /// Opens the logs of partitions `from..topic.partitions`, all or none: if one fails, those
+    /// opened are closed and every directory made is removed, and the error (logged with its
+    /// path) names the cause without it.
+    fn open_new(&self, topic: &TopicMeta, from: u32) -> Result<Vec<Log<RealDisk>>, BrokerError> {
+        let mut logs = Vec::new();
+        for index in from..topic.partitions {
+            let dir = self.partition_dir(topic, index);
+            // On failure: the partitions whose directories this request made, and why.
+            let failed = if dir.symlink_metadata().is_ok() {
+                // Not made by this request (ids are new, and a start removes directories beyond
+                // a topic's count): leave it alone.
+                Some((index, "an entry already occupies the partition's directory".to_owned()))
+            } else {
+                match self.open_log(topic, index) {
+                    Ok(log) => {
+                        logs.push(log);
+                        None
+                    }
+                    Err(error) => {
+                        tracing::error!(topic = %topic.name, partition = index, %error, "creating a partition failed; removing what was made");
+                        Some((index + 1, cause(&error)))
+                    }
+                }
+            };
+            if let Some((made, cause)) = failed {
+                self.discard(topic, from, made, logs);
+                let topic = topic.name.to_string();
+                return Err(BrokerError::Create { topic, partition: index, cause });
+            }
+        }
+        Ok(logs)
+    }
+
+    /// Closes `logs` and removes the directories of partitions `from..to`, which this request
+    /// made. Failures are logged: what remains is doomed, removed at the next start.
+    fn discard(&self, topic: &TopicMeta, from: u32, to: u32, logs: Vec<Log<RealDisk>>) {
+        drop(logs);
+        for index in from..to {
+            let dir = self.partition_dir(topic, index);
+            if let Err(error) = remove_entry(&dir) {
+                tracing::error!(path = %dir.display(), %error, "removing a partition that was never created failed");
+            }
+        }
+        if let Err(error) = sync_dir(&self.topics_dir) {
+            tracing::error!(%error, "fsync of the topics directory failed");
+        }
+    }
+
+    /// Creates a topic and opens its partitions, all or nothing (see the module docs).
     ///
     /// # Errors
-    /// [`BrokerError::Meta`] for invalid or duplicate topics; [`BrokerError::Partition`].
+    /// [`BrokerError::Meta`] for invalid or duplicate topics; [`BrokerError::Create`] if a
+    /// partition's log cannot be made (the topic does not exist then).
     pub async fn create_topic(&self, spec: TopicSpec) -> Result<Arc<TopicMeta>, BrokerError> {
         let _admin = self.admin.lock().await;
         let topic = self.meta.create_topic(spec).await?;
-        self.open_partitions(&topic, 0)?;
-        Ok(topic)
+        match self.open_new(&topic, 0) {
+            Ok(logs) => {
+                for (index, log) in (0..).zip(logs) {
+                    self.host(&topic, index, Ok(log));
+                }
+                Ok(topic)
+            }
+            Err(error) => {
+                match self.meta.delete_topic(topic.name.as_str()).await {
+                    Ok(_) => self.finish_deletion(&topic).await,
+                    Err(meta_error) => {
+                        tracing::error!(topic = %topic.name, error = %meta_error, "removing a topic whose partitions failed from the metadata failed; its partitions are served offline");
+                        for index in 0..topic.partitions {
+                            self.host(&topic, index, Err(error.to_string()));
+                        }
+                    }
+                }
+                Err(error)
+            }
+        }
     }
 
-    /// Raises a topic's partition count.
+    /// Raises a topic's partition count: the new logs are made first and the count committed
+    /// only once all of them opened.
     ///
     /// # Errors
-    /// As [`Broker::create_topic`].
+    /// [`BrokerError::Meta`] for an invalid count or unknown topic; [`BrokerError::Create`] if a
+    /// new partition's log cannot be made (nothing changed then).
     pub async fn create_partitions(
         &self,
         name: &str,
@@ -188,9 +432,20 @@ impl<M: MetadataStore> Broker<M> {
     ) -> Result<Arc<TopicMeta>, BrokerError> {
         let _admin = self.admin.lock().await;
         let before = self.meta.topic(name).map_or(0, |topic| topic.partitions);
-        let topic = self.meta.create_partitions(name, count).await?;
-        self.open_partitions(&topic, before)?;
-        Ok(topic)
+        let grown = self.meta.check_create_partitions(name, count)?;
+        let logs = self.open_new(&grown, before)?;
+        match self.meta.create_partitions(name, count).await {
+            Ok(topic) => {
+                for (index, log) in (before..).zip(logs) {
+                    self.host(&topic, index, Ok(log));
+                }
+                Ok(topic)
+            }
+            Err(error) => {
+                self.discard(&grown, before, grown.partitions, logs);
+                Err(error.into())
+            }
+        }
     }
 
     /// Changes a topic's configs and applies them to its partitions.
@@ -215,11 +470,15 @@ impl<M: MetadataStore> Broker<M> {
         Ok(topic)
     }
 
-    /// Deletes a topic: metadata first, then its partitions' data.
+    /// Deletes a topic: its name is freed and the topic recorded as pending deletion in one
+    /// metadata write; then its partitions are closed, their directories removed, and the
+    /// pending entry cleared. A crash anywhere leaves either the topic with all its data or a
+    /// pending deletion that the next start finishes.
     ///
     /// # Errors
-    /// [`BrokerError::Meta`] if it does not exist; [`BrokerError::Io`] removing data (the topic is
-    /// gone from the metadata; the data is removed at the next start).
+    /// [`BrokerError::Meta`] if it does not exist or the metadata cannot be written. Failing to
+    /// remove the data is logged, not returned: the topic is deleted, and the next start
+    /// removes what is left.
     pub async fn delete_topic(&self, name: &str) -> Result<Arc<TopicMeta>, BrokerError> {
         let _admin = self.admin.lock().await;
         let topic = self.meta.delete_topic(name).await?;
@@ -229,21 +488,34 @@ impl<M: MetadataStore> Broker<M> {
                     self.partitions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
                 partitions.remove(&(name.to_owned(), index))
             };
+            self.config.health.forget(name, index);
             if let Some(partition) = removed {
                 // Waiters see the partition closed; its data goes either way.
                 if let Err(error) = partition.close() {
                     tracing::warn!(topic = name, partition = index, %error, "closing a deleted partition failed");
                 }
             }
-            let dir = self.partition_dir(name, index);
-            let doomed = self.topics_dir.join(format!("{name}-{index}{DELETED_SUFFIX}"));
-            match std::fs::rename(&dir, &doomed) {
-                Ok(()) => std::fs::remove_dir_all(&doomed).map_err(io("remove", &doomed))?,
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => return Err(io("rename", &dir)(error)),
+        }
+        let mut removed_all = true;
+        for index in 0..topic.partitions {
+            let dir = self.partition_dir(&topic, index);
+            if let Err(error) = remove_entry(&dir) {
+                tracing::error!(topic = name, path = %dir.display(), %error, "removing data of a deleted partition failed; retried at the next start");
+                removed_all = false;
             }
         }
+        if removed_all && sync_dir(&self.topics_dir).is_ok() {
+            self.finish_deletion(&topic).await;
+        }
         Ok(topic)
+    }
+
+    /// Clears `topic`'s pending deletion once its directories are gone. A failure is logged:
+    /// the next start finishes it (the directories are gone, so that is quick).
+    async fn finish_deletion(&self, topic: &TopicMeta) {
+        if let Err(error) = self.meta.finish_deletion(topic.id).await {
+            tracing::error!(topic = %topic.name, id = %topic.id, %error, "recording a finished topic deletion failed; the next start finishes it");
+        }
     }
 
     /// Every hosted partition.

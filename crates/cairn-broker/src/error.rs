@@ -28,8 +28,9 @@ pub enum PartitionError {
     /// The partition is shutting down or was deleted (`NOT_LEADER_OR_FOLLOWER`, retriable).
     #[error("partition closed")]
     Closed,
-    /// The log failed an fsync or write and stopped (`KAFKA_STORAGE_ERROR`).
-    #[error("partition failed: {0}")]
+    /// The partition is offline (`KAFKA_STORAGE_ERROR`): its log could not be opened, failed an
+    /// fsync or write, or holds committed data that fails verification. Until a restart.
+    #[error("partition offline: {0}")]
     Failed(String),
     /// The storage layer refused or failed (invalid batch, disk full, corruption, IO).
     #[error(transparent)]
@@ -53,6 +54,20 @@ pub enum BrokerError {
         /// What failed.
         #[source]
         source: PartitionError,
+    },
+    /// A partition of a new topic or a CreatePartitions request could not be made; nothing of
+    /// the request was kept (`KAFKA_STORAGE_ERROR`). `cause` names the OS error without
+    /// server-side paths (they are logged).
+    #[error(
+        "creating partition {partition} of topic {topic} failed ({cause}); nothing was created"
+    )]
+    Create {
+        /// Topic name.
+        topic: String,
+        /// The first partition that could not be made.
+        partition: u32,
+        /// What failed, without paths.
+        cause: String,
     },
     /// A filesystem operation on the data directory failed.
     #[error("{op} {path}: {source}")]

@@ -5,13 +5,20 @@
 //! - [`Partition`] is one replica: appends under a short mutex, a flusher task that runs the
 //!   log's pipelined group commit, the high watermark (the durable offset) on a `watch` channel
 //!   for `acks=all` and long polls, and reads of whole batches for fetches.
+//! - [`Health`] lists the partitions that are offline (cannot be opened, failed, or found
+//!   corrupt) and whether the disk is full, for readiness and metrics.
 //!
 //! This crate knows no wire protocol; cairn-kafka maps its errors to Kafka error codes.
 
 mod broker;
 mod error;
+mod health;
+mod layout;
 mod partition;
 
 pub use broker::{Broker, BrokerConfig};
 pub use error::{BrokerError, PartitionError};
-pub use partition::{Appended, Durability, Fetched, Located, Offsets, Partition, PartitionConfig};
+pub use health::{Health, OfflinePartition};
+pub use partition::{
+    Appended, Durability, Fetched, Located, Offsets, Partition, PartitionConfig, Shared,
+};

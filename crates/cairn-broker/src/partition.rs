@@ -6,9 +6,14 @@
 //! commits every append made while the previous one ran (group commit) and appends never wait
 //! for the device. The durable offset is the high watermark, published on a `watch` channel that
 //! `acks=all` produces and long-polling fetches wait on.
+//!
+//! A partition is *offline* when its log could not be opened, failed an fsync or write, or a read
+//! found committed data failing verification: it then refuses produce and fetch with
+//! [`PartitionError::Failed`] (`KAFKA_STORAGE_ERROR`) until the node restarts, and reports itself
+//! to the broker's [`Health`] once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +25,7 @@ use cairn_types::{LeaderEpoch, Offset};
 use tokio::sync::{Notify, watch};
 
 use crate::error::PartitionError;
+use crate::health::Health;
 
 /// What a successful append did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +52,10 @@ pub struct Offsets {
 }
 
 impl Offsets {
+    /// The offsets of a partition whose log could not be opened: nothing is known.
+    const UNKNOWN: Offsets =
+        Offsets { log_start: Offset(0), high_watermark: Offset(0), log_end: Offset(0) };
+
     fn of(log: &Log<RealDisk>) -> Offsets {
         Offsets {
             log_start: log.start_offset(),
@@ -90,27 +100,40 @@ pub struct PartitionConfig {
 pub enum Durability {
     /// Offsets below are durable.
     Durable(Offset),
-    /// The log failed an fsync or write and is poisoned; the partition serves no more writes.
+    /// The partition is offline (its log failed, could not be opened, or holds corrupt data);
+    /// it serves nothing more until the node restarts.
     Failed(String),
+}
+
+/// What every partition of a broker shares.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    /// Bumped whenever any high watermark moves, so a long-polling fetch over many partitions
+    /// waits on one channel.
+    pub progress: Arc<watch::Sender<u64>>,
+    /// Observes each fsync's duration.
+    pub flush_seconds: Arc<Histogram>,
+    /// Where partitions report going offline and a full disk.
+    pub health: Arc<Health>,
 }
 
 /// One partition replica on this node.
 pub struct Partition {
     topic: String,
     index: u32,
-    log: Mutex<Log<RealDisk>>,
+    /// `None` only for a partition whose log could not be opened (then `offline` is set).
+    log: Mutex<Option<Log<RealDisk>>>,
     settings: Mutex<PartitionConfig>,
     /// The leader epoch appends are stamped with.
     epoch: LeaderEpoch,
     durability: watch::Sender<Durability>,
     /// Wakes the flusher after an append.
     unflushed: Notify,
-    /// Shared by every partition of the broker: bumped whenever any high watermark moves, so a
-    /// long-polling fetch over many partitions waits on one channel.
-    progress: Arc<watch::Sender<u64>>,
-    /// Observes each fsync's duration (shared by the broker's partitions).
-    flush_seconds: Arc<Histogram>,
+    /// The broker's progress channel, flush histogram and health.
+    shared: Shared,
     closed: AtomicBool,
+    /// Why the partition is offline; set once, never cleared (a restart reopens the log).
+    offline: OnceLock<String>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -120,19 +143,30 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Partition {
-    /// Wraps an opened log; call [`Partition::run_flusher`] on a task to make appends durable.
+    /// Wraps an opened log, or the reason it could not be opened (the partition is then offline
+    /// from the start, and reported to the shared [`Health`]). Call [`Partition::run_flusher`] on
+    /// a task to make appends durable.
     #[must_use]
     pub fn new(
         topic: String,
         index: u32,
-        log: Log<RealDisk>,
+        opened: Result<Log<RealDisk>, String>,
         settings: PartitionConfig,
         epoch: LeaderEpoch,
-        progress: Arc<watch::Sender<u64>>,
-        flush_seconds: Arc<Histogram>,
+        shared: Shared,
     ) -> Arc<Partition> {
-        let durable = log.durable_offset();
-        let (durability, _) = watch::channel(Durability::Durable(durable));
+        let (log, offline) = match opened {
+            Ok(log) => (Some(log), None),
+            Err(reason) => (None, Some(reason)),
+        };
+        let durable = log.as_ref().map_or(Offset(0), Log::durable_offset);
+        let (durability, _) = watch::channel(match &offline {
+            None => Durability::Durable(durable),
+            Some(reason) => Durability::Failed(reason.clone()),
+        });
+        if let Some(reason) = &offline {
+            shared.health.set_offline(&topic, index, reason);
+        }
         Arc::new(Partition {
             topic,
             index,
@@ -141,10 +175,49 @@ impl Partition {
             epoch,
             durability,
             unflushed: Notify::new(),
-            progress,
-            flush_seconds,
+            shared,
             closed: AtomicBool::new(false),
+            offline: offline.map(OnceLock::from).unwrap_or_default(),
         })
+    }
+
+    /// Why the partition is offline, if it is.
+    #[must_use]
+    pub fn offline(&self) -> Option<&str> {
+        self.offline.get().map(String::as_str)
+    }
+
+    /// Takes the partition offline for `reason` (the first reason is kept): logged once,
+    /// reported to the broker's health, and every waiter woken to see it.
+    fn go_offline(&self, reason: String) {
+        if self.offline.set(reason.clone()).is_err() {
+            return;
+        }
+        tracing::error!(topic = %self.topic, partition = self.index, %reason, "partition offline: it serves nothing until the node restarts");
+        self.shared.health.set_offline(&self.topic, self.index, &reason);
+        self.durability.send_replace(Durability::Failed(reason));
+        self.shared.progress.send_modify(|events| *events = events.wrapping_add(1));
+    }
+
+    /// Runs `f` on the log if the partition is online. Corruption found by `f` takes the
+    /// partition offline: committed data it cannot serve must show in readiness and metrics.
+    fn with_log<T>(
+        &self,
+        f: impl FnOnce(&mut Log<RealDisk>) -> Result<T, PartitionError>,
+    ) -> Result<T, PartitionError> {
+        self.check_offline()?;
+        let mut guard = lock(&self.log);
+        let Some(log) = guard.as_mut() else {
+            return Err(PartitionError::Failed("the partition log is not open".into()));
+        };
+        let result = f(log);
+        drop(guard);
+        if let Err(PartitionError::Storage(error @ cairn_storage::Error::Corruption { .. })) =
+            &result
+        {
+            self.go_offline(error.to_string());
+        }
+        result
     }
 
     /// Topic name.
@@ -180,7 +253,9 @@ impl Partition {
         settings: PartitionConfig,
         log_config: LogConfig,
     ) -> Result<(), PartitionError> {
-        lock(&self.log).reconfigure(log_config)?;
+        if let Some(log) = lock(&self.log).as_mut() {
+            log.reconfigure(log_config)?;
+        }
         *lock(&self.settings) = settings;
         Ok(())
     }
@@ -191,20 +266,24 @@ impl Partition {
         self.durability.subscribe()
     }
 
-    /// Offsets now.
+    /// Offsets now (all zero for a partition whose log could not be opened).
     #[must_use]
     pub fn offsets(&self) -> Offsets {
-        Offsets::of(&lock(&self.log))
+        lock(&self.log).as_ref().map_or(Offsets::UNKNOWN, Offsets::of)
+    }
+
+    fn check_offline(&self) -> Result<(), PartitionError> {
+        match self.offline.get() {
+            Some(reason) => Err(PartitionError::Failed(reason.clone())),
+            None => Ok(()),
+        }
     }
 
     fn check_open(&self) -> Result<(), PartitionError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(PartitionError::Closed);
         }
-        if let Durability::Failed(reason) = &*self.durability.borrow() {
-            return Err(PartitionError::Failed(reason.clone()));
-        }
-        Ok(())
+        self.check_offline()
     }
 
     /// Appends a produce request's record set (one or more batches; the log validates framing
@@ -220,11 +299,14 @@ impl Partition {
         let settings = self.settings();
         check_batch_sizes(records, settings.max_message_bytes)?;
         let log_append_time_ms = settings.log_append_time.then(|| stamp_log_append_time(records));
-        let (appended, log_start_offset) = {
-            let mut log = lock(&self.log);
+        let appended = self.with_log(|log| {
             let appended = log.append(records, self.epoch)?;
-            (appended, log.start_offset())
-        };
+            Ok((appended, log.start_offset()))
+        });
+        let full =
+            matches!(appended, Err(PartitionError::Storage(cairn_storage::Error::NoSpace { .. })));
+        self.shared.health.set_disk_full(full);
+        let (appended, log_start_offset) = appended?;
         self.unflushed.notify_one();
         Ok(Appended {
             base_offset: appended.base_offset,
@@ -267,56 +349,37 @@ impl Partition {
     /// [`PartitionError::OffsetOutOfRange`] if `from` is before the log start or after the log
     /// end; [`PartitionError::Storage`] on corruption or IO failure.
     pub fn locate(&self, from: Offset, bytes_max: u32) -> Result<Located, PartitionError> {
-        let log = lock(&self.log);
-        let offsets = Offsets::of(&log);
-        if from < offsets.log_start || from > offsets.log_end {
-            return Err(PartitionError::OffsetOutOfRange { offsets });
-        }
-        let read = log.read(from, bytes_max, offsets.high_watermark)?;
-        Ok(Located { ranges: read.ranges, bytes: read.bytes, offsets })
+        self.with_log(|log| {
+            let offsets = Offsets::of(log);
+            if from < offsets.log_start || from > offsets.log_end {
+                return Err(PartitionError::OffsetOutOfRange { offsets });
+            }
+            let read = log.read(from, bytes_max, offsets.high_watermark)?;
+            Ok(Located { ranges: read.ranges, bytes: read.bytes, offsets })
+        })
     }
 
     /// Reads whole batches from the one containing `from`, at most `bytes_max` (at least one
-    /// batch), up to the high watermark, into memory.
+    /// batch), up to the high watermark, into memory, verifying each (CRC, offsets, epochs).
     ///
     /// # Errors
-    /// As [`Partition::locate`], and [`PartitionError::Storage`] if reading fails.
+    /// As [`Partition::locate`]; a batch failing verification takes the partition offline.
     pub fn read(&self, from: Offset, bytes_max: u32) -> Result<Fetched, PartitionError> {
-        let located = self.locate(from, bytes_max)?;
-        // The ranges keep their files open; read them without holding the log.
-        let mut buffer = Vec::with_capacity(usize::try_from(located.bytes).unwrap_or(usize::MAX));
-        for range in &located.ranges {
-            let at = buffer.len();
-            let got = range
-                .file
-                .read_append(&mut buffer, range.len as usize, range.position)
-                .map_err(|source| {
-                    PartitionError::Storage(cairn_storage::Error::Io {
-                        op: "read",
-                        path: format!(
-                            "{}-{} segment {}",
-                            self.topic, self.index, range.segment_base
-                        )
-                        .into(),
-                        source,
-                    })
-                })?;
-            // A concurrent truncation may have cut the file: return what is whole.
-            if got < range.len as usize {
-                let whole = whole_batches(&buffer[at..])
-                    .last()
-                    .map_or(0, |(start, h)| start + h.total_bytes() as usize);
-                buffer.truncate(at + whole);
-                break;
+        self.with_log(|log| {
+            let offsets = Offsets::of(log);
+            if from < offsets.log_start || from > offsets.log_end {
+                return Err(PartitionError::OffsetOutOfRange { offsets });
             }
-        }
-        Ok(Fetched { records: Bytes::from(buffer), offsets: located.offsets })
+            let mut buffer = Vec::new();
+            log.read_copy(from, bytes_max, offsets.high_watermark, &mut buffer)?;
+            Ok(Fetched { records: Bytes::from(buffer), offsets })
+        })
     }
 
     /// The largest record timestamp in the partition (Kafka's max-timestamp offset spec).
     #[must_use]
     pub fn max_timestamp(&self) -> Option<i64> {
-        lock(&self.log).max_timestamp()
+        lock(&self.log).as_ref().and_then(Log::max_timestamp)
     }
 
     /// The first batch holding a record with timestamp `>= timestamp`: its base offset and bytes.
@@ -327,10 +390,10 @@ impl Partition {
         &self,
         timestamp: i64,
     ) -> Result<Option<(Offset, Bytes)>, PartitionError> {
-        let found = {
-            let log = lock(&self.log);
-            log.offset_for_timestamp(timestamp)?.filter(|offset| *offset < log.durable_offset())
-        };
+        let found = self.with_log(|log| {
+            let found = log.offset_for_timestamp(timestamp)?;
+            Ok(found.filter(|offset| *offset < log.durable_offset()))
+        })?;
         let Some(offset) = found else { return Ok(None) };
         let fetched = self.read(offset, 1)?;
         Ok(Some((offset, fetched.records)))
@@ -341,10 +404,14 @@ impl Partition {
     /// # Errors
     /// [`PartitionError::Storage`].
     pub fn apply_retention(&self) -> Result<usize, PartitionError> {
+        if self.offline.get().is_some() {
+            return Ok(0); // Logged once when it went offline; nothing to delete from.
+        }
         let retention = self.settings().retention;
-        let mut log = lock(&self.log);
-        let bound = log.durable_offset();
-        Ok(log.apply_retention(retention, bound)?)
+        self.with_log(|log| {
+            let bound = log.durable_offset();
+            Ok(log.apply_retention(retention, bound)?)
+        })
     }
 
     /// The flusher loop: runs until [`Partition::close`]. Spawn it once per partition.
@@ -355,8 +422,7 @@ impl Partition {
                 return;
             }
             if let Err(error) = self.flush_once().await {
-                tracing::error!(topic = %self.topic, partition = self.index, %error, "partition log failed; it serves no more writes");
-                self.durability.send_replace(Durability::Failed(error.to_string()));
+                self.go_offline(format!("the log failed: {error}"));
                 return;
             }
             notified.await;
@@ -366,9 +432,13 @@ impl Partition {
     /// Flushes until nothing is unflushed.
     async fn flush_once(&self) -> Result<(), PartitionError> {
         loop {
-            let Some(mut pending) = lock(&self.log).begin_flush()? else { return Ok(()) };
+            let begun = match lock(&self.log).as_mut() {
+                Some(log) => log.begin_flush()?,
+                None => None,
+            };
+            let Some(mut pending) = begun else { return Ok(()) };
             let drops = pending.take_cache_drops();
-            let flush_seconds = Arc::clone(&self.flush_seconds);
+            let flush_seconds = Arc::clone(&self.shared.flush_seconds);
             let (pending, synced) = tokio::task::spawn_blocking(move || {
                 let mut pending = pending;
                 let started = std::time::Instant::now();
@@ -378,7 +448,10 @@ impl Partition {
             })
             .await
             .map_err(|error| PartitionError::Failed(format!("flusher thread failed: {error}")))?;
-            let durable = lock(&self.log).complete_flush(pending, synced)?;
+            let durable = match lock(&self.log).as_mut() {
+                Some(log) => log.complete_flush(pending, synced)?,
+                None => return Ok(()),
+            };
             let moved = self.durability.send_if_modified(|state| match state {
                 Durability::Durable(current) if *current < durable => {
                     *current = durable;
@@ -387,7 +460,7 @@ impl Partition {
                 _ => false,
             });
             if moved {
-                self.progress.send_modify(|events| *events = events.wrapping_add(1));
+                self.shared.progress.send_modify(|events| *events = events.wrapping_add(1));
             }
             if !drops.is_empty() {
                 // Advice, off the durability path; it may overlap the next fsync.
@@ -403,10 +476,13 @@ impl Partition {
     pub fn close(&self) -> Result<(), PartitionError> {
         self.closed.store(true, Ordering::Release);
         self.unflushed.notify_one();
-        let mut log = lock(&self.log);
+        let mut guard = lock(&self.log);
+        let Some(log) = guard.as_mut() else { return Ok(()) };
         let durable = log.flush()?;
         log.seal()?;
-        self.durability.send_replace(Durability::Durable(durable));
+        if self.offline.get().is_none() {
+            self.durability.send_replace(Durability::Durable(durable));
+        }
         Ok(())
     }
 }

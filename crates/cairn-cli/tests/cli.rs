@@ -94,6 +94,7 @@ struct Node {
     exited: mpsc::Receiver<ExitStatus>,
     status: Option<ExitStatus>,
     bootstrap: String,
+    admin: SocketAddr,
     data_dir: PathBuf,
     log: PathBuf,
     /// Holds the data directory; handed to the caller by [`Node::stop`].
@@ -105,14 +106,15 @@ impl Node {
         Node::start_in(tempfile::tempdir().expect("temp dir"))
     }
 
-    /// A node on `dir/data` (kept from an earlier node, or new).
+    /// Starts a node on the data directory in `dir` (new or left by an earlier node).
     fn start_in(dir: tempfile::TempDir) -> Node {
         let ports = free_ports(2);
         let bootstrap = format!("127.0.0.1:{}", ports[0]);
         let admin: SocketAddr = format!("127.0.0.1:{}", ports[1]).parse().expect("address");
         let data_dir = dir.path().join("data");
         let log = dir.path().join("cairn.log");
-        let log_file = std::fs::File::create(&log).expect("log file");
+        let log_file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let mut child = clean_command(CAIRN)
             .args(["serve", "--data-dir"])
             .arg(&data_dir)
@@ -130,7 +132,8 @@ impl Node {
                 let _ = done.send(status);
             }
         });
-        let mut node = Node { pid, exited, status: None, bootstrap, data_dir, log, dir: Some(dir) };
+        let mut node =
+            Node { pid, exited, status: None, bootstrap, admin, data_dir, log, dir: Some(dir) };
         node.wait_ready(admin);
         node
     }
@@ -187,6 +190,28 @@ impl Node {
         assert_eq!(run.status.code(), Some(1), "cairn {args:?} should fail: {run:?}");
         assert!(run.stdout.is_empty(), "cairn {args:?} printed {:?}", run.stdout);
         run.stderr
+    }
+
+    /// SIGKILL (a crash), awaited within [`STOP_TIMEOUT`]; returns the temporary directory.
+    fn kill(mut self) -> tempfile::TempDir {
+        let sent = Command::new("kill").arg("-KILL").arg(self.pid.to_string()).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -KILL {}", self.pid);
+        let status = self.exited.recv_timeout(STOP_TIMEOUT).expect("a killed process exits");
+        self.status = Some(status);
+        self.dir.take().expect("the directory is only taken here")
+    }
+
+    /// `GET path` on the admin listener: the status line and the body.
+    fn admin_get(&self, path: &str) -> (String, String) {
+        let mut stream =
+            TcpStream::connect_timeout(&self.admin, Duration::from_secs(5)).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        let (head, body) = response.split_once("\r\n\r\n").expect("a whole response");
+        (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
     }
 
     /// SIGTERM, and the exit status within [`STOP_TIMEOUT`], which must be success. Returns the
@@ -320,6 +345,13 @@ fn keyed_lines(count: usize) -> String {
     (0..count).map(|i| format!("key-{i}\t{{\"n\":{i},\"text\":\"välue {i}\"}}\n")).collect()
 }
 
+/// The hex topic id that names `topic`'s partition directories (`topics/<id>-<partition>`).
+fn topic_dir_id(node: &Node, topic: &str) -> String {
+    let describe = node.ok(&["topic", "describe", topic]);
+    let id = describe.lines().find_map(|line| line.strip_prefix("id: ")).expect("an id");
+    id.replace('-', "")
+}
+
 #[test]
 fn produce_and_consume_every_codec() {
     let node = Node::start();
@@ -397,21 +429,19 @@ fn produce_and_consume_every_codec() {
         };
         assert_eq!(placement(&records), placement(&plain), "{codec}");
     }
+    let ids: Vec<String> =
+        codecs.iter().map(|codec| topic_dir_id(&node, &format!("codec-{codec}"))).collect();
     let (_dir, data_dir) = node.stop();
 
     // The batches on disk carry the codec asked for.
-    for codec in codecs {
+    for (codec, id) in codecs.iter().zip(&ids) {
         let dump = run_cairn(
-            &[
-                "log",
-                "dump",
-                &data_dir.join("topics").join(format!("codec-{codec}-0")).to_string_lossy(),
-            ],
+            &["log", "dump", &data_dir.join("topics").join(format!("{id}-0")).to_string_lossy()],
             &[],
             b"",
         );
         assert!(dump.status.success(), "{dump:?}");
-        let expected = match codec {
+        let expected = match *codec {
             "none" => "None",
             "gzip" => "Gzip",
             "snappy" => "Snappy",
@@ -852,4 +882,137 @@ fn serve_logs_through_a_pipe_carry_no_colour_codes() {
     let text = String::from_utf8_lossy(&logs);
     assert!(text.contains("INFO"), "the node logged: {text}");
     assert!(!logs.contains(&0x1b), "colour codes in piped logs: {text:?}");
+}
+
+#[test]
+fn deleting_a_topic_with_the_longest_name_and_recreating_it_serves_no_old_records() {
+    let node = Node::start();
+    let name = "n".repeat(249);
+    node.ok(&["topic", "create", &name, "--partitions", "2"]);
+    node.ok_with(&["produce", &name, "--partition", "0"], b"old-1\nold-2\nold-3\n");
+    assert_eq!(node.ok(&["consume", &name]).lines().count(), 3);
+    assert_eq!(node.ok(&["topic", "delete", &name]), format!("deleted topic {name}\n"));
+    node.ok(&["topic", "create", &name, "--partitions", "2"]);
+    assert_eq!(node.ok(&["consume", &name]), "", "a re-created topic starts empty");
+    let (dir, _) = node.stop();
+    let node = Node::start_in(dir);
+    assert_eq!(node.ok(&["consume", &name]), "", "and stays empty after a restart");
+    node.stop();
+}
+
+/// Entries of `<data-dir>/topics` (0 if it cannot be listed).
+fn topic_dirs(data_dir: &std::path::Path) -> usize {
+    std::fs::read_dir(data_dir.join("topics")).map_or(0, |entries| entries.count())
+}
+
+/// Kills the node while it deletes a topic of `partitions` partitions, once at most `left`
+/// partition directories remain (observed by polling), restarts it, and checks the outcome:
+/// the topic is whole or gone with all its data, and a re-created one is empty.
+fn kill_during_deletion(partitions: usize, left: usize) {
+    let node = Node::start();
+    let count = partitions.to_string();
+    node.ok(&["topic", "create", "doomed", "--partitions", &count]);
+    let lines: String = (0..2000).map(|i| format!("key-{i}\tvalue-{i}\n")).collect();
+    node.ok_with(&["produce", "doomed", "--key-separator", "\t"], lines.as_bytes());
+    assert_eq!(topic_dirs(&node.data_dir), partitions);
+    let mut delete = clean_command(CAIRN)
+        .args(["topic", "delete", "doomed", "--bootstrap", &node.bootstrap])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn delete");
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    while topic_dirs(&node.data_dir) > left && Instant::now() < deadline {
+        if delete.try_wait().expect("poll delete").is_some() && topic_dirs(&node.data_dir) == 0 {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    let dir = node.kill();
+    let _ = delete.kill();
+    let _ = delete.wait();
+
+    let node = Node::start_in(dir);
+    let remaining = topic_dirs(&node.data_dir);
+    if topic_names(&node).contains("doomed") {
+        assert_eq!(remaining, partitions, "the topic is whole");
+        assert_eq!(node.ok(&["consume", "doomed"]).lines().count(), 2000, "with all its data");
+    } else {
+        assert_eq!(remaining, 0, "the topic is gone with all its data");
+        node.ok(&["topic", "create", "doomed", "--partitions", &count]);
+        assert_eq!(node.ok(&["consume", "doomed"]), "", "a re-created topic sees no old data");
+    }
+    assert!(!node.data_dir.join("unrecognised").exists(), "nothing unknown was left");
+    node.stop();
+}
+
+#[test]
+fn a_kill_during_topic_deletion_never_brings_back_old_data() {
+    let partitions = 200;
+    for left in [partitions, partitions - 1, partitions / 2, 0] {
+        kill_during_deletion(partitions, left);
+    }
+}
+
+#[test]
+fn a_corrupt_partition_does_not_stop_the_node_and_readiness_names_it() {
+    let node = Node::start();
+    node.ok(&["topic", "create", "mixed", "--partitions", "2"]);
+    for _ in 0..2 {
+        for partition in ["0", "1"] {
+            node.ok_with(&["produce", "mixed", "--partition", partition], b"a\nb\n");
+        }
+    }
+    let (dir, data_dir) = node.stop();
+    let topics = data_dir.join("topics");
+    let partition = std::fs::read_dir(&topics)
+        .expect("list")
+        .map(|entry| entry.expect("entry").path())
+        .find(|path| path.to_string_lossy().ends_with("-1"))
+        .expect("partition 1's directory");
+    let segment = partition.join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&segment).expect("segment");
+    bytes[70] ^= 0xff; // Inside the first batch's records: its CRC fails.
+    std::fs::write(&segment, bytes).expect("corrupt");
+    std::fs::remove_file(partition.join("recovery-point")).expect("walk everything at start");
+
+    let node = Node::start_in(dir);
+    let (status, body) = node.admin_get("/health/ready");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.starts_with("ready, degraded\noffline partitions: 1\nmixed-1: "), "{body}");
+    let (_, metrics) = node.admin_get("/metrics");
+    assert!(metrics.contains("\ncairn_partitions_offline 1\n"), "{metrics}");
+    let error = node.fails(&["produce", "mixed", "--partition", "1"], b"c\n");
+    assert!(error.contains("KAFKA_STORAGE_ERROR"), "{error}");
+    node.ok_with(&["produce", "mixed", "--partition", "0"], b"c\n");
+    assert_eq!(node.ok(&["consume", "mixed", "--partition", "0"]).lines().count(), 5);
+    let log = std::fs::read_to_string(&node.log).expect("log");
+    assert_eq!(log.matches("partition log cannot be opened").count(), 1, "logged once");
+    assert!(log.contains("partitions opened"), "one summary line");
+    let (dir, data_dir) = node.stop();
+    assert!(segment.metadata().is_ok_and(|meta| meta.len() > 0), "nothing was cut");
+    drop((dir, data_dir));
+}
+
+#[test]
+fn startup_never_deletes_what_it_does_not_recognise() {
+    let node = Node::start();
+    node.ok(&["topic", "create", "kept"]);
+    let (dir, data_dir) = node.stop();
+    let topics = data_dir.join("topics");
+    for index in 0..300 {
+        std::fs::write(topics.join(format!("stray-{index}")), b"someone's").expect("write");
+    }
+    let node = Node::start_in(dir);
+    assert_eq!(topic_dirs(&data_dir), 1, "only the topic's partition stays in topics/");
+    let aside = std::fs::read_dir(data_dir.join("unrecognised"))
+        .expect("moved aside")
+        .map(|entry| entry.expect("entry").path())
+        .collect::<Vec<_>>();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(std::fs::read_dir(&aside[0]).expect("list").count(), 300, "nothing deleted");
+    assert_eq!(std::fs::read(aside[0].join("stray-7")).expect("kept"), b"someone's");
+    let log = std::fs::read_to_string(&node.log).expect("log");
+    assert_eq!(log.matches("aside").count(), 1, "one log line: {log}");
+    node.stop();
 }

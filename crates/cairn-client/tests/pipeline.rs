@@ -40,6 +40,7 @@ async fn start(dir: &std::path::Path) -> (String, watch::Sender<bool>) {
         retention_interval: Duration::from_secs(3600),
         cache_window_bytes: None,
         flush_seconds: Arc::new(cairn_metrics::Histogram::latency()),
+        health: Arc::default(),
     };
     let broker = Broker::open(config, meta).await.unwrap();
     let spec = TopicSpec {

@@ -47,6 +47,7 @@ async fn start() -> Node {
         retention_interval: Duration::from_secs(3600),
         cache_window_bytes: None,
         flush_seconds: Arc::new(cairn_metrics::Histogram::latency()),
+        health: Arc::default(),
     };
     let flush_seconds = Arc::clone(&config.flush_seconds);
     let broker = Broker::open(config, meta).await.unwrap();

@@ -116,7 +116,9 @@ pub trait MetadataStore: Send + Sync + 'static {
         spec: TopicSpec,
     ) -> impl Future<Output = Result<Arc<TopicMeta>, MetaError>> + Send;
 
-    /// Deletes a topic; returns what it was.
+    /// Deletes a topic; returns what it was. The name is free at once; the topic stays in
+    /// [`MetadataStore::pending_deletions`], in the same atomic change, until
+    /// [`MetadataStore::finish_deletion`] says its data is gone.
     fn delete_topic(
         &self,
         name: &str,
@@ -128,6 +130,22 @@ pub trait MetadataStore: Send + Sync + 'static {
         name: &str,
         count: u32,
     ) -> impl Future<Output = Result<Arc<TopicMeta>, MetaError>> + Send;
+
+    /// Checks that [`MetadataStore::create_partitions`] with these arguments would be accepted
+    /// now, changing nothing; returns the topic as it would then be.
+    ///
+    /// # Errors
+    /// As `create_partitions` would refuse.
+    fn check_create_partitions(&self, name: &str, count: u32) -> Result<Arc<TopicMeta>, MetaError>;
+
+    /// Deleted topics whose data may still be on disk: their names are free, their ids are not
+    /// reused. The broker removes their partition directories and then calls
+    /// [`MetadataStore::finish_deletion`]; a start finishes them before serving.
+    fn pending_deletions(&self) -> Vec<Arc<TopicMeta>>;
+
+    /// Forgets the pending deletion of topic `id` once its data is gone (nothing if there is
+    /// none).
+    fn finish_deletion(&self, id: TopicId) -> impl Future<Output = Result<(), MetaError>> + Send;
 
     /// Applies config changes atomically (all or none).
     fn alter_configs(

@@ -5,9 +5,13 @@
 //! `<dir>/metadata.json` is two lines: a one-line JSON header, then the body.
 //!
 //! ```text
-//! {"format":"cairn-metadata","version":1,"body_bytes":123,"crc32c":3735928559}
-//! { ...pretty-printed JSON body: node_id and topics... }
+//! {"format":"cairn-metadata","version":2,"body_bytes":123,"crc32c":3735928559}
+//! { ...pretty-printed JSON body: node_id, topics and pending_deletions... }
 //! ```
+//!
+//! Version 2 added `pending_deletions`: topics already deleted (their names free) whose partition
+//! data the broker has not finished removing. Version 1 files (without it) are read as having
+//! none; every write is version 2.
 //!
 //! `body_bytes` is the body's length without the final newline and `crc32c` its CRC32C, so any
 //! damage (a torn or truncated file, a flipped bit anywhere) is detected on open and reported as
@@ -62,7 +66,9 @@ const TMP_FILE_NAME: &str = "metadata.json.tmp";
 /// The header's `format`: says what the file is to a person who finds it.
 const FORMAT: &str = "cairn-metadata";
 /// The header's `version`: the layout of the body. Bump it, and read both, when the body changes.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The oldest body layout still read ([`VERSION`] 1 had no `pending_deletions`).
+const VERSION_OLDEST: u32 = 1;
 /// The leader epoch of every partition. One node leads everything forever, so the epoch never
 /// changes, across restarts included; the consistent core will bump it on leader changes.
 const LEADER_EPOCH: LeaderEpoch = LeaderEpoch(0);
@@ -94,6 +100,9 @@ pub struct LocalMetadata<D: Disk = RealDisk> {
 struct State {
     /// Every topic, by name.
     topics: BTreeMap<TopicName, Arc<TopicMeta>>,
+    /// Deleted topics whose data is still being removed, by id (see
+    /// [`MetadataStore::pending_deletions`]). At most [`TOPICS_MAX`].
+    deleting: BTreeMap<TopicId, Arc<TopicMeta>>,
 }
 
 impl State {
@@ -144,7 +153,7 @@ struct Header {
     crc32c: u32,
 }
 
-/// The body, version 1.
+/// The body, version 2 (version 1 is the same without `pending_deletions`).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Body {
@@ -152,6 +161,9 @@ struct Body {
     node_id: u64,
     /// Every topic, sorted by name.
     topics: Vec<StoredTopic>,
+    /// Deleted topics whose data is still being removed, sorted by id.
+    #[serde(default)]
+    pending_deletions: Vec<StoredTopic>,
 }
 
 /// One topic in the body; validated into a [`TopicMeta`] on open.
@@ -315,26 +327,47 @@ impl<D: Disk> LocalMetadata<D> {
     fn delete(&self, name: &str) -> Result<Arc<TopicMeta>, MetaError> {
         self.change(|state| {
             let mut next = state.clone();
-            match next.topics.remove(name) {
-                Some(topic) => Ok((Some(next), topic)),
-                None => Err(MetaError::UnknownTopic(name.to_owned())),
+            let topic = next.topics.remove(name).ok_or_else(|| unknown(name))?;
+            if next.deleting.len() >= TOPICS_MAX {
+                return Err(MetaError::Storage(format!(
+                    "{} deleted topics still have data being removed; retry once they are gone",
+                    next.deleting.len()
+                )));
             }
+            next.deleting.insert(topic.id, Arc::clone(&topic));
+            Ok((Some(next), topic))
         })
+    }
+
+    fn finish(&self, id: TopicId) -> Result<(), MetaError> {
+        self.change(|state| {
+            if !state.deleting.contains_key(&id) {
+                return Ok((None, ()));
+            }
+            let mut next = state.clone();
+            next.deleting.remove(&id);
+            Ok((Some(next), ()))
+        })
+    }
+
+    /// The topic `name` as it would be with `count` partitions, if that is a valid change.
+    fn grown(state: &State, name: &str, count: u32) -> Result<Arc<TopicMeta>, MetaError> {
+        let topic = state.topics.get(name).ok_or_else(|| unknown(name))?;
+        let invalid = |reason| MetaError::InvalidPartitions { count: i64::from(count), reason };
+        if count == topic.partitions {
+            return Err(invalid("the topic already has that many partitions"));
+        }
+        if count < topic.partitions {
+            return Err(invalid("partitions can only be added, never removed"));
+        }
+        check_partitions(count)?;
+        state.check_cluster_partitions(count, count - topic.partitions)?;
+        Ok(Arc::new(TopicMeta { partitions: count, ..TopicMeta::clone(topic) }))
     }
 
     fn add_partitions(&self, name: &str, count: u32) -> Result<Arc<TopicMeta>, MetaError> {
         self.change(|state| {
-            let topic = state.topics.get(name).ok_or_else(|| unknown(name))?;
-            let invalid = |reason| MetaError::InvalidPartitions { count: i64::from(count), reason };
-            if count == topic.partitions {
-                return Err(invalid("the topic already has that many partitions"));
-            }
-            if count < topic.partitions {
-                return Err(invalid("partitions can only be added, never removed"));
-            }
-            check_partitions(count)?;
-            state.check_cluster_partitions(count, count - topic.partitions)?;
-            let topic = Arc::new(TopicMeta { partitions: count, ..TopicMeta::clone(topic) });
+            let topic = Self::grown(state, name, count)?;
             let mut next = state.clone();
             next.topics.insert(topic.name.clone(), Arc::clone(&topic));
             Ok((Some(next), topic))
@@ -390,6 +423,18 @@ impl<D: Disk> MetadataStore for LocalMetadata<D> {
         self.add_partitions(name, count)
     }
 
+    fn check_create_partitions(&self, name: &str, count: u32) -> Result<Arc<TopicMeta>, MetaError> {
+        Self::grown(&self.snapshot(), name, count)
+    }
+
+    fn pending_deletions(&self) -> Vec<Arc<TopicMeta>> {
+        self.snapshot().deleting.values().cloned().collect()
+    }
+
+    async fn finish_deletion(&self, id: TopicId) -> Result<(), MetaError> {
+        self.finish(id)
+    }
+
     async fn alter_configs(
         &self,
         name: &str,
@@ -424,30 +469,35 @@ fn check_partitions(count: u32) -> Result<(), MetaError> {
     Err(MetaError::InvalidPartitions { count: i64::from(count), reason })
 }
 
-/// A random topic id no topic of `state` has.
+/// A random topic id no topic of `state` has, live or being deleted (a deleted topic's data may
+/// still be on disk under its id). Nor is its hex form a topic's name: partition directories
+/// are named by id, and before that were named by topic name.
 fn unused_topic_id(state: &State) -> Result<TopicId, MetaError> {
-    let used: BTreeSet<TopicId> = state.topics.values().map(|topic| topic.id).collect();
+    let used: BTreeSet<TopicId> =
+        state.topics.values().map(|topic| topic.id).chain(state.deleting.keys().copied()).collect();
     (0..TOPIC_ID_ATTEMPTS_MAX)
         .map(|_| TopicId::random())
-        .find(|id| !used.contains(id))
+        .find(|id| !used.contains(id) && !state.topics.contains_key(id.to_hex().as_str()))
         .ok_or_else(|| MetaError::Storage("no unused random topic id found".into()))
+}
+
+/// A topic as the body stores it.
+fn stored(topic: &TopicMeta) -> StoredTopic {
+    StoredTopic {
+        name: topic.name.to_string(),
+        id: topic.id.to_string(),
+        partitions: topic.partitions,
+        replication_factor: topic.replication_factor,
+        configs: topic.configs.overrides().clone(),
+    }
 }
 
 /// The whole file for `state`.
 fn encode(node: NodeId, state: &State) -> Result<Vec<u8>, MetaError> {
     let body = Body {
         node_id: node.0,
-        topics: state
-            .topics
-            .values()
-            .map(|topic| StoredTopic {
-                name: topic.name.to_string(),
-                id: topic.id.to_string(),
-                partitions: topic.partitions,
-                replication_factor: topic.replication_factor,
-                configs: topic.configs.overrides().clone(),
-            })
-            .collect(),
+        topics: state.topics.values().map(|topic| stored(topic)).collect(),
+        pending_deletions: state.deleting.values().map(|topic| stored(topic)).collect(),
     };
     let encoding =
         |error: serde_json::Error| MetaError::Storage(format!("encode metadata: {error}"));
@@ -505,9 +555,10 @@ fn decode(bytes: &[u8]) -> Result<Body, String> {
     if header.format != FORMAT {
         return Err("not a cairn metadata file".into());
     }
-    if header.version != VERSION {
+    if !(VERSION_OLDEST..=VERSION).contains(&header.version) {
         return Err(format!(
-            "format version {} is not supported (this cairn reads version {VERSION})",
+            "format version {} is not supported (this cairn reads versions \
+             {VERSION_OLDEST} to {VERSION})",
             header.version
         ));
     }
@@ -540,39 +591,57 @@ fn state_from(body: Body) -> Result<State, String> {
     if body.topics.len() > TOPICS_MAX {
         return Err(format!("{} topics exceed TOPICS_MAX", body.topics.len()));
     }
+    if body.pending_deletions.len() > TOPICS_MAX {
+        return Err(format!(
+            "{} pending deletions exceed TOPICS_MAX",
+            body.pending_deletions.len()
+        ));
+    }
     let mut state = State::default();
     let mut ids = BTreeSet::new();
     let mut collision_keys = BTreeSet::new();
     for stored in body.topics {
-        let name = TopicName::new(&stored.name).map_err(|error| error.to_string())?;
-        let id: TopicId =
-            stored.id.parse().map_err(|error| format!("topic {name}: bad id: {error}"))?;
-        check_partitions(stored.partitions).map_err(|error| format!("topic {name}: {error}"))?;
-        if stored.replication_factor == 0 {
-            return Err(format!("topic {name}: replication factor 0"));
+        let topic = topic_from(stored)?;
+        if !ids.insert(topic.id) {
+            return Err(format!("topic id {} appears twice", topic.id));
         }
-        let pairs: Vec<(String, String)> = stored.configs.into_iter().collect();
-        let configs = TopicConfigs::from_overrides(&pairs)
-            .map_err(|error| format!("topic {name}: {error}"))?;
-        if !ids.insert(id) {
-            return Err(format!("topic id {id} appears twice"));
+        if !collision_keys.insert(topic.name.collision_key()) {
+            return Err(format!("topic {} appears twice or collides with another", topic.name));
         }
-        if !collision_keys.insert(name.collision_key()) {
-            return Err(format!("topic {name} appears twice or collides with another"));
+        state.topics.insert(topic.name.clone(), Arc::new(topic));
+    }
+    for stored in body.pending_deletions {
+        let topic = topic_from(stored)?;
+        if !ids.insert(topic.id) {
+            return Err(format!("topic id {} appears twice", topic.id));
         }
-        let topic = TopicMeta {
-            id,
-            name: name.clone(),
-            partitions: stored.partitions,
-            replication_factor: stored.replication_factor,
-            configs,
-        };
-        state.topics.insert(name, Arc::new(topic));
+        state.deleting.insert(topic.id, Arc::new(topic));
     }
     if state.partition_count() > CLUSTER_PARTITIONS_MAX {
         return Err("partitions exceed CLUSTER_PARTITIONS_MAX".into());
     }
     Ok(state)
+}
+
+/// Validates one stored topic.
+fn topic_from(stored: StoredTopic) -> Result<TopicMeta, String> {
+    let name = TopicName::new(&stored.name).map_err(|error| error.to_string())?;
+    let id: TopicId =
+        stored.id.parse().map_err(|error| format!("topic {name}: bad id: {error}"))?;
+    check_partitions(stored.partitions).map_err(|error| format!("topic {name}: {error}"))?;
+    if stored.replication_factor == 0 {
+        return Err(format!("topic {name}: replication factor 0"));
+    }
+    let pairs: Vec<(String, String)> = stored.configs.into_iter().collect();
+    let configs =
+        TopicConfigs::from_overrides(&pairs).map_err(|error| format!("topic {name}: {error}"))?;
+    Ok(TopicMeta {
+        id,
+        name,
+        partitions: stored.partitions,
+        replication_factor: stored.replication_factor,
+        configs,
+    })
 }
 
 fn remove_if_exists(disk: &impl Disk, path: &Path) -> Result<(), MetaError> {

@@ -152,6 +152,23 @@ impl TopicId {
         self.0.as_bytes()
     }
 
+    /// The id as 32 lowercase hex digits, without hyphens: the form partition directories are
+    /// named by (`<id-hex>-<partition>`), whatever the length of the topic's name.
+    #[must_use]
+    pub fn to_hex(&self) -> String {
+        self.0.simple().to_string()
+    }
+
+    /// Parses exactly the form [`TopicId::to_hex`] writes (32 lowercase hex digits).
+    #[must_use]
+    pub fn from_hex(text: &str) -> Option<TopicId> {
+        let lowercase_hex = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+        if text.len() != 32 || !text.bytes().all(lowercase_hex) {
+            return None;
+        }
+        uuid::Uuid::try_parse(text).ok().map(TopicId)
+    }
+
     /// The id as a [`uuid::Uuid`], the type `kafka-protocol` uses for topic ids.
     #[must_use]
     pub fn as_uuid(&self) -> uuid::Uuid {
@@ -294,5 +311,10 @@ mod tests {
         assert_eq!(id.to_string().parse::<TopicId>().expect("own display parses"), id);
         assert_eq!(TopicId::from_bytes(*id.as_bytes()), id);
         assert_ne!(TopicId::random(), id);
+        assert_eq!(id.to_hex().len(), 32);
+        assert_eq!(TopicId::from_hex(&id.to_hex()), Some(id));
+        assert_eq!(TopicId::from_hex(&id.to_string()), None, "hyphenated is not the hex form");
+        assert_eq!(TopicId::from_hex(&id.to_hex().to_uppercase()), None);
+        assert_eq!(TopicId::from_hex("orders"), None);
     }
 }

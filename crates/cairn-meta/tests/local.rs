@@ -165,6 +165,35 @@ fn deletes_and_recreates(store: &impl MetadataStore) {
     assert_ne!(second.id, first.id, "a recreated topic is a new topic");
 }
 
+fn deletion_stays_pending_until_finished(store: &impl MetadataStore) {
+    let first = create(store, spec("t", 3)).expect("new");
+    assert!(store.pending_deletions().is_empty());
+    block_on(store.delete_topic("t")).expect("exists");
+    assert_eq!(store.pending_deletions(), [Arc::clone(&first)], "same change as the name");
+    let second = create(store, spec("t", 1)).expect("the name is free at once");
+    assert_ne!(second.id, first.id);
+    block_on(store.delete_topic("t")).expect("exists");
+    let pending: Vec<_> = store.pending_deletions().iter().map(|topic| topic.id).collect();
+    assert_eq!(pending.len(), 2);
+    assert!(pending.contains(&first.id) && pending.contains(&second.id));
+    block_on(store.finish_deletion(first.id)).expect("finish");
+    block_on(store.finish_deletion(first.id)).expect("finishing twice is nothing");
+    assert_eq!(store.pending_deletions(), [second]);
+}
+
+fn checks_partitions_without_changing(store: &impl MetadataStore) {
+    create(store, spec("t", 2)).expect("new");
+    let grown = store.check_create_partitions("t", 5).expect("valid");
+    assert_eq!(grown.partitions, 5);
+    assert_eq!(store.topic("t").map(|topic| topic.partitions), Some(2), "nothing changed");
+    for (topic, count) in [("t", 2), ("t", 1), ("t", TOPIC_PARTITIONS_MAX + 1)] {
+        let error = store.check_create_partitions(topic, count).expect_err("invalid");
+        assert!(matches!(error, MetaError::InvalidPartitions { .. }), "{count}: {error}");
+    }
+    let error = store.check_create_partitions("missing", 3).expect_err("no topic");
+    assert!(matches!(error, MetaError::UnknownTopic(_)), "{error}");
+}
+
 fn leads_existing_partitions(store: &impl MetadataStore) {
     create(store, spec("t", 2)).expect("new");
     let nodes = store.nodes();
@@ -195,6 +224,8 @@ fn conformance<M: MetadataStore>(mut open: impl FnMut() -> M) {
     partitions_only_grow(&open());
     alters_all_or_nothing(&open());
     deletes_and_recreates(&open());
+    deletion_stays_pending_until_finished(&open());
+    checks_partitions_without_changing(&open());
     leads_existing_partitions(&open());
     bounds_cluster_partitions(&open());
 }
@@ -226,12 +257,13 @@ fn everything_survives_reopen() {
     block_on(store.create_partitions("orders", 4)).expect("grow");
     block_on(store.alter_configs("orders", vec![set("message.timestamp.type", "LogAppendTime")]))
         .expect("alter");
-    block_on(store.delete_topic("gone")).expect("delete");
+    let gone = block_on(store.delete_topic("gone")).expect("delete");
     let before = store.topics();
     drop(store);
 
     let store = open();
     assert_eq!(store.topics(), before);
+    assert_eq!(store.pending_deletions(), [gone], "a pending deletion survives a restart");
     let topic = store.topic("orders").expect("survived");
     assert_eq!(topic.id, orders.id, "the id is stable");
     assert_eq!(topic.partitions, 4);
@@ -476,9 +508,41 @@ fn a_file_from_a_newer_cairn_is_refused_by_version() {
     drop(LocalMetadata::open(dir.path(), node(1)).expect("open"));
     let file = dir.path().join("metadata.json");
     let text = std::fs::read_to_string(&file).expect("written");
-    std::fs::write(&file, text.replace("\"version\":1", "\"version\":2")).expect("write");
+    std::fs::write(&file, text.replace("\"version\":2", "\"version\":3")).expect("write");
     let error = LocalMetadata::open(dir.path(), node(1)).expect_err("newer format");
-    assert!(error.to_string().contains("format version 2 is not supported"), "{error}");
+    assert!(error.to_string().contains("format version 3 is not supported"), "{error}");
+}
+
+/// Rewrites the file at `path` with `body` under a version-`version` header.
+fn write_file(path: &Path, version: u32, body: &str) {
+    let header = serde_json::json!({
+        "format": "cairn-metadata",
+        "version": version,
+        "body_bytes": body.len(),
+        "crc32c": crc32c::crc32c(body.as_bytes()),
+    });
+    std::fs::write(path, format!("{header}\n{body}\n")).expect("write");
+}
+
+#[test]
+fn a_version_1_file_is_read_and_rewritten_as_version_2() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    drop(LocalMetadata::open(dir.path(), node(1)).expect("open"));
+    let file = dir.path().join("metadata.json");
+    let id = "0b5c8d0e-3f1a-4c2b-9d7e-6a5f4e3d2c1b";
+    let body = format!(
+        r#"{{"node_id": 1, "topics": [{{"name": "old", "id": "{id}", "partitions": 2,
+        "replication_factor": 1, "configs": {{}}}}]}}"#
+    );
+    write_file(&file, 1, &body);
+    let store = LocalMetadata::open(dir.path(), node(1)).expect("version 1 is read");
+    let old = store.topic("old").expect("kept");
+    assert_eq!(old.id.to_string(), id);
+    assert!(store.pending_deletions().is_empty());
+    block_on(store.delete_topic("old")).expect("delete");
+    let text = std::fs::read_to_string(&file).expect("rewritten");
+    assert!(text.starts_with(r#"{"format":"cairn-metadata","version":2,"#), "{text}");
+    assert!(text.contains(id), "the pending deletion is in the file: {text}");
 }
 
 #[test]
@@ -488,7 +552,7 @@ fn the_file_is_readable_json() {
     create(&store, spec_with("t", &[("retention.ms", "+1000")])).expect("new");
     let text = std::fs::read_to_string(dir.path().join("metadata.json")).expect("written");
     let (header, body) = text.split_once('\n').expect("two parts");
-    assert!(header.starts_with(r#"{"format":"cairn-metadata","version":1,"body_bytes":"#));
+    assert!(header.starts_with(r#"{"format":"cairn-metadata","version":2,"body_bytes":"#));
     assert!(body.contains(r#""node_id": 7"#), "{body}");
     assert!(body.contains(r#""retention.ms": "1000""#), "canonical values: {body}");
     // Real-disk specific: nothing else is left in the directory.

@@ -19,6 +19,11 @@
 //!   connections still waiting for a request, lets responses being written finish (each bounded
 //!   by the write timeout), and returns.
 //!
+//! `/health/ready` answers 503 until the node serves Kafka (and once it shuts down). While it
+//! serves, it answers 200 even when some partitions are offline or the disk is full, with a body
+//! that starts `ready, degraded` and names them (see [`ready_body`]); `cairn_partitions_offline`
+//! counts the offline partitions for alerting.
+//!
 //! After responding, the server half-closes and discards what the client still sends (up to
 //! [`ADMIN_LINGER_BYTES_MAX`], for at most [`ADMIN_LINGER_TIMEOUT`]): closing a socket with
 //! unread input sends a TCP reset, which can destroy the response before the client reads it.
@@ -29,6 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use cairn_broker::Health;
 use cairn_metrics::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -59,6 +65,9 @@ pub const ADMIN_LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// the loop does not spin while the condition lasts.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Most offline partitions `/health/ready` names one by one; the rest are counted.
+pub const ADMIN_READY_OFFLINE_LISTED_MAX: usize = 100;
+
 /// `Content-Type` of `/metrics`: the Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
@@ -72,6 +81,8 @@ pub struct AdminState {
     /// Set by the node once it serves Kafka requests (and cleared when it starts shutting
     /// down); `/health/ready` answers 200 while it is set, 503 otherwise.
     pub ready: Arc<AtomicBool>,
+    /// Offline partitions and a full disk, named by `/health/ready` (see [`ready_body`]).
+    pub health: Arc<Health>,
 }
 
 /// Bounds of the admin server; [`AdminLimits::default`] is what the node uses, tests shorten
@@ -398,7 +409,9 @@ fn respond(request: &Request<'_>, state: &AdminState) -> Response {
     };
     let response = match endpoint {
         Endpoint::Live => Response::text(200, "ok\n"),
-        Endpoint::Ready if state.ready.load(Ordering::Acquire) => Response::text(200, "ready\n"),
+        Endpoint::Ready if state.ready.load(Ordering::Acquire) => {
+            Response::text(200, &ready_body(&state.health))
+        }
         Endpoint::Ready => Response::text(503, "not ready\n"),
         Endpoint::Metrics => Response {
             status: 200,
@@ -408,6 +421,43 @@ fn respond(request: &Request<'_>, state: &AdminState) -> Response {
         },
     };
     response.head_only(head_only)
+}
+
+/// The body of a 200 `/health/ready`: `ready` when everything is served, else `ready, degraded`
+/// and what is not (a full disk, then each offline partition with its cause, up to
+/// [`ADMIN_READY_OFFLINE_LISTED_MAX`]).
+///
+/// Why 200 and not 503 for a degraded node: readiness gates all of a pod's traffic, but an
+/// offline partition or a full disk affects only some requests — the node keeps serving every
+/// other partition (and fetches on a full disk), and those requests answer
+/// `KAFKA_STORAGE_ERROR`, which clients handle. Answering 503 would take every healthy
+/// partition away with the broken one (for a single node, everything) and make Kubernetes
+/// restart nothing that would help: a restart does not repair a corrupt log or free space. So the
+/// node stays in service and says what is wrong, here for people and in
+/// `cairn_partitions_offline` for alerts. Kafka brokers behave the same way with an offline log
+/// directory.
+pub fn ready_body(health: &Health) -> String {
+    let offline = health.offline();
+    let disk_full = health.disk_full();
+    if offline.is_empty() && !disk_full {
+        return "ready\n".to_owned();
+    }
+    let mut body = String::from("ready, degraded\n");
+    if disk_full {
+        body.push_str("disk full: appends are refused until space is freed\n");
+    }
+    if !offline.is_empty() {
+        body.push_str(&format!("offline partitions: {}\n", offline.len()));
+    }
+    for partition in offline.iter().take(ADMIN_READY_OFFLINE_LISTED_MAX) {
+        let reason = partition.reason.replace(['\r', '\n'], " ");
+        body.push_str(&format!("{}-{}: {reason}\n", partition.topic, partition.partition));
+    }
+    if let Some(more) = offline.len().checked_sub(ADMIN_READY_OFFLINE_LISTED_MAX).filter(|n| *n > 0)
+    {
+        body.push_str(&format!("... and {more} more\n"));
+    }
+    body
 }
 
 /// A response about to be written.

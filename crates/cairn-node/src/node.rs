@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use cairn_broker::{Broker, BrokerConfig};
+use cairn_broker::{Broker, BrokerConfig, Health};
 use cairn_kafka::ServerConfig;
 use cairn_meta::{LocalMetadata, NodeMeta};
 use tokio::net::TcpListener;
@@ -112,7 +112,19 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let registry = Arc::new(cairn_metrics::Registry::new());
     let (stop, stopping) = watch::channel(false);
-    let admin_state = AdminState { registry: Arc::clone(&registry), ready: Arc::clone(&ready) };
+    let health = Arc::new(Health::new(
+        registry
+            .gauge(
+                "cairn_partitions_offline",
+                "Partitions this node cannot serve: their log could not be opened, failed, or holds corrupt data.",
+            )
+            .context("registering the offline partitions gauge")?,
+    ));
+    let admin_state = AdminState {
+        registry: Arc::clone(&registry),
+        ready: Arc::clone(&ready),
+        health: Arc::clone(&health),
+    };
     let mut admin_stopping = stopping.clone();
     let admin_task = tokio::spawn(serve_admin(admin, admin_state, async move {
         let _ = admin_stopping.wait_for(|stop| *stop).await;
@@ -130,6 +142,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
                 cairn_metrics::LATENCY_BUCKETS_SECONDS,
             )
             .context("registering the log flush histogram")?,
+        health,
     };
     let broker = Broker::open(broker_config, meta).await.context("opening partitions")?;
     let retention = tokio::spawn(Arc::clone(&broker).run_retention());

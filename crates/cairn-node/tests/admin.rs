@@ -43,7 +43,11 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let registry = Arc::new(Registry::new());
         let ready = Arc::new(AtomicBool::new(false));
-        let state = AdminState { registry: Arc::clone(&registry), ready: Arc::clone(&ready) };
+        let state = AdminState {
+            registry: Arc::clone(&registry),
+            ready: Arc::clone(&ready),
+            health: Arc::default(),
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {
             let _ = stopped.await;
