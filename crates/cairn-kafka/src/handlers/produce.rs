@@ -104,7 +104,12 @@ fn failed_response(
     if !matches!(error, PartitionError::MessageTooLarge { .. } | PartitionError::Timeout) {
         tracing::warn!(topic = partition.topic(), partition = index, %error, "produce failed");
     }
-    partition_error(index, errors::partition_code(error), Some(error.to_string()), version)
+    partition_error(
+        index,
+        errors::partition_code(error),
+        Some(errors::partition_message(error)),
+        version,
+    )
 }
 
 /// A partition's part of the request once validated.
