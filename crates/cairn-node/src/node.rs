@@ -21,7 +21,8 @@ use crate::config::NodeConfig;
 /// How often retention runs over every partition (Kafka's `log.retention.check.interval.ms`).
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// Bytes of request frames all connections may hold in memory at once (keeps the broker well
-/// under its memory target; a frame may be up to `FRAME_BYTES_MAX`).
+/// under its memory target; a frame may be up to `FRAME_BYTES_MAX`). Frames are charged as
+/// their bytes arrive, `FRAME_CHUNK_BYTES` at a time, until their request is answered.
 const REQUEST_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// Takes an exclusive lock on the data directory so two nodes never share it.
@@ -142,6 +143,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         auto_create_topics: config.auto_create_topics,
         default_partitions: config.default_partitions,
         idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
+        request_timeout: Duration::from_millis(config.request_timeout_ms),
         shutdown_grace: Duration::from_millis(config.shutdown_timeout_ms),
     };
     tracing::info!(
