@@ -49,6 +49,7 @@ async fn start() -> Node {
         auto_create_topics: false,
         default_partitions: 1,
         idle_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(30),
         shutdown_grace: Duration::from_secs(10),
     };
     let server = tokio::spawn(async move {

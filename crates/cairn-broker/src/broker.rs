@@ -524,31 +524,45 @@ impl<M: MetadataStore> Broker<M> {
         partitions.values().cloned().collect()
     }
 
-    /// Applies retention to every partition, forever; spawn it once.
-    pub async fn run_retention(self: Arc<Self>) {
+    /// Applies retention to every partition every `retention_interval` until `shutdown` turns
+    /// true; spawn it once. A sweep in progress stops before its next partition, so awaiting
+    /// this task after signalling `shutdown` waits for one partition's retention at most, and no
+    /// sweep touches the partitions once [`Broker::shutdown`] closes them.
+    pub async fn run_retention(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut interval = tokio::time::interval(self.config.retention_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            interval.tick().await;
+            tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = interval.tick() => {}
+            }
             let broker = Arc::clone(&self);
-            let sweep = tokio::task::spawn_blocking(move || {
-                for partition in broker.all_partitions() {
-                    match partition.apply_retention() {
-                        Ok(0) | Err(PartitionError::Closed) => {}
-                        Ok(deleted) => tracing::info!(
-                            topic = partition.topic(),
-                            partition = partition.index(),
-                            deleted,
-                            "retention deleted segments"
-                        ),
-                        Err(error) => {
-                            tracing::warn!(topic = partition.topic(), partition = partition.index(), %error, "retention failed")
-                        }
-                    }
-                }
-            });
+            let stopping = shutdown.clone();
+            let sweep = tokio::task::spawn_blocking(move || broker.sweep_retention(&stopping));
             if sweep.await.is_err() {
                 tracing::error!("retention sweep panicked");
+            }
+        }
+    }
+
+    /// One retention pass over every partition, stopping early once `shutdown` turns true.
+    fn sweep_retention(&self, shutdown: &tokio::sync::watch::Receiver<bool>) {
+        for partition in self.all_partitions() {
+            if *shutdown.borrow() {
+                return;
+            }
+            match partition.apply_retention() {
+                Ok(0) | Err(PartitionError::Closed) => {}
+                Ok(deleted) => tracing::info!(
+                    topic = partition.topic(),
+                    partition = partition.index(),
+                    deleted,
+                    "retention deleted segments"
+                ),
+                Err(error) => {
+                    tracing::warn!(topic = partition.topic(), partition = partition.index(), %error, "retention failed")
+                }
             }
         }
     }

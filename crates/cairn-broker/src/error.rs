@@ -6,7 +6,6 @@ use crate::partition::Offsets;
 
 /// Why a partition operation failed.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum PartitionError {
     /// The requested offset is outside `[log_start, log_end]` (`OFFSET_OUT_OF_RANGE`).
     #[error("offset out of range {offsets:?}")]
@@ -39,7 +38,6 @@ pub enum PartitionError {
 
 /// Why a topic operation failed.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum BrokerError {
     /// The metadata store refused or failed.
     #[error(transparent)]

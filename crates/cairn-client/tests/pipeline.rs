@@ -60,6 +60,7 @@ async fn start(dir: &std::path::Path) -> (String, watch::Sender<bool>) {
         auto_create_topics: false,
         default_partitions: 1,
         idle_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(30),
         shutdown_grace: Duration::from_secs(10),
     };
     tokio::spawn(async move {

@@ -40,7 +40,6 @@ pub const FRAME_BYTES_MIN: u32 = 10;
 /// Why the server would close the connection on a frame. The variants follow the server's
 /// reasons (`Close` in `server.rs`), with the shape check's and the crate's rejections apart.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum FrameError {
     /// The length prefix is below [`FRAME_BYTES_MIN`] or above [`FRAME_BYTES_MAX`]; nothing was
     /// allocated for the frame.

@@ -1,8 +1,11 @@
 //! The Kafka listener: connections, framing, ordered pipelining, graceful shutdown.
 //!
 //! Per connection a reader loop takes frames off the socket — length checked against
-//! [`FRAME_BYTES_MAX`] and charged to the node-wide request memory budget *before* the buffer is
-//! allocated — checks their shape, decodes them and spawns one task per request. The tasks'
+//! `FRAME_BYTES_MAX` before anything is allocated, the body read in chunks of
+//! [`FRAME_CHUNK_BYTES`], each charged to the node-wide request memory budget just before it is
+//! read, within `request_timeout` of the length's arrival — checks their shape, decodes them and
+//! spawns one task per request. A connection that announces a large frame and stalls therefore
+//! holds one chunk of the budget beyond what it sent, until its deadline or shutdown closes it. The tasks'
 //! handles go through a channel bounded by `inflight_requests_max` to a writer loop that awaits
 //! them in order, so responses leave in request order while requests are served concurrently.
 //! Fetch responses leave in chunks, their record sets sent from the segment files.
@@ -16,6 +19,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use cairn_broker::Broker;
 use cairn_meta::MetadataStore;
 use cairn_types::NodeId;
+use cairn_types::limits::FRAME_CHUNK_BYTES;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -48,6 +52,10 @@ pub struct ServerConfig {
     pub default_partitions: u32,
     /// How long a connection may stay silent between requests.
     pub idle_timeout: Duration,
+    /// How long a client may take to send a frame's body once its length prefix arrived (waits
+    /// for the request memory budget included); also bounds the timeout a produce request asks
+    /// for and a fetch's long poll. Kafka's `request.timeout.ms`.
+    pub request_timeout: Duration,
     /// How long shutdown waits for connections to finish their in-flight requests.
     pub shutdown_grace: Duration,
 }
@@ -61,6 +69,8 @@ pub(crate) struct Ctx<M> {
     pub shutdown: watch::Receiver<bool>,
     /// Permits are KiB of request frames in memory.
     request_memory: Arc<Semaphore>,
+    /// The budget's size in KiB: the most one frame is charged.
+    request_kib_max: u32,
     /// Produce validations running at once: each may hold a decompressed batch and a zstd
     /// window (up to `DECOMPRESSED_BATCH_BYTES_MAX` each), so their number bounds that memory.
     pub validations: Semaphore,
@@ -73,6 +83,10 @@ enum Close {
     Eof,
     #[error("idle for longer than the idle timeout")]
     Idle,
+    #[error("frame of {0} bytes not received within the request timeout")]
+    RequestTimeout(usize),
+    #[error("the client speaks TLS (its first bytes are a TLS handshake) to a plaintext listener")]
+    Tls,
     #[error("io error: {0}")]
     Io(#[from] std::io::Error),
     #[error("frame of {0} bytes is outside the allowed size")]
@@ -103,6 +117,7 @@ pub async fn serve<M: MetadataStore>(
     let ctx = Arc::new(Ctx {
         broker,
         request_memory: Arc::new(Semaphore::new(kib as usize)),
+        request_kib_max: kib,
         validations: Semaphore::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
         ),
@@ -184,6 +199,8 @@ async fn connection<M: MetadataStore>(
     let rejected = match &read {
         Close::Eof | Close::Shutdown => None,
         Close::Idle => Some("idle"),
+        Close::RequestTimeout(_) => Some("request_timeout"),
+        Close::Tls => Some("tls"),
         Close::Io(_) => Some("io"),
         Close::FrameSize(_) => Some("frame_size"),
         Close::Malformed(_) => Some("malformed"),
@@ -213,31 +230,21 @@ async fn read_requests<M: MetadataStore>(
     // several requests in flight); each waits for the previous one's signal.
     let mut previous_produce: Option<oneshot::Receiver<()>> = None;
     loop {
-        let mut length = [0u8; 4];
-        tokio::select! {
+        let length = match read_length(ctx, &mut reader, &mut shutdown).await {
+            Ok(length) => length,
+            Err(close) => return close,
+        };
+        // Shutdown stops a partial frame at once; the deadline bounds a stalled one.
+        let (frame, permit) = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => return Close::Shutdown,
-            read = tokio::time::timeout(ctx.config.idle_timeout, reader.read_exact(&mut length)) => match read {
-                Err(_) => return Close::Idle,
-                Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Close::Eof,
-                Ok(Err(error)) => return Close::Io(error),
-                Ok(Ok(_)) => {}
+            read = tokio::time::timeout(ctx.config.request_timeout, read_body(ctx, &mut reader, length)) => match read {
+                Err(_) => return Close::RequestTimeout(length),
+                Ok(Err(close)) => return close,
+                Ok(Ok(body)) => body,
             },
-        }
-        let length = match codec::frame_length(length) {
-            Ok(length) => length,
-            Err(FrameError::Size(length)) => return Close::FrameSize(length),
-            Err(error) => return Close::Malformed(error.to_string()),
         };
-        let permit = match charge(ctx, length).await {
-            Some(permit) => permit,
-            None => return Close::Shutdown,
-        };
-        let frame = match codec::read_body(&mut reader, length).await {
-            Ok(frame) => frame,
-            Err(error) => return Close::Io(error),
-        };
-        let mut request = match decode(frame.freeze(), length) {
+        let mut request = match decode(Bytes::from(frame), length) {
             Ok(request) => request,
             Err(close) => return close,
         };
@@ -257,11 +264,84 @@ async fn read_requests<M: MetadataStore>(
     }
 }
 
-/// Takes `length` bytes from the request memory budget, waiting for other requests to finish.
-async fn charge<M>(ctx: &Ctx<M>, length: usize) -> Option<OwnedSemaphorePermit> {
-    let kib = u32::try_from(length.div_ceil(1024)).unwrap_or(u32::MAX);
-    let total = u32::try_from(ctx.config.request_bytes_max / 1024).unwrap_or(u32::MAX).max(1);
-    Arc::clone(&ctx.request_memory).acquire_many_owned(kib.min(total)).await.ok()
+/// Waits up to the idle timeout for the next frame's length prefix and checks it.
+async fn read_length<M>(
+    ctx: &Ctx<M>,
+    reader: &mut (impl AsyncRead + Unpin),
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<usize, Close> {
+    let mut prefix = [0u8; 4];
+    tokio::select! {
+        biased;
+        _ = shutdown.wait_for(|stop| *stop) => return Err(Close::Shutdown),
+        read = tokio::time::timeout(ctx.config.idle_timeout, reader.read_exact(&mut prefix)) => match read {
+            Err(_) => return Err(Close::Idle),
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Close::Eof),
+            Ok(Err(error)) => return Err(Close::Io(error)),
+            Ok(Ok(_)) => {}
+        },
+    }
+    match codec::frame_length(prefix) {
+        Ok(length) => Ok(length),
+        // A TLS record header: content type 22 (handshake), protocol version 3.x. As a length it
+        // is far above the frame limit, so no Kafka frame is mistaken for it.
+        Err(FrameError::Size(_)) if prefix[..2] == [0x16, 0x03] => Err(Close::Tls),
+        Err(FrameError::Size(length)) => Err(Close::FrameSize(length)),
+        Err(
+            error @ (FrameError::Header(_)
+            | FrameError::Unsupported { .. }
+            | FrameError::Body(_)
+            | FrameError::Decode(_)),
+        ) => Err(Close::Malformed(error.to_string())),
+    }
+}
+
+/// Reads a frame body of `length` bytes chunk by chunk, charging each chunk to the request
+/// memory budget just before reading it: the frame then holds at most one chunk of the budget
+/// beyond the bytes that arrived (and at most the whole budget). The buffer grows geometrically
+/// with the bytes read, never past `length`, so what it takes tracks what the client sent.
+/// Returns the body and its share of the budget, which the request holds until answered. Waits
+/// for the budget count against the caller's body deadline, so partial frames that together
+/// need more than the budget cannot hold it for longer than that.
+async fn read_body<M>(
+    ctx: &Ctx<M>,
+    reader: &mut (impl AsyncRead + Unpin),
+    length: usize,
+) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), Close> {
+    let chunk_bytes = FRAME_CHUNK_BYTES as usize;
+    let mut body: Vec<u8> = Vec::new();
+    let mut permit: Option<OwnedSemaphorePermit> = None;
+    let mut charged_kib: u32 = 0;
+    while body.len() < length {
+        let target = (body.len() + chunk_bytes).min(length);
+        let kib = u32::try_from(target.div_ceil(1024)).unwrap_or(u32::MAX).min(ctx.request_kib_max);
+        if kib > charged_kib {
+            let more = Arc::clone(&ctx.request_memory)
+                .acquire_many_owned(kib - charged_kib)
+                .await
+                .map_err(|_| Close::Shutdown)?;
+            charged_kib = kib;
+            match &mut permit {
+                Some(held) => held.merge(more),
+                None => permit = Some(more),
+            }
+        }
+        if body.capacity() < target {
+            let capacity = (body.capacity() * 2).clamp(target, length);
+            body.reserve_exact(capacity - body.len());
+        }
+        // `take` stops the reads at the chunk's end whatever the buffer's spare capacity.
+        let mut limited = (&mut *reader).take((target - body.len()) as u64);
+        while body.len() < target {
+            match limited.read_buf(&mut body).await {
+                // The client hung up inside a frame.
+                Ok(0) => return Err(Close::Io(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(_) => {}
+                Err(error) => return Err(Close::Io(error)),
+            }
+        }
+    }
+    Ok((body, permit))
 }
 
 /// A request ready for its handler.
@@ -283,7 +363,9 @@ fn decode(frame: Bytes, frame_bytes: usize) -> Result<Request, Close> {
         FrameError::Unsupported { api_key, api_version } => {
             Close::Unsupported { api_key, api_version }
         }
-        other => Close::Malformed(other.to_string()),
+        error @ (FrameError::Header(_) | FrameError::Body(_) | FrameError::Decode(_)) => {
+            Close::Malformed(error.to_string())
+        }
     })?;
     Ok(Request {
         frame_bytes,
@@ -325,7 +407,7 @@ async fn respond<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> Reply {
             sendfile::encode_fetch(correlation_id, api_version, response, files).map(Reply::Chunks)
         }
         handlers::Handled::Silent => return Reply::Nothing,
-        handlers::Handled::Close => return Reply::Close,
+        handlers::Handled::Refused(_) | handlers::Handled::Close => return Reply::Close,
     };
     match encoded {
         Ok(reply) => {

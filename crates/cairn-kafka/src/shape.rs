@@ -187,7 +187,6 @@ pub struct HeaderInfo {
 /// is closed (after a log line), except [`ShapeError::UnsupportedVersion`] for ApiVersions,
 /// which Kafka answers with an `UNSUPPORTED_VERSION` v0 response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum ShapeError {
     /// The API key is not one cairn checks (or, in a header, not one `kafka-protocol` knows).
     #[error("unsupported api key {api_key}")]

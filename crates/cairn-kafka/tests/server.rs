@@ -1,5 +1,6 @@
-//! The Kafka listener over real TCP: version negotiation, hostile frames, ordered pipelining,
-//! acks=0, and graceful shutdown with a long poll in flight. The broker is real (LocalMetadata
+//! The Kafka listener over real TCP: version negotiation, hostile frames (stalled and TLS ones
+//! included), ordered pipelining, acks=0, error counting and messages, authorized operations,
+//! and graceful shutdown with a long poll or a stalled frame in flight. The broker is real (LocalMetadata
 //! and partition logs in a temporary directory); bounds are `tokio::time::timeout`s, never sleeps.
 #![allow(clippy::unwrap_used)]
 
@@ -13,10 +14,16 @@ use cairn_kafka::{ServerConfig, serve};
 use cairn_meta::{LocalMetadata, MetadataStore, NodeMeta, TopicName, TopicSpec};
 use cairn_types::NodeId;
 use cairn_types::batch::BatchBuilder;
+use cairn_types::limits::FRAME_BYTES_MAX;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
+    CreateTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, FetchRequest,
+    FetchResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
     ProduceRequest, RequestHeader, ResponseHeader, TopicName as WireTopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
@@ -31,28 +38,15 @@ struct Node {
     addr: SocketAddr,
     broker: Arc<Broker<LocalMetadata>>,
     flush_seconds: Arc<cairn_metrics::Histogram>,
+    registry: Arc<cairn_metrics::Registry>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
-async fn start() -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let node = NodeMeta { id: NodeId(0), host: "127.0.0.1".into(), port: addr.port(), rack: None };
-    let meta = Arc::new(LocalMetadata::open(&dir.path().join("meta"), node).unwrap());
-    let config = BrokerConfig {
-        data_dir: dir.path().into(),
-        retention_interval: Duration::from_secs(3600),
-        cache_window_bytes: None,
-        flush_seconds: Arc::new(cairn_metrics::Histogram::latency()),
-        health: Arc::default(),
-    };
-    let flush_seconds = Arc::clone(&config.flush_seconds);
-    let broker = Broker::open(config, meta).await.unwrap();
-    let (stop, stopping) = watch::channel(false);
-    let config = ServerConfig {
+/// The listener settings of most tests.
+fn config() -> ServerConfig {
+    ServerConfig {
         node_id: NodeId(0),
         cluster_id: "test-cluster".into(),
         connections_max: 16,
@@ -61,14 +55,48 @@ async fn start() -> Node {
         auto_create_topics: true,
         default_partitions: 1,
         idle_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(10),
+    }
+}
+
+async fn start() -> Node {
+    start_with(config()).await
+}
+
+async fn start_with(config: ServerConfig) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let node = NodeMeta { id: NodeId(0), host: "127.0.0.1".into(), port: addr.port(), rack: None };
+    let meta = Arc::new(LocalMetadata::open(&dir.path().join("meta"), node).unwrap());
+    let broker_config = BrokerConfig {
+        data_dir: dir.path().into(),
+        retention_interval: Duration::from_secs(3600),
+        cache_window_bytes: None,
+        flush_seconds: Arc::new(cairn_metrics::Histogram::latency()),
+        health: Arc::default(),
     };
+    let flush_seconds = Arc::clone(&broker_config.flush_seconds);
+    let broker = Broker::open(broker_config, meta).await.unwrap();
+    let (stop, stopping) = watch::channel(false);
     let server_broker = Arc::clone(&broker);
+    let registry = Arc::new(cairn_metrics::Registry::new());
+    let server_registry = Arc::clone(&registry);
     let server = tokio::spawn(async move {
-        let registry = cairn_metrics::Registry::new();
-        serve(listener, server_broker, config, &registry, stopping).await.unwrap();
+        serve(listener, server_broker, config, &server_registry, stopping).await.unwrap();
     });
-    Node { addr, broker, flush_seconds, stop, server, _dir: dir }
+    Node { addr, broker, flush_seconds, registry, stop, server, dir }
+}
+
+/// The value of a metric sample, e.g. `cairn_kafka_errors_total{api="Metadata",code="3"}`; 0 if
+/// it was never recorded.
+fn metric(node: &Node, sample: &str) -> u64 {
+    let rendered = node.registry.render();
+    rendered
+        .lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A request frame: length, header, body.
@@ -323,4 +351,188 @@ async fn refused_acks_0_produce_closes_the_connection() {
         .await
         .unwrap();
     assert!(closed(&mut stream).await);
+}
+
+/// Sends one request and returns the response body after its header.
+async fn call(
+    stream: &mut TcpStream,
+    api_key: ApiKey,
+    version: i16,
+    body: &impl Encodable,
+) -> Bytes {
+    stream.write_all(&frame(api_key, version, 1, body)).await.unwrap();
+    let (correlation_id, body) = response(stream, api_key, version).await;
+    assert_eq!(correlation_id, 1);
+    body
+}
+
+async fn metadata_works(node: &Node) {
+    let mut stream = connect(node).await;
+    let mut body = call(&mut stream, ApiKey::Metadata, 9, &MetadataRequest::default()).await;
+    let metadata = MetadataResponse::decode(&mut body, 9).unwrap();
+    assert_eq!(metadata.brokers.len(), 1);
+}
+
+#[tokio::test]
+async fn partial_frames_do_not_freeze_other_clients() {
+    // Neither the body deadline nor the shutdown grace may be what frees the budget here.
+    let node = start_with(ServerConfig {
+        connections_max: 64,
+        request_timeout: Duration::from_secs(3600),
+        shutdown_grace: Duration::from_secs(3600),
+        ..config()
+    })
+    .await;
+    // Each connection sends a request and, behind it, the length prefix of the largest frame
+    // (and a few bytes of its body): 12 x 100 MiB announced against a 64 MiB budget.
+    let mut stalled = Vec::new();
+    for correlation_id in 0..12 {
+        let mut stream = connect(&node).await;
+        let mut bytes =
+            frame(ApiKey::ApiVersions, 3, correlation_id, &ApiVersionsRequest::default());
+        bytes.extend_from_slice(&FRAME_BYTES_MAX.to_be_bytes());
+        bytes.extend_from_slice(&[0; 100]);
+        stream.write_all(&bytes).await.unwrap();
+        // Answered: the server is reading this connection, the prefix is next.
+        let (answered, _) = response(&mut stream, ApiKey::ApiVersions, 3).await;
+        assert_eq!(answered, correlation_id);
+        stalled.push(stream);
+    }
+    // Everyone else is still served.
+    tokio::time::timeout(BOUND, async {
+        api_versions_works(&node).await;
+        metadata_works(&node).await;
+    })
+    .await
+    .expect("a normal client is served while others stall inside frames");
+    // Shutdown stops the partial frames at once instead of waiting out the grace.
+    node.stop.send(true).unwrap();
+    tokio::time::timeout(BOUND, node.server)
+        .await
+        .expect("serve returns promptly at shutdown, far within its grace")
+        .unwrap();
+    for mut stream in stalled {
+        assert!(closed(&mut stream).await);
+    }
+    node.broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn stalled_frame_bodies_time_out() {
+    let node =
+        start_with(ServerConfig { request_timeout: Duration::from_millis(200), ..config() }).await;
+    let mut stream = connect(&node).await;
+    let mut bytes = (1024 * 1024i32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(&[0; 10]);
+    stream.write_all(&bytes).await.unwrap();
+    // The idle timeout (60 s) is longer than the bound: only the body deadline closes it.
+    assert!(closed(&mut stream).await, "a frame body not sent in time closes the connection");
+    assert_eq!(
+        metric(&node, r#"cairn_kafka_connections_closed_total{reason="request_timeout"}"#),
+        1
+    );
+    api_versions_works(&node).await;
+}
+
+#[tokio::test]
+async fn tls_client_hello_on_a_plaintext_listener_is_named_and_closed() {
+    let node = start().await;
+    let mut stream = connect(&node).await;
+    // The start of a TLS 1.2/1.3 ClientHello record: handshake (22), version 3.1, length 512,
+    // ClientHello (1).
+    stream
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03])
+        .await
+        .unwrap();
+    assert!(closed(&mut stream).await);
+    assert_eq!(metric(&node, r#"cairn_kafka_connections_closed_total{reason="tls"}"#), 1);
+    assert_eq!(metric(&node, r#"cairn_kafka_connections_closed_total{reason="frame_size"}"#), 0);
+}
+
+#[tokio::test]
+async fn errors_are_counted_for_every_api() {
+    let node = start().await;
+    let mut stream = connect(&node).await;
+    let unknown = || WireTopicName(StrBytes::from_static_str("nowhere"));
+    // CreateTopics: an invalid name (INVALID_TOPIC_EXCEPTION, 17).
+    let create = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![
+        CreatableTopic::default()
+            .with_name(WireTopicName(StrBytes::from_static_str("bad/name")))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]);
+    let mut body = call(&mut stream, ApiKey::CreateTopics, 5, &create).await;
+    assert_eq!(CreateTopicsResponse::decode(&mut body, 5).unwrap().topics[0].error_code, 17);
+    // ListOffsets and Metadata without auto-creation: an unknown topic (3).
+    let list = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+        ListOffsetsTopic::default().with_name(unknown()).with_partitions(vec![
+            ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1),
+        ]),
+    ]);
+    let mut body = call(&mut stream, ApiKey::ListOffsets, 7, &list).await;
+    let listed = ListOffsetsResponse::decode(&mut body, 7).unwrap();
+    assert_eq!(listed.topics[0].partitions[0].error_code, 3);
+    let metadata = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(unknown()))]))
+        .with_allow_auto_topic_creation(false);
+    let mut body = call(&mut stream, ApiKey::Metadata, 9, &metadata).await;
+    assert_eq!(MetadataResponse::decode(&mut body, 9).unwrap().topics[0].error_code, 3);
+    for (api, code) in [("CreateTopics", 17), ("ListOffsets", 3), ("Metadata", 3)] {
+        let sample = format!(r#"cairn_kafka_errors_total{{api="{api}",code="{code}"}}"#);
+        assert_eq!(metric(&node, &sample), 1, "{sample}");
+    }
+}
+
+#[tokio::test]
+async fn error_messages_do_not_leak_server_paths() {
+    let node = start().await;
+    // A file where the partition directories go: every topic creation fails on the disk.
+    let topics = node.dir.path().join("topics");
+    std::fs::remove_dir_all(&topics).unwrap();
+    std::fs::write(&topics, b"not a directory").unwrap();
+    let create = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![
+        CreatableTopic::default()
+            .with_name(WireTopicName(StrBytes::from_static_str("doomed")))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]);
+    let mut stream = connect(&node).await;
+    let mut body = call(&mut stream, ApiKey::CreateTopics, 5, &create).await;
+    let result = &CreateTopicsResponse::decode(&mut body, 5).unwrap().topics[0];
+    assert_ne!(result.error_code, 0, "creating a partition directory under a file fails");
+    let message = result.error_message.as_ref().unwrap().to_string();
+    assert!(!message.is_empty());
+    let root = node.dir.path().to_str().unwrap();
+    assert!(!message.contains(root), "{message:?} names a server path");
+}
+
+#[tokio::test]
+async fn authorized_operations_are_answered_when_asked() {
+    const TOPIC: i32 = 0b1101_1111_1000; // READ..DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS
+    const CLUSTER: i32 = 0b1_1111_1010_0000; // CREATE, ALTER..IDEMPOTENT_WRITE
+    let node = start().await;
+    create_topic(&node, "seen").await;
+    let mut stream = connect(&node).await;
+    for (version, asked) in [(8, true), (8, false), (10, true), (12, true), (12, false)] {
+        let request = MetadataRequest::default()
+            .with_topics(None)
+            .with_include_cluster_authorized_operations(asked && version <= 10)
+            .with_include_topic_authorized_operations(asked);
+        let mut body = call(&mut stream, ApiKey::Metadata, version, &request).await;
+        let metadata = MetadataResponse::decode(&mut body, version).unwrap();
+        let cluster = if asked && version <= 10 { CLUSTER } else { i32::MIN };
+        let topic = if asked { TOPIC } else { i32::MIN };
+        if version <= 10 {
+            assert_eq!(metadata.cluster_authorized_operations, cluster, "v{version}");
+        }
+        assert_eq!(metadata.topics[0].topic_authorized_operations, topic, "v{version}");
+    }
+    for (version, asked) in [(0, true), (0, false), (1, true)] {
+        let request =
+            DescribeClusterRequest::default().with_include_cluster_authorized_operations(asked);
+        let mut body = call(&mut stream, ApiKey::DescribeCluster, version, &request).await;
+        let described = DescribeClusterResponse::decode(&mut body, version).unwrap();
+        let expected = if asked { CLUSTER } else { i32::MIN };
+        assert_eq!(described.cluster_authorized_operations, expected, "v{version}");
+    }
 }

@@ -121,7 +121,6 @@ const _: () = assert!(MAX_MESSAGE_BYTES_DEFAULT <= BATCH_BYTES_MAX);
 /// Why a config (or a change list) is refused; Kafka's `INVALID_CONFIG`. Keys and values in the
 /// error are cut to a few dozen characters, since they may come from a client.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum ConfigError {
     /// Neither cairn nor Kafka knows a topic config by this name.
     #[error("unknown topic config {key:?}")]

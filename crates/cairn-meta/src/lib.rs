@@ -50,7 +50,6 @@ pub struct TopicSpec {
 
 /// Errors of metadata operations; each maps to one Kafka error code in cairn-kafka.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum MetaError {
     /// `TOPIC_ALREADY_EXISTS`.
     #[error("topic {0} already exists")]

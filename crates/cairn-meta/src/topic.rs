@@ -24,7 +24,6 @@ pub struct TopicName(String);
 
 /// Why a topic name is refused. Kafka answers all of these with `INVALID_TOPIC_EXCEPTION`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum TopicNameError {
     /// The empty string.
     #[error("topic name is empty")]

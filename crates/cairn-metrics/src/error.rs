@@ -8,7 +8,6 @@ use std::fmt;
 /// names at startup), never a runtime condition: do not retry; fix the declaration. Nothing on an
 /// update path (`inc`, `observe`, `with`) returns an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Error {
     /// The metric name does not match `[a-zA-Z_:][a-zA-Z0-9_:]*`.
     InvalidMetricName {

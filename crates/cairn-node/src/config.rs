@@ -82,8 +82,9 @@ pub struct NodeConfig {
     pub connections_max: usize,
     /// Most requests one connection may have in flight before its reader stops reading.
     pub inflight_requests_max: usize,
-    /// Longest the broker works on one request: bounds the timeout a client asks for on produce
-    /// (`acks=all`) and the wait of a long-polling fetch.
+    /// Longest a client may take to send a request frame's body once its length prefix arrived
+    /// (the connection is closed after it), and longest the broker works on one request: bounds
+    /// the timeout a client asks for on produce (`acks=all`) and the wait of a long-polling fetch.
     pub request_timeout_ms: u64,
     /// A Kafka connection with no request for this long is closed (Kafka's
     /// `connections.max.idle.ms`), so dead clients do not hold `connections_max` slots.
@@ -109,7 +110,7 @@ impl Default for NodeConfig {
             log_level: "info".to_owned(),
             connections_max: 1024,
             inflight_requests_max: 16,
-            request_timeout_ms: 30_000,
+            request_timeout_ms: limits::REQUEST_TIMEOUT_MS_DEFAULT,
             connections_max_idle_ms: 600_000,
             shutdown_timeout_ms: 30_000,
             page_cache_window_bytes: 256 << 20,
@@ -359,8 +360,8 @@ pub struct ServeArgs {
     /// [env: CAIRN_INFLIGHT_REQUESTS_MAX] [default: 16]
     #[arg(long, value_name = "COUNT")]
     pub inflight_requests_max: Option<usize>,
-    /// Longest the broker works on one request (caps produce timeouts and fetch waits).
-    /// [env: CAIRN_REQUEST_TIMEOUT_MS] [default: 30000]
+    /// Longest a client may take to send a request's body, and the broker works on one request
+    /// (caps produce timeouts and fetch waits). [env: CAIRN_REQUEST_TIMEOUT_MS] [default: 30000]
     #[arg(long, value_name = "MS")]
     pub request_timeout_ms: Option<u64>,
     /// Close Kafka connections idle this long. [env: CAIRN_CONNECTIONS_MAX_IDLE_MS]

@@ -21,7 +21,8 @@ use crate::config::NodeConfig;
 /// How often retention runs over every partition (Kafka's `log.retention.check.interval.ms`).
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// Bytes of request frames all connections may hold in memory at once (keeps the broker well
-/// under its memory target; a frame may be up to `FRAME_BYTES_MAX`).
+/// under its memory target; a frame may be up to `FRAME_BYTES_MAX`). Frames are charged as
+/// their bytes arrive, `FRAME_CHUNK_BYTES` at a time, until their request is answered.
 const REQUEST_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// Takes an exclusive lock on the data directory so two nodes never share it.
@@ -145,7 +146,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         health,
     };
     let broker = Broker::open(broker_config, meta).await.context("opening partitions")?;
-    let retention = tokio::spawn(Arc::clone(&broker).run_retention());
+    let retention = tokio::spawn(Arc::clone(&broker).run_retention(stopping.clone()));
     let server_config = ServerConfig {
         node_id: config.node_id,
         cluster_id,
@@ -155,6 +156,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         auto_create_topics: config.auto_create_topics,
         default_partitions: config.default_partitions,
         idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
+        request_timeout: Duration::from_millis(config.request_timeout_ms),
         shutdown_grace: Duration::from_millis(config.shutdown_timeout_ms),
     };
     tracing::info!(
@@ -171,20 +173,104 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             cairn_kafka::serve(kafka, broker, server_config, &registry, stopping).await
         })
     };
-    termination().await;
-    tracing::info!("shutting down: finishing in-flight requests");
-    ready.store(false, Ordering::Release);
-    let _ = stop.send(true);
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::error!(%error, "kafka listener failed to start"),
-        Err(error) => tracing::error!(%error, "kafka listener task failed"),
+    let served = supervise(server, termination(), &ready, &stop).await;
+    // The sweep stops between partitions once `stop` is sent; it must end before the partitions
+    // are closed under it.
+    if let Err(error) = retention.await {
+        tracing::error!(%error, "retention task failed");
     }
-    retention.abort();
     broker.shutdown().await;
     if let Err(error) = admin_task.await {
         tracing::error!(%error, "admin listener task failed");
     }
     tracing::info!("cairn node stopped");
-    Ok(())
+    served
+}
+
+/// What ended a Kafka listener task.
+type Served = Result<Result<(), cairn_metrics::Error>, tokio::task::JoinError>;
+
+/// Waits for `signal` while the Kafka listener runs, then turns readiness off and tells every
+/// task to stop (`stop`). On the signal, waits for the listener to finish its in-flight requests.
+/// If the listener ends first — it only ends after `stop` unless it failed — the node cannot
+/// serve: readiness turns off at once and the node shuts down with an error.
+///
+/// # Errors
+/// The listener ended before the signal (failed to start, panicked, or returned).
+async fn supervise(
+    mut server: tokio::task::JoinHandle<Result<(), cairn_metrics::Error>>,
+    signal: impl Future<Output = ()>,
+    ready: &AtomicBool,
+    stop: &watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    let ended = tokio::select! {
+        () = signal => None,
+        ended = &mut server => Some(ended),
+    };
+    ready.store(false, Ordering::Release);
+    let _ = stop.send(true);
+    match ended {
+        None => {
+            tracing::info!("shutting down: finishing in-flight requests");
+            if let Some(reason) = failure(server.await) {
+                tracing::error!(%reason, "kafka listener failed");
+            }
+            Ok(())
+        }
+        Some(ended) => {
+            let reason = failure(ended).unwrap_or_else(|| "returned".to_owned());
+            tracing::error!(%reason, "kafka listener stopped unexpectedly; shutting down");
+            bail!("kafka listener stopped unexpectedly: {reason}")
+        }
+    }
+}
+
+/// Why a Kafka listener task ended, if it failed.
+fn failure(served: Served) -> Option<String> {
+    match served {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(format!("failed to start: {error}")),
+        Err(error) => Some(format!("task failed: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOUND: Duration = Duration::from_secs(20);
+
+    #[tokio::test]
+    async fn node_whose_kafka_task_dies_turns_unready_and_fails() {
+        let ready = AtomicBool::new(true);
+        let (stop, stopping) = watch::channel(false);
+        let server = tokio::spawn(async { panic!("the listener died") });
+        let signal = std::future::pending::<()>();
+        let served = tokio::time::timeout(BOUND, supervise(server, signal, &ready, &stop))
+            .await
+            .expect("supervise returns when the listener dies, without a signal");
+        let error = served.expect_err("a dead listener is an error exit");
+        assert!(error.to_string().contains("the listener died"), "{error}");
+        assert!(!ready.load(Ordering::Acquire), "a node without a listener is not ready");
+        assert!(*stopping.borrow(), "the other tasks are told to stop");
+    }
+
+    #[tokio::test]
+    async fn signal_stops_the_listener_and_succeeds() {
+        let ready = AtomicBool::new(true);
+        let (stop, stopping) = watch::channel(false);
+        let mut stopped = stopping.clone();
+        // A listener that, like `serve`, returns once told to stop.
+        let server = tokio::spawn(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+            Ok(())
+        });
+        let signal = std::future::ready(());
+        let served = tokio::time::timeout(BOUND, supervise(server, signal, &ready, &stop))
+            .await
+            .expect("the listener stops when told");
+        assert!(served.is_ok());
+        assert!(!ready.load(Ordering::Acquire));
+        assert!(*stopping.borrow());
+    }
 }

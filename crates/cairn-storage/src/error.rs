@@ -9,7 +9,6 @@ use cairn_types::{LeaderEpoch, Offset};
 
 /// Errors of [`crate::Log`].
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     /// A batch handed to `append` is malformed. Reject the request; nothing was written.
     #[error("invalid batch at byte {position} of the append: {source}")]

@@ -56,7 +56,6 @@ const ATTR_CONTROL: i16 = 0x20;
 /// Why bytes are not a valid RecordBatch v2. Always the sender's (or the disk's) fault: the
 /// caller rejects the input or reports corruption; retrying the same bytes cannot help.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum BatchError {
     /// Fewer bytes than a batch header, or than the header's `batch_length` announces.
     #[error("batch truncated: need {needed} bytes, have {available}")]

@@ -10,6 +10,17 @@ pub const BATCH_BYTES_MAX: u32 = 64 * 1024 * 1024;
 /// Largest request frame a connection may announce (Kafka's `socket.request.max.bytes`).
 pub const FRAME_BYTES_MAX: u32 = 100 * 1024 * 1024;
 
+/// Bytes of a request frame's body the server reads, and charges to the node's request memory
+/// budget, at a time: a connection holds at most this much of the budget beyond the bytes it has
+/// actually sent, so connections that announce large frames and stall cannot take the budget
+/// from the others. A multiple of 1 KiB, the budget's unit.
+pub const FRAME_CHUNK_BYTES: u32 = 64 * 1024;
+
+/// Default of the longest a client may take to send a request frame's body once its length
+/// prefix arrived, and the longest the broker works on one request (Kafka's
+/// `request.timeout.ms` default). A node's `request_timeout_ms` overrides it.
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+
 /// Largest buffer of concatenated batches that one `append` call may carry.
 pub const APPEND_BYTES_MAX: usize = FRAME_BYTES_MAX as usize;
 
@@ -50,6 +61,8 @@ pub const RECORD_BYTES_MIN: u32 = 7;
 /// Headers one record may carry.
 pub const RECORD_HEADERS_MAX: u32 = 1024 * 1024;
 
+const _: () = assert!(FRAME_CHUNK_BYTES <= FRAME_BYTES_MAX);
+const _: () = assert!(FRAME_CHUNK_BYTES.is_multiple_of(1024) && FRAME_CHUNK_BYTES > 0);
 const _: () = assert!(BATCH_BYTES_MAX as u64 <= SEGMENT_BYTES_MAX);
 const _: () = assert!(BATCH_BYTES_MAX <= FRAME_BYTES_MAX);
 const _: () = assert!(READ_BYTES_MAX as u64 <= SEGMENT_BYTES_MAX);

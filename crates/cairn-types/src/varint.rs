@@ -6,7 +6,6 @@
 
 /// Why a varint could not be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum VarintError {
     /// The input ended inside the varint.
     #[error("varint truncated")]

@@ -8,7 +8,8 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    ApiVersionsResponse, BrokerId, DescribeClusterResponse, MetadataRequest, MetadataResponse,
+    ApiVersionsResponse, BrokerId, DescribeClusterRequest, DescribeClusterResponse,
+    MetadataRequest, MetadataResponse,
 };
 
 use super::{IMPLEMENTED, text, versions};
@@ -53,6 +54,7 @@ fn topic_response<M: MetadataStore>(
     ctx: &Ctx<M>,
     topic: &TopicMeta,
     version: i16,
+    authorized_operations: i32,
 ) -> MetadataResponseTopic {
     let meta = ctx.broker.meta();
     let partitions = (0..topic.partitions)
@@ -79,10 +81,66 @@ fn topic_response<M: MetadataStore>(
         // Topic ids exist from v10.
         .with_topic_id(if version >= 10 { topic.id.as_uuid() } else { uuid::Uuid::nil() })
         .with_partitions(partitions)
+        .with_topic_authorized_operations(authorized_operations)
 }
 
 fn topic_error(name: &str, code: i16) -> MetadataResponseTopic {
     MetadataResponseTopic::default().with_name(Some(text(name).into())).with_error_code(code)
+}
+
+/// Kafka's ACL operation codes (`AclOperation`), the bit numbers of an authorized-operations
+/// field.
+mod operation {
+    pub(super) const READ: u8 = 3;
+    pub(super) const WRITE: u8 = 4;
+    pub(super) const CREATE: u8 = 5;
+    pub(super) const DELETE: u8 = 6;
+    pub(super) const ALTER: u8 = 7;
+    pub(super) const DESCRIBE: u8 = 8;
+    pub(super) const CLUSTER_ACTION: u8 = 9;
+    pub(super) const DESCRIBE_CONFIGS: u8 = 10;
+    pub(super) const ALTER_CONFIGS: u8 = 11;
+    pub(super) const IDEMPOTENT_WRITE: u8 = 12;
+}
+
+/// The bitfield of a set of operations (Kafka's `Utils.to32BitField`).
+const fn operations(codes: &[u8]) -> i32 {
+    let mut bits = 0;
+    let mut i = 0;
+    while i < codes.len() {
+        bits |= 1 << codes[i];
+        i += 1;
+    }
+    bits
+}
+
+/// What a client may do to a topic. cairn has no authorizer, and Kafka without one answers every
+/// operation the resource type supports (its `AclEntry.supportedOperations`).
+pub(crate) const TOPIC_OPERATIONS: i32 = {
+    use operation::*;
+    operations(&[READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS])
+};
+
+/// What a client may do to the cluster, as for [`TOPIC_OPERATIONS`].
+pub(crate) const CLUSTER_OPERATIONS: i32 = {
+    use operation::*;
+    operations(&[
+        CREATE,
+        CLUSTER_ACTION,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+        IDEMPOTENT_WRITE,
+        ALTER,
+        DESCRIBE,
+    ])
+};
+
+/// An authorized-operations field the client did not ask for.
+pub(crate) const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+/// `operations` if the client asked for them, else [`OPERATIONS_NOT_REQUESTED`].
+fn authorized(requested: bool, operations: i32) -> i32 {
+    if requested { operations } else { OPERATIONS_NOT_REQUESTED }
 }
 
 /// Metadata: brokers, and the requested topics (all if none are named), auto-creating unknown
@@ -92,7 +150,14 @@ pub(crate) async fn metadata<M: MetadataStore>(
     request: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
-    let meta = ctx.broker.meta();
+    // The fields exist from v8 (the cluster's until v10); the request's flags decode as false
+    // outside them.
+    let topic_operations =
+        authorized(request.include_topic_authorized_operations, TOPIC_OPERATIONS);
+    let cluster_operations =
+        authorized(request.include_cluster_authorized_operations, CLUSTER_OPERATIONS);
+    let auto_create =
+        (request.allow_auto_topic_creation || version < 4) && ctx.config.auto_create_topics;
     // Version 0 asks for every topic with an empty list; later versions with null.
     let requested = match request.topics {
         None => None,
@@ -100,7 +165,13 @@ pub(crate) async fn metadata<M: MetadataStore>(
         Some(topics) => Some(topics),
     };
     let topics = match requested {
-        None => meta.topics().iter().map(|topic| topic_response(ctx, topic, version)).collect(),
+        None => ctx
+            .broker
+            .meta()
+            .topics()
+            .iter()
+            .map(|topic| topic_response(ctx, topic, version, topic_operations))
+            .collect(),
         Some(requested) => {
             let mut topics = Vec::with_capacity(requested.len());
             for requested in requested {
@@ -111,38 +182,8 @@ pub(crate) async fn metadata<M: MetadataStore>(
                     topics.push(unknown);
                     continue;
                 };
-                let name = name.0.as_str().to_owned();
-                if let Some(topic) = meta.topic(&name) {
-                    topics.push(topic_response(ctx, &topic, version));
-                    continue;
-                }
-                let auto_create = request.allow_auto_topic_creation || version < 4;
-                if !(auto_create && ctx.config.auto_create_topics) {
-                    topics.push(topic_error(&name, ResponseError::UnknownTopicOrPartition.code()));
-                    continue;
-                }
-                let Ok(topic_name) = TopicName::new(&name) else {
-                    topics.push(topic_error(&name, ResponseError::InvalidTopicException.code()));
-                    continue;
-                };
-                let spec = TopicSpec {
-                    name: topic_name,
-                    partitions: ctx.config.default_partitions,
-                    replication_factor: 1,
-                    configs: Vec::new(),
-                };
-                match ctx.broker.create_topic(spec).await {
-                    Ok(topic) => {
-                        tracing::info!(topic = %name, partitions = topic.partitions, "auto-created topic");
-                        topics.push(topic_response(ctx, &topic, version));
-                    }
-                    // Another request created it meanwhile.
-                    Err(_) if meta.topic(&name).is_some() => {
-                        let topic = meta.topic(&name).expect("checked just above");
-                        topics.push(topic_response(ctx, &topic, version));
-                    }
-                    Err(error) => topics.push(topic_error(&name, errors::broker_code(&error))),
-                }
+                let name = name.0.as_str();
+                topics.push(named_topic(ctx, name, auto_create, version, topic_operations).await);
             }
             topics
         }
@@ -153,10 +194,57 @@ pub(crate) async fn metadata<M: MetadataStore>(
         .with_cluster_id((version >= 2).then(|| text(ctx.config.cluster_id.clone())))
         .with_controller_id(BrokerId(ctx.config.node_id.0 as i32))
         .with_topics(topics)
+        .with_cluster_authorized_operations(cluster_operations)
 }
 
-/// DescribeCluster: the nodes and the cluster id.
-pub(crate) fn describe_cluster<M: MetadataStore>(ctx: &Ctx<M>) -> DescribeClusterResponse {
+/// The Metadata answer for a topic named in the request, created first if it is unknown and
+/// `auto_create` allows it.
+async fn named_topic<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    name: &str,
+    auto_create: bool,
+    version: i16,
+    authorized_operations: i32,
+) -> MetadataResponseTopic {
+    let meta = ctx.broker.meta();
+    if let Some(topic) = meta.topic(name) {
+        return topic_response(ctx, &topic, version, authorized_operations);
+    }
+    if !auto_create {
+        return topic_error(name, ResponseError::UnknownTopicOrPartition.code());
+    }
+    let Ok(topic_name) = TopicName::new(name) else {
+        return topic_error(name, ResponseError::InvalidTopicException.code());
+    };
+    let spec = TopicSpec {
+        name: topic_name,
+        partitions: ctx.config.default_partitions,
+        replication_factor: 1,
+        configs: Vec::new(),
+    };
+    match ctx.broker.create_topic(spec).await {
+        Ok(topic) => {
+            tracing::info!(topic = %name, partitions = topic.partitions, "auto-created topic");
+            topic_response(ctx, &topic, version, authorized_operations)
+        }
+        // Another request may have created it meanwhile, and another deleted it since: one
+        // lookup decides.
+        Err(error) => match meta.topic(name) {
+            Some(topic) => topic_response(ctx, &topic, version, authorized_operations),
+            None => {
+                tracing::warn!(topic = %name, %error, "auto-creating a topic failed");
+                topic_error(name, errors::broker_code(&error))
+            }
+        },
+    }
+}
+
+/// DescribeCluster: the nodes, the cluster id and, when asked, the cluster's authorized
+/// operations.
+pub(crate) fn describe_cluster<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    request: &DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let brokers = brokers(ctx)
         .into_iter()
         .map(|b| {
@@ -171,4 +259,23 @@ pub(crate) fn describe_cluster<M: MetadataStore>(ctx: &Ctx<M>) -> DescribeCluste
         .with_cluster_id(text(ctx.config.cluster_id.clone()))
         .with_controller_id(BrokerId(ctx.config.node_id.0 as i32))
         .with_brokers(brokers)
+        .with_cluster_authorized_operations(authorized(
+            request.include_cluster_authorized_operations,
+            CLUSTER_OPERATIONS,
+        ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorized_operations_are_kafkas_bitfields() {
+        // READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8, DESCRIBE_CONFIGS 10,
+        // ALTER_CONFIGS 11.
+        assert_eq!(TOPIC_OPERATIONS, 0b1101_1111_1000);
+        // CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11,
+        // IDEMPOTENT_WRITE 12.
+        assert_eq!(CLUSTER_OPERATIONS, 0b1_1111_1010_0000);
+    }
 }

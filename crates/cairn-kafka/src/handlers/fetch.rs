@@ -84,8 +84,9 @@ pub(crate) async fn fetch<M: MetadataStore>(
     }
     let bytes_max = u32::try_from(request.max_bytes).unwrap_or(0).min(READ_BYTES_MAX);
     let min_bytes = u64::try_from(request.min_bytes).unwrap_or(0);
-    let wait =
-        Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0)).min(FETCH_WAIT_MAX);
+    let wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0))
+        .min(FETCH_WAIT_MAX)
+        .min(ctx.config.request_timeout);
     let deadline = Instant::now() + wait;
     let mut progress = ctx.broker.progress();
     let mut shutdown = ctx.shutdown.clone();
@@ -97,7 +98,6 @@ pub(crate) async fn fetch<M: MetadataStore>(
             let mut topics = topics;
             let mut files: Vec<Vec<Ranges>> = topics.iter().map(|_| Vec::new()).collect();
             for (topic, data, ranges) in responses {
-                ctx.metrics.error("Fetch", data.error_code);
                 let fetched: u64 = ranges.iter().map(|range| u64::from(range.len)).sum();
                 if fetched > 0 {
                     let labels =

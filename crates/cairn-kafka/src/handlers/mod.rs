@@ -65,13 +65,69 @@ pub(crate) enum Handled {
     Fetch(FetchResponse, Vec<Vec<crate::sendfile::Ranges>>),
     /// No response is due (produce with acks=0).
     Silent,
-    /// Close the connection: the only way to tell an acks=0 producer that its records were
-    /// refused, as Kafka does.
+    /// Close the connection instead of sending this response: the only way to tell an acks=0
+    /// producer that its records were refused, as Kafka does.
+    Refused(ResponseKind),
+    /// Close the connection.
     Close,
 }
 
-/// Serves one decoded request.
+/// Serves one decoded request, and counts the error codes of its answer: the one place that sees
+/// every API's codes (`cairn_kafka_errors_total`).
 pub(crate) async fn handle<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> Handled {
+    let api = api_name(request.api_key);
+    let handled = dispatch(ctx, request).await;
+    let count = |code| ctx.metrics.error(api, code);
+    match &handled {
+        Handled::Respond(response) | Handled::Refused(response) => error_codes(response, count),
+        Handled::Fetch(response, _) => fetch_error_codes(response, count),
+        Handled::Silent | Handled::Close => {}
+    }
+    handled
+}
+
+/// Calls `f` with every error code of a response (top-level, per topic, per partition and per
+/// resource), "no error" included.
+fn error_codes(response: &ResponseKind, mut f: impl FnMut(i16)) {
+    match response {
+        ResponseKind::ApiVersions(r) => f(r.error_code),
+        ResponseKind::Metadata(r) => {
+            f(r.error_code);
+            for topic in &r.topics {
+                f(topic.error_code);
+                topic.partitions.iter().for_each(|p| f(p.error_code));
+            }
+        }
+        ResponseKind::DescribeCluster(r) => f(r.error_code),
+        ResponseKind::Produce(r) => {
+            r.responses.iter().flat_map(|t| &t.partition_responses).for_each(|p| f(p.error_code));
+        }
+        ResponseKind::Fetch(r) => fetch_error_codes(r, f),
+        ResponseKind::ListOffsets(r) => {
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+        }
+        ResponseKind::CreateTopics(r) => r.topics.iter().for_each(|t| f(t.error_code)),
+        ResponseKind::DeleteTopics(r) => r.responses.iter().for_each(|t| f(t.error_code)),
+        ResponseKind::CreatePartitions(r) => r.results.iter().for_each(|t| f(t.error_code)),
+        ResponseKind::DescribeConfigs(r) => r.results.iter().for_each(|t| f(t.error_code)),
+        ResponseKind::IncrementalAlterConfigs(r) => {
+            r.responses.iter().for_each(|t| f(t.error_code));
+        }
+        other => {
+            // `dispatch` builds only the responses above; a new API must be added here.
+            tracing::error!(api = ?std::mem::discriminant(other), "error codes of a response not counted");
+        }
+    }
+}
+
+/// [`error_codes`] of a Fetch response.
+fn fetch_error_codes(response: &FetchResponse, mut f: impl FnMut(i16)) {
+    f(response.error_code);
+    response.responses.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+}
+
+/// Serves one decoded request.
+async fn dispatch<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> Handled {
     let version = request.api_version;
     let order = request.order;
     let Some(body) = request.body else {
@@ -82,8 +138,8 @@ pub(crate) async fn handle<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> 
         RequestKind::Metadata(request) => {
             ResponseKind::Metadata(cluster::metadata(ctx, request, version).await)
         }
-        RequestKind::DescribeCluster(_) => {
-            ResponseKind::DescribeCluster(cluster::describe_cluster(ctx))
+        RequestKind::DescribeCluster(request) => {
+            ResponseKind::DescribeCluster(cluster::describe_cluster(ctx, &request))
         }
         RequestKind::Produce(request) => {
             let Some(order) = order else {

@@ -104,7 +104,12 @@ fn failed_response(
     if !matches!(error, PartitionError::MessageTooLarge { .. } | PartitionError::Timeout) {
         tracing::warn!(topic = partition.topic(), partition = index, %error, "produce failed");
     }
-    partition_error(index, errors::partition_code(error), Some(error.to_string()), version)
+    partition_error(
+        index,
+        errors::partition_code(error),
+        Some(errors::partition_message(error)),
+        version,
+    )
 }
 
 /// A partition's part of the request once validated.
@@ -193,7 +198,8 @@ pub(crate) async fn produce<M: MetadataStore>(
         _ => None,
     };
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0))
-        .min(PRODUCE_TIMEOUT_MAX);
+        .min(PRODUCE_TIMEOUT_MAX)
+        .min(ctx.config.request_timeout);
     let (mut responses, ready) = {
         // The semaphore is never closed, so this waits for a permit and never fails.
         let _permit = ctx.validations.acquire().await;
@@ -237,16 +243,15 @@ pub(crate) async fn produce<M: MetadataStore>(
             Err(error) => tracing::error!(%error, "produce durability wait failed"),
         }
     }
-    for response in responses.iter().flat_map(|t| &t.partition_responses) {
-        ctx.metrics.error("Produce", response.error_code);
-    }
-    if acks == Some(Acks::None) {
-        let refused =
-            responses.iter().flat_map(|t| &t.partition_responses).any(|p| p.error_code != 0);
-        return if refused { Handled::Close } else { Handled::Silent };
-    }
     for topic in &mut responses {
         topic.partition_responses.sort_by_key(|p| p.index);
     }
-    Handled::Respond(ResponseKind::Produce(ProduceResponse::default().with_responses(responses)))
+    let refused =
+        responses.iter().flat_map(|t| &t.partition_responses).any(|p| p.error_code != errors::NONE);
+    let response = ResponseKind::Produce(ProduceResponse::default().with_responses(responses));
+    match acks {
+        Some(Acks::None) if refused => Handled::Refused(response),
+        Some(Acks::None) => Handled::Silent,
+        Some(Acks::Leader | Acks::All) | None => Handled::Respond(response),
+    }
 }

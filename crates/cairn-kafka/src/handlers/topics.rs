@@ -1,6 +1,7 @@
 //! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
 //! IncrementalAlterConfigs.
 
+use cairn_broker::BrokerError;
 use cairn_meta::{ConfigChange, ConfigSource, MetadataStore, TopicConfigs, TopicName, TopicSpec};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -26,6 +27,21 @@ const RESOURCE_BROKER: i8 = 4;
 /// Kafka's config sources (DescribeConfigs v1+).
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
+
+/// The error code and client message of a failed topic operation. The full error, which may
+/// name server paths, goes to the log: as a warning when the broker failed, at debug level when
+/// the request was refused.
+fn refusal(op: &'static str, topic: &str, error: &BrokerError) -> (i16, String) {
+    let code = errors::broker_code(error);
+    let broker_failed = code == ResponseError::KafkaStorageError.code()
+        || code == ResponseError::UnknownServerError.code();
+    if broker_failed {
+        tracing::warn!(op, topic, %error, "topic operation failed");
+    } else {
+        tracing::debug!(op, topic, %error, "topic operation refused");
+    }
+    (code, errors::broker_message(error))
+}
 
 /// Serves CreateTopics.
 pub(crate) async fn create_topics<M: MetadataStore>(
@@ -107,7 +123,10 @@ pub(crate) async fn create_topics<M: MetadataStore>(
                 }
                 results.push(result);
             }
-            Err(error) => results.push(fail(errors::broker_code(&error), error.to_string())),
+            Err(error) => {
+                let (code, message) = refusal("create topic", &name, &error);
+                results.push(fail(code, message));
+            }
         }
     }
     CreateTopicsResponse::default().with_topics(results)
@@ -149,12 +168,15 @@ pub(crate) async fn delete_topics<M: MetadataStore>(
                     uuid::Uuid::nil()
                 }));
             }
-            // Error messages exist from v5.
-            Err(error) => responses.push(
-                response
-                    .with_error_code(errors::broker_code(&error))
-                    .with_error_message((version >= 5).then(|| text(error.to_string()))),
-            ),
+            Err(error) => {
+                let (code, message) = refusal("delete topic", &name, &error);
+                // Error messages exist from v5.
+                responses.push(
+                    response
+                        .with_error_code(code)
+                        .with_error_message((version >= 5).then(|| text(message))),
+                );
+            }
         }
     }
     DeleteTopicsResponse::default().with_responses(responses)
@@ -203,7 +225,10 @@ pub(crate) async fn create_partitions<M: MetadataStore>(
         }
         match ctx.broker.create_partitions(&name, count).await {
             Ok(_) => results.push(result),
-            Err(error) => results.push(fail(errors::broker_code(&error), error.to_string())),
+            Err(error) => {
+                let (code, message) = refusal("create partitions", &name, &error);
+                results.push(fail(code, message));
+            }
         }
     }
     CreatePartitionsResponse::default().with_results(results)
@@ -241,7 +266,7 @@ pub(crate) fn describe_configs<M: MetadataStore>(
                         .map(|entry| {
                             let source = match entry.source {
                                 ConfigSource::TopicOverride => SOURCE_TOPIC,
-                                _ => SOURCE_DEFAULT,
+                                ConfigSource::Default => SOURCE_DEFAULT,
                             };
                             DescribeConfigsResourceResult::default()
                                 .with_name(text(entry.name))
@@ -320,7 +345,10 @@ pub(crate) async fn alter_configs<M: MetadataStore>(
         }
         match ctx.broker.alter_configs(&name, changes).await {
             Ok(_) => responses.push(response),
-            Err(error) => responses.push(fail(errors::broker_code(&error), error.to_string())),
+            Err(error) => {
+                let (code, message) = refusal("alter configs", &name, &error);
+                responses.push(fail(code, message));
+            }
         }
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
