@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use cairn_broker::Broker;
 use cairn_meta::MetadataStore;
+use cairn_protocol::frame;
 use cairn_types::NodeId;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Encodable;
@@ -233,7 +234,7 @@ async fn read_requests<M: MetadataStore>(
             Some(permit) => permit,
             None => return Close::Shutdown,
         };
-        let frame = match codec::read_body(&mut reader, length).await {
+        let frame = match frame::read_body(&mut reader, length).await {
             Ok(frame) => frame,
             Err(error) => return Close::Io(error),
         };

@@ -13,6 +13,7 @@ use bytes::BytesMut;
 use cairn_broker::{Appended, Partition, PartitionError};
 use cairn_meta::MetadataStore;
 use cairn_metrics::Counter;
+use cairn_protocol::compression;
 use cairn_types::batch::RecordBatch;
 use cairn_types::limits::{BATCH_BYTES_MAX, DECOMPRESSED_BATCH_BYTES_MAX};
 use kafka_protocol::ResponseError;
@@ -22,7 +23,6 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use super::{Handled, text};
-use crate::compression;
 use crate::errors;
 use crate::server::Ctx;
 
