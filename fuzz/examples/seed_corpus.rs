@@ -20,11 +20,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
-use cairn_kafka::compression::{self, validate_records};
-use cairn_kafka::fuzzing::{
-    FUZZ_DECOMPRESSED_BYTES_MAX, FrameError, decode_frame, fuzz_frame, fuzz_record_batch,
-    fuzz_request,
-};
+use cairn_kafka::codec::{FrameError, decode_frame};
+use cairn_kafka::fuzzing::{fuzz_frame, fuzz_request};
+use cairn_protocol::compression::{self, validate_records};
+use cairn_protocol::fuzzing::{FUZZ_DECOMPRESSED_BYTES_MAX, fuzz_record_batch};
 use cairn_kafka::shape::{APIS, ApiSchema, Schema, Ty, check_request};
 use cairn_types::batch::{BatchBuilder, Compression, HEADER_BYTES};
 use cairn_types::limits::FRAME_BYTES_MAX;
@@ -428,7 +427,7 @@ fn frame_seeds() -> Vec<(String, Vec<u8>)> {
         }
         let mut frame = header(key as i16, body.version, 7);
         frame.extend_from_slice(&body.bytes);
-        let decoded = decode_frame(&frame);
+        let decoded = decode_frame(bytes::Bytes::copy_from_slice(&frame));
         // An API the server does not serve stops at the version table: one seed covers that.
         if matches!(decoded, Err(FrameError::Unsupported { .. })) {
             continue;

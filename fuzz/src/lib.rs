@@ -9,8 +9,8 @@
 //! allocation of N bytes failed", a crash libFuzzer records), and [`run`] checks the tighter
 //! per-input budget after each run.
 //!
-//! The target bodies live in `cairn_kafka::fuzzing`, where the corpus replay tests call them on
-//! stable.
+//! The target bodies live in `cairn_kafka::fuzzing` (frame, request) and
+//! `cairn_protocol::fuzzing` (record batch), where the corpus replay tests call them on stable.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,6 +1,7 @@
 """Every codec (none, gzip, snappy, lz4, zstd) from two independent implementations:
 librdkafka (confluent-kafka) and pure Python (kafka-python). Each producer's records are read
-back by the *other* client, so both clients' decoders see what the broker stored and served."""
+back by the *other* client, so both clients' decoders see what the broker stored and served. A
+topic-level `compression.type` makes the broker recompress: both clients read those batches too."""
 
 from __future__ import annotations
 
@@ -101,3 +102,37 @@ def test_kafka_python_producer(broker, codec):
     # Read back by the other implementation.
     records = read_all(broker.bootstrap, topic, 1)[0]
     check(records, RECORD_COUNT)
+
+
+@pytest.mark.parametrize("topic_codec", ["zstd", "uncompressed", "lz4"])
+def test_topic_compression_type_recompresses_gzip_batches(broker, topic_codec):
+    """A topic-level `compression.type` (accepted since issue 9): librdkafka produces gzip, the
+    broker stores the batches recompressed to the topic's codec, and both clients decode them
+    with every key, value, header and offset intact."""
+    topic = unique_topic(f"topic-codec-{topic_codec}")
+    create_topic(broker.bootstrap, topic, config={"compression.type": topic_codec})
+    config = {
+        "bootstrap.servers": broker.bootstrap,
+        "acks": "all",
+        "compression.type": "gzip",
+        "linger.ms": 50,
+        "max.in.flight.requests.per.connection": 1,
+        "message.timeout.ms": int(CALL_TIMEOUT_S * 1000),
+    }
+    errors = []
+
+    def on_delivery(error, _message):
+        if error is not None:
+            errors.append(error)
+
+    with confluent_producer(config) as producer:
+        for i in range(RECORD_COUNT):
+            key, value, headers = record(i)
+            producer.produce(
+                topic, key=key, value=value, headers=headers, partition=0, on_delivery=on_delivery
+            )
+        assert producer.flush(timeout=CALL_TIMEOUT_S) == 0, "records left undelivered"
+    assert not errors, f"delivery errors: {errors[:5]}"
+
+    check(kafka_python_read(broker.bootstrap, topic, 0, RECORD_COUNT), RECORD_COUNT)
+    check(read_all(broker.bootstrap, topic, 1)[0], RECORD_COUNT)

@@ -7,8 +7,9 @@
 //! The rules:
 //! - `file-doc`: every `.rs` file under `crates/` and `xtask/` opens with a `//!` comment.
 //! - `marker`: no `dbg!(`, `todo!(` or `FIXME` in `crates/` sources.
-//! - `layering`: a cairn crate depends only on cairn crates before it in [`LAYERS`];
-//!   [`TESTKIT`] only as a dev-dependency.
+//! - `layering`: a cairn crate depends only on cairn crates before it in [`LAYERS`], and not
+//!   on those [`FORBIDDEN`] lists for it outside `[dev-dependencies]`; [`TESTKIT`] only as a
+//!   dev-dependency.
 //! - `no-tokio`: the crates in [`NO_TOKIO`] have no `tokio` in `[dependencies]`.
 //! - `workspace-lints`, `workspace-version`: every crate inherits `[lints]` and `version`.
 //! - `workspace-dependency`: every dependency is `{ workspace = true }` (cairn crates may also
@@ -28,6 +29,7 @@ use toml::{Table, Value};
 /// A new cairn crate must be added here, at the layer it belongs to.
 pub const LAYERS: &[&str] = &[
     "cairn-types",
+    "cairn-protocol",
     "cairn-metrics",
     "cairn-storage",
     "cairn-raft",
@@ -41,6 +43,19 @@ pub const LAYERS: &[&str] = &[
     "cairn-bench",
     "cairn-testkit",
 ];
+
+/// Dependencies a crate must not have outside `[dev-dependencies]` although [`LAYERS`] puts
+/// them below it: one linear order cannot say that two crates above the same base stay apart.
+/// Each entry is a crate, the crates it must not depend on, and why. Tests may still use them,
+/// as a dev-dependency, to run against the real thing.
+pub const FORBIDDEN: &[(&str, &[&str], &str)] = &[
+    ("cairn-client", SERVER, "a client shares only cairn-protocol with the server"),
+    ("cairn-bench", SERVER, "the load generator is a client like any other"),
+];
+
+/// The server's crates, which a client must not be built on.
+const SERVER: &[&str] =
+    &["cairn-storage", "cairn-raft", "cairn-meta", "cairn-broker", "cairn-kafka", "cairn-node"];
 
 /// Crates that know nothing about an async runtime: no `tokio` (or `tokio-*`) in
 /// `[dependencies]`, so the simulator and the real runtime can drive the same code.
@@ -387,6 +402,22 @@ fn check_layering(
             found.push(not_layered(path, dependency.name));
             continue;
         };
+        let forbidden = FORBIDDEN.iter().find(|(name, forbidden, _)| {
+            *name == crate_name && forbidden.contains(&dependency.name)
+        });
+        if let Some((_, _, why)) = forbidden
+            && dependency.kind != Kind::Dev
+        {
+            found.push(Violation::new(
+                path,
+                "layering",
+                format!(
+                    "{crate_name} must not depend on {} ({}): {why} (FORBIDDEN in \
+                     xtask/src/tidy.rs; tests may use it in [dev-dependencies])",
+                    dependency.name, dependency.section
+                ),
+            ));
+        }
         if let Some(layer) = layer
             && dependency_layer >= layer
         {
@@ -637,6 +668,35 @@ mod tests {
         let text =
             manifest("cairn-storage", "[build-dependencies]\ncairn-kafka.workspace = true\n");
         assert_eq!(check_toml(&text).len(), 1, "build-dependencies are layered too");
+    }
+
+    #[test]
+    fn layering_keeps_the_client_off_the_server() {
+        let text = manifest(
+            "cairn-client",
+            "[dependencies]\ncairn-protocol.workspace = true\ncairn-kafka.workspace = true\n\
+             [dev-dependencies]\ncairn-broker.workspace = true\n",
+        );
+        assert_eq!(
+            check_toml(&text),
+            ["crates/x/Cargo.toml: layering: cairn-client must not depend on cairn-kafka \
+                 ([dependencies]): a client shares only cairn-protocol with the server \
+                 (FORBIDDEN in xtask/src/tidy.rs; tests may use it in [dev-dependencies])"]
+        );
+        let text = manifest("cairn-bench", "[build-dependencies]\ncairn-meta.workspace = true\n");
+        assert_eq!(check_toml(&text).len(), 1, "build-dependencies count");
+        let text = manifest("cairn-node", "[dependencies]\ncairn-kafka.workspace = true\n");
+        assert!(check_toml(&text).is_empty(), "the rule is the client's, not everyone's");
+    }
+
+    #[test]
+    fn forbidden_lists_only_layered_crates() {
+        for (name, forbidden, _) in FORBIDDEN {
+            assert!(LAYERS.contains(name), "{name}");
+            for dependency in *forbidden {
+                assert!(LAYERS.contains(dependency), "{name}: {dependency}");
+            }
+        }
     }
 
     #[test]

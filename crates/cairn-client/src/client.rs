@@ -203,7 +203,7 @@ pub(crate) async fn read_frame<S: AsyncRead + Unpin>(
     if length < 4 || length as u32 > FRAME_BYTES_MAX {
         return Ok(Err(length));
     }
-    let frame = cairn_kafka::codec::read_body(stream, length as usize).await?;
+    let frame = cairn_protocol::frame::read_body(stream, length as usize).await?;
     Ok(Ok(frame.freeze()))
 }
 

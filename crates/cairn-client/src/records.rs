@@ -6,28 +6,11 @@
 //! [`UnknownCodec`] (a bad name), [`DecodeError`] (malformed fetched bytes; stop reading that
 //! partition).
 
-use cairn_kafka::compression::{self, CompressError};
+use cairn_protocol::compression::{self, CompressError, EncodeError};
 use cairn_types::batch::{
-    BatchError, Batches, Compression, HEADER_BYTES, LOG_OVERHEAD_BYTES, RecordBatch, TimestampType,
-    records_in,
+    BatchError, Batches, Compression, HEADER_BYTES, RecordBatch, TimestampType, records_in,
 };
 use cairn_types::limits::{BATCH_BYTES_MAX, DECOMPRESSED_BATCH_BYTES_MAX};
-
-// Header fields a compressed batch rewrites (see `cairn_types::batch` for the layout).
-const BATCH_LENGTH_AT: usize = 8;
-const ATTRIBUTES_AT: usize = 21;
-const ATTR_COMPRESSION_MASK: i16 = 0x07;
-
-/// The codec's number in a batch's attribute bits.
-fn codec_bits(codec: Compression) -> i16 {
-    match codec {
-        Compression::None => 0,
-        Compression::Gzip => 1,
-        Compression::Snappy => 2,
-        Compression::Lz4 => 3,
-        Compression::Zstd => 4,
-    }
-}
 
 /// A codec name that is not one of Kafka's `compression.type` values.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -91,19 +74,12 @@ pub fn compressed_batch(
         return Ok(uncompressed.to_vec());
     }
     let mut out = Vec::with_capacity(uncompressed.len() / 2 + HEADER_BYTES);
-    out.extend_from_slice(&uncompressed[..HEADER_BYTES]);
-    compression::compress(codec, &uncompressed[HEADER_BYTES..], &mut out)?;
-    if out.len() > BATCH_BYTES_MAX as usize {
-        return Err(BatchBuildError::TooLarge { bytes: out.len() });
+    let records = &uncompressed[HEADER_BYTES..];
+    match compression::encode_batch(&batch, records, codec, BATCH_BYTES_MAX as usize, &mut out) {
+        Ok(()) => Ok(out),
+        Err(EncodeError::Compress(error)) => Err(BatchBuildError::Compress(error)),
+        Err(EncodeError::TooLarge { bytes, .. }) => Err(BatchBuildError::TooLarge { bytes }),
     }
-    // Fits in an i32: checked against BATCH_BYTES_MAX just above.
-    let batch_length = (out.len() - LOG_OVERHEAD_BYTES) as i32;
-    out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
-    let attributes = i16::from_be_bytes([out[ATTRIBUTES_AT], out[ATTRIBUTES_AT + 1]]);
-    let attributes = (attributes & !ATTR_COMPRESSION_MASK) | codec_bits(codec);
-    out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
-    cairn_types::batch::set_crc(&mut out);
-    Ok(out)
 }
 
 /// Kafka's `Utils.murmur2`: the hash the default partitioner applies to record keys.

@@ -1,37 +1,16 @@
 //! Request framing and decoding, without a socket: the length-prefix check done before a frame's
 //! buffer is allocated, and the decode path of a frame (header shape, served versions, body
 //! shape, then `kafka-protocol`'s decoders). The server and the fuzz targets (`fuzzing.rs`) both
-//! run exactly this code. [`read_body`] reads a frame's body for the server and the client.
+//! run exactly this code. The body itself is read by `cairn_protocol::frame::read_body`, which
+//! the client shares.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use cairn_types::limits::FRAME_BYTES_MAX;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
 use kafka_protocol::protocol::Decodable;
 
 use crate::handlers;
 use crate::shape::{self, ShapeError};
-
-/// Reads the `length` bytes of a frame body (its length prefix already checked) into a new
-/// buffer, without zeroing it first: a produce request or fetch response of megabytes would
-/// otherwise be written twice.
-///
-/// # Errors
-/// IO errors; `UnexpectedEof` if the stream ends first.
-pub async fn read_body<R>(reader: &mut R, length: usize) -> std::io::Result<BytesMut>
-where
-    R: tokio::io::AsyncRead + Unpin,
-{
-    use tokio::io::AsyncReadExt as _;
-    let mut body = BytesMut::with_capacity(length);
-    // `take` stops the reads at the body's end whatever the buffer's spare capacity.
-    let mut limited = reader.take(length as u64);
-    while body.len() < length {
-        if limited.read_buf(&mut body).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-    Ok(body)
-}
 
 /// Smallest frame the server reads: api key, api version, correlation id and a client id length
 /// .

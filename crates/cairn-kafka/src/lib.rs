@@ -5,10 +5,11 @@
 //! - [`serve`]: the listener — framing, ordered pipelining, graceful shutdown (`server.rs`); the
 //!   handlers (`handlers/`) and the one mapping of cairn errors to Kafka codes (`errors.rs`).
 //! - `sendfile`: Fetch response frames whose record sets are sent from the segment files.
-//! - `compression`: decompresses compressed record batches into a capped buffer to validate them.
+//! - `codec`: the frame length check and a frame's whole decode path; `fuzzing`: the frame and
+//!   request fuzz targets' bodies. Compression and frame body reading, which the client shares,
+//!   are in `cairn-protocol`.
 
 pub mod codec;
-pub mod compression;
 mod errors;
 pub mod fuzzing;
 mod handlers;

@@ -1,13 +1,13 @@
 //! The fuzz corpora replayed on stable, and hostile inputs that must allocate nothing large.
 //!
-//! - Replay: every file of `fuzz/corpus/frame`, `fuzz/corpus/request` and
-//!   `fuzz/corpus/record_batch` goes through the same function as its cargo-fuzz target
-//!   (`cairn_kafka::fuzzing`), which panics on a broken promise; each run's largest single
-//!   allocation must also stay within the budget the fuzz targets enforce (`fuzz/src/lib.rs`).
+//! - Replay: every file of `fuzz/corpus/frame` and `fuzz/corpus/request` goes through the same
+//!   function as its cargo-fuzz target (`cairn_kafka::fuzzing`), which panics on a broken
+//!   promise; each run's largest single allocation must also stay within the budget the fuzz
+//!   targets enforce (`fuzz/src/lib.rs`). The `record_batch` corpus is replayed by
+//!   cairn-protocol's `tests/fuzz_corpus.rs`.
 //! - Allocation: a counting global allocator records the largest single allocation of the
-//!   running thread. An absurd length prefix, absurd array counts (classic 0x7fffffff, compact
-//!   0xffffffff) and 1 GiB decompression bombs under a 1 MiB cap must each be refused without
-//!   one allocation over 2 MiB.
+//!   running thread. An absurd length prefix and absurd array counts (classic 0x7fffffff,
+//!   compact 0xffffffff) must each be refused without one allocation over 2 MiB.
 
 // The counting allocator is the one unsafe thing here: `GlobalAlloc` is an unsafe trait.
 #![allow(unsafe_code)]
@@ -18,18 +18,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use cairn_kafka::codec::{FrameError, decode_frame, frame_length};
-use cairn_kafka::compression::{DecompressError, RecordsError, compress, validate_records};
-use cairn_kafka::fuzzing::{
-    FUZZ_DECOMPRESSED_BYTES_MAX, fuzz_frame, fuzz_record_batch, fuzz_request, with_crcs_fixed,
-};
+use cairn_kafka::fuzzing::{fuzz_frame, fuzz_request};
 use cairn_kafka::shape::{APIS, ShapeError, check_request};
-use cairn_types::batch::{BatchBuilder, Compression, HEADER_BYTES, RecordBatch};
 use cairn_types::limits::FRAME_BYTES_MAX;
 use kafka_protocol::messages::ApiKey;
 
-const KIB: usize = 1024;
-const MIB: usize = 1024 * KIB;
-const GIB: usize = 1024 * MIB;
+const MIB: usize = 1024 * 1024;
 
 /// The most one allocation may take while a hostile input is refused.
 const HOSTILE_ALLOCATION_BYTES_MAX: usize = 2 * MIB;
@@ -127,10 +121,6 @@ fn request_budget(input_bytes: usize) -> usize {
     MIB + 64 * input_bytes
 }
 
-fn record_batch_budget(input_bytes: usize) -> usize {
-    10 * MIB + input_bytes
-}
-
 /// Replays a corpus through `target`, checking each file's largest allocation against
 /// `budget`; returns how many files there were.
 fn replay(target: &str, run: fn(&[u8]), budget: fn(usize) -> usize) -> usize {
@@ -154,11 +144,6 @@ fn frame_corpus_replays() {
 #[test]
 fn request_corpus_replays() {
     assert!(replay("request", fuzz_request, request_budget) > 100);
-}
-
-#[test]
-fn record_batch_corpus_replays() {
-    assert!(replay("record_batch", fuzz_record_batch, record_batch_budget) > 10);
 }
 
 /// The seeds cover every API and version cairn accepts, with a valid body and, where the body
@@ -268,139 +253,6 @@ fn every_absurd_count_seed_is_refused_without_allocating() {
         seen += 1;
     }
     assert!(seen > 100, "only {seen} absurd-count seeds");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Decompression bombs.
-// ---------------------------------------------------------------------------------------------
-
-fn codec_bits(codec: Compression) -> i16 {
-    match codec {
-        Compression::None => 0,
-        Compression::Gzip => 1,
-        Compression::Snappy => 2,
-        Compression::Lz4 => 3,
-        Compression::Zstd => 4,
-    }
-}
-
-/// CRC32C (Castagnoli), bit by bit.
-fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
-/// A one-record batch whose records part is `payload`, compressed with `codec`.
-fn batch_with_payload(codec: Compression, payload: &[u8]) -> Vec<u8> {
-    let template = BatchBuilder::new(0).record(None, Some(b"v"), &[]).build();
-    let mut out = template[..HEADER_BYTES].to_vec();
-    out.extend_from_slice(payload);
-    let batch_length = i32::try_from(out.len() - 12).expect("bombs are small");
-    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
-    out[21..23].copy_from_slice(&codec_bits(codec).to_be_bytes());
-    let crc = crc32c(&out[21..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
-    out
-}
-
-fn compressed(codec: Compression, input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    compress(codec, input, &mut out).expect("compresses");
-    out
-}
-
-/// A zstd frame of 1 GiB of zeros: a window of `2^(10 + window_exponent)` bytes, then 8192 RLE
-/// blocks of 128 KiB, 4 bytes each.
-fn zstd_bomb(window_exponent: u8) -> Vec<u8> {
-    let block_bytes = 128 * KIB;
-    let blocks = GIB / block_bytes;
-    let mut frame = 0xFD2F_B528u32.to_le_bytes().to_vec();
-    frame.extend([0x00, window_exponent << 3]);
-    for i in 0..blocks {
-        let header = u32::from(i + 1 == blocks) | (1 << 1) | ((block_bytes as u32) << 3);
-        frame.extend_from_slice(&header.to_le_bytes()[..3]);
-        frame.push(0);
-    }
-    frame
-}
-
-#[test]
-fn gibibyte_bombs_under_a_mebibyte_cap_allocate_nothing_large() {
-    let cap = MIB;
-    let mut snappy_claim = vec![0xff, 0xff, 0xff, 0xff, 0x0f];
-    snappy_claim.extend([0; 16]);
-    let bombs = [
-        ("zstd, 128 KiB window", Compression::Zstd, zstd_bomb(7)),
-        ("zstd, 1 MiB window", Compression::Zstd, zstd_bomb(10)),
-        // Concatenated gzip members / lz4 frames: 1 GiB of zeros in about 1 and 4 MiB.
-        ("gzip", Compression::Gzip, compressed(Compression::Gzip, &vec![0; MIB]).repeat(1024)),
-        ("lz4", Compression::Lz4, compressed(Compression::Lz4, &vec![0; 4 * MIB]).repeat(256)),
-        ("snappy claiming 4 GiB", Compression::Snappy, snappy_claim),
-    ];
-    for (name, codec, payload) in bombs {
-        let bytes = batch_with_payload(codec, &payload);
-        let batch = RecordBatch::validate(&bytes).expect("a well-framed batch");
-        let mut scratch = Vec::new();
-        let (result, largest) = largest_allocation(|| validate_records(&batch, &mut scratch, cap));
-        assert_eq!(
-            result,
-            Err(RecordsError::Decompress(DecompressError::TooLarge { bytes_max: cap })),
-            "{name}"
-        );
-        assert!(
-            largest <= HOSTILE_ALLOCATION_BYTES_MAX,
-            "{name}: one allocation took {largest} bytes under a {cap}-byte cap"
-        );
-    }
-}
-
-/// The exception, by design (`compression.rs`, `ZSTD_WINDOW_BYTES_FLOOR`): a zstd window of up
-/// to 8 MiB is accepted whatever the cap, so that frames from zstd levels 1 to 19 decode under a
-/// small cap, and ruzstd holds the window in one buffer. A 33 KiB frame declaring an 8 MiB window
-/// therefore costs one allocation of the window plus a block, not the cap; larger windows are
-/// refused from the frame header.
-#[test]
-fn a_zstd_window_up_to_eight_mebibytes_is_allocated_whatever_the_cap() {
-    let cap = MIB;
-    for (window_exponent, bytes_max) in [(13, 8 * MIB + 512 * KIB), (14, 0)] {
-        let bytes = batch_with_payload(Compression::Zstd, &zstd_bomb(window_exponent));
-        let batch = RecordBatch::validate(&bytes).expect("a well-framed batch");
-        let mut scratch = Vec::new();
-        let (result, largest) = largest_allocation(|| validate_records(&batch, &mut scratch, cap));
-        assert_eq!(
-            result,
-            Err(RecordsError::Decompress(DecompressError::TooLarge { bytes_max: cap })),
-            "window 2^{}",
-            10 + window_exponent
-        );
-        assert!(largest <= bytes_max.max(HOSTILE_ALLOCATION_BYTES_MAX), "{largest}");
-    }
-}
-
-#[test]
-fn the_fuzz_cap_is_one_mebibyte() {
-    assert_eq!(FUZZ_DECOMPRESSED_BYTES_MAX, MIB);
-}
-
-#[test]
-fn resealing_makes_crcs_valid_and_leaves_valid_batches_alone() {
-    let batch = BatchBuilder::new(0).record(None, Some(b"v"), &[]).build();
-    let two = [batch.clone(), batch.clone()].concat();
-    assert_eq!(with_crcs_fixed(&two), two);
-    let mut edited = two.clone();
-    edited[two.len() - 1] ^= 0xff;
-    assert!(RecordBatch::validate(&edited[batch.len()..]).is_err());
-    let resealed = with_crcs_fixed(&edited);
-    assert!(RecordBatch::validate(&resealed[batch.len()..]).is_ok());
-    // Our CRC agrees with cairn-types' on a batch built by the builder: the first batch above
-    // was left alone, so the table-driven CRC matches.
-    assert_eq!(crc32c(&batch[21..]), u32::from_be_bytes(batch[17..21].try_into().expect("4")));
 }
 
 /// The server ignores bytes after a body's last field (as Kafka does); the crate stops there.

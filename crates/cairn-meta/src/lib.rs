@@ -13,7 +13,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use configs::{
-    CONFIG_KEYS, ConfigEntry, ConfigError, ConfigSource, TimestampType, TopicConfigs,
+    CONFIG_KEYS, CompressionType, ConfigEntry, ConfigError, ConfigSource, TimestampType,
+    TopicConfigs,
 };
 pub use local::LocalMetadata;
 pub use topic::{NodeMeta, PartitionLeader, TopicId, TopicMeta, TopicName, TopicNameError};

@@ -99,6 +99,18 @@ pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = BATCH_BYTES_MAX as usize;
 
 const _: () = assert!(DECOMPRESSED_BATCH_BYTES_MAX >= BATCH_BYTES_MAX as usize);
 
+/// Most bytes one produce request may store, summed over its partitions, once batches are
+/// recompressed to their topic's `compression.type`. A recompressed batch may be larger than
+/// the one sent (a highly compressed batch stored uncompressed), so without this a request of
+/// small compressed batches could make the broker hold up to [`DECOMPRESSED_BATCH_BYTES_MAX`]
+/// per batch. It equals what the request's frame could hold: the stored bytes replace the copy
+/// of the request's records the broker makes anyway, so recompression needs no more memory
+/// than a request sent as it will be stored. Partitions past it are refused
+/// (`MESSAGE_TOO_LARGE`).
+pub const PRODUCE_STORED_BYTES_MAX: usize = FRAME_BYTES_MAX as usize;
+
+const _: () = assert!(PRODUCE_STORED_BYTES_MAX >= BATCH_BYTES_MAX as usize);
+
 /// Array elements and tagged fields one request body may declare in total. `kafka-protocol`
 /// allocates every array up front from its declared count, so the shape check holds a request
 /// to this before decoding it: what decoding allocates is bounded by this times the largest

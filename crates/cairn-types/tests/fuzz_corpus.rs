@@ -3,8 +3,9 @@
 //! the allocation-free record check, which must agree with decoding; each file as it is and with
 //! its batches' CRCs recomputed, as the fuzz target runs it.
 //!
-//! The fuzz target itself (`cairn_kafka::fuzzing::fuzz_record_batch`) also decompresses, which
-//! needs cairn-kafka; cairn-kafka's `tests/fuzz_corpus.rs` replays the same files through it.
+//! The fuzz target itself (`cairn_protocol::fuzzing::fuzz_record_batch`) also decompresses, which
+//! needs cairn-protocol; cairn-protocol's `tests/fuzz_corpus.rs` replays the same files through
+//! it.
 //! This test keeps the cairn-types part runnable where cairn-types is tested on its own.
 
 use std::fs;
@@ -14,7 +15,7 @@ use cairn_types::batch::{self, Batches, Compression, HEADER_BYTES, RecordBatch};
 use cairn_types::limits::BATCH_BYTES_MAX;
 
 /// `data` with the CRC of every batch it frames recomputed (what
-/// `cairn_kafka::fuzzing::with_crcs_fixed` does).
+/// `cairn_protocol::fuzzing::with_crcs_fixed` does).
 fn with_crcs_fixed(data: &[u8]) -> Vec<u8> {
     let mut out = data.to_vec();
     let mut at = 0;

@@ -2,6 +2,7 @@
 
 use cairn_broker::Partition;
 use cairn_meta::MetadataStore;
+use cairn_protocol::compression;
 use cairn_types::batch::{Batches, Compression};
 use cairn_types::limits::{BATCH_BYTES_MAX, DECOMPRESSED_BATCH_BYTES_MAX};
 use kafka_protocol::ResponseError;
@@ -10,7 +11,6 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use crate::compression;
 use crate::errors;
 use crate::server::Ctx;
 

@@ -1,5 +1,11 @@
-//! Produce: validate every batch, append per partition in the connection's request order, and
-//! acknowledge as `acks` asks.
+//! Produce: validate every batch, recompress those whose codec differs from their topic's
+//! `compression.type`, append per partition in the connection's request order, and acknowledge
+//! as `acks` asks.
+//!
+//! Recompression ([`compression::recompress`]) runs under the same bounds as validation: it
+//! reuses the batch's capped decompression, runs under the validation semaphore, and a request
+//! stores at most [`PRODUCE_STORED_BYTES_MAX`] bytes. Batches already in the topic's codec, all
+//! batches of `producer` topics, and control batches are stored byte for byte as sent.
 //!
 //! Clients pipeline produce requests on one connection and rely on the broker applying them in
 //! order (per-partition ordering with several requests in flight). Validation runs as soon as a
@@ -9,12 +15,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use cairn_broker::{Appended, Partition, PartitionError};
 use cairn_meta::MetadataStore;
 use cairn_metrics::Counter;
-use cairn_types::batch::RecordBatch;
-use cairn_types::limits::{BATCH_BYTES_MAX, DECOMPRESSED_BATCH_BYTES_MAX};
+use cairn_protocol::compression;
+use cairn_protocol::compression::{EncodeError, RecompressError};
+use cairn_types::batch::{Compression, RecordBatch};
+use cairn_types::limits::{
+    BATCH_BYTES_MAX, DECOMPRESSED_BATCH_BYTES_MAX, PRODUCE_STORED_BYTES_MAX,
+};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
@@ -22,7 +31,6 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use super::{Handled, text};
-use crate::compression;
 use crate::errors;
 use crate::server::Ctx;
 
@@ -49,24 +57,86 @@ enum Acks {
     All,
 }
 
-/// Checks framing, CRC and every record (decompressing into a capped buffer) of a record set;
-/// returns the number of records. Framing and CRC failures are `CORRUPT_MESSAGE` (the bytes were
-/// damaged on the way; a retry may help), malformed records `INVALID_RECORD` (a retry cannot).
-fn validate(records: &[u8], scratch: &mut Vec<u8>) -> Result<u64, (ResponseError, String)> {
-    let mut rest = records;
-    if rest.is_empty() {
+/// A partition's record set, validated, as it will be stored.
+struct Validated {
+    /// Every batch as sent, or recompressed to the topic's codec. A buffer of its own: the log
+    /// rewrites offsets in place, and the request's bytes are shared with the frame.
+    records: Vec<u8>,
+    /// Records in them.
+    count: u64,
+}
+
+/// Checks framing, CRC and every record (decompressing into a capped buffer) of a record set,
+/// and builds the bytes to store: each batch as sent, or recompressed when its codec differs
+/// from `topic_codec` ([`compression::stored_codec`]). They take at most `*stored_bytes_left`
+/// bytes, which is reduced by what they take.
+///
+/// Framing and CRC failures are `CORRUPT_MESSAGE` (the bytes were damaged on the way; a retry
+/// may help), malformed records `INVALID_RECORD` (a retry cannot), stored bytes over the limit
+/// `MESSAGE_TOO_LARGE`.
+fn validate(
+    records: &[u8],
+    topic_codec: Option<Compression>,
+    scratch: &mut Vec<u8>,
+    stored_bytes_left: &mut usize,
+) -> Result<Validated, (ResponseError, String)> {
+    if records.is_empty() {
         return Err((ResponseError::InvalidRecord, "empty record set".to_owned()));
     }
+    let mut rest = records;
+    let mut stored = Vec::with_capacity(records.len().min(*stored_bytes_left));
     let mut count = 0;
     while !rest.is_empty() {
         let (batch, after) = RecordBatch::validate_prefix(rest, BATCH_BYTES_MAX)
             .map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
-        compression::validate_records(&batch, scratch, DECOMPRESSED_BATCH_BYTES_MAX)
-            .map_err(|e| (ResponseError::InvalidRecord, e.to_string()))?;
+        let codec = compression::stored_codec(batch.header(), topic_codec);
+        let room = *stored_bytes_left - stored.len();
+        if codec == batch.header().compression() {
+            compression::validate_records(&batch, scratch, DECOMPRESSED_BATCH_BYTES_MAX)
+                .map_err(|e| (ResponseError::InvalidRecord, e.to_string()))?;
+            if batch.as_bytes().len() > room {
+                return Err(too_large(batch.as_bytes().len(), room));
+            }
+            stored.extend_from_slice(batch.as_bytes());
+        } else {
+            compression::recompress(
+                &batch,
+                codec,
+                scratch,
+                DECOMPRESSED_BATCH_BYTES_MAX,
+                room,
+                &mut stored,
+            )
+            .map_err(|error| recompress_failed(codec, &error))?;
+        }
         count += u64::from(batch.record_count());
         rest = after;
     }
-    Ok(count)
+    *stored_bytes_left -= stored.len();
+    Ok(Validated { records: stored, count })
+}
+
+/// The answer to a batch that would not fit in what the request may still store.
+fn too_large(bytes: usize, bytes_max: usize) -> (ResponseError, String) {
+    let message = format!(
+        "a batch of {bytes} bytes, as stored, exceeds the {bytes_max} bytes left of the \
+         {PRODUCE_STORED_BYTES_MAX} one produce request may store"
+    );
+    (ResponseError::MessageTooLarge, message)
+}
+
+/// The answer to a batch that could not be recompressed to `codec`.
+fn recompress_failed(codec: Compression, error: &RecompressError) -> (ResponseError, String) {
+    match error {
+        RecompressError::Records(error) => (ResponseError::InvalidRecord, error.to_string()),
+        RecompressError::Encode(EncodeError::TooLarge { bytes, bytes_max }) => {
+            too_large(*bytes, *bytes_max)
+        }
+        RecompressError::Encode(EncodeError::Compress(error)) => {
+            tracing::error!(codec = compression::codec_name(codec), %error, "recompression failed");
+            (ResponseError::UnknownServerError, "recompression failed".to_owned())
+        }
+    }
 }
 
 fn partition_error(
@@ -116,7 +186,7 @@ fn failed_response(
 struct Ready {
     topic: usize,
     partition: Arc<Partition>,
-    records: BytesMut,
+    records: Vec<u8>,
     count: u64,
     /// Bytes and records produced, for metrics.
     counters: [Arc<Counter>; 2],
@@ -134,6 +204,7 @@ fn prepare<M: MetadataStore>(
     let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(request.topic_data.len());
     let mut ready = Vec::new();
     let mut scratch = Vec::new();
+    let mut stored_bytes_left = PRODUCE_STORED_BYTES_MAX;
     for (topic_index, topic) in request.topic_data.into_iter().enumerate() {
         // From v13 topics are named by id.
         let name = if version >= 13 {
@@ -146,6 +217,9 @@ fn prepare<M: MetadataStore>(
                 .with_name(topic.name.clone())
                 .with_topic_id(topic.topic_id),
         );
+        // A topic deleted meanwhile has no partition left to find below.
+        let meta = ctx.broker.meta().topic(&name);
+        let topic_codec = meta.and_then(|meta| meta.configs.compression_type().codec());
         for data in topic.partition_data {
             let index = data.index;
             let partition = u32::try_from(index).ok().and_then(|i| ctx.broker.partition(&name, i));
@@ -157,20 +231,19 @@ fn prepare<M: MetadataStore>(
                 )),
                 (_, None, _) => Err((ResponseError::UnknownTopicOrPartition, None)),
                 (_, _, None) => Err((ResponseError::InvalidRecord, None)),
-                (_, Some(partition), Some(records)) => validate(&records, &mut scratch)
-                    .map(|count| (partition, records, count))
-                    .map_err(|(error, message)| (error, Some(message))),
+                (_, Some(partition), Some(records)) => {
+                    validate(&records, topic_codec, &mut scratch, &mut stored_bytes_left)
+                        .map(|validated| (partition, validated))
+                        .map_err(|(error, message)| (error, Some(message)))
+                }
             };
             match accepted {
-                Ok((partition, records, count)) => {
+                Ok((partition, Validated { records, count })) => {
                     let labels = [name.as_str(), &index.to_string()];
                     let counters = [
                         ctx.metrics.produced_bytes.with(&labels),
                         ctx.metrics.produced_records.with(&labels),
                     ];
-                    // The log rewrites offsets in place; the request's bytes are shared with
-                    // the frame.
-                    let records = BytesMut::from(&records[..]);
                     ready.push(Ready { topic: topic_index, partition, records, count, counters });
                 }
                 Err((error, message)) => {

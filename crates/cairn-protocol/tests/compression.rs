@@ -1,14 +1,15 @@
 //! Compressed record batches: roundtrips for every codec, compressed batches through
-//! `validate_records`, decompression bombs (refused at the cap, with the output buffer never
+//! `validate_records`, recompression from every codec to every codec, decompression bombs (refused at the cap, with the output buffer never
 //! larger than it), snappy-java framing from hand-built vectors, and garbage that must give an
 //! error, never a panic.
 
-use cairn_kafka::compression::{
-    CompressError, DecompressError, RecordsError, compress, decompress, validate_records,
+use cairn_protocol::compression::{
+    CompressError, DecompressError, EncodeError, RecompressError, RecordsError, compress,
+    decompress, recompress, stored_codec, validate_records,
 };
-use cairn_types::BatchError;
 use cairn_types::batch::{self, BatchBuilder, Compression, HEADER_BYTES, RecordBatch};
 use cairn_types::limits::DECOMPRESSED_BATCH_BYTES_MAX;
+use cairn_types::{BatchError, ProducerId};
 use proptest::prelude::*;
 
 const CODECS: [Compression; 5] = [
@@ -278,6 +279,125 @@ fn records_over_the_cap_are_rejected() {
                 bytes_max: records_bytes - 1
             }))
         );
+    }
+}
+
+// Recompression: a produced batch re-encoded with its topic's codec.
+
+/// An uncompressed batch from an idempotent producer: every header field set.
+fn producer_batch(records: usize) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(1_700_000_000_000).producer(ProducerId(7_000), 3, 41);
+    for i in 0..records {
+        let key = format!("key-{i}");
+        let value = format!("{{\"user\":{i},\"page\":\"/items/{}\"}}", i % 7);
+        let header_value = (i % 3 != 0).then_some(b"abc".as_slice());
+        builder = builder.record_at(
+            1_700_000_000_000 + (i as i64 * 37) % 1000,
+            (i % 5 != 0).then_some(key.as_bytes()),
+            (i % 11 != 0).then_some(value.as_bytes()),
+            &[(b"trace", header_value), (b"", Some(b""))],
+        );
+    }
+    builder.build()
+}
+
+/// The records of a valid batch, decompressed and decoded, with the header fields that
+/// recompression must keep (everything but the codec bits, the length and the CRC).
+fn contents(bytes: &[u8]) -> (batch::BatchHeader, Vec<u8>) {
+    let batch = RecordBatch::validate(bytes).expect("a valid batch");
+    let mut records = Vec::new();
+    decompress(batch.header().compression(), &bytes[HEADER_BYTES..], &mut records, MIB)
+        .expect("records decompress");
+    let mut header = *batch.header();
+    header.attributes &= !0x07;
+    header.batch_length = 0;
+    header.crc = 0;
+    (header, records)
+}
+
+#[test]
+fn recompression_keeps_every_record_and_header_field() {
+    let plain = producer_batch(300);
+    let (header, records) = contents(&plain);
+    let decoded: Vec<_> = batch::records_in(&records, header.record_count)
+        .collect::<Result<_, _>>()
+        .expect("builder records decode");
+    let mut scratch = Vec::new();
+    for from in CODECS {
+        let source = recompressed(&plain, from);
+        let batch = RecordBatch::validate(&source).expect("a valid batch");
+        for to in CODECS {
+            let mut out = b"before".to_vec();
+            recompress(&batch, to, &mut scratch, MIB, usize::MAX, &mut out)
+                .unwrap_or_else(|e| panic!("{from:?} to {to:?}: {e}"));
+            assert_eq!(&out[..6], b"before", "appended, not overwritten");
+            let stored = &out[6..];
+            assert_eq!(RecordBatch::validate(stored).expect("valid").header().compression(), to);
+            let (stored_header, stored_records) = contents(stored);
+            assert_eq!(stored_header, header, "{from:?} to {to:?}");
+            assert_eq!(stored_records, records, "{from:?} to {to:?}");
+            let stored_decoded: Vec<_> = batch::records_in(&stored_records, header.record_count)
+                .collect::<Result<_, _>>()
+                .expect("records decode");
+            assert_eq!(stored_decoded, decoded);
+        }
+    }
+}
+
+#[test]
+fn recompressing_to_uncompressed_gives_back_the_uncompressed_batch() {
+    let plain = producer_batch(100);
+    for from in COMPRESSED {
+        let source = recompressed(&plain, from);
+        let batch = RecordBatch::validate(&source).expect("a valid batch");
+        let mut out = Vec::new();
+        recompress(&batch, Compression::None, &mut Vec::new(), MIB, usize::MAX, &mut out)
+            .expect("recompresses");
+        assert_eq!(out, plain, "{from:?}");
+    }
+}
+
+#[test]
+fn a_recompressed_batch_over_its_limit_is_refused_and_writes_nothing() {
+    let plain = producer_batch(200);
+    let source = recompressed(&plain, Compression::Zstd);
+    let batch = RecordBatch::validate(&source).expect("a valid batch");
+    let mut out = b"kept".to_vec();
+    let limit = plain.len() - 1;
+    assert_eq!(
+        recompress(&batch, Compression::None, &mut Vec::new(), MIB, limit, &mut out),
+        Err(RecompressError::Encode(EncodeError::TooLarge {
+            bytes: plain.len(),
+            bytes_max: limit
+        }))
+    );
+    assert_eq!(out, b"kept");
+    // Invalid records are refused as validate_records refuses them, before encoding.
+    let bad = with_counts(&source, 201, 200);
+    let bad = RecordBatch::validate(&bad).expect("well framed");
+    assert!(matches!(
+        recompress(&bad, Compression::Gzip, &mut Vec::new(), MIB, usize::MAX, &mut out),
+        Err(RecompressError::Records(RecordsError::Batch(_)))
+    ));
+    assert_eq!(out, b"kept");
+}
+
+#[test]
+fn the_topic_codec_applies_except_to_control_batches() {
+    let plain = BatchBuilder::new(0).record(None, Some(b"v"), &[]).build();
+    let control = BatchBuilder::new(0).control().record(None, Some(b"v"), &[]).build();
+    for from in CODECS {
+        let data = RecordBatch::validate(&recompressed(&plain, from)).map(|b| *b.header());
+        let data = data.expect("valid");
+        let marker = RecordBatch::validate(&recompressed(&control, from)).map(|b| *b.header());
+        let marker = marker.expect("valid");
+        // `compression.type=producer`: every batch keeps its codec.
+        assert_eq!(stored_codec(&data, None), from);
+        assert_eq!(stored_codec(&marker, None), from);
+        for topic in CODECS {
+            assert_eq!(stored_codec(&data, Some(topic)), topic);
+            assert_eq!(stored_codec(&marker, Some(topic)), from, "control batches keep theirs");
+        }
     }
 }
 

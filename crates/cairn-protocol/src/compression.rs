@@ -1,5 +1,7 @@
-//! Compressed record batches: capped decompression, compression for cairn's own producers, and
-//! the record check the broker runs on every produced batch ([`validate_records`]).
+//! Compressed record batches: capped decompression, compression for cairn's own producers, the
+//! record check the broker runs on every produced batch ([`validate_records`]), and re-encoding
+//! a batch's records with another codec ([`encode_batch`], [`recompress`]) for producers and for
+//! topics whose `compression.type` names a codec ([`stored_codec`]).
 //!
 //! The payload formats, as Kafka clients write them into the records part of a batch:
 //!
@@ -28,10 +30,17 @@
 use std::io::{self, Read, Write};
 
 use cairn_types::BatchError;
-use cairn_types::batch::{self, Compression, HEADER_BYTES, RecordBatch};
-use cairn_types::limits::DECOMPRESSED_BATCH_BYTES_MAX;
+use cairn_types::batch::{
+    self, BatchHeader, Compression, HEADER_BYTES, LOG_OVERHEAD_BYTES, RecordBatch,
+};
+use cairn_types::limits::{BATCH_BYTES_MAX, DECOMPRESSED_BATCH_BYTES_MAX};
 use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
 use ruzstd::decoding::{FrameDecoder, StreamingDecoder};
+
+// Header fields a re-encoded batch rewrites (see `cairn_types::batch` for the layout).
+const BATCH_LENGTH_AT: usize = 8;
+const ATTRIBUTES_AT: usize = 21;
+const ATTR_COMPRESSION_MASK: i16 = 0x07;
 
 /// First bytes of a snappy-java (xerial) stream.
 const XERIAL_MAGIC: [u8; 8] = *b"\x82SNAPPY\x00";
@@ -54,7 +63,6 @@ const ZSTD_WINDOW_BYTES_FLOOR: usize = 8 * 1024 * 1024;
 /// Why compressed records could not be decompressed. The sender's fault in every case: the
 /// caller rejects the batch; retrying the same bytes cannot help.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum DecompressError {
     /// The output would pass `bytes_max` (or a zstd frame asks for a window larger than this
     /// module allows for that cap). Decompression stopped there.
@@ -75,7 +83,6 @@ pub enum DecompressError {
 
 /// Why records could not be compressed. Local input, not network bytes: the caller's mistake.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum CompressError {
     /// The input is larger than any broker would decompress ([`DECOMPRESSED_BATCH_BYTES_MAX`]).
     #[error("{bytes} bytes of records exceed the limit of {bytes_max}")]
@@ -97,7 +104,6 @@ pub enum CompressError {
 
 /// Why a batch's records are invalid. The sender's fault: the caller rejects the batch.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum RecordsError {
     /// The records part of a compressed batch does not decompress (within the cap).
     #[error(transparent)]
@@ -248,6 +254,132 @@ pub fn validate_records(
         }
     }
     Ok(())
+}
+
+/// Why a batch could not be re-encoded with another codec ([`encode_batch`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The codec failed on the records.
+    #[error(transparent)]
+    Compress(#[from] CompressError),
+    /// The re-encoded batch would be larger than the caller allows (compressing incompressible
+    /// records, or storing compressed ones uncompressed, can grow a batch).
+    #[error("re-encoded batch of {bytes} bytes exceeds the limit of {bytes_max}")]
+    TooLarge {
+        /// Size of the re-encoded batch.
+        bytes: usize,
+        /// The limit it passed.
+        bytes_max: usize,
+    },
+}
+
+/// Why a produced batch could not be recompressed ([`recompress`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecompressError {
+    /// The batch's records are invalid, or do not decompress within the cap: the sender's
+    /// fault, as in [`validate_records`].
+    #[error(transparent)]
+    Records(#[from] RecordsError),
+    /// The records could not be re-encoded (within the size allowed).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// The codec a produced batch is stored with when its topic's codec is `topic_codec` (`None`:
+/// Kafka's `compression.type=producer`, the producer's own). A batch keeps its codec when it
+/// already matches, when the topic keeps the producer's, and when it is a control batch
+/// (control batches are written as they are, never recompressed); otherwise it takes the
+/// topic's.
+#[must_use]
+pub fn stored_codec(header: &BatchHeader, topic_codec: Option<Compression>) -> Compression {
+    match topic_codec {
+        Some(codec) if !header.is_control() => codec,
+        _ => header.compression(),
+    }
+}
+
+/// Appends to `out` the batch `batch` re-encoded with `codec`, given `records`, the batch's
+/// records part uncompressed (its own bytes after the header for an uncompressed batch, what
+/// [`validate_records`] decompressed otherwise). The header is kept, offsets, timestamps,
+/// producer fields and record count included; only the codec bits of the attributes, the batch
+/// length and the CRC are rewritten. [`Compression::None`] stores the records uncompressed.
+///
+/// # Errors
+/// [`EncodeError::Compress`] if the codec fails; [`EncodeError::TooLarge`] if the new batch is
+/// larger than `batch_bytes_max` (or [`BATCH_BYTES_MAX`], whichever is smaller). On error `out`
+/// is truncated back to its length on entry.
+pub fn encode_batch(
+    batch: &RecordBatch<'_>,
+    records: &[u8],
+    codec: Compression,
+    batch_bytes_max: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let bytes_max = batch_bytes_max.min(BATCH_BYTES_MAX as usize);
+    let start = out.len();
+    // A validated batch is at least a header long.
+    out.extend_from_slice(batch.as_bytes().get(..HEADER_BYTES).unwrap_or_default());
+    let result = compress(codec, records, out).map_err(EncodeError::from).and_then(|()| {
+        let bytes = out.len() - start;
+        if bytes > bytes_max {
+            return Err(EncodeError::TooLarge { bytes, bytes_max });
+        }
+        Ok(bytes)
+    });
+    let bytes = match result {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            out.truncate(start);
+            return Err(error);
+        }
+    };
+    let encoded = &mut out[start..];
+    // Fits in an i32: at most BATCH_BYTES_MAX, checked just above.
+    let batch_length = (bytes - LOG_OVERHEAD_BYTES) as i32;
+    encoded[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
+    let attributes = (batch.header().attributes & !ATTR_COMPRESSION_MASK) | attribute_bits(codec);
+    encoded[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch::set_crc(encoded);
+    Ok(())
+}
+
+/// Checks the records of a produced `batch` as [`validate_records`] does (decompressing into
+/// `scratch`, at most `decompressed_bytes_max` bytes) and appends the batch re-encoded with
+/// `codec` to `out` ([`encode_batch`], at most `batch_bytes_max` bytes). What the broker runs on
+/// a batch whose codec differs from the one its topic stores ([`stored_codec`]); the records
+/// are decompressed once, for both steps.
+///
+/// # Errors
+/// [`RecompressError::Records`] as [`validate_records`]; [`RecompressError::Encode`] as
+/// [`encode_batch`]. On error `out` is as it was on entry.
+pub fn recompress(
+    batch: &RecordBatch<'_>,
+    codec: Compression,
+    scratch: &mut Vec<u8>,
+    decompressed_bytes_max: usize,
+    batch_bytes_max: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), RecompressError> {
+    validate_records(batch, scratch, decompressed_bytes_max)?;
+    let records = match batch.header().compression() {
+        // A validated batch is at least a header long.
+        Compression::None => batch.as_bytes().get(HEADER_BYTES..).unwrap_or_default(),
+        _ => scratch.as_slice(),
+    };
+    encode_batch(batch, records, codec, batch_bytes_max, out)?;
+    Ok(())
+}
+
+/// The codec's number in a batch's attribute bits (the inverse of
+/// [`BatchHeader::compression`]).
+fn attribute_bits(codec: Compression) -> i16 {
+    match codec {
+        Compression::None => 0,
+        Compression::Gzip => 1,
+        Compression::Snappy => 2,
+        Compression::Lz4 => 3,
+        Compression::Zstd => 4,
+    }
 }
 
 /// Where decompressed bytes go: `out` from `start`, up to `limit` (`start + bytes_max`).
