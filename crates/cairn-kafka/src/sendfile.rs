@@ -11,7 +11,10 @@
 //! every version.
 //!
 //! If a segment file turns out shorter than its range (a truncation while the response was being
-//! sent), the frame cannot be completed and the connection is closed, as Kafka does.
+//! sent), the frame cannot be completed and the connection is closed, as Kafka does. The same
+//! happens if retention deleted the segment after it was located and the descriptor cache had
+//! closed its descriptor meanwhile (a segment deleted while its descriptor is open stays
+//! readable): the file is never reopened by name, so no other file's bytes are sent.
 
 use std::io;
 
@@ -207,13 +210,19 @@ pub(crate) async fn send(writer: &mut OwnedWriteHalf, chunks: &[Chunk]) -> io::R
 }
 
 async fn send_file(stream: &TcpStream, range: &FileRange<RealFile>) -> io::Result<()> {
+    // Leased for the whole range: the descriptor stays open (and on the same file) until sent.
+    let file = range.file.lease().map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!("segment {} of a fetch range is gone: {error}", range.segment_base),
+        )
+    })?;
     let mut position = range.position;
     let mut left = range.len as usize;
     while left > 0 {
         stream.writable().await?;
         let sent = stream.try_io(Interest::WRITABLE, || {
-            rustix::fs::sendfile(stream, &*range.file, Some(&mut position), left)
-                .map_err(io::Error::from)
+            rustix::fs::sendfile(stream, &*file, Some(&mut position), left).map_err(io::Error::from)
         });
         match sent {
             Ok(0) => {

@@ -61,6 +61,30 @@ fn cluster_id(dir: &Path) -> anyhow::Result<String> {
     Ok(id)
 }
 
+/// Raises the soft open-file limit to the hard one and sizes the storage descriptor cache from
+/// it, leaving the rest of the limit to sockets and other files.
+fn size_descriptor_cache() {
+    use cairn_storage::descriptors;
+    let limit = match descriptors::raise_open_file_limit() {
+        Ok((before, after)) => {
+            tracing::info!(
+                soft_before = before.soft,
+                soft = after.soft,
+                hard = after.hard,
+                "open file limit"
+            );
+            after
+        }
+        Err(error) => {
+            let limit = descriptors::open_file_limit();
+            tracing::warn!(%error, soft = limit.soft, hard = limit.hard, "cannot raise the open file limit");
+            limit
+        }
+    };
+    descriptors::set_capacity(descriptors::capacity_for_limit(limit.soft));
+    tracing::info!(descriptors_cached_max = descriptors::capacity(), "descriptor cache sized");
+}
+
 /// Resolves when the process receives SIGTERM or SIGINT.
 async fn termination() {
     let interrupt = tokio::signal::ctrl_c();
@@ -91,6 +115,7 @@ async fn termination() {
 /// # Errors
 /// Startup failures: the data directory is in use or damaged, a listener cannot bind.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    size_descriptor_cache();
     let _lock = lock_data_dir(&config.data_dir)?;
     let cluster_id = cluster_id(&config.data_dir)?;
     let kafka = TcpListener::bind(config.kafka_listen)

@@ -91,24 +91,23 @@ pub(crate) fn read_point<D: Disk>(disk: &D, dir: &Path) -> Result<Option<Recover
 
 impl<F: DiskFile> Checkpoint<F> {
     /// Opens (creating if needed) the checkpoint of the log in `dir` and returns the newest valid
-    /// recovery point in it.
+    /// recovery point in it, and whether the file was created: its name is then durable only
+    /// after the caller syncs `dir` (once for every file it creates there).
     pub(crate) fn open<D: Disk<File = F>>(
         disk: &D,
         dir: &Path,
-    ) -> Result<(Checkpoint<F>, Option<RecoveryPoint>)> {
+    ) -> Result<(Checkpoint<F>, Option<RecoveryPoint>, bool)> {
         let path = child(dir, FILE_NAME);
-        let file = match disk.open(&path) {
-            Ok(file) => file,
+        let (file, created) = match disk.open(&path) {
+            Ok(file) => (file, false),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let file = disk.create(&path).map_err(io_error("create", &path))?;
-                disk.sync_dir(dir).map_err(io_error("fsync dir", dir))?;
-                file
+                (disk.create(&path).map_err(io_error("create", &path))?, true)
             }
             Err(error) => return Err(io_error("open", &path)(error)),
         };
         let newest = newest_slot(&*file, &path)?;
         let sequence = newest.map_or(0, |(sequence, _)| sequence);
-        Ok((Checkpoint { file, sequence }, newest.map(|(_, point)| point)))
+        Ok((Checkpoint { file, sequence }, newest.map(|(_, point)| point), created))
     }
 
     /// Writes `point` into the older slot. Not synced: see the module docs.

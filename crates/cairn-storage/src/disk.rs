@@ -6,6 +6,10 @@
 //! and explicit directory syncs. Their obligations are the ones a POSIX file system gives, no more:
 //! a write is durable only after [`DiskFile::sync_data`] returns `Ok`; a created, removed or
 //! renamed name is durable only after [`Disk::sync_dir`] on its parent returns `Ok`.
+//!
+//! A handle is not a descriptor: [`RealFile`]s share a bounded, process-wide cache of open
+//! descriptors ([`crate::descriptors`]), so a process may hold handles of more files than its
+//! open-file limit.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -13,7 +17,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// An open file. Shared between the log and readers (`Arc`), so every method takes `&self`.
+use crate::descriptors::{self, Entry};
+
+/// A file handle. Shared between the log and readers (`Arc`), so every method takes `&self`.
+/// Whether it holds an OS descriptor is the implementation's business: [`RealFile`] opens one
+/// on use and may close it between uses, never losing an unsynced write or a sync error.
 #[allow(clippy::len_without_is_empty)] // a file's emptiness is never the question asked
 pub trait DiskFile: Send + Sync + 'static {
     /// Reads up to `buf.len()` bytes at `position`; returns how many were read (0 at or past the
@@ -82,13 +90,16 @@ pub trait Disk: Send + Sync + 'static {
     /// IO errors.
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
 
-    /// Removes a file name. Open handles stay usable.
+    /// Removes a file name. Handles of the file stay usable as long as they hold it open; a
+    /// [`RealFile`] whose descriptor the cache had closed fails with `NotFound` from then on
+    /// (it never reopens the name, which may name another file by then).
     ///
     /// # Errors
     /// IO errors.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
 
-    /// Atomically renames `from` to `to`, replacing `to`.
+    /// Atomically renames `from` to `to`, replacing `to`. Handles of either file behave as
+    /// after [`Disk::remove_file`] of their old name.
     ///
     /// # Errors
     /// IO errors.
@@ -101,87 +112,110 @@ pub trait Disk: Send + Sync + 'static {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
 }
 
-/// The real file system through `std::fs`.
+/// The real file system through `std::fs`. Its files share the process-wide descriptor cache
+/// ([`crate::descriptors`]): a [`RealFile`] opens its descriptor on use and the cache closes the
+/// least recently used ones beyond its capacity, so the number of files is not bounded by the
+/// open-file limit.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RealDisk;
 
-/// A file of the real file system.
-#[derive(Debug)]
+/// A file of the real file system: its path, and a descriptor while the descriptor cache keeps
+/// one open (see [`crate::descriptors`] for when it is closed and what is never done).
 pub struct RealFile {
-    file: File,
+    entry: Arc<Entry>,
+}
+
+impl std::fmt::Debug for RealFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealFile").finish_non_exhaustive()
+    }
 }
 
 impl RealFile {
+    fn open_with(path: &Path, options: &OpenOptions) -> io::Result<Arc<RealFile>> {
+        Ok(Arc::new(RealFile { entry: Entry::open(path, options)? }))
+    }
+
+    /// The descriptor, for zero-copy sends (`sendfile`) of the file's bytes. Hold it for one
+    /// operation only: while held it stays valid (even if the file is removed meanwhile) and the
+    /// cache does not close it.
+    ///
+    /// # Errors
+    /// `NotFound` if the file was removed or renamed after the cache closed its descriptor;
+    /// errors reopening it.
+    pub fn lease(&self) -> io::Result<Arc<File>> {
+        self.entry.lease()
+    }
+
     /// Appends the `len` bytes at `position` to `buf` (fewer at the end of the file); returns
     /// how many. Reads into the vector's spare capacity, so a caller filling a large buffer
     /// does not zero it first as [`DiskFile::read_at`] needs.
     ///
     /// # Errors
-    /// IO errors from the device.
+    /// IO errors from the device; as [`RealFile::lease`].
     pub fn read_append(&self, buf: &mut Vec<u8>, len: usize, position: u64) -> io::Result<usize> {
-        let start = buf.len();
-        buf.reserve_exact(len);
-        while buf.len() - start < len {
-            let done = buf.len() - start;
-            match rustix::io::pread(
-                &self.file,
-                rustix::buffer::spare_capacity(buf),
-                position + done as u64,
-            ) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => {}
-                Err(error) => return Err(error.into()),
+        self.entry.with_fd(false, |file| {
+            let start = buf.len();
+            buf.reserve_exact(len);
+            while buf.len() - start < len {
+                let done = buf.len() - start;
+                match rustix::io::pread(
+                    file,
+                    rustix::buffer::spare_capacity(buf),
+                    position + done as u64,
+                ) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(error) => return Err(error.into()),
+                }
             }
-        }
-        // The spare capacity may have taken more than asked: keep the range only.
-        buf.truncate(start + len);
-        Ok(buf.len() - start)
+            // The spare capacity may have taken more than asked: keep the range only.
+            buf.truncate(start + len);
+            Ok(buf.len() - start)
+        })
     }
 }
 
 impl DiskFile for RealFile {
     fn read_at(&self, buf: &mut [u8], position: u64) -> io::Result<usize> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], position + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(error),
+        self.entry.with_fd(false, |file| {
+            let mut done = 0;
+            while done < buf.len() {
+                match file.read_at(&mut buf[done..], position + done as u64) {
+                    Ok(0) => break,
+                    Ok(n) => done += n,
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) => return Err(error),
+                }
             }
-        }
-        Ok(done)
+            Ok(done)
+        })
     }
 
     fn write_all_at(&self, buf: &[u8], position: u64) -> io::Result<()> {
-        self.file.write_all_at(buf, position)
+        self.entry.with_fd(true, |file| file.write_all_at(buf, position))
     }
 
     fn len(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+        self.entry.with_fd(false, |file| Ok(file.metadata()?.len()))
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
+        self.entry.with_fd(true, |file| file.set_len(len))
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.entry.sync_data()
     }
 
     fn drop_cache(&self, from: u64, to: u64) {
         if let Some(len) = std::num::NonZeroU64::new(to.saturating_sub(from)) {
             // Advice: a failure leaves the pages cached, which is what not asking would do.
-            let _ = rustix::fs::fadvise(&self.file, from, Some(len), rustix::fs::Advice::DontNeed);
+            let _ = self.entry.with_fd(false, |file| {
+                Ok(rustix::fs::fadvise(file, from, Some(len), rustix::fs::Advice::DontNeed))
+            });
         }
-    }
-}
-
-/// The descriptor, for zero-copy sends (`sendfile`) of the file's bytes.
-impl std::os::fd::AsFd for RealFile {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.file.as_fd()
     }
 }
 
@@ -189,13 +223,11 @@ impl Disk for RealDisk {
     type File = RealFile;
 
     fn open(&self, path: &Path) -> io::Result<Arc<RealFile>> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
-        Ok(Arc::new(RealFile { file }))
+        RealFile::open_with(path, OpenOptions::new().read(true).write(true))
     }
 
     fn create(&self, path: &Path) -> io::Result<Arc<RealFile>> {
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
-        Ok(Arc::new(RealFile { file }))
+        RealFile::open_with(path, OpenOptions::new().read(true).write(true).create_new(true))
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -213,10 +245,16 @@ impl Disk for RealDisk {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        // Forgotten first: between the two, a reopen by this name could find another file.
+        descriptors::forget_name(path);
         fs::remove_file(path)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if from != to {
+            descriptors::forget_name(from);
+            descriptors::forget_name(to);
+        }
         fs::rename(from, to)
     }
 

@@ -39,6 +39,7 @@
 mod checkpoint;
 mod clock;
 mod config;
+pub mod descriptors;
 mod disk;
 mod epochs;
 mod error;

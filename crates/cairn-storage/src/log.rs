@@ -37,8 +37,11 @@ pub struct Appended {
 }
 
 /// A byte range of a segment file holding whole batches, for zero-copy sending (`sendfile` on
-/// a [`crate::RealFile`]'s descriptor). The file handle keeps the bytes reachable even if retention deletes the
-/// segment meanwhile.
+/// a [`crate::RealFile`]'s leased descriptor). If retention deletes the segment meanwhile, the
+/// bytes stay reachable while the handle's descriptor is open; a [`crate::RealFile`] whose
+/// descriptor the cache had closed fails with `NotFound` instead (never another file's bytes).
+/// The descriptor is not pinned here: a Fetch answering thousands of partitions would then hold
+/// thousands of descriptors at once, the very bound the descriptor cache removes.
 pub struct FileRange<F> {
     /// The segment data file.
     pub file: Arc<F>,

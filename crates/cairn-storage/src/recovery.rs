@@ -75,7 +75,13 @@ impl<D: Disk> Log<D> {
                 }
             }
         }
-        let (checkpoint, point) = Checkpoint::open(&disk, &dir)?;
+        let (checkpoint, point, checkpoint_created) = Checkpoint::open(&disk, &dir)?;
+        // A new partition: nothing to recover, sync or checkpoint, one directory sync (by
+        // create_segment) for the names of all its files.
+        let fresh = bases.is_empty() && checkpoint_created;
+        if checkpoint_created && !bases.is_empty() {
+            disk.sync_dir(&dir).map_err(io_error("fsync dir", &dir))?;
+        }
         let stored_epochs = Epochs::load(&disk, &dir)?;
         let now_ms = clock.now_ms();
         let mut log = Log::from_parts(disk, dir, config, clock, checkpoint);
@@ -90,10 +96,14 @@ impl<D: Disk> Log<D> {
         if log.epochs.truncate_from(next) {
             log.epochs.persist(&log.disk, &log.dir)?;
         }
-        let active = log.active();
-        active.data.sync_data().map_err(io_error("fsync", &active.data_path))?;
+        if !fresh {
+            let active = log.active();
+            active.data.sync_data().map_err(io_error("fsync", &active.data_path))?;
+        }
         log.durable = next;
-        log.write_checkpoint()?;
+        if !fresh {
+            log.write_checkpoint()?;
+        }
         Ok(log)
     }
 

@@ -5,6 +5,11 @@
 //!
 //! The second half tests what only [`SimDisk`] does: crashes (lost, torn and kept writes, names
 //! that were never made durable), stale handles, and injected faults.
+//!
+//! [`RealDisk`] runs here with its default descriptor cache, large enough that every handle
+//! keeps its descriptor. What it does when the cache closes descriptors (a capacity of 2, many
+//! files interleaved, removed names) is `tests/descriptor_cache.rs`, a binary of its own because
+//! the capacity is process-wide.
 
 // `allow-unwrap-in-tests` covers `#[test]` functions only; the helpers here are test code too.
 #![allow(clippy::unwrap_used)]

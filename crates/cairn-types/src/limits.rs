@@ -53,6 +53,23 @@ pub const SCAN_BUFFER_BYTES: usize = 1024 * 1024;
 /// the log a reopen after a crash must walk to catch the indexes up.
 pub const INDEX_SYNC_BYTES_DEFAULT: u64 = 16 * 1024 * 1024;
 
+/// File descriptors of segment, index and checkpoint files a process keeps open at once before
+/// the least recently used clean ones are closed (`cairn-storage`'s descriptor cache), when
+/// nothing configured it from the open-file limit (offline tools, tests).
+pub const DESCRIPTORS_CACHED_DEFAULT: usize = 256;
+
+/// Smallest descriptor cache derived from the open-file limit: below it, files would be
+/// reopened on almost every use.
+pub const DESCRIPTORS_CACHED_MIN: usize = 32;
+
+/// Largest descriptor cache derived from the open-file limit, however high the limit.
+pub const DESCRIPTORS_CACHED_MAX: usize = 65_536;
+
+/// The descriptor cache takes one descriptor in this many of the soft open-file limit; the rest
+/// is headroom for sockets, descriptors leased to in-flight sends, directory syncs and files
+/// opened outside the cache (metadata, the data directory lock).
+pub const DESCRIPTORS_CACHED_LIMIT_DIVISOR: u64 = 2;
+
 /// Smallest possible encoded record (length, attributes, timestamp delta, offset delta, key length,
 /// value length and header count, each one byte). Bounds the record count an uncompressed batch
 /// may claim.
@@ -69,6 +86,9 @@ const _: () = assert!(READ_BYTES_MAX as u64 <= SEGMENT_BYTES_MAX);
 const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_DEFAULT);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
 const _: () = assert!(SCAN_BUFFER_BYTES >= 2 * crate::batch::HEADER_BYTES);
+const _: () = assert!(DESCRIPTORS_CACHED_MIN <= DESCRIPTORS_CACHED_DEFAULT);
+const _: () = assert!(DESCRIPTORS_CACHED_DEFAULT <= DESCRIPTORS_CACHED_MAX);
+const _: () = assert!(DESCRIPTORS_CACHED_LIMIT_DIVISOR >= 2);
 
 /// Longest topic name in bytes (Kafka's rule: 249, so that `<topic>-<partition>` directory names
 /// and Kafka's own derived names stay under the usual 255-byte file name limit).
