@@ -19,10 +19,10 @@
 //!   connections still waiting for a request, lets responses being written finish (each bounded
 //!   by the write timeout), and returns.
 //!
-//! `/health/ready` answers 503 until the node serves Kafka (and once it shuts down). While it
-//! serves, it answers 200 even when some partitions are offline or the disk is full, with a body
-//! that starts `ready, degraded` and names them (see [`ready_body`]); `cairn_partitions_offline`
-//! counts the offline partitions for alerting.
+//! `/health/ready` answers 503 until the node serves Kafka (and once it shuts down), and also
+//! while it serves with some partitions offline or a full disk, with a body that starts
+//! `not ready, degraded` and names them (see [`ready_body`]); `cairn_partitions_offline` counts
+//! the offline partitions for alerting.
 //!
 //! After responding, the server half-closes and discards what the client still sends (up to
 //! [`ADMIN_LINGER_BYTES_MAX`], for at most [`ADMIN_LINGER_TIMEOUT`]): closing a socket with
@@ -409,9 +409,10 @@ fn respond(request: &Request<'_>, state: &AdminState) -> Response {
     };
     let response = match endpoint {
         Endpoint::Live => Response::text(200, "ok\n"),
-        Endpoint::Ready if state.ready.load(Ordering::Acquire) => {
-            Response::text(200, &ready_body(&state.health))
-        }
+        Endpoint::Ready if state.ready.load(Ordering::Acquire) => match ready_body(&state.health) {
+            None => Response::text(200, "ready\n"),
+            Some(degraded) => Response::text(503, &degraded),
+        },
         Endpoint::Ready => Response::text(503, "not ready\n"),
         Endpoint::Metrics => Response {
             status: 200,
@@ -423,26 +424,24 @@ fn respond(request: &Request<'_>, state: &AdminState) -> Response {
     response.head_only(head_only)
 }
 
-/// The body of a 200 `/health/ready`: `ready` when everything is served, else `ready, degraded`
-/// and what is not (a full disk, then each offline partition with its cause, up to
-/// [`ADMIN_READY_OFFLINE_LISTED_MAX`]).
+/// `None` when the serving node is healthy (`/health/ready` answers 200 `ready`); else the body
+/// of its 503: `not ready, degraded` and what is wrong (a full disk, then each offline partition
+/// with its cause, up to [`ADMIN_READY_OFFLINE_LISTED_MAX`]).
 ///
-/// Why 200 and not 503 for a degraded node: readiness gates all of a pod's traffic, but an
-/// offline partition or a full disk affects only some requests — the node keeps serving every
-/// other partition (and fetches on a full disk), and those requests answer
-/// `KAFKA_STORAGE_ERROR`, which clients handle. Answering 503 would take every healthy
-/// partition away with the broken one (for a single node, everything) and make Kubernetes
-/// restart nothing that would help: a restart does not repair a corrupt log or free space. So the
-/// node stays in service and says what is wrong, here for people and in
-/// `cairn_partitions_offline` for alerts. Kafka brokers behave the same way with an offline log
-/// directory.
-pub fn ready_body(health: &Health) -> String {
+/// Why 503 and not 200 for a degraded node: readiness is what rolling restarts and disruption
+/// budgets wait for, and a node that holds unreadable committed data or cannot append must stop
+/// them: taking down another node meanwhile could lose the last good copy or the last writable
+/// replica. Kafka clients connect to the node's advertised address, not through the
+/// orchestrator's load balancing, so the healthy partitions keep being served (and a producer's
+/// retry clears a full disk once space is free). The node is still alive (`/health/live` stays
+/// 200): a restart repairs neither a corrupt log nor a full disk.
+pub fn ready_body(health: &Health) -> Option<String> {
     let offline = health.offline();
     let disk_full = health.disk_full();
     if offline.is_empty() && !disk_full {
-        return "ready\n".to_owned();
+        return None;
     }
-    let mut body = String::from("ready, degraded\n");
+    let mut body = String::from("not ready, degraded\n");
     if disk_full {
         body.push_str("disk full: appends are refused until space is freed\n");
     }
@@ -457,7 +456,7 @@ pub fn ready_body(health: &Health) -> String {
     {
         body.push_str(&format!("... and {more} more\n"));
     }
-    body
+    Some(body)
 }
 
 /// A response about to be written.
