@@ -1017,3 +1017,32 @@ fn startup_never_deletes_what_it_does_not_recognise() {
     assert_eq!(log.matches("aside").count(), 1, "one log line: {log}");
     node.stop();
 }
+
+/// Issue 9, deliverable 6: a restart after a crash logged nothing about recovery. Now each
+/// partition that needed recovery says what it verified and cut, and one line sums up the start.
+#[test]
+fn a_restart_after_a_crash_logs_what_recovery_found_and_cut() {
+    const TORN_BYTES: usize = 100;
+    let node = Node::start();
+    node.ok(&["topic", "create", "crashed"]);
+    node.ok_with(&["produce", "crashed"], b"a\nb\nc\n");
+    let data_dir = node.data_dir.clone();
+    let dir = node.kill();
+    let segment = only_partition_dir(&data_dir).join("00000000000000000000.log");
+    let mut segment_file =
+        std::fs::OpenOptions::new().append(true).open(&segment).expect("open segment");
+    segment_file.write_all(&[0xab; TORN_BYTES]).expect("a torn write after the last batch");
+    drop(segment_file);
+
+    let node = Node::start_in(dir);
+    assert_eq!(node.ok(&["consume", "crashed"]), "\ta\n\tb\n\tc\n", "every record, keyless");
+    let log = std::fs::read_to_string(&node.log).expect("log");
+    let recovered: Vec<&str> =
+        log.lines().filter(|line| line.contains("recovered partition log")).collect();
+    assert_eq!(recovered.len(), 1, "{log}");
+    assert!(recovered[0].contains("topic=\"crashed\" partition=0"), "{}", recovered[0]);
+    assert!(recovered[0].contains(&format!("cut_bytes={TORN_BYTES}")), "{}", recovered[0]);
+    let summary = log.lines().rfind(|line| line.contains("partitions opened")).expect("summary");
+    assert!(summary.contains("recovered=1"), "{summary}");
+    assert!(summary.contains(&format!("cut_bytes={TORN_BYTES}")), "{summary}");
+}
