@@ -310,7 +310,7 @@ impl Partition {
         self.unflushed.notify_one();
         Ok(Appended {
             base_offset: appended.base_offset,
-            next_offset: appended.last_offset.plus(1),
+            next_offset: appended.next_offset,
             log_start_offset,
             log_append_time_ms,
         })
@@ -354,8 +354,8 @@ impl Partition {
             if from < offsets.log_start || from > offsets.log_end {
                 return Err(PartitionError::OffsetOutOfRange { offsets });
             }
-            let read = log.read(from, bytes_max, offsets.high_watermark)?;
-            Ok(Located { ranges: read.ranges, bytes: read.bytes, offsets })
+            let located = log.locate(from, bytes_max, offsets.high_watermark)?;
+            Ok(Located { ranges: located.ranges, bytes: located.bytes, offsets })
         })
     }
 
@@ -371,7 +371,7 @@ impl Partition {
                 return Err(PartitionError::OffsetOutOfRange { offsets });
             }
             let mut buffer = Vec::new();
-            log.read_copy(from, bytes_max, offsets.high_watermark, &mut buffer)?;
+            log.read(from, bytes_max, offsets.high_watermark, &mut buffer)?;
             Ok(Fetched { records: Bytes::from(buffer), offsets })
         })
     }

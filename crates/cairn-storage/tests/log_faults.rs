@@ -51,7 +51,7 @@ fn read_all<D: Disk>(log: &Log<D>) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
     let mut from = log.start_offset();
     while from < log.next_offset() {
-        from = log.read_copy(from, 1 << 20, log.next_offset(), &mut out)?;
+        from = log.read(from, 1 << 20, log.next_offset(), &mut out)?;
     }
     Ok(out)
 }
@@ -321,7 +321,7 @@ fn invalid_input_is_rejected_before_anything_is_written() {
     assert!(!log.is_poisoned());
     let next = log.next_offset();
     assert!(matches!(
-        log.read(next.plus(1), 100, next.plus(1)),
+        log.locate(next.plus(1), 100, next.plus(1)),
         Err(Error::OffsetOutOfRange { .. })
     ));
     assert!(matches!(
@@ -359,7 +359,7 @@ fn retention_by_time_and_size_respects_the_bound() {
     log.apply_retention(Retention { bytes: None, ms: Some(5_000) }, log.next_offset()).unwrap();
     let first = log.start_offset();
     let mut bytes = Vec::new();
-    log.read_copy(first, 1 << 20, log.next_offset(), &mut bytes).unwrap();
+    log.read(first, 1 << 20, log.next_offset(), &mut bytes).unwrap();
     let first_batch = Batches::new(&bytes, BATCH_BYTES_MAX).next().unwrap().unwrap();
     // The oldest kept segment still holds data newer than the cut-off, or it is the active one.
     assert!(log.segment_count() == 1 || first_batch.header().max_timestamp >= T0 + 20_000);
