@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cairn_types::batch::{self, BatchHeader, RecordBatch};
+use cairn_types::batch::{self, BatchHeader, Batches, RecordBatch};
 use cairn_types::limits::{
     APPEND_BYTES_MAX, BATCH_BYTES_MAX, READ_BYTES_MAX, READ_RANGES_MAX, SEGMENT_RECORDS_MAX,
 };
@@ -829,29 +829,40 @@ impl<D: Disk> Log<D> {
                     io::Error::new(io::ErrorKind::UnexpectedEof, "segment shrank during read");
                 return Err(io_error("read", &path)(error));
             }
-            let mut at = start;
-            while at < out.len() {
-                let position = range.position + (at - start) as u64;
-                let corruption =
-                    |reason: String| Error::Corruption { path: path.clone(), position, reason };
-                let (batch, _) = RecordBatch::validate_prefix(&out[at..], BATCH_BYTES_MAX)
-                    .map_err(|e| corruption(e.to_string()))?;
-                let header = batch.header();
-                if expected.is_some_and(|expected| header.base_offset != expected) {
-                    return Err(corruption(format!(
-                        "batch offset {} where {expected:?} was expected",
-                        header.base_offset
-                    )));
-                }
-                if self.epochs.epoch_at(header.base_offset) != Some(header.partition_leader_epoch) {
-                    return Err(corruption(format!(
-                        "batch epoch {} disagrees with the epoch history",
-                        header.partition_leader_epoch
-                    )));
-                }
-                expected = Some(header.next_offset());
-                at += batch.as_bytes().len();
+            self.verify_copied(&out[start..], &path, range.position, &mut expected)?;
+        }
+        Ok(())
+    }
+
+    /// Verifies the batches copied from `path` at `position`: each is valid (CRC included),
+    /// starts where the one before it ended (`expected`, carried across ranges) and carries the
+    /// epoch the history gives its offset.
+    fn verify_copied(
+        &self,
+        bytes: &[u8],
+        path: &Path,
+        mut position: u64,
+        expected: &mut Option<Offset>,
+    ) -> Result<()> {
+        for batch in Batches::new(bytes, BATCH_BYTES_MAX) {
+            let corruption =
+                |reason: String| Error::Corruption { path: path.to_path_buf(), position, reason };
+            let batch = batch.map_err(|e| corruption(e.to_string()))?;
+            let header = batch.header();
+            if expected.is_some_and(|expected| header.base_offset != expected) {
+                return Err(corruption(format!(
+                    "batch offset {} where {expected:?} was expected",
+                    header.base_offset
+                )));
             }
+            if self.epochs.epoch_at(header.base_offset) != Some(header.partition_leader_epoch) {
+                return Err(corruption(format!(
+                    "batch epoch {} disagrees with the epoch history",
+                    header.partition_leader_epoch
+                )));
+            }
+            *expected = Some(header.next_offset());
+            position += batch.as_bytes().len() as u64;
         }
         Ok(())
     }
@@ -1017,9 +1028,8 @@ impl<D: Disk> Log<D> {
 fn validate(batches: &[u8], headers: &mut Vec<(usize, BatchHeader)>) -> Result<()> {
     headers.clear();
     let mut at = 0;
-    while at < batches.len() {
-        let (batch, _) = RecordBatch::validate_prefix(&batches[at..], BATCH_BYTES_MAX)
-            .map_err(|source| Error::InvalidBatch { position: at, source })?;
+    for batch in Batches::new(batches, BATCH_BYTES_MAX) {
+        let batch = batch.map_err(|source| Error::InvalidBatch { position: at, source })?;
         headers.push((at, *batch.header()));
         at += batch.as_bytes().len();
     }

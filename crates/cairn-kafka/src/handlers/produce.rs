@@ -20,7 +20,7 @@ use cairn_meta::MetadataStore;
 use cairn_metrics::Counter;
 use cairn_protocol::compression;
 use cairn_protocol::compression::{EncodeError, RecompressError};
-use cairn_types::batch::{Compression, RecordBatch};
+use cairn_types::batch::{Batches, Compression};
 use cairn_types::limits::{
     BATCH_BYTES_MAX, DECOMPRESSED_BATCH_BYTES_MAX, PRODUCE_STORED_BYTES_MAX,
 };
@@ -83,12 +83,10 @@ fn validate(
     if records.is_empty() {
         return Err((ResponseError::InvalidRecord, "empty record set".to_owned()));
     }
-    let mut rest = records;
     let mut stored = Vec::with_capacity(records.len().min(*stored_bytes_left));
     let mut count = 0;
-    while !rest.is_empty() {
-        let (batch, after) = RecordBatch::validate_prefix(rest, BATCH_BYTES_MAX)
-            .map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
+    for batch in Batches::new(records, BATCH_BYTES_MAX) {
+        let batch = batch.map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
         let codec = compression::stored_codec(batch.header(), topic_codec);
         let room = *stored_bytes_left - stored.len();
         if codec == batch.header().compression() {
@@ -110,7 +108,6 @@ fn validate(
             .map_err(|error| recompress_failed(codec, &error))?;
         }
         count += u64::from(batch.record_count());
-        rest = after;
     }
     *stored_bytes_left -= stored.len();
     Ok(Validated { records: stored, count })
