@@ -10,7 +10,7 @@ use cairn_storage::sim::{EIO, SimDisk};
 use cairn_storage::{
     Disk, DiskFile, Error, FlushPolicy, Log, LogConfig, ManualClock, RealDisk, Retention,
 };
-use cairn_types::batch::{BatchBuilder, Batches};
+use cairn_types::batch::{BatchBuilder, Batches, Frames};
 use cairn_types::limits::BATCH_BYTES_MAX;
 use cairn_types::{LeaderEpoch, Offset};
 
@@ -221,6 +221,35 @@ fn every_single_bit_flip_in_committed_batches_is_detected() {
     assert_eq!(detected, bits);
     let log = open(&disk, dir, config(), &clock).unwrap();
     assert_eq!(read_all(&log).unwrap(), expected);
+}
+
+/// The header walks of `locate` start from index entries, so they skip the batches in between;
+/// a batch there whose base offset or leader epoch (both outside its CRC) is damaged must still
+/// be refused by the copying read, never returned as data.
+#[test]
+fn read_verifies_the_offsets_and_epochs_that_locate_skips() {
+    let disk = SimDisk::new(9);
+    let dir = Path::new("/outside-crc");
+    let clock = ManualClock::new(T0);
+    let mut log = open(&disk, dir, config(), &clock).unwrap();
+    let expected = fill(&mut log, 12, 20);
+    log.close().unwrap();
+    let second = Frames::new(&expected, BATCH_BYTES_MAX).nth(1).unwrap().0 as u64;
+    // The lowest bit of the base offset (bytes 0..8) and of the leader epoch (bytes 12..16).
+    for byte in [7, 15] {
+        let bit = (second + byte) * 8;
+        disk.flip_bit(&data_path(dir, 0), bit).unwrap();
+        let log = open(&disk, dir, config(), &clock).unwrap();
+        let end = log.next_offset();
+        let located = log.locate(Offset(0), 1 << 20, end).unwrap();
+        assert_eq!(located.bytes, expected.len() as u64, "locate walked past the damage");
+        let mut out = Vec::new();
+        let read = log.read(Offset(0), 1 << 20, end, &mut out);
+        assert!(matches!(read, Err(Error::Corruption { .. })), "byte {byte}: {read:?}");
+        assert!(out.is_empty(), "nothing of a failed read is kept");
+        drop(log);
+        disk.flip_bit(&data_path(dir, 0), bit).unwrap();
+    }
 }
 
 #[test]
