@@ -18,7 +18,7 @@ use cairn_client::codes::describe;
 use cairn_client::fetch::{self, Limits};
 use cairn_client::records::{DecodeError, decode_batches};
 use cairn_client::{Client, Pending, Pipeline};
-use cairn_types::batch::BatchHeader;
+use cairn_types::batch::Frames;
 use cairn_types::limits::BATCH_BYTES_MAX;
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
@@ -245,17 +245,8 @@ async fn fetch(
 /// The offset after the last whole batch of `set` (headers only, no checksums), or `from` when
 /// it holds none: where the partition's next fetch starts. [`take`] checks the records later.
 fn after_last_batch(set: &[u8], from: i64) -> i64 {
-    let mut next = from;
-    let mut at = 0;
-    while let Some(Ok(header)) = set.get(at..).map(|rest| BatchHeader::parse(rest, BATCH_BYTES_MAX))
-    {
-        at += header.total_bytes() as usize;
-        if at > set.len() {
-            break;
-        }
-        next = next.max(header.next_offset().0 as i64);
-    }
-    next
+    Frames::new(set, BATCH_BYTES_MAX)
+        .fold(from, |next, (_, header)| next.max(header.next_offset().0 as i64))
 }
 
 /// Takes the records of one partition's fetch answer (none at or past the position's end),

@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_metrics::Histogram;
 use cairn_storage::{FileRange, Log, LogConfig, RealDisk, RealFile, Retention};
-use cairn_types::batch::BatchHeader;
+use cairn_types::batch::Frames;
 use cairn_types::limits::BATCH_BYTES_MAX;
 use cairn_types::{LeaderEpoch, Offset};
 use tokio::sync::{Notify, watch};
@@ -310,7 +310,7 @@ impl Partition {
         self.unflushed.notify_one();
         Ok(Appended {
             base_offset: appended.base_offset,
-            next_offset: appended.last_offset.plus(1),
+            next_offset: appended.next_offset,
             log_start_offset,
             log_append_time_ms,
         })
@@ -354,8 +354,8 @@ impl Partition {
             if from < offsets.log_start || from > offsets.log_end {
                 return Err(PartitionError::OffsetOutOfRange { offsets });
             }
-            let read = log.read(from, bytes_max, offsets.high_watermark)?;
-            Ok(Located { ranges: read.ranges, bytes: read.bytes, offsets })
+            let located = log.locate(from, bytes_max, offsets.high_watermark)?;
+            Ok(Located { ranges: located.ranges, bytes: located.bytes, offsets })
         })
     }
 
@@ -371,7 +371,7 @@ impl Partition {
                 return Err(PartitionError::OffsetOutOfRange { offsets });
             }
             let mut buffer = Vec::new();
-            log.read_copy(from, bytes_max, offsets.high_watermark, &mut buffer)?;
+            log.read(from, bytes_max, offsets.high_watermark, &mut buffer)?;
             Ok(Fetched { records: Bytes::from(buffer), offsets })
         })
     }
@@ -490,7 +490,9 @@ impl Partition {
 /// Rejects a record set containing a batch over `max_message_bytes` (`MESSAGE_TOO_LARGE`) before
 /// anything is written. Framing errors are left to the log's validation.
 fn check_batch_sizes(records: &[u8], max_message_bytes: u32) -> Result<(), PartitionError> {
-    match whole_batches(records).find(|(_, header)| header.total_bytes() > max_message_bytes) {
+    match Frames::new(records, BATCH_BYTES_MAX)
+        .find(|(_, header)| header.total_bytes() > max_message_bytes)
+    {
         Some((_, header)) => Err(PartitionError::MessageTooLarge {
             bytes: header.total_bytes(),
             limit: max_message_bytes,
@@ -503,22 +505,11 @@ fn check_batch_sizes(records: &[u8], max_message_bytes: u32) -> Result<(), Parti
 /// A malformed tail is left alone: the log's validation rejects the whole append.
 fn stamp_log_append_time(records: &mut [u8]) -> i64 {
     let now_ms = cairn_storage::Clock::now_ms(&cairn_storage::SystemClock);
-    let batches: Vec<_> =
-        whole_batches(records).map(|(at, h)| at..at + h.total_bytes() as usize).collect();
+    let batches: Vec<_> = Frames::new(records, BATCH_BYTES_MAX)
+        .map(|(at, header)| at..at + header.total_bytes() as usize)
+        .collect();
     for range in batches {
         cairn_types::batch::set_log_append_time(&mut records[range], now_ms);
     }
     now_ms
-}
-
-/// The whole batches at the start of `bytes` (framing only, no CRC): each one's position and
-/// header, stopping at the first that is malformed or cut short.
-fn whole_batches(bytes: &[u8]) -> impl Iterator<Item = (usize, BatchHeader)> + '_ {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let header = BatchHeader::parse(bytes.get(at..)?, BATCH_BYTES_MAX).ok()?;
-        let start = at;
-        at += header.total_bytes() as usize;
-        (at <= bytes.len()).then_some((start, header))
-    })
 }

@@ -13,9 +13,7 @@
 //! Nothing here is used by the server or the client; it is public so that the fuzz crate
 //! (outside the workspace) and integration tests can reach it.
 
-use cairn_types::batch::{
-    self, Batches, Compression, HEADER_BYTES, LOG_OVERHEAD_BYTES, RecordBatch,
-};
+use cairn_types::batch::{self, Batches, Compression, Frames, HEADER_BYTES, RecordBatch};
 use cairn_types::limits::BATCH_BYTES_MAX;
 
 use crate::compression;
@@ -125,23 +123,14 @@ fn check_recompression(batch: &RecordBatch<'_>, records: &[u8]) {
     assert_eq!(stored, records, "recompression changed the records");
 }
 
-/// `data` with the CRC of every batch it frames (by each batch's length field, while they fit)
-/// recomputed.
+/// `data` with the CRC of every batch it frames ([`Frames`]: up to the first batch that is
+/// malformed or cut short) recomputed. The batches after that one are never validated anyway:
+/// [`Batches`] stops at the first error, which for that batch comes before its CRC is checked.
 #[must_use]
 pub fn with_crcs_fixed(data: &[u8]) -> Vec<u8> {
     let mut out = data.to_vec();
-    let mut at = 0;
-    while let Some(rest) = out.get_mut(at..) {
-        let Some(&[a, b, c, d]) = rest.get(LOG_OVERHEAD_BYTES - 4..LOG_OVERHEAD_BYTES) else {
-            break;
-        };
-        let Ok(length) = usize::try_from(i32::from_be_bytes([a, b, c, d])) else { break };
-        let total = LOG_OVERHEAD_BYTES + length;
-        let Some(batch) = rest.get_mut(..total).filter(|batch| batch.len() >= HEADER_BYTES) else {
-            break;
-        };
-        batch::set_crc(batch);
-        at += total;
+    for (at, header) in Frames::new(data, BATCH_BYTES_MAX) {
+        batch::set_crc(&mut out[at..at + header.total_bytes() as usize]);
     }
     out
 }

@@ -41,8 +41,8 @@
 //!    included. Reported: MB/s, records/s, the number of commits (appends after which the
 //!    durable offset moved), and the ratios to both raw baselines of the group.
 //! 3. `read`: the whole log written by the last append case (1 MiB, interval), from the page cache, twice
-//!    (the second, warm pass is reported): [`Log::read_copy`] (copy + CRC and offset checks) in
-//!    1 MiB steps, and [`Log::read`] (header lookup only) plus a `pread` of each range without
+//!    (the second, warm pass is reported): [`Log::read`] (copy + CRC and offset checks) in
+//!    1 MiB steps, and [`Log::locate`] (header lookup only) plus a `pread` of each range without
 //!    verification, the path a `sendfile` would take.
 //! 4. `reopen`: [`Log::open`] of a `CAIRN_BENCH_GIB` log in >= 8 segments after [`Log::close`]
 //!    (median of 5), then after simulated crashes: the log is reopened, 4 MiB or 64 MiB are
@@ -492,19 +492,19 @@ fn reads(dir: &Path, report: &mut Report) -> BenchResult<()> {
     progress("reads");
     let log = Log::open(RealDisk, dir, LogConfig::default(), Arc::new(SystemClock))?;
     for pass in 1..=2 {
-        let (bytes, elapsed) = read_copy_pass(&log)?;
-        report.read_row("read_copy (copy + verify)", pass, bytes, elapsed);
+        let (bytes, elapsed) = read_pass(&log)?;
+        report.read_row("read (copy + verify)", pass, bytes, elapsed);
     }
     for pass in 1..=2 {
-        let (bytes, elapsed) = read_ranges_pass(&log)?;
-        report.read_row("read + pread (no verify)", pass, bytes, elapsed);
+        let (bytes, elapsed) = locate_pass(&log)?;
+        report.read_row("locate + pread (no verify)", pass, bytes, elapsed);
     }
     log.close()?;
     Ok(())
 }
 
-/// Reads the whole log with [`Log::read_copy`] in [`READ_STEP_BYTES`] steps.
-fn read_copy_pass(log: &Log<RealDisk>) -> BenchResult<(u64, Duration)> {
+/// Reads the whole log with [`Log::read`] in [`READ_STEP_BYTES`] steps.
+fn read_pass(log: &Log<RealDisk>) -> BenchResult<(u64, Duration)> {
     let end = log.next_offset();
     let mut out = Vec::with_capacity(2 * READ_STEP_BYTES as usize);
     let mut from = log.start_offset();
@@ -512,9 +512,9 @@ fn read_copy_pass(log: &Log<RealDisk>) -> BenchResult<(u64, Duration)> {
     let start = Instant::now();
     while from < end {
         out.clear();
-        let next = log.read_copy(from, READ_STEP_BYTES, end, &mut out)?;
+        let next = log.read(from, READ_STEP_BYTES, end, &mut out)?;
         if next <= from {
-            return Err(format!("read_copy made no progress at offset {from}").into());
+            return Err(format!("read made no progress at offset {from}").into());
         }
         from = next;
         bytes += out.len() as u64;
@@ -522,16 +522,16 @@ fn read_copy_pass(log: &Log<RealDisk>) -> BenchResult<(u64, Duration)> {
     Ok((bytes, start.elapsed()))
 }
 
-/// Reads the whole log with [`Log::read`] and a `pread` of each range into one buffer.
-fn read_ranges_pass(log: &Log<RealDisk>) -> BenchResult<(u64, Duration)> {
+/// Locates the whole log with [`Log::locate`] and a `pread` of each range into one buffer.
+fn locate_pass(log: &Log<RealDisk>) -> BenchResult<(u64, Duration)> {
     let end = log.next_offset();
     let mut buffer = vec![0; 2 * READ_STEP_BYTES as usize];
     let mut from = log.start_offset();
     let mut bytes = 0;
     let start = Instant::now();
     while from < end {
-        let read = log.read(from, READ_STEP_BYTES, end)?;
-        for range in &read.ranges {
+        let located = log.locate(from, READ_STEP_BYTES, end)?;
+        for range in &located.ranges {
             let len = range.len as usize;
             if buffer.len() < len {
                 buffer.resize(len, 0);
@@ -542,10 +542,10 @@ fn read_ranges_pass(log: &Log<RealDisk>) -> BenchResult<(u64, Duration)> {
             }
             bytes += len as u64;
         }
-        if read.next_offset <= from {
-            return Err(format!("read made no progress at offset {from}").into());
+        if located.next_offset <= from {
+            return Err(format!("locate made no progress at offset {from}").into());
         }
-        from = read.next_offset;
+        from = located.next_offset;
     }
     Ok((bytes, start.elapsed()))
 }

@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the log's hot paths on the real file system (page cache), with divan:
 //!
-//! - `read_lookup`: latency of [`Log::read`] at random offsets of a 64 MiB log: the sparse index
+//! - `locate`: latency of [`Log::locate`] at random offsets of a 64 MiB log: the sparse index
 //!   search plus the header walk, for one batch (`bytes_max` 1) and for a 1 MiB answer.
 //! - `append_unflushed`: [`Log::append`] of a 256 KiB buffer (16 batches of 16 1 KiB records)
 //!   with `FlushPolicy::Manual`: validation, offset assignment and the `pwrite` into the page
@@ -27,7 +27,7 @@ use tempfile::TempDir;
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
-/// Size of the log `read_lookup` searches.
+/// Size of the log `locate` searches.
 const READ_LOG_BYTES: u64 = 64 * MIB as u64;
 /// Size of one append in `append_unflushed`.
 const APPEND_BYTES: usize = 256 * KIB;
@@ -79,7 +79,7 @@ fn open(dir: &Path) -> Log<RealDisk> {
 
 /// Looks up a random offset and returns one batch (`bytes_max` 1) or 1 MiB of batch ranges.
 #[divan::bench(args = [1, 1024 * 1024])]
-fn read_lookup(bencher: divan::Bencher, bytes_max: u32) {
+fn locate(bencher: divan::Bencher, bytes_max: u32) {
     let dir = temp_dir();
     let mut log = open(dir.path());
     let mut buffer = batches(MIB / (16 * KIB));
@@ -98,7 +98,9 @@ fn read_lookup(bencher: divan::Bencher, bytes_max: u32) {
             state.set(x);
             Offset(x % end.0)
         })
-        .bench_local_refs(|from| log.read(*from, bytes_max, end).expect("reading inside the log"));
+        .bench_local_refs(|from| {
+            log.locate(*from, bytes_max, end).expect("locating inside the log")
+        });
 }
 
 /// Appends a 256 KiB buffer without fsync.

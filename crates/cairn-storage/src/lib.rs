@@ -7,7 +7,7 @@
 //!
 //! - [`Log::append`] validates batches, assigns offsets and the leader epoch, and writes them in
 //!   one write per segment; [`Log::flush`] makes them durable with one `fdatasync` (group commit).
-//! - [`Log::read`] returns file ranges for zero-copy sending; [`Log::read_copy`] copies and
+//! - [`Log::locate`] returns file ranges for zero-copy sending; [`Log::read`] copies and
 //!   verifies every batch.
 //! - [`Log::truncate_suffix`] (Raft conflicts), [`Log::delete_prefix`] and
 //!   [`Log::apply_retention`] never pass a caller-given bound.
@@ -31,7 +31,7 @@
 //! let appended = log.append(&mut batch, LeaderEpoch(1))?;
 //! assert_eq!(appended.base_offset, Offset(0));
 //! let mut bytes = Vec::new();
-//! log.read_copy(Offset(0), 1 << 20, log.next_offset(), &mut bytes)?;
+//! log.read(Offset(0), 1 << 20, log.next_offset(), &mut bytes)?;
 //! assert_eq!(bytes, batch);
 //! # Ok::<(), cairn_storage::Error>(())
 //! ```
@@ -56,5 +56,5 @@ pub use disk::{Disk, DiskFile, RealDisk, RealFile};
 pub use epochs::EpochStart;
 pub use error::{Error, Result};
 pub use inspect::{Inspection, TornTail, inspect};
-pub use log::{Appended, CacheDrops, FileRange, Log, PendingFlush, Read};
+pub use log::{Appended, CacheDrops, FileRange, Located, Log, PendingFlush};
 pub use recovery::Recovery;

@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cairn_types::batch::{self, BatchHeader, RecordBatch};
+use cairn_types::batch::{self, BatchHeader, Batches, RecordBatch};
 use cairn_types::limits::{
     APPEND_BYTES_MAX, BATCH_BYTES_MAX, READ_BYTES_MAX, READ_RANGES_MAX, SEGMENT_RECORDS_MAX,
 };
@@ -30,8 +30,9 @@ const CACHE_DROP_STEP_BYTES: u64 = 8 * 1024 * 1024;
 pub struct Appended {
     /// Offset assigned to the first record of the first batch.
     pub base_offset: Offset,
-    /// Offset of the last record of the last batch.
-    pub last_offset: Offset,
+    /// Offset after the last record appended: the log end offset ([`Log::next_offset`]) once
+    /// the append returned.
+    pub next_offset: Offset,
     /// Whether the batches were fsynced before the call returned.
     pub durable: bool,
 }
@@ -53,8 +54,8 @@ pub struct FileRange<F> {
     pub len: u32,
 }
 
-/// The answer to a [`Log::read`].
-pub struct Read<F> {
+/// The answer to a [`Log::locate`].
+pub struct Located<F> {
     /// Ranges in log order; concatenated they are consecutive batches. The first batch may start
     /// before the requested offset (it contains it); consumers skip records before it, as in Kafka.
     pub ranges: Vec<FileRange<F>>,
@@ -342,10 +343,10 @@ impl<D: Disk> Log<D> {
             })
         });
         let first = scratch.first().map(|(_, header)| header.base_offset);
-        let last = scratch.last().map(|(_, header)| header.last_offset());
+        let next = scratch.last().map(|(_, header)| header.next_offset());
         self.scratch = scratch;
         result?;
-        let (Some(first), Some(last)) = (first, last) else {
+        let (Some(first), Some(next)) = (first, next) else {
             unreachable!("a validated, non-empty append holds at least one batch")
         };
         self.unflushed_bytes += batches.len() as u64;
@@ -354,7 +355,7 @@ impl<D: Disk> Log<D> {
         if self.flush_due() {
             self.flush()?;
         }
-        Ok(Appended { base_offset: first, last_offset: last, durable: self.durable > last })
+        Ok(Appended { base_offset: first, next_offset: next, durable: self.durable >= next })
     }
 
     /// Records `epoch` in the history if it is new, durably, before any batch of it is written.
@@ -745,16 +746,16 @@ impl<D: Disk> Log<D> {
     /// # Errors
     /// [`Error::OffsetOutOfRange`] if `from` is outside `[start, next]`; [`Error::Corruption`] if
     /// the headers walked are damaged; [`Error::Io`].
-    pub fn read(&self, from: Offset, bytes_max: u32, upto: Offset) -> Result<Read<D::File>> {
+    pub fn locate(&self, from: Offset, bytes_max: u32, upto: Offset) -> Result<Located<D::File>> {
         self.check_range(from)?;
         let upto = upto.min(self.next_offset());
-        let mut read = Read { ranges: Vec::new(), next_offset: from, bytes: 0 };
+        let mut located = Located { ranges: Vec::new(), next_offset: from, bytes: 0 };
         let mut budget = bytes_max.min(READ_BYTES_MAX);
         if from >= upto {
-            return Ok(read);
+            return Ok(located);
         }
         for segment in self.segments.range(self.segment_of(from)..) {
-            let (start, start_offset) = if read.ranges.is_empty() {
+            let (start, start_offset) = if located.ranges.is_empty() {
                 let (position, header) = segment.locate(from, &self.epochs)?;
                 (position, header.base_offset)
             } else {
@@ -763,59 +764,59 @@ impl<D: Disk> Log<D> {
             if start_offset >= upto {
                 break;
             }
-            let first = read.ranges.is_empty();
+            let first = located.ranges.is_empty();
             let (end, next) =
                 segment.boundary(start, start_offset, budget, upto, first, &self.epochs)?;
             if end == start {
                 break;
             }
             let len = end - start;
-            read.ranges.push(FileRange {
+            located.ranges.push(FileRange {
                 file: Arc::clone(&segment.data),
                 segment_base: segment.base,
                 position: u64::from(start),
                 len,
             });
-            read.bytes += u64::from(len);
-            read.next_offset = next;
+            located.bytes += u64::from(len);
+            located.next_offset = next;
             budget = budget.saturating_sub(len);
             if budget == 0
                 || next >= upto
                 || end < segment.size
-                || read.ranges.len() == READ_RANGES_MAX
+                || located.ranges.len() == READ_RANGES_MAX
             {
                 break;
             }
         }
-        Ok(read)
+        Ok(located)
     }
 
-    /// [`Log::read`], then copies the batches into `out` (appending) and verifies each one:
-    /// CRC, offset continuity and leader epoch. Damaged data is never returned as data.
-    /// Returns the offset after the last batch copied.
+    /// [`Log::locate`], then copies the batches into `out` (appending) and verifies each one:
+    /// CRC, offset continuity and leader epoch. Damaged data is never returned as data: this is
+    /// the one copying read of the log. Returns the offset after the last batch copied.
     ///
     /// # Errors
-    /// As [`Log::read`]; [`Error::Corruption`] if any copied batch fails verification (`out` is
-    /// then restored to its length before the call).
-    pub fn read_copy(
+    /// As [`Log::locate`]; [`Error::Corruption`] if any copied batch fails verification (`out`
+    /// is then restored to its length before the call).
+    pub fn read(
         &self,
         from: Offset,
         bytes_max: u32,
         upto: Offset,
         out: &mut Vec<u8>,
     ) -> Result<Offset> {
-        let read = self.read(from, bytes_max, upto)?;
+        let located = self.locate(from, bytes_max, upto)?;
         let out_start = out.len();
-        let result = self.copy_verified(&read, out);
+        let result = self.copy_verified(&located, out);
         if result.is_err() {
             out.truncate(out_start);
         }
-        result.map(|()| read.next_offset)
+        result.map(|()| located.next_offset)
     }
 
-    fn copy_verified(&self, read: &Read<D::File>, out: &mut Vec<u8>) -> Result<()> {
+    fn copy_verified(&self, located: &Located<D::File>, out: &mut Vec<u8>) -> Result<()> {
         let mut expected = None;
-        for range in &read.ranges {
+        for range in &located.ranges {
             let path = child(&self.dir, &segment::file_name(range.segment_base, DATA_SUFFIX));
             let start = out.len();
             out.resize(start + range.len as usize, 0);
@@ -828,29 +829,40 @@ impl<D: Disk> Log<D> {
                     io::Error::new(io::ErrorKind::UnexpectedEof, "segment shrank during read");
                 return Err(io_error("read", &path)(error));
             }
-            let mut at = start;
-            while at < out.len() {
-                let position = range.position + (at - start) as u64;
-                let corruption =
-                    |reason: String| Error::Corruption { path: path.clone(), position, reason };
-                let (batch, _) = RecordBatch::validate_prefix(&out[at..], BATCH_BYTES_MAX)
-                    .map_err(|e| corruption(e.to_string()))?;
-                let header = batch.header();
-                if expected.is_some_and(|expected| header.base_offset != expected) {
-                    return Err(corruption(format!(
-                        "batch offset {} where {expected:?} was expected",
-                        header.base_offset
-                    )));
-                }
-                if self.epochs.epoch_at(header.base_offset) != Some(header.partition_leader_epoch) {
-                    return Err(corruption(format!(
-                        "batch epoch {} disagrees with the epoch history",
-                        header.partition_leader_epoch
-                    )));
-                }
-                expected = Some(header.next_offset());
-                at += batch.as_bytes().len();
+            self.verify_copied(&out[start..], &path, range.position, &mut expected)?;
+        }
+        Ok(())
+    }
+
+    /// Verifies the batches copied from `path` at `position`: each is valid (CRC included),
+    /// starts where the one before it ended (`expected`, carried across ranges) and carries the
+    /// epoch the history gives its offset.
+    fn verify_copied(
+        &self,
+        bytes: &[u8],
+        path: &Path,
+        mut position: u64,
+        expected: &mut Option<Offset>,
+    ) -> Result<()> {
+        for batch in Batches::new(bytes, BATCH_BYTES_MAX) {
+            let corruption =
+                |reason: String| Error::Corruption { path: path.to_path_buf(), position, reason };
+            let batch = batch.map_err(|e| corruption(e.to_string()))?;
+            let header = batch.header();
+            if expected.is_some_and(|expected| header.base_offset != expected) {
+                return Err(corruption(format!(
+                    "batch offset {} where {expected:?} was expected",
+                    header.base_offset
+                )));
             }
+            if self.epochs.epoch_at(header.base_offset) != Some(header.partition_leader_epoch) {
+                return Err(corruption(format!(
+                    "batch epoch {} disagrees with the epoch history",
+                    header.partition_leader_epoch
+                )));
+            }
+            *expected = Some(header.next_offset());
+            position += batch.as_bytes().len() as u64;
         }
         Ok(())
     }
@@ -1016,9 +1028,8 @@ impl<D: Disk> Log<D> {
 fn validate(batches: &[u8], headers: &mut Vec<(usize, BatchHeader)>) -> Result<()> {
     headers.clear();
     let mut at = 0;
-    while at < batches.len() {
-        let (batch, _) = RecordBatch::validate_prefix(&batches[at..], BATCH_BYTES_MAX)
-            .map_err(|source| Error::InvalidBatch { position: at, source })?;
+    for batch in Batches::new(batches, BATCH_BYTES_MAX) {
+        let batch = batch.map_err(|source| Error::InvalidBatch { position: at, source })?;
         headers.push((at, *batch.header()));
         at += batch.as_bytes().len();
     }

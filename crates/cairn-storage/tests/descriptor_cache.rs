@@ -221,7 +221,7 @@ fn many_logs_share_a_small_cache() {
     let check = |logs: &[Log<RealDisk>]| {
         for (i, log) in logs.iter().enumerate() {
             let mut bytes = Vec::new();
-            log.read_copy(Offset(0), 1 << 20, log.next_offset(), &mut bytes).unwrap();
+            log.read(Offset(0), 1 << 20, log.next_offset(), &mut bytes).unwrap();
             let mut expected = Vec::new();
             for round in 0..3 {
                 let mut one = batch(i, round);

@@ -10,7 +10,7 @@ use cairn_storage::sim::{EIO, SimDisk};
 use cairn_storage::{
     Disk, DiskFile, Error, FlushPolicy, Log, LogConfig, ManualClock, RealDisk, Retention,
 };
-use cairn_types::batch::{BatchBuilder, Batches};
+use cairn_types::batch::{BatchBuilder, Batches, Frames};
 use cairn_types::limits::BATCH_BYTES_MAX;
 use cairn_types::{LeaderEpoch, Offset};
 
@@ -51,7 +51,7 @@ fn read_all<D: Disk>(log: &Log<D>) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
     let mut from = log.start_offset();
     while from < log.next_offset() {
-        from = log.read_copy(from, 1 << 20, log.next_offset(), &mut out)?;
+        from = log.read(from, 1 << 20, log.next_offset(), &mut out)?;
     }
     Ok(out)
 }
@@ -223,6 +223,35 @@ fn every_single_bit_flip_in_committed_batches_is_detected() {
     assert_eq!(read_all(&log).unwrap(), expected);
 }
 
+/// The header walks of `locate` start from index entries, so they skip the batches in between;
+/// a batch there whose base offset or leader epoch (both outside its CRC) is damaged must still
+/// be refused by the copying read, never returned as data.
+#[test]
+fn read_verifies_the_offsets_and_epochs_that_locate_skips() {
+    let disk = SimDisk::new(9);
+    let dir = Path::new("/outside-crc");
+    let clock = ManualClock::new(T0);
+    let mut log = open(&disk, dir, config(), &clock).unwrap();
+    let expected = fill(&mut log, 12, 20);
+    log.close().unwrap();
+    let second = Frames::new(&expected, BATCH_BYTES_MAX).nth(1).unwrap().0 as u64;
+    // The lowest bit of the base offset (bytes 0..8) and of the leader epoch (bytes 12..16).
+    for byte in [7, 15] {
+        let bit = (second + byte) * 8;
+        disk.flip_bit(&data_path(dir, 0), bit).unwrap();
+        let log = open(&disk, dir, config(), &clock).unwrap();
+        let end = log.next_offset();
+        let located = log.locate(Offset(0), 1 << 20, end).unwrap();
+        assert_eq!(located.bytes, expected.len() as u64, "locate walked past the damage");
+        let mut out = Vec::new();
+        let read = log.read(Offset(0), 1 << 20, end, &mut out);
+        assert!(matches!(read, Err(Error::Corruption { .. })), "byte {byte}: {read:?}");
+        assert!(out.is_empty(), "nothing of a failed read is kept");
+        drop(log);
+        disk.flip_bit(&data_path(dir, 0), bit).unwrap();
+    }
+}
+
 #[test]
 fn eio_on_fsync_poisons_the_log() {
     let disk = SimDisk::new(3);
@@ -321,7 +350,7 @@ fn invalid_input_is_rejected_before_anything_is_written() {
     assert!(!log.is_poisoned());
     let next = log.next_offset();
     assert!(matches!(
-        log.read(next.plus(1), 100, next.plus(1)),
+        log.locate(next.plus(1), 100, next.plus(1)),
         Err(Error::OffsetOutOfRange { .. })
     ));
     assert!(matches!(
@@ -359,7 +388,7 @@ fn retention_by_time_and_size_respects_the_bound() {
     log.apply_retention(Retention { bytes: None, ms: Some(5_000) }, log.next_offset()).unwrap();
     let first = log.start_offset();
     let mut bytes = Vec::new();
-    log.read_copy(first, 1 << 20, log.next_offset(), &mut bytes).unwrap();
+    log.read(first, 1 << 20, log.next_offset(), &mut bytes).unwrap();
     let first_batch = Batches::new(&bytes, BATCH_BYTES_MAX).next().unwrap().unwrap();
     // The oldest kept segment still holds data newer than the cut-off, or it is the active one.
     assert!(log.segment_count() == 1 || first_batch.header().max_timestamp >= T0 + 20_000);

@@ -219,7 +219,7 @@ impl<D: Crash> Harness<D> {
             self.model.next = next;
             at += len;
         }
-        assert_eq!(appended.last_offset.plus(1), self.model.next);
+        assert_eq!(appended.next_offset, self.model.next);
         if appended.durable {
             assert!(self.log().durable_offset() >= self.model.next);
         }
@@ -261,7 +261,7 @@ impl<D: Crash> Harness<D> {
         let mut bytes = Vec::new();
         let mut from = model.start;
         while from < model.next {
-            let next = log.read_copy(from, 4096, model.next, &mut bytes).expect("read");
+            let next = log.read(from, 4096, model.next, &mut bytes).expect("read");
             assert!(next > from, "read made no progress at {from}");
             from = next;
         }
@@ -278,11 +278,11 @@ impl<D: Crash> Harness<D> {
         // An offset in the middle of the batch: the read starts with the batch containing it.
         let from = Offset(target.base.0 + (target.next.0 - target.base.0) / 2);
         let log = self.log.as_ref().expect("open");
-        let read = log.read(from, bytes_max, self.model.next).expect("read");
+        let located = log.locate(from, bytes_max, self.model.next).expect("locate");
         let mut out = Vec::new();
-        let next = log.read_copy(from, bytes_max, self.model.next, &mut out).expect("read_copy");
-        assert_eq!(next, read.next_offset);
-        assert_eq!(out.len() as u64, read.bytes);
+        let next = log.read(from, bytes_max, self.model.next, &mut out).expect("read");
+        assert_eq!(next, located.next_offset);
+        assert_eq!(out.len() as u64, located.bytes);
         let batches: Vec<_> =
             Batches::new(&out, BATCH_BYTES_MAX).collect::<Result<_, _>>().expect("valid");
         assert!(!batches.is_empty(), "a read returns at least one batch");

@@ -333,11 +333,8 @@ impl<'a> RecordBatch<'a> {
         bytes: &'a [u8],
         bytes_max: u32,
     ) -> Result<(RecordBatch<'a>, &'a [u8]), BatchError> {
-        let header = BatchHeader::parse(bytes, bytes_max)?;
+        let header = frame(bytes, bytes_max)?;
         let total = header.total_bytes() as usize;
-        if bytes.len() < total {
-            return Err(BatchError::Truncated { needed: total, available: bytes.len() });
-        }
         let (batch, rest) = bytes.split_at(total);
         let computed = crc32c::crc32c(&batch[CRC_COVERED_FROM..]);
         if computed != header.crc {
@@ -392,8 +389,56 @@ impl<'a> RecordBatch<'a> {
     }
 }
 
+/// The framing of the batch at the start of `bytes`: its header, checked, and that the whole batch
+/// is there (`bytes` holds at least [`BatchHeader::total_bytes`]). The CRC is not checked.
+fn frame(bytes: &[u8], bytes_max: u32) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(bytes, bytes_max)?;
+    let total = header.total_bytes() as usize;
+    if bytes.len() < total {
+        return Err(BatchError::Truncated { needed: total, available: bytes.len() });
+    }
+    Ok(header)
+}
+
+/// Iterates the whole batches at the start of a buffer of concatenated batches by framing only:
+/// each one's position in the buffer and header (checked as [`BatchHeader::parse`] does), without
+/// the CRC. Ends at the end of the buffer or at the first batch that is malformed or cut short,
+/// silently: for callers that leave validation to someone else (the log validates an append;
+/// a consumer validates what it decodes) or that want where the whole batches end.
+/// [`Batches`] is the validating walk.
+pub struct Frames<'a> {
+    bytes: &'a [u8],
+    /// Position of the next batch in `bytes`.
+    at: usize,
+    bytes_max: u32,
+}
+
+impl<'a> Frames<'a> {
+    /// Batches of at most `bytes_max` bytes each.
+    #[must_use]
+    pub fn new(bytes: &'a [u8], bytes_max: u32) -> Frames<'a> {
+        Frames { bytes, at: 0, bytes_max }
+    }
+}
+
+impl Iterator for Frames<'_> {
+    type Item = (usize, BatchHeader);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.bytes.get(self.at..)?;
+        let Ok(header) = frame(rest, self.bytes_max) else {
+            self.at = self.bytes.len();
+            return None;
+        };
+        let start = self.at;
+        self.at += header.total_bytes() as usize;
+        Some((start, header))
+    }
+}
+
 /// Iterates the validated batches of a buffer of concatenated batches (a produce request's record
-/// set, a range read from disk).
+/// set, a range read from disk): each one checked by [`RecordBatch::validate_prefix`], the first
+/// failure yielded as the last item. [`Frames`] is the framing-only walk.
 pub struct Batches<'a> {
     rest: &'a [u8],
     bytes_max: u32,
@@ -906,6 +951,30 @@ mod tests {
         assert!(results[2].is_err());
     }
 
+    #[test]
+    fn frames_walk_whole_batches_without_the_crc() {
+        let one = sample();
+        let mut buffer = one.clone();
+        buffer.extend_from_slice(&one);
+        // A damaged CRC is not framing's concern.
+        *buffer.last_mut().unwrap() ^= 1;
+        let frames: Vec<_> = Frames::new(&buffer, BATCH_BYTES_MAX).collect();
+        let positions: Vec<_> = frames.iter().map(|(at, _)| *at).collect();
+        assert_eq!(positions, [0, one.len()]);
+        assert!(frames.iter().all(|(_, header)| header.record_count == 3));
+        // A batch cut short ends the walk, as does a malformed header, and nothing follows.
+        let mut cut = buffer.clone();
+        cut.extend_from_slice(&one[..one.len() - 1]);
+        assert_eq!(Frames::new(&cut, BATCH_BYTES_MAX).count(), 2);
+        let mut bad = one.clone();
+        bad[MAGIC_AT] = 1;
+        bad.extend_from_slice(&one);
+        assert_eq!(Frames::new(&bad, BATCH_BYTES_MAX).count(), 0);
+        let limit = u32::try_from(one.len() - 1).unwrap();
+        assert_eq!(Frames::new(&one, limit).count(), 0);
+        assert_eq!(Frames::new(&[], BATCH_BYTES_MAX).count(), 0);
+    }
+
     /// Validates the records part of the batch `bytes` against its header, with the counts
     /// replaced by `record_count` and `last_offset_delta`.
     fn records_check(
@@ -954,6 +1023,27 @@ mod tests {
             let _ = RecordBatch::validate(&bytes);
             for batch in Batches::new(&bytes, BATCH_BYTES_MAX).flatten() {
                 for _ in batch.records() {}
+            }
+        }
+
+        #[test]
+        fn frames_agree_with_batches(cut in any::<prop::sample::Index>(), flip in any::<prop::sample::Index>()) {
+            let mut buffer = sample();
+            buffer.extend_from_slice(&BatchBuilder::new(7).record(None, Some(b"v"), &[]).build());
+            buffer.extend_from_slice(&sample());
+            let flip = flip.index(buffer.len());
+            buffer[flip] ^= 0x40;
+            buffer.truncate(cut.index(buffer.len() + 1));
+            // Every batch the validating walk accepts, framing finds at the same place, and
+            // framing goes no further than the whole batches that are there.
+            let mut at = 0;
+            let frames: Vec<_> = Frames::new(&buffer, BATCH_BYTES_MAX).collect();
+            for (i, batch) in Batches::new(&buffer, BATCH_BYTES_MAX).map_while(Result::ok).enumerate() {
+                prop_assert_eq!(frames.get(i), Some(&(at, *batch.header())));
+                at += batch.as_bytes().len();
+            }
+            for (start, header) in &frames {
+                prop_assert!(start + header.total_bytes() as usize <= buffer.len());
             }
         }
 

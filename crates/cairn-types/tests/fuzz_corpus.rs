@@ -11,24 +11,15 @@
 use std::fs;
 use std::path::Path;
 
-use cairn_types::batch::{self, Batches, Compression, HEADER_BYTES, RecordBatch};
+use cairn_types::batch::{self, Batches, Compression, Frames, HEADER_BYTES, RecordBatch};
 use cairn_types::limits::BATCH_BYTES_MAX;
 
 /// `data` with the CRC of every batch it frames recomputed (what
 /// `cairn_protocol::fuzzing::with_crcs_fixed` does).
 fn with_crcs_fixed(data: &[u8]) -> Vec<u8> {
     let mut out = data.to_vec();
-    let mut at = 0;
-    while let Some(rest) = out.get_mut(at..) {
-        let Some(&[a, b, c, d]) = rest.get(8..12) else { break };
-        let Ok(length) = usize::try_from(i32::from_be_bytes([a, b, c, d])) else { break };
-        let total = 12 + length;
-        let Some(batch) = rest.get_mut(..total).filter(|batch| batch.len() >= HEADER_BYTES) else {
-            break;
-        };
-        let crc = crc32c::crc32c(&batch[21..]);
-        batch[17..21].copy_from_slice(&crc.to_be_bytes());
-        at += total;
+    for (at, header) in Frames::new(data, BATCH_BYTES_MAX) {
+        batch::set_crc(&mut out[at..at + header.total_bytes() as usize]);
     }
     out
 }

@@ -20,7 +20,7 @@ use cairn_meta::MetadataStore;
 use cairn_metrics::Counter;
 use cairn_protocol::compression;
 use cairn_protocol::compression::{EncodeError, RecompressError};
-use cairn_types::batch::{Compression, RecordBatch};
+use cairn_types::batch::{Batches, Compression};
 use cairn_types::limits::{
     BATCH_BYTES_MAX, DECOMPRESSED_BATCH_BYTES_MAX, PRODUCE_STORED_BYTES_MAX,
 };
@@ -83,12 +83,10 @@ fn validate(
     if records.is_empty() {
         return Err((ResponseError::InvalidRecord, "empty record set".to_owned()));
     }
-    let mut rest = records;
     let mut stored = Vec::with_capacity(records.len().min(*stored_bytes_left));
     let mut count = 0;
-    while !rest.is_empty() {
-        let (batch, after) = RecordBatch::validate_prefix(rest, BATCH_BYTES_MAX)
-            .map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
+    for batch in Batches::new(records, BATCH_BYTES_MAX) {
+        let batch = batch.map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
         let codec = compression::stored_codec(batch.header(), topic_codec);
         let room = *stored_bytes_left - stored.len();
         if codec == batch.header().compression() {
@@ -110,7 +108,6 @@ fn validate(
             .map_err(|error| recompress_failed(codec, &error))?;
         }
         count += u64::from(batch.record_count());
-        rest = after;
     }
     *stored_bytes_left -= stored.len();
     Ok(Validated { records: stored, count })
@@ -256,32 +253,16 @@ fn prepare<M: MetadataStore>(
     (responses, ready)
 }
 
-/// Serves a produce request. With `acks=0` nothing is answered, and a refused partition closes
-/// the connection.
-pub(crate) async fn produce<M: MetadataStore>(
-    ctx: &Ctx<M>,
-    request: ProduceRequest,
+/// Appends every validated partition's records in order and answers each into `responses`,
+/// except those `acks=all` still waits on: their answers come from the returned tasks
+/// (the topic's position in `responses`, the answer), once durable or timed out.
+fn append(
+    ready: Vec<Ready>,
+    acks: Option<Acks>,
+    timeout: Duration,
     version: i16,
-    order: AppendOrder,
-) -> Handled {
-    let acks = match request.acks {
-        0 => Some(Acks::None),
-        1 => Some(Acks::Leader),
-        -1 => Some(Acks::All),
-        _ => None,
-    };
-    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0))
-        .min(PRODUCE_TIMEOUT_MAX)
-        .min(ctx.config.request_timeout);
-    let (mut responses, ready) = {
-        // The semaphore is never closed, so this waits for a permit and never fails.
-        let _permit = ctx.validations.acquire().await;
-        prepare(ctx, request, acks, version)
-    };
-    if let Some(previous) = order.previous {
-        // An error means the previous request ended without appending: nothing to wait for.
-        let _ = previous.await;
-    }
+    responses: &mut [TopicProduceResponse],
+) -> JoinSet<(usize, PartitionProduceResponse)> {
     let mut durable_waits = JoinSet::new();
     for mut part in ready {
         let index = part.partition.index() as i32;
@@ -308,6 +289,36 @@ pub(crate) async fn produce<M: MetadataStore>(
         };
         responses[part.topic].partition_responses.push(response);
     }
+    durable_waits
+}
+
+/// Serves a produce request. With `acks=0` nothing is answered, and a refused partition closes
+/// the connection.
+pub(crate) async fn produce<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    request: ProduceRequest,
+    version: i16,
+    order: AppendOrder,
+) -> Handled {
+    let acks = match request.acks {
+        0 => Some(Acks::None),
+        1 => Some(Acks::Leader),
+        -1 => Some(Acks::All),
+        _ => None,
+    };
+    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0))
+        .min(PRODUCE_TIMEOUT_MAX)
+        .min(ctx.config.request_timeout);
+    let (mut responses, ready) = {
+        // The semaphore is never closed, so this waits for a permit and never fails.
+        let _permit = ctx.validations.acquire().await;
+        prepare(ctx, request, acks, version)
+    };
+    if let Some(previous) = order.previous {
+        // An error means the previous request ended without appending: nothing to wait for.
+        let _ = previous.await;
+    }
+    let mut durable_waits = append(ready, acks, timeout, version, &mut responses);
     // The next produce request of this connection may append now.
     let _ = order.appended.send(());
     while let Some(joined) = durable_waits.join_next().await {
