@@ -2,24 +2,20 @@
 //! applied by Produce, observed with Fetch. Batches of another codec are stored recompressed
 //! with every record, offset, timestamp and header field kept; batches already in the topic's
 //! codec (and every batch of a `producer` topic) are stored byte for byte; decompression bombs
-//! and oversized requests are refused. The broker is real (LocalMetadata and partition logs in a
-//! temporary directory); bounds are `tokio::time::timeout`s, never sleeps.
+//! and oversized requests are refused. The node is `cairn_testkit::TestNode` (a real broker,
+//! LocalMetadata and partition logs in a temporary directory); every response is awaited within
+//! a bound, never with sleeps.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use bytes::{BufMut, Bytes, BytesMut};
-use cairn_broker::{Broker, BrokerConfig};
-use cairn_kafka::{ServerConfig, serve};
-use cairn_meta::{LocalMetadata, NodeMeta};
+use bytes::Bytes;
 use cairn_protocol::compression::{compress, encode_batch, validate_records};
+use cairn_testkit::TestNode;
+use cairn_testkit::wire::Connection;
+use cairn_types::ProducerId;
 use cairn_types::batch::{
     BatchBuilder, BatchHeader, Batches, Compression, HEADER_BYTES, RecordBatch, records_in,
 };
 use cairn_types::limits::{BATCH_BYTES_MAX, DECOMPRESSED_BATCH_BYTES_MAX};
-use cairn_types::{NodeId, ProducerId};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -30,111 +26,23 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader, TopicName as WireTopicName,
+    ProduceResponse, TopicName as WireTopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use kafka_protocol::protocol::StrBytes;
 
-const BOUND: Duration = Duration::from_secs(30);
 const MIB: usize = 1024 * 1024;
 
-struct Node {
-    addr: SocketAddr,
-    broker: Arc<Broker<LocalMetadata>>,
-    stop: watch::Sender<bool>,
-    server: JoinHandle<()>,
-    _dir: tempfile::TempDir,
+/// A node whose requests may hold 256 MiB: room for the largest batches at once.
+async fn start() -> TestNode {
+    TestNode::builder().server(|config| config.request_bytes_max = 256 * MIB).start().await
 }
 
-async fn start() -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let node = NodeMeta { id: NodeId(0), host: "127.0.0.1".into(), port: addr.port(), rack: None };
-    let meta = Arc::new(LocalMetadata::open(&dir.path().join("meta"), node).unwrap());
-    let config = BrokerConfig {
-        data_dir: dir.path().into(),
-        retention_interval: Duration::from_secs(3600),
-        cache_window_bytes: None,
-        flush_seconds: Arc::new(cairn_metrics::Histogram::latency()),
-        health: Arc::default(),
-    };
-    let broker = Broker::open(config, meta).await.unwrap();
-    let (stop, stopping) = watch::channel(false);
-    let config = ServerConfig {
-        node_id: NodeId(0),
-        cluster_id: "test-cluster".into(),
-        connections_max: 16,
-        inflight_requests_max: 8,
-        request_bytes_max: 256 * 1024 * 1024,
-        auto_create_topics: false,
-        default_partitions: 1,
-        idle_timeout: Duration::from_secs(60),
-        request_timeout: Duration::from_secs(30),
-        shutdown_grace: Duration::from_secs(10),
-    };
-    let server_broker = Arc::clone(&broker);
-    let server = tokio::spawn(async move {
-        let registry = cairn_metrics::Registry::new();
-        serve(listener, server_broker, config, &registry, stopping).await.unwrap();
-    });
-    Node { addr, broker, stop, server, _dir: dir }
-}
-
-impl Node {
-    async fn stop(self) {
-        self.stop.send(true).unwrap();
-        tokio::time::timeout(BOUND, self.server).await.unwrap().unwrap();
-        self.broker.shutdown().await;
-    }
-}
-
-/// One connection, one request at a time.
-struct Conn {
-    stream: TcpStream,
-    correlation_id: i32,
-}
+/// One connection, one request at a time, and the requests of these tests.
+struct Conn(Connection);
 
 impl Conn {
-    async fn open(node: &Node) -> Conn {
-        Conn { stream: TcpStream::connect(node.addr).await.unwrap(), correlation_id: 0 }
-    }
-
-    /// Sends `body` as `api_key` at `version` and decodes the response, within [`BOUND`].
-    async fn call<T: Decodable>(
-        &mut self,
-        api_key: ApiKey,
-        version: i16,
-        body: &impl Encodable,
-    ) -> T {
-        self.correlation_id += 1;
-        let mut buffer = BytesMut::new();
-        buffer.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("test")))
-            .encode(&mut buffer, api_key.request_header_version(version))
-            .unwrap();
-        body.encode(&mut buffer, version).unwrap();
-        let length = (buffer.len() - 4) as i32;
-        buffer[..4].copy_from_slice(&length.to_be_bytes());
-        let exchange = async {
-            self.stream.write_all(&buffer).await.unwrap();
-            let length = self.stream.read_i32().await.unwrap();
-            let mut body = vec![0; length as usize];
-            self.stream.read_exact(&mut body).await.unwrap();
-            Bytes::from(body)
-        };
-        let mut body = tokio::time::timeout(BOUND, exchange).await.expect("answered in time");
-        let header =
-            ResponseHeader::decode(&mut body, api_key.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation_id);
-        T::decode(&mut body, version).unwrap()
+    async fn open(node: &TestNode) -> Conn {
+        Conn(Connection::open(node.addr()).await)
     }
 
     /// Creates a topic of `partitions` partitions with `configs`; returns the error code.
@@ -154,7 +62,7 @@ impl Conn {
             .with_configs(configs);
         let request =
             CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000);
-        let response: CreateTopicsResponse = self.call(ApiKey::CreateTopics, 5, &request).await;
+        let response: CreateTopicsResponse = self.0.call(ApiKey::CreateTopics, 5, &request).await;
         response.topics[0].error_code
     }
 
@@ -170,7 +78,7 @@ impl Conn {
             .with_configs(vec![config]);
         let request = IncrementalAlterConfigsRequest::default().with_resources(vec![resource]);
         let response: IncrementalAlterConfigsResponse =
-            self.call(ApiKey::IncrementalAlterConfigs, 1, &request).await;
+            self.0.call(ApiKey::IncrementalAlterConfigs, 1, &request).await;
         response.responses[0].error_code
     }
 
@@ -193,7 +101,7 @@ impl Conn {
             ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
                 TopicProduceData::default().with_name(wire_name(topic)).with_partition_data(data),
             ]);
-        let response: ProduceResponse = self.call(ApiKey::Produce, 9, &request).await;
+        let response: ProduceResponse = self.0.call(ApiKey::Produce, 9, &request).await;
         let mut answers = response.responses[0].partition_responses.clone();
         answers.sort_by_key(|p| p.index);
         answers
@@ -223,7 +131,7 @@ impl Conn {
             .with_topics(vec![
                 FetchTopic::default().with_topic(wire_name(topic)).with_partitions(vec![partition]),
             ]);
-        let response: FetchResponse = self.call(ApiKey::Fetch, 12, &request).await;
+        let response: FetchResponse = self.0.call(ApiKey::Fetch, 12, &request).await;
         let partition = &response.responses[0].partitions[0];
         assert_eq!(partition.error_code, 0);
         partition.records.clone().unwrap_or_default()

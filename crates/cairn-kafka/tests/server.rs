@@ -1,18 +1,16 @@
 //! The Kafka listener over real TCP: version negotiation, hostile frames (stalled and TLS ones
 //! included), ordered pipelining, acks=0, error counting and messages, authorized operations,
-//! and graceful shutdown with a long poll or a stalled frame in flight. The broker is real (LocalMetadata
-//! and partition logs in a temporary directory); bounds are `tokio::time::timeout`s, never sleeps.
+//! and graceful shutdown with a long poll or a stalled frame in flight. The node is
+//! `cairn_testkit::TestNode` (a real broker, LocalMetadata and partition logs in a temporary
+//! directory); bounds are `tokio::time::timeout`s, never sleeps.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use cairn_broker::{Broker, BrokerConfig};
-use cairn_kafka::{ServerConfig, serve};
-use cairn_meta::{LocalMetadata, MetadataStore, NodeMeta, TopicName, TopicSpec};
-use cairn_types::NodeId;
+use bytes::{Buf, Bytes};
+use cairn_meta::MetadataStore;
+use cairn_testkit::wire::{Connection, read_response, request_frame};
+use cairn_testkit::{TestNode, TestNodeBuilder};
 use cairn_types::batch::BatchBuilder;
 use cairn_types::limits::FRAME_BYTES_MAX;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -24,107 +22,24 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
     CreateTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, FetchRequest,
     FetchResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, RequestHeader, ResponseHeader, TopicName as WireTopicName,
+    ProduceRequest, TopicName as WireTopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 
 const BOUND: Duration = Duration::from_secs(20);
 
-struct Node {
-    addr: SocketAddr,
-    broker: Arc<Broker<LocalMetadata>>,
-    flush_seconds: Arc<cairn_metrics::Histogram>,
-    registry: Arc<cairn_metrics::Registry>,
-    stop: watch::Sender<bool>,
-    server: JoinHandle<()>,
-    dir: tempfile::TempDir,
+/// The node of most tests: topics auto-created, a 60 s request timeout.
+fn node() -> TestNodeBuilder {
+    TestNode::builder().server(|config| {
+        config.auto_create_topics = true;
+        config.request_timeout = Duration::from_secs(60);
+    })
 }
 
-/// The listener settings of most tests.
-fn config() -> ServerConfig {
-    ServerConfig {
-        node_id: NodeId(0),
-        cluster_id: "test-cluster".into(),
-        connections_max: 16,
-        inflight_requests_max: 8,
-        request_bytes_max: 64 * 1024 * 1024,
-        auto_create_topics: true,
-        default_partitions: 1,
-        idle_timeout: Duration::from_secs(60),
-        request_timeout: Duration::from_secs(60),
-        shutdown_grace: Duration::from_secs(10),
-    }
-}
-
-async fn start() -> Node {
-    start_with(config()).await
-}
-
-async fn start_with(config: ServerConfig) -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let node = NodeMeta { id: NodeId(0), host: "127.0.0.1".into(), port: addr.port(), rack: None };
-    let meta = Arc::new(LocalMetadata::open(&dir.path().join("meta"), node).unwrap());
-    let broker_config = BrokerConfig {
-        data_dir: dir.path().into(),
-        retention_interval: Duration::from_secs(3600),
-        cache_window_bytes: None,
-        flush_seconds: Arc::new(cairn_metrics::Histogram::latency()),
-        health: Arc::default(),
-    };
-    let flush_seconds = Arc::clone(&broker_config.flush_seconds);
-    let broker = Broker::open(broker_config, meta).await.unwrap();
-    let (stop, stopping) = watch::channel(false);
-    let server_broker = Arc::clone(&broker);
-    let registry = Arc::new(cairn_metrics::Registry::new());
-    let server_registry = Arc::clone(&registry);
-    let server = tokio::spawn(async move {
-        serve(listener, server_broker, config, &server_registry, stopping).await.unwrap();
-    });
-    Node { addr, broker, flush_seconds, registry, stop, server, dir }
-}
-
-/// The value of a metric sample, e.g. `cairn_kafka_errors_total{api="Metadata",code="3"}`; 0 if
-/// it was never recorded.
-fn metric(node: &Node, sample: &str) -> u64 {
-    let rendered = node.registry.render();
-    rendered
-        .lines()
-        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// A request frame: length, header, body.
-fn frame(api_key: ApiKey, version: i16, correlation_id: i32, body: &impl Encodable) -> Vec<u8> {
-    let mut buffer = BytesMut::new();
-    buffer.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("test")))
-        .encode(&mut buffer, api_key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buffer, version).unwrap();
-    let length = (buffer.len() - 4) as i32;
-    buffer[..4].copy_from_slice(&length.to_be_bytes());
-    buffer.to_vec()
-}
-
-/// Reads one response frame; returns its correlation id and the body after the header.
-async fn response(stream: &mut TcpStream, api_key: ApiKey, version: i16) -> (i32, Bytes) {
-    let length = tokio::time::timeout(BOUND, stream.read_i32()).await.unwrap().unwrap();
-    let mut body = vec![0; length as usize];
-    stream.read_exact(&mut body).await.unwrap();
-    let mut body = Bytes::from(body);
-    let header =
-        ResponseHeader::decode(&mut body, api_key.response_header_version(version)).unwrap();
-    (header.correlation_id, body)
+async fn start() -> TestNode {
+    node().start().await
 }
 
 /// Whether the server closed the connection (EOF or reset within the bound).
@@ -133,17 +48,17 @@ async fn closed(stream: &mut TcpStream) -> bool {
     matches!(tokio::time::timeout(BOUND, stream.read(&mut byte)).await, Ok(Ok(0) | Err(_)))
 }
 
-async fn connect(node: &Node) -> TcpStream {
-    TcpStream::connect(node.addr).await.unwrap()
+async fn connect(node: &TestNode) -> TcpStream {
+    TcpStream::connect(node.addr()).await.unwrap()
 }
 
-async fn api_versions_works(node: &Node) {
+async fn api_versions_works(node: &TestNode) {
     let mut stream = connect(node).await;
     stream
-        .write_all(&frame(ApiKey::ApiVersions, 3, 7, &ApiVersionsRequest::default()))
+        .write_all(&request_frame(ApiKey::ApiVersions, 3, 7, &ApiVersionsRequest::default()))
         .await
         .unwrap();
-    let (correlation_id, mut body) = response(&mut stream, ApiKey::ApiVersions, 3).await;
+    let (correlation_id, mut body) = read_response(&mut stream, ApiKey::ApiVersions, 3).await;
     assert_eq!(correlation_id, 7);
     let versions = ApiVersionsResponse::decode(&mut body, 3).unwrap();
     assert_eq!(versions.error_code, 0);
@@ -163,13 +78,13 @@ async fn unknown_api_versions_version_gets_the_v0_error_answer() {
     let mut stream = connect(&node).await;
     // A client newer than the broker: ApiVersions v99 (flexible header, as every version from v3)
     // with a body the broker cannot parse.
-    let mut request = frame(ApiKey::ApiVersions, 3, 11, &ApiVersionsRequest::default());
+    let mut request = request_frame(ApiKey::ApiVersions, 3, 11, &ApiVersionsRequest::default());
     request[6..8].copy_from_slice(&99i16.to_be_bytes());
     request.extend_from_slice(&[0xde, 0xad]);
     let length = (request.len() - 4) as i32;
     request[..4].copy_from_slice(&length.to_be_bytes());
     stream.write_all(&request).await.unwrap();
-    let (correlation_id, mut body) = response(&mut stream, ApiKey::ApiVersions, 0).await;
+    let (correlation_id, mut body) = read_response(&mut stream, ApiKey::ApiVersions, 0).await;
     assert_eq!(correlation_id, 11);
     let versions = ApiVersionsResponse::decode(&mut body, 0).unwrap();
     assert_eq!(versions.error_code, 35, "UNSUPPORTED_VERSION");
@@ -204,14 +119,14 @@ async fn pipelined_responses_keep_request_order() {
     let mut requests = Vec::new();
     for correlation_id in 0..32 {
         if correlation_id % 2 == 0 {
-            requests.extend(frame(
+            requests.extend(request_frame(
                 ApiKey::Metadata,
                 9,
                 correlation_id,
                 &MetadataRequest::default(),
             ));
         } else {
-            requests.extend(frame(
+            requests.extend(request_frame(
                 ApiKey::ApiVersions,
                 3,
                 correlation_id,
@@ -223,19 +138,9 @@ async fn pipelined_responses_keep_request_order() {
     for expected in 0..32 {
         let (api_key, version) =
             if expected % 2 == 0 { (ApiKey::Metadata, 9) } else { (ApiKey::ApiVersions, 3) };
-        let (correlation_id, _) = response(&mut stream, api_key, version).await;
+        let (correlation_id, _) = read_response(&mut stream, api_key, version).await;
         assert_eq!(correlation_id, expected);
     }
-}
-
-async fn create_topic(node: &Node, name: &str) {
-    let spec = TopicSpec {
-        name: TopicName::new(name).unwrap(),
-        partitions: 1,
-        replication_factor: 1,
-        configs: Vec::new(),
-    };
-    node.broker.create_topic(spec).await.unwrap();
 }
 
 fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
@@ -258,7 +163,7 @@ fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
 #[tokio::test]
 async fn produce_with_acks_0_gets_no_response_but_is_appended() {
     let node = start().await;
-    create_topic(&node, "quiet").await;
+    node.create_topic("quiet", 1).await;
     let records = BatchBuilder::new(1_700_000_000_000).record(Some(b"k"), Some(b"v"), &[]).build();
     let produce =
         ProduceRequest::default().with_acks(0).with_timeout_ms(1000).with_topic_data(vec![
@@ -271,13 +176,13 @@ async fn produce_with_acks_0_gets_no_response_but_is_appended() {
                 ]),
         ]);
     let mut stream = connect(&node).await;
-    stream.write_all(&frame(ApiKey::Produce, 9, 1, &produce)).await.unwrap();
+    stream.write_all(&request_frame(ApiKey::Produce, 9, 1, &produce)).await.unwrap();
     // Long-poll until the record is durable: the fetch answers only when there is data.
     stream
-        .write_all(&frame(ApiKey::Fetch, 12, 2, &fetch_request("quiet", 0, 10_000)))
+        .write_all(&request_frame(ApiKey::Fetch, 12, 2, &fetch_request("quiet", 0, 10_000)))
         .await
         .unwrap();
-    let (correlation_id, mut body) = response(&mut stream, ApiKey::Fetch, 12).await;
+    let (correlation_id, mut body) = read_response(&mut stream, ApiKey::Fetch, 12).await;
     assert_eq!(correlation_id, 2, "the acks=0 produce must not be answered");
     let fetched = FetchResponse::decode(&mut body, 12).unwrap();
     let partition = &fetched.responses[0].partitions[0];
@@ -291,26 +196,25 @@ async fn produce_with_acks_0_gets_no_response_but_is_appended() {
 #[tokio::test]
 async fn shutdown_answers_long_polls_and_stops() {
     let node = start().await;
-    create_topic(&node, "idle").await;
+    node.create_topic("idle", 1).await;
     let mut stream = connect(&node).await;
     stream
-        .write_all(&frame(ApiKey::Fetch, 12, 5, &fetch_request("idle", 0, 60_000)))
+        .write_all(&request_frame(ApiKey::Fetch, 12, 5, &fetch_request("idle", 0, 60_000)))
         .await
         .unwrap();
     // Make sure the fetch is being served (it parks until data or shutdown) before stopping.
     let mut probe = connect(&node).await;
     probe
-        .write_all(&frame(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default()))
+        .write_all(&request_frame(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default()))
         .await
         .unwrap();
-    response(&mut probe, ApiKey::ApiVersions, 3).await;
-    node.stop.send(true).unwrap();
-    let (correlation_id, mut body) = response(&mut stream, ApiKey::Fetch, 12).await;
+    read_response(&mut probe, ApiKey::ApiVersions, 3).await;
+    node.signal_stop();
+    let (correlation_id, mut body) = read_response(&mut stream, ApiKey::Fetch, 12).await;
     assert_eq!(correlation_id, 5);
     let fetched = FetchResponse::decode(&mut body, 12).unwrap();
     assert_eq!(fetched.responses[0].partitions[0].records.as_ref().map(Bytes::len), Some(0));
-    tokio::time::timeout(BOUND, node.server).await.unwrap().unwrap();
-    node.broker.shutdown().await;
+    node.stop().await;
 }
 
 fn produce_request(topic: &str, topic_id: uuid::Uuid, acks: i16) -> ProduceRequest {
@@ -328,16 +232,19 @@ fn produce_request(topic: &str, topic_id: uuid::Uuid, acks: i16) -> ProduceReque
 #[tokio::test]
 async fn produce_v13_names_topics_by_id() {
     let node = start().await;
-    create_topic(&node, "by-id").await;
-    let id = node.broker.meta().topic("by-id").unwrap().id.as_uuid();
+    node.create_topic("by-id", 1).await;
+    let id = node.broker().meta().topic("by-id").unwrap().id.as_uuid();
     let mut stream = connect(&node).await;
-    stream.write_all(&frame(ApiKey::Produce, 13, 3, &produce_request("", id, -1))).await.unwrap();
-    let (_, mut body) = response(&mut stream, ApiKey::Produce, 13).await;
+    stream
+        .write_all(&request_frame(ApiKey::Produce, 13, 3, &produce_request("", id, -1)))
+        .await
+        .unwrap();
+    let (_, mut body) = read_response(&mut stream, ApiKey::Produce, 13).await;
     let produced = kafka_protocol::messages::ProduceResponse::decode(&mut body, 13).unwrap();
     let partition = &produced.responses[0].partition_responses[0];
     assert_eq!((partition.error_code, partition.base_offset), (0, 0));
     // acks=all answered after an fsync, which the flush histogram observed.
-    assert!(node.flush_seconds.snapshot().count >= 1);
+    assert!(node.flush_seconds().snapshot().count >= 1);
 }
 
 #[tokio::test]
@@ -347,54 +254,47 @@ async fn refused_acks_0_produce_closes_the_connection() {
     // Unknown topic (auto-creation happens on Metadata, not Produce): refused, and with acks=0
     // closing the connection is the only way to tell the producer.
     stream
-        .write_all(&frame(ApiKey::Produce, 9, 4, &produce_request("nowhere", uuid::Uuid::nil(), 0)))
+        .write_all(&request_frame(
+            ApiKey::Produce,
+            9,
+            4,
+            &produce_request("nowhere", uuid::Uuid::nil(), 0),
+        ))
         .await
         .unwrap();
     assert!(closed(&mut stream).await);
 }
 
-/// Sends one request and returns the response body after its header.
-async fn call(
-    stream: &mut TcpStream,
-    api_key: ApiKey,
-    version: i16,
-    body: &impl Encodable,
-) -> Bytes {
-    stream.write_all(&frame(api_key, version, 1, body)).await.unwrap();
-    let (correlation_id, body) = response(stream, api_key, version).await;
-    assert_eq!(correlation_id, 1);
-    body
-}
-
-async fn metadata_works(node: &Node) {
-    let mut stream = connect(node).await;
-    let mut body = call(&mut stream, ApiKey::Metadata, 9, &MetadataRequest::default()).await;
-    let metadata = MetadataResponse::decode(&mut body, 9).unwrap();
+async fn metadata_works(node: &TestNode) {
+    let mut conn = Connection::open(node.addr()).await;
+    let metadata: MetadataResponse =
+        conn.call(ApiKey::Metadata, 9, &MetadataRequest::default()).await;
     assert_eq!(metadata.brokers.len(), 1);
 }
 
 #[tokio::test]
 async fn partial_frames_do_not_freeze_other_clients() {
     // Neither the body deadline nor the shutdown grace may be what frees the budget here.
-    let node = start_with(ServerConfig {
-        connections_max: 64,
-        request_timeout: Duration::from_secs(3600),
-        shutdown_grace: Duration::from_secs(3600),
-        ..config()
-    })
-    .await;
+    let node = node()
+        .server(|config| {
+            config.connections_max = 64;
+            config.request_timeout = Duration::from_secs(3600);
+            config.shutdown_grace = Duration::from_secs(3600);
+        })
+        .start()
+        .await;
     // Each connection sends a request and, behind it, the length prefix of the largest frame
     // (and a few bytes of its body): 12 x 100 MiB announced against a 64 MiB budget.
     let mut stalled = Vec::new();
     for correlation_id in 0..12 {
         let mut stream = connect(&node).await;
         let mut bytes =
-            frame(ApiKey::ApiVersions, 3, correlation_id, &ApiVersionsRequest::default());
+            request_frame(ApiKey::ApiVersions, 3, correlation_id, &ApiVersionsRequest::default());
         bytes.extend_from_slice(&FRAME_BYTES_MAX.to_be_bytes());
         bytes.extend_from_slice(&[0; 100]);
         stream.write_all(&bytes).await.unwrap();
         // Answered: the server is reading this connection, the prefix is next.
-        let (answered, _) = response(&mut stream, ApiKey::ApiVersions, 3).await;
+        let (answered, _) = read_response(&mut stream, ApiKey::ApiVersions, 3).await;
         assert_eq!(answered, correlation_id);
         stalled.push(stream);
     }
@@ -406,31 +306,25 @@ async fn partial_frames_do_not_freeze_other_clients() {
     .await
     .expect("a normal client is served while others stall inside frames");
     // Shutdown stops the partial frames at once instead of waiting out the grace.
-    node.stop.send(true).unwrap();
-    tokio::time::timeout(BOUND, node.server)
+    tokio::time::timeout(BOUND, node.stop())
         .await
-        .expect("serve returns promptly at shutdown, far within its grace")
-        .unwrap();
+        .expect("serve returns promptly at shutdown, far within its grace");
     for mut stream in stalled {
         assert!(closed(&mut stream).await);
     }
-    node.broker.shutdown().await;
 }
 
 #[tokio::test]
 async fn stalled_frame_bodies_time_out() {
     let node =
-        start_with(ServerConfig { request_timeout: Duration::from_millis(200), ..config() }).await;
+        node().server(|config| config.request_timeout = Duration::from_millis(200)).start().await;
     let mut stream = connect(&node).await;
     let mut bytes = (1024 * 1024i32).to_be_bytes().to_vec();
     bytes.extend_from_slice(&[0; 10]);
     stream.write_all(&bytes).await.unwrap();
     // The idle timeout (60 s) is longer than the bound: only the body deadline closes it.
     assert!(closed(&mut stream).await, "a frame body not sent in time closes the connection");
-    assert_eq!(
-        metric(&node, r#"cairn_kafka_connections_closed_total{reason="request_timeout"}"#),
-        1
-    );
+    assert_eq!(node.metric(r#"cairn_kafka_connections_closed_total{reason="request_timeout"}"#), 1);
     api_versions_works(&node).await;
 }
 
@@ -445,14 +339,14 @@ async fn tls_client_hello_on_a_plaintext_listener_is_named_and_closed() {
         .await
         .unwrap();
     assert!(closed(&mut stream).await);
-    assert_eq!(metric(&node, r#"cairn_kafka_connections_closed_total{reason="tls"}"#), 1);
-    assert_eq!(metric(&node, r#"cairn_kafka_connections_closed_total{reason="frame_size"}"#), 0);
+    assert_eq!(node.metric(r#"cairn_kafka_connections_closed_total{reason="tls"}"#), 1);
+    assert_eq!(node.metric(r#"cairn_kafka_connections_closed_total{reason="frame_size"}"#), 0);
 }
 
 #[tokio::test]
 async fn errors_are_counted_for_every_api() {
     let node = start().await;
-    let mut stream = connect(&node).await;
+    let mut conn = Connection::open(node.addr()).await;
     let unknown = || WireTopicName(StrBytes::from_static_str("nowhere"));
     // CreateTopics: an invalid name (INVALID_TOPIC_EXCEPTION, 17).
     let create = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![
@@ -461,25 +355,24 @@ async fn errors_are_counted_for_every_api() {
             .with_num_partitions(1)
             .with_replication_factor(1),
     ]);
-    let mut body = call(&mut stream, ApiKey::CreateTopics, 5, &create).await;
-    assert_eq!(CreateTopicsResponse::decode(&mut body, 5).unwrap().topics[0].error_code, 17);
+    let created: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 5, &create).await;
+    assert_eq!(created.topics[0].error_code, 17);
     // ListOffsets and Metadata without auto-creation: an unknown topic (3).
     let list = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
         ListOffsetsTopic::default().with_name(unknown()).with_partitions(vec![
             ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1),
         ]),
     ]);
-    let mut body = call(&mut stream, ApiKey::ListOffsets, 7, &list).await;
-    let listed = ListOffsetsResponse::decode(&mut body, 7).unwrap();
+    let listed: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &list).await;
     assert_eq!(listed.topics[0].partitions[0].error_code, 3);
     let metadata = MetadataRequest::default()
         .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(unknown()))]))
         .with_allow_auto_topic_creation(false);
-    let mut body = call(&mut stream, ApiKey::Metadata, 9, &metadata).await;
-    assert_eq!(MetadataResponse::decode(&mut body, 9).unwrap().topics[0].error_code, 3);
+    let metadata: MetadataResponse = conn.call(ApiKey::Metadata, 9, &metadata).await;
+    assert_eq!(metadata.topics[0].error_code, 3);
     for (api, code) in [("CreateTopics", 17), ("ListOffsets", 3), ("Metadata", 3)] {
         let sample = format!(r#"cairn_kafka_errors_total{{api="{api}",code="{code}"}}"#);
-        assert_eq!(metric(&node, &sample), 1, "{sample}");
+        assert_eq!(node.metric(&sample), 1, "{sample}");
     }
 }
 
@@ -487,7 +380,7 @@ async fn errors_are_counted_for_every_api() {
 async fn error_messages_do_not_leak_server_paths() {
     let node = start().await;
     // A file where the partition directories go: every topic creation fails on the disk.
-    let topics = node.dir.path().join("topics");
+    let topics = node.dir().join("topics");
     std::fs::remove_dir_all(&topics).unwrap();
     std::fs::write(&topics, b"not a directory").unwrap();
     let create = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![
@@ -496,13 +389,13 @@ async fn error_messages_do_not_leak_server_paths() {
             .with_num_partitions(1)
             .with_replication_factor(1),
     ]);
-    let mut stream = connect(&node).await;
-    let mut body = call(&mut stream, ApiKey::CreateTopics, 5, &create).await;
-    let result = &CreateTopicsResponse::decode(&mut body, 5).unwrap().topics[0];
+    let mut conn = Connection::open(node.addr()).await;
+    let created: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 5, &create).await;
+    let result = &created.topics[0];
     assert_ne!(result.error_code, 0, "creating a partition directory under a file fails");
     let message = result.error_message.as_ref().unwrap().to_string();
     assert!(!message.is_empty());
-    let root = node.dir.path().to_str().unwrap();
+    let root = node.dir().to_str().unwrap();
     assert!(!message.contains(root), "{message:?} names a server path");
 }
 
@@ -511,15 +404,14 @@ async fn authorized_operations_are_answered_when_asked() {
     const TOPIC: i32 = 0b1101_1111_1000; // READ..DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS
     const CLUSTER: i32 = 0b1_1111_1010_0000; // CREATE, ALTER..IDEMPOTENT_WRITE
     let node = start().await;
-    create_topic(&node, "seen").await;
-    let mut stream = connect(&node).await;
+    node.create_topic("seen", 1).await;
+    let mut conn = Connection::open(node.addr()).await;
     for (version, asked) in [(8, true), (8, false), (10, true), (12, true), (12, false)] {
         let request = MetadataRequest::default()
             .with_topics(None)
             .with_include_cluster_authorized_operations(asked && version <= 10)
             .with_include_topic_authorized_operations(asked);
-        let mut body = call(&mut stream, ApiKey::Metadata, version, &request).await;
-        let metadata = MetadataResponse::decode(&mut body, version).unwrap();
+        let metadata: MetadataResponse = conn.call(ApiKey::Metadata, version, &request).await;
         let cluster = if asked && version <= 10 { CLUSTER } else { i32::MIN };
         let topic = if asked { TOPIC } else { i32::MIN };
         if version <= 10 {
@@ -530,8 +422,8 @@ async fn authorized_operations_are_answered_when_asked() {
     for (version, asked) in [(0, true), (0, false), (1, true)] {
         let request =
             DescribeClusterRequest::default().with_include_cluster_authorized_operations(asked);
-        let mut body = call(&mut stream, ApiKey::DescribeCluster, version, &request).await;
-        let described = DescribeClusterResponse::decode(&mut body, version).unwrap();
+        let described: DescribeClusterResponse =
+            conn.call(ApiKey::DescribeCluster, version, &request).await;
         let expected = if asked { CLUSTER } else { i32::MIN };
         assert_eq!(described.cluster_authorized_operations, expected, "v{version}");
     }

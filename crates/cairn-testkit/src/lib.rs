@@ -1,0 +1,23 @@
+//! The harnesses cairn's integration tests share, so each test file keeps only what is
+//! particular to it:
+//!
+//! - [`broker`]: a [`cairn_broker::Broker`] over [`cairn_meta::LocalMetadata`] on a real
+//!   directory, configured as tests want it, opened again on the same directory for a restart.
+//! - [`TestNode`]: that broker served by [`cairn_kafka::serve`] on a free loopback port in this
+//!   process, with its metrics registry, stopped gracefully within a bound.
+//! - [`ProcessNode`]: a real `cairn serve` process on free loopback ports (readiness awaited,
+//!   SIGTERM or SIGKILL, restart on the same data directory, log captured), and [`run`] for any
+//!   other `cairn` command with a deadline.
+//! - [`wire`]: raw Kafka request frames and response reading, for tests below the client.
+//!
+//! A dev-dependency only: tidy's `layering` rule refuses it in `[dependencies]`, so it may
+//! depend on every cairn crate. Its failure mode is a panic naming what failed (with the node's
+//! log where there is one), which fails the test that called it: it runs only under tests.
+
+pub mod broker;
+pub mod node;
+pub mod process;
+pub mod wire;
+
+pub use node::{TestNode, TestNodeBuilder};
+pub use process::{ProcessNode, ProcessNodeBuilder, Run, clean_command, free_ports, run};

@@ -1,0 +1,460 @@
+//! [`ProcessNode`]: a real `cairn serve` process on free loopback ports and a temporary data
+//! directory, and [`run`]: any `cairn` command as a process with a deadline.
+//!
+//! The binary's path is an argument: only the tests of the crate that builds it have it
+//! (`env!("CARGO_BIN_EXE_cairn")`), under nextest and `cargo test` alike. Nothing sleeps to
+//! synchronise: start-up is awaited by polling `/health/ready` (each wait ends early if the
+//! process exits), every process is awaited with a deadline, and a node not stopped by its test
+//! is killed when dropped.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a node has to answer 200 on `/health/ready`, unless its builder says otherwise.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Between two readiness probes (the wait ends early if the process exits).
+pub const READY_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How long a node has to exit after SIGTERM or SIGKILL, unless its builder says otherwise.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one command run by [`run`] may take.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Lines of the node's log shown when it fails.
+const LOG_TAIL_LINES: usize = 100;
+
+/// `count` distinct loopback ports that were free a moment ago (bound to port 0, released).
+///
+/// # Panics
+///
+/// If no loopback port can be bound.
+#[must_use]
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> =
+        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("a bound port").port()).collect()
+}
+
+/// A command running `program` without any `CAIRN_*` variable of the caller's environment.
+#[must_use]
+pub fn clean_command(program: impl AsRef<OsStr>) -> Command {
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CAIRN_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// What a command did.
+#[derive(Debug)]
+pub struct Run {
+    /// How it exited.
+    pub status: ExitStatus,
+    /// Its standard output, lossily decoded.
+    pub stdout: String,
+    /// Its standard error, lossily decoded.
+    pub stderr: String,
+}
+
+/// Runs `program args...` with the variables `env` and `stdin` as its standard input, within
+/// [`COMMAND_TIMEOUT`].
+///
+/// # Panics
+///
+/// If it cannot be started or does not finish in time (it is killed then).
+pub fn run(program: impl AsRef<OsStr>, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
+    let mut command = clean_command(program);
+    command.args(args).envs(env.iter().copied());
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawn the command");
+    let mut input = child.stdin.take().expect("piped stdin");
+    let stdin = stdin.to_vec();
+    // A command that fails early stops reading: a broken pipe here is expected then.
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let output = wait_with_deadline(child, COMMAND_TIMEOUT, &format!("{args:?}"));
+    writer.join().expect("the stdin writer does not panic");
+    Run {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Waits for `child` and collects its piped output within `timeout`; `what` names it in the
+/// panic message.
+///
+/// # Panics
+///
+/// If it does not exit in time (it is killed first) or cannot be waited for.
+pub fn wait_with_deadline(child: Child, timeout: Duration, what: &str) -> Output {
+    let pid = child.id();
+    let (done, result) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match result.recv_timeout(timeout) {
+        Ok(output) => output.expect("wait for the process"),
+        Err(_) => {
+            signal(pid, "KILL");
+            panic!("{what} did not finish within {timeout:?}");
+        }
+    }
+}
+
+/// Sends `SIG<name>` to `pid`; whether `kill` succeeded.
+fn signal(pid: u32, name: &str) -> bool {
+    let sent = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
+    sent.is_ok_and(|status| status.success())
+}
+
+/// How a [`ProcessNode`] will start: the binary, extra `cairn serve` flags, its bounds and
+/// where its log goes. Reusable: each start is a new process.
+#[derive(Clone, Debug)]
+pub struct ProcessNodeBuilder {
+    binary: PathBuf,
+    args: Vec<OsString>,
+    ready_timeout: Duration,
+    stop_timeout: Duration,
+    log_through_pipe: bool,
+}
+
+impl ProcessNodeBuilder {
+    /// Adds `cairn serve` flags after the data directory, listeners and
+    /// `--auto-create-topics false`.
+    #[must_use]
+    pub fn args(mut self, args: impl IntoIterator<Item = impl Into<OsString>>) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// How long the node has to become ready (default [`READY_TIMEOUT`]).
+    #[must_use]
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
+    }
+
+    /// How long the node has to exit once signalled (default [`STOP_TIMEOUT`]).
+    #[must_use]
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = timeout;
+        self
+    }
+
+    /// Sends the node's standard error through a pipe (its standard output to `/dev/null`),
+    /// copied into the log file by a thread of the test, instead of writing the log file
+    /// itself: what a node logging into a pipe writes.
+    #[must_use]
+    pub fn log_through_pipe(mut self) -> Self {
+        self.log_through_pipe = true;
+        self
+    }
+
+    /// Starts a node on a new temporary directory and waits until it is ready.
+    ///
+    /// # Panics
+    ///
+    /// As [`ProcessNodeBuilder::start_in`], or if no temporary directory can be made.
+    #[must_use]
+    pub fn start(&self) -> ProcessNode {
+        self.start_in(tempfile::tempdir().expect("a temporary directory"))
+    }
+
+    /// Starts a node on the data directory `dir/data` (new or left by an earlier node), its log
+    /// appended to `dir/cairn.log`, and waits until it is ready.
+    ///
+    /// # Panics
+    ///
+    /// If it cannot be spawned, exits before it is ready or is not ready in time.
+    #[must_use]
+    pub fn start_in(&self, dir: tempfile::TempDir) -> ProcessNode {
+        let ports = free_ports(2);
+        let bootstrap = format!("127.0.0.1:{}", ports[0]);
+        let admin = SocketAddr::from(([127, 0, 0, 1], ports[1]));
+        let data_dir = dir.path().join("data");
+        let log = dir.path().join("cairn.log");
+        let log_file = OpenOptions::new().create(true).append(true).open(&log).expect("log file");
+        let mut command = clean_command(&self.binary);
+        command.args(["serve", "--data-dir"]).arg(&data_dir);
+        command.args(["--kafka-listen", &bootstrap, "--admin-listen", &admin.to_string()]);
+        command.args(["--auto-create-topics", "false"]).args(&self.args).stdin(Stdio::null());
+        let (child, copier) = self.spawn(command, log_file);
+        let pid = child.id();
+        let exited = wait_in_background(child);
+        let mut node = ProcessNode {
+            binary: self.binary.clone(),
+            pid,
+            exited,
+            status: None,
+            bootstrap,
+            admin,
+            data_dir,
+            log,
+            dir: Some(dir),
+            copier,
+            stop_timeout: self.stop_timeout,
+        };
+        node.wait_ready(self.ready_timeout);
+        node
+    }
+
+    /// Spawns `command` with its output going to `log_file`, directly or through a pipe and
+    /// the returned copying thread.
+    fn spawn(&self, mut command: Command, log_file: File) -> (Child, Option<JoinHandle<()>>) {
+        if !self.log_through_pipe {
+            command.stdout(log_file.try_clone().expect("log file")).stderr(log_file);
+            return (command.spawn().expect("spawn cairn serve"), None);
+        }
+        command.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn cairn serve");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let mut log_file = log_file;
+        let copier = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut stderr, &mut log_file);
+        });
+        (child, Some(copier))
+    }
+}
+
+/// Waits for `child` on a thread; the receiver gets its exit status.
+fn wait_in_background(mut child: Child) -> mpsc::Receiver<ExitStatus> {
+    let (done, exited) = mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok(status) = child.wait() {
+            let _ = done.send(status);
+        }
+    });
+    exited
+}
+
+/// A running `cairn serve` on free loopback ports, its data directory in a temporary directory
+/// it holds until [`ProcessNode::stop`] or [`ProcessNode::kill`] hands it back (for a restart
+/// with [`ProcessNodeBuilder::start_in`]). Dropped while running, it is killed.
+#[derive(Debug)]
+pub struct ProcessNode {
+    binary: PathBuf,
+    pid: u32,
+    /// The exit status, sent by the thread that waits for the process.
+    exited: mpsc::Receiver<ExitStatus>,
+    status: Option<ExitStatus>,
+    bootstrap: String,
+    admin: SocketAddr,
+    data_dir: PathBuf,
+    log: PathBuf,
+    /// Holds the data directory; handed to the caller by `stop` and `kill`.
+    dir: Option<tempfile::TempDir>,
+    /// Copies a piped standard error into the log; ends when the process has exited.
+    copier: Option<JoinHandle<()>>,
+    stop_timeout: Duration,
+}
+
+impl ProcessNode {
+    /// A node of `binary` (the `cairn` executable) to start.
+    #[must_use]
+    pub fn builder(binary: impl Into<PathBuf>) -> ProcessNodeBuilder {
+        ProcessNodeBuilder {
+            binary: binary.into(),
+            args: Vec::new(),
+            ready_timeout: READY_TIMEOUT,
+            stop_timeout: STOP_TIMEOUT,
+            log_through_pipe: false,
+        }
+    }
+
+    /// Starts a node of `binary` with the default settings on a new temporary directory.
+    ///
+    /// # Panics
+    ///
+    /// As [`ProcessNodeBuilder::start`].
+    #[must_use]
+    pub fn start(binary: impl Into<PathBuf>) -> ProcessNode {
+        ProcessNode::builder(binary).start()
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match probe_ready(self.admin) {
+                Ok(true) => return,
+                Ok(false) => "not ready".to_owned(),
+                Err(error) => error.to_string(),
+            };
+            assert!(
+                Instant::now() < deadline,
+                "cairn not ready after {timeout:?} (last probe: {last})\n{}",
+                self.log_tail()
+            );
+            // The poll interval, cut short if the process exits.
+            if let Ok(status) = self.exited.recv_timeout(READY_POLL_INTERVAL) {
+                self.status = Some(status);
+                panic!("cairn exited with {status} before it was ready\n{}", self.log_tail());
+            }
+        }
+    }
+
+    /// The process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The Kafka listener, as `--bootstrap` takes it.
+    #[must_use]
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The admin HTTP listener.
+    #[must_use]
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// The data directory (`--data-dir`).
+    #[must_use]
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The log file: every start on the same directory appends to it.
+    #[must_use]
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// The last lines of the log, headed by its path, for failure messages.
+    #[must_use]
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+        format!("--- {} ---\n{}", self.log.display(), tail.join("\n"))
+    }
+
+    /// `GET path` on the admin listener: the status line and the body.
+    ///
+    /// # Panics
+    ///
+    /// If the request fails or the response is not whole.
+    #[must_use]
+    pub fn admin_get(&self, path: &str) -> (String, String) {
+        let mut stream =
+            TcpStream::connect_timeout(&self.admin, Duration::from_secs(5)).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        let (head, body) = response.split_once("\r\n\r\n").expect("a whole response");
+        (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+    }
+
+    /// Runs `cairn args... --bootstrap <this node>` with `stdin`, as [`run`].
+    #[must_use]
+    pub fn cairn(&self, args: &[&str], stdin: &[u8]) -> Run {
+        let mut all = args.to_vec();
+        all.extend(["--bootstrap", &self.bootstrap]);
+        run(&self.binary, &all, &[], stdin)
+    }
+
+    /// Runs `cairn args...` against this node and returns its standard output.
+    ///
+    /// # Panics
+    ///
+    /// Unless it succeeds.
+    #[must_use]
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_with(args, b"")
+    }
+
+    /// Runs `cairn args...` against this node with `stdin` and returns its standard output.
+    ///
+    /// # Panics
+    ///
+    /// Unless it succeeds.
+    #[must_use]
+    pub fn ok_with(&self, args: &[&str], stdin: &[u8]) -> String {
+        let run = self.cairn(args, stdin);
+        assert!(run.status.success(), "cairn {args:?} failed: {run:?}\n{}", self.log_tail());
+        run.stdout
+    }
+
+    /// Runs `cairn args...` against this node with `stdin`; it must fail (status 1, nothing on
+    /// standard output). Returns its standard error.
+    ///
+    /// # Panics
+    ///
+    /// Unless it fails so.
+    #[must_use]
+    pub fn fails(&self, args: &[&str], stdin: &[u8]) -> String {
+        let run = self.cairn(args, stdin);
+        assert_eq!(run.status.code(), Some(1), "cairn {args:?} should fail: {run:?}");
+        assert!(run.stdout.is_empty(), "cairn {args:?} printed {:?}", run.stdout);
+        run.stderr
+    }
+
+    /// SIGTERM, and the exit status within the stop timeout, which must be success. Returns
+    /// the temporary directory (kept until dropped) and the data directory in it.
+    ///
+    /// # Panics
+    ///
+    /// If the node does not exit in time or exits with a failure.
+    pub fn stop(mut self) -> (tempfile::TempDir, PathBuf) {
+        assert!(signal(self.pid, "TERM"), "kill -TERM {}", self.pid);
+        let status = self.await_exit("SIGTERM");
+        assert!(status.success(), "cairn exited with {status} after SIGTERM\n{}", self.log_tail());
+        let dir = self.dir.take().expect("the directory is only taken here");
+        (dir, self.data_dir.clone())
+    }
+
+    /// SIGKILL (a crash), awaited within the stop timeout; returns the temporary directory.
+    ///
+    /// # Panics
+    ///
+    /// If the node does not exit in time.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        assert!(signal(self.pid, "KILL"), "kill -KILL {}", self.pid);
+        self.await_exit("SIGKILL");
+        self.dir.take().expect("the directory is only taken here")
+    }
+
+    /// The exit status within the stop timeout of `signal`; the log is whole once it returns.
+    fn await_exit(&mut self, signal: &str) -> ExitStatus {
+        let timeout = self.stop_timeout;
+        let status = self.exited.recv_timeout(timeout).unwrap_or_else(|_| {
+            panic!("cairn did not exit within {timeout:?} of {signal}\n{}", self.log_tail())
+        });
+        self.status = Some(status);
+        if let Some(copier) = self.copier.take() {
+            copier.join().expect("the log copier does not panic");
+        }
+        status
+    }
+}
+
+impl Drop for ProcessNode {
+    fn drop(&mut self) {
+        if self.status.is_none() && self.exited.try_recv().is_err() {
+            signal(self.pid, "KILL");
+        }
+    }
+}
+
+/// Whether `GET /health/ready` answers 200.
+fn probe_ready(admin: SocketAddr) -> std::io::Result<bool> {
+    let mut stream = TcpStream::connect_timeout(&admin, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    stream.write_all(b"GET /health/ready HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response.starts_with("HTTP/1.1 200"))
+}
