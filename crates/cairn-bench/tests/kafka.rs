@@ -1,70 +1,33 @@
-//! cairn-bench against a real broker in this process (`cairn_kafka::serve` over TCP on a free
-//! loopback port, partition logs in a temporary directory, as cairn-kafka's server tests start
-//! it): tiny produce, consume and e2e runs, checking that every record is counted once.
+//! cairn-bench against a real broker in this process (`cairn_testkit::TestNode`:
+//! `cairn_kafka::serve` over TCP on a free loopback port, partition logs in a temporary
+//! directory): tiny produce, consume and e2e runs, checking that every record is counted once.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_bench::cli::{Cli, Command};
-use cairn_broker::{Broker, BrokerConfig};
-use cairn_kafka::{ServerConfig, serve};
-use cairn_meta::{LocalMetadata, NodeMeta};
-use cairn_types::NodeId;
+use cairn_testkit::TestNode;
 use clap::Parser;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 /// Bound on each run: generous, these runs take well under a second.
 const BOUND: Duration = Duration::from_secs(60);
 
-struct Node {
-    bootstrap: String,
-    stop: watch::Sender<bool>,
-    server: tokio::task::JoinHandle<()>,
-    dir: tempfile::TempDir,
-}
-
-async fn start() -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let node = NodeMeta { id: NodeId(0), host: "127.0.0.1".into(), port: addr.port(), rack: None };
-    let meta = Arc::new(LocalMetadata::open(&dir.path().join("meta"), node).unwrap());
-    let config = BrokerConfig {
-        data_dir: dir.path().into(),
-        retention_interval: Duration::from_secs(3600),
-        cache_window_bytes: None,
-        flush_seconds: Arc::new(cairn_metrics::Histogram::latency()),
-        health: Arc::default(),
-    };
-    let broker = Broker::open(config, meta).await.unwrap();
-    let (stop, stopping) = watch::channel(false);
-    let config = ServerConfig {
-        node_id: NodeId(0),
-        cluster_id: "bench-test".into(),
-        connections_max: 64,
-        inflight_requests_max: 16,
-        request_bytes_max: 64 * 1024 * 1024,
-        auto_create_topics: false,
-        default_partitions: 1,
-        idle_timeout: Duration::from_secs(60),
-        request_timeout: Duration::from_secs(30),
-        shutdown_grace: Duration::from_secs(10),
-    };
-    let server = tokio::spawn(async move {
-        let registry = cairn_metrics::Registry::new();
-        serve(listener, broker, config, &registry, stopping).await.unwrap();
+/// A node taking 64 connections with 16 requests in flight each, as a load generator opens.
+async fn start() -> TestNode {
+    let node = TestNode::builder().server(|config| {
+        config.connections_max = 64;
+        config.inflight_requests_max = 16;
     });
-    Node { bootstrap: addr.to_string(), stop, server, dir }
+    node.start().await
 }
 
 /// Runs `cairn-bench ARGS... --bootstrap <node> --quiet` within [`BOUND`].
-async fn bench(node: &Node, args: &[&str]) -> cairn_bench::report::Report {
+async fn bench(node: &TestNode, args: &[&str]) -> cairn_bench::report::Report {
+    let bootstrap = node.bootstrap();
     let mut argv = vec!["cairn-bench"];
     argv.extend_from_slice(args);
     if args[0] != "disk" {
-        argv.extend_from_slice(&["--bootstrap", &node.bootstrap]);
+        argv.extend_from_slice(&["--bootstrap", &bootstrap]);
     }
     argv.push("--quiet");
     let cli = Cli::try_parse_from(&argv).unwrap();
@@ -163,12 +126,7 @@ async fn produce_and_consume_count_every_record_once() {
     let report = bench(&node, &["consume", "--topic", "t", "--records", "10"]).await;
     assert!((10..=1600).contains(&report.records), "{}", report.table());
 
-    stop(node).await;
-}
-
-async fn stop(node: Node) {
-    let _ = node.stop.send(true);
-    tokio::time::timeout(BOUND, node.server).await.unwrap().unwrap();
+    tokio::time::timeout(BOUND, node.stop()).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,8 +156,8 @@ async fn e2e_receives_every_acknowledged_record_with_its_latency() {
     assert!(report.latencies["e2e"].max_us < BOUND.as_micros() as u64);
 
     // The outputs of the last run.
-    let json = node.dir.path().join("e2e.json");
-    let svg = node.dir.path().join("e2e.svg");
+    let json = node.dir().join("e2e.json");
+    let svg = node.dir().join("e2e.svg");
     let output = cairn_bench::cli::Output {
         json: Some(json.clone()),
         plot: Some(svg.clone()),
@@ -212,7 +170,7 @@ async fn e2e_receives_every_acknowledged_record_with_its_latency() {
     assert_eq!(value["latencies"]["e2e"]["count"], 1000);
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg") && plot.trim_end().ends_with("</svg>"));
-    stop(node).await;
+    tokio::time::timeout(BOUND, node.stop()).await.unwrap();
 }
 
 #[tokio::test]
@@ -224,7 +182,7 @@ async fn a_missing_broker_or_topic_is_a_clear_error() {
         "--topic",
         "nope",
         "--bootstrap",
-        &node.bootstrap,
+        &node.bootstrap(),
     ])
     .unwrap();
     let error = cairn_bench::run(&cli.command).await.err().unwrap();

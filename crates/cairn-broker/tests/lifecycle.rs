@@ -2,46 +2,31 @@
 //! all-or-nothing creation, what a start does with what it finds in `topics/`, and partitions
 //! that are served offline instead of stopping the node.
 //!
-//! Each test opens a [`Broker`] over a [`LocalMetadata`] in a temporary directory; a "restart"
-//! shuts the broker down and opens a new one over the same directory. Crash states are built
+//! Each test opens a broker over local metadata in a temporary directory
+//! (`cairn_testkit::broker`); a "restart" shuts the broker down and opens a new one over the
+//! same directory. Crash states are built
 //! exactly as a crash leaves them: the metadata change made durable, the directory steps not.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_broker::{Broker, BrokerConfig, BrokerError, Health, PartitionError};
-use cairn_meta::{LocalMetadata, MetadataStore, NodeMeta, TopicMeta, TopicName, TopicSpec};
+use cairn_broker::{BrokerConfig, BrokerError, Health, PartitionError};
+use cairn_meta::{MetadataStore, TopicMeta, TopicName, TopicSpec};
+use cairn_testkit::broker::{TestBroker, broker_config, metadata, open_broker};
+use cairn_types::Offset;
 use cairn_types::batch::BatchBuilder;
 use cairn_types::limits::TOPIC_NAME_BYTES_MAX;
-use cairn_types::{NodeId, Offset};
 
 /// How long a test waits for an append to become durable.
 const DURABLE_TIMEOUT: Duration = Duration::from_secs(20);
 
-type TestBroker = Arc<Broker<LocalMetadata>>;
-
-fn node() -> NodeMeta {
-    NodeMeta { id: NodeId(0), host: "127.0.0.1".into(), port: 9092, rack: None }
-}
-
-fn meta(dir: &Path) -> LocalMetadata {
-    LocalMetadata::open(&dir.join("meta"), node()).expect("open metadata")
-}
-
 async fn open_with(dir: &Path, health: Arc<Health>) -> TestBroker {
-    let config = BrokerConfig {
-        data_dir: dir.to_path_buf(),
-        retention_interval: Duration::from_secs(3600),
-        cache_window_bytes: None,
-        flush_seconds: Arc::new(cairn_metrics::Histogram::latency()),
-        health,
-    };
-    Broker::open(config, Arc::new(meta(dir))).await.expect("open broker")
+    open_broker(BrokerConfig { health, ..broker_config(dir) }).await
 }
 
 async fn open(dir: &Path) -> TestBroker {
-    open_with(dir, Arc::default()).await
+    open_broker(broker_config(dir)).await
 }
 
 fn spec(name: &str, partitions: u32) -> TopicSpec {
@@ -134,7 +119,7 @@ async fn crashed_deletion(dir: &Path, partitions: u32, crash: CrashPoint) -> Arc
     }
     broker.shutdown().await;
     drop(broker);
-    let store = meta(dir);
+    let store = metadata(dir);
     store.delete_topic("doomed").await.expect("the metadata write of the deletion");
     drop(store);
     let mut removing =
@@ -232,7 +217,7 @@ fn write_log(dir: &Path, records: usize) {
 #[tokio::test]
 async fn name_layout_directories_are_migrated_to_topic_ids() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = meta(dir.path());
+    let store = metadata(dir.path());
     let topic = store.create_topic(spec("legacy", 2)).await.expect("create");
     drop(store);
     let topics = topics_dir(dir.path());

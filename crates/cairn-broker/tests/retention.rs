@@ -4,24 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_broker::{Broker, BrokerConfig};
-use cairn_meta::{LocalMetadata, NodeMeta, TopicName, TopicSpec};
-use cairn_types::NodeId;
+use cairn_meta::{TopicName, TopicSpec};
+use cairn_testkit::broker::{TestBroker, broker_config, open_broker};
 use tokio::sync::watch;
 
 const BOUND: Duration = Duration::from_secs(20);
 
-async fn broker(dir: &tempfile::TempDir) -> Arc<Broker<LocalMetadata>> {
-    let node = NodeMeta { id: NodeId(0), host: "127.0.0.1".into(), port: 9092, rack: None };
-    let meta = LocalMetadata::open(&dir.path().join("meta"), node).expect("fresh metadata");
-    let config = BrokerConfig {
-        data_dir: dir.path().into(),
-        retention_interval: Duration::from_secs(3600),
-        cache_window_bytes: None,
-        flush_seconds: Arc::new(cairn_metrics::Histogram::latency()),
-        health: Arc::default(),
-    };
-    let broker = Broker::open(config, Arc::new(meta)).await.expect("empty data directory");
+async fn broker(dir: &tempfile::TempDir) -> TestBroker {
+    let broker = open_broker(broker_config(dir.path())).await;
     let spec = TopicSpec {
         name: TopicName::new("swept").expect("valid name"),
         partitions: 4,

@@ -1,27 +1,21 @@
-//! The pipelined client against a real broker in this process (`cairn_kafka::serve` over TCP,
-//! partition logs in a temporary directory): many produce requests in flight on one connection
+//! The pipelined client against a real broker in this process (`cairn_testkit::TestNode`:
+//! `cairn_kafka::serve` over TCP, partition logs in a temporary directory): many produce requests in flight on one connection
 //! are acknowledged in order, with contiguous offsets, and a fetch reads them all back.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_broker::{Broker, BrokerConfig};
 use cairn_client::records::{compressed_batch, decode_batches};
 use cairn_client::{Client, Options};
-use cairn_kafka::{ServerConfig, serve};
-use cairn_meta::{LocalMetadata, NodeMeta, TopicName, TopicSpec};
-use cairn_types::NodeId;
+use cairn_testkit::TestNode;
 use cairn_types::batch::{BatchBuilder, Compression};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, MetadataRequest, ProduceRequest};
 use kafka_protocol::protocol::StrBytes;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 use uuid::Uuid;
 
 const BOUND: Duration = Duration::from_secs(30);
@@ -30,44 +24,11 @@ fn wire_name(name: &'static str) -> kafka_protocol::messages::TopicName {
     kafka_protocol::messages::TopicName(StrBytes::from_static_str(name))
 }
 
-async fn start(dir: &std::path::Path) -> (String, watch::Sender<bool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let node = NodeMeta { id: NodeId(0), host: "127.0.0.1".into(), port: addr.port(), rack: None };
-    let meta = Arc::new(LocalMetadata::open(&dir.join("meta"), node).unwrap());
-    let config = BrokerConfig {
-        data_dir: dir.into(),
-        retention_interval: Duration::from_secs(3600),
-        cache_window_bytes: None,
-        flush_seconds: Arc::new(cairn_metrics::Histogram::latency()),
-        health: Arc::default(),
-    };
-    let broker = Broker::open(config, meta).await.unwrap();
-    let spec = TopicSpec {
-        name: TopicName::new("p").unwrap(),
-        partitions: 1,
-        replication_factor: 1,
-        configs: Vec::new(),
-    };
-    broker.create_topic(spec).await.unwrap();
-    let (stop, stopping) = watch::channel(false);
-    let config = ServerConfig {
-        node_id: NodeId(0),
-        cluster_id: "client-test".into(),
-        connections_max: 16,
-        inflight_requests_max: 4,
-        request_bytes_max: 64 * 1024 * 1024,
-        auto_create_topics: false,
-        default_partitions: 1,
-        idle_timeout: Duration::from_secs(60),
-        request_timeout: Duration::from_secs(30),
-        shutdown_grace: Duration::from_secs(10),
-    };
-    tokio::spawn(async move {
-        let registry = cairn_metrics::Registry::new();
-        serve(listener, broker, config, &registry, stopping).await.unwrap();
-    });
-    (addr.to_string(), stop)
+/// A node with topic `p` (one partition) that serves 4 requests of a connection at once.
+async fn start() -> TestNode {
+    let node = TestNode::builder().server(|config| config.inflight_requests_max = 4).start().await;
+    node.create_topic("p", 1).await;
+    node
 }
 
 /// A Produce request of one `records`-record batch for partition 0 of topic `p`, addressed by
@@ -96,9 +57,8 @@ fn produce(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_produces_are_acknowledged_in_order_with_contiguous_offsets() {
-    let dir = tempfile::tempdir().unwrap();
-    let (bootstrap, stop) = start(dir.path()).await;
-    let client = Client::connect(&Options::new(bootstrap)).await.unwrap();
+    let node = start().await;
+    let client = Client::connect(&Options::new(node.bootstrap())).await.unwrap();
     let version = client.version_of::<ProduceRequest>().unwrap();
     let mut pipeline = client.pipeline(8).unwrap();
     // From Produce v13 topics are addressed by id: ask Metadata, through the pipeline.
@@ -166,5 +126,6 @@ async fn pipelined_produces_are_acknowledged_in_order_with_contiguous_offsets() 
     assert_eq!(values.len() as i64, expected_base);
     assert_eq!(values[0], "0:0");
     assert_eq!(values.last().unwrap(), &format!("{}:{}", requests - 1, (requests - 1) % 5));
-    let _ = stop.send(true);
+    drop(pipeline);
+    node.stop().await;
 }
