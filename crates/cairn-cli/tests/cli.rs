@@ -1,5 +1,6 @@
 //! End-to-end tests of the client commands (`cairn topic|produce|consume|cluster`) against a real
-//! `cairn serve` process on free loopback ports with a temporary data directory.
+//! `cairn serve` process on free loopback ports with a temporary data directory
+//! (`cairn_testkit::ProcessNode`).
 //!
 //! Every test starts its own node, runs the CLI as processes, and stops the node with SIGTERM,
 //! checking that it exits 0. Nothing sleeps to synchronise: start-up is awaited by polling
@@ -8,244 +9,30 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Instant;
 
+use cairn_testkit::process::{COMMAND_TIMEOUT, wait_with_deadline};
+use cairn_testkit::{ProcessNode, Run, clean_command, free_ports};
 use serde_json::Value;
-
-/// How long a node has to answer 200 on `/health/ready`.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Between two readiness probes (the wait ends early if the process exits).
-const READY_POLL_INTERVAL: Duration = Duration::from_millis(20);
-/// How long a node has to exit after SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long one CLI command may run.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+use tempfile::TempDir;
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 
-/// `count` distinct loopback ports that were free a moment ago (bound to port 0, released).
-fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> =
-        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0")).collect();
-    listeners.iter().map(|l| l.local_addr().expect("bound").port()).collect()
+/// Starts a node on a new temporary directory.
+fn start() -> ProcessNode {
+    ProcessNode::start(CAIRN)
 }
 
-/// A command without any `CAIRN_*` variable of the caller's environment.
-fn clean_command(program: &str) -> Command {
-    let mut command = Command::new(program);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("CAIRN_") {
-            command.env_remove(name);
-        }
-    }
-    command
+/// Starts a node on the data directory in `dir` (left by an earlier node).
+fn start_in(dir: TempDir) -> ProcessNode {
+    ProcessNode::builder(CAIRN).start_in(dir)
 }
 
-/// What a CLI command did.
-#[derive(Debug)]
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `cairn args...` with `stdin`, within [`COMMAND_TIMEOUT`].
+/// Runs `cairn args...` with `stdin`, within the harness's command timeout.
 fn run_cairn(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
-    let mut command = clean_command(CAIRN);
-    command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().expect("spawn cairn");
-    let pid = child.id();
-    let mut input = child.stdin.take().expect("piped stdin");
-    let stdin = stdin.to_vec();
-    // A command that fails early stops reading: a broken pipe here is expected then.
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let (done, result) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    let output = match result.recv_timeout(COMMAND_TIMEOUT) {
-        Ok(output) => output.expect("wait for cairn"),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
-            panic!("cairn {args:?} did not finish within {COMMAND_TIMEOUT:?}");
-        }
-    };
-    writer.join().expect("stdin writer");
-    Run {
-        status: output.status,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-/// A running `cairn serve`.
-struct Node {
-    pid: u32,
-    /// The exit status, sent by the thread that waits for the process.
-    exited: mpsc::Receiver<ExitStatus>,
-    status: Option<ExitStatus>,
-    bootstrap: String,
-    admin: SocketAddr,
-    data_dir: PathBuf,
-    log: PathBuf,
-    /// Holds the data directory; handed to the caller by [`Node::stop`].
-    dir: Option<tempfile::TempDir>,
-}
-
-impl Node {
-    fn start() -> Node {
-        Node::start_in(tempfile::tempdir().expect("temp dir"))
-    }
-
-    /// Starts a node on the data directory in `dir` (new or left by an earlier node).
-    fn start_in(dir: tempfile::TempDir) -> Node {
-        let ports = free_ports(2);
-        let bootstrap = format!("127.0.0.1:{}", ports[0]);
-        let admin: SocketAddr = format!("127.0.0.1:{}", ports[1]).parse().expect("address");
-        let data_dir = dir.path().join("data");
-        let log = dir.path().join("cairn.log");
-        let log_file =
-            std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
-        let mut child = clean_command(CAIRN)
-            .args(["serve", "--data-dir"])
-            .arg(&data_dir)
-            .args(["--kafka-listen", &bootstrap, "--admin-listen", &admin.to_string()])
-            .args(["--auto-create-topics", "false"])
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log file"))
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn cairn serve");
-        let pid = child.id();
-        let (done, exited) = mpsc::channel();
-        std::thread::spawn(move || {
-            if let Ok(status) = child.wait() {
-                let _ = done.send(status);
-            }
-        });
-        let mut node =
-            Node { pid, exited, status: None, bootstrap, admin, data_dir, log, dir: Some(dir) };
-        node.wait_ready(admin);
-        node
-    }
-
-    fn wait_ready(&mut self, admin: SocketAddr) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let last = match probe_ready(admin) {
-                Ok(true) => return,
-                Ok(false) => "not ready".to_owned(),
-                Err(error) => error.to_string(),
-            };
-            assert!(
-                Instant::now() < deadline,
-                "cairn not ready after {READY_TIMEOUT:?} (last probe: {last})\n{}",
-                self.log_tail()
-            );
-            // The poll interval, cut short if the process exits.
-            if let Ok(status) = self.exited.recv_timeout(READY_POLL_INTERVAL) {
-                self.status = Some(status);
-                panic!("cairn exited with {status} before it was ready\n{}", self.log_tail());
-            }
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(100)..];
-        format!("--- {} ---\n{}", self.log.display(), tail.join("\n"))
-    }
-
-    /// Runs `cairn args...` against this node (through `--bootstrap`).
-    fn cairn(&self, args: &[&str], stdin: &[u8]) -> Run {
-        let mut all = args.to_vec();
-        all.extend(["--bootstrap", &self.bootstrap]);
-        run_cairn(&all, &[], stdin)
-    }
-
-    /// Runs `cairn args...` and returns its standard output, failing unless it succeeds.
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_with(args, b"")
-    }
-
-    fn ok_with(&self, args: &[&str], stdin: &[u8]) -> String {
-        let run = self.cairn(args, stdin);
-        assert!(run.status.success(), "cairn {args:?} failed: {run:?}\n{}", self.log_tail());
-        run.stdout
-    }
-
-    /// Runs `cairn args...`, which must fail; returns its standard error.
-    fn fails(&self, args: &[&str], stdin: &[u8]) -> String {
-        let run = self.cairn(args, stdin);
-        assert_eq!(run.status.code(), Some(1), "cairn {args:?} should fail: {run:?}");
-        assert!(run.stdout.is_empty(), "cairn {args:?} printed {:?}", run.stdout);
-        run.stderr
-    }
-
-    /// SIGKILL (a crash), awaited within [`STOP_TIMEOUT`]; returns the temporary directory.
-    fn kill(mut self) -> tempfile::TempDir {
-        let sent = Command::new("kill").arg("-KILL").arg(self.pid.to_string()).status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -KILL {}", self.pid);
-        let status = self.exited.recv_timeout(STOP_TIMEOUT).expect("a killed process exits");
-        self.status = Some(status);
-        self.dir.take().expect("the directory is only taken here")
-    }
-
-    /// `GET path` on the admin listener: the status line and the body.
-    fn admin_get(&self, path: &str) -> (String, String) {
-        let mut stream =
-            TcpStream::connect_timeout(&self.admin, Duration::from_secs(5)).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).expect("send");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("read");
-        let (head, body) = response.split_once("\r\n\r\n").expect("a whole response");
-        (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
-    }
-
-    /// SIGTERM, and the exit status within [`STOP_TIMEOUT`], which must be success. Returns the
-    /// temporary directory (kept until dropped) and the data directory in it.
-    fn stop(mut self) -> (tempfile::TempDir, PathBuf) {
-        let sent = Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {}", self.pid);
-        let status = self.exited.recv_timeout(STOP_TIMEOUT).unwrap_or_else(|_| {
-            panic!("cairn did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}", self.log_tail())
-        });
-        self.status = Some(status);
-        assert!(status.success(), "cairn exited with {status} after SIGTERM\n{}", self.log_tail());
-        let dir = self.dir.take().expect("the directory is only taken here");
-        (dir, self.data_dir.clone())
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if self.status.is_none() && self.exited.try_recv().is_err() {
-            let _ = Command::new("kill").arg("-KILL").arg(self.pid.to_string()).status();
-        }
-    }
-}
-
-/// Whether the node serves: `GET /health/ready` answers 200, or 503 with a body saying it
-/// serves degraded (some partitions offline: the tests of that case look at it themselves).
-fn probe_ready(admin: SocketAddr) -> std::io::Result<bool> {
-    let mut stream = TcpStream::connect_timeout(&admin, Duration::from_secs(1))?;
-    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
-    stream.write_all(b"GET /health/ready HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response.starts_with("HTTP/1.1 200") || response.contains("\r\n\r\nnot ready, degraded\n"))
+    cairn_testkit::run(CAIRN, args, env, stdin)
 }
 
 /// The JSON records `cairn consume --format json` printed.
@@ -256,13 +43,13 @@ fn json_records(stdout: &str) -> Vec<Value> {
         .collect()
 }
 
-fn topic_names(node: &Node) -> BTreeSet<String> {
+fn topic_names(node: &ProcessNode) -> BTreeSet<String> {
     node.ok(&["topic", "list"]).lines().map(str::to_owned).collect()
 }
 
 #[test]
 fn topic_administration() {
-    let node = Node::start();
+    let node = start();
     let created = node.ok(&[
         "topic",
         "create",
@@ -337,7 +124,7 @@ fn topic_administration() {
     let info = node.ok(&["cluster", "info"]);
     assert!(info.starts_with("cluster id: "), "{info}");
     assert!(info.contains("controller: 0\n"), "{info}");
-    assert!(info.contains(&format!("  0 {} (controller)\n", node.bootstrap)), "{info}");
+    assert!(info.contains(&format!("  0 {} (controller)\n", node.bootstrap())), "{info}");
     node.stop();
 }
 
@@ -347,7 +134,7 @@ fn keyed_lines(count: usize) -> String {
 }
 
 /// The hex topic id that names `topic`'s partition directories (`topics/<id>-<partition>`).
-fn topic_dir_id(node: &Node, topic: &str) -> String {
+fn topic_dir_id(node: &ProcessNode, topic: &str) -> String {
     let describe = node.ok(&["topic", "describe", topic]);
     let id = describe.lines().find_map(|line| line.strip_prefix("id: ")).expect("an id");
     id.replace('-', "")
@@ -355,7 +142,7 @@ fn topic_dir_id(node: &Node, topic: &str) -> String {
 
 #[test]
 fn produce_and_consume_every_codec() {
-    let node = Node::start();
+    let node = start();
     let codecs = ["none", "gzip", "snappy", "lz4", "zstd"];
     let input = keyed_lines(1000);
     for codec in codecs {
@@ -459,7 +246,7 @@ fn produce_and_consume_every_codec() {
 
 #[test]
 fn produce_options_and_consume_positions() {
-    let node = Node::start();
+    let node = start();
     node.ok(&["topic", "create", "lines", "--partitions", "2"]);
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("input.txt");
@@ -552,7 +339,7 @@ fn produce_options_and_consume_positions() {
 
 #[test]
 fn failures_are_clear() {
-    let node = Node::start();
+    let node = start();
     node.ok(&["topic", "create", "small", "--config", "max.message.bytes=1000"]);
     let line = format!("{}\n", "x".repeat(5000));
     let error = node.fails(&["produce", "small"], line.as_bytes());
@@ -622,11 +409,11 @@ fn snapshot(dir: &std::path::Path, segments_only: bool) -> BTreeMap<String, Vec<
 /// as a "torn tail". The tools now take the node's data directory lock and refuse.
 #[test]
 fn log_verify_on_a_running_node_destroys_no_acknowledged_data() {
-    let node = Node::start();
+    let node = start();
     node.ok(&["topic", "create", "acked"]);
     let lines: String = (0..2000).map(|i| format!("record {i}\n")).collect();
     node.ok_with(&["produce", "acked", "--acks", "all"], lines.as_bytes());
-    let partition = only_partition_dir(&node.data_dir);
+    let partition = only_partition_dir(node.data_dir());
     let partition_arg = partition.to_string_lossy().into_owned();
     // Segment bytes only: the node may still write its index or checkpoint on its own.
     let before = snapshot(&partition, true);
@@ -638,7 +425,7 @@ fn log_verify_on_a_running_node_destroys_no_acknowledged_data() {
         let run = run_cairn(&args, &[], b"");
         assert_eq!(run.status.code(), Some(1), "{args:?}: {run:?}");
         assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
-        let data_dir = node.data_dir.canonicalize().expect("data dir");
+        let data_dir = node.data_dir().canonicalize().expect("data dir");
         assert!(
             run.stderr.contains(&format!("data directory {}", data_dir.display()))
                 && run.stderr.contains("a running cairn node holds"),
@@ -659,7 +446,7 @@ fn log_verify_on_a_running_node_destroys_no_acknowledged_data() {
     assert!(verified.stdout.starts_with("ok: offsets 0..2000 in 1 segment, "), "{verified:?}");
     assert!(verified.stdout.contains("torn tail: none"), "{verified:?}");
     assert_eq!(snapshot(&partition, false), before);
-    let node = Node::start_in(dir);
+    let node = start_in(dir);
     assert_eq!(node.ok(&["consume", "acked"]), expected);
     node.stop();
 }
@@ -667,7 +454,7 @@ fn log_verify_on_a_running_node_destroys_no_acknowledged_data() {
 /// `verify` reports the torn tail a node would cut and cuts nothing; `--repair` reports, then cuts.
 #[test]
 fn log_verify_reports_a_torn_tail_and_cuts_it_only_with_repair() {
-    let node = Node::start();
+    let node = start();
     node.ok(&["topic", "create", "torn"]);
     let lines: String = (0..100).map(|i| format!("line {i}\n")).collect();
     node.ok_with(&["produce", "torn"], lines.as_bytes());
@@ -700,7 +487,7 @@ fn log_verify_reports_a_torn_tail_and_cuts_it_only_with_repair() {
     assert_eq!(std::fs::read(&segment).expect("read segment"), intact);
     let verified = run_cairn(&["log", "verify", &partition_arg], &[], b"");
     assert!(verified.stdout.contains("torn tail: none"), "{verified:?}");
-    let node = Node::start_in(dir);
+    let node = start_in(dir);
     let expected: String = (0..100).map(|i| format!("\tline {i}\n")).collect();
     assert_eq!(node.ok(&["consume", "torn"]), expected);
     node.stop();
@@ -723,7 +510,7 @@ fn tree(dir: &std::path::Path) -> BTreeSet<PathBuf> {
 /// "ok", and the node then failed to start. The tools refuse any directory without segments.
 #[test]
 fn log_tools_refuse_a_directory_that_is_not_a_partition() {
-    let node = Node::start();
+    let node = start();
     node.ok(&["topic", "create", "kept"]);
     node.ok_with(&["produce", "kept"], b"a\nb\n");
     let (dir, data_dir) = node.stop();
@@ -752,7 +539,7 @@ fn log_tools_refuse_a_directory_that_is_not_a_partition() {
     assert_eq!(run.status.code(), Some(1), "{run:?}");
     assert!(run.stderr.contains("is not a partition directory"), "{run:?}");
     assert_eq!(tree(&data_dir), before, "nothing was created");
-    let node = Node::start_in(dir);
+    let node = start_in(dir);
     assert_eq!(node.ok(&["consume", "kept"]), "\ta\n\tb\n");
     node.stop();
 }
@@ -767,20 +554,11 @@ fn check_quiet_on_closed_output(args: &[&str], read_bytes: usize) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn cairn");
-    let pid = child.id();
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut head = vec![0; read_bytes];
     stdout.read_exact(&mut head).expect("the first bytes of the output");
     drop(stdout);
-    let (done, result) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    let Ok(output) = result.recv_timeout(COMMAND_TIMEOUT) else {
-        let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
-        panic!("cairn {args:?} did not finish within {COMMAND_TIMEOUT:?}");
-    };
-    let output = output.expect("wait for cairn");
+    let output = wait_with_deadline(child, COMMAND_TIMEOUT, &format!("cairn {args:?}"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "cairn {args:?}: {}: {stderr}", output.status);
     assert!(!stderr.contains("panicked"), "cairn {args:?}: {stderr}");
@@ -811,10 +589,10 @@ fn commands_exit_quietly_when_their_output_is_closed() {
     let partition = partition.to_string_lossy().into_owned();
     check_quiet_on_closed_output(&["log", "dump", &partition, "--limit", "5000"], 100);
 
-    let node = Node::start();
+    let node = start();
     node.ok(&["topic", "create", "piped"]);
     node.ok_with(&["produce", "piped"], b"x\ny\n");
-    let bootstrap = ["--bootstrap", node.bootstrap.as_str()];
+    let bootstrap = ["--bootstrap", node.bootstrap()];
     for args in [
         &["topic", "list"][..],
         &["topic", "describe", "piped"],
@@ -841,45 +619,10 @@ fn commands_exit_quietly_when_their_output_is_closed() {
 /// terminal only.
 #[test]
 fn serve_logs_through_a_pipe_carry_no_colour_codes() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ports = free_ports(2);
-    let admin: SocketAddr = format!("127.0.0.1:{}", ports[1]).parse().expect("address");
-    let mut child = clean_command(CAIRN)
-        .args(["serve", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--kafka-listen", &format!("127.0.0.1:{}", ports[0])])
-        .args(["--admin-listen", &admin.to_string(), "--log-level", "debug"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn cairn serve");
-    let pid = child.id();
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let reader = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stderr.read_to_end(&mut bytes);
-        bytes
-    });
-    let (done, exited) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait());
-    });
-    let deadline = Instant::now() + READY_TIMEOUT;
-    while !probe_ready(admin).unwrap_or(false) {
-        assert!(Instant::now() < deadline, "cairn serve not ready within {READY_TIMEOUT:?}");
-        if let Ok(status) = exited.recv_timeout(READY_POLL_INTERVAL) {
-            panic!("cairn serve exited with {status:?} before it was ready");
-        }
-    }
-    let sent = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
-    assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
-    let Ok(status) = exited.recv_timeout(STOP_TIMEOUT) else {
-        let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
-        panic!("cairn serve did not exit within {STOP_TIMEOUT:?} of SIGTERM");
-    };
-    assert!(status.expect("wait").success());
-    let logs = reader.join().expect("stderr reader");
+    let node =
+        ProcessNode::builder(CAIRN).args(["--log-level", "debug"]).log_through_pipe().start();
+    let (dir, _) = node.stop();
+    let logs = std::fs::read(dir.path().join("cairn.log")).expect("what the node wrote");
     let text = String::from_utf8_lossy(&logs);
     assert!(text.contains("INFO"), "the node logged: {text}");
     assert!(!logs.contains(&0x1b), "colour codes in piped logs: {text:?}");
@@ -887,7 +630,7 @@ fn serve_logs_through_a_pipe_carry_no_colour_codes() {
 
 #[test]
 fn deleting_a_topic_with_the_longest_name_and_recreating_it_serves_no_old_records() {
-    let node = Node::start();
+    let node = start();
     let name = "n".repeat(249);
     node.ok(&["topic", "create", &name, "--partitions", "2"]);
     node.ok_with(&["produce", &name, "--partition", "0"], b"old-1\nold-2\nold-3\n");
@@ -896,7 +639,7 @@ fn deleting_a_topic_with_the_longest_name_and_recreating_it_serves_no_old_record
     node.ok(&["topic", "create", &name, "--partitions", "2"]);
     assert_eq!(node.ok(&["consume", &name]), "", "a re-created topic starts empty");
     let (dir, _) = node.stop();
-    let node = Node::start_in(dir);
+    let node = start_in(dir);
     assert_eq!(node.ok(&["consume", &name]), "", "and stays empty after a restart");
     node.stop();
 }
@@ -910,21 +653,21 @@ fn topic_dirs(data_dir: &std::path::Path) -> usize {
 /// partition directories remain (observed by polling), restarts it, and checks the outcome:
 /// the topic is whole or gone with all its data, and a re-created one is empty.
 fn kill_during_deletion(partitions: usize, left: usize) {
-    let node = Node::start();
+    let node = start();
     let count = partitions.to_string();
     node.ok(&["topic", "create", "doomed", "--partitions", &count]);
     let lines: String = (0..2000).map(|i| format!("key-{i}\tvalue-{i}\n")).collect();
     node.ok_with(&["produce", "doomed", "--key-separator", "\t"], lines.as_bytes());
-    assert_eq!(topic_dirs(&node.data_dir), partitions);
+    assert_eq!(topic_dirs(node.data_dir()), partitions);
     let mut delete = clean_command(CAIRN)
-        .args(["topic", "delete", "doomed", "--bootstrap", &node.bootstrap])
+        .args(["topic", "delete", "doomed", "--bootstrap", node.bootstrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn delete");
     let deadline = Instant::now() + COMMAND_TIMEOUT;
-    while topic_dirs(&node.data_dir) > left && Instant::now() < deadline {
-        if delete.try_wait().expect("poll delete").is_some() && topic_dirs(&node.data_dir) == 0 {
+    while topic_dirs(node.data_dir()) > left && Instant::now() < deadline {
+        if delete.try_wait().expect("poll delete").is_some() && topic_dirs(node.data_dir()) == 0 {
             break;
         }
         std::thread::yield_now();
@@ -933,8 +676,8 @@ fn kill_during_deletion(partitions: usize, left: usize) {
     let _ = delete.kill();
     let _ = delete.wait();
 
-    let node = Node::start_in(dir);
-    let remaining = topic_dirs(&node.data_dir);
+    let node = start_in(dir);
+    let remaining = topic_dirs(node.data_dir());
     if topic_names(&node).contains("doomed") {
         assert_eq!(remaining, partitions, "the topic is whole");
         assert_eq!(node.ok(&["consume", "doomed"]).lines().count(), 2000, "with all its data");
@@ -943,7 +686,7 @@ fn kill_during_deletion(partitions: usize, left: usize) {
         node.ok(&["topic", "create", "doomed", "--partitions", &count]);
         assert_eq!(node.ok(&["consume", "doomed"]), "", "a re-created topic sees no old data");
     }
-    assert!(!node.data_dir.join("unrecognised").exists(), "nothing unknown was left");
+    assert!(!node.data_dir().join("unrecognised").exists(), "nothing unknown was left");
     node.stop();
 }
 
@@ -957,7 +700,7 @@ fn a_kill_during_topic_deletion_never_brings_back_old_data() {
 
 #[test]
 fn a_corrupt_partition_does_not_stop_the_node_and_readiness_names_it() {
-    let node = Node::start();
+    let node = start();
     node.ok(&["topic", "create", "mixed", "--partitions", "2"]);
     for _ in 0..2 {
         for partition in ["0", "1"] {
@@ -977,7 +720,7 @@ fn a_corrupt_partition_does_not_stop_the_node_and_readiness_names_it() {
     std::fs::write(&segment, bytes).expect("corrupt");
     std::fs::remove_file(partition.join("recovery-point")).expect("walk everything at start");
 
-    let node = Node::start_in(dir);
+    let node = start_in(dir);
     let (status, body) = node.admin_get("/health/ready");
     assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
     assert!(body.starts_with("not ready, degraded\noffline partitions: 1\nmixed-1: "), "{body}");
@@ -987,7 +730,7 @@ fn a_corrupt_partition_does_not_stop_the_node_and_readiness_names_it() {
     assert!(error.contains("KAFKA_STORAGE_ERROR"), "{error}");
     node.ok_with(&["produce", "mixed", "--partition", "0"], b"c\n");
     assert_eq!(node.ok(&["consume", "mixed", "--partition", "0"]).lines().count(), 5);
-    let log = std::fs::read_to_string(&node.log).expect("log");
+    let log = std::fs::read_to_string(node.log()).expect("log");
     assert_eq!(log.matches("partition log cannot be opened").count(), 1, "logged once");
     assert!(log.contains("partitions opened"), "one summary line");
     let (dir, data_dir) = node.stop();
@@ -997,14 +740,14 @@ fn a_corrupt_partition_does_not_stop_the_node_and_readiness_names_it() {
 
 #[test]
 fn startup_never_deletes_what_it_does_not_recognise() {
-    let node = Node::start();
+    let node = start();
     node.ok(&["topic", "create", "kept"]);
     let (dir, data_dir) = node.stop();
     let topics = data_dir.join("topics");
     for index in 0..300 {
         std::fs::write(topics.join(format!("stray-{index}")), b"someone's").expect("write");
     }
-    let node = Node::start_in(dir);
+    let node = start_in(dir);
     assert_eq!(topic_dirs(&data_dir), 1, "only the topic's partition stays in topics/");
     let aside = std::fs::read_dir(data_dir.join("unrecognised"))
         .expect("moved aside")
@@ -1013,7 +756,7 @@ fn startup_never_deletes_what_it_does_not_recognise() {
     assert_eq!(aside.len(), 1);
     assert_eq!(std::fs::read_dir(&aside[0]).expect("list").count(), 300, "nothing deleted");
     assert_eq!(std::fs::read(aside[0].join("stray-7")).expect("kept"), b"someone's");
-    let log = std::fs::read_to_string(&node.log).expect("log");
+    let log = std::fs::read_to_string(node.log()).expect("log");
     assert_eq!(log.matches("aside").count(), 1, "one log line: {log}");
     node.stop();
 }
@@ -1023,10 +766,10 @@ fn startup_never_deletes_what_it_does_not_recognise() {
 #[test]
 fn a_restart_after_a_crash_logs_what_recovery_found_and_cut() {
     const TORN_BYTES: usize = 100;
-    let node = Node::start();
+    let node = start();
     node.ok(&["topic", "create", "crashed"]);
     node.ok_with(&["produce", "crashed"], b"a\nb\nc\n");
-    let data_dir = node.data_dir.clone();
+    let data_dir = node.data_dir().to_path_buf();
     let dir = node.kill();
     let segment = only_partition_dir(&data_dir).join("00000000000000000000.log");
     let mut segment_file =
@@ -1034,9 +777,9 @@ fn a_restart_after_a_crash_logs_what_recovery_found_and_cut() {
     segment_file.write_all(&[0xab; TORN_BYTES]).expect("a torn write after the last batch");
     drop(segment_file);
 
-    let node = Node::start_in(dir);
+    let node = start_in(dir);
     assert_eq!(node.ok(&["consume", "crashed"]), "\ta\n\tb\n\tc\n", "every record, keyless");
-    let log = std::fs::read_to_string(&node.log).expect("log");
+    let log = std::fs::read_to_string(node.log()).expect("log");
     let recovered: Vec<&str> =
         log.lines().filter(|line| line.contains("recovered partition log")).collect();
     assert_eq!(recovered.len(), 1, "{log}");

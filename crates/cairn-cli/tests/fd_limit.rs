@@ -8,22 +8,19 @@
 //! partitions from one real `cairn serve`: create, produce to every one, fetch every one,
 //! restart, fetch every one again, with the node's open descriptors counted throughout.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cairn_client::fetch::{self, Limits};
 use cairn_client::records::decode_batches;
 use cairn_client::{Client, Options};
+use cairn_testkit::ProcessNode;
 use cairn_types::batch::BatchBuilder;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{CreateTopicsRequest, FetchRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use tempfile::TempDir;
 use uuid::Uuid;
 
 /// The open-file limit, soft and hard, of the test and of the node it starts.
@@ -46,128 +43,42 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 
-/// A running `cairn serve` on free loopback ports.
-struct Node {
-    pid: u32,
-    exited: mpsc::Receiver<ExitStatus>,
-    status: Option<ExitStatus>,
-    bootstrap: String,
-    log: PathBuf,
+/// Starts a node on the data directory in `dir` (new or left by an earlier node); returns it and
+/// how long it took to become ready.
+fn start_in(dir: TempDir) -> (ProcessNode, Duration) {
+    let started = Instant::now();
+    let builder =
+        ProcessNode::builder(CAIRN).ready_timeout(READY_TIMEOUT).stop_timeout(STOP_TIMEOUT);
+    (builder.start_in(dir), started.elapsed())
 }
 
-impl Node {
-    /// Starts a node on `data_dir` and waits until it is ready; returns it and how long that took.
-    fn start(data_dir: &Path, log: &Path) -> (Node, Duration) {
-        let started = Instant::now();
-        let ports: Vec<u16> = {
-            let listeners: Vec<TcpListener> =
-                (0..2).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0")).collect();
-            listeners.iter().map(|l| l.local_addr().expect("bound").port()).collect()
-        };
-        let bootstrap = format!("127.0.0.1:{}", ports[0]);
-        let admin: SocketAddr = format!("127.0.0.1:{}", ports[1]).parse().expect("address");
-        let log_file = std::fs::File::create(log).expect("log file");
-        let mut command = Command::new(CAIRN);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("CAIRN_") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command
-            .args(["serve", "--data-dir"])
-            .arg(data_dir)
-            .args(["--kafka-listen", &bootstrap, "--admin-listen", &admin.to_string()])
-            .args(["--auto-create-topics", "false"])
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log file"))
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn cairn serve");
-        let pid = child.id();
-        let (done, exited) = mpsc::channel();
-        std::thread::spawn(move || {
-            if let Ok(status) = child.wait() {
-                let _ = done.send(status);
-            }
-        });
-        let mut node = Node { pid, exited, status: None, bootstrap, log: log.to_path_buf() };
-        node.wait_ready(admin);
-        (node, started.elapsed())
-    }
-
-    fn wait_ready(&mut self, admin: SocketAddr) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while !probe_ready(admin) {
-            assert!(Instant::now() < deadline, "not ready in {READY_TIMEOUT:?}\n{}", self.tail());
-            if let Ok(status) = self.exited.recv_timeout(Duration::from_millis(50)) {
-                self.status = Some(status);
-                panic!("cairn exited with {status} before it was ready\n{}", self.tail());
-            }
-        }
-    }
-
-    fn tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    }
-
-    /// The node's open descriptors now.
-    fn descriptors(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid)).expect("/proc/PID/fd").count()
-    }
-
-    /// The node's resident set size in KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).expect("status");
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
-        line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("VmRSS in kB")
-    }
-
-    fn assert_descriptors_bounded(&self, when: &str) -> usize {
-        let open = self.descriptors();
-        assert!(
-            open <= NODE_DESCRIPTORS_MAX,
-            "{when}: the node has {open} descriptors open (limit {OPEN_FILES_MAX})\n{}",
-            self.tail()
-        );
-        open
-    }
-
-    /// SIGTERM, then a successful exit within [`STOP_TIMEOUT`]; returns how long it took.
-    fn stop(mut self) -> Duration {
-        let started = Instant::now();
-        let sent = Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {}", self.pid);
-        let status = self.exited.recv_timeout(STOP_TIMEOUT).unwrap_or_else(|_| {
-            panic!("cairn did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}", self.tail())
-        });
-        self.status = Some(status);
-        assert!(status.success(), "cairn exited with {status} after SIGTERM\n{}", self.tail());
-        started.elapsed()
-    }
+/// SIGTERM, then a successful exit; returns the directory and how long that took.
+fn stop(node: ProcessNode) -> (TempDir, Duration) {
+    let started = Instant::now();
+    let (dir, _) = node.stop();
+    (dir, started.elapsed())
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        if self.status.is_none() && self.exited.try_recv().is_err() {
-            let _ = Command::new("kill").arg("-KILL").arg(self.pid.to_string()).status();
-        }
-    }
+/// The node's open descriptors now.
+fn descriptors(node: &ProcessNode) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", node.pid())).expect("/proc/PID/fd").count()
 }
 
-/// Whether `GET /health/ready` answers 200.
-fn probe_ready(admin: SocketAddr) -> bool {
-    let probe = || -> std::io::Result<bool> {
-        let mut stream = TcpStream::connect_timeout(&admin, Duration::from_secs(1))?;
-        stream.set_read_timeout(Some(Duration::from_secs(1)))?;
-        stream
-            .write_all(b"GET /health/ready HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n")?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response.starts_with("HTTP/1.1 200"))
-    };
-    probe().unwrap_or(false)
+/// The node's resident set size in KiB.
+fn rss_kib(node: &ProcessNode) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid())).expect("status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
+    line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("VmRSS in kB")
+}
+
+fn assert_descriptors_bounded(node: &ProcessNode, when: &str) -> usize {
+    let open = descriptors(node);
+    assert!(
+        open <= NODE_DESCRIPTORS_MAX,
+        "{when}: the node has {open} descriptors open (limit {OPEN_FILES_MAX})\n{}",
+        node.log_tail()
+    );
+    open
 }
 
 /// Lowers this process's soft and hard open-file limits (the node inherits them).
@@ -187,8 +98,8 @@ fn value(t: usize, p: i32, r: usize) -> Vec<u8> {
     format!("{t}/{p}/{r}").into_bytes()
 }
 
-async fn connect(node: &Node) -> Client {
-    let mut options = Options::new(node.bootstrap.clone());
+async fn connect(node: &ProcessNode) -> Client {
+    let mut options = Options::new(node.bootstrap().to_owned());
     options.request_timeout = REQUEST_TIMEOUT;
     Client::connect(&options).await.expect("connect")
 }
@@ -283,52 +194,49 @@ async fn fetch_everything(client: &mut Client, ids: &[Uuid]) {
 #[expect(clippy::print_stderr, reason = "the measured times, descriptors and RSS are reported")]
 fn too_many_partitions_for_the_open_file_limit_do_not_brick_the_node() {
     lower_open_file_limit();
-    let temp = tempfile::tempdir().expect("temp dir");
-    let data_dir = temp.path().join("data");
-    let log = temp.path().join("cairn.log");
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
 
-    let (node, ready) = Node::start(&data_dir, &log);
+    let (node, ready) = start_in(tempfile::tempdir().expect("temp dir"));
     let ids = runtime.block_on(async {
         let mut client = connect(&node).await;
         let started = Instant::now();
         let ids = create_topics(&mut client).await;
         let created = started.elapsed();
-        let after_create = node.assert_descriptors_bounded("after creating the topics");
-        let rss_created = node.rss_kib();
+        let after_create = assert_descriptors_bounded(&node, "after creating the topics");
+        let rss_created = rss_kib(&node);
         let started = Instant::now();
         produce_everywhere(&mut client, &ids).await;
         let produced = started.elapsed();
-        node.assert_descriptors_bounded("after producing");
+        assert_descriptors_bounded(&node, "after producing");
         let started = Instant::now();
         fetch_everything(&mut client, &ids).await;
         let fetched = started.elapsed();
-        let after_fetch = node.assert_descriptors_bounded("after fetching");
+        let after_fetch = assert_descriptors_bounded(&node, "after fetching");
         eprintln!(
             "first start: ready in {ready:?}; created {} partitions in {created:?} \
              ({after_create} descriptors, RSS {rss_created} KiB); produced in {produced:?}, \
              fetched in {fetched:?} ({after_fetch} descriptors, RSS {} KiB)",
             TOPICS as i32 * PARTITIONS_PER_TOPIC,
-            node.rss_kib()
+            rss_kib(&node)
         );
         ids
     });
-    let stopped = node.stop();
+    let (dir, stopped) = stop(node);
 
-    let (node, ready) = Node::start(&data_dir, &log);
+    let (node, ready) = start_in(dir);
     runtime.block_on(async {
-        let opened = node.assert_descriptors_bounded("after the restart");
+        let opened = assert_descriptors_bounded(&node, "after the restart");
         let mut client = connect(&node).await;
         let started = Instant::now();
         fetch_everything(&mut client, &ids).await;
         let fetched = started.elapsed();
-        let after_fetch = node.assert_descriptors_bounded("after fetching again");
+        let after_fetch = assert_descriptors_bounded(&node, "after fetching again");
         eprintln!(
             "stopped in {stopped:?}; restart: ready in {ready:?} ({opened} descriptors), \
              fetched in {fetched:?} ({after_fetch} descriptors, RSS {} KiB)",
-            node.rss_kib()
+            rss_kib(&node)
         );
     });
-    node.stop();
+    stop(node);
 }

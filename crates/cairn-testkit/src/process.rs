@@ -170,7 +170,8 @@ impl ProcessNodeBuilder {
     }
 
     /// Starts a node on the data directory `dir/data` (new or left by an earlier node), its log
-    /// appended to `dir/cairn.log`, and waits until it is ready.
+    /// appended to `dir/cairn.log`, and waits until it serves (ready, or degraded: see
+    /// `probe_ready`).
     ///
     /// # Panics
     ///
@@ -371,7 +372,6 @@ impl ProcessNode {
     /// # Panics
     ///
     /// Unless it succeeds.
-    #[must_use]
     pub fn ok(&self, args: &[&str]) -> String {
         self.ok_with(args, b"")
     }
@@ -381,7 +381,6 @@ impl ProcessNode {
     /// # Panics
     ///
     /// Unless it succeeds.
-    #[must_use]
     pub fn ok_with(&self, args: &[&str], stdin: &[u8]) -> String {
         let run = self.cairn(args, stdin);
         assert!(run.status.success(), "cairn {args:?} failed: {run:?}\n{}", self.log_tail());
@@ -449,12 +448,13 @@ impl Drop for ProcessNode {
     }
 }
 
-/// Whether `GET /health/ready` answers 200.
+/// Whether the node serves: `GET /health/ready` answers 200, or 503 with a body saying it
+/// serves degraded (some partitions offline: the tests of that case look at it themselves).
 fn probe_ready(admin: SocketAddr) -> std::io::Result<bool> {
     let mut stream = TcpStream::connect_timeout(&admin, Duration::from_secs(1))?;
     stream.set_read_timeout(Some(Duration::from_secs(1)))?;
     stream.write_all(b"GET /health/ready HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    Ok(response.starts_with("HTTP/1.1 200"))
+    Ok(response.starts_with("HTTP/1.1 200") || response.contains("\r\n\r\nnot ready, degraded\n"))
 }
