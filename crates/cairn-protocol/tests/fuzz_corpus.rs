@@ -9,18 +9,12 @@
 //!   running thread. 1 GiB decompression bombs under a 1 MiB cap must each be refused without
 //!   one allocation over 2 MiB, and so must recompressing them.
 
-// The counting allocator is the one unsafe thing here: `GlobalAlloc` is an unsafe trait.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::fs;
-use std::path::{Path, PathBuf};
-
 use cairn_protocol::compression::{
     DecompressError, RecompressError, RecordsError, compress, recompress, validate_records,
 };
 use cairn_protocol::fuzzing::{FUZZ_DECOMPRESSED_BYTES_MAX, fuzz_record_batch, with_crcs_fixed};
+use cairn_testkit::alloc::{Counting, largest_allocation};
+use cairn_testkit::corpus::replay;
 use cairn_types::batch::{BatchBuilder, Compression, HEADER_BYTES, RecordBatch};
 
 const KIB: usize = 1024;
@@ -30,112 +24,18 @@ const GIB: usize = 1024 * MIB;
 /// The most one allocation may take while a hostile input is refused.
 const HOSTILE_ALLOCATION_BYTES_MAX: usize = 2 * MIB;
 
-// ---------------------------------------------------------------------------------------------
-// The counting allocator.
-// ---------------------------------------------------------------------------------------------
-
-/// [`System`], noting on the calling thread the largest allocation asked for.
-struct Counting;
-
-thread_local! {
-    /// Largest single allocation (or reallocation target) of this thread since the last reset.
-    /// `const` and without destructor, so that reading it never allocates.
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    // `try_with`: a thread being torn down may still allocate.
-    let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(size)));
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: the caller upholds `alloc`'s contract, which is `System.alloc`'s.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        // SAFETY: the caller upholds `realloc`'s contract; `ptr` came from `System`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from this allocator, which is `System`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
+/// Counts the largest allocation of each test's thread (`cairn_testkit::alloc`).
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-/// Runs `f` and returns its result with the largest single allocation it made on this thread.
-fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    LARGEST.with(|largest| largest.set(0));
-    let result = f();
-    (result, LARGEST.with(Cell::get))
-}
-
-#[test]
-fn the_counting_allocator_counts() {
-    let ((), largest) = largest_allocation(|| drop(std::hint::black_box(vec![0u8; 3 * MIB])));
-    assert!(largest >= 3 * MIB, "{largest}");
-    let ((), largest) = largest_allocation(|| {});
-    assert_eq!(largest, 0);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Corpus replay.
 // ---------------------------------------------------------------------------------------------
 
-/// The directory of a target's corpus.
-fn corpus_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target)
-}
-
-/// Every file of a target's corpus, by name.
-fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = corpus_dir(target);
-    let entries = fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let mut files: Vec<(String, Vec<u8>)> = entries
-        .map(|entry| {
-            let path = entry.expect("a directory entry").path();
-            let name = path.file_name().expect("a file name").to_string_lossy().into_owned();
-            let data = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            (name, data)
-        })
-        .collect();
-    files.sort();
-    files
-}
-
 /// What one allocation may take on an input of `input_bytes` (the fuzz target's budget, in
 /// `fuzz/src/lib.rs`).
 fn record_batch_budget(input_bytes: usize) -> usize {
     10 * MIB + input_bytes
-}
-
-/// Replays a corpus through `target`, checking each file's largest allocation against
-/// `budget`; returns how many files there were.
-fn replay(target: &str, run: fn(&[u8]), budget: fn(usize) -> usize) -> usize {
-    let files = corpus(target);
-    for (name, data) in &files {
-        let ((), largest) = largest_allocation(|| run(data));
-        assert!(
-            largest <= budget(data.len()),
-            "{target}/{name}: one allocation took {largest} bytes, budget {}",
-            budget(data.len())
-        );
-    }
-    files.len()
 }
 
 #[test]

@@ -9,12 +9,16 @@
 //!   SIGTERM or SIGKILL, restart on the same data directory, log captured), and [`run`] for any
 //!   other `cairn` command with a deadline.
 //! - [`wire`]: raw Kafka request frames and response reading, for tests below the client.
+//! - [`alloc`] and [`corpus`]: a global allocator counting each thread's largest allocation,
+//!   and the fuzz corpora replayed on stable within their allocation budgets.
 //!
 //! A dev-dependency only: tidy's `layering` rule refuses it in `[dependencies]`, so it may
 //! depend on every cairn crate. Its failure mode is a panic naming what failed (with the node's
 //! log where there is one), which fails the test that called it: it runs only under tests.
 
+pub mod alloc;
 pub mod broker;
+pub mod corpus;
 pub mod node;
 pub mod process;
 pub mod wire;
