@@ -97,6 +97,12 @@ pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// Partitions one topic may have (create and create-partitions both check it).
 pub const TOPIC_PARTITIONS_MAX: u32 = 10_000;
 
+/// Partitions a node opens, creates or closes at once (at start, for one CreateTopics or
+/// CreatePartitions request, at shutdown), each on its own thread. The work is mostly small
+/// writes and fsyncs of different files, which the file system's journal commits together, so
+/// a few in flight multiply throughput; more would only add threads.
+pub const PARTITION_OPENS_PARALLEL_MAX: usize = 16;
+
 /// Topics the cluster may hold.
 pub const TOPICS_MAX: usize = 100_000;
 
