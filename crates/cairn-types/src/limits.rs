@@ -16,6 +16,18 @@ pub const FRAME_BYTES_MAX: u32 = 100 * 1024 * 1024;
 /// from the others. A multiple of 1 KiB, the budget's unit.
 pub const FRAME_CHUNK_BYTES: u32 = 64 * 1024;
 
+/// First pause after a listener's `accept` failed (out of file descriptors, typically: the
+/// failure repeats at once while the condition lasts, so retrying without a pause would spin and
+/// log without bound). Each further failure in a row doubles it, up to
+/// [`ACCEPT_BACKOFF_MS_MAX`]; an accepted connection resets it.
+pub const ACCEPT_BACKOFF_MS_MIN: u64 = 10;
+
+/// Longest pause between two failed `accept`s: how late a listener notices that descriptors
+/// were freed.
+pub const ACCEPT_BACKOFF_MS_MAX: u64 = 1000;
+
+const _: () = assert!(ACCEPT_BACKOFF_MS_MIN > 0 && ACCEPT_BACKOFF_MS_MIN <= ACCEPT_BACKOFF_MS_MAX);
+
 /// Default of the longest a client may take to send a request frame's body once its length
 /// prefix arrived, and the longest the broker works on one request (Kafka's
 /// `request.timeout.ms` default). A node's `request_timeout_ms` overrides it.
