@@ -16,10 +16,16 @@
 //! moved aside into `<data-dir>/unrecognised/<unix-ms>/` (never deleted), and every partition is
 //! opened. A partition whose log cannot be opened is served offline ([`Health`]); a topic never
 //! stops the node from starting.
+//!
+//! Partitions are opened, created and closed on blocking threads, up to
+//! `PARTITION_OPENS_PARALLEL_MAX` at once (`parallel.rs`), and the names of the partition
+//! directories opened or made together are made durable with one fsync of `topics/`, before
+//! any of them is served or acknowledged.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -30,6 +36,7 @@ use cairn_types::LeaderEpoch;
 use crate::error::{BrokerError, PartitionError};
 use crate::health::Health;
 use crate::layout::{Entry, Known, partition_dir_name};
+use crate::parallel::{blocking, in_parallel};
 use crate::partition::{Partition, PartitionConfig, Shared};
 
 /// Where a start moves entries of `topics/` it does not recognise, one subdirectory per start.
@@ -131,6 +138,17 @@ fn settings_for(topic: &TopicMeta, config: &BrokerConfig) -> (PartitionConfig, L
     (settings, log_config)
 }
 
+/// An opened partition log, or why it could not be opened.
+type Opened = Result<Log<RealDisk>, cairn_storage::Error>;
+
+/// Opens partition `index` of `topic` in `topics_dir`, creating it if it does not exist. The
+/// directory's own name is not synced: the caller syncs `topics_dir` once for all it opens.
+fn open_log(topics_dir: &Path, config: &BrokerConfig, topic: &TopicMeta, index: u32) -> Opened {
+    let (_, log_config) = settings_for(topic, config);
+    let dir = topics_dir.join(partition_dir_name(topic.id, index));
+    Log::open_in_synced_parent(RealDisk, dir, log_config, Arc::new(SystemClock))
+}
+
 impl<M: MetadataStore> Broker<M> {
     /// Reconciles the data directory with the metadata (see the module docs), then opens every
     /// partition the metadata names, recovering their logs; one that cannot be opened is served
@@ -151,10 +169,20 @@ impl<M: MetadataStore> Broker<M> {
             config,
         });
         broker.reconcile().await?;
+        let partitions: Vec<(Arc<TopicMeta>, u32)> = broker
+            .meta
+            .topics()
+            .into_iter()
+            .flat_map(|topic| (0..topic.partitions).map(move |index| (Arc::clone(&topic), index)))
+            .collect();
+        let opened = broker.open_logs(partitions.clone(), false).await;
+        // The names of directories the opens made (a crash after a topic's creation was
+        // committed, before its partitions were made) are durable before anything is served.
+        sync_dir(&broker.topics_dir)?;
         let mut started = Started::default();
-        for topic in broker.meta.topics() {
-            for index in 0..topic.partitions {
-                broker.open_at_start(&topic, index, &mut started);
+        for ((topic, index), opened) in partitions.iter().zip(opened) {
+            if let Some(opened) = opened {
+                broker.start_partition(topic, *index, opened, &mut started);
             }
         }
         tracing::info!(
@@ -278,20 +306,43 @@ impl<M: MetadataStore> Broker<M> {
         }
     }
 
-    /// Opens partition `index`'s log.
-    fn open_log(
+    /// Opens the logs of `partitions` on blocking threads, up to `PARTITION_OPENS_PARALLEL_MAX`
+    /// at once; results in the order of `partitions`. With `all_or_nothing`, the first failure
+    /// stops the rest: those not tried yet are `None`. Directory names are not synced (see
+    /// [`open_log`]).
+    async fn open_logs(
+        &self,
+        partitions: Vec<(Arc<TopicMeta>, u32)>,
+        all_or_nothing: bool,
+    ) -> Vec<Option<Opened>> {
+        let topics_dir = self.topics_dir.clone();
+        let config = self.config.clone();
+        blocking(move || {
+            let failed = AtomicBool::new(false);
+            in_parallel(&partitions, |(topic, index)| {
+                if all_or_nothing && failed.load(Ordering::Relaxed) {
+                    return None;
+                }
+                let opened = open_log(&topics_dir, &config, topic, *index);
+                if opened.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                Some(opened)
+            })
+        })
+        .await
+    }
+
+    /// Hosts partition `index` at start: logs what recovery found and cut, or why it is offline.
+    fn start_partition(
         &self,
         topic: &TopicMeta,
         index: u32,
-    ) -> Result<Log<RealDisk>, cairn_storage::Error> {
-        let (_, log_config) = settings_for(topic, &self.config);
-        Log::open(RealDisk, self.partition_dir(topic, index), log_config, Arc::new(SystemClock))
-    }
-
-    /// Opens partition `index` at start: logs what recovery found and cut, or why it is offline.
-    fn open_at_start(&self, topic: &TopicMeta, index: u32, started: &mut Started) {
+        opened: Opened,
+        started: &mut Started,
+    ) {
         let name = topic.name.as_str();
-        let opened = match self.open_log(topic, index) {
+        let opened = match opened {
             Ok(log) => {
                 let recovery = log.recovery();
                 if recovery.verified_bytes > 0
@@ -341,37 +392,60 @@ impl<M: MetadataStore> Broker<M> {
         partitions.insert((name.to_owned(), index), partition);
     }
 
-    /// Opens the logs of partitions `from..topic.partitions`, all or none: if one fails, those
+    /// Opens the logs of partitions `from..topic.partitions`, all or none, in parallel, then
+    /// makes their directories' names durable with one fsync of `topics/`. If one fails, those
     /// opened are closed and every directory made is removed, and the error (logged with its
     /// path) names the cause without it.
-    fn open_new(&self, topic: &TopicMeta, from: u32) -> Result<Vec<Log<RealDisk>>, BrokerError> {
+    async fn open_new(
+        &self,
+        topic: &Arc<TopicMeta>,
+        from: u32,
+    ) -> Result<Vec<Log<RealDisk>>, BrokerError> {
+        let failed = |partition: u32, cause: String| {
+            let topic = topic.name.to_string();
+            BrokerError::Create { topic, partition, cause }
+        };
+        // An entry in the way was not made by this request (ids are new, and a start removes
+        // directories beyond a topic's count): leave it alone, and make nothing.
+        if let Some(index) = (from..topic.partitions)
+            .find(|i| self.partition_dir(topic, *i).symlink_metadata().is_ok())
+        {
+            return Err(failed(
+                index,
+                "an entry already occupies the partition's directory".into(),
+            ));
+        }
+        let partitions = (from..topic.partitions).map(|index| (Arc::clone(topic), index)).collect();
         let mut logs = Vec::new();
-        for index in from..topic.partitions {
-            let dir = self.partition_dir(topic, index);
-            // On failure: the partitions whose directories this request made, and why.
-            let failed = if dir.symlink_metadata().is_ok() {
-                // Not made by this request (ids are new, and a start removes directories beyond
-                // a topic's count): leave it alone.
-                Some((index, "an entry already occupies the partition's directory".to_owned()))
-            } else {
-                match self.open_log(topic, index) {
-                    Ok(log) => {
-                        logs.push(log);
-                        None
-                    }
-                    Err(error) => {
-                        tracing::error!(topic = %topic.name, partition = index, %error, "creating a partition failed; removing what was made");
-                        Some((index + 1, cause(&error)))
-                    }
+        let mut failure = None;
+        for (index, opened) in (from..).zip(self.open_logs(partitions, true).await) {
+            match opened {
+                Some(Ok(log)) => logs.push(log),
+                Some(Err(error)) => {
+                    tracing::error!(topic = %topic.name, partition = index, %error, "creating a partition failed; removing what was made");
+                    failure = failure.or(Some((index, cause(&error))));
                 }
-            };
-            if let Some((made, cause)) = failed {
-                self.discard(topic, from, made, logs);
-                let topic = topic.name.to_string();
-                return Err(BrokerError::Create { topic, partition: index, cause });
+                None => {}
             }
         }
-        Ok(logs)
+        let failure = match failure {
+            Some(failure) => Some(failure),
+            None => sync_dir(&self.topics_dir).err().map(|error| {
+                tracing::error!(topic = %topic.name, %error, "creating partitions failed; removing what was made");
+                let cause = match &error {
+                    BrokerError::Io { source, .. } => format!("fsync of the topics directory failed: {source}"),
+                    other => other.to_string(),
+                };
+                (from, cause)
+            }),
+        };
+        match failure {
+            None => Ok(logs),
+            Some((index, cause)) => {
+                self.discard(topic, from, topic.partitions, logs);
+                Err(failed(index, cause))
+            }
+        }
     }
 
     /// Closes `logs` and removes the directories of partitions `from..to`, which this request
@@ -397,7 +471,7 @@ impl<M: MetadataStore> Broker<M> {
     pub async fn create_topic(&self, spec: TopicSpec) -> Result<Arc<TopicMeta>, BrokerError> {
         let _admin = self.admin.lock().await;
         let topic = self.meta.create_topic(spec).await?;
-        match self.open_new(&topic, 0) {
+        match self.open_new(&topic, 0).await {
             Ok(logs) => {
                 for (index, log) in (0..).zip(logs) {
                     self.host(&topic, index, Ok(log));
@@ -433,7 +507,7 @@ impl<M: MetadataStore> Broker<M> {
         let _admin = self.admin.lock().await;
         let before = self.meta.topic(name).map_or(0, |topic| topic.partitions);
         let grown = self.meta.check_create_partitions(name, count)?;
-        let logs = self.open_new(&grown, before)?;
+        let logs = self.open_new(&grown, before).await?;
         match self.meta.create_partitions(name, count).await {
             Ok(topic) => {
                 for (index, log) in (before..).zip(logs) {
@@ -567,21 +641,27 @@ impl<M: MetadataStore> Broker<M> {
         }
     }
 
-    /// Flushes and seals every partition (clean shutdown: the next start walks nothing).
+    /// Flushes and seals every partition (clean shutdown: the next start walks nothing), up to
+    /// `PARTITION_OPENS_PARALLEL_MAX` at once on blocking threads.
     pub async fn shutdown(&self) {
-        for partition in self.all_partitions() {
-            let topic = partition.topic().to_owned();
-            let index = partition.index();
-            let closed = tokio::task::spawn_blocking(move || partition.close()).await;
-            match closed {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::error!(topic, partition = index, %error, "closing partition failed")
-                }
-                Err(error) => {
-                    tracing::error!(topic, partition = index, %error, "closing partition panicked")
-                }
-            }
+        let partitions = self.all_partitions();
+        let closed = blocking(move || {
+            in_parallel(&partitions, |partition| {
+                // One partition's broken invariant must not leave the others unsealed.
+                let closed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    partition.close().map_err(|error| error.to_string())
+                }));
+                let failed = match closed {
+                    Ok(Ok(())) => return None,
+                    Ok(Err(error)) => error,
+                    Err(_) => "closing panicked".to_owned(),
+                };
+                Some((partition.topic().to_owned(), partition.index(), failed))
+            })
+        })
+        .await;
+        for (topic, index, error) in closed.into_iter().flatten() {
+            tracing::error!(topic, partition = index, %error, "closing partition failed");
         }
     }
 }

@@ -14,6 +14,7 @@ mod broker;
 mod error;
 mod health;
 mod layout;
+mod parallel;
 mod partition;
 
 pub use broker::{Broker, BrokerConfig};

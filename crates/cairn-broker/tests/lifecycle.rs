@@ -352,3 +352,46 @@ async fn corruption_found_by_a_read_takes_the_partition_offline() {
     assert_eq!(gauge.get(), 0, "a deleted partition is no longer offline");
     broker.shutdown().await;
 }
+
+/// Counts the turns a task spinning on the runtime gets while `work` runs.
+async fn turns_during<T>(work: impl Future<Output = T>) -> (T, u64) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let turns = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&turns);
+    let spinner = tokio::spawn(async move {
+        loop {
+            counted.fetch_add(1, Ordering::Relaxed);
+            tokio::task::yield_now().await;
+        }
+    });
+    tokio::task::yield_now().await;
+    let before = turns.load(Ordering::Relaxed);
+    let done = work.await;
+    let during = turns.load(Ordering::Relaxed) - before;
+    spinner.abort();
+    (done, during)
+}
+
+/// Issue 9: creating, opening and closing partitions ran one partition at a time inside the
+/// async functions, so a CreateTopics of 1,000 partitions, a start or a shutdown held a runtime
+/// thread for tens of seconds; on a current-thread runtime (this test's) nothing else ran at
+/// all. They now run on blocking threads, so other tasks keep running meanwhile.
+#[tokio::test]
+async fn opening_many_partitions_does_not_block_the_runtime() {
+    const PARTITIONS: u32 = 300;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = open(dir.path()).await;
+    let (created, turns) = turns_during(broker.create_topic(spec("wide", PARTITIONS))).await;
+    created.expect("create");
+    assert!(turns > 0, "other tasks ran while the topic's partitions were made");
+    produce(&broker, "wide", PARTITIONS - 1, 2).await;
+    let ((), turns) = turns_during(broker.shutdown()).await;
+    assert!(turns > 0, "other tasks ran while the partitions were closed");
+    drop(broker);
+
+    let (broker, turns) = turns_during(open(dir.path())).await;
+    assert!(turns > 0, "other tasks ran while the partitions were opened");
+    assert_eq!(entries(&topics_dir(dir.path())).len(), PARTITIONS as usize);
+    assert_eq!(contents(&broker, "wide", PARTITIONS - 1).0, Offset(2), "the data is back");
+    broker.shutdown().await;
+}

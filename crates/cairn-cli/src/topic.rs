@@ -178,11 +178,39 @@ async fn list(client: &mut Client) -> anyhow::Result<()> {
     output::print(&out)
 }
 
+/// Each partition's offset for `timestamp`, or the error code its lookup answered (an offline
+/// partition: KAFKA_STORAGE_ERROR), so one partition does not hide the others. One request;
+/// one per partition only if some partition answered an error.
+async fn offsets_each(
+    client: &mut Client,
+    name: &str,
+    indexes: &[i32],
+    timestamp: i64,
+) -> anyhow::Result<Vec<Result<i64, i16>>> {
+    match lookup::offsets(client, name, indexes, timestamp).await {
+        Ok(offsets) => return Ok(offsets.into_iter().map(Ok).collect()),
+        Err(cairn_client::lookup::OffsetsError::Partition { .. }) => {}
+        Err(other) => return Err(other.into()),
+    }
+    let mut each = Vec::with_capacity(indexes.len());
+    for &index in indexes {
+        each.push(match lookup::offsets(client, name, &[index], timestamp).await {
+            Ok(offsets) => offsets
+                .first()
+                .copied()
+                .ok_or(kafka_protocol::ResponseError::UnknownServerError.code()),
+            Err(cairn_client::lookup::OffsetsError::Partition { code, .. }) => Err(code),
+            Err(other) => return Err(other.into()),
+        });
+    }
+    Ok(each)
+}
+
 async fn describe(client: &mut Client, name: &str) -> anyhow::Result<()> {
     let topic = lookup::topic(client, name).await?;
     let indexes: Vec<i32> = topic.partitions.iter().map(|p| p.partition_index).collect();
-    let earliest = lookup::offsets(client, name, &indexes, EARLIEST).await?;
-    let latest = lookup::offsets(client, name, &indexes, LATEST).await?;
+    let earliest = offsets_each(client, name, &indexes, EARLIEST).await?;
+    let latest = offsets_each(client, name, &indexes, LATEST).await?;
     let request = DescribeConfigsRequest::default().with_resources(vec![
         DescribeConfigsResource::default()
             .with_resource_type(RESOURCE_TOPIC)
@@ -218,11 +246,14 @@ async fn describe(client: &mut Client, name: &str) -> anyhow::Result<()> {
             .to_vec(),
     ];
     for ((partition, earliest), latest) in topic.partitions.iter().zip(&earliest).zip(&latest) {
-        let error = if partition.error_code == 0 {
-            "-".to_owned()
-        } else {
-            errors::describe(partition.error_code, None)
-        };
+        // An offline partition answers its offsets with KAFKA_STORAGE_ERROR.
+        let code = [partition.error_code, earliest.err().unwrap_or(0), latest.err().unwrap_or(0)]
+            .into_iter()
+            .find(|code| *code != 0);
+        let error = code.map_or_else(|| "-".to_owned(), |code| errors::describe(code, None));
+        let cell =
+            |offset: &Result<i64, i16>| offset.map_or_else(|_| "-".to_owned(), |o| o.to_string());
+        let (earliest, latest) = (cell(earliest), cell(latest));
         rows.push(vec![
             partition.partition_index.to_string(),
             partition.leader_id.0.to_string(),

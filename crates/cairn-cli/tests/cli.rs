@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
 
@@ -708,17 +708,7 @@ fn a_corrupt_partition_does_not_stop_the_node_and_readiness_names_it() {
         }
     }
     let (dir, data_dir) = node.stop();
-    let topics = data_dir.join("topics");
-    let partition = std::fs::read_dir(&topics)
-        .expect("list")
-        .map(|entry| entry.expect("entry").path())
-        .find(|path| path.to_string_lossy().ends_with("-1"))
-        .expect("partition 1's directory");
-    let segment = partition.join("00000000000000000000.log");
-    let mut bytes = std::fs::read(&segment).expect("segment");
-    bytes[70] ^= 0xff; // Inside the first batch's records: its CRC fails.
-    std::fs::write(&segment, bytes).expect("corrupt");
-    std::fs::remove_file(partition.join("recovery-point")).expect("walk everything at start");
+    let segment = corrupt_partition(&data_dir, 1);
 
     let node = start_in(dir);
     let (status, body) = node.admin_get("/health/ready");
@@ -736,6 +726,59 @@ fn a_corrupt_partition_does_not_stop_the_node_and_readiness_names_it() {
     let (dir, data_dir) = node.stop();
     assert!(segment.metadata().is_ok_and(|meta| meta.len() > 0), "nothing was cut");
     drop((dir, data_dir));
+}
+
+/// Flips a byte inside the first batch of partition `index`'s log under `data_dir`, and removes
+/// its checkpoint so the next start walks (and refuses) it. Returns the damaged segment.
+fn corrupt_partition(data_dir: &Path, index: u32) -> PathBuf {
+    let suffix = format!("-{index}");
+    let partition = std::fs::read_dir(data_dir.join("topics"))
+        .expect("list")
+        .map(|entry| entry.expect("entry").path())
+        .find(|path| path.to_string_lossy().ends_with(&suffix))
+        .expect("the partition's directory");
+    let segment = partition.join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&segment).expect("segment");
+    bytes[70] ^= 0xff; // Inside the first batch's records: its CRC fails.
+    std::fs::write(&segment, bytes).expect("corrupt");
+    std::fs::remove_file(partition.join("recovery-point")).expect("walk everything at start");
+    segment
+}
+
+/// Issue 9: ListOffsets on an offline partition answered offsets of 0 (as if empty), and every
+/// produce or fetch to it logged a warning, although it was logged once when it went offline.
+#[test]
+fn an_offline_partition_answers_list_offsets_with_a_storage_error_and_does_not_flood_the_log() {
+    let node = start();
+    node.ok(&["topic", "create", "mixed", "--partitions", "2"]);
+    // Two batches each: a damaged first batch followed by a valid one is corruption, not a torn
+    // tail that a start would cut.
+    for partition in ["0", "1", "0", "1"] {
+        node.ok_with(&["produce", "mixed", "--partition", partition], b"a\nb\n");
+    }
+    let (dir, data_dir) = node.stop();
+    corrupt_partition(&data_dir, 1);
+
+    let node = start_in(dir);
+    let described = node.ok(&["topic", "describe", "mixed"]);
+    let rows: Vec<Vec<&str>> =
+        described.lines().map(|line| line.split_whitespace().collect()).collect();
+    let row = |p: &str| rows.iter().find(|row| row.first() == Some(&p)).expect("partition row");
+    assert_eq!(row("0")[5..7], ["0", "4"], "partition 0 is served\n{described}");
+    assert_eq!(row("1")[5..8], ["-", "-", "KAFKA_STORAGE_ERROR"], "{described}");
+    let error = node.fails(&["consume", "mixed", "--partition", "1", "--from", "latest"], b"");
+    assert!(error.contains("KAFKA_STORAGE_ERROR"), "{error}");
+    for _ in 0..5 {
+        let error = node.fails(&["produce", "mixed", "--partition", "1"], b"c\n");
+        assert!(error.contains("KAFKA_STORAGE_ERROR"), "{error}");
+        let error = node.fails(&["consume", "mixed", "--partition", "1", "--from", "0"], b"");
+        assert!(error.contains("KAFKA_STORAGE_ERROR"), "{error}");
+    }
+    let log = std::fs::read_to_string(node.log()).expect("log");
+    assert_eq!(log.matches("partition log cannot be opened").count(), 1, "logged once");
+    assert_eq!(log.matches("produce failed").count(), 0, "not once per request\n{log}");
+    assert_eq!(log.matches("fetch failed").count(), 0, "not once per request\n{log}");
+    drop(node.stop());
 }
 
 #[test]

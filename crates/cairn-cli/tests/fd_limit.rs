@@ -198,6 +198,8 @@ fn too_many_partitions_for_the_open_file_limit_do_not_brick_the_node() {
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
 
     let (node, ready) = start_in(tempfile::tempdir().expect("temp dir"));
+    let started = std::fs::read_to_string(node.log()).expect("log");
+    assert_eq!(started.matches("connections_max exceeds").count(), 1, "1,024 > 1,024 - 512 - 64");
     let ids = runtime.block_on(async {
         let mut client = connect(&node).await;
         let started = Instant::now();

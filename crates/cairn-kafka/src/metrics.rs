@@ -16,6 +16,8 @@ pub(crate) struct KafkaMetrics {
     pub connections: Arc<Gauge>,
     /// Connections closed for a protocol violation or limit, by reason.
     pub connections_rejected: Arc<CounterFamily>,
+    /// Failed accepts, by reason (`descriptors`: out of file descriptors; `other`).
+    pub accept_errors: Arc<CounterFamily>,
     pub produced_bytes: Arc<CounterFamily>,
     pub produced_records: Arc<CounterFamily>,
     pub fetched_bytes: Arc<CounterFamily>,
@@ -57,6 +59,11 @@ impl KafkaMetrics {
             connections_rejected: registry.counter_family(
                 "cairn_kafka_connections_closed_total",
                 "Kafka connections closed by the broker, by reason.",
+                &["reason"],
+            )?,
+            accept_errors: registry.counter_family(
+                "cairn_kafka_accept_errors_total",
+                "Failed accepts of the Kafka listener, by reason (descriptors: out of file descriptors).",
                 &["reason"],
             )?,
             produced_bytes: registry.counter_family(

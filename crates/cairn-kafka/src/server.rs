@@ -27,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::accept::{AcceptBackoff, out_of_descriptors};
 use crate::codec::{self, FrameError};
 use crate::handlers;
 use crate::handlers::produce::AppendOrder;
@@ -128,11 +129,16 @@ pub async fn serve<M: MetadataStore>(
     let connections = Arc::new(Semaphore::new(ctx.config.connections_max));
     let mut tasks = JoinSet::new();
     let mut stop = shutdown.clone();
+    let mut backoff = AcceptBackoff::default();
     loop {
+        let mut pause = None;
         tokio::select! {
             _ = stop.wait_for(|stop| *stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if let Some(failed) = backoff.accepted() {
+                        tracing::info!(failed, "accepting connections again");
+                    }
                     let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
                         tracing::warn!(%peer, "connection limit reached; closing new connection");
                         ctx.metrics.connections_rejected.with(&["connection_limit"]).inc();
@@ -145,9 +151,15 @@ pub async fn serve<M: MetadataStore>(
                         connection(ctx, stream, peer, shutdown).await;
                     });
                 }
-                Err(error) => tracing::warn!(%error, "accept failed"),
+                Err(error) => pause = Some(accept_failed(&ctx.metrics, &mut backoff, &error)),
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+        if let Some(delay) = pause {
+            tokio::select! {
+                _ = stop.wait_for(|stop| *stop) => break,
+                () = tokio::time::sleep(delay) => {}
+            }
         }
     }
     drop(listener);
@@ -162,6 +174,24 @@ pub async fn serve<M: MetadataStore>(
         tasks.abort_all();
     }
     Ok(())
+}
+
+/// Counts a failed accept, logs it if it starts an episode, and returns how long to pause
+/// before the next accept (see `accept.rs`).
+fn accept_failed(
+    metrics: &KafkaMetrics,
+    backoff: &mut AcceptBackoff,
+    error: &std::io::Error,
+) -> Duration {
+    let descriptors = out_of_descriptors(error);
+    metrics.accept_errors.with(&[if descriptors { "descriptors" } else { "other" }]).inc();
+    let pause = backoff.failed();
+    if pause.first && descriptors {
+        tracing::warn!(%error, "accept failed: out of file descriptors; new connections wait in the listen backlog, retried with a growing pause (logged once until accepting again; cairn_kafka_accept_errors_total counts)");
+    } else if pause.first {
+        tracing::warn!(%error, "accept failed; retried with a growing pause (logged once until accepting again; cairn_kafka_accept_errors_total counts)");
+    }
+    pause.delay
 }
 
 async fn connection<M: MetadataStore>(

@@ -61,10 +61,6 @@ pub const ADMIN_LINGER_BYTES_MAX: usize = 64 * 1024;
 /// Longest wait for the client to close after the response.
 pub const ADMIN_LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Pause after a failed `accept` (out of file descriptors, typically) before the next one, so
-/// the loop does not spin while the condition lasts.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
-
 /// Most offline partitions `/health/ready` names one by one; the rest are counted.
 pub const ADMIN_READY_OFFLINE_LISTED_MAX: usize = 100;
 
@@ -133,6 +129,7 @@ pub async fn serve_admin_with(
     let (stop_sender, stop) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
+    let mut backoff = cairn_kafka::accept::AcceptBackoff::default();
     loop {
         // Reap finished connections: the set holds at most `connections_max` running tasks plus
         // those that finished since the last accept.
@@ -152,14 +149,22 @@ pub async fn serve_admin_with(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    warn!(%error, "admin accept failed");
+                    // Out of file descriptors, typically: pause (growing) instead of spinning,
+                    // and log once until it accepts again.
+                    let pause = backoff.failed();
+                    if pause.first {
+                        warn!(%error, "admin accept failed; retried with a growing pause (logged once until accepting again)");
+                    }
                     tokio::select! {
                         () = &mut shutdown => break,
-                        () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => continue,
+                        () = tokio::time::sleep(pause.delay) => continue,
                     }
                 }
             },
         };
+        if let Some(failed) = backoff.accepted() {
+            tracing::info!(failed, "admin listener accepting connections again");
+        }
         let state = state.clone();
         let stop = stop.clone();
         connections.spawn(async move {

@@ -61,9 +61,38 @@ fn cluster_id(dir: &Path) -> anyhow::Result<String> {
     Ok(id)
 }
 
+/// Descriptors a node holds besides its descriptor cache and its Kafka connections: standard
+/// streams, listeners, the runtime's, the data directory lock, metadata writes, directory
+/// syncs, admin connections and segment files leased to Fetch responses being sent.
+const DESCRIPTORS_RESERVED: u64 = 64;
+
+/// How many Kafka connections a soft open-file limit leaves once the descriptor cache
+/// (`descriptors_cached`) and [`DESCRIPTORS_RESERVED`] are taken.
+fn connections_left(soft_limit: u64, descriptors_cached: usize) -> u64 {
+    soft_limit.saturating_sub(descriptors_cached as u64 + DESCRIPTORS_RESERVED)
+}
+
+/// Warns once, with the numbers, if `connections_max` is more than the open-file limit leaves.
+/// The setting is kept, not clamped: past the descriptors left, accepts pause (the Kafka
+/// listener's backoff) until connections close, and existing connections are served.
+fn check_connections_max(connections_max: usize, soft_limit: u64) {
+    let cached = cairn_storage::descriptors::capacity();
+    let left = connections_left(soft_limit, cached);
+    if connections_max as u64 > left {
+        tracing::warn!(
+            connections_max,
+            connections_left = left,
+            open_files_soft = soft_limit,
+            descriptors_cached_max = cached,
+            descriptors_reserved = DESCRIPTORS_RESERVED,
+            "connections_max exceeds the connections the open file limit leaves; beyond them new connections wait until others close (lower --connections-max or raise the hard open file limit)"
+        );
+    }
+}
+
 /// Raises the soft open-file limit to the hard one and sizes the storage descriptor cache from
-/// it, leaving the rest of the limit to sockets and other files.
-fn size_descriptor_cache() {
+/// it, leaving the rest of the limit to sockets and other files. Returns the soft limit.
+fn size_descriptor_cache() -> u64 {
     use cairn_storage::descriptors;
     let limit = match descriptors::raise_open_file_limit() {
         Ok((before, after)) => {
@@ -83,6 +112,7 @@ fn size_descriptor_cache() {
     };
     descriptors::set_capacity(descriptors::capacity_for_limit(limit.soft));
     tracing::info!(descriptors_cached_max = descriptors::capacity(), "descriptor cache sized");
+    limit.soft
 }
 
 /// Resolves when the process receives SIGTERM or SIGINT.
@@ -115,7 +145,8 @@ async fn termination() {
 /// # Errors
 /// Startup failures: the data directory is in use or damaged, a listener cannot bind.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
-    size_descriptor_cache();
+    let soft_limit = size_descriptor_cache();
+    check_connections_max(config.connections_max, soft_limit);
     let _lock = lock_data_dir(&config.data_dir)?;
     let cluster_id = cluster_id(&config.data_dir)?;
     let kafka = TcpListener::bind(config.kafka_listen)
@@ -264,6 +295,18 @@ mod tests {
     use super::*;
 
     const BOUND: Duration = Duration::from_secs(20);
+
+    #[test]
+    fn connections_left_by_the_open_file_limit() {
+        // At the common limit of 1,024 the cache takes 512: the default 1,024 connections do
+        // not fit, which start warns about.
+        let cached = cairn_storage::descriptors::capacity_for_limit(1024);
+        assert_eq!(connections_left(1024, cached), 1024 - 512 - DESCRIPTORS_RESERVED);
+        assert!(connections_left(1024, cached) < NodeConfig::default().connections_max as u64);
+        assert_eq!(connections_left(16, 32), 0, "never negative");
+        let cached = cairn_storage::descriptors::capacity_for_limit(1 << 20);
+        assert!(connections_left(1 << 20, cached) > 1024, "a high limit leaves plenty");
+    }
 
     #[tokio::test]
     async fn node_whose_kafka_task_dies_turns_unready_and_fails() {

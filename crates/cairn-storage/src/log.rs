@@ -164,7 +164,7 @@ pub struct Log<D: Disk> {
     /// What the last open found and did.
     pub(crate) recovery: Recovery,
     /// The newest checkpointed point: everything before it is durable.
-    durable_point: RecoveryPoint,
+    pub(crate) durable_point: RecoveryPoint,
     /// Cached pages before this (segment base, position) have been dropped (cache window).
     cache_dropped: (Offset, u64),
 }
@@ -518,13 +518,17 @@ impl<D: Disk> Log<D> {
 
     /// Records that the whole log is durable (the caller just made it so).
     pub(crate) fn write_checkpoint(&mut self) -> Result<()> {
+        self.write_checkpoint_at(self.end_point())
+    }
+
+    /// The point a checkpoint of the whole log records: the end of the active segment.
+    pub(crate) fn end_point(&self) -> RecoveryPoint {
         let active = self.active();
-        let point = RecoveryPoint {
+        RecoveryPoint {
             segment_base: active.base,
             position: u64::from(active.size),
             next_offset: active.next,
-        };
-        self.write_checkpoint_at(point)
+        }
     }
 
     fn write_checkpoint_at(&mut self, point: RecoveryPoint) -> Result<()> {

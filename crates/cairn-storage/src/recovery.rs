@@ -53,12 +53,31 @@ impl<D: Disk> Log<D> {
         config: LogConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Log<D>> {
+        let dir = dir.as_ref();
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf);
+        let log = Log::open_in_synced_parent(disk, dir, config, clock)?;
+        if let Some(parent) = parent {
+            log.disk.sync_dir(&parent).map_err(io_error("fsync dir", &parent))?;
+        }
+        Ok(log)
+    }
+
+    /// [`Log::open`] without its fsync of `dir`'s parent: the caller makes the name of `dir`
+    /// durable itself, with one [`Disk::sync_dir`] of the parent for all the logs it opens
+    /// there, before it relies on any of them (acknowledges their creation or an append).
+    /// Everything inside `dir` is made durable as by [`Log::open`].
+    ///
+    /// # Errors
+    /// As [`Log::open`].
+    pub fn open_in_synced_parent(
+        disk: D,
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Log<D>> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         disk.create_dir_all(&dir).map_err(io_error("create dir", &dir))?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            disk.sync_dir(parent).map_err(io_error("fsync dir", parent))?;
-        }
         let names = disk.list_dir(&dir).map_err(io_error("list", &dir))?;
         let mut bases: Vec<Offset> =
             names.iter().filter_map(|n| segment::parse_data_name(n)).collect();
@@ -96,13 +115,19 @@ impl<D: Disk> Log<D> {
         if log.epochs.truncate_from(next) {
             log.epochs.persist(&log.disk, &log.dir)?;
         }
-        if !fresh {
+        // Every byte is covered by the checkpoint (a clean close, or a crash right after a
+        // flush): those bytes were fsynced before it was written, and it already says so. A
+        // clean start then writes and syncs nothing.
+        let covered = point == Some(log.end_point());
+        if !fresh && !covered {
             let active = log.active();
             active.data.sync_data().map_err(io_error("fsync", &active.data_path))?;
         }
         log.durable = next;
-        if !fresh {
-            log.write_checkpoint()?;
+        match point {
+            Some(point) if covered => log.durable_point = point,
+            _ if fresh => {}
+            _ => log.write_checkpoint()?,
         }
         Ok(log)
     }
@@ -129,10 +154,7 @@ impl<D: Disk> Log<D> {
         }
         self.epochs = match stored_epochs {
             Some(epochs) => epochs,
-            None => {
-                self.recovery.rebuilt_epochs = true;
-                self.rebuild_epochs()?
-            }
+            None => self.rebuild_epochs()?,
         };
         let mut lens = Vec::with_capacity(bases.len());
         for segment in &self.segments {
@@ -186,17 +208,29 @@ impl<D: Disk> Log<D> {
     }
 
     /// Rebuilds the epoch history from the batch headers when its file is missing or damaged.
-    /// Stops quietly at the first invalid batch: the recovery walk that follows judges it.
-    fn rebuild_epochs(&self) -> Result<Epochs> {
+    /// Stops quietly at the first invalid batch: the recovery walk that follows judges it. A
+    /// log without batches has no history, so nothing is rebuilt or persisted: a new log writes
+    /// no epoch file until its first append, and its reopen must not write one either.
+    fn rebuild_epochs(&mut self) -> Result<Epochs> {
         let mut epochs = Epochs::default();
         let mut expected = self.segments.front().map_or(Offset(0), |s| s.base);
+        let mut complete = true;
         for segment in &self.segments {
             match collect_epochs(&mut epochs, &*segment.data, &segment.data_path, expected)? {
                 Some(next) => expected = next,
-                None => return Ok(epochs),
+                None => {
+                    complete = false;
+                    break;
+                }
             }
         }
-        epochs.persist(&self.disk, &self.dir)?;
+        if epochs.entries().is_empty() {
+            return Ok(epochs);
+        }
+        self.recovery.rebuilt_epochs = true;
+        if complete {
+            epochs.persist(&self.disk, &self.dir)?;
+        }
         Ok(epochs)
     }
 }

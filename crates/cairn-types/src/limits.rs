@@ -16,6 +16,18 @@ pub const FRAME_BYTES_MAX: u32 = 100 * 1024 * 1024;
 /// from the others. A multiple of 1 KiB, the budget's unit.
 pub const FRAME_CHUNK_BYTES: u32 = 64 * 1024;
 
+/// First pause after a listener's `accept` failed (out of file descriptors, typically: the
+/// failure repeats at once while the condition lasts, so retrying without a pause would spin and
+/// log without bound). Each further failure in a row doubles it, up to
+/// [`ACCEPT_BACKOFF_MS_MAX`]; an accepted connection resets it.
+pub const ACCEPT_BACKOFF_MS_MIN: u64 = 10;
+
+/// Longest pause between two failed `accept`s: how late a listener notices that descriptors
+/// were freed.
+pub const ACCEPT_BACKOFF_MS_MAX: u64 = 1000;
+
+const _: () = assert!(ACCEPT_BACKOFF_MS_MIN > 0 && ACCEPT_BACKOFF_MS_MIN <= ACCEPT_BACKOFF_MS_MAX);
+
 /// Default of the longest a client may take to send a request frame's body once its length
 /// prefix arrived, and the longest the broker works on one request (Kafka's
 /// `request.timeout.ms` default). A node's `request_timeout_ms` overrides it.
@@ -96,6 +108,12 @@ pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 
 /// Partitions one topic may have (create and create-partitions both check it).
 pub const TOPIC_PARTITIONS_MAX: u32 = 10_000;
+
+/// Partitions a node opens, creates or closes at once (at start, for one CreateTopics or
+/// CreatePartitions request, at shutdown), each on its own thread. The work is mostly small
+/// writes and fsyncs of different files, which the file system's journal commits together, so
+/// a few in flight multiply throughput; more would only add threads.
+pub const PARTITION_OPENS_PARALLEL_MAX: usize = 16;
 
 /// Topics the cluster may hold.
 pub const TOPICS_MAX: usize = 100_000;

@@ -202,8 +202,15 @@ fn locate_once<M: MetadataStore>(
             }
             Err(error) => {
                 errors = true;
-                if !matches!(error, PartitionError::OffsetOutOfRange { .. }) {
-                    tracing::warn!(topic = partition.topic(), partition = index, %error, "fetch failed");
+                match error {
+                    PartitionError::OffsetOutOfRange { .. } => {}
+                    // Logged once when the partition went offline; consumers poll it on.
+                    PartitionError::Failed(_) => {
+                        tracing::debug!(topic = partition.topic(), partition = index, %error, "fetch failed");
+                    }
+                    _ => {
+                        tracing::warn!(topic = partition.topic(), partition = index, %error, "fetch failed");
+                    }
                 }
                 let offsets = match &error {
                     PartitionError::OffsetOutOfRange { offsets } => Some(*offsets),

@@ -1,6 +1,6 @@
 //! ListOffsets: earliest, latest, and the first offset at or after a timestamp.
 
-use cairn_broker::Partition;
+use cairn_broker::{Partition, PartitionError};
 use cairn_meta::MetadataStore;
 use cairn_protocol::compression;
 use cairn_types::batch::{Batches, Compression};
@@ -50,6 +50,11 @@ fn refine(batch_bytes: &[u8], target: i64) -> Option<(i64, i64)> {
 }
 
 fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), i16> {
+    // An offline partition knows no offsets it can vouch for (one whose log could not be opened
+    // knows none at all): KAFKA_STORAGE_ERROR, as for produce and fetch.
+    if let Some(reason) = partition.offline() {
+        return Err(errors::partition_code(&PartitionError::Failed(reason.to_owned())));
+    }
     let offsets = partition.offsets();
     match timestamp {
         LATEST => Ok((offsets.high_watermark.0 as i64, -1)),

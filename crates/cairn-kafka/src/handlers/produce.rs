@@ -168,8 +168,13 @@ fn failed_response(
     version: i16,
 ) -> PartitionProduceResponse {
     let index = partition.index() as i32;
-    if !matches!(error, PartitionError::MessageTooLarge { .. } | PartitionError::Timeout) {
-        tracing::warn!(topic = partition.topic(), partition = index, %error, "produce failed");
+    match error {
+        PartitionError::MessageTooLarge { .. } | PartitionError::Timeout => {}
+        // Logged once when the partition went offline; every request to it would flood.
+        PartitionError::Failed(_) => {
+            tracing::debug!(topic = partition.topic(), partition = index, %error, "produce failed");
+        }
+        _ => tracing::warn!(topic = partition.topic(), partition = index, %error, "produce failed"),
     }
     partition_error(
         index,
