@@ -326,6 +326,14 @@ async fn read_length<M>(
     }
 }
 
+/// How much the buffer of a frame body grows at a time once its first chunk is full. Each
+/// growth copies what arrived so far: doubling copies about a whole frame again (7.5% of the
+/// broker's CPU producing 2 MiB requests, in `perf`), growing eightfold about a seventh of it.
+/// Capacity beyond the bytes received is address space, not memory: it is only touched (and
+/// charged to the request memory budget) as the bytes arrive, so a stalled client still holds
+/// at most one chunk of budget beyond what it sent.
+const FRAME_GROWTH_FACTOR: usize = 8;
+
 /// Reads a frame body of `length` bytes chunk by chunk, charging each chunk to the request
 /// memory budget just before reading it: the frame then holds at most one chunk of the budget
 /// beyond the bytes that arrived (and at most the whole budget). The buffer grows geometrically
@@ -357,7 +365,7 @@ async fn read_body<M>(
             }
         }
         if body.capacity() < target {
-            let capacity = (body.capacity() * 2).clamp(target, length);
+            let capacity = (body.capacity() * FRAME_GROWTH_FACTOR).clamp(target, length);
             body.reserve_exact(capacity - body.len());
         }
         // `take` stops the reads at the chunk's end whatever the buffer's spare capacity.
