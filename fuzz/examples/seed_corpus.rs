@@ -511,16 +511,6 @@ fn reseal(batch: &mut [u8]) {
     batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
-fn codec_bits(codec: Compression) -> i16 {
-    match codec {
-        Compression::None => 0,
-        Compression::Gzip => 1,
-        Compression::Snappy => 2,
-        Compression::Lz4 => 3,
-        Compression::Zstd => 4,
-    }
-}
-
 /// The header of `template` with `payload` as records and `codec` in the attributes, resealed.
 fn with_payload(template: &[u8], codec: Compression, payload: &[u8]) -> Vec<u8> {
     let mut out = template[..HEADER_BYTES].to_vec();
@@ -528,7 +518,7 @@ fn with_payload(template: &[u8], codec: Compression, payload: &[u8]) -> Vec<u8> 
     let batch_length = i32::try_from(out.len() - 12).expect("seed batches are small");
     out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
     let attributes = i16::from_be_bytes([out[ATTRIBUTES_AT], out[ATTRIBUTES_AT + 1]]);
-    let attributes = (attributes & !0x07) | codec_bits(codec);
+    let attributes = (attributes & !0x07) | codec.attribute_bits();
     out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     reseal(&mut out);
     out

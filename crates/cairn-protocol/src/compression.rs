@@ -337,7 +337,7 @@ pub fn encode_batch(
     // Fits in an i32: at most BATCH_BYTES_MAX, checked just above.
     let batch_length = (bytes - LOG_OVERHEAD_BYTES) as i32;
     encoded[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
-    let attributes = (batch.header().attributes & !ATTR_COMPRESSION_MASK) | attribute_bits(codec);
+    let attributes = (batch.header().attributes & !ATTR_COMPRESSION_MASK) | codec.attribute_bits();
     encoded[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     batch::set_crc(encoded);
     Ok(())
@@ -368,18 +368,6 @@ pub fn recompress(
     };
     encode_batch(batch, records, codec, batch_bytes_max, out)?;
     Ok(())
-}
-
-/// The codec's number in a batch's attribute bits (the inverse of
-/// [`BatchHeader::compression`]).
-fn attribute_bits(codec: Compression) -> i16 {
-    match codec {
-        Compression::None => 0,
-        Compression::Gzip => 1,
-        Compression::Snappy => 2,
-        Compression::Lz4 => 3,
-        Compression::Zstd => 4,
-    }
 }
 
 /// Where decompressed bytes go: `out` from `start`, up to `limit` (`start + bytes_max`).

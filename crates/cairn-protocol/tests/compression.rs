@@ -45,16 +45,6 @@ fn crc32c(bytes: &[u8]) -> u32 {
     !crc
 }
 
-fn codec_bits(codec: Compression) -> i16 {
-    match codec {
-        Compression::None => 0,
-        Compression::Gzip => 1,
-        Compression::Snappy => 2,
-        Compression::Lz4 => 3,
-        Compression::Zstd => 4,
-    }
-}
-
 /// Recomputes the CRC of a batch whose covered bytes were edited.
 fn reseal(batch: &mut [u8]) {
     let crc = crc32c(&batch[ATTRIBUTES_AT..]);
@@ -69,7 +59,7 @@ fn with_payload(uncompressed: &[u8], codec: Compression, payload: &[u8]) -> Vec<
     let batch_length = i32::try_from(out.len() - 12).expect("test batches are small");
     out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
     let attributes = i16::from_be_bytes([out[ATTRIBUTES_AT], out[ATTRIBUTES_AT + 1]]);
-    let attributes = (attributes & !0x07) | codec_bits(codec);
+    let attributes = (attributes & !0x07) | codec.attribute_bits();
     out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     reseal(&mut out);
     out

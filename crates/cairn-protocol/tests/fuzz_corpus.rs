@@ -47,16 +47,6 @@ fn record_batch_corpus_replays() {
 // Decompression bombs.
 // ---------------------------------------------------------------------------------------------
 
-fn codec_bits(codec: Compression) -> i16 {
-    match codec {
-        Compression::None => 0,
-        Compression::Gzip => 1,
-        Compression::Snappy => 2,
-        Compression::Lz4 => 3,
-        Compression::Zstd => 4,
-    }
-}
-
 /// CRC32C (Castagnoli), bit by bit.
 fn crc32c(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;
@@ -76,7 +66,7 @@ fn batch_with_payload(codec: Compression, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(payload);
     let batch_length = i32::try_from(out.len() - 12).expect("bombs are small");
     out[8..12].copy_from_slice(&batch_length.to_be_bytes());
-    out[21..23].copy_from_slice(&codec_bits(codec).to_be_bytes());
+    out[21..23].copy_from_slice(&codec.attribute_bits().to_be_bytes());
     let crc = crc32c(&out[21..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
     out

@@ -141,6 +141,21 @@ pub enum Compression {
     Zstd,
 }
 
+impl Compression {
+    /// The codec's value in a batch's attribute bits 0..=2 (the inverse of
+    /// [`BatchHeader::compression`]).
+    #[must_use]
+    pub fn attribute_bits(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+}
+
 /// Meaning of a batch's timestamps (attribute bit 3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimestampType {
