@@ -237,13 +237,24 @@ async fn describe(client: &mut Client, name: &str) -> anyhow::Result<()> {
     let _ = writeln!(out, "partitions: {}", topic.partitions.len());
     let _ = writeln!(out, "replication factor: {replication}");
     let _ = writeln!(out);
-    let ids = |nodes: &[kafka_protocol::messages::BrokerId]| {
-        nodes.iter().map(|n| n.0.to_string()).collect::<Vec<_>>().join(",")
+    let ids = |nodes: &[kafka_protocol::messages::BrokerId]| match nodes {
+        [] => "-".to_owned(),
+        nodes => nodes.iter().map(|n| n.0.to_string()).collect::<Vec<_>>().join(","),
     };
     let mut rows = vec![
-        ["partition", "leader", "epoch", "replicas", "isr", "earliest", "latest", "error"]
-            .map(str::to_owned)
-            .to_vec(),
+        [
+            "partition",
+            "leader",
+            "epoch",
+            "replicas",
+            "isr",
+            "offline",
+            "earliest",
+            "latest",
+            "error",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
     ];
     for ((partition, earliest), latest) in topic.partitions.iter().zip(&earliest).zip(&latest) {
         // An offline partition answers its offsets with KAFKA_STORAGE_ERROR.
@@ -260,6 +271,7 @@ async fn describe(client: &mut Client, name: &str) -> anyhow::Result<()> {
             partition.leader_epoch.to_string(),
             ids(&partition.replica_nodes),
             ids(&partition.isr_nodes),
+            ids(&partition.offline_replicas),
             earliest.to_string(),
             latest.to_string(),
             error,

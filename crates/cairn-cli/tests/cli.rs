@@ -71,17 +71,17 @@ fn topic_administration() {
         describe.lines().skip_while(|l| !l.starts_with("partition ")).skip(1).take(3).collect();
     for (index, row) in rows.iter().enumerate() {
         let cells: Vec<&str> = row.split_whitespace().collect();
-        // partition, leader, epoch, replicas, isr, earliest, latest, error
+        // partition, leader, epoch, replicas, isr, offline, earliest, latest, error
         assert_eq!(cells[0], index.to_string(), "{describe}");
         assert_eq!(cells[1], "0", "{describe}");
-        assert_eq!(&cells[5..], ["0", "0", "-"], "{describe}");
+        assert_eq!(&cells[3..], ["0", "0", "-", "0", "0", "-"], "{describe}");
     }
 
     // Offsets show up in describe.
     node.ok_with(&["produce", "orders", "--partition", "1"], b"a\nb\nc\n");
     let describe = node.ok(&["topic", "describe", "orders"]);
     let row = describe.lines().find(|l| l.starts_with("1 ")).expect("partition 1 row");
-    assert_eq!(row.split_whitespace().nth(6), Some("3"), "{describe}");
+    assert_eq!(row.split_whitespace().nth(7), Some("3"), "{describe}");
 
     let altered = node.ok(&[
         "topic",
@@ -764,8 +764,9 @@ fn an_offline_partition_answers_list_offsets_with_a_storage_error_and_does_not_f
     let rows: Vec<Vec<&str>> =
         described.lines().map(|line| line.split_whitespace().collect()).collect();
     let row = |p: &str| rows.iter().find(|row| row.first() == Some(&p)).expect("partition row");
-    assert_eq!(row("0")[5..7], ["0", "4"], "partition 0 is served\n{described}");
-    assert_eq!(row("1")[5..8], ["-", "-", "KAFKA_STORAGE_ERROR"], "{described}");
+    assert_eq!(row("0")[3..8], ["0", "0", "-", "0", "4"], "partition 0 is served\n{described}");
+    // Partition 1's only replica is offline: out of the ISR, listed offline.
+    assert_eq!(row("1")[3..9], ["0", "-", "0", "-", "-", "KAFKA_STORAGE_ERROR"], "{described}");
     let error = node.fails(&["consume", "mixed", "--partition", "1", "--from", "latest"], b"");
     assert!(error.contains("KAFKA_STORAGE_ERROR"), "{error}");
     for _ in 0..5 {

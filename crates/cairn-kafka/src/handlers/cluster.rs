@@ -64,11 +64,24 @@ fn topic_response<M: MetadataStore>(
                 Some(leader) => {
                     let replicas: Vec<BrokerId> =
                         leader.replicas.iter().map(|n| BrokerId(n.0 as i32)).collect();
+                    // This node's replica is offline if its log could not be opened or failed:
+                    // not in sync, listed as offline (as Kafka lists a replica on a failed log
+                    // directory). The leader stays, so requests reach it and learn the cause.
+                    let here = BrokerId(ctx.config.node_id.0 as i32);
+                    let offline: Vec<BrokerId> = ctx
+                        .broker
+                        .partition(topic.name.as_str(), index)
+                        .filter(|partition| partition.offline().is_some())
+                        .map(|_| here)
+                        .into_iter()
+                        .collect();
+                    let isr = replicas.iter().copied().filter(|r| !offline.contains(r)).collect();
                     response
                         .with_leader_id(BrokerId(leader.leader.0 as i32))
                         .with_leader_epoch(leader.leader_epoch.0)
-                        .with_isr_nodes(replicas.clone())
+                        .with_isr_nodes(isr)
                         .with_replica_nodes(replicas)
+                        .with_offline_replicas(offline)
                 }
                 None => response
                     .with_error_code(ResponseError::LeaderNotAvailable.code())
