@@ -139,6 +139,47 @@ async fn termination() {
     let _ = interrupt.await;
 }
 
+/// Help text of `cairn_partitions_offline`.
+const OFFLINE_HELP: &str = "Partitions this node cannot serve: their log could not be opened, failed, or holds corrupt data.";
+
+/// The broker's settings from the node's, with its flush histogram registered in `registry`.
+fn broker_config(
+    config: &NodeConfig,
+    registry: &cairn_metrics::Registry,
+    health: Arc<Health>,
+) -> anyhow::Result<BrokerConfig> {
+    Ok(BrokerConfig {
+        data_dir: config.data_dir.clone(),
+        retention_interval: RETENTION_INTERVAL,
+        cache_window_bytes: (config.page_cache_window_bytes > 0)
+            .then_some(config.page_cache_window_bytes),
+        flush_seconds: registry
+            .histogram(
+                "cairn_log_flush_duration_seconds",
+                "Duration of each partition log flush (the fdatasync of one group commit), in seconds.",
+                cairn_metrics::LATENCY_BUCKETS_SECONDS,
+            )
+            .context("registering the log flush histogram")?,
+        health,
+    })
+}
+
+/// The Kafka listener's settings from the node's.
+fn server_config(config: &NodeConfig, cluster_id: String) -> ServerConfig {
+    ServerConfig {
+        node_id: config.node_id,
+        cluster_id,
+        connections_max: config.connections_max,
+        inflight_requests_max: config.inflight_requests_max,
+        request_bytes_max: REQUEST_BYTES_MAX,
+        auto_create_topics: config.auto_create_topics,
+        default_partitions: config.default_partitions,
+        idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
+        request_timeout: Duration::from_millis(config.request_timeout_ms),
+        shutdown_grace: Duration::from_millis(config.shutdown_timeout_ms),
+    }
+}
+
 /// Runs a node until SIGTERM/SIGINT, then stops accepting, finishes in-flight requests, flushes
 /// every partition and returns.
 ///
@@ -171,10 +212,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let (stop, stopping) = watch::channel(false);
     let health = Arc::new(Health::new(
         registry
-            .gauge(
-                "cairn_partitions_offline",
-                "Partitions this node cannot serve: their log could not be opened, failed, or holds corrupt data.",
-            )
+            .gauge("cairn_partitions_offline", OFFLINE_HELP)
             .context("registering the offline partitions gauge")?,
     ));
     let admin_state = AdminState {
@@ -187,34 +225,10 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         let _ = admin_stopping.wait_for(|stop| *stop).await;
     }));
 
-    let broker_config = BrokerConfig {
-        data_dir: config.data_dir.clone(),
-        retention_interval: RETENTION_INTERVAL,
-        cache_window_bytes: (config.page_cache_window_bytes > 0)
-            .then_some(config.page_cache_window_bytes),
-        flush_seconds: registry
-            .histogram(
-                "cairn_log_flush_duration_seconds",
-                "Duration of each partition log flush (the fdatasync of one group commit), in seconds.",
-                cairn_metrics::LATENCY_BUCKETS_SECONDS,
-            )
-            .context("registering the log flush histogram")?,
-        health,
-    };
+    let broker_config = broker_config(&config, &registry, health)?;
     let broker = Broker::open(broker_config, meta).await.context("opening partitions")?;
     let retention = tokio::spawn(Arc::clone(&broker).run_retention(stopping.clone()));
-    let server_config = ServerConfig {
-        node_id: config.node_id,
-        cluster_id,
-        connections_max: config.connections_max,
-        inflight_requests_max: config.inflight_requests_max,
-        request_bytes_max: REQUEST_BYTES_MAX,
-        auto_create_topics: config.auto_create_topics,
-        default_partitions: config.default_partitions,
-        idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
-        request_timeout: Duration::from_millis(config.request_timeout_ms),
-        shutdown_grace: Duration::from_millis(config.shutdown_timeout_ms),
-    };
+    let server_config = server_config(&config, cluster_id);
     tracing::info!(
         kafka = %config.kafka_listen,
         %advertised,
