@@ -1,7 +1,10 @@
 //! Tests of [`cairn_storage::inspect`], the read-only walk of the offline tools: it reports what
 //! recovery would cut or refuse, and leaves every byte and every name in the directory as it was.
 //! Each test runs against both the real file system and [`SimDisk`].
+
 #![allow(clippy::unwrap_used)]
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -176,24 +179,8 @@ fn a_directory_without_segments_is_left_alone<D: Disk + Clone>(disk: &D, dir: &P
     assert!(disk.list_dir(&missing).is_err(), "a missing directory is not created");
 }
 
-macro_rules! both_disks {
-    ($($name:ident),*) => {$(
-        mod $name {
-            #[test]
-            fn real_disk() {
-                let temp = tempfile::tempdir().unwrap();
-                super::$name(&cairn_storage::RealDisk, &temp.path().join("log"));
-            }
-            #[test]
-            fn sim_disk() {
-                let disk = cairn_storage::sim::SimDisk::new(5);
-                super::$name(&disk, std::path::Path::new("/log"));
-            }
-        }
-    )*};
-}
-
-both_disks!(
+support::both_disks!(
+    seed = 5;
     verify_reports_a_torn_tail_without_cutting_it,
     verify_reports_corruption_and_writes_nothing,
     clean_log_inspects_like_it_opens,

@@ -1,7 +1,10 @@
 //! Boundary and fault tests of [`Log`]: torn tails, bit flips, EIO, ENOSPC, lost indexes and
 //! epoch histories, recovery cost, retention, rolling and the input errors of every call.
 //! Tests that need no fault injection run against both the real file system and [`SimDisk`].
+
 #![allow(clippy::unwrap_used)]
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -163,23 +166,8 @@ fn lost_index_and_epoch_files_are_rebuilt<D: Disk + Clone>(disk: &D, dir: &Path)
     assert_eq!(read_all(&log).unwrap(), all);
 }
 
-macro_rules! both_disks {
-    ($($name:ident),*) => {$(
-        mod $name {
-            #[test]
-            fn real_disk() {
-                let temp = tempfile::tempdir().unwrap();
-                super::$name(&cairn_storage::RealDisk, &temp.path().join("log"));
-            }
-            #[test]
-            fn sim_disk() {
-                super::$name(&cairn_storage::sim::SimDisk::new(11), std::path::Path::new("/log"));
-            }
-        }
-    )*};
-}
-
-both_disks!(
+support::both_disks!(
+    seed = 11;
     torn_tail_is_cut,
     corruption_followed_by_valid_data_is_reported,
     clean_reopen_walks_nothing_and_crash_walks_the_tail,
