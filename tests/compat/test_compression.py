@@ -37,17 +37,15 @@ def check(records, count: int) -> None:
         assert (got.key, got.value, got.headers) == (key, value, headers), f"record {i}"
 
 
-@pytest.mark.parametrize("codec", CODECS)
-def test_confluent_kafka_producer(broker, codec):
-    topic = unique_topic(f"codec-ck-{codec}")
-    create_topic(broker.bootstrap, topic)
+def confluent_produce_records(bootstrap: str, topic: str, codec: str) -> None:
+    """Produces RECORD_COUNT records to partition 0 with librdkafka's `codec`, acks=all, one
+    request at a time (the order of pipelined requests is test_roundtrip.py's), and checks that
+    every one was delivered."""
     config = {
-        "bootstrap.servers": broker.bootstrap,
+        "bootstrap.servers": bootstrap,
         "acks": "all",
         "compression.type": codec,
         "linger.ms": 50,
-        # One request at a time: this test is about codecs; the order of pipelined requests is
-        # test_roundtrip.py's.
         "max.in.flight.requests.per.connection": 1,
         "message.timeout.ms": int(CALL_TIMEOUT_S * 1000),
     }
@@ -65,6 +63,13 @@ def test_confluent_kafka_producer(broker, codec):
             )
         assert producer.flush(timeout=CALL_TIMEOUT_S) == 0, "records left undelivered"
     assert not errors, f"delivery errors: {errors[:5]}"
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_confluent_kafka_producer(broker, codec):
+    topic = unique_topic(f"codec-ck-{codec}")
+    create_topic(broker.bootstrap, topic)
+    confluent_produce_records(broker.bootstrap, topic, codec)
 
     # Read back by the other implementation.
     check(kafka_python_read(broker.bootstrap, topic, 0, RECORD_COUNT), RECORD_COUNT)
@@ -111,28 +116,7 @@ def test_topic_compression_type_recompresses_gzip_batches(broker, topic_codec):
     with every key, value, header and offset intact."""
     topic = unique_topic(f"topic-codec-{topic_codec}")
     create_topic(broker.bootstrap, topic, config={"compression.type": topic_codec})
-    config = {
-        "bootstrap.servers": broker.bootstrap,
-        "acks": "all",
-        "compression.type": "gzip",
-        "linger.ms": 50,
-        "max.in.flight.requests.per.connection": 1,
-        "message.timeout.ms": int(CALL_TIMEOUT_S * 1000),
-    }
-    errors = []
-
-    def on_delivery(error, _message):
-        if error is not None:
-            errors.append(error)
-
-    with confluent_producer(config) as producer:
-        for i in range(RECORD_COUNT):
-            key, value, headers = record(i)
-            producer.produce(
-                topic, key=key, value=value, headers=headers, partition=0, on_delivery=on_delivery
-            )
-        assert producer.flush(timeout=CALL_TIMEOUT_S) == 0, "records left undelivered"
-    assert not errors, f"delivery errors: {errors[:5]}"
+    confluent_produce_records(broker.bootstrap, topic, "gzip")
 
     check(kafka_python_read(broker.bootstrap, topic, 0, RECORD_COUNT), RECORD_COUNT)
     check(read_all(broker.bootstrap, topic, 1)[0], RECORD_COUNT)
