@@ -389,6 +389,9 @@ impl Disk for DirSyncFails {
     fn open(&self, path: &Path) -> io::Result<Arc<SimFile>> {
         self.disk.open(path)
     }
+    fn open_read_only(&self, path: &Path) -> io::Result<Arc<SimFile>> {
+        self.disk.open_read_only(path)
+    }
     fn create(&self, path: &Path) -> io::Result<Arc<SimFile>> {
         self.disk.create(path)
     }

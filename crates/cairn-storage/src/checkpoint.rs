@@ -82,7 +82,7 @@ fn newest_slot<F: DiskFile>(file: &F, path: &Path) -> Result<Option<(u64, Recove
 /// or no valid slot in it. Read-only: creates and writes nothing (offline inspection).
 pub(crate) fn read_point<D: Disk>(disk: &D, dir: &Path) -> Result<Option<RecoveryPoint>> {
     let path = child(dir, FILE_NAME);
-    match disk.open(&path) {
+    match disk.open_read_only(&path) {
         Ok(file) => Ok(newest_slot(&*file, &path)?.map(|(_, point)| point)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(io_error("open", &path)(error)),

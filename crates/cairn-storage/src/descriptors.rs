@@ -118,6 +118,8 @@ pub(crate) struct Entry {
     path: PathBuf,
     /// Device and inode number at the first open: a reopen must find the same file.
     identity: (u64, u64),
+    /// Opened for writing too (else read-only, and so reopened).
+    writable: bool,
     /// Set by every use; the sweep clears it and closes only entries found clear (second chance).
     referenced: AtomicBool,
     slot: Mutex<Slot>,
@@ -189,17 +191,23 @@ fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
 }
 
 impl Entry {
-    /// Opens `path` with `options` (making room in the cache first) and registers the entry.
+    /// Opens `path` with `options` (making room in the cache first) and registers the entry;
+    /// `writable` says whether `options` write, so that a reopen opens the same way.
     ///
     /// # Errors
     /// Those of `open` and `fstat`.
-    pub(crate) fn open(path: &Path, options: &OpenOptions) -> io::Result<Arc<Entry>> {
+    pub(crate) fn open(
+        path: &Path,
+        options: &OpenOptions,
+        writable: bool,
+    ) -> io::Result<Arc<Entry>> {
         make_room();
         let file = options.open(path)?;
         let metadata = file.metadata()?;
         let entry = Arc::new(Entry {
             path: path.to_path_buf(),
             identity: (metadata.dev(), metadata.ino()),
+            writable,
             referenced: AtomicBool::new(true),
             slot: Mutex::new(Slot {
                 fd: Some(Arc::new(file)),
@@ -287,7 +295,7 @@ impl Entry {
     }
 
     fn reopen(&self) -> io::Result<File> {
-        let file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        let file = OpenOptions::new().read(true).write(self.writable).open(&self.path)?;
         let metadata = file.metadata()?;
         if (metadata.dev(), metadata.ino()) != self.identity {
             return Err(io::Error::new(

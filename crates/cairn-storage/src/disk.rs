@@ -72,6 +72,14 @@ pub trait Disk: Send + Sync + 'static {
     /// `NotFound` if it does not exist, or other IO errors.
     fn open(&self, path: &Path) -> io::Result<Arc<Self::File>>;
 
+    /// Opens an existing file for reading only: writes and length changes through the handle
+    /// fail (`EBADF`). For offline inspection, which must not change what it reads and must work
+    /// on a read-only file system.
+    ///
+    /// # Errors
+    /// As [`Disk::open`].
+    fn open_read_only(&self, path: &Path) -> io::Result<Arc<Self::File>>;
+
     /// Creates a new, empty file for reading and writing; fails if it exists.
     ///
     /// # Errors
@@ -132,8 +140,8 @@ impl std::fmt::Debug for RealFile {
 }
 
 impl RealFile {
-    fn open_with(path: &Path, options: &OpenOptions) -> io::Result<Arc<RealFile>> {
-        Ok(Arc::new(RealFile { entry: Entry::open(path, options)? }))
+    fn open_with(path: &Path, options: &OpenOptions, writable: bool) -> io::Result<Arc<RealFile>> {
+        Ok(Arc::new(RealFile { entry: Entry::open(path, options, writable)? }))
     }
 
     /// The descriptor, for zero-copy sends (`sendfile`) of the file's bytes. Hold it for one
@@ -223,11 +231,15 @@ impl Disk for RealDisk {
     type File = RealFile;
 
     fn open(&self, path: &Path) -> io::Result<Arc<RealFile>> {
-        RealFile::open_with(path, OpenOptions::new().read(true).write(true))
+        RealFile::open_with(path, OpenOptions::new().read(true).write(true), true)
+    }
+
+    fn open_read_only(&self, path: &Path) -> io::Result<Arc<RealFile>> {
+        RealFile::open_with(path, OpenOptions::new().read(true), false)
     }
 
     fn create(&self, path: &Path) -> io::Result<Arc<RealFile>> {
-        RealFile::open_with(path, OpenOptions::new().read(true).write(true).create_new(true))
+        RealFile::open_with(path, OpenOptions::new().read(true).write(true).create_new(true), true)
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {

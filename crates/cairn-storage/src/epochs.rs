@@ -119,7 +119,7 @@ impl Epochs {
     /// (the caller rebuilds it from the batches).
     pub(crate) fn load<D: Disk>(disk: &D, dir: &Path) -> Result<Option<Epochs>> {
         let path = child(dir, FILE_NAME);
-        let file = match disk.open(&path) {
+        let file = match disk.open_read_only(&path) {
             Ok(file) => file,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(io_error("open", &path)(error)),

@@ -176,7 +176,7 @@ impl<D: Disk> Context<'_, D> {
         inspection: &mut Inspection,
         visit: &mut dyn FnMut(&BatchHeader) -> ControlFlow<()>,
     ) -> Result<SegmentEnd> {
-        let file = self.disk.open(path).map_err(io_error("open", path))?;
+        let file = self.disk.open_read_only(path).map_err(io_error("open", path))?;
         let len = file.len().map_err(io_error("stat", path))?;
         if len > SEGMENT_BYTES_MAX {
             let reason = "segment larger than any segment cairn writes".to_owned();
@@ -227,7 +227,7 @@ fn trusted_prefix<D: Disk>(
     let Some(point) = point else { return Ok(None) };
     let Ok(i) = bases.binary_search(&point.segment_base) else { return Ok(None) };
     let path = child(dir, &segment::file_name(bases[i], DATA_SUFFIX));
-    let len = disk.open(&path).and_then(|f| f.len()).map_err(io_error("stat", &path))?;
+    let len = disk.open_read_only(&path).and_then(|f| f.len()).map_err(io_error("stat", &path))?;
     Ok((point.position <= len).then_some((i, point.position)))
 }
 
@@ -237,7 +237,7 @@ fn rebuild_epochs<D: Disk>(disk: &D, dir: &Path, bases: &[Offset]) -> Result<Epo
     let mut expected = bases[0];
     for &base in bases {
         let path = child(dir, &segment::file_name(base, DATA_SUFFIX));
-        let file = disk.open(&path).map_err(io_error("open", &path))?;
+        let file = disk.open_read_only(&path).map_err(io_error("open", &path))?;
         match collect_epochs(&mut epochs, &*file, &path, expected)? {
             Some(next) => expected = next,
             None => break,

@@ -86,6 +86,8 @@ pub struct SimFile {
     inode: InodeId,
     /// The crash generation the handle was opened in; a mismatch means the handle is stale.
     generation: u64,
+    /// Opened for writing (else writes and length changes fail as on a read-only descriptor).
+    writable: bool,
 }
 
 /// Inodes are numbered in creation order and never reused, so a stale id never aliases a new file.
@@ -307,13 +309,24 @@ impl SimDisk {
     }
 
     /// A handle to inode `id`, counted so the inode outlives its names.
-    fn handle(&self, state: &mut State, id: InodeId) -> Arc<SimFile> {
+    fn handle(&self, state: &mut State, id: InodeId, writable: bool) -> Arc<SimFile> {
         state.inode_mut(id).handle_count += 1;
         Arc::new(SimFile {
             state: Arc::clone(&self.state),
             inode: id,
             generation: state.generation,
+            writable,
         })
+    }
+
+    /// Opens the existing file at `path`, for writing too if `writable`.
+    fn open_file(&self, path: &Path, writable: bool) -> io::Result<Arc<SimFile>> {
+        let mut state = lock(&self.state);
+        if state.dirs.contains_key(path) {
+            return Err(error(io::ErrorKind::IsADirectory, "is a directory", path));
+        }
+        let id = state.lookup(path)?;
+        Ok(self.handle(&mut state, id, writable))
     }
 }
 
@@ -545,6 +558,18 @@ impl State {
     }
 }
 
+impl SimFile {
+    /// `refused` for a write or length change through a read-only handle, as Linux answers
+    /// (`EBADF` for `pwrite`, `EINVAL` for `ftruncate`).
+    fn check_writable(&self, refused: rustix::io::Errno) -> io::Result<()> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(refused.raw_os_error()))
+        }
+    }
+}
+
 impl DiskFile for SimFile {
     fn read_at(&self, buf: &mut [u8], position: u64) -> io::Result<usize> {
         let mut state = lock(&self.state);
@@ -558,6 +583,7 @@ impl DiskFile for SimFile {
     }
 
     fn write_all_at(&self, buf: &[u8], position: u64) -> io::Result<()> {
+        self.check_writable(rustix::io::Errno::BADF)?;
         let mut state = lock(&self.state);
         state.check(self.generation)?;
         state.write(self.inode, buf, position)
@@ -570,6 +596,7 @@ impl DiskFile for SimFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
+        self.check_writable(rustix::io::Errno::INVAL)?;
         let mut state = lock(&self.state);
         state.check(self.generation)?;
         state.set_len(self.inode, len)
@@ -611,12 +638,11 @@ impl Disk for SimDisk {
     type File = SimFile;
 
     fn open(&self, path: &Path) -> io::Result<Arc<SimFile>> {
-        let mut state = lock(&self.state);
-        if state.dirs.contains_key(path) {
-            return Err(error(io::ErrorKind::IsADirectory, "is a directory", path));
-        }
-        let id = state.lookup(path)?;
-        Ok(self.handle(&mut state, id))
+        self.open_file(path, true)
+    }
+
+    fn open_read_only(&self, path: &Path) -> io::Result<Arc<SimFile>> {
+        self.open_file(path, false)
     }
 
     fn create(&self, path: &Path) -> io::Result<Arc<SimFile>> {
@@ -639,7 +665,7 @@ impl Disk for SimDisk {
             handle_count: 0,
         };
         state.inodes.insert(id, inode);
-        Ok(self.handle(&mut state, id))
+        Ok(self.handle(&mut state, id, true))
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {

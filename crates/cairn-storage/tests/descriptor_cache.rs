@@ -117,6 +117,27 @@ fn a_removed_name_is_never_reopened() {
     assert_eq!(content(&new), b"new bytes");
 }
 
+/// A read-only handle whose descriptor the cache closed is reopened read-only: offline tools
+/// never get a writable descriptor, so they work on a read-only file system.
+#[test]
+fn a_read_only_file_is_reopened_read_only() {
+    let _serial = serial();
+    descriptors::set_capacity(CAPACITY);
+    let temp = tempfile::tempdir().unwrap();
+    let path = temp.path().join("segment");
+    let writer = RealDisk.create(&path).unwrap();
+    writer.write_all_at(b"bytes", 0).unwrap();
+    writer.sync_data().unwrap();
+    drop(writer);
+    let reader = RealDisk.open_read_only(&path).unwrap();
+    let others: Vec<_> =
+        (0..3).map(|i| RealDisk.create(&temp.path().join(format!("o{i}"))).unwrap()).collect();
+    evict(&others);
+    assert_eq!(content(&reader), b"bytes", "reopened to read");
+    let refused = reader.write_all_at(b"B", 0).unwrap_err();
+    assert_eq!(refused.raw_os_error(), Some(9), "EBADF: reopened read-only: {refused}");
+}
+
 /// A file removed (or renamed) while its descriptor is open keeps it: the handle reads the
 /// old bytes however many other files are used meanwhile, as readers of a segment deleted by
 /// retention did before the cache existed.

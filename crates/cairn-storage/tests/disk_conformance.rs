@@ -28,6 +28,7 @@ fn suite<D: Disk>(disk: D, root: &Path) {
     read_write(&disk, &dir(&disk, root, "read_write"));
     set_len(&disk, &dir(&disk, root, "set_len"));
     create_open(&disk, &dir(&disk, root, "create_open"));
+    open_read_only(&disk, &dir(&disk, root, "open_read_only"));
     list_dir(&disk, &dir(&disk, root, "list_dir"));
     remove(&disk, &dir(&disk, root, "remove"));
     rename(&disk, &dir(&disk, root, "rename"));
@@ -110,6 +111,27 @@ fn create_open<D: Disk>(disk: &D, dir: &Path) {
 
     drop((first, second));
     assert_eq!(content(&*disk.open(&path).unwrap()), b"abcZ", "content outlives the handles");
+}
+
+/// Linux's answers to a write (`EBADF`) and a length change (`EINVAL`) through a descriptor
+/// opened for reading only.
+const BAD_DESCRIPTOR: i32 = 9;
+const INVALID_ARGUMENT: i32 = 22;
+
+fn open_read_only<D: Disk>(disk: &D, dir: &Path) {
+    let path = dir.join("f");
+    assert_eq!(kind(disk.open_read_only(&path)), Some(io::ErrorKind::NotFound));
+    let writer = disk.create(&path).unwrap();
+    writer.write_all_at(b"abc", 0).unwrap();
+    let reader = disk.open_read_only(&path).unwrap();
+    assert_eq!(content(&*reader), b"abc", "reads what the file holds");
+    let refused = reader.write_all_at(b"Z", 0).unwrap_err();
+    assert_eq!(refused.raw_os_error(), Some(BAD_DESCRIPTOR), "{refused}");
+    let refused = reader.set_len(1).unwrap_err();
+    assert_eq!(refused.raw_os_error(), Some(INVALID_ARGUMENT), "{refused}");
+    assert_eq!(content(&*writer), b"abc", "nothing changed");
+    writer.write_all_at(b"d", 3).unwrap();
+    assert_eq!(content(&*reader), b"abcd", "and it sees later writes");
 }
 
 fn list_dir<D: Disk>(disk: &D, dir: &Path) {
