@@ -99,6 +99,23 @@ fn remove_entry(path: &Path) -> std::io::Result<()> {
         other => other,
     }
 }
+/// Closes a deleted topic's partition (waiters see it closed) and removes its directory; logs
+/// and returns false if the directory stays (the next start removes it).
+fn remove_partition(topic: &str, index: u32, partition: Option<&Partition>, dir: &Path) -> bool {
+    if let Some(partition) = partition
+        && let Err(error) = partition.close()
+    {
+        // Its data goes either way.
+        tracing::warn!(topic, partition = index, %error, "closing a deleted partition failed");
+    }
+    match remove_entry(dir) {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(topic, path = %dir.display(), %error, "removing data of a deleted partition failed; retried at the next start");
+            false
+        }
+    }
+}
 
 /// Fsyncs a directory, so the renames and removals in it are durable.
 fn sync_dir(path: &Path) -> Result<(), BrokerError> {
@@ -556,29 +573,25 @@ impl<M: MetadataStore> Broker<M> {
     pub async fn delete_topic(&self, name: &str) -> Result<Arc<TopicMeta>, BrokerError> {
         let _admin = self.admin.lock().await;
         let topic = self.meta.delete_topic(name).await?;
-        for index in 0..topic.partitions {
-            let removed = {
+        let doomed: Vec<(u32, Option<Arc<Partition>>, PathBuf)> = (0..topic.partitions)
+            .map(|index| {
+                self.config.health.forget(name, index);
                 let mut partitions =
                     self.partitions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-                partitions.remove(&(name.to_owned(), index))
-            };
-            self.config.health.forget(name, index);
-            if let Some(partition) = removed {
-                // Waiters see the partition closed; its data goes either way.
-                if let Err(error) = partition.close() {
-                    tracing::warn!(topic = name, partition = index, %error, "closing a deleted partition failed");
-                }
-            }
-        }
-        let mut removed_all = true;
-        for index in 0..topic.partitions {
-            let dir = self.partition_dir(&topic, index);
-            if let Err(error) = remove_entry(&dir) {
-                tracing::error!(topic = name, path = %dir.display(), %error, "removing data of a deleted partition failed; retried at the next start");
-                removed_all = false;
-            }
-        }
-        if removed_all && sync_dir(&self.topics_dir).is_ok() {
+                let removed = partitions.remove(&(name.to_owned(), index));
+                (index, removed, self.partition_dir(&topic, index))
+            })
+            .collect();
+        let (owned, topics_dir) = (name.to_owned(), self.topics_dir.clone());
+        // Off the runtime: closing flushes, and removing is many unlinks and a directory fsync.
+        let removed_all = blocking(move || {
+            let removed = in_parallel(&doomed, |(index, partition, dir)| {
+                remove_partition(&owned, *index, partition.as_deref(), dir)
+            });
+            removed.iter().all(|removed| *removed) && sync_dir(&topics_dir).is_ok()
+        })
+        .await;
+        if removed_all {
             self.finish_deletion(&topic).await;
         }
         Ok(topic)

@@ -375,7 +375,8 @@ async fn turns_during<T>(work: impl Future<Output = T>) -> (T, u64) {
 /// Issue 9: creating, opening and closing partitions ran one partition at a time inside the
 /// async functions, so a CreateTopics of 1,000 partitions, a start or a shutdown held a runtime
 /// thread for tens of seconds; on a current-thread runtime (this test's) nothing else ran at
-/// all. They now run on blocking threads, so other tasks keep running meanwhile.
+/// all. They now run on blocking threads, so other tasks keep running meanwhile. So does
+/// deleting a topic, which closes and removes every partition.
 #[tokio::test]
 async fn opening_many_partitions_does_not_block_the_runtime() {
     const PARTITIONS: u32 = 300;
@@ -393,5 +394,9 @@ async fn opening_many_partitions_does_not_block_the_runtime() {
     assert!(turns > 0, "other tasks ran while the partitions were opened");
     assert_eq!(entries(&topics_dir(dir.path())).len(), PARTITIONS as usize);
     assert_eq!(contents(&broker, "wide", PARTITIONS - 1).0, Offset(2), "the data is back");
+    let (deleted, turns) = turns_during(broker.delete_topic("wide")).await;
+    deleted.expect("delete");
+    assert!(turns > 0, "other tasks ran while the partitions were closed and removed");
+    assert!(entries(&topics_dir(dir.path())).is_empty(), "every partition directory is gone");
     broker.shutdown().await;
 }
