@@ -7,6 +7,7 @@ use cairn_protocol::compression::{
     CompressError, DecompressError, EncodeError, RecompressError, RecordsError, compress,
     decompress, recompress, stored_codec, validate_records,
 };
+use cairn_testkit::crc32c;
 use cairn_types::batch::{self, BatchBuilder, Compression, HEADER_BYTES, RecordBatch};
 use cairn_types::limits::DECOMPRESSED_BATCH_BYTES_MAX;
 use cairn_types::{BatchError, ProducerId};
@@ -32,18 +33,6 @@ const CRC_AT: usize = 17;
 const ATTRIBUTES_AT: usize = 21;
 const LAST_OFFSET_DELTA_AT: usize = 23;
 const RECORD_COUNT_AT: usize = 57;
-
-/// CRC32C (Castagnoli), bit by bit: a reference independent of the one cairn-types uses.
-fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
 
 /// Recomputes the CRC of a batch whose covered bytes were edited.
 fn reseal(batch: &mut [u8]) {

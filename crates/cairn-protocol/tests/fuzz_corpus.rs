@@ -15,6 +15,7 @@ use cairn_protocol::compression::{
 use cairn_protocol::fuzzing::{FUZZ_DECOMPRESSED_BYTES_MAX, fuzz_record_batch, with_crcs_fixed};
 use cairn_testkit::alloc::{Counting, largest_allocation};
 use cairn_testkit::corpus::replay;
+use cairn_testkit::crc32c;
 use cairn_types::batch::{BatchBuilder, Compression, HEADER_BYTES, RecordBatch};
 
 const KIB: usize = 1024;
@@ -46,18 +47,6 @@ fn record_batch_corpus_replays() {
 // ---------------------------------------------------------------------------------------------
 // Decompression bombs.
 // ---------------------------------------------------------------------------------------------
-
-/// CRC32C (Castagnoli), bit by bit.
-fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
 
 /// A one-record batch whose records part is `payload`, compressed with `codec`.
 fn batch_with_payload(codec: Compression, payload: &[u8]) -> Vec<u8> {

@@ -11,24 +11,11 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 
-use cairn_storage::{
-    Disk, DiskFile, Error, FlushPolicy, Inspection, Log, LogConfig, ManualClock, inspect,
-};
+use cairn_storage::{Disk, DiskFile, Error, Inspection, Log, ManualClock, inspect};
 use cairn_types::batch::{BatchBuilder, BatchHeader};
 use cairn_types::{LeaderEpoch, Offset};
 
 const T0: i64 = 1_700_000_000_000;
-
-fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 4096,
-        segment_ms: None,
-        index_interval_bytes: 256,
-        index_sync_bytes: 1 << 20,
-        flush: FlushPolicy::EveryAppend,
-        cache_window_bytes: None,
-    }
-}
 
 fn batch(records: u8, value_bytes: usize) -> Vec<u8> {
     let mut builder = BatchBuilder::new(T0);
@@ -42,7 +29,7 @@ fn batch(records: u8, value_bytes: usize) -> Vec<u8> {
 /// crash would leave it. Returns the offset after the last batch.
 fn write_log<D: Disk + Clone>(disk: &D, dir: &Path, count: usize, close: bool) -> Offset {
     let clock = Arc::new(ManualClock::new(T0));
-    let mut log = Log::open(disk.clone(), dir, config(), clock).unwrap();
+    let mut log = Log::open(disk.clone(), dir, support::config(), clock).unwrap();
     for _ in 0..count {
         log.append(&mut batch(3, 100), LeaderEpoch(2)).unwrap();
     }
@@ -104,7 +91,7 @@ fn verify_reports_a_torn_tail_without_cutting_it<D: Disk + Clone>(disk: &D, dir:
     assert!(inspection.complete && inspection.segments > 1, "{inspection:?}");
 
     let clock = Arc::new(ManualClock::new(T0));
-    let log = Log::open(disk.clone(), dir, config(), clock).unwrap();
+    let log = Log::open(disk.clone(), dir, support::config(), clock).unwrap();
     assert_eq!(log.recovery().truncated_bytes, tail.bytes, "recovery cuts what was reported");
     assert_eq!(log.next_offset(), next);
     assert_eq!(inspection.verified_bytes, log.size_bytes());

@@ -20,17 +20,6 @@ use cairn_types::{LeaderEpoch, Offset};
 const T0: i64 = 1_700_000_000_000;
 const EPOCH: LeaderEpoch = LeaderEpoch(3);
 
-fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 4096,
-        segment_ms: None,
-        index_interval_bytes: 256,
-        index_sync_bytes: 1 << 20,
-        flush: FlushPolicy::EveryAppend,
-        cache_window_bytes: None,
-    }
-}
-
 /// A batch of `records` records of `value_bytes` each, timestamped `timestamp`.
 fn batch(records: u8, value_bytes: usize, timestamp: i64) -> Vec<u8> {
     let mut builder = BatchBuilder::new(timestamp);
@@ -77,7 +66,7 @@ fn data_path(dir: &Path, base: u64) -> PathBuf {
 /// Generic form of the shared tests: each takes a disk and a directory.
 fn torn_tail_is_cut<D: Disk + Clone>(disk: &D, dir: &Path) {
     let clock = ManualClock::new(T0);
-    let mut log = open(disk, dir, config(), &clock).unwrap();
+    let mut log = open(disk, dir, support::config(), &clock).unwrap();
     let expected = fill(&mut log, 3, 100);
     let next = log.next_offset();
     drop(log);
@@ -90,7 +79,7 @@ fn torn_tail_is_cut<D: Disk + Clone>(disk: &D, dir: &Path) {
     file.write_all_at(&torn[..torn.len() / 2], len).unwrap();
     file.sync_data().unwrap();
     drop(file);
-    let log = open(disk, dir, config(), &clock).unwrap();
+    let log = open(disk, dir, support::config(), &clock).unwrap();
     assert_eq!(log.recovery().truncated_bytes, (torn.len() / 2) as u64);
     assert_eq!(log.next_offset(), next);
     assert_eq!(read_all(&log).unwrap(), expected);
@@ -99,7 +88,7 @@ fn torn_tail_is_cut<D: Disk + Clone>(disk: &D, dir: &Path) {
 
 fn corruption_followed_by_valid_data_is_reported<D: Disk + Clone>(disk: &D, dir: &Path) {
     let clock = ManualClock::new(T0);
-    let config = LogConfig { flush: FlushPolicy::Manual, ..config() };
+    let config = LogConfig { flush: FlushPolicy::Manual, ..support::config() };
     let mut log = open(disk, dir, config.clone(), &clock).unwrap();
     fill(&mut log, 3, 100);
     drop(log); // nothing flushed, so nothing checkpointed: all three batches are walked on open
@@ -118,7 +107,7 @@ fn corruption_followed_by_valid_data_is_reported<D: Disk + Clone>(disk: &D, dir:
 
 fn clean_reopen_walks_nothing_and_crash_walks_the_tail<D: Disk + Clone>(disk: &D, dir: &Path) {
     let clock = ManualClock::new(T0);
-    let config = LogConfig { flush: FlushPolicy::Manual, ..config() };
+    let config = LogConfig { flush: FlushPolicy::Manual, ..support::config() };
     let mut log = open(disk, dir, config.clone(), &clock).unwrap();
     let mut expected = fill(&mut log, 40, 200);
     assert!(log.segment_count() >= 8);
@@ -145,7 +134,7 @@ fn clean_reopen_walks_nothing_and_crash_walks_the_tail<D: Disk + Clone>(disk: &D
 
 fn lost_index_and_epoch_files_are_rebuilt<D: Disk + Clone>(disk: &D, dir: &Path) {
     let clock = ManualClock::new(T0);
-    let mut log = open(disk, dir, config(), &clock).unwrap();
+    let mut log = open(disk, dir, support::config(), &clock).unwrap();
     let expected = fill(&mut log, 20, 150);
     let mut more = batch(2, 10, T0);
     log.append(&mut more, LeaderEpoch(9)).unwrap();
@@ -157,7 +146,7 @@ fn lost_index_and_epoch_files_are_rebuilt<D: Disk + Clone>(disk: &D, dir: &Path)
         disk.remove_file(&dir.join(format!("{:020}.index", base.0))).unwrap();
     }
     disk.remove_file(&dir.join("leader-epochs")).unwrap();
-    let log = open(disk, dir, config(), &clock).unwrap();
+    let log = open(disk, dir, support::config(), &clock).unwrap();
     assert!(log.recovery().rebuilt_epochs);
     assert_eq!(log.epoch_history(), &history[..]);
     assert_eq!(log.offset_for_timestamp(T0 + 7).unwrap(), lookup);
@@ -183,15 +172,15 @@ fn a_clean_reopen_writes_and_syncs_nothing() {
     let disk = SimDisk::new(5);
     let clock = ManualClock::new(T0);
     let (full, empty) = (Path::new("/full"), Path::new("/empty"));
-    let mut log = open(&disk, full, config(), &clock).unwrap();
+    let mut log = open(&disk, full, support::config(), &clock).unwrap();
     let expected = fill(&mut log, 30, 200);
     assert!(log.segment_count() >= 3);
     log.close().unwrap();
-    open(&disk, empty, config(), &clock).unwrap().close().unwrap();
+    open(&disk, empty, support::config(), &clock).unwrap().close().unwrap();
     for _ in 0..2 {
         let (synced, written) = (disk.sync_count(), disk.bytes_written());
-        let log = open(&disk, full, config(), &clock).unwrap();
-        let new = open(&disk, empty, config(), &clock).unwrap();
+        let log = open(&disk, full, support::config(), &clock).unwrap();
+        let new = open(&disk, empty, support::config(), &clock).unwrap();
         assert_eq!(disk.sync_count(), synced, "a clean reopen fsyncs nothing");
         assert_eq!(disk.bytes_written(), written, "a clean reopen writes nothing");
         assert_eq!(*log.recovery(), Default::default(), "and walks nothing");
@@ -199,13 +188,13 @@ fn a_clean_reopen_writes_and_syncs_nothing() {
         drop((log, new));
         disk.crash();
     }
-    let mut log = open(&disk, full, config(), &clock).unwrap();
+    let mut log = open(&disk, full, support::config(), &clock).unwrap();
     assert_eq!(read_all(&log).unwrap(), expected, "everything stayed durable");
     let mut more = batch(2, 10, T0);
     log.append(&mut more, EPOCH).unwrap();
     drop(log);
     disk.crash();
-    let log = open(&disk, full, config(), &clock).unwrap();
+    let log = open(&disk, full, support::config(), &clock).unwrap();
     let mut all = expected;
     all.extend(&more);
     assert_eq!(read_all(&log).unwrap(), all, "and appends after a clean reopen are durable");
@@ -216,7 +205,7 @@ fn every_single_bit_flip_in_committed_batches_is_detected() {
     let disk = SimDisk::new(5);
     let dir = Path::new("/flip");
     let clock = ManualClock::new(T0);
-    let mut log = open(&disk, dir, config(), &clock).unwrap();
+    let mut log = open(&disk, dir, support::config(), &clock).unwrap();
     let expected = fill(&mut log, 3, 20);
     log.close().unwrap();
     let path = data_path(dir, 0);
@@ -225,7 +214,7 @@ fn every_single_bit_flip_in_committed_batches_is_detected() {
     for bit in 0..bits {
         disk.flip_bit(&path, bit).unwrap();
         // Detected at open, at read, or by the scrub; never returned as data.
-        match open(&disk, dir, config(), &clock) {
+        match open(&disk, dir, support::config(), &clock) {
             Err(Error::Corruption { .. }) => detected += 1,
             Err(other) => panic!("bit {bit}: unexpected error {other:?}"),
             Ok(log) => {
@@ -244,7 +233,7 @@ fn every_single_bit_flip_in_committed_batches_is_detected() {
         disk.flip_bit(&path, bit).unwrap();
     }
     assert_eq!(detected, bits);
-    let log = open(&disk, dir, config(), &clock).unwrap();
+    let log = open(&disk, dir, support::config(), &clock).unwrap();
     assert_eq!(read_all(&log).unwrap(), expected);
 }
 
@@ -256,7 +245,7 @@ fn read_verifies_the_offsets_and_epochs_that_locate_skips() {
     let disk = SimDisk::new(9);
     let dir = Path::new("/outside-crc");
     let clock = ManualClock::new(T0);
-    let mut log = open(&disk, dir, config(), &clock).unwrap();
+    let mut log = open(&disk, dir, support::config(), &clock).unwrap();
     let expected = fill(&mut log, 12, 20);
     log.close().unwrap();
     let second = Frames::new(&expected, BATCH_BYTES_MAX).nth(1).unwrap().0 as u64;
@@ -264,7 +253,7 @@ fn read_verifies_the_offsets_and_epochs_that_locate_skips() {
     for byte in [7, 15] {
         let bit = (second + byte) * 8;
         disk.flip_bit(&data_path(dir, 0), bit).unwrap();
-        let log = open(&disk, dir, config(), &clock).unwrap();
+        let log = open(&disk, dir, support::config(), &clock).unwrap();
         let end = log.next_offset();
         let located = log.locate(Offset(0), 1 << 20, end).unwrap();
         assert_eq!(located.bytes, expected.len() as u64, "locate walked past the damage");
@@ -282,7 +271,7 @@ fn eio_on_fsync_poisons_the_log() {
     let disk = SimDisk::new(3);
     let dir = Path::new("/eio");
     let clock = ManualClock::new(T0);
-    let mut log = open(&disk, dir, config(), &clock).unwrap();
+    let mut log = open(&disk, dir, support::config(), &clock).unwrap();
     let expected = fill(&mut log, 2, 50);
     disk.fail_next_sync(EIO);
     let error = log.append(&mut batch(1, 10, T0), EPOCH).unwrap_err();
@@ -294,7 +283,7 @@ fn eio_on_fsync_poisons_the_log() {
     // What was durable before stays readable; a reopen recovers from disk.
     drop(log);
     disk.crash();
-    let log = open(&disk, dir, config(), &clock).unwrap();
+    let log = open(&disk, dir, support::config(), &clock).unwrap();
     assert_eq!(read_all(&log).unwrap(), expected);
 }
 
@@ -303,13 +292,13 @@ fn eio_on_write_poisons_the_log() {
     let disk = SimDisk::new(4);
     let dir = Path::new("/eio-write");
     let clock = ManualClock::new(T0);
-    let mut log = open(&disk, dir, config(), &clock).unwrap();
+    let mut log = open(&disk, dir, support::config(), &clock).unwrap();
     let expected = fill(&mut log, 2, 50);
     disk.fail_next_write(EIO);
     assert!(matches!(log.append(&mut batch(2, 300, T0), EPOCH), Err(Error::Io { .. })));
     assert!(log.is_poisoned());
     drop(log);
-    let log = open(&disk, dir, config(), &clock).unwrap();
+    let log = open(&disk, dir, support::config(), &clock).unwrap();
     assert_eq!(read_all(&log).unwrap(), expected, "the partial write is a torn tail");
 }
 
@@ -318,7 +307,7 @@ fn enospc_is_retriable_and_leaves_the_log_consistent() {
     let disk = SimDisk::new(8);
     let dir = Path::new("/full");
     let clock = ManualClock::new(T0);
-    let mut log = open(&disk, dir, config(), &clock).unwrap();
+    let mut log = open(&disk, dir, support::config(), &clock).unwrap();
     let mut expected = fill(&mut log, 5, 100);
     // Room for a little more; appends fail part-way, some while rolling a segment.
     disk.set_capacity_bytes(Some(disk.used_bytes() + 3000));
@@ -347,7 +336,7 @@ fn enospc_is_retriable_and_leaves_the_log_consistent() {
     expected.extend(&bytes);
     drop(log);
     disk.crash();
-    let log = open(&disk, dir, config(), &clock).unwrap();
+    let log = open(&disk, dir, support::config(), &clock).unwrap();
     assert_eq!(read_all(&log).unwrap(), expected);
 }
 
@@ -356,7 +345,7 @@ fn invalid_input_is_rejected_before_anything_is_written() {
     let disk = SimDisk::new(2);
     let dir = Path::new("/input");
     let clock = ManualClock::new(T0);
-    let mut log = open(&disk, dir, config(), &clock).unwrap();
+    let mut log = open(&disk, dir, support::config(), &clock).unwrap();
     fill(&mut log, 1, 10);
     let written = disk.bytes_written();
     let mut good = batch(1, 10, T0);
@@ -384,7 +373,7 @@ fn invalid_input_is_rejected_before_anything_is_written() {
     ));
     assert!(matches!(log.truncate_suffix(Offset(0), Offset(1)), Err(Error::BeyondBound { .. })));
     assert!(matches!(log.delete_prefix(Offset(2), Offset(1)), Err(Error::BeyondBound { .. })));
-    let bad_config = LogConfig { segment_bytes: 10, ..config() };
+    let bad_config = LogConfig { segment_bytes: 10, ..support::config() };
     assert!(matches!(open(&disk, Path::new("/other"), bad_config, &clock), Err(Error::Config(_))));
 }
 
@@ -393,7 +382,7 @@ fn retention_by_time_and_size_respects_the_bound() {
     let disk = SimDisk::new(6);
     let dir = Path::new("/retention");
     let clock = ManualClock::new(T0);
-    let mut log = open(&disk, dir, config(), &clock).unwrap();
+    let mut log = open(&disk, dir, support::config(), &clock).unwrap();
     for i in 0..30 {
         log.append(&mut batch(3, 250, T0 + i * 1000), EPOCH).unwrap();
     }
@@ -420,7 +409,7 @@ fn retention_by_time_and_size_respects_the_bound() {
     let start = log.start_offset();
     drop(log);
     disk.crash();
-    let log = open(&disk, dir, config(), &clock).unwrap();
+    let log = open(&disk, dir, support::config(), &clock).unwrap();
     assert_eq!(log.start_offset(), start, "deleted segments stay deleted after a crash");
 }
 
@@ -429,7 +418,8 @@ fn segments_roll_by_age() {
     let disk = SimDisk::new(9);
     let dir = Path::new("/age");
     let clock = ManualClock::new(T0);
-    let config = LogConfig { segment_ms: Some(60_000), segment_bytes: 1 << 20, ..config() };
+    let config =
+        LogConfig { segment_ms: Some(60_000), segment_bytes: 1 << 20, ..support::config() };
     let mut log = open(&disk, dir, config, &clock).unwrap();
     fill(&mut log, 3, 10);
     assert_eq!(log.segment_count(), 1);
@@ -452,7 +442,7 @@ fn cache_window_drops_durable_data_behind_the_window<D: Disk + Clone>(
 ) -> (u64, u64) {
     const WINDOW: u64 = 3000;
     let clock = ManualClock::new(T0);
-    let config = LogConfig { cache_window_bytes: Some(WINDOW), ..config() };
+    let config = LogConfig { cache_window_bytes: Some(WINDOW), ..support::config() };
     let mut log = open(disk, dir, config.clone(), &clock).unwrap();
     let mut expected = fill(&mut log, 30, 100);
     assert!(log.segment_count() >= 3, "the window spans segment rolls");
@@ -493,7 +483,8 @@ fn interval_flush_policy_bounds_unflushed_data() {
     let disk = SimDisk::new(10);
     let dir = Path::new("/interval");
     let clock = ManualClock::new(T0);
-    let config = LogConfig { flush: FlushPolicy::Interval { ms: 100, bytes: 1500 }, ..config() };
+    let config =
+        LogConfig { flush: FlushPolicy::Interval { ms: 100, bytes: 1500 }, ..support::config() };
     let mut log = open(&disk, dir, config, &clock).unwrap();
     let appended = log.append(&mut batch(1, 10, T0), EPOCH).unwrap();
     assert!(!appended.durable);

@@ -11,6 +11,7 @@
 //! - [`wire`]: raw Kafka request frames and response reading, for tests below the client.
 //! - [`alloc`] and [`corpus`]: a global allocator counting each thread's largest allocation,
 //!   and the fuzz corpora replayed on stable within their allocation budgets.
+//! - [`crc32c`]: a bit-by-bit CRC32C, the reference that tests hold cairn's own to.
 //!
 //! A dev-dependency only: tidy's `layering` rule refuses it in `[dependencies]`, so it may
 //! depend on every cairn crate. Its failure mode is a panic naming what failed (with the node's
@@ -25,3 +26,17 @@ pub mod wire;
 
 pub use node::{TestNode, TestNodeBuilder};
 pub use process::{ProcessNode, ProcessNodeBuilder, Run, clean_command, free_ports, run};
+
+/// CRC32C (Castagnoli), bit by bit: slow and obviously right, a reference independent of the
+/// table-driven one cairn uses, for tests that build or reseal batches by hand.
+#[must_use]
+pub fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
