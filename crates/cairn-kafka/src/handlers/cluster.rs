@@ -67,14 +67,15 @@ fn topic_response<M: MetadataStore>(
                     // This node's replica is offline if its log could not be opened or failed:
                     // not in sync, listed as offline (as Kafka lists a replica on a failed log
                     // directory). The leader stays, so requests reach it and learn the cause.
-                    let here = BrokerId(ctx.config.node_id.0 as i32);
-                    let offline: Vec<BrokerId> = ctx
+                    let offline_here = ctx
                         .broker
                         .partition(topic.name.as_str(), index)
-                        .filter(|partition| partition.offline().is_some())
-                        .map(|_| here)
-                        .into_iter()
-                        .collect();
+                        .is_some_and(|partition| partition.offline().is_some());
+                    let offline = if offline_here {
+                        vec![BrokerId(ctx.config.node_id.0 as i32)]
+                    } else {
+                        Vec::new()
+                    };
                     let isr = replicas.iter().copied().filter(|r| !offline.contains(r)).collect();
                     response
                         .with_leader_id(BrokerId(leader.leader.0 as i32))
