@@ -26,8 +26,6 @@ const EXHAUSTED_WATCH: Duration = Duration::from_secs(3);
 const EXHAUSTED_ACCEPTS_MIN: u64 = 5;
 /// The longest any one step may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Between polls of a condition the node reaches on its own.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 const EXHAUSTED_LINE: &str = "accept failed: out of file descriptors";
@@ -61,15 +59,6 @@ fn lower_open_file_limit(node: &ProcessNode) {
     prlimit(Some(pid), Resource::Nofile, limit).expect("lower the node's RLIMIT_NOFILE");
 }
 
-/// Polls `condition` until it holds; fails after [`STEP_TIMEOUT`].
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "{what}: not within {STEP_TIMEOUT:?}");
-        std::thread::sleep(POLL_INTERVAL);
-    }
-}
-
 async fn served(client: &mut Client) {
     let request = MetadataRequest::default().with_topics(Some(Vec::new()));
     let response = client.send(&request).await.expect("Metadata answered");
@@ -85,7 +74,7 @@ async fn connect(node: &ProcessNode) -> Client {
 
 #[test]
 fn accept_at_the_descriptor_limit_backs_off_and_recovers() {
-    let node = ProcessNode::start(CAIRN);
+    let mut node = ProcessNode::start(CAIRN);
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let mut existing = runtime.block_on(connect(&node));
@@ -99,8 +88,13 @@ fn accept_at_the_descriptor_limit_backs_off_and_recovers() {
         .map(|_| TcpStream::connect_timeout(&kafka, STEP_TIMEOUT).expect("connect (backlog)"))
         .collect();
 
-    wait_for("the node to run out of descriptors", || {
-        descriptors(&node) >= OPEN_FILES_MAX as usize && log_text(&node).contains(EXHAUSTED_LINE)
+    node.wait_until("the node to run out of descriptors", STEP_TIMEOUT, |node| {
+        let open = descriptors(node);
+        if open >= OPEN_FILES_MAX as usize && log_text(node).contains(EXHAUSTED_LINE) {
+            Ok(())
+        } else {
+            Err(format!("{open} descriptors open"))
+        }
     });
 
     // The existing connection is served all along, and the exhaustion is logged once.

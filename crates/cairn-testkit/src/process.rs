@@ -3,8 +3,8 @@
 //!
 //! The binary's path is an argument: only the tests of the crate that builds it have it
 //! (`env!("CARGO_BIN_EXE_cairn")`), under nextest and `cargo test` alike. Nothing sleeps to
-//! synchronise: start-up is awaited by polling `/health/ready` (each wait ends early if the
-//! process exits), every process is awaited with a deadline, and a node not stopped by its test
+//! synchronise: start-up and other conditions are awaited by polling ([`ProcessNode::wait_until`];
+//! each wait ends early if the process exits), every process is awaited with a deadline, and a node not stopped by its test
 //! is killed when dropped.
 
 use std::ffi::{OsStr, OsString};
@@ -282,22 +282,40 @@ impl ProcessNode {
     }
 
     fn wait_ready(&mut self, timeout: Duration) {
+        let admin = self.admin;
+        self.wait_until("cairn to be ready", timeout, |_| match probe_ready(admin) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("not ready".to_owned()),
+            Err(error) => Err(error.to_string()),
+        });
+    }
+
+    /// Polls `condition` until it holds (`Ok`), pausing between polls on the process's exit, so
+    /// the wait ends at once if the node exits.
+    ///
+    /// # Panics
+    /// If the node exits, or `timeout` passes (with the last `Err` the condition gave and the
+    /// node's log tail).
+    pub fn wait_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut condition: impl FnMut(&ProcessNode) -> Result<(), String>,
+    ) {
         let deadline = Instant::now() + timeout;
         loop {
-            let last = match probe_ready(self.admin) {
-                Ok(true) => return,
-                Ok(false) => "not ready".to_owned(),
-                Err(error) => error.to_string(),
+            let last = match condition(self) {
+                Ok(()) => return,
+                Err(last) => last,
             };
             assert!(
                 Instant::now() < deadline,
-                "cairn not ready after {timeout:?} (last probe: {last})\n{}",
+                "{what}: not within {timeout:?} (last: {last})\n{}",
                 self.log_tail()
             );
-            // The poll interval, cut short if the process exits.
             if let Ok(status) = self.exited.recv_timeout(READY_POLL_INTERVAL) {
                 self.status = Some(status);
-                panic!("cairn exited with {status} before it was ready\n{}", self.log_tail());
+                panic!("cairn exited with {status} waiting for {what}\n{}", self.log_tail());
             }
         }
     }
