@@ -16,6 +16,7 @@ mod health;
 mod layout;
 mod parallel;
 mod partition;
+mod replica;
 
 pub use broker::{Broker, BrokerConfig};
 pub use error::{BrokerError, PartitionError};
@@ -23,3 +24,4 @@ pub use health::{Health, OfflinePartition};
 pub use partition::{
     Appended, Durability, Fetched, Located, Offsets, Partition, PartitionConfig, Shared,
 };
+pub use replica::{Refusal, Replica, Role, Violation};
