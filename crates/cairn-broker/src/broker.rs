@@ -17,6 +17,10 @@
 //! opened. A partition whose log cannot be opened is served offline ([`Health`]); a topic never
 //! stops the node from starting.
 //!
+//! The broker is generic over the [`Volume`] its partitions live on (`RealDisk` in `cairn
+//! serve`, `SimDisk` in tests) and takes its wall clock from [`BrokerConfig::clock`]; it names
+//! no disk and no clock of its own.
+//!
 //! Partitions are opened, created and closed on blocking threads, up to
 //! `PARTITION_OPENS_PARALLEL_MAX` at once (`parallel.rs`), and the names of the partition
 //! directories opened or made together are made durable with one fsync of `topics/`, before
@@ -24,13 +28,14 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use cairn_meta::{ConfigChange, MetadataStore, TopicMeta, TopicSpec};
-use cairn_storage::{FlushPolicy, Log, LogConfig, RealDisk, Retention, SystemClock};
+use cairn_storage::{Clock, FlushPolicy, Log, LogConfig, RealDisk, Retention};
 use cairn_types::LeaderEpoch;
 
 use crate::error::{BrokerError, PartitionError};
@@ -38,12 +43,13 @@ use crate::health::Health;
 use crate::layout::{Entry, Known, partition_dir_name};
 use crate::parallel::{blocking, in_parallel};
 use crate::partition::{Partition, PartitionConfig, Shared};
+use crate::volume::Volume;
 
 /// Where a start moves entries of `topics/` it does not recognise, one subdirectory per start.
 const UNRECOGNISED_DIR: &str = "unrecognised";
 
 /// Broker settings.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct BrokerConfig {
     /// Partition logs live in `data_dir/topics/<topic-id-hex>-<partition>`.
     pub data_dir: PathBuf,
@@ -57,13 +63,32 @@ pub struct BrokerConfig {
     /// Offline partitions and a full disk, for readiness and the `cairn_partitions_offline`
     /// gauge.
     pub health: Arc<Health>,
+    /// The wall clock: log-append time, retention, `segment.ms`, the names of moved-aside
+    /// directories. `SystemClock` in `cairn serve`; tests move a `ManualClock`.
+    pub clock: Arc<dyn Clock>,
 }
 
-/// The partitions hosted on this node.
-pub struct Broker<M> {
+impl fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerConfig")
+            .field("data_dir", &self.data_dir)
+            .field("retention_interval", &self.retention_interval)
+            .field("cache_window_bytes", &self.cache_window_bytes)
+            .field("health", &self.health)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The hosted partitions by topic name and index.
+type Hosted<D> = HashMap<(String, u32), Arc<Partition<D>>>;
+
+/// The partitions hosted on this node, their logs on a `D`.
+pub struct Broker<M, D: Volume = RealDisk> {
     meta: Arc<M>,
+    /// Where the partitions' directories and logs live.
+    disk: D,
     topics_dir: PathBuf,
-    partitions: RwLock<HashMap<(String, u32), Arc<Partition>>>,
+    partitions: RwLock<Hosted<D>>,
     /// Serializes topic create, delete, alter and partition creation.
     admin: tokio::sync::Mutex<()>,
     /// Bumped whenever any partition's high watermark moves.
@@ -87,28 +112,22 @@ fn cause(error: &cairn_storage::Error) -> String {
     }
 }
 
-/// Removes a file or a directory tree; gone already is fine.
-fn remove_entry(path: &Path) -> std::io::Result<()> {
-    let removed = match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(error) => Err(error),
-    };
-    match removed {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
-}
 /// Closes a deleted topic's partition (waiters see it closed) and removes its directory; logs
 /// and returns false if the directory stays (the next start removes it).
-fn remove_partition(topic: &str, index: u32, partition: Option<&Partition>, dir: &Path) -> bool {
+fn remove_partition<D: Volume>(
+    disk: &D,
+    topic: &str,
+    index: u32,
+    partition: Option<&Partition<D>>,
+    dir: &Path,
+) -> bool {
     if let Some(partition) = partition
         && let Err(error) = partition.close()
     {
         // Its data goes either way.
         tracing::warn!(topic, partition = index, %error, "closing a deleted partition failed");
     }
-    match remove_entry(dir) {
+    match disk.remove_entry(dir) {
         Ok(()) => true,
         Err(error) => {
             tracing::error!(topic, path = %dir.display(), %error, "removing data of a deleted partition failed; retried at the next start");
@@ -118,8 +137,8 @@ fn remove_partition(topic: &str, index: u32, partition: Option<&Partition>, dir:
 }
 
 /// Fsyncs a directory, so the renames and removals in it are durable.
-fn sync_dir(path: &Path) -> Result<(), BrokerError> {
-    std::fs::File::open(path).and_then(|dir| dir.sync_all()).map_err(io("fsync", path))
+fn sync_dir(disk: &impl Volume, path: &Path) -> Result<(), BrokerError> {
+    disk.sync_dir(path).map_err(io("fsync", path))
 }
 
 /// What a start found, for its summary line.
@@ -156,29 +175,51 @@ fn settings_for(topic: &TopicMeta, config: &BrokerConfig) -> (PartitionConfig, L
 }
 
 /// An opened partition log, or why it could not be opened.
-type Opened = Result<Log<RealDisk>, cairn_storage::Error>;
+type Opened<D> = Result<Log<D>, cairn_storage::Error>;
 
-/// Opens partition `index` of `topic` in `topics_dir`, creating it if it does not exist. The
-/// directory's own name is not synced: the caller syncs `topics_dir` once for all it opens.
-fn open_log(topics_dir: &Path, config: &BrokerConfig, topic: &TopicMeta, index: u32) -> Opened {
+/// Opens partition `index` of `topic` in `topics_dir` on `disk`, creating it if it does not
+/// exist. The directory's own name is not synced: the caller syncs `topics_dir` once for all it
+/// opens.
+fn open_log<D: Volume>(
+    disk: &D,
+    topics_dir: &Path,
+    config: &BrokerConfig,
+    topic: &TopicMeta,
+    index: u32,
+) -> Opened<D> {
     let (_, log_config) = settings_for(topic, config);
     let dir = topics_dir.join(partition_dir_name(topic.id, index));
-    Log::open_in_synced_parent(RealDisk, dir, log_config, Arc::new(SystemClock))
+    Log::open_in_synced_parent(disk.clone(), dir, log_config, Arc::clone(&config.clock))
 }
 
-impl<M: MetadataStore> Broker<M> {
-    /// Reconciles the data directory with the metadata (see the module docs), then opens every
-    /// partition the metadata names, recovering their logs; one that cannot be opened is served
-    /// offline. Spawns each partition's flusher on the current runtime.
+impl<M: MetadataStore> Broker<M, RealDisk> {
+    /// [`Broker::open_on`] the real file system: what `cairn serve` runs.
+    ///
+    /// # Errors
+    /// As [`Broker::open_on`].
+    pub async fn open(config: BrokerConfig, meta: Arc<M>) -> Result<Arc<Broker<M>>, BrokerError> {
+        Broker::open_on(config, meta, RealDisk).await
+    }
+}
+
+impl<M: MetadataStore, D: Volume> Broker<M, D> {
+    /// Reconciles the data directory on `disk` with the metadata (see the module docs), then
+    /// opens every partition the metadata names, recovering their logs; one that cannot be
+    /// opened is served offline. Spawns each partition's flusher on the current runtime.
     ///
     /// # Errors
     /// [`BrokerError::Io`] if `topics/` cannot be listed or created, or an unrecognised entry
     /// cannot be moved aside (the node refuses to start rather than delete it).
-    pub async fn open(config: BrokerConfig, meta: Arc<M>) -> Result<Arc<Broker<M>>, BrokerError> {
+    pub async fn open_on(
+        config: BrokerConfig,
+        meta: Arc<M>,
+        disk: D,
+    ) -> Result<Arc<Broker<M, D>>, BrokerError> {
         let topics_dir = config.data_dir.join("topics");
-        std::fs::create_dir_all(&topics_dir).map_err(io("create", &topics_dir))?;
+        disk.create_dir_all(&topics_dir).map_err(io("create", &topics_dir))?;
         let broker = Arc::new(Broker {
             meta,
+            disk,
             topics_dir,
             partitions: RwLock::new(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
@@ -195,7 +236,7 @@ impl<M: MetadataStore> Broker<M> {
         let opened = broker.open_logs(partitions.clone(), false).await;
         // The names of directories the opens made (a crash after a topic's creation was
         // committed, before its partitions were made) are durable before anything is served.
-        sync_dir(&broker.topics_dir)?;
+        sync_dir(&broker.disk, &broker.topics_dir)?;
         let mut started = Started::default();
         for ((topic, index), opened) in partitions.iter().zip(opened) {
             if let Some(opened) = opened {
@@ -232,7 +273,7 @@ impl<M: MetadataStore> Broker<M> {
 
     /// A hosted partition.
     #[must_use]
-    pub fn partition(&self, topic: &str, index: u32) -> Option<Arc<Partition>> {
+    pub fn partition(&self, topic: &str, index: u32) -> Option<Arc<Partition<D>>> {
         let partitions = self.partitions.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         partitions.get(&(topic.to_owned(), index)).cloned()
     }
@@ -246,9 +287,8 @@ impl<M: MetadataStore> Broker<M> {
     async fn reconcile(&self) -> Result<(), BrokerError> {
         let pending = self.meta.pending_deletions();
         let known = Known::new(&self.meta.topics(), &pending);
-        let mut entries: Vec<OsString> = std::fs::read_dir(&self.topics_dir)
-            .and_then(|entries| entries.map(|entry| entry.map(|e| e.file_name())).collect())
-            .map_err(io("list", &self.topics_dir))?;
+        let mut entries: Vec<OsString> =
+            self.disk.entries(&self.topics_dir).map_err(io("list", &self.topics_dir))?;
         entries.sort();
         let (mut migrated, mut removed, mut removal_failed) = (0_usize, 0_usize, false);
         let mut unrecognised = Vec::new();
@@ -257,15 +297,15 @@ impl<M: MetadataStore> Broker<M> {
             let path = self.topics_dir.join(&name);
             match entry {
                 Entry::Live => {}
-                Entry::Legacy(new) if self.topics_dir.join(&new).exists() => {
+                Entry::Legacy(new) if self.disk.occupied(&self.topics_dir.join(&new)) => {
                     unrecognised.push(name);
                 }
                 Entry::Legacy(new) => {
                     let to = self.topics_dir.join(new);
-                    std::fs::rename(&path, &to).map_err(io("rename", &path))?;
+                    self.disk.rename_entry(&path, &to).map_err(io("rename", &path))?;
                     migrated += 1;
                 }
-                Entry::Doomed => match remove_entry(&path) {
+                Entry::Doomed => match self.disk.remove_entry(&path) {
                     Ok(()) => removed += 1,
                     Err(error) => {
                         tracing::error!(path = %path.display(), %error, "removing data of a deleted partition failed; retried at the next start");
@@ -276,7 +316,7 @@ impl<M: MetadataStore> Broker<M> {
             }
         }
         if migrated + removed > 0 {
-            sync_dir(&self.topics_dir)?;
+            sync_dir(&self.disk, &self.topics_dir)?;
             tracing::info!(migrated, removed, "reconciled partition directories with the metadata");
         }
         self.move_aside(&unrecognised)?;
@@ -293,18 +333,16 @@ impl<M: MetadataStore> Broker<M> {
         if names.is_empty() {
             return Ok(());
         }
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis());
+        let unix_ms = self.config.clock.now_ms();
         let parent = self.config.data_dir.join(UNRECOGNISED_DIR);
         let dir = parent.join(unix_ms.to_string());
-        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        self.disk.create_dir_all(&dir).map_err(io("create", &dir))?;
         for name in names {
             let from = self.topics_dir.join(name);
-            std::fs::rename(&from, dir.join(name)).map_err(io("move aside", &from))?;
+            self.disk.rename_entry(&from, &dir.join(name)).map_err(io("move aside", &from))?;
         }
         for synced in [&dir, &parent, &self.config.data_dir, &self.topics_dir] {
-            sync_dir(synced)?;
+            sync_dir(&self.disk, synced)?;
         }
         tracing::warn!(
             entries = names.len(),
@@ -320,6 +358,7 @@ impl<M: MetadataStore> Broker<M> {
             progress: Arc::clone(&self.progress),
             flush_seconds: Arc::clone(&self.config.flush_seconds),
             health: Arc::clone(&self.config.health),
+            clock: Arc::clone(&self.config.clock),
         }
     }
 
@@ -331,16 +370,17 @@ impl<M: MetadataStore> Broker<M> {
         &self,
         partitions: Vec<(Arc<TopicMeta>, u32)>,
         all_or_nothing: bool,
-    ) -> Vec<Option<Opened>> {
+    ) -> Vec<Option<Opened<D>>> {
         let topics_dir = self.topics_dir.clone();
         let config = self.config.clone();
+        let disk = self.disk.clone();
         blocking(move || {
             let failed = AtomicBool::new(false);
             in_parallel(&partitions, |(topic, index)| {
                 if all_or_nothing && failed.load(Ordering::Relaxed) {
                     return None;
                 }
-                let opened = open_log(&topics_dir, &config, topic, *index);
+                let opened = open_log(&disk, &topics_dir, &config, topic, *index);
                 if opened.is_err() {
                     failed.store(true, Ordering::Relaxed);
                 }
@@ -355,7 +395,7 @@ impl<M: MetadataStore> Broker<M> {
         &self,
         topic: &TopicMeta,
         index: u32,
-        opened: Opened,
+        opened: Opened<D>,
         started: &mut Started,
     ) {
         let name = topic.name.as_str();
@@ -393,7 +433,7 @@ impl<M: MetadataStore> Broker<M> {
 
     /// Hosts partition `index` over its opened log (or the reason it is offline) and starts its
     /// flusher.
-    fn host(&self, topic: &TopicMeta, index: u32, opened: Result<Log<RealDisk>, String>) {
+    fn host(&self, topic: &TopicMeta, index: u32, opened: Result<Log<D>, String>) {
         let name = topic.name.as_str();
         let (settings, _) = settings_for(topic, &self.config);
         let epoch =
@@ -417,15 +457,15 @@ impl<M: MetadataStore> Broker<M> {
         &self,
         topic: &Arc<TopicMeta>,
         from: u32,
-    ) -> Result<Vec<Log<RealDisk>>, BrokerError> {
+    ) -> Result<Vec<Log<D>>, BrokerError> {
         let failed = |partition: u32, cause: String| {
             let topic = topic.name.to_string();
             BrokerError::Create { topic, partition, cause }
         };
         // An entry in the way was not made by this request (ids are new, and a start removes
         // directories beyond a topic's count): leave it alone, and make nothing.
-        if let Some(index) = (from..topic.partitions)
-            .find(|i| self.partition_dir(topic, *i).symlink_metadata().is_ok())
+        if let Some(index) =
+            (from..topic.partitions).find(|i| self.disk.occupied(&self.partition_dir(topic, *i)))
         {
             return Err(failed(
                 index,
@@ -447,7 +487,7 @@ impl<M: MetadataStore> Broker<M> {
         }
         let failure = match failure {
             Some(failure) => Some(failure),
-            None => sync_dir(&self.topics_dir).err().map(|error| {
+            None => sync_dir(&self.disk, &self.topics_dir).err().map(|error| {
                 tracing::error!(topic = %topic.name, %error, "creating partitions failed; removing what was made");
                 let cause = match &error {
                     BrokerError::Io { source, .. } => format!("fsync of the topics directory failed: {source}"),
@@ -467,15 +507,15 @@ impl<M: MetadataStore> Broker<M> {
 
     /// Closes `logs` and removes the directories of partitions `from..to`, which this request
     /// made. Failures are logged: what remains is doomed, removed at the next start.
-    fn discard(&self, topic: &TopicMeta, from: u32, to: u32, logs: Vec<Log<RealDisk>>) {
+    fn discard(&self, topic: &TopicMeta, from: u32, to: u32, logs: Vec<Log<D>>) {
         drop(logs);
         for index in from..to {
             let dir = self.partition_dir(topic, index);
-            if let Err(error) = remove_entry(&dir) {
+            if let Err(error) = self.disk.remove_entry(&dir) {
                 tracing::error!(path = %dir.display(), %error, "removing a partition that was never created failed");
             }
         }
-        if let Err(error) = sync_dir(&self.topics_dir) {
+        if let Err(error) = sync_dir(&self.disk, &self.topics_dir) {
             tracing::error!(%error, "fsync of the topics directory failed");
         }
     }
@@ -573,7 +613,7 @@ impl<M: MetadataStore> Broker<M> {
     pub async fn delete_topic(&self, name: &str) -> Result<Arc<TopicMeta>, BrokerError> {
         let _admin = self.admin.lock().await;
         let topic = self.meta.delete_topic(name).await?;
-        let doomed: Vec<(u32, Option<Arc<Partition>>, PathBuf)> = (0..topic.partitions)
+        let doomed: Vec<_> = (0..topic.partitions)
             .map(|index| {
                 self.config.health.forget(name, index);
                 let mut partitions =
@@ -582,13 +622,14 @@ impl<M: MetadataStore> Broker<M> {
                 (index, removed, self.partition_dir(&topic, index))
             })
             .collect();
-        let (owned, topics_dir) = (name.to_owned(), self.topics_dir.clone());
+        let (owned, topics_dir, disk) =
+            (name.to_owned(), self.topics_dir.clone(), self.disk.clone());
         // Off the runtime: closing flushes, and removing is many unlinks and a directory fsync.
         let removed_all = blocking(move || {
             let removed = in_parallel(&doomed, |(index, partition, dir)| {
-                remove_partition(&owned, *index, partition.as_deref(), dir)
+                remove_partition(&disk, &owned, *index, partition.as_deref(), dir)
             });
-            removed.iter().all(|removed| *removed) && sync_dir(&topics_dir).is_ok()
+            removed.iter().all(|removed| *removed) && sync_dir(&disk, &topics_dir).is_ok()
         })
         .await;
         if removed_all {
@@ -606,7 +647,7 @@ impl<M: MetadataStore> Broker<M> {
     }
 
     /// Every hosted partition.
-    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+    fn all_partitions(&self) -> Vec<Arc<Partition<D>>> {
         let partitions = self.partitions.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         partitions.values().cloned().collect()
     }

@@ -3,6 +3,7 @@
 use cairn_meta::MetaError;
 
 use crate::partition::Offsets;
+use crate::replica::{Refusal, Violation};
 
 /// Why a partition operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,8 +22,8 @@ pub enum PartitionError {
         /// The topic's limit.
         limit: u32,
     },
-    /// `acks=all` did not become durable in time (`REQUEST_TIMED_OUT`): the outcome is unknown.
-    #[error("timed out waiting for durability")]
+    /// `acks=all` was not committed in time (`REQUEST_TIMED_OUT`): the outcome is unknown.
+    #[error("timed out waiting for the commit")]
     Timeout,
     /// The partition is shutting down or was deleted (`NOT_LEADER_OR_FOLLOWER`, retriable).
     #[error("partition closed")]
@@ -31,6 +32,13 @@ pub enum PartitionError {
     /// fsync or write, or holds committed data that fails verification. Until a restart.
     #[error("partition offline: {0}")]
     Failed(String),
+    /// The replica refused: not the leader, another leader epoch, a lapsed lease, offline.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// An operation would have broken a replica invariant; it was not applied and the partition
+    /// went offline (`KAFKA_STORAGE_ERROR`) until a restart.
+    #[error("replica invariant broken: {0}")]
+    Violated(#[from] Violation),
     /// The storage layer refused or failed (invalid batch, disk full, corruption, IO).
     #[error(transparent)]
     Storage(#[from] cairn_storage::Error),

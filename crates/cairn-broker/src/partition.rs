@@ -1,11 +1,18 @@
-//! [`Partition`]: one partition replica's log, its group commit and its high watermark.
+//! [`Partition`]: one partition replica's log, its group commit, its [`Replica`] state and its
+//! high watermark.
 //!
-//! Appends take the log's mutex only to write into the page cache. Durability is the partition's
-//! flusher task: it takes a pending flush from the log, runs the `fdatasync` on a blocking thread
-//! without the mutex, completes it, and repeats while there is anything unflushed — so one fsync
-//! commits every append made while the previous one ran (group commit) and appends never wait
-//! for the device. The durable offset is the high watermark, published on a `watch` channel that
-//! `acks=all` produces and long-polling fetches wait on.
+//! Appends take the partition's mutex only to write into the page cache. Durability is the
+//! partition's flusher task: it takes a pending flush from the log, runs the `fdatasync` on a
+//! blocking thread without the mutex, completes it, and repeats while there is anything
+//! unflushed — so one fsync commits every append made while the previous one ran (group commit)
+//! and appends never wait for the device.
+//!
+//! The partition carries out its [`Replica`]: appends report `on_appended`, the flusher
+//! `on_flushed`, and the commit `on_committed`. **Flushed is not committed**: fetches,
+//! ListOffsets, timestamp lookups and retention are bounded by the commit offset, the high
+//! watermark, published on a `watch` channel that `acks=all` produces and long-polling fetches
+//! wait on. With one voter (every partition today) a flush is a commit: the flusher calls the
+//! same [`Partition::commit`] that the Raft commit callback will.
 //!
 //! A partition is *offline* when its log could not be opened, failed an fsync or write, or a read
 //! found committed data failing verification: it then refuses produce and fetch with
@@ -18,7 +25,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_metrics::Histogram;
-use cairn_storage::{FileRange, Log, LogConfig, RealDisk, RealFile, Retention};
+use cairn_storage::{Clock, Disk, FileRange, Log, LogConfig, RealDisk, Retention};
 use cairn_types::batch::Frames;
 use cairn_types::limits::BATCH_BYTES_MAX;
 use cairn_types::{LeaderEpoch, Offset};
@@ -26,6 +33,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::error::PartitionError;
 use crate::health::Health;
+use crate::replica::{Replica, Role, Violation};
 
 /// What a successful append did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +53,8 @@ pub struct Appended {
 pub struct Offsets {
     /// First offset still in the log.
     pub log_start: Offset,
-    /// High watermark: offsets below are durable and visible to consumers.
+    /// High watermark: offsets below are committed (with one voter: durable here) and visible
+    /// to consumers.
     pub high_watermark: Offset,
     /// Log end: the next offset to be assigned.
     pub log_end: Offset,
@@ -56,10 +65,10 @@ impl Offsets {
     const UNKNOWN: Offsets =
         Offsets { log_start: Offset(0), high_watermark: Offset(0), log_end: Offset(0) };
 
-    fn of(log: &Log<RealDisk>) -> Offsets {
+    fn of<D: Disk>(log: &Log<D>, replica: &Replica) -> Offsets {
         Offsets {
             log_start: log.start_offset(),
-            high_watermark: log.durable_offset(),
+            high_watermark: replica.committed(),
             log_end: log.next_offset(),
         }
     }
@@ -75,9 +84,9 @@ pub struct Fetched {
 }
 
 /// Batches located for a fetch, to be sent from the files.
-pub struct Located {
+pub struct Located<D: Disk = RealDisk> {
     /// Segment file ranges in log order; concatenated they are whole, consecutive batches.
-    pub ranges: Vec<FileRange<RealFile>>,
+    pub ranges: Vec<FileRange<D::File>>,
     /// Sum of the ranges' lengths.
     pub bytes: u64,
     /// Offsets when the batches were located.
@@ -95,18 +104,18 @@ pub struct PartitionConfig {
     pub log_append_time: bool,
 }
 
-/// The state the flusher publishes: high watermark, or the failure that stopped the partition.
+/// The state a partition publishes: its high watermark, or the failure that stopped it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Durability {
-    /// Offsets below are durable.
-    Durable(Offset),
+    /// Offsets below are committed: the high watermark.
+    Committed(Offset),
     /// The partition is offline (its log failed, could not be opened, or holds corrupt data);
     /// it serves nothing more until the node restarts.
     Failed(String),
 }
 
 /// What every partition of a broker shares.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Shared {
     /// Bumped whenever any high watermark moves, so a long-polling fetch over many partitions
     /// waits on one channel.
@@ -115,17 +124,33 @@ pub struct Shared {
     pub flush_seconds: Arc<Histogram>,
     /// Where partitions report going offline and a full disk.
     pub health: Arc<Health>,
+    /// The wall clock log-append time is stamped with.
+    pub clock: Arc<dyn Clock>,
 }
 
-/// One partition replica on this node.
-pub struct Partition {
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("health", &self.health).finish_non_exhaustive()
+    }
+}
+
+/// What the partition's mutex guards: the log and the replica state it carries out, changed
+/// together so that the replica's offsets are always the log's.
+struct Core<D: Disk> {
+    /// `None` only for a partition whose log could not be opened (then it is offline).
+    log: Option<Log<D>>,
+    /// Role, epoch and offsets (`Replica` docs).
+    replica: Replica,
+}
+
+/// One partition replica on this node, its log on a `D`.
+pub struct Partition<D: Disk = RealDisk> {
     topic: String,
     index: u32,
-    /// `None` only for a partition whose log could not be opened (then `offline` is set).
-    log: Mutex<Option<Log<RealDisk>>>,
+    /// The log and the replica; appends hold it only to write into the page cache.
+    core: Mutex<Core<D>>,
     settings: Mutex<PartitionConfig>,
-    /// The leader epoch appends are stamped with.
-    epoch: LeaderEpoch,
+    /// The high watermark (or the failure), for `acks=all` and long polls.
     durability: watch::Sender<Durability>,
     /// Wakes the flusher after an append.
     unflushed: Notify,
@@ -142,26 +167,41 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Partition {
+/// The replica of a log just opened on this node, the only voter of its group: leader at
+/// `epoch`, everything recovered (hence flushed) committed.
+fn single_voter(log: &Log<impl Disk>, epoch: LeaderEpoch) -> Result<Replica, Violation> {
+    let durable = log.durable_offset();
+    let mut replica = Replica::new(log.start_offset(), log.next_offset(), durable, durable)?;
+    replica.on_role(Role::Leader, epoch)?;
+    Ok(replica)
+}
+
+impl<D: Disk> Partition<D> {
     /// Wraps an opened log, or the reason it could not be opened (the partition is then offline
-    /// from the start, and reported to the shared [`Health`]). Call [`Partition::run_flusher`] on
-    /// a task to make appends durable.
+    /// from the start, and reported to the shared [`Health`]), as its group's only voter, leader
+    /// at `epoch`. Call [`Partition::run_flusher`] on a task to make appends durable.
     #[must_use]
     pub fn new(
         topic: String,
         index: u32,
-        opened: Result<Log<RealDisk>, String>,
+        opened: Result<Log<D>, String>,
         settings: PartitionConfig,
         epoch: LeaderEpoch,
         shared: Shared,
-    ) -> Arc<Partition> {
-        let (log, offline) = match opened {
-            Ok(log) => (Some(log), None),
-            Err(reason) => (None, Some(reason)),
+    ) -> Arc<Partition<D>> {
+        let (log, replica) = match opened {
+            Ok(log) => match single_voter(&log, epoch) {
+                Ok(replica) => (Some(log), replica),
+                Err(violation) => (Some(log), Replica::offline(violation.to_string())),
+            },
+            Err(reason) => (None, Replica::offline(reason)),
         };
-        let durable = log.as_ref().map_or(Offset(0), Log::durable_offset);
+        let offline = match replica.role() {
+            Role::Offline { reason } => Some(reason.clone()),
+            _ => None,
+        };
         let (durability, _) = watch::channel(match &offline {
-            None => Durability::Durable(durable),
+            None => Durability::Committed(replica.committed()),
             Some(reason) => Durability::Failed(reason.clone()),
         });
         if let Some(reason) = &offline {
@@ -170,9 +210,8 @@ impl Partition {
         Arc::new(Partition {
             topic,
             index,
-            log: Mutex::new(log),
+            core: Mutex::new(Core { log, replica }),
             settings: Mutex::new(settings),
-            epoch,
             durability,
             unflushed: Notify::new(),
             shared,
@@ -194,30 +233,38 @@ impl Partition {
             return;
         }
         tracing::error!(topic = %self.topic, partition = self.index, %reason, "partition offline: it serves nothing until the node restarts");
+        lock(&self.core).replica.on_failed(reason.clone());
         self.shared.health.set_offline(&self.topic, self.index, &reason);
         self.durability.send_replace(Durability::Failed(reason));
         self.shared.progress.send_modify(|events| *events = events.wrapping_add(1));
     }
 
-    /// Runs `f` on the log if the partition is online. Corruption found by `f` takes the
-    /// partition offline: committed data it cannot serve must show in readiness and metrics.
+    /// Runs `f` on the log and the replica if the partition is online. Corruption found by
+    /// `f` takes the partition offline: committed data it cannot serve must show in readiness
+    /// and metrics. So does a replica invariant that `f` broke ([`PartitionError::Violated`]).
     fn with_log<T>(
         &self,
-        f: impl FnOnce(&mut Log<RealDisk>) -> Result<T, PartitionError>,
+        f: impl FnOnce(&mut Log<D>, &mut Replica) -> Result<T, PartitionError>,
     ) -> Result<T, PartitionError> {
         self.check_offline()?;
-        let mut guard = lock(&self.log);
-        let Some(log) = guard.as_mut() else {
+        let mut guard = lock(&self.core);
+        let Core { log: Some(log), replica } = &mut *guard else {
             return Err(PartitionError::Failed("the partition log is not open".into()));
         };
-        let result = f(log);
+        let result = f(log, replica);
         drop(guard);
-        if let Err(PartitionError::Storage(error @ cairn_storage::Error::Corruption { .. })) =
-            &result
-        {
-            self.go_offline(error.to_string());
+        match result {
+            Err(PartitionError::Storage(error @ cairn_storage::Error::Corruption { .. })) => {
+                let reason = error.to_string();
+                self.go_offline(reason);
+                Err(PartitionError::Storage(error))
+            }
+            Err(PartitionError::Violated(violation)) => {
+                self.go_offline(format!("replica invariant broken: {violation}"));
+                Err(PartitionError::Violated(violation))
+            }
+            other => other,
         }
-        result
     }
 
     /// Topic name.
@@ -235,7 +282,21 @@ impl Partition {
     /// The leader epoch of this replica.
     #[must_use]
     pub fn leader_epoch(&self) -> LeaderEpoch {
-        self.epoch
+        lock(&self.core).replica.epoch()
+    }
+
+    /// A copy of the replica state now: role, epoch, offsets.
+    #[must_use]
+    pub fn replica(&self) -> Replica {
+        lock(&self.core).replica.clone()
+    }
+
+    /// Kafka's current-leader-epoch check of a request naming `requested` (`None`: no epoch).
+    ///
+    /// # Errors
+    /// [`PartitionError::Refused`] with `FencedEpoch` or `UnknownEpoch`.
+    pub fn check_epoch(&self, requested: Option<LeaderEpoch>) -> Result<(), PartitionError> {
+        Ok(lock(&self.core).replica.check_epoch(requested)?)
     }
 
     /// Current settings.
@@ -253,14 +314,14 @@ impl Partition {
         settings: PartitionConfig,
         log_config: LogConfig,
     ) -> Result<(), PartitionError> {
-        if let Some(log) = lock(&self.log).as_mut() {
+        if let Some(log) = lock(&self.core).log.as_mut() {
             log.reconfigure(log_config)?;
         }
         *lock(&self.settings) = settings;
         Ok(())
     }
 
-    /// Watches the durability state (high watermark), for long polls and `acks=all`.
+    /// Watches the high watermark (or the failure), for long polls and `acks=all`.
     #[must_use]
     pub fn subscribe(&self) -> watch::Receiver<Durability> {
         self.durability.subscribe()
@@ -269,7 +330,17 @@ impl Partition {
     /// Offsets now (all zero for a partition whose log could not be opened).
     #[must_use]
     pub fn offsets(&self) -> Offsets {
-        lock(&self.log).as_ref().map_or(Offsets::UNKNOWN, Offsets::of)
+        let core = lock(&self.core);
+        core.log.as_ref().map_or(Offsets::UNKNOWN, |log| Offsets::of(log, &core.replica))
+    }
+
+    /// ListOffsets(latest): the high watermark, or `None` (`OFFSET_NOT_AVAILABLE`) while a new
+    /// leader's term has not committed up to its start.
+    ///
+    /// # Errors
+    /// [`PartitionError::Failed`] offline; [`PartitionError::Refused`] if not the leader.
+    pub fn latest_offset(&self) -> Result<Option<Offset>, PartitionError> {
+        self.with_log(|_, replica| Ok(replica.latest_offset()?))
     }
 
     fn check_offline(&self) -> Result<(), PartitionError> {
@@ -287,20 +358,26 @@ impl Partition {
     }
 
     /// Appends a produce request's record set (one or more batches; the log validates framing
-    /// and CRC) and returns at once: the records are in the page cache, and the flusher makes
-    /// them durable next. `records` is rewritten in place (offsets, epoch, log-append time).
-    /// Appends are applied in call order, so callers serialize calls that must keep an order.
+    /// and CRC) as the leader, and returns at once: the records are in the page cache, and the
+    /// flusher makes them durable next. `records` is rewritten in place (offsets, epoch,
+    /// log-append time). Appends are applied in call order, so callers serialize calls that must
+    /// keep an order.
     ///
     /// # Errors
     /// [`PartitionError::MessageTooLarge`] for a batch over `max.message.bytes`;
+    /// [`PartitionError::Refused`] if this replica may not take produce;
     /// [`PartitionError::Storage`] for invalid batches, a full disk or a failed log.
     pub fn append(&self, records: &mut [u8]) -> Result<Appended, PartitionError> {
         self.check_open()?;
         let settings = self.settings();
         check_batch_sizes(records, settings.max_message_bytes)?;
-        let log_append_time_ms = settings.log_append_time.then(|| stamp_log_append_time(records));
-        let appended = self.with_log(|log| {
-            let appended = log.append(records, self.epoch)?;
+        let log_append_time_ms = settings
+            .log_append_time
+            .then(|| stamp_log_append_time(records, self.shared.clock.now_ms()));
+        let appended = self.with_log(|log, replica| {
+            replica.may_produce()?;
+            let appended = log.append(records, replica.epoch())?;
+            replica.on_appended(appended.next_offset)?;
             Ok((appended, log.start_offset()))
         });
         let full =
@@ -316,26 +393,28 @@ impl Partition {
         })
     }
 
-    /// Waits until offsets below `offset` are durable (`acks=all`).
+    /// Waits until offsets below `offset` are committed (`acks=all`). With one voter no other
+    /// leader can append at `offset`, so the high watermark passing it commits this append;
+    /// with Raft, `acks=all` waits on the entry's own commit callback instead (RFC 0003 §4).
     ///
     /// # Errors
     /// [`PartitionError::Timeout`] after `timeout` (the outcome is unknown: the data may still
-    /// become durable); [`PartitionError::Failed`] if the log failed.
-    pub async fn wait_durable(
+    /// be committed); [`PartitionError::Failed`] if the log failed.
+    pub async fn wait_committed(
         &self,
         offset: Offset,
         timeout: Duration,
     ) -> Result<(), PartitionError> {
         let mut durability = self.subscribe();
         let wait = durability.wait_for(|state| match state {
-            Durability::Durable(durable) => *durable >= offset,
+            Durability::Committed(committed) => *committed >= offset,
             Durability::Failed(_) => true,
         });
         match tokio::time::timeout(timeout, wait).await {
             Err(_) => Err(PartitionError::Timeout),
             Ok(Err(_)) => Err(PartitionError::Closed),
             Ok(Ok(state)) => match &*state {
-                Durability::Durable(_) => Ok(()),
+                Durability::Committed(_) => Ok(()),
                 Durability::Failed(reason) => Err(PartitionError::Failed(reason.clone())),
             },
         }
@@ -347,14 +426,16 @@ impl Partition {
     ///
     /// # Errors
     /// [`PartitionError::OffsetOutOfRange`] if `from` is before the log start or after the log
-    /// end; [`PartitionError::Storage`] on corruption or IO failure.
-    pub fn locate(&self, from: Offset, bytes_max: u32) -> Result<Located, PartitionError> {
-        self.with_log(|log| {
-            let offsets = Offsets::of(log);
+    /// end; [`PartitionError::Refused`] if not the leader; [`PartitionError::Storage`] on
+    /// corruption or IO failure.
+    pub fn locate(&self, from: Offset, bytes_max: u32) -> Result<Located<D>, PartitionError> {
+        self.with_log(|log, replica| {
+            let bound = replica.fetch_bound()?;
+            let offsets = Offsets::of(log, replica);
             if from < offsets.log_start || from > offsets.log_end {
                 return Err(PartitionError::OffsetOutOfRange { offsets });
             }
-            let located = log.locate(from, bytes_max, offsets.high_watermark)?;
+            let located = log.locate(from, bytes_max, bound)?;
             Ok(Located { ranges: located.ranges, bytes: located.bytes, offsets })
         })
     }
@@ -365,13 +446,14 @@ impl Partition {
     /// # Errors
     /// As [`Partition::locate`]; a batch failing verification takes the partition offline.
     pub fn read(&self, from: Offset, bytes_max: u32) -> Result<Fetched, PartitionError> {
-        self.with_log(|log| {
-            let offsets = Offsets::of(log);
+        self.with_log(|log, replica| {
+            let bound = replica.fetch_bound()?;
+            let offsets = Offsets::of(log, replica);
             if from < offsets.log_start || from > offsets.log_end {
                 return Err(PartitionError::OffsetOutOfRange { offsets });
             }
             let mut buffer = Vec::new();
-            log.read(from, bytes_max, offsets.high_watermark, &mut buffer)?;
+            log.read(from, bytes_max, bound, &mut buffer)?;
             Ok(Fetched { records: Bytes::from(buffer), offsets })
         })
     }
@@ -379,27 +461,30 @@ impl Partition {
     /// The largest record timestamp in the partition (Kafka's max-timestamp offset spec).
     #[must_use]
     pub fn max_timestamp(&self) -> Option<i64> {
-        lock(&self.log).as_ref().and_then(Log::max_timestamp)
+        lock(&self.core).log.as_ref().and_then(Log::max_timestamp)
     }
 
-    /// The first batch holding a record with timestamp `>= timestamp`: its base offset and bytes.
+    /// The first committed batch holding a record with timestamp `>= timestamp`: its base
+    /// offset and bytes.
     ///
     /// # Errors
-    /// [`PartitionError::Storage`].
+    /// [`PartitionError::Storage`]; [`PartitionError::Refused`] if not the leader.
     pub fn batch_for_timestamp(
         &self,
         timestamp: i64,
     ) -> Result<Option<(Offset, Bytes)>, PartitionError> {
-        let found = self.with_log(|log| {
+        let found = self.with_log(|log, replica| {
+            let bound = replica.fetch_bound()?;
             let found = log.offset_for_timestamp(timestamp)?;
-            Ok(found.filter(|offset| *offset < log.durable_offset()))
+            Ok(found.filter(|offset| *offset < bound))
         })?;
         let Some(offset) = found else { return Ok(None) };
         let fetched = self.read(offset, 1)?;
         Ok(Some((offset, fetched.records)))
     }
 
-    /// Deletes segments past retention, never beyond the high watermark. Returns how many.
+    /// Deletes segments past retention, never beyond the high watermark (the replica's
+    /// retention bound). Returns how many.
     ///
     /// # Errors
     /// [`PartitionError::Storage`].
@@ -408,10 +493,34 @@ impl Partition {
             return Ok(0); // Logged once when it went offline; nothing to delete from.
         }
         let retention = self.settings().retention;
-        self.with_log(|log| {
-            let bound = log.durable_offset();
-            Ok(log.apply_retention(retention, bound)?)
+        self.with_log(|log, replica| {
+            let Some(bound) = replica.retention_bound() else { return Ok(0) };
+            let deleted = log.apply_retention(retention, bound)?;
+            replica.on_purged(log.start_offset())?;
+            Ok(deleted)
         })
+    }
+
+    /// The group committed every offset below `committed`: the replica moves its high
+    /// watermark, and `acks=all` and long polls waiting on it wake. With one voter the flusher
+    /// calls it after each flush; with Raft, the group's commit callback will.
+    ///
+    /// # Errors
+    /// [`PartitionError::Violated`] if the commit breaks a replica invariant (the partition goes
+    /// offline); [`PartitionError::Failed`] if the partition is offline.
+    pub fn commit(&self, committed: Offset) -> Result<(), PartitionError> {
+        self.with_log(|_, replica| Ok(replica.on_committed(committed)?))?;
+        let moved = self.durability.send_if_modified(|state| match state {
+            Durability::Committed(current) if *current < committed => {
+                *current = committed;
+                true
+            }
+            _ => false,
+        });
+        if moved {
+            self.shared.progress.send_modify(|events| *events = events.wrapping_add(1));
+        }
+        Ok(())
     }
 
     /// The flusher loop: runs until [`Partition::close`]. Spawn it once per partition.
@@ -432,7 +541,7 @@ impl Partition {
     /// Flushes until nothing is unflushed.
     async fn flush_once(&self) -> Result<(), PartitionError> {
         loop {
-            let begun = match lock(&self.log).as_mut() {
+            let begun = match lock(&self.core).log.as_mut() {
                 Some(log) => log.begin_flush()?,
                 None => None,
             };
@@ -448,20 +557,13 @@ impl Partition {
             })
             .await
             .map_err(|error| PartitionError::Failed(format!("flusher thread failed: {error}")))?;
-            let durable = match lock(&self.log).as_mut() {
-                Some(log) => log.complete_flush(pending, synced)?,
-                None => return Ok(()),
-            };
-            let moved = self.durability.send_if_modified(|state| match state {
-                Durability::Durable(current) if *current < durable => {
-                    *current = durable;
-                    true
-                }
-                _ => false,
-            });
-            if moved {
-                self.shared.progress.send_modify(|events| *events = events.wrapping_add(1));
-            }
+            let durable = self.with_log(|log, replica| {
+                let durable = log.complete_flush(pending, synced)?;
+                replica.on_flushed(durable)?;
+                Ok(durable)
+            })?;
+            // One voter: what is flushed here is committed by the group.
+            self.commit(durable)?;
             if !drops.is_empty() {
                 // Advice, off the durability path; it may overlap the next fsync.
                 drop(tokio::task::spawn_blocking(move || drops.run()));
@@ -476,14 +578,26 @@ impl Partition {
     pub fn close(&self) -> Result<(), PartitionError> {
         self.closed.store(true, Ordering::Release);
         self.unflushed.notify_one();
-        let mut guard = lock(&self.log);
-        let Some(log) = guard.as_mut() else { return Ok(()) };
+        let mut guard = lock(&self.core);
+        let Core { log: Some(log), replica } = &mut *guard else { return Ok(()) };
         let durable = log.flush()?;
         log.seal()?;
-        if self.offline.get().is_none() {
-            self.durability.send_replace(Durability::Durable(durable));
+        if self.offline.get().is_some() {
+            return Ok(());
         }
-        Ok(())
+        // One voter: the final flush commits what it made durable.
+        let committed = replica.on_flushed(durable).and_then(|()| replica.on_committed(durable));
+        drop(guard);
+        match committed {
+            Ok(()) => {
+                self.durability.send_replace(Durability::Committed(durable));
+                Ok(())
+            }
+            Err(violation) => {
+                self.go_offline(format!("replica invariant broken: {violation}"));
+                Err(PartitionError::Violated(violation))
+            }
+        }
     }
 }
 
@@ -501,10 +615,9 @@ fn check_batch_sizes(records: &[u8], max_message_bytes: u32) -> Result<(), Parti
     }
 }
 
-/// Stamps every batch of a record set with the current time as log-append time; returns it.
-/// A malformed tail is left alone: the log's validation rejects the whole append.
-fn stamp_log_append_time(records: &mut [u8]) -> i64 {
-    let now_ms = cairn_storage::Clock::now_ms(&cairn_storage::SystemClock);
+/// Stamps every batch of a record set with `now_ms` as log-append time; returns it. A malformed
+/// tail is left alone: the log's validation rejects the whole append.
+fn stamp_log_append_time(records: &mut [u8], now_ms: i64) -> i64 {
     let batches: Vec<_> = Frames::new(records, BATCH_BYTES_MAX)
         .map(|(at, header)| at..at + header.total_bytes() as usize)
         .collect();

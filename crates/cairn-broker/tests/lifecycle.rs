@@ -43,7 +43,7 @@ async fn produce(broker: &TestBroker, topic: &str, index: u32, records: usize) {
     }
     let mut batch = builder.build();
     let appended = partition.append(&mut batch).expect("append");
-    partition.wait_durable(appended.next_offset, DURABLE_TIMEOUT).await.expect("durable");
+    partition.wait_committed(appended.next_offset, DURABLE_TIMEOUT).await.expect("durable");
 }
 
 /// The log end offset and bytes readable from offset 0 of `topic`-`index`.

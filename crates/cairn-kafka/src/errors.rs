@@ -5,7 +5,7 @@
 //! clients never carry server-side details (paths, OS errors): those stay in the node's log,
 //! where the handler that answers with the error writes the full error.
 
-use cairn_broker::{BrokerError, PartitionError};
+use cairn_broker::{BrokerError, PartitionError, Refusal};
 use cairn_meta::MetaError;
 use kafka_protocol::ResponseError;
 
@@ -19,7 +19,8 @@ pub(crate) fn partition_code(error: &PartitionError) -> i16 {
         PartitionError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         PartitionError::Timeout => ResponseError::RequestTimedOut,
         PartitionError::Closed => ResponseError::NotLeaderOrFollower,
-        PartitionError::Failed(_) => ResponseError::KafkaStorageError,
+        PartitionError::Failed(_) | PartitionError::Violated(_) => ResponseError::KafkaStorageError,
+        PartitionError::Refused(refusal) => refusal_code(*refusal),
         PartitionError::Storage(error) => return storage_code(error),
     };
     code.code()
@@ -61,6 +62,17 @@ pub(crate) fn meta_code(error: &MetaError) -> i16 {
     code.code()
 }
 
+/// The Kafka error code of a replica's refusal (RFC 0003 §4).
+fn refusal_code(refusal: Refusal) -> ResponseError {
+    match refusal {
+        Refusal::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+        Refusal::FencedEpoch => ResponseError::FencedLeaderEpoch,
+        Refusal::UnknownEpoch => ResponseError::UnknownLeaderEpoch,
+        Refusal::LeaseLapsed => ResponseError::NotEnoughReplicas,
+        Refusal::Offline => ResponseError::KafkaStorageError,
+    }
+}
+
 /// The Kafka error code for a topic operation's failure.
 pub(crate) fn broker_code(error: &BrokerError) -> i16 {
     match error {
@@ -78,9 +90,11 @@ pub(crate) fn partition_message(error: &PartitionError) -> String {
         PartitionError::OffsetOutOfRange { .. }
         | PartitionError::MessageTooLarge { .. }
         | PartitionError::Timeout
-        | PartitionError::Closed => error.to_string(),
+        | PartitionError::Closed
+        | PartitionError::Refused(_) => error.to_string(),
         // The reason is a storage error's text, with its paths.
         PartitionError::Failed(_) => "the partition's log failed and stopped".to_owned(),
+        PartitionError::Violated(_) => "the partition stopped on a broken invariant".to_owned(),
         PartitionError::Storage(error) => storage_message(error),
     }
 }

@@ -150,6 +150,7 @@ fn broker_config(
 ) -> anyhow::Result<BrokerConfig> {
     Ok(BrokerConfig {
         data_dir: config.data_dir.clone(),
+        clock: Arc::new(cairn_storage::SystemClock),
         retention_interval: RETENTION_INTERVAL,
         cache_window_bytes: (config.page_cache_window_bytes > 0)
             .then_some(config.page_cache_window_bytes),

@@ -1,6 +1,11 @@
 //! A broker on a real directory, opened as `cairn serve` opens it (metadata in `meta/`, then
 //! the partitions), with the settings tests share. Opening it again on the same directory after
 //! [`cairn_broker::Broker::shutdown`] is a restart.
+//!
+//! [`open_sim_broker`] opens the same broker with its partition logs on a [`SimDisk`] and its
+//! wall clock a [`ManualClock`] ([`sim_broker_config`]): crashes drop unsynced writes, time
+//! moves when the test says. Its metadata stays a real file in the directory (`LocalMetadata`
+//! writes through `std::fs`); the logs are in the `SimDisk` under the same paths.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,10 +13,19 @@ use std::time::Duration;
 
 use cairn_broker::{Broker, BrokerConfig};
 use cairn_meta::{LocalMetadata, NodeMeta};
+use cairn_storage::ManualClock;
+use cairn_storage::sim::SimDisk;
 use cairn_types::NodeId;
 
 /// A broker over local metadata, as tests hold it.
 pub type TestBroker = Arc<Broker<LocalMetadata>>;
+
+/// A broker over local metadata with its partition logs on a [`SimDisk`].
+pub type SimBroker = Arc<Broker<LocalMetadata, SimDisk>>;
+
+/// Where a [`ManualClock`] of a test starts: a fixed wall time (2023-11-14), so timestamps
+/// stamped by the broker are the same on every run.
+pub const MANUAL_CLOCK_START_MS: i64 = 1_700_000_000_000;
 
 /// The port a broker opened without a server advertises (Kafka's default; nothing listens).
 pub const UNSERVED_PORT: u16 = 9092;
@@ -50,6 +64,7 @@ pub fn broker_config(data_dir: &Path) -> BrokerConfig {
         cache_window_bytes: None,
         flush_seconds: Arc::new(cairn_metrics::Histogram::latency()),
         health: Arc::default(),
+        clock: Arc::new(cairn_storage::SystemClock),
     }
 }
 
@@ -74,4 +89,24 @@ pub async fn open_broker_at(config: BrokerConfig, port: u16) -> TestBroker {
     Broker::open(config, meta)
         .await
         .unwrap_or_else(|error| panic!("open a broker on {}: {error}", dir.display()))
+}
+
+/// The settings of [`broker_config`], with `clock` as the broker's wall clock.
+#[must_use]
+pub fn sim_broker_config(data_dir: &Path, clock: &ManualClock) -> BrokerConfig {
+    BrokerConfig { clock: Arc::new(clock.clone()), ..broker_config(data_dir) }
+}
+
+/// Opens a broker on `config.data_dir` whose partition logs are on `disk` (new, or left there
+/// by an earlier broker: after [`SimDisk::crash`], that is a restart after a power loss).
+///
+/// # Panics
+///
+/// If the metadata or the broker cannot be opened.
+pub async fn open_sim_broker(config: BrokerConfig, disk: SimDisk) -> SimBroker {
+    let meta = Arc::new(open_metadata(&config.data_dir, UNSERVED_PORT));
+    let dir = config.data_dir.clone();
+    Broker::open_on(config, meta, disk)
+        .await
+        .unwrap_or_else(|error| panic!("open a broker on a sim disk at {}: {error}", dir.display()))
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use cairn_broker::{Located, Offsets, PartitionError};
 use cairn_meta::MetadataStore;
-use cairn_types::Offset;
 use cairn_types::limits::READ_BYTES_MAX;
+use cairn_types::{LeaderEpoch, Offset};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -157,17 +157,12 @@ fn locate_once<M: MetadataStore>(
             continue;
         };
         let epoch = want.partition.current_leader_epoch;
-        let ours = partition.leader_epoch().0;
-        if epoch >= 0 && epoch != ours {
+        if let Err(error) = partition.check_epoch((epoch >= 0).then_some(LeaderEpoch(epoch))) {
             errors = true;
-            let code = if epoch > ours {
-                ResponseError::UnknownLeaderEpoch
-            } else {
-                ResponseError::FencedLeaderEpoch
-            };
+            let code = errors::partition_code(&error);
             responses.push((
                 want.topic,
-                partition_data(index, code.code(), Some(partition.offsets()), version),
+                partition_data(index, code, Some(partition.offsets()), version),
                 Vec::new(),
             ));
             continue;

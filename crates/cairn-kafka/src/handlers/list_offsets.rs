@@ -55,10 +55,14 @@ fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), i16> {
     if let Some(reason) = partition.offline() {
         return Err(errors::partition_code(&PartitionError::Failed(reason.to_owned())));
     }
-    let offsets = partition.offsets();
     match timestamp {
-        LATEST => Ok((offsets.high_watermark.0 as i64, -1)),
-        EARLIEST => Ok((offsets.log_start.0 as i64, -1)),
+        LATEST => match partition.latest_offset() {
+            Ok(Some(high_watermark)) => Ok((high_watermark.0 as i64, -1)),
+            // A new leader whose term has not committed yet (RFC 0003 §4).
+            Ok(None) => Err(ResponseError::OffsetNotAvailable.code()),
+            Err(error) => Err(errors::partition_code(&error)),
+        },
+        EARLIEST => Ok((partition.offsets().log_start.0 as i64, -1)),
         t if t >= 0 => match partition.batch_for_timestamp(t) {
             Ok(Some((_, bytes))) => Ok(refine(&bytes, t).unwrap_or((-1, -1))),
             Ok(None) => Ok((-1, -1)),

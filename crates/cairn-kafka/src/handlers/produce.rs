@@ -280,7 +280,7 @@ fn append(
                     let partition = Arc::clone(&part.partition);
                     durable_waits.spawn(async move {
                         let response =
-                            match partition.wait_durable(appended.next_offset, timeout).await {
+                            match partition.wait_committed(appended.next_offset, timeout).await {
                                 Ok(()) => appended_response(index, &appended, version),
                                 Err(error) => failed_response(&partition, &error, version),
                             };
