@@ -11,8 +11,9 @@
 //! durable vote: `save_committed` overwrites the other slot again and again, and a `save_vote`
 //! writes the other slot and syncs it, which makes it the anchor. So after a crash the newest
 //! valid slot holds the last synced vote or a newer one; a torn newer one falls back to the
-//! anchor, which was never answered over. After a reopen the newest slot may still be only in
-//! the page cache (a process crash), so the first write after it syncs the file first.
+//! anchor, which was never answered over. After a process crash the newest slot may still be
+//! only in the page cache (a vote whose fsync failed, a commit index), so opening syncs the
+//! file before it returns what it read: the vote it returns is one a crash cannot take back.
 //!
 //! The file is created by the first save, atomically (`crate::atomic`): a missing file is "no
 //! vote yet", and a file with no valid slot is [`Error::Corruption`]. The caller keeps that
@@ -83,10 +84,8 @@ pub struct VoteFile<D: Disk> {
     state: Option<VoteState>,
     /// Sequence number of the newest slot read or written.
     sequence: u64,
-    /// The slot holding the newest vote known durable; writes go to the other one.
+    /// The slot holding the newest durable state; writes go to the other one.
     anchor: usize,
-    /// Whether the anchor is known durable: false after a reopen until the first write syncs.
-    anchor_synced: bool,
     /// The slot written by `save_committed` since the last sync, if any.
     unsynced: Option<usize>,
     /// Set by an IO failure after which the file's durable state is unknown (fail-stop).
@@ -95,12 +94,13 @@ pub struct VoteFile<D: Disk> {
 
 impl<D: Disk> VoteFile<D> {
     /// Opens the vote file of the Raft group in `dir` and returns the newest vote in it: `None`
-    /// if there is none yet (no file). Writes nothing.
+    /// if there is none yet (no file). Writes nothing; syncs the file if it exists (see the
+    /// module docs: nearly free when nothing in it is unsynced).
     ///
     /// # Errors
     /// - [`Error::Corruption`]: the file has no valid slot, or its newest slot is of an unknown
     ///   format version or inconsistent. Keep the replica offline.
-    /// - [`Error::Io`]: opening or reading failed.
+    /// - [`Error::Io`]: opening, reading or syncing failed.
     pub fn open(disk: D, dir: impl Into<PathBuf>) -> Result<(VoteFile<D>, Option<StoredVote>)> {
         let dir = dir.into();
         let path = child(&dir, FILE_NAME);
@@ -111,13 +111,13 @@ impl<D: Disk> VoteFile<D> {
             state: None,
             sequence: 0,
             anchor: 0,
-            anchor_synced: false,
             unsynced: None,
             poisoned: false,
         };
         match vote_file.disk.open(&path) {
             Ok(file) => {
                 let (slot, state) = newest_state(&*file, &path)?;
+                file.sync_data().map_err(io_error("fsync", &path))?;
                 vote_file.file = Some(file);
                 vote_file.state = Some(state);
                 vote_file.sequence = slot.sequence;
@@ -180,7 +180,6 @@ impl<D: Disk> VoteFile<D> {
         self.poisoned = result.is_err();
         result?;
         self.anchor = slot;
-        self.anchor_synced = true;
         self.unsynced = None;
         Ok(())
     }
@@ -217,7 +216,6 @@ impl<D: Disk> VoteFile<D> {
         self.state = Some(state);
         self.sequence = 1;
         self.anchor = 0;
-        self.anchor_synced = true;
         self.unsynced = None;
         Ok(())
     }
@@ -225,10 +223,6 @@ impl<D: Disk> VoteFile<D> {
     /// Writes `state` into the slot that is not the anchor, without syncing it.
     fn write_slot(&mut self, file: &D::File, state: VoteState) -> Result<(), Failure> {
         let path = self.path();
-        if !self.anchor_synced {
-            file.sync_data().map_err(|e| Failure::fatal(io_error("fsync", &path)(e)))?;
-            self.anchor_synced = true;
-        }
         let slot = 1 - self.anchor;
         match FORMAT.write(file, slot, self.sequence + 1, &encode(state)) {
             Ok(()) => {}
