@@ -146,8 +146,8 @@ impl<D: Disk> VoteFile<D> {
     /// openraft answers no vote before it is on disk.
     ///
     /// # Errors
-    /// - [`Error::NoSpace`]: the disk is full; the vote was not saved, and the file is as it
-    ///   was: a retry may succeed.
+    /// - [`Error::NoSpace`]: the disk is full; the vote was not saved, the last durable one is
+    ///   intact (an unsynced commit index may be gone), and a retry may succeed.
     /// - [`Error::Io`], then [`Error::Poisoned`] on every later call: whether the vote is durable
     ///   is unknown. Stop the group; reopening reads the old or the new vote.
     pub fn save_vote(&mut self, vote: StoredVote) -> Result<()> {
@@ -226,7 +226,7 @@ impl<D: Disk> VoteFile<D> {
         let slot = 1 - self.anchor;
         match FORMAT.write(file, slot, self.sequence + 1, &encode(state)) {
             Ok(()) => {}
-            // Only the slot that is not the anchor was touched: the file still reads as before.
+            // Only the slot that is not the anchor was touched: the last durable vote is intact.
             Err(error) => {
                 let error = io_or_no_space("write", &path)(error);
                 let harmless = matches!(error, Error::NoSpace { .. });
