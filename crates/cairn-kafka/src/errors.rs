@@ -40,9 +40,10 @@ pub(crate) fn storage_code(error: &cairn_storage::Error) -> i16 {
         }
         // The broker's own bound or log configuration refused the operation: the replica cannot
         // serve it either.
-        Error::BeyondBound { .. } | Error::NotBatchBoundary { .. } | Error::Config(_) => {
-            ResponseError::KafkaStorageError
-        }
+        Error::BeyondBound { .. }
+        | Error::NotBatchBoundary { .. }
+        | Error::SnapshotSize { .. }
+        | Error::Config(_) => ResponseError::KafkaStorageError,
     };
     code.code()
 }
@@ -110,6 +111,7 @@ fn storage_message(error: &cairn_storage::Error) -> String {
         | Error::BeyondBound { .. }
         | Error::NotBatchBoundary { .. }
         | Error::StaleEpoch { .. }
+        | Error::SnapshotSize { .. }
         | Error::Config(_) => error.to_string(),
         Error::NoSpace { .. } => "no space left on the broker's disk".to_owned(),
         Error::Io { op, .. } => format!("{op} failed on the broker's disk"),

@@ -8,8 +8,8 @@
 //! durable, so it need not be fsynced itself: a lost checkpoint means an older one (or none) and a
 //! longer walk, never a wrong recovery. It is fsynced on clean shutdown.
 //!
-//! Two fixed slots alternate, each with its own sequence number and CRC32C, so a torn write of
-//! one slot leaves the other. Slot layout, big-endian, [`SLOT_BYTES`] bytes:
+//! Two fixed slots alternate (`crate::slots`), each with its own sequence number and CRC32C, so a
+//! torn write of one slot leaves the other. Two adjacent 40-byte slots, big-endian:
 //! `magic: u32, sequence: u64, segment_base: u64, position: u64, next_offset: u64, crc32c: u32`.
 
 use std::path::Path;
@@ -19,11 +19,13 @@ use cairn_types::Offset;
 
 use crate::disk::{Disk, DiskFile, child};
 use crate::error::{Result, io_error};
+use crate::slots::{self, SlotFormat};
 
 /// File name of the checkpoint.
 pub(crate) const FILE_NAME: &str = "recovery-point";
-const MAGIC: u32 = 0x4341_5250; // "CARP"
-const SLOT_BYTES: usize = 40;
+/// Two adjacent 40-byte slots with a 24-byte payload.
+const FORMAT: SlotFormat =
+    SlotFormat { magic: 0x4341_5250 /* "CARP" */, payload_bytes: 24, stride: 40 };
 
 /// What a checkpoint claims; see the module docs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,42 +42,27 @@ pub(crate) struct Checkpoint<F> {
     sequence: u64,
 }
 
-fn encode(sequence: u64, point: RecoveryPoint) -> [u8; SLOT_BYTES] {
-    let mut slot = [0u8; SLOT_BYTES];
-    slot[0..4].copy_from_slice(&MAGIC.to_be_bytes());
-    slot[4..12].copy_from_slice(&sequence.to_be_bytes());
-    slot[12..20].copy_from_slice(&point.segment_base.0.to_be_bytes());
-    slot[20..28].copy_from_slice(&point.position.to_be_bytes());
-    slot[28..36].copy_from_slice(&point.next_offset.0.to_be_bytes());
-    let crc = crc32c::crc32c(&slot[..36]);
-    slot[36..40].copy_from_slice(&crc.to_be_bytes());
-    slot
+fn encode(point: RecoveryPoint) -> [u8; 24] {
+    let mut payload = [0u8; 24];
+    payload[0..8].copy_from_slice(&point.segment_base.0.to_be_bytes());
+    payload[8..16].copy_from_slice(&point.position.to_be_bytes());
+    payload[16..24].copy_from_slice(&point.next_offset.0.to_be_bytes());
+    payload
 }
 
-fn decode(slot: &[u8]) -> Option<(u64, RecoveryPoint)> {
-    let u64_at = |at: usize| u64::from_be_bytes(slot[at..at + 8].try_into().expect("8 bytes"));
-    if slot.len() != SLOT_BYTES
-        || slot[0..4] != MAGIC.to_be_bytes()
-        || crc32c::crc32c(&slot[..36]).to_be_bytes() != slot[36..40]
-    {
-        return None;
+fn decode(payload: &[u8]) -> RecoveryPoint {
+    let u64_at = |at: usize| u64::from_be_bytes(payload[at..at + 8].try_into().expect("8 bytes"));
+    RecoveryPoint {
+        segment_base: Offset(u64_at(0)),
+        position: u64_at(8),
+        next_offset: Offset(u64_at(16)),
     }
-    let point = RecoveryPoint {
-        segment_base: Offset(u64_at(12)),
-        position: u64_at(20),
-        next_offset: Offset(u64_at(28)),
-    };
-    Some((u64_at(4), point))
 }
 
 /// The newest valid slot of an open checkpoint file: its sequence number and point.
 fn newest_slot<F: DiskFile>(file: &F, path: &Path) -> Result<Option<(u64, RecoveryPoint)>> {
-    let mut bytes = [0u8; 2 * SLOT_BYTES];
-    let read = file.read_at(&mut bytes, 0).map_err(io_error("read", path))?;
-    Ok(bytes[..read]
-        .chunks_exact(SLOT_BYTES)
-        .filter_map(decode)
-        .max_by_key(|(sequence, _)| *sequence))
+    let slots = FORMAT.read(file, path)?;
+    Ok(slots::newest(&slots).map(|slot| (slot.sequence, decode(&slot.payload))))
 }
 
 /// The newest valid recovery point of the log in `dir`, or `None` if there is no checkpoint file
@@ -114,7 +101,7 @@ impl<F: DiskFile> Checkpoint<F> {
     pub(crate) fn write(&mut self, point: RecoveryPoint) -> std::io::Result<()> {
         self.sequence += 1;
         let slot = (self.sequence % 2) as usize;
-        self.file.write_all_at(&encode(self.sequence, point), (slot * SLOT_BYTES) as u64)
+        FORMAT.write(&*self.file, slot, self.sequence, &encode(point))
     }
 
     /// Makes the last written point durable (clean shutdown).
@@ -128,15 +115,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_bit_flip_invalidates_a_slot() {
+    fn the_slot_layout_is_unchanged() {
         let point =
             RecoveryPoint { segment_base: Offset(7), position: 4096, next_offset: Offset(99) };
-        let slot = encode(3, point);
-        assert_eq!(decode(&slot), Some((3, point)));
-        for bit in 0..SLOT_BYTES * 8 {
-            let mut bad = slot;
-            bad[bit / 8] ^= 1 << (bit % 8);
-            assert_eq!(decode(&bad), None, "bit {bit}");
-        }
+        let slot = FORMAT.encode(3, &encode(point));
+        assert_eq!(slot.len(), 40);
+        assert_eq!(slot[0..4], *b"CARP");
+        assert_eq!(slot[4..12], 3u64.to_be_bytes());
+        assert_eq!(slot[12..20], 7u64.to_be_bytes());
+        assert_eq!(slot[36..40], crc32c::crc32c(&slot[..36]).to_be_bytes());
+        let (sequence, payload) = FORMAT.decode(&slot).expect("a valid slot");
+        assert_eq!((sequence, decode(payload)), (3, point));
     }
 }

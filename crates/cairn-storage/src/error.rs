@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use cairn_types::batch::BatchError;
 use cairn_types::{LeaderEpoch, Offset};
 
-/// Errors of [`crate::Log`].
+/// Errors of cairn-storage: the [`crate::Log`], the [`crate::VoteFile`] and the Raft snapshot file.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A batch handed to `append` is malformed. Reject the request; nothing was written.
@@ -94,6 +94,15 @@ pub enum Error {
         /// Latest epoch in the log.
         latest: LeaderEpoch,
     },
+    /// A Raft snapshot to write is larger than [`cairn_types::limits::SNAPSHOT_BYTES_MAX`]: the
+    /// Raft layer's encoding outgrew its bound. Nothing was written; stop the group.
+    #[error("snapshot of {bytes} bytes is above the limit of {limit}")]
+    SnapshotSize {
+        /// Bytes offered.
+        bytes: usize,
+        /// The ceiling.
+        limit: usize,
+    },
     /// The configuration is out of its limits.
     #[error("invalid log config: {0}")]
     Config(&'static str),
@@ -119,4 +128,20 @@ pub(crate) fn io_error(
 ) -> impl FnOnce(io::Error) -> Error {
     let path = path.to_path_buf();
     move |source| Error::Io { op, path, source }
+}
+
+/// Wraps an IO error with context, as [`io_error`], except that a full disk is
+/// [`Error::NoSpace`].
+pub(crate) fn io_or_no_space(
+    op: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| {
+        if source.raw_os_error() == Some(ENOSPC) {
+            Error::NoSpace { path }
+        } else {
+            Error::Io { op, path, source }
+        }
+    }
 }

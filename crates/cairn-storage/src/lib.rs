@@ -15,6 +15,9 @@
 //!   torn tail, and reports corruption inside the log instead of truncating it.
 //! - [`inspect`] walks a log directory read-only (offline tools): it verifies every batch and
 //!   reports the torn tail recovery would cut, without cutting or writing anything.
+//! - [`VoteFile`] (`raft-vote`) and [`read_snapshot`] / [`write_snapshot`] (`raft-snapshot`)
+//!   keep a replica's Raft vote, commit index and snapshot beside its log, in plain types: this
+//!   crate knows nothing of openraft.
 //!
 //! All IO goes through the [`Disk`] trait: [`RealDisk`] in production, [`sim::SimDisk`] in tests,
 //! which loses unsynced writes on crash, tears writes, flips bits and fails with EIO or ENOSPC.
@@ -36,6 +39,7 @@
 //! # Ok::<(), cairn_storage::Error>(())
 //! ```
 
+mod atomic;
 mod checkpoint;
 mod clock;
 mod config;
@@ -49,6 +53,9 @@ mod log;
 mod recovery;
 mod segment;
 pub mod sim;
+mod slots;
+mod snapshot;
+mod vote;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{FlushPolicy, LogConfig, Retention};
@@ -58,3 +65,5 @@ pub use error::{Error, Result};
 pub use inspect::{Inspection, TornTail, inspect};
 pub use log::{Appended, CacheDrops, FileRange, Located, Log, PendingFlush};
 pub use recovery::Recovery;
+pub use snapshot::{read_snapshot, write_snapshot};
+pub use vote::{StoredLogId, StoredVote, VoteFile};

@@ -127,6 +127,12 @@ pub const METADATA_FILE_BYTES_MAX: u64 = 256 * 1024 * 1024;
 
 const _: () = assert!(TOPIC_PARTITIONS_MAX as u64 <= CLUSTER_PARTITIONS_MAX);
 
+/// Largest Raft snapshot of one partition (`raft-snapshot`: the Raft layer's encoding of its last
+/// log id, membership, log start offset and, later, producer state). Today's content stays under
+/// 1 KiB; the margin is for producer state. A file claiming more is damaged and is refused
+/// before anything is allocated for it.
+pub const SNAPSHOT_BYTES_MAX: usize = 64 * 1024;
+
 /// Largest records part a compressed batch may decompress to. The broker decompresses every
 /// produced compressed batch into a buffer to check its records, and stops (rejecting the batch)
 /// as soon as the output would pass this, so a decompression bomb costs at most this much memory.
