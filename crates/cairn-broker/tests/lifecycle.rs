@@ -288,7 +288,7 @@ async fn a_topic_whose_partitions_cannot_be_made_is_not_created() {
 fn corrupt_first_batch(dir: &Path, topic: &TopicMeta, index: u32) {
     let segment = topics_dir(dir)
         .join(format!("{}-{index}", topic.id.to_hex()))
-        .join("00000000000000000000.log");
+        .join("00000000000000000000-00000000000000000000.log");
     let mut bytes = std::fs::read(&segment).expect("read segment");
     bytes[70] ^= 0xff; // Past the 61-byte header: the CRC no longer matches.
     std::fs::write(&segment, bytes).expect("write segment");
@@ -325,7 +325,14 @@ async fn a_partition_that_cannot_be_opened_is_served_offline_and_the_others_are_
     broker.shutdown().await;
     drop(broker);
     // Nothing was cut: the damage is still there for repair.
-    assert!(partition_dir.join("00000000000000000000.log").metadata().expect("kept").len() > 0);
+    assert!(
+        partition_dir
+            .join("00000000000000000000-00000000000000000000.log")
+            .metadata()
+            .expect("kept")
+            .len()
+            > 0
+    );
 }
 
 #[tokio::test]

@@ -158,7 +158,8 @@ fn not_a_partition(dir: &Path) -> String {
     let mut message = format!(
         "{} is not a partition directory: it holds no segment files. A partition directory is \
          <data-dir>/{TOPICS_DIR_NAME}/<partition-dir> and holds segment files named like \
-         00000000000000000000.log (with .index files, leader-epochs and recovery-point)",
+         00000000000000000000-00000000000000000000.log (base offset, first raft index; with \
+         .index files, leader-epochs and recovery-point)",
         dir.display()
     );
     let subdirectory = std::fs::read_dir(dir).ok().and_then(|entries| {

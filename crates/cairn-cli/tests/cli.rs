@@ -461,7 +461,7 @@ fn log_verify_reports_a_torn_tail_and_cuts_it_only_with_repair() {
     let (dir, data_dir) = node.stop();
     let partition = only_partition_dir(&data_dir);
     let partition_arg = partition.to_string_lossy().into_owned();
-    let segment = partition.join("00000000000000000000.log");
+    let segment = partition.join("00000000000000000000-00000000000000000000.log");
     let intact = std::fs::read(&segment).expect("read segment");
     // A crash tore the next write: the first 100 bytes of a batch reached the disk.
     let mut torn = intact.clone();
@@ -528,7 +528,7 @@ fn log_tools_refuse_a_directory_that_is_not_a_partition() {
             assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
             assert!(
                 run.stderr.contains("is not a partition directory: it holds no segment files")
-                    && run.stderr.contains("00000000000000000000.log"),
+                    && run.stderr.contains("00000000000000000000-00000000000000000000.log"),
                 "{args:?}: {}",
                 run.stderr
             );
@@ -737,7 +737,7 @@ fn corrupt_partition(data_dir: &Path, index: u32) -> PathBuf {
         .map(|entry| entry.expect("entry").path())
         .find(|path| path.to_string_lossy().ends_with(&suffix))
         .expect("the partition's directory");
-    let segment = partition.join("00000000000000000000.log");
+    let segment = partition.join("00000000000000000000-00000000000000000000.log");
     let mut bytes = std::fs::read(&segment).expect("segment");
     bytes[70] ^= 0xff; // Inside the first batch's records: its CRC fails.
     std::fs::write(&segment, bytes).expect("corrupt");
@@ -815,7 +815,8 @@ fn a_restart_after_a_crash_logs_what_recovery_found_and_cut() {
     node.ok_with(&["produce", "crashed"], b"a\nb\nc\n");
     let data_dir = node.data_dir().to_path_buf();
     let dir = node.kill();
-    let segment = only_partition_dir(&data_dir).join("00000000000000000000.log");
+    let segment =
+        only_partition_dir(&data_dir).join("00000000000000000000-00000000000000000000.log");
     let mut segment_file =
         std::fs::OpenOptions::new().append(true).open(&segment).expect("open segment");
     segment_file.write_all(&[0xab; TORN_BYTES]).expect("a torn write after the last batch");

@@ -38,12 +38,15 @@ pub(crate) fn storage_code(error: &cairn_storage::Error) -> i16 {
         Error::NoSpace { .. } | Error::Io { .. } | Error::Poisoned | Error::Corruption { .. } => {
             ResponseError::KafkaStorageError
         }
-        // The broker's own bound or log configuration refused the operation: the replica cannot
-        // serve it either.
+        // The broker's own bound or log configuration refused the operation, or the Raft layer's
+        // view of the log disagrees with it (a follower's log diverged, an index outside it):
+        // the replica cannot serve it either.
         Error::BeyondBound { .. }
         | Error::NotBatchBoundary { .. }
         | Error::SnapshotSize { .. }
-        | Error::Config(_) => ResponseError::KafkaStorageError,
+        | Error::Config(_)
+        | Error::Diverged { .. }
+        | Error::IndexOutOfRange { .. } => ResponseError::KafkaStorageError,
     };
     code.code()
 }
@@ -112,6 +115,8 @@ fn storage_message(error: &cairn_storage::Error) -> String {
         | Error::NotBatchBoundary { .. }
         | Error::StaleEpoch { .. }
         | Error::SnapshotSize { .. }
+        | Error::Diverged { .. }
+        | Error::IndexOutOfRange { .. }
         | Error::Config(_) => error.to_string(),
         Error::NoSpace { .. } => "no space left on the broker's disk".to_owned(),
         Error::Io { op, .. } => format!("{op} failed on the broker's disk"),

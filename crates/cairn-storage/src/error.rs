@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use cairn_types::batch::BatchError;
-use cairn_types::{LeaderEpoch, Offset};
+use cairn_types::{LeaderEpoch, Offset, RaftIndex};
 
 /// Errors of cairn-storage: the [`crate::Log`], the [`crate::VoteFile`] and the Raft snapshot file.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +102,29 @@ pub enum Error {
         bytes: usize,
         /// The ceiling.
         limit: usize,
+    },
+    /// A replicated batch does not continue the log: its base offset is not the log end. The
+    /// follower's log and the leader's disagree here (or the leader sent from the wrong place);
+    /// nothing of the append was written. The Raft layer resolves it (truncation or a retry
+    /// from the right index), never the client.
+    #[error(
+        "replicated batch at offset {found} does not continue the log, which ends at {expected}"
+    )]
+    Diverged {
+        /// The log end: the offset the batch had to start at.
+        expected: Offset,
+        /// The base offset the batch carries.
+        found: Offset,
+    },
+    /// The Raft index is not in `[start, end]` of the log.
+    #[error("raft index {index} is outside the log [{start}, {end}]")]
+    IndexOutOfRange {
+        /// Requested index.
+        index: RaftIndex,
+        /// First index in the log.
+        start: RaftIndex,
+        /// Index after the last entry.
+        end: RaftIndex,
     },
     /// The configuration is out of its limits.
     #[error("invalid log config: {0}")]

@@ -11,16 +11,16 @@
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use cairn_types::Offset;
 use cairn_types::batch::BatchHeader;
 use cairn_types::limits::{SCAN_BUFFER_BYTES, SEGMENT_BYTES_MAX};
+use cairn_types::{Offset, RaftIndex};
 
 use crate::checkpoint::{self, RecoveryPoint};
 use crate::disk::{Disk, DiskFile, child};
 use crate::epochs::Epochs;
 use crate::error::{Error, Result, io_error};
-use crate::recovery::{collect_epochs, valid_batch_after};
-use crate::segment::{self, DATA_SUFFIX, Walk, WalkStop};
+use crate::recovery::{ADOPTED_FIRST_INDEX, collect_epochs, segment_names, valid_batch_after};
+use crate::segment::{Boundary, DATA_SUFFIX, SegmentName, Walk, WalkStop};
 
 /// What [`inspect`] found in a log directory.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,6 +31,13 @@ pub struct Inspection {
     pub start_offset: Offset,
     /// Offset after the last valid batch walked (the log end offset after recovery).
     pub next_offset: Offset,
+    /// Raft index of the first batch (from the first segment's name; 1 for a log to adopt).
+    pub start_index: RaftIndex,
+    /// Raft index after the last valid batch walked.
+    pub next_index: RaftIndex,
+    /// Whether segments have offset-only names, written before Raft indexes: `Log::open` would
+    /// adopt the log, numbering its batches from index 1 as this walk does.
+    pub adoptable: bool,
     /// Bytes of valid batches walked and verified.
     pub verified_bytes: u64,
     /// The end of the last segment that recovery would cut as a torn write, if any.
@@ -72,28 +79,30 @@ pub fn inspect<D: Disk>(
     visit: &mut dyn FnMut(&BatchHeader) -> ControlFlow<()>,
 ) -> Result<Inspection> {
     let names = disk.list_dir(dir).map_err(io_error("list", dir))?;
-    let mut bases: Vec<Offset> = names.iter().filter_map(|n| segment::parse_data_name(n)).collect();
-    bases.sort_unstable();
-    let start_offset = bases.first().copied().unwrap_or(Offset(0));
+    let segments = segment_names(dir, &names)?;
+    let start = segments.first().map_or(Boundary::default(), first_boundary);
     let mut inspection = Inspection {
-        segments: bases.len(),
-        start_offset,
-        next_offset: start_offset,
+        segments: segments.len(),
+        start_offset: start.offset,
+        next_offset: start.offset,
+        start_index: start.index,
+        next_index: start.index,
+        adoptable: segments.iter().any(|name| name.first_index.is_none()),
         complete: true,
         ..Inspection::default()
     };
-    if bases.is_empty() {
+    if segments.is_empty() {
         return Ok(inspection);
     }
-    let trusted = trusted_prefix(disk, dir, &bases, checkpoint::read_point(disk, dir)?)?;
+    let trusted = trusted_prefix(disk, dir, &segments, checkpoint::read_point(disk, dir)?)?;
     let epochs = match crate::epochs::Epochs::load(disk, dir)? {
-        Some(epochs) => epochs,
+        Some((epochs, _)) => epochs,
         None => {
             inspection.epochs_rebuilt = true;
-            rebuild_epochs(disk, dir, &bases)?
+            rebuild_epochs(disk, dir, &segments)?
         }
     };
-    let context = Context { disk, dir, bases: &bases, trusted, epochs: &epochs, from };
+    let context = Context { disk, dir, segments: &segments, trusted, epochs: &epochs, from };
     context.walk(&mut inspection, visit)?;
     Ok(inspection)
 }
@@ -102,9 +111,9 @@ pub fn inspect<D: Disk>(
 struct Context<'a, D> {
     disk: &'a D,
     dir: &'a Path,
-    /// Segment base offsets, ascending.
-    bases: &'a [Offset],
-    /// The segment (index into `bases`) and position the recovery checkpoint vouches for.
+    /// Segment names, in offset order.
+    segments: &'a [SegmentName],
+    /// The segment (position in `segments`) and position the recovery checkpoint vouches for.
     trusted: Option<(usize, u64)>,
     epochs: &'a Epochs,
     from: Offset,
@@ -112,12 +121,12 @@ struct Context<'a, D> {
 
 /// How the walk of one segment ended.
 enum SegmentEnd {
-    /// At the end of the file; the next segment must start at this offset.
-    Whole(Offset),
+    /// At the end of the file; the next segment must start here.
+    Whole(Boundary),
     /// The visitor stopped the walk.
-    Stopped(Offset),
+    Stopped(Boundary),
     /// At a torn tail (last segment only).
-    Torn(Offset, TornTail),
+    Torn(Boundary, TornTail),
 }
 
 impl<D: Disk> Context<'_, D> {
@@ -126,25 +135,25 @@ impl<D: Disk> Context<'_, D> {
         inspection: &mut Inspection,
         visit: &mut dyn FnMut(&BatchHeader) -> ControlFlow<()>,
     ) -> Result<()> {
-        let last = self.bases.len() - 1;
-        let mut expected = self.bases[0];
-        for (i, &base) in self.bases.iter().enumerate() {
-            let path = child(self.dir, &segment::file_name(base, DATA_SUFFIX));
-            if base != expected {
-                let reason = format!(
-                    "segment starts at offset {base} but the previous one ends at {expected}"
-                );
-                return Err(Error::Corruption { path, position: 0, reason });
-            }
-            if i < last && self.bases[i + 1] <= self.from {
-                expected = self.bases[i + 1];
-                continue;
+        let last = self.segments.len() - 1;
+        let mut expected = first_boundary(&self.segments[0]);
+        for (i, name) in self.segments.iter().enumerate() {
+            let path = child(self.dir, &name.file_name(DATA_SUFFIX));
+            check_continues(&path, name, expected)?;
+            if i < last && self.segments[i + 1].base <= self.from {
+                // Not walked: the next segment's name says where this one ends (an offset-only
+                // name says nothing of indexes, so such a segment is walked).
+                if let Some(index) = self.segments[i + 1].first_index {
+                    expected = Boundary { position: 0, offset: self.segments[i + 1].base, index };
+                    continue;
+                }
             }
             let end = self.walk_segment(i, &path, expected, inspection, visit)?;
             match end {
                 SegmentEnd::Whole(next) => expected = next,
                 SegmentEnd::Stopped(next) => {
-                    inspection.next_offset = next;
+                    inspection.next_offset = next.offset;
+                    inspection.next_index = next.index;
                     inspection.complete = false;
                     return Ok(());
                 }
@@ -154,7 +163,8 @@ impl<D: Disk> Context<'_, D> {
                 }
             }
         }
-        inspection.next_offset = expected;
+        inspection.next_offset = expected.offset;
+        inspection.next_index = expected.index;
         Ok(())
     }
 
@@ -172,7 +182,7 @@ impl<D: Disk> Context<'_, D> {
         &self,
         i: usize,
         path: &Path,
-        expected: Offset,
+        expected: Boundary,
         inspection: &mut Inspection,
         visit: &mut dyn FnMut(&BatchHeader) -> ControlFlow<()>,
     ) -> Result<SegmentEnd> {
@@ -182,24 +192,36 @@ impl<D: Disk> Context<'_, D> {
             let reason = "segment larger than any segment cairn writes".to_owned();
             return Err(Error::Corruption { path: path.to_path_buf(), position: len, reason });
         }
-        let mut walk = Walk::new(&*file, path, 0, len, expected)
+        let mut walk = Walk::new(&*file, path, expected, len)
             .with_epochs(self.epochs)
             .verifying(SCAN_BUFFER_BYTES);
+        let at = |walk: &Walk<'_, _>| Boundary {
+            position: 0,
+            offset: walk.expected(),
+            index: walk.index(),
+        };
         loop {
             match walk.try_next() {
-                Ok(Some((_, header))) => {
-                    inspection.verified_bytes += u64::from(header.total_bytes());
-                    if visit(&header).is_break() {
-                        return Ok(SegmentEnd::Stopped(walk.expected()));
+                Ok(Some(walked)) => {
+                    inspection.verified_bytes += u64::from(walked.header.total_bytes());
+                    if visit(&walked.header).is_break() {
+                        return Ok(SegmentEnd::Stopped(at(&walk)));
                     }
                 }
-                Ok(None) => return Ok(SegmentEnd::Whole(walk.expected())),
+                Ok(None) => return Ok(SegmentEnd::Whole(at(&walk))),
                 Err(WalkStop::Io(error)) => return Err(error),
                 Err(WalkStop::Invalid { position, reason }) => {
-                    let after = walk.expected();
-                    let torn = i == self.bases.len() - 1
+                    let after = at(&walk);
+                    let torn = i == self.segments.len() - 1
                         && position >= self.trusted_bytes(i, len)
-                        && !valid_batch_after(&*file, path, position, len, after, self.epochs)?;
+                        && !valid_batch_after(
+                            &*file,
+                            path,
+                            position,
+                            len,
+                            after.offset,
+                            self.epochs,
+                        )?;
                     if !torn {
                         return Err(Error::Corruption {
                             path: path.to_path_buf(),
@@ -216,30 +238,61 @@ impl<D: Disk> Context<'_, D> {
     }
 }
 
+/// Where the first segment `name` starts: its name's first index, or the one adoption gives.
+fn first_boundary(name: &SegmentName) -> Boundary {
+    Boundary {
+        position: 0,
+        offset: name.base,
+        index: name.first_index.unwrap_or(ADOPTED_FIRST_INDEX),
+    }
+}
+
+/// Checks, as `Log::open` does, that the segment `name` starts where the one before it ended.
+fn check_continues(path: &Path, name: &SegmentName, expected: Boundary) -> Result<()> {
+    let reason = if name.base != expected.offset {
+        format!(
+            "segment starts at offset {} but the previous one ends at {}",
+            name.base, expected.offset
+        )
+    } else if name.first_index.is_some_and(|index| index != expected.index) {
+        format!(
+            "segment starts at raft index {} but the previous one ends at {}",
+            name.first_index.unwrap_or_default(),
+            expected.index
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Error::Corruption { path: path.to_path_buf(), position: 0, reason })
+}
+
 /// Which prefix of the log the checkpoint `point` vouches for, as `Log::open` judges it: none
 /// unless its segment exists and is at least as long as the position it names.
 fn trusted_prefix<D: Disk>(
     disk: &D,
     dir: &Path,
-    bases: &[Offset],
+    segments: &[SegmentName],
     point: Option<RecoveryPoint>,
 ) -> Result<Option<(usize, u64)>> {
     let Some(point) = point else { return Ok(None) };
-    let Ok(i) = bases.binary_search(&point.segment_base) else { return Ok(None) };
-    let path = child(dir, &segment::file_name(bases[i], DATA_SUFFIX));
+    let Some(i) = segments.iter().position(|name| name.base == point.segment_base) else {
+        return Ok(None);
+    };
+    let path = child(dir, &segments[i].file_name(DATA_SUFFIX));
     let len = disk.open_read_only(&path).and_then(|f| f.len()).map_err(io_error("stat", &path))?;
     Ok((point.position <= len).then_some((i, point.position)))
 }
 
 /// The epoch history as recovery would rebuild it from the batch headers, kept in memory.
-fn rebuild_epochs<D: Disk>(disk: &D, dir: &Path, bases: &[Offset]) -> Result<Epochs> {
+fn rebuild_epochs<D: Disk>(disk: &D, dir: &Path, segments: &[SegmentName]) -> Result<Epochs> {
     let mut epochs = Epochs::default();
-    let mut expected = bases[0];
-    for &base in bases {
-        let path = child(dir, &segment::file_name(base, DATA_SUFFIX));
+    let mut expected = first_boundary(&segments[0]);
+    for name in segments {
+        let path = child(dir, &name.file_name(DATA_SUFFIX));
         let file = disk.open_read_only(&path).map_err(io_error("open", &path))?;
-        match collect_epochs(&mut epochs, &*file, &path, expected)? {
-            Some(next) => expected = next,
+        let from = Boundary { index: name.first_index.unwrap_or(expected.index), ..expected };
+        match collect_epochs(&mut epochs, &*file, &path, from)? {
+            Some(next) => expected = Boundary { position: 0, ..next },
             None => break,
         }
     }

@@ -11,6 +11,10 @@
 //!   verifies every batch.
 //! - [`Log::truncate_suffix`] (Raft conflicts), [`Log::delete_prefix`] and
 //!   [`Log::apply_retention`] never pass a caller-given bound.
+//! - Every batch is one Raft entry, its [`cairn_types::RaftIndex`] derived from the segment
+//!   layout: [`Log::append_replicated`] (the follower append, bytes kept as the leader wrote
+//!   them), [`Log::entry_at`], [`Log::read_entries`], [`Log::truncate_after`],
+//!   [`Log::purge_through`] and [`Log::reset`] are the Raft log store's side of the log.
 //! - [`Log::open`] recovers: it walks only what the last checkpoint does not cover, truncates a
 //!   torn tail, and reports corruption inside the log instead of truncating it.
 //! - [`inspect`] walks a log directory read-only (offline tools): it verifies every batch and
@@ -45,6 +49,7 @@ mod clock;
 mod config;
 pub mod descriptors;
 mod disk;
+mod entries;
 mod epochs;
 mod error;
 mod index;
@@ -60,6 +65,7 @@ mod vote;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{FlushPolicy, LogConfig, Retention};
 pub use disk::{Disk, DiskFile, RealDisk, RealFile};
+pub use entries::EntryHeader;
 pub use epochs::EpochStart;
 pub use error::{Error, Result};
 pub use inspect::{Inspection, TornTail, inspect};

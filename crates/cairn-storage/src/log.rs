@@ -10,7 +10,7 @@ use cairn_types::batch::{self, BatchHeader, Batches, RecordBatch};
 use cairn_types::limits::{
     APPEND_BYTES_MAX, BATCH_BYTES_MAX, READ_BYTES_MAX, READ_RANGES_MAX, SEGMENT_RECORDS_MAX,
 };
-use cairn_types::{LeaderEpoch, Offset};
+use cairn_types::{LeaderEpoch, Offset, RaftIndex};
 
 use crate::checkpoint::{Checkpoint, RecoveryPoint};
 use crate::clock::Clock;
@@ -19,13 +19,13 @@ use crate::disk::{Disk, DiskFile, child};
 use crate::epochs::{EpochStart, Epochs};
 use crate::error::{ENOSPC, Error, Result, io_error};
 use crate::recovery::Recovery;
-use crate::segment::{self, DATA_SUFFIX, INDEX_SUFFIX, Segment};
+use crate::segment::{self, Boundary, DATA_SUFFIX, INDEX_SUFFIX, Segment, SegmentFiles};
 
 /// The page cache window's drops are made in steps of this many bytes (or a quarter of the
 /// window, if smaller) within a segment, and whenever the window's tail leaves a segment.
 const CACHE_DROP_STEP_BYTES: u64 = 8 * 1024 * 1024;
 
-/// What an [`Log::append`] did.
+/// What an [`Log::append`] or [`Log::append_replicated`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {
     /// Offset assigned to the first record of the first batch.
@@ -33,6 +33,10 @@ pub struct Appended {
     /// Offset after the last record appended: the log end offset ([`Log::next_offset`]) once
     /// the append returned.
     pub next_offset: Offset,
+    /// Raft index of the first batch appended.
+    pub first_index: RaftIndex,
+    /// Raft index of the last batch appended ([`Log::next_index`] is the one after it).
+    pub last_index: RaftIndex,
     /// Whether the batches were fsynced before the call returned.
     pub durable: bool,
 }
@@ -76,6 +80,8 @@ pub struct PendingFlush<F> {
     point: RecoveryPoint,
     /// The log's appended byte count when begun.
     appended_bytes: u64,
+    /// Raft index after the last batch the fsync covers.
+    next_index: RaftIndex,
     /// Cached ranges of durable data behind the cache window, dropped after the fsync.
     cache_drops: Vec<CacheDrop<F>>,
 }
@@ -146,6 +152,8 @@ pub struct Log<D: Disk> {
     pub(crate) checkpoint: Checkpoint<D::File>,
     /// Offsets below this are fsynced.
     pub(crate) durable: Offset,
+    /// Raft indexes below this are fsynced: the index of the batch starting at `durable`.
+    pub(crate) durable_index: RaftIndex,
     /// Bytes appended since the last fsync.
     pub(crate) unflushed_bytes: u64,
     /// When the oldest unflushed append happened.
@@ -156,7 +164,7 @@ pub struct Log<D: Disk> {
     pub(crate) poisoned: bool,
     /// Bumped by every cut of written data (suffix truncation, undone append): a flush begun
     /// before a cut says nothing about what was written after it.
-    generation: u64,
+    pub(crate) generation: u64,
     /// Bytes appended since the log was opened.
     appended_bytes: u64,
     /// Batches of the append in progress: position in the buffer and header. Reused.
@@ -166,7 +174,7 @@ pub struct Log<D: Disk> {
     /// The newest checkpointed point: everything before it is durable.
     pub(crate) durable_point: RecoveryPoint,
     /// Cached pages before this (segment base, position) have been dropped (cache window).
-    cache_dropped: (Offset, u64),
+    pub(crate) cache_dropped: (Offset, u64),
 }
 
 /// In-memory state of the active segment before an append, to undo a failed one.
@@ -174,6 +182,7 @@ struct Undo {
     segments: usize,
     size: u32,
     next: Offset,
+    next_index: RaftIndex,
     max_timestamp: i64,
     bytes_since_index: u32,
     index_len: usize,
@@ -196,6 +205,7 @@ impl<D: Disk> Log<D> {
             epochs: Epochs::default(),
             checkpoint,
             durable: Offset(0),
+            durable_index: RaftIndex(0),
             unflushed_bytes: 0,
             unflushed_since_ms: None,
             index_unsynced_bytes: 0,
@@ -250,6 +260,25 @@ impl<D: Disk> Log<D> {
         self.durable
     }
 
+    /// The Raft index of the first batch still in the log.
+    #[must_use]
+    pub fn start_index(&self) -> RaftIndex {
+        self.segments.front().expect("a log has at least one segment").first_index
+    }
+
+    /// The Raft index the next appended batch gets.
+    #[must_use]
+    pub fn next_index(&self) -> RaftIndex {
+        self.active().next_index
+    }
+
+    /// Raft indexes below this are durable (fsynced): the index of the batch that starts at
+    /// [`Log::durable_offset`], moving with it.
+    #[must_use]
+    pub fn durable_index(&self) -> RaftIndex {
+        self.durable_index
+    }
+
     /// Bytes of log data on disk (indexes excluded).
     #[must_use]
     pub fn size_bytes(&self) -> u64 {
@@ -295,16 +324,16 @@ impl<D: Disk> Log<D> {
         self.segments.back().expect("a log has at least one segment")
     }
 
-    fn active_mut(&mut self) -> &mut Segment<D::File> {
+    pub(crate) fn active_mut(&mut self) -> &mut Segment<D::File> {
         self.segments.back_mut().expect("a log has at least one segment")
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         if self.poisoned { Err(Error::Poisoned) } else { Ok(()) }
     }
 
     /// Runs a write operation; any failure but a full disk poisons the log.
-    fn guarded<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+    pub(crate) fn guarded<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         self.check_writable()?;
         let result = op(self);
         if result.as_ref().is_err_and(|error| !error.is_retriable()) {
@@ -313,13 +342,15 @@ impl<D: Disk> Log<D> {
         result
     }
 
-    /// Appends a buffer of one or more concatenated batches (a produce request's record set).
+    /// Appends a buffer of one or more concatenated batches (a produce request's record set):
+    /// the leader append.
     ///
     /// Every batch is validated (framing, magic, CRC) before anything is written. The log assigns
     /// consecutive offsets and writes `epoch` as each batch's partition leader epoch, rewriting
     /// those header fields in `batches` in place (the CRC does not cover them). The bytes go to the
     /// active segment in one write (one per segment when the append rolls), and are fsynced
-    /// before return if the flush policy says so.
+    /// before return if the flush policy says so. Each batch is one Raft entry: the batches get
+    /// consecutive indexes from [`Log::next_index`].
     ///
     /// # Errors
     /// - [`Error::InvalidBatch`], [`Error::AppendSize`], [`Error::StaleEpoch`]: rejected input,
@@ -327,52 +358,130 @@ impl<D: Disk> Log<D> {
     /// - [`Error::NoSpace`]: retriable; nothing of this call is kept.
     /// - [`Error::Io`], [`Error::Poisoned`]: fatal, see [`Error`].
     pub fn append(&mut self, batches: &mut [u8], epoch: LeaderEpoch) -> Result<Appended> {
-        self.check_writable()?;
-        if batches.is_empty() || batches.len() > APPEND_BYTES_MAX {
-            return Err(Error::AppendSize { bytes: batches.len(), limit: APPEND_BYTES_MAX });
-        }
+        self.check_append(batches.len())?;
         if let Some(latest) = self.epochs.latest().filter(|latest| epoch < latest.epoch) {
             return Err(Error::StaleEpoch { epoch, latest: latest.epoch });
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let result = validate(batches, &mut scratch).and_then(|()| {
             self.guarded(|log| {
-                log.begin_epoch(epoch)?;
                 log.assign(batches, &mut scratch, epoch);
+                log.begin_epochs(&scratch)?;
                 log.write_batches(batches, &scratch)
             })
         });
+        self.finish_append(scratch, result, batches.len())
+    }
+
+    /// Appends batches a leader appended, as they are: the follower append. Nothing in
+    /// `batches` is rewritten; their offsets and epochs are the leader's.
+    ///
+    /// Every batch is validated (framing, magic, CRC); the first must start at the log end
+    /// ([`Log::next_offset`]) and each next where the one before ends; epochs may not go below
+    /// the log's latest epoch nor decrease. A new epoch is recorded in the history before any
+    /// batch is written, as [`Log::append`] does. Written, rolled and flushed as [`Log::append`].
+    ///
+    /// # Errors
+    /// - [`Error::Diverged`]: a batch does not continue the log; nothing written.
+    /// - [`Error::InvalidBatch`], [`Error::AppendSize`], [`Error::StaleEpoch`]: rejected input,
+    ///   nothing written.
+    /// - [`Error::NoSpace`], [`Error::Io`], [`Error::Poisoned`]: as [`Log::append`].
+    pub fn append_replicated(&mut self, batches: &[u8]) -> Result<Appended> {
+        self.check_append(batches.len())?;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = validate(batches, &mut scratch)
+            .and_then(|()| self.check_continues(&scratch))
+            .and_then(|()| {
+                self.guarded(|log| {
+                    log.begin_epochs(&scratch)?;
+                    log.write_batches(batches, &scratch)
+                })
+            });
+        self.finish_append(scratch, result, batches.len())
+    }
+
+    /// Refuses an append of `bytes` bytes to a poisoned log, of nothing or of too much.
+    fn check_append(&self, bytes: usize) -> Result<()> {
+        self.check_writable()?;
+        if bytes == 0 || bytes > APPEND_BYTES_MAX {
+            return Err(Error::AppendSize { bytes, limit: APPEND_BYTES_MAX });
+        }
+        Ok(())
+    }
+
+    /// Checks that validated replicated batches continue the log: offsets from the log end,
+    /// epochs not going backwards.
+    fn check_continues(&self, headers: &[(usize, BatchHeader)]) -> Result<()> {
+        let mut expected = self.next_offset();
+        let mut latest = self.epochs.latest().map(|latest| latest.epoch);
+        for (_, header) in headers {
+            if header.base_offset != expected {
+                return Err(Error::Diverged { expected, found: header.base_offset });
+            }
+            let epoch = header.partition_leader_epoch;
+            if let Some(latest) = latest.filter(|latest| epoch < *latest) {
+                return Err(Error::StaleEpoch { epoch, latest });
+            }
+            latest = Some(epoch);
+            expected = header.next_offset();
+        }
+        Ok(())
+    }
+
+    /// The end of an append: puts the scratch back and, if it was written, counts it, flushes
+    /// if due and says what was appended.
+    fn finish_append(
+        &mut self,
+        scratch: Vec<(usize, BatchHeader)>,
+        result: Result<()>,
+        bytes: usize,
+    ) -> Result<Appended> {
         let first = scratch.first().map(|(_, header)| header.base_offset);
         let next = scratch.last().map(|(_, header)| header.next_offset());
+        let count = scratch.len() as u64;
         self.scratch = scratch;
         result?;
         let (Some(first), Some(next)) = (first, next) else {
             unreachable!("a validated, non-empty append holds at least one batch")
         };
-        self.unflushed_bytes += batches.len() as u64;
-        self.appended_bytes += batches.len() as u64;
+        self.unflushed_bytes += bytes as u64;
+        self.appended_bytes += bytes as u64;
         self.unflushed_since_ms.get_or_insert_with(|| self.clock.now_ms());
         if self.flush_due() {
             self.flush()?;
         }
-        Ok(Appended { base_offset: first, next_offset: next, durable: self.durable >= next })
+        let next_index = self.next_index();
+        Ok(Appended {
+            base_offset: first,
+            next_offset: next,
+            first_index: RaftIndex(next_index.0 - count),
+            last_index: RaftIndex(next_index.0 - 1),
+            durable: self.durable >= next,
+        })
     }
 
-    /// Records `epoch` in the history if it is new, durably, before any batch of it is written.
-    /// The caller has rejected stale epochs.
-    fn begin_epoch(&mut self, epoch: LeaderEpoch) -> Result<()> {
-        match self.epochs.latest() {
-            Some(latest) if epoch == latest.epoch => Ok(()),
-            _ => {
-                let previous = self.epochs.clone();
-                self.epochs.push(EpochStart { epoch, start_offset: self.next_offset() });
-                let result = self.epochs.persist(&self.disk, &self.dir).map_err(no_space_or_io);
-                if result.is_err() {
-                    self.epochs = previous;
-                }
-                result
-            }
+    /// Records in the history, durably and before any batch is written, every epoch of the
+    /// batches about to be appended that is new. The caller has rejected stale epochs.
+    fn begin_epochs(&mut self, headers: &[(usize, BatchHeader)]) -> Result<()> {
+        let latest = self.epochs.latest().map(|latest| latest.epoch);
+        if headers.iter().all(|(_, header)| Some(header.partition_leader_epoch) == latest) {
+            return Ok(());
         }
+        let previous = self.epochs.clone();
+        let mut index = self.next_index();
+        for (_, header) in headers {
+            let epoch = header.partition_leader_epoch;
+            if self.epochs.latest().is_none_or(|latest| latest.epoch != epoch) {
+                let start_offset = header.base_offset;
+                self.epochs.push(EpochStart { epoch, start_offset, start_index: index });
+            }
+            index = index.plus(1);
+        }
+        let result = self.epochs.persist(&self.disk, &self.dir).map_err(no_space_or_io);
+        if result.is_err() {
+            self.epochs = previous;
+        }
+        result
     }
 
     /// Assigns offsets and the epoch to the validated batches, in the buffer and in `headers`.
@@ -397,6 +506,7 @@ impl<D: Disk> Log<D> {
             segments: self.segments.len(),
             size: active.size,
             next: active.next,
+            next_index: active.next_index,
             max_timestamp: active.max_timestamp,
             bytes_since_index: active.bytes_since_index,
             index_len: active.index.len(),
@@ -463,6 +573,7 @@ impl<D: Disk> Log<D> {
         let active = self.active_mut();
         active.size = undo.size;
         active.next = undo.next;
+        active.next_index = undo.next_index;
         active.max_timestamp = undo.max_timestamp;
         active.bytes_since_index = undo.bytes_since_index;
         active.index.truncate_to_position(
@@ -476,6 +587,7 @@ impl<D: Disk> Log<D> {
         // A roll during the failed append fsynced bytes past `size`: make the cut durable too.
         active.data.sync_data().map_err(io_error("fsync", &active.data_path))?;
         self.durable = undo.next;
+        self.durable_index = undo.next_index;
         self.unflushed_bytes = 0;
         self.unflushed_since_ms = None;
         self.sync_checkpoint()
@@ -489,10 +601,11 @@ impl<D: Disk> Log<D> {
         active.seal_index();
         active.write_index()?;
         active.index_file.sync_data().map_err(io_error("fsync", &active.index_path))?;
-        let base = active.next;
-        let segment = self.create_segment(base, now_ms)?;
+        let (base, first_index) = (active.next, active.next_index);
+        let segment = self.create_segment(base, first_index, now_ms)?;
         self.segments.push_back(segment);
         self.durable = base;
+        self.durable_index = first_index;
         self.unflushed_bytes = 0;
         self.unflushed_since_ms = None;
         self.index_unsynced_bytes = 0;
@@ -500,16 +613,22 @@ impl<D: Disk> Log<D> {
     }
 
     /// Creates the files of a new, empty segment and makes their names durable.
-    pub(crate) fn create_segment(&self, base: Offset, now_ms: i64) -> Result<Segment<D::File>> {
-        let data_path = child(&self.dir, &segment::file_name(base, DATA_SUFFIX));
-        let index_path = child(&self.dir, &segment::file_name(base, INDEX_SUFFIX));
+    pub(crate) fn create_segment(
+        &self,
+        base: Offset,
+        first_index: RaftIndex,
+        now_ms: i64,
+    ) -> Result<Segment<D::File>> {
+        let data_path = child(&self.dir, &segment::file_name(base, first_index, DATA_SUFFIX));
+        let index_path = child(&self.dir, &segment::file_name(base, first_index, INDEX_SUFFIX));
         let data = self.disk.create(&data_path).map_err(write_error("create", &data_path))?;
         let index = self.disk.create(&index_path).map_err(write_error("create", &index_path))?;
         self.disk.sync_dir(&self.dir).map_err(io_error("fsync dir", &self.dir))?;
-        Ok(Segment::new(&self.dir, base, data, index, now_ms))
+        let files = SegmentFiles { data, data_path, index, index_path };
+        Ok(Segment::new(base, first_index, files, now_ms))
     }
 
-    fn remove_segment_files(&self, segment: &Segment<D::File>) -> Result<()> {
+    pub(crate) fn remove_segment_files(&self, segment: &Segment<D::File>) -> Result<()> {
         for path in [&segment.data_path, &segment.index_path] {
             self.disk.remove_file(path).map_err(io_error("remove", path))?;
         }
@@ -531,7 +650,7 @@ impl<D: Disk> Log<D> {
         }
     }
 
-    fn write_checkpoint_at(&mut self, point: RecoveryPoint) -> Result<()> {
+    pub(crate) fn write_checkpoint_at(&mut self, point: RecoveryPoint) -> Result<()> {
         assert!(point.next_offset <= self.durable, "a checkpoint claims only durable data");
         self.durable_point = point;
         let path = child(&self.dir, crate::checkpoint::FILE_NAME);
@@ -540,7 +659,7 @@ impl<D: Disk> Log<D> {
 
     /// Writes a checkpoint for the current state and fsyncs it: for changes that make an older
     /// checkpoint wrong (cuts), not only stale.
-    fn sync_checkpoint(&mut self) -> Result<()> {
+    pub(crate) fn sync_checkpoint(&mut self) -> Result<()> {
         self.write_checkpoint()?;
         let path = child(&self.dir, crate::checkpoint::FILE_NAME);
         self.checkpoint.sync().map_err(io_error("fsync", &path))
@@ -667,6 +786,7 @@ impl<D: Disk> Log<D> {
                     next_offset: active.next,
                 },
                 appended_bytes: log.appended_bytes,
+                next_index: active.next_index,
                 cache_drops,
             }))
         })
@@ -689,6 +809,7 @@ impl<D: Disk> Log<D> {
                 return Ok(log.durable);
             }
             log.durable = upto;
+            log.durable_index = pending.next_index;
             log.unflushed_bytes = log.appended_bytes - pending.appended_bytes;
             log.unflushed_since_ms = (log.unflushed_bytes > 0).then(|| log.clock.now_ms());
             if log.index_unsynced_bytes >= log.config.index_sync_bytes {
@@ -731,11 +852,11 @@ impl<D: Disk> Log<D> {
     }
 
     /// Index of the segment holding `offset` (`start <= offset < next`).
-    fn segment_of(&self, offset: Offset) -> usize {
+    pub(crate) fn segment_of(&self, offset: Offset) -> usize {
         self.segments.partition_point(|s| s.base <= offset).saturating_sub(1)
     }
 
-    fn check_range(&self, offset: Offset) -> Result<()> {
+    pub(crate) fn check_range(&self, offset: Offset) -> Result<()> {
         let (start, end) = (self.start_offset(), self.next_offset());
         if offset < start || offset > end {
             return Err(Error::OffsetOutOfRange { offset, start, end });
@@ -759,34 +880,34 @@ impl<D: Disk> Log<D> {
             return Ok(located);
         }
         for segment in self.segments.range(self.segment_of(from)..) {
-            let (start, start_offset) = if located.ranges.is_empty() {
-                let (position, header) = segment.locate(from, &self.epochs)?;
-                (position, header.base_offset)
+            let start = if located.ranges.is_empty() {
+                let walked = segment.locate(from, &self.epochs)?;
+                let position = walked.position as u32;
+                Boundary { position, offset: walked.header.base_offset, index: walked.index }
             } else {
-                (0, segment.base)
+                segment.start()
             };
-            if start_offset >= upto {
+            if start.offset >= upto {
                 break;
             }
             let first = located.ranges.is_empty();
-            let (end, next) =
-                segment.boundary(start, start_offset, budget, upto, first, &self.epochs)?;
-            if end == start {
+            let end = segment.boundary(start, budget, upto, first, &self.epochs)?;
+            if end.position == start.position {
                 break;
             }
-            let len = end - start;
+            let len = end.position - start.position;
             located.ranges.push(FileRange {
                 file: Arc::clone(&segment.data),
                 segment_base: segment.base,
-                position: u64::from(start),
+                position: u64::from(start.position),
                 len,
             });
             located.bytes += u64::from(len);
-            located.next_offset = next;
+            located.next_offset = end.offset;
             budget = budget.saturating_sub(len);
             if budget == 0
-                || next >= upto
-                || end < segment.size
+                || end.offset >= upto
+                || end.position < segment.size
                 || located.ranges.len() == READ_RANGES_MAX
             {
                 break;
@@ -821,7 +942,7 @@ impl<D: Disk> Log<D> {
     fn copy_verified(&self, located: &Located<D::File>, out: &mut Vec<u8>) -> Result<()> {
         let mut expected = None;
         for range in &located.ranges {
-            let path = child(&self.dir, &segment::file_name(range.segment_base, DATA_SUFFIX));
+            let path = self.segments[self.segment_of(range.segment_base)].data_path.clone();
             let start = out.len();
             out.resize(start + range.len as usize, 0);
             let got = range
@@ -910,11 +1031,11 @@ impl<D: Disk> Log<D> {
         let position = if at == self.segments[index].base {
             0
         } else {
-            let (position, header) = self.segments[index].locate(at, &self.epochs)?;
-            if header.base_offset != at {
+            let walked = self.segments[index].locate(at, &self.epochs)?;
+            if walked.header.base_offset != at {
                 return Err(Error::NotBatchBoundary { offset: at });
             }
-            position
+            walked.position as u32
         };
         self.guarded(|log| {
             log.generation += 1;
@@ -941,6 +1062,7 @@ impl<D: Disk> Log<D> {
                 log.epochs.persist(&log.disk, &log.dir)?;
             }
             log.durable = at;
+            log.durable_index = log.next_index();
             log.unflushed_bytes = 0;
             log.unflushed_since_ms = None;
             // An older checkpoint may vouch for positions whose bytes were just cut and will be
@@ -993,7 +1115,7 @@ impl<D: Disk> Log<D> {
         Ok(count)
     }
 
-    fn delete_oldest(&mut self, count: usize) -> Result<()> {
+    pub(crate) fn delete_oldest(&mut self, count: usize) -> Result<()> {
         if count == 0 {
             return Ok(());
         }
@@ -1020,7 +1142,7 @@ impl<D: Disk> Log<D> {
     pub fn verify(&self) -> Result<()> {
         for segment in &self.segments {
             let mut walk = segment
-                .walk(0, segment.base, &self.epochs)
+                .walk(segment.start(), &self.epochs)
                 .verifying(cairn_types::limits::SCAN_BUFFER_BYTES);
             while walk.next_header()?.is_some() {}
         }

@@ -59,8 +59,9 @@ fn fill<D: Disk>(log: &mut Log<D>, count: usize, value_bytes: usize) -> Vec<u8> 
     all
 }
 
-fn data_path(dir: &Path, base: u64) -> PathBuf {
-    dir.join(format!("{base:020}.log"))
+/// The data file of the segment at `base` whose first Raft index is `first_index`.
+fn data_path(dir: &Path, base: u64, first_index: u64) -> PathBuf {
+    dir.join(format!("{base:020}-{first_index:020}.log"))
 }
 
 /// Generic form of the shared tests: each takes a disk and a directory.
@@ -73,7 +74,7 @@ fn torn_tail_is_cut<D: Disk + Clone>(disk: &D, dir: &Path) {
     // Half of a fourth batch reached the disk: a torn write.
     let mut torn = batch(3, 100, T0);
     cairn_types::batch::set_base_offset(&mut torn, next);
-    let path = data_path(dir, 0);
+    let path = data_path(dir, 0, 0);
     let file = disk.open(&path).unwrap();
     let len = file.len().unwrap();
     file.write_all_at(&torn[..torn.len() / 2], len).unwrap();
@@ -92,7 +93,7 @@ fn corruption_followed_by_valid_data_is_reported<D: Disk + Clone>(disk: &D, dir:
     let mut log = open(disk, dir, config.clone(), &clock).unwrap();
     fill(&mut log, 3, 100);
     drop(log); // nothing flushed, so nothing checkpointed: all three batches are walked on open
-    let path = data_path(dir, 0);
+    let path = data_path(dir, 0, 0);
     let file = disk.open(&path).unwrap();
     let len = file.len().unwrap();
     let mut byte = [0u8];
@@ -139,17 +140,21 @@ fn lost_index_and_epoch_files_are_rebuilt<D: Disk + Clone>(disk: &D, dir: &Path)
     let mut more = batch(2, 10, T0);
     log.append(&mut more, LeaderEpoch(9)).unwrap();
     let history = log.epoch_history().to_vec();
-    let bases: Vec<Offset> = log.segment_bases().collect();
     let lookup = log.offset_for_timestamp(T0 + 7).unwrap();
+    let ends = (log.next_offset(), log.next_index());
     log.close().unwrap();
-    for base in &bases {
-        disk.remove_file(&dir.join(format!("{:020}.index", base.0))).unwrap();
+    let indexes: Vec<String> =
+        disk.list_dir(dir).unwrap().into_iter().filter(|n| n.ends_with(".index")).collect();
+    assert!(indexes.len() > 1, "several segments");
+    for name in &indexes {
+        disk.remove_file(&dir.join(name)).unwrap();
     }
     disk.remove_file(&dir.join("leader-epochs")).unwrap();
     let log = open(disk, dir, support::config(), &clock).unwrap();
     assert!(log.recovery().rebuilt_epochs);
     assert_eq!(log.epoch_history(), &history[..]);
     assert_eq!(log.offset_for_timestamp(T0 + 7).unwrap(), lookup);
+    assert_eq!((log.next_offset(), log.next_index()), ends, "indexes rebuilt from the names");
     let mut all = expected;
     all.extend(&more);
     assert_eq!(read_all(&log).unwrap(), all);
@@ -208,7 +213,7 @@ fn every_single_bit_flip_in_committed_batches_is_detected() {
     let mut log = open(&disk, dir, support::config(), &clock).unwrap();
     let expected = fill(&mut log, 3, 20);
     log.close().unwrap();
-    let path = data_path(dir, 0);
+    let path = data_path(dir, 0, 0);
     let bits = disk.file_len(&path).unwrap() * 8;
     let mut detected = 0;
     for bit in 0..bits {
@@ -252,7 +257,7 @@ fn read_verifies_the_offsets_and_epochs_that_locate_skips() {
     // The lowest bit of the base offset (bytes 0..8) and of the leader epoch (bytes 12..16).
     for byte in [7, 15] {
         let bit = (second + byte) * 8;
-        disk.flip_bit(&data_path(dir, 0), bit).unwrap();
+        disk.flip_bit(&data_path(dir, 0, 0), bit).unwrap();
         let log = open(&disk, dir, support::config(), &clock).unwrap();
         let end = log.next_offset();
         let located = log.locate(Offset(0), 1 << 20, end).unwrap();
@@ -262,7 +267,7 @@ fn read_verifies_the_offsets_and_epochs_that_locate_skips() {
         assert!(matches!(read, Err(Error::Corruption { .. })), "byte {byte}: {read:?}");
         assert!(out.is_empty(), "nothing of a failed read is kept");
         drop(log);
-        disk.flip_bit(&data_path(dir, 0), bit).unwrap();
+        disk.flip_bit(&data_path(dir, 0, 0), bit).unwrap();
     }
 }
 

@@ -1,8 +1,14 @@
-//! Model-based property test of [`Log`] on the simulated disk: random sequences of append, flush,
-//! read, timestamp lookup, suffix truncation, prefix deletion, time passing, crash (with torn
-//! writes) and clean reopen, checked after every step against a plain in-memory model.
+//! Model-based property test of [`Log`] on the simulated disk: random sequences of append (leader
+//! and replicated), flush, read, timestamp lookup, suffix truncation (at an offset and after a
+//! Raft index), prefix deletion and purge, reset, time passing, crash (with torn writes) and
+//! clean reopen, checked after every step against a plain in-memory model.
 //!
 //! Properties:
+//! - every batch is one Raft entry: the log's indexes are the model's (dense from the start
+//!   index), `entry_at`, `index_of` and `read_entries` agree with the offsets, and the durable
+//!   index is the index of the durable offset, after every step and every crash and reopen;
+//! - a replicated append keeps the leader's bytes, and one that does not continue the log is
+//!   refused with nothing written;
 //! - the log holds exactly the model's batches, byte for byte, at the model's offsets;
 //! - after any crash, every batch the log had reported durable is there, byte-identical, and the
 //!   log is a prefix of what was appended (nothing reappears, nothing is reordered);
@@ -13,10 +19,10 @@
 use std::sync::Arc;
 
 use cairn_storage::sim::SimDisk;
-use cairn_storage::{Disk, FlushPolicy, Log, LogConfig, ManualClock, RealDisk};
-use cairn_types::batch::{BatchBuilder, Batches, RecordBatch};
+use cairn_storage::{Disk, Error, FlushPolicy, Log, LogConfig, ManualClock, RealDisk};
+use cairn_types::batch::{self, BatchBuilder, Batches, RecordBatch};
 use cairn_types::limits::BATCH_BYTES_MAX;
-use cairn_types::{LeaderEpoch, Offset};
+use cairn_types::{LeaderEpoch, Offset, RaftIndex};
 use proptest::prelude::*;
 
 /// How a disk crashes.
@@ -47,6 +53,26 @@ enum Op {
     Append {
         batches: Vec<(u8, u16, i8)>,
         new_epoch: bool,
+    },
+    /// The same batches stamped by a leader and appended as a follower does; with `skew`, the
+    /// first batch's base offset is off by this much (a diverged follower), which is refused.
+    AppendReplicated {
+        batches: Vec<(u8, u16, i8)>,
+        new_epoch: bool,
+        skew: i8,
+    },
+    /// Cut every entry after the one at this fraction of the log (`None`: all of them).
+    TruncateAfter {
+        at: Option<f64>,
+    },
+    /// Purge through the entry at this fraction of the log.
+    Purge {
+        at: f64,
+    },
+    /// Reset the log this many offsets and indexes past its end (a snapshot install).
+    Reset {
+        offsets: u16,
+        indexes: u16,
     },
     Flush,
     /// A flush begun, these batches appended (and cut again if `cut`) meanwhile, then completed.
@@ -80,8 +106,13 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let batch = (1u8..6, 0u16..400, -3i8..10);
     prop_oneof![
-        8 => (proptest::collection::vec(batch, 1..5), proptest::bool::weighted(0.1))
+        8 => (proptest::collection::vec(batch.clone(), 1..5), proptest::bool::weighted(0.1))
             .prop_map(|(batches, new_epoch)| Op::Append { batches, new_epoch }),
+        4 => (proptest::collection::vec(batch, 1..5), proptest::bool::weighted(0.2), prop_oneof![8 => Just(0i8), 1 => -3i8..3])
+            .prop_map(|(batches, new_epoch, skew)| Op::AppendReplicated { batches, new_epoch, skew }),
+        1 => proptest::option::weighted(0.8, 0.0..1.0).prop_map(|at| Op::TruncateAfter { at }),
+        1 => (0.0..1.0).prop_map(|at| Op::Purge { at }),
+        1 => (0u16..50, 0u16..50).prop_map(|(offsets, indexes)| Op::Reset { offsets, indexes }),
         2 => Just(Op::Flush),
         2 => (proptest::collection::vec((1u8..4, 0u16..300, 0i8..5), 0..3), proptest::bool::weighted(0.2))
             .prop_map(|(between, cut)| Op::PipelinedFlush { between, cut }),
@@ -121,6 +152,8 @@ fn config() -> impl Strategy<Value = LogConfig> {
 struct Stored {
     base: Offset,
     next: Offset,
+    index: RaftIndex,
+    epoch: LeaderEpoch,
     max_timestamp: i64,
     bytes: Vec<u8>,
 }
@@ -128,6 +161,8 @@ struct Stored {
 struct Model {
     start: Offset,
     next: Offset,
+    start_index: RaftIndex,
+    next_index: RaftIndex,
     batches: Vec<Stored>,
     epoch: LeaderEpoch,
     timestamp: i64,
@@ -163,6 +198,8 @@ impl<D: Crash> Harness<D> {
             model: Model {
                 start: Offset(0),
                 next: Offset(0),
+                start_index: RaftIndex(0),
+                next_index: RaftIndex(0),
                 batches: Vec::new(),
                 epoch: LeaderEpoch(1),
                 timestamp: 1_700_000_000_000,
@@ -187,12 +224,10 @@ impl<D: Crash> Harness<D> {
         self.log = Some(log);
     }
 
-    fn append(&mut self, batches: &[(u8, u16, i8)], new_epoch: bool) {
-        if new_epoch {
-            self.model.epoch.0 += 1;
-        }
+    /// Builds the batches of an append: concatenated, with each one's length.
+    fn build(&mut self, batches: &[(u8, u16, i8)]) -> (Vec<u8>, Vec<usize>) {
         let mut buffer = Vec::new();
-        let mut built = Vec::new();
+        let mut lens = Vec::new();
         for &(records, value_bytes, step) in batches {
             let mut builder = BatchBuilder::new(self.model.timestamp);
             for i in 0..records {
@@ -202,26 +237,94 @@ impl<D: Crash> Harness<D> {
             }
             let bytes = builder.build();
             buffer.extend_from_slice(&bytes);
-            built.push(bytes.len());
+            lens.push(bytes.len());
         }
+        (buffer, lens)
+    }
+
+    fn append(&mut self, batches: &[(u8, u16, i8)], new_epoch: bool) {
+        if new_epoch {
+            self.model.epoch.0 += 1;
+        }
+        let (mut buffer, lens) = self.build(batches);
         let epoch = self.model.epoch;
         let appended = self.log().append(&mut buffer, epoch).expect("append succeeds");
         assert_eq!(appended.base_offset, self.model.next);
+        assert_eq!(appended.first_index, self.model.next_index);
+        self.record(&buffer, &lens);
+        assert_eq!(appended.next_offset, self.model.next);
+        assert_eq!(appended.last_index.0 + 1, self.model.next_index.0);
+        if appended.durable {
+            assert!(self.log().durable_offset() >= self.model.next);
+        }
+    }
+
+    /// What a leader would send: the batches stamped with the next offsets and the epoch.
+    /// Appended as a follower does; with a `skew`, refused as diverged with nothing written.
+    fn append_replicated(&mut self, batches: &[(u8, u16, i8)], new_epoch: bool, skew: i8) {
+        if new_epoch {
+            self.model.epoch.0 += 1;
+        }
+        let (mut buffer, lens) = self.build(batches);
+        let first = self.model.next.0.saturating_add_signed(i64::from(skew));
+        let mut next = Offset(first);
         let mut at = 0;
-        for len in built {
+        for len in &lens {
+            batch::set_base_offset(&mut buffer[at..], next);
+            batch::set_partition_leader_epoch(&mut buffer[at..], self.model.epoch);
+            next =
+                RecordBatch::validate(&buffer[at..at + len]).expect("valid").header().next_offset();
+            at += len;
+        }
+        let result = self.log().append_replicated(&buffer);
+        if first != self.model.next.0 {
+            match result {
+                Err(Error::Diverged { expected, found }) => {
+                    assert_eq!((expected, found), (self.model.next, Offset(first)));
+                }
+                other => panic!("a diverged append is refused, not {other:?}"),
+            }
+            return;
+        }
+        let appended = result.expect("replicated append succeeds");
+        assert_eq!(appended.first_index, self.model.next_index);
+        let kept = buffer.clone();
+        self.record(&buffer, &lens);
+        assert_eq!(appended.next_offset, self.model.next);
+        assert_eq!(appended.last_index.0 + 1, self.model.next_index.0);
+        let copied: Vec<u8> = self
+            .model
+            .batches
+            .iter()
+            .rev()
+            .take(lens.len())
+            .rev()
+            .flat_map(|b| b.bytes.clone())
+            .collect();
+        assert!(copied == kept, "the follower keeps the leader's bytes");
+    }
+
+    /// Adds the appended batches (as the log now holds them) to the model.
+    fn record(&mut self, buffer: &[u8], lens: &[usize]) {
+        let mut at = 0;
+        for &len in lens {
             let bytes = buffer[at..at + len].to_vec();
             let batch = RecordBatch::validate(&bytes).expect("appended batch stays valid");
             assert_eq!(batch.base_offset(), self.model.next);
-            assert_eq!(batch.header().partition_leader_epoch, epoch);
+            assert_eq!(batch.header().partition_leader_epoch, self.model.epoch);
             let next = batch.header().next_offset();
             let max_timestamp = batch.header().max_timestamp;
-            self.model.batches.push(Stored { base: self.model.next, next, max_timestamp, bytes });
+            self.model.batches.push(Stored {
+                base: self.model.next,
+                next,
+                index: self.model.next_index,
+                epoch: self.model.epoch,
+                max_timestamp,
+                bytes,
+            });
             self.model.next = next;
+            self.model.next_index = self.model.next_index.plus(1);
             at += len;
-        }
-        assert_eq!(appended.next_offset, self.model.next);
-        if appended.durable {
-            assert!(self.log().durable_offset() >= self.model.next);
         }
     }
 
@@ -248,7 +351,55 @@ impl<D: Crash> Harness<D> {
         }
         self.model.batches.truncate(kept);
         self.model.next = next;
+        self.model.next_index = self.model.start_index.plus(self.model.batches.len() as u64);
         assert_eq!(self.log().durable_offset(), next, "recovery makes what it keeps durable");
+        assert_eq!(self.log().durable_index(), self.model.next_index);
+    }
+
+    /// Cuts the model after its batch `kept - 1`.
+    fn cut_model(&mut self, kept: usize) {
+        self.model.batches.truncate(kept);
+        self.model.next = self.model.batches.last().map_or(self.model.start, |b| b.next);
+        self.model.next_index = self.model.start_index.plus(kept as u64);
+    }
+
+    /// Every batch is the entry at its index: lookups by index and by offset agree with the
+    /// model, a read by index range returns the model's bytes, and the durable index is the
+    /// index of the durable offset.
+    fn check_indexes(&self) {
+        let model = &self.model;
+        let log = self.log.as_ref().expect("open");
+        assert_eq!(log.start_index(), model.start_index);
+        assert_eq!(log.next_index(), model.next_index);
+        for stored in &model.batches {
+            let entry = log.entry_at(stored.index).expect("entry_at").expect("held");
+            assert_eq!(entry.index, stored.index);
+            assert_eq!((entry.base_offset, entry.next_offset), (stored.base, stored.next));
+            assert_eq!(entry.epoch, stored.epoch);
+            assert_eq!(log.index_of(stored.base).expect("index_of"), stored.index);
+            assert_eq!(log.offset_of(stored.index).expect("offset_of"), stored.base);
+        }
+        assert_eq!(log.entry_at(model.next_index).expect("entry_at"), None);
+        if let Some(before) = model.start_index.0.checked_sub(1) {
+            assert_eq!(log.entry_at(RaftIndex(before)).expect("entry_at"), None);
+        }
+        let mut bytes = Vec::new();
+        let mut from = model.start_index;
+        while from < model.next_index {
+            let headers =
+                log.read_entries(from, model.next_index, 2048, &mut bytes).expect("read_entries");
+            let last = headers.last().expect("a read by index returns at least one entry");
+            assert_eq!(headers[0].index, from);
+            from = last.index.plus(1);
+        }
+        let expected: Vec<u8> =
+            model.batches.iter().flat_map(|b| b.bytes.iter().copied()).collect();
+        assert!(bytes == expected, "entries read by index differ from the model");
+        let durable = log.durable_offset();
+        assert_eq!(
+            log.index_of(durable).expect("durable offset is a boundary"),
+            log.durable_index()
+        );
     }
 
     /// The whole log equals the model.
@@ -325,8 +476,7 @@ impl<D: Crash> Harness<D> {
                     let kept = self.model.batches.iter().take_while(|b| b.base < before).count();
                     let start = self.model.start;
                     self.log().truncate_suffix(before, start).expect("truncate");
-                    self.model.batches.truncate(kept);
-                    self.model.next = before;
+                    self.cut_model(kept);
                 }
                 let synced = pending.sync();
                 let durable = self.log().complete_flush(pending, synced).expect("complete_flush");
@@ -340,8 +490,22 @@ impl<D: Crash> Harness<D> {
                 let offset = self.model.batches[i].base;
                 let start = self.model.start;
                 self.log().truncate_suffix(offset, start).expect("truncate");
-                self.model.batches.truncate(i);
-                self.model.next = offset;
+                self.cut_model(i);
+            }
+            Op::AppendReplicated { batches, new_epoch, skew } => {
+                self.append_replicated(batches, *new_epoch, *skew);
+            }
+            Op::TruncateAfter { at } => self.truncate_after(*at),
+            Op::Purge { at } => self.purge(*at),
+            Op::Reset { offsets, indexes } => {
+                let start = self.model.next.plus(u64::from(*offsets));
+                let next_index = self.model.next_index.plus(u64::from(*indexes));
+                self.log().reset(start, next_index).expect("reset");
+                self.model.batches.clear();
+                (self.model.start, self.model.next) = (start, start);
+                (self.model.start_index, self.model.next_index) = (next_index, next_index);
+                assert_eq!(self.log().epoch_history(), &[], "a reset log has no history");
+                assert_eq!(self.log().durable_offset(), start, "a reset is durable");
             }
             Op::DeletePrefix { at } => {
                 let Some(i) = self.model.pick(*at) else { return };
@@ -356,6 +520,7 @@ impl<D: Crash> Harness<D> {
                 );
                 self.model.batches.drain(..dropped);
                 self.model.start = start;
+                self.model.start_index = self.model.start_index.plus(dropped as u64);
             }
             Op::AdvanceTime { ms } => {
                 self.clock.advance(i64::from(*ms));
@@ -373,6 +538,43 @@ impl<D: Crash> Harness<D> {
             }
         }
         self.check();
+        self.check_indexes();
+    }
+
+    fn truncate_after(&mut self, at: Option<f64>) {
+        let start = self.model.start;
+        let Some(at) = at else {
+            self.log().truncate_after(None, start).expect("truncate_after(None)");
+            self.cut_model(0);
+            return;
+        };
+        let Some(i) = self.model.pick(at) else { return };
+        let index = self.model.batches[i].index;
+        if i > 0 {
+            // Cutting below the bound is refused, and changes nothing.
+            let (bound, before) = (self.model.batches[i].next, self.model.batches[i - 1].index);
+            match self.log().truncate_after(Some(before), bound) {
+                Err(Error::BeyondBound { .. }) => {}
+                other => panic!("a cut below the bound is refused, not {other:?}"),
+            }
+        }
+        self.log().truncate_after(Some(index), start).expect("truncate_after");
+        self.cut_model(i + 1);
+    }
+
+    fn purge(&mut self, at: f64) {
+        let Some(i) = self.model.pick(at) else { return };
+        let index = self.model.batches[i].index;
+        let start_index = self.log().purge_through(index).expect("purge_through");
+        assert!(start_index >= self.model.start_index && start_index.0 <= index.0 + 1);
+        let dropped = self.model.batches.iter().take_while(|b| b.index < start_index).count();
+        let start = self.log().start_offset();
+        assert!(
+            dropped == self.model.batches.len() || self.model.batches[dropped].base == start,
+            "the new start index and offset name one batch"
+        );
+        self.model.batches.drain(..dropped);
+        (self.model.start, self.model.start_index) = (start, start_index);
     }
 }
 

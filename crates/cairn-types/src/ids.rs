@@ -33,6 +33,36 @@ impl fmt::Display for Offset {
     }
 }
 
+/// The position of an entry in a partition's Raft log. Every batch of a partition log is one
+/// entry, so indexes are dense over batches as offsets are over records; cairn-storage derives a
+/// batch's index from its segment (the segment's first index plus the batch's ordinal in it) and
+/// never stores it twice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RaftIndex(pub u64);
+
+impl RaftIndex {
+    /// The index `n` entries after this one (`self + n`).
+    ///
+    /// # Panics
+    /// On overflow, which would take 2^64 entries and means a bug upstream.
+    #[must_use]
+    pub fn plus(self, n: u64) -> RaftIndex {
+        RaftIndex(self.0.checked_add(n).expect("raft index overflow"))
+    }
+
+    /// Entries from `earlier` up to (not including) `self`; zero if `earlier` is later.
+    #[must_use]
+    pub fn distance_from(self, earlier: RaftIndex) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+impl fmt::Display for RaftIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// The epoch of the partition leader that appended a batch: Kafka's partition leader epoch, and in
 /// cairn the Raft term of the entry. Stored in every batch header.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -22,4 +22,4 @@ pub mod limits;
 pub mod varint;
 
 pub use batch::{BatchError, RecordBatch};
-pub use ids::{LeaderEpoch, NodeId, Offset, ProducerId};
+pub use ids::{LeaderEpoch, NodeId, Offset, ProducerId, RaftIndex};
