@@ -4,6 +4,8 @@
 //!   consistent core): `NodeId = u64`, `Term = u32` under the standard leader id (one leader per
 //!   term, so the term is the Kafka leader epoch: [`epoch`]), `Node = EmptyNode` (addresses come
 //!   from the core), `R = ()`, `D =` [`Proposal`], `Entry =` [`RaftEntry`].
+//! - [`Timers`]: a group's Raft timers, and the openraft configuration they make (pre-vote on,
+//!   openraft's own snapshots and purges off: retention decides both).
 //! - [`RaftEntry`]: a Raft entry whose stored form is one Kafka record batch; [`codec`] turns one
 //!   into the other. Raft's own entries (blank, membership) are control batches that Kafka
 //!   consumers skip.
@@ -12,11 +14,13 @@
 //! §9, steps 2–4). The design is `docs/rfcs/0003-replication.md` §3.
 
 pub mod codec;
+mod config;
 mod entry;
 pub mod epoch;
 mod membership;
 
 pub use codec::CodecError;
+pub use config::{Timers, TimersError};
 pub use entry::{Proposal, RaftEntry};
 pub use epoch::TermError;
 pub use membership::{Members, MembersError};
