@@ -164,3 +164,15 @@ pub const REQUEST_ELEMENTS_MAX: u32 = 256 * 1024;
 /// Depth of arrays and structs nested in a request schema. The schemas are static and a test
 /// keeps them within it; the shape check enforces it so that its recursion is bounded anyway.
 pub const REQUEST_NESTING_MAX: u32 = 8;
+
+/// Configurations in one Raft membership: one, or two during a joint-consensus change (what
+/// openraft's `change_membership` writes). A stored membership with more is corrupt.
+pub const RAFT_MEMBERSHIP_CONFIGS_MAX: usize = 2;
+
+/// Node ids in one Raft membership configuration, and learners beside them: far above any
+/// cluster cairn runs (the consistent core has at most 5 voters), small enough that a decoded
+/// membership is bounded however its counts are corrupted.
+pub const RAFT_MEMBERSHIP_NODES_MAX: usize = 4096;
+
+const _: () = assert!(RAFT_MEMBERSHIP_CONFIGS_MAX >= 2);
+const _: () = assert!(RAFT_MEMBERSHIP_NODES_MAX <= u16::MAX as usize);

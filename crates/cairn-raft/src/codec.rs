@@ -1,0 +1,198 @@
+//! A [`RaftEntry`] ⇄ one Kafka record batch (RFC 0003 §3 "Control batches").
+//!
+//! - `Normal`: the produced batch, as is.
+//! - `Blank`: a control batch (attribute bit 0x20, producer id -1) of one record whose key is
+//!   the 4-byte control key `(version 0, type 100)` and whose value is empty.
+//! - `Membership`: the same with type 101 and the [`Members`] encoding as the value.
+//!
+//! Kafka consumers skip control batches, and Java and librdkafka skip control types they do not
+//! know (Kafka's own are 0–6); librdkafka fails on a control key of any size but 4. Each entry
+//! takes one offset, as KRaft's LEADER_CHANGE does.
+//!
+//! A batch is one of Raft's own entries exactly when it is a control batch without a producer
+//! (producer id -1): Kafka's own control batches, transaction markers, always carry their
+//! producer. [`encode`] refuses a proposal of that form, so decoding is never ambiguous.
+//!
+//! Every replica must store identical bytes for an entry: a control batch's only free field is
+//! its timestamp, an input of [`encode`] (the membership entry's comes from the command that
+//! made it, never from a clock), and an entry decoded from a batch is encoded as that batch.
+
+use bytes::Bytes;
+use cairn_types::batch::{BatchBuilder, BatchHeader, Compression, RecordBatch, TimestampType};
+use cairn_types::limits::BATCH_BYTES_MAX;
+use cairn_types::{BatchError, LeaderEpoch, ProducerId};
+
+use crate::epoch::{self, TermError};
+use crate::membership::{Members, MembersError};
+use crate::{LogId, Payload, Proposal, RaftEntry};
+
+/// The version of the control key cairn writes and reads (Kafka's control keys are version 0).
+pub const CONTROL_KEY_VERSION: i16 = 0;
+/// Control type of a blank entry; above Kafka's own types (0–6).
+pub const CONTROL_TYPE_BLANK: i16 = 100;
+/// Control type of a membership entry.
+pub const CONTROL_TYPE_MEMBERSHIP: i16 = 101;
+/// Bytes of a control record's key: version and type, two `i16`s.
+const CONTROL_KEY_BYTES: usize = 4;
+
+/// Why an entry cannot be encoded, or a stored batch is not an entry. Decoding a batch whose
+/// CRC held and failing is corruption (or a writer's bug): the replica stops, nothing retries.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// The bytes are not exactly one valid record batch.
+    #[error("not a valid record batch: {0}")]
+    Batch(#[from] BatchError),
+    /// The entry's term has no Kafka leader epoch, or the batch's epoch names no term.
+    #[error(transparent)]
+    Term(#[from] TermError),
+    /// The batch was stamped by another term's leader than its log id says.
+    #[error("batch of leader epoch {epoch} stored as an entry of term {term}")]
+    EpochMismatch {
+        /// The term of the entry's log id.
+        term: u32,
+        /// The epoch in the batch.
+        epoch: LeaderEpoch,
+    },
+    /// A proposal in the form reserved for Raft's own entries: a control batch without a
+    /// producer. Refused so that no produced batch can be read back as a membership change.
+    #[error("a proposal may not be a control batch without a producer id")]
+    ReservedProposal,
+    /// A control batch without a producer that breaks the form cairn writes.
+    #[error("malformed raft control batch: {reason}")]
+    Control {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A control key this build does not know.
+    #[error("unknown raft control key: version {version}, type {control_type}")]
+    UnknownControl {
+        /// The key's version.
+        version: i16,
+        /// The key's type.
+        control_type: i16,
+    },
+    /// The membership cannot be stored, or its stored encoding is malformed.
+    #[error("membership entry: {0}")]
+    Members(#[from] MembersError),
+}
+
+/// The batch to append for `entry`: a normal entry's proposal as is; a blank or membership
+/// entry's control batch, timestamped `timestamp_ms` (or, for an entry decoded from a batch,
+/// that batch). Base offset and leader epoch are the log's to stamp.
+///
+/// # Errors
+/// [`CodecError::Batch`] for a proposal that is not exactly one batch,
+/// [`CodecError::ReservedProposal`] for one in the form of Raft's own entries, and
+/// [`CodecError::Members`] for a membership cairn cannot store.
+pub fn encode(entry: &RaftEntry, timestamp_ms: i64) -> Result<Bytes, CodecError> {
+    if let Some(stored) = entry.stored() {
+        return Ok(stored.clone());
+    }
+    match entry.payload() {
+        Payload::Normal(proposal) => {
+            check_proposal(&proposal.batch)?;
+            Ok(proposal.batch.clone())
+        }
+        Payload::Blank => Ok(control_batch(CONTROL_TYPE_BLANK, &[], timestamp_ms)),
+        Payload::Membership(membership) => {
+            let members = Members::from_membership(membership)?;
+            Ok(control_batch(CONTROL_TYPE_MEMBERSHIP, &members.encode(), timestamp_ms))
+        }
+    }
+}
+
+/// The entry `log_id` whose stored form is `batch`: the batch is validated whole (length, CRC)
+/// and its leader epoch must be the log id's term.
+///
+/// # Errors
+/// [`CodecError`] for anything but a valid batch of that term in a form [`encode`] writes.
+pub fn decode(batch: Bytes, log_id: LogId) -> Result<RaftEntry, CodecError> {
+    let term = log_id.leader_id.term;
+    let header = *RecordBatch::validate(&batch)?.header();
+    let epoch = header.partition_leader_epoch;
+    if epoch::term_of(epoch)? != term {
+        return Err(CodecError::EpochMismatch { term, epoch });
+    }
+    if !is_reserved(&header) {
+        let proposal = Proposal { batch, ticket: Proposal::TICKET_NONE };
+        return Ok(RaftEntry::normal(term, log_id.index, proposal));
+    }
+    let entry = match control_record(&batch, &header)? {
+        (CONTROL_TYPE_BLANK, []) => RaftEntry::blank(term, log_id.index),
+        (CONTROL_TYPE_BLANK, _) => {
+            return Err(CodecError::Control { reason: "blank with a value" });
+        }
+        (CONTROL_TYPE_MEMBERSHIP, value) => {
+            RaftEntry::membership(term, log_id.index, &Members::decode(value)?)
+        }
+        (control_type, _) => {
+            return Err(CodecError::UnknownControl { version: CONTROL_KEY_VERSION, control_type });
+        }
+    };
+    Ok(entry.with_stored(batch))
+}
+
+/// Whether a batch has the form of Raft's own entries: a control batch without a producer.
+fn is_reserved(header: &BatchHeader) -> bool {
+    header.is_control() && header.producer_id == ProducerId::NONE
+}
+
+/// Checks that a proposal is exactly one batch (by its header: the Kafka layer validated the
+/// records and the CRC) and not in the reserved form.
+fn check_proposal(batch: &[u8]) -> Result<(), CodecError> {
+    let header = BatchHeader::parse(batch, BATCH_BYTES_MAX)?;
+    let total = header.total_bytes() as usize;
+    if total != batch.len() {
+        return Err(BatchError::Truncated { needed: total, available: batch.len() }.into());
+    }
+    if is_reserved(&header) {
+        return Err(CodecError::ReservedProposal);
+    }
+    Ok(())
+}
+
+/// A control batch without a producer, of one record: key `(version 0, control_type)`, `value`.
+fn control_batch(control_type: i16, value: &[u8], timestamp_ms: i64) -> Bytes {
+    let mut key = [0; CONTROL_KEY_BYTES];
+    key[..2].copy_from_slice(&CONTROL_KEY_VERSION.to_be_bytes());
+    key[2..].copy_from_slice(&control_type.to_be_bytes());
+    let batch = BatchBuilder::new(timestamp_ms).control().record(Some(&key), Some(value), &[]);
+    Bytes::from(batch.build())
+}
+
+/// The control type and value of a reserved batch's one record, checked against the form
+/// [`control_batch`] writes: uncompressed, create time, not transactional, no producer epoch or
+/// sequence, one record at offset delta 0 with a 4-byte version-0 key, a value and no headers.
+fn control_record<'a>(
+    batch: &'a [u8],
+    header: &BatchHeader,
+) -> Result<(i16, &'a [u8]), CodecError> {
+    let malformed = |reason| CodecError::Control { reason };
+    if header.compression() != Compression::None {
+        return Err(malformed("compressed"));
+    }
+    if header.is_transactional() || header.timestamp_type() != TimestampType::CreateTime {
+        return Err(malformed("unexpected attributes"));
+    }
+    if header.producer_epoch != -1 || header.base_sequence != -1 {
+        return Err(malformed("a producer epoch or sequence"));
+    }
+    if header.record_count != 1 || header.last_offset_delta != 0 {
+        return Err(malformed("not exactly one record"));
+    }
+    // Validated above: the batch is whole, so its one record decodes or is an error.
+    let batch = RecordBatch::validate(batch)?;
+    let record = batch.records().next().ok_or(malformed("no record"))??;
+    if record.offset_delta != 0 || record.timestamp_delta != 0 || !record.headers.is_empty() {
+        return Err(malformed("record fields"));
+    }
+    let key = record.key.ok_or(malformed("no control key"))?;
+    let key: [u8; CONTROL_KEY_BYTES] = key.try_into().map_err(|_| malformed("control key size"))?;
+    let version = i16::from_be_bytes([key[0], key[1]]);
+    let control_type = i16::from_be_bytes([key[2], key[3]]);
+    if version != CONTROL_KEY_VERSION {
+        return Err(CodecError::UnknownControl { version, control_type });
+    }
+    let value = record.value.ok_or(malformed("no value"))?;
+    Ok((control_type, value))
+}

@@ -1,0 +1,62 @@
+//! cairn's facade over openraft: every openraft type stays inside this crate.
+//!
+//! - [`TypeConfig`]: the one openraft type configuration of every group (partitions and the
+//!   consistent core): `NodeId = u64`, `Term = u32` under the standard leader id (one leader per
+//!   term, so the term is the Kafka leader epoch: [`epoch`]), `Node = EmptyNode` (addresses come
+//!   from the core), `R = ()`, `D =` [`Proposal`], `Entry =` [`RaftEntry`].
+//! - [`Timers`]: a group's Raft timers, and the openraft configuration they make (pre-vote on,
+//!   openraft's own snapshots and purges off: retention decides both).
+//! - [`RaftEntry`]: a Raft entry whose stored form is one Kafka record batch; [`codec`] turns one
+//!   into the other. Raft's own entries (blank, membership) are control batches that Kafka
+//!   consumers skip.
+//!
+//! The log storage over cairn-storage, the state machine and the transport come next (RFC 0003
+//! §9, steps 2–4). The design is `docs/rfcs/0003-replication.md` §3.
+
+pub mod codec;
+mod config;
+mod entry;
+pub mod epoch;
+mod membership;
+
+pub use codec::CodecError;
+pub use config::{Timers, TimersError};
+pub use entry::{Proposal, RaftEntry};
+pub use epoch::TermError;
+pub use membership::{Members, MembersError};
+
+/// A Raft term: the Kafka partition leader epoch of the entries its leader appends.
+pub type Term = u32;
+
+/// A Raft node id: the cluster member's [`cairn_types::NodeId`].
+pub type RaftNodeId = u64;
+
+/// The leader id of a term: its term and the node voted for (openraft's standard leader id, one
+/// leader per term).
+pub type LeaderId = openraft::impls::leader_id_std::LeaderId<Term, RaftNodeId>;
+
+/// The part of a [`LeaderId`] that a log id carries once committed: the term alone.
+pub type CommittedLeaderId = openraft::vote::leader_id_std::CommittedLeaderId<Term>;
+
+/// A Raft log id: the term of the leader that proposed an entry, and its index.
+pub type LogId = openraft::LogId<CommittedLeaderId>;
+
+/// A Raft membership over node ids alone (addresses come from the consistent core).
+pub(crate) type Membership = openraft::Membership<RaftNodeId, openraft::EmptyNode>;
+
+/// The payload of a [`RaftEntry`]: blank, a [`Proposal`], or a membership.
+pub(crate) type Payload = openraft::EntryPayload<Proposal, RaftNodeId, openraft::EmptyNode>;
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of every cairn group (RFC 0003 §3 "Type config").
+    pub TypeConfig:
+        D = Proposal,
+        R = (),
+        NodeId = RaftNodeId,
+        Node = openraft::EmptyNode,
+        Term = Term,
+        LeaderId = LeaderId,
+        Vote = openraft::impls::Vote<LeaderId>,
+        Payload = Payload,
+        Entry = RaftEntry,
+);
