@@ -3,9 +3,9 @@
 //! name, never a mix; a temporary file left by a crash is removed by the next replacement and
 //! read by no one.
 //!
-//! Used by the Raft snapshot (`raft-snapshot`) and the first write of the Raft vote
-//! (`raft-vote`). `epochs.rs` (`leader-epochs`) and cairn-meta's `local.rs` (`metadata.json`)
-//! follow the same steps with code of their own.
+//! Used by the leader-epoch history (`leader-epochs`), the Raft snapshot (`raft-snapshot`) and
+//! the first write of the Raft vote (`raft-vote`). cairn-meta's `local.rs` (`metadata.json`)
+//! follows the same steps with code of its own.
 
 use std::io;
 use std::path::Path;

@@ -17,12 +17,12 @@ use std::path::Path;
 
 use cairn_types::{LeaderEpoch, Offset, RaftIndex};
 
+use crate::atomic;
 use crate::disk::{Disk, DiskFile, child};
 use crate::error::{Result, io_error};
 
 /// File name of the persisted history.
 pub(crate) const FILE_NAME: &str = "leader-epochs";
-const TEMP_NAME: &str = "leader-epochs.tmp";
 /// Version 1: `(epoch, start_offset)` entries.
 const MAGIC_V1: u32 = 0x4341_4550; // "CAEP"
 /// Version 2: `(epoch, start_offset, start_index)` entries.
@@ -207,18 +207,7 @@ impl Epochs {
 
     /// Durably replaces the persisted history with this one.
     pub(crate) fn persist<D: Disk>(&self, disk: &D, dir: &Path) -> Result<()> {
-        let temp = child(dir, TEMP_NAME);
-        match disk.remove_file(&temp) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(io_error("remove", &temp)(error)),
-        }
-        let file = disk.create(&temp).map_err(io_error("create", &temp))?;
-        file.write_all_at(&self.encode(), 0).map_err(io_error("write", &temp))?;
-        file.sync_data().map_err(io_error("fsync", &temp))?;
-        let path = child(dir, FILE_NAME);
-        disk.rename(&temp, &path).map_err(io_error("rename", &path))?;
-        disk.sync_dir(dir).map_err(io_error("fsync dir", dir))
+        atomic::replace(disk, dir, FILE_NAME, &self.encode()).map_err(|failed| failed.error)
     }
 }
 
