@@ -58,6 +58,9 @@ pub(crate) fn meta_code(error: &MetaError) -> i16 {
         MetaError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
         MetaError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
         MetaError::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
+        MetaError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        MetaError::BrokerNotAvailable(_) => ResponseError::BrokerNotAvailable,
+        MetaError::Refused(_) => ResponseError::UnknownServerError,
         MetaError::Config(_) => ResponseError::InvalidConfig,
         MetaError::InvalidTopic(_) => ResponseError::InvalidTopicException,
         MetaError::TooManyTopics { .. } => ResponseError::PolicyViolation,
@@ -133,6 +136,9 @@ fn meta_message(error: &MetaError) -> String {
         | MetaError::TooManyTopics { .. }
         | MetaError::InvalidPartitions { .. }
         | MetaError::InvalidReplicationFactor { .. }
+        | MetaError::InvalidReplicaAssignment(_)
+        | MetaError::BrokerNotAvailable(_)
+        | MetaError::Refused(_)
         | MetaError::Config(_) => error.to_string(),
         // Carries the metadata file's path and the OS error.
         MetaError::Storage(_) => "the broker's metadata storage failed".to_owned(),

@@ -3,8 +3,12 @@
 //! Topics (id, partition count, replication factor, configs), the nodes of the cluster and who
 //! leads each partition. Today [`LocalMetadata`] keeps them in one file on the node; the
 //! Raft-replicated consistent core implements the same trait next, so nothing above this crate
-//! may assume a single node: leaders and the node list always come from here.
+//! may assume a single node: leaders and the node list always come from here. The core's state
+//! machine is here already, pure: [`CoreState`], [`CoreCommand`], [`apply`], placement
+//! ([`place`]) and the binary encodings of commands and snapshots.
 
+mod catalog;
+mod cluster;
 mod configs;
 mod local;
 mod topic;
@@ -12,6 +16,10 @@ mod topic;
 use std::future::Future;
 use std::sync::Arc;
 
+pub use cluster::{
+    CodecError, CoreCommand, CoreReply, CoreState, GroupId, Liveness, LogPosition, NewTopic,
+    NodeRecord, PartitionAssignment, apply, check_assignments, place,
+};
 pub use configs::{
     CONFIG_KEYS, CompressionType, ConfigEntry, ConfigError, ConfigSource, TimestampType,
     TopicConfigs,
@@ -76,14 +84,28 @@ pub enum MetaError {
         /// Why it is refused.
         reason: &'static str,
     },
-    /// `INVALID_REPLICATION_FACTOR`: more replicas than nodes, or zero.
-    #[error("invalid replication factor {factor}: {nodes} node(s) available")]
+    /// `INVALID_REPLICATION_FACTOR`: zero, more replicas than live nodes, or more than
+    /// `cairn_types::limits::REPLICATION_FACTOR_MAX`.
+    #[error("invalid replication factor {factor}: {reason}")]
     InvalidReplicationFactor {
         /// Requested factor.
         factor: i64,
-        /// Nodes in the cluster.
-        nodes: usize,
+        /// Why it is refused (e.g. how many nodes are available).
+        reason: String,
     },
+    /// `INVALID_REPLICA_ASSIGNMENT`: an explicit replica assignment (CreateTopics or
+    /// CreatePartitions `assignments`) names an unknown or dead node, repeats a node, leaves a
+    /// partition without replicas, or gives partitions different replica counts.
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    /// `BROKER_NOT_AVAILABLE`: no live node to place a replica on. Retriable: nodes come back.
+    #[error("no node available: {0}")]
+    BrokerNotAvailable(String),
+    /// `UNKNOWN_SERVER_ERROR`: the consistent core refused a command that contradicts its state
+    /// (a cluster id already set to another, an unknown node, a topic id in use, an import into
+    /// a core that holds topics). A correct leader does not propose one; nothing changed.
+    #[error("metadata command refused: {0}")]
+    Refused(String),
     /// `INVALID_CONFIG`.
     #[error(transparent)]
     Config(#[from] ConfigError),

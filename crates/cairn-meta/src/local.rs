@@ -41,19 +41,18 @@
 //! polled (they never return `Pending`); on tokio, callers that mind a blocked worker for one
 //! fsync can run them under `block_in_place` or `spawn_blocking`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use cairn_storage::{Disk, DiskFile, RealDisk};
-use cairn_types::limits::{
-    CLUSTER_PARTITIONS_MAX, METADATA_FILE_BYTES_MAX, TOPIC_PARTITIONS_MAX, TOPICS_MAX,
-};
+use cairn_types::limits::{METADATA_FILE_BYTES_MAX, TOPICS_MAX};
 use cairn_types::{LeaderEpoch, NodeId};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{Topics, topic_from_parts};
 use crate::{
     ConfigChange, MetaError, MetadataStore, NodeMeta, PartitionLeader, TopicConfigs, TopicId,
     TopicMeta, TopicName, TopicSpec,
@@ -95,33 +94,8 @@ pub struct LocalMetadata<D: Disk = RealDisk> {
     snapshot: RwLock<Arc<State>>,
 }
 
-/// Everything the store holds besides the node.
-#[derive(Clone, Debug, Default)]
-struct State {
-    /// Every topic, by name.
-    topics: BTreeMap<TopicName, Arc<TopicMeta>>,
-    /// Deleted topics whose data is still being removed, by id (see
-    /// [`MetadataStore::pending_deletions`]). At most [`TOPICS_MAX`].
-    deleting: BTreeMap<TopicId, Arc<TopicMeta>>,
-}
-
-impl State {
-    /// Partitions of all topics together.
-    fn partition_count(&self) -> u64 {
-        self.topics.values().map(|topic| u64::from(topic.partitions)).sum()
-    }
-
-    /// Checks that `added` more partitions fit under [`CLUSTER_PARTITIONS_MAX`].
-    fn check_cluster_partitions(&self, count: u32, added: u32) -> Result<(), MetaError> {
-        if self.partition_count() + u64::from(added) > CLUSTER_PARTITIONS_MAX {
-            return Err(MetaError::InvalidPartitions {
-                count: i64::from(count),
-                reason: "the cluster would exceed CLUSTER_PARTITIONS_MAX partitions",
-            });
-        }
-        Ok(())
-    }
-}
+/// Everything the store holds besides the node: the topics, checked by [`Topics`]' rules.
+type State = Topics;
 
 /// A write's outcome when it fails: whether the old file is known to be intact.
 enum PersistError {
@@ -286,55 +260,34 @@ impl<D: Disk> LocalMetadata<D> {
     fn create(&self, spec: TopicSpec) -> Result<Arc<TopicMeta>, MetaError> {
         self.change(|state| {
             // Kafka's order of checks: existence, partitions, replication factor, configs.
-            if state.topics.contains_key(&spec.name) {
-                return Err(MetaError::TopicExists(spec.name.to_string()));
-            }
-            if let Some(existing) = state.topics.keys().find(|name| name.collides_with(&spec.name))
-            {
-                return Err(MetaError::InvalidTopic(format!(
-                    "topic {} collides with existing topic {existing}: '.' and '_' are \
-                     interchangeable in metric names",
-                    spec.name
-                )));
-            }
-            if state.topics.len() >= TOPICS_MAX {
-                return Err(MetaError::TooManyTopics { limit: TOPICS_MAX });
-            }
-            check_partitions(spec.partitions)?;
-            state.check_cluster_partitions(spec.partitions, spec.partitions)?;
+            state.check_create(&spec.name, spec.partitions)?;
             let nodes = 1;
             if spec.replication_factor == 0 || usize::from(spec.replication_factor) > nodes {
                 return Err(MetaError::InvalidReplicationFactor {
                     factor: i64::from(spec.replication_factor),
-                    nodes,
+                    reason: format!("{nodes} node(s) available"),
                 });
             }
             let configs = TopicConfigs::from_overrides(&spec.configs)?;
             let id = unused_topic_id(state)?;
             let topic = Arc::new(TopicMeta {
                 id,
-                name: spec.name.clone(),
+                name: spec.name,
                 partitions: spec.partitions,
                 replication_factor: spec.replication_factor,
                 configs,
             });
             let mut next = state.clone();
-            next.topics.insert(spec.name, Arc::clone(&topic));
+            next.put(&topic);
             Ok((Some(next), topic))
         })
     }
 
     fn delete(&self, name: &str) -> Result<Arc<TopicMeta>, MetaError> {
         self.change(|state| {
+            let topic = state.check_delete(name)?;
             let mut next = state.clone();
-            let topic = next.topics.remove(name).ok_or_else(|| unknown(name))?;
-            if next.deleting.len() >= TOPICS_MAX {
-                return Err(MetaError::Storage(format!(
-                    "{} deleted topics still have data being removed; retry once they are gone",
-                    next.deleting.len()
-                )));
-            }
-            next.deleting.insert(topic.id, Arc::clone(&topic));
+            next.delete(&topic);
             Ok((Some(next), topic))
         })
     }
@@ -350,40 +303,23 @@ impl<D: Disk> LocalMetadata<D> {
         })
     }
 
-    /// The topic `name` as it would be with `count` partitions, if that is a valid change.
-    fn grown(state: &State, name: &str, count: u32) -> Result<Arc<TopicMeta>, MetaError> {
-        let topic = state.topics.get(name).ok_or_else(|| unknown(name))?;
-        let invalid = |reason| MetaError::InvalidPartitions { count: i64::from(count), reason };
-        if count == topic.partitions {
-            return Err(invalid("the topic already has that many partitions"));
-        }
-        if count < topic.partitions {
-            return Err(invalid("partitions can only be added, never removed"));
-        }
-        check_partitions(count)?;
-        state.check_cluster_partitions(count, count - topic.partitions)?;
-        Ok(Arc::new(TopicMeta { partitions: count, ..TopicMeta::clone(topic) }))
-    }
-
     fn add_partitions(&self, name: &str, count: u32) -> Result<Arc<TopicMeta>, MetaError> {
         self.change(|state| {
-            let topic = Self::grown(state, name, count)?;
+            let topic = state.grown(name, count)?;
             let mut next = state.clone();
-            next.topics.insert(topic.name.clone(), Arc::clone(&topic));
+            next.put(&topic);
             Ok((Some(next), topic))
         })
     }
 
     fn alter(&self, name: &str, changes: &[ConfigChange]) -> Result<Arc<TopicMeta>, MetaError> {
         self.change(|state| {
-            let topic = state.topics.get(name).ok_or_else(|| unknown(name))?;
-            let configs = topic.configs.apply(changes)?;
-            if configs == topic.configs {
-                return Ok((None, Arc::clone(topic)));
+            let (topic, changed) = state.altered(name, changes)?;
+            if !changed {
+                return Ok((None, topic));
             }
-            let topic = Arc::new(TopicMeta { configs, ..TopicMeta::clone(topic) });
             let mut next = state.clone();
-            next.topics.insert(topic.name.clone(), Arc::clone(&topic));
+            next.put(&topic);
             Ok((Some(next), topic))
         })
     }
@@ -391,11 +327,11 @@ impl<D: Disk> LocalMetadata<D> {
 
 impl<D: Disk> MetadataStore for LocalMetadata<D> {
     fn topics(&self) -> Vec<Arc<TopicMeta>> {
-        self.snapshot().topics.values().cloned().collect()
+        self.snapshot().live.values().cloned().collect()
     }
 
     fn topic(&self, name: &str) -> Option<Arc<TopicMeta>> {
-        self.snapshot().topics.get(name).cloned()
+        self.snapshot().live.get(name).cloned()
     }
 
     fn nodes(&self) -> Vec<NodeMeta> {
@@ -424,7 +360,7 @@ impl<D: Disk> MetadataStore for LocalMetadata<D> {
     }
 
     fn check_create_partitions(&self, name: &str, count: u32) -> Result<Arc<TopicMeta>, MetaError> {
-        Self::grown(&self.snapshot(), name, count)
+        self.snapshot().grown(name, count)
     }
 
     fn pending_deletions(&self) -> Vec<Arc<TopicMeta>> {
@@ -453,31 +389,11 @@ impl<D: Disk> fmt::Debug for LocalMetadata<D> {
     }
 }
 
-fn unknown(name: &str) -> MetaError {
-    MetaError::UnknownTopic(name.to_owned())
-}
-
-/// Checks a topic's partition count against `1..=TOPIC_PARTITIONS_MAX`.
-fn check_partitions(count: u32) -> Result<(), MetaError> {
-    let reason = if count == 0 {
-        "a topic needs at least one partition"
-    } else if count > TOPIC_PARTITIONS_MAX {
-        "more than TOPIC_PARTITIONS_MAX partitions"
-    } else {
-        return Ok(());
-    };
-    Err(MetaError::InvalidPartitions { count: i64::from(count), reason })
-}
-
-/// A random topic id no topic of `state` has, live or being deleted (a deleted topic's data may
-/// still be on disk under its id). Nor is its hex form a topic's name: partition directories
-/// are named by id, and before that were named by topic name.
+/// A random topic id that is free in `state` (see [`Topics::id_is_free`]).
 fn unused_topic_id(state: &State) -> Result<TopicId, MetaError> {
-    let used: BTreeSet<TopicId> =
-        state.topics.values().map(|topic| topic.id).chain(state.deleting.keys().copied()).collect();
     (0..TOPIC_ID_ATTEMPTS_MAX)
         .map(|_| TopicId::random())
-        .find(|id| !used.contains(id) && !state.topics.contains_key(id.to_hex().as_str()))
+        .find(|&id| state.id_is_free(id))
         .ok_or_else(|| MetaError::Storage("no unused random topic id found".into()))
 }
 
@@ -496,7 +412,7 @@ fn stored(topic: &TopicMeta) -> StoredTopic {
 fn encode(node: NodeId, state: &State) -> Result<Vec<u8>, MetaError> {
     let body = Body {
         node_id: node.0,
-        topics: state.topics.values().map(|topic| stored(topic)).collect(),
+        topics: state.live.values().map(|topic| stored(topic)).collect(),
         pending_deletions: state.deleting.values().map(|topic| stored(topic)).collect(),
     };
     let encoding =
@@ -588,39 +504,18 @@ fn decode(bytes: &[u8]) -> Result<Body, String> {
 
 /// Validates a decoded body into a state, as strictly as requests are validated.
 fn state_from(body: Body) -> Result<State, String> {
-    if body.topics.len() > TOPICS_MAX {
-        return Err(format!("{} topics exceed TOPICS_MAX", body.topics.len()));
-    }
-    if body.pending_deletions.len() > TOPICS_MAX {
+    // Bounded before anything is validated: a damaged file must not cost unbounded work.
+    if body.topics.len() > TOPICS_MAX || body.pending_deletions.len() > TOPICS_MAX {
         return Err(format!(
-            "{} pending deletions exceed TOPICS_MAX",
+            "{} topics and {} pending deletions exceed TOPICS_MAX",
+            body.topics.len(),
             body.pending_deletions.len()
         ));
     }
-    let mut state = State::default();
-    let mut ids = BTreeSet::new();
-    let mut collision_keys = BTreeSet::new();
-    for stored in body.topics {
-        let topic = topic_from(stored)?;
-        if !ids.insert(topic.id) {
-            return Err(format!("topic id {} appears twice", topic.id));
-        }
-        if !collision_keys.insert(topic.name.collision_key()) {
-            return Err(format!("topic {} appears twice or collides with another", topic.name));
-        }
-        state.topics.insert(topic.name.clone(), Arc::new(topic));
-    }
-    for stored in body.pending_deletions {
-        let topic = topic_from(stored)?;
-        if !ids.insert(topic.id) {
-            return Err(format!("topic id {} appears twice", topic.id));
-        }
-        state.deleting.insert(topic.id, Arc::new(topic));
-    }
-    if state.partition_count() > CLUSTER_PARTITIONS_MAX {
-        return Err("partitions exceed CLUSTER_PARTITIONS_MAX".into());
-    }
-    Ok(state)
+    let live = body.topics.into_iter().map(topic_from).collect::<Result<Vec<_>, _>>()?;
+    let deleting =
+        body.pending_deletions.into_iter().map(topic_from).collect::<Result<Vec<_>, _>>()?;
+    Topics::from_lists(live, deleting)
 }
 
 /// Validates one stored topic.
@@ -628,20 +523,8 @@ fn topic_from(stored: StoredTopic) -> Result<TopicMeta, String> {
     let name = TopicName::new(&stored.name).map_err(|error| error.to_string())?;
     let id: TopicId =
         stored.id.parse().map_err(|error| format!("topic {name}: bad id: {error}"))?;
-    check_partitions(stored.partitions).map_err(|error| format!("topic {name}: {error}"))?;
-    if stored.replication_factor == 0 {
-        return Err(format!("topic {name}: replication factor 0"));
-    }
     let pairs: Vec<(String, String)> = stored.configs.into_iter().collect();
-    let configs =
-        TopicConfigs::from_overrides(&pairs).map_err(|error| format!("topic {name}: {error}"))?;
-    Ok(TopicMeta {
-        id,
-        name,
-        partitions: stored.partitions,
-        replication_factor: stored.replication_factor,
-        configs,
-    })
+    topic_from_parts(id, name, stored.partitions, stored.replication_factor, &pairs)
 }
 
 fn remove_if_exists(disk: &impl Disk, path: &Path) -> Result<(), MetaError> {

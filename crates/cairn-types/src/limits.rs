@@ -176,3 +176,40 @@ pub const RAFT_MEMBERSHIP_NODES_MAX: usize = 4096;
 
 const _: () = assert!(RAFT_MEMBERSHIP_CONFIGS_MAX >= 2);
 const _: () = assert!(RAFT_MEMBERSHIP_NODES_MAX <= u16::MAX as usize);
+
+/// Replicas of one partition: one Raft group's voters. Five tolerates two failures; more would
+/// slow every commit for little more safety (Kafka's tools rarely go above 3).
+pub const REPLICATION_FACTOR_MAX: u16 = 5;
+
+/// Replicas of a partition when the request leaves the factor to the cluster (CreateTopics'
+/// `-1`): this many, or every live node if there are fewer.
+pub const REPLICATION_FACTOR_DEFAULT: u16 = 3;
+
+/// Nodes the consistent core registers. Far above the clusters cairn targets; it bounds the
+/// core's state and every placement's work.
+pub const CLUSTER_NODES_MAX: usize = 1024;
+
+/// Longest peer address (`host:port`) or Kafka host name a node registers with the core.
+pub const NODE_ADDRESS_BYTES_MAX: usize = 512;
+
+/// Longest rack name a node registers with the core.
+pub const RACK_BYTES_MAX: usize = 255;
+
+/// Producer ids the consistent core hands out in one allocation (Kafka's block size). A node
+/// assigns them to producers locally and asks for a new block when it runs out.
+pub const PRODUCER_IDS_PER_BLOCK: i64 = 1000;
+
+/// Largest encoded snapshot of the consistent core's state. Its biggest part is the
+/// assignments: at most `CLUSTER_PARTITIONS_MAX` partitions of `REPLICATION_FACTOR_MAX` node ids
+/// each, well within it. A snapshot claiming more is damaged and refused before anything is
+/// allocated for it.
+pub const CORE_SNAPSHOT_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+const _: () = assert!(REPLICATION_FACTOR_DEFAULT <= REPLICATION_FACTOR_MAX);
+const _: () = assert!(CLUSTER_NODES_MAX <= RAFT_MEMBERSHIP_NODES_MAX);
+const _: () = assert!(NODE_ADDRESS_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(RACK_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(
+    CLUSTER_PARTITIONS_MAX * (REPLICATION_FACTOR_MAX as u64 * 8 + 16)
+        < CORE_SNAPSHOT_BYTES_MAX as u64
+);
