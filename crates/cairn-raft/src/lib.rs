@@ -1,7 +1,7 @@
 //! cairn's facade over openraft: every openraft type stays inside this crate.
 //!
 //! - [`TypeConfig`]: the one openraft type configuration of every group (partitions and the
-//!   consistent core): `NodeId = u64`, `Term = u32` under the standard leader id (one leader per
+//!   consistent core): `NodeId = u64`, `Term = u64` under the standard leader id (one leader per
 //!   term, so the term is the Kafka leader epoch: [`epoch`]), `Node = EmptyNode` (addresses come
 //!   from the core), `R = ()`, `D =` [`Proposal`], `Entry =` [`RaftEntry`].
 //! - [`Timers`]: a group's Raft timers, and the openraft configuration they make (pre-vote on,
@@ -17,16 +17,26 @@ pub mod codec;
 mod config;
 mod entry;
 pub mod epoch;
+mod flush;
+mod group;
 mod membership;
+mod record;
+mod state_machine;
+mod store;
 
 pub use codec::CodecError;
 pub use config::{Timers, TimersError};
 pub use entry::{Proposal, RaftEntry};
 pub use epoch::TermError;
+pub use flush::{FlushError, FlushTarget, GroupCommit};
+pub use group::{GroupLog, StoreError};
 pub use membership::{Members, MembersError};
+pub use record::RecordError;
+pub use state_machine::{PartitionSnapshot, PartitionStateMachine, SnapshotBuilder};
+pub use store::{AppendSink, LogReader, LogStore, ProposalAppended};
 
 /// A Raft term: the Kafka partition leader epoch of the entries its leader appends.
-pub type Term = u32;
+pub type Term = u64;
 
 /// A Raft node id: the cluster member's [`cairn_types::NodeId`].
 pub type RaftNodeId = u64;

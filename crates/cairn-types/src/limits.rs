@@ -176,3 +176,9 @@ pub const RAFT_MEMBERSHIP_NODES_MAX: usize = 4096;
 
 const _: () = assert!(RAFT_MEMBERSHIP_CONFIGS_MAX >= 2);
 const _: () = assert!(RAFT_MEMBERSHIP_NODES_MAX <= u16::MAX as usize);
+
+/// Bytes of entries one Raft log read returns (AppendEntries, `limited_get_log_entries`): at
+/// least one entry, then whole entries up to this (openraft has no byte cap, RFC 0003 §11 f).
+pub const RAFT_READ_BYTES_MAX: u32 = 1024 * 1024;
+
+const _: () = assert!(RAFT_READ_BYTES_MAX <= READ_BYTES_MAX);
