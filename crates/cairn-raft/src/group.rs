@@ -76,6 +76,9 @@ pub(crate) struct State<D: Disk> {
     pub(crate) memberships: BTreeSet<u64>,
     /// The content of `raft-snapshot`.
     pub(crate) record: RaftRecord,
+    /// The newest committed id openraft saved; `raft-vote` holds it clamped
+    /// ([`GroupLog::save_committed`]).
+    pub(crate) committed: Option<LogId>,
     /// The purge point the partition chose for the next snapshot (retention), if any.
     pub(crate) snapshot_at: Option<u64>,
     /// Why the log failed, once a flush failed.
@@ -139,6 +142,7 @@ impl<D: Disk + Clone> GroupLog<D> {
             waiting: VecDeque::new(),
             memberships: BTreeSet::new(),
             record,
+            committed: None,
             snapshot_at: None,
             failed: None,
         };
@@ -196,6 +200,28 @@ impl<D: Disk> GroupLog<D> {
             .map_err(|error| StoreError::Failed(format!("blocking thread failed: {error}")))?
     }
 
+    /// Saves the newest committed id openraft reported, clamped to the durable log and below
+    /// the first membership entry not yet applied (unsynced: a later vote or close syncs it).
+    /// Called again once such an entry is applied, and at close, so the saved id catches up.
+    pub(crate) fn save_committed(&self) -> Result<(), StoreError> {
+        let clamped = {
+            let state = self.state();
+            match state.committed {
+                Some(committed) => state.clamp_committed(committed)?,
+                None => None,
+            }
+        };
+        let Some(clamped) = clamped else { return Ok(()) };
+        let stored =
+            cairn_storage::StoredLogId { term: clamped.leader_id.term, index: clamped.index };
+        let mut vote = self.vote();
+        if vote.committed().is_some_and(|saved| saved >= stored) {
+            return Ok(());
+        }
+        vote.save_committed(Some(stored))?;
+        Ok(())
+    }
+
     /// Wakes the group commit after an append.
     pub(crate) fn notify_flusher(&self) {
         self.inner.group_commit.notify();
@@ -236,6 +262,7 @@ impl<D: Disk> GroupLog<D> {
         let ready = state.take_ready(durable);
         drop(state);
         ready.into_iter().for_each(|callback| callback.io_completed(Ok(())));
+        self.save_committed()?;
         self.vote().sync()?;
         Ok(())
     }

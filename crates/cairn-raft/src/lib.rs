@@ -3,7 +3,8 @@
 //! - [`TypeConfig`]: the one openraft type configuration of every group (partitions and the
 //!   consistent core): `NodeId = u64`, `Term = u64` under the standard leader id (one leader per
 //!   term, so the term is the Kafka leader epoch: [`epoch`]), `Node = EmptyNode` (addresses come
-//!   from the core), `R = ()`, `D =` [`Proposal`], `Entry =` [`RaftEntry`].
+//!   from the core), `R = ()`, `D =` [`Proposal`], `Entry =` [`RaftEntry`], and a write's
+//!   responder reports its commit (`on_commit`, what `acks=all` waits for) before its apply.
 //! - [`Timers`]: a group's Raft timers, and the openraft configuration they make (pre-vote on,
 //!   openraft's own snapshots and purges off: retention decides both).
 //! - [`RaftEntry`]: a Raft entry whose stored form is one Kafka record batch; [`codec`] turns one

@@ -92,7 +92,8 @@ impl<D: Disk> PartitionStateMachine<D> {
         state.memberships.retain(|&pending| pending > index);
         drop(state);
         self.memberships.push(at);
-        Ok(())
+        // The saved committed id may have waited for this entry.
+        self.group.save_committed()
     }
 }
 

@@ -22,7 +22,7 @@ use std::ops::{Bound, RangeBounds, RangeInclusive};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cairn_storage::{Clock, Disk, StoredLogId, StoredVote};
+use cairn_storage::{Clock, Disk, StoredVote};
 use cairn_types::batch::{BatchHeader, Frames};
 use cairn_types::limits::{APPEND_BYTES_MAX, BATCH_BYTES_MAX, RAFT_READ_BYTES_MAX};
 use cairn_types::{Offset, RaftIndex};
@@ -260,10 +260,6 @@ fn raft_vote(vote: StoredVote) -> Option<VoteOf<TypeConfig>> {
     Some(openraft::impls::Vote { leader_id, committed: vote.committed })
 }
 
-fn stored_log_id(id: LogId) -> StoredLogId {
-    StoredLogId { term: id.leader_id.term, index: id.index }
-}
-
 impl<D: Disk> RaftLogReader<TypeConfig> for LogReader<D> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
@@ -339,9 +335,8 @@ impl<D: Disk> RaftLogStorage<TypeConfig> for LogStore<D> {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         let Some(committed) = committed else { return Ok(()) };
-        let Some(clamped) = self.group.state().clamp_committed(committed)? else { return Ok(()) };
-        self.group.vote().save_committed(Some(stored_log_id(clamped))).map_err(StoreError::from)?;
-        Ok(())
+        self.group.state().committed = Some(committed);
+        Ok(self.group.save_committed()?)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
@@ -418,7 +413,7 @@ impl<D: Disk> State<D> {
     /// The committed id to save for `committed`: at most the last durable entry, and below the
     /// first membership entry not yet applied; `None` if no such entry is known here (the
     /// older saved id stays, which is always safe).
-    fn clamp_committed(&self, committed: LogId) -> Result<Option<LogId>, StoreError> {
+    pub(crate) fn clamp_committed(&self, committed: LogId) -> Result<Option<LogId>, StoreError> {
         let mut last = committed.index;
         if let Some(&unapplied) = self.memberships.first() {
             let Some(before) = unapplied.checked_sub(1) else { return Ok(None) };
