@@ -11,8 +11,13 @@
 //!   into the other. Raft's own entries (blank, membership) are control batches that Kafka
 //!   consumers skip.
 //!
-//! The log storage over cairn-storage, the state machine and the transport come next (RFC 0003
-//! §9, steps 2–4). The design is `docs/rfcs/0003-replication.md` §3.
+//! - [`GroupLog`], [`LogStore`], [`LogReader`], [`PartitionStateMachine`]: a partition's Raft
+//!   log storage and state machine over its cairn-storage log, vote and snapshot files; a
+//!   partition will own one `Raft` over them. [`GroupCommit`]: the log's group commit, which
+//!   the partition runs too.
+//!
+//! The transport comes next (RFC 0003 §9, step 4). The design is
+//! `docs/rfcs/0003-replication.md` §3.
 
 pub mod codec;
 mod config;
