@@ -2,10 +2,11 @@
 //! high watermark.
 //!
 //! Appends take the partition's mutex only to write into the page cache. Durability is the
-//! partition's flusher task: it takes a pending flush from the log, runs the `fdatasync` on a
+//! partition's flusher task, the log's group commit ([`cairn_raft::GroupCommit`], which the Raft
+//! log store runs too): it takes a pending flush from the log, runs the `fdatasync` on a
 //! blocking thread without the mutex, completes it, and repeats while there is anything
-//! unflushed — so one fsync commits every append made while the previous one ran (group commit)
-//! and appends never wait for the device.
+//! unflushed — so one fsync commits every append made while the previous one ran and appends
+//! never wait for the device.
 //!
 //! The partition carries out its [`Replica`]: appends report `on_appended`, the flusher
 //! `on_flushed`, and the commit `on_committed`. **Flushed is not committed**: fetches,
@@ -19,17 +20,17 @@
 //! [`PartitionError::Failed`] (`KAFKA_STORAGE_ERROR`) until the node restarts, and reports itself
 //! to the broker's [`Health`] once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_metrics::Histogram;
-use cairn_storage::{Clock, Disk, FileRange, Log, LogConfig, RealDisk, Retention};
+use cairn_raft::{FlushError, FlushTarget, GroupCommit};
+use cairn_storage::{Clock, Disk, FileRange, Log, LogConfig, PendingFlush, RealDisk, Retention};
 use cairn_types::batch::Frames;
 use cairn_types::limits::BATCH_BYTES_MAX;
 use cairn_types::{LeaderEpoch, Offset};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use crate::error::PartitionError;
 use crate::health::Health;
@@ -152,11 +153,10 @@ pub struct Partition<D: Disk = RealDisk> {
     settings: Mutex<PartitionConfig>,
     /// The high watermark (or the failure), for `acks=all` and long polls.
     durability: watch::Sender<Durability>,
-    /// Wakes the flusher after an append.
-    unflushed: Notify,
+    /// The log's group commit: woken after an append, closed by [`Partition::close`].
+    group_commit: GroupCommit,
     /// The broker's progress channel, flush histogram and health.
     shared: Shared,
-    closed: AtomicBool,
     /// Why the partition is offline; set once, never cleared (a restart reopens the log).
     offline: OnceLock<String>,
 }
@@ -213,9 +213,8 @@ impl<D: Disk> Partition<D> {
             core: Mutex::new(Core { log, replica }),
             settings: Mutex::new(settings),
             durability,
-            unflushed: Notify::new(),
+            group_commit: GroupCommit::new(Arc::clone(&shared.flush_seconds)),
             shared,
-            closed: AtomicBool::new(false),
             offline: offline.map(OnceLock::from).unwrap_or_default(),
         })
     }
@@ -351,7 +350,7 @@ impl<D: Disk> Partition<D> {
     }
 
     fn check_open(&self) -> Result<(), PartitionError> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.group_commit.is_closed() {
             return Err(PartitionError::Closed);
         }
         self.check_offline()
@@ -384,7 +383,7 @@ impl<D: Disk> Partition<D> {
             matches!(appended, Err(PartitionError::Storage(cairn_storage::Error::NoSpace { .. })));
         self.shared.health.set_disk_full(full);
         let (appended, log_start_offset) = appended?;
-        self.unflushed.notify_one();
+        self.group_commit.notify();
         Ok(Appended {
             base_offset: appended.base_offset,
             next_offset: appended.next_offset,
@@ -525,49 +524,14 @@ impl<D: Disk> Partition<D> {
 
     /// The flusher loop: runs until [`Partition::close`]. Spawn it once per partition.
     pub async fn run_flusher(self: Arc<Self>) {
-        loop {
-            let notified = self.unflushed.notified();
-            if self.closed.load(Ordering::Acquire) {
-                return;
-            }
-            if let Err(error) = self.flush_once().await {
-                self.go_offline(format!("the log failed: {error}"));
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Flushes until nothing is unflushed.
-    async fn flush_once(&self) -> Result<(), PartitionError> {
-        loop {
-            let begun = match lock(&self.core).log.as_mut() {
-                Some(log) => log.begin_flush()?,
-                None => None,
+        if let Err(error) = self.group_commit.run(&*self).await {
+            let error = match error {
+                FlushError::Target(error) => error,
+                FlushError::Thread(reason) => {
+                    PartitionError::Failed(format!("flusher thread failed: {reason}"))
+                }
             };
-            let Some(mut pending) = begun else { return Ok(()) };
-            let drops = pending.take_cache_drops();
-            let flush_seconds = Arc::clone(&self.shared.flush_seconds);
-            let (pending, synced) = tokio::task::spawn_blocking(move || {
-                let mut pending = pending;
-                let started = std::time::Instant::now();
-                let synced = pending.sync();
-                flush_seconds.observe_duration(started.elapsed());
-                (pending, synced)
-            })
-            .await
-            .map_err(|error| PartitionError::Failed(format!("flusher thread failed: {error}")))?;
-            let durable = self.with_log(|log, replica| {
-                let durable = log.complete_flush(pending, synced)?;
-                replica.on_flushed(durable)?;
-                Ok(durable)
-            })?;
-            // One voter: what is flushed here is committed by the group.
-            self.commit(durable)?;
-            if !drops.is_empty() {
-                // Advice, off the durability path; it may overlap the next fsync.
-                drop(tokio::task::spawn_blocking(move || drops.run()));
-            }
+            self.go_offline(format!("the log failed: {error}"));
         }
     }
 
@@ -576,8 +540,7 @@ impl<D: Disk> Partition<D> {
     /// # Errors
     /// [`PartitionError::Storage`] if the final flush fails.
     pub fn close(&self) -> Result<(), PartitionError> {
-        self.closed.store(true, Ordering::Release);
-        self.unflushed.notify_one();
+        self.group_commit.close();
         let mut guard = lock(&self.core);
         let Core { log: Some(log), replica } = &mut *guard else { return Ok(()) };
         let durable = log.flush()?;
@@ -598,6 +561,32 @@ impl<D: Disk> Partition<D> {
                 Err(PartitionError::Violated(violation))
             }
         }
+    }
+}
+
+impl<D: Disk> FlushTarget for Partition<D> {
+    type File = D::File;
+    type Error = PartitionError;
+
+    fn begin_flush(&self) -> Result<Option<PendingFlush<D::File>>, PartitionError> {
+        match lock(&self.core).log.as_mut() {
+            Some(log) => Ok(log.begin_flush()?),
+            None => Ok(None),
+        }
+    }
+
+    fn complete_flush(
+        &self,
+        pending: PendingFlush<D::File>,
+        synced: cairn_storage::Result<()>,
+    ) -> Result<(), PartitionError> {
+        let durable = self.with_log(|log, replica| {
+            let durable = log.complete_flush(pending, synced)?;
+            replica.on_flushed(durable)?;
+            Ok(durable)
+        })?;
+        // One voter: what is flushed here is committed by the group.
+        self.commit(durable)
     }
 }
 

@@ -24,7 +24,7 @@ use cairn_types::{BatchError, LeaderEpoch, ProducerId};
 
 use crate::epoch::{self, TermError};
 use crate::membership::{Members, MembersError};
-use crate::{LogId, Payload, Proposal, RaftEntry};
+use crate::{LogId, Payload, Proposal, RaftEntry, Term};
 
 /// The version of the control key cairn writes and reads (Kafka's control keys are version 0).
 pub const CONTROL_KEY_VERSION: i16 = 0;
@@ -49,7 +49,7 @@ pub enum CodecError {
     #[error("batch of leader epoch {epoch} stored as an entry of term {term}")]
     EpochMismatch {
         /// The term of the entry's log id.
-        term: u32,
+        term: Term,
         /// The epoch in the batch.
         epoch: LeaderEpoch,
     },
@@ -114,8 +114,8 @@ pub fn decode(batch: Bytes, log_id: LogId) -> Result<RaftEntry, CodecError> {
         return Err(CodecError::EpochMismatch { term, epoch });
     }
     if !is_reserved(&header) {
-        let proposal = Proposal { batch, ticket: Proposal::TICKET_NONE };
-        return Ok(RaftEntry::normal(term, log_id.index, proposal));
+        let proposal = Proposal { batch: batch.clone(), ticket: Proposal::TICKET_NONE };
+        return Ok(RaftEntry::normal(term, log_id.index, proposal).with_stored(batch));
     }
     let entry = match control_record(&batch, &header)? {
         (CONTROL_TYPE_BLANK, []) => RaftEntry::blank(term, log_id.index),

@@ -48,10 +48,11 @@ pub struct RaftEntry {
     index: u64,
     /// What it carries.
     payload: Payload,
-    /// The control batch a blank or membership entry was decoded from (read from the log or
-    /// received from the leader), so that it is appended again byte for byte: its timestamp is
-    /// not part of the payload, and every replica must store identical bytes. `None` for an entry
-    /// made on this node (and for normal entries, whose proposal is their batch).
+    /// The batch the entry was decoded from (read from the log or received from the leader),
+    /// so that it is appended again byte for byte with the follower append: a control batch's
+    /// timestamp is not part of the payload, a proposal's offsets and epoch were stamped by its
+    /// leader, and every replica must store identical bytes. `None` for an entry made on this
+    /// node (appended with the leader append, which stamps it).
     stored: Option<Bytes>,
 }
 
@@ -118,12 +119,13 @@ impl RaftEntry {
         &self.payload
     }
 
-    /// The control batch this entry was decoded from, if it was.
+    /// The batch this entry was decoded from, if it was: an entry with one is appended as
+    /// stored (the follower append), one without is made on this node (the leader append).
     pub(crate) fn stored(&self) -> Option<&Bytes> {
         self.stored.as_ref()
     }
 
-    /// This entry, remembering the control batch it was decoded from.
+    /// This entry, remembering the batch it was decoded from.
     pub(crate) fn with_stored(mut self, batch: Bytes) -> RaftEntry {
         self.stored = Some(batch);
         self

@@ -1,7 +1,8 @@
 //! Term = leader epoch (RFC 0003 §3): one leader per term, so a term is the Kafka partition
 //! leader epoch stamped in every batch its leader appends.
 //!
-//! openraft's terms are unsigned (`u32`: its conversions are infallible only for unsigned terms);
+//! openraft's terms are unsigned (`u64`: its conversions are infallible only for unsigned terms,
+//! and its storage test suite builds terms from `u64`);
 //! Kafka's epochs are `i32`. Terms above `i32::MAX` have no epoch: the facade refuses to vote or
 //! campaign for them, which pre-vote makes a matter of decades (2^31 elections).
 
@@ -50,10 +51,10 @@ mod tests {
     #[test]
     fn the_ends_of_both_ranges() {
         assert_eq!(epoch_of(0), Ok(LeaderEpoch(0)));
-        assert_eq!(epoch_of(i32::MAX as u32), Ok(LeaderEpoch(i32::MAX)));
-        let too_large = i32::MAX as u32 + 1;
+        assert_eq!(epoch_of(i32::MAX as u64), Ok(LeaderEpoch(i32::MAX)));
+        let too_large = i32::MAX as u64 + 1;
         assert_eq!(epoch_of(too_large), Err(TermError::TermTooLarge { term: too_large }));
-        assert_eq!(epoch_of(u32::MAX), Err(TermError::TermTooLarge { term: u32::MAX }));
+        assert_eq!(epoch_of(u64::MAX), Err(TermError::TermTooLarge { term: u64::MAX }));
         assert_eq!(term_of(LeaderEpoch(0)), Ok(0));
         let none = LeaderEpoch(-1);
         assert_eq!(term_of(none), Err(TermError::NegativeEpoch { epoch: none }));
@@ -69,11 +70,11 @@ mod tests {
         }
 
         #[test]
-        fn every_term_is_an_epoch_or_refused(term: u32) {
+        fn every_term_is_an_epoch_or_refused(term: u64) {
             match epoch_of(term) {
                 Ok(epoch) => prop_assert_eq!(term_of(epoch), Ok(term)),
                 Err(error) => {
-                    prop_assert!(term > i32::MAX as u32);
+                    prop_assert!(term > i32::MAX as u64);
                     prop_assert_eq!(error, TermError::TermTooLarge { term });
                 }
             }

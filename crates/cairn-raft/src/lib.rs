@@ -1,32 +1,48 @@
 //! cairn's facade over openraft: every openraft type stays inside this crate.
 //!
 //! - [`TypeConfig`]: the one openraft type configuration of every group (partitions and the
-//!   consistent core): `NodeId = u64`, `Term = u32` under the standard leader id (one leader per
+//!   consistent core): `NodeId = u64`, `Term = u64` under the standard leader id (one leader per
 //!   term, so the term is the Kafka leader epoch: [`epoch`]), `Node = EmptyNode` (addresses come
-//!   from the core), `R = ()`, `D =` [`Proposal`], `Entry =` [`RaftEntry`].
+//!   from the core), `R = ()`, `D =` [`Proposal`], `Entry =` [`RaftEntry`], and a write's
+//!   responder reports its commit (`on_commit`, what `acks=all` waits for) before its apply.
 //! - [`Timers`]: a group's Raft timers, and the openraft configuration they make (pre-vote on,
 //!   openraft's own snapshots and purges off: retention decides both).
 //! - [`RaftEntry`]: a Raft entry whose stored form is one Kafka record batch; [`codec`] turns one
 //!   into the other. Raft's own entries (blank, membership) are control batches that Kafka
 //!   consumers skip.
 //!
-//! The log storage over cairn-storage, the state machine and the transport come next (RFC 0003
-//! §9, steps 2–4). The design is `docs/rfcs/0003-replication.md` §3.
+//! - [`GroupLog`], [`LogStore`], [`LogReader`], [`PartitionStateMachine`]: a partition's Raft
+//!   log storage and state machine over its cairn-storage log, vote and snapshot files; a
+//!   partition will own one `Raft` over them. [`GroupCommit`]: the log's group commit, which
+//!   the partition runs too.
+//!
+//! The transport comes next (RFC 0003 §9, step 4). The design is
+//! `docs/rfcs/0003-replication.md` §3.
 
 pub mod codec;
 mod config;
 mod entry;
 pub mod epoch;
+mod flush;
+mod group;
 mod membership;
+mod record;
+mod state_machine;
+mod store;
 
 pub use codec::CodecError;
 pub use config::{Timers, TimersError};
 pub use entry::{Proposal, RaftEntry};
 pub use epoch::TermError;
+pub use flush::{FlushError, FlushTarget, GroupCommit};
+pub use group::{GroupLog, StoreError};
 pub use membership::{Members, MembersError};
+pub use record::RecordError;
+pub use state_machine::{PartitionSnapshot, PartitionStateMachine, SnapshotBuilder};
+pub use store::{AppendSink, LogReader, LogStore, ProposalAppended};
 
 /// A Raft term: the Kafka partition leader epoch of the entries its leader appends.
-pub type Term = u32;
+pub type Term = u64;
 
 /// A Raft node id: the cluster member's [`cairn_types::NodeId`].
 pub type RaftNodeId = u64;

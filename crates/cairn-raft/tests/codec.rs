@@ -13,7 +13,7 @@ use proptest::prelude::*;
 
 const TIMESTAMP_MS: i64 = 1_700_000_000_000;
 
-fn log_id(term: u32, index: u64) -> LogId {
+fn log_id(term: u64, index: u64) -> LogId {
     LogId::new_term_index(term, index)
 }
 
@@ -22,7 +22,7 @@ fn set(ids: &[u64]) -> BTreeSet<u64> {
 }
 
 /// What the leader's log append does to a batch: assigns its offset and stamps the term.
-fn stamp(bytes: &Bytes, base_offset: u64, term: u32) -> Bytes {
+fn stamp(bytes: &Bytes, base_offset: u64, term: u64) -> Bytes {
     let mut stamped = bytes.to_vec();
     batch::set_base_offset(&mut stamped, Offset(base_offset));
     batch::set_partition_leader_epoch(&mut stamped, LeaderEpoch(term as i32));
@@ -71,8 +71,8 @@ fn entries() -> impl Strategy<Value = RaftEntry> {
 }
 
 /// A term that has an epoch, and an index.
-fn position() -> impl Strategy<Value = (u32, u64)> {
-    (0..=i32::MAX as u32, any::<u64>())
+fn position() -> impl Strategy<Value = (u64, u64)> {
+    (0..=i32::MAX as u64, any::<u64>())
 }
 
 fn control_entries() -> impl Strategy<Value = RaftEntry> {

@@ -213,3 +213,9 @@ const _: () = assert!(
     CLUSTER_PARTITIONS_MAX * (REPLICATION_FACTOR_MAX as u64 * 8 + 16)
         < CORE_SNAPSHOT_BYTES_MAX as u64
 );
+
+/// Bytes of entries one Raft log read returns (AppendEntries, `limited_get_log_entries`): at
+/// least one entry, then whole entries up to this (openraft has no byte cap, RFC 0003 §11 f).
+pub const RAFT_READ_BYTES_MAX: u32 = 1024 * 1024;
+
+const _: () = assert!(RAFT_READ_BYTES_MAX <= READ_BYTES_MAX);
