@@ -95,6 +95,20 @@ impl SlotFormat {
         Ok(slots)
     }
 
+    /// The highest number in the sequence field of either slot of `file`, valid or not (torn,
+    /// damaged, zeros): what a torn write leaves of its sequence number, which the newest valid
+    /// slot does not show. Bytes past the end of the file count as zeros.
+    pub(crate) fn highest_sequence_field<F: DiskFile>(&self, file: &F, path: &Path) -> Result<u64> {
+        let mut highest = 0;
+        for index in 0..2 {
+            // `read_at` fills the buffer unless the file ends first, leaving the rest zero.
+            let mut field = [0u8; 8];
+            file.read_at(&mut field, self.position(index) + 4).map_err(io_error("read", path))?;
+            highest = highest.max(u64::from_be_bytes(field));
+        }
+        Ok(highest)
+    }
+
     /// Writes `payload` at `sequence` into slot `index` of `file`. Not synced.
     ///
     /// # Errors
@@ -140,6 +154,24 @@ mod tests {
         assert_eq!(FORMAT.decode(&slot[..slot.len() - 1]), None);
         let other = SlotFormat { magic: 0x5445_5355, ..FORMAT };
         assert_eq!(other.decode(&slot), None);
+    }
+
+    #[test]
+    fn the_highest_sequence_field_counts_invalid_slots() {
+        use crate::disk::Disk;
+        use crate::sim::SimDisk;
+
+        let disk = SimDisk::new(1);
+        let path = Path::new("/slots");
+        let file = disk.create(path).unwrap();
+        assert_eq!(FORMAT.highest_sequence_field(&*file, path).unwrap(), 0, "an empty file");
+        FORMAT.write(&*file, 0, 7, b"hello").unwrap();
+        // Slot 1 torn: its frame and sequence, then not the rest (so no valid slot 1).
+        let torn = FORMAT.encode(9, b"world");
+        file.write_all_at(&torn[..14], FORMAT.position(1)).unwrap();
+        let slots = FORMAT.read(&*file, path).unwrap();
+        assert_eq!(newest(&slots).map(|slot| slot.sequence), Some(7));
+        assert_eq!(FORMAT.highest_sequence_field(&*file, path).unwrap(), 9);
     }
 
     #[test]

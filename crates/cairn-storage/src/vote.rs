@@ -15,6 +15,15 @@
 //! only in the page cache (a vote whose fsync failed, a commit index), so opening syncs the
 //! file before it returns what it read: the vote it returns is one a crash cannot take back.
 //!
+//! A write never reuses a sequence number, not even one only a torn write left behind: the
+//! next sequence is one above the highest sequence *field* of the file, valid slot or not. A
+//! write torn short keeps the tail of what the slot held; were its number that of the complete
+//! write still under the tail, the two would rebuild that older state exactly, with a valid
+//! checksum and a sequence above the anchor (a failed save, a reopen that reads the anchor, then
+//! a save torn again: the file would go back to a state from before that reopen). With every
+//! write above the slot's sequence field, each change raises that field, so a slot reads valid
+//! only as the last complete write to it, untouched since.
+//!
 //! The file is created by the first save, atomically (`crate::atomic`): a missing file is "no
 //! vote yet", and a file with no valid slot is [`Error::Corruption`]. The caller keeps that
 //! replica offline: guessing a vote could vote twice in a term.
@@ -82,7 +91,8 @@ pub struct VoteFile<D: Disk> {
     file: Option<Arc<D::File>>,
     /// The state of the newest slot read or written; `None` while there is no file.
     state: Option<VoteState>,
-    /// Sequence number of the newest slot read or written.
+    /// The highest sequence number in the file, valid slot or not (a torn write leaves its
+    /// number behind); the next write uses the one above. See the module docs.
     sequence: u64,
     /// The slot holding the newest durable state; writes go to the other one.
     anchor: usize,
@@ -117,10 +127,11 @@ impl<D: Disk> VoteFile<D> {
         match vote_file.disk.open(&path) {
             Ok(file) => {
                 let (slot, state) = newest_state(&*file, &path)?;
+                let sequence = FORMAT.highest_sequence_field(&*file, &path)?;
                 file.sync_data().map_err(io_error("fsync", &path))?;
                 vote_file.file = Some(file);
                 vote_file.state = Some(state);
-                vote_file.sequence = slot.sequence;
+                vote_file.sequence = sequence.max(slot.sequence);
                 vote_file.anchor = slot.index;
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
@@ -150,6 +161,8 @@ impl<D: Disk> VoteFile<D> {
     ///   intact (an unsynced commit index may be gone), and a retry may succeed.
     /// - [`Error::Io`], then [`Error::Poisoned`] on every later call: whether the vote is durable
     ///   is unknown. Stop the group; reopening reads the old or the new vote.
+    /// - [`Error::Corruption`]: a damaged sequence field holds the highest sequence number, so
+    ///   no write can go above it; nothing was written.
     pub fn save_vote(&mut self, vote: StoredVote) -> Result<()> {
         let committed = self.committed();
         self.save(VoteState { vote, committed }, true)
@@ -224,7 +237,14 @@ impl<D: Disk> VoteFile<D> {
     fn write_slot(&mut self, file: &D::File, state: VoteState) -> Result<(), Failure> {
         let path = self.path();
         let slot = 1 - self.anchor;
-        match FORMAT.write(file, slot, self.sequence + 1, &encode(state)) {
+        let Some(sequence) = self.sequence.checked_add(1) else {
+            let reason = "the sequence numbers are exhausted".to_owned();
+            let error = Error::Corruption { path, position: 0, reason };
+            return Err(Failure { error, harmless: true });
+        };
+        // Taken even if the write fails: part of it may be in the slot.
+        self.sequence = sequence;
+        match FORMAT.write(file, slot, sequence, &encode(state)) {
             Ok(()) => {}
             // Only the slot that is not the anchor was touched: the last durable vote is intact.
             Err(error) => {
@@ -233,7 +253,6 @@ impl<D: Disk> VoteFile<D> {
                 return Err(Failure { error, harmless });
             }
         }
-        self.sequence += 1;
         self.state = Some(state);
         self.unsynced = Some(slot);
         Ok(())

@@ -14,6 +14,7 @@ use std::path::Path;
 use cairn_storage::sim::{EIO, SimDisk};
 use cairn_storage::{Disk, Error, StoredLogId, StoredVote, VoteFile};
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 
 type State = Option<(StoredVote, Option<StoredLogId>)>;
 
@@ -151,8 +152,44 @@ impl Run {
     }
 }
 
+/// The case the property first failed on, replayed over many disk seeds (each tears the three
+/// failed writes at other lengths): a save torn over the residue of an older torn save must not
+/// rebuild a valid slot from before the last reopen (it did while sequence numbers were reused).
+#[test]
+fn a_torn_save_never_rebuilds_a_state_from_before_a_reopen() {
+    let vote = |term, voted_for| StoredVote { term, voted_for, committed: voted_for.is_some() };
+    let log_id = |index| Some(StoredLogId { term: 0, index });
+    let ops = [
+        Op::SaveCommitted(log_id(0)),
+        Op::SaveVote(vote(3, Some(0))),
+        Op::SaveCommitted(log_id(1)),
+        Op::FailNextWrite,
+        Op::SaveVote(vote(0, None)),
+        Op::FailNextWrite,
+        Op::Reopen,
+        Op::SaveVote(vote(0, None)),
+        Op::FailNextWrite,
+        Op::Crash { tear: false },
+        Op::SaveVote(vote(3, Some(0))),
+        Op::Reopen,
+    ];
+    for seed in 0..2000 {
+        let mut run = Run::new(seed);
+        for op in ops.clone() {
+            run.step(op);
+        }
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    // A fixed RNG seed: CI runs the same cases every time (a random failure would make it flaky).
+    // Sweep with other seeds through the environment, which proptest lets override both fields:
+    // `PROPTEST_RNG_SEED=$RANDOM PROPTEST_CASES=20000`.
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        rng_seed: RngSeed::Fixed(0x7672_6f74_6531),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn the_last_synced_vote_or_a_newer_one_survives(
