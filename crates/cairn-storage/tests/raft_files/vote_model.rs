@@ -14,7 +14,6 @@ use std::path::Path;
 use cairn_storage::sim::{EIO, SimDisk};
 use cairn_storage::{Disk, Error, StoredLogId, StoredVote, VoteFile};
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
 
 type State = Option<(StoredVote, Option<StoredLogId>)>;
 
@@ -182,14 +181,7 @@ fn a_torn_save_never_rebuilds_a_state_from_before_a_reopen() {
 }
 
 proptest! {
-    // A fixed RNG seed: CI runs the same cases every time (a random failure would make it flaky).
-    // Sweep with other seeds through the environment, which proptest lets override both fields:
-    // `PROPTEST_RNG_SEED=$RANDOM PROPTEST_CASES=20000`.
-    #![proptest_config(ProptestConfig {
-        cases: 256,
-        rng_seed: RngSeed::Fixed(0x7672_6f74_6531),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn the_last_synced_vote_or_a_newer_one_survives(
