@@ -18,6 +18,7 @@ mod config;
 mod entry;
 pub mod epoch;
 mod membership;
+pub mod peer;
 
 pub use codec::CodecError;
 pub use config::{Timers, TimersError};
