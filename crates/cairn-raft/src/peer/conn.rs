@@ -258,7 +258,9 @@ impl Connection {
         // Removes the entry however the call ends (answered, timed out, dropped).
         let _pending = PendingGuard { connection: self, correlation };
         match self.queue.push(Outgoing { bytes, body_crc, deadline: Some(deadline) }) {
-            Ok(queued) => self.stats.send_modify(|s| s.note_queued(queued)),
+            Ok(queued) => {
+                self.stats.send_if_modified(|s| s.note_queued(queued));
+            }
             Err(unreachable) => {
                 if unreachable == Unreachable::QueueFull {
                     self.stats.send_modify(|s| s.calls_queue_full += 1);

@@ -29,8 +29,11 @@ pub struct PeerStats {
 }
 
 impl PeerStats {
-    /// Notes that an outbound queue holds `queued` bytes.
-    pub(crate) fn note_queued(&mut self, queued: usize) {
+    /// Notes that an outbound queue holds `queued` bytes; true if that is a new peak (only
+    /// then are watchers woken: this runs on every call).
+    pub(crate) fn note_queued(&mut self, queued: usize) -> bool {
+        let grew = queued as u64 > self.queued_bytes_peak;
         self.queued_bytes_peak = self.queued_bytes_peak.max(queued as u64);
+        grew
     }
 }
