@@ -1,5 +1,6 @@
 //! Writes the seed corpora of the fuzz targets: valid encodings of every request type and
-//! version cairn accepts, valid record batches of every codec, and the hostile inputs the
+//! version cairn accepts, valid record batches of every codec, a peer frame of every kind
+//! (`cairn_raft::peer::fuzzing::seed_frames`, checked there), and the hostile inputs the
 //! decoders exist to refuse (absurd length prefixes and counts, overlong varints, truncations,
 //! decompression bombs). Every seed is checked before it is written: valid ones must pass the
 //! checks (and decode), hostile ones must be refused, and no seed may panic its target.
@@ -24,6 +25,7 @@ use cairn_kafka::codec::{FrameError, decode_frame};
 use cairn_kafka::fuzzing::{fuzz_frame, fuzz_request};
 use cairn_protocol::compression::{self, validate_records};
 use cairn_protocol::fuzzing::{FUZZ_DECOMPRESSED_BYTES_MAX, fuzz_record_batch};
+use cairn_raft::peer::fuzzing::{fuzz_peer_frame, seed_frames};
 use cairn_kafka::shape::{APIS, ApiSchema, Schema, Ty, check_request};
 use cairn_types::batch::{BatchBuilder, Compression, HEADER_BYTES};
 use cairn_types::limits::FRAME_BYTES_MAX;
@@ -65,10 +67,12 @@ fn main() -> io::Result<()> {
     let requests = request_seeds();
     let frames = frame_seeds();
     let batches = record_batch_seeds();
+    let peer_frames = seed_frames();
     for (target, seeds, run) in [
         ("request", &requests, fuzz_request as fn(&[u8])),
         ("frame", &frames, fuzz_frame),
         ("record_batch", &batches, fuzz_record_batch),
+        ("peer_frame", &peer_frames, fuzz_peer_frame),
     ] {
         let dir = root.join(target);
         fs::create_dir_all(&dir)?;

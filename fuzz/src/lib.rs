@@ -9,8 +9,9 @@
 //! allocation of N bytes failed", a crash libFuzzer records), and [`run`] checks the tighter
 //! per-input budget after each run.
 //!
-//! The target bodies live in `cairn_kafka::fuzzing` (frame, request) and
-//! `cairn_protocol::fuzzing` (record batch), where the corpus replay tests call them on stable.
+//! The target bodies live in `cairn_kafka::fuzzing` (frame, request),
+//! `cairn_protocol::fuzzing` (record batch) and `cairn_raft::peer::fuzzing` (peer frame), where
+//! the corpus replay tests call them on stable.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +32,10 @@ pub enum Budget {
     /// geometrically) plus the 8 MiB zstd window that `compression` accepts under any cap
     /// (`ZSTD_WINDOW_BYTES_FLOOR`), plus the input itself.
     RecordBatch,
+    /// Peer frames: every count is bounded by the bytes left, a decoded element takes a few
+    /// times its wire bytes, and the re-encoding is the frame's size (doubled by growth), so
+    /// `1 MiB + 64 * input`, as for requests.
+    PeerFrame,
 }
 
 impl Budget {
@@ -38,7 +43,7 @@ impl Budget {
     #[must_use]
     pub fn bytes_max(self, input_bytes: usize) -> usize {
         match self {
-            Budget::Request => MIB + 64 * input_bytes,
+            Budget::Request | Budget::PeerFrame => MIB + 64 * input_bytes,
             Budget::RecordBatch => 2 * MIB + 8 * MIB + input_bytes,
         }
     }

@@ -26,6 +26,7 @@ pub mod epoch;
 mod flush;
 mod group;
 mod membership;
+pub mod peer;
 mod record;
 mod state_machine;
 mod store;

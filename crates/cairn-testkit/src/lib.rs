@@ -8,6 +8,8 @@
 //! - [`ProcessNode`]: a real `cairn serve` process on free loopback ports (readiness awaited,
 //!   SIGTERM or SIGKILL, restart on the same data directory, log captured), and [`run`] for any
 //!   other `cairn` command with a deadline.
+//! - [`FaultProxy`]: a TCP proxy between two peers whose faults (drop one way or both, delay,
+//!   reject, cut) are switched while it runs, for the tests that cut peer links.
 //! - [`wire`]: raw Kafka request frames and response reading, for tests below the client.
 //! - [`alloc`] and [`corpus`]: a global allocator counting each thread's largest allocation,
 //!   and the fuzz corpora replayed on stable within their allocation budgets.
@@ -22,10 +24,12 @@ pub mod broker;
 pub mod corpus;
 pub mod node;
 pub mod process;
+pub mod proxy;
 pub mod wire;
 
 pub use node::{TestNode, TestNodeBuilder};
 pub use process::{ProcessNode, ProcessNodeBuilder, Run, clean_command, free_ports, run};
+pub use proxy::{Direction, Fault, FaultProxy};
 
 /// CRC32C (Castagnoli), bit by bit: slow and obviously right, a reference independent of the
 /// table-driven one cairn uses, for tests that build or reseal batches by hand.

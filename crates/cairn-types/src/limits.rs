@@ -219,3 +219,75 @@ const _: () = assert!(
 pub const RAFT_READ_BYTES_MAX: u32 = 1024 * 1024;
 
 const _: () = assert!(RAFT_READ_BYTES_MAX <= READ_BYTES_MAX);
+
+/// Bytes of a peer frame's fixed header (RFC 0003 §6): length, CRC32C, kind, version,
+/// correlation id, group and `ttl_ms`.
+pub const PEER_FRAME_HEADER_BYTES: u32 = 4 + 4 + 2 + 2 + 8 + 8 + 4;
+
+/// Bytes an AppendEntries body adds around its entries: vote, previous and commit log ids,
+/// entry count (43 today, rounded up for growth).
+pub const PEER_APPEND_FIXED_BYTES: u32 = 64;
+
+/// Bytes an AppendEntries body adds per entry: its log id (term, index) and batch length.
+pub const PEER_ENTRY_OVERHEAD_BYTES: u32 = 8 + 8 + 4;
+
+/// Largest peer frame a node sends or accepts, checked against the length prefix before
+/// anything is allocated for the frame. It holds an AppendEntries of [`RAFT_READ_BYTES_MAX`]
+/// of batches plus one batch of [`BATCH_BYTES_MAX`] (checked below).
+pub const PEER_FRAME_BYTES_MAX: u32 = BATCH_BYTES_MAX + 2 * 1024 * 1024;
+
+/// Largest frame a peer may send before its handshake is accepted: a `Hello` or `Goodbye`. An
+/// unauthenticated connection cannot make a node allocate more than this.
+pub const PEER_HANDSHAKE_FRAME_BYTES_MAX: u32 = 1024;
+
+/// Groups in one `Heartbeats` frame, and in its answer (RFC 0003 §6: a peer's coalescer sends
+/// every 1,000 groups).
+pub const PEER_HEARTBEATS_GROUPS_MAX: u32 = 1000;
+
+/// Bytes of the text of a `Goodbye` reason or an error answer.
+pub const PEER_MESSAGE_BYTES_MAX: usize = 512;
+
+/// Default bytes of frames queued for one peer's control lane (votes, heartbeats) and not yet
+/// written; a call that would pass it fails at once as unreachable.
+pub const PEER_CONTROL_QUEUE_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
+
+/// Default bytes of frames queued for one peer's data lane (appends) and not yet written (RFC
+/// 0003 §6: 64 MiB). A frame is queued into an empty queue whatever its size, so a lane holds
+/// at most this plus one frame.
+pub const PEER_DATA_QUEUE_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
+
+/// Requests from one peer connection that a node runs at once; one more is answered `Busy`
+/// at once rather than queued, so a flood cannot stall the connection's answers.
+pub const PEER_INBOUND_REQUESTS_MAX: usize = 1024;
+
+/// Calls one peer connection waits for answers to at once; one more fails at once as
+/// unreachable.
+pub const PEER_CALLS_PENDING_MAX: usize = 4096;
+
+/// First pause before a node dials a peer again after a failed dial, handshake or connection
+/// (RFC 0003 §6); each failure in a row doubles it up to [`PEER_RECONNECT_BACKOFF_MS_MAX`], each
+/// pause is jittered down to half, and a connection that completes its handshake resets it.
+pub const PEER_RECONNECT_BACKOFF_MS_MIN: u64 = 50;
+
+/// Longest pause between two dials of the same peer lane.
+pub const PEER_RECONNECT_BACKOFF_MS_MAX: u64 = 2000;
+
+/// Longest a peer connection may take from connect to an accepted handshake.
+pub const PEER_HANDSHAKE_TIMEOUT_MS: u64 = 5000;
+
+const _: () = assert!(
+    PEER_FRAME_BYTES_MAX as u64
+        >= (PEER_FRAME_HEADER_BYTES + PEER_APPEND_FIXED_BYTES) as u64
+            + RAFT_READ_BYTES_MAX as u64
+            + BATCH_BYTES_MAX as u64
+            + (RAFT_READ_BYTES_MAX as u64 / crate::batch::HEADER_BYTES as u64 + 1)
+                * PEER_ENTRY_OVERHEAD_BYTES as u64
+);
+const _: () = assert!(PEER_HANDSHAKE_FRAME_BYTES_MAX >= PEER_FRAME_HEADER_BYTES + 64);
+const _: () = assert!(PEER_HANDSHAKE_FRAME_BYTES_MAX < PEER_FRAME_BYTES_MAX);
+const _: () = assert!(PEER_MESSAGE_BYTES_MAX + 64 <= PEER_HANDSHAKE_FRAME_BYTES_MAX as usize);
+const _: () = assert!(RAFT_READ_BYTES_MAX as usize <= PEER_DATA_QUEUE_BYTES_DEFAULT);
+const _: () = assert!(
+    PEER_RECONNECT_BACKOFF_MS_MIN > 0
+        && PEER_RECONNECT_BACKOFF_MS_MIN <= PEER_RECONNECT_BACKOFF_MS_MAX
+);

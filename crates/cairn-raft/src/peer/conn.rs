@@ -1,0 +1,460 @@
+//! One established peer connection (one lane of one node pair, after the handshake): its
+//! bounded outbound queue, the calls waiting for answers, and the loop that reads frames, hands
+//! requests to the [`Router`] and answers to their callers.
+//!
+//! Both ends send requests and answers on the same connection; a frame's kind says which it is,
+//! and the correlation id (chosen by the requester) matches an answer to its call.
+//!
+//! Bounds: the outbound queue holds at most `queue_bytes_max` bytes of frames not yet written
+//! (a frame is accepted into an empty queue whatever its size), and a call that would pass it
+//! fails at once; at most `calls_pending_max` calls wait for answers; at most
+//! `inbound_requests_max` requests from the peer run at once, one more is answered `Busy`.
+//! A request whose `ttl_ms` ran out before it started is dropped unanswered.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, Semaphore, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::peer::body::{ErrorAnswer, ErrorCode, Goodbye, Lane, Message};
+use crate::peer::frame::{self, Frame, FrameError};
+use crate::peer::router::Router;
+use crate::peer::stats::PeerStats;
+
+/// Why a call reached no answer from the peer's group (each maps to openraft's `Unreachable`
+/// in the next step, except [`CallError::Remote`] and [`CallError::Encode`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The request was not sent, or its connection was lost before the answer.
+    #[error("peer unreachable: {0}")]
+    Unreachable(Unreachable),
+    /// No answer before the deadline (the request may have run).
+    #[error("no answer before the deadline")]
+    Timeout,
+    /// The peer hosts no such group.
+    #[error("the peer hosts no such group")]
+    UnknownGroup,
+    /// The peer answered with an error.
+    #[error("the peer answered {:?}: {}", .0.code, .0.message)]
+    Remote(ErrorAnswer),
+    /// The request cannot be encoded (too large, or an entry not in its stored form).
+    #[error("cannot encode the request: {0}")]
+    Encode(FrameError),
+    /// The peer answered with a frame of another kind than the request's answer.
+    #[error("answer of frame kind {kind} to the request")]
+    UnexpectedAnswer {
+        /// The kind of the frame it sent.
+        kind: u16,
+    },
+}
+
+/// Why a request could not reach the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unreachable {
+    /// No connection to the peer on that lane (down, or not yet connected).
+    #[error("not connected")]
+    NotConnected,
+    /// The lane's outbound queue is full (the peer, or the network, is slower than the sender).
+    #[error("outbound queue full")]
+    QueueFull,
+    /// As many calls wait for answers on the lane as it allows.
+    #[error("too many calls waiting for answers")]
+    TooManyPending,
+    /// The connection closed before the answer came.
+    #[error("connection lost")]
+    ConnectionLost,
+}
+
+/// A frame queued for writing.
+struct Outgoing {
+    /// The encoded frame.
+    bytes: BytesMut,
+    /// The CRC32C of its body, to reseal it after restamping `ttl_ms`.
+    body_crc: u32,
+    /// A request's deadline: its `ttl_ms` is restamped when written, and it is not written at
+    /// all once past it. `None` for answers.
+    deadline: Option<Instant>,
+}
+
+/// The frames waiting for the connection's writer, bounded in bytes.
+struct OutQueue {
+    /// Frames in order, their bytes, and whether the connection closed.
+    state: Mutex<QueueState>,
+    /// Wakes the one writer.
+    ready: Notify,
+    /// Most bytes queued (a frame is accepted into an empty queue whatever its size).
+    bytes_max: usize,
+}
+
+struct QueueState {
+    frames: VecDeque<Outgoing>,
+    /// Bytes queued or being written.
+    bytes: usize,
+    closed: bool,
+}
+
+impl OutQueue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a frame; returns the bytes now queued.
+    fn push(&self, outgoing: Outgoing) -> Result<usize, Unreachable> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Unreachable::ConnectionLost);
+        }
+        let length = outgoing.bytes.len();
+        if state.bytes > 0 && state.bytes + length > self.bytes_max {
+            return Err(Unreachable::QueueFull);
+        }
+        state.bytes += length;
+        state.frames.push_back(outgoing);
+        let queued = state.bytes;
+        drop(state);
+        self.ready.notify_one();
+        Ok(queued)
+    }
+
+    /// The next frame to write; `None` once the queue is closed.
+    async fn pop(&self) -> Option<Outgoing> {
+        loop {
+            {
+                let mut state = self.lock();
+                if state.closed {
+                    return None;
+                }
+                if let Some(outgoing) = state.frames.pop_front() {
+                    return Some(outgoing);
+                }
+            }
+            // One consumer: a push between the check and here left a permit.
+            self.ready.notified().await;
+        }
+    }
+
+    /// A popped frame of `length` bytes was written (or dropped).
+    fn written(&self, length: usize) {
+        let mut state = self.lock();
+        state.bytes = state.bytes.saturating_sub(length);
+    }
+
+    fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.frames.clear();
+        state.bytes = 0;
+        drop(state);
+        self.ready.notify_one();
+    }
+}
+
+/// The limits of one connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) queue_bytes_max: usize,
+    pub(crate) calls_pending_max: usize,
+    pub(crate) inbound_requests_max: usize,
+}
+
+/// An established connection to one peer on one lane.
+pub(crate) struct Connection {
+    /// The peer's node id.
+    pub(crate) peer: u64,
+    /// Which lane it is.
+    pub(crate) lane: Lane,
+    /// The protocol version negotiated by the handshake; every frame carries it.
+    version: u16,
+    queue: OutQueue,
+    /// Calls waiting for answers, by correlation id.
+    pending: Mutex<HashMap<u64, oneshot::Sender<Message>>>,
+    calls_pending_max: usize,
+    next_correlation: AtomicU64,
+    /// Permits for the peer's requests running at once.
+    inbound: Arc<Semaphore>,
+    /// The node's counters.
+    stats: watch::Sender<PeerStats>,
+}
+
+/// Why a connection ended, for its one log line.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// The peer closed it between frames.
+    PeerClosed,
+    /// The peer said goodbye.
+    Goodbye(Goodbye),
+    /// Reading or writing failed.
+    Io(io::Error),
+    /// The peer broke the protocol: garbage, an oversized frame, a bad CRC, a frame out of place.
+    Protocol(String),
+    /// This node closed it: replaced by a newer connection, or shutting down.
+    Closed,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        peer: u64,
+        lane: Lane,
+        version: u16,
+        limits: Limits,
+        stats: watch::Sender<PeerStats>,
+    ) -> Connection {
+        Connection {
+            peer,
+            lane,
+            version,
+            queue: OutQueue {
+                state: Mutex::new(QueueState { frames: VecDeque::new(), bytes: 0, closed: false }),
+                ready: Notify::new(),
+                bytes_max: limits.queue_bytes_max,
+            },
+            pending: Mutex::new(HashMap::new()),
+            calls_pending_max: limits.calls_pending_max,
+            next_correlation: AtomicU64::new(1),
+            inbound: Arc::new(Semaphore::new(limits.inbound_requests_max)),
+            stats,
+        }
+    }
+
+    fn pending(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<Message>>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Closes the connection: the writer stops (so its loop ends), waiting calls fail.
+    pub(crate) fn close(&self) {
+        self.queue.close();
+        self.pending().clear();
+    }
+
+    /// Sends a request and waits for its answer until `deadline`.
+    pub(crate) async fn call(
+        &self,
+        group: u64,
+        message: Message,
+        deadline: Instant,
+    ) -> Result<Message, CallError> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(CallError::Timeout);
+        }
+        let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let ttl_ms = ttl_ms(deadline - now);
+        let frame = Frame { version: self.version, correlation, group, ttl_ms, message };
+        let (bytes, body_crc) = frame::encode_mut(&frame).map_err(CallError::Encode)?;
+        let (sender, answer) = oneshot::channel();
+        {
+            let mut pending = self.pending();
+            if pending.len() >= self.calls_pending_max {
+                return Err(CallError::Unreachable(Unreachable::TooManyPending));
+            }
+            pending.insert(correlation, sender);
+        }
+        // Removes the entry however the call ends (answered, timed out, dropped).
+        let _pending = PendingGuard { connection: self, correlation };
+        match self.queue.push(Outgoing { bytes, body_crc, deadline: Some(deadline) }) {
+            Ok(queued) => {
+                self.stats.send_if_modified(|s| s.note_queued(queued));
+            }
+            Err(unreachable) => {
+                if unreachable == Unreachable::QueueFull {
+                    self.stats.send_modify(|s| s.calls_queue_full += 1);
+                }
+                return Err(CallError::Unreachable(unreachable));
+            }
+        }
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(message)) => Ok(message),
+            Ok(Err(_)) => Err(CallError::Unreachable(Unreachable::ConnectionLost)),
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    /// Queues an answer; dropped (with a debug line) if the queue is full or closed, in which
+    /// case the caller times out.
+    fn answer(&self, correlation: u64, group: u64, message: Message) {
+        let frame = Frame { version: self.version, correlation, group, ttl_ms: 0, message };
+        let encoded = frame::encode_mut(&frame).or_else(|error| {
+            let message = format!("cannot encode the answer: {error}");
+            let message = Message::Error(ErrorAnswer { code: ErrorCode::Failed, message });
+            frame::encode_mut(&Frame { message, ..frame })
+        });
+        let Ok((bytes, body_crc)) = encoded else { return };
+        if let Err(error) = self.queue.push(Outgoing { bytes, body_crc, deadline: None }) {
+            tracing::debug!(peer = self.peer, lane = ?self.lane, %error, "answer dropped");
+        }
+    }
+
+    /// Runs a request from the peer on its own task, within the inbound bound and its ttl.
+    fn serve(self: &Arc<Self>, frame: Frame, router: &Arc<Router>) {
+        let Frame { correlation, group, ttl_ms, message, .. } = frame;
+        if ttl_ms == 0 {
+            self.stats.send_modify(|s| s.requests_expired += 1);
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_millis(u64::from(ttl_ms));
+        let Ok(permit) = Arc::clone(&self.inbound).try_acquire_owned() else {
+            self.stats.send_modify(|s| s.requests_busy += 1);
+            let message = "too many requests in flight on this connection".to_owned();
+            self.answer(
+                correlation,
+                group,
+                Message::Error(ErrorAnswer { code: ErrorCode::Busy, message }),
+            );
+            return;
+        };
+        let connection = Arc::clone(self);
+        let router = Arc::clone(router);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if Instant::now() >= deadline {
+                connection.stats.send_modify(|s| s.requests_expired += 1);
+                return;
+            }
+            connection.stats.send_modify(|s| s.requests_run += 1);
+            // Past the deadline nobody waits for the answer.
+            if let Ok(answer) =
+                tokio::time::timeout_at(deadline, router.answer(group, message)).await
+            {
+                connection.answer(correlation, group, answer);
+            }
+        });
+    }
+
+    /// Handles one frame read from the peer.
+    fn dispatch(self: &Arc<Self>, frame: Frame, router: &Arc<Router>) -> Result<(), Ended> {
+        if frame.version != self.version {
+            return Err(Ended::Protocol(format!(
+                "frame of version {}, the connection speaks {}",
+                frame.version, self.version
+            )));
+        }
+        if frame.message.is_request() {
+            self.serve(frame, router);
+            return Ok(());
+        }
+        match frame.message {
+            Message::Hello(_) => Err(Ended::Protocol("hello after the handshake".to_owned())),
+            Message::Goodbye(goodbye) => Err(Ended::Goodbye(goodbye)),
+            answer => {
+                // An answer nobody waits for any more (timed out) is dropped.
+                if let Some(sender) = self.pending().remove(&frame.correlation) {
+                    let _ = sender.send(answer);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Removes a call's pending entry when the call ends.
+struct PendingGuard<'a> {
+    connection: &'a Connection,
+    correlation: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.connection.pending().remove(&self.correlation);
+    }
+}
+
+/// A duration as a frame's `ttl_ms`: at least 1 (0 means expired), at most `u32::MAX`.
+pub(crate) fn ttl_ms(left: Duration) -> u32 {
+    u32::try_from(left.as_millis()).unwrap_or(u32::MAX).max(1)
+}
+
+/// Runs an established connection until it ends: reads and dispatches frames, writes the
+/// queue, and stops on `shutdown`. Closes the connection before it returns.
+pub(crate) async fn run<S>(
+    connection: Arc<Connection>,
+    stream: S,
+    router: Arc<Router>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Ended
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (reader, writer) = tokio::io::split(stream);
+    let ended = tokio::select! {
+        ended = read_frames(&connection, reader, &router) => ended,
+        written = write_frames(&connection, writer) => match written {
+            Ok(()) => Ended::Closed,
+            Err(error) => Ended::Io(error),
+        },
+        _ = shutdown.wait_for(|stop| *stop) => Ended::Closed,
+    };
+    connection.close();
+    ended
+}
+
+async fn read_frames<R: AsyncRead + Unpin>(
+    connection: &Arc<Connection>,
+    mut reader: R,
+    router: &Arc<Router>,
+) -> Ended {
+    loop {
+        let frame = match read_frame(&mut reader, cairn_types::limits::PEER_FRAME_BYTES_MAX).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ended::PeerClosed,
+            Err(ReadError::Io(error)) => return Ended::Io(error),
+            Err(ReadError::Frame(error)) => return Ended::Protocol(error.to_string()),
+        };
+        if let Err(ended) = connection.dispatch(frame, router) {
+            return ended;
+        }
+    }
+}
+
+async fn write_frames<W: AsyncWrite + Unpin>(
+    connection: &Connection,
+    mut writer: W,
+) -> io::Result<()> {
+    while let Some(mut outgoing) = connection.queue.pop().await {
+        let length = outgoing.bytes.len();
+        if let Some(deadline) = outgoing.deadline {
+            let now = Instant::now();
+            if now >= deadline {
+                // Its caller gave up: do not make the peer run it.
+                connection.queue.written(length);
+                continue;
+            }
+            frame::restamp_ttl(&mut outgoing.bytes, ttl_ms(deadline - now), outgoing.body_crc);
+        }
+        let written = writer.write_all(&outgoing.bytes).await;
+        connection.queue.written(length);
+        written?;
+    }
+    Ok(())
+}
+
+/// Why no frame could be read.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The stream failed or ended inside a frame.
+    Io(io::Error),
+    /// The bytes are not a frame.
+    Frame(FrameError),
+}
+
+/// Reads one frame of at most `max` bytes (checked before allocating); `None` if the stream
+/// ended cleanly before it.
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: u32,
+) -> Result<Option<Frame>, ReadError> {
+    let mut prefix = [0; 4];
+    if reader.read(&mut prefix[..1]).await.map_err(ReadError::Io)? == 0 {
+        return Ok(None);
+    }
+    reader.read_exact(&mut prefix[1..]).await.map_err(ReadError::Io)?;
+    let length = frame::frame_length(prefix, max).map_err(ReadError::Frame)?;
+    let mut rest = vec![0; length];
+    reader.read_exact(&mut rest).await.map_err(ReadError::Io)?;
+    frame::decode(Bytes::from(rest)).map(Some).map_err(ReadError::Frame)
+}

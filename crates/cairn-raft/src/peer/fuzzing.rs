@@ -1,0 +1,234 @@
+//! The body of the cargo-fuzz target `peer_frame` (in `fuzz/`) and of the test that replays its
+//! corpus on stable (`tests/peer_fuzz_corpus.rs`), so both run one piece of code; and the seed
+//! frames of its corpus: a valid frame of every kind, and hostile ones.
+//!
+//! - [`fuzz_peer_frame`]: the input is the bytes a peer sends on one connection, read frame after
+//!   frame as a connection reads them (length checked before allocating, then decoded). A
+//!   malformed frame is never a failure; it panics only when a promise of the codec breaks: a
+//!   frame that decodes must encode to exactly its bytes (the encoding is canonical).
+//! - [`seed_frames`]: what `fuzz/examples/seed_corpus.rs` writes to `fuzz/corpus/peer_frame`.
+//! - [`stored`]: an entry as a leader's log returns it (batch stamped with its term and an
+//!   offset), the only form an AppendEntries carries.
+//!
+//! Nothing here is used by the transport; it is public so that the fuzz crate (outside the
+//! workspace) and integration tests can reach it.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use cairn_types::batch::{self, BatchBuilder};
+use cairn_types::limits::{PEER_FRAME_BYTES_MAX, PEER_HEARTBEATS_GROUPS_MAX};
+use cairn_types::{LeaderEpoch, Offset};
+
+use crate::peer::body::{
+    AppendRequest, AppendResponse, ClusterId, ErrorAnswer, ErrorCode, Goodbye, GoodbyeReason,
+    GroupAnswer, Heartbeat, HeartbeatAnswer, Hello, Lane, Message, Vote, VoteRequest, VoteResponse,
+};
+use crate::peer::frame::{self, Frame, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
+use crate::{Members, Proposal, RaftEntry, codec};
+
+/// Target `peer_frame`: `data` is a peer's byte stream. Each frame is decoded as it is and with
+/// its CRC recomputed (so that mutations reach the bodies); one that decodes must encode back
+/// to its exact bytes.
+///
+/// # Panics
+/// If a decoded frame does not encode, or encodes to other bytes.
+pub fn fuzz_peer_frame(data: &[u8]) {
+    let mut rest = data;
+    while rest.len() >= 4 {
+        let prefix = [rest[0], rest[1], rest[2], rest[3]];
+        let Ok(length) = frame::frame_length(prefix, PEER_FRAME_BYTES_MAX) else { return };
+        let Some(whole) = rest.get(..4 + length) else { return };
+        check_frame(whole);
+        let mut resealed = whole.to_vec();
+        let crc = crc32c::crc32c(&resealed[8..]);
+        resealed[4..8].copy_from_slice(&crc.to_be_bytes());
+        check_frame(&resealed);
+        rest = &rest[4 + length..];
+    }
+}
+
+/// Decodes one whole frame (prefix included) and, if it decodes, checks its encoding.
+fn check_frame(whole: &[u8]) {
+    if let Ok(decoded) = frame::decode(Bytes::copy_from_slice(&whole[4..])) {
+        let again = frame::encode(&decoded).expect("a decoded frame encodes");
+        assert_eq!(&again[..], whole, "decoding then encoding changed the frame {decoded:?}");
+    }
+}
+
+/// `entry` as a leader's log returns it: its batch stamped with the entry's term and
+/// `base_offset`, decoded again so that it carries the stored batch.
+///
+/// # Panics
+/// If the entry has no batch form (a term above `i32::MAX`, a reserved proposal).
+#[must_use]
+pub fn stored(entry: &RaftEntry, base_offset: u64) -> RaftEntry {
+    let mut bytes = codec::encode(entry, 1_700_000_000_000).expect("an encodable entry").to_vec();
+    let epoch = i32::try_from(entry.term()).expect("a term with an epoch");
+    batch::set_base_offset(&mut bytes, Offset(base_offset));
+    batch::set_partition_leader_epoch(&mut bytes, LeaderEpoch(epoch));
+    let log_id = crate::entry::log_id(entry.term(), entry.index());
+    codec::decode(Bytes::from(bytes), log_id).expect("a stamped batch decodes")
+}
+
+/// A frame of `message` with the test's header fields.
+fn frame(message: Message) -> Frame {
+    Frame { version: PROTOCOL_VERSION_MAX, correlation: 7, group: 42, ttl_ms: 1000, message }
+}
+
+fn vote() -> Vote {
+    Vote::new_committed(5, 2)
+}
+
+/// Three stored entries of term 5 from index 10: a blank, a produced batch, a membership.
+///
+/// # Panics
+/// Never: the entries are valid by construction.
+#[must_use]
+pub fn sample_entries() -> Vec<RaftEntry> {
+    let produced = BatchBuilder::new(1_700_000_000_000)
+        .record(Some(b"key"), Some(b"value"), &[])
+        .record(None, Some(b"second"), &[])
+        .build();
+    let proposal = Proposal { batch: Bytes::from(produced), ticket: Proposal::TICKET_NONE };
+    let voters: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
+    let members = Members::new(vec![voters], BTreeSet::new()).expect("a valid membership");
+    vec![
+        stored(&RaftEntry::blank(5, 10), 100),
+        stored(&RaftEntry::normal(5, 11, proposal), 101),
+        stored(&RaftEntry::membership(5, 12, &members), 103),
+    ]
+}
+
+/// One message of every kind, named.
+///
+/// # Panics
+/// Never: the messages are valid by construction.
+#[must_use]
+pub fn sample_messages() -> Vec<(&'static str, Message)> {
+    let hello = Hello {
+        version_min: PROTOCOL_VERSION_MIN,
+        version_max: PROTOCOL_VERSION_MAX,
+        lane: Lane::Data,
+        cluster_id: Some(ClusterId(*b"0123456789abcdef")),
+        node_id: 3,
+        incarnation: 99,
+    };
+    let last = Some(crate::entry::log_id(4, 9));
+    let append = AppendRequest {
+        vote: vote(),
+        prev_log_id: last,
+        entries: sample_entries(),
+        leader_commit: Some(crate::entry::log_id(4, 8)),
+    };
+    let heartbeat = |group| Heartbeat {
+        group,
+        request: AppendRequest { entries: Vec::new(), ..append.clone() },
+    };
+    let error = ErrorAnswer { code: ErrorCode::Busy, message: "busy".to_owned() };
+    vec![
+        ("hello", Message::Hello(hello.clone())),
+        ("hello-bootstrap", Message::Hello(Hello { cluster_id: None, ..hello })),
+        (
+            "goodbye",
+            Message::Goodbye(Goodbye {
+                reason: GoodbyeReason::WrongCluster,
+                message: "cluster id differs".to_owned(),
+            }),
+        ),
+        ("vote", Message::Vote(VoteRequest::new(vote(), last))),
+        ("vote-answer", Message::VoteAnswer(VoteResponse::new(vote(), last, true))),
+        (
+            "pre-vote",
+            Message::PreVote(VoteRequest {
+                leadership_transfer: true,
+                ..VoteRequest::new(vote(), None)
+            }),
+        ),
+        ("pre-vote-answer", Message::PreVoteAnswer(VoteResponse::new(vote(), None, false))),
+        ("append", Message::Append(append.clone())),
+        ("append-answer-success", Message::AppendAnswer(AppendResponse::Success)),
+        ("append-answer-partial", Message::AppendAnswer(AppendResponse::PartialSuccess(last))),
+        ("append-answer-conflict", Message::AppendAnswer(AppendResponse::Conflict)),
+        ("append-answer-higher", Message::AppendAnswer(AppendResponse::HigherVote(vote()))),
+        ("heartbeats", Message::Heartbeats(vec![heartbeat(1), heartbeat(2), heartbeat(3)])),
+        (
+            "heartbeats-answer",
+            Message::HeartbeatsAnswer(vec![
+                HeartbeatAnswer { group: 1, answer: GroupAnswer::Append(AppendResponse::Success) },
+                HeartbeatAnswer { group: 2, answer: GroupAnswer::UnknownGroup },
+                HeartbeatAnswer { group: 3, answer: GroupAnswer::Error(error.clone()) },
+            ]),
+        ),
+        ("unknown-group", Message::UnknownGroup),
+        ("error", Message::Error(error)),
+    ]
+}
+
+/// The seeds of the `peer_frame` corpus, named (the corpus files are `seed-<name>`): a valid frame of every kind
+/// ([`sample_messages`]), all of them in one stream, and hostile frames (absurd lengths and
+/// counts, a bad CRC, an unknown kind, truncations, trailing bytes).
+///
+/// # Panics
+/// Never: the frames are valid by construction.
+#[must_use]
+pub fn seed_frames() -> Vec<(String, Vec<u8>)> {
+    let mut seeds = Vec::new();
+    let mut stream = Vec::new();
+    for (name, message) in sample_messages() {
+        let bytes = frame::encode(&frame(message)).expect("a valid frame encodes").to_vec();
+        stream.extend_from_slice(&bytes);
+        seeds.push((name.to_owned(), bytes));
+    }
+    seeds.push(("stream".to_owned(), stream));
+    seeds.extend(hostile_frames());
+    seeds
+}
+
+/// Frames a decoder must refuse without allocating for their claims.
+fn hostile_frames() -> Vec<(String, Vec<u8>)> {
+    let valid = |message| frame::encode(&frame(message)).expect("a valid frame").to_vec();
+    let resealed = |mut bytes: Vec<u8>| {
+        let crc = crc32c::crc32c(&bytes[8..]);
+        bytes[4..8].copy_from_slice(&crc.to_be_bytes());
+        bytes
+    };
+    let heartbeats = valid(Message::Heartbeats(Vec::new()));
+    let append = valid(Message::Append(AppendRequest {
+        vote: vote(),
+        prev_log_id: None,
+        entries: Vec::new(),
+        leader_commit: None,
+    }));
+    let unknown = valid(Message::UnknownGroup);
+    let mut seeds = vec![
+        ("length-7fffffff", 0x7fff_ffff_u32.to_be_bytes().to_vec()),
+        ("length-over-max", (PEER_FRAME_BYTES_MAX + 1).to_be_bytes().to_vec()),
+        ("length-below-header", 3_u32.to_be_bytes().to_vec()),
+        ("truncated", unknown[..unknown.len() - 1].to_vec()),
+    ];
+    let mut bad_crc = unknown.clone();
+    bad_crc[4] ^= 0x01;
+    seeds.push(("bad-crc", bad_crc));
+    let mut kind = unknown.clone();
+    kind[8..10].copy_from_slice(&999_u16.to_be_bytes());
+    seeds.push(("unknown-kind", resealed(kind)));
+    let mut trailing = unknown;
+    trailing.push(0);
+    let length = u32::try_from(trailing.len() - 4).expect("small");
+    trailing[..4].copy_from_slice(&length.to_be_bytes());
+    seeds.push(("trailing-byte", resealed(trailing)));
+    // The count is the body's last field of an empty AppendEntries or Heartbeats.
+    for (name, mut bytes) in
+        [("entries-count-ffffffff", append), ("heartbeats-count-ffffffff", heartbeats)]
+    {
+        let at = bytes.len() - 4;
+        bytes[at..].copy_from_slice(&u32::MAX.to_be_bytes());
+        seeds.push((name, resealed(bytes)));
+    }
+    let mut too_many = valid(Message::Heartbeats(Vec::new()));
+    let at = too_many.len() - 4;
+    too_many[at..].copy_from_slice(&(PEER_HEARTBEATS_GROUPS_MAX + 1).to_be_bytes());
+    seeds.push(("heartbeats-count-over-max", resealed(too_many)));
+    seeds.into_iter().map(|(name, bytes)| (name.to_owned(), bytes)).collect()
+}

@@ -1,0 +1,30 @@
+//! The node-to-node transport (RFC 0003 §6): the frame codec and the peer connections that
+//! carry Raft's messages between nodes.
+//!
+//! - [`frame`]: the frame (`length | crc32c | kind | version | correlation | group | ttl_ms |
+//!   body`), checked before anything is allocated for it; [`body`]: the messages it carries
+//!   ([`Message`]), cairn's own encoding of openraft's requests and answers.
+//! - [`fuzzing`]: the body of the `peer_frame` fuzz target and its seed frames.
+
+mod backoff;
+pub mod body;
+mod conn;
+pub mod frame;
+pub mod fuzzing;
+mod handshake;
+mod node;
+mod router;
+mod stats;
+mod transport;
+
+pub use backoff::Backoff;
+pub use body::{
+    AppendRequest, AppendResponse, ClusterId, ErrorAnswer, ErrorCode, Goodbye, GoodbyeReason,
+    GroupAnswer, Heartbeat, HeartbeatAnswer, Hello, Lane, Message, Vote, VoteRequest, VoteResponse,
+};
+pub use conn::{CallError, Unreachable};
+pub use frame::{Frame, FrameError};
+pub use node::{PeerClient, PeerConfig, PeerNode};
+pub use router::{GroupHandler, GroupRequest, HandlerFuture, Request, Response, Router};
+pub use stats::PeerStats;
+pub use transport::{Listener, Tcp, Transport};

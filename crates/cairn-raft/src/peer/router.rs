@@ -1,0 +1,196 @@
+//! The receive side's multiplexing: a [`Router`] hands each request for group G to the
+//! [`GroupHandler`] registered for G (the group's openraft instance, next step), answers
+//! `UnknownGroup` for a group it does not host, and fans a batched `Heartbeats` frame out to
+//! each group, batching their answers.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+use tokio::task::JoinSet;
+
+use crate::peer::body::{
+    AppendRequest, AppendResponse, ErrorAnswer, ErrorCode, GroupAnswer, Heartbeat, HeartbeatAnswer,
+    Lane, Message, VoteRequest, VoteResponse,
+};
+
+/// A request to a peer: what [`crate::peer::PeerClient::call`] sends.
+#[derive(Clone, Debug)]
+pub enum Request {
+    /// A vote request, on the control lane.
+    Vote(VoteRequest),
+    /// A pre-vote request, on the control lane.
+    PreVote(VoteRequest),
+    /// An AppendEntries, on the data lane.
+    Append(AppendRequest),
+    /// Many groups' heartbeats, on the control lane (the call's group is unused).
+    Heartbeats(Vec<Heartbeat>),
+}
+
+impl Request {
+    /// The lane the request travels on.
+    #[must_use]
+    pub fn lane(&self) -> Lane {
+        match self {
+            Request::Append(_) => Lane::Data,
+            Request::Vote(_) | Request::PreVote(_) | Request::Heartbeats(_) => Lane::Control,
+        }
+    }
+
+    /// The request as a frame's message.
+    pub(crate) fn into_message(self) -> Message {
+        match self {
+            Request::Vote(request) => Message::Vote(request),
+            Request::PreVote(request) => Message::PreVote(request),
+            Request::Append(request) => Message::Append(request),
+            Request::Heartbeats(heartbeats) => Message::Heartbeats(heartbeats),
+        }
+    }
+}
+
+/// A peer's answer to a [`Request`], of the same kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// The answer to a vote request.
+    Vote(VoteResponse),
+    /// The answer to a pre-vote request.
+    PreVote(VoteResponse),
+    /// The answer to an AppendEntries.
+    Append(AppendResponse),
+    /// The answers to heartbeats, one per group.
+    Heartbeats(Vec<HeartbeatAnswer>),
+}
+
+impl Response {
+    /// The answer as a frame's message.
+    pub(crate) fn into_message(self) -> Message {
+        match self {
+            Response::Vote(answer) => Message::VoteAnswer(answer),
+            Response::PreVote(answer) => Message::PreVoteAnswer(answer),
+            Response::Append(answer) => Message::AppendAnswer(answer),
+            Response::Heartbeats(answers) => Message::HeartbeatsAnswer(answers),
+        }
+    }
+}
+
+/// A request for one group, as a [`GroupHandler`] receives it.
+#[derive(Clone, Debug)]
+pub enum GroupRequest {
+    /// A vote request.
+    Vote(VoteRequest),
+    /// A pre-vote request.
+    PreVote(VoteRequest),
+    /// An AppendEntries, with entries or (a heartbeat) without.
+    Append(AppendRequest),
+}
+
+/// What a [`GroupHandler`] returns: the group's answer ([`Response::Vote`],
+/// [`Response::PreVote`] or [`Response::Append`], matching the request) or an error answer.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response, ErrorAnswer>> + Send>>;
+
+/// Serves one group's requests from peers.
+///
+/// Obligations: answer with the response kind of the request; the future may be dropped if
+/// the connection closes, and must be cheap to start (the connection's reader calls
+/// `handle` inline and spawns the future).
+pub trait GroupHandler: Send + Sync + 'static {
+    /// Starts serving `request`.
+    fn handle(&self, request: GroupRequest) -> HandlerFuture;
+}
+
+/// The groups a node hosts, by group id: where requests from peers go.
+#[derive(Default)]
+pub struct Router {
+    /// Handlers by group id; a group being created or removed races harmlessly with requests
+    /// (one sees `UnknownGroup`, and its sender's Raft retries).
+    groups: RwLock<HashMap<u64, Arc<dyn GroupHandler>>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").field("groups", &self.handlers().len()).finish()
+    }
+}
+
+impl Router {
+    /// An empty router.
+    #[must_use]
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// Routes `group`'s requests to `handler` (replacing any earlier one).
+    pub fn register(&self, group: u64, handler: Arc<dyn GroupHandler>) {
+        self.groups
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(group, handler);
+    }
+
+    /// Stops routing to `group`: its requests get `UnknownGroup`.
+    pub fn remove(&self, group: u64) {
+        self.groups.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&group);
+    }
+
+    fn handlers(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u64, Arc<dyn GroupHandler>>> {
+        self.groups.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn handler(&self, group: u64) -> Option<Arc<dyn GroupHandler>> {
+        self.handlers().get(&group).cloned()
+    }
+
+    /// The answer to a request frame's message for `group`.
+    pub(crate) async fn answer(&self, group: u64, message: Message) -> Message {
+        let request = match message {
+            Message::Vote(request) => GroupRequest::Vote(request),
+            Message::PreVote(request) => GroupRequest::PreVote(request),
+            Message::Append(request) => GroupRequest::Append(request),
+            Message::Heartbeats(heartbeats) => {
+                return Message::HeartbeatsAnswer(self.heartbeats(heartbeats).await);
+            }
+            other => {
+                let message = format!("frame kind {} is not a request", other.kind());
+                return Message::Error(ErrorAnswer { code: ErrorCode::Unsupported, message });
+            }
+        };
+        let Some(handler) = self.handler(group) else { return Message::UnknownGroup };
+        match handler.handle(request).await {
+            Ok(response) => response.into_message(),
+            Err(error) => Message::Error(error),
+        }
+    }
+
+    /// Each heartbeat handed to its group at once; the answers in the heartbeats' order.
+    async fn heartbeats(&self, heartbeats: Vec<Heartbeat>) -> Vec<HeartbeatAnswer> {
+        let mut answers: Vec<HeartbeatAnswer> = heartbeats
+            .iter()
+            .map(|h| HeartbeatAnswer { group: h.group, answer: GroupAnswer::UnknownGroup })
+            .collect();
+        let mut running = JoinSet::new();
+        for (position, Heartbeat { group, request }) in heartbeats.into_iter().enumerate() {
+            if let Some(handler) = self.handler(group) {
+                // Until it answers: what a handler that panics leaves.
+                answers[position].answer = GroupAnswer::Error(ErrorAnswer {
+                    code: ErrorCode::Failed,
+                    message: "the group's handler failed".to_owned(),
+                });
+                let future = handler.handle(GroupRequest::Append(request));
+                running.spawn(async move { (position, future.await) });
+            }
+        }
+        while let Some(joined) = running.join_next().await {
+            let Ok((position, result)) = joined else { continue };
+            answers[position].answer = match result {
+                Ok(Response::Append(response)) => GroupAnswer::Append(response),
+                Ok(other) => GroupAnswer::Error(ErrorAnswer {
+                    code: ErrorCode::Failed,
+                    message: format!("the group answered a heartbeat with {other:?}"),
+                }),
+                Err(error) => GroupAnswer::Error(error),
+            };
+        }
+        answers
+    }
+}
