@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::config::{FlushPolicy, LogConfig, Retention};
 use crate::disk::{Disk, DiskFile, child};
 use crate::epochs::{EpochStart, Epochs};
-use crate::error::{ENOSPC, Error, Result, io_error};
+use crate::error::{ENOSPC, Error, Result, io_error, io_or_no_space};
 use crate::recovery::Recovery;
 use crate::segment::{self, Boundary, DATA_SUFFIX, INDEX_SUFFIX, Segment, SegmentFiles};
 
@@ -552,7 +552,7 @@ impl<D: Disk> Log<D> {
         active
             .data
             .write_all_at(&batches[first.0..end], u64::from(active.size))
-            .map_err(write_error("write", &active.data_path))?;
+            .map_err(io_or_no_space("write", &active.data_path))?;
         let run_position = active.size;
         for (at, header) in run {
             debug_assert_eq!((active.size - run_position) as usize, at - first.0);
@@ -621,8 +621,8 @@ impl<D: Disk> Log<D> {
     ) -> Result<Segment<D::File>> {
         let data_path = child(&self.dir, &segment::file_name(base, first_index, DATA_SUFFIX));
         let index_path = child(&self.dir, &segment::file_name(base, first_index, INDEX_SUFFIX));
-        let data = self.disk.create(&data_path).map_err(write_error("create", &data_path))?;
-        let index = self.disk.create(&index_path).map_err(write_error("create", &index_path))?;
+        let data = self.disk.create(&data_path).map_err(io_or_no_space("create", &data_path))?;
+        let index = self.disk.create(&index_path).map_err(io_or_no_space("create", &index_path))?;
         self.disk.sync_dir(&self.dir).map_err(io_error("fsync dir", &self.dir))?;
         let files = SegmentFiles { data, data_path, index, index_path };
         Ok(Segment::new(base, first_index, files, now_ms))
@@ -1160,18 +1160,6 @@ fn validate(batches: &[u8], headers: &mut Vec<(usize, BatchHeader)>) -> Result<(
         at += batch.as_bytes().len();
     }
     Ok(())
-}
-
-/// Maps a write error: a full disk is retriable, everything else is fatal.
-pub(crate) fn write_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
-    let path = path.to_path_buf();
-    move |source| {
-        if source.raw_os_error() == Some(ENOSPC) {
-            Error::NoSpace { path }
-        } else {
-            Error::Io { op, path, source }
-        }
-    }
 }
 
 /// Turns an IO error that is a full disk into [`Error::NoSpace`].
