@@ -115,28 +115,36 @@ fn size_descriptor_cache() -> u64 {
     limit.soft
 }
 
-/// Resolves when the process receives SIGTERM or SIGINT.
-async fn termination() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops the node");
-                let _ = interrupt.await;
-                return;
+/// Listens for SIGTERM and SIGINT from the call on; the future resolves when either arrives.
+/// Called before readiness is reported: a signal sent as soon as the node is ready must stop it
+/// cleanly, not meet the default action (death) because no handler was registered yet.
+#[cfg(unix)]
+fn termination() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (terminate, interrupt) {
+            (Ok(mut terminate), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "cannot listen for SIGTERM or SIGINT; the node stops only when killed");
+                std::future::pending::<()>().await;
+            }
         }
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+}
+
+/// Resolves when the process receives Ctrl-C.
+#[cfg(not(unix))]
+fn termination() -> impl Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Help text of `cairn_partitions_offline`.
@@ -230,6 +238,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let broker = Broker::open(broker_config, meta).await.context("opening partitions")?;
     let retention = tokio::spawn(Arc::clone(&broker).run_retention(stopping.clone()));
     let server_config = server_config(&config, cluster_id);
+    let terminated = termination();
     tracing::info!(
         kafka = %config.kafka_listen,
         %advertised,
@@ -244,7 +253,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             cairn_kafka::serve(kafka, broker, server_config, &registry, stopping).await
         })
     };
-    let served = supervise(server, termination(), &ready, &stop).await;
+    let served = supervise(server, terminated, &ready, &stop).await;
     // The sweep stops between partitions once `stop` is sent; it must end before the partitions
     // are closed under it.
     if let Err(error) = retention.await {
