@@ -316,7 +316,7 @@ impl Connection {
         self.stats.send_modify(|s| s.requests_run += 1);
         // Started here, in the order the requests arrived (a group's appends keep their order);
         // only the wait for the answer runs on a task.
-        let answer = router.start(group, message);
+        let answer = router.start(group, message, deadline);
         let connection = Arc::clone(self);
         tokio::spawn(async move {
             let _permit = permit;
@@ -429,8 +429,8 @@ impl SentKind {
         }
     }
 
-    /// Counts the request; true (watchers woken) only for the rare kinds, votes and snapshots:
-    /// appends and heartbeats are counted without waking anyone.
+    /// Counts the request; true (watchers woken) for all but appends, which are counted
+    /// without waking anyone (a `Heartbeats` frame goes at most once per peer and window).
     fn count(self, stats: &mut PeerStats) -> bool {
         match self {
             SentKind::Vote => stats.votes_sent += 1,
@@ -443,7 +443,6 @@ impl SentKind {
             SentKind::Heartbeats(items) => {
                 stats.heartbeat_frames_sent += 1;
                 stats.heartbeats_sent += items;
-                return false;
             }
         }
         true

@@ -13,7 +13,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
+use std::time::Duration;
+
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::peer::body::{
     AppendRequest, AppendResponse, ErrorAnswer, ErrorCode, GroupAnswer, Heartbeat, HeartbeatAnswer,
@@ -159,15 +162,21 @@ impl Router {
     }
 
     /// Starts the request of a frame's message for `group`: the handler's `handle` runs now
-    /// (so requests start in the order they arrived), the answer comes from the future.
-    pub(crate) fn start(&self, group: u64, message: Message) -> BoxFuture<Message> {
+    /// (so requests start in the order they arrived), the answer comes from the future, by
+    /// `deadline` (the request's; a batch of heartbeats answers what it has a little before it).
+    pub(crate) fn start(
+        &self,
+        group: u64,
+        message: Message,
+        deadline: Instant,
+    ) -> BoxFuture<Message> {
         let request = match message {
             Message::Vote(request) => GroupRequest::Vote(request),
             Message::PreVote(request) => GroupRequest::PreVote(request),
             Message::Append(request) => GroupRequest::Append(request),
             Message::Snapshot(request) => GroupRequest::Snapshot(request),
             Message::Heartbeats(heartbeats) => {
-                let answers = self.heartbeats(heartbeats);
+                let answers = self.heartbeats(heartbeats, deadline);
                 return Box::pin(async move { Message::HeartbeatsAnswer(answers.await) });
             }
             other => {
@@ -189,10 +198,12 @@ impl Router {
     }
 
     /// Each heartbeat handed to its group now; the future gathers the answers in the
-    /// heartbeats' order.
+    /// heartbeats' order. One slow group must not cost the others their answers: what has
+    /// not answered shortly before `deadline` ([`heartbeats_due`]) is answered `Failed`.
     fn heartbeats(
         &self,
         heartbeats: Vec<Heartbeat>,
+        deadline: Instant,
     ) -> impl Future<Output = Vec<HeartbeatAnswer>> + Send + 'static {
         let mut answers: Vec<HeartbeatAnswer> = heartbeats
             .iter()
@@ -201,17 +212,24 @@ impl Router {
         let mut running = JoinSet::new();
         for (position, Heartbeat { group, request }) in heartbeats.into_iter().enumerate() {
             if let Some(handler) = self.handler(group) {
-                // Until it answers: what a handler that panics leaves.
+                // Until it answers: what a handler that panics or is late leaves.
                 answers[position].answer = GroupAnswer::Error(ErrorAnswer {
                     code: ErrorCode::Failed,
-                    message: "the group's handler failed".to_owned(),
+                    message: "the group's handler failed or did not answer in time".to_owned(),
                 });
                 let future = handler.handle(GroupRequest::Heartbeat(request));
                 running.spawn(async move { (position, future.await) });
             }
         }
+        let due = heartbeats_due(deadline);
         async move {
-            while let Some(joined) = running.join_next().await {
+            loop {
+                let joined = match tokio::time::timeout_at(due, running.join_next()).await {
+                    Ok(Some(joined)) => joined,
+                    Ok(None) => break,
+                    // The rest keep their placeholder.
+                    Err(_) => break,
+                };
                 let Ok((position, result)) = joined else { continue };
                 answers[position].answer = match result {
                     Ok(Response::Append(response)) => GroupAnswer::Append(response),
@@ -226,6 +244,17 @@ impl Router {
         }
     }
 }
+
+/// When a batch of heartbeats answers whatever its groups answered by then: a quarter of the
+/// time left before `deadline` (at most [`HEARTBEATS_ANSWER_MARGIN`]) earlier, so that the
+/// answer still reaches the sender in time.
+fn heartbeats_due(deadline: Instant) -> Instant {
+    let left = deadline.saturating_duration_since(Instant::now());
+    deadline - (left / 4).min(HEARTBEATS_ANSWER_MARGIN)
+}
+
+/// The most a batch of heartbeats answers before its deadline.
+const HEARTBEATS_ANSWER_MARGIN: Duration = Duration::from_millis(10);
 
 /// A boxed future that can move between threads.
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

@@ -2,8 +2,8 @@
 //! `watch` channel, no polling) and what the metrics will export.
 
 /// Counters since the transport started. Each field counts events, except
-/// [`PeerStats::queued_bytes_peak`]. A change wakes the channel's watchers, except the counts
-/// of appends and heartbeats sent (they change on every call; read them after another wait).
+/// [`PeerStats::queued_bytes_peak`]. A change wakes the channel's watchers, except the count
+/// of appends sent (it changes on every append; read it after another wait).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PeerStats {
     /// Connections whose handshake completed (either side).
@@ -33,9 +33,9 @@ pub struct PeerStats {
     pub pre_votes_sent: u64,
     /// AppendEntries frames sent (data lane; counted without waking watchers).
     pub appends_sent: u64,
-    /// Batched `Heartbeats` frames sent (counted without waking watchers).
+    /// Batched `Heartbeats` frames sent.
     pub heartbeat_frames_sent: u64,
-    /// Heartbeats carried by those frames, one per group (counted without waking watchers).
+    /// Heartbeats carried by those frames, one per group.
     pub heartbeats_sent: u64,
     /// Snapshots sent.
     pub snapshots_sent: u64,
