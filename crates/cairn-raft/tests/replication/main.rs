@@ -192,3 +192,39 @@ async fn wait_for_leader_among(cluster: &Cluster, nodes: &[u64], above: u64) -> 
     lease.leader_with_quorum_acked(None, "the new leader's lease").await.unwrap();
     leader
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_the_peer_does_not_host_is_unreachable_to_openraft() {
+    use cairn_raft::peer::{AppendRequest, Vote, VoteRequest};
+    use openraft::error::RPCError;
+    use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+
+    let cluster = Cluster::start(&[1, 2, 3], &[GROUP]).await;
+    cluster.initialize(1, GROUP).await;
+    cluster.leader(GROUP, 0).await;
+    let option = RPCOption::new(std::time::Duration::from_secs(5));
+    let mut unknown = cluster.nodes[&1].network.group(GROUP + 1);
+    let mut client = unknown.new_client(2, &openraft::EmptyNode {}).await;
+    let request = VoteRequest::new(Vote::new(1, 1), None);
+    let vote = client.vote(request.clone(), option.clone()).await;
+    assert!(matches!(vote, Err(RPCError::Unreachable(_))), "{vote:?}");
+    let pre_vote = client.pre_vote(request, option.clone()).await;
+    assert!(matches!(pre_vote, Err(RPCError::Unreachable(_))), "{pre_vote:?}");
+    let append = AppendRequest {
+        vote: Vote::new(1, 1),
+        prev_log_id: None,
+        entries: Vec::new(),
+        leader_commit: None,
+    };
+    let appended = client.append_entries(append.clone(), option.clone()).await;
+    assert!(matches!(appended, Err(RPCError::Unreachable(_))), "{appended:?}");
+    // Through the heartbeat coalescer alike.
+    let mut heartbeats = unknown.new_heartbeat_client(3, &openraft::EmptyNode {}).await;
+    let beat = heartbeats.append_entries(append, option.clone()).await;
+    assert!(matches!(beat, Err(RPCError::Unreachable(_))), "{beat:?}");
+    // A node that is not a peer at all.
+    let mut stranger = unknown.new_client(9, &openraft::EmptyNode {}).await;
+    let vote = stranger.vote(VoteRequest::new(Vote::new(1, 1), None), option).await;
+    assert!(matches!(vote, Err(RPCError::Unreachable(_))), "{vote:?}");
+    cluster.shutdown().await;
+}
