@@ -212,6 +212,13 @@ impl PeerNode {
         matches!(tokio::time::timeout(timeout, changed.wait_for(both)).await, Ok(Ok(_)))
     }
 
+    /// Waits until neither lane of `peer` is connected; false if `timeout` passed first.
+    pub async fn wait_disconnected(&self, peer: u64, timeout: Duration) -> bool {
+        let mut changed = self.core.links_changed.subscribe();
+        let neither = |_: &u64| Lane::ALL.iter().all(|&lane| !self.is_connected(peer, lane));
+        matches!(tokio::time::timeout(timeout, changed.wait_for(neither)).await, Ok(Ok(_)))
+    }
+
     /// Stops every task and closes every connection, then waits for the tasks to end.
     pub async fn shutdown(mut self) {
         self.core.shutdown.send_replace(true);

@@ -185,14 +185,22 @@ impl Cluster {
     }
 
     /// Sets `fault` on every link of `node`; a [`Fault::Reject`] also closes its open
-    /// connections (a blackhole keeps them open, silent).
-    pub fn isolate(&self, node: u64, fault: Fault) {
+    /// connections and returns once `node` saw them closed (a blackhole keeps them open,
+    /// silent).
+    pub async fn isolate(&self, node: u64, fault: Fault) {
         for (&(low, high), proxy) in &self.proxies {
             if low == node || high == node {
                 proxy.set(fault);
                 if fault == Fault::Reject {
                     proxy.cut();
                 }
+            }
+        }
+        if fault == Fault::Reject {
+            let transport = &self.nodes[&node].peer;
+            for peer in transport.peer_ids() {
+                let closed = transport.wait_disconnected(peer, WAIT).await;
+                assert!(closed, "node {node}'s links to {peer} closed");
             }
         }
     }

@@ -78,7 +78,7 @@ async fn a_partitioned_leader_loses_its_uncommitted_suffix_and_nothing_committed
 
     // Cut every link of the leader, then give it proposals it cannot commit (at once: it
     // takes writes only while its lease lasts).
-    cluster.isolate(old_leader, Fault::Reject);
+    cluster.isolate(old_leader, Fault::Reject).await;
     let stranded = cluster.propose(old_leader, GROUP, "stranded", 5).await;
     let old_raft = cluster.raft(old_leader, GROUP);
     let why = "the isolated leader appends its proposals";
@@ -119,7 +119,7 @@ async fn pre_vote_keeps_a_returning_partitioned_follower_from_deposing_the_leade
     // timer fires and it sends pre-votes that nobody answers, round after round.
     let mut stats = cluster.nodes[&follower].peer.stats();
     let pre_votes = stats.borrow().pre_votes_sent;
-    cluster.isolate(follower, Fault::Drop(Direction::Both));
+    cluster.isolate(follower, Fault::Drop(Direction::Both)).await;
     let rounds = tokio::time::timeout(WAIT, stats.wait_for(|s| s.pre_votes_sent >= pre_votes + 4));
     assert!(rounds.await.is_ok(), "the isolated follower campaigns with pre-votes");
     let metrics = cluster.raft(follower, GROUP).metrics().borrow_watched().clone();
