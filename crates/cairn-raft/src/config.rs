@@ -60,7 +60,7 @@ impl Timers {
     /// # Errors
     /// [`TimersError`] if the timers break openraft's rules (election timeouts not above the
     /// heartbeat and its skip window, an empty election range).
-    pub(crate) fn openraft_config(&self) -> Result<Config, TimersError> {
+    pub fn openraft_config(&self) -> Result<Config, TimersError> {
         let config = Config {
             cluster_name: "cairn".to_owned(),
             heartbeat_interval: self.heartbeat_ms,

@@ -16,8 +16,13 @@
 //!   partition will own one `Raft` over them. [`GroupCommit`]: the log's group commit, which
 //!   the partition runs too.
 //!
-//! The transport comes next (RFC 0003 §9, step 4). The design is
-//! `docs/rfcs/0003-replication.md` §3.
+//! - [`peer`]: the node-to-node transport (frames, connections, the router of requests to
+//!   groups). [`Network`] / [`GroupNetwork`] / [`PeerNetwork`]: openraft's network over it
+//!   (votes and pre-votes on the control lane, pipelined appends on the data lane, heartbeats
+//!   batched per peer); [`RaftHandler`]: a group's receiving side, registered in the router.
+//!
+//! The design is `docs/rfcs/0003-replication.md` §3 and §6; how a group's messages travel is
+//! `docs/internals/replication.md`.
 
 pub mod codec;
 mod config;
@@ -25,8 +30,12 @@ mod entry;
 pub mod epoch;
 mod flush;
 mod group;
+mod handler;
+mod heartbeat;
 mod membership;
+mod network;
 pub mod peer;
+mod pipeline;
 mod record;
 mod state_machine;
 mod store;
@@ -37,7 +46,9 @@ pub use entry::{Proposal, RaftEntry};
 pub use epoch::TermError;
 pub use flush::{FlushError, FlushTarget, GroupCommit};
 pub use group::{GroupLog, StoreError};
+pub use handler::RaftHandler;
 pub use membership::{Members, MembersError};
+pub use network::{GroupNetwork, Network, PeerNetwork};
 pub use record::RecordError;
 pub use state_machine::{PartitionSnapshot, PartitionStateMachine, SnapshotBuilder};
 pub use store::{AppendSink, LogReader, LogStore, ProposalAppended};

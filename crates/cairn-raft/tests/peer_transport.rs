@@ -17,8 +17,8 @@ use cairn_raft::peer::fuzzing::{sample_entries, stored};
 use cairn_raft::peer::{
     AppendRequest, AppendResponse, CallError, ClusterId, ErrorAnswer, ErrorCode, GoodbyeReason,
     GroupAnswer, GroupHandler, GroupRequest, HandlerFuture, Heartbeat, Hello, Lane, Message,
-    PeerConfig, PeerNode, PeerStats, Request, Response, Router, Tcp, Unreachable, Vote,
-    VoteRequest, VoteResponse,
+    PeerConfig, PeerNode, PeerStats, Request, Response, Router, SnapshotResponse, Tcp, Unreachable,
+    Vote, VoteRequest, VoteResponse,
 };
 use cairn_raft::{LogId, Proposal, RaftEntry};
 use cairn_testkit::{Fault, FaultProxy};
@@ -128,6 +128,7 @@ impl GroupHandler for Granting {
                 GroupRequest::PreVote(r) => {
                     Response::PreVote(VoteResponse::new(r.vote, r.last_log_id, false))
                 }
+                GroupRequest::Heartbeat(_) => Response::Append(AppendResponse::Success),
                 GroupRequest::Append(r) if r.entries.is_empty() => {
                     Response::Append(AppendResponse::Success)
                 }
@@ -135,6 +136,7 @@ impl GroupHandler for Granting {
                     let last = r.entries.last().map(|e| LogId::new_term_index(e.term(), e.index()));
                     Response::Append(AppendResponse::PartialSuccess(last))
                 }
+                GroupRequest::Snapshot(r) => Response::Snapshot(SnapshotResponse { vote: r.vote }),
             })
         })
     }

@@ -275,6 +275,23 @@ pub const PEER_RECONNECT_BACKOFF_MS_MAX: u64 = 2000;
 /// Longest a peer connection may take from connect to an accepted handshake.
 pub const PEER_HANDSHAKE_TIMEOUT_MS: u64 = 5000;
 
+/// Longest a peer's heartbeat coalescer holds a group's heartbeat before it sends the batch
+/// (RFC 0003 §6: one `Heartbeats` frame per peer every 10 ms, or every
+/// [`PEER_HEARTBEATS_GROUPS_MAX`] groups).
+pub const PEER_HEARTBEATS_WINDOW_MS: u64 = 10;
+
+/// Heartbeats waiting in one peer's coalescer; one more fails at once as unreachable (the
+/// group's next heartbeat retries).
+pub const PEER_HEARTBEATS_QUEUED_MAX: usize = 4 * PEER_HEARTBEATS_GROUPS_MAX as usize;
+
+/// Bytes of entries one group's pipelined append stream keeps in flight to one peer (RFC 0003
+/// §6: 4 MiB); one request is sent whatever its size when none is in flight.
+pub const PEER_APPEND_INFLIGHT_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Appends from peers one group holds in its receive pipeline (started in order, answered as
+/// they are flushed); one more is answered `Busy`.
+pub const RAFT_APPENDS_QUEUED_MAX: usize = 256;
+
 const _: () = assert!(
     PEER_FRAME_BYTES_MAX as u64
         >= (PEER_FRAME_HEADER_BYTES + PEER_APPEND_FIXED_BYTES) as u64
@@ -287,6 +304,8 @@ const _: () = assert!(PEER_HANDSHAKE_FRAME_BYTES_MAX >= PEER_FRAME_HEADER_BYTES 
 const _: () = assert!(PEER_HANDSHAKE_FRAME_BYTES_MAX < PEER_FRAME_BYTES_MAX);
 const _: () = assert!(PEER_MESSAGE_BYTES_MAX + 64 <= PEER_HANDSHAKE_FRAME_BYTES_MAX as usize);
 const _: () = assert!(RAFT_READ_BYTES_MAX as usize <= PEER_DATA_QUEUE_BYTES_DEFAULT);
+const _: () = assert!(PEER_APPEND_INFLIGHT_BYTES_MAX <= PEER_DATA_QUEUE_BYTES_DEFAULT);
+const _: () = assert!(PEER_HEARTBEATS_QUEUED_MAX >= PEER_HEARTBEATS_GROUPS_MAX as usize);
 const _: () = assert!(
     PEER_RECONNECT_BACKOFF_MS_MIN > 0
         && PEER_RECONNECT_BACKOFF_MS_MIN <= PEER_RECONNECT_BACKOFF_MS_MAX

@@ -16,8 +16,9 @@
 //! log id, and is decoded by [`crate::codec::decode`], which validates the batch and checks its
 //! epoch against the term; its bytes stay a slice of the frame.
 
+use crate::membership::Members;
 use crate::peer::frame::{FrameError, Reader};
-use crate::{LeaderId, LogId, RaftEntry, TypeConfig, codec, epoch};
+use crate::{LeaderId, LogId, PartitionSnapshot, RaftEntry, TypeConfig, codec, epoch};
 use bytes::{BufMut, BytesMut};
 use cairn_types::batch::{BatchHeader, HEADER_BYTES};
 use cairn_types::limits::{
@@ -35,6 +36,22 @@ pub type VoteResponse = openraft::raft::VoteResponse<TypeConfig>;
 pub type AppendRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;
 /// openraft's AppendEntries answer.
 pub type AppendResponse = openraft::raft::AppendEntriesResponse<TypeConfig>;
+/// openraft's answer to a snapshot: the receiver's vote.
+pub type SnapshotResponse = openraft::raft::SnapshotResponse<TypeConfig>;
+/// What openraft says about a snapshot: its last log id and the membership as of it.
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+
+/// A leader's whole snapshot for a follower: a partition's snapshot is the small
+/// `raft-snapshot` record (RFC 0003 §3), so it travels in one frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRequest {
+    /// The leader's vote, checked by the follower before it installs anything.
+    pub vote: Vote,
+    /// The snapshot's last log id and the membership as of it.
+    pub meta: SnapshotMeta,
+    /// Where the log starts after the snapshot.
+    pub data: PartitionSnapshot,
+}
 
 /// The magic number that opens a `Hello` body: "crnp" (cairn peer).
 pub const HELLO_MAGIC: u32 = u32::from_be_bytes(*b"crnp");
@@ -49,7 +66,7 @@ pub struct ClusterId(pub [u8; 16]);
 pub enum Lane {
     /// Votes, pre-votes, heartbeats (and later core RPCs and liveness).
     Control,
-    /// AppendEntries with entries (and later snapshots and segment repair).
+    /// AppendEntries with entries, snapshots (and later segment repair).
     Data,
 }
 
@@ -177,22 +194,28 @@ pub enum Message {
     UnknownGroup,
     /// A generic error answer.
     Error(ErrorAnswer),
+    /// A leader's snapshot for a follower (data lane).
+    Snapshot(SnapshotRequest),
+    /// The answer to a [`Message::Snapshot`].
+    SnapshotAnswer(SnapshotResponse),
 }
 
 /// Frame kind codes, in the order of [`Message`]'s variants.
-mod kind {
-    pub(super) const HELLO: u16 = 1;
-    pub(super) const GOODBYE: u16 = 2;
-    pub(super) const VOTE: u16 = 3;
-    pub(super) const VOTE_ANSWER: u16 = 4;
-    pub(super) const PRE_VOTE: u16 = 5;
-    pub(super) const PRE_VOTE_ANSWER: u16 = 6;
-    pub(super) const APPEND: u16 = 7;
-    pub(super) const APPEND_ANSWER: u16 = 8;
-    pub(super) const HEARTBEATS: u16 = 9;
-    pub(super) const HEARTBEATS_ANSWER: u16 = 10;
-    pub(super) const UNKNOWN_GROUP: u16 = 11;
-    pub(super) const ERROR: u16 = 12;
+pub(crate) mod kind {
+    pub(crate) const HELLO: u16 = 1;
+    pub(crate) const GOODBYE: u16 = 2;
+    pub(crate) const VOTE: u16 = 3;
+    pub(crate) const VOTE_ANSWER: u16 = 4;
+    pub(crate) const PRE_VOTE: u16 = 5;
+    pub(crate) const PRE_VOTE_ANSWER: u16 = 6;
+    pub(crate) const APPEND: u16 = 7;
+    pub(crate) const APPEND_ANSWER: u16 = 8;
+    pub(crate) const HEARTBEATS: u16 = 9;
+    pub(crate) const HEARTBEATS_ANSWER: u16 = 10;
+    pub(crate) const UNKNOWN_GROUP: u16 = 11;
+    pub(crate) const ERROR: u16 = 12;
+    pub(crate) const SNAPSHOT: u16 = 13;
+    pub(crate) const SNAPSHOT_ANSWER: u16 = 14;
 }
 
 impl Message {
@@ -212,6 +235,8 @@ impl Message {
             Message::HeartbeatsAnswer(_) => kind::HEARTBEATS_ANSWER,
             Message::UnknownGroup => kind::UNKNOWN_GROUP,
             Message::Error(_) => kind::ERROR,
+            Message::Snapshot(_) => kind::SNAPSHOT,
+            Message::SnapshotAnswer(_) => kind::SNAPSHOT_ANSWER,
         }
     }
 
@@ -220,7 +245,11 @@ impl Message {
     pub fn is_request(&self) -> bool {
         matches!(
             self,
-            Message::Vote(_) | Message::PreVote(_) | Message::Append(_) | Message::Heartbeats(_)
+            Message::Vote(_)
+                | Message::PreVote(_)
+                | Message::Append(_)
+                | Message::Heartbeats(_)
+                | Message::Snapshot(_)
         )
     }
 }
@@ -243,6 +272,8 @@ pub(crate) fn encode(message: &Message, out: &mut BytesMut) -> Result<(), FrameE
         Message::HeartbeatsAnswer(answers) => put_heartbeat_answers(out, answers)?,
         Message::UnknownGroup => {}
         Message::Error(error) => put_error(out, error),
+        Message::Snapshot(request) => put_snapshot_request(out, request),
+        Message::SnapshotAnswer(answer) => put_vote(out, &answer.vote),
     }
     Ok(())
 }
@@ -262,6 +293,8 @@ pub(crate) fn decode(kind: u16, reader: &mut Reader) -> Result<Message, FrameErr
         kind::HEARTBEATS_ANSWER => Message::HeartbeatsAnswer(heartbeat_answers(reader)?),
         kind::UNKNOWN_GROUP => Message::UnknownGroup,
         kind::ERROR => Message::Error(error(reader)?),
+        kind::SNAPSHOT => Message::Snapshot(snapshot_request(reader)?),
+        kind::SNAPSHOT_ANSWER => Message::SnapshotAnswer(SnapshotResponse { vote: vote(reader)? }),
         unknown => return Err(FrameError::UnknownKind(unknown)),
     })
 }
@@ -601,4 +634,52 @@ fn heartbeat_answers(reader: &mut Reader) -> Result<Vec<HeartbeatAnswer>, FrameE
         answers.push(HeartbeatAnswer { group, answer });
     }
     Ok(answers)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots.
+// ---------------------------------------------------------------------------------------------
+
+/// Writes a snapshot: vote, last log id, the membership (flag; if 1: its log id, a u16 length
+/// and the `Members` encoding), the log start offset. A membership without a log id is
+/// openraft's empty default and is written as absent.
+fn put_snapshot_request(out: &mut BytesMut, request: &SnapshotRequest) {
+    put_vote(out, &request.vote);
+    put_log_id(out, request.meta.last_log_id.as_ref());
+    let stored = &request.meta.last_membership;
+    let members = Members::from_membership(stored.membership());
+    match (stored.log_id(), members) {
+        (Some(log_id), Ok(members)) => {
+            out.put_u8(1);
+            out.put_u64(log_id.leader_id.term);
+            out.put_u64(log_id.index);
+            let bytes = members.encode();
+            // RAFT_MEMBERSHIP_NODES_MAX keeps an encoding far below u16::MAX bytes.
+            out.put_u16(bytes.len() as u16);
+            out.put_slice(&bytes);
+        }
+        // openraft's empty default, or a membership cairn never stores (refused on install).
+        _ => out.put_u8(0),
+    }
+    out.put_u64(request.data.log_start_offset.0);
+}
+
+fn snapshot_request(reader: &mut Reader) -> Result<SnapshotRequest, FrameError> {
+    let vote = vote(reader)?;
+    let last_log_id = log_id(reader)?;
+    let last_membership = if reader.flag("snapshot membership flag")? {
+        let term = reader.u64("membership term")?;
+        let index = reader.u64("membership index")?;
+        let length = usize::from(reader.u16("membership length")?);
+        let bytes = reader.bytes("membership", length)?;
+        let members =
+            Members::decode(&bytes).map_err(|_| FrameError::Invalid { what: "membership" })?;
+        let log_id = crate::entry::log_id(term, index);
+        openraft::StoredMembership::new(Some(log_id), members.to_membership())
+    } else {
+        openraft::StoredMembership::default()
+    };
+    let log_start_offset = cairn_types::Offset(reader.u64("log start offset")?);
+    let meta = SnapshotMeta { last_log_id, last_membership };
+    Ok(SnapshotRequest { vote, meta, data: PartitionSnapshot { log_start_offset } })
 }

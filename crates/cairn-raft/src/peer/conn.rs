@@ -24,11 +24,11 @@ use tokio::time::Instant;
 
 use crate::peer::body::{ErrorAnswer, ErrorCode, Goodbye, Lane, Message};
 use crate::peer::frame::{self, Frame, FrameError};
-use crate::peer::router::Router;
+use crate::peer::router::{Response, Router};
 use crate::peer::stats::PeerStats;
 
-/// Why a call reached no answer from the peer's group (each maps to openraft's `Unreachable`
-/// in the next step, except [`CallError::Remote`] and [`CallError::Encode`]).
+/// Why a call reached no answer from the peer's group (how each maps to openraft's errors:
+/// `crate::network`).
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// The request was not sent, or its connection was lost before the answer.
@@ -232,17 +232,20 @@ impl Connection {
         self.pending().clear();
     }
 
-    /// Sends a request and waits for its answer until `deadline`.
-    pub(crate) async fn call(
-        &self,
+    /// Queues a request now (so calls started one after another are written in that order)
+    /// and returns the call, whose answer is awaited until `deadline`.
+    pub(crate) fn start_call(
+        self: &Arc<Self>,
         group: u64,
         message: Message,
         deadline: Instant,
-    ) -> Result<Message, CallError> {
+    ) -> Result<PendingCall, CallError> {
         let now = Instant::now();
         if now >= deadline {
             return Err(CallError::Timeout);
         }
+        let request_kind = message.kind();
+        let sent = SentKind::of(&message);
         let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let ttl_ms = ttl_ms(deadline - now);
         let frame = Frame { version: self.version, correlation, group, ttl_ms, message };
@@ -256,22 +259,24 @@ impl Connection {
             pending.insert(correlation, sender);
         }
         // Removes the entry however the call ends (answered, timed out, dropped).
-        let _pending = PendingGuard { connection: self, correlation };
+        let call = PendingCall {
+            connection: Arc::clone(self),
+            correlation,
+            request_kind,
+            answer,
+            deadline,
+        };
         match self.queue.push(Outgoing { bytes, body_crc, deadline: Some(deadline) }) {
             Ok(queued) => {
-                self.stats.send_if_modified(|s| s.note_queued(queued));
+                self.stats.send_if_modified(|s| sent.count(s) | s.note_queued(queued));
+                Ok(call)
             }
             Err(unreachable) => {
                 if unreachable == Unreachable::QueueFull {
                     self.stats.send_modify(|s| s.calls_queue_full += 1);
                 }
-                return Err(CallError::Unreachable(unreachable));
+                Err(CallError::Unreachable(unreachable))
             }
-        }
-        match tokio::time::timeout_at(deadline, answer).await {
-            Ok(Ok(message)) => Ok(message),
-            Ok(Err(_)) => Err(CallError::Unreachable(Unreachable::ConnectionLost)),
-            Err(_) => Err(CallError::Timeout),
         }
     }
 
@@ -308,19 +313,15 @@ impl Connection {
             );
             return;
         };
+        self.stats.send_modify(|s| s.requests_run += 1);
+        // Started here, in the order the requests arrived (a group's appends keep their order);
+        // only the wait for the answer runs on a task.
+        let answer = router.start(group, message, deadline);
         let connection = Arc::clone(self);
-        let router = Arc::clone(router);
         tokio::spawn(async move {
             let _permit = permit;
-            if Instant::now() >= deadline {
-                connection.stats.send_modify(|s| s.requests_expired += 1);
-                return;
-            }
-            connection.stats.send_modify(|s| s.requests_run += 1);
             // Past the deadline nobody waits for the answer.
-            if let Ok(answer) =
-                tokio::time::timeout_at(deadline, router.answer(group, message)).await
-            {
+            if let Ok(answer) = tokio::time::timeout_at(deadline, answer).await {
                 connection.answer(correlation, group, answer);
             }
         });
@@ -352,15 +353,99 @@ impl Connection {
     }
 }
 
-/// Removes a call's pending entry when the call ends.
-struct PendingGuard<'a> {
-    connection: &'a Connection,
+/// A request written (or queued) to a peer, waiting for its answer; dropping it forgets the
+/// call (an answer that comes later is dropped).
+pub struct PendingCall {
+    connection: Arc<Connection>,
     correlation: u64,
+    /// The kind of the request's frame, which decides the kind its answer must be.
+    request_kind: u16,
+    answer: oneshot::Receiver<Message>,
+    deadline: Instant,
 }
 
-impl Drop for PendingGuard<'_> {
+impl std::fmt::Debug for PendingCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingCall")
+            .field("peer", &self.connection.peer)
+            .field("correlation", &self.correlation)
+            .finish()
+    }
+}
+
+impl PendingCall {
+    /// The peer's answer, until the call's deadline.
+    ///
+    /// # Errors
+    /// [`CallError::Timeout`] at the deadline, [`CallError::Unreachable`] if the connection
+    /// closed first; [`CallError::UnknownGroup`], [`CallError::Remote`] and
+    /// [`CallError::UnexpectedAnswer`] as the peer answered.
+    pub async fn answer(mut self) -> Result<Response, CallError> {
+        let message = match tokio::time::timeout_at(self.deadline, &mut self.answer).await {
+            Ok(Ok(message)) => message,
+            Ok(Err(_)) => return Err(CallError::Unreachable(Unreachable::ConnectionLost)),
+            Err(_) => return Err(CallError::Timeout),
+        };
+        use crate::peer::body::kind;
+        match (self.request_kind, message) {
+            (kind::VOTE, Message::VoteAnswer(answer)) => Ok(Response::Vote(answer)),
+            (kind::PRE_VOTE, Message::PreVoteAnswer(answer)) => Ok(Response::PreVote(answer)),
+            (kind::APPEND, Message::AppendAnswer(answer)) => Ok(Response::Append(answer)),
+            (kind::HEARTBEATS, Message::HeartbeatsAnswer(answers)) => {
+                Ok(Response::Heartbeats(answers))
+            }
+            (kind::SNAPSHOT, Message::SnapshotAnswer(answer)) => Ok(Response::Snapshot(answer)),
+            (_, Message::UnknownGroup) => Err(CallError::UnknownGroup),
+            (_, Message::Error(error)) => Err(CallError::Remote(error)),
+            (_, other) => Err(CallError::UnexpectedAnswer { kind: other.kind() }),
+        }
+    }
+}
+
+impl Drop for PendingCall {
     fn drop(&mut self) {
         self.connection.pending().remove(&self.correlation);
+    }
+}
+
+/// What a sent request counts in [`PeerStats`].
+#[derive(Clone, Copy)]
+enum SentKind {
+    Vote,
+    PreVote,
+    Append,
+    Heartbeats(u64),
+    Snapshot,
+}
+
+impl SentKind {
+    fn of(message: &Message) -> SentKind {
+        match message {
+            Message::Vote(_) => SentKind::Vote,
+            Message::PreVote(_) => SentKind::PreVote,
+            Message::Heartbeats(items) => SentKind::Heartbeats(items.len() as u64),
+            Message::Snapshot(_) => SentKind::Snapshot,
+            _ => SentKind::Append,
+        }
+    }
+
+    /// Counts the request; true (watchers woken) for all but appends, which are counted
+    /// without waking anyone (a `Heartbeats` frame goes at most once per peer and window).
+    fn count(self, stats: &mut PeerStats) -> bool {
+        match self {
+            SentKind::Vote => stats.votes_sent += 1,
+            SentKind::PreVote => stats.pre_votes_sent += 1,
+            SentKind::Snapshot => stats.snapshots_sent += 1,
+            SentKind::Append => {
+                stats.appends_sent += 1;
+                return false;
+            }
+            SentKind::Heartbeats(items) => {
+                stats.heartbeat_frames_sent += 1;
+                stats.heartbeats_sent += items;
+            }
+        }
+        true
     }
 }
 

@@ -22,10 +22,11 @@ use cairn_types::{LeaderEpoch, Offset};
 
 use crate::peer::body::{
     AppendRequest, AppendResponse, ClusterId, ErrorAnswer, ErrorCode, Goodbye, GoodbyeReason,
-    GroupAnswer, Heartbeat, HeartbeatAnswer, Hello, Lane, Message, Vote, VoteRequest, VoteResponse,
+    GroupAnswer, Heartbeat, HeartbeatAnswer, Hello, Lane, Message, SnapshotMeta, SnapshotRequest,
+    SnapshotResponse, Vote, VoteRequest, VoteResponse,
 };
 use crate::peer::frame::{self, Frame, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
-use crate::{Members, Proposal, RaftEntry, codec};
+use crate::{Members, PartitionSnapshot, Proposal, RaftEntry, codec};
 
 /// Target `peer_frame`: `data` is a peer's byte stream. Each frame is decoded as it is and with
 /// its CRC recomputed (so that mutations reach the bodies); one that decodes must encode back
@@ -78,6 +79,25 @@ fn frame(message: Message) -> Frame {
 
 fn vote() -> Vote {
     Vote::new_committed(5, 2)
+}
+
+/// Voters 1, 2 and 3.
+fn members_of_three() -> Members {
+    let voters: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
+    Members::new(vec![voters], BTreeSet::new()).expect("a valid membership")
+}
+
+/// A snapshot at (5, 12) whose membership is `members`, as of (5, 12).
+fn snapshot_request(members: &Members) -> SnapshotRequest {
+    let at = crate::entry::log_id(5, 12);
+    SnapshotRequest {
+        vote: vote(),
+        meta: SnapshotMeta {
+            last_log_id: Some(at),
+            last_membership: openraft::StoredMembership::new(Some(at), members.to_membership()),
+        },
+        data: PartitionSnapshot { log_start_offset: Offset(104) },
+    }
 }
 
 /// Three stored entries of term 5 from index 10: a blank, a produced batch, a membership.
@@ -162,6 +182,15 @@ pub fn sample_messages() -> Vec<(&'static str, Message)> {
         ),
         ("unknown-group", Message::UnknownGroup),
         ("error", Message::Error(error)),
+        ("snapshot", Message::Snapshot(snapshot_request(&members_of_three()))),
+        (
+            "snapshot-empty-membership",
+            Message::Snapshot(SnapshotRequest {
+                meta: SnapshotMeta::default(),
+                ..snapshot_request(&members_of_three())
+            }),
+        ),
+        ("snapshot-answer", Message::SnapshotAnswer(SnapshotResponse { vote: vote() })),
     ]
 }
 

@@ -20,9 +20,10 @@ mod transport;
 pub use backoff::Backoff;
 pub use body::{
     AppendRequest, AppendResponse, ClusterId, ErrorAnswer, ErrorCode, Goodbye, GoodbyeReason,
-    GroupAnswer, Heartbeat, HeartbeatAnswer, Hello, Lane, Message, Vote, VoteRequest, VoteResponse,
+    GroupAnswer, Heartbeat, HeartbeatAnswer, Hello, Lane, Message, SnapshotMeta, SnapshotRequest,
+    SnapshotResponse, Vote, VoteRequest, VoteResponse,
 };
-pub use conn::{CallError, Unreachable};
+pub use conn::{CallError, PendingCall, Unreachable};
 pub use frame::{Frame, FrameError};
 pub use node::{PeerClient, PeerConfig, PeerNode};
 pub use router::{GroupHandler, GroupRequest, HandlerFuture, Request, Response, Router};

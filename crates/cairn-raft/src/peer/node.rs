@@ -22,8 +22,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::peer::backoff::Backoff;
-use crate::peer::body::{ClusterId, GoodbyeReason, Lane, Message};
-use crate::peer::conn::{self, CallError, Connection, Ended, Limits, Unreachable};
+use crate::peer::body::{ClusterId, GoodbyeReason, Lane};
+use crate::peer::conn::{self, CallError, Connection, Ended, Limits, PendingCall, Unreachable};
 use crate::peer::handshake::{self, Agreed, HandshakeError, Identity};
 use crate::peer::router::{Request, Response, Router};
 use crate::peer::stats::PeerStats;
@@ -181,6 +181,18 @@ impl PeerNode {
         PeerClient { core: Arc::clone(&self.core), peer }
     }
 
+    /// This node's id.
+    #[must_use]
+    pub fn node_id(&self) -> u64 {
+        self.core.config.node_id
+    }
+
+    /// The node ids of the peers this transport was configured with.
+    #[must_use]
+    pub fn peer_ids(&self) -> Vec<u64> {
+        self.core.config.peers.keys().copied().filter(|&id| id != self.node_id()).collect()
+    }
+
     /// The transport's counters, as a channel a test can wait on.
     #[must_use]
     pub fn stats(&self) -> watch::Receiver<PeerStats> {
@@ -198,6 +210,13 @@ impl PeerNode {
         let mut changed = self.core.links_changed.subscribe();
         let both = |_: &u64| Lane::ALL.iter().all(|&lane| self.is_connected(peer, lane));
         matches!(tokio::time::timeout(timeout, changed.wait_for(both)).await, Ok(Ok(_)))
+    }
+
+    /// Waits until neither lane of `peer` is connected; false if `timeout` passed first.
+    pub async fn wait_disconnected(&self, peer: u64, timeout: Duration) -> bool {
+        let mut changed = self.core.links_changed.subscribe();
+        let neither = |_: &u64| Lane::ALL.iter().all(|&lane| !self.is_connected(peer, lane));
+        matches!(tokio::time::timeout(timeout, changed.wait_for(neither)).await, Ok(Ok(_)))
     }
 
     /// Stops every task and closes every connection, then waits for the tasks to end.
@@ -250,27 +269,27 @@ impl PeerClient {
         request: Request,
         deadline: Instant,
     ) -> Result<Response, CallError> {
+        self.start(group, request, deadline)?.answer().await
+    }
+
+    /// Queues `request` for `group` on its lane now and returns the call, whose answer comes
+    /// by `deadline`: requests started one after another are written, and started by the peer,
+    /// in that order (a pipelined stream of appends relies on it).
+    ///
+    /// # Errors
+    /// As [`PeerClient::call`], for what fails before the request is queued.
+    pub fn start(
+        &self,
+        group: u64,
+        request: Request,
+        deadline: Instant,
+    ) -> Result<PendingCall, CallError> {
         let lane = request.lane();
         let connection = locked(&self.core.links).get(&(self.peer, lane)).cloned();
         let Some(connection) = connection else {
             return Err(CallError::Unreachable(Unreachable::NotConnected));
         };
-        let expected = match &request {
-            Request::Vote(_) => 0,
-            Request::PreVote(_) => 1,
-            Request::Append(_) => 2,
-            Request::Heartbeats(_) => 3,
-        };
-        let answer = connection.call(group, request.into_message(), deadline).await?;
-        match (expected, answer) {
-            (0, Message::VoteAnswer(answer)) => Ok(Response::Vote(answer)),
-            (1, Message::PreVoteAnswer(answer)) => Ok(Response::PreVote(answer)),
-            (2, Message::AppendAnswer(answer)) => Ok(Response::Append(answer)),
-            (3, Message::HeartbeatsAnswer(answers)) => Ok(Response::Heartbeats(answers)),
-            (_, Message::UnknownGroup) => Err(CallError::UnknownGroup),
-            (_, Message::Error(error)) => Err(CallError::Remote(error)),
-            (_, other) => Err(CallError::UnexpectedAnswer { kind: other.kind() }),
-        }
+        connection.start_call(group, request.into_message(), deadline)
     }
 }
 

@@ -1,18 +1,26 @@
 //! The receive side's multiplexing: a [`Router`] hands each request for group G to the
-//! [`GroupHandler`] registered for G (the group's openraft instance, next step), answers
-//! `UnknownGroup` for a group it does not host, and fans a batched `Heartbeats` frame out to
-//! each group, batching their answers.
+//! [`GroupHandler`] registered for G (the group's openraft instance: [`crate::RaftHandler`]),
+//! answers `UnknownGroup` for a group it does not host, and fans a batched `Heartbeats` frame
+//! out to each group, batching their answers.
+//!
+//! A connection's reader starts every request inline, in the order the frames arrived
+//! ([`Router::start`]: the handler's `handle` runs before the next frame is read), and only the
+//! returned future runs on a task of its own; so a group sees a connection's appends in the
+//! order the leader sent them, which a pipelined stream of appends needs.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
+use std::time::Duration;
+
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::peer::body::{
     AppendRequest, AppendResponse, ErrorAnswer, ErrorCode, GroupAnswer, Heartbeat, HeartbeatAnswer,
-    Lane, Message, VoteRequest, VoteResponse,
+    Lane, Message, SnapshotRequest, SnapshotResponse, VoteRequest, VoteResponse,
 };
 
 /// A request to a peer: what [`crate::peer::PeerClient::call`] sends.
@@ -26,6 +34,8 @@ pub enum Request {
     Append(AppendRequest),
     /// Many groups' heartbeats, on the control lane (the call's group is unused).
     Heartbeats(Vec<Heartbeat>),
+    /// A leader's snapshot, on the data lane.
+    Snapshot(SnapshotRequest),
 }
 
 impl Request {
@@ -33,7 +43,7 @@ impl Request {
     #[must_use]
     pub fn lane(&self) -> Lane {
         match self {
-            Request::Append(_) => Lane::Data,
+            Request::Append(_) | Request::Snapshot(_) => Lane::Data,
             Request::Vote(_) | Request::PreVote(_) | Request::Heartbeats(_) => Lane::Control,
         }
     }
@@ -45,6 +55,7 @@ impl Request {
             Request::PreVote(request) => Message::PreVote(request),
             Request::Append(request) => Message::Append(request),
             Request::Heartbeats(heartbeats) => Message::Heartbeats(heartbeats),
+            Request::Snapshot(request) => Message::Snapshot(request),
         }
     }
 }
@@ -60,6 +71,8 @@ pub enum Response {
     Append(AppendResponse),
     /// The answers to heartbeats, one per group.
     Heartbeats(Vec<HeartbeatAnswer>),
+    /// The answer to a snapshot.
+    Snapshot(SnapshotResponse),
 }
 
 impl Response {
@@ -70,6 +83,7 @@ impl Response {
             Response::PreVote(answer) => Message::PreVoteAnswer(answer),
             Response::Append(answer) => Message::AppendAnswer(answer),
             Response::Heartbeats(answers) => Message::HeartbeatsAnswer(answers),
+            Response::Snapshot(answer) => Message::SnapshotAnswer(answer),
         }
     }
 }
@@ -83,6 +97,11 @@ pub enum GroupRequest {
     PreVote(VoteRequest),
     /// An AppendEntries, with entries or (a heartbeat) without.
     Append(AppendRequest),
+    /// One of a batched `Heartbeats` frame's heartbeats (an AppendEntries without entries):
+    /// unlike an append, it need not keep its place behind the appends before it.
+    Heartbeat(AppendRequest),
+    /// A leader's snapshot.
+    Snapshot(SnapshotRequest),
 }
 
 /// What a [`GroupHandler`] returns: the group's answer ([`Response::Vote`],
@@ -91,9 +110,10 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response, ErrorAnswe
 
 /// Serves one group's requests from peers.
 ///
-/// Obligations: answer with the response kind of the request; the future may be dropped if
-/// the connection closes, and must be cheap to start (the connection's reader calls
-/// `handle` inline and spawns the future).
+/// Obligations: answer with the response kind of the request (a heartbeat is answered as an
+/// append); the future may be dropped if the connection closes; `handle` must be cheap and
+/// must not block (the connection's reader calls it inline, in the order the requests arrived,
+/// and spawns the future).
 pub trait GroupHandler: Send + Sync + 'static {
     /// Starts serving `request`.
     fn handle(&self, request: GroupRequest) -> HandlerFuture;
@@ -141,29 +161,50 @@ impl Router {
         self.handlers().get(&group).cloned()
     }
 
-    /// The answer to a request frame's message for `group`.
-    pub(crate) async fn answer(&self, group: u64, message: Message) -> Message {
+    /// Starts the request of a frame's message for `group`: the handler's `handle` runs now
+    /// (so requests start in the order they arrived), the answer comes from the future, by
+    /// `deadline` (the request's; a batch of heartbeats answers what it has a little before it).
+    pub(crate) fn start(
+        &self,
+        group: u64,
+        message: Message,
+        deadline: Instant,
+    ) -> BoxFuture<Message> {
         let request = match message {
             Message::Vote(request) => GroupRequest::Vote(request),
             Message::PreVote(request) => GroupRequest::PreVote(request),
             Message::Append(request) => GroupRequest::Append(request),
+            Message::Snapshot(request) => GroupRequest::Snapshot(request),
             Message::Heartbeats(heartbeats) => {
-                return Message::HeartbeatsAnswer(self.heartbeats(heartbeats).await);
+                let answers = self.heartbeats(heartbeats, deadline);
+                return Box::pin(async move { Message::HeartbeatsAnswer(answers.await) });
             }
             other => {
                 let message = format!("frame kind {} is not a request", other.kind());
-                return Message::Error(ErrorAnswer { code: ErrorCode::Unsupported, message });
+                let error = ErrorAnswer { code: ErrorCode::Unsupported, message };
+                return Box::pin(std::future::ready(Message::Error(error)));
             }
         };
-        let Some(handler) = self.handler(group) else { return Message::UnknownGroup };
-        match handler.handle(request).await {
-            Ok(response) => response.into_message(),
-            Err(error) => Message::Error(error),
-        }
+        let Some(handler) = self.handler(group) else {
+            return Box::pin(std::future::ready(Message::UnknownGroup));
+        };
+        let answer = handler.handle(request);
+        Box::pin(async move {
+            match answer.await {
+                Ok(response) => response.into_message(),
+                Err(error) => Message::Error(error),
+            }
+        })
     }
 
-    /// Each heartbeat handed to its group at once; the answers in the heartbeats' order.
-    async fn heartbeats(&self, heartbeats: Vec<Heartbeat>) -> Vec<HeartbeatAnswer> {
+    /// Each heartbeat handed to its group now; the future gathers the answers in the
+    /// heartbeats' order. One slow group must not cost the others their answers: what has
+    /// not answered shortly before `deadline` ([`heartbeats_due`]) is answered `Failed`.
+    fn heartbeats(
+        &self,
+        heartbeats: Vec<Heartbeat>,
+        deadline: Instant,
+    ) -> impl Future<Output = Vec<HeartbeatAnswer>> + Send + 'static {
         let mut answers: Vec<HeartbeatAnswer> = heartbeats
             .iter()
             .map(|h| HeartbeatAnswer { group: h.group, answer: GroupAnswer::UnknownGroup })
@@ -171,26 +212,49 @@ impl Router {
         let mut running = JoinSet::new();
         for (position, Heartbeat { group, request }) in heartbeats.into_iter().enumerate() {
             if let Some(handler) = self.handler(group) {
-                // Until it answers: what a handler that panics leaves.
+                // Until it answers: what a handler that panics or is late leaves.
                 answers[position].answer = GroupAnswer::Error(ErrorAnswer {
                     code: ErrorCode::Failed,
-                    message: "the group's handler failed".to_owned(),
+                    message: "the group's handler failed or did not answer in time".to_owned(),
                 });
-                let future = handler.handle(GroupRequest::Append(request));
+                let future = handler.handle(GroupRequest::Heartbeat(request));
                 running.spawn(async move { (position, future.await) });
             }
         }
-        while let Some(joined) = running.join_next().await {
-            let Ok((position, result)) = joined else { continue };
-            answers[position].answer = match result {
-                Ok(Response::Append(response)) => GroupAnswer::Append(response),
-                Ok(other) => GroupAnswer::Error(ErrorAnswer {
-                    code: ErrorCode::Failed,
-                    message: format!("the group answered a heartbeat with {other:?}"),
-                }),
-                Err(error) => GroupAnswer::Error(error),
-            };
+        let due = heartbeats_due(deadline);
+        async move {
+            loop {
+                let joined = match tokio::time::timeout_at(due, running.join_next()).await {
+                    Ok(Some(joined)) => joined,
+                    Ok(None) => break,
+                    // The rest keep their placeholder.
+                    Err(_) => break,
+                };
+                let Ok((position, result)) = joined else { continue };
+                answers[position].answer = match result {
+                    Ok(Response::Append(response)) => GroupAnswer::Append(response),
+                    Ok(other) => GroupAnswer::Error(ErrorAnswer {
+                        code: ErrorCode::Failed,
+                        message: format!("the group answered a heartbeat with {other:?}"),
+                    }),
+                    Err(error) => GroupAnswer::Error(error),
+                };
+            }
+            answers
         }
-        answers
     }
 }
+
+/// When a batch of heartbeats answers whatever its groups answered by then: a quarter of the
+/// time left before `deadline` (at most [`HEARTBEATS_ANSWER_MARGIN`]) earlier, so that the
+/// answer still reaches the sender in time.
+fn heartbeats_due(deadline: Instant) -> Instant {
+    let left = deadline.saturating_duration_since(Instant::now());
+    deadline - (left / 4).min(HEARTBEATS_ANSWER_MARGIN)
+}
+
+/// The most a batch of heartbeats answers before its deadline.
+const HEARTBEATS_ANSWER_MARGIN: Duration = Duration::from_millis(10);
+
+/// A boxed future that can move between threads.
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

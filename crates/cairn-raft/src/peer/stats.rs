@@ -2,7 +2,8 @@
 //! `watch` channel, no polling) and what the metrics will export.
 
 /// Counters since the transport started. Each field counts events, except
-/// [`PeerStats::queued_bytes_peak`].
+/// [`PeerStats::queued_bytes_peak`]. A change wakes the channel's watchers, except the count
+/// of appends sent (it changes on every append; read it after another wait).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PeerStats {
     /// Connections whose handshake completed (either side).
@@ -26,6 +27,18 @@ pub struct PeerStats {
     pub calls_queue_full: u64,
     /// The most bytes any outbound queue held at once.
     pub queued_bytes_peak: u64,
+    /// Vote requests sent.
+    pub votes_sent: u64,
+    /// Pre-vote requests sent.
+    pub pre_votes_sent: u64,
+    /// AppendEntries frames sent (data lane; counted without waking watchers).
+    pub appends_sent: u64,
+    /// Batched `Heartbeats` frames sent.
+    pub heartbeat_frames_sent: u64,
+    /// Heartbeats carried by those frames, one per group.
+    pub heartbeats_sent: u64,
+    /// Snapshots sent.
+    pub snapshots_sent: u64,
 }
 
 impl PeerStats {
