@@ -16,11 +16,15 @@
 //!   partition will own one `Raft` over them. [`GroupCommit`]: the log's group commit, which
 //!   the partition runs too.
 //!
+//! - [`core_group`]: the consistent core as an openraft group, serving cairn-meta's
+//!   `MetadataStore` ([`core_group::CoreMetadata`]).
+//!
 //! The transport comes next (RFC 0003 §9, step 4). The design is
 //! `docs/rfcs/0003-replication.md` §3.
 
 pub mod codec;
 mod config;
+pub mod core_group;
 mod entry;
 pub mod epoch;
 mod flush;
