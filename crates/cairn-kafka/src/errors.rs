@@ -64,6 +64,8 @@ pub(crate) fn meta_code(error: &MetaError) -> i16 {
         MetaError::Config(_) => ResponseError::InvalidConfig,
         MetaError::InvalidTopic(_) => ResponseError::InvalidTopicException,
         MetaError::TooManyTopics { .. } => ResponseError::PolicyViolation,
+        MetaError::NotController(_) => ResponseError::NotController,
+        MetaError::TimedOut(_) => ResponseError::RequestTimedOut,
         MetaError::Storage(_) => ResponseError::KafkaStorageError,
     };
     code.code()
@@ -139,6 +141,8 @@ fn meta_message(error: &MetaError) -> String {
         | MetaError::InvalidReplicaAssignment(_)
         | MetaError::BrokerNotAvailable(_)
         | MetaError::Refused(_)
+        | MetaError::NotController(_)
+        | MetaError::TimedOut(_)
         | MetaError::Config(_) => error.to_string(),
         // Carries the metadata file's path and the OS error.
         MetaError::Storage(_) => "the broker's metadata storage failed".to_owned(),

@@ -16,6 +16,8 @@ mod topic;
 use std::future::Future;
 use std::sync::Arc;
 
+use cairn_types::NodeId;
+
 pub use cluster::{
     CodecError, CoreCommand, CoreReply, CoreState, GroupId, Liveness, LogPosition, NewTopic,
     NodeRecord, PartitionAssignment, apply, check_assignments, place,
@@ -24,7 +26,7 @@ pub use configs::{
     CONFIG_KEYS, CompressionType, ConfigEntry, ConfigError, ConfigSource, TimestampType,
     TopicConfigs,
 };
-pub use local::LocalMetadata;
+pub use local::{LOCAL_METADATA_FILE, LocalMetadata};
 pub use topic::{NodeMeta, PartitionLeader, TopicId, TopicMeta, TopicName, TopicNameError};
 
 /// A requested change of one topic config (Kafka IncrementalAlterConfigs semantics).
@@ -109,6 +111,15 @@ pub enum MetaError {
     /// `INVALID_CONFIG`.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// `NOT_CONTROLLER`: this node is not the consistent core's leader and cannot hand the
+    /// change to one (none is known, or the forward failed). Retriable: a leader is elected or
+    /// found; nothing changed.
+    #[error("no core leader took the change: {0}")]
+    NotController(String),
+    /// `REQUEST_TIMED_OUT`: the change was proposed but its outcome was not known in time: it
+    /// may still apply. Retriable, as Kafka's unknown outcomes are.
+    #[error("the metadata change timed out: {0}")]
+    TimedOut(String),
     /// `KAFKA_STORAGE_ERROR`: the metadata could not be read, or a change could not be made
     /// durable (the change is then not visible). If the outcome on disk is unknown the store is
     /// poisoned and refuses every later change until the process restarts; a failure that left
@@ -128,6 +139,10 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// The nodes of the cluster.
     fn nodes(&self) -> Vec<NodeMeta>;
+
+    /// The node that takes metadata changes (Kafka's controller): the consistent core's
+    /// leader; `None` while none is known.
+    fn controller(&self) -> Option<NodeId>;
 
     /// Leader, replicas and leader epoch of a partition.
     fn leader(&self, topic: &str, partition: u32) -> Option<PartitionLeader>;

@@ -60,6 +60,9 @@ use crate::{
 
 /// Name of the metadata file inside the store's directory.
 const FILE_NAME: &str = "metadata.json";
+/// The name of [`LocalMetadata`]'s file in its directory: what the consistent core imports
+/// once and renames.
+pub const LOCAL_METADATA_FILE: &str = FILE_NAME;
 /// Name of the file a change is written to before it is renamed over [`FILE_NAME`].
 const TMP_FILE_NAME: &str = "metadata.json.tmp";
 /// The header's `format`: says what the file is to a person who finds it.
@@ -336,6 +339,10 @@ impl<D: Disk> MetadataStore for LocalMetadata<D> {
 
     fn nodes(&self) -> Vec<NodeMeta> {
         vec![self.node.clone()]
+    }
+
+    fn controller(&self) -> Option<NodeId> {
+        Some(self.node.id)
     }
 
     fn leader(&self, topic: &str, partition: u32) -> Option<PartitionLeader> {

@@ -2,7 +2,6 @@
 //! admin endpoints, and shut down cleanly on SIGTERM or SIGINT.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use cairn_broker::{Broker, BrokerConfig, Health};
 use cairn_kafka::ServerConfig;
-use cairn_meta::{LocalMetadata, NodeMeta};
+use cairn_meta::NodeMeta;
+use cairn_raft::core_group::{CoreConfig, CoreMetadata, CoreNode, NoForward};
+use cairn_storage::RealDisk;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -42,23 +43,48 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     Ok(file)
 }
 
-/// The cluster id: created once, then read back on every start.
-fn cluster_id(dir: &Path) -> anyhow::Result<String> {
+/// The cluster id a data directory had before the consistent core held it (a `cluster-id`
+/// file of 32 hex digits): the core keeps it if it sets its id now, so Kafka clients see the
+/// same id after the upgrade. `None` without a file; read only.
+fn previous_cluster_id(dir: &Path) -> anyhow::Result<Option<[u8; 16]>> {
     let path = dir.join("cluster-id");
-    match fs::read_to_string(&path) {
-        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
-        Ok(_) => bail!("{} is empty; restore it or remove the data directory", path.display()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    };
+    match uuid::Uuid::try_parse(text.trim()) {
+        Ok(id) => Ok(Some(*id.as_bytes())),
+        Err(error) => bail!("{} does not hold a cluster id ({error})", path.display()),
     }
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let temp = dir.join("cluster-id.tmp");
-    let mut file = File::create(&temp).with_context(|| format!("creating {}", temp.display()))?;
-    file.write_all(id.as_bytes())?;
-    file.sync_all()?;
-    fs::rename(&temp, &path)?;
-    File::open(dir)?.sync_all()?;
-    Ok(id)
+}
+
+/// The peer address a node registers in the core while it has no peer listener: a single node
+/// with no `--peer-listen` is reached by no peer.
+const PEER_ADDRESS_NONE: &str = "none";
+
+/// Opens the consistent core of the node in `<data>/meta` (RFC 0003 §5): with no peers, this
+/// node is its only voter and leads it.
+async fn open_core(
+    config: &NodeConfig,
+    node: NodeMeta,
+    registry: &cairn_metrics::Registry,
+) -> anyhow::Result<Arc<CoreMetadata<RealDisk>>> {
+    let flush_seconds = registry
+        .histogram(
+            "cairn_core_flush_duration_seconds",
+            "Duration of each flush of the consistent core's log (one fdatasync), in seconds.",
+            cairn_metrics::LATENCY_BUCKETS_SECONDS,
+        )
+        .context("registering the core flush histogram")?;
+    let core_config = CoreConfig::new(Arc::new(cairn_storage::SystemClock), flush_seconds);
+    let core_node = CoreNode { meta: node, peer_address: PEER_ADDRESS_NONE.to_owned() };
+    let previous = previous_cluster_id(&config.data_dir)?;
+    let meta_dir = config.data_dir.join("meta");
+    let core = CoreMetadata::open(RealDisk, &meta_dir, core_node, previous, core_config, NoForward)
+        .await
+        .context("opening the consistent core")?;
+    Ok(Arc::new(core))
 }
 
 /// Descriptors a node holds besides its descriptor cache and its Kafka connections: standard
@@ -198,7 +224,6 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let soft_limit = size_descriptor_cache();
     check_connections_max(config.connections_max, soft_limit);
     let _lock = lock_data_dir(&config.data_dir)?;
-    let cluster_id = cluster_id(&config.data_dir)?;
     let kafka = TcpListener::bind(config.kafka_listen)
         .await
         .with_context(|| format!("binding the Kafka listener to {}", config.kafka_listen))?;
@@ -209,15 +234,16 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         port: advertised.port,
         rack: None,
     };
-    let meta = Arc::new(
-        LocalMetadata::open(&config.data_dir.join("meta"), node)
-            .context("opening the metadata store")?,
-    );
     let admin = TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("binding the admin listener to {}", config.admin_listen))?;
     let ready = Arc::new(AtomicBool::new(false));
     let registry = Arc::new(cairn_metrics::Registry::new());
+    let meta = open_core(&config, node, &registry).await?;
+    let cluster_id = match meta.cluster_id() {
+        Some(id) => uuid::Uuid::from_bytes(id).simple().to_string(),
+        None => bail!("the consistent core has no cluster id"),
+    };
     let (stop, stopping) = watch::channel(false);
     let health = Arc::new(Health::new(
         registry
@@ -235,7 +261,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     }));
 
     let broker_config = broker_config(&config, &registry, health)?;
-    let broker = Broker::open(broker_config, meta).await.context("opening partitions")?;
+    let broker =
+        Broker::open(broker_config, Arc::clone(&meta)).await.context("opening partitions")?;
     let retention = tokio::spawn(Arc::clone(&broker).run_retention(stopping.clone()));
     let server_config = server_config(&config, cluster_id);
     let terminated = termination();
@@ -260,6 +287,9 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         tracing::error!(%error, "retention task failed");
     }
     broker.shutdown().await;
+    if let Err(error) = meta.shutdown().await {
+        tracing::error!(%error, "closing the consistent core failed");
+    }
     if let Err(error) = admin_task.await {
         tracing::error!(%error, "admin listener task failed");
     }

@@ -306,7 +306,17 @@ impl<D: Disk> FlushTarget for GroupLog<D> {
     fn begin_flush(&self) -> Result<Option<PendingFlush<D::File>>, StoreError> {
         let mut state = self.state();
         state.check_failed()?;
-        Ok(state.log.begin_flush()?)
+        let pending = state.log.begin_flush()?;
+        if pending.is_none() {
+            // Everything is durable, perhaps through a flush of the log's own (a purge flushes
+            // before it deletes segments) that no `complete_flush` reported: answer whoever
+            // waits, or an append's callback would wait for the next append's flush.
+            let durable = state.log.durable_index();
+            let ready = state.take_ready(durable);
+            drop(state);
+            ready.into_iter().for_each(|callback| callback.io_completed(Ok(())));
+        }
+        Ok(pending)
     }
 
     fn complete_flush(

@@ -21,11 +21,15 @@
 //!   (votes and pre-votes on the control lane, pipelined appends on the data lane, heartbeats
 //!   batched per peer); [`RaftHandler`]: a group's receiving side, registered in the router.
 //!
+//! - [`core_group`]: the consistent core as an openraft group, serving cairn-meta's
+//!   `MetadataStore` ([`core_group::CoreMetadata`]).
+//!
 //! The design is `docs/rfcs/0003-replication.md` §3 and §6; how a group's messages travel is
 //! `docs/internals/replication.md`.
 
 pub mod codec;
 mod config;
+pub mod core_group;
 mod entry;
 pub mod epoch;
 mod flush;

@@ -98,7 +98,7 @@ impl<D: Disk> PartitionStateMachine<D> {
 }
 
 /// openraft's stored membership of `at`.
-fn stored(at: Option<&MembershipAt>) -> StoredMembershipOf<TypeConfig> {
+pub(crate) fn stored(at: Option<&MembershipAt>) -> StoredMembershipOf<TypeConfig> {
     match at {
         Some(at) => {
             StoredMembershipOf::<TypeConfig>::new(Some(at.log_id), at.members.to_membership())
@@ -108,7 +108,7 @@ fn stored(at: Option<&MembershipAt>) -> StoredMembershipOf<TypeConfig> {
 }
 
 /// The membership of openraft's stored membership, if it has one.
-fn membership_at(
+pub(crate) fn membership_at(
     stored: &StoredMembershipOf<TypeConfig>,
 ) -> Result<Option<MembershipAt>, StoreError> {
     let Some(log_id) = *stored.log_id() else { return Ok(None) };
@@ -203,7 +203,10 @@ fn snapshot_of(point: &SnapshotPoint) -> SnapshotOf<TypeConfig, PartitionSnapsho
 
 /// Installs `point`: `raft-snapshot` first, then the log reset if it does not hold the
 /// snapshot's last log id (an open completes a reset a crash interrupted).
-fn install<D: Disk>(group: &GroupLog<D>, point: SnapshotPoint) -> Result<(), StoreError> {
+pub(crate) fn install<D: Disk>(
+    group: &GroupLog<D>,
+    point: SnapshotPoint,
+) -> Result<(), StoreError> {
     let last = point.last_log_id;
     let record = RaftRecord { snapshot: Some(point.clone()), applied_membership: None };
     group.write_record(&record)?;

@@ -71,5 +71,5 @@ pub use error::{Error, Result};
 pub use inspect::{Inspection, TornTail, inspect};
 pub use log::{Appended, CacheDrops, FileRange, Located, Log, PendingFlush};
 pub use recovery::Recovery;
-pub use snapshot::{read_snapshot, write_snapshot};
+pub use snapshot::{read_snapshot, read_state_file, write_snapshot, write_state_file};
 pub use vote::{StoredLogId, StoredVote, VoteFile};

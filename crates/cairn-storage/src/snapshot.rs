@@ -8,6 +8,10 @@
 //! Layout, big-endian: `magic u32, version u32, length u32, bytes [u8; length], crc32c u32`, the
 //! CRC32C covering every byte before it; `length` is at most
 //! [`cairn_types::limits::SNAPSHOT_BYTES_MAX`].
+//!
+//! [`write_state_file`] and [`read_state_file`] keep other state files in the same format under
+//! a name and a limit of their caller's: the consistent core's state machine snapshot, which is
+//! larger (cairn-raft's `core-state`).
 
 use std::io;
 use std::path::Path;
@@ -26,8 +30,6 @@ const VERSION: u32 = 1;
 /// Magic, version, length.
 const HEADER_BYTES: usize = 12;
 const CRC_BYTES: usize = 4;
-/// Largest valid file.
-const FILE_BYTES_MAX: u64 = (HEADER_BYTES + SNAPSHOT_BYTES_MAX + CRC_BYTES) as u64;
 
 /// Reads the snapshot of the replica in `dir`: `None` if it has none (no file). A temporary
 /// file a crashed write left is not looked at. Read-only: writes nothing.
@@ -38,21 +40,7 @@ const FILE_BYTES_MAX: u64 = (HEADER_BYTES + SNAPSHOT_BYTES_MAX + CRC_BYTES) as u
 ///   is unknown.
 /// - [`Error::Io`]: reading failed.
 pub fn read_snapshot<D: Disk>(disk: &D, dir: &Path) -> Result<Option<Vec<u8>>> {
-    let path = child(dir, FILE_NAME);
-    let file = match disk.open_read_only(&path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(io_error("open", &path)(error)),
-    };
-    let len = file.len().map_err(io_error("stat", &path))?;
-    let corrupt = |reason: String| Error::Corruption { path: path.clone(), position: 0, reason };
-    if len > FILE_BYTES_MAX {
-        return Err(corrupt(format!("{len} bytes, above the largest snapshot file")));
-    }
-    let mut bytes = vec![0; len as usize]; // at most FILE_BYTES_MAX, checked above
-    let read = file.read_at(&mut bytes, 0).map_err(io_error("read", &path))?;
-    bytes.truncate(read);
-    decode(&bytes).map(|snapshot| Some(snapshot.to_vec())).map_err(corrupt)
+    read_state_file(disk, dir, FILE_NAME, SNAPSHOT_BYTES_MAX)
 }
 
 /// Durably replaces the snapshot of the replica in `dir` with `snapshot`: on return it is on
@@ -65,15 +53,60 @@ pub fn read_snapshot<D: Disk>(disk: &D, dir: &Path) -> Result<Option<Vec<u8>>> {
 /// - [`Error::Io`]: the file holds the old or the new snapshot, which one is durable is unknown:
 ///   stop the group and read it again after a restart.
 pub fn write_snapshot<D: Disk>(disk: &D, dir: &Path, snapshot: &[u8]) -> Result<()> {
-    if snapshot.len() > SNAPSHOT_BYTES_MAX {
-        return Err(Error::SnapshotSize { bytes: snapshot.len(), limit: SNAPSHOT_BYTES_MAX });
-    }
-    atomic::replace(disk, dir, FILE_NAME, &encode(snapshot)).map_err(|failed| failed.error)
+    write_state_file(disk, dir, FILE_NAME, snapshot, SNAPSHOT_BYTES_MAX)
 }
 
-/// The file's bytes for `snapshot`, which is at most [`SNAPSHOT_BYTES_MAX`] long.
+/// Reads the state file `name` of `dir`, written by [`write_state_file`] with the same
+/// `bytes_max` (at most `u32::MAX`): `None` if there is no such file. The same format and
+/// checks as `raft-snapshot`, for a state machine's larger snapshot (the consistent core's).
+///
+/// # Errors
+/// As [`read_snapshot`], with `bytes_max` as the limit.
+pub fn read_state_file<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    name: &str,
+    bytes_max: usize,
+) -> Result<Option<Vec<u8>>> {
+    let path = child(dir, name);
+    let file = match disk.open_read_only(&path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io_error("open", &path)(error)),
+    };
+    let len = file.len().map_err(io_error("stat", &path))?;
+    let corrupt = |reason: String| Error::Corruption { path: path.clone(), position: 0, reason };
+    let file_bytes_max = (HEADER_BYTES + bytes_max + CRC_BYTES) as u64;
+    if len > file_bytes_max {
+        return Err(corrupt(format!("{len} bytes, above the largest {name} file")));
+    }
+    let mut bytes = vec![0; len as usize]; // at most file_bytes_max, checked above
+    let read = file.read_at(&mut bytes, 0).map_err(io_error("read", &path))?;
+    bytes.truncate(read);
+    decode(&bytes).map(|snapshot| Some(snapshot.to_vec())).map_err(corrupt)
+}
+
+/// Durably replaces (or creates) the state file `name` of `dir` with `bytes`, as
+/// [`write_snapshot`] does `raft-snapshot`; `bytes_max` is at most `u32::MAX`.
+///
+/// # Errors
+/// As [`write_snapshot`], with `bytes_max` as the limit.
+pub fn write_state_file<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    bytes_max: usize,
+) -> Result<()> {
+    if bytes.len() > bytes_max || u32::try_from(bytes.len()).is_err() {
+        return Err(Error::SnapshotSize { bytes: bytes.len(), limit: bytes_max });
+    }
+    atomic::replace(disk, dir, name, &encode(bytes)).map_err(|failed| failed.error)
+}
+
+/// The file's bytes for `snapshot`, whose length its writer checked to fit a `u32`.
 fn encode(snapshot: &[u8]) -> Vec<u8> {
-    let length = u32::try_from(snapshot.len()).expect("at most SNAPSHOT_BYTES_MAX, a u32");
+    let length = u32::try_from(snapshot.len()).expect("checked by write_state_file");
     let mut bytes = Vec::with_capacity(HEADER_BYTES + snapshot.len() + CRC_BYTES);
     bytes.extend_from_slice(&MAGIC.to_be_bytes());
     bytes.extend_from_slice(&VERSION.to_be_bytes());

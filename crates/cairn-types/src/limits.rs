@@ -205,8 +205,30 @@ pub const PRODUCER_IDS_PER_BLOCK: i64 = 1000;
 /// allocated for it.
 pub const CORE_SNAPSHOT_BYTES_MAX: usize = 256 * 1024 * 1024;
 
+/// Entries the consistent core applies between two snapshots of its state (RFC 0003 §5); the
+/// log is purged behind each.
+pub const CORE_SNAPSHOT_ENTRIES_DEFAULT: u64 = 10_000;
+
+/// Bytes of commands the consistent core applies between two snapshots, whichever of this and
+/// [`CORE_SNAPSHOT_ENTRIES_DEFAULT`] comes first.
+pub const CORE_SNAPSHOT_LOG_BYTES_DEFAULT: u64 = 16 * 1024 * 1024;
+
+/// Segment size of the consistent core's log: a few snapshots' worth, so a purge after a
+/// snapshot deletes whole segments soon.
+pub const CORE_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Answers of applied core commands kept for their waiters; a waiter that gave up leaves its
+/// answer behind, and the oldest beyond this are dropped.
+pub const CORE_REPLIES_MAX: usize = 1024;
+
+/// How long a metadata change waits for the consistent core (a leader, the commit, the apply)
+/// before it is an unknown outcome.
+pub const CORE_WRITE_TIMEOUT_MS: u64 = 30_000;
+
 const _: () = assert!(REPLICATION_FACTOR_DEFAULT <= REPLICATION_FACTOR_MAX);
 const _: () = assert!(CLUSTER_NODES_MAX <= RAFT_MEMBERSHIP_NODES_MAX);
+const _: () = assert!(CORE_SEGMENT_BYTES >= SEGMENT_BYTES_MIN);
+const _: () = assert!(CORE_SNAPSHOT_BYTES_MAX < u32::MAX as usize);
 const _: () = assert!(NODE_ADDRESS_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(RACK_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(

@@ -206,7 +206,7 @@ pub(crate) async fn metadata<M: MetadataStore>(
         .with_brokers(brokers(ctx))
         // The cluster id exists from v2.
         .with_cluster_id((version >= 2).then(|| text(ctx.config.cluster_id.clone())))
-        .with_controller_id(BrokerId(ctx.config.node_id.0 as i32))
+        .with_controller_id(controller_id(ctx))
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_operations)
 }
@@ -271,12 +271,18 @@ pub(crate) fn describe_cluster<M: MetadataStore>(
         .collect();
     DescribeClusterResponse::default()
         .with_cluster_id(text(ctx.config.cluster_id.clone()))
-        .with_controller_id(BrokerId(ctx.config.node_id.0 as i32))
+        .with_controller_id(controller_id(ctx))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(authorized(
             request.include_cluster_authorized_operations,
             CLUSTER_OPERATIONS,
         ))
+}
+
+/// Kafka's controller id: the consistent core's leader, -1 while none is known.
+fn controller_id<M: MetadataStore>(ctx: &Ctx<M>) -> BrokerId {
+    // Node ids are Kafka broker ids, at most `i32::MAX` (the core refuses others).
+    BrokerId(ctx.broker.meta().controller().map_or(-1, |id| i32::try_from(id.0).unwrap_or(-1)))
 }
 
 #[cfg(test)]

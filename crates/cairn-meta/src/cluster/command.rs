@@ -181,6 +181,37 @@ impl CoreCommand {
     }
 }
 
+impl CoreCommand {
+    /// Checks that this command would apply to `state` now, changing nothing: the leader's
+    /// check before it proposes a command it did not build with [`CoreCommand::create_topic`]
+    /// or [`CoreCommand::create_partitions`], so a refused request never reaches the log.
+    ///
+    /// # Errors
+    /// What [`apply`] would answer on `state`.
+    pub fn check(&self, state: &CoreState) -> Result<(), MetaError> {
+        match self {
+            CoreCommand::AlterConfigs { name, changes } => {
+                state.topics.altered(name.as_str(), changes).map(drop)
+            }
+            CoreCommand::DeleteTopic { name } => state.topics.check_delete(name.as_str()).map(drop),
+            CoreCommand::FinishDeletion { .. } => Ok(()),
+            CoreCommand::CreateTopic { id, name, configs, assignments } => {
+                checked_topic(state, *id, name, configs, assignments).map(drop)
+            }
+            CoreCommand::CreatePartitions { name, count, assignments } => {
+                checked_growth(state, name, *count, assignments).map(drop)
+            }
+            // Rare commands of the core itself (start, liveness, producer ids): a trial apply
+            // on a copy is their check.
+            CoreCommand::SetClusterId { .. }
+            | CoreCommand::RegisterNode { .. }
+            | CoreCommand::SetLiveness { .. }
+            | CoreCommand::AllocateProducerIds { .. }
+            | CoreCommand::Import { .. } => apply(&mut state.clone(), self).map(drop),
+        }
+    }
+}
+
 /// Applies `command` to `state`: the core's state machine transition. On an error nothing
 /// changed.
 ///

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use cairn_types::{NodeId, ProducerId};
 
 use crate::catalog::Topics;
-use crate::{NodeMeta, TopicId, TopicMeta};
+use crate::{MetaError, NodeMeta, TopicId, TopicMeta};
 
 /// A Raft group's id. `0` is the consistent core; partitions get `1, 2, …` in the order their
 /// assignments are applied, and an id is never reused, so a group's directory and log can never
@@ -152,6 +152,20 @@ impl CoreState {
     pub fn assignment(&self, topic: &str, partition: u32) -> Option<&PartitionAssignment> {
         let topic = self.topics.live.get(topic)?;
         self.assignments(topic.id).get(usize::try_from(partition).ok()?)
+    }
+
+    /// A live topic as raising it to `count` partitions would leave it, changing nothing
+    /// (CreatePartitions with `validate_only`).
+    ///
+    /// # Errors
+    /// [`MetaError::UnknownTopic`], or [`MetaError::InvalidPartitions`] for a count not above
+    /// today's or above the limit.
+    pub fn check_create_partitions(
+        &self,
+        name: &str,
+        count: u32,
+    ) -> Result<Arc<TopicMeta>, MetaError> {
+        self.topics.grown(name, count)
     }
 
     /// The first producer id the next allocation hands out.
