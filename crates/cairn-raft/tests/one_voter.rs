@@ -12,67 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_raft::{Proposal, RaftEntry, TypeConfig};
+use cairn_raft::{NoPeers, Proposal, RaftEntry, TypeConfig};
 use cairn_storage::RealDisk;
 use cairn_types::Offset;
 use cairn_types::batch::BatchBuilder;
-use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::impls::ProgressResponder;
-use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse};
-use openraft::raft::{VoteRequest, VoteResponse};
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftStateMachine};
-use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use openraft::{Config, Raft, ServerState};
 use support::Opened;
 
 /// Bounds every wait of this test.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A network with no peers: a one-voter group never sends.
-struct NoPeers;
-
-impl RaftNetworkFactory<TypeConfig> for NoPeers {
-    type Network = NoPeers;
-
-    async fn new_client(&mut self, _target: u64, _node: &openraft::EmptyNode) -> NoPeers {
-        NoPeers
-    }
-}
-
-fn unreachable() -> Unreachable<TypeConfig> {
-    Unreachable::from_string("a one-voter group has no peers")
-}
-
-impl RaftNetworkV2<TypeConfig> for NoPeers {
-    type SnapshotData = cairn_raft::PartitionSnapshot;
-
-    async fn append_entries(
-        &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(RPCError::Unreachable(unreachable()))
-    }
-
-    async fn vote(
-        &mut self,
-        _rpc: VoteRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(RPCError::Unreachable(unreachable()))
-    }
-
-    async fn full_snapshot(
-        &mut self,
-        _vote: VoteOf<TypeConfig>,
-        _snapshot: SnapshotOf<TypeConfig, cairn_raft::PartitionSnapshot>,
-        _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
-        _option: RPCOption,
-    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        Err(StreamingError::Unreachable(unreachable()))
-    }
-}
 
 fn config() -> Arc<Config> {
     let config = Config {
@@ -89,7 +39,9 @@ fn config() -> Arc<Config> {
 async fn start(
     opened: &Opened<RealDisk>,
 ) -> Raft<TypeConfig, cairn_raft::PartitionStateMachine<RealDisk>> {
-    Raft::new(1, config(), NoPeers, opened.store(), opened.state_machine()).await.unwrap()
+    Raft::new(1, config(), NoPeers::default(), opened.store(), opened.state_machine())
+        .await
+        .unwrap()
 }
 
 fn produced(value: &str) -> Bytes {

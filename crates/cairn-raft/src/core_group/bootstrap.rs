@@ -27,9 +27,9 @@ use openraft::Raft;
 use tokio::task::JoinHandle;
 
 use super::metadata::{CoreForward, CoreMetadata, CoreRequest};
-use super::network::NoPeers;
 use super::state_machine::{CoreStateMachine, Shared, SnapshotPolicy};
 use super::{CORE_DIR, CoreConfig, CoreNode};
+use crate::NoPeers;
 use crate::group::{GroupLog, StoreError};
 use crate::{AppendSink, LogStore, ProposalAppended, TimersError, TypeConfig};
 

@@ -14,7 +14,6 @@
 //! - `bootstrap.rs`: opening the core in `<data>/meta/raft/`: a new core is initialized with
 //!   this node as its only voter; the first leader sets the cluster id and registers the node;
 //!   a single node's `LocalMetadata` file is imported once and renamed `*.imported`.
-//! - `network.rs`: [`NoPeers`], the Raft network of a group with one voter.
 //!
 //! The core lives in cairn-raft because its state machine is an openraft one and every openraft
 //! type stays in this crate; cairn-meta, pure, sits below it.
@@ -22,7 +21,6 @@
 mod bootstrap;
 mod file;
 mod metadata;
-mod network;
 mod state_machine;
 
 use std::sync::Arc;
@@ -38,7 +36,6 @@ use cairn_types::limits::{
 
 pub use bootstrap::CoreError;
 pub use metadata::{CoreForward, CoreMetadata, CoreRequest, Forwarded, NoForward};
-pub use network::NoPeers;
 pub use state_machine::{CoreSnapshot, CoreSnapshotBuilder, CoreStateMachine};
 
 use crate::Timers;
