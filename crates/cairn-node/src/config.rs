@@ -107,7 +107,7 @@ impl Default for NodeConfig {
             advertise: None,
             auto_create_topics: true,
             default_partitions: 1,
-            log_level: "info".to_owned(),
+            log_level: "info,openraft=warn".to_owned(),
             connections_max: 1024,
             inflight_requests_max: 16,
             request_timeout_ms: limits::REQUEST_TIMEOUT_MS_DEFAULT,
@@ -349,8 +349,8 @@ pub struct ServeArgs {
     /// [env: CAIRN_DEFAULT_PARTITIONS] [default: 1]
     #[arg(long, value_name = "COUNT")]
     pub default_partitions: Option<u32>,
-    /// Log filter, as `info` or `info,cairn_kafka=debug`.
-    /// [env: CAIRN_LOG_LEVEL] [default: info]
+    /// Log filter, as `info` or `info,cairn_kafka=debug`; the default keeps the Raft library's
+    /// per-group notices out. [env: CAIRN_LOG_LEVEL] [default: info,openraft=warn]
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
     /// Most Kafka connections open at once. [env: CAIRN_CONNECTIONS_MAX] [default: 1024]

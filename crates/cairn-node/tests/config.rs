@@ -74,7 +74,7 @@ fn defaults() {
     assert_eq!(config.advertise, None);
     assert!(config.auto_create_topics);
     assert_eq!(config.default_partitions, 1);
-    assert_eq!(config.log_level, "info");
+    assert_eq!(config.log_level, "info,openraft=warn");
     assert_eq!(config.connections_max, 1024);
     assert_eq!(config.inflight_requests_max, 16);
 }

@@ -234,7 +234,7 @@ async fn initialize<D: Disk + Clone>(
     }
     raft.initialize(BTreeSet::from([node.0])).await.map_err(|e| raft_error(&e))?;
     tracing::info!(node_id = %node, "initialized a new core with this node as its voter");
-    raft.trigger().elect(false).await.map_err(|e| raft_error(&e))
+    Ok(())
 }
 
 /// Builds a snapshot whenever the state machine says one is due, until the group stops.
