@@ -223,7 +223,8 @@ async fn start<D: Disk + Clone, F: CoreForward>(
     })
 }
 
-/// Initializes a core that never was, with `node` as its only voter, and campaigns at once.
+/// Initializes a core that never was, with `node` as its only voter (openraft campaigns at once
+/// for a lone voter).
 async fn initialize<D: Disk + Clone>(
     raft: &Raft<TypeConfig, CoreStateMachine<D>>,
     node: NodeId,
