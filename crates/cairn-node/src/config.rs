@@ -20,6 +20,7 @@
 //! The environment is read by [`resolve_with`] through an explicit lookup function rather than
 //! by clap, so tests inject it instead of racing on the process environment.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -52,6 +53,10 @@ pub const INFLIGHT_REQUESTS_MAX_RANGE: RangeInclusive<usize> = 1..=1024;
 
 /// Any configured timeout, in milliseconds: at least 1 ms, at most one day.
 pub const TIMEOUT_MS_RANGE: RangeInclusive<u64> = 1..=24 * 3600 * 1000;
+
+/// Voters the static core of `--peers` may have: the RFC's 1, 3 or 5 (any count up to 5 runs);
+/// more nodes join as learners, which come with issue 13.
+pub const CORE_VOTERS_MAX: usize = 5;
 
 /// Everything a node needs to start, resolved and validated. Owned by cairn-node's startup,
 /// which hands each part to the component that uses it.
@@ -95,6 +100,14 @@ pub struct NodeConfig {
     /// dropped from the cache as the log grows, so consumers of it read from the device. 0 leaves
     /// caching to the OS. See docs/internals/storage.md, "Page cache window".
     pub page_cache_window_bytes: u64,
+    /// Address the peer listener binds (node-to-node Raft traffic). `None`: a single node, with
+    /// no peer transport. Set exactly when `peers` is.
+    pub peer_listen: Option<SocketAddr>,
+    /// The static voter set of the consistent core, this node included (`--peers`); `None`: a
+    /// single node, the core's only voter.
+    pub peers: Option<PeerList>,
+    /// The rack this node is in, registered in the core (placement spreads replicas over racks).
+    pub rack: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -114,6 +127,9 @@ impl Default for NodeConfig {
             connections_max_idle_ms: 600_000,
             shutdown_timeout_ms: 30_000,
             page_cache_window_bytes: 256 << 20,
+            peer_listen: None,
+            peers: None,
+            rack: None,
         }
     }
 }
@@ -181,6 +197,133 @@ impl NodeConfig {
         in_range("request_timeout_ms", self.request_timeout_ms, &TIMEOUT_MS_RANGE)?;
         in_range("connections_max_idle_ms", self.connections_max_idle_ms, &TIMEOUT_MS_RANGE)?;
         in_range("shutdown_timeout_ms", self.shutdown_timeout_ms, &TIMEOUT_MS_RANGE)?;
+        self.check_peers()?;
+        self.check_rack()
+    }
+
+    /// `--peers` and `--peer-listen` come together; the list names this node, at the address
+    /// its listener binds, and every id is a node id.
+    fn check_peers(&self) -> Result<(), Invalid> {
+        let (listen, peers) = match (self.peer_listen, &self.peers) {
+            (None, None) => return Ok(()),
+            (Some(listen), Some(peers)) => (listen, peers),
+            (Some(_), None) => {
+                return Err(Invalid::new("peers", "is required with peer_listen".to_owned()));
+            }
+            (None, Some(_)) => {
+                return Err(Invalid::new("peer_listen", "is required with peers".to_owned()));
+            }
+        };
+        if let Some(&id) = peers.0.keys().find(|id| !NODE_ID_RANGE.contains(&id.0)) {
+            let message = format!("node id {id} is outside 0..={}", NODE_ID_RANGE.end());
+            return Err(Invalid::new("peers", message));
+        }
+        let Some(mine) = peers.0.get(&self.node_id) else {
+            let message = format!("{peers} does not name this node (node_id {})", self.node_id);
+            return Err(Invalid::new("peers", message));
+        };
+        if listen.port() == 0 {
+            let message = "port 0 cannot be named in peers: give the port".to_owned();
+            return Err(Invalid::new("peer_listen", message));
+        }
+        if !listen_matches(listen, mine) {
+            let message =
+                format!("{listen} is not this node's address in peers ({}={mine})", self.node_id);
+            return Err(Invalid::new("peer_listen", message));
+        }
+        for (field, other) in
+            [("kafka_listen", self.kafka_listen), ("admin_listen", self.admin_listen)]
+        {
+            if listeners_clash(listen, other) {
+                let message = format!("{listen} clashes with {field} {other}");
+                return Err(Invalid::new("peer_listen", message));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_rack(&self) -> Result<(), Invalid> {
+        let Some(rack) = &self.rack else { return Ok(()) };
+        if rack.is_empty() || rack.len() > limits::RACK_BYTES_MAX {
+            let message = format!("{rack:?} must be 1 to {} bytes", limits::RACK_BYTES_MAX);
+            return Err(Invalid::new("rack", message));
+        }
+        Ok(())
+    }
+}
+
+/// Whether the peer listener bound at `listen` is what peers dial as `named`: the same port,
+/// and the same IP unless the listener binds a wildcard (a DNS name is taken on trust).
+fn listen_matches(listen: SocketAddr, named: &AdvertisedAddress) -> bool {
+    if listen.port() != named.port {
+        return false;
+    }
+    match named.host.parse::<IpAddr>() {
+        Ok(ip) => listen.ip().is_unspecified() || ip == listen.ip(),
+        Err(_) => true,
+    }
+}
+
+/// The static voter set of the consistent core (`--peers 1=HOST:PORT,2=HOST:PORT,...`): node
+/// ids and the peer addresses they are dialed at. At least one and at most
+/// [`CORE_VOTERS_MAX`] nodes, ids and addresses unique.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PeerList(pub BTreeMap<NodeId, AdvertisedAddress>);
+
+impl PeerList {
+    /// The ids and addresses as the peer transport takes them.
+    #[must_use]
+    pub fn addresses(&self) -> BTreeMap<u64, String> {
+        self.0.iter().map(|(id, address)| (id.0, address.to_string())).collect()
+    }
+}
+
+impl FromStr for PeerList {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<PeerList, String> {
+        let mut peers = BTreeMap::new();
+        for entry in input.split(',').map(str::trim) {
+            let Some((id, address)) = entry.split_once('=') else {
+                return Err(format!("{entry:?} is not ID=HOST:PORT"));
+            };
+            let id: u64 =
+                id.trim().parse().map_err(|_| format!("{entry:?}: the node id is not a number"))?;
+            let address: AdvertisedAddress =
+                address.trim().parse().map_err(|error| format!("{entry:?}: {error}"))?;
+            if peers.values().any(|known| *known == address) {
+                return Err(format!("{address} is named twice"));
+            }
+            if peers.insert(NodeId(id), address).is_some() {
+                return Err(format!("node id {id} is named twice"));
+            }
+        }
+        if peers.len() > CORE_VOTERS_MAX {
+            return Err(format!(
+                "{} nodes, at most {CORE_VOTERS_MAX} may be core voters (more nodes join as \
+                 learners, not supported yet)",
+                peers.len()
+            ));
+        }
+        Ok(PeerList(peers))
+    }
+}
+
+impl TryFrom<String> for PeerList {
+    type Error = String;
+
+    fn try_from(input: String) -> Result<PeerList, String> {
+        input.parse()
+    }
+}
+
+impl fmt::Display for PeerList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (position, (id, address)) in self.0.iter().enumerate() {
+            let separator = if position == 0 { "" } else { "," };
+            write!(f, "{separator}{id}={address}")?;
+        }
         Ok(())
     }
 }
@@ -377,6 +520,18 @@ pub struct ServeArgs {
     /// [env: CAIRN_PAGE_CACHE_WINDOW_BYTES] [default: 268435456]
     #[arg(long, value_name = "BYTES")]
     pub page_cache_window_bytes: Option<u64>,
+    /// Address the peer listener binds, for the other nodes of a cluster; required with
+    /// --peers. [env: CAIRN_PEER_LISTEN] [default: none, a single node]
+    #[arg(long, value_name = "IP:PORT")]
+    pub peer_listen: Option<SocketAddr>,
+    /// The cluster's static core voters, this node included, at most 5:
+    /// `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT` (each node's peer address). Every node gets the
+    /// same list. [env: CAIRN_PEERS] [default: none, a single node]
+    #[arg(long, value_name = "ID=HOST:PORT,...")]
+    pub peers: Option<PeerList>,
+    /// The rack (or zone) this node is in. [env: CAIRN_RACK] [default: none]
+    #[arg(long, value_name = "RACK")]
+    pub rack: Option<String>,
 }
 
 /// The TOML file: the same fields as [`ServeArgs`] but `config`, snake_case keys only.
@@ -397,6 +552,9 @@ struct FileConfig {
     connections_max_idle_ms: Option<u64>,
     shutdown_timeout_ms: Option<u64>,
     page_cache_window_bytes: Option<u64>,
+    peer_listen: Option<SocketAddr>,
+    peers: Option<PeerList>,
+    rack: Option<String>,
 }
 
 /// The environment variable of a field: `kafka_listen` → `CAIRN_KAFKA_LISTEN`.
@@ -475,6 +633,9 @@ pub fn resolve_with(
         shutdown_timeout_ms: layer!(shutdown_timeout_ms).unwrap_or(defaults.shutdown_timeout_ms),
         page_cache_window_bytes: layer!(page_cache_window_bytes)
             .unwrap_or(defaults.page_cache_window_bytes),
+        peer_listen: layer!(peer_listen).or(defaults.peer_listen),
+        peers: layer!(peers).or(defaults.peers),
+        rack: layer!(rack).or(defaults.rack),
     };
 
     config.check().map_err(|invalid| {

@@ -232,7 +232,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         id: config.node_id,
         host: advertised.host.clone(),
         port: advertised.port,
-        rack: None,
+        rack: config.rack.clone(),
     };
     let admin = TcpListener::bind(config.admin_listen)
         .await

@@ -128,8 +128,14 @@ fn everything_changed() -> NodeConfig {
         connections_max_idle_ms: 60_000,
         shutdown_timeout_ms: 1_000,
         page_cache_window_bytes: 0,
+        peer_listen: Some("0.0.0.0:19093".parse().unwrap()),
+        peers: Some(PEERS.parse().unwrap()),
+        rack: Some("eu-west-1a".into()),
     }
 }
+
+/// The `peers` of [`everything_changed`]: node 7 at its peer listener's port.
+const PEERS: &str = "7=broker-7.example.com:19093,8=broker-8.example.com:19093";
 
 /// (field, value as text) for [`everything_changed`]: the flag, variable and file key all derive
 /// from the field name.
@@ -148,10 +154,23 @@ const EVERYTHING: &[(&str, &str)] = &[
     ("connections_max_idle_ms", "60000"),
     ("shutdown_timeout_ms", "1000"),
     ("page_cache_window_bytes", "0"),
+    ("peer_listen", "0.0.0.0:19093"),
+    ("peers", PEERS),
+    ("rack", "eu-west-1a"),
 ];
 
 fn is_toml_number_or_bool(field: &str) -> bool {
-    !matches!(field, "data_dir" | "kafka_listen" | "admin_listen" | "advertise" | "log_level")
+    !matches!(
+        field,
+        "data_dir"
+            | "kafka_listen"
+            | "admin_listen"
+            | "advertise"
+            | "log_level"
+            | "peer_listen"
+            | "peers"
+            | "rack"
+    )
 }
 
 #[test]
@@ -279,6 +298,67 @@ fn validation_names_the_field_and_its_source() {
     .err(&["clashes"]);
 }
 
+/// `--peers` and `--peer-listen`: the static core of a cluster, checked before anything starts.
+#[test]
+fn peers_validation() {
+    let three = "1=127.0.0.1:19001,2=127.0.0.1:19002,3=127.0.0.1:19003";
+    let node = |id: &'static str, listen: &'static str| -> Vec<&'static str> {
+        vec!["--node-id", id, "--peer-listen", listen]
+    };
+    let with = |flags: Vec<&'static str>, peers: &'static str| {
+        let mut flags = flags;
+        flags.extend(["--peers", peers]);
+        flags
+    };
+    let config = Case { flags: &with(node("2", "127.0.0.1:19002"), three), ..Case::default() }.ok();
+    let peers = config.peers.unwrap();
+    assert_eq!(peers.0.len(), 3);
+    assert_eq!(peers.to_string(), three);
+    assert_eq!(peers.addresses()[&3], "127.0.0.1:19003");
+    // A wildcard listener on the named port is this node's address.
+    Case { flags: &with(node("1", "0.0.0.0:19001"), three), ..Case::default() }.ok();
+    // Spaces around entries are allowed; the environment and the file say the same.
+    Case {
+        flags: &node("3", "127.0.0.1:19003"),
+        env: &[("CAIRN_PEERS", " 1=127.0.0.1:19001, 3=127.0.0.1:19003 ")],
+        ..Case::default()
+    }
+    .ok();
+
+    let bad = |flags: Vec<&'static str>, expected: &[&str]| {
+        Case { flags: &flags, ..Case::default() }.err(expected);
+    };
+    bad(with(node("4", "127.0.0.1:19004"), three), &["invalid peers", "does not name this node"]);
+    bad(with(node("1", "127.0.0.1:19009"), three), &["invalid peer_listen", "1=127.0.0.1:19001"]);
+    bad(
+        with(node("1", "127.0.0.1:19001"), "1=127.0.0.1:19001,2147483648=h:2"),
+        &["invalid peers", "node id 2147483648"],
+    );
+    bad(with(node("1", "127.0.0.2:19001"), three), &["invalid peer_listen"]);
+    bad(node("1", "127.0.0.1:19001"), &["invalid peers", "required with peer_listen"]);
+    bad(vec!["--node-id", "1", "--peers", three], &["invalid peer_listen", "required with peers"]);
+    bad(
+        with(node("1", "127.0.0.1:9092"), "1=127.0.0.1:9092"),
+        &["invalid peer_listen", "clashes with kafka_listen"],
+    );
+    // A list that does not parse: through the variable, whose errors the resolution reports
+    // (a flag's are clap's, the same text).
+    let unparsable = |peers: &'static str, expected: &[&str]| {
+        let env = [("CAIRN_PEERS", peers)];
+        Case { flags: &node("1", "127.0.0.1:19001"), env: &env, ..Case::default() }.err(expected);
+        let error = Serve::try_parse_from(with(vec!["serve"], peers)).unwrap_err().to_string();
+        assert!(error.contains(expected[0]), "{error}");
+    };
+    unparsable("1=127.0.0.1:19001,1=127.0.0.1:19002", &["node id 1 is named twice"]);
+    unparsable("1=127.0.0.1:19001,2=127.0.0.1:19001", &["127.0.0.1:19001 is named twice"]);
+    unparsable("1=127.0.0.1:19001,x=127.0.0.1:19002", &["not a number"]);
+    unparsable("1=127.0.0.1:19001,2", &["ID=HOST:PORT"]);
+    unparsable("1=127.0.0.1:19001,2=0.0.0.0:19002", &["wildcard"]);
+    unparsable("1=127.0.0.1:0", &["port"]);
+    unparsable("1=h:1,2=h:2,3=h:3,4=h:4,5=h:5,6=h:6", &["6 nodes, at most 5 may be core voters"]);
+    Case { flags: &["--rack", ""], ..Case::default() }.err(&["invalid rack"]);
+}
+
 #[test]
 fn wildcard_listener_needs_advertise() {
     Case { flags: &["--kafka-listen", "0.0.0.0:9092"], ..Case::default() }.err(&[
@@ -377,6 +457,9 @@ fn help_documents_env_and_defaults() {
             ("connections_max_idle_ms", d.connections_max_idle_ms.to_string()),
             ("shutdown_timeout_ms", d.shutdown_timeout_ms.to_string()),
             ("page_cache_window_bytes", d.page_cache_window_bytes.to_string()),
+            ("peer_listen", "none, a single node".to_owned()),
+            ("peers", "none, a single node".to_owned()),
+            ("rack", "none".to_owned()),
         ])
     };
     let command = Serve::command();
