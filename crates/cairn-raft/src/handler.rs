@@ -25,7 +25,8 @@ use crate::peer::{
     HandlerFuture, Response,
 };
 use crate::pipeline::{append_response, last_of};
-use crate::{LogId, PartitionSnapshot, TypeConfig};
+use crate::wire::WireSnapshot;
+use crate::{LogId, TypeConfig};
 
 /// An append waiting in the pipeline, and where its answer goes.
 struct Queued {
@@ -36,7 +37,7 @@ struct Queued {
 /// One group's requests from peers, served by its `Raft` (module docs).
 pub struct RaftHandler<SM>
 where
-    SM: RaftStateMachine<TypeConfig, SnapshotData = PartitionSnapshot>,
+    SM: RaftStateMachine<TypeConfig, SnapshotData: WireSnapshot>,
 {
     raft: Raft<TypeConfig, SM>,
     appends: mpsc::Sender<Queued>,
@@ -44,7 +45,7 @@ where
 
 impl<SM> RaftHandler<SM>
 where
-    SM: RaftStateMachine<TypeConfig, SnapshotData = PartitionSnapshot>,
+    SM: RaftStateMachine<TypeConfig, SnapshotData: WireSnapshot>,
 {
     /// The handler of `raft`'s group; starts its append pipeline, which ends when the handler
     /// is dropped (removed from the router) or the `Raft` stops. Must run inside a tokio
@@ -84,7 +85,7 @@ fn answer_error(code: ErrorCode, message: impl ToString) -> ErrorAnswer {
 
 impl<SM> GroupHandler for RaftHandler<SM>
 where
-    SM: RaftStateMachine<TypeConfig, SnapshotData = PartitionSnapshot>,
+    SM: RaftStateMachine<TypeConfig, SnapshotData: WireSnapshot>,
 {
     fn handle(&self, request: GroupRequest) -> HandlerFuture {
         let raft = self.raft.clone();
@@ -100,11 +101,24 @@ where
             GroupRequest::Heartbeat(request) => Box::pin(async move {
                 raft.append_entries(request).await.map(Response::Append).map_err(|e| failed(&e))
             }),
-            GroupRequest::Snapshot(request) => Box::pin(async move {
-                let snapshot = Snapshot { meta: request.meta, snapshot: request.data };
-                let installed = raft.install_full_snapshot(request.vote, snapshot).await;
-                installed.map(Response::Snapshot).map_err(|e| failed(&e))
-            }),
+            GroupRequest::Snapshot(_) | GroupRequest::CoreSnapshot(_) => {
+                let Some((vote, meta, snapshot)) = SM::SnapshotData::received(request) else {
+                    let error = "a snapshot of another kind of group";
+                    return Box::pin(std::future::ready(Err(answer_error(
+                        ErrorCode::Unsupported,
+                        error,
+                    ))));
+                };
+                Box::pin(async move {
+                    let snapshot = Snapshot { meta, snapshot };
+                    let installed = raft.install_full_snapshot(vote, snapshot).await;
+                    installed.map(Response::Snapshot).map_err(|e| failed(&e))
+                })
+            }
+            GroupRequest::CoreWrite(_) => {
+                let error = "a core write for a group that is not the core";
+                Box::pin(std::future::ready(Err(answer_error(ErrorCode::Unsupported, error))))
+            }
         }
     }
 }
@@ -120,7 +134,7 @@ enum StreamEnd {
 /// Feeds the group's appends to `Raft::stream_append`, one stream after another.
 async fn run_appends<SM>(raft: Raft<TypeConfig, SM>, mut queued: mpsc::Receiver<Queued>)
 where
-    SM: RaftStateMachine<TypeConfig, SnapshotData = PartitionSnapshot>,
+    SM: RaftStateMachine<TypeConfig, SnapshotData: WireSnapshot>,
 {
     loop {
         let mut waiting = VecDeque::new();
@@ -147,7 +161,7 @@ async fn run_stream<SM>(
     waiting: &mut Waiting,
 ) -> StreamEnd
 where
-    SM: RaftStateMachine<TypeConfig, SnapshotData = PartitionSnapshot>,
+    SM: RaftStateMachine<TypeConfig, SnapshotData: WireSnapshot>,
 {
     let (feed, mut fed) = mpsc::channel::<AppendRequest>(RAFT_APPENDS_QUEUED_MAX);
     let input = futures_util::stream::poll_fn(move |context| fed.poll_recv(context));

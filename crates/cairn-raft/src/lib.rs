@@ -44,6 +44,7 @@ mod pipeline;
 mod record;
 mod state_machine;
 mod store;
+mod wire;
 
 pub use codec::CodecError;
 pub use config::{Timers, TimersError};
@@ -58,6 +59,7 @@ pub use no_peers::NoPeers;
 pub use record::RecordError;
 pub use state_machine::{PartitionSnapshot, PartitionStateMachine, SnapshotBuilder};
 pub use store::{AppendSink, LogReader, LogStore, ProposalAppended};
+pub use wire::WireSnapshot;
 
 /// A Raft term: the Kafka partition leader epoch of the entries its leader appends.
 pub type Term = u64;

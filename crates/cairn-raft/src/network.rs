@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -39,9 +40,10 @@ use tokio::time::Instant;
 use crate::heartbeat::{Coalescer, HeartbeatResult};
 use crate::peer::{
     AppendRequest, AppendResponse, Backoff, CallError, ErrorCode, GroupAnswer, PeerClient,
-    PeerNode, Request, Response, SnapshotRequest, SnapshotResponse, VoteRequest, VoteResponse,
+    PeerNode, Request, Response, SnapshotResponse, VoteRequest, VoteResponse,
 };
 use crate::pipeline::{self, Flight};
+use crate::wire::WireSnapshot;
 use crate::{PartitionSnapshot, RaftNodeId, TypeConfig};
 
 #[cfg(doc)]
@@ -81,7 +83,14 @@ impl Network {
     /// Group `group`'s network factory, for its `Raft`.
     #[must_use]
     pub fn group(&self, group: u64) -> GroupNetwork {
-        GroupNetwork { group, inner: Arc::clone(&self.inner) }
+        self.group_of(group)
+    }
+
+    /// Group `group`'s network factory for a group whose snapshots are `S` (the consistent
+    /// core's: `CoreSnapshot`).
+    #[must_use]
+    pub fn group_of<S: WireSnapshot>(&self, group: u64) -> GroupNetwork<S> {
+        GroupNetwork { group, inner: Arc::clone(&self.inner), snapshot: PhantomData }
     }
 }
 
@@ -95,8 +104,9 @@ impl Inner {
         Some(coalescer)
     }
 
-    fn peer(&self, group: u64, target: RaftNodeId, heartbeats: bool) -> PeerNetwork {
+    fn peer<S>(&self, group: u64, target: RaftNodeId, heartbeats: bool) -> PeerNetwork<S> {
         PeerNetwork {
+            snapshot: PhantomData,
             node_id: self.node_id,
             target,
             group,
@@ -106,23 +116,34 @@ impl Inner {
     }
 }
 
-/// One group's openraft network factory: the group's clients of each peer.
-#[derive(Clone)]
-pub struct GroupNetwork {
+/// One group's openraft network factory: the group's clients of each peer; its snapshots are
+/// `S`.
+pub struct GroupNetwork<S = PartitionSnapshot> {
     group: u64,
     inner: Arc<Inner>,
+    snapshot: PhantomData<fn() -> S>,
 }
 
-impl std::fmt::Debug for GroupNetwork {
+impl<S> Clone for GroupNetwork<S> {
+    fn clone(&self) -> GroupNetwork<S> {
+        GroupNetwork { group: self.group, inner: Arc::clone(&self.inner), snapshot: PhantomData }
+    }
+}
+
+impl<S> std::fmt::Debug for GroupNetwork<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupNetwork").field("group", &self.group).finish()
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
-    type Network = PeerNetwork;
+impl<S: WireSnapshot> RaftNetworkFactory<TypeConfig> for GroupNetwork<S> {
+    type Network = PeerNetwork<S>;
 
-    async fn new_client(&mut self, target: RaftNodeId, _node: &openraft::EmptyNode) -> PeerNetwork {
+    async fn new_client(
+        &mut self,
+        target: RaftNodeId,
+        _node: &openraft::EmptyNode,
+    ) -> PeerNetwork<S> {
         self.inner.peer(self.group, target, false)
     }
 
@@ -131,13 +152,14 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
         &mut self,
         target: RaftNodeId,
         _node: &openraft::EmptyNode,
-    ) -> PeerNetwork {
+    ) -> PeerNetwork<S> {
         self.inner.peer(self.group, target, true)
     }
 }
 
-/// One group's client of one peer (module docs).
-pub struct PeerNetwork {
+/// One group's client of one peer (module docs), for a group whose snapshots are `S`.
+pub struct PeerNetwork<S = PartitionSnapshot> {
+    snapshot: PhantomData<fn() -> S>,
     node_id: RaftNodeId,
     target: RaftNodeId,
     group: u64,
@@ -147,7 +169,7 @@ pub struct PeerNetwork {
     coalescer: Option<Coalescer>,
 }
 
-impl PeerNetwork {
+impl<S> PeerNetwork<S> {
     fn client(&self, action: RPCTypes) -> Result<&PeerClient, RPCError<TypeConfig>> {
         self.client.as_ref().ok_or_else(|| {
             let why = format!("{action} to node {}, which is not a peer", self.target);
@@ -263,8 +285,8 @@ fn streaming_error(error: RPCError<TypeConfig>) -> StreamingError<TypeConfig> {
     }
 }
 
-impl RaftNetworkV2<TypeConfig> for PeerNetwork {
-    type SnapshotData = PartitionSnapshot;
+impl<W: WireSnapshot> RaftNetworkV2<TypeConfig> for PeerNetwork<W> {
+    type SnapshotData = W;
 
     async fn append_entries(
         &mut self,
@@ -337,15 +359,15 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
     async fn full_snapshot(
         &mut self,
         vote: VoteOf<TypeConfig>,
-        snapshot: SnapshotOf<TypeConfig, PartitionSnapshot>,
+        snapshot: SnapshotOf<TypeConfig, W>,
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse, StreamingError<TypeConfig>> {
         let ttl = option.soft_ttl();
         let action = RPCTypes::InstallSnapshot;
         let client = self.client(action).map_err(streaming_error)?;
-        let request = SnapshotRequest { vote, meta: snapshot.meta, data: snapshot.snapshot };
-        let call = client.call(self.group, Request::Snapshot(request), Instant::now() + ttl);
+        let request = W::request(vote, snapshot.meta, snapshot.snapshot);
+        let call = client.call(self.group, request, Instant::now() + ttl);
         let answer = tokio::select! {
             answer = call => answer,
             closed = cancel => return Err(StreamingError::Closed(closed)),

@@ -137,6 +137,15 @@ impl GroupHandler for Granting {
                     Response::Append(AppendResponse::PartialSuccess(last))
                 }
                 GroupRequest::Snapshot(r) => Response::Snapshot(SnapshotResponse { vote: r.vote }),
+                GroupRequest::CoreSnapshot(r) => {
+                    Response::Snapshot(SnapshotResponse { vote: r.vote })
+                }
+                GroupRequest::CoreWrite(_) => {
+                    return Err(ErrorAnswer {
+                        code: ErrorCode::Unsupported,
+                        message: "not the core".to_owned(),
+                    });
+                }
             })
         })
     }

@@ -26,12 +26,16 @@ use cairn_types::NodeId;
 use openraft::Raft;
 use tokio::task::JoinHandle;
 
-use super::metadata::{CoreForward, CoreMetadata, CoreRequest};
-use super::state_machine::{CoreStateMachine, Shared, SnapshotPolicy};
+use super::metadata::{CoreForward, CoreMetadata, CoreRequest, NoForward};
+use super::peers::{CORE_GROUP, CoreHandler, PeerForward};
+use super::state_machine::{CoreSnapshot, CoreStateMachine, Shared, SnapshotPolicy};
 use super::{CORE_DIR, CoreConfig, CoreNode};
-use crate::NoPeers;
 use crate::group::{GroupLog, StoreError};
+use crate::peer::{PeerNode, Router};
 use crate::{AppendSink, LogStore, ProposalAppended, TimersError, TypeConfig};
+use crate::{Network, NoPeers, RaftHandler};
+use openraft::error::InitializeError;
+use openraft::network::{NetSnapshot, RaftNetworkFactory};
 
 /// Why the core could not be opened or closed. Each stops the node's start: nothing retries.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,10 @@ pub enum CoreError {
     /// No leader was elected or the state did not catch up within the write timeout.
     #[error("the core did not become ready within {0:?}")]
     NotReady(Duration),
+    /// The core belongs to another cluster than the node's settings say, or a multi-node start
+    /// meets what only a single node can have.
+    #[error("the core's cluster: {0}")]
+    Cluster(String),
 }
 
 /// The core log's appends report no proposals: nobody waits on their offsets.
@@ -66,11 +74,24 @@ pub(crate) struct Stopper<D: Disk> {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
-    /// Opens (or creates) the core of this node in `meta_dir/raft`, waits until it has a
-    /// leader and this node's state is current, runs the start commands and imports a
-    /// `LocalMetadata` file found in `meta_dir` (module docs). `cluster_id` is the id a data
-    /// directory had before the core, kept if the core sets one now.
+/// What the core of a node with peers runs over (RFC 0003 §5 "Bootstrap").
+#[derive(Debug)]
+pub struct CorePeers<'a> {
+    /// The node's peer transport: where forwarded writes go.
+    pub transport: &'a PeerNode,
+    /// The node's Raft network over it.
+    pub network: &'a Network,
+    /// The node's router, where the core registers as group 0.
+    pub router: &'a Router,
+    /// The static voters of the core (`--peers`), this node included.
+    pub voters: BTreeSet<NodeId>,
+}
+
+impl<D: Disk + Clone> CoreMetadata<D, NoForward> {
+    /// Opens (or creates) the core of a single node in `meta_dir/raft`: this node is its only
+    /// voter. Waits until it leads and its state is current, runs the start commands and
+    /// imports a `LocalMetadata` file found in `meta_dir` (module docs). `cluster_id` is the
+    /// id a data directory had before the core, kept if the core sets one now.
     ///
     /// # Errors
     /// [`CoreError`]: storage, Raft, a refused start command, or no leader in time.
@@ -80,15 +101,72 @@ impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
         node: CoreNode,
         cluster_id: Option<[u8; 16]>,
         config: CoreConfig,
-        forward: F,
-    ) -> Result<CoreMetadata<D, F>, CoreError> {
-        let core = start(disk.clone(), meta_dir, &node, &config, forward).await?;
+        forward: NoForward,
+    ) -> Result<CoreMetadata<D, NoForward>, CoreError> {
+        let voters = BTreeSet::from([node.meta.id.0]);
+        let network = NoPeers::<CoreSnapshot>::default();
+        let core = start(disk.clone(), meta_dir, &node, &config, forward, network, &voters).await?;
         core.wait_ready(config.write_timeout).await?;
-        core.settle(&node, cluster_id).await?;
+        core.settle(&node, cluster_id, config.write_timeout).await?;
         core.import_local(&disk, meta_dir, &node).await?;
         Ok(core)
     }
+}
 
+impl<D: Disk + Clone> CoreMetadata<D, PeerForward> {
+    /// Opens (or creates) the core of a node with peers: a new core is initialized with the
+    /// static voters (every voter does so with the same set, so their first entries are one
+    /// entry); a core that has a log or a vote never is again. Registers the core as group 0
+    /// in the router, waits for a leader, catches up with its commit and runs the start
+    /// commands, `SetClusterId` with `cluster_id` (the id every node derives from the same
+    /// settings) and this node's registration.
+    ///
+    /// # Errors
+    /// [`CoreError`]: storage, Raft, a refused start command, no leader in time,
+    /// [`CoreError::Cluster`] if the core holds another cluster id or `meta_dir` holds a
+    /// single node's metadata file (importing one into a cluster is not supported).
+    pub async fn open_cluster(
+        disk: D,
+        meta_dir: &Path,
+        node: CoreNode,
+        cluster_id: [u8; 16],
+        config: CoreConfig,
+        peers: CorePeers<'_>,
+    ) -> Result<Arc<CoreMetadata<D, PeerForward>>, CoreError> {
+        make_dir(&disk, meta_dir)?;
+        if exists(&disk, meta_dir, LOCAL_METADATA_FILE)? {
+            return Err(CoreError::Cluster(format!(
+                "{} holds a single node's metadata ({LOCAL_METADATA_FILE}), which a multi-node \
+                 core does not import: start this node once without --peers first",
+                meta_dir.display()
+            )));
+        }
+        let voters: BTreeSet<u64> = peers.voters.iter().map(|id| id.0).collect();
+        let forward = PeerForward::new(peers.transport, config.write_timeout);
+        let network = peers.network.group_of::<CoreSnapshot>(CORE_GROUP);
+        let core = start(disk, meta_dir, &node, &config, forward, network, &voters).await?;
+        let core = Arc::new(core);
+        let handler = CoreHandler::new(RaftHandler::new(core.raft.clone()), Arc::downgrade(&core));
+        peers.router.register(CORE_GROUP, handler);
+        core.wait_ready(config.write_timeout).await?;
+        core.settle(&node, Some(cluster_id), config.write_timeout).await?;
+        match core.cluster_id() {
+            Some(id) if id == cluster_id => Ok(core),
+            held => Err(CoreError::Cluster(format!(
+                "the core holds cluster id {}, the --peers settings make {}: this data \
+                 directory belongs to another cluster or peer set",
+                held.map_or_else(|| "none".to_owned(), |id| hex(&id)),
+                hex(&cluster_id)
+            ))),
+        }
+    }
+}
+
+fn hex(id: &[u8; 16]) -> String {
+    id.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
     /// Stops the group and closes the core's log cleanly.
     ///
     /// # Errors
@@ -125,11 +203,22 @@ impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
         Ok(())
     }
 
-    /// The start commands: the cluster id and this node's registration, when they change.
-    async fn settle(&self, node: &CoreNode, cluster_id: Option<[u8; 16]>) -> Result<(), CoreError> {
+    /// The start commands: the cluster id and this node's registration, when they change,
+    /// after this node caught up with the leader's commit. A start command whose leader was
+    /// unknown, unreachable or did not answer in time is tried again until `timeout` (each is
+    /// the same whether it applied once or twice).
+    async fn settle(
+        &self,
+        node: &CoreNode,
+        cluster_id: Option<[u8; 16]>,
+        timeout: Duration,
+    ) -> Result<(), CoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.write_retrying(CoreRequest::ReadIndex, deadline).await?;
         if self.state().cluster_id().is_none() {
             let id = cluster_id.unwrap_or_else(|| *uuid::Uuid::new_v4().as_bytes());
-            self.write(CoreRequest::Command(CoreCommand::SetClusterId { id })).await?;
+            let command = CoreCommand::SetClusterId { id };
+            self.write_retrying(CoreRequest::Command(command), deadline).await?;
         }
         let registered = self.state().node(node.meta.id).is_some_and(|record| {
             record.meta == node.meta
@@ -141,9 +230,28 @@ impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
                 node: node.meta.clone(),
                 peer_address: node.peer_address.clone(),
             };
-            self.write(CoreRequest::Command(command)).await?;
+            self.write_retrying(CoreRequest::Command(command), deadline).await?;
         }
         Ok(())
+    }
+
+    /// [`CoreMetadata::write`], tried again after a retriable failure until `deadline`.
+    async fn write_retrying(
+        &self,
+        request: CoreRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), MetaError> {
+        loop {
+            match self.write(request.clone()).await {
+                Err(MetaError::NotController(why) | MetaError::TimedOut(why))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(%why, "a core start command is tried again");
+                    tokio::time::sleep(START_RETRY_PAUSE).await;
+                }
+                done => return done.map(drop),
+            }
+        }
     }
 
     /// Imports the `LocalMetadata` file of `meta_dir` once, then renames it (module docs).
@@ -179,15 +287,26 @@ impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
     }
 }
 
-/// Starts the group over the core's directory, initialized with this node as its only voter if
-/// it never was.
-async fn start<D: Disk + Clone, F: CoreForward>(
+/// The pause between two tries of a start command whose leader was not reachable.
+const START_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Starts the group over the core's directory with `network`, initialized with `voters` if it
+/// never was.
+async fn start<D, F, N>(
     disk: D,
     meta_dir: &Path,
     node: &CoreNode,
     config: &CoreConfig,
     forward: F,
-) -> Result<CoreMetadata<D, F>, CoreError> {
+    network: N,
+    voters: &BTreeSet<u64>,
+) -> Result<CoreMetadata<D, F>, CoreError>
+where
+    D: Disk + Clone,
+    F: CoreForward,
+    N: RaftNetworkFactory<TypeConfig>,
+    N::Network: NetSnapshot<TypeConfig, SnapshotData = CoreSnapshot>,
+{
     let dir = meta_dir.join(CORE_DIR);
     make_dir(&disk, meta_dir)?;
     let group = GroupLog::open(
@@ -204,11 +323,10 @@ async fn start<D: Disk + Clone, F: CoreForward>(
     let machine = CoreStateMachine::open(group.clone(), disk, dir, Arc::clone(&shared), policy)?;
     let store = LogStore::new(group.clone(), Arc::new(NoSink), Arc::clone(&config.clock));
     let raft_config = Arc::new(config.timers.openraft_config()?);
-    let network = NoPeers::default();
     let raft = Raft::new(node.meta.id.0, raft_config, network, store, machine)
         .await
         .map_err(|error| CoreError::Raft(error.to_string()))?;
-    initialize(&raft, node.meta.id).await?;
+    initialize(&raft, voters).await?;
     let triggers = tokio::spawn(trigger_snapshots(raft.clone(), Arc::clone(&shared)));
     let state = shared.state.subscribe();
     Ok(CoreMetadata {
@@ -223,19 +341,31 @@ async fn start<D: Disk + Clone, F: CoreForward>(
     })
 }
 
-/// Initializes a core that never was, with `node` as its only voter (openraft campaigns at once
-/// for a lone voter).
+/// Initializes a core that never was with `voters` (openraft campaigns at once for a lone
+/// voter). A core with a log or a vote is never initialized again: openraft refuses it
+/// (`NotAllowed`), which also covers a leader's entries arriving between the check and the call.
+/// Every voter of a new cluster initializes with the same set, so their first entries are the
+/// same entry and whichever does so first loses nothing.
 async fn initialize<D: Disk + Clone>(
     raft: &Raft<TypeConfig, CoreStateMachine<D>>,
-    node: NodeId,
+    voters: &BTreeSet<u64>,
 ) -> Result<(), CoreError> {
     let raft_error = |error: &dyn std::fmt::Display| CoreError::Raft(error.to_string());
     if raft.is_initialized().await.map_err(|e| raft_error(&e))? {
+        tracing::info!("the core has a log or a vote already: not initialized again");
         return Ok(());
     }
-    raft.initialize(BTreeSet::from([node.0])).await.map_err(|e| raft_error(&e))?;
-    tracing::info!(node_id = %node, "initialized a new core with this node as its voter");
-    Ok(())
+    match raft.initialize(voters.clone()).await {
+        Ok(()) => {
+            tracing::info!(?voters, "initialized a new core with its static voters");
+            Ok(())
+        }
+        Err(error) if matches!(error.api_error(), Some(InitializeError::NotAllowed(_))) => {
+            tracing::info!("the core received its first entries from a leader: not initialized");
+            Ok(())
+        }
+        Err(error) => Err(raft_error(&error)),
+    }
 }
 
 /// Builds a snapshot whenever the state machine says one is due, until the group stops.

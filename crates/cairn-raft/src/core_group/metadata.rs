@@ -61,15 +61,19 @@ pub enum CoreRequest {
     /// A command built already (the core's own: cluster id, node registration, import); the
     /// leader checks it.
     Command(CoreCommand),
+    /// Nothing to change: the leader's read index, so that the asking node, once it applied
+    /// through it, sees every change committed before it asked ([`CoreMetadata::sync`]).
+    ReadIndex,
 }
 
 /// What the leader answers a forwarded request: the command's answer and where it applied,
 /// which the forwarding node waits to apply too.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Forwarded {
     /// The applied command's answer.
     pub reply: CoreReply,
-    /// The entry's position; `None` if the request changed nothing and was not proposed.
+    /// The entry's position; for a request that changed nothing and was not proposed, the
+    /// leader's read index (`None` before anything was committed).
     pub applied: Option<LogPosition>,
 }
 
@@ -192,6 +196,16 @@ impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
         Ok(done.reply)
     }
 
+    /// Waits until this node applied every change the core committed before the call: a read
+    /// index from the leader (here, or asked for through [`CoreForward`]), then this node's
+    /// apply through it. What a read that must not miss a change just made elsewhere calls.
+    ///
+    /// # Errors
+    /// As [`CoreMetadata::write`]: no reachable leader, or no answer in time.
+    pub async fn sync(&self) -> Result<(), MetaError> {
+        self.write(CoreRequest::ReadIndex).await.map(drop)
+    }
+
     /// The leader's check, proposal and wait (module docs).
     async fn write_here(&self, request: CoreRequest) -> Result<Forwarded, LocalWrite> {
         let leader = self.raft.current_leader().await;
@@ -203,16 +217,17 @@ impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
             self.write_timeout,
             self.raft.ensure_linearizable(ReadPolicy::ReadIndex),
         );
-        match within.await {
-            Ok(Ok(_)) => {}
+        let read = match within.await {
+            Ok(Ok(read)) => *read.log_id(),
             Ok(Err(error)) => {
                 let leader = error.forward_to_leader().and_then(|f| f.leader_id).map(NodeId);
                 return Err(LocalWrite::NotLeader(leader));
             }
             Err(_) => return Err(timed_out("reading the core's commit").into()),
-        }
+        };
         let Some(command) = build(&self.state(), request)? else {
-            return Ok(Forwarded { reply: CoreReply::Done, applied: None });
+            let applied = LogPosition { term: read.leader_id.term, index: read.index };
+            return Ok(Forwarded { reply: CoreReply::Done, applied: Some(applied) });
         };
         self.propose(&command).await
     }
@@ -296,6 +311,7 @@ fn build(state: &CoreState, request: CoreRequest) -> Result<Option<CoreCommand>,
             CoreCommand::AlterConfigs { name: name(&topic)?, changes }
         }
         CoreRequest::Command(command) => command,
+        CoreRequest::ReadIndex => return Ok(None),
     };
     command.check(state)?;
     Ok(Some(command))

@@ -21,6 +21,7 @@
 mod bootstrap;
 mod file;
 mod metadata;
+mod peers;
 mod state_machine;
 
 use std::sync::Arc;
@@ -34,8 +35,9 @@ use cairn_types::limits::{
     CORE_WRITE_TIMEOUT_MS,
 };
 
-pub use bootstrap::CoreError;
+pub use bootstrap::{CoreError, CorePeers};
 pub use metadata::{CoreForward, CoreMetadata, CoreRequest, Forwarded, NoForward};
+pub use peers::{CORE_GROUP, PeerForward};
 pub use state_machine::{CoreSnapshot, CoreSnapshotBuilder, CoreStateMachine};
 
 use crate::Timers;

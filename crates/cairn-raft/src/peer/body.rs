@@ -16,7 +16,9 @@
 //! log id, and is decoded by [`crate::codec::decode`], which validates the batch and checks its
 //! epoch against the term; its bytes stay a slice of the frame.
 
+use crate::core_group::CoreRequest;
 use crate::membership::Members;
+use crate::peer::core_body::{self, CoreAnswer, CoreSnapshotRequest};
 use crate::peer::frame::{FrameError, Reader};
 use crate::{LeaderId, LogId, PartitionSnapshot, RaftEntry, TypeConfig, codec, epoch};
 use bytes::{BufMut, BytesMut};
@@ -196,8 +198,14 @@ pub enum Message {
     Error(ErrorAnswer),
     /// A leader's snapshot for a follower (data lane).
     Snapshot(SnapshotRequest),
-    /// The answer to a [`Message::Snapshot`].
+    /// The answer to a [`Message::Snapshot`] or a [`Message::CoreSnapshot`].
     SnapshotAnswer(SnapshotResponse),
+    /// A core write handed to the core leader by a node that does not lead (control lane).
+    CoreWrite(CoreRequest),
+    /// The answer to a [`Message::CoreWrite`].
+    CoreWriteAnswer(CoreAnswer),
+    /// The core leader's snapshot for a replica: the encoded core state (data lane).
+    CoreSnapshot(CoreSnapshotRequest),
 }
 
 /// Frame kind codes, in the order of [`Message`]'s variants.
@@ -216,6 +224,9 @@ pub(crate) mod kind {
     pub(crate) const ERROR: u16 = 12;
     pub(crate) const SNAPSHOT: u16 = 13;
     pub(crate) const SNAPSHOT_ANSWER: u16 = 14;
+    pub(crate) const CORE_WRITE: u16 = 15;
+    pub(crate) const CORE_WRITE_ANSWER: u16 = 16;
+    pub(crate) const CORE_SNAPSHOT: u16 = 17;
 }
 
 impl Message {
@@ -237,6 +248,9 @@ impl Message {
             Message::Error(_) => kind::ERROR,
             Message::Snapshot(_) => kind::SNAPSHOT,
             Message::SnapshotAnswer(_) => kind::SNAPSHOT_ANSWER,
+            Message::CoreWrite(_) => kind::CORE_WRITE,
+            Message::CoreWriteAnswer(_) => kind::CORE_WRITE_ANSWER,
+            Message::CoreSnapshot(_) => kind::CORE_SNAPSHOT,
         }
     }
 
@@ -250,6 +264,8 @@ impl Message {
                 | Message::Append(_)
                 | Message::Heartbeats(_)
                 | Message::Snapshot(_)
+                | Message::CoreWrite(_)
+                | Message::CoreSnapshot(_)
         )
     }
 }
@@ -274,6 +290,9 @@ pub(crate) fn encode(message: &Message, out: &mut BytesMut) -> Result<(), FrameE
         Message::Error(error) => put_error(out, error),
         Message::Snapshot(request) => put_snapshot_request(out, request),
         Message::SnapshotAnswer(answer) => put_vote(out, &answer.vote),
+        Message::CoreWrite(request) => core_body::put_request(out, request)?,
+        Message::CoreWriteAnswer(answer) => core_body::put_answer(out, answer)?,
+        Message::CoreSnapshot(request) => core_body::put_snapshot(out, request)?,
     }
     Ok(())
 }
@@ -295,6 +314,9 @@ pub(crate) fn decode(kind: u16, reader: &mut Reader) -> Result<Message, FrameErr
         kind::ERROR => Message::Error(error(reader)?),
         kind::SNAPSHOT => Message::Snapshot(snapshot_request(reader)?),
         kind::SNAPSHOT_ANSWER => Message::SnapshotAnswer(SnapshotResponse { vote: vote(reader)? }),
+        kind::CORE_WRITE => Message::CoreWrite(core_body::request(reader)?),
+        kind::CORE_WRITE_ANSWER => Message::CoreWriteAnswer(core_body::answer(reader)?),
+        kind::CORE_SNAPSHOT => Message::CoreSnapshot(core_body::snapshot(reader)?),
         unknown => return Err(FrameError::UnknownKind(unknown)),
     })
 }
@@ -397,13 +419,13 @@ fn text(reader: &mut Reader) -> Result<String, FrameError> {
 // Votes and log ids.
 // ---------------------------------------------------------------------------------------------
 
-fn put_vote(out: &mut BytesMut, vote: &Vote) {
+pub(crate) fn put_vote(out: &mut BytesMut, vote: &Vote) {
     out.put_u64(vote.leader_id.term);
     out.put_u64(vote.leader_id.voted_for);
     out.put_u8(u8::from(vote.committed));
 }
 
-fn vote(reader: &mut Reader) -> Result<Vote, FrameError> {
+pub(crate) fn vote(reader: &mut Reader) -> Result<Vote, FrameError> {
     let term = reader.u64("vote term")?;
     let voted_for = reader.u64("vote node")?;
     let committed = reader.flag("vote committed")?;
@@ -645,8 +667,15 @@ fn heartbeat_answers(reader: &mut Reader) -> Result<Vec<HeartbeatAnswer>, FrameE
 /// openraft's empty default and is written as absent.
 fn put_snapshot_request(out: &mut BytesMut, request: &SnapshotRequest) {
     put_vote(out, &request.vote);
-    put_log_id(out, request.meta.last_log_id.as_ref());
-    let stored = &request.meta.last_membership;
+    put_snapshot_meta(out, &request.meta);
+    out.put_u64(request.data.log_start_offset.0);
+}
+
+/// Writes a snapshot's meta: its last log id and its membership (see
+/// [`put_snapshot_request`]); a core snapshot's too.
+pub(crate) fn put_snapshot_meta(out: &mut BytesMut, meta: &SnapshotMeta) {
+    put_log_id(out, meta.last_log_id.as_ref());
+    let stored = &meta.last_membership;
     let members = Members::from_membership(stored.membership());
     match (stored.log_id(), members) {
         (Some(log_id), Ok(members)) => {
@@ -661,11 +690,17 @@ fn put_snapshot_request(out: &mut BytesMut, request: &SnapshotRequest) {
         // openraft's empty default, or a membership cairn never stores (refused on install).
         _ => out.put_u8(0),
     }
-    out.put_u64(request.data.log_start_offset.0);
 }
 
 fn snapshot_request(reader: &mut Reader) -> Result<SnapshotRequest, FrameError> {
     let vote = vote(reader)?;
+    let meta = snapshot_meta(reader)?;
+    let log_start_offset = cairn_types::Offset(reader.u64("log start offset")?);
+    Ok(SnapshotRequest { vote, meta, data: PartitionSnapshot { log_start_offset } })
+}
+
+/// Reads [`put_snapshot_meta`]'s fields.
+pub(crate) fn snapshot_meta(reader: &mut Reader) -> Result<SnapshotMeta, FrameError> {
     let last_log_id = log_id(reader)?;
     let last_membership = if reader.flag("snapshot membership flag")? {
         let term = reader.u64("membership term")?;
@@ -679,7 +714,5 @@ fn snapshot_request(reader: &mut Reader) -> Result<SnapshotRequest, FrameError> 
     } else {
         openraft::StoredMembership::default()
     };
-    let log_start_offset = cairn_types::Offset(reader.u64("log start offset")?);
-    let meta = SnapshotMeta { last_log_id, last_membership };
-    Ok(SnapshotRequest { vote, meta, data: PartitionSnapshot { log_start_offset } })
+    Ok(SnapshotMeta { last_log_id, last_membership })
 }

@@ -394,7 +394,10 @@ impl PendingCall {
             (kind::HEARTBEATS, Message::HeartbeatsAnswer(answers)) => {
                 Ok(Response::Heartbeats(answers))
             }
-            (kind::SNAPSHOT, Message::SnapshotAnswer(answer)) => Ok(Response::Snapshot(answer)),
+            (kind::SNAPSHOT | kind::CORE_SNAPSHOT, Message::SnapshotAnswer(answer)) => {
+                Ok(Response::Snapshot(answer))
+            }
+            (kind::CORE_WRITE, Message::CoreWriteAnswer(answer)) => Ok(Response::CoreWrite(answer)),
             (_, Message::UnknownGroup) => Err(CallError::UnknownGroup),
             (_, Message::Error(error)) => Err(CallError::Remote(error)),
             (_, other) => Err(CallError::UnexpectedAnswer { kind: other.kind() }),

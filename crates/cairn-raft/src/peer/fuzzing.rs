@@ -14,17 +14,24 @@
 //! workspace) and integration tests can reach it.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use cairn_meta::{
+    ConfigChange, ConfigError, CoreCommand, CoreReply, LogPosition, MetaError, NodeMeta,
+    TopicConfigs, TopicId, TopicMeta, TopicName, TopicSpec,
+};
 use cairn_types::batch::{self, BatchBuilder};
 use cairn_types::limits::{PEER_FRAME_BYTES_MAX, PEER_HEARTBEATS_GROUPS_MAX};
-use cairn_types::{LeaderEpoch, Offset};
+use cairn_types::{LeaderEpoch, NodeId, Offset, ProducerId};
 
+use crate::core_group::{CoreRequest, Forwarded};
 use crate::peer::body::{
     AppendRequest, AppendResponse, ClusterId, ErrorAnswer, ErrorCode, Goodbye, GoodbyeReason,
     GroupAnswer, Heartbeat, HeartbeatAnswer, Hello, Lane, Message, SnapshotMeta, SnapshotRequest,
     SnapshotResponse, Vote, VoteRequest, VoteResponse,
 };
+use crate::peer::core_body::{CoreAnswer, CoreRefusal, CoreSnapshotRequest};
 use crate::peer::frame::{self, Frame, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
 use crate::{Members, PartitionSnapshot, Proposal, RaftEntry, codec};
 
@@ -191,6 +198,78 @@ pub fn sample_messages() -> Vec<(&'static str, Message)> {
             }),
         ),
         ("snapshot-answer", Message::SnapshotAnswer(SnapshotResponse { vote: vote() })),
+    ]
+    .into_iter()
+    .chain(core_messages())
+    .collect()
+}
+
+/// The consistent core's messages: a forwarded write of every request kind, answers done and
+/// refused, and a core snapshot.
+fn core_messages() -> Vec<(&'static str, Message)> {
+    let topic = TopicName::new("orders").expect("a valid topic name");
+    let configs = vec![("retention.ms".to_owned(), "3600000".to_owned())];
+    let spec = TopicSpec { name: topic.clone(), partitions: 3, replication_factor: 3, configs };
+    let created = TopicMeta {
+        id: TopicId::from_bytes(*b"fedcba9876543210"),
+        name: topic,
+        partitions: 3,
+        replication_factor: 3,
+        configs: TopicConfigs::from_overrides(&spec.configs).expect("valid configs"),
+    };
+    let changes = vec![
+        ConfigChange::Set { key: "retention.ms".to_owned(), value: "60000".to_owned() },
+        ConfigChange::Delete { key: "segment.ms".to_owned() },
+    ];
+    let register = CoreCommand::RegisterNode {
+        node: NodeMeta { id: NodeId(2), host: "10.0.0.2".to_owned(), port: 9092, rack: None },
+        peer_address: "10.0.0.2:9093".to_owned(),
+    };
+    let done =
+        |reply, applied| Message::CoreWriteAnswer(CoreAnswer::Done(Forwarded { reply, applied }));
+    let at = Some(LogPosition { term: 3, index: 17 });
+    let refused = CoreRefusal::of(&MetaError::Config(ConfigError::InvalidValue {
+        key: "retention.ms".to_owned(),
+        value: "soon".to_owned(),
+        reason: "not a number".to_owned(),
+    }));
+    let mut snapshot = snapshot_request(&members_of_three());
+    snapshot.vote = vote();
+    let core_snapshot = CoreSnapshotRequest {
+        vote: snapshot.vote,
+        meta: snapshot.meta,
+        state: Bytes::from_static(b"an encoded core state"),
+    };
+    vec![
+        ("core-write-create", Message::CoreWrite(CoreRequest::CreateTopic(spec))),
+        ("core-write-delete", Message::CoreWrite(CoreRequest::DeleteTopic("orders".to_owned()))),
+        (
+            "core-write-partitions",
+            Message::CoreWrite(CoreRequest::CreatePartitions {
+                name: "orders".to_owned(),
+                count: 6,
+            }),
+        ),
+        (
+            "core-write-alter",
+            Message::CoreWrite(CoreRequest::AlterConfigs { name: "orders".to_owned(), changes }),
+        ),
+        (
+            "core-write-finish",
+            Message::CoreWrite(CoreRequest::FinishDeletion(TopicId::from_bytes(
+                *b"0123456789abcdef",
+            ))),
+        ),
+        ("core-write-command", Message::CoreWrite(CoreRequest::Command(register))),
+        ("core-write-read-index", Message::CoreWrite(CoreRequest::ReadIndex)),
+        ("core-answer-done", done(CoreReply::Done, None)),
+        ("core-answer-topic", done(CoreReply::Topic(Arc::new(created)), at)),
+        (
+            "core-answer-producer-ids",
+            done(CoreReply::ProducerIds { first: ProducerId(1000), count: 1000 }, at),
+        ),
+        ("core-answer-refused", Message::CoreWriteAnswer(CoreAnswer::Refused(refused))),
+        ("core-snapshot", Message::CoreSnapshot(core_snapshot)),
     ]
 }
 

@@ -18,10 +18,12 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::core_group::CoreRequest;
 use crate::peer::body::{
     AppendRequest, AppendResponse, ErrorAnswer, ErrorCode, GroupAnswer, Heartbeat, HeartbeatAnswer,
     Lane, Message, SnapshotRequest, SnapshotResponse, VoteRequest, VoteResponse,
 };
+use crate::peer::core_body::{CoreAnswer, CoreSnapshotRequest};
 
 /// A request to a peer: what [`crate::peer::PeerClient::call`] sends.
 #[derive(Clone, Debug)]
@@ -36,6 +38,10 @@ pub enum Request {
     Heartbeats(Vec<Heartbeat>),
     /// A leader's snapshot, on the data lane.
     Snapshot(SnapshotRequest),
+    /// A core write for the core leader, on the control lane.
+    CoreWrite(CoreRequest),
+    /// The core leader's snapshot, on the data lane.
+    CoreSnapshot(CoreSnapshotRequest),
 }
 
 impl Request {
@@ -43,8 +49,11 @@ impl Request {
     #[must_use]
     pub fn lane(&self) -> Lane {
         match self {
-            Request::Append(_) | Request::Snapshot(_) => Lane::Data,
-            Request::Vote(_) | Request::PreVote(_) | Request::Heartbeats(_) => Lane::Control,
+            Request::Append(_) | Request::Snapshot(_) | Request::CoreSnapshot(_) => Lane::Data,
+            Request::Vote(_)
+            | Request::PreVote(_)
+            | Request::Heartbeats(_)
+            | Request::CoreWrite(_) => Lane::Control,
         }
     }
 
@@ -56,6 +65,8 @@ impl Request {
             Request::Append(request) => Message::Append(request),
             Request::Heartbeats(heartbeats) => Message::Heartbeats(heartbeats),
             Request::Snapshot(request) => Message::Snapshot(request),
+            Request::CoreWrite(request) => Message::CoreWrite(request),
+            Request::CoreSnapshot(request) => Message::CoreSnapshot(request),
         }
     }
 }
@@ -71,8 +82,10 @@ pub enum Response {
     Append(AppendResponse),
     /// The answers to heartbeats, one per group.
     Heartbeats(Vec<HeartbeatAnswer>),
-    /// The answer to a snapshot.
+    /// The answer to a snapshot (a partition's or the core's).
     Snapshot(SnapshotResponse),
+    /// The core leader's answer to a core write.
+    CoreWrite(CoreAnswer),
 }
 
 impl Response {
@@ -84,6 +97,7 @@ impl Response {
             Response::Append(answer) => Message::AppendAnswer(answer),
             Response::Heartbeats(answers) => Message::HeartbeatsAnswer(answers),
             Response::Snapshot(answer) => Message::SnapshotAnswer(answer),
+            Response::CoreWrite(answer) => Message::CoreWriteAnswer(answer),
         }
     }
 }
@@ -102,6 +116,10 @@ pub enum GroupRequest {
     Heartbeat(AppendRequest),
     /// A leader's snapshot.
     Snapshot(SnapshotRequest),
+    /// A core write handed to this node as the core leader (group 0 only).
+    CoreWrite(CoreRequest),
+    /// The core leader's snapshot (group 0 only).
+    CoreSnapshot(CoreSnapshotRequest),
 }
 
 /// What a [`GroupHandler`] returns: the group's answer ([`Response::Vote`],
@@ -175,6 +193,8 @@ impl Router {
             Message::PreVote(request) => GroupRequest::PreVote(request),
             Message::Append(request) => GroupRequest::Append(request),
             Message::Snapshot(request) => GroupRequest::Snapshot(request),
+            Message::CoreWrite(request) => GroupRequest::CoreWrite(request),
+            Message::CoreSnapshot(request) => GroupRequest::CoreSnapshot(request),
             Message::Heartbeats(heartbeats) => {
                 let answers = self.heartbeats(heartbeats, deadline);
                 return Box::pin(async move { Message::HeartbeatsAnswer(answers.await) });
