@@ -11,13 +11,17 @@ use anyhow::{Context, bail};
 use cairn_broker::{Broker, BrokerConfig, Health};
 use cairn_kafka::ServerConfig;
 use cairn_meta::NodeMeta;
-use cairn_raft::core_group::{CoreConfig, CoreMetadata, CoreNode, NoForward};
+use cairn_raft::Network;
+use cairn_raft::core_group::{
+    CORE_GROUP, CoreConfig, CoreForward, CoreMetadata, CoreNode, CorePeers, NoForward, PeerForward,
+};
+use cairn_raft::peer::{ClusterId, PeerConfig, PeerNode, Router, Tcp};
 use cairn_storage::RealDisk;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{AdminState, serve_admin};
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, PeerList};
 
 /// How often retention runs over every partition (Kafka's `log.retention.check.interval.ms`).
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
@@ -63,13 +67,8 @@ fn previous_cluster_id(dir: &Path) -> anyhow::Result<Option<[u8; 16]>> {
 /// with no `--peer-listen` is reached by no peer.
 const PEER_ADDRESS_NONE: &str = "none";
 
-/// Opens the consistent core of the node in `<data>/meta` (RFC 0003 §5): with no peers, this
-/// node is its only voter and leads it.
-async fn open_core(
-    config: &NodeConfig,
-    node: NodeMeta,
-    registry: &cairn_metrics::Registry,
-) -> anyhow::Result<Arc<CoreMetadata<RealDisk>>> {
+/// The core's settings, with its flush histogram registered in `registry`.
+fn core_config(registry: &cairn_metrics::Registry) -> anyhow::Result<CoreConfig> {
     let flush_seconds = registry
         .histogram(
             "cairn_core_flush_duration_seconds",
@@ -77,14 +76,106 @@ async fn open_core(
             cairn_metrics::LATENCY_BUCKETS_SECONDS,
         )
         .context("registering the core flush histogram")?;
-    let core_config = CoreConfig::new(Arc::new(cairn_storage::SystemClock), flush_seconds);
+    Ok(CoreConfig::new(Arc::new(cairn_storage::SystemClock), flush_seconds))
+}
+
+/// Opens the consistent core of a single node in `<data>/meta` (RFC 0003 §5): with no peers,
+/// this node is its only voter and leads it.
+async fn open_core(
+    config: &NodeConfig,
+    node: NodeMeta,
+    registry: &cairn_metrics::Registry,
+) -> anyhow::Result<Arc<CoreMetadata<RealDisk>>> {
     let core_node = CoreNode { meta: node, peer_address: PEER_ADDRESS_NONE.to_owned() };
     let previous = previous_cluster_id(&config.data_dir)?;
     let meta_dir = config.data_dir.join("meta");
+    let core_config = core_config(registry)?;
     let core = CoreMetadata::open(RealDisk, &meta_dir, core_node, previous, core_config, NoForward)
         .await
         .context("opening the consistent core")?;
     Ok(Arc::new(core))
+}
+
+/// A node's side of a cluster: its peer transport, the Raft network over it and the router of
+/// peers' requests to its groups.
+struct Peers {
+    transport: PeerNode,
+    network: Network,
+    router: Arc<Router>,
+}
+
+/// The cluster id every node of a static peer set derives from it (RFC 0003 §7): the same
+/// settings give the same id on every node, before any core exists, so a peer's handshake can
+/// be checked from the first connection. Four CRC32Cs of the canonical list (ids sorted,
+/// addresses as parsed), each salted: a guard against misconfiguration, not a secret.
+fn cluster_id_of(peers: &PeerList) -> [u8; 16] {
+    let text = format!("cairn-cluster-v1:{peers}");
+    let mut id = [0; 16];
+    for (salt, chunk) in (0_u8..).zip(id.chunks_exact_mut(4)) {
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&[salt]), text.as_bytes());
+        chunk.copy_from_slice(&crc.to_be_bytes());
+    }
+    id
+}
+
+/// Starts the peer transport on `--peer-listen` for the static peer set.
+async fn start_peers(config: &NodeConfig, peers: &PeerList) -> anyhow::Result<Peers> {
+    let listen = config.peer_listen.context("peer_listen is set with peers")?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the peer listener to {listen}"))?;
+    let cluster_id = cluster_id_of(peers);
+    let incarnation = uuid::Uuid::new_v4().as_u64_pair().0;
+    let peer_config = PeerConfig::new(
+        config.node_id.0,
+        Some(ClusterId(cluster_id)),
+        incarnation,
+        peers.addresses(),
+    );
+    let router = Arc::new(Router::new());
+    let transport = PeerNode::start(peer_config, Tcp, listener, Arc::clone(&router));
+    let network = Network::new(&transport);
+    tracing::info!(
+        peer_listen = %listen,
+        %peers,
+        cluster_id = %uuid::Uuid::from_bytes(cluster_id).simple(),
+        "peer transport started"
+    );
+    Ok(Peers { transport, network, router })
+}
+
+/// Opens the consistent core of a node with peers: its voters are the static peer set.
+async fn open_cluster_core(
+    config: &NodeConfig,
+    node: NodeMeta,
+    peer_list: &PeerList,
+    peers: &Peers,
+    registry: &cairn_metrics::Registry,
+) -> anyhow::Result<Arc<CoreMetadata<RealDisk, PeerForward>>> {
+    let peer_address = peer_list
+        .0
+        .get(&node.id)
+        .map(ToString::to_string)
+        .context("validation puts this node in peers")?;
+    let core_node = CoreNode { meta: node, peer_address };
+    let meta_dir = config.data_dir.join("meta");
+    let core_peers = CorePeers {
+        transport: &peers.transport,
+        network: &peers.network,
+        router: &peers.router,
+        voters: peer_list.0.keys().copied().collect(),
+    };
+    let cluster_id = cluster_id_of(peer_list);
+    CoreMetadata::open_cluster(
+        RealDisk,
+        &meta_dir,
+        core_node,
+        cluster_id,
+        core_config(registry)?,
+        core_peers,
+    )
+    .await
+    .context("opening the consistent core with its peers")
 }
 
 /// Descriptors a node holds besides its descriptor cache and its Kafka connections: standard
@@ -219,7 +310,8 @@ fn server_config(config: &NodeConfig, cluster_id: String) -> ServerConfig {
 /// every partition and returns.
 ///
 /// # Errors
-/// Startup failures: the data directory is in use or damaged, a listener cannot bind.
+/// Startup failures: the data directory is in use or damaged, a listener cannot bind, the
+/// core does not start.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let soft_limit = size_descriptor_cache();
     check_connections_max(config.connections_max, soft_limit);
@@ -237,9 +329,40 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let admin = TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("binding the admin listener to {}", config.admin_listen))?;
-    let ready = Arc::new(AtomicBool::new(false));
     let registry = Arc::new(cairn_metrics::Registry::new());
-    let meta = open_core(&config, node, &registry).await?;
+    let listeners = Listeners { kafka, admin, advertised: advertised.to_string() };
+    let Some(peer_list) = &config.peers else {
+        let meta = open_core(&config, node, &registry).await?;
+        return serve(&config, meta, listeners, registry).await;
+    };
+    let peers = start_peers(&config, peer_list).await?;
+    let opened = open_cluster_core(&config, node, peer_list, &peers, &registry).await;
+    let served = match opened {
+        Ok(meta) => serve(&config, meta, listeners, registry).await,
+        Err(error) => Err(error),
+    };
+    peers.router.remove(CORE_GROUP);
+    peers.transport.shutdown().await;
+    served
+}
+
+/// The Kafka and admin listeners, bound.
+struct Listeners {
+    kafka: TcpListener,
+    admin: TcpListener,
+    /// The address Kafka clients are told, for the log.
+    advertised: String,
+}
+
+/// Serves Kafka and admin over `meta` until SIGTERM/SIGINT, then shuts down cleanly.
+async fn serve<F: CoreForward>(
+    config: &NodeConfig,
+    meta: Arc<CoreMetadata<RealDisk, F>>,
+    listeners: Listeners,
+    registry: Arc<cairn_metrics::Registry>,
+) -> anyhow::Result<()> {
+    let Listeners { kafka, admin, advertised } = listeners;
+    let ready = Arc::new(AtomicBool::new(false));
     let cluster_id = match meta.cluster_id() {
         Some(id) => uuid::Uuid::from_bytes(id).simple().to_string(),
         None => bail!("the consistent core has no cluster id"),
@@ -260,11 +383,11 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         let _ = admin_stopping.wait_for(|stop| *stop).await;
     }));
 
-    let broker_config = broker_config(&config, &registry, health)?;
+    let broker_config = broker_config(config, &registry, health)?;
     let broker =
         Broker::open(broker_config, Arc::clone(&meta)).await.context("opening partitions")?;
     let retention = tokio::spawn(Arc::clone(&broker).run_retention(stopping.clone()));
-    let server_config = server_config(&config, cluster_id);
+    let server_config = server_config(config, cluster_id);
     let terminated = termination();
     tracing::info!(
         kafka = %config.kafka_listen,

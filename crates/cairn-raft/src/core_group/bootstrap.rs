@@ -182,7 +182,9 @@ impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
         stopped.map_err(|error| CoreError::Raft(error.to_string()))
     }
 
-    /// Waits for a leader and for this node's state to reach the commit.
+    /// Waits until the core knows a leader (this node's state is brought to its commit by
+    /// [`CoreMetadata::settle`]'s first step). A node restarted after leading may believe it
+    /// still leads until its peers tell it otherwise: settle's read index finds out.
     async fn wait_ready(&self, timeout: Duration) -> Result<(), CoreError> {
         let waited = self
             .raft
@@ -191,14 +193,6 @@ impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
             .await;
         if waited.is_err() {
             return Err(CoreError::NotReady(timeout));
-        }
-        if self.raft.current_leader().await == Some(self.node.0) {
-            let read = self.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex);
-            match tokio::time::timeout(timeout, read).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => return Err(CoreError::Raft(error.to_string())),
-                Err(_) => return Err(CoreError::NotReady(timeout)),
-            }
         }
         Ok(())
     }
