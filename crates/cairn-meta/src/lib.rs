@@ -147,6 +147,18 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Leader, replicas and leader epoch of a partition.
     fn leader(&self, topic: &str, partition: u32) -> Option<PartitionLeader>;
 
+    /// Brings this node's reads up to every change committed before the call (a read index
+    /// from the consistent core's leader, then this node's apply through it), for a read that
+    /// must not miss a change made through another node. A store whose reads are always
+    /// current (a single node's) has nothing to do.
+    ///
+    /// # Errors
+    /// [`MetaError::NotController`] or [`MetaError::TimedOut`] when the leader cannot say;
+    /// reads then stay as they were.
+    fn sync(&self) -> impl Future<Output = Result<(), MetaError>> + Send {
+        std::future::ready(Ok(()))
+    }
+
     /// Creates a topic (validating name, counts and configs).
     fn create_topic(
         &self,

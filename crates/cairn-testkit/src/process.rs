@@ -178,6 +178,20 @@ impl ProcessNodeBuilder {
     /// If it cannot be spawned, exits before it is ready or is not ready in time.
     #[must_use]
     pub fn start_in(&self, dir: tempfile::TempDir) -> ProcessNode {
+        let mut node = self.spawn_in(dir);
+        node.wait_ready(self.ready_timeout);
+        node
+    }
+
+    /// [`ProcessNodeBuilder::start_in`] without waiting for readiness: for the nodes of a
+    /// cluster, none of which is ready before a quorum of them runs. Wait with
+    /// [`ProcessNode::wait_ready`].
+    ///
+    /// # Panics
+    ///
+    /// If it cannot be spawned.
+    #[must_use]
+    pub fn spawn_in(&self, dir: tempfile::TempDir) -> ProcessNode {
         let ports = free_ports(2);
         let bootstrap = format!("127.0.0.1:{}", ports[0]);
         let admin = SocketAddr::from(([127, 0, 0, 1], ports[1]));
@@ -191,7 +205,7 @@ impl ProcessNodeBuilder {
         let (child, copier) = self.spawn(command, log_file);
         let pid = child.id();
         let exited = wait_in_background(child);
-        let mut node = ProcessNode {
+        ProcessNode {
             binary: self.binary.clone(),
             pid,
             exited,
@@ -203,9 +217,7 @@ impl ProcessNodeBuilder {
             dir: Some(dir),
             copier,
             stop_timeout: self.stop_timeout,
-        };
-        node.wait_ready(self.ready_timeout);
-        node
+        }
     }
 
     /// Spawns `command` with its output going to `log_file`, directly or through a pipe and
@@ -281,7 +293,11 @@ impl ProcessNode {
         ProcessNode::builder(binary).start()
     }
 
-    fn wait_ready(&mut self, timeout: Duration) {
+    /// Waits until the node answers ready (or degraded) on its admin listener.
+    ///
+    /// # Panics
+    /// If it exits first or is not ready within `timeout`.
+    pub fn wait_ready(&mut self, timeout: Duration) {
         let admin = self.admin;
         self.wait_until("cairn to be ready", timeout, |_| match probe_ready(admin) {
             Ok(true) => Ok(()),

@@ -4,6 +4,7 @@ use cairn_meta::{MetadataStore, TopicMeta, TopicName, TopicSpec};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -178,6 +179,7 @@ pub(crate) async fn metadata<M: MetadataStore>(
         Some(topics) if topics.is_empty() && version == 0 => None,
         Some(topics) => Some(topics),
     };
+    sync_if_missing(ctx, requested.as_deref()).await;
     let topics = match requested {
         None => ctx
             .broker
@@ -250,6 +252,25 @@ async fn named_topic<M: MetadataStore>(
                 topic_error(name, errors::broker_code(&error))
             }
         },
+    }
+}
+
+/// Before a Metadata answer that could miss a topic created through another node (every topic
+/// asked for, or a named one this node does not know), this node's metadata catches up with
+/// the core's commit (`MetadataStore::sync`, one read index). A failure is logged and the
+/// answer given from what this node has: staleness, not an error.
+async fn sync_if_missing<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    requested: Option<&[MetadataRequestTopic]>,
+) {
+    let meta = ctx.broker.meta();
+    let missing = requested.is_none_or(|topics| {
+        topics
+            .iter()
+            .any(|t| t.name.as_ref().is_some_and(|name| meta.topic(name.0.as_str()).is_none()))
+    });
+    if missing && let Err(error) = meta.sync().await {
+        tracing::debug!(%error, "metadata answered from this node's state without a read index");
     }
 }
 

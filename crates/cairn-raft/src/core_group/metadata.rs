@@ -212,7 +212,11 @@ impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
         if leader != Some(self.node.0) {
             return Err(LocalWrite::NotLeader(leader.map(NodeId)));
         }
-        let _writer = self.writer.lock().await;
+        // A read index changes nothing: it need not wait behind the writers.
+        let _writer = match request {
+            CoreRequest::ReadIndex => None,
+            _ => Some(self.writer.lock().await),
+        };
         let within = tokio::time::timeout(
             self.write_timeout,
             self.raft.ensure_linearizable(ReadPolicy::ReadIndex),
@@ -353,6 +357,10 @@ impl<D: Disk + Clone, F: CoreForward> MetadataStore for CoreMetadata<D, F> {
 
     fn controller(&self) -> Option<NodeId> {
         self.raft.metrics().borrow_watched().current_leader.map(NodeId)
+    }
+
+    async fn sync(&self) -> Result<(), MetaError> {
+        CoreMetadata::sync(self).await
     }
 
     fn leader(&self, topic: &str, partition: u32) -> Option<PartitionLeader> {

@@ -1,0 +1,229 @@
+//! A static cluster of real `cairn serve` processes (`--node-id`, `--peer-listen`, `--peers`) on
+//! free loopback ports: the consistent core across three nodes, writes forwarded to its leader,
+//! a failover after the leader is killed, a restart that rejoins without initializing again,
+//! a peer of another cluster refused at the handshake, and a bad `--peers` refused at start.
+//!
+//! Nothing sleeps to synchronise: readiness and every agreement between nodes are polled with a
+//! deadline (`ProcessNode::wait_until`, which also ends if the node exits); every node is
+//! stopped (SIGTERM, exit 0) or killed by its test, and killed if a test panics first.
+
+use std::time::Duration;
+
+use cairn_testkit::{ProcessNode, ProcessNodeBuilder, free_ports};
+use tempfile::TempDir;
+
+const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+
+/// How long a cluster has to elect a leader, agree, or fail over.
+const AGREE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The builder of node `id` of the static peer set `peers`, on peer port `port`.
+fn member(id: u64, port: u16, peers: &str) -> ProcessNodeBuilder {
+    let listen = format!("127.0.0.1:{port}");
+    ProcessNode::builder(CAIRN).args([
+        "--node-id".to_owned(),
+        id.to_string(),
+        "--peer-listen".to_owned(),
+        listen,
+        "--peers".to_owned(),
+        peers.to_owned(),
+    ])
+}
+
+/// Node ids 1..=count, their builders and the `--peers` value they share.
+fn members(count: u64) -> (Vec<ProcessNodeBuilder>, String) {
+    let ports = free_ports(count as usize);
+    let peers: Vec<String> =
+        (1..=count).zip(&ports).map(|(id, port)| format!("{id}=127.0.0.1:{port}")).collect();
+    let peers = peers.join(",");
+    let builders = (1..=count).zip(&ports).map(|(id, &port)| member(id, port, &peers)).collect();
+    (builders, peers)
+}
+
+/// Spawns every node at once (none is ready before a quorum runs), then waits for each.
+fn start_all(builders: &[ProcessNodeBuilder]) -> Vec<ProcessNode> {
+    let mut nodes: Vec<ProcessNode> = builders
+        .iter()
+        .map(|builder| builder.spawn_in(TempDir::new().expect("a temporary directory")))
+        .collect();
+    for node in &mut nodes {
+        node.wait_ready(AGREE_TIMEOUT);
+    }
+    nodes
+}
+
+/// What `cairn cluster info` says through `node`: the controller and the brokers' ids.
+fn cluster_info(node: &ProcessNode) -> Result<(i64, Vec<i64>), String> {
+    let run = node.cairn(&["cluster", "info"], b"");
+    if !run.status.success() {
+        return Err(format!("cluster info failed: {}", run.stderr));
+    }
+    let field = |name: &str| {
+        run.stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|value| value.trim().parse::<i64>().ok())
+    };
+    let controller = field("controller:").ok_or_else(|| format!("no controller: {run:?}"))?;
+    let brokers = run
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next()?.parse().ok())
+        .collect();
+    Ok((controller, brokers))
+}
+
+/// Waits until every node names the same controller (not -1, not `not`) and `brokers`.
+fn wait_agreed(nodes: &mut [&mut ProcessNode], brokers: &[i64], not: Option<i64>) -> i64 {
+    let (first, rest) = nodes.split_first_mut().expect("a node");
+    let mut agreed = -1;
+    first.wait_until("the nodes to agree on the controller", AGREE_TIMEOUT, |me| {
+        let mut controllers = Vec::new();
+        for node in std::iter::once(me).chain(rest.iter().map(|n| &**n)) {
+            let (controller, seen) = cluster_info(node)?;
+            if seen != brokers {
+                return Err(format!("brokers {seen:?}, expected {brokers:?}"));
+            }
+            controllers.push(controller);
+        }
+        let controller = controllers[0];
+        if controller == -1
+            || Some(controller) == not
+            || controllers.iter().any(|&c| c != controller)
+        {
+            return Err(format!("controllers {controllers:?}"));
+        }
+        agreed = controller;
+        Ok(())
+    });
+    agreed
+}
+
+/// Running node `id` of `nodes`.
+fn live(nodes: &[Option<ProcessNode>], id: i64) -> &ProcessNode {
+    nodes[slot(id)].as_ref().expect("running")
+}
+
+/// The place of node `id` (ids 1..=n) in a cluster's vector.
+fn slot(id: i64) -> usize {
+    usize::try_from(id - 1).expect("node ids start at 1")
+}
+
+fn topics(node: &ProcessNode) -> Vec<String> {
+    node.ok(&["topic", "list"]).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn three_nodes_share_one_core_forward_writes_and_fail_over() {
+    let (builders, _) = members(3);
+    let mut nodes: Vec<Option<ProcessNode>> = start_all(&builders).into_iter().map(Some).collect();
+    let controller = {
+        let mut all: Vec<&mut ProcessNode> = nodes.iter_mut().flatten().collect();
+        wait_agreed(&mut all, &[1, 2, 3], None)
+    };
+
+    // A topic created through node 2 is listed through node 3 at once, whichever leads.
+    live(&nodes, 2).ok(&["topic", "create", "through-two", "--partitions", "2"]);
+    assert!(topics(live(&nodes, 3)).contains(&"through-two".to_owned()));
+    // And one created through a node that does not lead (its write is forwarded), through the
+    // third node.
+    let follower = (1..=3).find(|&id| id != controller).expect("a follower");
+    let third = (1..=3).find(|&id| id != controller && id != follower).expect("a third node");
+    live(&nodes, follower).ok(&["topic", "create", "through-a-follower"]);
+    assert!(topics(live(&nodes, third)).contains(&"through-a-follower".to_owned()));
+    let refused = live(&nodes, follower).fails(&["topic", "create", "through-two"], b"");
+    assert!(refused.contains("TOPIC_ALREADY_EXISTS"), "{refused}");
+
+    // SIGKILL the core leader: the other two elect another and still take writes.
+    let killed = nodes[slot(controller)].take().expect("running").kill();
+    let survivors: Vec<i64> = (1..=3).filter(|&id| id != controller).collect();
+    let new_controller = {
+        let mut alive: Vec<&mut ProcessNode> = nodes.iter_mut().flatten().collect();
+        wait_agreed(&mut alive, &[1, 2, 3], Some(controller))
+    };
+    assert!(survivors.contains(&new_controller), "{new_controller} leads");
+    live(&nodes, survivors[0]).ok(&["topic", "create", "after-failover"]);
+    assert!(topics(live(&nodes, survivors[1])).contains(&"after-failover".to_owned()));
+
+    // The killed node restarts on its data: its core log is there, it does not initialize
+    // again, it catches up and sees every topic.
+    let raft_dir = killed.path().join("data/meta/raft");
+    let logs = std::fs::read_dir(&raft_dir).expect("the core directory").count();
+    assert!(logs > 0, "{} is empty", raft_dir.display());
+    let mut restarted = builders[slot(controller)].spawn_in(killed);
+    restarted.wait_ready(AGREE_TIMEOUT);
+    let log = std::fs::read_to_string(restarted.log()).expect("the log");
+    assert_eq!(log.matches("initialized a new core").count(), 1, "{}", restarted.log_tail());
+    assert!(log.contains("not initialized again"), "{}", restarted.log_tail());
+    let listed = topics(&restarted);
+    for topic in ["after-failover", "through-a-follower", "through-two"] {
+        assert!(listed.contains(&topic.to_owned()), "{listed:?}");
+    }
+    nodes[slot(controller)] = Some(restarted);
+    {
+        let mut all: Vec<&mut ProcessNode> = nodes.iter_mut().flatten().collect();
+        wait_agreed(&mut all, &[1, 2, 3], None);
+    }
+    for node in nodes.into_iter().flatten() {
+        drop(node.stop());
+    }
+}
+
+#[test]
+fn a_peer_of_another_cluster_is_refused_at_the_handshake() {
+    // Cluster A: node 1 alone. Node 0 names node 1 in its own, other peer set, so it dials it
+    // (the lower id dials) with another cluster id.
+    let ports = free_ports(2);
+    let a_peers = format!("1=127.0.0.1:{}", ports[0]);
+    let b_peers = format!("0=127.0.0.1:{},1=127.0.0.1:{}", ports[1], ports[0]);
+    let mut a = member(1, ports[0], &a_peers).start();
+    let mut b = member(0, ports[1], &b_peers).spawn_in(TempDir::new().expect("a directory"));
+    let refused = |node: &ProcessNode, line: &str| {
+        let log = std::fs::read_to_string(node.log()).unwrap_or_default();
+        if log.lines().any(|l| l.contains(line) && l.contains("WrongCluster")) {
+            Ok(())
+        } else {
+            Err(format!("no {line:?} with WrongCluster yet"))
+        }
+    };
+    a.wait_until("the refusal in cluster A's log", AGREE_TIMEOUT, |a| {
+        refused(a, "peer handshake refused")
+    });
+    b.wait_until("the refusal in the other node's log", AGREE_TIMEOUT, |b| {
+        refused(b, "cannot connect to peer")
+    });
+    drop(b.kill());
+    // Cluster A is untouched: it still leads itself and knows one broker.
+    assert_eq!(cluster_info(&a), Ok((1, vec![1])));
+    drop(a.stop());
+}
+
+#[test]
+fn a_bad_peer_list_is_refused_at_start() {
+    let dir = TempDir::new().expect("a directory");
+    let data = dir.path().join("data").display().to_string();
+    let serve = |node_id: &str, peers: &str| {
+        let args = [
+            "serve",
+            "--data-dir",
+            &data,
+            "--node-id",
+            node_id,
+            "--peer-listen",
+            "127.0.0.1:19001",
+            "--peers",
+            peers,
+        ];
+        let run = cairn_testkit::run(CAIRN, &args, &[], b"");
+        assert!(!run.status.success(), "{run:?}");
+        run.stderr
+    };
+    let twice = serve("1", "1=127.0.0.1:19001,1=127.0.0.1:19002");
+    assert!(twice.contains("node id 1 is named twice"), "{twice}");
+    let missing = serve("4", "1=127.0.0.1:19001,2=127.0.0.1:19002");
+    assert!(missing.contains("does not name this node"), "{missing}");
+    let many = serve("1", "1=h:1,2=h:2,3=h:3,4=h:4,5=h:5,6=h:6");
+    assert!(many.contains("at most 5 may be core voters"), "{many}");
+    assert!(!dir.path().join("data").exists(), "nothing is created for a refused start");
+}
