@@ -132,8 +132,10 @@ pub fn decode(batch: Bytes, log_id: LogId) -> Result<RaftEntry, CodecError> {
     Ok(entry.with_stored(batch))
 }
 
-/// Whether a batch has the form of Raft's own entries: a control batch without a producer.
-fn is_reserved(header: &BatchHeader) -> bool {
+/// Whether a batch has the form of Raft's own entries (a control batch without a producer):
+/// a produced batch in that form is refused before it is proposed.
+#[must_use]
+pub fn is_reserved(header: &BatchHeader) -> bool {
     header.is_control() && header.producer_id == ProducerId::NONE
 }
 

@@ -38,6 +38,14 @@ pub struct TimersError {
     pub reason: String,
 }
 
+/// Client writes openraft takes from its queue in one batch (one storage append). openraft
+/// preallocates the batch per group (its default, 4096, is most of a group's memory); a
+/// partition's produce requests rarely queue more.
+const API_BATCH_CAPACITY: u64 = 256;
+
+/// Entries of openraft's per-group log-stage statistics (its default 1024 is preallocated).
+const LOG_STAGE_CAPACITY: u64 = 64;
+
 /// Entries in one AppendEntries while a leader probes a follower's log. A pipelined stream is
 /// not bounded by it; both are bounded in bytes by the log reader.
 const APPEND_ENTRIES_MAX: u64 = 300;
@@ -72,6 +80,13 @@ impl Timers {
             max_in_snapshot_log_to_keep: 0,
             purge_batch_size: 1,
             max_payload_entries: APPEND_ENTRIES_MAX,
+            // A restarted node campaigns for a new term rather than resuming the old one: the
+            // term, Kafka's leader epoch, grows with every restart, and the new term's blank
+            // entry fixes the high watermark (RFC 0003 §4).
+            enable_leader_restore: Some(false),
+            // openraft preallocates these per group; a node hosts thousands of groups.
+            api_batch_capacity: API_BATCH_CAPACITY,
+            log_stage_capacity: Some(LOG_STAGE_CAPACITY),
             ..Config::default()
         };
         config.validate().map_err(|error| TimersError { reason: error.to_string() })

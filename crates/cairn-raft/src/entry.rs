@@ -8,6 +8,7 @@
 use std::fmt;
 
 use bytes::Bytes;
+use cairn_types::Offset;
 use openraft::entry::RaftEntry as _;
 
 use crate::membership::{Members, MembersError};
@@ -54,6 +55,9 @@ pub struct RaftEntry {
     /// leader, and every replica must store identical bytes. `None` for an entry made on this
     /// node (appended with the leader append, which stamps it).
     stored: Option<Bytes>,
+    /// For an entry read for apply from the log's record of recent appends, without its
+    /// batch: the offset after its records.
+    end_offset: Option<Offset>,
 }
 
 impl PartialEq for RaftEntry {
@@ -126,6 +130,25 @@ impl RaftEntry {
     }
 
     /// This entry, remembering the batch it was decoded from.
+    /// An entry as apply needs it and no more: its log id and the offset after its records,
+    /// without its batch (a blank payload; never a membership).
+    pub(crate) fn applied_only(term: Term, index: u64, end_offset: Offset) -> RaftEntry {
+        let mut entry = RaftEntry::blank(term, index);
+        entry.end_offset = Some(end_offset);
+        entry
+    }
+
+    /// The offset after the entry's records, from its stored batch or its apply form.
+    pub(crate) fn end_offset(&self) -> Option<Offset> {
+        if let Some(end) = self.end_offset {
+            return Some(end);
+        }
+        let batch = self.stored.as_ref()?;
+        let header =
+            cairn_types::batch::BatchHeader::parse(batch, cairn_types::limits::BATCH_BYTES_MAX);
+        header.ok().map(|header| header.next_offset())
+    }
+
     pub(crate) fn with_stored(mut self, batch: Bytes) -> RaftEntry {
         self.stored = Some(batch);
         self
@@ -148,7 +171,13 @@ impl openraft::entry::RaftEntry for RaftEntry {
     type Payload = Payload;
 
     fn new(log_id: LogId, payload: Payload) -> RaftEntry {
-        RaftEntry { leader: log_id.leader_id, index: log_id.index, payload, stored: None }
+        RaftEntry {
+            leader: log_id.leader_id,
+            index: log_id.index,
+            payload,
+            stored: None,
+            end_offset: None,
+        }
     }
 
     fn log_id_parts(&self) -> (&CommittedLeaderId, u64) {

@@ -1,5 +1,5 @@
-//! [`GroupCommit`]: a log's pipelined group commit, shared by the partition's flusher (one voter,
-//! today) and the Raft log store ([`crate::LogStore`]).
+//! [`GroupCommit`]: a log's pipelined group commit, run by the Raft group's log
+//! ([`crate::GroupLog::run_flusher`]) for its log store ([`crate::LogStore`]).
 //!
 //! The owner of a log implements [`FlushTarget`]: take a pending flush out of its log under its
 //! lock ([`cairn_storage::Log::begin_flush`]), and record what the fsync made durable

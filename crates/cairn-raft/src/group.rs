@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use cairn_metrics::Histogram;
 use cairn_storage::{Clock, Disk, Log, LogConfig, PendingFlush, VoteFile};
@@ -21,8 +21,9 @@ use openraft::storage::IOFlushed;
 use crate::entry::log_id;
 use crate::epoch::{self, TermError};
 use crate::flush::{FlushError, FlushTarget, GroupCommit};
-use crate::record::{RaftRecord, RecordError};
-use crate::{CodecError, LogId, TypeConfig};
+use crate::membership::Members;
+use crate::record::{MembershipAt, RaftRecord, RecordError, SnapshotPoint};
+use crate::{AppendSink, CodecError, LogId, TypeConfig};
 
 /// Why the Raft layer cannot use a partition's log. openraft sees each as an `io::Error` and
 /// stops the group; nothing here retries.
@@ -83,6 +84,22 @@ pub(crate) struct State<D: Disk> {
     pub(crate) snapshot_at: Option<u64>,
     /// Why the log failed, once a flush failed.
     failed: Option<String>,
+    /// The newest entries appended here, oldest first, consecutive: what apply needs of them
+    /// (log id, end offset) without reading the log back. At most [`RECENT_ENTRIES_MAX`].
+    pub(crate) recent: VecDeque<Recent>,
+}
+
+/// Entries of the log's tail that [`State::recent`] keeps: enough to cover what commits
+/// between two applies of a busy partition, small enough for thousands of partitions.
+pub(crate) const RECENT_ENTRIES_MAX: usize = 1024;
+
+/// An appended entry as apply needs it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Recent {
+    pub(crate) index: u64,
+    pub(crate) term: crate::Term,
+    /// The offset after its records.
+    pub(crate) end: Offset,
 }
 
 struct Inner<D: Disk> {
@@ -94,6 +111,8 @@ struct Inner<D: Disk> {
     /// The durable vote; saving it fsyncs, so it has a mutex of its own.
     vote: Mutex<VoteFile<D>>,
     group_commit: GroupCommit,
+    /// Told of every flush and apply, once the partition registers ([`GroupLog::observe`]).
+    sink: OnceLock<Arc<dyn AppendSink>>,
 }
 
 /// A partition's log and Raft files, shared (module docs). Cloning shares.
@@ -130,6 +149,33 @@ impl<D: Disk + Clone> GroupLog<D> {
     ) -> Result<GroupLog<D>, StoreError> {
         let dir = dir.as_ref().to_path_buf();
         let log = Log::open(disk.clone(), &dir, config, clock)?;
+        GroupLog::over(disk, dir, log, flush_seconds)
+    }
+
+    /// [`GroupLog::open`] for a caller that makes the directory's own name durable itself
+    /// (one fsync of the parent for many partitions: `Log::open_in_synced_parent`).
+    ///
+    /// # Errors
+    /// As [`GroupLog::open`].
+    pub fn open_in_synced_parent(
+        disk: D,
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        flush_seconds: Arc<Histogram>,
+    ) -> Result<GroupLog<D>, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        let log = Log::open_in_synced_parent(disk.clone(), &dir, config, clock)?;
+        GroupLog::over(disk, dir, log, flush_seconds)
+    }
+
+    /// The group of the log just opened in `dir`: its `raft-vote` and `raft-snapshot` read.
+    fn over(
+        disk: D,
+        dir: PathBuf,
+        log: Log<D>,
+        flush_seconds: Arc<Histogram>,
+    ) -> Result<GroupLog<D>, StoreError> {
         let (vote, _) = VoteFile::open(disk.clone(), &dir)?;
         let record = match cairn_storage::read_snapshot(&disk, &dir)? {
             Some(bytes) => RaftRecord::decode(&bytes)?,
@@ -145,6 +191,7 @@ impl<D: Disk + Clone> GroupLog<D> {
             committed: None,
             snapshot_at: None,
             failed: None,
+            recent: VecDeque::new(),
         };
         state.finish_install()?;
         let committed = vote.committed().map(|c| c.index);
@@ -155,6 +202,7 @@ impl<D: Disk + Clone> GroupLog<D> {
             state: Mutex::new(state),
             vote: Mutex::new(vote),
             group_commit: GroupCommit::new(flush_seconds),
+            sink: OnceLock::new(),
         };
         Ok(GroupLog { inner: Arc::new(inner) })
     }
@@ -181,6 +229,91 @@ impl<D: Disk> GroupLog<D> {
     /// Runs `f` on the log, for the partition's reads (fetches, offsets).
     pub fn with_log<T>(&self, f: impl FnOnce(&Log<D>) -> T) -> T {
         f(&self.state().log)
+    }
+
+    /// Runs `f` on the log mutably, for what the partition changes outside Raft (its segment
+    /// settings).
+    pub fn with_log_mut<T>(&self, f: impl FnOnce(&mut Log<D>) -> T) -> T {
+        f(&mut self.state().log)
+    }
+
+    /// Registers the partition to be told of every flush and apply (the first registration
+    /// stays).
+    pub fn observe(&self, sink: Arc<dyn AppendSink>) {
+        let _ = self.inner.sink.set(sink);
+    }
+
+    /// The registered observer, if any.
+    pub(crate) fn sink(&self) -> Option<&Arc<dyn AppendSink>> {
+        self.inner.sink.get()
+    }
+
+    /// The offset below which the log is committed as far as `raft-vote` knows (the committed
+    /// id saved, clamped to the log): where a reopened replica's high watermark starts.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the log cannot map the committed id to an offset (corruption).
+    pub fn committed_offset(&self) -> Result<Offset, StoreError> {
+        let committed = self.vote().committed().map(|c| crate::entry::log_id(c.term, c.index));
+        let state = self.state();
+        match committed {
+            Some(_) => state.commit_bound(committed),
+            // Nothing committed since the snapshot: the snapshot's point is.
+            None => Ok(state.log.start_offset()),
+        }
+    }
+
+    /// Whether the group has no state at all: an empty log, no snapshot, no vote. Such a group
+    /// is initialized with its voters; any other is not (openraft refuses a second time).
+    #[must_use]
+    pub fn is_new(&self) -> bool {
+        let state = self.state();
+        let empty = state.log.next_index().0 == 0 && state.record.snapshot.is_none();
+        drop(state);
+        empty && self.vote().vote().is_none()
+    }
+
+    /// Gives a log written before Raft the snapshot record that stands for everything before
+    /// it, so the group starts over it (RFC 0003 §3 "Existing data directories"): a log adopted
+    /// from offset-only segment names (`Recovery::adopted`: indexes from 1) gets a snapshot at
+    /// `(term 0, index 0)`; a log of Raft-indexed segments written without a group (no
+    /// `raft-snapshot`, no `raft-vote`, data from index 0) gets one at its first entry, which
+    /// stays readable as records. Both with membership `{node}` and the log's own start
+    /// offset, and a vote in the log's latest epoch. Durable before it returns; whether it
+    /// adopted. Call it before the group's store and state machine are made.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the log cannot be read or the record and vote cannot be written.
+    pub fn adopt(&self, node: crate::RaftNodeId) -> Result<bool, StoreError> {
+        let voted = self.vote().vote().is_some();
+        let record = {
+            let state = self.state();
+            let Some(origin) = state.adoption_point(voted)? else { return Ok(false) };
+            let members = Members::new(vec![BTreeSet::from([node])], BTreeSet::new())
+                .map_err(|error| StoreError::Invalid(format!("membership of {node}: {error}")))?;
+            let point = SnapshotPoint {
+                last_log_id: origin,
+                membership: Some(MembershipAt { log_id: origin, members }),
+                log_start_offset: state.log.start_offset(),
+            };
+            RaftRecord { snapshot: Some(point), applied_membership: None }
+        };
+        tracing::info!(dir = %self.inner.dir.display(), "adopting a log written before its raft group");
+        let latest = self.with_log(|log| log.epoch_history().last().map(|start| start.epoch));
+        let term = latest.map_or(Ok(0), epoch::term_of)?;
+        let origin = record.snapshot.as_ref().map(|point| point.last_log_id);
+        self.write_record(&record)?;
+        let mut state = self.state();
+        state.purged = origin;
+        state.record = record;
+        drop(state);
+        // The log's entries carry their epochs as terms: the group starts in the latest, with
+        // no vote cast in it, so its first election is the term after.
+        let mut vote = self.vote();
+        if term > 0 && vote.vote().is_none_or(|saved| saved.term < term) {
+            vote.save_vote(cairn_storage::StoredVote { term, voted_for: None, committed: false })?;
+        }
+        Ok(true)
     }
 
     /// Durably replaces the `raft-snapshot` record (no lock held while it syncs).
@@ -332,7 +465,15 @@ impl<D: Disk> FlushTarget for GroupLog<D> {
             self.fail(error.to_string());
             return Err(error.into());
         }
-        let ready = self.state().take_ready(durable);
+        let (ready, durable_offset) = {
+            let mut state = self.state();
+            (state.take_ready(durable), state.log.durable_offset())
+        };
+        // The partition learns of the flush before openraft can commit (and apply) on it, so
+        // its replica never sees a commit above its flush point.
+        if let Some(sink) = self.sink() {
+            sink.flushed(durable_offset);
+        }
         ready.into_iter().for_each(|callback| callback.io_completed(Ok(())));
         Ok(())
     }
@@ -407,6 +548,57 @@ impl<D: Disk> State<D> {
             self.log.reset(start, RaftIndex(last.index + 1))?;
         }
         Ok(())
+    }
+
+    /// Where a log written before its group starts (see [`GroupLog::adopt`]): `None` for a
+    /// group's own log (a snapshot, a vote, a new empty log, or a membership entry first).
+    fn adoption_point(&self, voted: bool) -> Result<Option<LogId>, StoreError> {
+        if self.record.snapshot.is_some() || voted {
+            return Ok(None);
+        }
+        let (start, next) = (self.log.start_index().0, self.log.next_index().0);
+        if self.log.recovery().adopted || start == 1 {
+            return Ok(Some(crate::entry::log_id(0, 0)));
+        }
+        if start > 0 || next == 0 {
+            return Ok(None);
+        }
+        let first = self.read(0, 1, None)?;
+        match first.first() {
+            Some(entry) if entry.members().is_ok_and(|members| members.is_none()) => {
+                Ok(Some(crate::entry::log_id(entry.term(), 0)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Records an appended entry in [`State::recent`]; an entry that does not follow the last
+    /// one starts the record again.
+    pub(crate) fn remember(&mut self, recent: Recent) {
+        if self.recent.back().is_some_and(|last| last.index + 1 != recent.index) {
+            self.recent.clear();
+        }
+        if self.recent.len() == RECENT_ENTRIES_MAX {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(recent);
+    }
+
+    /// The entries `[from, to)` as apply needs them, from [`State::recent`], if it covers
+    /// them and none is a membership entry (apply needs those whole).
+    pub(crate) fn applied_only(&self, from: u64, to: u64) -> Option<Vec<crate::RaftEntry>> {
+        let first = self.recent.front()?.index;
+        let last = self.recent.back()?.index;
+        if from < first || to == 0 || to - 1 > last || from >= to {
+            return None;
+        }
+        if self.memberships.range(from..to).next().is_some() {
+            return None;
+        }
+        let skip = usize::try_from(from - first).ok()?;
+        let count = usize::try_from(to - from).ok()?;
+        let entries = self.recent.iter().skip(skip).take(count);
+        Some(entries.map(|e| crate::RaftEntry::applied_only(e.term, e.index, e.end)).collect())
     }
 
     /// The indexes of the membership entries after `committed` (all of them for `None`):

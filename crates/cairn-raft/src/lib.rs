@@ -13,8 +13,9 @@
 //!
 //! - [`GroupLog`], [`LogStore`], [`LogReader`], [`PartitionStateMachine`]: a partition's Raft
 //!   log storage and state machine over its cairn-storage log, vote and snapshot files; a
-//!   partition will own one `Raft` over them. [`GroupCommit`]: the log's group commit, which
-//!   the partition runs too.
+//!   partition owns a [`RaftGroup`] over them. [`GroupCommit`]: the log's group commit.
+//! - [`RaftGroup`]: a partition's openraft group, the one path of produce, commit and
+//!   retention (one voter today: it elects itself at every start, a new term each time).
 //!
 //! - [`peer`]: the node-to-node transport (frames, connections, the router of requests to
 //!   groups). [`Network`] / [`GroupNetwork`] / [`PeerNetwork`]: openraft's network over it
@@ -41,6 +42,7 @@ mod network;
 mod no_peers;
 pub mod peer;
 mod pipeline;
+mod raft_group;
 mod record;
 mod state_machine;
 mod store;
@@ -56,6 +58,9 @@ pub use handler::RaftHandler;
 pub use membership::{Members, MembersError};
 pub use network::{GroupNetwork, Network, PeerNetwork};
 pub use no_peers::NoPeers;
+pub use raft_group::{
+    GroupError, GroupRole, GroupState, Pending, ProposeError, RaftGroup, RoleWatch,
+};
 pub use record::RecordError;
 pub use state_machine::{PartitionSnapshot, PartitionStateMachine, SnapshotBuilder};
 pub use store::{AppendSink, LogReader, LogStore, ProposalAppended};

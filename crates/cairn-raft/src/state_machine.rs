@@ -133,6 +133,7 @@ impl<D: Disk> RaftStateMachine<TypeConfig> for PartitionStateMachine<D> {
             + Unpin
             + Send,
     {
+        let mut end = None;
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let log_id = log_id(entry.term(), entry.index());
@@ -142,9 +143,15 @@ impl<D: Disk> RaftStateMachine<TypeConfig> for PartitionStateMachine<D> {
                 self.apply_membership(MembershipAt { log_id, members }).await?;
             }
             self.applied = Some(log_id);
+            // Entries come from the log (with their batch, or their end from the record of
+            // recent appends); one made elsewhere (openraft's storage suite) reports no end.
+            end = entry.end_offset();
             if let Some(responder) = responder {
                 responder.send(());
             }
+        }
+        if let (Some(applied), Some(end), Some(sink)) = (self.applied, end, self.group.sink()) {
+            sink.applied(RaftIndex(applied.index), end);
         }
         Ok(())
     }
@@ -217,6 +224,7 @@ pub(crate) fn install<D: Disk>(
     };
     if !holds {
         state.log.reset(point.log_start_offset, RaftIndex(last.index + 1))?;
+        state.recent.clear();
     }
     state.record = record;
     if state.purged.is_none_or(|purged| purged.index < last.index) {

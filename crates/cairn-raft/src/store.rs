@@ -32,20 +32,37 @@ use openraft::type_config::alias::VoteOf;
 
 use crate::entry::log_id;
 use crate::epoch::{self, epoch_of};
-use crate::group::{GroupLog, State, StoreError};
+use crate::group::{GroupLog, Recent, State, StoreError};
 use crate::{LogId, RaftEntry, TypeConfig, codec};
 
 /// The node a vote names when `raft-vote` holds a term without a candidate (a log adopted at
 /// its latest epoch): no real node, so this replica grants no vote in that term.
 const NO_CANDIDATE: u64 = u64::MAX;
 
-/// Where a proposal's append is reported, for `acks=1` (answered from it) and for `acks=all`
-/// (which then waits for the entry's commit): the partition's proposal queue.
+/// What the partition learns from its group's storage: each proposal's append, for `acks=1`
+/// (answered from it) and for `acks=all` (which then waits for the entry's commit); and, once
+/// registered with [`crate::GroupLog::observe`], each flush and each apply (the replica's
+/// `flushed` and high watermark). Every call is made without any lock held.
 pub trait AppendSink: Send + Sync + 'static {
     /// The proposal with `ticket` is in the log (page cache) at `appended`. Called once per
-    /// fresh proposal whose ticket is not [`crate::Proposal::TICKET_NONE`], in log order,
-    /// without any lock held.
+    /// fresh proposal whose ticket is not [`crate::Proposal::TICKET_NONE`], in log order.
     fn appended(&self, ticket: u64, appended: ProposalAppended);
+
+    /// A flush made the log durable below `durable`.
+    fn flushed(&self, durable: Offset) {
+        let _ = durable;
+    }
+
+    /// An append failed with `error` (the group stops on it): a full disk shows in health.
+    fn append_failed(&self, error: &StoreError) {
+        let _ = error;
+    }
+
+    /// The state machine applied (so the group committed) every entry up to `index`, whose
+    /// records end before `end`: the high watermark.
+    fn applied(&self, index: RaftIndex, end: Offset) {
+        let _ = (index, end);
+    }
 }
 
 /// Where a proposal landed.
@@ -144,6 +161,8 @@ impl<D: Disk> LogStore<D> {
             if entry.members().is_ok_and(|members| members.is_some()) {
                 state.memberships.insert(entry.index());
             }
+            let end = header.next_offset();
+            state.remember(Recent { index: entry.index(), term, end });
             let Some(proposal) = entry.proposal().filter(|_| entry.stored().is_none()) else {
                 continue;
             };
@@ -174,6 +193,7 @@ fn position_for<D: Disk>(state: &mut State<D>, first: u64) -> Result<(), StoreEr
         let at = state.log.next_offset();
         state.log.reset(at, RaftIndex(first))?;
         state.memberships.clear();
+        state.recent.clear();
         return Ok(());
     }
     Err(StoreError::Invalid(format!("append at index {first} to a log whose next index is {next}")))
@@ -269,6 +289,30 @@ impl<D: Disk> RaftLogReader<TypeConfig> for LogReader<D> {
         Ok(self.group.state().read(from, to, None)?)
     }
 
+    /// Apply's read: entries the log's record of recent appends covers come without their
+    /// batches (apply needs their log ids and end offsets only), so a busy partition's apply
+    /// reads nothing back; the rest are read whole.
+    async fn entries_stream<RB>(
+        &mut self,
+        range: RB,
+    ) -> impl futures_util::Stream<Item = Result<RaftEntry, io::Error>> + Send
+    where
+        RB: RangeBounds<u64> + Clone + Debug + Send,
+    {
+        let (from, to) = bounds(&range);
+        let state = self.group.state();
+        let entries = match state.applied_only(from, to) {
+            Some(entries) => Ok(entries),
+            None => state.read(from, to, None).map_err(io::Error::from),
+        };
+        drop(state);
+        let items: Vec<Result<RaftEntry, io::Error>> = match entries {
+            Ok(entries) => entries.into_iter().map(Ok).collect(),
+            Err(error) => vec![Err(error)],
+        };
+        futures_util::stream::iter(items)
+    }
+
     async fn read_vote(&mut self) -> Result<Option<VoteOf<TypeConfig>>, io::Error> {
         Ok(self.group.vote().vote().and_then(raft_vote))
     }
@@ -358,7 +402,9 @@ impl<D: Disk> RaftLogStorage<TypeConfig> for LogStore<D> {
             return Ok(());
         };
         let end = RaftIndex(last.index() + 1);
-        let reports = self.append_entries(&entries)?;
+        let reports = self.append_entries(&entries).inspect_err(|error| {
+            self.sink.append_failed(error);
+        })?;
         for (ticket, appended) in reports {
             self.sink.appended(ticket, appended);
         }
@@ -382,6 +428,7 @@ impl<D: Disk> RaftLogStorage<TypeConfig> for LogStore<D> {
                 let after = (cut > state.log.start_index().0).then(|| RaftIndex(cut - 1));
                 state.log.truncate_after(after, bound)?;
                 state.memberships.retain(|&index| index < cut);
+                state.recent.retain(|recent| recent.index < cut);
                 Ok(())
             })
             .await?;

@@ -1097,6 +1097,24 @@ impl<D: Disk> Log<D> {
     /// # Errors
     /// [`Error::Io`] (poisons).
     pub fn apply_retention(&mut self, retention: Retention, bound: Offset) -> Result<usize> {
+        let count = self.past_retention(retention, bound);
+        self.delete_oldest(count)?;
+        Ok(count)
+    }
+
+    /// The last Raft index of the newest segment [`Log::apply_retention`] would delete now, or
+    /// `None` if it would delete none: where a Raft group builds its snapshot before purging
+    /// through it (RFC 0003 §3 "Snapshots are small; purge is retention"). Deletes nothing.
+    #[must_use]
+    pub fn retention_point(&self, retention: Retention, bound: Offset) -> Option<RaftIndex> {
+        let count = self.past_retention(retention, bound);
+        let newest = self.segments.get(count.checked_sub(1)?)?;
+        newest.next_index.0.checked_sub(1).map(RaftIndex)
+    }
+
+    /// How many of the oldest segments are past retention: never the active segment, never one
+    /// ending after `bound`.
+    fn past_retention(&self, retention: Retention, bound: Offset) -> usize {
         let now_ms = self.clock.now_ms();
         let mut remaining = self.size_bytes();
         let mut count = 0;
@@ -1111,8 +1129,7 @@ impl<D: Disk> Log<D> {
             remaining -= u64::from(segment.size);
             count += 1;
         }
-        self.delete_oldest(count)?;
-        Ok(count)
+        count
     }
 
     pub(crate) fn delete_oldest(&mut self, count: usize) -> Result<()> {

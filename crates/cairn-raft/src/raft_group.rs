@@ -1,0 +1,315 @@
+//! [`RaftGroup`]: a partition's openraft group over its [`GroupLog`], the one code path of every
+//! partition (RFC 0003 §4, §9 step 3): with one voter it elects itself at once, and replication
+//! factor 1 is a group like any other.
+//!
+//! - Start ([`RaftGroup::start`]): a log written before Raft is adopted first (a snapshot record
+//!   at `(term 0, index 0)` with membership `{node}`, [`GroupLog::adopt`]); a group with no state
+//!   at all is initialized with voters `{node}` (its membership entry is index 0); a group whose
+//!   only voter is this node campaigns at once, so every start is a new term, one higher, and
+//!   then runs without timers (no peer to heartbeat or to lose an election to).
+//! - Produce ([`RaftGroup::propose`]): one proposal per batch through `client_write_ff`, with a
+//!   responder whose commit callback is what `acks=all` waits for ([`Pending::committed`]), not
+//!   the apply; the proposal's append is reported to the partition's [`AppendSink`] for `acks=1`.
+//! - Roles ([`RaftGroup::roles`]): role, term and leader from openraft's server metrics, which
+//!   change only on elections.
+//! - Retention ([`RaftGroup::purge_through`]): a snapshot built at the purge point, then the
+//!   purge (RFC 0003 §3 "Snapshots are small; purge is retention", §11 b).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_storage::{Clock, Disk};
+use cairn_types::RaftIndex;
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::impls::ProgressResponder;
+use openraft::metrics::RaftServerMetrics;
+use openraft::raft::ClientWriteResult;
+use openraft::type_config::alias::OneshotReceiverOf;
+use openraft::{Raft, ServerState};
+
+use crate::{
+    AppendSink, GroupLog, LogId, LogStore, NoPeers, PartitionStateMachine, Proposal,
+    RaftNodeId, StoreError, Term, Timers, TimersError, TypeConfig,
+};
+
+/// Why a group could not start or stopped. The partition is offline until a restart.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    /// The log, vote or snapshot record failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The timers are not a valid openraft configuration.
+    #[error(transparent)]
+    Timers(#[from] TimersError),
+    /// openraft refused to start the group or stopped it (a storage failure it saw).
+    #[error("raft group: {0}")]
+    Stopped(String),
+}
+
+/// Why a proposal was not committed. Both kinds are unknown outcomes for a client (the entry
+/// may still commit under another leader): retriable, never a definite failure.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// This node is not the leader (or stopped leading before the entry was appended, or its
+    /// entry was discarded by a later leader's log): `NOT_LEADER_OR_FOLLOWER`.
+    #[error("not the leader of the group")]
+    NotLeader {
+        /// The leader, if known.
+        leader: Option<RaftNodeId>,
+    },
+    /// The group stopped (shut down or failed).
+    #[error("raft group stopped: {0}")]
+    Stopped(String),
+}
+
+/// A group's state as its role watch reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupState {
+    /// Leads its term: takes proposals.
+    Leader,
+    /// Follows `leader` (unknown during an election).
+    Follower,
+    /// Campaigning.
+    Candidate,
+    /// A learner: replicates, never votes.
+    Learner,
+    /// Stopped: shut down, or failed on a storage error.
+    Stopped,
+}
+
+/// Role, term and leader of a group at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupRole {
+    /// The group's state on this node.
+    pub state: GroupState,
+    /// The current term: the Kafka leader epoch.
+    pub term: Term,
+    /// The leader of the term, if known.
+    pub leader: Option<RaftNodeId>,
+}
+
+fn role_of(metrics: &RaftServerMetrics<TypeConfig>) -> GroupRole {
+    let state = match metrics.state {
+        ServerState::Leader => GroupState::Leader,
+        ServerState::Follower => GroupState::Follower,
+        ServerState::Candidate => GroupState::Candidate,
+        ServerState::Learner => GroupState::Learner,
+        ServerState::Shutdown => GroupState::Stopped,
+    };
+    GroupRole { state, term: metrics.vote.leader_id.term, leader: metrics.current_leader }
+}
+
+/// Watches a group's role; changes only on elections and on stopping.
+pub struct RoleWatch {
+    metrics:
+        openraft::type_config::alias::WatchReceiverOf<TypeConfig, RaftServerMetrics<TypeConfig>>,
+}
+
+impl RoleWatch {
+    /// The role now.
+    #[must_use]
+    pub fn current(&self) -> GroupRole {
+        role_of(&self.metrics.borrow_watched())
+    }
+
+    /// Waits for the next change; `None` once the group is gone.
+    pub async fn changed(&mut self) -> Option<GroupRole> {
+        self.metrics.changed().await.ok()?;
+        Some(self.current())
+    }
+}
+
+/// A proposal handed to the group: its commit, or why it will not commit here.
+pub struct Pending {
+    /// Fires with the entry's own log id when a majority (with one voter: this node's fsync)
+    /// committed it.
+    commit: OneshotReceiverOf<TypeConfig, LogId>,
+    /// Fires after apply, or with the reason the entry was refused or discarded.
+    complete: OneshotReceiverOf<TypeConfig, ClientWriteResult<TypeConfig>>,
+}
+
+fn refusal(error: Option<ClientWriteError<TypeConfig>>) -> ProposeError {
+    match error {
+        Some(ClientWriteError::ForwardToLeader(to) | ClientWriteError::LogEntryDiscarded(to)) => {
+            ProposeError::NotLeader { leader: to.leader_id }
+        }
+        Some(other) => ProposeError::Stopped(other.to_string()),
+        None => ProposeError::Stopped("the group stopped before answering".to_owned()),
+    }
+}
+
+impl Pending {
+    /// Waits for the commit callback (`acks=all`): the entry's log id.
+    ///
+    /// # Errors
+    /// [`ProposeError`] if the entry was refused, discarded, or the group stopped.
+    pub async fn committed(self) -> Result<LogId, ProposeError> {
+        match self.commit.await {
+            Ok(log_id) => Ok(log_id),
+            Err(_) => match self.complete.await {
+                Ok(Err(error)) => Err(refusal(Some(error))),
+                // Completed without a commit callback: cannot happen for a committed entry.
+                Ok(Ok(_)) | Err(_) => Err(refusal(None)),
+            },
+        }
+    }
+
+    /// Resolves only if the proposal fails (refused, discarded, the group stopped); pending
+    /// forever once it completes. Raced against the append report for `acks=1`.
+    pub async fn refused(&mut self) -> ProposeError {
+        match (&mut self.complete).await {
+            Ok(Ok(_)) => std::future::pending().await,
+            Ok(Err(error)) => refusal(Some(error)),
+            Err(_) => refusal(None),
+        }
+    }
+}
+
+/// A partition's openraft group (module docs).
+pub struct RaftGroup<D: Disk + Clone + Send + Sync + 'static> {
+    raft: Raft<TypeConfig, PartitionStateMachine<D>>,
+    log: GroupLog<D>,
+}
+
+impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
+    /// Starts the group of `log` on node `node` (module docs), reporting to `sink`; its flusher
+    /// must run ([`GroupLog::run_flusher`]). Returns once the group is running; with one voter
+    /// it is leader shortly after ([`RaftGroup::wait_leader`]).
+    ///
+    /// # Errors
+    /// [`GroupError`] if the timers are invalid, the log cannot be adopted, or openraft refuses
+    /// to start the group.
+    pub async fn start(
+        log: GroupLog<D>,
+        node: RaftNodeId,
+        timers: &Timers,
+        sink: Arc<dyn AppendSink>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<RaftGroup<D>, GroupError> {
+        let config = Arc::new(timers.openraft_config()?);
+        log.blocking(move |log| log.adopt(node)).await?;
+        let new = log.is_new();
+        log.observe(Arc::clone(&sink));
+        let store = LogStore::new(log.clone(), sink, clock);
+        let state_machine = PartitionStateMachine::new(log.clone())?;
+        // Boxed: openraft's start future is deep, and callers nest it in theirs.
+        let raft = Box::pin(Raft::new(node, config, NoPeers::default(), store, state_machine))
+            .await
+            .map_err(|error| GroupError::Stopped(error.to_string()))?;
+        let group = RaftGroup { raft, log };
+        if new {
+            group.initialize(node).await?;
+        }
+        if group.sole_voter(node) {
+            group.raft.trigger().elect(false).await.map_err(stopped)?;
+            // A sole voter has no peer to heartbeat and no one to lose an election to: its
+            // timers would only wake it (thousands of idle partitions on a node).
+            group.raft.runtime_config().tick(false);
+        }
+        Ok(group)
+    }
+
+    /// Initializes a new group with voters `{node}`; a group openraft finds initialized already
+    /// (a crash between the first append and its record) is left as it is.
+    async fn initialize(&self, node: RaftNodeId) -> Result<(), GroupError> {
+        match self.raft.initialize(BTreeSet::from([node])).await {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(error) => Err(GroupError::Stopped(error.to_string())),
+        }
+    }
+
+    /// Whether `node` is the only voter of the group's membership.
+    fn sole_voter(&self, node: RaftNodeId) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let voters: Vec<RaftNodeId> = metrics.membership_config.membership().voter_ids().collect();
+        voters == [node]
+    }
+
+    /// The group's log and Raft files.
+    #[must_use]
+    pub fn log(&self) -> &GroupLog<D> {
+        &self.log
+    }
+
+    /// Watches the group's role.
+    #[must_use]
+    pub fn roles(&self) -> RoleWatch {
+        RoleWatch { metrics: self.raft.server_metrics() }
+    }
+
+    /// Waits up to `timeout` for this node to lead the group; whether it does.
+    pub async fn wait_leader(&self, timeout: Duration) -> bool {
+        self.raft.wait(Some(timeout)).state(ServerState::Leader, "leads its group").await.is_ok()
+    }
+
+    /// Proposes `batch` (one validated record batch) with `ticket` (reported to the sink with
+    /// its place in the log; [`Proposal::TICKET_NONE`] for none). Proposals are appended in the
+    /// order of the calls. `wait`: whether the caller wants the outcome (`acks=0` does not).
+    ///
+    /// # Errors
+    /// [`ProposeError::Stopped`] if the group stopped.
+    pub async fn propose(
+        &self,
+        batch: Bytes,
+        ticket: u64,
+        wait: bool,
+    ) -> Result<Option<Pending>, ProposeError> {
+        let proposal = Proposal { batch, ticket };
+        let (responder, pending) = if wait {
+            let (responder, commit, complete) = ProgressResponder::new();
+            (Some(responder), Some(Pending { commit, complete }))
+        } else {
+            (None, None)
+        };
+        self.raft
+            .client_write_ff(proposal, responder)
+            .await
+            .map_err(|fatal| ProposeError::Stopped(fatal.to_string()))?;
+        Ok(pending)
+    }
+
+    /// Builds the group's snapshot at `index` (retention's purge point, at or below the applied
+    /// index) and purges the log through it: whole segments the snapshot covers are deleted.
+    /// Waits up to `timeout` for each step; whether the purge reached `index`.
+    ///
+    /// # Errors
+    /// [`GroupError::Stopped`] if the group stopped.
+    pub async fn purge_through(
+        &self,
+        index: RaftIndex,
+        timeout: Duration,
+    ) -> Result<bool, GroupError> {
+        self.log.snapshot_at(index);
+        self.raft.trigger().snapshot().await.map_err(stopped)?;
+        let built = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.snapshot.is_some_and(|s| s.index >= index.0), "snapshot built")
+            .await;
+        if built.is_err() {
+            return Ok(false);
+        }
+        self.raft.trigger().purge_log(index.0).await.map_err(stopped)?;
+        let purged = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.purged.is_some_and(|p| p.index >= index.0), "log purged")
+            .await;
+        Ok(purged.is_ok())
+    }
+
+    /// Stops the group's Raft tasks (the log stays open: close it after).
+    pub async fn shutdown(&self) {
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::warn!(%error, "raft group did not stop cleanly");
+        }
+    }
+}
+
+fn stopped(fatal: openraft::error::Fatal<TypeConfig>) -> GroupError {
+    GroupError::Stopped(fatal.to_string())
+}
