@@ -35,18 +35,25 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use cairn_meta::{ConfigChange, MetadataStore, TopicMeta, TopicSpec};
-use cairn_storage::{Clock, FlushPolicy, Log, LogConfig, RealDisk, Retention};
-use cairn_types::LeaderEpoch;
+use cairn_raft::{GroupLog, StoreError, Timers};
+use cairn_storage::{Clock, FlushPolicy, LogConfig, RealDisk, Retention};
+use cairn_types::NodeId;
+use futures_util::StreamExt;
 
 use crate::error::{BrokerError, PartitionError};
 use crate::health::Health;
 use crate::layout::{Entry, Known, partition_dir_name};
 use crate::parallel::{blocking, in_parallel};
-use crate::partition::{Partition, PartitionConfig, Shared};
+use crate::partition::{Partition, PartitionConfig, RaftSettings, Shared};
 use crate::volume::Volume;
 
 /// Where a start moves entries of `topics/` it does not recognise, one subdirectory per start.
 const UNRECOGNISED_DIR: &str = "unrecognised";
+
+/// How long a start or a topic creation waits for its new partitions to lead their groups (a
+/// one-voter group elects itself at once); one that does not is served anyway, refusing
+/// produce as not the leader until it does.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
 
 /// Broker settings.
 #[derive(Clone)]
@@ -66,6 +73,10 @@ pub struct BrokerConfig {
     /// The wall clock: log-append time, retention, `segment.ms`, the names of moved-aside
     /// directories. `SystemClock` in `cairn serve`; tests move a `ManualClock`.
     pub clock: Arc<dyn Clock>,
+    /// This node's id: the voter of every partition's Raft group.
+    pub node_id: NodeId,
+    /// The Raft timers of every partition's group.
+    pub raft_timers: Timers,
 }
 
 impl fmt::Debug for BrokerConfig {
@@ -75,6 +86,8 @@ impl fmt::Debug for BrokerConfig {
             .field("retention_interval", &self.retention_interval)
             .field("cache_window_bytes", &self.cache_window_bytes)
             .field("health", &self.health)
+            .field("node_id", &self.node_id)
+            .field("raft_timers", &self.raft_timers)
             .finish_non_exhaustive()
     }
 }
@@ -112,21 +125,9 @@ fn cause(error: &cairn_storage::Error) -> String {
     }
 }
 
-/// Closes a deleted topic's partition (waiters see it closed) and removes its directory; logs
-/// and returns false if the directory stays (the next start removes it).
-fn remove_partition<D: Volume>(
-    disk: &D,
-    topic: &str,
-    index: u32,
-    partition: Option<&Partition<D>>,
-    dir: &Path,
-) -> bool {
-    if let Some(partition) = partition
-        && let Err(error) = partition.close()
-    {
-        // Its data goes either way.
-        tracing::warn!(topic, partition = index, %error, "closing a deleted partition failed");
-    }
+/// Removes a deleted topic's partition directory (its partition closed already); logs and
+/// returns false if the directory stays (the next start removes it).
+fn remove_partition<D: Volume>(disk: &D, topic: &str, dir: &Path) -> bool {
     match disk.remove_entry(dir) {
         Ok(()) => true,
         Err(error) => {
@@ -174,8 +175,8 @@ fn settings_for(topic: &TopicMeta, config: &BrokerConfig) -> (PartitionConfig, L
     (settings, log_config)
 }
 
-/// An opened partition log, or why it could not be opened.
-type Opened<D> = Result<Log<D>, cairn_storage::Error>;
+/// An opened partition log with its Raft files, or why it could not be opened.
+type Opened<D> = Result<GroupLog<D>, StoreError>;
 
 /// Opens partition `index` of `topic` in `topics_dir` on `disk`, creating it if it does not
 /// exist. The directory's own name is not synced: the caller syncs `topics_dir` once for all it
@@ -189,7 +190,8 @@ fn open_log<D: Volume>(
 ) -> Opened<D> {
     let (_, log_config) = settings_for(topic, config);
     let dir = topics_dir.join(partition_dir_name(topic.id, index));
-    Log::open_in_synced_parent(disk.clone(), dir, log_config, Arc::clone(&config.clock))
+    let (clock, flush_seconds) = (Arc::clone(&config.clock), Arc::clone(&config.flush_seconds));
+    GroupLog::open_in_synced_parent(disk.clone(), dir, log_config, clock, flush_seconds)
 }
 
 impl<M: MetadataStore> Broker<M, RealDisk> {
@@ -238,11 +240,13 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         // committed, before its partitions were made) are durable before anything is served.
         sync_dir(&broker.disk, &broker.topics_dir)?;
         let mut started = Started::default();
+        let mut hosted = Vec::new();
         for ((topic, index), opened) in partitions.iter().zip(opened) {
             if let Some(opened) = opened {
-                broker.start_partition(topic, *index, opened, &mut started);
+                hosted.push(broker.start_partition(topic, *index, opened, &mut started).await);
             }
         }
+        wait_leaders(&hosted).await;
         tracing::info!(
             partitions = started.opened,
             recovered = started.recovered,
@@ -391,17 +395,18 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
     }
 
     /// Hosts partition `index` at start: logs what recovery found and cut, or why it is offline.
-    fn start_partition(
+    async fn start_partition(
         &self,
         topic: &TopicMeta,
         index: u32,
         opened: Opened<D>,
         started: &mut Started,
-    ) {
+    ) -> Arc<Partition<D>> {
         let name = topic.name.as_str();
         let opened = match opened {
-            Ok(log) => {
-                let recovery = log.recovery();
+            Ok(group) => {
+                let (recovery, next_offset) =
+                    group.with_log(|log| (log.recovery().clone(), log.next_offset()));
                 if recovery.verified_bytes > 0
                     || recovery.truncated_bytes > 0
                     || recovery.rebuilt_epochs
@@ -415,12 +420,13 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
                         verified_bytes = recovery.verified_bytes,
                         cut_bytes = recovery.truncated_bytes,
                         rebuilt_epochs = recovery.rebuilt_epochs,
-                        next_offset = log.next_offset().0,
+                        adopted = recovery.adopted,
+                        next_offset = next_offset.0,
                         "recovered partition log"
                     );
                 }
                 started.opened += 1;
-                Ok(log)
+                Ok(group)
             }
             Err(error) => {
                 tracing::error!(topic = name, partition = index, %error, "partition log cannot be opened; serving it offline");
@@ -428,25 +434,35 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
                 Err(error.to_string())
             }
         };
-        self.host(topic, index, opened);
+        self.host(topic, index, opened).await
     }
 
-    /// Hosts partition `index` over its opened log (or the reason it is offline) and starts its
-    /// flusher.
-    fn host(&self, topic: &TopicMeta, index: u32, opened: Result<Log<D>, String>) {
+    /// Hosts partition `index` over its opened log (or the reason it is offline): starts its
+    /// flusher and its Raft group.
+    async fn host(
+        &self,
+        topic: &TopicMeta,
+        index: u32,
+        opened: Result<GroupLog<D>, String>,
+    ) -> Arc<Partition<D>> {
         let name = topic.name.as_str();
         let (settings, _) = settings_for(topic, &self.config);
-        let epoch =
-            self.meta.leader(name, index).map_or(LeaderEpoch(0), |leader| leader.leader_epoch);
-        let online = opened.is_ok();
+        let raft = RaftSettings { node_id: self.config.node_id, timers: self.config.raft_timers };
         let partition =
-            Partition::new(name.to_owned(), index, opened, settings, epoch, self.shared());
-        if online {
-            tokio::spawn(Arc::clone(&partition).run_flusher());
-        }
+            Partition::start(name.to_owned(), index, opened, settings, raft, self.shared()).await;
         let mut partitions =
             self.partitions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        partitions.insert((name.to_owned(), index), partition);
+        partitions.insert((name.to_owned(), index), Arc::clone(&partition));
+        partition
+    }
+
+    /// Hosts new partitions over their opened logs and waits for them to lead.
+    async fn host_new(&self, topic: &TopicMeta, from: u32, logs: Vec<GroupLog<D>>) {
+        let mut hosted = Vec::with_capacity(logs.len());
+        for (index, log) in (from..).zip(logs) {
+            hosted.push(self.host(topic, index, Ok(log)).await);
+        }
+        wait_leaders(&hosted).await;
     }
 
     /// Opens the logs of partitions `from..topic.partitions`, all or none, in parallel, then
@@ -457,7 +473,7 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         &self,
         topic: &Arc<TopicMeta>,
         from: u32,
-    ) -> Result<Vec<Log<D>>, BrokerError> {
+    ) -> Result<Vec<GroupLog<D>>, BrokerError> {
         let failed = |partition: u32, cause: String| {
             let topic = topic.name.to_string();
             BrokerError::Create { topic, partition, cause }
@@ -480,7 +496,11 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
                 Some(Ok(log)) => logs.push(log),
                 Some(Err(error)) => {
                     tracing::error!(topic = %topic.name, partition = index, %error, "creating a partition failed; removing what was made");
-                    failure = failure.or(Some((index, cause(&error))));
+                    let cause = match &error {
+                        StoreError::Storage(error) => cause(error),
+                        other => other.to_string(),
+                    };
+                    failure = failure.or(Some((index, cause)));
                 }
                 None => {}
             }
@@ -507,8 +527,11 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
 
     /// Closes `logs` and removes the directories of partitions `from..to`, which this request
     /// made. Failures are logged: what remains is doomed, removed at the next start.
-    fn discard(&self, topic: &TopicMeta, from: u32, to: u32, logs: Vec<Log<D>>) {
-        drop(logs);
+    fn discard(&self, topic: &TopicMeta, from: u32, to: u32, logs: Vec<GroupLog<D>>) {
+        for log in logs {
+            // Removed next either way.
+            drop(log.close());
+        }
         for index in from..to {
             let dir = self.partition_dir(topic, index);
             if let Err(error) = self.disk.remove_entry(&dir) {
@@ -530,9 +553,7 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         let topic = self.meta.create_topic(spec).await?;
         match self.open_new(&topic, 0).await {
             Ok(logs) => {
-                for (index, log) in (0..).zip(logs) {
-                    self.host(&topic, index, Ok(log));
-                }
+                self.host_new(&topic, 0, logs).await;
                 Ok(topic)
             }
             Err(error) => {
@@ -541,7 +562,7 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
                     Err(meta_error) => {
                         tracing::error!(topic = %topic.name, error = %meta_error, "removing a topic whose partitions failed from the metadata failed; its partitions are served offline");
                         for index in 0..topic.partitions {
-                            self.host(&topic, index, Err(error.to_string()));
+                            self.host(&topic, index, Err(error.to_string())).await;
                         }
                     }
                 }
@@ -567,9 +588,7 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         let logs = self.open_new(&grown, before).await?;
         match self.meta.create_partitions(name, count).await {
             Ok(topic) => {
-                for (index, log) in (before..).zip(logs) {
-                    self.host(&topic, index, Ok(log));
-                }
+                self.host_new(&topic, before, logs).await;
                 Ok(topic)
             }
             Err(error) => {
@@ -622,13 +641,13 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
                 (index, removed, self.partition_dir(&topic, index))
             })
             .collect();
+        // Waiters see the partitions closed; their data goes either way.
+        close_all(doomed.iter().filter_map(|(_, partition, _)| partition.clone()).collect()).await;
         let (owned, topics_dir, disk) =
             (name.to_owned(), self.topics_dir.clone(), self.disk.clone());
-        // Off the runtime: closing flushes, and removing is many unlinks and a directory fsync.
+        // Off the runtime: removing is many unlinks and a directory fsync.
         let removed_all = blocking(move || {
-            let removed = in_parallel(&doomed, |(index, partition, dir)| {
-                remove_partition(&disk, &owned, *index, partition.as_deref(), dir)
-            });
+            let removed = in_parallel(&doomed, |(_, _, dir)| remove_partition(&disk, &owned, dir));
             removed.iter().all(|removed| *removed) && sync_dir(&disk, &topics_dir).is_ok()
         })
         .await;
@@ -665,22 +684,17 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
                 _ = shutdown.wait_for(|stop| *stop) => return,
                 _ = interval.tick() => {}
             }
-            let broker = Arc::clone(&self);
-            let stopping = shutdown.clone();
-            let sweep = tokio::task::spawn_blocking(move || broker.sweep_retention(&stopping));
-            if sweep.await.is_err() {
-                tracing::error!("retention sweep panicked");
-            }
+            self.sweep_retention(&shutdown).await;
         }
     }
 
     /// One retention pass over every partition, stopping early once `shutdown` turns true.
-    fn sweep_retention(&self, shutdown: &tokio::sync::watch::Receiver<bool>) {
+    async fn sweep_retention(&self, shutdown: &tokio::sync::watch::Receiver<bool>) {
         for partition in self.all_partitions() {
             if *shutdown.borrow() {
                 return;
             }
-            match partition.apply_retention() {
+            match partition.apply_retention().await {
                 Ok(0) | Err(PartitionError::Closed) => {}
                 Ok(deleted) => tracing::info!(
                     topic = partition.topic(),
@@ -695,27 +709,35 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         }
     }
 
-    /// Flushes and seals every partition (clean shutdown: the next start walks nothing), up to
-    /// `PARTITION_OPENS_PARALLEL_MAX` at once on blocking threads.
+    /// Stops every partition's group, then flushes and seals its log (clean shutdown: the next
+    /// start walks nothing), up to `PARTITION_OPENS_PARALLEL_MAX` at once.
     pub async fn shutdown(&self) {
-        let partitions = self.all_partitions();
-        let closed = blocking(move || {
-            in_parallel(&partitions, |partition| {
-                // One partition's broken invariant must not leave the others unsealed.
-                let closed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    partition.close().map_err(|error| error.to_string())
-                }));
-                let failed = match closed {
-                    Ok(Ok(())) => return None,
-                    Ok(Err(error)) => error,
-                    Err(_) => "closing panicked".to_owned(),
-                };
-                Some((partition.topic().to_owned(), partition.index(), failed))
-            })
+        close_all(self.all_partitions()).await;
+    }
+}
+
+/// Closes `partitions`, up to `PARTITION_OPENS_PARALLEL_MAX` at once; failures are logged.
+async fn close_all<D: Volume>(partitions: Vec<Arc<Partition<D>>>) {
+    futures_util::stream::iter(partitions)
+        .for_each_concurrent(cairn_types::limits::PARTITION_OPENS_PARALLEL_MAX, |partition| async move {
+            if let Err(error) = partition.close().await {
+                tracing::error!(topic = partition.topic(), partition = partition.index(), %error, "closing partition failed");
+            }
         })
         .await;
-        for (topic, index, error) in closed.into_iter().flatten() {
-            tracing::error!(topic, partition = index, %error, "closing partition failed");
+}
+
+/// Waits, all at once, for `partitions` to lead their groups, up to [`LEADER_WAIT`]; those that
+/// do not are logged (they refuse produce as not the leader until they do).
+async fn wait_leaders<D: Volume>(partitions: &[Arc<Partition<D>>]) {
+    let waits = partitions.iter().filter(|p| p.offline().is_none()).map(|partition| async move {
+        if !partition.wait_leader(LEADER_WAIT).await && partition.offline().is_none() {
+            tracing::warn!(
+                topic = partition.topic(),
+                partition = partition.index(),
+                "partition has not elected itself leader yet"
+            );
         }
-    }
+    });
+    futures_util::future::join_all(waits).await;
 }

@@ -22,6 +22,10 @@ pub enum PartitionError {
         /// The topic's limit.
         limit: u32,
     },
+    /// A produced batch has the form of Raft's own entries, a control batch without a
+    /// producer (`INVALID_RECORD`): only the group writes those.
+    #[error("a control batch without a producer id is reserved for the broker")]
+    Reserved,
     /// `acks=all` was not committed in time (`REQUEST_TIMED_OUT`): the outcome is unknown.
     #[error("timed out waiting for the commit")]
     Timeout,

@@ -4,9 +4,11 @@
 //!   creating, growing, reconfiguring and deleting topics, retention, clean shutdown. It is
 //!   generic over the [`Volume`] the logs live on (`RealDisk`, or `SimDisk` in tests) and takes
 //!   its wall clock from [`BrokerConfig::clock`].
-//! - [`Partition`] is one replica: appends under a short mutex, a flusher task that runs the
-//!   log's pipelined group commit, the high watermark (the commit offset) on a `watch` channel
-//!   for `acks=all` and long polls, and reads of whole batches for fetches, bounded by it.
+//! - [`Partition`] is one replica and its Raft group (one voter today, the same code path as
+//!   many): produce proposes through the group and is answered from its append report
+//!   (`acks=1`) or commit callback (`acks=all`); the high watermark (the end of the last applied
+//!   entry) on a `watch` channel for long polls; reads of whole batches for fetches, bounded by
+//!   it; retention as a snapshot and a purge.
 //! - [`Replica`] is the pure state machine a partition carries out: role, leader epoch, log
 //!   start and end, flushed and committed offsets; typed [`Refusal`]s, and [`Violation`]s of its
 //!   invariants that take the partition offline.
@@ -22,13 +24,15 @@ mod layout;
 mod parallel;
 mod partition;
 mod replica;
+mod tracker;
 mod volume;
 
 pub use broker::{Broker, BrokerConfig};
 pub use error::{BrokerError, PartitionError};
 pub use health::{Health, OfflinePartition};
 pub use partition::{
-    Appended, Durability, Fetched, Located, Offsets, Partition, PartitionConfig, Shared,
+    Acks, Appended, Durability, Fetched, Located, Offsets, Partition, PartitionConfig, Proposed,
+    RaftSettings, Shared,
 };
 pub use replica::{Refusal, Replica, Role, Violation};
 pub use volume::Volume;

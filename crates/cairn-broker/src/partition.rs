@@ -1,40 +1,53 @@
-//! [`Partition`]: one partition replica's log, its group commit, its [`Replica`] state and its
-//! high watermark.
+//! [`Partition`]: one partition replica, its Raft group (one voter today), its [`Replica`] state
+//! and its high watermark.
 //!
-//! Appends take the partition's mutex only to write into the page cache. Durability is the
-//! partition's flusher task, the log's group commit ([`cairn_raft::GroupCommit`], which the Raft
-//! log store runs too): it takes a pending flush from the log, runs the `fdatasync` on a
-//! blocking thread without the mutex, completes it, and repeats while there is anything
-//! unflushed — so one fsync commits every append made while the previous one ran and appends
-//! never wait for the device.
+//! Every partition is an openraft group over its log ([`cairn_raft::RaftGroup`]); with one voter
+//! it elects itself at every start, and produce, fetch, ListOffsets and retention go through it:
+//! there is no second path (RFC 0003 §4, §9 step 3).
 //!
-//! The partition carries out its [`Replica`]: appends report `on_appended`, the flusher
-//! `on_flushed`, and the commit `on_committed`. **Flushed is not committed**: fetches,
-//! ListOffsets, timestamp lookups and retention are bounded by the commit offset, the high
-//! watermark, published on a `watch` channel that `acks=all` produces and long-polling fetches
-//! wait on. With one voter (every partition today) a flush is a commit: the flusher calls the
-//! same [`Partition::commit`] that the Raft commit callback will.
+//! - Produce ([`Partition::propose`], then [`Proposed::wait`]): validated and stamped here, then
+//!   one proposal per batch, in request order. `acks=1` is answered when the group's storage
+//!   reports the append (page cache), with its base offset; `acks=all` when the entry's own
+//!   commit callback fires (a majority of fsyncs in the proposing term; not after apply, never
+//!   "high watermark past my offset"); `acks=0` never. A wait that times out is
+//!   `REQUEST_TIMED_OUT` (unknown outcome); a proposal whose leader lost its term is
+//!   `NOT_LEADER_OR_FOLLOWER`.
+//! - The [`Replica`] is fed from the group (`tracker.rs`): role and term from its role watch,
+//!   `on_appended` from the append reports, `on_flushed` from the group commit, `on_committed`
+//!   from apply (the end of the last applied entry). Raft's blank entry of each new term and the
+//!   membership entry of a new group are control batches that take an offset; consumers skip
+//!   them. **Flushed is not committed**: fetches, ListOffsets, timestamp lookups and retention
+//!   are bounded by the commit offset, the high watermark, published on a `watch` channel that
+//!   long-polling fetches wait on.
+//! - Retention picks the whole segments past it (bounded by the high watermark), builds the
+//!   group's snapshot at their last index and purges through it.
 //!
-//! A partition is *offline* when its log could not be opened, failed an fsync or write, or a read
-//! found committed data failing verification: it then refuses produce and fetch with
-//! [`PartitionError::Failed`] (`KAFKA_STORAGE_ERROR`) until the node restarts, and reports itself
-//! to the broker's [`Health`] once.
+//! A partition is *offline* when its log could not be opened, its group could not start or
+//! stopped (a failed fsync or write), or a read found committed data failing verification: it
+//! then refuses produce and fetch with [`PartitionError::Failed`] (`KAFKA_STORAGE_ERROR`) until
+//! the node restarts, and reports itself to the broker's [`Health`] once.
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_metrics::Histogram;
-use cairn_raft::{FlushError, FlushTarget, GroupCommit};
-use cairn_storage::{Clock, Disk, FileRange, Log, LogConfig, PendingFlush, RealDisk, Retention};
-use cairn_types::batch::Frames;
-use cairn_types::limits::BATCH_BYTES_MAX;
-use cairn_types::{LeaderEpoch, Offset};
-use tokio::sync::watch;
+use cairn_raft::{
+    GroupLog, GroupState, Pending, ProposalAppended, ProposeError, RaftGroup, RoleWatch, Timers,
+};
+use cairn_storage::{Clock, Disk, FileRange, Log, LogConfig, RealDisk, Retention};
+use cairn_types::batch::{Batches, Frames};
+use cairn_types::limits::{APPEND_BYTES_MAX, BATCH_BYTES_MAX};
+use cairn_types::{LeaderEpoch, NodeId, Offset};
+use tokio::sync::{oneshot, watch};
 
 use crate::error::PartitionError;
 use crate::health::Health;
-use crate::replica::{Replica, Role, Violation};
+use crate::replica::{Refusal, Replica, Role};
+use crate::tracker::{Tracker, lock};
+use crate::volume::Volume;
 
 /// What a successful append did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,159 +148,213 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// What the partition's mutex guards: the log and the replica state it carries out, changed
-/// together so that the replica's offsets are always the log's.
-struct Core<D: Disk> {
-    /// `None` only for a partition whose log could not be opened (then it is offline).
-    log: Option<Log<D>>,
-    /// Role, epoch and offsets (`Replica` docs).
-    replica: Replica,
+/// How a produce wants to be acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acks {
+    /// No answer (`acks=0`): nothing waits.
+    None,
+    /// Once the leader appended (`acks=1`, page cache).
+    Leader,
+    /// Once the group committed the entries (`acks=all`).
+    All,
 }
+
+/// The Raft settings of every group on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RaftSettings {
+    /// This node's id: the only voter of each new group.
+    pub node_id: NodeId,
+    /// Heartbeat and election timers.
+    pub timers: Timers,
+}
+
+/// How long retention waits for its snapshot, then for its purge.
+const RETENTION_WAIT: Duration = Duration::from_secs(30);
 
 /// One partition replica on this node, its log on a `D`.
-pub struct Partition<D: Disk = RealDisk> {
-    topic: String,
-    index: u32,
-    /// The log and the replica; appends hold it only to write into the page cache.
-    core: Mutex<Core<D>>,
+pub struct Partition<D: Volume = RealDisk> {
+    /// Replica state, waiters, offline reason: what the group reports into.
+    tracker: Arc<Tracker>,
+    /// The group; `None` for a partition offline from the start.
+    group: Option<RaftGroup<D>>,
     settings: Mutex<PartitionConfig>,
-    /// The high watermark (or the failure), for `acks=all` and long polls.
-    durability: watch::Sender<Durability>,
-    /// The log's group commit: woken after an append, closed by [`Partition::close`].
-    group_commit: GroupCommit,
-    /// The broker's progress channel, flush histogram and health.
-    shared: Shared,
-    /// Why the partition is offline; set once, never cleared (a restart reopens the log).
-    offline: OnceLock<String>,
+    /// The next proposal ticket; 0 is `Proposal::TICKET_NONE`.
+    next_ticket: AtomicU64,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the log mutex is a bug that already stopped the broker's invariant;
-    // the log's own state is consistent at every `&mut` boundary, so continue with it.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+/// The replica of a log just opened: a follower (the role watch makes it leader), everything
+/// recovered durable, committed up to what `raft-vote` says.
+fn opened_replica<D: Volume>(log: &GroupLog<D>) -> Result<Replica, String> {
+    let committed = log.committed_offset().map_err(|error| error.to_string())?;
+    log.with_log(|log| {
+        let durable = log.durable_offset();
+        Replica::new(log.start_offset(), log.next_offset(), durable, committed.min(durable))
+    })
+    .map_err(|violation| violation.to_string())
 }
 
-/// The replica of a log just opened on this node, the only voter of its group: leader at
-/// `epoch`, everything recovered (hence flushed) committed.
-fn single_voter(log: &Log<impl Disk>, epoch: LeaderEpoch) -> Result<Replica, Violation> {
-    let durable = log.durable_offset();
-    let mut replica = Replica::new(log.start_offset(), log.next_offset(), durable, durable)?;
-    replica.on_role(Role::Leader, epoch)?;
-    Ok(replica)
+/// Carries the group's role changes out on the replica until the group stops.
+async fn watch_roles<D: Volume>(tracker: Arc<Tracker>, mut roles: RoleWatch, log: GroupLog<D>) {
+    let mut role = roles.current();
+    loop {
+        let log_end = log.with_log(Log::next_offset);
+        tracker.on_role(role, log_end);
+        if role.state == GroupState::Stopped {
+            return;
+        }
+        match roles.changed().await {
+            Some(next) => role = next,
+            None => {
+                let stopped = cairn_raft::GroupRole { state: GroupState::Stopped, ..role };
+                tracker.on_role(stopped, log_end);
+                return;
+            }
+        }
+    }
 }
 
-impl<D: Disk> Partition<D> {
-    /// Wraps an opened log, or the reason it could not be opened (the partition is then offline
-    /// from the start, and reported to the shared [`Health`]), as its group's only voter, leader
-    /// at `epoch`. Call [`Partition::run_flusher`] on a task to make appends durable.
-    #[must_use]
-    pub fn new(
+impl<D: Volume> Partition<D> {
+    /// Starts a partition over its opened log, or the reason it could not be opened (it is then
+    /// offline from the start, and reported to the shared [`Health`]): the log's flusher, its
+    /// group (elected at once with one voter: [`Partition::wait_leader`]) and the role watch.
+    pub async fn start(
         topic: String,
         index: u32,
-        opened: Result<Log<D>, String>,
+        opened: Result<GroupLog<D>, String>,
         settings: PartitionConfig,
-        epoch: LeaderEpoch,
+        raft: RaftSettings,
         shared: Shared,
     ) -> Arc<Partition<D>> {
-        let (log, replica) = match opened {
-            Ok(log) => match single_voter(&log, epoch) {
-                Ok(replica) => (Some(log), replica),
-                Err(violation) => (Some(log), Replica::offline(violation.to_string())),
-            },
-            Err(reason) => (None, Replica::offline(reason)),
+        let replica = match &opened {
+            Ok(log) => opened_replica(log),
+            Err(reason) => Err(reason.clone()),
         };
-        let offline = match replica.role() {
-            Role::Offline { reason } => Some(reason.clone()),
-            _ => None,
-        };
-        let (durability, _) = watch::channel(match &offline {
-            None => Durability::Committed(replica.committed()),
-            Some(reason) => Durability::Failed(reason.clone()),
-        });
-        if let Some(reason) = &offline {
-            shared.health.set_offline(&topic, index, reason);
-        }
-        Arc::new(Partition {
+        let committed = replica.as_ref().map_or(Offset(0), Replica::committed);
+        let clock = Arc::clone(&shared.clock);
+        let tracker = Arc::new(Tracker {
             topic,
             index,
-            core: Mutex::new(Core { log, replica }),
-            settings: Mutex::new(settings),
-            durability,
-            group_commit: GroupCommit::new(Arc::clone(&shared.flush_seconds)),
+            replica: Mutex::new(replica.clone().unwrap_or_else(Replica::offline)),
+            durability: watch::channel(Durability::Committed(committed)).0,
+            appends: Mutex::new(HashMap::new()),
             shared,
-            offline: offline.map(OnceLock::from).unwrap_or_default(),
+            offline: OnceLock::new(),
+            closing: AtomicBool::new(false),
+        });
+        let group = match (opened, replica) {
+            (Ok(log), Ok(_)) => Self::start_group(&tracker, log, raft, clock).await,
+            (Ok(log), Err(reason)) => {
+                drop(log.close());
+                tracker.go_offline(reason);
+                None
+            }
+            (Err(reason), _) => {
+                tracker.go_offline(reason);
+                None
+            }
+        };
+        Arc::new(Partition {
+            tracker,
+            group,
+            settings: Mutex::new(settings),
+            next_ticket: AtomicU64::new(1),
         })
+    }
+
+    async fn start_group(
+        tracker: &Arc<Tracker>,
+        log: GroupLog<D>,
+        raft: RaftSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Option<RaftGroup<D>> {
+        tokio::spawn(log.clone().run_flusher());
+        let sink = Arc::clone(tracker) as Arc<dyn cairn_raft::AppendSink>;
+        let start = RaftGroup::start(log.clone(), raft.node_id.0, &raft.timers, sink, clock);
+        match Box::pin(start).await {
+            Ok(group) => {
+                tokio::spawn(watch_roles(Arc::clone(tracker), group.roles(), log));
+                Some(group)
+            }
+            Err(error) => {
+                drop(log.close());
+                tracker.go_offline(format!("the raft group cannot start: {error}"));
+                None
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for this replica to lead its group and for its term's first entry
+    /// to commit (its high watermark known); whether both happened. A one-voter group elects
+    /// itself at start, so this is short.
+    pub async fn wait_leader(&self, timeout: Duration) -> bool {
+        let Some(group) = &self.group else { return false };
+        if !group.wait_leader(timeout).await {
+            return false;
+        }
+        // The role watch carries the election out too; carry it out now so that the caller
+        // sees the replica lead (a role applied twice changes nothing).
+        let log_end = group.log().with_log(Log::next_offset);
+        self.tracker.on_role(group.roles().current(), log_end);
+        // Serving starts once the term's first entry committed: until then the high watermark
+        // is not known (RFC 0003 §4).
+        let mut durability = self.subscribe();
+        let known = durability.wait_for(|_| {
+            let replica = lock(&self.tracker.replica);
+            replica.is_offline() || !matches!(replica.latest_offset(), Ok(None))
+        });
+        let known = tokio::time::timeout(timeout, known).await.is_ok_and(|known| known.is_ok());
+        known && self.offline().is_none() && lock(&self.tracker.replica).role() == &Role::Leader
     }
 
     /// Why the partition is offline, if it is.
     #[must_use]
     pub fn offline(&self) -> Option<&str> {
-        self.offline.get().map(String::as_str)
+        self.tracker.offline.get().map(String::as_str)
     }
 
-    /// Takes the partition offline for `reason` (the first reason is kept): logged once,
-    /// reported to the broker's health, and every waiter woken to see it.
-    fn go_offline(&self, reason: String) {
-        if self.offline.set(reason.clone()).is_err() {
-            return;
-        }
-        tracing::error!(topic = %self.topic, partition = self.index, %reason, "partition offline: it serves nothing until the node restarts");
-        lock(&self.core).replica.on_failed(reason.clone());
-        self.shared.health.set_offline(&self.topic, self.index, &reason);
-        self.durability.send_replace(Durability::Failed(reason));
-        self.shared.progress.send_modify(|events| *events = events.wrapping_add(1));
-    }
-
-    /// Runs `f` on the log and the replica if the partition is online. Corruption found by
-    /// `f` takes the partition offline: committed data it cannot serve must show in readiness
-    /// and metrics. So does a replica invariant that `f` broke ([`PartitionError::Violated`]).
+    /// Runs `f` on the log and a copy of the replica state if the partition is online.
+    /// Corruption found by `f` takes the partition offline: committed data it cannot serve must
+    /// show in readiness and metrics.
     fn with_log<T>(
         &self,
-        f: impl FnOnce(&mut Log<D>, &mut Replica) -> Result<T, PartitionError>,
+        f: impl FnOnce(&mut Log<D>, &Replica) -> Result<T, PartitionError>,
     ) -> Result<T, PartitionError> {
         self.check_offline()?;
-        let mut guard = lock(&self.core);
-        let Core { log: Some(log), replica } = &mut *guard else {
+        let Some(group) = &self.group else {
             return Err(PartitionError::Failed("the partition log is not open".into()));
         };
-        let result = f(log, replica);
-        drop(guard);
-        match result {
-            Err(PartitionError::Storage(error @ cairn_storage::Error::Corruption { .. })) => {
-                let reason = error.to_string();
-                self.go_offline(reason);
-                Err(PartitionError::Storage(error))
-            }
-            Err(PartitionError::Violated(violation)) => {
-                self.go_offline(format!("replica invariant broken: {violation}"));
-                Err(PartitionError::Violated(violation))
-            }
-            other => other,
+        let replica = lock(&self.tracker.replica).clone();
+        let result = group.log().with_log_mut(|log| f(log, &replica));
+        if let Err(PartitionError::Storage(error @ cairn_storage::Error::Corruption { .. })) =
+            &result
+        {
+            self.tracker.go_offline(error.to_string());
         }
+        result
     }
 
     /// Topic name.
     #[must_use]
     pub fn topic(&self) -> &str {
-        &self.topic
+        &self.tracker.topic
     }
 
     /// Partition index.
     #[must_use]
     pub fn index(&self) -> u32 {
-        self.index
+        self.tracker.index
     }
 
-    /// The leader epoch of this replica.
+    /// The leader epoch of this replica: its group's current term.
     #[must_use]
     pub fn leader_epoch(&self) -> LeaderEpoch {
-        lock(&self.core).replica.epoch()
+        lock(&self.tracker.replica).epoch()
     }
 
     /// A copy of the replica state now: role, epoch, offsets.
     #[must_use]
     pub fn replica(&self) -> Replica {
-        lock(&self.core).replica.clone()
+        lock(&self.tracker.replica).clone()
     }
 
     /// Kafka's current-leader-epoch check of a request naming `requested` (`None`: no epoch).
@@ -295,7 +362,7 @@ impl<D: Disk> Partition<D> {
     /// # Errors
     /// [`PartitionError::Refused`] with `FencedEpoch` or `UnknownEpoch`.
     pub fn check_epoch(&self, requested: Option<LeaderEpoch>) -> Result<(), PartitionError> {
-        Ok(lock(&self.core).replica.check_epoch(requested)?)
+        Ok(lock(&self.tracker.replica).check_epoch(requested)?)
     }
 
     /// Current settings.
@@ -313,24 +380,25 @@ impl<D: Disk> Partition<D> {
         settings: PartitionConfig,
         log_config: LogConfig,
     ) -> Result<(), PartitionError> {
-        if let Some(log) = lock(&self.core).log.as_mut() {
-            log.reconfigure(log_config)?;
+        if let Some(group) = &self.group {
+            group.log().with_log_mut(|log| log.reconfigure(log_config))?;
         }
         *lock(&self.settings) = settings;
         Ok(())
     }
 
-    /// Watches the high watermark (or the failure), for long polls and `acks=all`.
+    /// Watches the high watermark (or the failure), for long polls.
     #[must_use]
     pub fn subscribe(&self) -> watch::Receiver<Durability> {
-        self.durability.subscribe()
+        self.tracker.durability.subscribe()
     }
 
     /// Offsets now (all zero for a partition whose log could not be opened).
     #[must_use]
     pub fn offsets(&self) -> Offsets {
-        let core = lock(&self.core);
-        core.log.as_ref().map_or(Offsets::UNKNOWN, |log| Offsets::of(log, &core.replica))
+        let Some(group) = &self.group else { return Offsets::UNKNOWN };
+        let replica = lock(&self.tracker.replica).clone();
+        group.log().with_log(|log| Offsets::of(log, &replica))
     }
 
     /// ListOffsets(latest): the high watermark, or `None` (`OFFSET_NOT_AVAILABLE`) while a new
@@ -339,66 +407,108 @@ impl<D: Disk> Partition<D> {
     /// # Errors
     /// [`PartitionError::Failed`] offline; [`PartitionError::Refused`] if not the leader.
     pub fn latest_offset(&self) -> Result<Option<Offset>, PartitionError> {
-        self.with_log(|_, replica| Ok(replica.latest_offset()?))
+        self.check_offline()?;
+        Ok(lock(&self.tracker.replica).latest_offset()?)
     }
 
     fn check_offline(&self) -> Result<(), PartitionError> {
-        match self.offline.get() {
+        match self.tracker.offline.get() {
             Some(reason) => Err(PartitionError::Failed(reason.clone())),
             None => Ok(()),
         }
     }
 
     fn check_open(&self) -> Result<(), PartitionError> {
-        if self.group_commit.is_closed() {
+        if self.tracker.closing.load(Ordering::Acquire) {
             return Err(PartitionError::Closed);
         }
         self.check_offline()
     }
 
-    /// Appends a produce request's record set (one or more batches; the log validates framing
-    /// and CRC) as the leader, and returns at once: the records are in the page cache, and the
-    /// flusher makes them durable next. `records` is rewritten in place (offsets, epoch,
-    /// log-append time). Appends are applied in call order, so callers serialize calls that must
-    /// keep an order.
+    /// Proposes a produce request's record set (one or more batches) to the group, one
+    /// proposal per batch in their order, and returns once all are handed over: calls made one
+    /// after another are appended in that order. The batches are validated here (framing, CRC,
+    /// `max.message.bytes`) and stamped with log-append time if the topic uses it; the log
+    /// assigns offsets and the epoch. [`Proposed::wait`] waits for the answer `acks` asks for.
     ///
     /// # Errors
     /// [`PartitionError::MessageTooLarge`] for a batch over `max.message.bytes`;
-    /// [`PartitionError::Refused`] if this replica may not take produce;
-    /// [`PartitionError::Storage`] for invalid batches, a full disk or a failed log.
-    pub fn append(&self, records: &mut [u8]) -> Result<Appended, PartitionError> {
+    /// [`PartitionError::Storage`] for invalid batches; [`PartitionError::Refused`] if this
+    /// replica may not take produce; [`PartitionError::Failed`] offline;
+    /// [`PartitionError::Closed`] closing.
+    pub async fn propose(&self, records: Vec<u8>, acks: Acks) -> Result<Proposed, PartitionError> {
         self.check_open()?;
         let settings = self.settings();
-        check_batch_sizes(records, settings.max_message_bytes)?;
+        let mut records = records;
+        check_batch_sizes(&records, settings.max_message_bytes)?;
         let log_append_time_ms = settings
             .log_append_time
-            .then(|| stamp_log_append_time(records, self.shared.clock.now_ms()));
-        let appended = self.with_log(|log, replica| {
-            replica.may_produce()?;
-            let appended = log.append(records, replica.epoch())?;
-            replica.on_appended(appended.next_offset)?;
-            Ok((appended, log.start_offset()))
-        });
-        let full =
-            matches!(appended, Err(PartitionError::Storage(cairn_storage::Error::NoSpace { .. })));
-        self.shared.health.set_disk_full(full);
-        let (appended, log_start_offset) = appended?;
-        self.group_commit.notify();
-        Ok(Appended {
-            base_offset: appended.base_offset,
-            next_offset: appended.next_offset,
+            .then(|| stamp_log_append_time(&mut records, self.tracker.shared.clock.now_ms()));
+        let batches = split_batches(records)?;
+        lock(&self.tracker.replica).may_produce()?;
+        let Some(group) = &self.group else {
+            return Err(PartitionError::Failed("the partition log is not open".into()));
+        };
+        let log_start_offset = group.log().with_log(Log::start_offset);
+        let mut proposed = Proposed {
+            tracker: Arc::clone(&self.tracker),
+            acks,
+            parts: Vec::with_capacity(batches.len()),
             log_start_offset,
             log_append_time_ms,
-        })
+        };
+        for batch in batches {
+            proposed.parts.push(self.propose_batch(group, batch, acks).await?);
+        }
+        Ok(proposed)
     }
 
-    /// Waits until offsets below `offset` are committed (`acks=all`). With one voter no other
-    /// leader can append at `offset`, so the high watermark passing it commits this append;
-    /// with Raft, `acks=all` waits on the entry's own commit callback instead (RFC 0003 §4).
+    /// [`Partition::propose`], then [`Proposed::wait`] up to `timeout`: one produce.
     ///
     /// # Errors
-    /// [`PartitionError::Timeout`] after `timeout` (the outcome is unknown: the data may still
-    /// be committed); [`PartitionError::Failed`] if the log failed.
+    /// As both.
+    pub async fn produce(
+        &self,
+        records: Vec<u8>,
+        acks: Acks,
+        timeout: Duration,
+    ) -> Result<Appended, PartitionError> {
+        self.propose(records, acks).await?.wait(timeout).await
+    }
+
+    /// Hands one batch to the group, registering its append waiter first.
+    async fn propose_batch(
+        &self,
+        group: &RaftGroup<D>,
+        batch: Bytes,
+        acks: Acks,
+    ) -> Result<Part, PartitionError> {
+        if acks == Acks::None {
+            let ticket = cairn_raft::Proposal::TICKET_NONE;
+            group.propose(batch, ticket, false).await.map_err(|e| self.propose_error(e))?;
+            return Ok(Part { ticket, appended: None, pending: None });
+        }
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let (sender, appended) = oneshot::channel();
+        lock(&self.tracker.appends).insert(ticket, sender);
+        match group.propose(batch, ticket, true).await {
+            Ok(pending) => Ok(Part { ticket, appended: Some(appended), pending }),
+            Err(error) => {
+                lock(&self.tracker.appends).remove(&ticket);
+                Err(self.propose_error(error))
+            }
+        }
+    }
+
+    fn propose_error(&self, error: ProposeError) -> PartitionError {
+        proposal_error(&self.tracker, error)
+    }
+
+    /// Waits until offsets below `offset` are committed: the high watermark passing it (long
+    /// polls and tests; `acks=all` waits on its entries' own commit instead, RFC 0003 §4).
+    ///
+    /// # Errors
+    /// [`PartitionError::Timeout`] after `timeout`; [`PartitionError::Failed`] if the log failed.
     pub async fn wait_committed(
         &self,
         offset: Offset,
@@ -460,7 +570,7 @@ impl<D: Disk> Partition<D> {
     /// The largest record timestamp in the partition (Kafka's max-timestamp offset spec).
     #[must_use]
     pub fn max_timestamp(&self) -> Option<i64> {
-        lock(&self.core).log.as_ref().and_then(Log::max_timestamp)
+        self.group.as_ref().and_then(|group| group.log().with_log(Log::max_timestamp))
     }
 
     /// The first committed batch holding a record with timestamp `>= timestamp`: its base
@@ -482,112 +592,184 @@ impl<D: Disk> Partition<D> {
         Ok(Some((offset, fetched.records)))
     }
 
-    /// Deletes segments past retention, never beyond the high watermark (the replica's
-    /// retention bound). Returns how many.
+    /// Deletes the segments past retention, never beyond the high watermark (the replica's
+    /// retention bound): the group's snapshot is built at the last entry of the newest of them,
+    /// and the log purged through it (RFC 0003 §3). Returns how many segments went.
     ///
     /// # Errors
-    /// [`PartitionError::Storage`].
-    pub fn apply_retention(&self) -> Result<usize, PartitionError> {
-        if self.offline.get().is_some() {
+    /// [`PartitionError::Failed`] if the group stopped; [`PartitionError::Timeout`] if the
+    /// snapshot or the purge did not finish in time (the next sweep tries again).
+    pub async fn apply_retention(&self) -> Result<usize, PartitionError> {
+        if self.offline().is_some() || self.tracker.closing.load(Ordering::Acquire) {
             return Ok(0); // Logged once when it went offline; nothing to delete from.
         }
+        let Some(group) = &self.group else { return Ok(0) };
         let retention = self.settings().retention;
-        self.with_log(|log, replica| {
-            let Some(bound) = replica.retention_bound() else { return Ok(0) };
-            let deleted = log.apply_retention(retention, bound)?;
-            replica.on_purged(log.start_offset())?;
-            Ok(deleted)
-        })
+        let Some(bound) = lock(&self.tracker.replica).retention_bound() else { return Ok(0) };
+        let (point, before) = group
+            .log()
+            .with_log(|log| (log.retention_point(retention, bound), log.segment_count()));
+        let Some(point) = point else { return Ok(0) };
+        let purged = group
+            .purge_through(point, RETENTION_WAIT)
+            .await
+            .map_err(|error| PartitionError::Failed(error.to_string()))?;
+        let (start, after) = group.log().with_log(|log| (log.start_offset(), log.segment_count()));
+        let moved = lock(&self.tracker.replica).on_purged(start);
+        if let Err(violation) = moved {
+            self.tracker.go_offline(format!("replica invariant broken: {violation}"));
+            return Err(PartitionError::Violated(violation));
+        }
+        if !purged {
+            return Err(PartitionError::Timeout);
+        }
+        Ok(before.saturating_sub(after))
     }
 
-    /// The group committed every offset below `committed`: the replica moves its high
-    /// watermark, and `acks=all` and long polls waiting on it wake. With one voter the flusher
-    /// calls it after each flush; with Raft, the group's commit callback will.
+    /// Stops the group, then flushes and closes the log cleanly (the next open walks nothing).
+    /// Proposals still waiting are answered `Closed`.
     ///
     /// # Errors
-    /// [`PartitionError::Violated`] if the commit breaks a replica invariant (the partition goes
-    /// offline); [`PartitionError::Failed`] if the partition is offline.
-    pub fn commit(&self, committed: Offset) -> Result<(), PartitionError> {
-        self.with_log(|_, replica| Ok(replica.on_committed(committed)?))?;
-        let moved = self.durability.send_if_modified(|state| match state {
-            Durability::Committed(current) if *current < committed => {
-                *current = committed;
-                true
-            }
-            _ => false,
-        });
-        if moved {
-            self.shared.progress.send_modify(|events| *events = events.wrapping_add(1));
-        }
-        Ok(())
+    /// [`PartitionError::Failed`] if the final flush or sync fails.
+    pub async fn close(&self) -> Result<(), PartitionError> {
+        self.tracker.closing.store(true, Ordering::Release);
+        let Some(group) = &self.group else { return Ok(()) };
+        group.shutdown().await;
+        lock(&self.tracker.appends).clear();
+        let log = group.log().clone();
+        let closed = tokio::task::spawn_blocking(move || log.close())
+            .await
+            .map_err(|error| PartitionError::Failed(format!("closing thread failed: {error}")))?;
+        closed.map_err(|error| PartitionError::Failed(error.to_string()))
     }
+}
 
-    /// The flusher loop: runs until [`Partition::close`]. Spawn it once per partition.
-    pub async fn run_flusher(self: Arc<Self>) {
-        if let Err(error) = self.group_commit.run(&*self).await {
-            let error = match error {
-                FlushError::Target(error) => error,
-                FlushError::Thread(reason) => {
-                    PartitionError::Failed(format!("flusher thread failed: {reason}"))
-                }
-            };
-            self.go_offline(format!("the log failed: {error}"));
+/// A proposal's error as the partition answers it.
+fn proposal_error(tracker: &Tracker, error: ProposeError) -> PartitionError {
+    match error {
+        ProposeError::NotLeader { leader } => {
+            PartitionError::Refused(Refusal::NotLeader { hint: leader.map(NodeId) })
         }
+        ProposeError::Stopped(_) if tracker.closing.load(Ordering::Acquire) => {
+            PartitionError::Closed
+        }
+        ProposeError::Stopped(reason) => match tracker.offline.get() {
+            Some(offline) => PartitionError::Failed(offline.clone()),
+            None => PartitionError::Failed(reason),
+        },
     }
+}
 
-    /// Stops accepting appends, flushes and closes the log cleanly (the next open walks nothing).
+/// One batch handed to the group.
+struct Part {
+    ticket: u64,
+    /// Its append report; `None` for `acks=0`.
+    appended: Option<oneshot::Receiver<ProposalAppended>>,
+    /// Its commit or refusal; `None` for `acks=0`.
+    pending: Option<Pending>,
+}
+
+/// A produce request's batches handed to the group ([`Partition::propose`]).
+pub struct Proposed {
+    tracker: Arc<Tracker>,
+    acks: Acks,
+    parts: Vec<Part>,
+    log_start_offset: Offset,
+    log_append_time_ms: Option<i64>,
+}
+
+impl Proposed {
+    /// Waits up to `timeout` for the answer `acks` asks for: every batch appended (`acks=1`),
+    /// every batch committed (`acks=all`); `acks=0` returns at once with unknown offsets
+    /// (`-1`). The answer names the first batch's base offset.
     ///
     /// # Errors
-    /// [`PartitionError::Storage`] if the final flush fails.
-    pub fn close(&self) -> Result<(), PartitionError> {
-        self.group_commit.close();
-        let mut guard = lock(&self.core);
-        let Core { log: Some(log), replica } = &mut *guard else { return Ok(()) };
-        let durable = log.flush()?;
-        log.seal()?;
-        if self.offline.get().is_some() {
-            return Ok(());
+    /// [`PartitionError::Timeout`] (unknown outcome); [`PartitionError::Refused`] with
+    /// `NotLeader` if the leader lost its term (unknown outcome too);
+    /// [`PartitionError::Failed`] or [`PartitionError::Closed`] if the group stopped.
+    pub async fn wait(mut self, timeout: Duration) -> Result<Appended, PartitionError> {
+        if self.acks == Acks::None {
+            return Ok(self.answer(Offset(u64::MAX), Offset(u64::MAX)));
         }
-        // One voter: the final flush commits what it made durable.
-        let committed = replica.on_flushed(durable).and_then(|()| replica.on_committed(durable));
-        drop(guard);
-        match committed {
-            Ok(()) => {
-                self.durability.send_replace(Durability::Committed(durable));
-                Ok(())
+        match tokio::time::timeout(timeout, self.outcome()).await {
+            Err(_) => Err(PartitionError::Timeout),
+            Ok(outcome) => outcome,
+        }
+    }
+
+    fn answer(&self, base_offset: Offset, next_offset: Offset) -> Appended {
+        Appended {
+            base_offset,
+            next_offset,
+            log_start_offset: self.log_start_offset,
+            log_append_time_ms: self.log_append_time_ms,
+        }
+    }
+
+    async fn outcome(&mut self) -> Result<Appended, PartitionError> {
+        let (mut base, mut next) = (None, Offset(0));
+        for index in 0..self.parts.len() {
+            let appended = self.appended(index).await?;
+            if self.acks == Acks::All
+                && let Some(pending) = self.parts[index].pending.take()
+            {
+                pending.committed().await.map_err(|e| proposal_error(&self.tracker, e))?;
             }
-            Err(violation) => {
-                self.go_offline(format!("replica invariant broken: {violation}"));
-                Err(PartitionError::Violated(violation))
-            }
+            base.get_or_insert(appended.base_offset);
+            next = appended.next_offset;
+        }
+        Ok(self.answer(base.unwrap_or(next), next))
+    }
+
+    /// Waits for part `index`'s append report, or its refusal.
+    async fn appended(&mut self, index: usize) -> Result<ProposalAppended, PartitionError> {
+        let part = &mut self.parts[index];
+        let (Some(appended), Some(pending)) = (part.appended.as_mut(), part.pending.as_mut())
+        else {
+            return Err(PartitionError::Closed);
+        };
+        tokio::select! {
+            report = appended => report.map_err(|_| match self.tracker.offline.get() {
+                Some(reason) => PartitionError::Failed(reason.clone()),
+                None => PartitionError::Closed,
+            }),
+            refused = pending.refused() => Err(proposal_error(&self.tracker, refused)),
         }
     }
 }
 
-impl<D: Disk> FlushTarget for Partition<D> {
-    type File = D::File;
-    type Error = PartitionError;
-
-    fn begin_flush(&self) -> Result<Option<PendingFlush<D::File>>, PartitionError> {
-        match lock(&self.core).log.as_mut() {
-            Some(log) => Ok(log.begin_flush()?),
-            None => Ok(None),
+impl Drop for Proposed {
+    fn drop(&mut self) {
+        // Waiters given up on (answered, timed out, the connection closed) leave no entry.
+        let mut appends = lock(&self.tracker.appends);
+        for part in &self.parts {
+            appends.remove(&part.ticket);
         }
     }
+}
 
-    fn complete_flush(
-        &self,
-        pending: PendingFlush<D::File>,
-        synced: cairn_storage::Result<()>,
-    ) -> Result<(), PartitionError> {
-        let durable = self.with_log(|log, replica| {
-            let durable = log.complete_flush(pending, synced)?;
-            replica.on_flushed(durable)?;
-            Ok(durable)
-        })?;
-        // One voter: what is flushed here is committed by the group.
-        self.commit(durable)
+/// Splits a validated record set into its batches, each checked whole (framing, magic, CRC)
+/// and not in the form of Raft's own entries: the log store must never meet a batch it
+/// refuses, which would stop the group.
+fn split_batches(records: Vec<u8>) -> Result<Vec<Bytes>, PartitionError> {
+    if records.is_empty() || records.len() > APPEND_BYTES_MAX {
+        let bytes = records.len();
+        return Err(cairn_storage::Error::AppendSize { bytes, limit: APPEND_BYTES_MAX }.into());
     }
+    let records = Bytes::from(records);
+    let mut batches = Vec::new();
+    let mut at = 0;
+    for batch in Batches::new(&records, BATCH_BYTES_MAX) {
+        let batch =
+            batch.map_err(|source| cairn_storage::Error::InvalidBatch { position: at, source })?;
+        if cairn_raft::codec::is_reserved(batch.header()) {
+            return Err(PartitionError::Reserved);
+        }
+        let length = batch.as_bytes().len();
+        batches.push(records.slice(at..at + length));
+        at += length;
+    }
+    Ok(batches)
 }
 
 /// Rejects a record set containing a batch over `max_message_bytes` (`MESSAGE_TOO_LARGE`) before

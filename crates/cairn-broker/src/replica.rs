@@ -210,7 +210,9 @@ impl Replica {
         self.term_start
     }
 
-    fn is_offline(&self) -> bool {
+    /// Whether the replica is offline (final until a restart).
+    #[must_use]
+    pub fn is_offline(&self) -> bool {
         matches!(self.role, Role::Offline { .. })
     }
 

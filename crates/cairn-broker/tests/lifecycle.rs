@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_broker::{BrokerConfig, BrokerError, Health, PartitionError};
+use cairn_broker::{Acks, BrokerConfig, BrokerError, Health, PartitionError};
 use cairn_meta::{MetadataStore, TopicMeta, TopicName, TopicSpec};
 use cairn_testkit::broker::{TestBroker, broker_config, metadata, open_broker};
 use cairn_types::Offset;
@@ -41,16 +41,25 @@ async fn produce(broker: &TestBroker, topic: &str, index: u32, records: usize) {
     for record in 0..records {
         builder = builder.record(Some(b"key"), Some(format!("value {record}").as_bytes()), &[]);
     }
-    let mut batch = builder.build();
-    let appended = partition.append(&mut batch).expect("append");
-    partition.wait_committed(appended.next_offset, DURABLE_TIMEOUT).await.expect("durable");
+    let produced = partition.produce(builder.build(), Acks::All, DURABLE_TIMEOUT).await;
+    produced.expect("committed");
 }
 
-/// The log end offset and bytes readable from offset 0 of `topic`-`index`.
-fn contents(broker: &TestBroker, topic: &str, index: u32) -> (Offset, usize) {
+/// The records and their batches' bytes readable from the start of `topic`-`index`, without
+/// Raft's own entries (control batches, which consumers skip).
+fn contents(broker: &TestBroker, topic: &str, index: u32) -> (u64, usize) {
     let partition = broker.partition(topic, index).expect("hosted");
-    let read = partition.read(Offset(0), 1 << 20).expect("read");
-    (partition.offsets().log_end, read.records.len())
+    let start = partition.offsets().log_start;
+    let read = partition.read(start, 1 << 20).expect("read");
+    let (mut records, mut bytes) = (0, 0);
+    for batch in cairn_types::batch::Batches::new(&read.records, 1 << 20) {
+        let batch = batch.expect("a valid batch");
+        if !batch.header().is_control() {
+            records += u64::from(batch.header().record_count);
+            bytes += batch.as_bytes().len();
+        }
+    }
+    (records, bytes)
 }
 
 fn topics_dir(dir: &Path) -> PathBuf {
@@ -84,19 +93,19 @@ async fn deleting_a_topic_with_the_longest_name_removes_its_data_and_a_recreated
     for index in 0..3 {
         produce(&broker, &name, index, 5).await;
     }
-    assert_eq!(contents(&broker, &name, 2).0, Offset(5));
+    assert_eq!(contents(&broker, &name, 2).0, 5);
     broker.delete_topic(&name).await.expect("deleting a 249-character topic succeeds");
     assert!(entries(&topics_dir(dir.path())).is_empty(), "its data is gone");
     assert!(broker.meta().pending_deletions().is_empty(), "and the deletion is finished");
     let new = broker.create_topic(spec(&name, 3)).await.expect("re-create");
     assert_ne!(new.id, old.id);
     for index in 0..3 {
-        assert_eq!(contents(&broker, &name, index), (Offset(0), 0), "partition {index} is empty");
+        assert_eq!(contents(&broker, &name, index), (0, 0), "partition {index} is empty");
     }
     broker.shutdown().await;
     drop(broker);
     let broker = open(dir.path()).await;
-    assert_eq!(contents(&broker, &name, 0), (Offset(0), 0), "still empty after a restart");
+    assert_eq!(contents(&broker, &name, 0), (0, 0), "still empty after a restart");
     broker.shutdown().await;
 }
 
@@ -158,7 +167,7 @@ async fn a_crash_in_the_middle_of_a_deletion_is_finished_at_start_and_never_serv
         let new = broker.create_topic(spec("doomed", partitions)).await.expect("re-create");
         assert_ne!(new.id, old.id);
         for index in 0..partitions {
-            assert_eq!(contents(&broker, "doomed", index), (Offset(0), 0), "{crash:?}");
+            assert_eq!(contents(&broker, "doomed", index), (0, 0), "{crash:?}");
         }
         broker.shutdown().await;
     }
@@ -184,7 +193,7 @@ async fn startup_moves_unrecognised_entries_aside_and_deletes_nothing() {
 
     let broker = open(dir.path()).await;
     assert_eq!(entries(&topics), dirs_of(&topic), "only the topic's partitions stay");
-    assert_eq!(contents(&broker, "kept", 1).0, Offset(4), "and its data");
+    assert_eq!(contents(&broker, "kept", 1).0, 4, "and its data");
     let aside = entries(&dir.path().join("unrecognised"));
     assert_eq!(aside.len(), 1, "one place per start: {aside:?}");
     let moved = dir.path().join("unrecognised").join(&aside[0]);
@@ -227,8 +236,8 @@ async fn name_layout_directories_are_migrated_to_topic_ids() {
 
     let broker = open(dir.path()).await;
     assert_eq!(entries(&topics), dirs_of(&topic), "renamed; the old deletion finished");
-    assert_eq!(contents(&broker, "legacy", 0).0, Offset(7));
-    assert_eq!(contents(&broker, "legacy", 1).0, Offset(2));
+    assert_eq!(contents(&broker, "legacy", 0).0, 7);
+    assert_eq!(contents(&broker, "legacy", 1).0, 2);
     assert!(!dir.path().join("unrecognised").exists());
     broker.shutdown().await;
 }
@@ -313,11 +322,12 @@ async fn a_partition_that_cannot_be_opened_is_served_offline_and_the_others_are_
     let gauge = Arc::new(cairn_metrics::Gauge::new());
     let health = Arc::new(Health::new(Arc::clone(&gauge)));
     let broker = open_with(dir.path(), Arc::clone(&health)).await;
-    assert_eq!(contents(&broker, "mixed", 0).0, Offset(4), "the healthy partition is served");
+    assert_eq!(contents(&broker, "mixed", 0).0, 4, "the healthy partition is served");
     let offline = broker.partition("mixed", 1).expect("hosted, offline");
     assert!(offline.offline().is_some_and(|reason| reason.contains("corruption")));
-    let mut batch = BatchBuilder::new(0).record(None, Some(b"v"), &[]).build();
-    assert!(matches!(offline.append(&mut batch), Err(PartitionError::Failed(_))));
+    let batch = BatchBuilder::new(0).record(None, Some(b"v"), &[]).build();
+    let produced = offline.produce(batch, Acks::Leader, DURABLE_TIMEOUT).await;
+    assert!(matches!(produced, Err(PartitionError::Failed(_))));
     assert!(matches!(offline.locate(Offset(0), 1024), Err(PartitionError::Failed(_))));
     assert_eq!(gauge.get(), 1);
     let listed = health.offline();
@@ -351,9 +361,10 @@ async fn corruption_found_by_a_read_takes_the_partition_offline() {
     assert!(matches!(error, PartitionError::Storage(cairn_storage::Error::Corruption { .. })));
     assert!(partition.offline().is_some(), "and the partition is offline");
     assert_eq!(gauge.get(), 1);
-    let mut batch = BatchBuilder::new(0).record(None, Some(b"v"), &[]).build();
-    assert!(matches!(partition.append(&mut batch), Err(PartitionError::Failed(_))));
-    assert_eq!(contents(&broker, "rot", 1).0, Offset(3), "the other partition is served");
+    let batch = BatchBuilder::new(0).record(None, Some(b"v"), &[]).build();
+    let produced = partition.produce(batch, Acks::Leader, DURABLE_TIMEOUT).await;
+    assert!(matches!(produced, Err(PartitionError::Failed(_))));
+    assert_eq!(contents(&broker, "rot", 1).0, 3, "the other partition is served");
 
     broker.delete_topic("rot").await.expect("delete");
     assert_eq!(gauge.get(), 0, "a deleted partition is no longer offline");
@@ -400,7 +411,7 @@ async fn opening_many_partitions_does_not_block_the_runtime() {
     let (broker, turns) = turns_during(open(dir.path())).await;
     assert!(turns > 0, "other tasks ran while the partitions were opened");
     assert_eq!(entries(&topics_dir(dir.path())).len(), PARTITIONS as usize);
-    assert_eq!(contents(&broker, "wide", PARTITIONS - 1).0, Offset(2), "the data is back");
+    assert_eq!(contents(&broker, "wide", PARTITIONS - 1).0, 2, "the data is back");
     let (deleted, turns) = turns_during(broker.delete_topic("wide")).await;
     deleted.expect("delete");
     assert!(turns > 0, "other tasks ran while the partitions were closed and removed");

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cairn_broker::{Partition, PartitionError};
+use cairn_broker::{Acks, Partition, PartitionError};
 use cairn_meta::{TopicName, TopicSpec};
 use cairn_storage::ManualClock;
 use cairn_storage::sim::SimDisk;
@@ -43,9 +43,11 @@ fn batch(value: &str) -> Vec<u8> {
         .build()
 }
 
-/// Appends one record (the leader append); returns the offset after it.
-fn append(partition: &Partition<SimDisk>, value: &str) -> Offset {
-    partition.append(&mut batch(value)).expect("append").next_offset
+/// Produces one record with `acks=1` (answered once the group appended it); returns the
+/// offset after it.
+async fn append(partition: &Partition<SimDisk>, value: &str) -> Offset {
+    let produced = partition.produce(batch(value), Acks::Leader, COMMIT_TIMEOUT).await;
+    produced.expect("append").next_offset
 }
 
 /// The record values readable from `from` up to the high watermark, in offset order.
@@ -57,12 +59,15 @@ fn values(partition: &Partition<SimDisk>, from: Offset) -> Vec<String> {
         let fetched = partition.read(at, 1 << 20).expect("read");
         for batch in Batches::new(&fetched.records, BATCH_BYTES_MAX) {
             let batch = batch.expect("a valid batch");
+            at = batch.header().last_offset().plus(1);
+            if batch.header().is_control() {
+                continue; // Raft's membership and blank entries, which consumers skip.
+            }
             for record in batch.records() {
                 let record = record.expect("a valid record");
                 let value = record.value.expect("a value");
                 values.push(String::from_utf8(value.to_vec()).expect("utf-8"));
             }
-            at = batch.header().last_offset().plus(1);
         }
     }
     values
@@ -72,8 +77,8 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime")
 }
 
-/// Segments past `retention.ms` by the manual clock go, oldest first, but never one holding
-/// offsets at or above the high watermark: appended and past retention is not enough.
+/// Segments past `retention.ms` by the manual clock go, oldest first, through the group's
+/// snapshot and purge; the log then starts at the first offset kept.
 #[tokio::test]
 async fn retention_follows_the_manual_clock_and_stops_at_the_high_watermark() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -87,28 +92,27 @@ async fn retention_follows_the_manual_clock_and_stops_at_the_high_watermark() {
     create(&broker, "aging", &configs).await;
     let partition = broker.partition("aging", 0).expect("hosted");
 
-    // Three segments, the first two past retention by the clock, none committed yet: no await,
-    // so the flusher has not run.
-    let first = partition.append(&mut batch("a")).expect("append");
+    // Three segments, the first two past retention by the clock. The first also holds the
+    // group's membership (offset 0) and blank (offset 1) entries.
+    let first = partition.produce(batch("a"), Acks::Leader, COMMIT_TIMEOUT).await.expect("append");
     assert_eq!(first.log_append_time_ms, Some(MANUAL_CLOCK_START_MS), "stamped by the clock");
+    assert_eq!(first.base_offset, Offset(2), "after the membership and blank entries");
     clock.advance(2 * SEGMENT_MS);
-    append(&partition, "b");
+    append(&partition, "b").await;
     clock.advance(RETENTION_MS + SEGMENT_MS);
-    let end = append(&partition, "c");
-    assert_eq!(partition.offsets().high_watermark, Offset(0));
-    assert_eq!(partition.apply_retention().expect("retention"), 0, "nothing committed to delete");
+    let end = append(&partition, "c").await;
     assert_eq!(partition.offsets().log_start, Offset(0));
 
     partition.wait_committed(end, COMMIT_TIMEOUT).await.expect("committed");
-    assert_eq!(partition.apply_retention().expect("retention"), 2, "both aged segments go");
+    assert_eq!(partition.apply_retention().await.expect("retention"), 2, "both aged segments go");
     let offsets = partition.offsets();
-    assert_eq!((offsets.log_start, offsets.high_watermark), (Offset(2), end));
-    assert_eq!(partition.replica().log_start(), Offset(2), "the replica saw the purge");
+    assert_eq!((offsets.log_start, offsets.high_watermark), (Offset(4), end));
+    assert_eq!(partition.replica().log_start(), Offset(4), "the replica saw the purge");
     assert!(matches!(
         partition.read(Offset(0), 1 << 20),
         Err(PartitionError::OffsetOutOfRange { .. })
     ));
-    assert_eq!(values(&partition, Offset(2)), ["c"]);
+    assert_eq!(values(&partition, Offset(4)), ["c"]);
     broker.shutdown().await;
 }
 
@@ -129,7 +133,7 @@ async fn produce_and_watch(broker: &SimBroker, rounds: usize) -> BeforeCrash {
     for round in 0..rounds {
         let mut end = Offset(0);
         for _ in 0..=round % 4 {
-            end = append(&partition, &next.to_string());
+            end = append(&partition, &next.to_string()).await;
             next += 1;
         }
         if round % 2 == 0 {
@@ -160,7 +164,7 @@ fn acknowledged_records_survive_a_power_loss() {
         create(&broker, "kept", &[]).await;
         let before = produce_and_watch(&broker, 40).await;
         // Unsynced appends at the moment of the power loss.
-        append(&broker.partition("kept", 0).expect("hosted"), "lost?");
+        append(&broker.partition("kept", 0).expect("hosted"), "lost?").await;
         disk.crash();
         before
     }); // Dropping the runtime stops the first broker's tasks: nothing of it runs again.
@@ -182,7 +186,7 @@ fn acknowledged_records_survive_a_power_loss() {
             assert_eq!(*value, index.to_string(), "offset {index}");
         }
         // Still a working leader: the next append goes after what survived.
-        let end = append(&partition, "after");
+        let end = append(&partition, "after").await;
         partition.wait_committed(end, COMMIT_TIMEOUT).await.expect("committed");
         broker.shutdown().await;
     });

@@ -71,17 +71,18 @@ fn topic_administration() {
         describe.lines().skip_while(|l| !l.starts_with("partition ")).skip(1).take(3).collect();
     for (index, row) in rows.iter().enumerate() {
         let cells: Vec<&str> = row.split_whitespace().collect();
-        // partition, leader, epoch, replicas, isr, offline, earliest, latest, error
+        // partition, leader, epoch, replicas, isr, offline, earliest, latest, error; a new
+        // partition's group holds its membership and first blank entry (offsets 0 and 1).
         assert_eq!(cells[0], index.to_string(), "{describe}");
         assert_eq!(cells[1], "0", "{describe}");
-        assert_eq!(&cells[3..], ["0", "0", "-", "0", "0", "-"], "{describe}");
+        assert_eq!(&cells[3..], ["0", "0", "-", "0", "2", "-"], "{describe}");
     }
 
     // Offsets show up in describe.
     node.ok_with(&["produce", "orders", "--partition", "1"], b"a\nb\nc\n");
     let describe = node.ok(&["topic", "describe", "orders"]);
     let row = describe.lines().find(|l| l.starts_with("1 ")).expect("partition 1 row");
-    assert_eq!(row.split_whitespace().nth(7), Some("3"), "{describe}");
+    assert_eq!(row.split_whitespace().nth(7), Some("5"), "3 records after 2: {describe}");
 
     let altered = node.ok(&[
         "topic",
@@ -186,13 +187,14 @@ fn produce_and_consume_every_codec() {
                 .or_default()
                 .push(record);
         }
-        // Keys spread over the partitions; each partition's offsets are dense from 0 and hold
-        // its records in the order they were produced.
+        // Keys spread over the partitions; each partition's offsets are dense from 2 (after its
+        // group's membership and blank entries, control batches consumers skip) and hold its
+        // records in the order they were produced.
         assert_eq!(by_partition.len(), 3, "{codec}");
         for records in by_partition.values() {
             let offsets: Vec<i64> =
                 records.iter().map(|r| r["offset"].as_i64().expect("offset")).collect();
-            assert_eq!(offsets, (0..records.len() as i64).collect::<Vec<_>>(), "{codec}");
+            assert_eq!(offsets, (2..records.len() as i64 + 2).collect::<Vec<_>>(), "{codec}");
             let order: Vec<usize> = records
                 .iter()
                 .map(|r| r["key"].as_str().and_then(|k| k[4..].parse().ok()).expect("key-N"))
@@ -236,7 +238,9 @@ fn produce_and_consume_every_codec() {
             "lz4" => "Lz4",
             _ => "Zstd",
         };
-        let batches: Vec<&str> = dump.stdout.lines().skip(1).collect();
+        // After the header: the group's membership and blank entries (control batches), then
+        // the produced batches.
+        let batches: Vec<&str> = dump.stdout.lines().skip(3).collect();
         assert!(!batches.is_empty(), "{codec}: {dump:?}");
         for batch in batches {
             assert_eq!(batch.split('\t').nth(6), Some(expected), "{codec}: {batch}");
@@ -266,7 +270,7 @@ fn produce_options_and_consume_positions() {
     ]);
     assert_eq!(
         produced,
-        "produced 10 records to lines\n  partition 1: 10 records, offsets 0..=9\n"
+        "produced 10 records to lines\n  partition 1: 10 records, offsets 2..=11\n"
     );
     // acks=1 answers before the records are durable, and consumers see only durable records:
     // wait for all ten rather than stopping at the high watermark of the moment.
@@ -276,7 +280,8 @@ fn produce_options_and_consume_positions() {
     assert_eq!(text, expected, "text format: empty key, tab, value; CRLF stripped");
 
     // Positions: an offset, the latest, a timestamp, a record limit.
-    let tail = node.ok(&["consume", "lines", "--partition", "1", "--from", "7"]);
+    // (Offsets 0 and 1 are the partition group's membership and blank entries.)
+    let tail = node.ok(&["consume", "lines", "--partition", "1", "--from", "9"]);
     assert_eq!(tail, "\tline 7\n\tline 8\n\tline 9\n");
     assert_eq!(node.ok(&["consume", "lines", "--from", "latest"]), "");
     assert_eq!(
@@ -300,15 +305,16 @@ fn produce_options_and_consume_positions() {
     let first = from_time.first().expect("a record at or after the timestamp");
     let first_offset = first["offset"].as_i64().expect("offset");
     assert!(first["timestamp"].as_i64().is_some_and(|t| t >= last_timestamp));
-    for earlier in &records[..first_offset as usize] {
+    let first_position = first_offset as usize - 2;
+    for earlier in &records[..first_position] {
         assert!(earlier["timestamp"].as_i64().is_some_and(|t| t < last_timestamp));
     }
-    assert_eq!(from_time[..], records[first_offset as usize..]);
+    assert_eq!(from_time[..], records[first_position..]);
     let future =
         node.ok(&["consume", "lines", "--from", &format!("@{}", last_timestamp + 3_600_000)]);
     assert_eq!(future, "");
-    let error = node.fails(&["consume", "lines", "--partition", "1", "--from", "11"], b"");
-    assert!(error.contains("offset 11 is out of range for lines-1"), "{error}");
+    let error = node.fails(&["consume", "lines", "--partition", "1", "--from", "13"], b"");
+    assert!(error.contains("offset 13 is out of range for lines-1"), "{error}");
 
     // Unkeyed records without --partition: round-robin by batch, all of them arrive.
     node.ok_with(&["produce", "lines"], b"x\ny\n");
@@ -330,7 +336,9 @@ fn produce_options_and_consume_positions() {
 
     // Keys with a multi-byte separator (the value keeps later ones); a line without it fails.
     node.ok_with(&["produce", "lines", "--partition", "0", "--key-separator", "::"], b"k1::v::1\n");
-    let last = node.ok(&["consume", "lines", "--partition", "0", "--from", &expected]);
+    // Partition 0's records start at offset 2, after its group's own entries.
+    let after = (in_partition_0 + 3 + 2).to_string();
+    let last = node.ok(&["consume", "lines", "--partition", "0", "--from", &after]);
     assert_eq!(last, "k1\tv::1\n");
     let error = node.fails(&["produce", "lines", "--key-separator", "::"], b"no separator\n");
     assert!(error.contains("line 1 has no key separator \"::\""), "{error}");
@@ -443,7 +451,8 @@ fn log_verify_on_a_running_node_destroys_no_acknowledged_data() {
     let before = snapshot(&partition, false);
     let verified = run_cairn(&["log", "verify", &partition_arg], &[], b"");
     assert!(verified.status.success(), "{verified:?}");
-    assert!(verified.stdout.starts_with("ok: offsets 0..2000 in 1 segment, "), "{verified:?}");
+    // 2000 records after the group's membership and blank entries.
+    assert!(verified.stdout.starts_with("ok: offsets 0..2002 in 1 segment, "), "{verified:?}");
     assert!(verified.stdout.contains("torn tail: none"), "{verified:?}");
     assert_eq!(snapshot(&partition, false), before);
     let node = start_in(dir);
@@ -482,7 +491,7 @@ fn log_verify_reports_a_torn_tail_and_cuts_it_only_with_repair() {
     let repaired = run_cairn(&["log", "verify", "--repair", &partition_arg], &[], b"");
     assert!(repaired.status.success(), "{repaired:?}");
     let report = repaired.stdout.find(&cut).expect("the cut is reported");
-    let done = repaired.stdout.find("repaired: cut 100 bytes; the log ends at offset 100");
+    let done = repaired.stdout.find("repaired: cut 100 bytes; the log ends at offset 102");
     assert!(done.is_some_and(|done| done > report), "{repaired:?}");
     assert_eq!(std::fs::read(&segment).expect("read segment"), intact);
     let verified = run_cairn(&["log", "verify", &partition_arg], &[], b"");
@@ -764,7 +773,9 @@ fn an_offline_partition_answers_list_offsets_with_a_storage_error_and_does_not_f
     let rows: Vec<Vec<&str>> =
         described.lines().map(|line| line.split_whitespace().collect()).collect();
     let row = |p: &str| rows.iter().find(|row| row.first() == Some(&p)).expect("partition row");
-    assert_eq!(row("0")[3..8], ["0", "0", "-", "0", "4"], "partition 0 is served\n{described}");
+    // 4 records after the group's membership and blank entries, and the blank of the term
+    // the restart began.
+    assert_eq!(row("0")[3..8], ["0", "0", "-", "0", "7"], "partition 0 is served\n{described}");
     // Partition 1's only replica is offline: out of the ISR, listed offline.
     assert_eq!(row("1")[3..9], ["0", "-", "0", "-", "-", "KAFKA_STORAGE_ERROR"], "{described}");
     let error = node.fails(&["consume", "mixed", "--partition", "1", "--from", "latest"], b"");

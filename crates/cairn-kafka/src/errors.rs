@@ -17,6 +17,7 @@ pub(crate) fn partition_code(error: &PartitionError) -> i16 {
     let code = match error {
         PartitionError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         PartitionError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        PartitionError::Reserved => ResponseError::InvalidRecord,
         PartitionError::Timeout => ResponseError::RequestTimedOut,
         PartitionError::Closed => ResponseError::NotLeaderOrFollower,
         PartitionError::Failed(_) | PartitionError::Violated(_) => ResponseError::KafkaStorageError,
@@ -98,6 +99,7 @@ pub(crate) fn partition_message(error: &PartitionError) -> String {
     match error {
         PartitionError::OffsetOutOfRange { .. }
         | PartitionError::MessageTooLarge { .. }
+        | PartitionError::Reserved
         | PartitionError::Timeout
         | PartitionError::Closed
         | PartitionError::Refused(_) => error.to_string(),

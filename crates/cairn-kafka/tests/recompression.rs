@@ -187,9 +187,22 @@ fn contents(batch: &RecordBatch<'_>) -> (BatchHeader, Vec<u8>) {
     (header, records)
 }
 
-/// The stored batches of a fetched record set, each with its codec and base offset.
+/// The offset of a new partition's first produced record: the group's membership entry (0)
+/// and its first term's blank entry (1) come first.
+const FIRST: i64 = 2;
+/// [`FIRST`] as an offset.
+const FIRST_OFFSET: u64 = 2;
+
+/// The stored batches of a fetched record set, each with its codec and base offset, without
+/// the group's own entries (control batches without a producer, which consumers skip).
 fn stored_batches(fetched: &[u8]) -> Vec<RecordBatch<'_>> {
-    Batches::new(fetched, BATCH_BYTES_MAX).map(Result::unwrap).collect()
+    Batches::new(fetched, BATCH_BYTES_MAX)
+        .map(Result::unwrap)
+        .filter(|batch| {
+            let header = batch.header();
+            !(header.is_control() && header.producer_id == ProducerId::NONE)
+        })
+        .collect()
 }
 
 /// Asserts that `stored` holds `sent`'s records and header fields, at `base_offset`, in `codec`.
@@ -227,16 +240,16 @@ async fn topic_compression_type_zstd_is_accepted_and_recompresses_gzip_batches()
     let second = plain_batch(5, 300);
     // One request whose record set holds a gzip batch and an uncompressed one, then a snappy one.
     let record_set = [with_codec(&first, Compression::Gzip), second.clone()].concat();
-    conn.produce_ok("zstd-topic", &record_set, 0).await;
+    conn.produce_ok("zstd-topic", &record_set, FIRST).await;
     let third = plain_batch(50, 305);
-    conn.produce_ok("zstd-topic", &with_codec(&third, Compression::Snappy), 305).await;
+    conn.produce_ok("zstd-topic", &with_codec(&third, Compression::Snappy), FIRST + 305).await;
 
     let fetched = conn.fetch("zstd-topic", 0).await;
     let batches = stored_batches(&fetched);
     assert_eq!(batches.len(), 3);
-    assert_same_batch(&batches[0], &first, Compression::Zstd, 0);
-    assert_same_batch(&batches[1], &second, Compression::Zstd, 300);
-    assert_same_batch(&batches[2], &third, Compression::Zstd, 305);
+    assert_same_batch(&batches[0], &first, Compression::Zstd, FIRST_OFFSET);
+    assert_same_batch(&batches[1], &second, Compression::Zstd, FIRST_OFFSET + 300);
+    assert_same_batch(&batches[2], &third, Compression::Zstd, FIRST_OFFSET + 305);
     node.stop().await;
 }
 
@@ -246,11 +259,15 @@ async fn batches_already_in_the_topic_codec_are_stored_byte_for_byte() {
     let mut conn = Conn::open(&node).await;
     assert_eq!(conn.create_topic("zstd-kept", 1, &[("compression.type", "zstd")]).await, 0);
     let sent = with_codec(&plain_batch(200, 0), Compression::Zstd);
-    conn.produce_ok("zstd-kept", &sent, 0).await;
+    conn.produce_ok("zstd-kept", &sent, FIRST).await;
     // A control batch is never recompressed, whatever the topic's codec.
-    let marker = BatchBuilder::new(1_700_000_000_000).control().record(None, Some(b"m"), &[]);
+    // (with a producer: one without is the form of the group's own entries, refused.)
+    let marker = BatchBuilder::new(1_700_000_000_000)
+        .producer(ProducerId(42), 1, 200)
+        .control()
+        .record(None, Some(b"m"), &[]);
     let marker = marker.build();
-    conn.produce_ok("zstd-kept", &marker, 200).await;
+    conn.produce_ok("zstd-kept", &marker, FIRST + 200).await;
     let fetched = conn.fetch("zstd-kept", 0).await;
     let batches = stored_batches(&fetched);
     assert_eq!(batches.len(), 2);
@@ -268,8 +285,8 @@ async fn uncompressed_topic_stores_batches_uncompressed() {
     let mut offset = 0;
     for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
         let plain = plain_batch(100, offset as i32);
-        conn.produce_ok("plain-topic", &with_codec(&plain, codec), offset).await;
-        let fetched = conn.fetch("plain-topic", offset).await;
+        conn.produce_ok("plain-topic", &with_codec(&plain, codec), FIRST + offset).await;
+        let fetched = conn.fetch("plain-topic", FIRST + offset).await;
         let batches = stored_batches(&fetched);
         assert_eq!(batches[0].header().compression(), Compression::None, "{codec:?}");
         // Decompressed, the batch is exactly the uncompressed one its producer compressed.
@@ -287,11 +304,11 @@ async fn altered_compression_type_applies_to_later_batches() {
     let plains: Vec<Vec<u8>> = (0..3).map(|i| plain_batch(10, i * 10)).collect();
     let sent: Vec<Vec<u8>> = plains.iter().map(|p| with_codec(p, Compression::Gzip)).collect();
     // `producer` (the default): stored as sent.
-    conn.produce_ok("altered", &sent[0], 0).await;
+    conn.produce_ok("altered", &sent[0], FIRST).await;
     assert_eq!(conn.set_config("altered", "compression.type", "lz4").await, 0);
-    conn.produce_ok("altered", &sent[1], 10).await;
+    conn.produce_ok("altered", &sent[1], FIRST + 10).await;
     assert_eq!(conn.set_config("altered", "compression.type", "producer").await, 0);
-    conn.produce_ok("altered", &sent[2], 20).await;
+    conn.produce_ok("altered", &sent[2], FIRST + 20).await;
     // Levels are not configurable: refused with INVALID_CONFIG, nothing changed.
     let level = conn.set_config("altered", "compression.zstd.level", "3").await;
     assert_eq!(level, ResponseError::InvalidConfig.code());
@@ -300,7 +317,7 @@ async fn altered_compression_type_applies_to_later_batches() {
     let batches = stored_batches(&fetched);
     assert_eq!(batches.len(), 3);
     assert_eq!(covered(batches[0].as_bytes()), covered(&sent[0]));
-    assert_same_batch(&batches[1], &plains[1], Compression::Lz4, 10);
+    assert_same_batch(&batches[1], &plains[1], Compression::Lz4, FIRST_OFFSET + 10);
     assert_eq!(covered(batches[2].as_bytes()), covered(&sent[2]));
     node.stop().await;
 }
@@ -334,7 +351,7 @@ async fn decompression_bombs_are_refused_on_a_recompressing_topic() {
     let answers = conn.produce("bombed", &[(0, &bomb)]).await;
     assert_eq!(answers[0].0, ResponseError::InvalidRecord.code(), "{:?}", answers[0].2);
     // The partition still takes ordinary batches, from offset 0.
-    conn.produce_ok("bombed", &with_codec(&plain_batch(3, 0), Compression::Gzip), 0).await;
+    conn.produce_ok("bombed", &with_codec(&plain_batch(3, 0), Compression::Gzip), FIRST).await;
     node.stop().await;
 }
 
@@ -348,7 +365,7 @@ async fn a_request_stores_at_most_its_limit_once_recompressed() {
     // what one request may store (100 MiB), the second would pass it.
     let batch = zeros_batch(51 * MIB);
     let answers = conn.produce("expanding", &[(0, &batch), (1, &batch)]).await;
-    assert_eq!((answers[0].0, answers[0].1), (0, 0), "{:?}", answers[0].2);
+    assert_eq!((answers[0].0, answers[0].1), (0, FIRST), "{:?}", answers[0].2);
     assert_eq!(answers[1].0, ResponseError::MessageTooLarge.code());
     let message = answers[1].2.as_deref().unwrap_or_default();
     assert!(message.contains("one produce request may store"), "{message}");

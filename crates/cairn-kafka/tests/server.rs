@@ -177,9 +177,10 @@ async fn produce_with_acks_0_gets_no_response_but_is_appended() {
         ]);
     let mut stream = connect(&node).await;
     stream.write_all(&request_frame(ApiKey::Produce, 9, 1, &produce)).await.unwrap();
-    // Long-poll until the record is durable: the fetch answers only when there is data.
+    // Long-poll until the record is durable: the fetch answers only when there is data. The
+    // record follows the group's membership (0) and blank (1) entries.
     stream
-        .write_all(&request_frame(ApiKey::Fetch, 12, 2, &fetch_request("quiet", 0, 10_000)))
+        .write_all(&request_frame(ApiKey::Fetch, 12, 2, &fetch_request("quiet", 2, 10_000)))
         .await
         .unwrap();
     let (correlation_id, mut body) = read_response(&mut stream, ApiKey::Fetch, 12).await;
@@ -187,10 +188,10 @@ async fn produce_with_acks_0_gets_no_response_but_is_appended() {
     let fetched = FetchResponse::decode(&mut body, 12).unwrap();
     let partition = &fetched.responses[0].partitions[0];
     assert_eq!(partition.error_code, 0);
-    assert_eq!(partition.high_watermark, 1);
+    assert_eq!(partition.high_watermark, 3);
     let mut stored = partition.records.clone().unwrap();
     assert_eq!(stored.len(), records.len());
-    assert_eq!(stored.get_i64(), 0, "base offset assigned by the log");
+    assert_eq!(stored.get_i64(), 2, "base offset assigned by the log");
 }
 
 #[tokio::test]
@@ -199,7 +200,7 @@ async fn shutdown_answers_long_polls_and_stops() {
     node.create_topic("idle", 1).await;
     let mut stream = connect(&node).await;
     stream
-        .write_all(&request_frame(ApiKey::Fetch, 12, 5, &fetch_request("idle", 0, 60_000)))
+        .write_all(&request_frame(ApiKey::Fetch, 12, 5, &fetch_request("idle", 2, 60_000)))
         .await
         .unwrap();
     // Make sure the fetch is being served (it parks until data or shutdown) before stopping.
@@ -242,7 +243,7 @@ async fn produce_v13_names_topics_by_id() {
     let (_, mut body) = read_response(&mut stream, ApiKey::Produce, 13).await;
     let produced = kafka_protocol::messages::ProduceResponse::decode(&mut body, 13).unwrap();
     let partition = &produced.responses[0].partition_responses[0];
-    assert_eq!((partition.error_code, partition.base_offset), (0, 0));
+    assert_eq!((partition.error_code, partition.base_offset), (0, 2));
     // acks=all answered after an fsync, which the flush histogram observed.
     assert!(node.flush_seconds().snapshot().count >= 1);
 }

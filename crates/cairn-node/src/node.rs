@@ -287,6 +287,9 @@ fn broker_config(
             )
             .context("registering the log flush histogram")?,
         health,
+        node_id: config.node_id,
+        // Replication factor 1: the timers only matter once groups have peers.
+        raft_timers: cairn_raft::Timers::default(),
     })
 }
 

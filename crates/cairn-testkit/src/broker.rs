@@ -65,6 +65,8 @@ pub fn broker_config(data_dir: &Path) -> BrokerConfig {
         flush_seconds: Arc::new(cairn_metrics::Histogram::latency()),
         health: Arc::default(),
         clock: Arc::new(cairn_storage::SystemClock),
+        node_id: cairn_types::NodeId(0),
+        raft_timers: cairn_raft::Timers::default(),
     }
 }
 

@@ -68,10 +68,14 @@ fn topic_response<M: MetadataStore>(
                     // This node's replica is offline if its log could not be opened or failed:
                     // not in sync, listed as offline (as Kafka lists a replica on a failed log
                     // directory). The leader stays, so requests reach it and learn the cause.
-                    let offline_here = ctx
-                        .broker
-                        .partition(topic.name.as_str(), index)
-                        .is_some_and(|partition| partition.offline().is_some());
+                    let hosted = ctx.broker.partition(topic.name.as_str(), index);
+                    let offline_here =
+                        hosted.as_ref().is_some_and(|partition| partition.offline().is_some());
+                    // The leader epoch is the partition group's term, which grows with every
+                    // election (every restart, with one voter).
+                    let leader_epoch = hosted
+                        .as_ref()
+                        .map_or(leader.leader_epoch, |partition| partition.leader_epoch());
                     let offline = if offline_here {
                         vec![BrokerId(ctx.config.node_id.0 as i32)]
                     } else {
@@ -80,7 +84,7 @@ fn topic_response<M: MetadataStore>(
                     let isr = replicas.iter().copied().filter(|r| !offline.contains(r)).collect();
                     response
                         .with_leader_id(BrokerId(leader.leader.0 as i32))
-                        .with_leader_epoch(leader.leader_epoch.0)
+                        .with_leader_epoch(leader_epoch.0)
                         .with_isr_nodes(isr)
                         .with_replica_nodes(replicas)
                         .with_offline_replicas(offline)

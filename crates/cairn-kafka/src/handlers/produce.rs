@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_broker::{Appended, Partition, PartitionError};
+use cairn_broker::{Acks, Appended, Partition, PartitionError};
 use cairn_meta::MetadataStore;
 use cairn_metrics::Counter;
 use cairn_protocol::compression;
@@ -44,17 +44,6 @@ pub(crate) struct AppendOrder {
     pub previous: Option<oneshot::Receiver<()>>,
     /// Resolved, or dropped, once this request has appended.
     pub appended: oneshot::Sender<()>,
-}
-
-/// How a produce wants to be acknowledged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Acks {
-    /// No response (`acks=0`).
-    None,
-    /// After the append (`acks=1`).
-    Leader,
-    /// After the append is durable (`acks=all`).
-    All,
 }
 
 /// A partition's record set, validated, as it will be stored.
@@ -258,43 +247,45 @@ fn prepare<M: MetadataStore>(
     (responses, ready)
 }
 
-/// Appends every validated partition's records in order and answers each into `responses`,
-/// except those `acks=all` still waits on: their answers come from the returned tasks
-/// (the topic's position in `responses`, the answer), once durable or timed out.
-fn append(
+/// Proposes every validated partition's records in order, and answers those refused at once
+/// into `responses`; the others are answered by the returned tasks (the topic's position in
+/// `responses`, the answer): once appended (`acks=1`) or committed (`acks=all`), or timed out.
+/// `acks=0` waits for nothing.
+async fn append(
     ready: Vec<Ready>,
-    acks: Option<Acks>,
+    acks: Acks,
     timeout: Duration,
     version: i16,
     responses: &mut [TopicProduceResponse],
 ) -> JoinSet<(usize, PartitionProduceResponse)> {
-    let mut durable_waits = JoinSet::new();
-    for mut part in ready {
+    let mut waits = JoinSet::new();
+    for part in ready {
         let index = part.partition.index() as i32;
-        let response = match part.partition.append(&mut part.records) {
-            Ok(appended) => {
+        let bytes_len = part.records.len() as u64;
+        match part.partition.propose(part.records, acks).await {
+            Ok(proposed) => {
                 let [bytes, records] = &part.counters;
-                bytes.add(part.records.len() as u64);
+                bytes.add(bytes_len);
                 records.add(part.count);
-                if acks == Some(Acks::All) {
-                    let partition = Arc::clone(&part.partition);
-                    durable_waits.spawn(async move {
-                        let response =
-                            match partition.wait_committed(appended.next_offset, timeout).await {
-                                Ok(()) => appended_response(index, &appended, version),
-                                Err(error) => failed_response(&partition, &error, version),
-                            };
-                        (part.topic, response)
-                    });
+                if acks == Acks::None {
                     continue;
                 }
-                appended_response(index, &appended, version)
+                let partition = part.partition;
+                waits.spawn(async move {
+                    let response = match proposed.wait(timeout).await {
+                        Ok(appended) => appended_response(index, &appended, version),
+                        Err(error) => failed_response(&partition, &error, version),
+                    };
+                    (part.topic, response)
+                });
             }
-            Err(error) => failed_response(&part.partition, &error, version),
-        };
-        responses[part.topic].partition_responses.push(response);
+            Err(error) => {
+                let response = failed_response(&part.partition, &error, version);
+                responses[part.topic].partition_responses.push(response);
+            }
+        }
     }
-    durable_waits
+    waits
 }
 
 /// Serves a produce request. With `acks=0` nothing is answered, and a refused partition closes
@@ -311,9 +302,14 @@ pub(crate) async fn produce<M: MetadataStore>(
         -1 => Some(Acks::All),
         _ => None,
     };
-    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0))
-        .min(PRODUCE_TIMEOUT_MAX)
-        .min(ctx.config.request_timeout);
+    // `acks=1` is answered at the leader's append, whatever timeout the client sent (Kafka
+    // ignores it then); `acks=all` waits at most the client's timeout.
+    let timeout = match acks {
+        Some(Acks::All) => Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0)),
+        _ => PRODUCE_TIMEOUT_MAX,
+    }
+    .min(PRODUCE_TIMEOUT_MAX)
+    .min(ctx.config.request_timeout);
     let (mut responses, ready) = {
         // The semaphore is never closed, so this waits for a permit and never fails.
         let _permit = ctx.validations.acquire().await;
@@ -323,7 +319,10 @@ pub(crate) async fn produce<M: MetadataStore>(
         // An error means the previous request ended without appending: nothing to wait for.
         let _ = previous.await;
     }
-    let mut durable_waits = append(ready, acks, timeout, version, &mut responses);
+    let mut durable_waits = match acks {
+        Some(acks) => append(ready, acks, timeout, version, &mut responses).await,
+        None => JoinSet::new(),
+    };
     // The next produce request of this connection may append now.
     let _ = order.appended.send(());
     while let Some(joined) = durable_waits.join_next().await {
