@@ -418,3 +418,31 @@ async fn opening_many_partitions_does_not_block_the_runtime() {
     assert!(entries(&topics_dir(dir.path())).is_empty(), "every partition directory is gone");
     broker.shutdown().await;
 }
+
+/// Every start is a new term of each partition's one-voter group, one higher: the leader epoch
+/// clients see grows by one per restart, every acknowledged record stays, and offsets go on
+/// after them (each term's blank entry takes one).
+#[tokio::test]
+async fn every_restart_is_a_new_leader_epoch_and_keeps_every_acknowledged_record() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = open(dir.path()).await;
+    first.create_topic(spec("epochs", 1)).await.expect("create");
+    first.shutdown().await;
+    drop(first);
+    let (mut epochs, mut bases) = (Vec::new(), Vec::new());
+    for round in 1..=3 {
+        let broker = open(dir.path()).await;
+        let partition = broker.partition("epochs", 0).expect("hosted");
+        epochs.push(partition.leader_epoch().0);
+        let batch = BatchBuilder::new(1_700_000_000_000).record(None, Some(b"v"), &[]).build();
+        let appended =
+            partition.produce(batch, Acks::All, DURABLE_TIMEOUT).await.expect("committed");
+        bases.push(appended.base_offset.0);
+        assert_eq!(contents(&broker, "epochs", 0).0, round, "every record so far");
+        broker.shutdown().await;
+    }
+    assert_eq!(epochs, [2, 3, 4], "created in term 1, then one term per start");
+    // Membership (0) and the blanks of terms 1 and 2 (1, 2), then the first record (3); each
+    // later start adds a blank before its record.
+    assert_eq!(bases, [3, 5, 7]);
+}
