@@ -203,7 +203,7 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
         if new {
             group.initialize(node).await?;
         }
-        if group.sole_voter(node) {
+        if group.sole_voter(node).await {
             group.raft.trigger().elect(false).await.map_err(stopped)?;
             // A sole voter has no peer to heartbeat and no one to lose an election to: its
             // timers would only wake it (thousands of idle partitions on a node).
@@ -221,12 +221,14 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
         }
     }
 
-    /// Whether `node` is the only voter of the group's membership.
-    fn sole_voter(&self, node: RaftNodeId) -> bool {
-        let metrics = self.raft.metrics();
-        let metrics = metrics.borrow_watched();
-        let voters: Vec<RaftNodeId> = metrics.membership_config.membership().voter_ids().collect();
-        voters == [node]
+    /// Whether `node` is the only voter of the group's membership. The metrics learn the
+    /// membership from the core task after `Raft::new` and `initialize` return: waits for it.
+    async fn sole_voter(&self, node: RaftNodeId) -> bool {
+        let known = |m: &openraft::RaftMetrics<TypeConfig>| {
+            m.membership_config.membership().voter_ids().next().is_some()
+        };
+        let metrics = self.raft.wait(Some(Duration::from_secs(5))).metrics(known, "membership").await;
+        metrics.is_ok_and(|m| m.membership_config.membership().voter_ids().eq([node]))
     }
 
     /// The group's log and Raft files.
