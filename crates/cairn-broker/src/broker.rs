@@ -240,12 +240,15 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         // committed, before its partitions were made) are durable before anything is served.
         sync_dir(&broker.disk, &broker.topics_dir)?;
         let mut started = Started::default();
-        let mut hosted = Vec::new();
-        for ((topic, index), opened) in partitions.iter().zip(opened) {
-            if let Some(opened) = opened {
-                hosted.push(broker.start_partition(topic, *index, opened, &mut started).await);
-            }
-        }
+        let to_host: Vec<_> = partitions
+            .iter()
+            .zip(opened)
+            .filter_map(|((topic, index), opened)| {
+                let opened = broker.count_opened(topic, *index, opened?, &mut started);
+                Some((Arc::clone(topic), *index, opened))
+            })
+            .collect();
+        let hosted = broker.host_all(to_host).await;
         wait_leaders(&hosted).await;
         tracing::info!(
             partitions = started.opened,
@@ -394,16 +397,17 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         .await
     }
 
-    /// Hosts partition `index` at start: logs what recovery found and cut, or why it is offline.
-    async fn start_partition(
+    /// Counts and logs what the recovery of partition `index` found and cut, or why it is
+    /// offline; the partition's log, or that reason.
+    fn count_opened(
         &self,
         topic: &TopicMeta,
         index: u32,
         opened: Opened<D>,
         started: &mut Started,
-    ) -> Arc<Partition<D>> {
+    ) -> Result<GroupLog<D>, String> {
         let name = topic.name.as_str();
-        let opened = match opened {
+        match opened {
             Ok(group) => {
                 let (recovery, next_offset) =
                     group.with_log(|log| (log.recovery().clone(), log.next_offset()));
@@ -433,35 +437,36 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
                 started.offline += 1;
                 Err(error.to_string())
             }
-        };
-        self.host(topic, index, opened).await
+        }
     }
 
-    /// Hosts partition `index` over its opened log (or the reason it is offline): starts its
-    /// flusher and its Raft group.
-    async fn host(
-        &self,
-        topic: &TopicMeta,
-        index: u32,
-        opened: Result<GroupLog<D>, String>,
-    ) -> Arc<Partition<D>> {
-        let name = topic.name.as_str();
-        let (settings, _) = settings_for(topic, &self.config);
+    /// Hosts partitions over their opened logs (or the reasons they are offline): starts each
+    /// one's flusher and Raft group, up to `PARTITION_OPENS_PARALLEL_MAX` at once (a group's
+    /// start waits on a few fsyncs of its own files, which the journal commits together).
+    async fn host_all(&self, opened: Vec<ToHost<D>>) -> Vec<Arc<Partition<D>>> {
         let raft = RaftSettings { node_id: self.config.node_id, timers: self.config.raft_timers };
-        let partition =
-            Partition::start(name.to_owned(), index, opened, settings, raft, self.shared()).await;
+        let hosted: Vec<Arc<Partition<D>>> = futures_util::stream::iter(opened)
+            .map(|(topic, index, opened)| {
+                let (settings, _) = settings_for(&topic, &self.config);
+                let name = topic.name.to_string();
+                Partition::start(name, index, opened, settings, raft, self.shared())
+            })
+            .buffer_unordered(cairn_types::limits::PARTITION_OPENS_PARALLEL_MAX)
+            .collect()
+            .await;
         let mut partitions =
             self.partitions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        partitions.insert((name.to_owned(), index), Arc::clone(&partition));
-        partition
+        for partition in &hosted {
+            let key = (partition.topic().to_owned(), partition.index());
+            partitions.insert(key, Arc::clone(partition));
+        }
+        hosted
     }
 
     /// Hosts new partitions over their opened logs and waits for them to lead.
-    async fn host_new(&self, topic: &TopicMeta, from: u32, logs: Vec<GroupLog<D>>) {
-        let mut hosted = Vec::with_capacity(logs.len());
-        for (index, log) in (from..).zip(logs) {
-            hosted.push(self.host(topic, index, Ok(log)).await);
-        }
+    async fn host_new(&self, topic: &Arc<TopicMeta>, from: u32, logs: Vec<GroupLog<D>>) {
+        let opened = (from..).zip(logs).map(|(index, log)| (Arc::clone(topic), index, Ok(log)));
+        let hosted = self.host_all(opened.collect()).await;
         wait_leaders(&hosted).await;
     }
 
@@ -561,9 +566,9 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
                     Ok(_) => self.finish_deletion(&topic).await,
                     Err(meta_error) => {
                         tracing::error!(topic = %topic.name, error = %meta_error, "removing a topic whose partitions failed from the metadata failed; its partitions are served offline");
-                        for index in 0..topic.partitions {
-                            self.host(&topic, index, Err(error.to_string())).await;
-                        }
+                        let offline = (0..topic.partitions)
+                            .map(|index| (Arc::clone(&topic), index, Err(error.to_string())));
+                        self.host_all(offline.collect()).await;
                     }
                 }
                 Err(error)
@@ -715,6 +720,9 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         close_all(self.all_partitions()).await;
     }
 }
+
+/// A partition to host: its topic, index, and its opened log or why it is offline.
+type ToHost<D> = (Arc<TopicMeta>, u32, Result<GroupLog<D>, String>);
 
 /// Closes `partitions`, up to `PARTITION_OPENS_PARALLEL_MAX` at once; failures are logged.
 async fn close_all<D: Volume>(partitions: Vec<Arc<Partition<D>>>) {

@@ -85,8 +85,11 @@ pub(crate) struct State<D: Disk> {
     /// Why the log failed, once a flush failed.
     failed: Option<String>,
     /// The newest entries appended here, oldest first, consecutive: what apply needs of them
-    /// (log id, end offset) without reading the log back. At most [`RECENT_ENTRIES_MAX`].
+    /// (log id, end offset) without reading the log back. At most [`RECENT_ENTRIES_MAX`]; kept
+    /// only once the log was told its state machine needs no batches ([`GroupLog::observe`]).
     pub(crate) recent: VecDeque<Recent>,
+    /// Whether [`State::recent`] is kept.
+    keep_recent: bool,
 }
 
 /// Entries of the log's tail that [`State::recent`] keeps: enough to cover what commits
@@ -192,6 +195,7 @@ impl<D: Disk + Clone> GroupLog<D> {
             snapshot_at: None,
             failed: None,
             recent: VecDeque::new(),
+            keep_recent: false,
         };
         state.finish_install()?;
         let committed = vote.committed().map(|c| c.index);
@@ -238,9 +242,12 @@ impl<D: Disk> GroupLog<D> {
     }
 
     /// Registers the partition to be told of every flush and apply (the first registration
-    /// stays).
+    /// stays). Its state machine needs of each applied entry only the log id and end offset:
+    /// from now on apply's reads of the log's recent tail come without batches
+    /// ([`State::applied_only`]); the core, which applies its commands, never registers.
     pub fn observe(&self, sink: Arc<dyn AppendSink>) {
         let _ = self.inner.sink.set(sink);
+        self.state().keep_recent = true;
     }
 
     /// The registered observer, if any.
@@ -575,6 +582,9 @@ impl<D: Disk> State<D> {
     /// Records an appended entry in [`State::recent`]; an entry that does not follow the last
     /// one starts the record again.
     pub(crate) fn remember(&mut self, recent: Recent) {
+        if !self.keep_recent {
+            return;
+        }
         if self.recent.back().is_some_and(|last| last.index + 1 != recent.index) {
             self.recent.clear();
         }

@@ -31,8 +31,8 @@ use openraft::type_config::alias::OneshotReceiverOf;
 use openraft::{Raft, ServerState};
 
 use crate::{
-    AppendSink, GroupLog, LogId, LogStore, NoPeers, PartitionStateMachine, Proposal,
-    RaftNodeId, StoreError, Term, Timers, TimersError, TypeConfig,
+    AppendSink, GroupLog, LogId, LogStore, NoPeers, PartitionStateMachine, Proposal, RaftNodeId,
+    StoreError, Term, Timers, TimersError, TypeConfig,
 };
 
 /// Why a group could not start or stopped. The partition is offline until a restart.
@@ -227,7 +227,8 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
         let known = |m: &openraft::RaftMetrics<TypeConfig>| {
             m.membership_config.membership().voter_ids().next().is_some()
         };
-        let metrics = self.raft.wait(Some(Duration::from_secs(5))).metrics(known, "membership").await;
+        let metrics =
+            self.raft.wait(Some(Duration::from_secs(5))).metrics(known, "membership").await;
         metrics.is_ok_and(|m| m.membership_config.membership().voter_ids().eq([node]))
     }
 
