@@ -44,6 +44,7 @@ pub mod peer;
 mod pipeline;
 mod raft_group;
 mod record;
+mod responder;
 mod state_machine;
 mod store;
 mod wire;
@@ -62,6 +63,7 @@ pub use raft_group::{
     GroupError, GroupRole, GroupState, Pending, ProposeError, RaftGroup, RoleWatch,
 };
 pub use record::RecordError;
+pub use responder::CommitResponder;
 pub use state_machine::{PartitionSnapshot, PartitionStateMachine, SnapshotBuilder};
 pub use store::{AppendSink, LogReader, LogStore, ProposalAppended};
 pub use wire::WireSnapshot;
@@ -88,16 +90,29 @@ pub(crate) type Membership = openraft::Membership<RaftNodeId, openraft::EmptyNod
 /// The payload of a [`RaftEntry`]: blank, a [`Proposal`], or a membership.
 pub(crate) type Payload = openraft::EntryPayload<Proposal, RaftNodeId, openraft::EmptyNode>;
 
-openraft::declare_raft_types!(
-    /// The openraft type configuration of every cairn group (RFC 0003 §3 "Type config").
-    pub TypeConfig:
-        D = Proposal,
-        R = (),
-        NodeId = RaftNodeId,
-        Node = openraft::EmptyNode,
-        Term = Term,
-        LeaderId = LeaderId,
-        Vote = openraft::impls::Vote<LeaderId>,
-        Payload = Payload,
-        Entry = RaftEntry,
-);
+/// The openraft type configuration of every cairn group (RFC 0003 §3 "Type config"), written
+/// out because openraft's `declare_raft_types!` cannot name the responder.
+#[derive(Debug, Clone, Copy, Default, Eq, PartialEq, Ord, PartialOrd)]
+pub struct TypeConfig {}
+
+impl openraft::RaftTypeConfig for TypeConfig {
+    type D = Proposal;
+    type R = ();
+    type NodeId = RaftNodeId;
+    type Node = openraft::EmptyNode;
+    type Term = Term;
+    type LeaderId = LeaderId;
+    type Vote = openraft::impls::Vote<LeaderId>;
+    type Payload = Payload;
+    type Entry = RaftEntry;
+    type Responder<T>
+        = CommitResponder<T>
+    where
+        T: openraft::OptionalSend + 'static;
+    type Batch<T>
+        = openraft::impls::InlineBatch<T>
+    where
+        T: openraft::OptionalSend + 'static;
+    type AsyncRuntime = openraft::impls::TokioRuntime;
+    type ErrorSource = openraft::impls::BoxedErrorSource;
+}

@@ -24,14 +24,12 @@ use cairn_storage::{Clock, Disk};
 use cairn_types::RaftIndex;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::impls::ProgressResponder;
 use openraft::metrics::RaftServerMetrics;
 use openraft::raft::ClientWriteResult;
-use openraft::type_config::alias::OneshotReceiverOf;
 use openraft::{Raft, ServerState};
 
 use crate::{
-    AppendSink, GroupLog, LogId, LogStore, NoPeers, PartitionStateMachine, Proposal, RaftNodeId,
+    AppendSink, CommitResponder, GroupLog, LogId, LogStore, NoPeers, PartitionStateMachine, Proposal, RaftNodeId,
     StoreError, Term, Timers, TimersError, TypeConfig,
 };
 
@@ -126,9 +124,9 @@ impl RoleWatch {
 pub struct Pending {
     /// Fires with the entry's own log id when a majority (with one voter: this node's fsync)
     /// committed it.
-    commit: OneshotReceiverOf<TypeConfig, LogId>,
+    commit: tokio::sync::oneshot::Receiver<LogId>,
     /// Fires after apply, or with the reason the entry was refused or discarded.
-    complete: OneshotReceiverOf<TypeConfig, ClientWriteResult<TypeConfig>>,
+    complete: tokio::sync::oneshot::Receiver<ClientWriteResult<TypeConfig>>,
 }
 
 fn refusal(error: Option<ClientWriteError<TypeConfig>>) -> ProposeError {
@@ -263,7 +261,7 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
     ) -> Result<Option<Pending>, ProposeError> {
         let proposal = Proposal { batch, ticket };
         let (responder, pending) = if wait {
-            let (responder, commit, complete) = ProgressResponder::new();
+            let (responder, commit, complete) = CommitResponder::new();
             (Some(responder), Some(Pending { commit, complete }))
         } else {
             (None, None)

@@ -16,7 +16,7 @@ use cairn_raft::{NoPeers, Proposal, RaftEntry, TypeConfig};
 use cairn_storage::RealDisk;
 use cairn_types::Offset;
 use cairn_types::batch::BatchBuilder;
-use openraft::impls::ProgressResponder;
+use cairn_raft::CommitResponder;
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftStateMachine};
 use openraft::{Config, Raft, ServerState};
 use support::Opened;
@@ -62,7 +62,7 @@ async fn a_one_voter_group_commits_proposals_and_keeps_them_across_a_restart() {
 
     let mut commits = Vec::new();
     for ticket in 1..=3u64 {
-        let (responder, commit, _applied) = ProgressResponder::new();
+        let (responder, commit, _applied) = CommitResponder::new();
         let proposal = Proposal { batch: produced(&format!("record {ticket}")), ticket };
         raft.client_write_ff(proposal, Some(responder)).await.unwrap();
         commits.push(commit);

@@ -27,12 +27,11 @@ use cairn_types::limits::BATCH_BYTES_MAX;
 use cairn_types::{LeaderEpoch, NodeId};
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::ClientWriteError;
-use openraft::impls::ProgressResponder;
 use openraft::{Raft, ReadPolicy};
 use tokio::sync::watch;
 
 use super::state_machine::{CoreStateMachine, Shared};
-use crate::{Proposal, TypeConfig};
+use crate::{CommitResponder, Proposal, TypeConfig};
 
 /// A change of the core's state as a node asks for it; the leader checks it against its state
 /// and builds the command.
@@ -239,7 +238,7 @@ impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
     /// Proposes `command` and waits for its apply here.
     async fn propose(&self, command: &CoreCommand) -> Result<Forwarded, LocalWrite> {
         let proposal = Proposal { batch: encode_command(command)?, ticket: Proposal::TICKET_NONE };
-        let (responder, _commit, complete) = ProgressResponder::new();
+        let (responder, complete) = CommitResponder::outcome_only();
         if let Err(fatal) = self.raft.client_write_ff(proposal, Some(responder)).await {
             return Err(MetaError::Storage(format!("the core group stopped: {fatal}")).into());
         }

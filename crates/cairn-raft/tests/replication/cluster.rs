@@ -22,7 +22,7 @@ use cairn_testkit::{Fault, FaultProxy};
 use cairn_types::RaftIndex;
 use cairn_types::batch::BatchBuilder;
 use openraft::async_runtime::WatchReceiver;
-use openraft::impls::ProgressResponder;
+use cairn_raft::CommitResponder;
 use openraft::{Raft, RaftMetrics, ServerState};
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -255,7 +255,7 @@ impl Cluster {
             let batch = BatchBuilder::new(1_700_000_000_000)
                 .record(None, Some(value.as_bytes()), &[])
                 .build();
-            let (responder, commit, applied) = ProgressResponder::new();
+            let (responder, commit, applied) = CommitResponder::new();
             let proposal = Proposal { batch: Bytes::from(batch), ticket: n + 1 };
             raft.client_write_ff(proposal, Some(responder)).await.unwrap();
             commits.push(Pending { commit, applied });
