@@ -35,7 +35,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use cairn_meta::{ConfigChange, MetadataStore, TopicMeta, TopicSpec};
-use cairn_raft::{GroupLog, StoreError, Timers};
+use cairn_raft::{GroupLog, GroupPeers, StoreError, Timers};
 use cairn_storage::{Clock, FlushPolicy, LogConfig, RealDisk, Retention};
 use cairn_types::NodeId;
 use futures_util::StreamExt;
@@ -44,7 +44,7 @@ use crate::error::{BrokerError, PartitionError};
 use crate::health::Health;
 use crate::layout::{Entry, Known, partition_dir_name};
 use crate::parallel::{blocking, in_parallel};
-use crate::partition::{Partition, PartitionConfig, RaftSettings, Shared};
+use crate::partition::{Partition, PartitionConfig, RaftSettings, Replicas, Shared};
 use crate::volume::Volume;
 
 /// Where a start moves entries of `topics/` it does not recognise, one subdirectory per start.
@@ -77,6 +77,10 @@ pub struct BrokerConfig {
     pub node_id: NodeId,
     /// The Raft timers of every partition's group.
     pub raft_timers: Timers,
+    /// The node's peer transport: with it, each partition's group has the replicas the
+    /// consistent core placed (only those on this node are hosted here, and they follow the
+    /// core: [`Broker::run_placement`]); without, this node is every group's only voter.
+    pub peers: Option<GroupPeers>,
 }
 
 impl fmt::Debug for BrokerConfig {
@@ -88,6 +92,7 @@ impl fmt::Debug for BrokerConfig {
             .field("health", &self.health)
             .field("node_id", &self.node_id)
             .field("raft_timers", &self.raft_timers)
+            .field("peers", &self.peers.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -234,6 +239,7 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
             .topics()
             .into_iter()
             .flat_map(|topic| (0..topic.partitions).map(move |index| (Arc::clone(&topic), index)))
+            .filter(|(topic, index)| broker.replicas_of(topic, *index).is_some())
             .collect();
         let opened = broker.open_logs(partitions.clone(), false).await;
         // The names of directories the opens made (a crash after a topic's creation was
@@ -444,12 +450,27 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
     /// one's flusher and Raft group, up to `PARTITION_OPENS_PARALLEL_MAX` at once (a group's
     /// start waits on a few fsyncs of its own files, which the journal commits together).
     async fn host_all(&self, opened: Vec<ToHost<D>>) -> Vec<Arc<Partition<D>>> {
-        let raft = RaftSettings { node_id: self.config.node_id, timers: self.config.raft_timers };
+        let raft = RaftSettings {
+            node_id: self.config.node_id,
+            timers: self.config.raft_timers,
+            peers: self.config.peers.clone(),
+        };
         let hosted: Vec<Arc<Partition<D>>> = futures_util::stream::iter(opened)
             .map(|(topic, index, opened)| {
                 let (settings, _) = settings_for(&topic, &self.config);
                 let name = topic.name.to_string();
-                Partition::start(name, index, opened, settings, raft, self.shared())
+                let replicas = self
+                    .replicas_of(&topic, index)
+                    .unwrap_or_else(|| Replicas::sole(self.config.node_id));
+                Partition::start(
+                    name,
+                    index,
+                    opened,
+                    settings,
+                    raft.clone(),
+                    replicas,
+                    self.shared(),
+                )
             })
             .buffer_unordered(cairn_types::limits::PARTITION_OPENS_PARALLEL_MAX)
             .collect()
@@ -461,6 +482,85 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
             partitions.insert(key, Arc::clone(partition));
         }
         hosted
+    }
+
+    /// Partition `index`'s group if this node hosts one of its replicas: on a node without
+    /// peers every partition, with this node as the only voter.
+    fn replicas_of(&self, topic: &TopicMeta, index: u32) -> Option<Replicas> {
+        let node = self.config.node_id;
+        if self.config.peers.is_none() {
+            return Some(Replicas::sole(node));
+        }
+        let placed = self.meta.leader(topic.name.as_str(), index)?;
+        placed.replicas.contains(&node).then(|| Replicas {
+            group: placed.group,
+            voters: placed.replicas.iter().map(|replica| replica.0).collect(),
+        })
+    }
+
+    /// The partitions the metadata places on this node that it does not host yet.
+    fn unhosted(&self) -> Vec<(Arc<TopicMeta>, u32)> {
+        let partitions = self.partitions.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut missing = Vec::new();
+        for topic in self.meta.topics() {
+            for index in 0..topic.partitions {
+                let hosted = partitions.contains_key(&(topic.name.to_string(), index));
+                if !hosted && self.replicas_of(&topic, index).is_some() {
+                    missing.push((Arc::clone(&topic), index));
+                }
+            }
+        }
+        missing
+    }
+
+    /// Hosts every partition the metadata places here and this node does not host yet (a
+    /// replica that cannot be opened is served offline), then waits for their groups to have
+    /// leaders. Call with the admin lock held.
+    async fn host_placed(&self) -> Result<(), BrokerError> {
+        let partitions = self.unhosted();
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let opened = self.open_logs(partitions.clone(), false).await;
+        sync_dir(&self.disk, &self.topics_dir)?;
+        let mut started = Started::default();
+        let to_host: Vec<_> = partitions
+            .iter()
+            .zip(opened)
+            .filter_map(|((topic, index), opened)| {
+                let opened = self.count_opened(topic, *index, opened?, &mut started);
+                Some((Arc::clone(topic), *index, opened))
+            })
+            .collect();
+        let hosted = self.host_all(to_host).await;
+        wait_leaders(&hosted).await;
+        tracing::info!(
+            partitions = started.opened,
+            offline = started.offline,
+            "hosted the partitions placed on this node"
+        );
+        Ok(())
+    }
+
+    /// Follows the metadata on a node with peers: hosts each partition placed here once the
+    /// core commits it (whichever node the admin request came through), until `shutdown`.
+    pub async fn run_placement(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        if self.config.peers.is_none() {
+            return;
+        }
+        loop {
+            let seen = self.meta.generation();
+            {
+                let _admin = self.admin.lock().await;
+                if let Err(error) = self.host_placed().await {
+                    tracing::error!(%error, "hosting the partitions placed on this node failed; retried at the next change");
+                }
+            }
+            tokio::select! {
+                () = self.meta.changed_since(seen) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
     }
 
     /// Hosts new partitions over their opened logs and waits for them to lead.
@@ -556,6 +656,11 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
     pub async fn create_topic(&self, spec: TopicSpec) -> Result<Arc<TopicMeta>, BrokerError> {
         let _admin = self.admin.lock().await;
         let topic = self.meta.create_topic(spec).await?;
+        if self.config.peers.is_some() {
+            // The core placed the replicas; this node hosts its own, the others theirs.
+            self.host_placed().await?;
+            return Ok(topic);
+        }
         match self.open_new(&topic, 0).await {
             Ok(logs) => {
                 self.host_new(&topic, 0, logs).await;
@@ -588,6 +693,11 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         count: u32,
     ) -> Result<Arc<TopicMeta>, BrokerError> {
         let _admin = self.admin.lock().await;
+        if self.config.peers.is_some() {
+            let topic = self.meta.create_partitions(name, count).await?;
+            self.host_placed().await?;
+            return Ok(topic);
+        }
         let before = self.meta.topic(name).map_or(0, |topic| topic.partitions);
         let grown = self.meta.check_create_partitions(name, count)?;
         let logs = self.open_new(&grown, before).await?;

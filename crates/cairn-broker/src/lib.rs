@@ -32,7 +32,7 @@ pub use error::{BrokerError, PartitionError};
 pub use health::{Health, OfflinePartition};
 pub use partition::{
     Acks, Appended, Durability, Fetched, Located, Offsets, Partition, PartitionConfig, Proposed,
-    RaftSettings, Shared,
+    RaftSettings, Replicas, Shared,
 };
 pub use replica::{Refusal, Replica, Role, Violation};
 pub use volume::Volume;

@@ -27,7 +27,7 @@
 //! then refuses produce and fetch with [`PartitionError::Failed`] (`KAFKA_STORAGE_ERROR`) until
 //! the node restarts, and reports itself to the broker's [`Health`] once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -35,7 +35,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_metrics::Histogram;
 use cairn_raft::{
-    GroupLog, GroupState, Pending, ProposalAppended, ProposeError, RaftGroup, RoleWatch, Timers,
+    GroupLog, GroupPeers, GroupState, Pending, Placement, ProposalAppended, ProposeError,
+    RaftGroup, RaftNodeId, RoleWatch, Timers,
 };
 use cairn_storage::{Clock, Disk, FileRange, Log, LogConfig, RealDisk, Retention};
 use cairn_types::batch::{Batches, Frames};
@@ -160,12 +161,33 @@ pub enum Acks {
 }
 
 /// The Raft settings of every group on this node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct RaftSettings {
-    /// This node's id: the only voter of each new group.
+    /// This node's id.
     pub node_id: NodeId,
     /// Heartbeat and election timers.
     pub timers: Timers,
+    /// The node's peer transport; `None` on a node without peers (every group's only voter is
+    /// this node).
+    pub peers: Option<GroupPeers>,
+}
+
+/// A partition's group as the consistent core placed it: its id on the peer transport and its
+/// voters (the partition's replicas, this node among them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replicas {
+    /// The group's id.
+    pub group: u64,
+    /// The group's voters.
+    pub voters: BTreeSet<RaftNodeId>,
+}
+
+impl Replicas {
+    /// The group of a node without peers: this node alone (its id on a transport unused).
+    #[must_use]
+    pub fn sole(node: NodeId) -> Replicas {
+        Replicas { group: 0, voters: BTreeSet::from([node.0]) }
+    }
 }
 
 /// How long retention waits for its snapshot, then for its purge.
@@ -223,6 +245,7 @@ impl<D: Volume> Partition<D> {
         opened: Result<GroupLog<D>, String>,
         settings: PartitionConfig,
         raft: RaftSettings,
+        replicas: Replicas,
         shared: Shared,
     ) -> Arc<Partition<D>> {
         let replica = match &opened {
@@ -242,7 +265,7 @@ impl<D: Volume> Partition<D> {
             closing: AtomicBool::new(false),
         });
         let group = match (opened, replica) {
-            (Ok(log), Ok(_)) => Self::start_group(&tracker, log, raft, clock).await,
+            (Ok(log), Ok(_)) => Self::start_group(&tracker, log, &raft, &replicas, clock).await,
             (Ok(log), Err(reason)) => {
                 drop(log.close());
                 tracker.go_offline(reason);
@@ -264,12 +287,19 @@ impl<D: Volume> Partition<D> {
     async fn start_group(
         tracker: &Arc<Tracker>,
         log: GroupLog<D>,
-        raft: RaftSettings,
+        raft: &RaftSettings,
+        replicas: &Replicas,
         clock: Arc<dyn Clock>,
     ) -> Option<RaftGroup<D>> {
         tokio::spawn(log.clone().run_flusher());
         let sink = Arc::clone(tracker) as Arc<dyn cairn_raft::AppendSink>;
-        let start = RaftGroup::start(log.clone(), raft.node_id.0, &raft.timers, sink, clock);
+        let placement = Placement {
+            node: raft.node_id.0,
+            voters: &replicas.voters,
+            group: replicas.group,
+            peers: raft.peers.as_ref(),
+        };
+        let start = RaftGroup::start(log.clone(), placement, &raft.timers, sink, clock);
         match Box::pin(start).await {
             Ok(group) => {
                 tokio::spawn(watch_roles(Arc::clone(tracker), group.roles(), log));
@@ -283,13 +313,16 @@ impl<D: Volume> Partition<D> {
         }
     }
 
-    /// Waits up to `timeout` for this replica to lead its group and for its term's first entry
-    /// to commit (its high watermark known); whether both happened. A one-voter group elects
-    /// itself at start, so this is short.
+    /// Waits up to `timeout` for the group to have a leader and, if this replica leads, for
+    /// its term's first entry to commit (its high watermark known); whether both happened. A
+    /// one-voter group elects itself at start, so this is short.
     pub async fn wait_leader(&self, timeout: Duration) -> bool {
         let Some(group) = &self.group else { return false };
-        if !group.wait_leader(timeout).await {
+        if group.wait_leader_known(timeout).await.is_none() {
             return false;
+        }
+        if group.roles().current().state != GroupState::Leader {
+            return self.offline().is_none();
         }
         // The role watch carries the election out too; carry it out now so that the caller
         // sees the replica lead (a role applied twice changes nothing).
@@ -304,6 +337,13 @@ impl<D: Volume> Partition<D> {
         });
         let known = tokio::time::timeout(timeout, known).await.is_ok_and(|known| known.is_ok());
         known && self.offline().is_none() && lock(&self.tracker.replica).role() == &Role::Leader
+    }
+
+    /// The group's leader as this replica knows it (`None` during an election or offline).
+    #[must_use]
+    pub fn leader(&self) -> Option<NodeId> {
+        let role = self.group.as_ref()?.roles().current();
+        role.leader.map(NodeId)
     }
 
     /// Why the partition is offline, if it is.

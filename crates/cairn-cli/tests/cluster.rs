@@ -227,3 +227,87 @@ fn a_bad_peer_list_is_refused_at_start() {
     assert!(many.contains("at most 5 may be core voters"), "{many}");
     assert!(!dir.path().join("data").exists(), "nothing is created for a refused start");
 }
+
+/// The leader of partition 0 of `topic` as `node`'s `topic describe` shows it (`None` while
+/// there is none, `-1`).
+fn partition_leader(node: &ProcessNode, topic: &str) -> Result<i64, String> {
+    let run = node.cairn(&["topic", "describe", topic], b"");
+    if !run.status.success() {
+        return Err(format!("describe failed: {}", run.stderr));
+    }
+    let row = run.stdout.lines().find(|line| line.split_whitespace().next() == Some("0"));
+    let leader = row.and_then(|row| row.split_whitespace().nth(1)?.parse::<i64>().ok());
+    match leader {
+        Some(leader) if leader > 0 => Ok(leader),
+        _ => Err(format!("no leader yet: {}", run.stdout)),
+    }
+}
+
+/// The values of partition 0 of `topic` (keyless records: each line `\t<value>`), read from
+/// the start through `node`.
+fn values(node: &ProcessNode, topic: &str) -> Vec<String> {
+    let read = node.ok(&["consume", topic, "--partition", "0"]);
+    read.lines().map(|line| line.strip_prefix('\t').unwrap_or(line).to_owned()).collect()
+}
+
+/// Produces `lines` with acks=all to partition 0 of `topic` through `leader`, again while it
+/// answers `NOT_LEADER_OR_FOLLOWER` (a new leader refuses writes until its term's lease is
+/// established: a refusal, nothing appended); any other failure fails the test.
+fn produce_all(leader: &mut ProcessNode, topic: &str, lines: &str) {
+    let args = ["produce", topic, "--partition", "0", "--acks", "all"];
+    leader.wait_until("the leader to take writes", AGREE_TIMEOUT, |node| {
+        let run = node.cairn(&args, lines.as_bytes());
+        if run.status.success() {
+            return Ok(());
+        }
+        assert!(run.stderr.contains("NOT_LEADER_OR_FOLLOWER"), "{}", run.stderr);
+        Err(run.stderr)
+    });
+}
+
+#[test]
+fn a_replicated_partition_keeps_every_acknowledged_record_when_its_leader_is_killed() {
+    let (builders, _) = members(3);
+    let mut nodes: Vec<Option<ProcessNode>> = start_all(&builders).into_iter().map(Some).collect();
+    live(&nodes, 1).ok(&["topic", "create", "r", "--partitions", "1", "--replication-factor", "3"]);
+    let mut leader = 0;
+    nodes[0].as_mut().expect("node 1").wait_until("a partition leader", AGREE_TIMEOUT, |one| {
+        leader = partition_leader(one, "r")?;
+        Ok(())
+    });
+    // A follower refuses produce: only the group's leader appends.
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    let refused = live(&nodes, follower).fails(&["produce", "r", "--partition", "0"], b"x\n");
+    assert!(refused.contains("NOT_LEADER_OR_FOLLOWER"), "{refused}");
+
+    let first: String = (0..100).map(|i| format!("before-{i}\n")).collect();
+    produce_all(nodes[slot(leader)].as_mut().expect("running"), "r", &first);
+    assert_eq!(values(live(&nodes, leader), "r").len(), 100);
+
+    // SIGKILL the leader: another replica is elected, has every acknowledged record, and
+    // takes writes.
+    let killed = nodes[slot(leader)].take().expect("running").kill();
+    let survivor = (1..=3).find(|&id| id != leader).expect("a survivor");
+    let mut new_leader = 0;
+    nodes[slot(survivor)].as_mut().expect("running").wait_until(
+        "a new partition leader",
+        AGREE_TIMEOUT,
+        |node| {
+            new_leader = partition_leader(node, "r")?;
+            if new_leader == leader { Err(format!("{leader} still named")) } else { Ok(()) }
+        },
+    );
+    let second: String = (0..100).map(|i| format!("after-{i}\n")).collect();
+    produce_all(nodes[slot(new_leader)].as_mut().expect("running"), "r", &second);
+    let read = values(live(&nodes, new_leader), "r");
+    let expected: Vec<String> = first.lines().chain(second.lines()).map(str::to_owned).collect();
+    assert_eq!(read, expected);
+
+    // The killed replica restarts on its data and rejoins its group.
+    let mut restarted = builders[slot(leader)].spawn_in(killed);
+    restarted.wait_ready(AGREE_TIMEOUT);
+    nodes[slot(leader)] = Some(restarted);
+    for node in nodes.into_iter().flatten() {
+        drop(node.stop());
+    }
+}

@@ -159,6 +159,20 @@ pub trait MetadataStore: Send + Sync + 'static {
         std::future::ready(Ok(()))
     }
 
+    /// A number that grows with every change this node applies (0 for a store that changes
+    /// only through this node's own calls).
+    fn generation(&self) -> u64 {
+        0
+    }
+
+    /// Resolves once [`MetadataStore::generation`] is past `seen`: a change made through
+    /// another node reached this one. Never, for a store that changes only through its own
+    /// calls.
+    fn changed_since(&self, seen: u64) -> impl Future<Output = ()> + Send {
+        let _ = seen;
+        std::future::pending()
+    }
+
     /// Creates a topic (validating name, counts and configs).
     fn create_topic(
         &self,

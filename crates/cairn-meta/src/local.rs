@@ -351,6 +351,7 @@ impl<D: Disk> MetadataStore for LocalMetadata<D> {
             leader: self.node.id,
             replicas: vec![self.node.id],
             leader_epoch: LEADER_EPOCH,
+            group: 0,
         })
     }
 

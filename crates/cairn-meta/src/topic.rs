@@ -231,6 +231,9 @@ pub struct PartitionLeader {
     pub replicas: Vec<NodeId>,
     /// Incremented on every leader change; clients fence stale leaders with it.
     pub leader_epoch: LeaderEpoch,
+    /// The partition's Raft group id on the peer transport, assigned by the consistent core
+    /// (0 from a single node's local metadata, which has no peers to address it).
+    pub group: u64,
 }
 
 #[cfg(test)]

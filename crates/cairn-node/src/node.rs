@@ -11,11 +11,11 @@ use anyhow::{Context, bail};
 use cairn_broker::{Broker, BrokerConfig, Health};
 use cairn_kafka::ServerConfig;
 use cairn_meta::NodeMeta;
-use cairn_raft::Network;
 use cairn_raft::core_group::{
     CORE_GROUP, CoreConfig, CoreForward, CoreMetadata, CoreNode, CorePeers, NoForward, PeerForward,
 };
 use cairn_raft::peer::{ClusterId, PeerConfig, PeerNode, Router, Tcp};
+use cairn_raft::{GroupPeers, Network};
 use cairn_storage::RealDisk;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -272,6 +272,7 @@ fn broker_config(
     config: &NodeConfig,
     registry: &cairn_metrics::Registry,
     health: Arc<Health>,
+    peers: Option<GroupPeers>,
 ) -> anyhow::Result<BrokerConfig> {
     Ok(BrokerConfig {
         data_dir: config.data_dir.clone(),
@@ -288,8 +289,8 @@ fn broker_config(
             .context("registering the log flush histogram")?,
         health,
         node_id: config.node_id,
-        // Replication factor 1: the timers only matter once groups have peers.
         raft_timers: cairn_raft::Timers::default(),
+        peers,
     })
 }
 
@@ -336,12 +337,16 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let listeners = Listeners { kafka, admin, advertised: advertised.to_string() };
     let Some(peer_list) = &config.peers else {
         let meta = open_core(&config, node, &registry).await?;
-        return serve(&config, meta, listeners, registry).await;
+        return serve(&config, meta, listeners, registry, None).await;
     };
     let peers = start_peers(&config, peer_list).await?;
     let opened = open_cluster_core(&config, node, peer_list, &peers, &registry).await;
     let served = match opened {
-        Ok(meta) => serve(&config, meta, listeners, registry).await,
+        Ok(meta) => {
+            let group_peers =
+                GroupPeers { network: peers.network.clone(), router: Arc::clone(&peers.router) };
+            serve(&config, meta, listeners, registry, Some(group_peers)).await
+        }
         Err(error) => Err(error),
     };
     peers.router.remove(CORE_GROUP);
@@ -363,6 +368,7 @@ async fn serve<F: CoreForward>(
     meta: Arc<CoreMetadata<RealDisk, F>>,
     listeners: Listeners,
     registry: Arc<cairn_metrics::Registry>,
+    peers: Option<GroupPeers>,
 ) -> anyhow::Result<()> {
     let Listeners { kafka, admin, advertised } = listeners;
     let ready = Arc::new(AtomicBool::new(false));
@@ -386,10 +392,11 @@ async fn serve<F: CoreForward>(
         let _ = admin_stopping.wait_for(|stop| *stop).await;
     }));
 
-    let broker_config = broker_config(config, &registry, health)?;
+    let broker_config = broker_config(config, &registry, health, peers)?;
     let broker =
         Broker::open(broker_config, Arc::clone(&meta)).await.context("opening partitions")?;
     let retention = tokio::spawn(Arc::clone(&broker).run_retention(stopping.clone()));
+    let placement = tokio::spawn(Arc::clone(&broker).run_placement(stopping.clone()));
     let server_config = server_config(config, cluster_id);
     let terminated = termination();
     tracing::info!(
@@ -411,6 +418,9 @@ async fn serve<F: CoreForward>(
     // are closed under it.
     if let Err(error) = retention.await {
         tracing::error!(%error, "retention task failed");
+    }
+    if let Err(error) = placement.await {
+        tracing::error!(%error, "placement task failed");
     }
     broker.shutdown().await;
     if let Err(error) = meta.shutdown().await {

@@ -60,7 +60,8 @@ pub use membership::{Members, MembersError};
 pub use network::{GroupNetwork, Network, PeerNetwork};
 pub use no_peers::NoPeers;
 pub use raft_group::{
-    GroupError, GroupRole, GroupState, Pending, ProposeError, RaftGroup, RoleWatch,
+    GroupError, GroupPeers, GroupRole, GroupState, Pending, Placement, ProposeError, RaftGroup,
+    RoleWatch,
 };
 pub use record::RecordError;
 pub use responder::CommitResponder;

@@ -28,9 +28,11 @@ use openraft::metrics::RaftServerMetrics;
 use openraft::raft::ClientWriteResult;
 use openraft::{Raft, ServerState};
 
+use crate::peer::Router;
 use crate::{
-    AppendSink, CommitResponder, GroupLog, LogId, LogStore, NoPeers, PartitionStateMachine, Proposal, RaftNodeId,
-    StoreError, Term, Timers, TimersError, TypeConfig,
+    AppendSink, CommitResponder, GroupLog, LogId, LogStore, Network, NoPeers,
+    PartitionStateMachine, Proposal, RaftHandler, RaftNodeId, StoreError, Term, Timers,
+    TimersError, TypeConfig,
 };
 
 /// Why a group could not start or stopped. The partition is offline until a restart.
@@ -170,23 +172,51 @@ impl Pending {
 pub struct RaftGroup<D: Disk + Clone + Send + Sync + 'static> {
     raft: Raft<TypeConfig, PartitionStateMachine<D>>,
     log: GroupLog<D>,
+    /// The router the group is registered in, and its id there, when it has peers.
+    routed: Option<(Arc<Router>, u64)>,
+}
+
+/// What a partition's group needs of the node's peer transport.
+#[derive(Clone, Debug)]
+pub struct GroupPeers {
+    /// The node's clients of its peers.
+    pub network: Network,
+    /// Where peers' requests find the node's groups.
+    pub router: Arc<Router>,
+}
+
+/// Where a group runs: this node, the group's voters and id, and the peers to reach them
+/// (`None` on a node without peers: then `voters` is this node alone).
+#[derive(Clone, Copy, Debug)]
+pub struct Placement<'a> {
+    /// This node.
+    pub node: RaftNodeId,
+    /// The group's voters (its replicas), this node among them.
+    pub voters: &'a BTreeSet<RaftNodeId>,
+    /// The group's id on the peer transport (the consistent core assigns it).
+    pub group: u64,
+    /// The node's peer transport, if it has peers.
+    pub peers: Option<&'a GroupPeers>,
 }
 
 impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
     /// Starts the group of `log` on node `node` (module docs), reporting to `sink`; its flusher
-    /// must run ([`GroupLog::run_flusher`]). Returns once the group is running; with one voter
-    /// it is leader shortly after ([`RaftGroup::wait_leader`]).
+    /// must run ([`GroupLog::run_flusher`]). A new group is initialized with `voters` (every
+    /// replica does so alike); with `peers` the group talks to its peers as group `group` and
+    /// is registered in their router until [`RaftGroup::shutdown`]. Returns once the group is
+    /// running; with one voter it is leader shortly after ([`RaftGroup::wait_leader`]).
     ///
     /// # Errors
     /// [`GroupError`] if the timers are invalid, the log cannot be adopted, or openraft refuses
     /// to start the group.
     pub async fn start(
         log: GroupLog<D>,
-        node: RaftNodeId,
+        placement: Placement<'_>,
         timers: &Timers,
         sink: Arc<dyn AppendSink>,
         clock: Arc<dyn Clock>,
     ) -> Result<RaftGroup<D>, GroupError> {
+        let node = placement.node;
         let config = Arc::new(timers.openraft_config()?);
         log.blocking(move |log| log.adopt(node)).await?;
         let new = log.is_new();
@@ -194,12 +224,23 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
         let store = LogStore::new(log.clone(), sink, clock);
         let state_machine = PartitionStateMachine::new(log.clone())?;
         // Boxed: openraft's start future is deep, and callers nest it in theirs.
-        let raft = Box::pin(Raft::new(node, config, NoPeers::default(), store, state_machine))
-            .await
-            .map_err(|error| GroupError::Stopped(error.to_string()))?;
-        let group = RaftGroup { raft, log };
+        let raft = match placement.peers {
+            Some(peers) => {
+                let network = peers.network.group(placement.group);
+                Box::pin(Raft::new(node, config, network, store, state_machine)).await
+            }
+            None => {
+                Box::pin(Raft::new(node, config, NoPeers::default(), store, state_machine)).await
+            }
+        }
+        .map_err(|error| GroupError::Stopped(error.to_string()))?;
+        let routed = placement.peers.map(|peers| {
+            peers.router.register(placement.group, RaftHandler::new(raft.clone()));
+            (Arc::clone(&peers.router), placement.group)
+        });
+        let group = RaftGroup { raft, log, routed };
         if new {
-            group.initialize(node).await?;
+            group.initialize(placement.voters.clone()).await?;
         }
         if group.sole_voter(node).await {
             group.raft.trigger().elect(false).await.map_err(stopped)?;
@@ -210,10 +251,11 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
         Ok(group)
     }
 
-    /// Initializes a new group with voters `{node}`; a group openraft finds initialized already
-    /// (a crash between the first append and its record) is left as it is.
-    async fn initialize(&self, node: RaftNodeId) -> Result<(), GroupError> {
-        match self.raft.initialize(BTreeSet::from([node])).await {
+    /// Initializes a new group with `voters`; a group openraft finds initialized already (a
+    /// crash between the first append and its record, or a peer's leader reached it first) is
+    /// left as it is.
+    async fn initialize(&self, voters: BTreeSet<RaftNodeId>) -> Result<(), GroupError> {
+        match self.raft.initialize(voters).await {
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(error) => Err(GroupError::Stopped(error.to_string())),
         }
@@ -240,6 +282,14 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
     #[must_use]
     pub fn roles(&self) -> RoleWatch {
         RoleWatch { metrics: self.raft.server_metrics() }
+    }
+
+    /// Waits up to `timeout` for the group to have a leader; which node, if one was known in
+    /// time.
+    pub async fn wait_leader_known(&self, timeout: Duration) -> Option<RaftNodeId> {
+        let known =
+            self.raft.wait(Some(timeout)).metrics(|m| m.current_leader.is_some(), "a leader").await;
+        known.ok().and_then(|metrics| metrics.current_leader)
     }
 
     /// Waits up to `timeout` for this node to lead the group; whether it does.
@@ -303,8 +353,12 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
         Ok(purged.is_ok())
     }
 
-    /// Stops the group's Raft tasks (the log stays open: close it after).
+    /// Stops routing peers' requests to the group and stops its Raft tasks (the log stays
+    /// open: close it after).
     pub async fn shutdown(&self) {
+        if let Some((router, group)) = &self.routed {
+            router.remove(*group);
+        }
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "raft group did not stop cleanly");
         }

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use cairn_raft::CommitResponder;
 use cairn_raft::{NoPeers, Proposal, RaftEntry, TypeConfig};
 use cairn_storage::RealDisk;
 use cairn_types::Offset;
 use cairn_types::batch::BatchBuilder;
-use cairn_raft::CommitResponder;
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftStateMachine};
 use openraft::{Config, Raft, ServerState};
 use support::Opened;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_raft::{GroupState, RaftGroup, StoreError, Timers};
+use cairn_raft::{GroupState, Placement, RaftGroup, StoreError, Timers};
 use cairn_storage::{Disk, Log, RealDisk, SystemClock};
 use cairn_types::batch::{BatchBuilder, Batches};
 use cairn_types::limits::BATCH_BYTES_MAX;
@@ -33,8 +33,10 @@ fn produced(value: &str) -> Bytes {
 
 async fn start(opened: &Opened<RealDisk>) -> Result<RaftGroup<RealDisk>, cairn_raft::GroupError> {
     let sink = Arc::clone(&opened.sink) as Arc<dyn cairn_raft::AppendSink>;
-    RaftGroup::start(opened.group.clone(), NODE, &Timers::default(), sink, Arc::new(SystemClock))
-        .await
+    let voters = std::collections::BTreeSet::from([NODE]);
+    let placement = Placement { node: NODE, voters: &voters, group: 1, peers: None };
+    let clock = Arc::new(SystemClock);
+    RaftGroup::start(opened.group.clone(), placement, &Timers::default(), sink, clock).await
 }
 
 /// Proposes `value` and waits for its commit; the reported base offset.

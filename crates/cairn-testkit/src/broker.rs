@@ -67,6 +67,7 @@ pub fn broker_config(data_dir: &Path) -> BrokerConfig {
         clock: Arc::new(cairn_storage::SystemClock),
         node_id: cairn_types::NodeId(0),
         raft_timers: cairn_raft::Timers::default(),
+        peers: None,
     }
 }
 

@@ -76,6 +76,10 @@ fn topic_response<M: MetadataStore>(
                     let leader_epoch = hosted
                         .as_ref()
                         .map_or(leader.leader_epoch, |partition| partition.leader_epoch());
+                    // The group's leader as this replica knows it; the core's preferred leader
+                    // for a partition this node does not host (its replicas answer with theirs).
+                    let leader_id =
+                        hosted.as_ref().and_then(|p| p.leader()).unwrap_or(leader.leader);
                     let offline = if offline_here {
                         vec![BrokerId(ctx.config.node_id.0 as i32)]
                     } else {
@@ -83,7 +87,7 @@ fn topic_response<M: MetadataStore>(
                     };
                     let isr = replicas.iter().copied().filter(|r| !offline.contains(r)).collect();
                     response
-                        .with_leader_id(BrokerId(leader.leader.0 as i32))
+                        .with_leader_id(BrokerId(leader_id.0 as i32))
                         .with_leader_epoch(leader_epoch.0)
                         .with_isr_nodes(isr)
                         .with_replica_nodes(replicas)

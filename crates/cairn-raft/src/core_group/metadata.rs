@@ -358,6 +358,18 @@ impl<D: Disk + Clone, F: CoreForward> MetadataStore for CoreMetadata<D, F> {
         self.raft.metrics().borrow_watched().current_leader.map(NodeId)
     }
 
+    fn generation(&self) -> u64 {
+        generation(&self.state.borrow())
+    }
+
+    async fn changed_since(&self, seen: u64) {
+        let mut state = self.state.clone();
+        // An error: the core stopped, and nothing changes any more.
+        if state.wait_for(|state| generation(state) > seen).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     async fn sync(&self) -> Result<(), MetaError> {
         CoreMetadata::sync(self).await
     }
@@ -369,6 +381,7 @@ impl<D: Disk + Clone, F: CoreForward> MetadataStore for CoreMetadata<D, F> {
             leader: assignment.preferred_leader(),
             replicas: assignment.replicas.clone(),
             leader_epoch: LeaderEpoch(0),
+            group: assignment.group.0,
         })
     }
 
@@ -403,4 +416,9 @@ impl<D: Disk + Clone, F: CoreForward> MetadataStore for CoreMetadata<D, F> {
     ) -> Result<Arc<TopicMeta>, MetaError> {
         self.topic_write(CoreRequest::AlterConfigs { name: name.to_owned(), changes }).await
     }
+}
+
+/// The generation of an applied core state: one past its applied index.
+fn generation(state: &CoreState) -> u64 {
+    state.applied().map_or(0, |applied| applied.index + 1)
 }

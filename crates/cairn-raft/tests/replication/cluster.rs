@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use cairn_raft::CommitResponder;
 use cairn_raft::peer::{ClusterId, PeerConfig, PeerNode, PeerStats, Router, Tcp};
 use cairn_raft::{Network, PartitionStateMachine, Proposal, RaftHandler, Timers, TypeConfig};
 use cairn_storage::RealDisk;
@@ -22,7 +23,6 @@ use cairn_testkit::{Fault, FaultProxy};
 use cairn_types::RaftIndex;
 use cairn_types::batch::BatchBuilder;
 use openraft::async_runtime::WatchReceiver;
-use cairn_raft::CommitResponder;
 use openraft::{Raft, RaftMetrics, ServerState};
 use tokio::net::{TcpListener, TcpSocket};
 
