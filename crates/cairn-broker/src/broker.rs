@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use cairn_meta::{ConfigChange, MetadataStore, TopicMeta, TopicSpec};
+use cairn_meta::{ConfigChange, MetadataStore, TopicId, TopicMeta, TopicSpec};
 use cairn_raft::{GroupLog, GroupPeers, StoreError, Timers};
 use cairn_storage::{Clock, FlushPolicy, LogConfig, RealDisk, Retention};
 use cairn_types::NodeId;
@@ -97,8 +97,8 @@ impl fmt::Debug for BrokerConfig {
     }
 }
 
-/// The hosted partitions by topic name and index.
-type Hosted<D> = HashMap<(String, u32), Arc<Partition<D>>>;
+/// The hosted partitions by topic name and index, with their topic's id.
+type Hosted<D> = HashMap<(String, u32), (TopicId, Arc<Partition<D>>)>;
 
 /// The partitions hosted on this node, their logs on a `D`.
 pub struct Broker<M, D: Volume = RealDisk> {
@@ -288,7 +288,7 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
     #[must_use]
     pub fn partition(&self, topic: &str, index: u32) -> Option<Arc<Partition<D>>> {
         let partitions = self.partitions.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        partitions.get(&(topic.to_owned(), index)).cloned()
+        partitions.get(&(topic.to_owned(), index)).map(|(_, partition)| Arc::clone(partition))
     }
 
     fn partition_dir(&self, topic: &TopicMeta, index: u32) -> PathBuf {
@@ -455,33 +455,30 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
             timers: self.config.raft_timers,
             peers: self.config.peers.clone(),
         };
-        let hosted: Vec<Arc<Partition<D>>> = futures_util::stream::iter(opened)
+        let hosted: Vec<(TopicId, Arc<Partition<D>>)> = futures_util::stream::iter(opened)
             .map(|(topic, index, opened)| {
                 let (settings, _) = settings_for(&topic, &self.config);
                 let name = topic.name.to_string();
                 let replicas = self
                     .replicas_of(&topic, index)
                     .unwrap_or_else(|| Replicas::sole(self.config.node_id));
-                Partition::start(
-                    name,
-                    index,
-                    opened,
-                    settings,
-                    raft.clone(),
-                    replicas,
-                    self.shared(),
-                )
+                let (shared, raft) = (self.shared(), raft.clone());
+                async move {
+                    let started =
+                        Partition::start(name, index, opened, settings, raft, replicas, shared);
+                    (topic.id, started.await)
+                }
             })
             .buffer_unordered(cairn_types::limits::PARTITION_OPENS_PARALLEL_MAX)
             .collect()
             .await;
         let mut partitions =
             self.partitions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for partition in &hosted {
+        for (id, partition) in &hosted {
             let key = (partition.topic().to_owned(), partition.index());
-            partitions.insert(key, Arc::clone(partition));
+            partitions.insert(key, (*id, Arc::clone(partition)));
         }
-        hosted
+        hosted.into_iter().map(|(_, partition)| partition).collect()
     }
 
     /// Partition `index`'s group if this node hosts one of its replicas: on a node without
@@ -542,8 +539,53 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         Ok(())
     }
 
+    /// Stops hosting the partitions whose topic is gone (deleted, or deleted and made again
+    /// under another id) or that the metadata no longer places here, and removes their data.
+    /// The deletion's record is finished by the node the delete request came through. Call
+    /// with the admin lock held.
+    async fn retire_unplaced(&self) {
+        let retired: Vec<_> = {
+            let mut partitions =
+                self.partitions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let gone: Vec<_> = partitions
+                .iter()
+                .filter(|((name, index), (id, _))| {
+                    let topic = self.meta.topic(name).filter(|topic| topic.id == *id);
+                    topic.is_none_or(|topic| self.replicas_of(&topic, *index).is_none())
+                })
+                .map(|(key, _)| key.clone())
+                .collect();
+            gone.into_iter().filter_map(|key| Some((key.1, partitions.remove(&key)?))).collect()
+        };
+        if retired.is_empty() {
+            return;
+        }
+        let closing = retired.iter().map(|(_, (_, partition))| Arc::clone(partition)).collect();
+        close_all(closing).await;
+        let doomed: Vec<(String, PathBuf)> = retired
+            .iter()
+            .map(|(index, (id, partition))| {
+                self.config.health.forget(partition.topic(), *index);
+                let dir = self.topics_dir.join(partition_dir_name(*id, *index));
+                (partition.topic().to_owned(), dir)
+            })
+            .collect();
+        let (topics_dir, disk) = (self.topics_dir.clone(), self.disk.clone());
+        let count = doomed.len();
+        blocking(move || {
+            in_parallel(&doomed, |(topic, dir)| remove_partition(&disk, topic, dir));
+            drop(sync_dir(&disk, &topics_dir));
+        })
+        .await;
+        tracing::info!(
+            partitions = count,
+            "stopped hosting partitions no longer placed on this node"
+        );
+    }
+
     /// Follows the metadata on a node with peers: hosts each partition placed here once the
-    /// core commits it (whichever node the admin request came through), until `shutdown`.
+    /// core commits it and retires those of deleted topics (whichever node the admin request
+    /// came through), until `shutdown`.
     pub async fn run_placement(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         if self.config.peers.is_none() {
             return;
@@ -552,6 +594,7 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
             let seen = self.meta.generation();
             {
                 let _admin = self.admin.lock().await;
+                self.retire_unplaced().await;
                 if let Err(error) = self.host_placed().await {
                     tracing::error!(%error, "hosting the partitions placed on this node failed; retried at the next change");
                 }
@@ -752,7 +795,8 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
                 self.config.health.forget(name, index);
                 let mut partitions =
                     self.partitions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let removed = partitions.remove(&(name.to_owned(), index));
+                let removed =
+                    partitions.remove(&(name.to_owned(), index)).map(|(_, partition)| partition);
                 (index, removed, self.partition_dir(&topic, index))
             })
             .collect();
@@ -783,7 +827,7 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
     /// Every hosted partition.
     fn all_partitions(&self) -> Vec<Arc<Partition<D>>> {
         let partitions = self.partitions.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        partitions.values().cloned().collect()
+        partitions.values().map(|(_, partition)| Arc::clone(partition)).collect()
     }
 
     /// Applies retention to every partition every `retention_interval` until `shutdown` turns

@@ -307,6 +307,16 @@ fn a_replicated_partition_keeps_every_acknowledged_record_when_its_leader_is_kil
     let mut restarted = builders[slot(leader)].spawn_in(killed);
     restarted.wait_ready(AGREE_TIMEOUT);
     nodes[slot(leader)] = Some(restarted);
+
+    // Deleted through one node, the topic's replicas are removed from every node.
+    live(&nodes, new_leader).ok(&["topic", "delete", "r"]);
+    for node in nodes.iter_mut().flatten() {
+        node.wait_until("the deleted topic's data to go", AGREE_TIMEOUT, |node| {
+            let topics = node.data_dir().join("topics");
+            let left = std::fs::read_dir(&topics).map_err(|e| e.to_string())?.count();
+            if left == 0 { Ok(()) } else { Err(format!("{left} entries in {}", topics.display())) }
+        });
+    }
     for node in nodes.into_iter().flatten() {
         drop(node.stop());
     }
