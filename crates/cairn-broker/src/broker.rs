@@ -241,21 +241,7 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
             .flat_map(|topic| (0..topic.partitions).map(move |index| (Arc::clone(&topic), index)))
             .filter(|(topic, index)| broker.replicas_of(topic, *index).is_some())
             .collect();
-        let opened = broker.open_logs(partitions.clone(), false).await;
-        // The names of directories the opens made (a crash after a topic's creation was
-        // committed, before its partitions were made) are durable before anything is served.
-        sync_dir(&broker.disk, &broker.topics_dir)?;
-        let mut started = Started::default();
-        let to_host: Vec<_> = partitions
-            .iter()
-            .zip(opened)
-            .filter_map(|((topic, index), opened)| {
-                let opened = broker.count_opened(topic, *index, opened?, &mut started);
-                Some((Arc::clone(topic), *index, opened))
-            })
-            .collect();
-        let hosted = broker.host_all(to_host).await;
-        wait_leaders(&hosted).await;
+        let started = broker.open_and_host(partitions).await?;
         tracing::info!(
             partitions = started.opened,
             recovered = started.recovered,
@@ -481,6 +467,30 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         hosted.into_iter().map(|(_, partition)| partition).collect()
     }
 
+    /// Opens the logs of `partitions` (each on its own: one that cannot be opened is served
+    /// offline), makes the names of the directories the opens made durable before anything is
+    /// served (a crash after a topic's creation was committed, before its partitions were
+    /// made), hosts them and waits for their groups to have leaders; what the opens found.
+    async fn open_and_host(
+        &self,
+        partitions: Vec<(Arc<TopicMeta>, u32)>,
+    ) -> Result<Started, BrokerError> {
+        let opened = self.open_logs(partitions.clone(), false).await;
+        sync_dir(&self.disk, &self.topics_dir)?;
+        let mut started = Started::default();
+        let to_host: Vec<_> = partitions
+            .iter()
+            .zip(opened)
+            .filter_map(|((topic, index), opened)| {
+                let opened = self.count_opened(topic, *index, opened?, &mut started);
+                Some((Arc::clone(topic), *index, opened))
+            })
+            .collect();
+        let hosted = self.host_all(to_host).await;
+        wait_leaders(&hosted).await;
+        Ok(started)
+    }
+
     /// Partition `index`'s group if this node hosts one of its replicas: on a node without
     /// peers every partition, with this node as the only voter.
     fn replicas_of(&self, topic: &TopicMeta, index: u32) -> Option<Replicas> {
@@ -518,19 +528,7 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         if partitions.is_empty() {
             return Ok(());
         }
-        let opened = self.open_logs(partitions.clone(), false).await;
-        sync_dir(&self.disk, &self.topics_dir)?;
-        let mut started = Started::default();
-        let to_host: Vec<_> = partitions
-            .iter()
-            .zip(opened)
-            .filter_map(|((topic, index), opened)| {
-                let opened = self.count_opened(topic, *index, opened?, &mut started);
-                Some((Arc::clone(topic), *index, opened))
-            })
-            .collect();
-        let hosted = self.host_all(to_host).await;
-        wait_leaders(&hosted).await;
+        let started = self.open_and_host(partitions).await?;
         tracing::info!(
             partitions = started.opened,
             offline = started.offline,
