@@ -2,8 +2,9 @@
 //!
 //! - `cairn serve`: run a node (see `cairn serve --help` for flags, environment and config file).
 //! - `cairn log verify|dump`: offline tools for a partition log directory.
-//! - `cairn topic|produce|consume|cluster`: a Kafka client for a running node (`cairn-client`
-//!   speaks the protocol; one module per command).
+//! - `cairn topic|produce|consume|cluster info`: a Kafka client for a running node
+//!   (`cairn-client` speaks the protocol; one module per command).
+//! - `cairn cluster status`: a node's view of the cluster from its admin endpoint.
 
 mod cluster;
 mod consume;
@@ -11,6 +12,7 @@ mod lookup;
 mod offline;
 mod output;
 mod produce;
+mod status;
 mod topic;
 
 /// mimalloc keeps freed pages for reuse; the system allocator returns large buffers (fetch
@@ -74,8 +76,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ClusterCommand {
-    /// Cluster id, controller and brokers.
+    /// Cluster id, controller and brokers (Kafka DescribeCluster through --bootstrap).
     Info,
+    /// Nodes, their liveness, the core's leader and term, and the node's core indexes, from a
+    /// node's admin endpoint (--admin, not --bootstrap).
+    Status(status::StatusArgs),
 }
 
 /// How the client commands reach a node. Global within each client command, so that
@@ -177,6 +182,9 @@ fn main() -> ExitCode {
         }
         Command::Cluster { connect, command: ClusterCommand::Info } => {
             client_command(&connect, ClientCommand::ClusterInfo)
+        }
+        Command::Cluster { connect: _, command: ClusterCommand::Status(args) } => {
+            status::run(&args)
         }
     };
     match result {
