@@ -5,9 +5,11 @@
 //! - `cairn topic|produce|consume|cluster info`: a Kafka client for a running node
 //!   (`cairn-client` speaks the protocol; one module per command).
 //! - `cairn cluster status`: a node's view of the cluster from its admin endpoint.
+//! - `cairn dev cluster`: a local cluster of `cairn serve` children, stopped together.
 
 mod cluster;
 mod consume;
+mod dev;
 mod lookup;
 mod offline;
 mod output;
@@ -65,6 +67,9 @@ enum Command {
         #[command(flatten)]
         args: consume::ConsumeArgs,
     },
+    /// Development tools: `cairn dev cluster` starts a local cluster.
+    #[command(subcommand)]
+    Dev(dev::DevCommand),
     /// Show the cluster.
     Cluster {
         #[command(flatten)]
@@ -171,6 +176,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Log(command) => offline::run(command),
+        Command::Dev(command) => dev::run(command),
         Command::Topic { connect, command } => {
             client_command(&connect, ClientCommand::Topic(command))
         }
