@@ -2,15 +2,19 @@
 //!
 //! - `cairn serve`: run a node (see `cairn serve --help` for flags, environment and config file).
 //! - `cairn log verify|dump`: offline tools for a partition log directory.
-//! - `cairn topic|produce|consume|cluster`: a Kafka client for a running node (`cairn-client`
-//!   speaks the protocol; one module per command).
+//! - `cairn topic|produce|consume|cluster info`: a Kafka client for a running node
+//!   (`cairn-client` speaks the protocol; one module per command).
+//! - `cairn cluster status`: a node's view of the cluster from its admin endpoint.
+//! - `cairn dev cluster`: a local cluster of `cairn serve` children, stopped together.
 
 mod cluster;
 mod consume;
+mod dev;
 mod lookup;
 mod offline;
 mod output;
 mod produce;
+mod status;
 mod topic;
 
 /// mimalloc keeps freed pages for reuse; the system allocator returns large buffers (fetch
@@ -63,6 +67,9 @@ enum Command {
         #[command(flatten)]
         args: consume::ConsumeArgs,
     },
+    /// Development tools: `cairn dev cluster` starts a local cluster.
+    #[command(subcommand)]
+    Dev(dev::DevCommand),
     /// Show the cluster.
     Cluster {
         #[command(flatten)]
@@ -74,8 +81,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ClusterCommand {
-    /// Cluster id, controller and brokers.
+    /// Cluster id, controller and brokers (Kafka DescribeCluster through --bootstrap).
     Info,
+    /// Nodes, their liveness, the core's leader and term, and the node's core indexes, from a
+    /// node's admin endpoint (--admin, not --bootstrap).
+    Status(status::StatusArgs),
 }
 
 /// How the client commands reach a node. Global within each client command, so that
@@ -166,6 +176,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Log(command) => offline::run(command),
+        Command::Dev(command) => dev::run(command),
         Command::Topic { connect, command } => {
             client_command(&connect, ClientCommand::Topic(command))
         }
@@ -177,6 +188,9 @@ fn main() -> ExitCode {
         }
         Command::Cluster { connect, command: ClusterCommand::Info } => {
             client_command(&connect, ClientCommand::ClusterInfo)
+        }
+        Command::Cluster { connect: _, command: ClusterCommand::Status(args) } => {
+            status::run(&args)
         }
     };
     match result {

@@ -1,15 +1,18 @@
 //! A static cluster of real `cairn serve` processes (`--node-id`, `--peer-listen`, `--peers`) on
 //! free loopback ports: the consistent core across three nodes, writes forwarded to its leader,
 //! a failover after the leader is killed, a restart that rejoins without initializing again,
+//! a killed node dropped from Metadata's brokers by the core leader and listed again once back,
+//! `cairn cluster status` of one node and of three (liveness included) and its errors,
 //! a peer of another cluster refused at the handshake, and a bad `--peers` refused at start.
 //!
 //! Nothing sleeps to synchronise: readiness and every agreement between nodes are polled with a
 //! deadline (`ProcessNode::wait_until`, which also ends if the node exits); every node is
 //! stopped (SIGTERM, exit 0) or killed by its test, and killed if a test panics first.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use cairn_testkit::{ProcessNode, ProcessNodeBuilder, free_ports};
+use cairn_node::status::{ClusterStatus, LivenessView};
+use cairn_testkit::{ProcessNode, ProcessNodeBuilder, free_ports, metadata_brokers};
 use tempfile::TempDir;
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -137,10 +140,11 @@ fn three_nodes_share_one_core_forward_writes_and_fail_over() {
 
     // SIGKILL the core leader: the other two elect another and still take writes.
     let killed = nodes[slot(controller)].take().expect("running").kill();
+    // The new leader marks the killed node dead after its grace: the brokers are the two.
     let survivors: Vec<i64> = (1..=3).filter(|&id| id != controller).collect();
     let new_controller = {
         let mut alive: Vec<&mut ProcessNode> = nodes.iter_mut().flatten().collect();
-        wait_agreed(&mut alive, &[1, 2, 3], Some(controller))
+        wait_agreed(&mut alive, &survivors, Some(controller))
     };
     assert!(survivors.contains(&new_controller), "{new_controller} leads");
     live(&nodes, survivors[0]).ok(&["topic", "create", "after-failover"]);
@@ -168,6 +172,142 @@ fn three_nodes_share_one_core_forward_writes_and_fail_over() {
     for node in nodes.into_iter().flatten() {
         drop(node.stop());
     }
+}
+
+/// The liveness grace of the default timers (3 × the 1.5 s shortest election timeout): a node
+/// silent for longer is marked dead by the core leader.
+const LIVENESS_GRACE: Duration = Duration::from_millis(4500);
+
+/// The longest a killed node may stay in the others' Metadata: the grace, a retry period of
+/// 3 s in case the first proposal is lost, and room for a slow machine to commit and apply.
+const LIVENESS_BOUND: Duration = Duration::from_secs(20);
+
+/// Waits until Metadata through every node of `nodes` lists `brokers` and `controller`.
+fn wait_metadata(nodes: &mut [&mut ProcessNode], controller: i64, brokers: &[i64]) {
+    let expected: Vec<i32> = brokers.iter().map(|&id| i32::try_from(id).expect("an id")).collect();
+    let controller = i32::try_from(controller).expect("an id");
+    let (first, rest) = nodes.split_first_mut().expect("a node");
+    first.wait_until("every node's Metadata to list the brokers", AGREE_TIMEOUT, |me| {
+        for node in std::iter::once(me).chain(rest.iter().map(|n| &**n)) {
+            let seen = metadata_brokers(node.bootstrap())?;
+            if seen != (controller, expected.clone()) {
+                return Err(format!("{} answers {seen:?}", node.bootstrap()));
+            }
+        }
+        Ok(())
+    });
+}
+
+#[test]
+#[expect(clippy::print_stderr, reason = "the measured time until a killed node is dropped")]
+fn a_killed_node_leaves_the_brokers_after_the_grace_and_returns_when_restarted() {
+    let (builders, _) = members(3);
+    let mut nodes: Vec<Option<ProcessNode>> = start_all(&builders).into_iter().map(Some).collect();
+    let controller = {
+        let mut all: Vec<&mut ProcessNode> = nodes.iter_mut().flatten().collect();
+        wait_agreed(&mut all, &[1, 2, 3], None)
+    };
+    // SIGKILL a node that does not lead: the leader stops hearing it.
+    let victim = (1..=3).find(|&id| id != controller).expect("a follower");
+    let survivors: Vec<i64> = (1..=3).filter(|&id| id != victim).collect();
+    let killed_at = Instant::now();
+    let dir = nodes[slot(victim)].take().expect("running").kill();
+    {
+        let mut alive: Vec<&mut ProcessNode> = nodes.iter_mut().flatten().collect();
+        wait_metadata(&mut alive, controller, &survivors);
+    }
+    let dropped = killed_at.elapsed();
+    eprintln!("node {victim} left the brokers {dropped:?} after SIGKILL");
+    // Not before the grace (less a heartbeat interval: the last answer was to a heartbeat sent
+    // up to one interval before the kill), and within the bound.
+    assert!(dropped >= LIVENESS_GRACE - Duration::from_millis(500), "dropped after {dropped:?}");
+    assert!(dropped <= LIVENESS_BOUND, "dropped after {dropped:?}");
+    // `cairn cluster status` through a survivor says so too.
+    let status = cluster_status(live(&nodes, survivors[0]));
+    assert_eq!(status.core.leader, Some(controller as u64));
+    assert_eq!(status.core.voters, vec![1, 2, 3]);
+    let liveness: Vec<(u64, LivenessView)> =
+        status.nodes.iter().map(|n| (n.id, n.liveness)).collect();
+    let expected: Vec<(u64, LivenessView)> = (1..=3)
+        .map(|id| (id, if id == victim as u64 { LivenessView::Dead } else { LivenessView::Alive }))
+        .collect();
+    assert_eq!(liveness, expected);
+    let table = live(&nodes, survivors[0]).ok(&[
+        "cluster",
+        "status",
+        "--admin",
+        &live(&nodes, survivors[0]).admin().to_string(),
+    ]);
+    let victim_row = format!("  {victim} ");
+    let row =
+        table.lines().find(|l| l.starts_with(&victim_row)).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("dead"), "{table}");
+    let leader_log = std::fs::read_to_string(live(&nodes, controller).log()).expect("a log");
+    let marked = leader_log.lines().filter(|l| l.contains("core leader set a node's liveness"));
+    assert_eq!(marked.count(), 1, "one proposal for one change\n{leader_log}");
+
+    // Restarted on its data, it registers again and is listed again by every node.
+    let mut restarted = builders[slot(victim)].spawn_in(dir);
+    restarted.wait_ready(AGREE_TIMEOUT);
+    nodes[slot(victim)] = Some(restarted);
+    let mut all: Vec<&mut ProcessNode> = nodes.iter_mut().flatten().collect();
+    wait_metadata(&mut all, controller, &[1, 2, 3]);
+    drop(all);
+    for node in nodes.into_iter().flatten() {
+        drop(node.stop());
+    }
+}
+
+/// `cairn cluster status --json` through `node`'s admin endpoint, decoded.
+fn cluster_status(node: &ProcessNode) -> ClusterStatus {
+    let admin = node.admin().to_string();
+    let json = node.ok(&["cluster", "status", "--admin", &admin, "--json"]);
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
+}
+
+#[test]
+fn cluster_status_of_a_single_node_and_its_errors() {
+    let node = ProcessNode::start(CAIRN);
+    let status = cluster_status(&node);
+    assert_eq!(status.node_id, 0);
+    assert_eq!(status.core.leader, Some(0));
+    assert_eq!(status.core.voters, vec![0]);
+    let committed = status.core.committed_index.expect("the core committed its start");
+    let applied = status.core.applied_index.expect("and applied it");
+    assert!(applied <= committed && applied >= 1, "{status:?}");
+    let [only] = status.nodes.as_slice() else { panic!("{status:?}") };
+    assert_eq!((only.id, only.kafka.as_str()), (0, node.bootstrap()));
+    assert_eq!(
+        (only.peer.as_str(), only.liveness, only.voter),
+        ("none", LivenessView::Alive, true)
+    );
+    assert_eq!(status.cluster_id.as_ref().map(String::len), Some(32));
+
+    let admin = node.admin().to_string();
+    let table = node.ok(&["cluster", "status", "--admin", &admin]);
+    assert!(table.contains("core: leader 0, term "), "{table}");
+    assert!(table.contains("LIVENESS"), "{table}");
+    let row = table.lines().find(|l| l.starts_with("  0 ")).unwrap_or_else(|| panic!("{table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells, ["0", node.bootstrap(), "none", "-", "alive", "leader"], "{table}");
+
+    // Nobody listening: a clear error, exit 1.
+    let port = free_ports(1)[0];
+    let nobody = format!("127.0.0.1:{port}");
+    let refused = node.fails(&["cluster", "status", "--admin", &nobody], b"");
+    assert!(
+        refused.contains(&format!("cannot reach the admin endpoint of a node at {nobody}")),
+        "{refused}"
+    );
+    // The Kafka listener is not an admin endpoint: it closes on the HTTP request.
+    let kafka = node.fails(&["cluster", "status", "--admin", node.bootstrap()], b"");
+    assert!(
+        kafka.contains("answered no valid HTTP response") || kafka.contains("cannot reach"),
+        "{kafka}"
+    );
+    let bad = node.fails(&["cluster", "status", "--admin", "no-port"], b"");
+    assert!(bad.contains("--admin no-port is not a HOST:PORT"), "{bad}");
+    drop(node.stop());
 }
 
 #[test]

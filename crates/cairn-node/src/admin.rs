@@ -1,7 +1,8 @@
 //! The admin HTTP server: `/health/live`, `/health/ready` and `/metrics` for orchestrators and
-//! Prometheus.
+//! Prometheus, and `/cluster` (JSON, [`crate::status::ClusterStatus`]) for `cairn cluster
+//! status`.
 //!
-//! A deliberately small, strict HTTP/1.1 server written by hand (three read-only endpoints do
+//! A deliberately small, strict HTTP/1.1 server written by hand (four read-only endpoints do
 //! not justify an HTTP stack): one request per connection, answered with `Connection: close`.
 //!
 //! - The request head (request line and headers) is read up to [`ADMIN_REQUEST_HEAD_BYTES_MAX`];
@@ -43,6 +44,8 @@ use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tracing::{debug, error, warn};
 
+use crate::status::ClusterView;
+
 /// Most admin connections served at once ([`AdminLimits::default`]).
 pub const ADMIN_CONNECTIONS_MAX: usize = 64;
 
@@ -69,6 +72,9 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
 const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
+/// `Content-Type` of `/cluster`.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
 /// What the admin endpoints report. Cloned into every connection task.
 #[derive(Debug, Clone)]
 pub struct AdminState {
@@ -79,6 +85,9 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     /// Offline partitions and a full disk, named by `/health/ready` (see [`ready_body`]).
     pub health: Arc<Health>,
+    /// The cluster as this node sees it, answered by `/cluster`; `None` (503) until the node
+    /// has its consistent core.
+    pub cluster: Option<ClusterView>,
 }
 
 /// Bounds of the admin server; [`AdminLimits::default`] is what the node uses, tests shorten
@@ -398,6 +407,7 @@ enum Endpoint {
     Live,
     Ready,
     Metrics,
+    Cluster,
 }
 
 fn respond(request: &Request<'_>, state: &AdminState) -> Response {
@@ -405,6 +415,7 @@ fn respond(request: &Request<'_>, state: &AdminState) -> Response {
         "/health/live" => Endpoint::Live,
         "/health/ready" => Endpoint::Ready,
         "/metrics" => Endpoint::Metrics,
+        "/cluster" => Endpoint::Cluster,
         _ => return Response::error(404).head_only(request.method == "HEAD"),
     };
     let head_only = match request.method {
@@ -425,8 +436,26 @@ fn respond(request: &Request<'_>, state: &AdminState) -> Response {
             body: state.registry.render().into_bytes(),
             head_only: false,
         },
+        Endpoint::Cluster => cluster_response(state.cluster.as_ref()),
     };
     response.head_only(head_only)
+}
+
+/// `/cluster`: the status as JSON, or 503 before the node has its core. The document grows
+/// with the registered nodes, at most `CLUSTER_NODES_MAX` of them (about 1 KiB each at most).
+fn cluster_response(view: Option<&ClusterView>) -> Response {
+    let Some(view) = view else {
+        return Response::text(503, "no cluster status yet: the node is starting\n");
+    };
+    match serde_json::to_vec(&view.status()) {
+        Ok(body) => {
+            Response { status: 200, content_type: JSON_CONTENT_TYPE, body, head_only: false }
+        }
+        Err(error) => {
+            error!(%error, "the cluster status does not encode as JSON");
+            Response::error(500)
+        }
+    }
 }
 
 /// `None` when the serving node is healthy (`/health/ready` answers 200 `ready`); else the body
@@ -522,6 +551,7 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
         _ => "Unknown",

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::admin::{AdminState, serve_admin};
 use crate::config::{NodeConfig, PeerList};
+use crate::status::{ClusterStatus, ClusterView};
 
 /// How often retention runs over every partition (Kafka's `log.retention.check.interval.ms`).
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
@@ -382,10 +383,12 @@ async fn serve<F: CoreForward>(
             .gauge("cairn_partitions_offline", OFFLINE_HELP)
             .context("registering the offline partitions gauge")?,
     ));
+    let status_meta = Arc::clone(&meta);
     let admin_state = AdminState {
         registry: Arc::clone(&registry),
         ready: Arc::clone(&ready),
         health: Arc::clone(&health),
+        cluster: Some(ClusterView::new(move || ClusterStatus::of(&status_meta.status()))),
     };
     let mut admin_stopping = stopping.clone();
     let admin_task = tokio::spawn(serve_admin(admin, admin_state, async move {

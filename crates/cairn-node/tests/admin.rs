@@ -14,6 +14,9 @@ use cairn_node::admin::{
     ADMIN_REQUEST_HEAD_BYTES_MAX, AdminLimits, AdminState, METRICS_CONTENT_TYPE, serve_admin,
     serve_admin_with,
 };
+use cairn_node::status::{
+    CLUSTER_STATUS_VERSION, ClusterStatus, ClusterView, CoreView, LivenessView, NodeView,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -39,6 +42,11 @@ impl Server {
 
     /// Starts with `limits`, or through [`serve_admin`] (the defaults) when `None`.
     async fn start_with(limits: Option<AdminLimits>) -> Server {
+        Server::start_viewing(limits, None).await
+    }
+
+    /// [`Server::start_with`], answering `/cluster` from `cluster`.
+    async fn start_viewing(limits: Option<AdminLimits>, cluster: Option<ClusterView>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let registry = Arc::new(Registry::new());
@@ -47,6 +55,7 @@ impl Server {
             registry: Arc::clone(&registry),
             ready: Arc::clone(&ready),
             health: Arc::default(),
+            cluster,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {
@@ -142,6 +151,60 @@ async fn readiness_follows_the_flag() {
         .get("GET", "/health/ready")
         .await
         .check("HTTP/1.1 503 Service Unavailable", "not ready\n");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cluster_answers_the_views_status_as_json() {
+    let server = Server::start().await;
+    let starting = "no cluster status yet: the node is starting\n";
+    server.get("GET", "/cluster").await.check("HTTP/1.1 503 Service Unavailable", starting);
+    server.stop().await;
+
+    let node = |id: u64, liveness| NodeView {
+        id,
+        kafka: format!("127.0.0.1:{}", 9000 + id),
+        peer: format!("127.0.0.1:{}", 9100 + id),
+        rack: (id == 2).then(|| "r2".to_owned()),
+        liveness,
+        voter: true,
+    };
+    let status = ClusterStatus {
+        version: CLUSTER_STATUS_VERSION,
+        cluster_id: Some("00112233445566778899aabbccddeeff".to_owned()),
+        node_id: 2,
+        core: CoreView {
+            leader: Some(1),
+            term: 4,
+            committed_index: Some(17),
+            applied_index: Some(16),
+            voters: vec![1, 2, 3],
+        },
+        nodes: vec![
+            node(1, LivenessView::Alive),
+            node(2, LivenessView::Alive),
+            node(3, LivenessView::Dead),
+        ],
+    };
+    let view = {
+        let status = status.clone();
+        ClusterView::new(move || status.clone())
+    };
+    let server = Server::start_viewing(None, Some(view)).await;
+    let response = server.get("GET", "/cluster").await;
+    assert_eq!(response.status_line, "HTTP/1.1 200 OK", "{response:?}");
+    assert_eq!(response.headers["content-type"], "application/json");
+    assert_eq!(response.headers["content-length"], response.body.len().to_string());
+    let decoded: ClusterStatus = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(decoded, status);
+    // The field names and values machines read.
+    for part in [r#""liveness":"dead""#, r#""leader":1"#, r#""rack":"r2""#, r#""rack":null"#] {
+        assert!(response.body.contains(part), "{part} in {}", response.body);
+    }
+    let head = server.get("HEAD", "/cluster").await;
+    assert_eq!((head.status_line.as_str(), head.body.as_str()), ("HTTP/1.1 200 OK", ""));
+    let post = server.get("POST", "/cluster").await;
+    post.check("HTTP/1.1 405 Method Not Allowed", "method not allowed\n");
     server.stop().await;
 }
 

@@ -7,7 +7,8 @@
 //!   process, with its metrics registry, stopped gracefully within a bound.
 //! - [`ProcessNode`]: a real `cairn serve` process on free loopback ports (readiness awaited,
 //!   SIGTERM or SIGKILL, restart on the same data directory, log captured), and [`run`] for any
-//!   other `cairn` command with a deadline.
+//!   other `cairn` command with a deadline; [`metadata_brokers`], the controller and brokers a
+//!   node's Metadata answer lists.
 //! - [`FaultProxy`]: a TCP proxy between two peers whose faults (drop one way or both, delay,
 //!   reject, cut) are switched while it runs, for the tests that cut peer links.
 //! - [`wire`]: raw Kafka request frames and response reading, for tests below the client.
@@ -28,7 +29,9 @@ pub mod proxy;
 pub mod wire;
 
 pub use node::{TestNode, TestNodeBuilder};
-pub use process::{ProcessNode, ProcessNodeBuilder, Run, clean_command, free_ports, run};
+pub use process::{
+    ProcessNode, ProcessNodeBuilder, Run, clean_command, free_ports, metadata_brokers, run,
+};
 pub use proxy::{Direction, Fault, FaultProxy};
 
 /// CRC32C (Castagnoli), bit by bit: slow and obviously right, a reference independent of the

@@ -482,6 +482,44 @@ impl Drop for ProcessNode {
     }
 }
 
+/// The controller id and the broker ids (sorted) of a Metadata answer (v12, no topics) from
+/// the Kafka listener at `bootstrap`, within [`METADATA_TIMEOUT`].
+///
+/// # Errors
+/// What failed: the connection, the exchange, or the decoding.
+pub fn metadata_brokers(bootstrap: &str) -> Result<(i32, Vec<i32>), String> {
+    use bytes::Buf as _;
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, ResponseHeader};
+    use kafka_protocol::protocol::Decodable as _;
+    const VERSION: i16 = 12;
+    let fail = |what: &str, error: &dyn std::fmt::Display| format!("metadata {what}: {error}");
+    let address: SocketAddr = bootstrap.parse().map_err(|e| fail("address", &e))?;
+    let mut stream =
+        TcpStream::connect_timeout(&address, METADATA_TIMEOUT).map_err(|e| fail("connect", &e))?;
+    stream.set_read_timeout(Some(METADATA_TIMEOUT)).map_err(|e| fail("timeout", &e))?;
+    let request = MetadataRequest::default().with_topics(Some(Vec::new()));
+    let frame = crate::wire::request_frame(ApiKey::Metadata, VERSION, 1, &request);
+    stream.write_all(&frame).map_err(|e| fail("send", &e))?;
+    let mut length = [0_u8; 4];
+    stream.read_exact(&mut length).map_err(|e| fail("read", &e))?;
+    let length = usize::try_from(i32::from_be_bytes(length)).map_err(|e| fail("length", &e))?;
+    let mut body = vec![0_u8; length];
+    stream.read_exact(&mut body).map_err(|e| fail("read", &e))?;
+    let mut body = bytes::Bytes::from(body);
+    ResponseHeader::decode(&mut body, ApiKey::Metadata.response_header_version(VERSION))
+        .map_err(|e| fail("header", &e))?;
+    let response = MetadataResponse::decode(&mut body, VERSION).map_err(|e| fail("decode", &e))?;
+    if body.has_remaining() {
+        return Err(format!("metadata: {} bytes after the answer", body.remaining()));
+    }
+    let mut brokers: Vec<i32> = response.brokers.iter().map(|b| b.node_id.0).collect();
+    brokers.sort_unstable();
+    Ok((response.controller_id.0, brokers))
+}
+
+/// How long [`metadata_brokers`] waits to connect and for each read.
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Whether the node serves: `GET /health/ready` answers 200, or 503 with a body saying it
 /// serves degraded (some partitions offline: the tests of that case look at it themselves).
 fn probe_ready(admin: SocketAddr) -> std::io::Result<bool> {

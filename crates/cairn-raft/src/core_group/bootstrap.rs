@@ -26,6 +26,7 @@ use cairn_types::NodeId;
 use openraft::Raft;
 use tokio::task::JoinHandle;
 
+use super::liveness::{self, LivenessTimers};
 use super::metadata::{CoreForward, CoreMetadata, CoreRequest, NoForward};
 use super::peers::{CORE_GROUP, CoreHandler, PeerForward};
 use super::state_machine::{CoreSnapshot, CoreStateMachine, Shared, SnapshotPolicy};
@@ -119,7 +120,8 @@ impl<D: Disk + Clone> CoreMetadata<D, PeerForward> {
     /// entry); a core that has a log or a vote never is again. Registers the core as group 0
     /// in the router, waits for a leader, catches up with its commit and runs the start
     /// commands, `SetClusterId` with `cluster_id` (the id every node derives from the same
-    /// settings) and this node's registration.
+    /// settings) and this node's registration. Then starts the liveness judge, which acts
+    /// while this node leads (`liveness.rs`).
     ///
     /// # Errors
     /// [`CoreError`]: storage, Raft, a refused start command, no leader in time,
@@ -150,6 +152,9 @@ impl<D: Disk + Clone> CoreMetadata<D, PeerForward> {
         peers.router.register(CORE_GROUP, handler);
         core.wait_ready(config.write_timeout).await?;
         core.settle(&node, Some(cluster_id), config.write_timeout).await?;
+        let timers = LivenessTimers::of(&config.timers);
+        let judge = tokio::spawn(liveness::run(Arc::downgrade(&core), timers));
+        core.stopper.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(judge);
         match core.cluster_id() {
             Some(id) if id == cluster_id => Ok(core),
             held => Err(CoreError::Cluster(format!(

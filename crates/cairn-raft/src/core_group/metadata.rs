@@ -105,6 +105,25 @@ impl CoreForward for NoForward {
     }
 }
 
+/// The core as one node sees it ([`CoreMetadata::status`]): plain values, no openraft type.
+#[derive(Clone, Debug)]
+pub struct CoreStatus {
+    /// The node answering.
+    pub node: NodeId,
+    /// The core's leader as this node knows it.
+    pub leader: Option<NodeId>,
+    /// The core's term as this node knows it.
+    pub term: u64,
+    /// The last core entry this node knows committed.
+    pub committed_index: Option<u64>,
+    /// The last core entry this node applied.
+    pub applied_index: Option<u64>,
+    /// The core's voters (its membership as this node knows it).
+    pub voters: Vec<NodeId>,
+    /// The state this node applied: nodes with addresses, racks and liveness.
+    pub state: Arc<CoreState>,
+}
+
 /// Why a write did not happen here.
 enum LocalWrite {
     /// Another node leads (or none is known): forward.
@@ -193,6 +212,40 @@ impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
             self.wait_applied(applied).await?;
         }
         Ok(done.reply)
+    }
+
+    /// Proposes `command` only if this node leads the core (never forwarded): the core
+    /// leader's own changes, such as liveness. Checked against the state as of the leader's
+    /// commit first, as every write.
+    ///
+    /// # Errors
+    /// [`MetaError::NotController`] if this node does not lead; the command's refusal;
+    /// [`MetaError::TimedOut`] when the outcome is unknown.
+    pub async fn propose_here(&self, command: CoreCommand) -> Result<(), MetaError> {
+        match self.write_here(CoreRequest::Command(command)).await {
+            Ok(_) => Ok(()),
+            Err(LocalWrite::NotLeader(leader)) => Err(MetaError::NotController(format!(
+                "this node no longer leads the core (leader: {leader:?})"
+            ))),
+            Err(LocalWrite::Failed(error)) => Err(error),
+        }
+    }
+
+    /// The core as this node sees it now: its leader and term, this node's commit and apply,
+    /// the voters and every registered node (`cairn cluster status`).
+    #[must_use]
+    pub fn status(&self) -> CoreStatus {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let voters = metrics.membership_config.membership().voter_ids().map(NodeId).collect();
+        CoreStatus {
+            node: self.node,
+            leader: metrics.current_leader.map(NodeId),
+            term: metrics.current_term,
+            committed_index: metrics.local_committed.map(|id| id.index),
+            applied_index: metrics.last_applied.map(|id| id.index),
+            voters,
+            state: self.state(),
+        }
     }
 
     /// Waits until this node applied every change the core committed before the call: a read

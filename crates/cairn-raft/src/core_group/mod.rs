@@ -11,6 +11,8 @@
 //! - `metadata.rs`: [`CoreMetadata`], the `MetadataStore`: reads from the published state,
 //!   writes checked and built by the leader, proposed, answered once committed and applied
 //!   here; a node that does not lead hands them to the leader through [`CoreForward`].
+//! - `liveness.rs`: the leader's judgement of which nodes are alive ([`LivenessTimers`]):
+//!   `SetLiveness` after a grace period of silence in the core's own Raft traffic.
 //! - `bootstrap.rs`: opening the core in `<data>/meta/raft/`: a new core is initialized with
 //!   this node as its only voter; the first leader sets the cluster id and registers the node;
 //!   a single node's `LocalMetadata` file is imported once and renamed `*.imported`.
@@ -20,6 +22,7 @@
 
 mod bootstrap;
 mod file;
+mod liveness;
 mod metadata;
 mod peers;
 mod state_machine;
@@ -36,7 +39,8 @@ use cairn_types::limits::{
 };
 
 pub use bootstrap::{CoreError, CorePeers};
-pub use metadata::{CoreForward, CoreMetadata, CoreRequest, Forwarded, NoForward};
+pub use liveness::LivenessTimers;
+pub use metadata::{CoreForward, CoreMetadata, CoreRequest, CoreStatus, Forwarded, NoForward};
 pub use peers::{CORE_GROUP, PeerForward};
 pub use state_machine::{CoreSnapshot, CoreSnapshotBuilder, CoreStateMachine};
 
