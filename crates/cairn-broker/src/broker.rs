@@ -572,7 +572,9 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         let count = doomed.len();
         blocking(move || {
             in_parallel(&doomed, |(topic, dir)| remove_partition(&disk, topic, dir));
-            drop(sync_dir(&disk, &topics_dir));
+            if let Err(error) = sync_dir(&disk, &topics_dir) {
+                tracing::error!(%error, "fsync of the topics directory failed; what is left is moved aside at the next start");
+            }
         })
         .await;
         tracing::info!(
