@@ -754,6 +754,9 @@ impl Proposed {
                 && let Some(pending) = self.parts[index].pending.take()
             {
                 pending.committed().await.map_err(|e| proposal_error(&self.tracker, e))?;
+                // The high watermark passes the entry before the producer hears of it (apply
+                // may come later): a fetch after the acknowledgement reads the records.
+                self.tracker.committed_through(appended.next_offset);
             }
             base.get_or_insert(appended.base_offset);
             next = appended.next_offset;

@@ -134,6 +134,14 @@ impl AppendSink for Tracker {
     }
 
     fn applied(&self, _index: RaftIndex, end: Offset) {
+        self.committed_through(end);
+    }
+}
+
+impl Tracker {
+    /// Every offset below `end` is committed (an entry ending there committed, or was
+    /// applied): the high watermark moves up to it, never back, and long polls are woken.
+    pub(crate) fn committed_through(&self, end: Offset) {
         let mut committed = None;
         self.replica_event(|replica| {
             advance_end(replica, end)?;
