@@ -1,7 +1,7 @@
 //! cairn's project automation, run as `cargo xtask <task>` (see `main.rs` for the task list).
 //!
 //! Scripts live here, in Rust, rather than in shell (STYLE.md rule 11): [`ci`] is the project's
-//! whole test command, [`compat`] runs the Kafka client compatibility suite, [`tidy`] holds
+//! whole test command, [`compat`] runs the Kafka client compatibility suite, [`sim`] sweeps the simulation of replication, [`tidy`] holds
 //! the project rules that rustc and clippy cannot see, and [`bench`] runs the benchmark suite
 //! behind `docs/benchmarks.md` (not part of CI: it is slow and its numbers are the machine's).
 
@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 pub mod bench;
 pub mod ci;
 pub mod compat;
+pub mod sim;
 pub mod tidy;
 
 /// The workspace root: the directory holding the root `Cargo.toml`, `crates/` and `xtask/`.

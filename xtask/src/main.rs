@@ -1,5 +1,5 @@
 //! `cargo xtask <task>`: the entry point of cairn's project automation (the tasks live in the
-//! `xtask` library: `ci.rs`, `compat.rs`, `tidy.rs`, `bench.rs`).
+//! `xtask` library: `ci.rs`, `compat.rs`, `sim.rs`, `tidy.rs`, `bench.rs`).
 
 use std::process::ExitCode;
 
@@ -22,7 +22,7 @@ tasks:
 const USAGE_HELP: &str = "  help    print this message\n";
 
 fn usage() -> String {
-    format!("{USAGE_TASKS}{}{USAGE_HELP}", xtask::bench::USAGE)
+    format!("{USAGE_TASKS}{}{}{USAGE_HELP}", xtask::sim::USAGE, xtask::bench::USAGE)
 }
 
 /// Runs the task and reports its failure itself, as one `error:` line plus its causes, without
@@ -52,6 +52,9 @@ fn run() -> Result<()> {
     let root = xtask::workspace_root();
     if task == "bench" {
         return xtask::bench::run(&root, &xtask::bench::Options::parse(rest)?);
+    }
+    if task == "sim" {
+        return xtask::sim::run(&root, &xtask::sim::Options::parse(rest)?);
     }
     if !rest.is_empty() {
         bail!("`cargo xtask {task}` takes no arguments, got `{}`\n\n{}", rest.join(" "), usage());

@@ -42,6 +42,7 @@ pub const LAYERS: &[&str] = &[
     "cairn-cli",
     "cairn-bench",
     "cairn-testkit",
+    "cairn-sim",
 ];
 
 /// Dependencies a crate must not have outside `[dev-dependencies]` although [`LAYERS`] puts

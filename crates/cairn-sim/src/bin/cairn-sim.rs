@@ -1,0 +1,59 @@
+//! `cairn-sim --seeds N [--from S]`: simulates seeds `S..S+N` (what `cargo xtask sim` runs)
+//! and prints one line per seed; a failing seed prints its violations and its replay command.
+
+#![expect(clippy::print_stderr, reason = "a command-line tool reports on stderr")]
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use cairn_sim::{Setup, simulate};
+
+fn parse(args: &[String]) -> Result<(u64, u64), String> {
+    let (mut seeds, mut from) = (32, 1);
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let value = rest.next().ok_or(format!("{flag} needs a value"))?;
+        let number =
+            value.parse::<u64>().map_err(|_| format!("{flag}: `{value}` is not a number"))?;
+        match flag.as_str() {
+            "--seeds" => seeds = number,
+            "--from" => from = number,
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok((seeds, from))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (seeds, from) = match parse(&args) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            eprintln!("error: {error}\nusage: cairn-sim --seeds N [--from S]");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = 0;
+    for seed in from..from.saturating_add(seeds) {
+        let started = Instant::now();
+        match simulate(seed, &Setup::default()) {
+            Ok(report) => eprintln!(
+                "seed {seed}: ok, {} acked, {} faults, {} terms, trace {:016x} ({:.1?})",
+                report.acked,
+                report.faults,
+                report.terms,
+                report.trace_hash,
+                started.elapsed()
+            ),
+            Err(failure) => {
+                failed += 1;
+                eprintln!("{failure}");
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {seeds} seeds failed");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,170 @@
+//! The checks after a run, over every replica's log as its disk holds it: every acknowledged
+//! record is on every replica, at its index, in its term, at the offset its leader gave it;
+//! the committed prefixes (through each group's fence) are byte-identical; each replica's
+//! offsets are consecutive; no term had two leaders.
+
+use cairn_storage::EntryHeader;
+use cairn_types::RaftIndex;
+use cairn_types::batch::Batches;
+use cairn_types::limits::BATCH_BYTES_MAX;
+
+use crate::world::{Ack, Group, State};
+
+/// One replica's log through its group's fence: each entry's header and stored bytes.
+struct Replica {
+    node: u64,
+    headers: Vec<EntryHeader>,
+    /// The entries' batches, concatenated.
+    bytes: Vec<u8>,
+}
+
+/// Reads `raft`'s entries from its log start through `last`.
+fn read_through(node: u64, raft: &Group, last: u64) -> Result<Replica, String> {
+    raft.log().with_log(|log| {
+        let mut replica = Replica { node, headers: Vec::new(), bytes: Vec::new() };
+        let mut from = log.start_index();
+        while from.0 <= last {
+            let headers = log
+                .read_entries(from, RaftIndex(last + 1), 1 << 20, &mut replica.bytes)
+                .map_err(|error| format!("node {node}: entry {} unreadable: {error}", from.0))?;
+            if headers.is_empty() {
+                return Err(format!("node {node} lacks entry {} (fence {last})", from.0));
+            }
+            from = RaftIndex(from.0 + headers.len() as u64);
+            replica.headers.extend(headers);
+        }
+        Ok(replica)
+    })
+}
+
+/// Whether every running replica of `group` holds its fence (in the fence's term): then the
+/// logs have converged far enough to check.
+#[must_use]
+pub fn caught_up(state: &State, group: u64) -> bool {
+    let Some(fence) = state.fences.get(&group) else { return false };
+    state.hosts.values().all(|groups| {
+        groups.get(&group).is_some_and(|raft| {
+            raft.log().with_log(|log| {
+                log.entry_at(RaftIndex(fence.index))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|entry| u64::try_from(entry.epoch.0).ok() == Some(fence.term))
+            })
+        })
+    })
+}
+
+/// Every violation of the run (module docs); empty if none.
+#[must_use]
+pub fn violations(state: &State, groups: &[u64]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (&(group, term), leaders) in &state.leaders {
+        if leaders.len() > 1 {
+            found.push(format!("group {group} term {term}: two leaders {leaders:?}"));
+        }
+    }
+    for &group in groups {
+        if let Err(violation) = check_group(state, group) {
+            found.push(format!("group {group}: {violation}"));
+        }
+    }
+    found
+}
+
+fn check_group(state: &State, group: u64) -> Result<(), String> {
+    let fence = state.fences.get(&group).ok_or("no fence was committed after healing")?;
+    let mut replicas = Vec::new();
+    for (&node, groups) in &state.hosts {
+        let raft = groups.get(&group).ok_or(format!("node {node} does not run it"))?;
+        replicas.push(read_through(node, raft, fence.index)?);
+    }
+    let first = replicas.first().ok_or("no replica runs")?;
+    for replica in &replicas {
+        consecutive(replica)?;
+        if replica.bytes != first.bytes {
+            return Err(format!(
+                "node {}'s log through {} differs from node {}'s",
+                replica.node, fence.index, first.node
+            ));
+        }
+    }
+    let acks = state.acks.iter().filter(|ack| ack.group == group);
+    for ack in acks.chain([fence]) {
+        let offset = state.appended.get(&(group, ack.ticket)).map(|&(_, offset)| offset);
+        for replica in &replicas {
+            holds(replica, ack, offset)?;
+        }
+    }
+    Ok(())
+}
+
+/// Indexes and offsets follow each other without gaps.
+fn consecutive(replica: &Replica) -> Result<(), String> {
+    for pair in replica.headers.windows(2) {
+        let [before, after] = pair else { continue };
+        if after.index.0 != before.index.0 + 1 || after.base_offset != before.next_offset {
+            return Err(format!(
+                "node {}: entry {} (offsets {}..{}) does not follow entry {} (..{})",
+                replica.node,
+                after.index.0,
+                after.base_offset.0,
+                after.next_offset.0,
+                before.index.0,
+                before.next_offset.0
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `replica` holds `ack` at its index, in its term, at `offset` (the one its leader gave it).
+fn holds(replica: &Replica, ack: &Ack, offset: Option<cairn_types::Offset>) -> Result<(), String> {
+    let node = replica.node;
+    let lost = |why: &str| format!("acknowledged record {} lost on node {node}: {why}", ack.ticket);
+    let start = replica.headers.first().map_or(0, |header| header.index.0);
+    let position = usize::try_from(ack.index.checked_sub(start).ok_or_else(|| lost("purged"))?)
+        .map_err(|_| lost("index"))?;
+    let header = replica.headers.get(position).ok_or_else(|| lost("beyond the log"))?;
+    if u64::try_from(header.epoch.0).ok() != Some(ack.term) {
+        return Err(lost(&format!(
+            "index {} has term {}, not {}",
+            ack.index, header.epoch.0, ack.term
+        )));
+    }
+    if offset.is_some_and(|offset| offset != header.base_offset) {
+        return Err(lost(&format!("offset {} is not {offset:?}", header.base_offset.0)));
+    }
+    let batch = Batches::new(&replica.bytes, BATCH_BYTES_MAX)
+        .nth(position)
+        .ok_or_else(|| lost("no batch"))?
+        .map_err(|error| lost(&format!("a corrupt batch: {error}")))?;
+    let value = batch.records().next().and_then(Result::ok).and_then(|record| record.value);
+    if value == Some(&ack.payload[..]) {
+        Ok(())
+    } else {
+        Err(lost(&format!("index {} holds {value:?}", ack.index)))
+    }
+}
+
+/// Where each replica of `group` is, for a failure's report: running or not, its log's next
+/// index and durable index, its role and term.
+#[must_use]
+pub fn positions(state: &State, nodes: &[u64], group: u64) -> String {
+    let fence = state.fences.get(&group).map(|fence| (fence.index, fence.term));
+    let mut out = format!("group {group} fence {fence:?}:");
+    for &node in nodes {
+        match state.hosts.get(&node).and_then(|groups| groups.get(&group)) {
+            None => out.push_str(&format!(" node {node} not running;")),
+            Some(raft) => {
+                let (next, durable) =
+                    raft.log().with_log(|log| (log.next_index().0, log.durable_index().0));
+                let role = raft.roles().current();
+                out.push_str(&format!(
+                    " node {node} next {next} durable {durable} {:?} term {} leader {:?};",
+                    role.state, role.term, role.leader
+                ));
+            }
+        }
+    }
+    out
+}
