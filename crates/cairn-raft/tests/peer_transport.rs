@@ -654,3 +654,36 @@ async fn garbage_before_the_handshake_is_closed() {
     assert!(matches!(next.receive().await.map(|f| f.message), Some(Message::Goodbye(_))));
     assert_eq!(logs.lines(&["node_id=2", "peer handshake failed", "limit is 1024"]).len(), 1);
 }
+
+/// A lane whose stream stalls without an error (the proxy holds every byte, as a middlebox or
+/// a simulated network may): after `PEER_LANE_SILENT_TIMEOUTS_MAX` calls time out with nothing
+/// from the peer, the lane is closed as stuck and dialled again, so calls go through once the
+/// path is clear, without anyone cutting the old connection.
+#[tokio::test]
+async fn a_stalled_lane_is_closed_and_dialled_again() {
+    let (logs, _guard) = Logs::capture();
+    let ((l1, a1), (l2, a2)) = (listener().await, listener().await);
+    let proxy = FaultProxy::start(a2);
+    let n1 = start(config(1, Some(CLUSTER), &[(2, proxy.address())]), l1, &Grant::open());
+    let _n2 = start(config(2, Some(CLUSTER), &[(1, a1)]), l2, &Grant::open());
+    assert!(n1.wait_connected(2, WAIT).await);
+    let to2 = n1.client(2);
+    assert!(to2.call(GROUP, Request::Vote(vote_request()), deadline()).await.is_ok());
+
+    // Held for an hour: the open connection is stuck, and so is any new one for now.
+    let connections = n1.stats().borrow().connections;
+    proxy.set(Fault::Delay(Duration::from_secs(3600)));
+    for _ in 0..cairn_types::limits::PEER_LANE_SILENT_TIMEOUTS_MAX {
+        let short = Instant::now() + Duration::from_millis(200);
+        let lost = to2.call(GROUP, Request::Vote(vote_request()), short).await;
+        assert!(matches!(lost, Err(CallError::Timeout)), "{lost:?}");
+    }
+
+    // The path clears (the held connection is never cut): the lane was closed as stuck and is
+    // dialled again, so a call goes through; on the held connection it would time out.
+    proxy.set(Fault::Pass);
+    wait_stats(&n1, "the stuck lane dialled again", |s| s.connections > connections).await;
+    let answered = to2.call(GROUP, Request::Vote(vote_request()), deadline()).await;
+    assert!(answered.is_ok(), "{answered:?}");
+    assert_eq!(logs.lines(&["node_id=1", "peer connection stuck"]).len(), 1);
+}

@@ -297,6 +297,12 @@ pub const PEER_RECONNECT_BACKOFF_MS_MAX: u64 = 2000;
 /// Longest a peer connection may take from connect to an accepted handshake.
 pub const PEER_HANDSHAKE_TIMEOUT_MS: u64 = 5000;
 
+/// Calls on one peer lane that may time out in a row, with no frame at all from the peer in the
+/// meantime, before the lane is taken for stuck and closed so that it is dialled again (a
+/// stream that stalls without an error: a middlebox holding segments, a peer whose reader is
+/// wedged). A lane that answers anything, even late, is alive.
+pub const PEER_LANE_SILENT_TIMEOUTS_MAX: u32 = 3;
+
 /// Longest a peer's heartbeat coalescer holds a group's heartbeat before it sends the batch
 /// (RFC 0003 §6: one `Heartbeats` frame per peer every 10 ms, or every
 /// [`PEER_HEARTBEATS_GROUPS_MAX`] groups).

@@ -13,11 +13,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use cairn_types::limits::PEER_LANE_SILENT_TIMEOUTS_MAX;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tokio::time::Instant;
@@ -180,6 +181,10 @@ pub(crate) struct Connection {
     inbound: Arc<Semaphore>,
     /// The node's counters.
     stats: watch::Sender<PeerStats>,
+    /// Calls timed out in a row since the last frame from the peer.
+    silent_timeouts: AtomicU32,
+    /// Set when this node closed the connection as stuck.
+    stalled: AtomicBool,
 }
 
 /// Why a connection ended, for its one log line.
@@ -195,6 +200,9 @@ pub(crate) enum Ended {
     Protocol(String),
     /// This node closed it: replaced by a newer connection, or shutting down.
     Closed,
+    /// This node closed it as stuck: [`PEER_LANE_SILENT_TIMEOUTS_MAX`] calls timed out in a row
+    /// with nothing at all from the peer. The lane is dialled again.
+    Stalled,
 }
 
 impl Connection {
@@ -219,6 +227,18 @@ impl Connection {
             next_correlation: AtomicU64::new(1),
             inbound: Arc::new(Semaphore::new(limits.inbound_requests_max)),
             stats,
+            silent_timeouts: AtomicU32::new(0),
+            stalled: AtomicBool::new(false),
+        }
+    }
+
+    /// A call timed out, or could not even be queued (the queue or the pending calls full):
+    /// after [`PEER_LANE_SILENT_TIMEOUTS_MAX`] in a row with no frame from the peer, the
+    /// connection is closed as stuck.
+    fn note_timeout(&self) {
+        let silent = self.silent_timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+        if silent >= PEER_LANE_SILENT_TIMEOUTS_MAX && !self.stalled.swap(true, Ordering::Relaxed) {
+            self.close();
         }
     }
 
@@ -254,6 +274,8 @@ impl Connection {
         {
             let mut pending = self.pending();
             if pending.len() >= self.calls_pending_max {
+                drop(pending);
+                self.note_timeout();
                 return Err(CallError::Unreachable(Unreachable::TooManyPending));
             }
             pending.insert(correlation, sender);
@@ -274,6 +296,8 @@ impl Connection {
             Err(unreachable) => {
                 if unreachable == Unreachable::QueueFull {
                     self.stats.send_modify(|s| s.calls_queue_full += 1);
+                    // Nothing drains the queue: as telling as a timeout if the peer is silent.
+                    self.note_timeout();
                 }
                 Err(CallError::Unreachable(unreachable))
             }
@@ -329,6 +353,7 @@ impl Connection {
 
     /// Handles one frame read from the peer.
     fn dispatch(self: &Arc<Self>, frame: Frame, router: &Arc<Router>) -> Result<(), Ended> {
+        self.silent_timeouts.store(0, Ordering::Relaxed);
         if frame.version != self.version {
             return Err(Ended::Protocol(format!(
                 "frame of version {}, the connection speaks {}",
@@ -384,7 +409,10 @@ impl PendingCall {
         let message = match tokio::time::timeout_at(self.deadline, &mut self.answer).await {
             Ok(Ok(message)) => message,
             Ok(Err(_)) => return Err(CallError::Unreachable(Unreachable::ConnectionLost)),
-            Err(_) => return Err(CallError::Timeout),
+            Err(_) => {
+                self.connection.note_timeout();
+                return Err(CallError::Timeout);
+            }
         };
         use crate::peer::body::kind;
         match (self.request_kind, message) {
@@ -478,7 +506,7 @@ where
         _ = shutdown.wait_for(|stop| *stop) => Ended::Closed,
     };
     connection.close();
-    ended
+    if connection.stalled.load(Ordering::Relaxed) { Ended::Stalled } else { ended }
 }
 
 async fn read_frames<R: AsyncRead + Unpin>(

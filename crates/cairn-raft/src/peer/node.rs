@@ -376,6 +376,16 @@ fn log_end(me: u64, peer: u64, lane: Lane, ended: &Ended) {
             tracing::info!(node_id = me, peer, ?lane, ?reason, message = %goodbye.message, "peer said goodbye");
         }
         Ended::Closed => tracing::debug!(node_id = me, peer, ?lane, "peer connection closed"),
+        Ended::Stalled => {
+            let timeouts = cairn_types::limits::PEER_LANE_SILENT_TIMEOUTS_MAX;
+            tracing::warn!(
+                node_id = me,
+                peer,
+                ?lane,
+                timeouts,
+                "peer connection stuck: calls timed out with nothing from the peer; reconnecting"
+            );
+        }
     }
 }
 
