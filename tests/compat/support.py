@@ -21,6 +21,11 @@ from confluent_kafka.admin import AdminClient, NewTopic
 # asked about it beyond the coordinator lookups librdkafka makes on its own.
 UNUSED_GROUP_ID = "cairn-compat-unused"
 
+# Where a new partition's first record lands: every partition is a Raft group, and its log
+# starts with the group's membership entry (offset 0) and its first leader's blank entry
+# (offset 1), both control batches that consumers skip.
+FIRST_OFFSET = 2
+
 # Seconds a client call that talks to the broker may take before the test fails.
 CALL_TIMEOUT_S = 30.0
 
@@ -205,7 +210,7 @@ def to_record(message) -> Record:
     )
 
 
-def assert_contiguous(records: list[Record], low: int = 0) -> None:
+def assert_contiguous(records: list[Record], low: int = FIRST_OFFSET) -> None:
     """Offsets of one partition's records are `low, low + 1, ...` with no gap or repeat."""
     offsets = [r.offset for r in records]
     expected = list(range(low, low + len(records)))

@@ -14,6 +14,7 @@ from kafka import KafkaProducer
 
 from support import (
     CALL_TIMEOUT_S,
+    FIRST_OFFSET,
     Deadline,
     assert_contiguous,
     create_topic,
@@ -61,7 +62,7 @@ def test_kafka_python_producer(broker, acks):
     finally:
         producer.close(timeout=CALL_TIMEOUT_S)
     if acks != 0:
-        assert [m.offset for m in metadata] == list(range(RECORD_COUNT))
+        assert [m.offset for m in metadata] == list(range(FIRST_OFFSET, FIRST_OFFSET + RECORD_COUNT))
     check_topic(broker.bootstrap, topic)
 
 
@@ -89,7 +90,7 @@ def test_aiokafka_producer(broker, acks):
 
     metadata = asyncio.run(produce())
     if acks != 0:
-        assert [m.offset for m in metadata] == list(range(RECORD_COUNT))
+        assert [m.offset for m in metadata] == list(range(FIRST_OFFSET, FIRST_OFFSET + RECORD_COUNT))
     check_topic(broker.bootstrap, topic)
 
 
@@ -134,5 +135,5 @@ def test_aiokafka_consumer_reads_back(broker):
             await asyncio.wait_for(consumer.stop(), CALL_TIMEOUT_S)
 
     received = asyncio.run(roundtrip())
-    assert [m.offset for m in received] == list(range(RECORD_COUNT))
+    assert [m.offset for m in received] == list(range(FIRST_OFFSET, FIRST_OFFSET + RECORD_COUNT))
     assert [(m.key, m.value) for m in received] == [record(i) for i in range(RECORD_COUNT)]

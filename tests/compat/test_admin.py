@@ -20,6 +20,7 @@ from kafka.admin import KafkaAdminClient
 
 from support import (
     CALL_TIMEOUT_S,
+    FIRST_OFFSET,
     Deadline,
     admin_client,
     confluent_producer,
@@ -158,14 +159,16 @@ def test_deleted_topic_name_can_be_reused_empty(broker):
         for i in range(10):
             producer.produce(topic, value=b"%d" % i, partition=0)
         assert producer.flush(timeout=CALL_TIMEOUT_S) == 0
-    assert watermarks(broker.bootstrap, topic, 1) == {0: (0, 10)}
+    assert watermarks(broker.bootstrap, topic, 1) == {0: (0, FIRST_OFFSET + 10)}
 
     admin = admin_client(broker.bootstrap)
     admin.delete_topics([topic], **OPERATION_TIMEOUTS)[topic].result(timeout=CALL_TIMEOUT_S)
     wait_until_deleted(admin, topic)
 
     create_topic(broker.bootstrap, topic)
-    assert watermarks(broker.bootstrap, topic, 1) == {0: (0, 0)}, "the old records came back"
+    assert watermarks(broker.bootstrap, topic, 1) == {0: (0, FIRST_OFFSET)}, (
+        "the old records came back"
+    )
 
 
 def test_create_existing_topic_is_topic_already_exists(broker):

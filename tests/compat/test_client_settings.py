@@ -24,6 +24,7 @@ from kafka.errors import IncompatibleBrokerVersion
 
 from support import (
     CALL_TIMEOUT_S,
+    FIRST_OFFSET,
     confluent_producer,
     create_topic,
     read_all,
@@ -80,7 +81,7 @@ def test_kafka_python_producer_without_idempotence(broker, acks):
         metadata = producer.send(name, value=b"stored").get(timeout=CALL_TIMEOUT_S)
     finally:
         producer.close(timeout=CALL_TIMEOUT_S)
-    assert metadata.offset == 0
+    assert metadata.offset == FIRST_OFFSET
     assert [r.value for r in read_all(broker.bootstrap, name, 1)[0]] == [b"stored"]
 
 
@@ -121,7 +122,7 @@ def test_aiokafka_default_producer_works(broker):
         finally:
             await asyncio.wait_for(producer.stop(), CALL_TIMEOUT_S)
 
-    assert asyncio.run(produce()).offset == 0
+    assert asyncio.run(produce()).offset == FIRST_OFFSET
 
 
 def test_kafka_python_consumer_with_a_group_fails_fast(broker, topic):

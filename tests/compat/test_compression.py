@@ -10,6 +10,7 @@ from kafka import KafkaProducer
 
 from support import (
     CALL_TIMEOUT_S,
+    FIRST_OFFSET,
     Deadline,
     assert_contiguous,
     confluent_producer,
@@ -102,7 +103,7 @@ def test_kafka_python_producer(broker, codec):
         offsets = [future.get(timeout=max(0.1, deadline.remaining())).offset for future in futures]
     finally:
         producer.close(timeout=CALL_TIMEOUT_S)
-    assert offsets == list(range(RECORD_COUNT))
+    assert offsets == list(range(FIRST_OFFSET, FIRST_OFFSET + RECORD_COUNT))
 
     # Read back by the other implementation.
     records = read_all(broker.bootstrap, topic, 1)[0]

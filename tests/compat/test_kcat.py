@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from support import CALL_TIMEOUT_S, create_topic, unique_topic
+from support import CALL_TIMEOUT_S, FIRST_OFFSET, create_topic, unique_topic
 
 RECORD_COUNT = 300
 
@@ -81,7 +81,7 @@ def test_produce_snappy_with_keys_then_consume_json(broker):
     output = kcat(broker, "-C", "-t", topic, "-p", "0", "-o", "beginning", "-e", "-J", "-q")
     messages = [json.loads(line) for line in output.splitlines() if line.strip()]
     assert len(messages) == RECORD_COUNT, f"consumed {len(messages)} of {RECORD_COUNT}"
-    assert [m["offset"] for m in messages] == list(range(RECORD_COUNT))
+    assert [m["offset"] for m in messages] == list(range(FIRST_OFFSET, FIRST_OFFSET + RECORD_COUNT))
     for message, line in zip(messages, lines, strict=True):
         want_key, want_value = line.split(":", 1)
         assert (message["key"], message["payload"]) == (want_key, want_value)

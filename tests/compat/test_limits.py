@@ -12,6 +12,7 @@ from kafka import errors as kafka_errors
 
 from support import (
     CALL_TIMEOUT_S,
+    FIRST_OFFSET,
     confluent_producer,
     create_topic,
     read_all,
@@ -68,7 +69,7 @@ def test_confluent_kafka_record_over_topic_limit_is_message_too_large(broker, to
         assert error is None, (
             f"a {UNDER_LIMIT_VALUE_BYTES}-byte record under the limit was refused: {error}"
         )
-        assert offset == 0
+        assert offset == FIRST_OFFSET
 
         error, _ = confluent_send(producer, topic, b"o" * OVER_LIMIT_VALUE_BYTES)
         assert error is not None, "a record over max.message.bytes was stored"
@@ -77,8 +78,8 @@ def test_confluent_kafka_record_over_topic_limit_is_message_too_large(broker, to
         # The log is unharmed: the next small record gets the next offset, and only the
         # accepted records are there.
         error, offset = confluent_send(producer, topic, b"small")
-        assert (error, offset) == (None, 1)
-    assert watermarks(broker.bootstrap, topic, 1) == {0: (0, 2)}
+        assert (error, offset) == (None, FIRST_OFFSET + 1)
+    assert watermarks(broker.bootstrap, topic, 1) == {0: (0, FIRST_OFFSET + 2)}
     values = [r.value for r in read_all(broker.bootstrap, topic, 1)[0]]
     assert values == [b"u" * UNDER_LIMIT_VALUE_BYTES, b"small"]
 
@@ -97,11 +98,11 @@ def test_kafka_python_record_over_topic_limit_is_message_too_large(broker, topic
     )
     try:
         under = producer.send(topic, key=b"k", value=b"u" * UNDER_LIMIT_VALUE_BYTES, partition=0)
-        assert under.get(timeout=CALL_TIMEOUT_S).offset == 0
+        assert under.get(timeout=CALL_TIMEOUT_S).offset == FIRST_OFFSET
         over = producer.send(topic, key=b"k", value=b"o" * OVER_LIMIT_VALUE_BYTES, partition=0)
         with pytest.raises(kafka_errors.MessageSizeTooLargeError):
             over.get(timeout=CALL_TIMEOUT_S)
         small = producer.send(topic, key=b"k", value=b"small", partition=0)
-        assert small.get(timeout=CALL_TIMEOUT_S).offset == 1
+        assert small.get(timeout=CALL_TIMEOUT_S).offset == FIRST_OFFSET + 1
     finally:
         producer.close(timeout=CALL_TIMEOUT_S)

@@ -12,6 +12,7 @@ from kafka import errors as kafka_errors
 
 from support import (
     CALL_TIMEOUT_S,
+    FIRST_OFFSET,
     Deadline,
     admin_client,
     confluent_producer,
@@ -42,13 +43,15 @@ def topic(broker) -> str:
 
 
 # Timestamp asked for -> the offset ListOffsets must answer: the first record at or after it.
+# Record i is at offset FIRST_OFFSET + i; the log ends at END.
 BY_TIMESTAMP = [
-    (BASE_TIMESTAMP_MS - 5 * STEP_MS, 0),
-    (BASE_TIMESTAMP_MS, 0),
-    (BASE_TIMESTAMP_MS + 3 * STEP_MS, 3),
-    (BASE_TIMESTAMP_MS + 3 * STEP_MS + 500, 4),
-    (BASE_TIMESTAMP_MS + (RECORD_COUNT - 1) * STEP_MS, RECORD_COUNT - 1),
+    (BASE_TIMESTAMP_MS - 5 * STEP_MS, FIRST_OFFSET),
+    (BASE_TIMESTAMP_MS, FIRST_OFFSET),
+    (BASE_TIMESTAMP_MS + 3 * STEP_MS, FIRST_OFFSET + 3),
+    (BASE_TIMESTAMP_MS + 3 * STEP_MS + 500, FIRST_OFFSET + 4),
+    (BASE_TIMESTAMP_MS + (RECORD_COUNT - 1) * STEP_MS, FIRST_OFFSET + RECORD_COUNT - 1),
 ]
+END = FIRST_OFFSET + RECORD_COUNT
 AFTER_LAST = BASE_TIMESTAMP_MS + RECORD_COUNT * STEP_MS
 
 
@@ -58,7 +61,7 @@ def test_confluent_consumer_watermarks_and_offsets_for_times(broker, topic):
         tp = TopicPartition(topic, 0)
         assert consumer.get_watermark_offsets(tp, timeout=CALL_TIMEOUT_S, cached=False) == (
             0,
-            RECORD_COUNT,
+            END,
         )
         for timestamp, offset in BY_TIMESTAMP:
             (answer,) = consumer.offsets_for_times(
@@ -85,13 +88,13 @@ def test_confluent_admin_list_offsets(broker, topic):
         )
 
     assert ask(OffsetSpec.earliest()).offset == 0
-    assert ask(OffsetSpec.latest()).offset == RECORD_COUNT
+    assert ask(OffsetSpec.latest()).offset == END
     answer = ask(OffsetSpec.for_timestamp(BASE_TIMESTAMP_MS + 3 * STEP_MS + 500))
-    assert (answer.offset, answer.timestamp) == (4, BASE_TIMESTAMP_MS + 4 * STEP_MS)
+    assert (answer.offset, answer.timestamp) == (FIRST_OFFSET + 4, BASE_TIMESTAMP_MS + 4 * STEP_MS)
     # The record with the largest timestamp (ListOffsets v7+, timestamp -3).
     newest = ask(OffsetSpec.max_timestamp())
     assert (newest.offset, newest.timestamp) == (
-        RECORD_COUNT - 1,
+        END - 1,
         BASE_TIMESTAMP_MS + (RECORD_COUNT - 1) * STEP_MS,
     )
 
@@ -106,13 +109,13 @@ def test_kafka_python_offsets(broker, topic):
         tp = KafkaPythonTopicPartition(topic, 0)
         timeout_ms = int(CALL_TIMEOUT_S * 1000)
         assert consumer.beginning_offsets([tp], timeout_ms=timeout_ms) == {tp: 0}
-        assert consumer.end_offsets([tp], timeout_ms=timeout_ms) == {tp: RECORD_COUNT}
+        assert consumer.end_offsets([tp], timeout_ms=timeout_ms) == {tp: END}
         for timestamp, offset in BY_TIMESTAMP:
             answer = consumer.offsets_for_times({tp: timestamp}, timeout_ms=timeout_ms)[tp]
             assert answer is not None and answer.offset == offset, (
                 f"timestamp {timestamp}: {answer}"
             )
-            assert answer.timestamp == BASE_TIMESTAMP_MS + offset * STEP_MS
+            assert answer.timestamp == BASE_TIMESTAMP_MS + (offset - FIRST_OFFSET) * STEP_MS
         assert consumer.offsets_for_times({tp: AFTER_LAST}, timeout_ms=timeout_ms)[tp] is None
     finally:
         consumer.close(autocommit=False)
@@ -121,7 +124,7 @@ def test_kafka_python_offsets(broker, topic):
 def test_confluent_fetch_at_end_is_end_of_partition(broker, topic):
     consumer = Consumer(consumer_config(broker.bootstrap))
     try:
-        consumer.assign([TopicPartition(topic, 0, RECORD_COUNT)])
+        consumer.assign([TopicPartition(topic, 0, END)])
         deadline = Deadline(CALL_TIMEOUT_S, "end-of-partition event")
         while True:
             deadline.check()
@@ -131,7 +134,7 @@ def test_confluent_fetch_at_end_is_end_of_partition(broker, topic):
             error = message.error()
             assert error is not None, f"a record past the end: offset {message.offset()}"
             assert error.code() == KafkaError._PARTITION_EOF, error
-            assert message.offset() == RECORD_COUNT
+            assert message.offset() == END
             return
     finally:
         consumer.close()

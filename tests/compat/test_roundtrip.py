@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka import KafkaError
 
 from support import (
+    FIRST_OFFSET,
     Deadline,
     assert_contiguous,
     confluent_producer,
@@ -104,7 +105,7 @@ def test_100k_records_roundtrip_with_keys_and_headers(broker):
         assert len(got) == len(want), (
             f"partition {partition}: read {len(got)} records, {len(want)} were acknowledged"
         )
-        assert_contiguous(got, low=0)
+        assert_contiguous(got, low=FIRST_OFFSET)
         # Acknowledged offsets are the offsets the records are read back at.
         assert [r.offset for r in got] == [delivered[i][1] for i in want]
         # Records of one partition come back in the order they were sent.
@@ -181,7 +182,7 @@ def test_pipelined_produce_requests_keep_send_order(broker, client):
         finally:
             producer.close(timeout=30)
 
-    misplaced = [(i, offset) for i, offset in enumerate(offsets) if offset != i]
+    misplaced = [(i, offset) for i, offset in enumerate(offsets) if offset != FIRST_OFFSET + i]
     assert not misplaced, (
         f"{len(misplaced)} of {PIPELINED_RECORD_COUNT} records stored out of send order; "
         f"first (sent as, stored at): {misplaced[:10]}"

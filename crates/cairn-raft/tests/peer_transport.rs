@@ -657,7 +657,7 @@ async fn garbage_before_the_handshake_is_closed() {
 
 /// A lane whose stream stalls without an error (the proxy holds every byte, as a middlebox or
 /// a simulated network may): after `PEER_LANE_SILENT_TIMEOUTS_MAX` calls time out with nothing
-/// from the peer, the lane is closed as stuck and dialled again, so calls go through once the
+/// from the peer for `PEER_LANE_SILENT_MS`, the lane is closed as stuck and dialled again, so calls go through once the
 /// path is clear, without anyone cutting the old connection.
 #[tokio::test]
 async fn a_stalled_lane_is_closed_and_dialled_again() {
@@ -673,9 +673,12 @@ async fn a_stalled_lane_is_closed_and_dialled_again() {
     // Held for an hour: the open connection is stuck, and so is any new one for now.
     let connections = n1.stats().borrow().connections;
     proxy.set(Fault::Delay(Duration::from_secs(3600)));
-    for _ in 0..cairn_types::limits::PEER_LANE_SILENT_TIMEOUTS_MAX {
-        let short = Instant::now() + Duration::from_millis(200);
-        let lost = to2.call(GROUP, Request::Vote(vote_request()), short).await;
+    // Calls time out for longer than the lane may stay silent (the last one after it).
+    let silent = Duration::from_millis(cairn_types::limits::PEER_LANE_SILENT_MS);
+    let calls = cairn_types::limits::PEER_LANE_SILENT_TIMEOUTS_MAX;
+    let each = silent / (calls - 1) + Duration::from_millis(50);
+    for _ in 0..calls {
+        let lost = to2.call(GROUP, Request::Vote(vote_request()), Instant::now() + each).await;
         assert!(matches!(lost, Err(CallError::Timeout)), "{lost:?}");
     }
 

@@ -205,7 +205,11 @@ impl<F: DiskFile> Segment<F> {
         self.size = position + header.total_bytes();
         self.next = header.next_offset();
         self.next_index = self.next_index.plus(1);
-        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        // A control batch (Raft's blank and membership entries) is nobody's record: its time
+        // answers no lookup by timestamp and ages no segment.
+        if !header.is_control() {
+            self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        }
         self.bytes_since_index += header.total_bytes();
     }
 
@@ -366,7 +370,7 @@ impl<F: DiskFile> Segment<F> {
             .map_or(self.start(), |entry| self.boundary_of(&entry));
         let mut walk = self.walk(from, epochs);
         while let Some(walked) = walk.next_header()? {
-            if walked.header.max_timestamp >= timestamp {
+            if !walked.header.is_control() && walked.header.max_timestamp >= timestamp {
                 return Ok(Some(walked.header.base_offset));
             }
         }

@@ -297,11 +297,16 @@ pub const PEER_RECONNECT_BACKOFF_MS_MAX: u64 = 2000;
 /// Longest a peer connection may take from connect to an accepted handshake.
 pub const PEER_HANDSHAKE_TIMEOUT_MS: u64 = 5000;
 
-/// Calls on one peer lane that may time out in a row, with no frame at all from the peer in the
-/// meantime, before the lane is taken for stuck and closed so that it is dialled again (a
-/// stream that stalls without an error: a middlebox holding segments, a peer whose reader is
-/// wedged). A lane that answers anything, even late, is alive.
+/// Calls on one peer lane that may time out (or fail to be queued) in a row, with no frame at
+/// all from the peer in the meantime, before the lane may be taken for stuck: closed so that it
+/// is dialled again (a stream that stalls without an error: a middlebox holding segments, a
+/// peer whose reader is wedged). A lane that answers anything, even late, is alive.
 pub const PEER_LANE_SILENT_TIMEOUTS_MAX: u32 = 3;
+
+/// How long a peer lane must also have been silent (no frame at all) before it is taken for
+/// stuck: long enough that a peer merely slowed down (a busy machine, a long fsync) is not
+/// disconnected, which would only add reconnections to its load.
+pub const PEER_LANE_SILENT_MS: u64 = 5000;
 
 /// Longest a peer's heartbeat coalescer holds a group's heartbeat before it sends the batch
 /// (RFC 0003 §6: one `Heartbeats` frame per peer every 10 ms, or every

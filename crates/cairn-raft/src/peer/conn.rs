@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use cairn_types::limits::PEER_LANE_SILENT_TIMEOUTS_MAX;
+use cairn_types::limits::{PEER_LANE_SILENT_MS, PEER_LANE_SILENT_TIMEOUTS_MAX};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tokio::time::Instant;
@@ -183,6 +183,9 @@ pub(crate) struct Connection {
     stats: watch::Sender<PeerStats>,
     /// Calls timed out in a row since the last frame from the peer.
     silent_timeouts: AtomicU32,
+    /// When the connection was made, and the last frame from the peer (ms after it).
+    opened: Instant,
+    last_frame_ms: AtomicU64,
     /// Set when this node closed the connection as stuck.
     stalled: AtomicBool,
 }
@@ -201,7 +204,7 @@ pub(crate) enum Ended {
     /// This node closed it: replaced by a newer connection, or shutting down.
     Closed,
     /// This node closed it as stuck: [`PEER_LANE_SILENT_TIMEOUTS_MAX`] calls timed out in a row
-    /// with nothing at all from the peer. The lane is dialled again.
+    /// with nothing at all from the peer for [`PEER_LANE_SILENT_MS`]. The lane is dialled again.
     Stalled,
 }
 
@@ -228,18 +231,28 @@ impl Connection {
             inbound: Arc::new(Semaphore::new(limits.inbound_requests_max)),
             stats,
             silent_timeouts: AtomicU32::new(0),
+            opened: Instant::now(),
+            last_frame_ms: AtomicU64::new(0),
             stalled: AtomicBool::new(false),
         }
     }
 
     /// A call timed out, or could not even be queued (the queue or the pending calls full):
-    /// after [`PEER_LANE_SILENT_TIMEOUTS_MAX`] in a row with no frame from the peer, the
-    /// connection is closed as stuck.
+    /// after [`PEER_LANE_SILENT_TIMEOUTS_MAX`] in a row with no frame from the peer for
+    /// [`PEER_LANE_SILENT_MS`], the connection is closed as stuck.
     fn note_timeout(&self) {
         let silent = self.silent_timeouts.fetch_add(1, Ordering::Relaxed) + 1;
-        if silent >= PEER_LANE_SILENT_TIMEOUTS_MAX && !self.stalled.swap(true, Ordering::Relaxed) {
+        let quiet_ms = self.elapsed_ms().saturating_sub(self.last_frame_ms.load(Ordering::Relaxed));
+        if silent >= PEER_LANE_SILENT_TIMEOUTS_MAX
+            && quiet_ms >= PEER_LANE_SILENT_MS
+            && !self.stalled.swap(true, Ordering::Relaxed)
+        {
             self.close();
         }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn pending(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<Message>>> {
@@ -354,6 +367,7 @@ impl Connection {
     /// Handles one frame read from the peer.
     fn dispatch(self: &Arc<Self>, frame: Frame, router: &Arc<Router>) -> Result<(), Ended> {
         self.silent_timeouts.store(0, Ordering::Relaxed);
+        self.last_frame_ms.store(self.elapsed_ms(), Ordering::Relaxed);
         if frame.version != self.version {
             return Err(Ended::Protocol(format!(
                 "frame of version {}, the connection speaks {}",
