@@ -13,7 +13,9 @@
 //! - otherwise (newer than every epoch known): no answer.
 //!
 //! A leader's current epoch counts as started at the log end even before its first entry is
-//! appended (Kafka records it in the cache when the replica becomes leader).
+//! appended (Kafka records it in the cache when the replica becomes leader). Epochs are seen as
+//! Kafka's cache holds them once the log start moved: those wholly before the log start are
+//! gone, and the one holding the log start starts there (cairn's history file keeps them all).
 
 use cairn_storage::EpochStart;
 use cairn_types::{LeaderEpoch, Offset};
@@ -31,18 +33,20 @@ pub struct EpochEnd {
     pub end_offset: Offset,
 }
 
-/// Where `requested` ends in a log whose epoch history is `history` (oldest first) and whose
-/// next offset is `log_end`; `current` is the leader's own epoch, counted as starting at
-/// `log_end` if the history does not have it yet. `None` is Kafka's undefined answer
-/// (`UNDEFINED_EPOCH`, `UNDEFINED_EPOCH_OFFSET`). See the module docs for the rules.
+/// Where `requested` ends in a log whose epoch history is `history` (oldest first) and which
+/// holds the offsets `log_start..log_end`; `current` is the leader's own epoch, counted as
+/// starting at `log_end` if the history does not have it yet. `None` is Kafka's undefined
+/// answer (`UNDEFINED_EPOCH`, `UNDEFINED_EPOCH_OFFSET`). See the module docs for the rules.
 #[must_use]
 pub fn epoch_end(
     history: &[EpochStart],
     current: Option<LeaderEpoch>,
-    log_end: Offset,
+    (log_start, log_end): (Offset, Offset),
     requested: LeaderEpoch,
 ) -> Option<EpochEnd> {
-    let kept = history.iter().map(|start| (start.epoch, start.start_offset));
+    // Epochs wholly before the log start are gone (the next one starts at or before it).
+    let gone = history.partition_point(|start| start.start_offset <= log_start).saturating_sub(1);
+    let kept = history[gone..].iter().map(|start| (start.epoch, start.start_offset.max(log_start)));
     let newest = history.last().map(|start| start.epoch);
     let pending = current.filter(|current| newest.is_none_or(|newest| *current > newest));
     let starts: Vec<(LeaderEpoch, Offset)> =
@@ -85,7 +89,9 @@ mod tests {
     fn kafka_rules_on_a_gapped_history() {
         // Epochs 2 at 0, 4 at 10, 7 at 25; log end 40.
         let history = history(&[(2, 0), (4, 10), (7, 25)]);
-        let end = |requested| epoch_end(&history, Some(LeaderEpoch(7)), Offset(40), requested);
+        let end = |requested| {
+            epoch_end(&history, Some(LeaderEpoch(7)), (Offset(0), Offset(40)), requested)
+        };
         assert_eq!(end(LeaderEpoch(7)), answer(7, 40), "the current epoch ends at the log end");
         assert_eq!(end(LeaderEpoch(4)), answer(4, 25));
         assert_eq!(end(LeaderEpoch(5)), answer(4, 25), "an epoch without entries: the one before");
@@ -98,14 +104,29 @@ mod tests {
     #[test]
     fn a_leader_epoch_not_yet_in_the_history_starts_at_the_log_end() {
         let history = history(&[(2, 0), (4, 10)]);
-        let end = |requested| epoch_end(&history, Some(LeaderEpoch(6)), Offset(30), requested);
+        let end = |requested| {
+            epoch_end(&history, Some(LeaderEpoch(6)), (Offset(0), Offset(30)), requested)
+        };
         assert_eq!(end(LeaderEpoch(6)), answer(6, 30));
         assert_eq!(end(LeaderEpoch(4)), answer(4, 30));
         assert_eq!(end(LeaderEpoch(5)), answer(4, 30));
         // A follower (no epoch of its own): its latest epoch is the newest in the history.
-        assert_eq!(epoch_end(&history, None, Offset(30), LeaderEpoch(4)), answer(4, 30));
-        assert_eq!(epoch_end(&history, None, Offset(30), LeaderEpoch(5)), None);
-        assert_eq!(epoch_end(&[], None, Offset(0), LeaderEpoch(0)), None, "no history at all");
+        let bounds = (Offset(0), Offset(30));
+        assert_eq!(epoch_end(&history, None, bounds, LeaderEpoch(4)), answer(4, 30));
+        assert_eq!(epoch_end(&history, None, bounds, LeaderEpoch(5)), None);
+        let empty = (Offset(0), Offset(0));
+        assert_eq!(epoch_end(&[], None, empty, LeaderEpoch(0)), None, "no history at all");
+    }
+
+    #[test]
+    fn epochs_before_the_log_start_are_gone() {
+        // Epochs 2 at 0, 4 at 10, 7 at 25; the log starts at 15, inside epoch 4.
+        let history = history(&[(2, 0), (4, 10), (7, 25)]);
+        let end = |requested| epoch_end(&history, None, (Offset(15), Offset(40)), requested);
+        assert_eq!(end(LeaderEpoch(2)), answer(2, 15), "older than every epoch kept");
+        assert_eq!(end(LeaderEpoch(3)), answer(3, 15));
+        assert_eq!(end(LeaderEpoch(4)), answer(4, 25));
+        assert_eq!(end(LeaderEpoch(7)), answer(7, 40));
     }
 
     /// A log as the model: the epoch of every offset (non-decreasing), from `first`.
@@ -125,16 +146,25 @@ mod tests {
         /// Against the log itself: the answer for a requested epoch is the newest epoch at or
         /// below it that wrote an offset, ending after its last offset (the log end for the
         /// newest); older than all: the first offset; newer than all: none.
+        /// The history is written with the whole log; the model is what is left of the log
+        /// after `deleted` offsets went from its start.
         #[test]
-        fn answers_match_the_log((first, epochs) in log(), requested in -1i32..40) {
+        fn answers_match_the_log(
+            (first, whole) in log(),
+            deleted in any::<prop::sample::Index>(),
+            requested in -1i32..40,
+        ) {
             let mut starts = Vec::new();
-            for (i, &epoch) in epochs.iter().enumerate() {
+            for (i, &epoch) in whole.iter().enumerate() {
                 if starts.last().is_none_or(|&(last, _)| last != epoch) {
                     starts.push((epoch, first + i as u64));
                 }
             }
-            let log_end = first + epochs.len() as u64;
-            let got = epoch_end(&history(&starts), None, Offset(log_end), LeaderEpoch(requested));
+            let log_end = first + whole.len() as u64;
+            let deleted = deleted.index(whole.len());
+            let (first, epochs) = (first + deleted as u64, &whole[deleted..]);
+            let bounds = (Offset(first), Offset(log_end));
+            let got = epoch_end(&history(&starts), None, bounds, LeaderEpoch(requested));
             let newest = *epochs.last().expect("a non-empty log");
             let wrote: Vec<u64> = (0..epochs.len())
                 .filter(|&i| epochs[i] <= requested)

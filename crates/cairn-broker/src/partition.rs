@@ -423,7 +423,8 @@ impl<D: Volume> Partition<D> {
             replica.check_epoch(current)?;
             replica.fetch_bound()?;
             let history = log.epoch_history();
-            Ok(epoch_end(history, Some(replica.epoch()), log.next_offset(), requested))
+            let bounds = (log.start_offset(), log.next_offset());
+            Ok(epoch_end(history, Some(replica.epoch()), bounds, requested))
         })
     }
 
