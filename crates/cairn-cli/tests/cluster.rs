@@ -541,6 +541,18 @@ fn endpoints<'a>(nodes: impl Iterator<Item = (i32, &'a StrBytes, i32)>) -> Vec<(
     nodes.map(|(id, host, port)| (id, format!("{host}:{port}"))).collect()
 }
 
+/// The node among `ids` whose replica of partition 0 of `topic` leads: the one that answers
+/// OffsetForLeaderEpoch, which only a leader does. (Metadata cannot tell during an election: a
+/// replica that knows no leader names the core's preferred one.)
+fn answering_leader(addrs: &[String], ids: &[i64], topic: &str) -> Result<i64, String> {
+    for &id in ids {
+        if epoch_end(&addrs[slot(id)], topic, -1)?.0 == 0 {
+            return Ok(id);
+        }
+    }
+    Err(format!("none of {ids:?} leads {topic} yet"))
+}
+
 #[test]
 fn a_new_leader_answers_where_the_killed_leaders_epoch_ended_and_followers_hint_at_it() {
     let (builders, _) = members(3);
@@ -548,64 +560,47 @@ fn a_new_leader_answers_where_the_killed_leaders_epoch_ended_and_followers_hint_
     let addrs: Vec<String> = nodes.iter().flatten().map(|n| n.bootstrap().to_owned()).collect();
     let addr = |id: i64| addrs[slot(id)].as_str();
     live(&nodes, 1).ok(&["topic", "create", "e", "--partitions", "1", "--replication-factor", "3"]);
-    let mut old = (0, 0, uuid::Uuid::nil());
-    nodes[0].as_mut().expect("node 1").wait_until("a partition leader", AGREE_TIMEOUT, |one| {
-        let leader = i64::from(leader_and_epoch(one.bootstrap(), "e")?.0);
-        // The leader's own view: it leads, at its epoch.
-        old = leader_and_epoch(addr(leader), "e")?;
-        if i64::from(old.0) == leader { Ok(()) } else { Err(format!("{old:?}")) }
-    });
-    let (leader, old_epoch, topic_id) = (i64::from(old.0), old.1, old.2);
-    // Acknowledged under the old epoch: the last offset of the last batch.
-    let mut last_acked = -1;
-    nodes[slot(leader)].as_mut().expect("running").wait_until(
-        "writes acknowledged by the leader",
-        AGREE_TIMEOUT,
-        |node| {
-            for _ in 0..3 {
-                let response = produce_batch(node.bootstrap(), "e", 10, 9)?;
-                let answer = &response.responses[0].partition_responses[0];
-                if answer.error_code != 0 {
-                    return Err(format!("produce refused: {answer:?}"));
-                }
-                last_acked = answer.base_offset + 9;
+    // Writes acknowledged under one epoch of one leader: the last offset of the last batch.
+    let (mut leader, mut old_epoch, mut topic_id, mut last_acked) = (0, 0, uuid::Uuid::nil(), -1);
+    nodes[0].as_mut().expect("node 1").wait_until("writes acknowledged", AGREE_TIMEOUT, |_| {
+        leader = answering_leader(&addrs, &[1, 2, 3], "e")?;
+        let before = leader_and_epoch(addr(leader), "e")?;
+        for _ in 0..3 {
+            let response = produce_batch(addr(leader), "e", 10, 9)?;
+            let answer = &response.responses[0].partition_responses[0];
+            if answer.error_code != 0 {
+                return Err(format!("produce refused: {answer:?}"));
             }
-            Ok(())
-        },
-    );
+            last_acked = answer.base_offset + 9;
+        }
+        let after = leader_and_epoch(addr(leader), "e")?;
+        if before != after || i64::from(after.0) != leader {
+            return Err(format!("leadership moved: {before:?} then {after:?}"));
+        }
+        (old_epoch, topic_id) = (after.1, after.2);
+        Ok(())
+    });
     assert_eq!(epoch_end(addr(leader), "e", old_epoch), Ok((0, old_epoch, last_acked + 1)));
 
     let _killed = nodes[slot(leader)].take().expect("running").kill();
-    let survivor = (1..=3).find(|&id| id != leader).expect("a survivor");
-    let mut new = (0, 0, uuid::Uuid::nil());
-    nodes[slot(survivor)].as_mut().expect("running").wait_until(
+    let survivors: Vec<i64> = (1..=3).filter(|&id| id != leader).collect();
+    let mut new_leader = 0;
+    nodes[slot(survivors[0])].as_mut().expect("running").wait_until(
         "a new partition leader",
         AGREE_TIMEOUT,
-        |node| {
-            let named = i64::from(leader_and_epoch(node.bootstrap(), "e")?.0);
-            if named == leader {
-                return Err(format!("{leader} still named"));
-            }
-            new = leader_and_epoch(addr(named), "e")?;
-            if i64::from(new.0) == named { Ok(()) } else { Err(format!("{new:?}")) }
+        |_| {
+            new_leader = answering_leader(&addrs, &survivors, "e")?;
+            Ok(())
         },
     );
-    let (new_leader, new_epoch) = (i64::from(new.0), new.1);
+    // The old epoch ends right after the last offset acknowledged under it.
+    assert_eq!(epoch_end(addr(new_leader), "e", old_epoch), Ok((0, old_epoch, last_acked + 1)));
+    let new = leader_and_epoch(addr(new_leader), "e").expect("the new leader's metadata");
+    assert_eq!(i64::from(new.0), new_leader, "a leader names itself");
+    let new_epoch = new.1;
     assert!(new_epoch > old_epoch, "{new_epoch} after {old_epoch}");
-    // The old epoch ends right after the last offset acknowledged under it. (The new leader
-    // answers NOT_LEADER_OR_FOLLOWER until its replica has taken the role: a client retries.)
-    let mut answer = Ok((6, -1, -1));
-    nodes[slot(new_leader)].as_mut().expect("running").wait_until(
-        "the new leader to answer",
-        AGREE_TIMEOUT,
-        |node| {
-            answer = epoch_end(node.bootstrap(), "e", old_epoch);
-            if answer == Ok((6, -1, -1)) { Err("not leading yet".to_owned()) } else { Ok(()) }
-        },
-    );
-    assert_eq!(answer, Ok((0, old_epoch, last_acked + 1)));
 
-    let follower = (1..=3).find(|&id| id != leader && id != new_leader).expect("a follower");
+    let follower = *survivors.iter().find(|&&id| id != new_leader).expect("a follower");
     let at_leader = vec![(new.0, addr(new_leader).to_owned())];
     assert_eq!(epoch_end(addr(follower), "e", old_epoch), Ok((6, -1, -1)));
     nodes[slot(follower)].as_mut().expect("running").wait_until(
