@@ -384,26 +384,23 @@ fn a_bad_peer_list_is_refused_at_start() {
     assert!(!dir.path().join("data").exists(), "nothing is created for a refused start");
 }
 
-/// The leader of partition 0 of `topic` as `node`'s `topic describe` shows it (`None` while
-/// there is none, `-1`).
-fn partition_leader(node: &ProcessNode, topic: &str) -> Result<i64, String> {
-    let run = node.cairn(&["topic", "describe", topic], b"");
-    if !run.status.success() {
-        return Err(format!("describe failed: {}", run.stderr));
-    }
-    let row = run.stdout.lines().find(|line| line.split_whitespace().next() == Some("0"));
-    let leader = row.and_then(|row| row.split_whitespace().nth(1)?.parse::<i64>().ok());
-    match leader {
-        Some(leader) if leader > 0 => Ok(leader),
-        _ => Err(format!("no leader yet: {}", run.stdout)),
-    }
-}
-
 /// The values of partition 0 of `topic` (keyless records: each line `\t<value>`), read from
-/// the start through `node`.
-fn values(node: &ProcessNode, topic: &str) -> Vec<String> {
-    let read = node.ok(&["consume", topic, "--partition", "0"]);
-    read.lines().map(|line| line.strip_prefix('\t').unwrap_or(line).to_owned()).collect()
+/// the start through `node` once there are at least `count`: an acks=all write is answered at
+/// commit and the high watermark moves at apply, just after (until a new leader's first apply,
+/// `OFFSET_NOT_AVAILABLE`). Any other failure fails the test.
+fn values(node: &mut ProcessNode, topic: &str, count: usize) -> Vec<String> {
+    let mut read = Vec::new();
+    node.wait_until("the high watermark", AGREE_TIMEOUT, |node| {
+        let run = node.cairn(&["consume", topic, "--partition", "0"], b"");
+        if !run.status.success() {
+            assert!(run.stderr.contains("OFFSET_NOT_AVAILABLE"), "{}", run.stderr);
+            return Err(run.stderr);
+        }
+        let lines = run.stdout.lines();
+        read = lines.map(|line| line.strip_prefix('\t').unwrap_or(line).to_owned()).collect();
+        if read.len() >= count { Ok(()) } else { Err(format!("{} records", read.len())) }
+    });
+    read
 }
 
 /// Produces `lines` with acks=all to partition 0 of `topic` through `leader`, again while it
@@ -425,10 +422,11 @@ fn produce_all(leader: &mut ProcessNode, topic: &str, lines: &str) {
 fn a_replicated_partition_keeps_every_acknowledged_record_when_its_leader_is_killed() {
     let (builders, _) = members(3);
     let mut nodes: Vec<Option<ProcessNode>> = start_all(&builders).into_iter().map(Some).collect();
+    let addrs: Vec<String> = nodes.iter().flatten().map(|n| n.bootstrap().to_owned()).collect();
     live(&nodes, 1).ok(&["topic", "create", "r", "--partitions", "1", "--replication-factor", "3"]);
     let mut leader = 0;
-    nodes[0].as_mut().expect("node 1").wait_until("a partition leader", AGREE_TIMEOUT, |one| {
-        leader = partition_leader(one, "r")?;
+    nodes[0].as_mut().expect("node 1").wait_until("a partition leader", AGREE_TIMEOUT, |_| {
+        leader = answering_leader(&addrs, &[1, 2, 3], "r")?;
         Ok(())
     });
     // A follower refuses produce: only the group's leader appends.
@@ -438,24 +436,24 @@ fn a_replicated_partition_keeps_every_acknowledged_record_when_its_leader_is_kil
 
     let first: String = (0..100).map(|i| format!("before-{i}\n")).collect();
     produce_all(nodes[slot(leader)].as_mut().expect("running"), "r", &first);
-    assert_eq!(values(live(&nodes, leader), "r").len(), 100);
+    assert_eq!(values(nodes[slot(leader)].as_mut().expect("running"), "r", 100).len(), 100);
 
     // SIGKILL the leader: another replica is elected, has every acknowledged record, and
     // takes writes.
     let killed = nodes[slot(leader)].take().expect("running").kill();
-    let survivor = (1..=3).find(|&id| id != leader).expect("a survivor");
+    let survivors: Vec<i64> = (1..=3).filter(|&id| id != leader).collect();
     let mut new_leader = 0;
-    nodes[slot(survivor)].as_mut().expect("running").wait_until(
+    nodes[slot(survivors[0])].as_mut().expect("running").wait_until(
         "a new partition leader",
         AGREE_TIMEOUT,
-        |node| {
-            new_leader = partition_leader(node, "r")?;
-            if new_leader == leader { Err(format!("{leader} still named")) } else { Ok(()) }
+        |_| {
+            new_leader = answering_leader(&addrs, &survivors, "r")?;
+            Ok(())
         },
     );
     let second: String = (0..100).map(|i| format!("after-{i}\n")).collect();
     produce_all(nodes[slot(new_leader)].as_mut().expect("running"), "r", &second);
-    let read = values(live(&nodes, new_leader), "r");
+    let read = values(nodes[slot(new_leader)].as_mut().expect("running"), "r", 200);
     let expected: Vec<String> = first.lines().chain(second.lines()).map(str::to_owned).collect();
     assert_eq!(read, expected);
 
