@@ -50,6 +50,7 @@ use kafka_protocol::messages::list_offsets_request::ListOffsetsRequest;
 use kafka_protocol::messages::metadata_request::MetadataRequest;
 use kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
+use kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderEpochRequest;
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::sasl_authenticate_request::SaslAuthenticateRequest;
 use kafka_protocol::messages::sasl_handshake_request::SaslHandshakeRequest;
@@ -135,6 +136,7 @@ default_requests! {
     Produce => ProduceRequest,
     Fetch => FetchRequest,
     ListOffsets => ListOffsetsRequest,
+    OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
     Metadata => MetadataRequest,
     OffsetCommit => OffsetCommitRequest,
     OffsetFetch => OffsetFetchRequest,

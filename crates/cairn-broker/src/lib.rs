@@ -12,12 +12,15 @@
 //! - [`Replica`] is the pure state machine a partition carries out: role, leader epoch, log
 //!   start and end, flushed and committed offsets; typed [`Refusal`]s, and [`Violation`]s of its
 //!   invariants that take the partition offline.
+//! - [`epoch_end`] answers OffsetForLeaderEpoch from a log's leader-epoch history, by Kafka's
+//!   rules ([`Partition::epoch_end`] adds the epoch and leadership checks).
 //! - [`Health`] lists the partitions that are offline (cannot be opened, failed, or found
 //!   corrupt) and whether the disk is full, for readiness and metrics.
 //!
 //! This crate knows no wire protocol; cairn-kafka maps its errors to Kafka error codes.
 
 mod broker;
+mod epoch_end;
 mod error;
 mod health;
 mod layout;
@@ -28,6 +31,7 @@ mod tracker;
 mod volume;
 
 pub use broker::{Broker, BrokerConfig};
+pub use epoch_end::{EpochEnd, epoch_end};
 pub use error::{BrokerError, PartitionError};
 pub use health::{Health, OfflinePartition};
 pub use partition::{

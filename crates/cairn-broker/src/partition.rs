@@ -44,6 +44,7 @@ use cairn_types::limits::{APPEND_BYTES_MAX, BATCH_BYTES_MAX};
 use cairn_types::{LeaderEpoch, NodeId, Offset};
 use tokio::sync::{oneshot, watch};
 
+use crate::epoch_end::{EpochEnd, epoch_end};
 use crate::error::PartitionError;
 use crate::health::Health;
 use crate::replica::{Refusal, Replica, Role};
@@ -403,6 +404,28 @@ impl<D: Volume> Partition<D> {
     /// [`PartitionError::Refused`] with `FencedEpoch` or `UnknownEpoch`.
     pub fn check_epoch(&self, requested: Option<LeaderEpoch>) -> Result<(), PartitionError> {
         Ok(lock(&self.tracker.replica).check_epoch(requested)?)
+    }
+
+    /// OffsetForLeaderEpoch: where epoch `requested` ends in this leader's log
+    /// ([`crate::epoch_end`], Kafka's rules; `None` is Kafka's undefined answer), after Kafka's
+    /// checks in Kafka's order: the request's current leader epoch (`current`, `None` if it
+    /// sent none), then leadership.
+    ///
+    /// # Errors
+    /// [`PartitionError::Failed`] offline; [`PartitionError::Refused`] with `FencedEpoch`,
+    /// `UnknownEpoch` or `NotLeader`.
+    pub fn epoch_end(
+        &self,
+        current: Option<LeaderEpoch>,
+        requested: LeaderEpoch,
+    ) -> Result<Option<EpochEnd>, PartitionError> {
+        self.with_log(|log, replica| {
+            replica.check_epoch(current)?;
+            replica.fetch_bound()?;
+            let history = log.epoch_history();
+            let bounds = (log.start_offset(), log.next_offset());
+            Ok(epoch_end(history, Some(replica.epoch()), bounds, requested))
+        })
     }
 
     /// Current settings.

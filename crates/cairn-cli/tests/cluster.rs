@@ -3,7 +3,10 @@
 //! a failover after the leader is killed, a restart that rejoins without initializing again,
 //! a killed node dropped from Metadata's brokers by the core leader and listed again once back,
 //! `cairn cluster status` of one node and of three (liveness included) and its errors,
-//! a peer of another cluster refused at the handshake, and a bad `--peers` refused at start.
+//! a peer of another cluster refused at the handshake, a bad `--peers` refused at start, and
+//! after a partition leader is killed: OffsetForLeaderEpoch through the new leader ending the
+//! old epoch right after its last acknowledged offset, a follower refusing it, and the KIP-951
+//! leader hint of a follower's Produce (v12) and Fetch (v16) refusals.
 //!
 //! Nothing sleeps to synchronise: readiness and every agreement between nodes are polled with a
 //! deadline (`ProcessNode::wait_until`, which also ends if the node exits); every node is
@@ -12,7 +15,20 @@
 use std::time::{Duration, Instant};
 
 use cairn_node::status::{ClusterStatus, LivenessView};
-use cairn_testkit::{ProcessNode, ProcessNodeBuilder, free_ports, metadata_brokers};
+use cairn_testkit::{ProcessNode, ProcessNodeBuilder, free_ports, kafka_call, metadata_brokers};
+use cairn_types::batch::BatchBuilder;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
 use tempfile::TempDir;
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -368,26 +384,23 @@ fn a_bad_peer_list_is_refused_at_start() {
     assert!(!dir.path().join("data").exists(), "nothing is created for a refused start");
 }
 
-/// The leader of partition 0 of `topic` as `node`'s `topic describe` shows it (`None` while
-/// there is none, `-1`).
-fn partition_leader(node: &ProcessNode, topic: &str) -> Result<i64, String> {
-    let run = node.cairn(&["topic", "describe", topic], b"");
-    if !run.status.success() {
-        return Err(format!("describe failed: {}", run.stderr));
-    }
-    let row = run.stdout.lines().find(|line| line.split_whitespace().next() == Some("0"));
-    let leader = row.and_then(|row| row.split_whitespace().nth(1)?.parse::<i64>().ok());
-    match leader {
-        Some(leader) if leader > 0 => Ok(leader),
-        _ => Err(format!("no leader yet: {}", run.stdout)),
-    }
-}
-
 /// The values of partition 0 of `topic` (keyless records: each line `\t<value>`), read from
-/// the start through `node`.
-fn values(node: &ProcessNode, topic: &str) -> Vec<String> {
-    let read = node.ok(&["consume", topic, "--partition", "0"]);
-    read.lines().map(|line| line.strip_prefix('\t').unwrap_or(line).to_owned()).collect()
+/// the start through `node` once there are at least `count`: an acks=all write is answered at
+/// commit and the high watermark moves at apply, just after (until a new leader's first apply,
+/// `OFFSET_NOT_AVAILABLE`). Any other failure fails the test.
+fn values(node: &mut ProcessNode, topic: &str, count: usize) -> Vec<String> {
+    let mut read = Vec::new();
+    node.wait_until("the high watermark", AGREE_TIMEOUT, |node| {
+        let run = node.cairn(&["consume", topic, "--partition", "0"], b"");
+        if !run.status.success() {
+            assert!(run.stderr.contains("OFFSET_NOT_AVAILABLE"), "{}", run.stderr);
+            return Err(run.stderr);
+        }
+        let lines = run.stdout.lines();
+        read = lines.map(|line| line.strip_prefix('\t').unwrap_or(line).to_owned()).collect();
+        if read.len() >= count { Ok(()) } else { Err(format!("{} records", read.len())) }
+    });
+    read
 }
 
 /// Produces `lines` with acks=all to partition 0 of `topic` through `leader`, again while it
@@ -409,10 +422,11 @@ fn produce_all(leader: &mut ProcessNode, topic: &str, lines: &str) {
 fn a_replicated_partition_keeps_every_acknowledged_record_when_its_leader_is_killed() {
     let (builders, _) = members(3);
     let mut nodes: Vec<Option<ProcessNode>> = start_all(&builders).into_iter().map(Some).collect();
+    let addrs: Vec<String> = nodes.iter().flatten().map(|n| n.bootstrap().to_owned()).collect();
     live(&nodes, 1).ok(&["topic", "create", "r", "--partitions", "1", "--replication-factor", "3"]);
     let mut leader = 0;
-    nodes[0].as_mut().expect("node 1").wait_until("a partition leader", AGREE_TIMEOUT, |one| {
-        leader = partition_leader(one, "r")?;
+    nodes[0].as_mut().expect("node 1").wait_until("a partition leader", AGREE_TIMEOUT, |_| {
+        leader = answering_leader(&addrs, &[1, 2, 3], "r")?;
         Ok(())
     });
     // A follower refuses produce: only the group's leader appends.
@@ -422,24 +436,24 @@ fn a_replicated_partition_keeps_every_acknowledged_record_when_its_leader_is_kil
 
     let first: String = (0..100).map(|i| format!("before-{i}\n")).collect();
     produce_all(nodes[slot(leader)].as_mut().expect("running"), "r", &first);
-    assert_eq!(values(live(&nodes, leader), "r").len(), 100);
+    assert_eq!(values(nodes[slot(leader)].as_mut().expect("running"), "r", 100).len(), 100);
 
     // SIGKILL the leader: another replica is elected, has every acknowledged record, and
     // takes writes.
     let killed = nodes[slot(leader)].take().expect("running").kill();
-    let survivor = (1..=3).find(|&id| id != leader).expect("a survivor");
+    let survivors: Vec<i64> = (1..=3).filter(|&id| id != leader).collect();
     let mut new_leader = 0;
-    nodes[slot(survivor)].as_mut().expect("running").wait_until(
+    nodes[slot(survivors[0])].as_mut().expect("running").wait_until(
         "a new partition leader",
         AGREE_TIMEOUT,
-        |node| {
-            new_leader = partition_leader(node, "r")?;
-            if new_leader == leader { Err(format!("{leader} still named")) } else { Ok(()) }
+        |_| {
+            new_leader = answering_leader(&addrs, &survivors, "r")?;
+            Ok(())
         },
     );
     let second: String = (0..100).map(|i| format!("after-{i}\n")).collect();
     produce_all(nodes[slot(new_leader)].as_mut().expect("running"), "r", &second);
-    let read = values(live(&nodes, new_leader), "r");
+    let read = values(nodes[slot(new_leader)].as_mut().expect("running"), "r", 200);
     let expected: Vec<String> = first.lines().chain(second.lines()).map(str::to_owned).collect();
     assert_eq!(read, expected);
 
@@ -460,4 +474,174 @@ fn a_replicated_partition_keeps_every_acknowledged_record_when_its_leader_is_kil
     for node in nodes.into_iter().flatten() {
         drop(node.stop());
     }
+}
+
+/// Partition 0 of `topic` in `node`'s Metadata (v12): its leader, leader epoch and the topic id.
+fn leader_and_epoch(bootstrap: &str, topic: &str) -> Result<(i32, i32, uuid::Uuid), String> {
+    let wanted = MetadataRequestTopic::default().with_name(Some(wire_name(topic)));
+    let request = MetadataRequest::default().with_topics(Some(vec![wanted]));
+    let response: MetadataResponse = kafka_call(bootstrap, ApiKey::Metadata, 12, &request)?;
+    let found = response.topics.first().ok_or("no topic in the answer")?;
+    let partition = found.partitions.first().ok_or("no partition in the answer")?;
+    if partition.error_code != 0 || partition.leader_id.0 < 0 {
+        return Err(format!("no leader yet: {partition:?}"));
+    }
+    Ok((partition.leader_id.0, partition.leader_epoch, found.topic_id))
+}
+
+fn wire_name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_owned()))
+}
+
+/// Produces `count` records to partition 0 of `topic` through `bootstrap` (acks=all, Produce
+/// `version`): the answer.
+fn produce_batch(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    version: i16,
+) -> Result<ProduceResponse, String> {
+    let mut batch = BatchBuilder::new(1_700_000_000_000);
+    for i in 0..count {
+        batch = batch.record(None, Some(format!("v{i}").as_bytes()), &[]);
+    }
+    let data =
+        PartitionProduceData::default().with_index(0).with_records(Some(batch.build().into()));
+    let topic_data =
+        TopicProduceData::default().with_name(wire_name(topic)).with_partition_data(vec![data]);
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![topic_data]);
+    kafka_call(bootstrap, ApiKey::Produce, version, &request)
+}
+
+/// `(error, epoch, end offset)` of OffsetForLeaderEpoch v4 for `epoch` of partition 0.
+fn epoch_end(bootstrap: &str, topic: &str, epoch: i32) -> Result<(i16, i32, i64), String> {
+    let partition = OffsetForLeaderPartition::default()
+        .with_partition(0)
+        .with_current_leader_epoch(-1)
+        .with_leader_epoch(epoch);
+    let wanted = OffsetForLeaderTopic::default()
+        .with_topic(wire_name(topic))
+        .with_partitions(vec![partition]);
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![wanted]);
+    let response: OffsetForLeaderEpochResponse =
+        kafka_call(bootstrap, ApiKey::OffsetForLeaderEpoch, 4, &request)?;
+    let answer = response.topics.first().and_then(|t| t.partitions.first()).ok_or("no answer")?;
+    Ok((answer.error_code, answer.leader_epoch, answer.end_offset))
+}
+
+/// The `host:port` of each node endpoint of a KIP-951 answer, by id.
+fn endpoints<'a>(nodes: impl Iterator<Item = (i32, &'a StrBytes, i32)>) -> Vec<(i32, String)> {
+    nodes.map(|(id, host, port)| (id, format!("{host}:{port}"))).collect()
+}
+
+/// The node among `ids` whose replica of partition 0 of `topic` leads: the one that answers
+/// OffsetForLeaderEpoch, which only a leader does. (Metadata cannot tell during an election: a
+/// replica that knows no leader names the core's preferred one.)
+fn answering_leader(addrs: &[String], ids: &[i64], topic: &str) -> Result<i64, String> {
+    for &id in ids {
+        if epoch_end(&addrs[slot(id)], topic, -1)?.0 == 0 {
+            return Ok(id);
+        }
+    }
+    Err(format!("none of {ids:?} leads {topic} yet"))
+}
+
+#[test]
+fn a_new_leader_answers_where_the_killed_leaders_epoch_ended_and_followers_hint_at_it() {
+    let (builders, _) = members(3);
+    let mut nodes: Vec<Option<ProcessNode>> = start_all(&builders).into_iter().map(Some).collect();
+    let addrs: Vec<String> = nodes.iter().flatten().map(|n| n.bootstrap().to_owned()).collect();
+    let addr = |id: i64| addrs[slot(id)].as_str();
+    live(&nodes, 1).ok(&["topic", "create", "e", "--partitions", "1", "--replication-factor", "3"]);
+    // Writes acknowledged under one epoch of one leader: the last offset of the last batch.
+    let (mut leader, mut old_epoch, mut topic_id, mut last_acked) = (0, 0, uuid::Uuid::nil(), -1);
+    nodes[0].as_mut().expect("node 1").wait_until("writes acknowledged", AGREE_TIMEOUT, |_| {
+        leader = answering_leader(&addrs, &[1, 2, 3], "e")?;
+        let before = leader_and_epoch(addr(leader), "e")?;
+        for _ in 0..3 {
+            let response = produce_batch(addr(leader), "e", 10, 9)?;
+            let answer = &response.responses[0].partition_responses[0];
+            if answer.error_code != 0 {
+                return Err(format!("produce refused: {answer:?}"));
+            }
+            last_acked = answer.base_offset + 9;
+        }
+        let after = leader_and_epoch(addr(leader), "e")?;
+        if before != after || i64::from(after.0) != leader {
+            return Err(format!("leadership moved: {before:?} then {after:?}"));
+        }
+        (old_epoch, topic_id) = (after.1, after.2);
+        Ok(())
+    });
+    assert_eq!(epoch_end(addr(leader), "e", old_epoch), Ok((0, old_epoch, last_acked + 1)));
+
+    let _killed = nodes[slot(leader)].take().expect("running").kill();
+    let survivors: Vec<i64> = (1..=3).filter(|&id| id != leader).collect();
+    let mut new_leader = 0;
+    nodes[slot(survivors[0])].as_mut().expect("running").wait_until(
+        "a new partition leader",
+        AGREE_TIMEOUT,
+        |_| {
+            new_leader = answering_leader(&addrs, &survivors, "e")?;
+            Ok(())
+        },
+    );
+    // The old epoch ends right after the last offset acknowledged under it.
+    assert_eq!(epoch_end(addr(new_leader), "e", old_epoch), Ok((0, old_epoch, last_acked + 1)));
+    let new = leader_and_epoch(addr(new_leader), "e").expect("the new leader's metadata");
+    assert_eq!(i64::from(new.0), new_leader, "a leader names itself");
+    let new_epoch = new.1;
+    assert!(new_epoch > old_epoch, "{new_epoch} after {old_epoch}");
+
+    let follower = *survivors.iter().find(|&&id| id != new_leader).expect("a follower");
+    let at_leader = vec![(new.0, addr(new_leader).to_owned())];
+    assert_eq!(epoch_end(addr(follower), "e", old_epoch), Ok((6, -1, -1)));
+    nodes[slot(follower)].as_mut().expect("running").wait_until(
+        "the follower to hint at the new leader",
+        AGREE_TIMEOUT,
+        |node| {
+            let produced = produce_batch(node.bootstrap(), "e", 1, 12)?;
+            let answer = &produced.responses[0].partition_responses[0];
+            let hint = (
+                answer.error_code,
+                answer.current_leader.leader_id.0,
+                answer.current_leader.leader_epoch,
+            );
+            if hint != (6, new.0, new_epoch) {
+                return Err(format!("produce answered {answer:?}"));
+            }
+            let listed = produced.node_endpoints.iter().map(|n| (n.node_id.0, &n.host, n.port));
+            assert_eq!(endpoints(listed), at_leader);
+            let fetched = fetch_v16(node.bootstrap(), topic_id)?;
+            let answer = &fetched.responses[0].partitions[0];
+            let hint = (
+                answer.error_code,
+                answer.current_leader.leader_id.0,
+                answer.current_leader.leader_epoch,
+            );
+            assert_eq!(hint, (6, new.0, new_epoch), "{answer:?}");
+            let listed = fetched.node_endpoints.iter().map(|n| (n.node_id.0, &n.host, n.port));
+            assert_eq!(endpoints(listed), at_leader);
+            Ok(())
+        },
+    );
+    for node in nodes.into_iter().flatten() {
+        drop(node.stop());
+    }
+}
+
+/// A Fetch v16 of partition 0 of the topic `topic_id` from offset 0.
+fn fetch_v16(bootstrap: &str, topic_id: uuid::Uuid) -> Result<FetchResponse, String> {
+    let partition = FetchPartition::default().with_partition(0).with_partition_max_bytes(1 << 20);
+    let topic = FetchTopic::default().with_topic_id(topic_id).with_partitions(vec![partition]);
+    let request = FetchRequest::default()
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![topic]);
+    kafka_call(bootstrap, ApiKey::Fetch, 16, &request)
 }

@@ -20,7 +20,7 @@ use std::io;
 
 use bytes::{BufMut, BytesMut};
 use cairn_storage::{FileRange, RealFile};
-use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::fetch_response::{NodeEndpoint, PartitionData};
 use kafka_protocol::messages::{ApiKey, FetchResponse, ResponseHeader};
 use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncWriteExt, Interest};
@@ -60,8 +60,8 @@ pub(crate) fn encode_fetch(
         .encode(&mut frame.buffer, ApiKey::Fetch.response_header_version(version))
         .map_err(|e| e.to_string())?;
     let topics = std::mem::take(&mut response.responses);
-    if !response.node_endpoints.is_empty()
-        || !response.unknown_tagged_fields.is_empty()
+    let tagged = response_tagged_fields(std::mem::take(&mut response.node_endpoints), version)?;
+    if !response.unknown_tagged_fields.is_empty()
         || topics.iter().any(|topic| !topic.unknown_tagged_fields.is_empty())
     {
         return Err(UNTAGGED.to_owned());
@@ -94,8 +94,37 @@ pub(crate) fn encode_fetch(
         }
         frame.end_struct(version);
     }
-    frame.end_struct(version);
+    match tagged {
+        Some(tagged) => frame.buffer.extend_from_slice(&tagged),
+        None => frame.end_struct(version),
+    }
     frame.finish()
+}
+
+/// The response's own tagged-field section when it lists KIP-951 `node_endpoints` (v16+; the
+/// only tagged field cairn sets on a Fetch response), as `kafka-protocol` encodes it: the
+/// encoding of a response holding only them, from where the empty one's tagged section starts.
+/// `None` without endpoints (the section is then empty).
+fn response_tagged_fields(
+    endpoints: Vec<NodeEndpoint>,
+    version: i16,
+) -> Result<Option<BytesMut>, String> {
+    if endpoints.is_empty() {
+        return Ok(None);
+    }
+    let mut empty = BytesMut::new();
+    FetchResponse::default().encode(&mut empty, version).map_err(|e| e.to_string())?;
+    let mut listed = BytesMut::new();
+    let with_endpoints = FetchResponse::default().with_node_endpoints(endpoints);
+    with_endpoints.encode(&mut listed, version).map_err(|e| e.to_string())?;
+    // The empty response ends with its empty tagged section (one zero byte) from v12.
+    let start = empty.len().checked_sub(1).filter(|_| version >= FLEXIBLE);
+    match start {
+        Some(start) if listed.len() > empty.len() && listed[..start] == empty[..start] => {
+            Ok(Some(listed.split_off(start)))
+        }
+        _ => Err(format!("node endpoints cannot be sent in fetch v{version}")),
+    }
 }
 
 const UNTAGGED: &str = "tagged fields are not supported with records sent from files";
@@ -249,7 +278,7 @@ mod tests {
     use bytes::Bytes;
     use cairn_storage::{Disk, DiskFile, RealDisk};
     use cairn_types::Offset;
-    use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch};
     use kafka_protocol::messages::{BrokerId, ResponseKind, TopicName};
     use proptest::prelude::*;
     use tokio::io::AsyncReadExt;
@@ -265,6 +294,8 @@ mod tests {
         log_start: i64,
         /// `(position, len)` in the file; none: records inline and empty.
         slices: Vec<(u64, u32)>,
+        /// A KIP-951 leader hint (id, epoch), set only on a partition without records.
+        leader: Option<(i32, i32)>,
     }
 
     fn part() -> impl Strategy<Value = Part> {
@@ -274,14 +305,35 @@ mod tests {
             -1..i64::MAX,
             -1..i64::MAX,
             prop::collection::vec((0..4000u64, 0..300u32), 0..4),
+            prop::option::of((0..10i32, 0..1000i32)),
         )
-            .prop_map(|(index, error_code, high_watermark, log_start, slices)| Part {
-                index,
-                error_code,
-                high_watermark,
-                log_start,
-                slices,
+            .prop_map(|(index, error_code, high_watermark, log_start, slices, leader)| {
+                Part {
+                    index,
+                    error_code,
+                    high_watermark,
+                    log_start,
+                    leader: leader.filter(|_| slices.is_empty()),
+                    slices,
+                }
             })
+    }
+
+    /// KIP-951 node endpoints of a response: id, host, port, rack.
+    fn endpoints() -> impl Strategy<Value = Vec<NodeEndpoint>> {
+        let endpoint = (0..10i32, "[a-z]{1,12}", 1..65536i32, prop::option::of("[a-z]{1,4}"));
+        prop::collection::vec(endpoint, 0..3).prop_map(|nodes| {
+            nodes
+                .into_iter()
+                .map(|(id, host, port, rack)| {
+                    NodeEndpoint::default()
+                        .with_node_id(BrokerId(id))
+                        .with_host(host.into())
+                        .with_port(port)
+                        .with_rack(rack.map(Into::into))
+                })
+                .collect()
+        })
     }
 
     fn file_with(content: &[u8]) -> (tempfile::TempDir, Arc<RealFile>) {
@@ -295,6 +347,7 @@ mod tests {
     fn responses(
         version: i16,
         topics: &[(String, Vec<Part>)],
+        endpoints: Vec<NodeEndpoint>,
         file: &Arc<RealFile>,
         content: &[u8],
     ) -> (FetchResponse, FetchResponse, Vec<Vec<Ranges>>) {
@@ -315,6 +368,14 @@ mod tests {
                     .with_log_start_offset(if version >= 5 { part.log_start } else { -1 })
                     .with_preferred_read_replica(BrokerId(-1))
                     .with_records(Some(Bytes::new()));
+                let data = match part.leader.filter(|_| version >= 12) {
+                    Some((id, epoch)) => data.with_current_leader(
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(id))
+                            .with_leader_epoch(epoch),
+                    ),
+                    None => data,
+                };
                 let records: Vec<u8> = part
                     .slices
                     .iter()
@@ -339,7 +400,11 @@ mod tests {
             shells.push(shell);
             files.push(ranges);
         }
-        let top = FetchResponse::default().with_throttle_time_ms(7).with_error_code(3);
+        let endpoints = if version >= 16 { endpoints } else { Vec::new() };
+        let top = FetchResponse::default()
+            .with_throttle_time_ms(7)
+            .with_error_code(3)
+            .with_node_endpoints(endpoints);
         (top.clone().with_responses(inline), top.with_responses(shells), files)
     }
 
@@ -370,10 +435,11 @@ mod tests {
                 ("[a-z]{1,20}", prop::collection::vec(part(), 0..4)),
                 0..4,
             ),
+            endpoints in endpoints(),
         ) {
             let content: Vec<u8> = (0..4300u32).map(|i| (i * 31 % 251) as u8).collect();
             let (_dir, file) = file_with(&content);
-            let (inline, shell, files) = responses(version, &topics, &file, &content);
+            let (inline, shell, files) = responses(version, &topics, endpoints, &file, &content);
             let expected = crate::server::encode(
                 ApiKey::Fetch,
                 version,

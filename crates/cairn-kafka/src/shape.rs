@@ -813,6 +813,19 @@ const LIST_OFFSETS: Schema = schema(
     ],
 );
 
+const OFFSET_FOR_LEADER_PARTITION: Schema = schema(
+    "OffsetForLeaderPartition",
+    &[field("partition", I32), field("current_leader_epoch", I32), field("leader_epoch", I32)],
+);
+const OFFSET_FOR_LEADER_TOPIC: Schema = schema(
+    "OffsetForLeaderTopic",
+    &[field("topic", Str), field("partitions", Array(&Struct(&OFFSET_FOR_LEADER_PARTITION)))],
+);
+const OFFSET_FOR_LEADER_EPOCH: Schema = schema(
+    "OffsetForLeaderEpochRequest",
+    &[field("replica_id", I32).since(3), field("topics", Array(&Struct(&OFFSET_FOR_LEADER_TOPIC)))],
+);
+
 const CREATE_TOPICS_ASSIGNMENT: Schema = schema(
     "CreatableReplicaAssignment",
     &[field("partition_index", I32), field("broker_ids", Array(&I32))],
@@ -1088,6 +1101,7 @@ pub static APIS: &[ApiSchema] = &[
     api(0, range(3, 13), from(9), &PRODUCE),
     api(1, range(4, 18), from(12), &FETCH),
     api(2, range(1, 10), from(6), &LIST_OFFSETS),
+    api(23, range(2, 4), from(4), &OFFSET_FOR_LEADER_EPOCH),
     api(19, range(2, 7), from(5), &CREATE_TOPICS),
     api(20, range(1, 6), from(4), &DELETE_TOPICS),
     api(37, range(0, 3), from(2), &CREATE_PARTITIONS),

@@ -61,6 +61,9 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequest, OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::produce_request::{
     PartitionProduceData, ProduceRequest, TopicProduceData,
 };
@@ -86,6 +89,7 @@ const EXPECTED_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 13),
     (ApiKey::Fetch, 4, 18),
     (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::Metadata, 1, 13),
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),
@@ -134,6 +138,7 @@ crate_types! {
     Produce => ProduceRequest,
     Fetch => FetchRequest,
     ListOffsets => ListOffsetsRequest,
+    OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
     Metadata => MetadataRequest,
     OffsetCommit => OffsetCommitRequest,
     OffsetFetch => OffsetFetchRequest,
@@ -359,6 +364,22 @@ fn fetch(v: i16) -> Vec<Bytes> {
         request = request.with_replica_state(state);
     }
     vec![enc(&request, v), enc(&FetchRequest::default(), v)]
+}
+
+fn offset_for_leader_epoch(v: i16) -> Vec<Bytes> {
+    let partition = OffsetForLeaderPartition::default()
+        .with_partition(0)
+        .with_current_leader_epoch(7)
+        .with_leader_epoch(5);
+    let partitions =
+        vec![partition.clone(), partition.with_partition(1).with_current_leader_epoch(-1)];
+    let topic_data =
+        OffsetForLeaderTopic::default().with_topic(topic("orders")).with_partitions(partitions);
+    let mut request = OffsetForLeaderEpochRequest::default().with_topics(vec![topic_data]);
+    if v >= 3 {
+        request = request.with_replica_id(BrokerId(-1));
+    }
+    vec![enc(&request, v), enc(&OffsetForLeaderEpochRequest::default(), v)]
 }
 
 fn list_offsets(v: i16) -> Vec<Bytes> {
@@ -697,6 +718,7 @@ fn requests(api_key: ApiKey, version: i16) -> Vec<Bytes> {
         ApiKey::Produce => produce,
         ApiKey::Fetch => fetch,
         ApiKey::ListOffsets => list_offsets,
+        ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch,
         ApiKey::CreateTopics => create_topics,
         ApiKey::DeleteTopics => delete_topics,
         ApiKey::CreatePartitions => create_partitions,

@@ -8,7 +8,7 @@
 //! - [`ProcessNode`]: a real `cairn serve` process on free loopback ports (readiness awaited,
 //!   SIGTERM or SIGKILL, restart on the same data directory, log captured), and [`run`] for any
 //!   other `cairn` command with a deadline; [`metadata_brokers`], the controller and brokers a
-//!   node's Metadata answer lists.
+//!   node's Metadata answer lists, and [`kafka_call`], any one request answered, blocking.
 //! - [`FaultProxy`]: a TCP proxy between two peers whose faults (drop one way or both, delay,
 //!   reject, cut) are switched while it runs, for the tests that cut peer links.
 //! - [`wire`]: raw Kafka request frames and response reading, for tests below the client.
@@ -30,7 +30,8 @@ pub mod wire;
 
 pub use node::{TestNode, TestNodeBuilder};
 pub use process::{
-    ProcessNode, ProcessNodeBuilder, Run, clean_command, free_ports, metadata_brokers, run,
+    ProcessNode, ProcessNodeBuilder, Run, clean_command, free_ports, kafka_call, metadata_brokers,
+    run,
 };
 pub use proxy::{Direction, Fault, FaultProxy};
 

@@ -488,36 +488,52 @@ impl Drop for ProcessNode {
 /// # Errors
 /// What failed: the connection, the exchange, or the decoding.
 pub fn metadata_brokers(bootstrap: &str) -> Result<(i32, Vec<i32>), String> {
-    use bytes::Buf as _;
-    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, ResponseHeader};
-    use kafka_protocol::protocol::Decodable as _;
-    const VERSION: i16 = 12;
-    let fail = |what: &str, error: &dyn std::fmt::Display| format!("metadata {what}: {error}");
-    let address: SocketAddr = bootstrap.parse().map_err(|e| fail("address", &e))?;
-    let mut stream =
-        TcpStream::connect_timeout(&address, METADATA_TIMEOUT).map_err(|e| fail("connect", &e))?;
-    stream.set_read_timeout(Some(METADATA_TIMEOUT)).map_err(|e| fail("timeout", &e))?;
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
     let request = MetadataRequest::default().with_topics(Some(Vec::new()));
-    let frame = crate::wire::request_frame(ApiKey::Metadata, VERSION, 1, &request);
-    stream.write_all(&frame).map_err(|e| fail("send", &e))?;
-    let mut length = [0_u8; 4];
-    stream.read_exact(&mut length).map_err(|e| fail("read", &e))?;
-    let length = usize::try_from(i32::from_be_bytes(length)).map_err(|e| fail("length", &e))?;
-    let mut body = vec![0_u8; length];
-    stream.read_exact(&mut body).map_err(|e| fail("read", &e))?;
-    let mut body = bytes::Bytes::from(body);
-    ResponseHeader::decode(&mut body, ApiKey::Metadata.response_header_version(VERSION))
-        .map_err(|e| fail("header", &e))?;
-    let response = MetadataResponse::decode(&mut body, VERSION).map_err(|e| fail("decode", &e))?;
-    if body.has_remaining() {
-        return Err(format!("metadata: {} bytes after the answer", body.remaining()));
-    }
+    let response: MetadataResponse = kafka_call(bootstrap, ApiKey::Metadata, 12, &request)?;
     let mut brokers: Vec<i32> = response.brokers.iter().map(|b| b.node_id.0).collect();
     brokers.sort_unstable();
     Ok((response.controller_id.0, brokers))
 }
 
-/// How long [`metadata_brokers`] waits to connect and for each read.
+/// One Kafka request `body` of `api_key` at `version` to the listener at `bootstrap`, on a new
+/// blocking connection, and its decoded answer, within [`METADATA_TIMEOUT`] per step: for
+/// tests without a runtime (the process tests) that speak to a node below the CLI.
+///
+/// # Errors
+/// What failed: the connection, the exchange, or the decoding (bytes left over included).
+pub fn kafka_call<T: kafka_protocol::protocol::Decodable>(
+    bootstrap: &str,
+    api_key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    body: &impl kafka_protocol::protocol::Encodable,
+) -> Result<T, String> {
+    use bytes::Buf as _;
+    use kafka_protocol::messages::ResponseHeader;
+    use kafka_protocol::protocol::Decodable as _;
+    let fail = |what: &str, error: &dyn std::fmt::Display| format!("{api_key:?} {what}: {error}");
+    let address: SocketAddr = bootstrap.parse().map_err(|e| fail("address", &e))?;
+    let mut stream =
+        TcpStream::connect_timeout(&address, METADATA_TIMEOUT).map_err(|e| fail("connect", &e))?;
+    stream.set_read_timeout(Some(METADATA_TIMEOUT)).map_err(|e| fail("timeout", &e))?;
+    let frame = crate::wire::request_frame(api_key, version, 1, body);
+    stream.write_all(&frame).map_err(|e| fail("send", &e))?;
+    let mut length = [0_u8; 4];
+    stream.read_exact(&mut length).map_err(|e| fail("read", &e))?;
+    let length = usize::try_from(i32::from_be_bytes(length)).map_err(|e| fail("length", &e))?;
+    let mut answer = vec![0_u8; length];
+    stream.read_exact(&mut answer).map_err(|e| fail("read", &e))?;
+    let mut answer = bytes::Bytes::from(answer);
+    ResponseHeader::decode(&mut answer, api_key.response_header_version(version))
+        .map_err(|e| fail("header", &e))?;
+    let response = T::decode(&mut answer, version).map_err(|e| fail("decode", &e))?;
+    if answer.has_remaining() {
+        return Err(format!("{api_key:?}: {} bytes after the answer", answer.remaining()));
+    }
+    Ok(response)
+}
+
+/// How long [`metadata_brokers`] and [`kafka_call`] wait to connect and for each read.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether the node serves: `GET /health/ready` answers 200, or 503 with a body saying it

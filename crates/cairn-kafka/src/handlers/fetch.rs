@@ -7,17 +7,19 @@
 
 use std::time::Duration;
 
-use cairn_broker::{Located, Offsets, PartitionError};
+use cairn_broker::{Located, Offsets, Partition, PartitionError};
 use cairn_meta::MetadataStore;
 use cairn_types::limits::READ_BYTES_MAX;
 use cairn_types::{LeaderEpoch, Offset};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchPartition;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use tokio::time::Instant;
 
-use super::text;
+use super::{leader_hint, text};
 use crate::errors;
 use crate::sendfile::Ranges;
 use crate::server::Ctx;
@@ -48,6 +50,41 @@ fn partition_data(index: i32, code: i16, offsets: Option<Offsets>, version: i16)
         .with_log_start_offset(start)
         .with_preferred_read_replica(BrokerId(-1))
         .with_records(Some(bytes::Bytes::new()))
+}
+
+/// `data` with KIP-951's `current_leader` if its error is a leader refusal (from v16).
+fn hinted(data: PartitionData, partition: &Partition, version: i16) -> PartitionData {
+    match leader_hint::current_leader(partition, data.error_code) {
+        Some((leader, epoch)) if version >= leader_hint::FETCH_VERSION_MIN => {
+            let current = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(leader))
+                .with_leader_epoch(epoch);
+            data.with_current_leader(current)
+        }
+        _ => data,
+    }
+}
+
+/// KIP-951: the endpoints of the leaders named in `topics`' hints (from v16).
+fn node_endpoints<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    topics: &[FetchableTopicResponse],
+    version: i16,
+) -> Vec<NodeEndpoint> {
+    if version < leader_hint::FETCH_VERSION_MIN {
+        return Vec::new();
+    }
+    let leaders = topics.iter().flat_map(|t| &t.partitions).map(|p| p.current_leader.leader_id.0);
+    leader_hint::endpoints(ctx, leaders)
+        .into_iter()
+        .map(|node| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(node.id.0 as i32))
+                .with_host(text(node.host))
+                .with_port(i32::from(node.port))
+                .with_rack(node.rack.map(text))
+        })
+        .collect()
 }
 
 /// Serves a fetch, waiting up to `max_wait_ms` for `min_bytes`. The records of partition `p`
@@ -107,7 +144,10 @@ pub(crate) async fn fetch<M: MetadataStore>(
                 topics[topic].partitions.push(data);
                 files[topic].push(ranges);
             }
-            return (FetchResponse::default().with_responses(topics), files);
+            let endpoints = node_endpoints(ctx, &topics, version);
+            let response =
+                FetchResponse::default().with_responses(topics).with_node_endpoints(endpoints);
+            return (response, files);
         }
         tokio::select! {
             changed = progress.changed() => if changed.is_err() { tokio::time::sleep_until(deadline).await },
@@ -160,11 +200,8 @@ fn locate_once<M: MetadataStore>(
         if let Err(error) = partition.check_epoch((epoch >= 0).then_some(LeaderEpoch(epoch))) {
             errors = true;
             let code = errors::partition_code(&error);
-            responses.push((
-                want.topic,
-                partition_data(index, code, Some(partition.offsets()), version),
-                Vec::new(),
-            ));
+            let data = partition_data(index, code, Some(partition.offsets()), version);
+            responses.push((want.topic, hinted(data, &partition, version), Vec::new()));
             continue;
         }
         let Ok(from) = u64::try_from(want.partition.fetch_offset) else {
@@ -211,11 +248,8 @@ fn locate_once<M: MetadataStore>(
                     PartitionError::OffsetOutOfRange { offsets } => Some(*offsets),
                     _ => Some(partition.offsets()),
                 };
-                responses.push((
-                    want.topic,
-                    partition_data(index, errors::partition_code(&error), offsets, version),
-                    Vec::new(),
-                ));
+                let data = partition_data(index, errors::partition_code(&error), offsets, version);
+                responses.push((want.topic, hinted(data, &partition, version), Vec::new()));
             }
         }
     }

@@ -2,7 +2,9 @@
 
 mod cluster;
 mod fetch;
+mod leader_hint;
 mod list_offsets;
+mod offset_for_leader_epoch;
 pub(crate) mod produce;
 mod topics;
 
@@ -20,6 +22,7 @@ pub(crate) const IMPLEMENTED: &[ApiKey] = &[
     ApiKey::Produce,
     ApiKey::Fetch,
     ApiKey::ListOffsets,
+    ApiKey::OffsetForLeaderEpoch,
     ApiKey::CreateTopics,
     ApiKey::DeleteTopics,
     ApiKey::CreatePartitions,
@@ -36,6 +39,7 @@ pub(crate) fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::Produce => "Produce",
         ApiKey::Fetch => "Fetch",
         ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         ApiKey::CreateTopics => "CreateTopics",
         ApiKey::DeleteTopics => "DeleteTopics",
         ApiKey::CreatePartitions => "CreatePartitions",
@@ -106,6 +110,9 @@ fn error_codes(response: &ResponseKind, mut f: impl FnMut(i16)) {
         ResponseKind::ListOffsets(r) => {
             r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
         }
+        ResponseKind::OffsetForLeaderEpoch(r) => {
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+        }
         ResponseKind::CreateTopics(r) => r.topics.iter().for_each(|t| f(t.error_code)),
         ResponseKind::DeleteTopics(r) => r.responses.iter().for_each(|t| f(t.error_code)),
         ResponseKind::CreatePartitions(r) => r.results.iter().for_each(|t| f(t.error_code)),
@@ -155,6 +162,9 @@ async fn dispatch<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> Handled {
         RequestKind::ListOffsets(request) => {
             ResponseKind::ListOffsets(list_offsets::list_offsets(ctx, request, version))
         }
+        RequestKind::OffsetForLeaderEpoch(request) => ResponseKind::OffsetForLeaderEpoch(
+            offset_for_leader_epoch::offset_for_leader_epoch(ctx, &request),
+        ),
         RequestKind::CreateTopics(request) => {
             ResponseKind::CreateTopics(topics::create_topics(ctx, request, version).await)
         }

@@ -25,12 +25,14 @@ use cairn_types::limits::{
     BATCH_BYTES_MAX, DECOMPRESSED_BATCH_BYTES_MAX, PRODUCE_STORED_BYTES_MAX,
 };
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, ResponseKind};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
-use super::{Handled, text};
+use super::{Handled, leader_hint, text};
 use crate::errors;
 use crate::server::Ctx;
 
@@ -165,12 +167,40 @@ fn failed_response(
         }
         _ => tracing::warn!(topic = partition.topic(), partition = index, %error, "produce failed"),
     }
-    partition_error(
-        index,
-        errors::partition_code(error),
-        Some(errors::partition_message(error)),
-        version,
-    )
+    let code = errors::partition_code(error);
+    let response = partition_error(index, code, Some(errors::partition_message(error)), version);
+    match leader_hint::current_leader(partition, code) {
+        Some((leader, epoch)) if version >= leader_hint::PRODUCE_VERSION_MIN => response
+            .with_current_leader(
+                LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(epoch),
+            ),
+        _ => response,
+    }
+}
+
+/// KIP-951: the endpoints of the leaders named in `responses`' hints (from v10).
+fn node_endpoints<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    responses: &[TopicProduceResponse],
+    version: i16,
+) -> Vec<NodeEndpoint> {
+    if version < leader_hint::PRODUCE_VERSION_MIN {
+        return Vec::new();
+    }
+    let leaders =
+        responses.iter().flat_map(|t| &t.partition_responses).map(|p| p.current_leader.leader_id.0);
+    leader_hint::endpoints(ctx, leaders)
+        .into_iter()
+        .map(|node| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(node.id.0 as i32))
+                .with_host(text(node.host))
+                .with_port(i32::from(node.port))
+                .with_rack(node.rack.map(text))
+        })
+        .collect()
 }
 
 /// A partition's part of the request once validated.
@@ -336,7 +366,10 @@ pub(crate) async fn produce<M: MetadataStore>(
     }
     let refused =
         responses.iter().flat_map(|t| &t.partition_responses).any(|p| p.error_code != errors::NONE);
-    let response = ResponseKind::Produce(ProduceResponse::default().with_responses(responses));
+    let endpoints = node_endpoints(ctx, &responses, version);
+    let response = ResponseKind::Produce(
+        ProduceResponse::default().with_responses(responses).with_node_endpoints(endpoints),
+    );
     match acks {
         Some(Acks::None) if refused => Handled::Refused(response),
         Some(Acks::None) => Handled::Silent,
