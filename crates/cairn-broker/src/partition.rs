@@ -347,6 +347,13 @@ impl<D: Volume> Partition<D> {
         role.leader.map(NodeId)
     }
 
+    /// The replicas in sync, if this replica leads (module docs of cairn-raft's `RaftGroup`).
+    #[must_use]
+    pub fn in_sync(&self) -> Option<Vec<NodeId>> {
+        let in_sync = self.group.as_ref()?.in_sync()?;
+        Some(in_sync.into_iter().map(NodeId).collect())
+    }
+
     /// Why the partition is offline, if it is.
     #[must_use]
     pub fn offline(&self) -> Option<&str> {

@@ -418,6 +418,17 @@ fn produce_all(leader: &mut ProcessNode, topic: &str, lines: &str) {
     });
 }
 
+/// Waits until `leader`'s `topic describe` lists `isr` as partition 0's in-sync replicas.
+fn wait_isr(leader: &mut ProcessNode, topic: &str, isr: &[i64]) {
+    let want = isr.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    leader.wait_until("the in-sync replicas", AGREE_TIMEOUT, |node| {
+        let run = node.cairn(&["topic", "describe", topic], b"");
+        let row = run.stdout.lines().find(|line| line.split_whitespace().next() == Some("0"));
+        let seen = row.and_then(|row| row.split_whitespace().nth(4)).unwrap_or("?").to_owned();
+        if seen == want { Ok(()) } else { Err(format!("isr {seen}, want {want}")) }
+    });
+}
+
 #[test]
 fn a_replicated_partition_keeps_every_acknowledged_record_when_its_leader_is_killed() {
     let (builders, _) = members(3);
@@ -457,10 +468,15 @@ fn a_replicated_partition_keeps_every_acknowledged_record_when_its_leader_is_kil
     let expected: Vec<String> = first.lines().chain(second.lines()).map(str::to_owned).collect();
     assert_eq!(read, expected);
 
-    // The killed replica restarts on its data and rejoins its group.
+    // The new leader's Metadata leaves the killed replica out of the ISR.
+    let survivors_isr: Vec<i64> = (1..=3).filter(|&id| id != leader).collect();
+    wait_isr(nodes[slot(new_leader)].as_mut().expect("running"), "r", &survivors_isr);
+
+    // The killed replica restarts on its data, rejoins its group and is in sync again.
     let mut restarted = builders[slot(leader)].spawn_in(killed);
     restarted.wait_ready(AGREE_TIMEOUT);
     nodes[slot(leader)] = Some(restarted);
+    wait_isr(nodes[slot(new_leader)].as_mut().expect("running"), "r", &[1, 2, 3]);
 
     // Deleted through one node, the topic's replicas are removed from every node.
     live(&nodes, new_leader).ok(&["topic", "delete", "r"]);

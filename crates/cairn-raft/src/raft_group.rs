@@ -26,7 +26,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::metrics::RaftServerMetrics;
 use openraft::raft::ClientWriteResult;
-use openraft::{Raft, ServerState};
+use openraft::{Instant as _, Raft, ServerState};
 
 use crate::peer::Router;
 use crate::{
@@ -174,6 +174,8 @@ pub struct RaftGroup<D: Disk + Clone + Send + Sync + 'static> {
     log: GroupLog<D>,
     /// The router the group is registered in, and its id there, when it has peers.
     routed: Option<(Arc<Router>, u64)>,
+    /// How recently a follower must have acknowledged the leader to count as in sync.
+    in_sync_within: Duration,
 }
 
 /// What a partition's group needs of the node's peer transport.
@@ -238,7 +240,8 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
             peers.router.register(placement.group, RaftHandler::new(raft.clone()));
             (Arc::clone(&peers.router), placement.group)
         });
-        let group = RaftGroup { raft, log, routed };
+        let in_sync_within = Duration::from_millis(timers.election_timeout_max_ms);
+        let group = RaftGroup { raft, log, routed, in_sync_within };
         if new {
             group.initialize(placement.voters.clone()).await?;
         }
@@ -276,6 +279,36 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
     #[must_use]
     pub fn log(&self) -> &GroupLog<D> {
         &self.log
+    }
+
+    /// On the leader, the replicas in sync (Kafka's ISR): the leader, and every follower that
+    /// holds everything committed and acknowledged the leader within the longest election
+    /// timeout. `None` on a replica that does not lead (it cannot tell).
+    #[must_use]
+    pub fn in_sync(&self) -> Option<Vec<RaftNodeId>> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        if metrics.state != ServerState::Leader {
+            return None;
+        }
+        let committed = metrics.cluster_committed.map(|id| id.index);
+        let (matched, heard) = (metrics.replication.as_ref()?, metrics.heartbeat.as_ref()?);
+        let current = |follower: &RaftNodeId| {
+            let caught_up =
+                matched.get(follower).copied().flatten().map(|id| id.index) >= committed;
+            let recent = heard
+                .get(follower)
+                .copied()
+                .flatten()
+                .is_some_and(|at| at.elapsed() <= self.in_sync_within);
+            caught_up && recent
+        };
+        let mut in_sync: Vec<RaftNodeId> = matched.keys().filter(|f| current(f)).copied().collect();
+        if !in_sync.contains(&metrics.id) {
+            in_sync.push(metrics.id);
+        }
+        in_sync.sort_unstable();
+        Some(in_sync)
     }
 
     /// Watches the group's role.

@@ -85,7 +85,12 @@ fn topic_response<M: MetadataStore>(
                     } else {
                         Vec::new()
                     };
-                    let isr = replicas.iter().copied().filter(|r| !offline.contains(r)).collect();
+                    // The leader knows who is in sync; elsewhere every replica not offline here
+                    // is listed (a node that does not lead cannot tell).
+                    let isr = match hosted.as_ref().and_then(|p| p.in_sync()) {
+                        Some(in_sync) => in_sync.iter().map(|n| BrokerId(n.0 as i32)).collect(),
+                        None => replicas.iter().copied().filter(|r| !offline.contains(r)).collect(),
+                    };
                     response
                         .with_leader_id(BrokerId(leader_id.0 as i32))
                         .with_leader_epoch(leader_epoch.0)
