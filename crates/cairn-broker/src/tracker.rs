@@ -85,6 +85,11 @@ impl Tracker {
             Err(error) => return self.go_offline(error.to_string()),
         };
         self.replica_event(|replica| {
+            // Two reporters carry roles out (the role watch, and a start waiting for its
+            // leader); one may come late with a role of an older term: it changes nothing.
+            if epoch < replica.epoch() {
+                return Ok(());
+            }
             advance_end(replica, log_end)?;
             replica.on_role(role, epoch)
         });
