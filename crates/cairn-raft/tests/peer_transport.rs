@@ -546,16 +546,23 @@ async fn the_dialer_refuses_the_wrong_node() {
 // Faults: cuts, blackholes, garbage.
 // ---------------------------------------------------------------------------------------------
 
+/// Nodes 1 and 2, node 1 reaching node 2 through a [`FaultProxy`] (node 2 dials node 1
+/// directly), connected: the proxy, node 1, node 2.
+async fn proxied_pair() -> (FaultProxy, PeerNode, PeerNode) {
+    let ((l1, a1), (l2, a2)) = (listener().await, listener().await);
+    let proxy = FaultProxy::start(a2);
+    let n1 = start(config(1, Some(CLUSTER), &[(2, proxy.address())]), l1, &Grant::open());
+    let n2 = start(config(2, Some(CLUSTER), &[(1, a1)]), l2, &Grant::open());
+    assert!(n1.wait_connected(2, WAIT).await);
+    (proxy, n1, n2)
+}
+
 /// Node 1 reaches node 2 through a proxy. Cut and refused, the lanes go down and calls fail
 /// at once; healed, the dialer reconnects on its own and calls go through again.
 #[tokio::test]
 async fn reconnects_after_a_cut() {
     let (logs, _guard) = Logs::capture();
-    let ((l1, a1), (l2, a2)) = (listener().await, listener().await);
-    let proxy = FaultProxy::start(a2);
-    let n1 = start(config(1, Some(CLUSTER), &[(2, proxy.address())]), l1, &Grant::open());
-    let _n2 = start(config(2, Some(CLUSTER), &[(1, a1)]), l2, &Grant::open());
-    assert!(n1.wait_connected(2, WAIT).await);
+    let (proxy, n1, _n2) = proxied_pair().await;
     let to2 = n1.client(2);
     assert!(to2.call(GROUP, Request::Vote(vote_request()), deadline()).await.is_ok());
 
@@ -577,11 +584,7 @@ async fn reconnects_after_a_cut() {
 /// A blackholed link: calls fail at their deadline, never hang; healed and cut, it recovers.
 #[tokio::test]
 async fn a_blackholed_link_times_out_then_recovers() {
-    let ((l1, a1), (l2, a2)) = (listener().await, listener().await);
-    let proxy = FaultProxy::start(a2);
-    let n1 = start(config(1, Some(CLUSTER), &[(2, proxy.address())]), l1, &Grant::open());
-    let _n2 = start(config(2, Some(CLUSTER), &[(1, a1)]), l2, &Grant::open());
-    assert!(n1.wait_connected(2, WAIT).await);
+    let (proxy, n1, _n2) = proxied_pair().await;
     let to2 = n1.client(2);
     proxy.set(Fault::Drop(cairn_testkit::Direction::Backward));
     let short = Instant::now() + Duration::from_millis(300);
@@ -657,16 +660,12 @@ async fn garbage_before_the_handshake_is_closed() {
 
 /// A lane whose stream stalls without an error (the proxy holds every byte, as a middlebox or
 /// a simulated network may): after `PEER_LANE_SILENT_TIMEOUTS_MAX` calls time out with nothing
-/// from the peer for `PEER_LANE_SILENT_MS`, the lane is closed as stuck and dialled again, so calls go through once the
-/// path is clear, without anyone cutting the old connection.
+/// from the peer for `PEER_LANE_SILENT_MS`, the lane is closed as stuck and dialled again, so
+/// calls go through once the path is clear, without anyone cutting the old connection.
 #[tokio::test]
 async fn a_stalled_lane_is_closed_and_dialled_again() {
     let (logs, _guard) = Logs::capture();
-    let ((l1, a1), (l2, a2)) = (listener().await, listener().await);
-    let proxy = FaultProxy::start(a2);
-    let n1 = start(config(1, Some(CLUSTER), &[(2, proxy.address())]), l1, &Grant::open());
-    let _n2 = start(config(2, Some(CLUSTER), &[(1, a1)]), l2, &Grant::open());
-    assert!(n1.wait_connected(2, WAIT).await);
+    let (proxy, n1, _n2) = proxied_pair().await;
     let to2 = n1.client(2);
     assert!(to2.call(GROUP, Request::Vote(vote_request()), deadline()).await.is_ok());
 
