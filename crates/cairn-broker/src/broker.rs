@@ -724,8 +724,9 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         }
     }
 
-    /// Raises a topic's partition count: the new logs are made first and the count committed
-    /// only once all of them opened.
+    /// Raises a topic's partition count, the new partitions on `assignments` (one replica list
+    /// each) or placed by the metadata: on a node without peers the new logs are made first and
+    /// the count committed only once all of them opened.
     ///
     /// # Errors
     /// [`BrokerError::Meta`] for an invalid count or unknown topic; [`BrokerError::Create`] if a
@@ -734,17 +735,18 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         &self,
         name: &str,
         count: u32,
+        assignments: Option<Vec<Vec<NodeId>>>,
     ) -> Result<Arc<TopicMeta>, BrokerError> {
         let _admin = self.admin.lock().await;
         if self.config.peers.is_some() {
-            let topic = self.meta.create_partitions(name, count).await?;
+            let topic = self.meta.create_partitions(name, count, assignments).await?;
             self.host_placed().await?;
             return Ok(topic);
         }
         let before = self.meta.topic(name).map_or(0, |topic| topic.partitions);
-        let grown = self.meta.check_create_partitions(name, count)?;
+        let grown = self.meta.check_create_partitions(name, count, assignments.as_deref())?;
         let logs = self.open_new(&grown, before).await?;
-        match self.meta.create_partitions(name, count).await {
+        match self.meta.create_partitions(name, count, assignments).await {
             Ok(topic) => {
                 self.host_new(&topic, before, logs).await;
                 Ok(topic)

@@ -31,7 +31,7 @@ async fn open(dir: &Path) -> TestBroker {
 
 fn spec(name: &str, partitions: u32) -> TopicSpec {
     let name = TopicName::new(name).expect("valid name");
-    TopicSpec { name, partitions, replication_factor: 1, configs: Vec::new() }
+    TopicSpec { name, partitions, replication_factor: 1, configs: Vec::new(), assignments: None }
 }
 
 /// Appends one batch of `records` records to `topic`-`index` and waits until it is durable.
@@ -251,7 +251,8 @@ async fn creating_partitions_is_all_or_nothing() {
     let occupied = topics.join(format!("{}-3", topic.id.to_hex()));
     std::fs::write(&occupied, b"in the way").expect("write");
 
-    let error = broker.create_partitions("grow", 5).await.expect_err("partition 3 cannot be made");
+    let error =
+        broker.create_partitions("grow", 5, None).await.expect_err("partition 3 cannot be made");
     assert!(matches!(error, BrokerError::Create { partition: 3, .. }), "{error}");
     let message = error.to_string();
     assert!(!message.contains(&*dir.path().to_string_lossy()), "no server path: {message}");
@@ -263,7 +264,7 @@ async fn creating_partitions_is_all_or_nothing() {
     assert_eq!(std::fs::read(&occupied).expect("left alone"), b"in the way");
 
     std::fs::remove_file(&occupied).expect("clear the way");
-    broker.create_partitions("grow", 5).await.expect("now it works");
+    broker.create_partitions("grow", 5, None).await.expect("now it works");
     produce(&broker, "grow", 4, 1).await;
     broker.shutdown().await;
 }

@@ -17,6 +17,7 @@ async fn broker(dir: &tempfile::TempDir) -> TestBroker {
         partitions: 4,
         replication_factor: 1,
         configs: vec![("retention.ms".into(), "1".into())],
+        assignments: None,
     };
     broker.create_topic(spec).await.expect("new topic");
     broker

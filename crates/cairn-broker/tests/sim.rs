@@ -32,6 +32,7 @@ async fn create(broker: &SimBroker, name: &str, configs: &[(&str, String)]) {
         partitions: 1,
         replication_factor: 1,
         configs: configs.iter().map(|(key, value)| ((*key).to_owned(), value.clone())).collect(),
+        assignments: None,
     };
     broker.create_topic(spec).await.expect("new topic");
 }

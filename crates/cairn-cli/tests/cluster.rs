@@ -6,7 +6,9 @@
 //! a peer of another cluster refused at the handshake, a bad `--peers` refused at start, and
 //! after a partition leader is killed: OffsetForLeaderEpoch through the new leader ending the
 //! old epoch right after its last acknowledged offset, a follower refusing it, and the KIP-951
-//! leader hint of a follower's Produce (v12) and Fetch (v16) refusals.
+//! leader hint of a follower's Produce (v12) and Fetch (v16) refusals; explicit replica
+//! assignments (CreateTopics, CreatePartitions, `validate_only`) sent through a node that does
+//! not lead the core, refused with Kafka's messages or hosted where the client said.
 //!
 //! Nothing sleeps to synchronise: readiness and every agreement between nodes are polled with a
 //! deadline (`ProcessNode::wait_until`, which also ends if the node exits); every node is
@@ -17,6 +19,10 @@ use std::time::{Duration, Instant};
 use cairn_node::status::{ClusterStatus, LivenessView};
 use cairn_testkit::{ProcessNode, ProcessNodeBuilder, free_ports, kafka_call, metadata_brokers};
 use cairn_types::batch::BatchBuilder;
+use kafka_protocol::messages::create_partitions_request::{
+    CreatePartitionsAssignment, CreatePartitionsTopic,
+};
+use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
@@ -24,7 +30,8 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
+    ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
+    CreateTopicsResponse, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
     TopicName,
 };
@@ -660,4 +667,178 @@ fn fetch_v16(bootstrap: &str, topic_id: uuid::Uuid) -> Result<FetchResponse, Str
         .with_session_epoch(-1)
         .with_topics(vec![topic]);
     kafka_call(bootstrap, ApiKey::Fetch, 16, &request)
+}
+
+/// A CreateTopics request for `topic` with the manual assignment `lists` (one broker list per
+/// partition, in index order), `validate_only` or not.
+fn create_assigned(topic: &str, lists: &[&[i32]], validate_only: bool) -> CreateTopicsRequest {
+    let assignments = lists
+        .iter()
+        .zip(0..)
+        .map(|(brokers, index)| {
+            CreatableReplicaAssignment::default()
+                .with_partition_index(index)
+                .with_broker_ids(brokers.iter().map(|&id| BrokerId(id)).collect())
+        })
+        .collect();
+    let wanted = CreatableTopic::default()
+        .with_name(wire_name(topic))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+        .with_assignments(assignments);
+    CreateTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_validate_only(validate_only)
+        .with_topics(vec![wanted])
+}
+
+/// A CreatePartitions request raising `topic` to `count` with the replica lists `lists`.
+fn grow_assigned(topic: &str, count: i32, lists: &[&[i32]]) -> CreatePartitionsRequest {
+    let assignments = lists
+        .iter()
+        .map(|brokers| {
+            CreatePartitionsAssignment::default()
+                .with_broker_ids(brokers.iter().map(|&id| BrokerId(id)).collect())
+        })
+        .collect();
+    let wanted = CreatePartitionsTopic::default()
+        .with_name(wire_name(topic))
+        .with_count(count)
+        .with_assignments(Some(assignments));
+    CreatePartitionsRequest::default().with_timeout_ms(30_000).with_topics(vec![wanted])
+}
+
+/// The error code and message of a CreateTopics answer's first topic.
+fn created(bootstrap: &str, request: &CreateTopicsRequest) -> Result<(i16, String), String> {
+    let response: CreateTopicsResponse = kafka_call(bootstrap, ApiKey::CreateTopics, 5, request)?;
+    let result = response.topics.first().ok_or("no topic in the answer")?;
+    let message = result.error_message.as_ref().map(ToString::to_string).unwrap_or_default();
+    Ok((result.error_code, message))
+}
+
+/// Each partition of `topic` in `bootstrap`'s Metadata (v12): error, leader, replicas, ISR
+/// and offline replicas.
+type PartitionView = (i16, i32, Vec<i32>, Vec<i32>, Vec<i32>);
+
+fn partitions_of(bootstrap: &str, topic: &str) -> Result<Vec<PartitionView>, String> {
+    let wanted = MetadataRequestTopic::default().with_name(Some(wire_name(topic)));
+    let request = MetadataRequest::default().with_topics(Some(vec![wanted]));
+    let response: MetadataResponse = kafka_call(bootstrap, ApiKey::Metadata, 12, &request)?;
+    let found = response.topics.first().ok_or("no topic in the answer")?;
+    let ids = |nodes: &[BrokerId]| nodes.iter().map(|n| n.0).collect::<Vec<_>>();
+    let mut partitions: Vec<_> = found.partitions.iter().collect();
+    partitions.sort_by_key(|p| p.partition_index);
+    Ok(partitions
+        .iter()
+        .map(|p| {
+            let (replicas, isr) = (ids(&p.replica_nodes), ids(&p.isr_nodes));
+            (p.error_code, p.leader_id.0, replicas, isr, ids(&p.offline_replicas))
+        })
+        .collect())
+}
+
+/// The partition indexes of topic `id` whose directories `node` holds.
+fn hosted_partitions(node: &ProcessNode, id: uuid::Uuid) -> Result<Vec<u32>, String> {
+    let prefix = format!("{}-", id.simple());
+    let entries = std::fs::read_dir(node.data_dir().join("topics")).map_err(|e| e.to_string())?;
+    let mut hosted: Vec<u32> = entries
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix(&prefix)?.parse().ok()
+        })
+        .collect();
+    hosted.sort_unstable();
+    Ok(hosted)
+}
+
+#[test]
+fn explicit_assignments_place_replicas_where_the_client_says() {
+    let (builders, _) = members(3);
+    let mut nodes: Vec<Option<ProcessNode>> = start_all(&builders).into_iter().map(Some).collect();
+    let controller = {
+        let mut all: Vec<&mut ProcessNode> = nodes.iter_mut().flatten().collect();
+        wait_agreed(&mut all, &[1, 2, 3], None)
+    };
+    // Through a node that does not lead the core: the request and its refusals are forwarded.
+    let through = (1..=3).find(|&id| id != controller).expect("a follower of the core");
+    let addr = live(&nodes, through).bootstrap().to_owned();
+    let refusals: [(&[&[i32]], &str); 3] = [
+        (
+            &[&[1, 9]],
+            "The manual partition assignment includes broker 9, but no such broker is registered.",
+        ),
+        (
+            &[&[1, 2], &[3]],
+            "The manual partition assignment includes a partition with 1 replica(s), but this is not consistent with previous partitions, which have 2 replica(s).",
+        ),
+        (&[&[2, 2]], "The manual partition assignment includes the broker 2 more than once."),
+    ];
+    for validate_only in [true, false] {
+        for (lists, message) in refusals {
+            let answer = created(&addr, &create_assigned("placed", lists, validate_only));
+            assert_eq!(answer, Ok((39, message.to_owned())), "{lists:?}");
+        }
+    }
+    let valid: &[&[i32]] = &[&[3, 1], &[2, 3]];
+    assert_eq!(created(&addr, &create_assigned("placed", valid, true)), Ok((0, String::new())));
+    assert!(!topics(live(&nodes, 1)).contains(&"placed".to_owned()), "only validated");
+    assert_eq!(created(&addr, &create_assigned("placed", valid, false)), Ok((0, String::new())));
+    // Every node lists the replicas as given, and hosts exactly its own.
+    let id = topic_id(&addr, "placed");
+    let expected: [(i64, Vec<u32>); 3] = [(1, vec![0]), (2, vec![1]), (3, vec![0, 1])];
+    for (node, hosts) in expected {
+        nodes[slot(node)].as_mut().expect("running").wait_until(
+            "the assigned replicas",
+            AGREE_TIMEOUT,
+            |me| {
+                let seen = partitions_of(me.bootstrap(), "placed")?;
+                let replicas: Vec<&Vec<i32>> = seen.iter().map(|p| &p.2).collect();
+                if replicas != [&vec![3, 1], &vec![2, 3]] {
+                    return Err(format!("replicas {replicas:?}"));
+                }
+                let hosted = hosted_partitions(me, id)?;
+                if hosted == hosts { Ok(()) } else { Err(format!("hosts {hosted:?}")) }
+            },
+        );
+    }
+    // CreatePartitions through the same node: Kafka's refusal, then the lists as given.
+    let grow: CreatePartitionsResponse =
+        kafka_call(&addr, ApiKey::CreatePartitions, 3, &grow_assigned("placed", 4, &[&[1, 2]]))
+            .expect("an answer");
+    let refused = &grow.results[0];
+    assert_eq!(refused.error_code, 39);
+    assert_eq!(
+        refused.error_message.as_ref().map(ToString::to_string).as_deref(),
+        Some(
+            "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified."
+        )
+    );
+    let grow: CreatePartitionsResponse =
+        kafka_call(&addr, ApiKey::CreatePartitions, 3, &grow_assigned("placed", 3, &[&[1, 2]]))
+            .expect("an answer");
+    assert_eq!(grow.results[0].error_code, 0, "{grow:?}");
+    nodes[slot(2)].as_mut().expect("running").wait_until(
+        "the new partition",
+        AGREE_TIMEOUT,
+        |me| {
+            let seen = partitions_of(me.bootstrap(), "placed")?;
+            let hosted = hosted_partitions(me, id)?;
+            match seen.get(2) {
+                Some(p) if p.2 == [1, 2] && hosted == [1, 2] => Ok(()),
+                other => Err(format!("partition 2: {other:?}, hosts {hosted:?}")),
+            }
+        },
+    );
+    for node in nodes.into_iter().flatten() {
+        drop(node.stop());
+    }
+}
+
+/// The id of `topic` in `bootstrap`'s Metadata (v12).
+fn topic_id(bootstrap: &str, topic: &str) -> uuid::Uuid {
+    let wanted = MetadataRequestTopic::default().with_name(Some(wire_name(topic)));
+    let request = MetadataRequest::default().with_topics(Some(vec![wanted]));
+    let response: MetadataResponse =
+        kafka_call(bootstrap, ApiKey::Metadata, 12, &request).expect("metadata");
+    response.topics.first().expect("the topic").topic_id
 }

@@ -13,16 +13,19 @@ use cairn_testkit::wire::{Connection, read_response, request_frame};
 use cairn_testkit::{TestNode, TestNodeBuilder};
 use cairn_types::batch::BatchBuilder;
 use cairn_types::limits::FRAME_BYTES_MAX;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_partitions_request::{
+    CreatePartitionsAssignment, CreatePartitionsTopic,
+};
+use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
-    CreateTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, FetchRequest,
-    FetchResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, TopicName as WireTopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DescribeClusterRequest,
+    DescribeClusterResponse, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, ProduceRequest, TopicName as WireTopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -428,4 +431,154 @@ async fn authorized_operations_are_answered_when_asked() {
         let expected = if asked { CLUSTER } else { i32::MIN };
         assert_eq!(described.cluster_authorized_operations, expected, "v{version}");
     }
+}
+
+/// A CreateTopics entry named `name` with the manual assignment `lists` (partition index,
+/// broker ids) and the counts `partitions` and `factor`.
+fn assigned_topic(
+    name: &str,
+    partitions: i32,
+    factor: i16,
+    lists: &[(i32, &[i32])],
+) -> CreatableTopic {
+    let assignments = lists
+        .iter()
+        .map(|(index, brokers)| {
+            CreatableReplicaAssignment::default()
+                .with_partition_index(*index)
+                .with_broker_ids(brokers.iter().map(|&id| BrokerId(id)).collect())
+        })
+        .collect();
+    CreatableTopic::default()
+        .with_name(WireTopicName(StrBytes::from_string(name.to_owned())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(factor)
+        .with_assignments(assignments)
+}
+
+/// CreateTopics with a manual assignment on a single node (broker 0): Kafka's codes and
+/// messages for every rule, `validate_only` refusing alike and creating nothing, and a valid
+/// assignment honoured.
+#[tokio::test]
+async fn create_topics_assignments_follow_kafkas_rules_on_one_node() {
+    let node = start().await;
+    let mut conn = Connection::open(node.addr()).await;
+    let refusals: [(CreatableTopic, i16, &str); 8] = [
+        (assigned_topic("m", -1, 1, &[(0, &[0])]), 42, "replication factor was not set to -1."),
+        (assigned_topic("m", 1, -1, &[(0, &[0])]), 42, "numPartitions was not set to -1."),
+        (
+            assigned_topic("m", -1, -1, &[(0, &[0]), (0, &[0])]),
+            39,
+            "Found multiple manual partition assignments for partition 0",
+        ),
+        (
+            assigned_topic("m", -1, -1, &[(0, &[0]), (2, &[0])]),
+            39,
+            "partitions should be a consecutive 0-based integer sequence",
+        ),
+        (assigned_topic("m", -1, -1, &[(0, &[])]), 39, "includes an empty replica list."),
+        (
+            assigned_topic("m", -1, -1, &[(0, &[3, -2, 0, -1])]),
+            39,
+            "includes broker -2, but no such broker is registered.",
+        ),
+        (
+            assigned_topic("m", -1, -1, &[(0, &[0, 7])]),
+            39,
+            "includes broker 7, but no such broker is registered.",
+        ),
+        (assigned_topic("m", -1, -1, &[(0, &[0, 0])]), 39, "includes the broker 0 more than once."),
+    ];
+    for validate_only in [true, false] {
+        for (topic, code, message) in &refusals {
+            let request = CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_validate_only(validate_only)
+                .with_topics(vec![topic.clone()]);
+            let created: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 5, &request).await;
+            let result = &created.topics[0];
+            let said = result.error_message.as_ref().map(ToString::to_string).unwrap_or_default();
+            assert_eq!(result.error_code, *code, "{topic:?}: {said}");
+            assert!(said.ends_with(message), "{topic:?}: {said}");
+        }
+    }
+    assert!(node.broker().meta().topics().is_empty(), "nothing refused was created");
+    // Valid: checked only, then made, partitions in index order whatever the request's order.
+    let valid = assigned_topic("m", -1, -1, &[(1, &[0]), (0, &[0])]);
+    for validate_only in [true, false] {
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(5000)
+            .with_validate_only(validate_only)
+            .with_topics(vec![valid.clone()]);
+        let created: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 7, &request).await;
+        let result = &created.topics[0];
+        assert_eq!(
+            (result.error_code, result.num_partitions, result.replication_factor),
+            (0, 2, 1)
+        );
+        assert_eq!(result.topic_id.is_nil(), validate_only, "an id only for a topic made");
+        assert_eq!(node.broker().meta().topic("m").is_some(), !validate_only);
+    }
+}
+
+/// CreatePartitions with a manual assignment on a single node (broker 0), as
+/// [`create_topics_assignments_follow_kafkas_rules_on_one_node`].
+#[tokio::test]
+async fn create_partitions_assignments_follow_kafkas_rules_on_one_node() {
+    let node = start().await;
+    let mut conn = Connection::open(node.addr()).await;
+    node.create_topic("m", 2).await;
+    let grow = |count: i32, lists: Option<&[&[i32]]>, validate_only: bool| {
+        let assignments = lists.map(|lists| {
+            lists
+                .iter()
+                .map(|ids| {
+                    CreatePartitionsAssignment::default()
+                        .with_broker_ids(ids.iter().map(|&id| BrokerId(id)).collect())
+                })
+                .collect()
+        });
+        CreatePartitionsRequest::default().with_validate_only(validate_only).with_topics(vec![
+            CreatePartitionsTopic::default()
+                .with_name(WireTopicName(StrBytes::from_static_str("m")))
+                .with_count(count)
+                .with_assignments(assignments),
+        ])
+    };
+    for validate_only in [true, false] {
+        let cases: [(i32, &[&[i32]], i16, &str); 3] = [
+            (
+                4,
+                &[&[0]],
+                39,
+                "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified.",
+            ),
+            (
+                3,
+                &[&[0, 0]],
+                39,
+                "The manual partition assignment includes the broker 0 more than once.",
+            ),
+            (
+                3,
+                &[&[5]],
+                39,
+                "The manual partition assignment includes broker 5, but no such broker is registered.",
+            ),
+        ];
+        for (count, lists, code, message) in cases {
+            let answer: CreatePartitionsResponse = conn
+                .call(ApiKey::CreatePartitions, 3, &grow(count, Some(lists), validate_only))
+                .await;
+            let result = &answer.results[0];
+            let said = result.error_message.as_ref().map(ToString::to_string).unwrap_or_default();
+            assert_eq!((result.error_code, said.as_str()), (code, message), "{lists:?}");
+        }
+        let answer: CreatePartitionsResponse =
+            conn.call(ApiKey::CreatePartitions, 3, &grow(3, Some(&[&[0]]), validate_only)).await;
+        assert_eq!(answer.results[0].error_code, 0);
+        let partitions = node.broker().meta().topic("m").unwrap().partitions;
+        assert_eq!(partitions, if validate_only { 2 } else { 3 });
+    }
+    assert!(node.broker().partition("m", 2).is_some(), "the new partition is hosted");
 }

@@ -57,6 +57,12 @@ pub struct TopicSpec {
     pub replication_factor: u16,
     /// Initial config overrides (validated by the store).
     pub configs: Vec<(String, String)>,
+    /// The client's replica lists (Kafka's manual assignment) of partitions `0..n`, each in
+    /// preference order (the first is the preferred leader); `None` to have the store place
+    /// the replicas. When given, the partition count is the number of lists and the
+    /// replication factor their length: `partitions` and `replication_factor` must say the
+    /// same (the Kafka layer sets them so).
+    pub assignments: Option<Vec<Vec<NodeId>>>,
 }
 
 /// Errors of metadata operations; each maps to one Kafka error code in cairn-kafka.
@@ -98,7 +104,8 @@ pub enum MetaError {
     /// `INVALID_REPLICA_ASSIGNMENT`: an explicit replica assignment (CreateTopics or
     /// CreatePartitions `assignments`) names an unknown or dead node, repeats a node, leaves a
     /// partition without replicas, or gives partitions different replica counts.
-    #[error("invalid replica assignment: {0}")]
+    /// The message is Kafka's own sentence, as a client compares it.
+    #[error("{0}")]
     InvalidReplicaAssignment(String),
     /// `BROKER_NOT_AVAILABLE`: no live node to place a replica on. Retriable: nodes come back.
     #[error("no node available: {0}")]
@@ -173,11 +180,19 @@ pub trait MetadataStore: Send + Sync + 'static {
         std::future::pending()
     }
 
-    /// Creates a topic (validating name, counts and configs).
+    /// Creates a topic (validating name, counts, the assignment and configs).
     fn create_topic(
         &self,
         spec: TopicSpec,
     ) -> impl Future<Output = Result<Arc<TopicMeta>, MetaError>> + Send;
+
+    /// Checks that [`MetadataStore::create_topic`] of `spec` would be accepted now (placement
+    /// included), changing nothing; returns the topic it would create (its id not the one a
+    /// creation draws). CreateTopics with `validate_only`.
+    ///
+    /// # Errors
+    /// As `create_topic` would refuse.
+    fn check_create_topic(&self, spec: &TopicSpec) -> Result<Arc<TopicMeta>, MetaError>;
 
     /// Deletes a topic; returns what it was. The name is free at once; the topic stays in
     /// [`MetadataStore::pending_deletions`], in the same atomic change, until
@@ -187,11 +202,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<Arc<TopicMeta>, MetaError>> + Send;
 
-    /// Raises a topic's partition count to `count`.
+    /// Raises a topic's partition count to `count`; the new partitions' replicas are
+    /// `assignments` (one list per new partition, in preference order) or placed by the store.
     fn create_partitions(
         &self,
         name: &str,
         count: u32,
+        assignments: Option<Vec<Vec<NodeId>>>,
     ) -> impl Future<Output = Result<Arc<TopicMeta>, MetaError>> + Send;
 
     /// Checks that [`MetadataStore::create_partitions`] with these arguments would be accepted
@@ -199,7 +216,12 @@ pub trait MetadataStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// As `create_partitions` would refuse.
-    fn check_create_partitions(&self, name: &str, count: u32) -> Result<Arc<TopicMeta>, MetaError>;
+    fn check_create_partitions(
+        &self,
+        name: &str,
+        count: u32,
+        assignments: Option<&[Vec<NodeId>]>,
+    ) -> Result<Arc<TopicMeta>, MetaError>;
 
     /// Deleted topics whose data may still be on disk: their names are free, their ids are not
     /// reused. The broker removes their partition directories and then calls

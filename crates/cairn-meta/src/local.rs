@@ -53,6 +53,7 @@ use cairn_types::{LeaderEpoch, NodeId};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Topics, topic_from_parts};
+use crate::cluster::{Liveness, check_lists};
 use crate::{
     ConfigChange, MetaError, MetadataStore, NodeMeta, PartitionLeader, TopicConfigs, TopicId,
     TopicMeta, TopicName, TopicSpec,
@@ -262,28 +263,69 @@ impl<D: Disk> LocalMetadata<D> {
 
     fn create(&self, spec: TopicSpec) -> Result<Arc<TopicMeta>, MetaError> {
         self.change(|state| {
-            // Kafka's order of checks: existence, partitions, replication factor, configs.
-            state.check_create(&spec.name, spec.partitions)?;
-            let nodes = 1;
-            if spec.replication_factor == 0 || usize::from(spec.replication_factor) > nodes {
-                return Err(MetaError::InvalidReplicationFactor {
-                    factor: i64::from(spec.replication_factor),
-                    reason: format!("{nodes} node(s) available"),
-                });
-            }
-            let configs = TopicConfigs::from_overrides(&spec.configs)?;
-            let id = unused_topic_id(state)?;
-            let topic = Arc::new(TopicMeta {
-                id,
-                name: spec.name,
-                partitions: spec.partitions,
-                replication_factor: spec.replication_factor,
-                configs,
-            });
+            let planned = self.plan(state, &spec)?;
+            let topic = Arc::new(TopicMeta { id: unused_topic_id(state)?, ..planned });
             let mut next = state.clone();
             next.put(&topic);
             Ok((Some(next), topic))
         })
+    }
+
+    /// The topic `spec` creates on `state` (with a nil id), if it may. Kafka's order of checks:
+    /// existence, partitions, replication factor (or the assignment), configs.
+    fn plan(&self, state: &State, spec: &TopicSpec) -> Result<TopicMeta, MetaError> {
+        state.check_create(&spec.name, spec.partitions)?;
+        let replication_factor = match &spec.assignments {
+            Some(assignments) => check_lists(self.liveness(), assignments, 0, None)?,
+            None => {
+                let nodes = 1;
+                if spec.replication_factor == 0 || usize::from(spec.replication_factor) > nodes {
+                    return Err(MetaError::InvalidReplicationFactor {
+                        factor: i64::from(spec.replication_factor),
+                        reason: format!("{nodes} node(s) available"),
+                    });
+                }
+                spec.replication_factor
+            }
+        };
+        Ok(TopicMeta {
+            id: TopicId::from_bytes([0; 16]),
+            name: spec.name.clone(),
+            partitions: spec.partitions,
+            replication_factor,
+            configs: TopicConfigs::from_overrides(&spec.configs)?,
+        })
+    }
+
+    /// The liveness of the nodes a replica list may name: this node alone, alive.
+    fn liveness(&self) -> impl Fn(NodeId) -> Option<Liveness> {
+        let node = self.node.id;
+        move |id| (id == node).then_some(Liveness::Alive)
+    }
+
+    /// The topic `name` grown to `count` partitions on `state`, if it may, with `assignments`
+    /// for the new partitions if given.
+    fn grown(
+        &self,
+        state: &Topics,
+        name: &str,
+        count: u32,
+        assignments: Option<&[Vec<NodeId>]>,
+    ) -> Result<Arc<TopicMeta>, MetaError> {
+        let topic = state.grown(name, count)?;
+        if let Some(assignments) = assignments {
+            let current = state.live.get(name).map_or(0, |topic| topic.partitions);
+            let added = count - current;
+            if assignments.len() != added as usize {
+                return Err(MetaError::InvalidReplicaAssignment(format!(
+                    "Attempted to add {added} additional partition(s), but only {} \
+                     assignment(s) were specified.",
+                    assignments.len()
+                )));
+            }
+            check_lists(self.liveness(), assignments, current, Some(topic.replication_factor))?;
+        }
+        Ok(topic)
     }
 
     fn delete(&self, name: &str) -> Result<Arc<TopicMeta>, MetaError> {
@@ -306,9 +348,14 @@ impl<D: Disk> LocalMetadata<D> {
         })
     }
 
-    fn add_partitions(&self, name: &str, count: u32) -> Result<Arc<TopicMeta>, MetaError> {
+    fn add_partitions(
+        &self,
+        name: &str,
+        count: u32,
+        assignments: Option<&[Vec<NodeId>]>,
+    ) -> Result<Arc<TopicMeta>, MetaError> {
         self.change(|state| {
-            let topic = state.grown(name, count)?;
+            let topic = self.grown(state, name, count, assignments)?;
             let mut next = state.clone();
             next.put(&topic);
             Ok((Some(next), topic))
@@ -363,12 +410,26 @@ impl<D: Disk> MetadataStore for LocalMetadata<D> {
         self.delete(name)
     }
 
-    async fn create_partitions(&self, name: &str, count: u32) -> Result<Arc<TopicMeta>, MetaError> {
-        self.add_partitions(name, count)
+    fn check_create_topic(&self, spec: &TopicSpec) -> Result<Arc<TopicMeta>, MetaError> {
+        self.plan(&self.snapshot(), spec).map(Arc::new)
     }
 
-    fn check_create_partitions(&self, name: &str, count: u32) -> Result<Arc<TopicMeta>, MetaError> {
-        self.snapshot().grown(name, count)
+    async fn create_partitions(
+        &self,
+        name: &str,
+        count: u32,
+        assignments: Option<Vec<Vec<NodeId>>>,
+    ) -> Result<Arc<TopicMeta>, MetaError> {
+        self.add_partitions(name, count, assignments.as_deref())
+    }
+
+    fn check_create_partitions(
+        &self,
+        name: &str,
+        count: u32,
+        assignments: Option<&[Vec<NodeId>]>,
+    ) -> Result<Arc<TopicMeta>, MetaError> {
+        self.grown(&self.snapshot(), name, count, assignments)
     }
 
     fn pending_deletions(&self) -> Vec<Arc<TopicMeta>> {

@@ -125,12 +125,18 @@ fn create_topic_refusals_change_nothing() {
     refused(&mut state, &create("a.b", 2, &[&[1]]), "TopicExists");
     refused(&mut state, &create("a_b", 2, &[&[1]]), "InvalidTopic");
     refused(&mut state, &create("c", 2, &[]), "InvalidPartitions");
-    refused(&mut state, &create("c", 2, &[&[]]), "InvalidReplicaAssignment");
-    refused(&mut state, &create("c", 2, &[&[1, 1]]), "InvalidReplicaAssignment");
-    refused(&mut state, &create("c", 2, &[&[9]]), "not registered");
-    refused(&mut state, &create("c", 2, &[&[3]]), "not alive");
-    refused(&mut state, &create("c", 2, &[&[1, 2], &[1]]), "same number");
-    refused(&mut state, &create("c", 2, &[&[1, 2, 3, 4, 5, 6]]), "InvalidReplicationFactor");
+    refused(&mut state, &create("c", 2, &[&[]]), "includes an empty replica list");
+    refused(&mut state, &create("c", 2, &[&[1, 1]]), "includes the broker 1 more than once");
+    // Kafka checks a list's ids in ascending order: 7 is the first it cannot find.
+    refused(&mut state, &create("c", 2, &[&[9, 1, 7]]), "broker 7, but no such broker");
+    refused(&mut state, &create("c", 2, &[&[2], &[3]]), "partition 1 are fenced");
+    refused(&mut state, &create("c", 2, &[&[1, 2], &[1]]), "with 1 replica(s), but this is not");
+    refused(&mut state, &create("c", 2, &[&[1, 2, 3, 4, 5, 6]]), "broker 4, but no such broker");
+    let mut six = cluster(6);
+    refused(&mut six, &create("c", 2, &[&[1, 2, 3, 4, 5, 6]]), "InvalidReplicationFactor");
+    // A dead node may hold a replica beside a live one, as a fenced broker may in Kafka.
+    let with_dead = topic_of(apply(&mut state, &create("d", 3, &[&[3, 1]])).expect("d"));
+    assert_eq!(state.assignments(with_dead.id)[0].replicas, nodes(&[3, 1]));
     refused(&mut state, &create("c", 1, &[&[1]]), "in use");
     refused(&mut state, &create("c", 0, &[&[1]]), "in use");
     let bad_config = CoreCommand::CreateTopic {
@@ -152,8 +158,8 @@ fn create_partitions_checks_count_and_factor() {
         assignments: assignments.iter().map(|replicas| nodes(replicas)).collect(),
     };
     refused(&mut state, &grow(1, &[]), "InvalidPartitions");
-    refused(&mut state, &grow(3, &[&[2, 3]]), "needs 2 replica lists");
-    refused(&mut state, &grow(2, &[&[2]]), "same number");
+    refused(&mut state, &grow(3, &[&[2, 3]]), "add 2 additional partition(s), but only 1");
+    refused(&mut state, &grow(2, &[&[2]]), "previous partitions, which have 2 replica(s)");
     let topic = topic_of(apply(&mut state, &grow(3, &[&[2, 3], &[3, 1]])).expect("grow"));
     assert_eq!(topic.partitions, 3);
     let leaders: Vec<NodeId> =

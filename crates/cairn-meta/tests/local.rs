@@ -41,7 +41,13 @@ fn name(text: &str) -> TopicName {
 }
 
 fn spec(topic: &str, partitions: u32) -> TopicSpec {
-    TopicSpec { name: name(topic), partitions, replication_factor: 1, configs: Vec::new() }
+    TopicSpec {
+        name: name(topic),
+        partitions,
+        replication_factor: 1,
+        configs: Vec::new(),
+        assignments: None,
+    }
 }
 
 fn spec_with(topic: &str, configs: &[(&str, &str)]) -> TopicSpec {
@@ -120,7 +126,7 @@ fn refusals_change_nothing(store: &impl MetadataStore) {
 
 fn partitions_only_grow(store: &impl MetadataStore) {
     let created = create(store, spec("t", 2)).expect("new");
-    let grow = |count| block_on(store.create_partitions("t", count));
+    let grow = |count| block_on(store.create_partitions("t", count, None));
     for count in [0, 1, 2, TOPIC_PARTITIONS_MAX + 1] {
         let error = grow(count).expect_err("refused");
         assert!(matches!(error, MetaError::InvalidPartitions { .. }), "{count}: {error}");
@@ -130,7 +136,7 @@ fn partitions_only_grow(store: &impl MetadataStore) {
     assert_eq!(grown.id, created.id);
     assert_eq!(store.topic("t"), Some(grown));
     assert!(matches!(
-        block_on(store.create_partitions("missing", 3)),
+        block_on(store.create_partitions("missing", 3, None)),
         Err(MetaError::UnknownTopic(_))
     ));
 }
@@ -183,14 +189,14 @@ fn deletion_stays_pending_until_finished(store: &impl MetadataStore) {
 
 fn checks_partitions_without_changing(store: &impl MetadataStore) {
     create(store, spec("t", 2)).expect("new");
-    let grown = store.check_create_partitions("t", 5).expect("valid");
+    let grown = store.check_create_partitions("t", 5, None).expect("valid");
     assert_eq!(grown.partitions, 5);
     assert_eq!(store.topic("t").map(|topic| topic.partitions), Some(2), "nothing changed");
     for (topic, count) in [("t", 2), ("t", 1), ("t", TOPIC_PARTITIONS_MAX + 1)] {
-        let error = store.check_create_partitions(topic, count).expect_err("invalid");
+        let error = store.check_create_partitions(topic, count, None).expect_err("invalid");
         assert!(matches!(error, MetaError::InvalidPartitions { .. }), "{count}: {error}");
     }
-    let error = store.check_create_partitions("missing", 3).expect_err("no topic");
+    let error = store.check_create_partitions("missing", 3, None).expect_err("no topic");
     assert!(matches!(error, MetaError::UnknownTopic(_)), "{error}");
 }
 
@@ -213,7 +219,8 @@ fn bounds_cluster_partitions(store: &impl MetadataStore) {
     }
     let error = create(store, spec("one-more", 1)).expect_err("over the limit");
     assert!(matches!(error, MetaError::InvalidPartitions { .. }), "{error}");
-    let error = block_on(store.create_partitions("t0", TOPIC_PARTITIONS_MAX)).expect_err("same");
+    let error =
+        block_on(store.create_partitions("t0", TOPIC_PARTITIONS_MAX, None)).expect_err("same");
     assert!(matches!(error, MetaError::InvalidPartitions { .. }), "{error}");
 }
 
@@ -247,6 +254,53 @@ fn conformance_on_the_sim_disk() {
 
 // The local store in particular.
 
+/// A single node's store follows Kafka's rules for a manual assignment with the one broker it
+/// has: only its own id, once per list, one list per new partition; a check changes nothing.
+#[test]
+fn a_manual_assignment_names_only_this_node() {
+    let store = sim_store(&SimDisk::new(3));
+    let assigned = |topic: &str, lists: &[&[u64]]| TopicSpec {
+        partitions: lists.len() as u32,
+        replication_factor: lists.first().map_or(0, |list| list.len() as u16),
+        assignments: Some(
+            lists.iter().map(|list| list.iter().map(|&n| NodeId(n)).collect()).collect(),
+        ),
+        ..spec(topic, 1)
+    };
+    let refusals = [
+        (assigned("a", &[&[2]]), "includes broker 2, but no such broker is registered."),
+        (assigned("a", &[&[1, 1]]), "includes the broker 1 more than once."),
+        (assigned("a", &[&[1], &[]]), "includes an empty replica list."),
+    ];
+    for (spec, message) in refusals {
+        let checked = store.check_create_topic(&spec).expect_err("refused");
+        let error = create(&store, spec).expect_err("refused");
+        assert!(matches!(error, MetaError::InvalidReplicaAssignment(_)), "{error:?}");
+        assert!(error.to_string().ends_with(message), "{error}");
+        assert_eq!(checked.to_string(), error.to_string(), "the check refuses alike");
+    }
+    assert!(store.topics().is_empty());
+    let checked = store.check_create_topic(&assigned("a", &[&[1], &[1]])).expect("valid");
+    assert_eq!((checked.partitions, checked.replication_factor), (2, 1));
+    assert!(store.topics().is_empty(), "a check creates nothing");
+    let created = create(&store, assigned("a", &[&[1], &[1]])).expect("created");
+    assert_eq!((created.partitions, created.replication_factor), (2, 1));
+    let grow = |count, lists: Vec<Vec<NodeId>>| {
+        let checked = store.check_create_partitions("a", count, Some(&lists)).map(drop);
+        let grown = block_on(store.create_partitions("a", count, Some(lists)));
+        assert_eq!(checked.is_ok(), grown.is_ok(), "the check agrees");
+        grown
+    };
+    let error = grow(4, vec![vec![NodeId(1)]]).expect_err("two lists needed");
+    assert_eq!(
+        error.to_string(),
+        "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified."
+    );
+    let error = grow(3, vec![vec![NodeId(0)]]).expect_err("node 0 is not this node");
+    assert!(error.to_string().contains("broker 0, but no such broker"), "{error}");
+    assert_eq!(grow(3, vec![vec![NodeId(1)]]).expect("grown").partitions, 3);
+}
+
 #[test]
 fn everything_survives_reopen() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -254,7 +308,7 @@ fn everything_survives_reopen() {
     let store = open();
     let orders = create(&store, spec_with("orders", &[("retention.bytes", "4096")])).expect("new");
     create(&store, spec("gone", 1)).expect("new");
-    block_on(store.create_partitions("orders", 4)).expect("grow");
+    block_on(store.create_partitions("orders", 4, None)).expect("grow");
     block_on(store.alter_configs("orders", vec![set("message.timestamp.type", "LogAppendTime")]))
         .expect("alter");
     let gone = block_on(store.delete_topic("gone")).expect("delete");
@@ -300,7 +354,7 @@ fn every_change_is_durable_when_it_returns() {
     let store = sim_store(&disk);
     create(&store, spec("t", 1)).expect("new");
     let store = reopen(store);
-    block_on(store.create_partitions("t", 3)).expect("grow");
+    block_on(store.create_partitions("t", 3, None)).expect("grow");
     let store = reopen(store);
     block_on(store.alter_configs("t", vec![set("retention.ms", "-1")])).expect("alter");
     let store = reopen(store);
@@ -660,7 +714,7 @@ mod model {
             }
             Op::Delete { topic: index } => block_on(store.delete_topic(topic(index))).map(drop),
             Op::AddPartitions { topic: index, count } => {
-                block_on(store.create_partitions(topic(index), count)).map(drop)
+                block_on(store.create_partitions(topic(index), count, None)).map(drop)
             }
             Op::AlterRetention { topic: index, retention_ms } => {
                 let change = match retention_ms {

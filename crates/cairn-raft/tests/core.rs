@@ -66,6 +66,7 @@ fn spec(name: &str, partitions: u32, configs: &[(&str, &str)]) -> TopicSpec {
         partitions,
         replication_factor: 1,
         configs: configs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        assignments: None,
     }
 }
 
@@ -117,11 +118,11 @@ async fn topics_are_created_altered_grown_and_deleted_and_kept_across_a_restart(
 
     let altered = core.alter_configs("orders", vec![set("segment.ms", "3600000")]).await.unwrap();
     assert_eq!(altered.configs.segment_ms(), 3_600_000);
-    assert_eq!(core.check_create_partitions("orders", 5).unwrap().partitions, 5);
+    assert_eq!(core.check_create_partitions("orders", 5, None).unwrap().partitions, 5);
     assert_eq!(core.topic("orders").unwrap().partitions, 3, "a check changes nothing");
-    let grown = core.create_partitions("orders", 5).await.unwrap();
+    let grown = core.create_partitions("orders", 5, None).await.unwrap();
     assert_eq!(grown.partitions, 5);
-    let error = core.create_partitions("orders", 4).await.unwrap_err();
+    let error = core.create_partitions("orders", 4, None).await.unwrap_err();
     assert!(matches!(error, MetaError::InvalidPartitions { .. }), "{error}");
     let error = core.alter_configs("missing", vec![set("segment.ms", "1")]).await.unwrap_err();
     assert!(matches!(error, MetaError::UnknownTopic(_)), "{error}");

@@ -180,7 +180,13 @@ impl TestNode {
     /// If the name is invalid or the broker refuses the topic.
     pub async fn create_topic(&self, name: &str, partitions: u32) -> Arc<TopicMeta> {
         let name_ = TopicName::new(name).unwrap_or_else(|error| panic!("{name:?}: {error}"));
-        let spec = TopicSpec { name: name_, partitions, replication_factor: 1, configs: vec![] };
+        let spec = TopicSpec {
+            name: name_,
+            partitions,
+            replication_factor: 1,
+            configs: vec![],
+            assignments: None,
+        };
         let created = self.broker.create_topic(spec).await;
         created.unwrap_or_else(|error| panic!("create topic {name}: {error}"))
     }

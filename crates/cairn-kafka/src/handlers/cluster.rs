@@ -250,6 +250,7 @@ async fn named_topic<M: MetadataStore>(
         partitions: ctx.config.default_partitions,
         replication_factor: 1,
         configs: Vec::new(),
+        assignments: None,
     };
     match ctx.broker.create_topic(spec).await {
         Ok(topic) => {

@@ -2,9 +2,16 @@
 //! IncrementalAlterConfigs.
 
 use cairn_broker::BrokerError;
-use cairn_meta::{ConfigChange, ConfigSource, MetadataStore, TopicConfigs, TopicName, TopicSpec};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cairn_meta::{ConfigChange, ConfigSource, MetadataStore, TopicMeta, TopicName, TopicSpec};
+use cairn_types::NodeId;
+use cairn_types::limits::{CLUSTER_NODES_MAX, TOPIC_PARTITIONS_MAX};
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{
@@ -12,9 +19,10 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, TopicName as WireTopicName,
+    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    TopicName as WireTopicName,
 };
 
 use super::text;
@@ -51,85 +59,164 @@ pub(crate) async fn create_topics<M: MetadataStore>(
 ) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
-        let name = topic.name.0.as_str().to_owned();
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
-        let fail = |code: i16, message: String| {
-            result.clone().with_error_code(code).with_error_message(Some(text(message)))
-        };
-        let topic_name = match TopicName::new(&name) {
-            Ok(topic_name) => topic_name,
-            Err(error) => {
-                results.push(fail(ResponseError::InvalidTopicException.code(), error.to_string()));
-                continue;
+        let done = match topic_spec(ctx, topic) {
+            Err((code, message)) => Err((code, message)),
+            Ok(spec) if request.validate_only => {
+                let name = spec.name.to_string();
+                ctx.broker
+                    .meta()
+                    .check_create_topic(&spec)
+                    .map_err(|error| refusal("validate topic", &name, &BrokerError::Meta(error)))
             }
+            Ok(spec) => create_one(ctx, spec).await,
         };
-        if !topic.assignments.is_empty() {
-            results.push(fail(
-                ResponseError::InvalidRequest.code(),
-                "manual replica assignment is not supported".into(),
-            ));
-            continue;
-        }
-        let partitions = if topic.num_partitions == -1 {
-            i64::from(ctx.config.default_partitions)
-        } else {
-            i64::from(topic.num_partitions)
-        };
-        let replication_factor =
-            if topic.replication_factor == -1 { 1 } else { i64::from(topic.replication_factor) };
-        let (Ok(partitions), Ok(replication_factor)) =
-            (u32::try_from(partitions), u16::try_from(replication_factor))
-        else {
-            results.push(fail(ResponseError::InvalidPartitions.code(), format!("invalid partition count {partitions} or replication factor {replication_factor}")));
-            continue;
-        };
-        let mut configs = Vec::with_capacity(topic.configs.len());
-        for config in topic.configs {
-            let Some(value) = config.value else {
-                continue;
-            };
-            configs.push((config.name.as_str().to_owned(), value.as_str().to_owned()));
-        }
-        if request.validate_only {
-            let checked = TopicConfigs::from_overrides(&configs);
-            let result = match checked {
-                Err(error) => fail(ResponseError::InvalidConfig.code(), error.to_string()),
-                Ok(_) if ctx.broker.meta().topic(&name).is_some() => fail(
-                    ResponseError::TopicAlreadyExists.code(),
-                    format!("topic {name} already exists"),
-                ),
-                Ok(_) if version >= 5 => result
-                    .with_num_partitions(partitions as i32)
-                    .with_replication_factor(replication_factor as i16),
-                Ok(_) => result,
-            };
-            results.push(result);
-            continue;
-        }
-        let spec = TopicSpec { name: topic_name, partitions, replication_factor, configs };
-        match ctx.broker.create_topic(spec).await {
+        results.push(match done {
             Ok(meta) => {
-                tracing::info!(topic = %name, partitions = meta.partitions, "created topic");
-                // Topic ids exist from v7, partition counts from v5.
-                let mut result = result.with_topic_id(if version >= 7 {
-                    meta.id.as_uuid()
-                } else {
-                    uuid::Uuid::nil()
-                });
+                // Topic ids exist from v7 (none for a topic only validated), partition counts
+                // from v5.
+                let mut result = result;
+                if version >= 7 && !request.validate_only {
+                    result = result.with_topic_id(meta.id.as_uuid());
+                }
                 if version >= 5 {
                     result = result
                         .with_num_partitions(meta.partitions as i32)
                         .with_replication_factor(meta.replication_factor as i16);
                 }
-                results.push(result);
+                result
             }
-            Err(error) => {
-                let (code, message) = refusal("create topic", &name, &error);
-                results.push(fail(code, message));
+            Err((code, message)) => {
+                result.with_error_code(code).with_error_message(Some(text(message)))
             }
-        }
+        });
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// Creates the topic `spec` describes.
+async fn create_one<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    spec: TopicSpec,
+) -> Result<Arc<TopicMeta>, (i16, String)> {
+    let name = spec.name.to_string();
+    match ctx.broker.create_topic(spec).await {
+        Ok(meta) => {
+            tracing::info!(topic = %name, partitions = meta.partitions, "created topic");
+            Ok(meta)
+        }
+        Err(error) => Err(refusal("create topic", &name, &error)),
+    }
+}
+
+/// The topic a CreateTopics entry asks for, its form checked: the name, the counts (-1 for
+/// the defaults) or the manual assignment (Kafka's checks of its form, [`manual_topic`]).
+fn topic_spec<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    topic: CreatableTopic,
+) -> Result<TopicSpec, (i16, String)> {
+    let name = TopicName::new(topic.name.0.as_str())
+        .map_err(|error| (ResponseError::InvalidTopicException.code(), error.to_string()))?;
+    let configs = topic
+        .configs
+        .iter()
+        .filter_map(|c| Some((c.name.as_str().to_owned(), c.value.as_ref()?.as_str().to_owned())))
+        .collect();
+    if !topic.assignments.is_empty() {
+        let assignments = manual_topic(&topic)?;
+        let partitions = u32::try_from(assignments.len()).unwrap_or(u32::MAX);
+        // Every list is at most ASSIGNED_REPLICAS_MAX long.
+        let replication_factor = assignments.first().map_or(0, |list| list.len() as u16);
+        let assignments = Some(assignments);
+        return Ok(TopicSpec { name, partitions, replication_factor, configs, assignments });
+    }
+    let partitions = if topic.num_partitions == -1 {
+        i64::from(ctx.config.default_partitions)
+    } else {
+        i64::from(topic.num_partitions)
+    };
+    let replication_factor =
+        if topic.replication_factor == -1 { 1 } else { i64::from(topic.replication_factor) };
+    let (Ok(partitions), Ok(replication_factor)) =
+        (u32::try_from(partitions), u16::try_from(replication_factor))
+    else {
+        return Err((
+            ResponseError::InvalidPartitions.code(),
+            format!(
+                "invalid partition count {partitions} or replication factor {replication_factor}"
+            ),
+        ));
+    };
+    Ok(TopicSpec { name, partitions, replication_factor, configs, assignments: None })
+}
+
+/// A CreateTopics manual assignment as replica lists of partitions `0..n`, with Kafka's
+/// checks of its form (KRaft's `ReplicationControlManager.createTopic`, and its messages):
+/// the counts must be -1; no partition twice; the partitions `0..n`. The lists themselves
+/// (empty, unknown or repeated brokers, lengths that differ, no live replica) are checked
+/// against the cluster by the metadata store, which answers with Kafka's messages too.
+fn manual_topic(topic: &CreatableTopic) -> Result<Vec<Vec<NodeId>>, (i16, String)> {
+    let request = |message: &str| (ResponseError::InvalidRequest.code(), message.to_owned());
+    if topic.replication_factor != -1 {
+        return Err(request(
+            "A manual partition assignment was specified, but replication factor was not set \
+             to -1.",
+        ));
+    }
+    if topic.num_partitions != -1 {
+        return Err(request(
+            "A manual partition assignment was specified, but numPartitions was not set to -1.",
+        ));
+    }
+    let mut by_partition: BTreeMap<i32, Vec<NodeId>> = BTreeMap::new();
+    for assignment in &topic.assignments {
+        let index = assignment.partition_index;
+        if by_partition.contains_key(&index) {
+            return Err(invalid_assignment(format!(
+                "Found multiple manual partition assignments for partition {index}"
+            )));
+        }
+        by_partition.insert(index, broker_list(&assignment.broker_ids)?);
+    }
+    let consecutive = by_partition.keys().zip(0..).all(|(index, expected)| *index == expected);
+    if !consecutive {
+        return Err(invalid_assignment(
+            "partitions should be a consecutive 0-based integer sequence".into(),
+        ));
+    }
+    if by_partition.len() > TOPIC_PARTITIONS_MAX as usize {
+        return Err((
+            ResponseError::InvalidPartitions.code(),
+            format!("{} partitions: more than TOPIC_PARTITIONS_MAX", by_partition.len()),
+        ));
+    }
+    Ok(by_partition.into_values().collect())
+}
+
+/// The most broker ids one replica list may name: more than a cluster's nodes always repeat
+/// one or name one that is not registered.
+const ASSIGNED_REPLICAS_MAX: usize = CLUSTER_NODES_MAX;
+
+/// One replica list of a manual assignment as node ids: a negative id is a broker that is not
+/// registered (the smallest first, as Kafka checks them in ascending order).
+fn broker_list(ids: &[BrokerId]) -> Result<Vec<NodeId>, (i16, String)> {
+    if let Some(negative) = ids.iter().map(|id| id.0).filter(|id| *id < 0).min() {
+        return Err(invalid_assignment(format!(
+            "The manual partition assignment includes broker {negative}, but no such broker is \
+             registered."
+        )));
+    }
+    if ids.len() > ASSIGNED_REPLICAS_MAX {
+        return Err(invalid_assignment(format!(
+            "The manual partition assignment names {} brokers, more than a cluster has.",
+            ids.len()
+        )));
+    }
+    Ok(ids.iter().map(|id| NodeId(u64::from(id.0.unsigned_abs()))).collect())
+}
+
+fn invalid_assignment(message: String) -> (i16, String) {
+    (ResponseError::InvalidReplicaAssignment.code(), message)
 }
 
 /// Serves DeleteTopics (by name, or by id from v6).
@@ -189,49 +276,47 @@ pub(crate) async fn create_partitions<M: MetadataStore>(
 ) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
-        let name = topic.name.0.as_str().to_owned();
         let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
-        let fail = |code: i16, message: String| {
-            result.clone().with_error_code(code).with_error_message(Some(text(message)))
-        };
-        if topic.assignments.is_some() {
-            results.push(fail(
-                ResponseError::InvalidRequest.code(),
-                "manual replica assignment is not supported".into(),
-            ));
-            continue;
-        }
-        let Ok(count) = u32::try_from(topic.count) else {
-            results.push(fail(
-                ResponseError::InvalidPartitions.code(),
-                format!("invalid partition count {}", topic.count),
-            ));
-            continue;
-        };
-        if request.validate_only {
-            let current = ctx.broker.meta().topic(&name).map(|t| t.partitions);
-            results.push(match current {
-                None => fail(
-                    ResponseError::UnknownTopicOrPartition.code(),
-                    format!("topic {name} does not exist"),
-                ),
-                Some(current) if count <= current => fail(
-                    ResponseError::InvalidPartitions.code(),
-                    format!("topic has {current} partitions"),
-                ),
-                Some(_) => result,
-            });
-            continue;
-        }
-        match ctx.broker.create_partitions(&name, count).await {
-            Ok(_) => results.push(result),
-            Err(error) => {
-                let (code, message) = refusal("create partitions", &name, &error);
-                results.push(fail(code, message));
+        results.push(match grow_one(ctx, topic, request.validate_only).await {
+            Ok(()) => result,
+            Err((code, message)) => {
+                result.with_error_code(code).with_error_message(Some(text(message)))
             }
-        }
+        });
     }
     CreatePartitionsResponse::default().with_results(results)
+}
+
+/// Raises one topic's partition count (or checks that it may, `validate_only`).
+async fn grow_one<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    topic: CreatePartitionsTopic,
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    let name = topic.name.0.as_str().to_owned();
+    let Ok(count) = u32::try_from(topic.count) else {
+        return Err((
+            ResponseError::InvalidPartitions.code(),
+            format!("invalid partition count {}", topic.count),
+        ));
+    };
+    let assignments = match &topic.assignments {
+        Some(lists) => Some(
+            lists
+                .iter()
+                .map(|list| broker_list(&list.broker_ids))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        None => None,
+    };
+    let outcome = if validate_only {
+        let checked =
+            ctx.broker.meta().check_create_partitions(&name, count, assignments.as_deref());
+        checked.map(drop).map_err(BrokerError::Meta)
+    } else {
+        ctx.broker.create_partitions(&name, count, assignments).await.map(drop)
+    };
+    outcome.map_err(|error| refusal("create partitions", &name, &error))
 }
 
 /// Serves DescribeConfigs for topics (brokers answer with no configs).

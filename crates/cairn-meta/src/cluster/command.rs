@@ -142,6 +142,18 @@ impl CoreCommand {
     /// # Errors
     /// What `apply` would answer, or placement's refusal.
     pub fn create_topic(state: &CoreState, topic: NewTopic) -> Result<CoreCommand, MetaError> {
+        CoreCommand::plan_topic(state, topic).map(|(command, _)| command)
+    }
+
+    /// [`CoreCommand::create_topic`] and the topic the command would create: what a
+    /// CreateTopics with `validate_only` answers.
+    ///
+    /// # Errors
+    /// As [`CoreCommand::create_topic`].
+    pub fn plan_topic(
+        state: &CoreState,
+        topic: NewTopic,
+    ) -> Result<(CoreCommand, Arc<TopicMeta>), MetaError> {
         let assignments = match topic.assignments {
             Some(assignments) => assignments,
             None => {
@@ -149,13 +161,14 @@ impl CoreCommand {
                 place(state, topic.partitions, topic.replication_factor)?
             }
         };
-        checked_topic(state, topic.id, &topic.name, &topic.configs, &assignments)?;
-        Ok(CoreCommand::CreateTopic {
+        let created = checked_topic(state, topic.id, &topic.name, &topic.configs, &assignments)?;
+        let command = CoreCommand::CreateTopic {
             id: topic.id,
             name: topic.name,
             configs: topic.configs,
             assignments,
-        })
+        };
+        Ok((command, created))
     }
 
     /// The [`CoreCommand::CreatePartitions`] raising `name` to `count` partitions: the new
@@ -372,7 +385,8 @@ fn checked_growth(
     let added = count - current;
     if assignments.len() != added as usize {
         return Err(MetaError::InvalidReplicaAssignment(format!(
-            "adding {added} partitions to {name} needs {added} replica lists, not {}",
+            "Attempted to add {added} additional partition(s), but only {} assignment(s) were \
+             specified.",
             assignments.len()
         )));
     }

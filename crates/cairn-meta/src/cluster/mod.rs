@@ -20,5 +20,6 @@ mod state;
 
 pub use codec::CodecError;
 pub use command::{CoreCommand, CoreReply, NewTopic, apply};
+pub(crate) use placement::check_lists;
 pub use placement::{check_assignments, place};
 pub use state::{CoreState, GroupId, Liveness, LogPosition, NodeRecord, PartitionAssignment};

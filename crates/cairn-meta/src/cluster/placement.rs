@@ -98,65 +98,90 @@ fn place_one(
 }
 
 /// Checks replica lists given for new partitions (a client's explicit assignment, or any a
-/// command carries) against `state`: every partition has 1 to [`REPLICATION_FACTOR_MAX`]
-/// replicas, all registered and alive, none twice, and all partitions as many (`expected`, if
-/// given: an existing topic's factor). Returns that replication factor. An empty list is
-/// accepted (no partitions; the partition count is checked elsewhere) with `expected` or 0.
+/// command carries) against `state`, by Kafka's rules (KRaft's
+/// `validateManualPartitionAssignment`, then its check that a partition has an active
+/// replica): see [`check_lists`]. Returns the replication factor.
 ///
 /// # Errors
-/// [`MetaError::InvalidReplicaAssignment`] or [`MetaError::InvalidReplicationFactor`], naming
-/// the first partition (counted from `first_partition`) that breaks a rule.
+/// As [`check_lists`].
 pub fn check_assignments(
     state: &CoreState,
     assignments: &[Vec<NodeId>],
     first_partition: u32,
     expected: Option<u16>,
 ) -> Result<u16, MetaError> {
-    let invalid = MetaError::InvalidReplicaAssignment;
-    let mut factor = expected;
-    for (offset, replicas) in assignments.iter().enumerate() {
-        let partition = u64::from(first_partition) + offset as u64;
-        if replicas.is_empty() {
-            return Err(invalid(format!("partition {partition} has no replicas")));
-        }
-        check_factor(i64::try_from(replicas.len()).unwrap_or(i64::MAX))?;
-        check_replicas(state, replicas, partition)?;
-        // Lossless: at most REPLICATION_FACTOR_MAX, checked above.
-        let count = replicas.len() as u16;
-        match factor {
-            None => factor = Some(count),
-            Some(factor) if factor != count => {
-                return Err(invalid(format!(
-                    "partition {partition} has {count} replicas, other partitions {factor}: \
-                     every partition needs the same number"
-                )));
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(factor.unwrap_or(0))
+    let liveness = |node: NodeId| state.node(node).map(|record| record.liveness);
+    check_lists(liveness, assignments, first_partition, expected)
 }
 
-/// Checks one partition's replicas: registered, alive, distinct.
-fn check_replicas(state: &CoreState, replicas: &[NodeId], partition: u64) -> Result<(), MetaError> {
+/// Checks replica lists given for new partitions against the nodes `liveness` knows (`None`:
+/// not registered), each list in order: not empty; its ids, in ascending order, registered and
+/// none twice; as many replicas as every other list (and as `expected`, an existing topic's
+/// factor, if given); at most [`REPLICATION_FACTOR_MAX`]; at least one replica alive (a dead
+/// node may hold a replica, as a fenced broker may in Kafka: it catches up when it returns).
+/// Returns that replication factor; for no lists, `expected` or 0 (the partition count is
+/// checked elsewhere). The messages are Kafka's, the partition counted from `first_partition`.
+///
+/// # Errors
+/// [`MetaError::InvalidReplicaAssignment`], or [`MetaError::InvalidReplicationFactor`] above
+/// [`REPLICATION_FACTOR_MAX`], for the first list that breaks a rule.
+pub(crate) fn check_lists(
+    liveness: impl Fn(NodeId) -> Option<Liveness>,
+    assignments: &[Vec<NodeId>],
+    first_partition: u32,
+    expected: Option<u16>,
+) -> Result<u16, MetaError> {
+    let mut factor = expected.map(usize::from);
+    for (offset, replicas) in assignments.iter().enumerate() {
+        let partition = u64::from(first_partition) + offset as u64;
+        check_list(&liveness, replicas, factor, partition)?;
+        factor = Some(replicas.len());
+    }
+    // Lossless: every list was checked against REPLICATION_FACTOR_MAX.
+    Ok(factor.map_or(0, |factor| factor as u16))
+}
+
+/// Checks one partition's replica list (see [`check_lists`]).
+fn check_list(
+    liveness: &impl Fn(NodeId) -> Option<Liveness>,
+    replicas: &[NodeId],
+    factor: Option<usize>,
+    partition: u64,
+) -> Result<(), MetaError> {
     let invalid = MetaError::InvalidReplicaAssignment;
-    for (position, node) in replicas.iter().enumerate() {
-        if replicas[..position].contains(node) {
-            return Err(invalid(format!("partition {partition} names node {node} twice")));
+    if replicas.is_empty() {
+        return Err(invalid(
+            "The manual partition assignment includes an empty replica list.".into(),
+        ));
+    }
+    let mut sorted = replicas.to_vec();
+    sorted.sort_unstable();
+    for (position, &node) in sorted.iter().enumerate() {
+        if liveness(node).is_none() {
+            return Err(invalid(format!(
+                "The manual partition assignment includes broker {node}, but no such broker is \
+                 registered."
+            )));
         }
-        match state.node(*node) {
-            None => {
-                return Err(invalid(format!(
-                    "partition {partition} names node {node}, which is not registered"
-                )));
-            }
-            Some(record) if record.liveness == Liveness::Dead => {
-                return Err(invalid(format!(
-                    "partition {partition} names node {node}, which is not alive"
-                )));
-            }
-            Some(_) => {}
+        if position > 0 && sorted[position - 1] == node {
+            return Err(invalid(format!(
+                "The manual partition assignment includes the broker {node} more than once."
+            )));
         }
+    }
+    if let Some(factor) = factor.filter(|factor| *factor != replicas.len()) {
+        return Err(invalid(format!(
+            "The manual partition assignment includes a partition with {} replica(s), but this \
+             is not consistent with previous partitions, which have {factor} replica(s).",
+            replicas.len()
+        )));
+    }
+    check_factor(i64::try_from(replicas.len()).unwrap_or(i64::MAX))?;
+    if replicas.iter().all(|&node| liveness(node) != Some(Liveness::Alive)) {
+        return Err(invalid(format!(
+            "All brokers specified in the manual partition assignment for partition {partition} \
+             are fenced or in controlled shutdown."
+        )));
     }
     Ok(())
 }

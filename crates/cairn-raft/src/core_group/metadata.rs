@@ -37,7 +37,7 @@ use crate::{CommitResponder, Proposal, TypeConfig};
 /// and builds the command.
 #[derive(Clone, Debug)]
 pub enum CoreRequest {
-    /// CreateTopics: replicas placed by the leader.
+    /// CreateTopics: replicas placed by the leader, or the client's assignment checked.
     CreateTopic(TopicSpec),
     /// DeleteTopics.
     DeleteTopic(String),
@@ -47,6 +47,8 @@ pub enum CoreRequest {
         name: String,
         /// The new partition count.
         count: u32,
+        /// The client's replica lists of the new partitions, or `None`: placed by the leader.
+        assignments: Option<Vec<Vec<NodeId>>>,
     },
     /// IncrementalAlterConfigs, all or none.
     AlterConfigs {
@@ -343,18 +345,11 @@ fn build(state: &CoreState, request: CoreRequest) -> Result<Option<CoreCommand>,
     let name = |name: &str| TopicName::new(name).map_err(|_| MetaError::UnknownTopic(name.into()));
     let command = match request {
         CoreRequest::CreateTopic(spec) => {
-            let topic = NewTopic {
-                id: TopicId::random(),
-                name: spec.name,
-                partitions: spec.partitions,
-                replication_factor: Some(spec.replication_factor),
-                assignments: None,
-                configs: spec.configs,
-            };
-            return CoreCommand::create_topic(state, topic).map(Some);
+            return CoreCommand::create_topic(state, new_topic(spec)).map(Some);
         }
-        CoreRequest::CreatePartitions { name: topic, count } => {
-            return CoreCommand::create_partitions(state, name(&topic)?, count, None).map(Some);
+        CoreRequest::CreatePartitions { name: topic, count, assignments } => {
+            let topic = name(&topic)?;
+            return CoreCommand::create_partitions(state, topic, count, assignments).map(Some);
         }
         CoreRequest::FinishDeletion(id) => {
             if !state.pending_deletions().iter().any(|topic| topic.id == id) {
@@ -371,6 +366,18 @@ fn build(state: &CoreState, request: CoreRequest) -> Result<Option<CoreCommand>,
     };
     command.check(state)?;
     Ok(Some(command))
+}
+
+/// The leader's request for a topic a client asked for: a fresh random id.
+fn new_topic(spec: TopicSpec) -> NewTopic {
+    NewTopic {
+        id: TopicId::random(),
+        name: spec.name,
+        partitions: spec.partitions,
+        replication_factor: Some(spec.replication_factor),
+        assignments: spec.assignments,
+        configs: spec.configs,
+    }
 }
 
 /// A core entry's batch: one record whose value is the encoded command.
@@ -446,12 +453,31 @@ impl<D: Disk + Clone, F: CoreForward> MetadataStore for CoreMetadata<D, F> {
         self.topic_write(CoreRequest::DeleteTopic(name.to_owned())).await
     }
 
-    async fn create_partitions(&self, name: &str, count: u32) -> Result<Arc<TopicMeta>, MetaError> {
-        self.topic_write(CoreRequest::CreatePartitions { name: name.to_owned(), count }).await
+    fn check_create_topic(&self, spec: &TopicSpec) -> Result<Arc<TopicMeta>, MetaError> {
+        let (_, topic) = CoreCommand::plan_topic(&self.state(), new_topic(spec.clone()))?;
+        Ok(topic)
     }
 
-    fn check_create_partitions(&self, name: &str, count: u32) -> Result<Arc<TopicMeta>, MetaError> {
-        self.state.borrow().check_create_partitions(name, count)
+    async fn create_partitions(
+        &self,
+        name: &str,
+        count: u32,
+        assignments: Option<Vec<Vec<NodeId>>>,
+    ) -> Result<Arc<TopicMeta>, MetaError> {
+        let request = CoreRequest::CreatePartitions { name: name.to_owned(), count, assignments };
+        self.topic_write(request).await
+    }
+
+    fn check_create_partitions(
+        &self,
+        name: &str,
+        count: u32,
+        assignments: Option<&[Vec<NodeId>]>,
+    ) -> Result<Arc<TopicMeta>, MetaError> {
+        let state = self.state();
+        let topic = TopicName::new(name).map_err(|_| MetaError::UnknownTopic(name.into()))?;
+        CoreCommand::create_partitions(&state, topic, count, assignments.map(<[_]>::to_vec))?;
+        state.check_create_partitions(name, count)
     }
 
     fn pending_deletions(&self) -> Vec<Arc<TopicMeta>> {

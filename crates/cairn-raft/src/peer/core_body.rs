@@ -7,11 +7,12 @@
 //!
 //! | body | fields |
 //! |---|---|
-//! | CoreWrite | tag u8: 1 CreateTopic (name str, partitions u32, replication factor u16, configs), 2 DeleteTopic (name str), 3 CreatePartitions (name str, count u32), 4 AlterConfigs (name str, changes), 5 FinishDeletion (topic id 16 bytes), 6 Command (length u32, cairn-meta's command encoding), 7 ReadIndex |
+//! | CoreWrite | tag u8: 1 CreateTopic (name str, partitions u32, replication factor u16, configs, assignments), 2 DeleteTopic (name str), 3 CreatePartitions (name str, count u32, assignments), 4 AlterConfigs (name str, changes), 5 FinishDeletion (topic id 16 bytes), 6 Command (length u32, cairn-meta's command encoding), 7 ReadIndex |
 //! | CoreWriteAnswer | tag u8: 0 done (reply, applied: flag, term u64, index u64), 1 refused (code u16, number i64, count u8 ≤ 3 × str) |
 //! | reply | tag u8: 0 Done, 1 Topic (id 16 bytes, name str, partitions u32, replication factor u16, configs), 2 ProducerIds (first i64, count i64) |
 //! | configs | count u16 × (key str, value str) |
 //! | changes | count u16 × (0 key str value str, or 1 key str) |
+//! | assignments | flag u8 (0: none, placed by the leader), then count u32 (≤ `TOPIC_PARTITIONS_MAX`) × (replicas u16 × node id u64) |
 //! | CoreSnapshot | as a partition's snapshot up to its membership, then length u32 and the encoded state |
 //!
 //! Every count is bounded by the bytes left; decoding checks form (names, canonical configs),
@@ -24,8 +25,8 @@ use cairn_meta::{
     ConfigChange, ConfigError, CoreCommand, CoreReply, LogPosition, MetaError, TopicConfigs,
     TopicId, TopicMeta, TopicName, TopicSpec,
 };
-use cairn_types::ProducerId;
-use cairn_types::limits::CORE_SNAPSHOT_BYTES_MAX;
+use cairn_types::limits::{CORE_SNAPSHOT_BYTES_MAX, TOPIC_PARTITIONS_MAX};
+use cairn_types::{NodeId, ProducerId};
 
 use crate::core_group::{CoreRequest, Forwarded};
 use crate::peer::body::{SnapshotMeta, Vote};
@@ -208,15 +209,17 @@ pub(crate) fn put_request(out: &mut BytesMut, request: &CoreRequest) -> Result<(
             out.put_u32(spec.partitions);
             out.put_u16(spec.replication_factor);
             put_pairs(out, spec.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+            put_assignments(out, spec.assignments.as_deref())?;
         }
         CoreRequest::DeleteTopic(name) => {
             out.put_u8(DELETE_TOPIC);
             put_str(out, name)?;
         }
-        CoreRequest::CreatePartitions { name, count } => {
+        CoreRequest::CreatePartitions { name, count, assignments } => {
             out.put_u8(CREATE_PARTITIONS);
             put_str(out, name)?;
             out.put_u32(*count);
+            put_assignments(out, assignments.as_deref())?;
         }
         CoreRequest::AlterConfigs { name, changes } => {
             out.put_u8(ALTER_CONFIGS);
@@ -246,11 +249,13 @@ pub(crate) fn request(reader: &mut Reader) -> Result<CoreRequest, FrameError> {
             partitions: reader.u32("partitions")?,
             replication_factor: reader.u16("replication factor")?,
             configs: pairs(reader)?,
+            assignments: assignments(reader)?,
         }),
         DELETE_TOPIC => CoreRequest::DeleteTopic(str(reader, "topic name")?),
         CREATE_PARTITIONS => CoreRequest::CreatePartitions {
             name: str(reader, "topic name")?,
             count: reader.u32("partition count")?,
+            assignments: assignments(reader)?,
         },
         ALTER_CONFIGS => CoreRequest::AlterConfigs {
             name: str(reader, "topic name")?,
@@ -489,6 +494,45 @@ fn changes(reader: &mut Reader) -> Result<Vec<ConfigChange>, FrameError> {
             _ => Err(invalid("config change")),
         })
         .collect()
+}
+
+/// Writes a client's replica lists, if it gave any.
+fn put_assignments(out: &mut BytesMut, lists: Option<&[Vec<NodeId>]>) -> Result<(), FrameError> {
+    let Some(lists) = lists else {
+        out.put_u8(0);
+        return Ok(());
+    };
+    if lists.len() > TOPIC_PARTITIONS_MAX as usize {
+        return Err(invalid("assignments"));
+    }
+    out.put_u8(1);
+    // At most TOPIC_PARTITIONS_MAX.
+    out.put_u32(lists.len() as u32);
+    for replicas in lists {
+        out.put_u16(u16::try_from(replicas.len()).map_err(|_| invalid("replica list"))?);
+        for node in replicas {
+            out.put_u64(node.0);
+        }
+    }
+    Ok(())
+}
+
+/// Reads a client's replica lists (see the module docs).
+fn assignments(reader: &mut Reader) -> Result<Option<Vec<Vec<NodeId>>>, FrameError> {
+    if !reader.flag("assignments flag")? {
+        return Ok(None);
+    }
+    // Each list takes at least its u16 count.
+    let count = reader.count("assignments", 2, u64::from(TOPIC_PARTITIONS_MAX))?;
+    let mut lists = Vec::with_capacity(count);
+    for _ in 0..count {
+        let replicas = count16(reader, "replica list", 8)?;
+        let list = (0..replicas)
+            .map(|_| reader.u64("replica").map(NodeId))
+            .collect::<Result<Vec<_>, _>>()?;
+        lists.push(list);
+    }
+    Ok(Some(lists))
 }
 
 /// A u16 count of elements of at least `element_bytes_min` bytes, bounded by the bytes left.

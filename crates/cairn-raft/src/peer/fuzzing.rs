@@ -209,7 +209,19 @@ pub fn sample_messages() -> Vec<(&'static str, Message)> {
 fn core_messages() -> Vec<(&'static str, Message)> {
     let topic = TopicName::new("orders").expect("a valid topic name");
     let configs = vec![("retention.ms".to_owned(), "3600000".to_owned())];
-    let spec = TopicSpec { name: topic.clone(), partitions: 3, replication_factor: 3, configs };
+    let spec = TopicSpec {
+        name: topic.clone(),
+        partitions: 3,
+        replication_factor: 3,
+        configs,
+        assignments: None,
+    };
+    let assigned = TopicSpec {
+        partitions: 2,
+        replication_factor: 2,
+        assignments: Some(vec![vec![NodeId(2), NodeId(1)], vec![NodeId(1), NodeId(3)]]),
+        ..spec.clone()
+    };
     let created = TopicMeta {
         id: TopicId::from_bytes(*b"fedcba9876543210"),
         name: topic,
@@ -242,12 +254,22 @@ fn core_messages() -> Vec<(&'static str, Message)> {
     };
     vec![
         ("core-write-create", Message::CoreWrite(CoreRequest::CreateTopic(spec))),
+        ("core-write-create-assigned", Message::CoreWrite(CoreRequest::CreateTopic(assigned))),
         ("core-write-delete", Message::CoreWrite(CoreRequest::DeleteTopic("orders".to_owned()))),
         (
             "core-write-partitions",
             Message::CoreWrite(CoreRequest::CreatePartitions {
                 name: "orders".to_owned(),
                 count: 6,
+                assignments: None,
+            }),
+        ),
+        (
+            "core-write-partitions-assigned",
+            Message::CoreWrite(CoreRequest::CreatePartitions {
+                name: "orders".to_owned(),
+                count: 4,
+                assignments: Some(vec![vec![NodeId(3), NodeId(2), NodeId(1)]]),
             }),
         ),
         (
