@@ -8,7 +8,9 @@
 //! old epoch right after its last acknowledged offset, a follower refusing it, and the KIP-951
 //! leader hint of a follower's Produce (v12) and Fetch (v16) refusals; explicit replica
 //! assignments (CreateTopics, CreatePartitions, `validate_only`) sent through a node that does
-//! not lead the core, refused with Kafka's messages or hosted where the client said.
+//! not lead the core, refused with Kafka's messages or hosted where the client said; a dead
+//! node's replicas offline and out of the ISR, never named leader, partitions without a live
+//! leader answered with LEADER_NOT_AVAILABLE and refused without a hint.
 //!
 //! Nothing sleeps to synchronise: readiness and every agreement between nodes are polled with a
 //! deadline (`ProcessNode::wait_until`, which also ends if the node exits); every node is
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 use cairn_node::status::{ClusterStatus, LivenessView};
 use cairn_testkit::{ProcessNode, ProcessNodeBuilder, free_ports, kafka_call, metadata_brokers};
 use cairn_types::batch::BatchBuilder;
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsTopic,
 };
@@ -841,4 +844,109 @@ fn topic_id(bootstrap: &str, topic: &str) -> uuid::Uuid {
     let response: MetadataResponse =
         kafka_call(bootstrap, ApiKey::Metadata, 12, &request).expect("metadata");
     response.topics.first().expect("the topic").topic_id
+}
+
+/// Creates `topic` through `bootstrap` with the manual assignment `lists`; panics if refused.
+fn create_or_panic(bootstrap: &str, topic: &str, lists: &[&[i32]]) {
+    let answer = created(bootstrap, &create_assigned(topic, lists, false));
+    assert_eq!(answer, Ok((0, String::new())), "creating {topic}");
+}
+
+/// After a node dies: its replicas are offline and out of the ISR everywhere; a partition whose
+/// only replica it held has no leader (LEADER_NOT_AVAILABLE, leader -1) through the nodes that
+/// do not host it; a replica left without a majority knows no live leader, answers Metadata
+/// with LEADER_NOT_AVAILABLE and refuses Produce and Fetch with NOT_LEADER_OR_FOLLOWER and no
+/// KIP-951 hint; no node names the dead node as a leader.
+#[test]
+fn a_dead_nodes_replicas_are_offline_and_it_is_never_named_leader() {
+    let (builders, _) = members(3);
+    let mut nodes: Vec<Option<ProcessNode>> = start_all(&builders).into_iter().map(Some).collect();
+    let addrs: Vec<String> = nodes.iter().flatten().map(|n| n.bootstrap().to_owned()).collect();
+    let addr = |id: i64| addrs[slot(id)].clone();
+    let controller = {
+        let mut all: Vec<&mut ProcessNode> = nodes.iter_mut().flatten().collect();
+        wait_agreed(&mut all, &[1, 2, 3], None)
+    };
+    // A two-replica partition on the two nodes that do not lead the core; the one that leads
+    // it dies, so the core keeps its majority and marks it dead.
+    let pair: Vec<i64> = (1..=3).filter(|&id| id != controller).collect();
+    let as_broker = |id: i64| i32::try_from(id).expect("a broker id");
+    let pair_lists: &[&[i32]] = &[&[as_broker(pair[0]), as_broker(pair[1])]];
+    create_or_panic(&addr(controller), "pair", pair_lists);
+    let mut victim = 0;
+    nodes[slot(controller)].as_mut().expect("running").wait_until(
+        "a leader of pair",
+        AGREE_TIMEOUT,
+        |_| {
+            victim = answering_leader(&addrs, &pair, "pair")?;
+            Ok(())
+        },
+    );
+    let survivor = *pair.iter().find(|&&id| id != victim).expect("the other replica");
+    let v = as_broker(victim);
+    create_or_panic(&addr(controller), "solo", &[&[v]]);
+    create_or_panic(&addr(controller), "trio", &[&[v, as_broker(controller), as_broker(survivor)]]);
+    nodes[slot(victim)].as_mut().expect("running").wait_until(
+        "every partition led",
+        AGREE_TIMEOUT,
+        |me| {
+            for topic in ["solo", "trio"] {
+                let seen = partitions_of(me.bootstrap(), topic)?;
+                if seen.iter().any(|p| p.0 != 0 || p.1 < 0) {
+                    return Err(format!("{topic}: {seen:?}"));
+                }
+            }
+            Ok(())
+        },
+    );
+    let _killed = nodes[slot(victim)].take().expect("running").kill();
+    for id in [controller, survivor] {
+        nodes[slot(id)].as_mut().expect("running").wait_until(
+            "the dead node's replicas offline",
+            AGREE_TIMEOUT,
+            |me| dead_node_seen(me.bootstrap(), v, id == survivor),
+        );
+    }
+    // The replica without a majority refuses writes and reads without naming a leader.
+    let produced = produce_batch(&addr(survivor), "pair", 1, 12).expect("an answer");
+    let answer = &produced.responses[0].partition_responses[0];
+    let hint = (answer.current_leader.leader_id.0, answer.current_leader.leader_epoch);
+    assert_eq!((answer.error_code, hint), (6, (-1, -1)), "{answer:?}");
+    assert!(produced.node_endpoints.is_empty(), "{produced:?}");
+    let fetched = fetch_v16(&addr(survivor), topic_id(&addr(survivor), "pair")).expect("an answer");
+    let answer = &fetched.responses[0].partitions[0];
+    let hint = (answer.current_leader.leader_id.0, answer.current_leader.leader_epoch);
+    assert_eq!((answer.error_code, hint), (6, (-1, -1)), "{answer:?}");
+    assert!(fetched.node_endpoints.is_empty(), "{fetched:?}");
+    for node in nodes.into_iter().flatten() {
+        drop(node.stop());
+    }
+}
+
+/// Whether Metadata through `bootstrap` shows broker `dead` dead: offline and out of every ISR,
+/// never a leader; `solo` (its only replica there) without a leader; and, if `hosts_pair`
+/// (this node holds pair's other replica, which has no majority), pair without a leader too.
+fn dead_node_seen(bootstrap: &str, dead: i32, hosts_pair: bool) -> Result<(), String> {
+    let lna = ResponseError::LeaderNotAvailable.code();
+    for topic in ["solo", "trio", "pair"] {
+        for p in partitions_of(bootstrap, topic)? {
+            let (error, leader, _, isr, offline) = &p;
+            if offline != &[dead] || isr.contains(&dead) || *leader == dead {
+                return Err(format!("{topic}: {p:?}"));
+            }
+            let leaderless = (*error, *leader) == (lna, -1);
+            let led = *error == 0 && *leader >= 0;
+            let fits = match topic {
+                "solo" => leaderless,
+                "pair" if hosts_pair => leaderless,
+                // Through the node without a replica: the preferred leader if alive, else none.
+                "pair" => leaderless || led,
+                _ => led,
+            };
+            if !fits {
+                return Err(format!("{topic}: {p:?}"));
+            }
+        }
+    }
+    Ok(())
 }

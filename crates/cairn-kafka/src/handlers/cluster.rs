@@ -1,6 +1,9 @@
 //! ApiVersions, Metadata and DescribeCluster.
 
+use std::collections::BTreeSet;
+
 use cairn_meta::{MetadataStore, TopicMeta, TopicName, TopicSpec};
+use cairn_types::NodeId;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -57,59 +60,79 @@ fn topic_response<M: MetadataStore>(
     version: i16,
     authorized_operations: i32,
 ) -> MetadataResponseTopic {
-    let meta = ctx.broker.meta();
-    let partitions = (0..topic.partitions)
-        .map(|index| {
-            let response = MetadataResponsePartition::default().with_partition_index(index as i32);
-            match meta.leader(topic.name.as_str(), index) {
-                Some(leader) => {
-                    let replicas: Vec<BrokerId> =
-                        leader.replicas.iter().map(|n| BrokerId(n.0 as i32)).collect();
-                    // This node's replica is offline if its log could not be opened or failed:
-                    // not in sync, listed as offline (as Kafka lists a replica on a failed log
-                    // directory). The leader stays, so requests reach it and learn the cause.
-                    let hosted = ctx.broker.partition(topic.name.as_str(), index);
-                    let offline_here =
-                        hosted.as_ref().is_some_and(|partition| partition.offline().is_some());
-                    // The leader epoch is the partition group's term, which grows with every
-                    // election (every restart, with one voter).
-                    let leader_epoch = hosted
-                        .as_ref()
-                        .map_or(leader.leader_epoch, |partition| partition.leader_epoch());
-                    // The group's leader as this replica knows it; the core's preferred leader
-                    // for a partition this node does not host (its replicas answer with theirs).
-                    let leader_id =
-                        hosted.as_ref().and_then(|p| p.leader()).unwrap_or(leader.leader);
-                    let offline = if offline_here {
-                        vec![BrokerId(ctx.config.node_id.0 as i32)]
-                    } else {
-                        Vec::new()
-                    };
-                    // The leader knows who is in sync; elsewhere every replica not offline here
-                    // is listed (a node that does not lead cannot tell).
-                    let isr = match hosted.as_ref().and_then(|p| p.in_sync()) {
-                        Some(in_sync) => in_sync.iter().map(|n| BrokerId(n.0 as i32)).collect(),
-                        None => replicas.iter().copied().filter(|r| !offline.contains(r)).collect(),
-                    };
-                    response
-                        .with_leader_id(BrokerId(leader_id.0 as i32))
-                        .with_leader_epoch(leader_epoch.0)
-                        .with_isr_nodes(isr)
-                        .with_replica_nodes(replicas)
-                        .with_offline_replicas(offline)
-                }
-                None => response
-                    .with_error_code(ResponseError::LeaderNotAvailable.code())
-                    .with_leader_id(BrokerId(-1)),
-            }
-        })
-        .collect();
+    let live: BTreeSet<NodeId> = ctx.broker.meta().nodes().iter().map(|node| node.id).collect();
+    let partitions =
+        (0..topic.partitions).map(|index| partition_response(ctx, topic, index, &live)).collect();
     MetadataResponseTopic::default()
         .with_name(Some(text(topic.name.as_str()).into()))
         // Topic ids exist from v10.
         .with_topic_id(if version >= 10 { topic.id.as_uuid() } else { uuid::Uuid::nil() })
         .with_partitions(partitions)
         .with_topic_authorized_operations(authorized_operations)
+}
+
+/// One partition's Metadata answer; `live` holds the nodes the consistent core marks alive.
+///
+/// - Offline replicas: those on nodes the core marks dead, and this node's own if its log
+///   could not be opened or failed (as Kafka lists a replica on a failed log directory).
+///   They are never in the ISR.
+/// - Leader: an online replica here names the leader its group knows; a node without an online
+///   replica names the core's preferred leader. Either only if that node is alive: otherwise
+///   (an election, or a leader the core marks dead) the answer is Kafka's
+///   `LEADER_NOT_AVAILABLE` with leader -1, the replicas, ISR and epoch still given.
+/// - ISR: the leader's own account; elsewhere every replica that is not offline (a node that
+///   does not lead cannot tell).
+fn partition_response<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    topic: &TopicMeta,
+    index: u32,
+    live: &BTreeSet<NodeId>,
+) -> MetadataResponsePartition {
+    let response = MetadataResponsePartition::default().with_partition_index(index as i32);
+    let Some(placed) = ctx.broker.meta().leader(topic.name.as_str(), index) else {
+        return response
+            .with_error_code(ResponseError::LeaderNotAvailable.code())
+            .with_leader_id(BrokerId(-1));
+    };
+    let hosted = ctx.broker.partition(topic.name.as_str(), index);
+    let online = hosted.as_ref().filter(|partition| partition.offline().is_none());
+    let this_node = ctx.config.node_id;
+    let offline: Vec<NodeId> = placed
+        .replicas
+        .iter()
+        .copied()
+        .filter(|&replica| {
+            !live.contains(&replica)
+                || (replica == this_node && hosted.is_some() && online.is_none())
+        })
+        .collect();
+    // The leader epoch is the partition group's term, which grows with every election (every
+    // restart, with one voter).
+    let leader_epoch = hosted.as_ref().map_or(placed.leader_epoch, |p| p.leader_epoch());
+    let leader = match online {
+        Some(partition) => partition.leader(),
+        None => Some(placed.leader),
+    }
+    .filter(|leader| live.contains(leader));
+    let isr: Vec<NodeId> = match online.and_then(|partition| partition.in_sync()) {
+        Some(in_sync) => in_sync,
+        None => placed.replicas.clone(),
+    };
+    let ids = |nodes: &[NodeId]| -> Vec<BrokerId> {
+        nodes.iter().filter_map(|node| Some(BrokerId(i32::try_from(node.0).ok()?))).collect()
+    };
+    let isr: Vec<NodeId> = isr.into_iter().filter(|node| !offline.contains(node)).collect();
+    let response = response
+        .with_leader_epoch(leader_epoch.0)
+        .with_replica_nodes(ids(&placed.replicas))
+        .with_isr_nodes(ids(&isr))
+        .with_offline_replicas(ids(&offline));
+    match leader.and_then(|leader| i32::try_from(leader.0).ok()) {
+        Some(leader) => response.with_leader_id(BrokerId(leader)),
+        None => response
+            .with_error_code(ResponseError::LeaderNotAvailable.code())
+            .with_leader_id(BrokerId(-1)),
+    }
 }
 
 fn topic_error(name: &str, code: i16) -> MetadataResponseTopic {

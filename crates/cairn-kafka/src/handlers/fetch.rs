@@ -66,16 +66,24 @@ fn hinted(data: PartitionData, partition: &Partition, version: i16) -> Partition
 }
 
 /// KIP-951: the endpoints of the leaders named in `topics`' hints (from v16).
+/// A hint naming a leader the metadata does not list as alive is taken back (the client
+/// then asks Metadata).
 fn node_endpoints<M: MetadataStore>(
     ctx: &Ctx<M>,
-    topics: &[FetchableTopicResponse],
+    topics: &mut [FetchableTopicResponse],
     version: i16,
 ) -> Vec<NodeEndpoint> {
     if version < leader_hint::FETCH_VERSION_MIN {
         return Vec::new();
     }
-    let leaders = topics.iter().flat_map(|t| &t.partitions).map(|p| p.current_leader.leader_id.0);
-    leader_hint::endpoints(ctx, leaders)
+    let hinted = topics.iter_mut().flat_map(|t| &mut t.partitions);
+    let listed = leader_hint::endpoints(ctx, hinted.map(|p| p.current_leader.leader_id.0));
+    for hint in topics.iter_mut().flat_map(|t| &mut t.partitions).map(|p| &mut p.current_leader) {
+        if !leader_hint::stays(&listed, hint.leader_id.0) {
+            *hint = LeaderIdAndEpoch::default();
+        }
+    }
+    listed
         .into_iter()
         .map(|node| {
             NodeEndpoint::default()
@@ -144,7 +152,7 @@ pub(crate) async fn fetch<M: MetadataStore>(
                 topics[topic].partitions.push(data);
                 files[topic].push(ranges);
             }
-            let endpoints = node_endpoints(ctx, &topics, version);
+            let endpoints = node_endpoints(ctx, &mut topics, version);
             let response =
                 FetchResponse::default().with_responses(topics).with_node_endpoints(endpoints);
             return (response, files);

@@ -3,8 +3,9 @@
 //! epoch (`current_leader`), and the response lists those leaders' endpoints
 //! (`node_endpoints`), so a client retries at the leader without a Metadata round trip.
 //!
-//! No hint is given while this replica knows no leader (an election): the client then falls
-//! back to Metadata, as without KIP-951.
+//! No hint is given while this replica knows no leader (an election), nor when the leader it
+//! knows is a node the consistent core marks dead: the client then falls back to Metadata, as
+//! without KIP-951.
 
 use std::collections::BTreeSet;
 
@@ -31,7 +32,7 @@ pub(crate) fn current_leader(partition: &Partition, code: i16) -> Option<(i32, i
 }
 
 /// The nodes among `leaders` (broker ids; unknown ones and -1 skipped) as the metadata lists
-/// them, each once, by id.
+/// them, each once, by id: only live nodes (the consistent core's `nodes`).
 pub(crate) fn endpoints<M: MetadataStore>(
     ctx: &Ctx<M>,
     leaders: impl IntoIterator<Item = i32>,
@@ -49,4 +50,11 @@ pub(crate) fn endpoints<M: MetadataStore>(
         .collect();
     nodes.sort_by_key(|node| node.id);
     nodes
+}
+
+/// Whether a hint naming `leader` may stay beside the endpoints `listed`: a leader the metadata
+/// does not list (a node the consistent core marks dead) is taken back, so that a client is
+/// never sent to a dead node; it asks Metadata instead.
+pub(crate) fn stays(listed: &[NodeMeta], leader: i32) -> bool {
+    leader < 0 || listed.iter().any(|node| i32::try_from(node.id.0).is_ok_and(|id| id == leader))
 }

@@ -181,17 +181,26 @@ fn failed_response(
 }
 
 /// KIP-951: the endpoints of the leaders named in `responses`' hints (from v10).
+/// A hint naming a leader the metadata does not list as alive is taken back (the client
+/// then asks Metadata).
 fn node_endpoints<M: MetadataStore>(
     ctx: &Ctx<M>,
-    responses: &[TopicProduceResponse],
+    responses: &mut [TopicProduceResponse],
     version: i16,
 ) -> Vec<NodeEndpoint> {
     if version < leader_hint::PRODUCE_VERSION_MIN {
         return Vec::new();
     }
-    let leaders =
-        responses.iter().flat_map(|t| &t.partition_responses).map(|p| p.current_leader.leader_id.0);
-    leader_hint::endpoints(ctx, leaders)
+    let hinted = responses.iter_mut().flat_map(|t| &mut t.partition_responses);
+    let listed = leader_hint::endpoints(ctx, hinted.map(|p| p.current_leader.leader_id.0));
+    for hint in
+        responses.iter_mut().flat_map(|t| &mut t.partition_responses).map(|p| &mut p.current_leader)
+    {
+        if !leader_hint::stays(&listed, hint.leader_id.0) {
+            *hint = LeaderIdAndEpoch::default();
+        }
+    }
+    listed
         .into_iter()
         .map(|node| {
             NodeEndpoint::default()
@@ -366,7 +375,7 @@ pub(crate) async fn produce<M: MetadataStore>(
     }
     let refused =
         responses.iter().flat_map(|t| &t.partition_responses).any(|p| p.error_code != errors::NONE);
-    let endpoints = node_endpoints(ctx, &responses, version);
+    let endpoints = node_endpoints(ctx, &mut responses, version);
     let response = ResponseKind::Produce(
         ProduceResponse::default().with_responses(responses).with_node_endpoints(endpoints),
     );
