@@ -566,8 +566,9 @@ fn endpoints<'a>(nodes: impl Iterator<Item = (i32, &'a StrBytes, i32)>) -> Vec<(
 }
 
 /// The node among `ids` whose replica of partition 0 of `topic` leads: the one that answers
-/// OffsetForLeaderEpoch, which only a leader does. (Metadata cannot tell during an election: a
-/// replica that knows no leader names the core's preferred one.)
+/// OffsetForLeaderEpoch, which only a leader does. (Metadata may still name the old leader
+/// after it died: a follower names the leader it last knew until it campaigns, or until the
+/// core marks that node dead.)
 fn answering_leader(addrs: &[String], ids: &[i64], topic: &str) -> Result<i64, String> {
     for &id in ids {
         if epoch_end(&addrs[slot(id)], topic, -1)?.0 == 0 {
