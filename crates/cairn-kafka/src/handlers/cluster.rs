@@ -77,9 +77,21 @@ fn topic_response<M: MetadataStore>(
                         .as_ref()
                         .map_or(leader.leader_epoch, |partition| partition.leader_epoch());
                     // The group's leader as this replica knows it; the core's preferred leader
-                    // for a partition this node does not host (its replicas answer with theirs).
-                    let leader_id =
-                        hosted.as_ref().and_then(|p| p.leader()).unwrap_or(leader.leader);
+                    // for a partition this node does not host (its replicas answer with theirs)
+                    // or hosts offline.
+                    let leader_id = match &hosted {
+                        Some(partition) if !offline_here => partition.leader(),
+                        _ => Some(leader.leader),
+                    };
+                    // A replica that knows no leader (an election, or it leads without a
+                    // quorum): Kafka's answer during an election, so clients ask again.
+                    let Some(leader_id) = leader_id else {
+                        return response
+                            .with_error_code(ResponseError::LeaderNotAvailable.code())
+                            .with_leader_id(BrokerId(-1))
+                            .with_leader_epoch(leader_epoch.0)
+                            .with_replica_nodes(replicas);
+                    };
                     let offline = if offline_here {
                         vec![BrokerId(ctx.config.node_id.0 as i32)]
                     } else {
