@@ -123,7 +123,7 @@ impl Default for NodeConfig {
             advertise: None,
             auto_create_topics: true,
             default_partitions: 1,
-            log_level: "info,openraft=warn".to_owned(),
+            log_level: "info,openraft=error".to_owned(),
             connections_max: 1024,
             inflight_requests_max: 16,
             request_timeout_ms: limits::REQUEST_TIMEOUT_MS_DEFAULT,
@@ -534,7 +534,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "COUNT")]
     pub default_partitions: Option<u32>,
     /// Log filter, as `info` or `info,cairn_kafka=debug`; the default keeps the Raft library's
-    /// per-group notices out. [env: CAIRN_LOG_LEVEL] [default: info,openraft=warn]
+    /// per-group notices and warnings out (with a peer down, each group warns of every
+    /// heartbeat that fails). [env: CAIRN_LOG_LEVEL] [default: info,openraft=error]
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
     /// Most Kafka connections open at once. [env: CAIRN_CONNECTIONS_MAX] [default: 1024]

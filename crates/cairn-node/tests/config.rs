@@ -74,7 +74,7 @@ fn defaults() {
     assert_eq!(config.advertise, None);
     assert!(config.auto_create_topics);
     assert_eq!(config.default_partitions, 1);
-    assert_eq!(config.log_level, "info,openraft=warn");
+    assert_eq!(config.log_level, "info,openraft=error");
     assert_eq!(config.connections_max, 1024);
     assert_eq!(config.inflight_requests_max, 16);
 }
@@ -368,7 +368,8 @@ fn peers_validation() {
 /// `--cluster-id`: a UUID given to every node of a cluster, only with `--peers`.
 #[test]
 fn cluster_id_validation() {
-    let peers = ["--node-id", "1", "--peer-listen", "127.0.0.1:19001", "--peers", "1=127.0.0.1:19001"];
+    let peers =
+        ["--node-id", "1", "--peer-listen", "127.0.0.1:19001", "--peers", "1=127.0.0.1:19001"];
     let given = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
     let mut flags = peers.to_vec();
     flags.extend(["--cluster-id", given]);
@@ -380,8 +381,11 @@ fn cluster_id_validation() {
     assert_eq!(config.cluster_id.unwrap().0, *uuid::Uuid::parse_str(given).unwrap().as_bytes());
     assert_eq!(Case { flags: &peers, ..Case::default() }.ok().cluster_id, None);
 
-    Case { env: &[("CAIRN_CLUSTER_ID", given)], ..Case::default() }
-        .err(&["invalid cluster_id", "only with peers", "CAIRN_CLUSTER_ID"]);
+    Case { env: &[("CAIRN_CLUSTER_ID", given)], ..Case::default() }.err(&[
+        "invalid cluster_id",
+        "only with peers",
+        "CAIRN_CLUSTER_ID",
+    ]);
     let env = [("CAIRN_CLUSTER_ID", "cluster-1")];
     Case { flags: &peers, env: &env, ..Case::default() }.err(&["\"cluster-1\" is not a UUID"]);
     let nil = [("CAIRN_CLUSTER_ID", "00000000-0000-0000-0000-000000000000")];
