@@ -130,6 +130,12 @@ class Broker:
 
     def start(self) -> None:
         """Starts the process and waits until `/health/ready` answers 200."""
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self) -> None:
+        """Starts the process without waiting for it to be ready (a node of a cluster is ready
+        only once a majority of the cluster runs)."""
         assert self.process is None, "broker already running"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Only the flags configure the broker: no CAIRN_* variable of the caller leaks in.
@@ -145,9 +151,9 @@ class Broker:
                 env=env,
                 preexec_fn=_die_with_parent,
             )
-        self._wait_ready()
 
-    def _wait_ready(self) -> None:
+    def wait_ready(self) -> None:
+        """Waits until `/health/ready` answers 200; fails if the process exits first."""
         deadline = Deadline(READY_TIMEOUT_S, f"{self.admin_url}/health/ready to answer 200")
         last = "no answer yet"
         while True:

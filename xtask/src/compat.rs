@@ -5,8 +5,10 @@
 //! 1. `kcat` on the `PATH`, installed with `apt-get` when missing (CI runs as root on Debian);
 //! 2. a virtualenv at [`VENV_DIR`] with the pins of [`REQUIREMENTS`], rebuilt only when the
 //!    requirements file or the Python interpreter changed (see [`venv_stamp`]);
-//! 3. `cargo build --bin cairn` (the debug binary the tests start);
-//! 4. `pytest tests/compat`, told where the binary is through `CAIRN_BIN`.
+//! 3. `cargo build --bin cairn --bin fault-proxy` (the debug binaries the tests start; the
+//!    proxy, from cairn-testkit, cuts the peer links of the nemesis's cluster);
+//! 4. `pytest tests/compat`, told where they are through `CAIRN_BIN` and
+//!    `CAIRN_FAULT_PROXY_BIN`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -38,10 +40,10 @@ pub fn run(root: &Path) -> Result<()> {
     ensure_kcat()?;
     header("compat: python virtualenv");
     let python = ensure_venv(root)?;
-    header("compat: cairn binary");
-    let cairn = build_cairn(root)?;
+    header("compat: cairn binaries");
+    let binaries = build_binaries(root)?;
     header("compat: pytest");
-    run_pytest(root, &python, &cairn)
+    run_pytest(root, &python, &binaries)
 }
 
 /// Makes sure `kcat -V` works, installing Debian's `kcat` package if it does not.
@@ -165,36 +167,50 @@ fn python_version(python: &str) -> Result<String> {
     Ok(version.trim().to_owned())
 }
 
-/// Builds the debug `cairn` binary and returns its absolute path.
-fn build_cairn(root: &Path) -> Result<PathBuf> {
+/// The binaries the suite runs: `cairn` and the nemesis's `fault-proxy` (cairn-testkit).
+struct Binaries {
+    cairn: PathBuf,
+    fault_proxy: PathBuf,
+}
+
+/// Builds the debug `cairn` and `fault-proxy` binaries and returns their absolute paths.
+fn build_binaries(root: &Path) -> Result<Binaries> {
     run_command(
-        Command::new("cargo").args(["build", "--bin", "cairn", "--locked"]).current_dir(root),
-        "cargo build --bin cairn --locked",
+        Command::new("cargo")
+            .args(["build", "--bin", "cairn", "--bin", "fault-proxy", "--locked"])
+            .current_dir(root),
+        "cargo build --bin cairn --bin fault-proxy --locked",
     )?;
     let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => root.join(dir),
         _ => root.join("target"),
     };
-    let cairn = target_dir.join("debug").join("cairn");
-    if !cairn.is_file() {
-        bail!("`cargo build --bin cairn` succeeded but {} does not exist", cairn.display());
-    }
-    Ok(cairn)
+    let built = |name: &str| -> Result<PathBuf> {
+        let path = target_dir.join("debug").join(name);
+        if !path.is_file() {
+            bail!("`cargo build --bin {name}` succeeded but {} does not exist", path.display());
+        }
+        Ok(path)
+    };
+    Ok(Binaries { cairn: built("cairn")?, fault_proxy: built("fault-proxy")? })
 }
 
 /// Runs the suite with pytest; stops at the first failing test.
-fn run_pytest(root: &Path, python: &Path, cairn: &Path) -> Result<()> {
+fn run_pytest(root: &Path, python: &Path, binaries: &Binaries) -> Result<()> {
     run_command(
         Command::new(python)
             .args(["-m", "pytest", SUITE_DIR, "-x", "-q", "-p", "no:cacheprovider"])
             .current_dir(root)
-            .env("CAIRN_BIN", cairn)
+            .env("CAIRN_BIN", &binaries.cairn)
+            .env("CAIRN_FAULT_PROXY_BIN", &binaries.fault_proxy)
             // Keep `__pycache__` and `.pytest_cache` directories out of the source tree.
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::null()),
         &format!(
-            "CAIRN_BIN={} {VENV_DIR}/bin/python -m pytest {SUITE_DIR} -x -q -p no:cacheprovider",
-            cairn.display()
+            "CAIRN_BIN={} CAIRN_FAULT_PROXY_BIN={} {VENV_DIR}/bin/python -m pytest {SUITE_DIR} \
+             -x -q -p no:cacheprovider",
+            binaries.cairn.display(),
+            binaries.fault_proxy.display()
         ),
     )
 }

@@ -340,11 +340,11 @@ impl<D: Volume> Partition<D> {
         known && self.offline().is_none() && lock(&self.tracker.replica).role() == &Role::Leader
     }
 
-    /// The group's leader as this replica knows it (`None` during an election or offline).
+    /// The group's leader as this replica knows it (`None` during an election, offline, or
+    /// while this replica leads without a quorum: cairn-raft's `RaftGroup::leader`).
     #[must_use]
     pub fn leader(&self) -> Option<NodeId> {
-        let role = self.group.as_ref()?.roles().current();
-        role.leader.map(NodeId)
+        self.group.as_ref()?.leader().map(NodeId)
     }
 
     /// The replicas in sync, if this replica leads (module docs of cairn-raft's `RaftGroup`).

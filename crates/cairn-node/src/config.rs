@@ -108,6 +108,9 @@ pub struct NodeConfig {
     pub peers: Option<PeerList>,
     /// The rack this node is in, registered in the core (placement spreads replicas over racks).
     pub rack: Option<String>,
+    /// The cluster id, given (`--cluster-id`, as Kafka's `cluster.id`); `None`: derived from
+    /// `peers`, so every node must be given the same list. Set only with `peers`.
+    pub cluster_id: Option<ClusterIdSetting>,
 }
 
 impl Default for NodeConfig {
@@ -120,7 +123,7 @@ impl Default for NodeConfig {
             advertise: None,
             auto_create_topics: true,
             default_partitions: 1,
-            log_level: "info,openraft=warn".to_owned(),
+            log_level: "info,openraft=error".to_owned(),
             connections_max: 1024,
             inflight_requests_max: 16,
             request_timeout_ms: limits::REQUEST_TIMEOUT_MS_DEFAULT,
@@ -130,6 +133,7 @@ impl Default for NodeConfig {
             peer_listen: None,
             peers: None,
             rack: None,
+            cluster_id: None,
         }
     }
 }
@@ -198,7 +202,8 @@ impl NodeConfig {
         in_range("connections_max_idle_ms", self.connections_max_idle_ms, &TIMEOUT_MS_RANGE)?;
         in_range("shutdown_timeout_ms", self.shutdown_timeout_ms, &TIMEOUT_MS_RANGE)?;
         self.check_peers()?;
-        self.check_rack()
+        self.check_rack()?;
+        self.check_cluster_id()
     }
 
     /// `--peers` and `--peer-listen` come together; the list names this node, at the address
@@ -242,6 +247,15 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// A given cluster id names a cluster of peers; a single node's id is its core's.
+    fn check_cluster_id(&self) -> Result<(), Invalid> {
+        if self.cluster_id.is_some() && self.peers.is_none() {
+            let message = "is set only with peers (a single node keeps its core's id)".to_owned();
+            return Err(Invalid::new("cluster_id", message));
+        }
+        Ok(())
+    }
+
     fn check_rack(&self) -> Result<(), Invalid> {
         let Some(rack) = &self.rack else { return Ok(()) };
         if rack.is_empty() || rack.len() > limits::RACK_BYTES_MAX {
@@ -261,6 +275,33 @@ fn listen_matches(listen: SocketAddr, named: &AdvertisedAddress) -> bool {
     match named.host.parse::<IpAddr>() {
         Ok(ip) => listen.ip().is_unspecified() || ip == listen.ip(),
         Err(_) => true,
+    }
+}
+
+/// A cluster id given in the configuration (`--cluster-id`): a UUID, hyphenated or as 32 hex
+/// digits. With it, each node may name its peers at addresses of its own (behind a proxy or a
+/// NAT), since the id no longer comes from the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ClusterIdSetting(pub [u8; 16]);
+
+impl FromStr for ClusterIdSetting {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<ClusterIdSetting, String> {
+        match uuid::Uuid::try_parse(input.trim()) {
+            Ok(id) if id.is_nil() => Err("the nil UUID is not a cluster id".to_owned()),
+            Ok(id) => Ok(ClusterIdSetting(*id.as_bytes())),
+            Err(error) => Err(format!("{input:?} is not a UUID ({error})")),
+        }
+    }
+}
+
+impl TryFrom<String> for ClusterIdSetting {
+    type Error = String;
+
+    fn try_from(input: String) -> Result<ClusterIdSetting, String> {
+        input.parse()
     }
 }
 
@@ -493,7 +534,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "COUNT")]
     pub default_partitions: Option<u32>,
     /// Log filter, as `info` or `info,cairn_kafka=debug`; the default keeps the Raft library's
-    /// per-group notices out. [env: CAIRN_LOG_LEVEL] [default: info,openraft=warn]
+    /// per-group notices and warnings out (with a peer down, each group warns of every
+    /// heartbeat that fails). [env: CAIRN_LOG_LEVEL] [default: info,openraft=error]
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
     /// Most Kafka connections open at once. [env: CAIRN_CONNECTIONS_MAX] [default: 1024]
@@ -532,6 +574,11 @@ pub struct ServeArgs {
     /// The rack (or zone) this node is in. [env: CAIRN_RACK] [default: none]
     #[arg(long, value_name = "RACK")]
     pub rack: Option<String>,
+    /// The cluster id (a UUID), the same on every node; with it, each node may name its peers
+    /// at addresses of its own. Only with --peers.
+    /// [env: CAIRN_CLUSTER_ID] [default: derived from --peers]
+    #[arg(long, value_name = "UUID")]
+    pub cluster_id: Option<ClusterIdSetting>,
 }
 
 /// The TOML file: the same fields as [`ServeArgs`] but `config`, snake_case keys only.
@@ -555,6 +602,7 @@ struct FileConfig {
     peer_listen: Option<SocketAddr>,
     peers: Option<PeerList>,
     rack: Option<String>,
+    cluster_id: Option<ClusterIdSetting>,
 }
 
 /// The environment variable of a field: `kafka_listen` → `CAIRN_KAFKA_LISTEN`.
@@ -636,6 +684,7 @@ pub fn resolve_with(
         peer_listen: layer!(peer_listen).or(defaults.peer_listen),
         peers: layer!(peers).or(defaults.peers),
         rack: layer!(rack).or(defaults.rack),
+        cluster_id: layer!(cluster_id).or(defaults.cluster_id),
     };
 
     config.check().map_err(|invalid| {

@@ -105,11 +105,17 @@ struct Peers {
     router: Arc<Router>,
 }
 
+/// The cluster id of a node with peers: the one given (`--cluster-id`), else derived from the
+/// peer list.
+fn cluster_id_of(config: &NodeConfig, peers: &PeerList) -> [u8; 16] {
+    config.cluster_id.map_or_else(|| derived_cluster_id(peers), |given| given.0)
+}
+
 /// The cluster id every node of a static peer set derives from it (RFC 0003 §7): the same
 /// settings give the same id on every node, before any core exists, so a peer's handshake can
 /// be checked from the first connection. Four CRC32Cs of the canonical list (ids sorted,
 /// addresses as parsed), each salted: a guard against misconfiguration, not a secret.
-fn cluster_id_of(peers: &PeerList) -> [u8; 16] {
+fn derived_cluster_id(peers: &PeerList) -> [u8; 16] {
     let text = format!("cairn-cluster-v1:{peers}");
     let mut id = [0; 16];
     for (salt, chunk) in (0_u8..).zip(id.chunks_exact_mut(4)) {
@@ -125,7 +131,7 @@ async fn start_peers(config: &NodeConfig, peers: &PeerList) -> anyhow::Result<Pe
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the peer listener to {listen}"))?;
-    let cluster_id = cluster_id_of(peers);
+    let cluster_id = cluster_id_of(config, peers);
     let incarnation = uuid::Uuid::new_v4().as_u64_pair().0;
     let peer_config = PeerConfig::new(
         config.node_id.0,
@@ -166,7 +172,7 @@ async fn open_cluster_core(
         router: &peers.router,
         voters: peer_list.0.keys().copied().collect(),
     };
-    let cluster_id = cluster_id_of(peer_list);
+    let cluster_id = cluster_id_of(config, peer_list);
     CoreMetadata::open_cluster(
         RealDisk,
         &meta_dir,

@@ -74,7 +74,7 @@ fn defaults() {
     assert_eq!(config.advertise, None);
     assert!(config.auto_create_topics);
     assert_eq!(config.default_partitions, 1);
-    assert_eq!(config.log_level, "info,openraft=warn");
+    assert_eq!(config.log_level, "info,openraft=error");
     assert_eq!(config.connections_max, 1024);
     assert_eq!(config.inflight_requests_max, 16);
 }
@@ -131,8 +131,12 @@ fn everything_changed() -> NodeConfig {
         peer_listen: Some("0.0.0.0:19093".parse().unwrap()),
         peers: Some(PEERS.parse().unwrap()),
         rack: Some("eu-west-1a".into()),
+        cluster_id: Some(CLUSTER_ID.parse().unwrap()),
     }
 }
+
+/// The `cluster_id` of [`everything_changed`].
+const CLUSTER_ID: &str = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
 
 /// The `peers` of [`everything_changed`]: node 7 at its peer listener's port.
 const PEERS: &str = "7=broker-7.example.com:19093,8=broker-8.example.com:19093";
@@ -157,6 +161,7 @@ const EVERYTHING: &[(&str, &str)] = &[
     ("peer_listen", "0.0.0.0:19093"),
     ("peers", PEERS),
     ("rack", "eu-west-1a"),
+    ("cluster_id", CLUSTER_ID),
 ];
 
 fn is_toml_number_or_bool(field: &str) -> bool {
@@ -170,6 +175,7 @@ fn is_toml_number_or_bool(field: &str) -> bool {
             | "peer_listen"
             | "peers"
             | "rack"
+            | "cluster_id"
     )
 }
 
@@ -359,6 +365,33 @@ fn peers_validation() {
     Case { flags: &["--rack", ""], ..Case::default() }.err(&["invalid rack"]);
 }
 
+/// `--cluster-id`: a UUID given to every node of a cluster, only with `--peers`.
+#[test]
+fn cluster_id_validation() {
+    let peers =
+        ["--node-id", "1", "--peer-listen", "127.0.0.1:19001", "--peers", "1=127.0.0.1:19001"];
+    let given = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
+    let mut flags = peers.to_vec();
+    flags.extend(["--cluster-id", given]);
+    let config = Case { flags: &flags, ..Case::default() }.ok();
+    assert_eq!(config.cluster_id.unwrap().0, *uuid::Uuid::parse_str(given).unwrap().as_bytes());
+    let simple = "6ba7b8109dad11d180b400c04fd430c8";
+    let file = format!("cluster_id = \"{simple}\"");
+    let config = Case { flags: &peers, file: Some(&file), ..Case::default() }.ok();
+    assert_eq!(config.cluster_id.unwrap().0, *uuid::Uuid::parse_str(given).unwrap().as_bytes());
+    assert_eq!(Case { flags: &peers, ..Case::default() }.ok().cluster_id, None);
+
+    Case { env: &[("CAIRN_CLUSTER_ID", given)], ..Case::default() }.err(&[
+        "invalid cluster_id",
+        "only with peers",
+        "CAIRN_CLUSTER_ID",
+    ]);
+    let env = [("CAIRN_CLUSTER_ID", "cluster-1")];
+    Case { flags: &peers, env: &env, ..Case::default() }.err(&["\"cluster-1\" is not a UUID"]);
+    let nil = [("CAIRN_CLUSTER_ID", "00000000-0000-0000-0000-000000000000")];
+    Case { flags: &peers, env: &nil, ..Case::default() }.err(&["nil UUID"]);
+}
+
 #[test]
 fn wildcard_listener_needs_advertise() {
     Case { flags: &["--kafka-listen", "0.0.0.0:9092"], ..Case::default() }.err(&[
@@ -460,6 +493,7 @@ fn help_documents_env_and_defaults() {
             ("peer_listen", "none, a single node".to_owned()),
             ("peers", "none, a single node".to_owned()),
             ("rack", "none".to_owned()),
+            ("cluster_id", "derived from --peers".to_owned()),
         ])
     };
     let command = Serve::command();

@@ -24,7 +24,7 @@ use cairn_storage::{Clock, Disk};
 use cairn_types::RaftIndex;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::metrics::RaftServerMetrics;
+use openraft::metrics::{RaftMetrics, RaftServerMetrics};
 use openraft::raft::ClientWriteResult;
 use openraft::{Instant as _, Raft, ServerState};
 
@@ -267,7 +267,7 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
     /// Whether `node` is the only voter of the group's membership. The metrics learn the
     /// membership from the core task after `Raft::new` and `initialize` return: waits for it.
     async fn sole_voter(&self, node: RaftNodeId) -> bool {
-        let known = |m: &openraft::RaftMetrics<TypeConfig>| {
+        let known = |m: &RaftMetrics<TypeConfig>| {
             m.membership_config.membership().voter_ids().next().is_some()
         };
         let metrics =
@@ -288,7 +288,7 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
     pub fn in_sync(&self) -> Option<Vec<RaftNodeId>> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow_watched();
-        if metrics.state != ServerState::Leader {
+        if !self.leads_with_quorum(&metrics) {
             return None;
         }
         let committed = metrics.cluster_committed.map(|id| id.index);
@@ -309,6 +309,30 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
         }
         in_sync.sort_unstable();
         Some(in_sync)
+    }
+
+    /// The group's leader as this node knows it: `None` during an election, and while this
+    /// node leads without a quorum's acknowledgement within the longest election timeout. Such
+    /// a leader (cut off from its followers) keeps its state in openraft but refuses proposals
+    /// (openraft's CheckQuorum); naming it in Metadata would send clients back to it for as
+    /// long as the cut lasts.
+    #[must_use]
+    pub fn leader(&self) -> Option<RaftNodeId> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let leader = metrics.current_leader?;
+        (leader != metrics.id || self.leads_with_quorum(&metrics)).then_some(leader)
+    }
+
+    /// Whether this node leads and a quorum acknowledged it within the longest election
+    /// timeout; a sole voter is its own quorum.
+    fn leads_with_quorum(&self, metrics: &RaftMetrics<TypeConfig>) -> bool {
+        if metrics.state != ServerState::Leader {
+            return false;
+        }
+        let sole_voter = metrics.membership_config.membership().voter_ids().eq([metrics.id]);
+        let acked = metrics.last_quorum_acked.is_some_and(|at| at.elapsed() <= self.in_sync_within);
+        sole_voter || acked
     }
 
     /// Watches the group's role.
