@@ -459,3 +459,49 @@ fn report(args: &FailoverArgs, rounds: &[Round], counts: &Counts, elapsed: Durat
     }
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A driver whose requests are collected, with `answers` queued for it.
+    fn driver(answers: &[&str]) -> (Driver, Arc<Mutex<Vec<String>>>, mpsc::Sender<String>) {
+        driver_within(answers, Duration::from_secs(30))
+    }
+
+    fn driver_within(
+        answers: &[&str],
+        timeout: Duration,
+    ) -> (Driver, Arc<Mutex<Vec<String>>>, mpsc::Sender<String>) {
+        let (sender, receiver) = mpsc::channel(ANSWERS_QUEUED_MAX);
+        for answer in answers {
+            sender.try_send((*answer).to_owned()).unwrap();
+        }
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&asked);
+        let out = Box::new(move |line: &str| record.lock().unwrap().push(line.to_owned()));
+        (Driver::new(receiver, out, timeout), asked, sender)
+    }
+
+    #[tokio::test]
+    async fn the_driver_is_asked_by_line_and_must_answer_in_kind() {
+        let (mut ok, asked, _keep) = driver(&["killed 2", "restarted 2\n"]);
+        ok.ask("kill", "killed", 2).await.unwrap();
+        ok.ask("restart", "restarted", 2).await.unwrap();
+        assert_eq!(*asked.lock().unwrap(), ["kill 2", "restart 2"]);
+
+        let (mut wrong, _, _keep) = driver(&["killed 3"]);
+        let error = wrong.ask("kill", "killed", 2).await.unwrap_err();
+        assert_eq!(error.to_string(), "the driver answered `killed 3` to `kill 2`");
+
+        // Silence ends at the step timeout (nothing can answer: no race).
+        let (mut silent, _, _keep) = driver_within(&[], Duration::from_millis(20));
+        let error = silent.ask("kill", "killed", 1).await.unwrap_err();
+        assert!(error.to_string().starts_with("no answer to `kill 1` within"), "{error}");
+
+        let (mut gone, _, sender) = driver(&[]);
+        drop(sender);
+        let error = gone.ask("restart", "restarted", 1).await.unwrap_err();
+        assert!(error.to_string().contains("closed its side"), "{error}");
+    }
+}

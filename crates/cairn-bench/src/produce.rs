@@ -359,6 +359,8 @@ impl Sender {
                 let records = u64::from(flight.batch.records);
                 self.context.counters.add(records, flight.bytes);
                 self.outcome.recorder.count(at, records, flight.bytes);
+                // Written is all acks=0 gets: resolved.
+                self.context.retries.resolved();
             }
             return Ok(());
         }
@@ -540,10 +542,8 @@ async fn produce(
                     attempts: 0,
                 })
                 .collect();
-            if plan.load.acks.wire() != 0 {
-                let new = flights.len() as u64;
-                sender.context.retries.outstanding.fetch_add(new, Ordering::AcqRel);
-            }
+            let new = flights.len() as u64;
+            sender.context.retries.outstanding.fetch_add(new, Ordering::AcqRel);
             sender.outcome.sent += next - first;
             sender.send(flights).await?;
         }
