@@ -18,7 +18,12 @@
 //!    (`--broker-pid`); the broker is stopped with SIGTERM and must exit 0.
 //! 5. NATS JetStream, the same produce matrix: one server per case, streams with file storage
 //!    and 1 replica; then a 3-server cluster per case, streams with 3 replicas.
-//! 6. The report: [`report::render`].
+//! 6. cairn on three nodes (`cluster.rs`): the same produce matrix on topics with replication
+//!    factor 3, every node's RSS sampled; then, on a fresh cluster, the time writes take to
+//!    resume after the partition leader is SIGKILLed (`cairn-bench failover`, 20 kills).
+//! 7. The report: [`report::render`].
+//!
+//! `--only` runs some of the steps (see [`Step`]); such a run cannot `--write-docs`.
 //!
 //! Measurements that fail are recorded in the report and the suite goes on; the task fails at
 //! the end (and leaves `docs/` alone) if anything failed. Every process the suite starts is
