@@ -18,13 +18,19 @@
 //!    (`--broker-pid`); the broker is stopped with SIGTERM and must exit 0.
 //! 5. NATS JetStream, the same produce matrix: one server per case, streams with file storage
 //!    and 1 replica; then a 3-server cluster per case, streams with 3 replicas.
-//! 6. The report: [`report::render`].
+//! 6. cairn on three nodes (`cluster.rs`): the same produce matrix on topics with replication
+//!    factor 3, every node's RSS sampled; then, on a fresh cluster, the time writes take to
+//!    resume after the partition leader is SIGKILLed (`cairn-bench failover`, 20 kills).
+//! 7. The report: [`report::render`].
+//!
+//! `--only` runs some of the steps (see [`Step`]); such a run cannot `--write-docs`.
 //!
 //! Measurements that fail are recorded in the report and the suite goes on; the task fails at
 //! the end (and leaves `docs/` alone) if anything failed. Every process the suite starts is
 //! owned by a [`Service`], which kills it by PID when dropped, so no server outlives a failure.
 //! The suite is slow and its numbers depend on the machine: it is not part of `cargo xtask ci`.
 
+mod cluster;
 pub mod report;
 
 use std::fs;
@@ -46,7 +52,9 @@ use self::report::{
 pub const USAGE: &str = concat!(
     "  bench   the benchmark suite of docs/benchmarks.md (slow; not part of ci): baselines, cairn on\n",
     "          one node, NATS JetStream R1 and R3; writes OUT/report.md\n",
-    "          --quick         a smoke run of ~75 s (3 s per produce run instead of 20 s)\n",
+    "          --quick         a smoke run (3 s per produce run instead of 20 s)\n",
+    "          --only STEPS    only these steps, comma-separated: baselines, cairn, nats-r1, nats-r3,\n",
+    "                          cairn-r3, failover (not with --write-docs)\n",
     "          --out DIR       where the JSON, plots and report go [default: target/bench-report]\n",
     "          --write-docs    also regenerate docs/benchmarks.md between its bench markers, and the\n",
     "                          plots in docs/bench/\n",
@@ -115,6 +123,57 @@ pub struct Options {
     pub out: PathBuf,
     /// Whether to regenerate the generated part of [`DOC`].
     pub write_docs: bool,
+    /// The steps to run; every step when `None`.
+    pub only: Option<Vec<Step>>,
+}
+
+/// A step of the suite that `--only` can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The disk and loopback baselines.
+    Baselines,
+    /// cairn on one node: produce, consume, e2e.
+    Cairn,
+    /// NATS JetStream, one server.
+    NatsR1,
+    /// NATS JetStream, 3 servers.
+    NatsR3,
+    /// cairn on 3 nodes, replication factor 3: produce.
+    CairnR3,
+    /// Writes resuming after the leader is killed.
+    Failover,
+}
+
+impl Step {
+    /// Every step, in the suite's order, with its `--only` name.
+    pub const ALL: [(Step, &'static str); 6] = [
+        (Step::Baselines, "baselines"),
+        (Step::Cairn, "cairn"),
+        (Step::NatsR1, "nats-r1"),
+        (Step::NatsR3, "nats-r3"),
+        (Step::CairnR3, "cairn-r3"),
+        (Step::Failover, "failover"),
+    ];
+
+    /// The steps of an `--only` list.
+    ///
+    /// # Errors
+    /// An unknown or empty step name.
+    pub fn parse_list(list: &str) -> Result<Vec<Step>> {
+        let mut steps = Vec::new();
+        for name in list.split(',') {
+            let Some(&(step, _)) = Step::ALL.iter().find(|(_, known)| *known == name.trim()) else {
+                let names: Vec<&str> = Step::ALL.iter().map(|(_, name)| *name).collect();
+                bail!("--only: unknown step `{name}` (steps: {})", names.join(", "));
+            };
+            steps.push(step);
+        }
+        Ok(steps)
+    }
+
+    fn name(self) -> &'static str {
+        Step::ALL.iter().find(|(step, _)| *step == self).map_or("", |(_, name)| name)
+    }
 }
 
 impl Options {
@@ -124,8 +183,12 @@ impl Options {
     ///
     /// An unknown argument, or `--out` without a directory.
     pub fn parse(args: &[String]) -> Result<Options> {
-        let mut options =
-            Options { quick: false, out: PathBuf::from(OUT_DEFAULT), write_docs: false };
+        let mut options = Options {
+            quick: false,
+            out: PathBuf::from(OUT_DEFAULT),
+            write_docs: false,
+            only: None,
+        };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -135,11 +198,18 @@ impl Options {
                     let dir = args.next().context("--out needs a directory")?;
                     options.out = PathBuf::from(dir);
                 }
+                "--only" => {
+                    let list = args.next().context("--only needs a list of steps")?;
+                    options.only = Some(Step::parse_list(list)?);
+                }
                 other => match other.strip_prefix("--out=") {
                     Some(dir) if !dir.is_empty() => options.out = PathBuf::from(dir),
                     _ => bail!("`cargo xtask bench` does not take `{other}`\n\nusage:\n{USAGE}"),
                 },
             }
+        }
+        if options.write_docs && options.only.is_some() {
+            bail!("--write-docs regenerates the whole report: it needs every step, not --only");
         }
         Ok(options)
     }
@@ -154,10 +224,20 @@ impl Options {
         if self.out != Path::new(OUT_DEFAULT) {
             line.push_str(&format!(" --out {}", self.out.display()));
         }
+        if let Some(steps) = &self.only {
+            let names: Vec<&str> = steps.iter().map(|step| step.name()).collect();
+            line.push_str(&format!(" --only {}", names.join(",")));
+        }
         if self.write_docs {
             line.push_str(" --write-docs");
         }
         line
+    }
+
+    /// Whether the run includes `step`.
+    #[must_use]
+    pub fn runs(&self, step: Step) -> bool {
+        self.only.as_ref().is_none_or(|steps| steps.contains(&step))
     }
 }
 
@@ -184,6 +264,8 @@ struct Plan {
     consume_records: u64,
     /// Whether to wait for other compilations to finish before each measurement.
     wait_for_quiet: bool,
+    /// Leaders the failover step kills.
+    failover_kills: u32,
 }
 
 impl Plan {
@@ -199,6 +281,7 @@ impl Plan {
                 e2e_warmup_s: 1,
                 consume_records: 512 * 1024,
                 wait_for_quiet: false,
+                failover_kills: 3,
             }
         } else {
             Plan {
@@ -211,6 +294,7 @@ impl Plan {
                 e2e_warmup_s: 5,
                 consume_records: 3 * 1024 * 1024,
                 wait_for_quiet: true,
+                failover_kills: cluster::FAILOVER_KILLS,
             }
         }
     }
@@ -262,24 +346,16 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         e2e: Err("not run".into()),
         nats_r1: Vec::new(),
         nats_r3: Vec::new(),
+        cairn_r3: Vec::new(),
+        cairn_r3_hwm_bytes: Vec::new(),
+        failover: Err("not run".into()),
         broker_rss_hwm_bytes: None,
         failures: Vec::new(),
         notes: Vec::new(),
         commands: Vec::new(),
     };
 
-    header("bench: baselines");
-    results.disk = suite.disk(DISK_STEM, plan.disk_bytes);
-    results.disk_sustained = suite.disk(DISK_SUSTAINED_STEM, plan.disk_sustained_bytes);
-    results.loopback = suite.loopback();
-    header("bench: cairn, one node");
-    if let Err(error) = suite.cairn_single_node(&mut results) {
-        results.failures.push(format!("cairn single node: {error:#}"));
-    }
-    header("bench: NATS JetStream R1");
-    results.nats_r1 = suite.nats(1);
-    header("bench: NATS JetStream R3");
-    results.nats_r3 = suite.nats(3);
+    run_steps(&mut suite, options, &mut results);
     if let Err(error) = fs::remove_dir_all(&data) {
         suite.notes.push(format!("cannot remove {}: {error}", data.display()));
     }
@@ -288,6 +364,42 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     results.notes.append(&mut suite.notes);
     results.notes.push(format!("the suite took {:.0} s", started.elapsed().as_secs_f64()));
     write_outputs(root, options, &out, &results)
+}
+
+/// Runs the steps `options` asks for, in the suite's order, into `results`.
+fn run_steps(suite: &mut Suite, options: &Options, results: &mut Results) {
+    if options.runs(Step::Baselines) {
+        header("bench: baselines");
+        results.disk = suite.disk(DISK_STEM, suite.plan.disk_bytes);
+        results.disk_sustained = suite.disk(DISK_SUSTAINED_STEM, suite.plan.disk_sustained_bytes);
+        results.loopback = suite.loopback();
+    }
+    if options.runs(Step::Cairn) {
+        header("bench: cairn, one node");
+        if let Err(error) = suite.cairn_single_node(results) {
+            results.failures.push(format!("cairn single node: {error:#}"));
+        }
+    }
+    if options.runs(Step::NatsR1) {
+        header("bench: NATS JetStream R1");
+        results.nats_r1 = suite.nats(1);
+    }
+    if options.runs(Step::NatsR3) {
+        header("bench: NATS JetStream R3");
+        results.nats_r3 = suite.nats(3);
+    }
+    if options.runs(Step::CairnR3) {
+        header("bench: cairn, 3 nodes, replication factor 3");
+        if let Err(error) = suite.cairn_r3(results) {
+            results.failures.push(format!("cairn 3 nodes: {error:#}"));
+        }
+    }
+    if options.runs(Step::Failover) {
+        header("bench: cairn, leader failover");
+        if let Err(error) = suite.failover(results) {
+            results.failures.push(format!("cairn failover: {error:#}"));
+        }
+    }
 }
 
 /// Writes `OUT/report.md`, prints the targets, and with `--write-docs` (and no failure) updates
@@ -304,7 +416,7 @@ fn write_outputs(root: &Path, options: &Options, out: &Path, results: &Results) 
     fs::write(&report_path, report)
         .with_context(|| format!("cannot write {}", report_path.display()))?;
     println!("\ntargets:");
-    for target in report::targets(results) {
+    for target in report::targets(results).into_iter().chain(report::targets_r3(results)) {
         println!("  {:<13} {}: {}", target.verdict.cell(), target.target, target.measured);
     }
     println!("report: {}", report_path.display());
@@ -404,7 +516,7 @@ impl Suite {
         &mut self,
         stem: &str,
         args: &[String],
-        server_pid: Option<u32>,
+        server_pids: &[u32],
         length: Duration,
     ) -> Outcome<BenchResult> {
         self.settle(stem);
@@ -414,7 +526,7 @@ impl Suite {
         let mut command = Command::new(&self.cairn_bench);
         command.args(args).arg("--json").arg(self.show(&json)).arg("--plot");
         command.arg(self.show(&self.out.join(format!("{stem}.svg")))).arg("--quiet");
-        if let Some(pid) = server_pid {
+        for pid in server_pids {
             command.arg("--broker-pid").arg(pid.to_string());
         }
         command.current_dir(&self.root);
@@ -449,7 +561,7 @@ impl Suite {
             "--sync-rounds",
             &self.plan.sync_rounds.to_string(),
         ]);
-        self.bench(stem, &args, None, Duration::from_secs(300))
+        self.bench(stem, &args, &[], Duration::from_secs(300))
     }
 
     /// Loopback TCP bandwidth: a one-off iperf3 server on 127.0.0.1 and one client stream.
@@ -541,7 +653,7 @@ impl Suite {
                 let mut args = load.args("produce", bootstrap);
                 args.extend(strings(&["--max", "--duration", &duration]));
                 let stem = report::cairn_produce_stem(record_bytes, producers);
-                let result = self.bench(&stem, &args, Some(broker.pid()), length);
+                let result = self.bench(&stem, &args, &[broker.pid()], length);
                 results.cairn.push(Case { record_bytes, producers, result });
                 broker.ensure_running()?;
                 self.delete_topic(bootstrap, &topic);
@@ -588,7 +700,7 @@ impl Suite {
             &self.plan.e2e_drain_s.to_string(),
         ]));
         let length = Duration::from_secs(self.plan.duration_s + self.plan.e2e_drain_s);
-        results.e2e = self.bench(E2E_STEM, &args, Some(pid), length).map(|result| E2e {
+        results.e2e = self.bench(E2E_STEM, &args, &[pid], length).map(|result| E2e {
             rate,
             peak_records_per_s: peak,
             result,
@@ -630,7 +742,7 @@ impl Suite {
             "--fetch-bytes",
             &fetch_bytes,
         ]);
-        let result = self.bench(CONSUME_STEM, &args, Some(broker.pid()), Duration::from_secs(600));
+        let result = self.bench(CONSUME_STEM, &args, &[broker.pid()], Duration::from_secs(600));
         self.delete_topic(bootstrap, TOPIC);
         result
     }
@@ -702,7 +814,7 @@ impl Suite {
             &self.plan.duration_s.to_string(),
         ]);
         let length = Duration::from_secs(self.plan.duration_s);
-        let result = self.bench(stem, &args, Some(pid), length);
+        let result = self.bench(stem, &args, &[pid], length);
         for server in &mut cluster {
             server.service.ensure_running()?;
         }
@@ -842,8 +954,33 @@ impl Service {
         Ok(Service { name: name.to_owned(), child, log: log.to_path_buf() })
     }
 
+    /// Starts `command` with stdout and stderr appended to `log` (a restarted server keeps
+    /// its earlier output).
+    fn spawn_appending(name: &str, command: &mut Command, log: &Path) -> Result<Service> {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
+        let stderr = file.try_clone().context("cannot duplicate a log file handle")?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        Ok(Service { name: name.to_owned(), child, log: log.to_path_buf() })
+    }
+
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends SIGKILL and reaps the process (a crash, for the failover measurement).
+    fn kill(mut self) -> Result<()> {
+        self.child.kill().with_context(|| format!("cannot kill {}", self.name))?;
+        self.child.wait().with_context(|| format!("cannot reap {}", self.name))?;
+        Ok(())
     }
 
     /// Fails, with the end of its log, if the process has exited.
@@ -967,6 +1104,26 @@ fn http_status(addr: SocketAddr, path: &str) -> Result<u16> {
     let read = stream.read(&mut head)?;
     parse_status_line(&String::from_utf8_lossy(&head[..read]))
 }
+
+/// The body of `GET path` on `addr`, which must answer 200.
+fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    // A bounded read: the admin endpoints' documents are small.
+    stream.take(HTTP_BODY_BYTES_MAX).read_to_string(&mut response)?;
+    let status = parse_status_line(&response)?;
+    if status != 200 {
+        bail!("GET http://{addr}{path} answered {status}");
+    }
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    Ok(body.to_owned())
+}
+
+/// Most bytes read from an admin endpoint.
+const HTTP_BODY_BYTES_MAX: u64 = 16 * 1024 * 1024;
 
 /// The status code of an HTTP response's first line (`HTTP/1.1 200 OK`).
 fn parse_status_line(response: &str) -> Result<u16> {
@@ -1247,16 +1404,33 @@ mod tests {
         let default = Options::parse(&[]).unwrap();
         assert_eq!(
             default,
-            Options { quick: false, out: PathBuf::from(OUT_DEFAULT), write_docs: false }
+            Options {
+                quick: false,
+                out: PathBuf::from(OUT_DEFAULT),
+                write_docs: false,
+                only: None
+            }
         );
         assert_eq!(default.command_line(), "cargo xtask bench");
         let options = Options::parse(&args(&["--quick", "--out", "x/y", "--write-docs"])).unwrap();
-        assert_eq!(options, Options { quick: true, out: PathBuf::from("x/y"), write_docs: true });
+        assert_eq!(
+            options,
+            Options { quick: true, out: PathBuf::from("x/y"), write_docs: true, only: None }
+        );
         assert_eq!(options.command_line(), "cargo xtask bench --quick --out x/y --write-docs");
         assert_eq!(Options::parse(&args(&["--out=z"])).unwrap().out, PathBuf::from("z"));
         assert!(Options::parse(&args(&["--out"])).is_err());
         assert!(Options::parse(&args(&["--out="])).is_err());
         assert!(Options::parse(&args(&["--fast"])).is_err());
+        let only = Options::parse(&args(&["--only", "nats-r3,cairn-r3, failover"])).unwrap();
+        assert_eq!(only.only, Some(vec![Step::NatsR3, Step::CairnR3, Step::Failover]));
+        assert!(only.runs(Step::Failover) && !only.runs(Step::Cairn));
+        assert!(default.runs(Step::Cairn) && default.runs(Step::Failover));
+        assert_eq!(only.command_line(), "cargo xtask bench --only nats-r3,cairn-r3,failover");
+        assert!(Options::parse(&args(&["--only", "nats"])).is_err(), "unknown step");
+        assert!(Options::parse(&args(&["--only"])).is_err());
+        let error = Options::parse(&args(&["--only", "failover", "--write-docs"])).unwrap_err();
+        assert!(error.to_string().contains("needs every step"), "{error}");
     }
 
     /// A `sleep` process owned by a [`Service`], its log in the temporary directory.

@@ -61,6 +61,14 @@ pub enum Command {
     /// minutes, `sync_interval`); cairn's acks=all acknowledges after fdatasync. Compare with
     /// cairn's --acks 1, or run nats-server with `sync_interval: always` for like with like.
     NatsProduce(NatsArgs),
+    /// How long writes stop when a partition's leader is killed (needs a driver).
+    ///
+    /// Writes one small record per request (acks=all, one in flight) to a one-partition topic,
+    /// and --kills times asks the driver on stdout to `kill <node>` the leader (answer on stdin:
+    /// `killed <node>`), measures the time to the first write acknowledged by another broker,
+    /// then asks to `restart <node>` (answer: `restarted <node>`) and waits until every replica
+    /// is in sync again. `cargo xtask bench --only failover` is such a driver.
+    Failover(FailoverArgs),
 }
 
 /// Where results go, shared by every subcommand.
@@ -76,8 +84,10 @@ pub struct Output {
     #[arg(long)]
     pub quiet: bool,
     /// Sample this process's resident memory (the broker's) every second; report the largest.
+    /// Repeat it for a cluster: the series shows the largest of the brokers each second, and
+    /// each broker's largest sample is reported apart.
     #[arg(long, value_name = "PID")]
-    pub broker_pid: Option<u32>,
+    pub broker_pid: Vec<u32>,
 }
 
 /// Which Kafka broker and topic.
@@ -173,6 +183,9 @@ pub struct KafkaLoad {
     /// Partitions of the topic when it is created (an existing topic keeps its own).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub partitions: u32,
+    /// Replicas of each partition when the topic is created (-1: the broker's default).
+    #[arg(long, default_value_t = -1, value_name = "N", allow_negative_numbers = true)]
+    pub replication_factor: i16,
     /// Record keys: none (batches fill partitions round-robin), random (8 random bytes) or
     /// sequential (8-byte counter); keyed records go where Kafka's default partitioner puts them.
     #[arg(long, value_enum, default_value_t = Keys::None)]
@@ -374,6 +387,29 @@ pub struct NatsArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub pace: Pace,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: Output,
+}
+
+/// `cairn-bench failover`.
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct FailoverArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub target: Target,
+    /// Leaders to kill, one after the other.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub kills: u32,
+    /// Bytes of each record's value.
+    #[arg(long, default_value_t = 100, value_name = "BYTES")]
+    pub record_bytes: usize,
+    /// Replicas of the topic's partition when it is created.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub replication_factor: i16,
+    /// Longest wait for each step: the driver's answer, writes resuming, replicas in sync.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub step_timeout_secs: u64,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub output: Output,

@@ -348,7 +348,7 @@ pub async fn run(args: &ConsumeArgs) -> anyhow::Result<Report> {
         Arc::clone(&counters),
         start,
         !args.output.quiet,
-        args.output.broker_pid,
+        args.output.broker_pid.clone(),
     );
     let outcome = join(spawn(clients, shares, &plan, start, &counters)).await;
     let elapsed = start.elapsed();

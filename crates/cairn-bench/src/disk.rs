@@ -160,7 +160,7 @@ pub async fn run(args: &DiskArgs) -> anyhow::Result<Report> {
         Arc::clone(&counters),
         start,
         !args.output.quiet,
-        args.output.broker_pid,
+        args.output.broker_pid.clone(),
     );
     let measured = {
         let args = args.clone();

@@ -47,7 +47,13 @@ pub async fn run(args: &E2eArgs) -> anyhow::Result<Report> {
     }
     let options = kafka::options(&args.target);
     let mut admin = Client::connect(&options).await?;
-    let topic = kafka::ensure_topic(&mut admin, &args.target.topic, args.load.partitions).await?;
+    let topic = kafka::ensure_topic(
+        &mut admin,
+        &args.target.topic,
+        args.load.partitions,
+        args.load.replication_factor,
+    )
+    .await?;
     let latest = kafka::offsets(&mut admin, &topic.name, &topic.partitions, LATEST).await?;
     let positions: Vec<Position> = topic
         .partitions
@@ -60,8 +66,10 @@ pub async fn run(args: &E2eArgs) -> anyhow::Result<Report> {
     for _ in 0..shares.len() {
         consumer_clients.push(Client::connect(&options).await?);
     }
+    let routes = produce::leaders(&options, &topic).await?;
     let producer_plan = Arc::new(produce::Plan {
         topic: topic.clone(),
+        routes,
         pace: args.pace.clone(),
         load: args.load.clone(),
         stamp: true,
@@ -86,7 +94,7 @@ pub async fn run(args: &E2eArgs) -> anyhow::Result<Report> {
         Arc::clone(&consumed),
         start,
         !args.output.quiet,
-        args.output.broker_pid,
+        args.output.broker_pid.clone(),
     );
     let probe = Probe::start(start, args.pace.warmup())?;
     let consumers = consume::spawn(consumer_clients, shares, &consumer_plan, start, &consumed);

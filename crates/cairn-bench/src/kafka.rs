@@ -65,8 +65,9 @@ pub async fn topic(client: &mut Client, name: &str) -> anyhow::Result<Option<Top
     Ok(Some(Topic { name: name.to_owned(), id: topic.topic_id, partitions }))
 }
 
-/// The topic, created with `partitions` partitions (replication factor: the broker's default)
-/// if it does not exist. An existing topic is used as it is, whatever its partition count.
+/// The topic, created with `partitions` partitions of `replication_factor` replicas (-1: the
+/// broker's default) if it does not exist. An existing topic is used as it is, whatever its
+/// partition count and replicas.
 ///
 /// # Errors
 /// A client error, or the broker's refusal to create the topic.
@@ -74,6 +75,7 @@ pub async fn ensure_topic(
     client: &mut Client,
     name: &str,
     partitions: u32,
+    replication_factor: i16,
 ) -> anyhow::Result<Topic> {
     if let Some(topic) = topic(client, name).await? {
         return Ok(topic);
@@ -86,7 +88,7 @@ pub async fn ensure_topic(
                 .with_num_partitions(
                     i32::try_from(partitions).context("--partitions is too large")?,
                 )
-                .with_replication_factor(-1),
+                .with_replication_factor(replication_factor),
         ]);
     let response = client.send(&request).await.context("creating the topic")?;
     for result in response.topics {

@@ -1,8 +1,11 @@
 //! cairn-bench: measures cairn (or any Kafka-protocol broker) the same way every time.
 //!
 //! Subcommands (`cli.rs`): `produce` (`produce.rs`), `consume` (`consume.rs`), `e2e`
-//! (`e2e.rs`), `disk` (`disk.rs`, the raw disk baseline) and `nats-produce` (`nats.rs`, the
-//! produce workload against NATS JetStream). Shared parts: the open-loop schedule
+//! (`e2e.rs`), `disk` (`disk.rs`, the raw disk baseline), `nats-produce` (`nats.rs`, the
+//! produce workload against NATS JetStream) and `failover` (`failover.rs`, how long writes stop
+//! when a leader is killed). Producers route each partition's batch to its leader (`routes.rs`)
+//! over one connection per leader broker (`lanes.rs`: the connections, their ackers and the
+//! retries). Shared parts: the open-loop schedule
 //! (`schedule.rs`), record and request generation (`workload.rs`), HdrHistogram recorders and
 //! the per-second series (`stats.rs`), the progress line and broker RSS sampling
 //! (`monitor.rs`), the summary table and JSON (`report.rs`), the SVG plot (`svg.rs`), and the
@@ -15,11 +18,14 @@ pub mod cli;
 pub mod consume;
 pub mod disk;
 pub mod e2e;
+pub mod failover;
 pub mod kafka;
+pub mod lanes;
 pub mod monitor;
 pub mod nats;
 pub mod produce;
 pub mod report;
+pub mod routes;
 pub mod schedule;
 pub mod stats;
 pub mod svg;
@@ -42,6 +48,7 @@ pub async fn run(command: &Command) -> anyhow::Result<Report> {
         Command::E2e(args) => e2e::run(args).await,
         Command::Disk(args) => disk::run(args).await,
         Command::NatsProduce(args) => nats::run(args).await,
+        Command::Failover(args) => failover::run(args).await,
     }
 }
 
@@ -54,6 +61,7 @@ pub fn output(command: &Command) -> &Output {
         Command::E2e(args) => &args.output,
         Command::Disk(args) => &args.output,
         Command::NatsProduce(args) => &args.output,
+        Command::Failover(args) => &args.output,
     }
 }
 

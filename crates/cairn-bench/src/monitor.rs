@@ -2,10 +2,11 @@
 //!
 //! One task ticks every [`TICK`] (so the line changes at most 4 times a second): it rewrites one
 //! line on stderr — elapsed time, records done, the rate over the last tick and over the run,
-//! errors — and, every [`RSS_SAMPLE_EVERY`] ticks (each second), reads the broker's `VmRSS` from
-//! `/proc/PID/status` if `--broker-pid` was given. The line is drawn only when stderr is a
+//! errors — and, every [`RSS_SAMPLE_EVERY`] ticks (each second), reads each broker's `VmRSS`
+//! from `/proc/PID/status` for every `--broker-pid` given. The line is drawn only when stderr is a
 //! terminal and `--quiet` is off; the RSS is sampled either way.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,11 +24,33 @@ pub const RSS_SAMPLE_EVERY: u32 = 4;
 /// What the monitor saw.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
-    /// The broker's RSS by second of the run (`None` where no sample was taken or readable).
+    /// The largest broker's RSS by second of the run (`None` where no sample was taken or
+    /// readable).
     pub rss_bytes: Vec<Option<u64>>,
+    /// Each broker's largest RSS sample, by PID.
+    pub rss_max_by_pid: BTreeMap<u32, u64>,
 }
 
 impl Observed {
+    /// Samples the RSS of `pids` at `elapsed` into the series and the maxima.
+    fn sample(&mut self, pids: &[u32], elapsed: Duration) {
+        let mut largest = None;
+        for &pid in pids {
+            if let Some(rss) = rss_bytes(pid) {
+                let max = self.rss_max_by_pid.entry(pid).or_default();
+                *max = (*max).max(rss);
+                largest = largest.max(Some(rss));
+            }
+        }
+        let second = usize::try_from(elapsed.as_secs()).unwrap_or(usize::MAX);
+        if second < crate::stats::SERIES_SECONDS_MAX {
+            if self.rss_bytes.len() <= second {
+                self.rss_bytes.resize(second + 1, None);
+            }
+            self.rss_bytes[second] = largest;
+        }
+    }
+
     /// The largest RSS sampled.
     #[must_use]
     pub fn rss_max_bytes(&self) -> Option<u64> {
@@ -43,14 +66,15 @@ pub struct Monitor {
 
 impl Monitor {
     /// Starts the monitor of a run that started at `start`, labelled `label` on the progress
-    /// line. `show` draws the line (when stderr is a terminal), `broker_pid` samples its RSS.
+    /// line. `show` draws the line (when stderr is a terminal); the RSS of every process of
+    /// `broker_pids` is sampled.
     #[must_use]
     pub fn start(
         label: &'static str,
         counters: Arc<Counters>,
         start: Instant,
         show: bool,
-        broker_pid: Option<u32>,
+        broker_pids: Vec<u32>,
     ) -> Monitor {
         let show = show && std::io::stderr().is_terminal();
         let (stop, mut stopping) = watch::channel(false);
@@ -65,16 +89,8 @@ impl Monitor {
                     _ = ticker.tick() => {}
                     _ = stopping.changed() => break,
                 }
-                if let Some(pid) = broker_pid
-                    && tick.is_multiple_of(RSS_SAMPLE_EVERY)
-                {
-                    let second = usize::try_from(start.elapsed().as_secs()).unwrap_or(usize::MAX);
-                    if second < crate::stats::SERIES_SECONDS_MAX {
-                        if observed.rss_bytes.len() <= second {
-                            observed.rss_bytes.resize(second + 1, None);
-                        }
-                        observed.rss_bytes[second] = rss_bytes(pid);
-                    }
+                if !broker_pids.is_empty() && tick.is_multiple_of(RSS_SAMPLE_EVERY) {
+                    observed.sample(&broker_pids, start.elapsed());
                 }
                 tick = tick.wrapping_add(1);
                 if show {

@@ -78,7 +78,7 @@ pub async fn run(args: &NatsArgs) -> anyhow::Result<Report> {
         Arc::clone(&counters),
         start,
         !args.output.quiet,
-        args.output.broker_pid,
+        args.output.broker_pid.clone(),
     );
     let tasks: Vec<_> = contexts
         .into_iter()

@@ -100,6 +100,11 @@ impl Report {
             report.latencies.insert(latency.to_owned(), summary);
         }
         report.broker_rss_max_bytes = observed.rss_max_bytes();
+        if observed.rss_max_by_pid.len() > 1 {
+            for (pid, &rss) in &observed.rss_max_by_pid {
+                report.values.insert(format!("rss_max_bytes.pid{pid}"), rss as f64);
+            }
+        }
         report.series = recorder.series(&observed.rss_bytes, elapsed);
         report
     }

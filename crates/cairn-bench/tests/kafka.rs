@@ -162,7 +162,7 @@ async fn e2e_receives_every_acknowledged_record_with_its_latency() {
         json: Some(json.clone()),
         plot: Some(svg.clone()),
         quiet: true,
-        broker_pid: None,
+        broker_pid: Vec::new(),
     };
     cairn_bench::write_outputs(&report, &output).unwrap();
     let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();

@@ -725,6 +725,9 @@ fn a_corrupt_partition_does_not_stop_the_node_and_readiness_names_it() {
     assert!(body.starts_with("not ready, degraded\noffline partitions: 1\nmixed-1: "), "{body}");
     let (_, metrics) = node.admin_get("/metrics");
     assert!(metrics.contains("\ncairn_partitions_offline 1\n"), "{metrics}");
+    // The Raft timers, for tools that state times in election timeouts.
+    assert!(metrics.contains("\ncairn_raft_election_timeout_min_ms 1500\n"), "{metrics}");
+    assert!(metrics.contains("\ncairn_raft_election_timeout_max_ms 3000\n"), "{metrics}");
     let error = node.fails(&["produce", "mixed", "--partition", "1"], b"c\n");
     assert!(error.contains("KAFKA_STORAGE_ERROR"), "{error}");
     node.ok_with(&["produce", "mixed", "--partition", "0"], b"c\n");

@@ -296,9 +296,31 @@ fn broker_config(
             .context("registering the log flush histogram")?,
         health,
         node_id: config.node_id,
-        raft_timers: cairn_raft::Timers::default(),
+        raft_timers: raft_timers(registry)?,
         peers,
     })
+}
+
+/// The Raft timers of every group of the node, published as gauges so that tools (the failover
+/// benchmark) can state times in election timeouts without knowing the defaults.
+fn raft_timers(registry: &cairn_metrics::Registry) -> anyhow::Result<cairn_raft::Timers> {
+    let timers = cairn_raft::Timers::default();
+    for (name, help, value) in [
+        (
+            "cairn_raft_election_timeout_min_ms",
+            "Shortest election timeout of the node's Raft groups, in milliseconds.",
+            timers.election_timeout_min_ms,
+        ),
+        (
+            "cairn_raft_election_timeout_max_ms",
+            "Longest election timeout of the node's Raft groups, in milliseconds.",
+            timers.election_timeout_max_ms,
+        ),
+    ] {
+        let gauge = registry.gauge(name, help).context("registering a raft timer gauge")?;
+        gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+    }
+    Ok(timers)
 }
 
 /// The Kafka listener's settings from the node's.

@@ -1,6 +1,7 @@
 //! The pure half of `cargo xtask bench`: what a suite run measured ([`Results`]), the parsing of
 //! the tools' JSON (`cairn-bench --json` into [`BenchResult`], `iperf3 -J` into [`Loopback`]),
-//! the targets of issue 4 ([`targets`]) and the markdown report ([`render`], [`splice`]).
+//! the targets of issue 4 ([`targets`]) and of issue 10 ([`targets_r3`]: the 3-node cluster)
+//! and the markdown report ([`render`], [`splice`]).
 //!
 //! Nothing here starts a process or touches a file, so the tests feed fixture JSON and compare
 //! table rows. `bench.rs` runs the measurements and fills [`Results`].
@@ -10,6 +11,10 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+
+mod r3;
+
+pub use self::r3::{r3_rss_max_bytes, targets_r3};
 
 /// Record sizes (value bytes) of every produce matrix, cairn's and NATS's.
 pub const RECORD_BYTES: [usize; 3] = [100, 1024, 16 * 1024];
@@ -32,6 +37,14 @@ pub const CONSUME_VS_LOOPBACK_MIN: f64 = 0.5;
 pub const E2E_P99_US_MAX: u64 = 5_000;
 /// Target: the broker's resident memory throughout the suite, bytes.
 pub const BROKER_RSS_BYTES_MAX: u64 = 512 * 1024 * 1024;
+/// Target (issue 10): 3 nodes, replication factor 3, 1 KiB records reach this multiple of NATS
+/// JetStream R3's records/s at the same concurrency.
+pub const R3_VS_NATS_MIN: f64 = 4.0;
+/// Target (issue 10): writes resume within this many election timeouts of the leader's kill
+/// (p50 and p99).
+pub const FAILOVER_ELECTION_TIMEOUTS_MAX: f64 = 3.0;
+/// What a step that `--only` left out reports.
+pub const NOT_RUN: &str = "not run";
 /// The e2e run's rate as a fraction of the 1 KiB / [`PEAK_PRODUCERS`]-producer peak.
 pub const E2E_RATE_FRACTION: f64 = 0.5;
 
@@ -89,6 +102,9 @@ pub struct BenchResult {
     /// The server's largest sampled RSS (`--broker-pid`), bytes.
     #[serde(default)]
     pub broker_rss_max_bytes: Option<u64>,
+    /// For a run against a cluster: each node's id and PID (set by the suite, not in the JSON).
+    #[serde(skip)]
+    pub node_pids: Vec<(u64, u32)>,
 }
 
 impl BenchResult {
@@ -105,6 +121,35 @@ impl BenchResult {
     #[must_use]
     pub fn latency(&self, name: &str) -> Option<&Latency> {
         self.latencies.get(name)
+    }
+
+    /// Each node's largest RSS sample of a cluster run (`rss_max_bytes.pid<PID>`), by node id.
+    #[must_use]
+    pub fn node_rss_max_bytes(&self) -> Vec<(u64, Option<u64>)> {
+        self.node_pids
+            .iter()
+            .map(|&(node, pid)| {
+                (node, self.value(&format!("rss_max_bytes.pid{pid}")).map(|v| v as u64))
+            })
+            .collect()
+    }
+
+    /// The partition leaders a cluster run started with (`leader.p<N>` values): `p0→2 p1→3`.
+    #[must_use]
+    pub fn leaders(&self) -> String {
+        let cells: Vec<String> = self
+            .values
+            .iter()
+            .filter_map(|(name, &leader)| {
+                let partition = name.strip_prefix("leader.p")?;
+                Some(if leader < 0.0 {
+                    format!("p{partition}→-")
+                } else {
+                    format!("p{partition}→{leader:.0}")
+                })
+            })
+            .collect();
+        cells.join(" ")
     }
 
     /// The number `values[name]`, if the run reported it.
@@ -189,6 +234,17 @@ pub struct E2e {
     pub result: BenchResult,
 }
 
+/// The failover measurement and the election timeouts of the nodes it ran on.
+#[derive(Clone, Debug)]
+pub struct Failover {
+    /// What `cairn-bench failover` measured (`resume` latencies).
+    pub result: BenchResult,
+    /// The nodes' shortest election timeout, ms (their `/metrics`).
+    pub election_timeout_min_ms: u64,
+    /// Their longest.
+    pub election_timeout_max_ms: u64,
+}
+
 /// Everything one suite run measured, in the order the report shows it.
 #[derive(Clone, Debug)]
 pub struct Results {
@@ -215,6 +271,12 @@ pub struct Results {
     pub nats_r1: Vec<Case>,
     /// NATS JetStream, a 3-server cluster, streams with three replicas.
     pub nats_r3: Vec<Case>,
+    /// cairn, 3 nodes, topics with replication factor 3, durable produce.
+    pub cairn_r3: Vec<Case>,
+    /// Each node's peak RSS (`VmHWM`) at the end of the 3-node produce runs, by node id.
+    pub cairn_r3_hwm_bytes: Vec<(u64, Option<u64>)>,
+    /// Writes resuming after the partition leader is killed.
+    pub failover: Outcome<Failover>,
     /// The cairn broker's peak RSS over its whole life (`VmHWM` just before its shutdown).
     pub broker_rss_hwm_bytes: Option<u64>,
     /// Failures outside the measurements (a server that did not start or stop cleanly).
@@ -230,14 +292,17 @@ impl Results {
     #[must_use]
     pub fn failed(&self) -> bool {
         let case_failed = |cases: &[Case]| cases.iter().any(|case| case.result.is_err());
+        let failed = |error: Option<&String>| error.is_some_and(|error| error != NOT_RUN);
         !self.failures.is_empty()
-            || self.disk.is_err()
-            || self.loopback.is_err()
+            || failed(self.disk.as_ref().err())
+            || failed(self.loopback.as_ref().err())
             || case_failed(&self.cairn)
-            || self.consume.is_err()
-            || self.e2e.is_err()
+            || failed(self.consume.as_ref().err())
+            || failed(self.e2e.as_ref().err())
             || case_failed(&self.nats_r1)
             || case_failed(&self.nats_r3)
+            || case_failed(&self.cairn_r3)
+            || failed(self.failover.as_ref().err())
     }
 }
 
@@ -252,6 +317,15 @@ pub fn cairn_produce_stem(record_bytes: usize, producers: usize) -> String {
 pub fn nats_stem(replicas: usize, record_bytes: usize, producers: usize) -> String {
     format!("nats-r{replicas}-produce-{record_bytes}b-{producers}p")
 }
+
+/// The file stem of a 3-node cairn produce case.
+#[must_use]
+pub fn cairn_r3_stem(record_bytes: usize, producers: usize) -> String {
+    format!("cairn-r3-produce-{record_bytes}b-{producers}p")
+}
+
+/// The file stem of the failover measurement.
+pub const FAILOVER_STEM: &str = "cairn-failover";
 
 /// The file stem of the raw disk baseline.
 pub const DISK_STEM: &str = "disk";
@@ -466,7 +540,10 @@ pub fn render(results: &Results, plot: &dyn Fn(&str) -> Option<String>) -> Strin
     render_consume(&mut out, results, plot);
     render_e2e(&mut out, results, plot);
     render_nats(&mut out, results, plot);
+    r3::render_cairn_r3(&mut out, results, plot);
+    r3::render_failover(&mut out, results);
     render_targets(&mut out, results);
+    r3::render_targets_r3(&mut out, results);
     render_notes(&mut out, results);
     render_commands(&mut out, results);
     out
@@ -744,11 +821,6 @@ fn render_e2e(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> Option
          load process that sleeps 1 ms at a time woke up during the run (`cairn-bench`'s \
          wake-up probe): the machine's scheduling delay under the load, included in every \
          latency of the run.\n"
-    );
-    let _ = writeln!(
-        out,
-        "cairn with replication factor 3 on a local 3-node cluster: waits for replication (not \
-         built yet).\n"
     );
 }
 
@@ -1072,6 +1144,9 @@ mod tests {
                 producers: 4,
                 result: Err("nats-server did not become healthy".into()),
             }],
+            cairn_r3: Vec::new(),
+            cairn_r3_hwm_bytes: Vec::new(),
+            failover: Err(NOT_RUN.into()),
             broker_rss_hwm_bytes: Some(40 * 1024 * 1024),
             failures: Vec::new(),
             notes: vec!["rustc was running when cairn-e2e started".into()],
@@ -1238,6 +1313,94 @@ mod tests {
             let cells = line.matches(" | ").count();
             assert_eq!(*columns.get_or_insert(cells), cells, "ragged table row: {line}");
         }
+    }
+
+    /// `sample()` with the 3-node steps: R3 cases on nodes 1..=3 (PIDs 11..=13) with their RSS
+    /// and leaders, NATS R3 at a quarter of cairn's rate, and a failover of 20 kills.
+    fn sample_r3() -> Results {
+        let mut results = sample();
+        let extra = r#", "rss_max_bytes.pid11": 52428800.0, "rss_max_bytes.pid12": 62914560.0,
+                       "rss_max_bytes.pid13": 57671680.0, "leader.p0": 2.0, "leader.p1": 3.0,
+                       "leader.p2": -1.0, "batches_retried": 7.0"#;
+        results.cairn_r3 = cases(0.0, 0.0)
+            .into_iter()
+            .map(|case| {
+                let scale = case.producers as f64 / 4.0;
+                let json = bench_json("produce", 140_000.0 * scale, 143.4 * scale, extra);
+                let mut result = ok(&json);
+                result.node_pids = vec![(1, 11), (2, 12), (3, 13)];
+                Case { result: Ok(result), ..case }
+            })
+            .collect();
+        results.nats_r3 = cases(35_000.0, 35.8);
+        results.cairn_r3_hwm_bytes = vec![(1, Some(70 << 20)), (2, Some(64 << 20)), (3, None)];
+        let mut failover = ok(&bench_json("failover", 190.0, 0.0, r#", "kills": 20.0"#));
+        let mut resume = failover.latencies["ack"].clone();
+        (resume.count, resume.p50_us, resume.p99_us, resume.max_us) =
+            (20, 4_500_000, 9_600_000, 9_700_000);
+        failover.latencies.insert("resume".into(), resume);
+        results.failover = Ok(Failover {
+            result: failover,
+            election_timeout_min_ms: 1500,
+            election_timeout_max_ms: 3000,
+        });
+        results
+    }
+
+    #[test]
+    fn r3_rows_compare_with_nats_r3_and_show_nodes() {
+        let results = sample_r3();
+        let rows = r3::cairn_r3_rows(&results, &|_| None);
+        assert_eq!(rows.len(), 6);
+        assert_eq!(rows[3][..4], ["1 KiB", "4", "140.0k", "143.4"]);
+        assert_eq!(
+            rows[3][7..10],
+            [
+                "7".to_owned(),
+                "p0→2 p1→3 p2→-".to_owned(),
+                "n1 50.0 MiB / n2 60.0 MiB / n3 55.0 MiB".to_owned(),
+            ]
+        );
+        let versus = r3::versus_nats_rows(&results);
+        assert_eq!(versus[3][..5], ["1 KiB", "4", "140.0k", "35.0k", "4.00"]);
+        // The peak per node: its samples and its VmHWM, whichever is larger.
+        assert_eq!(r3_rss_max_bytes(&results), [(1, 70 << 20), (2, 64 << 20), (3, 55 << 20)]);
+    }
+
+    #[test]
+    fn r3_targets_are_judged_on_the_run() {
+        let mut results = sample_r3();
+        let verdicts = |results: &Results| -> Vec<Verdict> {
+            targets_r3(results).into_iter().map(|target| target.verdict).collect()
+        };
+        // 4.00x NATS R3; p99 9.6 s > 3 x 3 s; 70 MiB per node at most.
+        assert_eq!(verdicts(&results), [Verdict::Met, Verdict::NotMet, Verdict::Met]);
+        let failover = &targets_r3(&results)[1].measured;
+        assert!(
+            failover.starts_with("p50 4.50 s (1.50 / 3.00), p99 9.60 s (3.20 / 6.40)"),
+            "{failover}"
+        );
+        results.nats_r3[3].result = Err("no servers".into());
+        results.failover = Err(NOT_RUN.into());
+        results.cairn_r3_hwm_bytes[0].1 = Some(600 << 20);
+        assert_eq!(verdicts(&results), [Verdict::Unknown, Verdict::Unknown, Verdict::NotMet]);
+        // A step --only left out is no failure; a failed one is.
+        let mut only = sample_r3();
+        only.disk = Err(NOT_RUN.into());
+        only.nats_r3 = cases(35_000.0, 35.8);
+        assert!(!only.failed());
+        only.failover = Err("writes did not resume".into());
+        assert!(only.failed());
+        let report = render(&sample_r3(), &|_| None);
+        for heading in [
+            "### cairn, 3 nodes, replication factor 3: durable produce (acks=all)",
+            "### cairn vs NATS JetStream R3 (same run)",
+            "### cairn, 3 nodes: writes resume after the leader is killed",
+            "### Targets (issue 10)",
+        ] {
+            assert!(report.contains(heading), "{heading}");
+        }
+        assert!(!report.contains("waits for replication"));
     }
 
     #[test]
