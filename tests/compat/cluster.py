@@ -175,9 +175,7 @@ class Cluster:
                     node.resume()
                     node.stop()
         finally:
-            for node in self.nodes.values():
-                node.kill()
-            self.proxies.close()
+            self.kill()
 
     def liveness_seen_by(self, observer: int, node_id: int) -> str | None:
         """`alive` or `dead`: the liveness of `node_id` in `observer`'s `GET /cluster`."""
@@ -188,6 +186,12 @@ class Cluster:
         except OSError:
             return None
         return next((n["liveness"] for n in status["nodes"] if n["id"] == node_id), None)
+
+    def kill(self) -> None:
+        """SIGKILLs every node and stops the proxies, for a run that failed."""
+        for node in self.nodes.values():
+            node.kill()
+        self.proxies.close()
 
     def log_tails(self, lines: int = 80) -> str:
         return "\n".join(node.log_tail(lines) for node in self.nodes.values())
