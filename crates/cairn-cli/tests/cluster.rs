@@ -155,6 +155,9 @@ fn three_nodes_share_one_core_forward_writes_and_fail_over() {
     // A topic created through node 2 is listed through node 3 at once, whichever leads.
     live(&nodes, 2).ok(&["topic", "create", "through-two", "--partitions", "2"]);
     assert!(topics(live(&nodes, 3)).contains(&"through-two".to_owned()));
+    // No replication factor given (Kafka's -1): the default, min(3, live nodes).
+    let described = live(&nodes, 3).ok(&["topic", "describe", "through-two"]);
+    assert!(described.contains("replication factor: 3"), "{described}");
     // And one created through a node that does not lead (its write is forwarded), through the
     // third node.
     let follower = (1..=3).find(|&id| id != controller).expect("a follower");
@@ -615,7 +618,8 @@ fn a_new_leader_answers_where_the_killed_leaders_epoch_ended_and_followers_hint_
         AGREE_TIMEOUT,
         |_| {
             new_leader = answering_leader(&addrs, &survivors, "e")?;
-            Ok(())
+            // Metadata names it once a quorum acknowledged it (its lease).
+            leader_and_epoch(addr(new_leader), "e").map(drop)
         },
     );
     // The old epoch ends right after the last offset acknowledged under it.

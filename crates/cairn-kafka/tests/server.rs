@@ -456,14 +456,18 @@ fn assigned_topic(
         .with_assignments(assignments)
 }
 
-/// CreateTopics with a manual assignment on a single node (broker 0): Kafka's codes and
-/// messages for every rule, `validate_only` refusing alike and creating nothing, and a valid
+/// CreateTopics with a manual assignment on a single node (broker 0), and a replication
+/// factor that is neither -1 nor positive: Kafka's codes and messages for every rule, `validate_only` refusing alike and creating nothing, and a valid
 /// assignment honoured.
 #[tokio::test]
 async fn create_topics_assignments_follow_kafkas_rules_on_one_node() {
     let node = start().await;
     let mut conn = Connection::open(node.addr()).await;
-    let refusals: [(CreatableTopic, i16, &str); 8] = [
+    let default_or_more =
+        "Replication factor must be larger than 0, or -1 to use the default value.";
+    let refusals: [(CreatableTopic, i16, &str); 10] = [
+        (assigned_topic("m", 1, 0, &[]), 38, default_or_more),
+        (assigned_topic("m", 1, -2, &[]), 38, default_or_more),
         (assigned_topic("m", -1, 1, &[(0, &[0])]), 42, "replication factor was not set to -1."),
         (assigned_topic("m", 1, -1, &[(0, &[0])]), 42, "numPartitions was not set to -1."),
         (

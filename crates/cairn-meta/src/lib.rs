@@ -46,6 +46,10 @@ pub enum ConfigChange {
     },
 }
 
+/// The [`TopicSpec::replication_factor`] that asks for the store's default: min(3, live nodes)
+/// with a consistent core, 1 on a node without peers (Kafka's -1).
+pub const REPLICATION_FACTOR_DEFAULT: u16 = 0;
+
 /// What creating a topic needs.
 #[derive(Clone, Debug)]
 pub struct TopicSpec {
@@ -53,7 +57,8 @@ pub struct TopicSpec {
     pub name: TopicName,
     /// Number of partitions, at least 1.
     pub partitions: u32,
-    /// Replicas per partition.
+    /// Replicas per partition; [`REPLICATION_FACTOR_DEFAULT`] for the store's default
+    /// (min(3, live nodes)).
     pub replication_factor: u16,
     /// Initial config overrides (validated by the store).
     pub configs: Vec<(String, String)>,

@@ -55,8 +55,8 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{Topics, topic_from_parts};
 use crate::cluster::{Liveness, check_lists};
 use crate::{
-    ConfigChange, MetaError, MetadataStore, NodeMeta, PartitionLeader, TopicConfigs, TopicId,
-    TopicMeta, TopicName, TopicSpec,
+    ConfigChange, MetaError, MetadataStore, NodeMeta, PartitionLeader, REPLICATION_FACTOR_DEFAULT,
+    TopicConfigs, TopicId, TopicMeta, TopicName, TopicSpec,
 };
 
 /// Name of the metadata file inside the store's directory.
@@ -279,13 +279,16 @@ impl<D: Disk> LocalMetadata<D> {
             Some(assignments) => check_lists(self.liveness(), assignments, 0, None)?,
             None => {
                 let nodes = 1;
-                if spec.replication_factor == 0 || usize::from(spec.replication_factor) > nodes {
+                if spec.replication_factor == REPLICATION_FACTOR_DEFAULT {
+                    1
+                } else if usize::from(spec.replication_factor) > nodes {
                     return Err(MetaError::InvalidReplicationFactor {
                         factor: i64::from(spec.replication_factor),
                         reason: format!("{nodes} node(s) available"),
                     });
+                } else {
+                    spec.replication_factor
                 }
-                spec.replication_factor
             }
         };
         Ok(TopicMeta {

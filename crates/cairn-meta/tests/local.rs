@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use cairn_meta::{
-    ConfigChange, ConfigError, LocalMetadata, MetaError, MetadataStore, NodeMeta, TopicMeta,
-    TopicName, TopicSpec,
+    ConfigChange, ConfigError, LocalMetadata, MetaError, MetadataStore, NodeMeta,
+    REPLICATION_FACTOR_DEFAULT, TopicMeta, TopicName, TopicSpec,
 };
 use cairn_storage::sim::{EIO, ENOSPC, SimDisk, SimFile};
 use cairn_storage::{Disk, RealDisk};
@@ -93,6 +93,9 @@ fn creates_and_describes(store: &impl MetadataStore) {
     assert_eq!(store.topic("missing"), None);
     let other = store.topic("audit").expect("created");
     assert_ne!(other.id, created.id);
+    // The default replication factor is the store's: 1 on a node without peers.
+    let default = TopicSpec { replication_factor: REPLICATION_FACTOR_DEFAULT, ..spec("d", 1) };
+    assert_eq!(create(store, default).expect("the default factor").replication_factor, 1);
 }
 
 fn refusals_change_nothing(store: &impl MetadataStore) {
@@ -103,7 +106,6 @@ fn refusals_change_nothing(store: &impl MetadataStore) {
         (spec("a_b", 1), "collides"),
         (spec("c", 0), "partition"),
         (spec("c", TOPIC_PARTITIONS_MAX + 1), "partition"),
-        (TopicSpec { replication_factor: 0, ..spec("c", 1) }, "replication factor"),
         (TopicSpec { replication_factor: 2, ..spec("c", 1) }, "replication factor"),
         (spec_with("c", &[("retention.ms", "-5")]), "retention.ms"),
         (spec_with("c", &[("cleanup.policy", "compact")]), "compaction"),

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use cairn_meta::{MetadataStore, TopicMeta, TopicName, TopicSpec};
+use cairn_meta::{MetadataStore, REPLICATION_FACTOR_DEFAULT, TopicMeta, TopicName, TopicSpec};
 use cairn_types::NodeId;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -271,7 +271,7 @@ async fn named_topic<M: MetadataStore>(
     let spec = TopicSpec {
         name: topic_name,
         partitions: ctx.config.default_partitions,
-        replication_factor: 1,
+        replication_factor: REPLICATION_FACTOR_DEFAULT,
         configs: Vec::new(),
         assignments: None,
     };

@@ -5,7 +5,10 @@ use cairn_broker::BrokerError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cairn_meta::{ConfigChange, ConfigSource, MetadataStore, TopicMeta, TopicName, TopicSpec};
+use cairn_meta::{
+    ConfigChange, ConfigSource, MetadataStore, REPLICATION_FACTOR_DEFAULT, TopicMeta, TopicName,
+    TopicSpec,
+};
 use cairn_types::NodeId;
 use cairn_types::limits::{CLUSTER_NODES_MAX, TOPIC_PARTITIONS_MAX};
 use kafka_protocol::ResponseError;
@@ -135,8 +138,17 @@ fn topic_spec<M: MetadataStore>(
     } else {
         i64::from(topic.num_partitions)
     };
-    let replication_factor =
-        if topic.replication_factor == -1 { 1 } else { i64::from(topic.replication_factor) };
+    let replication_factor = match topic.replication_factor {
+        -1 => i64::from(REPLICATION_FACTOR_DEFAULT),
+        factor if factor < 1 => {
+            return Err((
+                ResponseError::InvalidReplicationFactor.code(),
+                "Replication factor must be larger than 0, or -1 to use the default value."
+                    .to_owned(),
+            ));
+        }
+        factor => i64::from(factor),
+    };
     let (Ok(partitions), Ok(replication_factor)) =
         (u32::try_from(partitions), u16::try_from(replication_factor))
     else {

@@ -19,7 +19,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_meta::{
     ConfigChange, CoreCommand, CoreReply, CoreState, Liveness, LogPosition, MetaError,
-    MetadataStore, NewTopic, NodeMeta, PartitionLeader, TopicId, TopicMeta, TopicName, TopicSpec,
+    MetadataStore, NewTopic, NodeMeta, PartitionLeader, REPLICATION_FACTOR_DEFAULT, TopicId,
+    TopicMeta, TopicName, TopicSpec,
 };
 use cairn_storage::Disk;
 use cairn_types::batch::BatchBuilder;
@@ -374,7 +375,8 @@ fn new_topic(spec: TopicSpec) -> NewTopic {
         id: TopicId::random(),
         name: spec.name,
         partitions: spec.partitions,
-        replication_factor: Some(spec.replication_factor),
+        replication_factor: (spec.replication_factor != REPLICATION_FACTOR_DEFAULT)
+            .then_some(spec.replication_factor),
         assignments: spec.assignments,
         configs: spec.configs,
     }
