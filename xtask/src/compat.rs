@@ -197,22 +197,70 @@ fn build_binaries(root: &Path) -> Result<Binaries> {
 
 /// Runs the suite with pytest; stops at the first failing test.
 fn run_pytest(root: &Path, python: &Path, binaries: &Binaries) -> Result<()> {
-    run_command(
-        Command::new(python)
-            .args(["-m", "pytest", SUITE_DIR, "-x", "-q", "-p", "no:cacheprovider"])
-            .current_dir(root)
-            .env("CAIRN_BIN", &binaries.cairn)
-            .env("CAIRN_FAULT_PROXY_BIN", &binaries.fault_proxy)
-            // Keep `__pycache__` and `.pytest_cache` directories out of the source tree.
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::null()),
-        &format!(
-            "CAIRN_BIN={} CAIRN_FAULT_PROXY_BIN={} {VENV_DIR}/bin/python -m pytest {SUITE_DIR} \
-             -x -q -p no:cacheprovider",
-            binaries.cairn.display(),
-            binaries.fault_proxy.display()
-        ),
-    )
+    let (mut command, line) = pytest(root, python, binaries, SUITE_DIR);
+    run_command(command.stdin(Stdio::null()), &line)
+}
+
+/// pytest over `target` (a directory or a file of the suite) with the binaries' paths in its
+/// environment, and the command line that does the same by hand.
+fn pytest(root: &Path, python: &Path, binaries: &Binaries, target: &str) -> (Command, String) {
+    let mut command = Command::new(python);
+    command
+        .args(["-m", "pytest", target, "-x", "-q", "-p", "no:cacheprovider"])
+        .current_dir(root)
+        .env("CAIRN_BIN", &binaries.cairn)
+        .env("CAIRN_FAULT_PROXY_BIN", &binaries.fault_proxy)
+        // Keep `__pycache__` and `.pytest_cache` directories out of the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let line = format!(
+        "CAIRN_BIN={} CAIRN_FAULT_PROXY_BIN={} {VENV_DIR}/bin/python -m pytest {target} -x -q \
+         -p no:cacheprovider",
+        binaries.cairn.display(),
+        binaries.fault_proxy.display()
+    );
+    (command, line)
+}
+
+/// The nemesis of the suite, which `cargo xtask nemesis` runs over many seeds.
+const NEMESIS_TEST: &str = "tests/compat/test_nemesis.py";
+
+/// The `nemesis` task's lines in `cargo xtask help`.
+pub const NEMESIS_USAGE: &str =
+    "  nemesis sweep the compat suite's nemesis (tests/compat/test_nemesis.py, seed 1 in CI) over
+          `--seeds N` seeds (32, about 2 minutes each) `--from S` (1); a failing seed prints the
+          command that replays it
+";
+
+/// Runs the nemesis once per seed of `seeds` (`CAIRN_NEMESIS_SEED`), every seed even after a
+/// failure, and names the failing ones with the command that replays one.
+///
+/// # Errors
+/// If the virtualenv or the binaries cannot be built, or any seed fails.
+pub fn nemesis(root: &Path, seeds: &crate::sim::Options) -> Result<()> {
+    header("nemesis: python virtualenv");
+    let python = ensure_venv(root)?;
+    header("nemesis: cairn binaries");
+    let binaries = build_binaries(root)?;
+    let mut failed = Vec::new();
+    for seed in seeds.from..seeds.from.saturating_add(seeds.seeds) {
+        let (mut command, line) = pytest(root, &python, &binaries, NEMESIS_TEST);
+        let seed_text = seed.to_string();
+        let status = command
+            .env("CAIRN_NEMESIS_SEED", &seed_text)
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| format!("cannot start `{line}`"))?;
+        let outcome = if status.success() { "ok" } else { "FAILED" };
+        header(&format!("nemesis seed {seed}: {outcome}"));
+        if !status.success() {
+            failed.push((seed, format!("CAIRN_NEMESIS_SEED={seed} {line}")));
+        }
+    }
+    if let Some((_, replay)) = failed.first() {
+        let seeds: Vec<u64> = failed.iter().map(|(seed, _)| *seed).collect();
+        bail!("nemesis seeds {seeds:?} failed; replay the first with `{replay}`");
+    }
+    Ok(())
 }
 
 /// Whether `command` starts and exits 0, its output discarded.

@@ -22,7 +22,12 @@ tasks:
 const USAGE_HELP: &str = "  help    print this message\n";
 
 fn usage() -> String {
-    format!("{USAGE_TASKS}{}{}{USAGE_HELP}", xtask::sim::USAGE, xtask::bench::USAGE)
+    format!(
+        "{USAGE_TASKS}{}{}{}{USAGE_HELP}",
+        xtask::sim::USAGE,
+        xtask::compat::NEMESIS_USAGE,
+        xtask::bench::USAGE
+    )
 }
 
 /// Runs the task and reports its failure itself, as one `error:` line plus its causes, without
@@ -55,6 +60,9 @@ fn run() -> Result<()> {
     }
     if task == "sim" {
         return xtask::sim::run(&root, &xtask::sim::Options::parse(rest)?);
+    }
+    if task == "nemesis" {
+        return xtask::compat::nemesis(&root, &xtask::sim::Options::parse(rest)?);
     }
     if !rest.is_empty() {
         bail!("`cargo xtask {task}` takes no arguments, got `{}`\n\n{}", rest.join(" "), usage());

@@ -15,7 +15,7 @@ pub const USAGE: &str =
           failing seed prints the command that replays it
 ";
 
-/// The sweep's seeds: how many, and the first.
+/// A sweep's seeds, how many and the first (`sim`'s, and `nemesis`'s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     /// How many seeds.
@@ -39,7 +39,7 @@ impl Options {
             match flag.as_str() {
                 "--seeds" => options.seeds = number,
                 "--from" => options.from = number,
-                other => bail!("unknown argument `{other}` (usage: sim --seeds N [--from S])"),
+                other => bail!("unknown argument `{other}` (usage: --seeds N [--from S])"),
             }
         }
         Ok(options)
