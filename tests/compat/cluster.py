@@ -26,6 +26,8 @@ from confluent_kafka.admin import AdminClient
 from conftest import Broker, cairn_binary, free_loopback_ports
 from support import Deadline
 
+# Seconds an admin request (CreateTopics, DeleteTopics, Metadata) may take.
+ADMIN_TIMEOUT_S = 20.0
 # Seconds the fault proxy has to answer a command.
 PROXY_ANSWER_TIMEOUT_S = 10.0
 
@@ -150,7 +152,12 @@ class Cluster:
         """The cluster's admin client, one for the cluster's life: a client that is garbage
         collected never completes its futures."""
         if self._admin is None:
-            self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 5000})
+            # Requests get ADMIN_TIMEOUT_S: a creation waits up to 5 s for its partitions'
+            # leaders, and a forwarded one for the core's failover too.
+            timeout_ms = int(ADMIN_TIMEOUT_S * 1000)
+            self._admin = AdminClient(
+                {"bootstrap.servers": self.bootstrap, "socket.timeout.ms": timeout_ms}
+            )
         return self._admin
 
     def links_of(self, node_id: int) -> list[str]:

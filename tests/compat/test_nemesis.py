@@ -33,7 +33,7 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import NewTopic
 
-from cluster import Cluster, leaders, wait_until
+from cluster import ADMIN_TIMEOUT_S, Cluster, leaders, wait_until
 from support import Deadline, read_all, unique_topic
 
 SEED = int(os.environ.get("CAIRN_NEMESIS_SEED", "1"))
@@ -41,8 +41,9 @@ PARTITIONS = 3
 # Every fault, twice, in an order drawn from the seed.
 FAULTS = ["kill", "pause", "isolate", "kill-controller"] * 2
 # Seconds writes to a faulted leader's partition may take to resume (3 election timeouts of at
-# most 3 s each, a client request timeout and a metadata refresh).
-RESUME_TIMEOUT_S = 30.0
+# most 3 s each, a client request timeout and a metadata refresh), and a topic's creation or
+# deletion to succeed (retried).
+RESUME_TIMEOUT_S = 60.0
 # Seconds a node restarted or healed has to be ready again and the cluster to lead every
 # partition.
 RECOVER_TIMEOUT_S = 60.0
@@ -143,7 +144,9 @@ def create_topic(cluster: Cluster, name: str, partitions: int, replicas: int) ->
     deadline = Deadline(RESUME_TIMEOUT_S, f"topic {name} to be created")
     while True:
         future = cluster.admin().create_topics(
-            [NewTopic(name, partitions, replicas)], operation_timeout=10, request_timeout=10
+            [NewTopic(name, partitions, replicas)],
+            operation_timeout=ADMIN_TIMEOUT_S,
+            request_timeout=ADMIN_TIMEOUT_S,
         )[name]
         try:
             future.result()
@@ -157,7 +160,9 @@ def create_topic(cluster: Cluster, name: str, partitions: int, replicas: int) ->
 def delete_topic(cluster: Cluster, name: str) -> None:
     deadline = Deadline(RESUME_TIMEOUT_S, f"topic {name} to be deleted")
     while True:
-        future = cluster.admin().delete_topics([name], operation_timeout=10)[name]
+        future = cluster.admin().delete_topics(
+            [name], operation_timeout=ADMIN_TIMEOUT_S, request_timeout=ADMIN_TIMEOUT_S
+        )[name]
         try:
             future.result()
             return
@@ -227,21 +232,22 @@ class Nemesis:
 
     def isolate(self, target: int) -> None:
         """Cuts the node off from its peers (Kafka clients still reach it) until the others'
-        core marks it dead, creating and deleting topics meanwhile, then heals the links.
+        core marks it dead, then heals the links and creates and deletes topics.
 
-        Writes to its partitions are not required to resume while it is cut off: a client
-        asking the cut-off node for metadata hears LEADER_NOT_AVAILABLE (it knows no valid
-        leader) and may keep asking it. They must resume once the links heal.
+        Writes to its partitions and admin requests are not required to succeed while it is
+        cut off: a client that asks the cut-off node for metadata hears LEADER_NOT_AVAILABLE
+        and no controller (it knows no valid leader) and may keep asking it. They must
+        succeed once the links heal.
         """
         others = [n for n in self.cluster.nodes if n != target]
         self.cluster.isolate(target)
         try:
-            self.churn_topics()
             wait_until(f"node {target} marked dead by the others", RECOVER_TIMEOUT_S,
                        lambda: all(self.cluster.liveness_seen_by(o, target) == "dead"
                                    for o in others))  # fmt: skip
         finally:
             self.cluster.heal(target)
+        self.churn_topics()
 
     def churn_topics(self) -> None:
         """Creates a topic while the fault holds and deletes the one created before. Two

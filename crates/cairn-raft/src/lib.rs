@@ -61,7 +61,7 @@ pub use network::{GroupNetwork, Network, PeerNetwork};
 pub use no_peers::NoPeers;
 pub use raft_group::{
     GroupError, GroupPeers, GroupRole, GroupState, Pending, Placement, ProposeError, RaftGroup,
-    RoleWatch,
+    RoleWatch, leader_with_lease,
 };
 pub use record::RecordError;
 pub use responder::CommitResponder;

@@ -102,6 +102,25 @@ fn role_of(metrics: &RaftServerMetrics<TypeConfig>) -> GroupRole {
     GroupRole { state, term: metrics.vote.leader_id.term, leader: metrics.current_leader }
 }
 
+/// The leader `metrics` know, unless it is this node and no quorum acknowledged it within
+/// `lease` ([`RaftGroup::leader`]; the core's controller too).
+#[must_use]
+pub fn leader_with_lease(metrics: &RaftMetrics<TypeConfig>, lease: Duration) -> Option<RaftNodeId> {
+    let leader = metrics.current_leader?;
+    (leader != metrics.id || leads_with_quorum(metrics, lease)).then_some(leader)
+}
+
+/// Whether this node leads and a quorum acknowledged it within `lease`; a sole voter is its
+/// own quorum.
+fn leads_with_quorum(metrics: &RaftMetrics<TypeConfig>, lease: Duration) -> bool {
+    if metrics.state != ServerState::Leader {
+        return false;
+    }
+    let sole_voter = metrics.membership_config.membership().voter_ids().eq([metrics.id]);
+    let acked = metrics.last_quorum_acked.is_some_and(|at| at.elapsed() <= lease);
+    sole_voter || acked
+}
+
 /// Watches a group's role; changes only on elections and on stopping.
 pub struct RoleWatch {
     metrics:
@@ -288,7 +307,7 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
     pub fn in_sync(&self) -> Option<Vec<RaftNodeId>> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow_watched();
-        if !self.leads_with_quorum(&metrics) {
+        if !leads_with_quorum(&metrics, self.in_sync_within) {
             return None;
         }
         let committed = metrics.cluster_committed.map(|id| id.index);
@@ -318,21 +337,7 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
     /// long as the cut lasts.
     #[must_use]
     pub fn leader(&self) -> Option<RaftNodeId> {
-        let metrics = self.raft.metrics();
-        let metrics = metrics.borrow_watched();
-        let leader = metrics.current_leader?;
-        (leader != metrics.id || self.leads_with_quorum(&metrics)).then_some(leader)
-    }
-
-    /// Whether this node leads and a quorum acknowledged it within the longest election
-    /// timeout; a sole voter is its own quorum.
-    fn leads_with_quorum(&self, metrics: &RaftMetrics<TypeConfig>) -> bool {
-        if metrics.state != ServerState::Leader {
-            return false;
-        }
-        let sole_voter = metrics.membership_config.membership().voter_ids().eq([metrics.id]);
-        let acked = metrics.last_quorum_acked.is_some_and(|at| at.elapsed() <= self.in_sync_within);
-        sole_voter || acked
+        leader_with_lease(&self.raft.metrics().borrow_watched(), self.in_sync_within)
     }
 
     /// Watches the group's role.

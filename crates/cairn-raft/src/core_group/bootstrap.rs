@@ -336,6 +336,7 @@ where
         writer: tokio::sync::Mutex::new(()),
         forward,
         write_timeout: config.write_timeout,
+        lease: Duration::from_millis(config.timers.election_timeout_max_ms),
         stopper: Stopper { group, tasks: Mutex::new(vec![flusher, triggers]) },
     })
 }

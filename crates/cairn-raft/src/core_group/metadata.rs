@@ -32,6 +32,7 @@ use openraft::{Raft, ReadPolicy};
 use tokio::sync::watch;
 
 use super::state_machine::{CoreStateMachine, Shared};
+use crate::raft_group::leader_with_lease;
 use crate::{CommitResponder, Proposal, TypeConfig};
 
 /// A change of the core's state as a node asks for it; the leader checks it against its state
@@ -153,6 +154,9 @@ pub struct CoreMetadata<D: Disk + Clone, F: CoreForward = NoForward> {
     pub(super) writer: tokio::sync::Mutex<()>,
     pub(super) forward: F,
     pub(super) write_timeout: Duration,
+    /// How long a quorum's acknowledgement keeps this node the controller it names (the
+    /// longest election timeout, openraft's leader lease).
+    pub(super) lease: Duration,
     /// Stops the core's log and tasks ([`CoreMetadata::shutdown`]).
     pub(super) stopper: super::bootstrap::Stopper<D>,
 }
@@ -416,8 +420,11 @@ impl<D: Disk + Clone, F: CoreForward> MetadataStore for CoreMetadata<D, F> {
             .collect()
     }
 
+    /// The core's leader as this node knows it; not this node while it leads without a
+    /// quorum's acknowledgement within the lease (cut off: it takes no write, and a client
+    /// told to send it admin requests would keep coming back to it).
     fn controller(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow_watched().current_leader.map(NodeId)
+        leader_with_lease(&self.raft.metrics().borrow_watched(), self.lease).map(NodeId)
     }
 
     fn generation(&self) -> u64 {

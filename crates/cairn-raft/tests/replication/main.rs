@@ -14,7 +14,7 @@ mod support;
 
 mod cluster;
 
-use cairn_raft::Timers;
+use cairn_raft::{Timers, leader_with_lease};
 use cairn_testkit::{Direction, Fault};
 use cluster::{Cluster, WAIT};
 use openraft::ServerState;
@@ -83,6 +83,18 @@ async fn a_partitioned_leader_loses_its_uncommitted_suffix_and_nothing_committed
     let old_raft = cluster.raft(old_leader, GROUP);
     let why = "the isolated leader appends its proposals";
     old_raft.wait(Some(WAIT)).log_index_at_least(Some(committed + 5), why).await.unwrap();
+    // Still Leader in openraft's eyes, it stops naming itself once its lease runs out: no
+    // client is sent back to it while it cannot commit.
+    let lease = std::time::Duration::from_millis(cluster::timers().election_timeout_max_ms);
+    let named =
+        |raft: &cluster::GroupRaft| leader_with_lease(&raft.metrics().borrow_watched(), lease);
+    assert_eq!(named(old_raft), Some(old_leader), "named while its lease lasts");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(std::time::Duration::from_millis(20));
+    while named(old_raft).is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "an isolated leader named itself");
+        poll.tick().await;
+    }
 
     // The majority elects a leader of its own and commits.
     let majority: Vec<u64> = [1, 2, 3].into_iter().filter(|&n| n != old_leader).collect();
@@ -92,6 +104,9 @@ async fn a_partitioned_leader_loses_its_uncommitted_suffix_and_nothing_committed
     cluster.heal();
     let (leader, _) = cluster.leader(GROUP, old_term).await;
     assert_eq!(leader, new_leader);
+    let why = "the old leader follows the new one";
+    old_raft.wait(Some(WAIT)).current_leader(new_leader, why).await.unwrap();
+    assert_eq!(named(old_raft), Some(new_leader), "it names the new leader");
     for node in [1, 2, 3] {
         cluster.applied(node, GROUP, last).await;
     }
