@@ -149,16 +149,17 @@ class Cluster:
             node.wait_ready()
 
     def admin(self) -> AdminClient:
-        """The cluster's admin client, one for the cluster's life: a client that is garbage
-        collected never completes its futures."""
+        """The cluster's admin client for metadata, one for the cluster's life."""
         if self._admin is None:
-            # Requests get ADMIN_TIMEOUT_S: a creation waits up to 5 s for its partitions'
-            # leaders, and a forwarded one for the core's failover too.
-            timeout_ms = int(ADMIN_TIMEOUT_S * 1000)
-            self._admin = AdminClient(
-                {"bootstrap.servers": self.bootstrap, "socket.timeout.ms": timeout_ms}
-            )
+            self._admin = self.new_admin()
         return self._admin
+
+    def new_admin(self) -> AdminClient:
+        """A new admin client; keep it while its futures run (a client that is garbage
+        collected never completes them). Requests get ADMIN_TIMEOUT_S: a creation waits up to
+        5 s for its partitions' leaders, and a forwarded one for the core's failover too."""
+        timeout_ms = int(ADMIN_TIMEOUT_S * 1000)
+        return AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": timeout_ms})
 
     def links_of(self, node_id: int) -> list[str]:
         return [pair_name(node_id, other) for other in self.nodes if other != node_id]

@@ -143,7 +143,10 @@ def create_topic(cluster: Cluster, name: str, partitions: int, replicas: int) ->
     """CreateTopics, retried through the cluster's nodes until it succeeds."""
     deadline = Deadline(RESUME_TIMEOUT_S, f"topic {name} to be created")
     while True:
-        future = cluster.admin().create_topics(
+        # A fresh client each time: librdkafka's admin client keeps waiting for the controller
+        # it knows, though that node is dead, until the request's timeout.
+        admin = cluster.new_admin()
+        future = admin.create_topics(
             [NewTopic(name, partitions, replicas)],
             operation_timeout=ADMIN_TIMEOUT_S,
             request_timeout=ADMIN_TIMEOUT_S,
@@ -160,7 +163,8 @@ def create_topic(cluster: Cluster, name: str, partitions: int, replicas: int) ->
 def delete_topic(cluster: Cluster, name: str) -> None:
     deadline = Deadline(RESUME_TIMEOUT_S, f"topic {name} to be deleted")
     while True:
-        future = cluster.admin().delete_topics(
+        admin = cluster.new_admin()
+        future = admin.delete_topics(
             [name], operation_timeout=ADMIN_TIMEOUT_S, request_timeout=ADMIN_TIMEOUT_S
         )[name]
         try:

@@ -337,10 +337,14 @@ pub(crate) fn describe_cluster<M: MetadataStore>(
         ))
 }
 
-/// Kafka's controller id: the consistent core's leader, -1 while none is known.
+/// Kafka's controller id: the consistent core's leader, or this node while it knows no valid
+/// one (an election, or it is cut off). Any node takes admin requests and forwards their writes
+/// to the core's leader, as Kafka's brokers do since KIP-590; an admin client told -1 waits
+/// for a controller and may not ask again in time.
 fn controller_id<M: MetadataStore>(ctx: &Ctx<M>) -> BrokerId {
+    let controller = ctx.broker.meta().controller().unwrap_or(ctx.config.node_id);
     // Node ids are Kafka broker ids, at most `i32::MAX` (the core refuses others).
-    BrokerId(ctx.broker.meta().controller().map_or(-1, |id| i32::try_from(id.0).unwrap_or(-1)))
+    BrokerId(i32::try_from(controller.0).unwrap_or(-1))
 }
 
 #[cfg(test)]
