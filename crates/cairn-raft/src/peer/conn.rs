@@ -76,10 +76,8 @@ pub enum Unreachable {
 struct Outgoing {
     /// The encoded frame.
     bytes: BytesMut,
-    /// The CRC32C of its body, to reseal it after restamping `ttl_ms`.
-    body_crc: u32,
-    /// A request's deadline: its `ttl_ms` is restamped when written, and it is not written at
-    /// all once past it. `None` for answers.
+    /// A request's deadline: its `ttl_ms` is restamped (and the frame sealed) when written, and
+    /// it is not written at all once past it. `None` for answers, which are queued sealed.
     deadline: Option<Instant>,
 }
 
@@ -282,7 +280,8 @@ impl Connection {
         let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let ttl_ms = ttl_ms(deadline - now);
         let frame = Frame { version: self.version, correlation, group, ttl_ms, message };
-        let (bytes, body_crc) = frame::encode_mut(&frame).map_err(CallError::Encode)?;
+        // Sealed when written, with the ttl left then.
+        let bytes = frame::encode_unsealed(&frame).map_err(CallError::Encode)?;
         let (sender, answer) = oneshot::channel();
         {
             let mut pending = self.pending();
@@ -301,7 +300,7 @@ impl Connection {
             answer,
             deadline,
         };
-        match self.queue.push(Outgoing { bytes, body_crc, deadline: Some(deadline) }) {
+        match self.queue.push(Outgoing { bytes, deadline: Some(deadline) }) {
             Ok(queued) => {
                 self.stats.send_if_modified(|s| sent.count(s) | s.note_queued(queued));
                 Ok(call)
@@ -326,8 +325,8 @@ impl Connection {
             let message = Message::Error(ErrorAnswer { code: ErrorCode::Failed, message });
             frame::encode_mut(&Frame { message, ..frame })
         });
-        let Ok((bytes, body_crc)) = encoded else { return };
-        if let Err(error) = self.queue.push(Outgoing { bytes, body_crc, deadline: None }) {
+        let Ok(bytes) = encoded else { return };
+        if let Err(error) = self.queue.push(Outgoing { bytes, deadline: None }) {
             tracing::debug!(peer = self.peer, lane = ?self.lane, %error, "answer dropped");
         }
     }
@@ -554,7 +553,7 @@ async fn write_frames<W: AsyncWrite + Unpin>(
                 connection.queue.written(length);
                 continue;
             }
-            frame::restamp_ttl(&mut outgoing.bytes, ttl_ms(deadline - now), outgoing.body_crc);
+            frame::restamp_ttl(&mut outgoing.bytes, ttl_ms(deadline - now));
         }
         let written = writer.write_all(&outgoing.bytes).await;
         connection.queue.written(length);
