@@ -84,6 +84,11 @@ impl Timers {
             // term, Kafka's leader epoch, grows with every restart, and the new term's blank
             // entry fixes the high watermark (RFC 0003 §4).
             enable_leader_restore: Some(false),
+            // A follower whose log lost committed entries (a bit flip in its last batch, cut
+            // as a torn write) comes back shorter than the leader knew it. It abstains from
+            // votes until restored (`RaftGroup::start`); the leader must send it the entries
+            // again rather than assert (debug) or stall (release) on the reverted match.
+            allow_log_reversion: Some(true),
             // openraft preallocates these per group; a node hosts thousands of groups.
             api_batch_capacity: API_BATCH_CAPACITY,
             log_stage_capacity: Some(LOG_STAGE_CAPACITY),

@@ -270,6 +270,35 @@ impl<D: Disk> GroupLog<D> {
         }
     }
 
+    /// The committed index saved in `raft-vote` if the log no longer holds that entry: recovery
+    /// cut committed entries (a bit flip in the log's last batch, which looks like a torn
+    /// write, or synced bytes cut off). A quorum held them, perhaps counting this replica, so
+    /// until its log reaches that index again (from the leader) it must neither vote nor
+    /// campaign: it could elect a log without them ([`crate::RaftGroup::start`]). The saved
+    /// index stays in `raft-vote` until then (a save never lowers it), so a restart meanwhile
+    /// knows it still.
+    #[must_use]
+    pub fn lost_committed(&self) -> Option<RaftIndex> {
+        let saved = self.vote().committed()?;
+        let state = self.state();
+        let purged = state.purged.is_some_and(|purged| purged.index >= saved.index);
+        (saved.index >= state.log.next_index().0 && !purged).then_some(RaftIndex(saved.index))
+    }
+
+    /// The committed id this log can stand for, which openraft and the state machine start
+    /// from: the one `raft-vote` holds, or the log's last id if the log lost entries at or
+    /// below it ([`GroupLog::lost_committed`]).
+    ///
+    /// # Errors
+    /// [`StoreError`] if the log cannot be read.
+    pub(crate) fn held_committed(&self) -> Result<Option<LogId>, StoreError> {
+        let saved = self.vote().committed().map(|c| crate::entry::log_id(c.term, c.index));
+        if self.lost_committed().is_none() {
+            return Ok(saved);
+        }
+        self.state().last_log_id()
+    }
+
     /// Whether the group has no state at all: an empty log, no snapshot, no vote. Such a group
     /// is initialized with its voters; any other is not (openraft refuses a second time).
     #[must_use]
@@ -342,7 +371,8 @@ impl<D: Disk> GroupLog<D> {
 
     /// Saves the newest committed id openraft reported, clamped to the durable log and below
     /// the first membership entry not yet applied (unsynced: a later vote or close syncs it).
-    /// Called again once such an entry is applied, and at close, so the saved id catches up.
+    /// Called again once such an entry is applied, after each flush, and at close, so the
+    /// saved id catches up.
     pub(crate) fn save_committed(&self) -> Result<(), StoreError> {
         let clamped = {
             let state = self.state();
@@ -482,7 +512,11 @@ impl<D: Disk> FlushTarget for GroupLog<D> {
             sink.flushed(durable_offset);
         }
         ready.into_iter().for_each(|callback| callback.io_completed(Ok(())));
-        Ok(())
+        // A follower often learns an entry is committed before its own flush of it, when the
+        // saved id is clamped below it: save it now that the log holds it, or `raft-vote`
+        // lags until the next commit, and a restart could not tell that a cut lost it
+        // ([`GroupLog::lost_committed`]). Nothing is written if the saved id is current.
+        self.save_committed()
     }
 }
 

@@ -9,10 +9,15 @@
 //! `Busy`. When openraft's stream ends (a conflict, a higher vote), the appends behind the
 //! one that ended it are answered `Failed` (the leader's stream stopped at the first error and
 //! no longer waits for them) and a new stream starts. A stopped `Raft` answers `Failed`.
+//!
+//! A replica whose log lost committed entries abstains ([`RaftHandler::abstaining`]): until it
+//! holds them again it answers votes and pre-votes `Failed`, as if unreachable, so no candidate
+//! counts it (RFC 0003 §7, "bit flip in committed data").
 
 use std::collections::VecDeque;
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use cairn_types::limits::RAFT_APPENDS_QUEUED_MAX;
 use futures_util::StreamExt;
@@ -41,6 +46,8 @@ where
 {
     raft: Raft<TypeConfig, SM>,
     appends: mpsc::Sender<Queued>,
+    /// While set, votes and pre-votes are refused (module docs); the group clears it.
+    abstain: Arc<AtomicBool>,
 }
 
 impl<SM> RaftHandler<SM>
@@ -52,9 +59,27 @@ where
     /// runtime.
     #[must_use]
     pub fn new(raft: Raft<TypeConfig, SM>) -> Arc<RaftHandler<SM>> {
+        RaftHandler::abstaining(raft, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// [`RaftHandler::new`], refusing votes and pre-votes while `abstain` is set.
+    #[must_use]
+    pub fn abstaining(
+        raft: Raft<TypeConfig, SM>,
+        abstain: Arc<AtomicBool>,
+    ) -> Arc<RaftHandler<SM>> {
         let (appends, queued) = mpsc::channel(RAFT_APPENDS_QUEUED_MAX);
         tokio::spawn(run_appends(raft.clone(), queued));
-        Arc::new(RaftHandler { raft, appends })
+        Arc::new(RaftHandler { raft, appends, abstain })
+    }
+
+    /// The refusal of a vote or pre-vote while abstaining, if abstaining.
+    fn abstains(&self) -> Option<HandlerFuture> {
+        if !self.abstain.load(Ordering::Acquire) {
+            return None;
+        }
+        let error = "the replica lost committed entries and does not vote until it holds them";
+        Some(Box::pin(std::future::ready(Err(answer_error(ErrorCode::Failed, error)))))
     }
 
     fn append(&self, request: AppendRequest) -> HandlerFuture {
@@ -88,6 +113,11 @@ where
     SM: RaftStateMachine<TypeConfig, SnapshotData: WireSnapshot>,
 {
     fn handle(&self, request: GroupRequest) -> HandlerFuture {
+        if matches!(request, GroupRequest::Vote(_) | GroupRequest::PreVote(_))
+            && let Some(refused) = self.abstains()
+        {
+            return refused;
+        }
         let raft = self.raft.clone();
         let failed = |error: &dyn std::fmt::Display| answer_error(ErrorCode::Failed, error);
         match request {

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -238,8 +239,14 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
         clock: Arc<dyn Clock>,
     ) -> Result<RaftGroup<D>, GroupError> {
         let node = placement.node;
-        let config = Arc::new(timers.openraft_config()?);
+        let mut config = timers.openraft_config()?;
         log.blocking(move |log| log.adopt(node)).await?;
+        let abstain = Arc::new(AtomicBool::new(false));
+        let lost = abstain_if_lost(&log, placement, &abstain);
+        if lost.is_some() {
+            config.enable_elect = false;
+        }
+        let config = Arc::new(config);
         let new = log.is_new();
         log.observe(Arc::clone(&sink));
         let store = LogStore::new(log.clone(), sink, clock);
@@ -256,10 +263,14 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
         }
         .map_err(|error| GroupError::Stopped(error.to_string()))?;
         let routed = placement.peers.map(|peers| {
-            peers.router.register(placement.group, RaftHandler::new(raft.clone()));
+            let handler = RaftHandler::abstaining(raft.clone(), Arc::clone(&abstain));
+            peers.router.register(placement.group, handler);
             (Arc::clone(&peers.router), placement.group)
         });
         let in_sync_within = Duration::from_millis(timers.election_timeout_max_ms);
+        if let Some(index) = lost {
+            tokio::spawn(rejoin_when_held(raft.clone(), index, abstain, placement.group));
+        }
         let group = RaftGroup { raft, log, routed, in_sync_within };
         if new {
             group.initialize(placement.voters.clone()).await?;
@@ -425,6 +436,62 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
             tracing::warn!(%error, "raft group did not stop cleanly");
         }
     }
+}
+
+/// The committed index `log` lost ([`GroupLog::lost_committed`]) if the group has peers to
+/// restore it from: then `abstain` is set, and the group must not campaign either until its
+/// log holds that index again ([`rejoin_when_held`]). A sole voter has nobody to restore it
+/// from or to elect wrongly: it goes on with what it holds.
+fn abstain_if_lost<D: Disk>(
+    log: &GroupLog<D>,
+    placement: Placement<'_>,
+    abstain: &AtomicBool,
+) -> Option<RaftIndex> {
+    let index = log.lost_committed()?;
+    let end = log.with_log(|log| log.next_index());
+    let group = placement.group;
+    if placement.peers.is_none() || placement.voters.len() < 2 {
+        tracing::error!(
+            group,
+            committed_index = index.0,
+            end_index = end.0,
+            "replica's log lost committed entries and has no peer to restore them from"
+        );
+        return None;
+    }
+    tracing::warn!(
+        group,
+        committed_index = index.0,
+        end_index = end.0,
+        "replica's log lost committed entries: it neither votes nor campaigns until the \
+         leader has restored them"
+    );
+    abstain.store(true, Ordering::Release);
+    Some(index)
+}
+
+/// Waits until the group's log holds `index` again (the leader's appends restored what it
+/// lost: entries up to a committed index are the same in every log that holds them), then
+/// lets the replica vote and campaign. Ends with the group.
+async fn rejoin_when_held(
+    raft: Raft<TypeConfig, PartitionStateMachine<impl Disk + Clone>>,
+    index: RaftIndex,
+    abstain: Arc<AtomicBool>,
+    group: u64,
+) {
+    let mut metrics = raft.metrics();
+    loop {
+        let held = metrics.borrow_watched().last_log_index.is_some_and(|last| last >= index.0);
+        if held {
+            break;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+    abstain.store(false, Ordering::Release);
+    raft.runtime_config().elect(true);
+    tracing::info!(group, committed_index = index.0, "replica restored its lost committed entries");
 }
 
 fn stopped(fatal: openraft::error::Fatal<TypeConfig>) -> GroupError {

@@ -58,7 +58,7 @@ impl<D: Disk> PartitionStateMachine<D> {
     /// # Errors
     /// [`StoreError`] if the committed id is not in the log.
     pub fn new(group: GroupLog<D>) -> Result<PartitionStateMachine<D>, StoreError> {
-        let committed = group.vote().committed().map(|c| log_id(c.term, c.index));
+        let committed = group.held_committed()?;
         let state = group.state();
         let record = &state.record;
         let mut memberships = Vec::new();

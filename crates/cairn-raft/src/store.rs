@@ -384,7 +384,7 @@ impl<D: Disk> RaftLogStorage<TypeConfig> for LogStore<D> {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.group.vote().committed().map(|c| log_id(c.term, c.index)))
+        Ok(self.group.held_committed()?)
     }
 
     async fn append<I>(
