@@ -47,6 +47,8 @@ RESUME_TIMEOUT_S = 60.0
 # Seconds a node restarted or healed has to be ready again and the cluster to lead every
 # partition.
 RECOVER_TIMEOUT_S = 60.0
+# The timeouts of every admin request.
+ADMIN_TIMEOUTS = {"operation_timeout": ADMIN_TIMEOUT_S, "request_timeout": ADMIN_TIMEOUT_S}
 # Records the producer keeps unacknowledged at most.
 IN_FLIGHT_MAX = 200
 
@@ -139,41 +141,42 @@ class Writer:
         assert left == 0, f"{left} records still without a delivery report"
 
 
-def create_topic(cluster: Cluster, name: str, partitions: int, replicas: int) -> None:
-    """CreateTopics, retried through the cluster's nodes until it succeeds."""
-    deadline = Deadline(RESUME_TIMEOUT_S, f"topic {name} to be created")
+def settle(cluster: Cluster, what: str, call, already: str) -> None:
+    """Runs `call(admin)`, an admin request's future, until it succeeds or fails with
+    `already` (the change was made by an attempt whose answer was lost). A fresh client each
+    time: librdkafka's admin client keeps waiting for the controller it knows, though that node
+    is dead, until the request's timeout."""
+    deadline = Deadline(RESUME_TIMEOUT_S, what)
     while True:
-        # A fresh client each time: librdkafka's admin client keeps waiting for the controller
-        # it knows, though that node is dead, until the request's timeout.
         admin = cluster.new_admin()
-        future = admin.create_topics(
-            [NewTopic(name, partitions, replicas)],
-            operation_timeout=ADMIN_TIMEOUT_S,
-            request_timeout=ADMIN_TIMEOUT_S,
-        )[name]
         try:
-            future.result()
+            call(admin).result()
             return
         except Exception as error:  # noqa: BLE001 - any failure is retried until the deadline
-            if "TOPIC_ALREADY_EXISTS" in str(error):
+            if already in str(error):
                 return
             deadline.check(str(error))
+
+
+def create_topic(cluster: Cluster, name: str, partitions: int, replicas: int) -> None:
+    """CreateTopics, retried through the cluster's nodes until it succeeds."""
+    settle(
+        cluster,
+        f"topic {name} to be created",
+        lambda admin: admin.create_topics(
+            [NewTopic(name, partitions, replicas)], **ADMIN_TIMEOUTS
+        )[name],
+        "TOPIC_ALREADY_EXISTS",
+    )
 
 
 def delete_topic(cluster: Cluster, name: str) -> None:
-    deadline = Deadline(RESUME_TIMEOUT_S, f"topic {name} to be deleted")
-    while True:
-        admin = cluster.new_admin()
-        future = admin.delete_topics(
-            [name], operation_timeout=ADMIN_TIMEOUT_S, request_timeout=ADMIN_TIMEOUT_S
-        )[name]
-        try:
-            future.result()
-            return
-        except Exception as error:  # noqa: BLE001 - any failure is retried until the deadline
-            if "UNKNOWN_TOPIC" in str(error):
-                return
-            deadline.check(str(error))
+    settle(
+        cluster,
+        f"topic {name} to be deleted",
+        lambda admin: admin.delete_topics([name], **ADMIN_TIMEOUTS)[name],
+        "UNKNOWN_TOPIC",
+    )
 
 
 def all_led(cluster: Cluster, topic: str) -> bool:
