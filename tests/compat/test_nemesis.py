@@ -30,7 +30,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import pytest
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
 from cluster import ADMIN_TIMEOUT_S, Cluster, leaders, wait_until
