@@ -865,10 +865,11 @@ fn render_nats(out: &mut String, results: &Results, plot: &dyn Fn(&str) -> Optio
     );
 }
 
-fn render_targets(out: &mut String, results: &Results) {
-    let _ = writeln!(out, "### Targets (issue 4)\n");
+/// A table of `targets` under the heading `### {heading}`.
+fn render_target_table(out: &mut String, heading: &str, targets: Vec<Target>) {
+    let _ = writeln!(out, "### {heading}\n");
     let mut table = Table::new(&["target", "measured", "verdict"]);
-    for target in targets(results) {
+    for target in targets {
         table.row(vec![
             target.target.to_owned(),
             target.measured,
@@ -876,6 +877,10 @@ fn render_targets(out: &mut String, results: &Results) {
         ]);
     }
     out.push_str(&table.render());
+}
+
+fn render_targets(out: &mut String, results: &Results) {
+    render_target_table(out, "Targets (issue 4)", targets(results));
     if let Some(hwm) = results.broker_rss_hwm_bytes {
         let _ = writeln!(
             out,

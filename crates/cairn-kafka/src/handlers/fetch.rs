@@ -76,14 +76,9 @@ fn node_endpoints<M: MetadataStore>(
     if version < leader_hint::FETCH_VERSION_MIN {
         return Vec::new();
     }
-    let hinted = topics.iter_mut().flat_map(|t| &mut t.partitions);
-    let listed = leader_hint::endpoints(ctx, hinted.map(|p| p.current_leader.leader_id.0));
-    for hint in topics.iter_mut().flat_map(|t| &mut t.partitions).map(|p| &mut p.current_leader) {
-        if !leader_hint::stays(&listed, hint.leader_id.0) {
-            *hint = LeaderIdAndEpoch::default();
-        }
-    }
-    listed
+    let hints = topics.iter_mut().flat_map(|t| &mut t.partitions).map(|p| &mut p.current_leader);
+    let leader_of = |hint: &LeaderIdAndEpoch| hint.leader_id.0;
+    leader_hint::live_endpoints(ctx, hints.collect(), leader_of)
         .into_iter()
         .map(|node| {
             NodeEndpoint::default()

@@ -33,7 +33,7 @@ pub(crate) fn current_leader(partition: &Partition, code: i16) -> Option<(i32, i
 
 /// The nodes among `leaders` (broker ids; unknown ones and -1 skipped) as the metadata lists
 /// them, each once, by id: only live nodes (the consistent core's `nodes`).
-pub(crate) fn endpoints<M: MetadataStore>(
+fn endpoints<M: MetadataStore>(
     ctx: &Ctx<M>,
     leaders: impl IntoIterator<Item = i32>,
 ) -> Vec<NodeMeta> {
@@ -52,9 +52,27 @@ pub(crate) fn endpoints<M: MetadataStore>(
     nodes
 }
 
+/// The endpoints of the leaders `hints` name ([`endpoints`]), each hint naming a leader the
+/// metadata does not list reset to its default (no leader): the response's `node_endpoints`
+/// and its hints agree, and no client is sent to a dead node. `leader_of` reads a hint's
+/// leader id (Produce and Fetch have a hint type each).
+pub(crate) fn live_endpoints<M: MetadataStore, H: Default>(
+    ctx: &Ctx<M>,
+    mut hints: Vec<&mut H>,
+    leader_of: impl Fn(&H) -> i32,
+) -> Vec<NodeMeta> {
+    let listed = endpoints(ctx, hints.iter().map(|hint| leader_of(hint)));
+    for hint in &mut hints {
+        if !stays(&listed, leader_of(hint)) {
+            **hint = H::default();
+        }
+    }
+    listed
+}
+
 /// Whether a hint naming `leader` may stay beside the endpoints `listed`: a leader the metadata
 /// does not list (a node the consistent core marks dead) is taken back, so that a client is
 /// never sent to a dead node; it asks Metadata instead.
-pub(crate) fn stays(listed: &[NodeMeta], leader: i32) -> bool {
+fn stays(listed: &[NodeMeta], leader: i32) -> bool {
     leader < 0 || listed.iter().any(|node| i32::try_from(node.id.0).is_ok_and(|id| id == leader))
 }

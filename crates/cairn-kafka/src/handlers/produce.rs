@@ -191,16 +191,9 @@ fn node_endpoints<M: MetadataStore>(
     if version < leader_hint::PRODUCE_VERSION_MIN {
         return Vec::new();
     }
-    let hinted = responses.iter_mut().flat_map(|t| &mut t.partition_responses);
-    let listed = leader_hint::endpoints(ctx, hinted.map(|p| p.current_leader.leader_id.0));
-    for hint in
-        responses.iter_mut().flat_map(|t| &mut t.partition_responses).map(|p| &mut p.current_leader)
-    {
-        if !leader_hint::stays(&listed, hint.leader_id.0) {
-            *hint = LeaderIdAndEpoch::default();
-        }
-    }
-    listed
+    let hints = responses.iter_mut().flat_map(|t| &mut t.partition_responses);
+    let leader_of = |hint: &LeaderIdAndEpoch| hint.leader_id.0;
+    leader_hint::live_endpoints(ctx, hints.map(|p| &mut p.current_leader).collect(), leader_of)
         .into_iter()
         .map(|node| {
             NodeEndpoint::default()

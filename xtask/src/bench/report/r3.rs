@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use super::{
     BROKER_RSS_BYTES_MAX, FAILOVER_ELECTION_TIMEOUTS_MAX, Failover, PEAK_PRODUCERS, R3_VS_NATS_MIN,
     Results, TARGET_RECORD_BYTES, Table, Target, Verdict, cairn_r3_stem, case, failed, link, mb,
-    mib, rate, ratio, size, us,
+    mib, rate, ratio, render_target_table, size, us,
 };
 
 /// Each node's largest RSS in the 3-node produce runs: its samples in every run and its
@@ -306,16 +306,7 @@ fn failover_target(results: &Results) -> Target {
 
 /// The targets table of issue 10.
 pub fn render_targets_r3(out: &mut String, results: &Results) {
-    let _ = writeln!(out, "### Targets (issue 10)\n");
-    let mut table = Table::new(&["target", "measured", "verdict"]);
-    for target in targets_r3(results) {
-        table.row(vec![
-            target.target.to_owned(),
-            target.measured,
-            target.verdict.cell().to_owned(),
-        ]);
-    }
-    out.push_str(&table.render());
+    render_target_table(out, "Targets (issue 10)", targets_r3(results));
     let _ = writeln!(
         out,
         "The failover target is judged against the longest configured election timeout; the \
