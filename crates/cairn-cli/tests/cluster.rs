@@ -955,3 +955,86 @@ fn dead_node_seen(bootstrap: &str, dead: i32, hosts_pair: bool) -> Result<(), St
     }
     Ok(())
 }
+
+/// `node`'s `cairn_raft_groups_quiesced` gauge.
+fn quiesced_groups(node: &ProcessNode) -> Result<u64, String> {
+    let (status, body) = node.admin_get("/metrics");
+    let line = body.lines().find(|line| line.starts_with("cairn_raft_groups_quiesced "));
+    let value = line.and_then(|line| line.split_whitespace().nth(1));
+    value.and_then(|v| v.parse().ok()).ok_or_else(|| format!("{status}: no quiesced gauge"))
+}
+
+/// Waits until every node in `nodes` has `count` quiesced groups.
+fn wait_quiesced(nodes: &mut [Option<ProcessNode>], count: u64) {
+    for node in nodes.iter_mut().flatten() {
+        node.wait_until("the idle partition to quiesce", AGREE_TIMEOUT, |node| {
+            let seen = quiesced_groups(node)?;
+            if seen == count { Ok(()) } else { Err(format!("{seen} quiesced")) }
+        });
+    }
+}
+
+#[test]
+fn an_idle_partition_quiesces_keeps_its_leader_and_wakes_on_a_write_and_on_a_kill() {
+    let (builders, _) = members(3);
+    let mut nodes: Vec<Option<ProcessNode>> = start_all(&builders).into_iter().map(Some).collect();
+    let addrs: Vec<String> = nodes.iter().flatten().map(|n| n.bootstrap().to_owned()).collect();
+    live(&nodes, 1).ok(&["topic", "create", "q", "--partitions", "1", "--replication-factor", "3"]);
+    let mut leader = 0;
+    nodes[0].as_mut().expect("node 1").wait_until("a partition leader", AGREE_TIMEOUT, |_| {
+        leader = answering_leader(&addrs, &[1, 2, 3], "q")?;
+        Ok(())
+    });
+    let first: String = (0..10).map(|i| format!("first-{i}\n")).collect();
+    produce_all(nodes[slot(leader)].as_mut().expect("running"), "q", &first);
+
+    // Idle, every replica stops its timers; meanwhile the leader is still named, with every
+    // replica in sync (the quiesced leader's ping lease), by the leader and by a follower.
+    wait_quiesced(&mut nodes, 1);
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    for asked in [leader, follower] {
+        nodes[slot(asked)].as_mut().expect("running").wait_until(
+            "the quiesced leader named in sync",
+            AGREE_TIMEOUT,
+            |node| {
+                let before = quiesced_groups(node)?;
+                let named = answering_leader(&addrs, &[1, 2, 3], "q")?;
+                let (_, epoch, id) = leader_and_epoch(node.bootstrap(), "q")?;
+                let views = partitions_of(node.bootstrap(), "q")?;
+                let after = quiesced_groups(node)?;
+                let isr = views.first().map(|view| view.3.clone()).unwrap_or_default();
+                let settled = before == 1 && after == 1 && named == leader && isr == [1, 2, 3];
+                if settled { Ok(()) } else { Err(format!("{named} {epoch} {id} {isr:?}")) }
+            },
+        );
+    }
+
+    // The first write wakes the group and is acknowledged at once (no retriable refusal).
+    let second: String = (0..10).map(|i| format!("second-{i}\n")).collect();
+    let args = ["produce", "q", "--partition", "0", "--acks", "all"];
+    let run = live(&nodes, leader).cairn(&args, second.as_bytes());
+    assert!(run.status.success(), "the waking write failed: {}", run.stderr);
+
+    // Quiesced again, the leader is killed: its pings stop, the followers wake and elect.
+    wait_quiesced(&mut nodes, 1);
+    drop(nodes[slot(leader)].take().expect("running").kill());
+    let survivors: Vec<i64> = (1..=3).filter(|&id| id != leader).collect();
+    let mut new_leader = 0;
+    nodes[slot(survivors[0])].as_mut().expect("running").wait_until(
+        "a new partition leader",
+        AGREE_TIMEOUT,
+        |_| {
+            new_leader = answering_leader(&addrs, &survivors, "q")?;
+            Ok(())
+        },
+    );
+    let third: String = (0..10).map(|i| format!("third-{i}\n")).collect();
+    produce_all(nodes[slot(new_leader)].as_mut().expect("running"), "q", &third);
+    let read = values(nodes[slot(new_leader)].as_mut().expect("running"), "q", 30);
+    let expected: Vec<String> =
+        first.lines().chain(second.lines()).chain(third.lines()).map(str::to_owned).collect();
+    assert_eq!(read, expected);
+    for node in nodes.into_iter().flatten() {
+        drop(node.stop());
+    }
+}

@@ -372,8 +372,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let opened = open_cluster_core(&config, node, peer_list, &peers, &registry).await;
     let served = match opened {
         Ok(meta) => {
-            let group_peers =
-                GroupPeers { network: peers.network.clone(), router: Arc::clone(&peers.router) };
+            let group_peers = GroupPeers::new(
+                config.node_id.0,
+                peers.network.clone(),
+                Arc::clone(&peers.router),
+                &cairn_raft::Timers::default(),
+            );
+            publish_quiesced(&registry, &group_peers.quiescence)?;
             serve(&config, meta, listeners, registry, Some(group_peers)).await
         }
         Err(error) => Err(error),
@@ -381,6 +386,30 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     peers.router.remove(CORE_GROUP);
     peers.transport.shutdown().await;
     served
+}
+
+/// Publishes how many of the node's groups are quiesced (RFC 0004) as a gauge, every second
+/// while `quiescence` is in use.
+fn publish_quiesced(
+    registry: &cairn_metrics::Registry,
+    quiescence: &Arc<cairn_raft::Quiescence>,
+) -> anyhow::Result<()> {
+    let gauge = registry
+        .gauge(
+            "cairn_raft_groups_quiesced",
+            "Raft groups on this node whose timers are stopped because they are idle (RFC 0004).",
+        )
+        .context("registering the quiesced groups gauge")?;
+    let quiescence = Arc::downgrade(quiescence);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        while let Some(quiescence) = quiescence.upgrade() {
+            gauge.set(i64::try_from(quiescence.quiesced()).unwrap_or(i64::MAX));
+            drop(quiescence);
+            ticks.tick().await;
+        }
+    });
+    Ok(())
 }
 
 /// The Kafka and admin listeners, bound.

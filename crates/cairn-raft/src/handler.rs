@@ -12,7 +12,8 @@
 //!
 //! A replica whose log lost committed entries abstains ([`RaftHandler::abstaining`]): until it
 //! holds them again it answers votes and pre-votes `Failed`, as if unreachable, so no candidate
-//! counts it (RFC 0003 §7, "bit flip in committed data").
+//! counts it (RFC 0003 §7, "bit flip in committed data"). A quiesced replica (RFC 0004) is
+//! woken by any request, and refuses votes the same way while its leader is alive.
 
 use std::collections::VecDeque;
 use std::pin::pin;
@@ -24,12 +25,14 @@ use futures_util::StreamExt;
 use openraft::Raft;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::peer::{
     AppendRequest, AppendResponse, ErrorAnswer, ErrorCode, GroupHandler, GroupRequest,
-    HandlerFuture, Response,
+    HandlerFuture, Response, VoteRequest,
 };
 use crate::pipeline::{append_response, last_of};
+use crate::quiesce::QuietHandle;
 use crate::wire::WireSnapshot;
 use crate::{LogId, TypeConfig};
 
@@ -48,6 +51,9 @@ where
     appends: mpsc::Sender<Queued>,
     /// While set, votes and pre-votes are refused (module docs); the group clears it.
     abstain: Arc<AtomicBool>,
+    /// The group's quiescence (RFC 0004), if it quiesces: any request wakes it, and a vote
+    /// while its leader is alive is refused.
+    quiet: Option<QuietHandle>,
 }
 
 impl<SM> RaftHandler<SM>
@@ -59,26 +65,36 @@ where
     /// runtime.
     #[must_use]
     pub fn new(raft: Raft<TypeConfig, SM>) -> Arc<RaftHandler<SM>> {
-        RaftHandler::abstaining(raft, Arc::new(AtomicBool::new(false)))
+        RaftHandler::abstaining(raft, Arc::new(AtomicBool::new(false)), None)
     }
 
-    /// [`RaftHandler::new`], refusing votes and pre-votes while `abstain` is set.
+    /// [`RaftHandler::new`], refusing votes and pre-votes while `abstain` is set, and waking
+    /// the group's `quiet` on every request.
     #[must_use]
     pub fn abstaining(
         raft: Raft<TypeConfig, SM>,
         abstain: Arc<AtomicBool>,
+        quiet: Option<QuietHandle>,
     ) -> Arc<RaftHandler<SM>> {
         let (appends, queued) = mpsc::channel(RAFT_APPENDS_QUEUED_MAX);
         tokio::spawn(run_appends(raft.clone(), queued));
-        Arc::new(RaftHandler { raft, appends, abstain })
+        Arc::new(RaftHandler { raft, appends, abstain, quiet })
     }
 
-    /// The refusal of a vote or pre-vote while abstaining, if abstaining.
-    fn abstains(&self) -> Option<HandlerFuture> {
-        if !self.abstain.load(Ordering::Acquire) {
+    /// The refusal of a vote or pre-vote, if this replica abstains or is quiesced under a
+    /// live leader (module docs, RFC 0004 "Votes"); a leadership transfer is never refused for
+    /// quiescence.
+    fn refuses(&self, request: &VoteRequest) -> Option<HandlerFuture> {
+        let error = if self.abstain.load(Ordering::Acquire) {
+            "the replica lost committed entries and does not vote until it holds them"
+        } else if let Some(quiet) = &self.quiet
+            && !request.leadership_transfer
+            && quiet.refuses_vote(Instant::now())
+        {
+            "the group is quiesced under a live leader"
+        } else {
             return None;
-        }
-        let error = "the replica lost committed entries and does not vote until it holds them";
+        };
         Some(Box::pin(std::future::ready(Err(answer_error(ErrorCode::Failed, error)))))
     }
 
@@ -113,10 +129,13 @@ where
     SM: RaftStateMachine<TypeConfig, SnapshotData: WireSnapshot>,
 {
     fn handle(&self, request: GroupRequest) -> HandlerFuture {
-        if matches!(request, GroupRequest::Vote(_) | GroupRequest::PreVote(_))
-            && let Some(refused) = self.abstains()
+        if let GroupRequest::Vote(vote) | GroupRequest::PreVote(vote) = &request
+            && let Some(refused) = self.refuses(vote)
         {
             return refused;
+        }
+        if let Some(quiet) = &self.quiet {
+            quiet.wake();
         }
         let raft = self.raft.clone();
         let failed = |error: &dyn std::fmt::Display| answer_error(ErrorCode::Failed, error);

@@ -42,6 +42,7 @@ mod network;
 mod no_peers;
 pub mod peer;
 mod pipeline;
+mod quiesce;
 mod raft_group;
 mod record;
 mod responder;
@@ -59,6 +60,7 @@ pub use handler::RaftHandler;
 pub use membership::{Members, MembersError};
 pub use network::{GroupNetwork, Network, PeerNetwork};
 pub use no_peers::NoPeers;
+pub use quiesce::{GroupTimers, GroupView, QUIESCE_AFTER, Quiescence, QuietHandle};
 pub use raft_group::{
     GroupError, GroupPeers, GroupRole, GroupState, Pending, Placement, ProposeError, RaftGroup,
     RoleWatch, leader_with_lease,

@@ -43,6 +43,7 @@ use crate::peer::{
     PeerNode, Request, Response, SnapshotResponse, VoteRequest, VoteResponse,
 };
 use crate::pipeline::{self, Flight};
+use crate::quiesce::Quiescence;
 use crate::wire::WireSnapshot;
 use crate::{PartitionSnapshot, RaftNodeId, TypeConfig};
 
@@ -91,6 +92,52 @@ impl Network {
     #[must_use]
     pub fn group_of<S: WireSnapshot>(&self, group: u64) -> GroupNetwork<S> {
         GroupNetwork { group, inner: Arc::clone(&self.inner), snapshot: PhantomData }
+    }
+}
+
+impl Network {
+    /// Runs `quiescence` (RFC 0004) until the network is dropped: its scan, and a ping to each
+    /// peer, every `interval`. Must run inside a tokio runtime.
+    pub fn run_quiescence(&self, quiescence: &Arc<Quiescence>, interval: Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        let scanned = Arc::clone(quiescence);
+        tokio::spawn(every(interval, weak.clone(), move || {
+            scanned.scan(Instant::now());
+            std::future::ready(())
+        }));
+        for (peer, client) in &self.inner.clients {
+            let (peer, client, quiescence) = (*peer, client.clone(), Arc::clone(quiescence));
+            tokio::spawn(every(interval, weak.clone(), move || {
+                ping(peer, client.clone(), Arc::clone(&quiescence), interval)
+            }));
+        }
+    }
+}
+
+/// Runs `round` every `interval` (one at a time) while `alive` is.
+async fn every<F, R>(interval: Duration, alive: std::sync::Weak<Inner>, mut round: F)
+where
+    F: FnMut() -> R + Send,
+    R: std::future::Future<Output = ()> + Send,
+{
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if alive.strong_count() == 0 {
+            return;
+        }
+        round().await;
+    }
+}
+
+/// One ping to `peer` and the handling of its answer (an unanswered ping renews nothing).
+async fn ping(peer: RaftNodeId, client: PeerClient, quiescence: Arc<Quiescence>, ttl: Duration) {
+    let ping = quiescence.ping_for(peer);
+    let sent = Instant::now();
+    let answer = client.call(0, Request::Ping(ping.clone()), sent + ttl).await;
+    if let Ok(Response::Ping(answer)) = answer {
+        quiescence.answered(peer, &ping, sent, &answer.refused);
     }
 }
 

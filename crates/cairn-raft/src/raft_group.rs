@@ -29,11 +29,13 @@ use openraft::metrics::{RaftMetrics, RaftServerMetrics};
 use openraft::raft::ClientWriteResult;
 use openraft::{Instant as _, Raft, ServerState};
 
+use tokio::time::Instant;
+
 use crate::peer::Router;
 use crate::{
-    AppendSink, CommitResponder, GroupLog, LogId, LogStore, Network, NoPeers,
-    PartitionStateMachine, Proposal, RaftHandler, RaftNodeId, StoreError, Term, Timers,
-    TimersError, TypeConfig,
+    AppendSink, CommitResponder, GroupLog, GroupTimers, GroupView, LogId, LogStore, Network,
+    NoPeers, PartitionStateMachine, Proposal, Quiescence, QuietHandle, RaftHandler, RaftNodeId,
+    StoreError, Term, Timers, TimersError, TypeConfig,
 };
 
 /// Why a group could not start or stopped. The partition is offline until a restart.
@@ -196,6 +198,8 @@ pub struct RaftGroup<D: Disk + Clone + Send + Sync + 'static> {
     routed: Option<(Arc<Router>, u64)>,
     /// How recently a follower must have acknowledged the leader to count as in sync.
     in_sync_within: Duration,
+    /// The group's quiescence (RFC 0004), when it has peers to quiesce with.
+    quiet: Option<QuietHandle>,
 }
 
 /// What a partition's group needs of the node's peer transport.
@@ -205,6 +209,24 @@ pub struct GroupPeers {
     pub network: Network,
     /// Where peers' requests find the node's groups.
     pub router: Arc<Router>,
+    /// The node's quiescence of its groups (RFC 0004).
+    pub quiescence: Arc<Quiescence>,
+}
+
+impl GroupPeers {
+    /// The peers of node `node`'s groups over `network` and `router`, quiescing idle groups
+    /// with `timers` (RFC 0004): a scan and a ping to each peer every heartbeat interval, a
+    /// follower wakes when its leader's pings stopped for the shortest election timeout, and a
+    /// quiesced leader's lease is a heartbeat shorter. Must run inside a tokio runtime.
+    #[must_use]
+    pub fn new(node: RaftNodeId, network: Network, router: Arc<Router>, timers: &Timers) -> Self {
+        let heartbeat = Duration::from_millis(timers.heartbeat_ms);
+        let wake_after = Duration::from_millis(timers.election_timeout_min_ms);
+        let quiescence = Quiescence::new(node, wake_after, wake_after.saturating_sub(heartbeat));
+        router.serve_pings(Arc::clone(&quiescence) as Arc<dyn crate::peer::PingHandler>);
+        network.run_quiescence(&quiescence, heartbeat);
+        GroupPeers { network, router, quiescence }
+    }
 }
 
 /// Where a group runs: this node, the group's voters and id, and the peers to reach them
@@ -262,8 +284,13 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
             }
         }
         .map_err(|error| GroupError::Stopped(error.to_string()))?;
+        let quiet = placement.peers.map(|peers| {
+            let timers = QuietTimers { raft: raft.clone(), node, timers: *timers };
+            peers.quiescence.register(placement.group, Arc::new(timers))
+        });
         let routed = placement.peers.map(|peers| {
-            let handler = RaftHandler::abstaining(raft.clone(), Arc::clone(&abstain));
+            let handler =
+                RaftHandler::abstaining(raft.clone(), Arc::clone(&abstain), quiet.clone());
             peers.router.register(placement.group, handler);
             (Arc::clone(&peers.router), placement.group)
         });
@@ -271,14 +298,18 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
         if let Some(index) = lost {
             tokio::spawn(rejoin_when_held(raft.clone(), index, abstain, placement.group));
         }
-        let group = RaftGroup { raft, log, routed, in_sync_within };
+        let mut group = RaftGroup { raft, log, routed, in_sync_within, quiet };
         if new {
             group.initialize(placement.voters.clone()).await?;
         }
         if group.sole_voter(node).await {
-            group.raft.trigger().elect(false).await.map_err(stopped)?;
             // A sole voter has no peer to heartbeat and no one to lose an election to: its
-            // timers would only wake it (thousands of idle partitions on a node).
+            // timers would only wake it (thousands of idle partitions on a node), and it has
+            // nothing to quiesce with.
+            if let Some(quiet) = group.quiet.take() {
+                quiet.unregister();
+            }
+            group.raft.trigger().elect(false).await.map_err(stopped)?;
             group.raft.runtime_config().tick(false);
         }
         Ok(group)
@@ -318,6 +349,15 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
     pub fn in_sync(&self) -> Option<Vec<RaftNodeId>> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow_watched();
+        if let Some(quiet) = &self.quiet
+            && metrics.state == ServerState::Leader
+            && let Some(mut acked) = quiet.acked_followers(Instant::now())
+        {
+            // Quiesced: the followers that acknowledged its pings (RFC 0004 "Lease").
+            acked.push(metrics.id);
+            acked.sort_unstable();
+            return Some(acked);
+        }
         if !leads_with_quorum(&metrics, self.in_sync_within) {
             return None;
         }
@@ -348,7 +388,13 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
     /// long as the cut lasts.
     #[must_use]
     pub fn leader(&self) -> Option<RaftNodeId> {
-        leader_with_lease(&self.raft.metrics().borrow_watched(), self.in_sync_within)
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let leader = leader_with_lease(&metrics, self.in_sync_within);
+        let quiet_lease = || self.quiet.as_ref().is_some_and(|q| q.holds_lease(Instant::now()));
+        leader.or_else(|| {
+            (metrics.state == ServerState::Leader && quiet_lease()).then_some(metrics.id)
+        })
     }
 
     /// Watches the group's role.
@@ -382,6 +428,10 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
         ticket: u64,
         wait: bool,
     ) -> Result<Option<Pending>, ProposeError> {
+        if let Some(quiet) = &self.quiet {
+            quiet.wake();
+            self.renew_lease().await;
+        }
         let proposal = Proposal { batch, ticket };
         let (responder, pending) = if wait {
             let (responder, commit, complete) = CommitResponder::new();
@@ -394,6 +444,23 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
             .await
             .map_err(|fatal| ProposeError::Stopped(fatal.to_string()))?;
         Ok(pending)
+    }
+
+    /// After a wake (RFC 0004 "Waking"): openraft refuses proposals from a leader whose quorum
+    /// lease lapsed, so if it lapsed (or is about to), a heartbeat now and a wait, up to the
+    /// lease, for a quorum to acknowledge it: one round trip.
+    async fn renew_lease(&self) {
+        let fresh = self.in_sync_within / 2;
+        let current = |m: &RaftMetrics<TypeConfig>| {
+            m.state != ServerState::Leader || leads_with_quorum(m, fresh)
+        };
+        if current(&self.raft.metrics().borrow_watched()) {
+            return;
+        }
+        if self.raft.trigger().heartbeat().await.is_err() {
+            return;
+        }
+        let _ = self.raft.wait(Some(self.in_sync_within)).metrics(current, "lease renewed").await;
     }
 
     /// Builds the group's snapshot at `index` (retention's purge point, at or below the applied
@@ -429,6 +496,9 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
     /// Stops routing peers' requests to the group and stops its Raft tasks (the log stays
     /// open: close it after).
     pub async fn shutdown(&self) {
+        if let Some(quiet) = &self.quiet {
+            quiet.unregister();
+        }
         if let Some((router, group)) = &self.routed {
             router.remove(*group);
         }
@@ -492,6 +562,57 @@ async fn rejoin_when_held(
     abstain.store(false, Ordering::Release);
     raft.runtime_config().elect(true);
     tracing::info!(group, committed_index = index.0, "replica restored its lost committed entries");
+}
+
+/// A partition group as [`Quiescence`] sees it (RFC 0004).
+struct QuietTimers<D: Disk + Clone + Send + Sync + 'static> {
+    raft: Raft<TypeConfig, PartitionStateMachine<D>>,
+    node: RaftNodeId,
+    timers: Timers,
+}
+
+impl<D: Disk + Clone + Send + Sync + 'static> GroupTimers for QuietTimers<D> {
+    fn view(&self) -> GroupView {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let term = metrics.vote.leader_id.term;
+        match (metrics.state, metrics.current_leader) {
+            (ServerState::Leader, _) => leader_view(&metrics, &self.timers),
+            (ServerState::Follower, Some(leader)) if leader != self.node => {
+                GroupView::Follower { leader, term }
+            }
+            _ => GroupView::Other,
+        }
+    }
+
+    fn set_ticking(&self, on: bool) {
+        self.raft.runtime_config().tick(on);
+    }
+}
+
+/// A leader's [`GroupView`]: settled when its membership is stable, every voter matched its
+/// last entry and it is committed, every follower acknowledged within two heartbeats (so knows
+/// the commit index) and its quorum lease holds.
+fn leader_view(metrics: &RaftMetrics<TypeConfig>, timers: &Timers) -> GroupView {
+    let membership = metrics.membership_config.membership();
+    let followers: Vec<RaftNodeId> =
+        membership.voter_ids().filter(|id| *id != metrics.id).collect();
+    let last_index = metrics.last_log_index;
+    let stable =
+        membership.get_joint_config().len() == 1 && membership.learner_ids().next().is_none();
+    let committed = metrics.cluster_committed.map(|id| id.index) == last_index;
+    let matched = metrics.replication.as_ref().is_some_and(|matched| {
+        let at = |f: &RaftNodeId| matched.get(f).copied().flatten().map(|id| id.index);
+        followers.iter().all(|f| at(f) == last_index)
+    });
+    let recent = Duration::from_millis(2 * timers.heartbeat_ms);
+    let heard = metrics.heartbeat.as_ref().is_some_and(|heard| {
+        let at = |f: &RaftNodeId| heard.get(f).copied().flatten();
+        followers.iter().all(|f| at(f).is_some_and(|at| at.elapsed() <= recent))
+    });
+    let lease = Duration::from_millis(timers.election_timeout_max_ms);
+    let settled = stable && committed && matched && heard && leads_with_quorum(metrics, lease);
+    GroupView::Leader { term: metrics.vote.leader_id.term, followers, last_index, settled }
 }
 
 fn stopped(fatal: openraft::error::Fatal<TypeConfig>) -> GroupError {

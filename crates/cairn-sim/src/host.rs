@@ -91,7 +91,7 @@ async fn run(node: u64, setup: Arc<Setup>, disk: SimDisk, world: World) -> turmo
     config.backoff_max = Duration::from_millis(200);
     let router = Arc::new(Router::new());
     let transport = PeerNode::start(config, Turmoil, listener, Arc::clone(&router));
-    let peers = GroupPeers { network: Network::new(&transport), router };
+    let peers = GroupPeers::new(node, Network::new(&transport), router, &setup.timers);
     for &group in &setup.groups {
         let raft = start_group(node, group, &setup, &peers, &disk, &world).await?;
         watch_leadership(node, group, &raft, &world);

@@ -28,16 +28,38 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Lines of the node's log shown when it fails.
 const LOG_TAIL_LINES: usize = 100;
 
-/// `count` distinct loopback ports that were free a moment ago (bound to port 0, released).
+/// `count` distinct loopback ports that were free a moment ago (bound, then released).
+///
+/// They are taken below Linux's ephemeral range (32768–60999 by default), where the kernel
+/// never hands a port to an outgoing connection: a port from `bind(0)` comes from that range,
+/// and between its release and the node's bind, another test's outgoing connection could take
+/// it. Tests run in parallel processes, so each starts at a point of its own (from its pid and
+/// the clock) and steps through the range.
 ///
 /// # Panics
 ///
-/// If no loopback port can be bound.
+/// If `count` free ports cannot be found.
 #[must_use]
 pub fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> =
-        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0")).collect();
-    listeners.iter().map(|l| l.local_addr().expect("a bound port").port()).collect()
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    let start = std::process::id().wrapping_mul(7919).wrapping_add(nanos);
+    let mut held: Vec<TcpListener> = Vec::with_capacity(count);
+    for step in 0..SPAN {
+        if held.len() == count {
+            break;
+        }
+        // Below FIRST + SPAN = 32000: fits a u16.
+        let port = (FIRST + start.wrapping_add(step.wrapping_mul(101)) % SPAN) as u16;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push(listener);
+        }
+    }
+    assert_eq!(held.len(), count, "free loopback ports below the ephemeral range");
+    held.iter().map(|l| l.local_addr().expect("a bound port").port()).collect()
 }
 
 /// A command running `program` without any `CAIRN_*` variable of the caller's environment.

@@ -25,7 +25,7 @@ use bytes::{BufMut, BytesMut};
 use cairn_types::batch::{BatchHeader, HEADER_BYTES};
 use cairn_types::limits::{
     BATCH_BYTES_MAX, PEER_ENTRY_OVERHEAD_BYTES, PEER_FRAME_BYTES_MAX, PEER_HEARTBEATS_GROUPS_MAX,
-    PEER_MESSAGE_BYTES_MAX,
+    PEER_MESSAGE_BYTES_MAX, PEER_QUIESCED_GROUPS_MAX,
 };
 
 /// A Raft vote: the term, the node voted for, and whether a quorum granted it.
@@ -149,6 +149,33 @@ pub struct Heartbeat {
     pub request: AppendRequest,
 }
 
+/// A node's ping to a peer (RFC 0004): the failure detector of the node pair, carrying the
+/// groups the sender leads quiescently with the receiver among their followers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ping {
+    /// The sending node.
+    pub from: u64,
+    /// The quiesced groups the sender leads and the receiver follows: `(group, term)`.
+    pub quiesced: Vec<QuiescedGroup>,
+}
+
+/// One quiesced group of a [`Ping`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct QuiescedGroup {
+    /// The group.
+    pub group: u64,
+    /// The term the sender leads it in.
+    pub term: u64,
+}
+
+/// The answer to a [`Ping`]: the listed groups the receiver does not follow quiescently (it
+/// follows another leader or term, does not know its leader yet, or does not host the group).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PingAnswer {
+    /// The refused groups.
+    pub refused: Vec<u64>,
+}
+
 /// One group's answer in a `HeartbeatsAnswer` frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeartbeatAnswer {
@@ -206,6 +233,10 @@ pub enum Message {
     CoreWriteAnswer(CoreAnswer),
     /// The core leader's snapshot for a replica: the encoded core state (data lane).
     CoreSnapshot(CoreSnapshotRequest),
+    /// A node's ping (control lane; the frame's group is unused).
+    Ping(Ping),
+    /// The answer to a [`Message::Ping`].
+    PingAnswer(PingAnswer),
 }
 
 /// Frame kind codes, in the order of [`Message`]'s variants.
@@ -227,6 +258,8 @@ pub(crate) mod kind {
     pub(crate) const CORE_WRITE: u16 = 15;
     pub(crate) const CORE_WRITE_ANSWER: u16 = 16;
     pub(crate) const CORE_SNAPSHOT: u16 = 17;
+    pub(crate) const PING: u16 = 18;
+    pub(crate) const PING_ANSWER: u16 = 19;
 }
 
 impl Message {
@@ -251,6 +284,8 @@ impl Message {
             Message::CoreWrite(_) => kind::CORE_WRITE,
             Message::CoreWriteAnswer(_) => kind::CORE_WRITE_ANSWER,
             Message::CoreSnapshot(_) => kind::CORE_SNAPSHOT,
+            Message::Ping(_) => kind::PING,
+            Message::PingAnswer(_) => kind::PING_ANSWER,
         }
     }
 
@@ -266,6 +301,7 @@ impl Message {
                 | Message::Snapshot(_)
                 | Message::CoreWrite(_)
                 | Message::CoreSnapshot(_)
+                | Message::Ping(_)
         )
     }
 }
@@ -293,6 +329,8 @@ pub(crate) fn encode(message: &Message, out: &mut BytesMut) -> Result<(), FrameE
         Message::CoreWrite(request) => core_body::put_request(out, request)?,
         Message::CoreWriteAnswer(answer) => core_body::put_answer(out, answer)?,
         Message::CoreSnapshot(request) => core_body::put_snapshot(out, request)?,
+        Message::Ping(ping) => put_ping(out, ping)?,
+        Message::PingAnswer(answer) => put_ping_answer(out, answer)?,
     }
     Ok(())
 }
@@ -317,6 +355,8 @@ pub(crate) fn decode(kind: u16, reader: &mut Reader) -> Result<Message, FrameErr
         kind::CORE_WRITE => Message::CoreWrite(core_body::request(reader)?),
         kind::CORE_WRITE_ANSWER => Message::CoreWriteAnswer(core_body::answer(reader)?),
         kind::CORE_SNAPSHOT => Message::CoreSnapshot(core_body::snapshot(reader)?),
+        kind::PING => Message::Ping(ping(reader)?),
+        kind::PING_ANSWER => Message::PingAnswer(ping_answer(reader)?),
         unknown => return Err(FrameError::UnknownKind(unknown)),
     })
 }
@@ -617,6 +657,57 @@ fn heartbeats(reader: &mut Reader) -> Result<Vec<Heartbeat>, FrameError> {
         heartbeats.push(Heartbeat { group, request: append_head(reader)? });
     }
     Ok(heartbeats)
+}
+
+/// A ping's group count, at most [`PEER_QUIESCED_GROUPS_MAX`].
+fn put_ping_count(out: &mut BytesMut, count: usize) -> Result<(), FrameError> {
+    let max = u64::from(PEER_QUIESCED_GROUPS_MAX);
+    if count as u64 > max {
+        return Err(FrameError::Count { what: "quiesced groups", count: count as u64, max });
+    }
+    // At most PEER_QUIESCED_GROUPS_MAX.
+    out.put_u32(count as u32);
+    Ok(())
+}
+
+fn put_ping(out: &mut BytesMut, ping: &Ping) -> Result<(), FrameError> {
+    out.put_u64(ping.from);
+    put_ping_count(out, ping.quiesced.len())?;
+    for QuiescedGroup { group, term } in &ping.quiesced {
+        out.put_u64(*group);
+        out.put_u64(*term);
+    }
+    Ok(())
+}
+
+fn ping(reader: &mut Reader) -> Result<Ping, FrameError> {
+    let from = reader.u64("ping sender")?;
+    let max = u64::from(PEER_QUIESCED_GROUPS_MAX);
+    let count = reader.count("quiesced groups", 16, max)?;
+    let mut quiesced = Vec::with_capacity(count);
+    for _ in 0..count {
+        let group = reader.u64("quiesced group")?;
+        quiesced.push(QuiescedGroup { group, term: reader.u64("quiesced term")? });
+    }
+    Ok(Ping { from, quiesced })
+}
+
+fn put_ping_answer(out: &mut BytesMut, answer: &PingAnswer) -> Result<(), FrameError> {
+    put_ping_count(out, answer.refused.len())?;
+    for group in &answer.refused {
+        out.put_u64(*group);
+    }
+    Ok(())
+}
+
+fn ping_answer(reader: &mut Reader) -> Result<PingAnswer, FrameError> {
+    let max = u64::from(PEER_QUIESCED_GROUPS_MAX);
+    let count = reader.count("refused groups", 8, max)?;
+    let mut refused = Vec::with_capacity(count);
+    for _ in 0..count {
+        refused.push(reader.u64("refused group")?);
+    }
+    Ok(PingAnswer { refused })
 }
 
 fn put_heartbeat_answers(

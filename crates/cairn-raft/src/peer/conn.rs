@@ -439,6 +439,7 @@ impl PendingCall {
                 Ok(Response::Snapshot(answer))
             }
             (kind::CORE_WRITE, Message::CoreWriteAnswer(answer)) => Ok(Response::CoreWrite(answer)),
+            (kind::PING, Message::PingAnswer(answer)) => Ok(Response::Ping(answer)),
             (_, Message::UnknownGroup) => Err(CallError::UnknownGroup),
             (_, Message::Error(error)) => Err(CallError::Remote(error)),
             (_, other) => Err(CallError::UnexpectedAnswer { kind: other.kind() }),

@@ -28,8 +28,8 @@ use cairn_types::{LeaderEpoch, NodeId, Offset, ProducerId};
 use crate::core_group::{CoreRequest, Forwarded};
 use crate::peer::body::{
     AppendRequest, AppendResponse, ClusterId, ErrorAnswer, ErrorCode, Goodbye, GoodbyeReason,
-    GroupAnswer, Heartbeat, HeartbeatAnswer, Hello, Lane, Message, SnapshotMeta, SnapshotRequest,
-    SnapshotResponse, Vote, VoteRequest, VoteResponse,
+    GroupAnswer, Heartbeat, HeartbeatAnswer, Hello, Lane, Message, Ping, PingAnswer, QuiescedGroup,
+    SnapshotMeta, SnapshotRequest, SnapshotResponse, Vote, VoteRequest, VoteResponse,
 };
 use crate::peer::core_body::{CoreAnswer, CoreRefusal, CoreSnapshotRequest};
 use crate::peer::frame::{self, Frame, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN};
@@ -198,6 +198,18 @@ pub fn sample_messages() -> Vec<(&'static str, Message)> {
             }),
         ),
         ("snapshot-answer", Message::SnapshotAnswer(SnapshotResponse { vote: vote() })),
+        ("ping-empty", Message::Ping(Ping { from: 3, quiesced: Vec::new() })),
+        (
+            "ping",
+            Message::Ping(Ping {
+                from: 1,
+                quiesced: vec![
+                    QuiescedGroup { group: 7, term: 4 },
+                    QuiescedGroup { group: 9, term: 2 },
+                ],
+            }),
+        ),
+        ("ping-answer", Message::PingAnswer(PingAnswer { refused: vec![9] })),
     ]
     .into_iter()
     .chain(core_messages())

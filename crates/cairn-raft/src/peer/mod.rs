@@ -22,13 +22,15 @@ mod transport;
 pub use backoff::Backoff;
 pub use body::{
     AppendRequest, AppendResponse, ClusterId, ErrorAnswer, ErrorCode, Goodbye, GoodbyeReason,
-    GroupAnswer, Heartbeat, HeartbeatAnswer, Hello, Lane, Message, SnapshotMeta, SnapshotRequest,
-    SnapshotResponse, Vote, VoteRequest, VoteResponse,
+    GroupAnswer, Heartbeat, HeartbeatAnswer, Hello, Lane, Message, Ping, PingAnswer, QuiescedGroup,
+    SnapshotMeta, SnapshotRequest, SnapshotResponse, Vote, VoteRequest, VoteResponse,
 };
 pub use conn::{CallError, PendingCall, Unreachable};
 pub use core_body::{CoreAnswer, CoreRefusal, CoreSnapshotRequest};
 pub use frame::{Frame, FrameError};
 pub use node::{PeerClient, PeerConfig, PeerNode};
-pub use router::{GroupHandler, GroupRequest, HandlerFuture, Request, Response, Router};
+pub use router::{
+    GroupHandler, GroupRequest, HandlerFuture, PingHandler, Request, Response, Router,
+};
 pub use stats::PeerStats;
 pub use transport::{Listener, Tcp, Transport};

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::core_group::CoreRequest;
 use crate::peer::body::{
     AppendRequest, AppendResponse, ErrorAnswer, ErrorCode, GroupAnswer, Heartbeat, HeartbeatAnswer,
-    Lane, Message, SnapshotRequest, SnapshotResponse, VoteRequest, VoteResponse,
+    Lane, Message, Ping, PingAnswer, SnapshotRequest, SnapshotResponse, VoteRequest, VoteResponse,
 };
 use crate::peer::core_body::{CoreAnswer, CoreSnapshotRequest};
 
@@ -42,6 +42,8 @@ pub enum Request {
     CoreWrite(CoreRequest),
     /// The core leader's snapshot, on the data lane.
     CoreSnapshot(CoreSnapshotRequest),
+    /// A node's ping (RFC 0004), on the control lane (the call's group is unused).
+    Ping(Ping),
 }
 
 impl Request {
@@ -53,7 +55,8 @@ impl Request {
             Request::Vote(_)
             | Request::PreVote(_)
             | Request::Heartbeats(_)
-            | Request::CoreWrite(_) => Lane::Control,
+            | Request::CoreWrite(_)
+            | Request::Ping(_) => Lane::Control,
         }
     }
 
@@ -67,6 +70,7 @@ impl Request {
             Request::Snapshot(request) => Message::Snapshot(request),
             Request::CoreWrite(request) => Message::CoreWrite(request),
             Request::CoreSnapshot(request) => Message::CoreSnapshot(request),
+            Request::Ping(ping) => Message::Ping(ping),
         }
     }
 }
@@ -86,6 +90,8 @@ pub enum Response {
     Snapshot(SnapshotResponse),
     /// The core leader's answer to a core write.
     CoreWrite(CoreAnswer),
+    /// The answer to a ping.
+    Ping(PingAnswer),
 }
 
 impl Response {
@@ -98,6 +104,7 @@ impl Response {
             Response::Heartbeats(answers) => Message::HeartbeatsAnswer(answers),
             Response::Snapshot(answer) => Message::SnapshotAnswer(answer),
             Response::CoreWrite(answer) => Message::CoreWriteAnswer(answer),
+            Response::Ping(answer) => Message::PingAnswer(answer),
         }
     }
 }
@@ -137,12 +144,20 @@ pub trait GroupHandler: Send + Sync + 'static {
     fn handle(&self, request: GroupRequest) -> HandlerFuture;
 }
 
+/// Serves a node's pings from peers (RFC 0004: `crate::Quiescence`).
+pub trait PingHandler: Send + Sync + 'static {
+    /// Takes `ping` in and answers it; cheap, never blocks.
+    fn ping(&self, ping: Ping) -> PingAnswer;
+}
+
 /// The groups a node hosts, by group id: where requests from peers go.
 #[derive(Default)]
 pub struct Router {
     /// Handlers by group id; a group being created or removed races harmlessly with requests
     /// (one sees `UnknownGroup`, and its sender's Raft retries).
     groups: RwLock<HashMap<u64, Arc<dyn GroupHandler>>>,
+    /// Where pings go; without one, a ping's groups are all refused.
+    pings: RwLock<Option<Arc<dyn PingHandler>>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -171,6 +186,19 @@ impl Router {
         self.groups.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&group);
     }
 
+    /// Hands peers' pings to `handler`.
+    pub fn serve_pings(&self, handler: Arc<dyn PingHandler>) {
+        *self.pings.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handler);
+    }
+
+    fn ping(&self, ping: Ping) -> PingAnswer {
+        let handler = self.pings.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        match handler {
+            Some(handler) => handler.ping(ping),
+            None => PingAnswer { refused: ping.quiesced.iter().map(|q| q.group).collect() },
+        }
+    }
+
     fn handlers(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u64, Arc<dyn GroupHandler>>> {
         self.groups.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -195,6 +223,9 @@ impl Router {
             Message::Snapshot(request) => GroupRequest::Snapshot(request),
             Message::CoreWrite(request) => GroupRequest::CoreWrite(request),
             Message::CoreSnapshot(request) => GroupRequest::CoreSnapshot(request),
+            Message::Ping(ping) => {
+                return Box::pin(std::future::ready(Message::PingAnswer(self.ping(ping))));
+            }
             Message::Heartbeats(heartbeats) => {
                 let answers = self.heartbeats(heartbeats, deadline);
                 return Box::pin(async move { Message::HeartbeatsAnswer(answers.await) });
