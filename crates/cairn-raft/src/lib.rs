@@ -45,6 +45,7 @@ mod pipeline;
 mod raft_group;
 mod record;
 mod responder;
+mod restore;
 mod state_machine;
 mod store;
 mod wire;
