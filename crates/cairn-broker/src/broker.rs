@@ -187,17 +187,20 @@ type Opened<D> = Result<GroupLog<D>, StoreError>;
 
 /// Opens partition `index` of `topic` in `topics_dir` on `disk`, creating it if it does not
 /// exist. The directory's own name is not synced: the caller syncs `topics_dir` once for all it
-/// opens.
+/// opens. With `repair` (the group has other voters to send the log again) a log damaged
+/// inside is cut at the damage rather than left offline (`GroupLog::open_repairing`).
 fn open_log<D: Volume>(
     disk: &D,
     topics_dir: &Path,
     config: &BrokerConfig,
-    topic: &TopicMeta,
-    index: u32,
+    (topic, index, repair): &(Arc<TopicMeta>, u32, bool),
 ) -> Opened<D> {
     let (_, log_config) = settings_for(topic, config);
-    let dir = topics_dir.join(partition_dir_name(topic.id, index));
+    let dir = topics_dir.join(partition_dir_name(topic.id, *index));
     let (clock, flush_seconds) = (Arc::clone(&config.clock), Arc::clone(&config.flush_seconds));
+    if *repair {
+        return GroupLog::open_repairing(disk.clone(), dir, log_config, clock, flush_seconds);
+    }
     GroupLog::open_in_synced_parent(disk.clone(), dir, log_config, clock, flush_seconds)
 }
 
@@ -375,13 +378,23 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         let topics_dir = self.topics_dir.clone();
         let config = self.config.clone();
         let disk = self.disk.clone();
+        // A replica with other voters can have its log sent again: damage inside it is cut.
+        let partitions: Vec<(Arc<TopicMeta>, u32, bool)> = partitions
+            .into_iter()
+            .map(|(topic, index)| {
+                let replicas = self.replicas_of(&topic, index);
+                let repair = self.config.peers.is_some()
+                    && replicas.is_some_and(|replicas| replicas.voters.len() > 1);
+                (topic, index, repair)
+            })
+            .collect();
         blocking(move || {
             let failed = AtomicBool::new(false);
-            in_parallel(&partitions, |(topic, index)| {
+            in_parallel(&partitions, |partition| {
                 if all_or_nothing && failed.load(Ordering::Relaxed) {
                     return None;
                 }
-                let opened = open_log(&disk, &topics_dir, &config, topic, *index);
+                let opened = open_log(&disk, &topics_dir, &config, partition);
                 if opened.is_err() {
                     failed.store(true, Ordering::Relaxed);
                 }
@@ -403,6 +416,20 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         let name = topic.name.as_str();
         match opened {
             Ok(group) => {
+                for damage in group.repaired() {
+                    tracing::warn!(
+                        topic = name,
+                        partition = index,
+                        offset = damage.offset.0,
+                        raft_index = damage.index.0,
+                        dropped_bytes = damage.dropped_bytes,
+                        path = %damage.path.display(),
+                        position = damage.position,
+                        reason = %damage.reason,
+                        "partition log damaged inside: cut at the damage, the rest moved aside; \
+                         the replica abstains until its peers have sent it again"
+                    );
+                }
                 let (recovery, next_offset) =
                     group.with_log(|log| (log.recovery().clone(), log.next_offset()));
                 if recovery.verified_bytes > 0

@@ -2,9 +2,13 @@
 //! `cairn serve` processes with one partition of replication factor 3 and `acks=all` writes:
 //!
 //! - a byte flipped inside a follower's committed log, followed by valid batches: the start
-//!   finds the corruption and the replica stays offline (no group: it neither serves, votes nor
-//!   campaigns; Metadata lists it offline, readiness names it, nothing is cut), while the
-//!   other two keep every acknowledged record and take writes;
+//!   finds the corruption, cuts the log at the damaged batch (the rest moved aside, not
+//!   deleted), and the replica abstains until the leader has sent everything again; the
+//!   damaged bytes are never served, and the logs end byte-identical;
+//! - the same flip with the follower's `raft-vote` damaged too: its vote is unknown, so nothing
+//!   is cut and the replica stays offline (no group: it neither serves, votes nor campaigns;
+//!   Metadata lists it offline, readiness names it), while the other two keep every
+//!   acknowledged record and take writes;
 //! - a byte flipped in a follower's last committed batch: recovery cannot tell it from a torn
 //!   write and cuts it, the group sees that its log lost a committed entry, abstains from
 //!   votes and elections until the leader has sent it again, and ends byte-identical to the
@@ -316,10 +320,10 @@ fn assert_identical(stopped: &[(TempDir, Vec<u8>)]) {
     assert_eq!(whole, first.len(), "whole batches only");
 }
 
-#[test]
-fn a_bit_flip_inside_a_followers_committed_log_keeps_that_replica_offline() {
-    let mut cluster = Cluster::start();
-    let leader = cluster.wait_leader(1, &[1, 2, 3]);
+/// Starts a cluster, writes three acknowledged batches, stops a follower once it knows its
+/// whole log committed, and flips a byte in its first batch of records (valid batches follow).
+/// The follower's id, its data directory, its replica's directory and the damaged log bytes.
+fn flip_inside_a_follower(cluster: &mut Cluster, leader: u64) -> (u64, TempDir, PathBuf, Vec<u8>) {
     let follower = (1..=3).find(|&id| id != leader).expect("a follower");
     for batch in 0..3 {
         cluster.produce(leader, &lines(&format!("b{batch}"), 10));
@@ -333,6 +337,72 @@ fn a_bit_flip_inside_a_followers_committed_log_keeps_that_replica_offline() {
     assert!(first_records + 1 < damaged.len(), "valid batches follow the damage");
     flip_entry(&dir, first_records);
     let flipped = log_bytes(&dir);
+    (follower, temp, dir, flipped)
+}
+
+/// Every record [`flip_inside_a_follower`] and the tests wrote: `b0`..`b2`, then `after`.
+fn all_written() -> Vec<String> {
+    ["b0", "b1", "b2", "after"]
+        .iter()
+        .flat_map(|tag| lines(tag, 10).lines().map(str::to_owned).collect::<Vec<_>>())
+        .collect()
+}
+
+#[test]
+fn a_bit_flip_inside_a_followers_committed_log_is_cut_and_refilled_from_the_leader() {
+    let mut cluster = Cluster::start();
+    let leader = cluster.wait_leader(1, &[1, 2, 3]);
+    let (follower, temp, dir, flipped) = flip_inside_a_follower(&mut cluster, leader);
+    let damaged_at = entries(&flipped).iter().find(|(_, h)| !h.is_control()).expect("records").0;
+    cluster.restart(follower, temp);
+
+    // Detected at the start and cut there: the damaged batch and everything after it moved
+    // aside, byte for byte, and the replica never serves them (it does not lead: Fetch through
+    // it is refused, never answered with the damaged bytes).
+    let node = cluster.node(follower);
+    assert!(logged(node, &["damaged inside", "dropped_bytes"]), "{}", node.log_tail());
+    assert!(logged(node, &["lost committed entries", "neither votes nor campaigns"]));
+    let refused = node.fails(&["consume", TOPIC, "--partition", "0"], b"");
+    assert!(refused.contains("NOT_LEADER_OR_FOLLOWER"), "{refused}");
+    let aside: Vec<PathBuf> = std::fs::read_dir(dir.join("damaged"))
+        .expect("the damaged bytes moved aside")
+        .flat_map(|cut| std::fs::read_dir(cut.expect("a cut").path()).expect("a cut's files"))
+        .map(|file| file.expect("a file").path())
+        .collect();
+    let [copy] = aside.as_slice() else { panic!("one file aside: {aside:?}") };
+    assert!(std::fs::read(copy).expect("the copy") == flipped[damaged_at..], "kept as it was");
+
+    // The leader sends the log again; the replica votes again and forgets `raft-restore`.
+    cluster.node_mut(follower).wait_until("the cut log refilled", AGREE_TIMEOUT, |node| {
+        let restored = logged(node, &["restored its lost committed entries"]);
+        if restored && !dir.join("raft-restore").exists() {
+            Ok(())
+        } else {
+            Err(format!("restored: {restored}"))
+        }
+    });
+    cluster.produce(leader, &lines("after", 10));
+    assert_eq!(values(cluster.node_mut(leader), 40), all_written());
+    cluster.wait_all_committed(leader, follower);
+    let refused = cluster.node(follower).fails(&["consume", TOPIC, "--partition", "0"], b"");
+    assert!(refused.contains("NOT_LEADER_OR_FOLLOWER"), "{refused}");
+    assert_identical(&cluster.stop());
+}
+
+#[test]
+fn a_bit_flip_inside_a_log_whose_vote_is_damaged_too_keeps_that_replica_offline() {
+    let mut cluster = Cluster::start();
+    let leader = cluster.wait_leader(1, &[1, 2, 3]);
+    let (follower, temp, dir, flipped) = flip_inside_a_follower(&mut cluster, leader);
+    // Every slot of `raft-vote` (at bytes 0 and 4096, the second once written) fails its
+    // checksum.
+    let vote_path = dir.join("raft-vote");
+    let mut vote = std::fs::read(&vote_path).expect("the vote file");
+    let len = vote.len();
+    for at in [8, 4096 + 8].into_iter().filter(|&at| at < len) {
+        vote[at] ^= 0x01;
+    }
+    std::fs::write(&vote_path, vote).expect("the damaged vote file");
     cluster.restart(follower, temp);
 
     // Detected at the start, logged, and the replica offline: readiness names it, Metadata
@@ -351,16 +421,12 @@ fn a_bit_flip_inside_a_followers_committed_log_keeps_that_replica_offline() {
 
     // The others serve every acknowledged record and still take acks=all writes.
     cluster.produce(leader, &lines("after", 10));
-    let read = values(cluster.node_mut(leader), 40);
-    let expected: Vec<String> = ["b0", "b1", "b2", "after"]
-        .iter()
-        .flat_map(|tag| lines(tag, 10).lines().map(str::to_owned).collect::<Vec<_>>())
-        .collect();
-    assert_eq!(read, expected);
-    // Nothing was cut or rewritten on the damaged replica.
+    assert_eq!(values(cluster.node_mut(leader), 40), all_written());
+    // Nothing was cut, moved or rewritten on the damaged replica.
     let stopped = cluster.stop();
     let kept = stopped.iter().find(|(_, bytes)| bytes.len() == flipped.len() && *bytes == flipped);
     assert!(kept.is_some(), "the damaged log is left as it was");
+    assert!(!dir.join("damaged").exists() && !dir.join("raft-restore").exists());
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use cairn_metrics::Histogram;
-use cairn_storage::{Clock, Disk, Log, LogConfig, PendingFlush, VoteFile};
+use cairn_storage::{Clock, Damage, Disk, Log, LogConfig, PendingFlush, VoteFile};
 use cairn_types::{Offset, RaftIndex};
 use openraft::storage::IOFlushed;
 
@@ -116,6 +116,11 @@ struct Inner<D: Disk> {
     group_commit: GroupCommit,
     /// Told of every flush and apply, once the partition registers ([`GroupLog::observe`]).
     sink: OnceLock<Arc<dyn AppendSink>>,
+    /// The index the log must hold again before the replica votes, after a cut of damage
+    /// inside it (`raft-restore`, [`crate::restore`]); `None` once it does.
+    restore: Mutex<Option<RaftIndex>>,
+    /// The damage this open cut ([`GroupLog::open_repairing`]), oldest first.
+    repaired: Vec<Damage>,
 }
 
 /// A partition's log and Raft files, shared (module docs). Cloning shares.
@@ -152,7 +157,7 @@ impl<D: Disk + Clone> GroupLog<D> {
     ) -> Result<GroupLog<D>, StoreError> {
         let dir = dir.as_ref().to_path_buf();
         let log = Log::open(disk.clone(), &dir, config, clock)?;
-        GroupLog::over(disk, dir, log, flush_seconds)
+        GroupLog::over(disk, dir, log, flush_seconds, Vec::new())
     }
 
     /// [`GroupLog::open`] for a caller that makes the directory's own name durable itself
@@ -169,17 +174,25 @@ impl<D: Disk + Clone> GroupLog<D> {
     ) -> Result<GroupLog<D>, StoreError> {
         let dir = dir.as_ref().to_path_buf();
         let log = Log::open_in_synced_parent(disk.clone(), &dir, config, clock)?;
-        GroupLog::over(disk, dir, log, flush_seconds)
+        GroupLog::over(disk, dir, log, flush_seconds, Vec::new())
     }
 
-    /// The group of the log just opened in `dir`: its `raft-vote` and `raft-snapshot` read.
-    fn over(
+    /// The group of the log just opened in `dir`: its `raft-vote`, `raft-snapshot` and
+    /// `raft-restore` read (the last removed if the log holds its index already); `repaired`:
+    /// what the open cut.
+    pub(crate) fn over(
         disk: D,
         dir: PathBuf,
         log: Log<D>,
         flush_seconds: Arc<Histogram>,
+        repaired: Vec<Damage>,
     ) -> Result<GroupLog<D>, StoreError> {
         let (vote, _) = VoteFile::open(disk.clone(), &dir)?;
+        let mut restore = crate::restore::read_restore(&disk, &dir)?;
+        if restore.is_some_and(|index| index < log.next_index()) {
+            crate::restore::clear_restore(&disk, &dir)?;
+            restore = None;
+        }
         let record = match cairn_storage::read_snapshot(&disk, &dir)? {
             Some(bytes) => RaftRecord::decode(&bytes)?,
             None => RaftRecord::default(),
@@ -207,6 +220,8 @@ impl<D: Disk + Clone> GroupLog<D> {
             vote: Mutex::new(vote),
             group_commit: GroupCommit::new(flush_seconds),
             sink: OnceLock::new(),
+            restore: Mutex::new(restore),
+            repaired,
         };
         Ok(GroupLog { inner: Arc::new(inner) })
     }
@@ -270,33 +285,56 @@ impl<D: Disk> GroupLog<D> {
         }
     }
 
-    /// The committed index saved in `raft-vote` if the log no longer holds that entry: recovery
-    /// cut committed entries (a bit flip in the log's last batch, which looks like a torn
-    /// write, or synced bytes cut off). A quorum held them, perhaps counting this replica, so
-    /// until its log reaches that index again (from the leader) it must neither vote nor
-    /// campaign: it could elect a log without them ([`crate::RaftGroup::start`]). The saved
-    /// index stays in `raft-vote` until then (a save never lowers it), so a restart meanwhile
-    /// knows it still.
+    /// The index this replica's log must hold again before it may vote or campaign, if its log
+    /// lost entries that a quorum may have counted it for: the committed index saved in
+    /// `raft-vote` if recovery cut it (a bit flip in the log's last batch, which looks like a
+    /// torn write, or synced bytes cut off), or the last index the log held before a cut of
+    /// damage inside it (`raft-restore`, [`GroupLog::open_repairing`]), whichever is larger and
+    /// not held; entries a snapshot covers count as held. Until its log reaches that index
+    /// again (from the leader) the replica could elect a log without them
+    /// ([`crate::RaftGroup::start`]). Both records stay until then (a save never lowers the
+    /// committed index; `raft-restore` is removed once held), so a restart meanwhile knows it
+    /// still.
     #[must_use]
     pub fn lost_committed(&self) -> Option<RaftIndex> {
-        let saved = self.vote().committed()?;
-        let state = self.state();
-        let purged = state.purged.is_some_and(|purged| purged.index >= saved.index);
-        (saved.index >= state.log.next_index().0 && !purged).then_some(RaftIndex(saved.index))
+        let saved = self.vote().committed().map(|committed| RaftIndex(committed.index));
+        let restore = *lock(&self.inner.restore);
+        let target = saved.max(restore)?;
+        self.state().lacks(target).then_some(target)
+    }
+
+    /// The damage [`GroupLog::open_repairing`] cut from the log at this open, oldest first.
+    #[must_use]
+    pub fn repaired(&self) -> &[Damage] {
+        &self.inner.repaired
+    }
+
+    /// Forgets `raft-restore` once the log holds its index again (durably removed).
+    ///
+    /// # Errors
+    /// [`StoreError`] if the file cannot be removed.
+    pub(crate) fn restored(&self) -> Result<(), StoreError> {
+        let mut restore = lock(&self.inner.restore);
+        if restore.is_some_and(|index| !self.state().lacks(index)) {
+            crate::restore::clear_restore(&self.inner.disk, &self.inner.dir)?;
+            *restore = None;
+        }
+        Ok(())
     }
 
     /// The committed id this log can stand for, which openraft and the state machine start
     /// from: the one `raft-vote` holds, or the log's last id if the log lost entries at or
-    /// below it ([`GroupLog::lost_committed`]).
+    /// below it (recovery cut them).
     ///
     /// # Errors
     /// [`StoreError`] if the log cannot be read.
     pub(crate) fn held_committed(&self) -> Result<Option<LogId>, StoreError> {
         let saved = self.vote().committed().map(|c| crate::entry::log_id(c.term, c.index));
-        if self.lost_committed().is_none() {
-            return Ok(saved);
+        let state = self.state();
+        match saved {
+            Some(saved) if state.lacks(RaftIndex(saved.index)) => state.last_log_id(),
+            _ => Ok(saved),
         }
-        self.state().last_log_id()
     }
 
     /// Whether the group has no state at all: an empty log, no snapshot, no vote. Such a group
@@ -521,6 +559,13 @@ impl<D: Disk> FlushTarget for GroupLog<D> {
 }
 
 impl<D: Disk> State<D> {
+    /// Whether the log lacks the entry at `index`: past its end, and not covered by the
+    /// snapshot either.
+    pub(crate) fn lacks(&self, index: RaftIndex) -> bool {
+        let purged = self.purged.is_some_and(|purged| purged.index >= index.0);
+        index >= self.log.next_index() && !purged
+    }
+
     /// Refuses work on a log whose flush failed.
     pub(crate) fn check_failed(&self) -> Result<(), StoreError> {
         match &self.failed {

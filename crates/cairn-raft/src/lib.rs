@@ -46,6 +46,7 @@ mod quiesce;
 mod raft_group;
 mod record;
 mod responder;
+mod restore;
 mod state_machine;
 mod store;
 mod wire;

@@ -296,7 +296,9 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
         });
         let in_sync_within = Duration::from_millis(timers.election_timeout_max_ms);
         if let Some(index) = lost {
-            tokio::spawn(rejoin_when_held(raft.clone(), index, abstain, placement.group));
+            let rejoin =
+                rejoin_when_held(raft.clone(), log.clone(), index, abstain, placement.group);
+            tokio::spawn(rejoin);
         }
         let mut group = RaftGroup { raft, log, routed, in_sync_within, quiet };
         if new {
@@ -542,9 +544,11 @@ fn abstain_if_lost<D: Disk>(
 
 /// Waits until the group's log holds `index` again (the leader's appends restored what it
 /// lost: entries up to a committed index are the same in every log that holds them), then
-/// lets the replica vote and campaign. Ends with the group.
-async fn rejoin_when_held(
-    raft: Raft<TypeConfig, PartitionStateMachine<impl Disk + Clone>>,
+/// lets the replica vote and campaign, and removes `raft-restore` ([`GroupLog::restored`]).
+/// Ends with the group.
+async fn rejoin_when_held<D: Disk + Clone>(
+    raft: Raft<TypeConfig, PartitionStateMachine<D>>,
+    log: GroupLog<D>,
     index: RaftIndex,
     abstain: Arc<AtomicBool>,
     group: u64,
@@ -562,6 +566,10 @@ async fn rejoin_when_held(
     abstain.store(false, Ordering::Release);
     raft.runtime_config().elect(true);
     tracing::info!(group, committed_index = index.0, "replica restored its lost committed entries");
+    if let Err(error) = log.blocking(|log| log.restored()).await {
+        // The next start finds the file and its index held, and removes it then.
+        tracing::warn!(group, %error, "raft-restore could not be removed");
+    }
 }
 
 /// A partition group as [`Quiescence`] sees it (RFC 0004).

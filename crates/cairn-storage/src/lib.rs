@@ -17,6 +17,8 @@
 //!   [`Log::purge_through`] and [`Log::reset`] are the Raft log store's side of the log.
 //! - [`Log::open`] recovers: it walks only what the last checkpoint does not cover, truncates a
 //!   torn tail, and reports corruption inside the log instead of truncating it.
+//! - [`plan_cut`] and [`cut_damage`] cut a log at such corruption, moving what they drop aside,
+//!   for a replica whose peers send it again (the Raft layer decides).
 //! - [`inspect`] walks a log directory read-only (offline tools): it verifies every batch and
 //!   reports the torn tail recovery would cut, without cutting or writing anything.
 //! - [`VoteFile`] (`raft-vote`) and [`read_snapshot`] / [`write_snapshot`] (`raft-snapshot`)
@@ -56,6 +58,7 @@ mod index;
 mod inspect;
 mod log;
 mod recovery;
+mod repair;
 mod segment;
 pub mod sim;
 mod slots;
@@ -71,5 +74,6 @@ pub use error::{Error, Result};
 pub use inspect::{Inspection, TornTail, inspect};
 pub use log::{Appended, CacheDrops, FileRange, Located, Log, PendingFlush};
 pub use recovery::Recovery;
+pub use repair::{Damage, cut_damage, plan_cut};
 pub use snapshot::{read_snapshot, read_state_file, write_snapshot, write_state_file};
 pub use vote::{StoredLogId, StoredVote, VoteFile};

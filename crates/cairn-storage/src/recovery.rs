@@ -489,6 +489,20 @@ pub(crate) fn valid_batch_after<F: DiskFile>(
     offset_min: Offset,
     epochs: &Epochs,
 ) -> Result<bool> {
+    Ok(next_valid_batch(file, path, from, end, offset_min, Some(epochs))?.is_some())
+}
+
+/// The first valid batch (CRC, offset at least `offset_min`, with `epochs` an epoch the history
+/// knows for its offset) that starts anywhere in `(from, end)` and ends by `end`: its position
+/// and header. Byte-by-byte search, for damaged data only.
+pub(crate) fn next_valid_batch<F: DiskFile>(
+    file: &F,
+    path: &Path,
+    from: u64,
+    end: u64,
+    offset_min: Offset,
+    epochs: Option<&Epochs>,
+) -> Result<Option<(u64, BatchHeader)>> {
     let mut window = vec![0u8; SCAN_BUFFER_BYTES];
     let mut batch = Vec::new();
     let mut window_start = from + 1;
@@ -504,11 +518,14 @@ pub(crate) fn valid_batch_after<F: DiskFile>(
                 continue;
             };
             let position = window_start + i as u64;
-            if header.base_offset < offset_min
-                || position + u64::from(header.total_bytes()) > end
-                || epochs
+            let epoch_unknown = epochs.is_some_and(|epochs| {
+                epochs
                     .epoch_at(header.base_offset)
                     .is_none_or(|e: LeaderEpoch| e != header.partition_leader_epoch)
+            });
+            if header.base_offset < offset_min
+                || position + u64::from(header.total_bytes()) > end
+                || epoch_unknown
             {
                 continue;
             }
@@ -521,10 +538,10 @@ pub(crate) fn valid_batch_after<F: DiskFile>(
                 &batch[..got]
             };
             if RecordBatch::validate(bytes).is_ok() {
-                return Ok(true);
+                return Ok(Some((position, header)));
             }
         }
         window_start += (read - HEADER_BYTES + 1) as u64;
     }
-    Ok(false)
+    Ok(None)
 }

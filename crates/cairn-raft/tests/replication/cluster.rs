@@ -3,7 +3,8 @@
 //! ([`Network`], [`RaftHandler`]). Every link of a node pair goes through a [`FaultProxy`] (the
 //! lower id dials the higher one through it), so a test can cut, blackhole and heal links. A
 //! node stops (its groups' `Raft`s shut down, its transport closed) and restarts from its
-//! directory on the same listening port.
+//! directory on the same listening port. Each node's disk is the real one behind a switch that
+//! makes its fsyncs fail ([`FaultDisk`]).
 //!
 //! Waits are on openraft's metrics and the transport's counters, each with a deadline.
 
@@ -18,7 +19,6 @@ use bytes::Bytes;
 use cairn_raft::CommitResponder;
 use cairn_raft::peer::{ClusterId, PeerConfig, PeerNode, PeerStats, Router, Tcp};
 use cairn_raft::{Network, PartitionStateMachine, Proposal, RaftHandler, Timers, TypeConfig};
-use cairn_storage::RealDisk;
 use cairn_testkit::{Fault, FaultProxy};
 use cairn_types::RaftIndex;
 use cairn_types::batch::BatchBuilder;
@@ -26,6 +26,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::{Raft, RaftMetrics, ServerState};
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::fault_disk::FaultDisk;
 use crate::support::Opened;
 
 /// The longest any condition of these tests may take to come true.
@@ -34,7 +35,7 @@ pub const WAIT: Duration = Duration::from_secs(30);
 const CLUSTER: ClusterId = ClusterId(*b"cairn-raft-tests");
 
 /// A group's `Raft` on one node.
-pub type GroupRaft = Raft<TypeConfig, PartitionStateMachine<RealDisk>>;
+pub type GroupRaft = Raft<TypeConfig, PartitionStateMachine<FaultDisk>>;
 
 /// Test timers: 100 ms heartbeats, elections after 1–2 s (slow enough for a loaded 2-core
 /// machine, fast enough for tests), checked by `Timers::validate`.
@@ -51,7 +52,7 @@ pub fn timers() -> Timers {
 
 /// One group on one node: its storage (flusher running) and its `Raft`.
 pub struct Replica {
-    pub opened: Opened<RealDisk>,
+    pub opened: Opened<FaultDisk>,
     pub raft: GroupRaft,
 }
 
@@ -73,6 +74,8 @@ pub struct Node {
     pub router: Arc<Router>,
     pub network: Network,
     pub groups: BTreeMap<u64, Replica>,
+    /// The node's disk: the real one, until a test makes its syncs fail.
+    pub disk: FaultDisk,
 }
 
 /// N nodes of one cluster (module docs).
@@ -165,9 +168,10 @@ impl Cluster {
         let peer = PeerNode::start(config, Tcp, listener, Arc::clone(&router));
         let network = Network::new(&peer);
         let mut groups = BTreeMap::new();
+        let disk = FaultDisk::default();
         for &group in &self.groups {
             let path = self.dir.path().join(format!("node-{id}")).join(format!("group-{group}"));
-            let opened = Opened::open(RealDisk, &path);
+            let opened = Opened::open(disk.clone(), &path);
             let config = Arc::new(self.timers.openraft_config().unwrap());
             let raft =
                 Raft::new(id, config, network.group(group), opened.store(), opened.state_machine())
@@ -176,7 +180,7 @@ impl Cluster {
             router.register(group, RaftHandler::new(raft.clone()));
             groups.insert(group, Replica { opened, raft });
         }
-        self.nodes.insert(id, Node { peer, router, network, groups });
+        self.nodes.insert(id, Node { peer, router, network, groups, disk });
     }
 
     /// The proxy between `a` and `b`.
@@ -319,7 +323,11 @@ impl Cluster {
         let Node { peer, groups, router, .. } = self.nodes.remove(&node).expect("a running node");
         for (group, replica) in groups {
             router.remove(group);
-            replica.raft.shutdown().await.unwrap();
+            if let Err(error) = replica.raft.shutdown().await {
+                // Only a group that stopped already (a failed disk: fail-stop) may fail to.
+                let stopped = replica.raft.metrics().borrow_watched().running_state.is_err();
+                assert!(stopped, "node {node} group {group} did not shut down: {error}");
+            }
             drop(replica);
         }
         peer.shutdown().await;

@@ -3,7 +3,8 @@
 //! directories: an election and 1,000 commits with byte-identical logs; a stopped leader
 //! replaced and caught up after its restart; a partitioned leader's uncommitted suffix
 //! truncated, and a partitioned follower kept from deposing the leader by pre-vote; 100 groups
-//! over one connection pair with batched heartbeats.
+//! over one connection pair with batched heartbeats; a follower whose disk fails its fsyncs
+//! stopped (fail-stop) while the other two keep committing.
 //!
 //! No sleeps: every wait is on openraft's metrics or the transport's counters, with a deadline.
 
@@ -13,6 +14,7 @@
 mod support;
 
 mod cluster;
+mod fault_disk;
 
 use cairn_raft::{Timers, leader_with_lease};
 use cairn_testkit::{Direction, Fault};
@@ -241,5 +243,66 @@ async fn a_group_the_peer_does_not_host_is_unreachable_to_openraft() {
     let mut stranger = unknown.new_client(9, &openraft::EmptyNode {}).await;
     let vote = stranger.vote(VoteRequest::new(Vote::new(1, 1), None), option).await;
     assert!(matches!(vote, Err(RPCError::Unreachable(_))), "{vote:?}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_fsync_eio_stops_that_replica_and_the_other_two_keep_every_acknowledged_entry() {
+    let mut cluster = Cluster::start(&[1, 2, 3], &[GROUP]).await;
+    cluster.initialize(1, GROUP).await;
+    let (leader, _) = cluster.leader(GROUP, 0).await;
+    let before = cluster.commit(leader, GROUP, "before", 20).await;
+    for node in [1, 2, 3] {
+        cluster.applied(node, GROUP, before).await;
+    }
+    let failing = (1..=3).find(|&node| node != leader).unwrap();
+    let healthy = (1..=3).find(|&node| node != leader && node != failing).unwrap();
+    cluster.nodes[&failing].disk.fail_syncs();
+
+    // Every write is committed (on a majority's disks) by the leader and the healthy follower.
+    let after = cluster.commit(leader, GROUP, "after", 50).await;
+    for node in [leader, healthy] {
+        cluster.applied(node, GROUP, after).await;
+    }
+
+    // The failing replica stopped at its first failed fsync, its log out of service: nothing
+    // became durable there since, and the leader counted no acknowledgement of it beyond what
+    // was durable before.
+    let stopped = cluster.raft(failing, GROUP).wait(Some(WAIT));
+    stopped.metrics(|m| m.running_state.is_err(), "the replica stopped").await.unwrap();
+    assert!(cluster.nodes[&failing].disk.failed_syncs() >= 1);
+    let log = cluster.nodes[&failing].groups[&GROUP].opened.group.clone();
+    let durable = log.with_log(|log| log.durable_index());
+    assert!(durable.0 <= after, "the replica made the later entries durable: {durable:?}");
+    let matched = |cluster: &Cluster| {
+        let metrics = cluster.raft(leader, GROUP).metrics().borrow_watched().clone();
+        metrics.replication.unwrap()[&failing].map(|id| id.index)
+    };
+    assert!(
+        matched(&cluster).is_none_or(|index| index < durable.0),
+        "acknowledged past {durable:?}"
+    );
+
+    // Fail-stop, not retry-and-continue: more writes, and it still holds what it held.
+    let more = cluster.commit(leader, GROUP, "more", 10).await;
+    assert_eq!(log.with_log(|log| log.durable_index()), durable);
+    assert!(matched(&cluster).is_none_or(|index| index < durable.0));
+    assert!(cluster.raft(failing, GROUP).metrics().borrow_watched().running_state.is_err());
+    cluster.applied(healthy, GROUP, more).await;
+    let held = cluster.entry_bytes(leader, GROUP, more);
+    assert!(held == cluster.entry_bytes(healthy, GROUP, more), "the others' logs differ");
+    for value in (0..20).map(|n| format!("before-{n}")).chain((0..50).map(|n| format!("after-{n}")))
+    {
+        let found = held.windows(value.len()).any(|window| window == value.as_bytes());
+        assert!(found, "acknowledged {value} is readable");
+    }
+
+    // Restarted on a sound disk, it catches up with everything.
+    cluster.stop(failing).await;
+    cluster.restart(failing).await;
+    for node in [1, 2, 3] {
+        cluster.applied(node, GROUP, more).await;
+    }
+    cluster.assert_identical(GROUP, more);
     cluster.shutdown().await;
 }
