@@ -23,6 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_storage::{Clock, Disk};
 use cairn_types::RaftIndex;
+use openraft::LinearizerOption;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::metrics::{RaftMetrics, RaftServerMetrics};
@@ -200,6 +201,8 @@ pub struct RaftGroup<D: Disk + Clone + Send + Sync + 'static> {
     in_sync_within: Duration,
     /// The group's quiescence (RFC 0004), when it has peers to quiesce with.
     quiet: Option<QuietHandle>,
+    /// Set from a proposal's wake of the group until its lease is renewed.
+    renewing: AtomicBool,
 }
 
 /// What a partition's group needs of the node's peer transport.
@@ -300,7 +303,8 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
                 rejoin_when_held(raft.clone(), log.clone(), index, abstain, placement.group);
             tokio::spawn(rejoin);
         }
-        let mut group = RaftGroup { raft, log, routed, in_sync_within, quiet };
+        let renewing = AtomicBool::new(false);
+        let mut group = RaftGroup { raft, log, routed, in_sync_within, quiet, renewing };
         if new {
             group.initialize(placement.voters.clone()).await?;
         }
@@ -431,8 +435,13 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
         wait: bool,
     ) -> Result<Option<Pending>, ProposeError> {
         if let Some(quiet) = &self.quiet {
-            quiet.wake();
-            self.renew_lease().await;
+            if quiet.wake() {
+                self.renewing.store(true, Ordering::Release);
+            }
+            if self.renewing.load(Ordering::Acquire) {
+                self.renew_lease().await;
+                self.renewing.store(false, Ordering::Release);
+            }
         }
         let proposal = Proposal { batch, ticket };
         let (responder, pending) = if wait {
@@ -449,20 +458,16 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
     }
 
     /// After a wake (RFC 0004 "Waking"): openraft refuses proposals from a leader whose quorum
-    /// lease lapsed, so if it lapsed (or is about to), a heartbeat now and a wait, up to the
-    /// lease, for a quorum to acknowledge it: one round trip.
+    /// lease lapsed, so unless a quorum acknowledged it within half the lease, a heartbeat now
+    /// and a wait, up to the lease, for a quorum's acknowledgement: one round trip. Proposals
+    /// that arrive meanwhile wait for the same.
     async fn renew_lease(&self) {
         let fresh = self.in_sync_within / 2;
-        let current = |m: &RaftMetrics<TypeConfig>| {
-            m.state != ServerState::Leader || leads_with_quorum(m, fresh)
-        };
-        if current(&self.raft.metrics().borrow_watched()) {
-            return;
+        let renewal =
+            LinearizerOption::new(Some(fresh), true).with_wait_timeout(self.in_sync_within);
+        if let Err(error) = self.raft.get_read_linearizer(renewal).await {
+            tracing::debug!(%error, "a woken group did not renew its lease");
         }
-        if self.raft.trigger().heartbeat().await.is_err() {
-            return;
-        }
-        let _ = self.raft.wait(Some(self.in_sync_within)).metrics(current, "lease renewed").await;
     }
 
     /// Builds the group's snapshot at `index` (retention's purge point, at or below the applied

@@ -1,4 +1,5 @@
-//! The client: proposes one-record batches to each group's leader while faults run, keeps every
+//! The client: proposes one-record batches to each group's leader while faults run (but for a
+//! pause in which the groups quiesce), keeps every
 //! acknowledged one (`acks=all`: [`cairn_raft::Pending::committed`]), and once the driver has
 //! healed the cluster writes a fence to each group and returns when every fence is committed.
 
@@ -20,7 +21,16 @@ const FENCE_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn run(setup: Arc<Setup>, world: World) -> turmoil::Result {
     let mut ticket = 0;
     let workload = Duration::from_millis(setup.workload_ms);
+    let paused = |elapsed: Duration| {
+        setup.pause_ms.is_some_and(|(from, until)| {
+            (Duration::from_millis(from)..Duration::from_millis(until)).contains(&elapsed)
+        })
+    };
     while turmoil::sim_elapsed().unwrap_or_default() < workload {
+        if paused(turmoil::sim_elapsed().unwrap_or_default()) {
+            tokio::time::sleep(Duration::from_millis(setup.propose_every_ms)).await;
+            continue;
+        }
         for &group in &setup.groups {
             ticket += 1;
             propose(&world, group, ticket, false).await;

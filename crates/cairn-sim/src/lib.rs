@@ -55,6 +55,10 @@ pub struct Setup {
     pub workload_ms: u64,
     /// Simulated milliseconds between two rounds of proposals (one per group).
     pub propose_every_ms: u64,
+    /// A span of the workload (simulated milliseconds, from and until) in which the client
+    /// writes nothing, so that the groups go idle and quiesce (RFC 0004) while faults go on, and
+    /// the writes after it wake them.
+    pub pause_ms: Option<(u64, u64)>,
     /// Whether partitions and random loss drop TCP segments for good, as turmoil does, instead
     /// of holding them until the link heals (see `faults`): off by default, since the peer
     /// transport does not yet recover a lane whose stream stalls silently.
@@ -75,6 +79,7 @@ impl Default for Setup {
             },
             workload_ms: 10_000,
             propose_every_ms: 25,
+            pause_ms: Some((3_000, 6_500)),
             lossy_links: false,
         }
     }
