@@ -313,9 +313,9 @@ pub const PEER_LANE_SILENT_MS: u64 = 5000;
 /// one peer keeps the rest awake.
 pub const PEER_QUIESCED_GROUPS_MAX: u32 = 65_536;
 
-/// Longest a peer's heartbeat coalescer holds a group's heartbeat before it sends the batch
-/// (RFC 0003 §6: one `Heartbeats` frame per peer every 10 ms, or every
-/// [`PEER_HEARTBEATS_GROUPS_MAX`] groups).
+/// Least time between two of a peer's heartbeat coalescer's frames (RFC 0003 §6: one
+/// `Heartbeats` frame per peer every 10 ms at most, or every [`PEER_HEARTBEATS_GROUPS_MAX`]
+/// groups); a heartbeat that finds the last frame older goes out at once.
 pub const PEER_HEARTBEATS_WINDOW_MS: u64 = 10;
 
 /// Heartbeats waiting in one peer's coalescer; one more fails at once as unreachable (the
