@@ -37,7 +37,7 @@ use std::time::Duration;
 use cairn_meta::{ConfigChange, MetadataStore, TopicId, TopicMeta, TopicSpec};
 use cairn_raft::{GroupLog, GroupPeers, StoreError, Timers};
 use cairn_storage::{Clock, FlushPolicy, LogConfig, RealDisk, Retention};
-use cairn_types::NodeId;
+use cairn_types::{LeaderEpoch, NodeId};
 use futures_util::StreamExt;
 
 use crate::error::{BrokerError, PartitionError};
@@ -280,6 +280,15 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
     pub fn partition(&self, topic: &str, index: u32) -> Option<Arc<Partition<D>>> {
         let partitions = self.partitions.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         partitions.get(&(topic.to_owned(), index)).map(|(_, partition)| Arc::clone(partition))
+    }
+
+    /// The leader and leader epoch of partition group `group` as a peer announced them in its
+    /// last pings (RFC 0004): what a node without a replica of the partition knows of it.
+    #[must_use]
+    pub fn announced_leader(&self, group: u64) -> Option<(NodeId, LeaderEpoch)> {
+        let peers = self.config.peers.as_ref()?;
+        let (leader, term) = peers.quiescence.leader_of(group, tokio::time::Instant::now())?;
+        Some((NodeId(leader), LeaderEpoch(i32::try_from(term).ok()?)))
     }
 
     fn partition_dir(&self, topic: &TopicMeta, index: u32) -> PathBuf {

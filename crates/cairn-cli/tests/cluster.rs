@@ -1038,3 +1038,45 @@ fn an_idle_partition_quiesces_keeps_its_leader_and_wakes_on_a_write_and_on_a_kil
         drop(node.stop());
     }
 }
+
+/// A node without a replica of a partition names the leader its peers announce in their pings
+/// (RFC 0004), with its epoch, not the core's preferred leader once leadership moved away.
+#[test]
+fn a_node_without_a_replica_names_the_leader_its_peers_announce() {
+    let (builders, _) = members(3);
+    let mut nodes: Vec<Option<ProcessNode>> = start_all(&builders).into_iter().map(Some).collect();
+    let addrs: Vec<String> = nodes.iter().flatten().map(|n| n.bootstrap().to_owned()).collect();
+    create_or_panic(&addrs[slot(3)], "a", &[&[1, 2]]);
+    let mut leader = 0;
+    nodes[0].as_mut().expect("node 1").wait_until("a partition leader", AGREE_TIMEOUT, |_| {
+        leader = answering_leader(&addrs, &[1, 2], "a")?;
+        Ok(())
+    });
+    if leader == 1 {
+        // Move leadership off the preferred replica: kill it, let node 2 lead, restart it.
+        let killed = nodes[slot(1)].take().expect("running").kill();
+        nodes[slot(2)].as_mut().expect("node 2").wait_until("node 2 leads", AGREE_TIMEOUT, |_| {
+            answering_leader(&addrs, &[2], "a").map(drop)
+        });
+        let mut restarted = builders[slot(1)].spawn_in(killed);
+        restarted.wait_ready(AGREE_TIMEOUT);
+        nodes[slot(1)] = Some(restarted);
+    }
+    nodes[slot(3)].as_mut().expect("node 3").wait_until(
+        "node 3 to name the announced leader",
+        AGREE_TIMEOUT,
+        |node| {
+            let (named, epoch, _) = leader_and_epoch(node.bootstrap(), "a")?;
+            let (actual, actual_epoch, _) = leader_and_epoch(&addrs[slot(2)], "a")?;
+            let agreed = (named, epoch) == (actual, actual_epoch) && actual == 2;
+            if agreed {
+                Ok(())
+            } else {
+                Err(format!("{named}@{epoch}, leader {actual}@{actual_epoch}"))
+            }
+        },
+    );
+    for node in nodes.into_iter().flatten() {
+        drop(node.stop());
+    }
+}

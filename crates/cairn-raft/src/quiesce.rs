@@ -4,16 +4,18 @@
 //! A node's groups register here ([`Quiescence::register`]). Every heartbeat interval the
 //! node's scan ([`Quiescence::scan`]) quiesces the groups it leads that have been settled and
 //! idle long enough, and wakes the followers whose leader's pings stopped; a ping per peer
-//! ([`Quiescence::ping_for`]) lists the quiesced groups it leads with that peer among their
-//! followers, and its answer ([`Quiescence::answered`]) renews their lease or wakes what the
-//! peer refused. The receiving side ([`PingHandler::ping`]) quiesces the groups it follows
-//! under that leader in that term, refuses the others, and wakes the groups that left the list.
+//! ([`Quiescence::ping_for`]) lists the groups the node leads, marking those it leads
+//! quiescently with that peer among their followers, and its answer
+//! ([`Quiescence::answered`]) renews their lease or wakes what the peer refused. The receiving
+//! side ([`PingHandler::ping`]) quiesces the marked groups it follows under that leader in that
+//! term, refuses the others, wakes the groups that left the list, and remembers every listed
+//! leader for the groups it has no replica of ([`Quiescence::leader_of`]).
 //!
 //! This module decides; it does no IO and knows nothing of openraft: a group is seen through
 //! [`GroupTimers`] (its role now, its ticks on or off), and time is passed in, so the decisions
 //! are tested with made-up instants.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -22,7 +24,7 @@ use cairn_types::limits::PEER_QUIESCED_GROUPS_MAX;
 use tokio::time::Instant;
 
 use crate::RaftNodeId;
-use crate::peer::{Ping, PingAnswer, PingHandler, QuiescedGroup};
+use crate::peer::{LedGroup, Ping, PingAnswer, PingHandler};
 
 /// How long a leader's group must stay settled with nothing appended before it quiesces.
 pub const QUIESCE_AFTER: Duration = Duration::from_secs(2);
@@ -80,6 +82,8 @@ struct Member {
     flag: Arc<AtomicBool>,
     /// The leader's last index and since when it has been the same and settled.
     idle: Option<(Option<u64>, Instant)>,
+    /// The term this node led the group in at the last scan.
+    led: Option<u64>,
 }
 
 impl Member {
@@ -94,11 +98,21 @@ impl Member {
     }
 }
 
+/// A group's leader as a peer's ping announced it.
+#[derive(Clone, Copy, Debug)]
+struct Claim {
+    leader: RaftNodeId,
+    term: u64,
+    at: Instant,
+}
+
 #[derive(Default)]
 struct State {
     groups: HashMap<u64, Member>,
     /// When each peer's last ping arrived.
     heard: HashMap<RaftNodeId, Instant>,
+    /// The leaders peers announce, by group, the highest term kept.
+    claims: HashMap<u64, Claim>,
 }
 
 /// The node's quiescence of its groups (module docs). Shared by the groups, their handlers,
@@ -205,7 +219,8 @@ impl Quiescence {
     #[must_use]
     pub fn register(self: &Arc<Self>, group: u64, timers: Arc<dyn GroupTimers>) -> QuietHandle {
         let flag = Arc::new(AtomicBool::new(false));
-        let member = Member { timers, quiet: Quiet::Awake, flag: Arc::clone(&flag), idle: None };
+        let member =
+            Member { timers, quiet: Quiet::Awake, flag: Arc::clone(&flag), idle: None, led: None };
         self.locked().groups.insert(group, member);
         QuietHandle { group, flag, quiescence: Arc::clone(self) }
     }
@@ -263,10 +278,15 @@ impl Quiescence {
     /// One round of the node's scan (module docs) at `now`.
     pub fn scan(&self, now: Instant) {
         let mut state = self.locked();
-        let State { groups, heard } = &mut *state;
+        let State { groups, heard, claims } = &mut *state;
+        claims.retain(|_, claim| now.duration_since(claim.at) < self.wake_after);
         let mut leading = 0usize;
         for member in groups.values_mut() {
             let view = member.timers.view();
+            member.led = match &view {
+                GroupView::Leader { term, .. } => Some(*term),
+                GroupView::Follower { .. } | GroupView::Other => None,
+            };
             match (&member.quiet, view) {
                 (Quiet::Awake, GroupView::Leader { term, followers, last_index, settled }) => {
                     let idle_since = match member.idle {
@@ -298,29 +318,31 @@ impl Quiescence {
         }
     }
 
-    /// The ping for `peer` now: the quiesced groups this node leads with `peer` among their
-    /// followers.
+    /// The ping for `peer` now: the groups this node led at the last scan, marked quiesced
+    /// where it leads them quiescently with `peer` among their followers.
     #[must_use]
     pub fn ping_for(&self, peer: RaftNodeId) -> Ping {
         let state = self.locked();
-        let quiesced = state
+        let led = state
             .groups
             .iter()
-            .filter_map(|(group, member)| match &member.quiet {
-                Quiet::Leading { term, followers, .. } if followers.contains(&peer) => {
-                    Some(QuiescedGroup { group: *group, term: *term })
-                }
-                _ => None,
+            .filter_map(|(group, member)| {
+                let (term, quiesced) = match &member.quiet {
+                    Quiet::Leading { term, followers, .. } => (*term, followers.contains(&peer)),
+                    Quiet::Awake | Quiet::Following { .. } => (member.led?, false),
+                };
+                Some(LedGroup { group: *group, term, quiesced })
             })
+            .take(PEER_QUIESCED_GROUPS_MAX as usize)
             .collect();
-        Ping { from: self.node, quiesced }
+        Ping { from: self.node, led }
     }
 
     /// `peer` answered `ping`, sent at `sent`, refusing `refused`: renews the lease of the
-    /// others, wakes the refused.
+    /// other quiesced groups, wakes the refused.
     pub fn answered(&self, peer: RaftNodeId, ping: &Ping, sent: Instant, refused: &[u64]) {
         let mut state = self.locked();
-        for QuiescedGroup { group, term } in &ping.quiesced {
+        for LedGroup { group, term, .. } in ping.led.iter().filter(|led| led.quiesced) {
             let Some(member) = state.groups.get_mut(group) else { continue };
             if refused.contains(group) {
                 member.set(Quiet::Awake);
@@ -335,26 +357,39 @@ impl Quiescence {
         }
     }
 
+    /// The leader of `group` (a group without a replica here) as a peer's ping announced it
+    /// within the shortest election timeout before `now`, with its term.
+    #[must_use]
+    pub fn leader_of(&self, group: u64, now: Instant) -> Option<(RaftNodeId, u64)> {
+        let state = self.locked();
+        let claim = state.claims.get(&group)?;
+        (now.duration_since(claim.at) < self.wake_after).then_some((claim.leader, claim.term))
+    }
+
     /// Takes `ping` in at `now` (module docs).
     pub fn receive(&self, ping: &Ping, now: Instant) -> PingAnswer {
         let mut state = self.locked();
         state.heard.insert(ping.from, now);
         let mut refused = Vec::new();
-        for QuiescedGroup { group, term } in &ping.quiesced {
-            let Some(member) = state.groups.get_mut(group) else {
-                refused.push(*group);
+        for &LedGroup { group, term, quiesced } in &ping.led {
+            state.claim(group, Claim { leader: ping.from, term, at: now });
+            if !quiesced {
+                continue;
+            }
+            let Some(member) = state.groups.get_mut(&group) else {
+                refused.push(group);
                 continue;
             };
-            let following = GroupView::Follower { leader: ping.from, term: *term };
+            let following = GroupView::Follower { leader: ping.from, term };
             if member.timers.view() == following {
-                member.set(Quiet::Following { leader: ping.from, term: *term });
+                member.set(Quiet::Following { leader: ping.from, term });
             } else {
                 member.set(Quiet::Awake);
-                refused.push(*group);
+                refused.push(group);
             }
         }
-        let listed: std::collections::HashSet<u64> =
-            ping.quiesced.iter().map(|q| q.group).collect();
+        let listed: HashSet<u64> =
+            ping.led.iter().filter(|led| led.quiesced).map(|led| led.group).collect();
         for (group, member) in &mut state.groups {
             let left = matches!(member.quiet, Quiet::Following { leader, .. } if leader == ping.from)
                 && !listed.contains(group);
@@ -363,6 +398,16 @@ impl Quiescence {
             }
         }
         PingAnswer { refused }
+    }
+}
+
+impl State {
+    /// Keeps `claim` unless a fresher claim of a higher term stands.
+    fn claim(&mut self, group: u64, claim: Claim) {
+        let kept = self.claims.entry(group).or_insert(claim);
+        if claim.term >= kept.term || kept.leader == claim.leader {
+            *kept = claim;
+        }
     }
 }
 
@@ -459,8 +504,9 @@ mod tests {
     fn pings_list_the_quiesced_groups_and_their_answers_are_the_lease() {
         let (quiescence, fake, handle, now) = quiesced_leader();
         let ping = quiescence.ping_for(2);
-        assert_eq!(ping, Ping { from: 1, quiesced: vec![QuiescedGroup { group: 7, term: 4 }] });
-        assert!(quiescence.ping_for(9).quiesced.is_empty(), "node 9 follows nothing");
+        let led = |quiesced| vec![LedGroup { group: 7, term: 4, quiesced }];
+        assert_eq!(ping, Ping { from: 1, led: led(true) });
+        assert_eq!(quiescence.ping_for(9).led, led(false), "node 9 is no follower");
         assert!(!handle.holds_lease(now), "no follower acknowledged yet");
         quiescence.answered(2, &ping, now, &[]);
         assert!(handle.holds_lease(now + STEP), "itself and node 2: a quorum of three");
@@ -488,8 +534,8 @@ mod tests {
     }
 
     fn ping_of(from: u64, groups: &[(u64, u64)]) -> Ping {
-        let quiesced = groups.iter().map(|&(group, term)| QuiescedGroup { group, term }).collect();
-        Ping { from, quiesced }
+        let led = groups.iter().map(|&(group, term)| LedGroup { group, term, quiesced: true });
+        Ping { from, led: led.collect() }
     }
 
     #[test]
@@ -539,6 +585,33 @@ mod tests {
         fake.set(GroupView::Follower { leader: 3, term: 5 });
         quiescence.scan(now);
         assert!(!handle.is_quiet() && fake.ticking());
+    }
+
+    #[test]
+    fn an_awake_leader_is_announced_and_a_peer_knows_it_until_its_pings_stop() {
+        let leading = Quiescence::new(1, WAKE, LEASE);
+        let fake = Fake::new(leader(4, 10, false));
+        let _handle = leading.register(7, Arc::clone(&fake) as Arc<dyn GroupTimers>);
+        let now = Instant::now();
+        assert!(leading.ping_for(3).led.is_empty(), "nothing led before a scan");
+        leading.scan(now);
+        let ping = leading.ping_for(3);
+        assert_eq!(ping.led, vec![LedGroup { group: 7, term: 4, quiesced: false }]);
+        let elsewhere = Quiescence::new(3, WAKE, LEASE);
+        assert!(elsewhere.receive(&ping, now).refused.is_empty(), "only quiesced are refused");
+        assert_eq!(elsewhere.leader_of(7, now + STEP), Some((1, 4)));
+        // A lower term from another node does not replace it; a higher one does.
+        elsewhere.receive(
+            &Ping { from: 2, led: vec![LedGroup { group: 7, term: 3, quiesced: false }] },
+            now,
+        );
+        assert_eq!(elsewhere.leader_of(7, now), Some((1, 4)));
+        elsewhere.receive(
+            &Ping { from: 2, led: vec![LedGroup { group: 7, term: 5, quiesced: false }] },
+            now,
+        );
+        assert_eq!(elsewhere.leader_of(7, now), Some((2, 5)));
+        assert_eq!(elsewhere.leader_of(7, now + WAKE), None, "a silent leader is forgotten");
     }
 
     #[test]

@@ -308,9 +308,9 @@ pub const PEER_LANE_SILENT_TIMEOUTS_MAX: u32 = 3;
 /// disconnected, which would only add reconnections to its load.
 pub const PEER_LANE_SILENT_MS: u64 = 5000;
 
-/// Quiesced groups one node's ping lists, and refused groups in its answer (RFC 0004): 16 bytes
-/// each, so a ping stays far below [`PEER_FRAME_BYTES_MAX`]. A node leading more groups with
-/// one peer keeps the rest awake.
+/// Groups one node's ping lists (those it leads), and refused groups in its answer (RFC 0004):
+/// 17 bytes each, so a ping stays far below [`PEER_FRAME_BYTES_MAX`]. A node leading more
+/// groups keeps the rest awake and unannounced.
 pub const PEER_QUIESCED_GROUPS_MAX: u32 = 65_536;
 
 /// Least time between two of a peer's heartbeat coalescer's frames (RFC 0003 §6: one
@@ -339,7 +339,7 @@ const _: () = assert!(
                 * PEER_ENTRY_OVERHEAD_BYTES as u64
 );
 const _: () = assert!(PEER_HANDSHAKE_FRAME_BYTES_MAX >= PEER_FRAME_HEADER_BYTES + 64);
-const _: () = assert!((PEER_QUIESCED_GROUPS_MAX as u64) * 16 + 64 < PEER_FRAME_BYTES_MAX as u64);
+const _: () = assert!((PEER_QUIESCED_GROUPS_MAX as u64) * 17 + 64 < PEER_FRAME_BYTES_MAX as u64);
 const _: () = assert!(PEER_HANDSHAKE_FRAME_BYTES_MAX < PEER_FRAME_BYTES_MAX);
 const _: () = assert!(PEER_MESSAGE_BYTES_MAX + 64 <= PEER_HANDSHAKE_FRAME_BYTES_MAX as usize);
 const _: () = assert!(RAFT_READ_BYTES_MAX as usize <= PEER_DATA_QUEUE_BYTES_DEFAULT);

@@ -77,7 +77,8 @@ fn topic_response<M: MetadataStore>(
 ///   could not be opened or failed (as Kafka lists a replica on a failed log directory).
 ///   They are never in the ISR.
 /// - Leader: an online replica here names the leader its group knows; a node without an online
-///   replica names the core's preferred leader. Either only if that node is alive: otherwise
+///   replica names the leader a peer announced in its pings (RFC 0004) if one did lately, with
+///   its epoch, else the core's preferred leader. Either only if that node is alive: otherwise
 ///   (an election, or a leader the core marks dead) the answer is Kafka's
 ///   `LEADER_NOT_AVAILABLE` with leader -1, the replicas, ISR and epoch still given.
 /// - ISR: the leader's own account; elsewhere every replica that is not offline (a node that
@@ -108,10 +109,15 @@ fn partition_response<M: MetadataStore>(
         .collect();
     // The leader epoch is the partition group's term, which grows with every election (every
     // restart, with one voter).
-    let leader_epoch = hosted.as_ref().map_or(placed.leader_epoch, |p| p.leader_epoch());
+    let announced = ctx.broker.announced_leader(placed.group);
+    let leader_epoch = match (&hosted, announced) {
+        (Some(partition), _) => partition.leader_epoch(),
+        (None, Some((_, epoch))) => epoch,
+        (None, None) => placed.leader_epoch,
+    };
     let leader = match online {
         Some(partition) => partition.leader(),
-        None => Some(placed.leader),
+        None => Some(announced.map_or(placed.leader, |(leader, _)| leader)),
     }
     .filter(|leader| live.contains(leader));
     let isr: Vec<NodeId> = match online.and_then(|partition| partition.in_sync()) {

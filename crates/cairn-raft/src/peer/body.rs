@@ -150,26 +150,30 @@ pub struct Heartbeat {
 }
 
 /// A node's ping to a peer (RFC 0004): the failure detector of the node pair, carrying the
-/// groups the sender leads quiescently with the receiver among their followers.
+/// groups the sender leads, so that a node without a replica knows their leaders, and which of
+/// them it leads quiescently with the receiver among their followers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ping {
     /// The sending node.
     pub from: u64,
-    /// The quiesced groups the sender leads and the receiver follows: `(group, term)`.
-    pub quiesced: Vec<QuiescedGroup>,
+    /// The groups the sender leads.
+    pub led: Vec<LedGroup>,
 }
 
-/// One quiesced group of a [`Ping`].
+/// One group a [`Ping`]'s sender leads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct QuiescedGroup {
+pub struct LedGroup {
     /// The group.
     pub group: u64,
     /// The term the sender leads it in.
     pub term: u64,
+    /// Whether the sender leads it quiescently with the receiver among its followers.
+    pub quiesced: bool,
 }
 
-/// The answer to a [`Ping`]: the listed groups the receiver does not follow quiescently (it
-/// follows another leader or term, does not know its leader yet, or does not host the group).
+/// The answer to a [`Ping`]: the groups listed as quiesced that the receiver does not follow
+/// quiescently (it follows another leader or term, does not know its leader yet, or does not
+/// host the group).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PingAnswer {
     /// The refused groups.
@@ -663,7 +667,7 @@ fn heartbeats(reader: &mut Reader) -> Result<Vec<Heartbeat>, FrameError> {
 fn put_ping_count(out: &mut BytesMut, count: usize) -> Result<(), FrameError> {
     let max = u64::from(PEER_QUIESCED_GROUPS_MAX);
     if count as u64 > max {
-        return Err(FrameError::Count { what: "quiesced groups", count: count as u64, max });
+        return Err(FrameError::Count { what: "led groups", count: count as u64, max });
     }
     // At most PEER_QUIESCED_GROUPS_MAX.
     out.put_u32(count as u32);
@@ -672,10 +676,11 @@ fn put_ping_count(out: &mut BytesMut, count: usize) -> Result<(), FrameError> {
 
 fn put_ping(out: &mut BytesMut, ping: &Ping) -> Result<(), FrameError> {
     out.put_u64(ping.from);
-    put_ping_count(out, ping.quiesced.len())?;
-    for QuiescedGroup { group, term } in &ping.quiesced {
+    put_ping_count(out, ping.led.len())?;
+    for LedGroup { group, term, quiesced } in &ping.led {
         out.put_u64(*group);
         out.put_u64(*term);
+        out.put_u8(u8::from(*quiesced));
     }
     Ok(())
 }
@@ -683,13 +688,19 @@ fn put_ping(out: &mut BytesMut, ping: &Ping) -> Result<(), FrameError> {
 fn ping(reader: &mut Reader) -> Result<Ping, FrameError> {
     let from = reader.u64("ping sender")?;
     let max = u64::from(PEER_QUIESCED_GROUPS_MAX);
-    let count = reader.count("quiesced groups", 16, max)?;
-    let mut quiesced = Vec::with_capacity(count);
+    let count = reader.count("led groups", 17, max)?;
+    let mut led = Vec::with_capacity(count);
     for _ in 0..count {
-        let group = reader.u64("quiesced group")?;
-        quiesced.push(QuiescedGroup { group, term: reader.u64("quiesced term")? });
+        let group = reader.u64("led group")?;
+        let term = reader.u64("led term")?;
+        let quiesced = match reader.u8("quiesced flag")? {
+            0 => false,
+            1 => true,
+            _ => return Err(FrameError::Invalid { what: "quiesced flag" }),
+        };
+        led.push(LedGroup { group, term, quiesced });
     }
-    Ok(Ping { from, quiesced })
+    Ok(Ping { from, led })
 }
 
 fn put_ping_answer(out: &mut BytesMut, answer: &PingAnswer) -> Result<(), FrameError> {

@@ -28,7 +28,7 @@ use cairn_types::{LeaderEpoch, NodeId, Offset, ProducerId};
 use crate::core_group::{CoreRequest, Forwarded};
 use crate::peer::body::{
     AppendRequest, AppendResponse, ClusterId, ErrorAnswer, ErrorCode, Goodbye, GoodbyeReason,
-    GroupAnswer, Heartbeat, HeartbeatAnswer, Hello, Lane, Message, Ping, PingAnswer, QuiescedGroup,
+    GroupAnswer, Heartbeat, HeartbeatAnswer, Hello, Lane, LedGroup, Message, Ping, PingAnswer,
     SnapshotMeta, SnapshotRequest, SnapshotResponse, Vote, VoteRequest, VoteResponse,
 };
 use crate::peer::core_body::{CoreAnswer, CoreRefusal, CoreSnapshotRequest};
@@ -198,14 +198,14 @@ pub fn sample_messages() -> Vec<(&'static str, Message)> {
             }),
         ),
         ("snapshot-answer", Message::SnapshotAnswer(SnapshotResponse { vote: vote() })),
-        ("ping-empty", Message::Ping(Ping { from: 3, quiesced: Vec::new() })),
+        ("ping-empty", Message::Ping(Ping { from: 3, led: Vec::new() })),
         (
             "ping",
             Message::Ping(Ping {
                 from: 1,
-                quiesced: vec![
-                    QuiescedGroup { group: 7, term: 4 },
-                    QuiescedGroup { group: 9, term: 2 },
+                led: vec![
+                    LedGroup { group: 7, term: 4, quiesced: true },
+                    LedGroup { group: 9, term: 2, quiesced: false },
                 ],
             }),
         ),

@@ -22,7 +22,7 @@ mod transport;
 pub use backoff::Backoff;
 pub use body::{
     AppendRequest, AppendResponse, ClusterId, ErrorAnswer, ErrorCode, Goodbye, GoodbyeReason,
-    GroupAnswer, Heartbeat, HeartbeatAnswer, Hello, Lane, Message, Ping, PingAnswer, QuiescedGroup,
+    GroupAnswer, Heartbeat, HeartbeatAnswer, Hello, Lane, LedGroup, Message, Ping, PingAnswer,
     SnapshotMeta, SnapshotRequest, SnapshotResponse, Vote, VoteRequest, VoteResponse,
 };
 pub use conn::{CallError, PendingCall, Unreachable};

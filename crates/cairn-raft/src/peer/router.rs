@@ -195,7 +195,9 @@ impl Router {
         let handler = self.pings.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         match handler {
             Some(handler) => handler.ping(ping),
-            None => PingAnswer { refused: ping.quiesced.iter().map(|q| q.group).collect() },
+            None => PingAnswer {
+                refused: ping.led.iter().filter(|led| led.quiesced).map(|led| led.group).collect(),
+            },
         }
     }
 
