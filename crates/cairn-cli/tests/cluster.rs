@@ -1017,7 +1017,7 @@ fn an_idle_partition_quiesces_keeps_its_leader_and_wakes_on_a_write_and_on_a_kil
 
     // Quiesced again, the leader is killed: its pings stop, the followers wake and elect.
     wait_quiesced(&mut nodes, 1);
-    drop(nodes[slot(leader)].take().expect("running").kill());
+    let killed = nodes[slot(leader)].take().expect("running").kill();
     let survivors: Vec<i64> = (1..=3).filter(|&id| id != leader).collect();
     let mut new_leader = 0;
     nodes[slot(survivors[0])].as_mut().expect("running").wait_until(
@@ -1034,6 +1034,16 @@ fn an_idle_partition_quiesces_keeps_its_leader_and_wakes_on_a_write_and_on_a_kil
     let expected: Vec<String> =
         first.lines().chain(second.lines()).chain(third.lines()).map(str::to_owned).collect();
     assert_eq!(read, expected);
+
+    // With one replica dead the other two quiesce again; the killed node, restarted, refuses
+    // the leader's first ping, which wakes the group: it catches up and quiesces with them.
+    wait_quiesced(&mut nodes, 1);
+    let mut restarted = builders[slot(leader)].spawn_in(killed);
+    restarted.wait_ready(AGREE_TIMEOUT);
+    nodes[slot(leader)] = Some(restarted);
+    wait_quiesced(&mut nodes, 1);
+    // Quiesced only once every follower it hears holds the last entry: all three in sync.
+    wait_isr(nodes[slot(new_leader)].as_mut().expect("running"), "q", &[1, 2, 3]);
     for node in nodes.into_iter().flatten() {
         drop(node.stop());
     }

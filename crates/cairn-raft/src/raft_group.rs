@@ -603,9 +603,11 @@ impl<D: Disk + Clone + Send + Sync + 'static> GroupTimers for QuietTimers<D> {
     }
 }
 
-/// A leader's [`GroupView`]: settled when its membership is stable, every voter matched its
-/// last entry and it is committed, every follower acknowledged within two heartbeats (so knows
-/// the commit index) and its quorum lease holds.
+/// A leader's [`GroupView`]: settled when its membership is stable, its last entry is
+/// committed, a quorum (itself included) acknowledged it within two heartbeats (so knows the
+/// commit index), every follower that did holds the last entry, and its quorum lease holds.
+/// A follower silent that long (a dead or cut-off node) does not keep the group awake: it is
+/// woken again when that follower refuses the leader's ping on its return (RFC 0004).
 fn leader_view(metrics: &RaftMetrics<TypeConfig>, timers: &Timers) -> GroupView {
     let membership = metrics.membership_config.membership();
     let followers: Vec<RaftNodeId> =
@@ -614,17 +616,22 @@ fn leader_view(metrics: &RaftMetrics<TypeConfig>, timers: &Timers) -> GroupView 
     let stable =
         membership.get_joint_config().len() == 1 && membership.learner_ids().next().is_none();
     let committed = metrics.cluster_committed.map(|id| id.index) == last_index;
+    let recent = Duration::from_millis(2 * timers.heartbeat_ms);
+    let heard: Vec<RaftNodeId> = followers
+        .iter()
+        .copied()
+        .filter(|f| {
+            let at = metrics.heartbeat.as_ref().and_then(|heard| heard.get(f).copied().flatten());
+            at.is_some_and(|at| at.elapsed() <= recent)
+        })
+        .collect();
     let matched = metrics.replication.as_ref().is_some_and(|matched| {
         let at = |f: &RaftNodeId| matched.get(f).copied().flatten().map(|id| id.index);
-        followers.iter().all(|f| at(f) == last_index)
+        heard.iter().all(|f| at(f) == last_index)
     });
-    let recent = Duration::from_millis(2 * timers.heartbeat_ms);
-    let heard = metrics.heartbeat.as_ref().is_some_and(|heard| {
-        let at = |f: &RaftNodeId| heard.get(f).copied().flatten();
-        followers.iter().all(|f| at(f).is_some_and(|at| at.elapsed() <= recent))
-    });
+    let quorum = 2 * (heard.len() + 1) > followers.len() + 1;
     let lease = Duration::from_millis(timers.election_timeout_max_ms);
-    let settled = stable && committed && matched && heard && leads_with_quorum(metrics, lease);
+    let settled = stable && committed && quorum && matched && leads_with_quorum(metrics, lease);
     GroupView::Leader { term: metrics.vote.leader_id.term, followers, last_index, settled }
 }
 
