@@ -442,17 +442,27 @@ fn wait_isr(leader: &mut ProcessNode, topic: &str, isr: &[i64]) {
     });
 }
 
-#[test]
-fn a_replicated_partition_keeps_every_acknowledged_record_when_its_leader_is_killed() {
+/// Three nodes (their builders, the running nodes and their Kafka addresses) with `topic` of
+/// one partition and three replicas, and the node that leads it.
+fn three_with_topic(
+    topic: &str,
+) -> (Vec<ProcessNodeBuilder>, Vec<Option<ProcessNode>>, Vec<String>, i64) {
     let (builders, _) = members(3);
     let mut nodes: Vec<Option<ProcessNode>> = start_all(&builders).into_iter().map(Some).collect();
     let addrs: Vec<String> = nodes.iter().flatten().map(|n| n.bootstrap().to_owned()).collect();
-    live(&nodes, 1).ok(&["topic", "create", "r", "--partitions", "1", "--replication-factor", "3"]);
+    let create = ["topic", "create", topic, "--partitions", "1", "--replication-factor", "3"];
+    live(&nodes, 1).ok(&create);
     let mut leader = 0;
     nodes[0].as_mut().expect("node 1").wait_until("a partition leader", AGREE_TIMEOUT, |_| {
-        leader = answering_leader(&addrs, &[1, 2, 3], "r")?;
+        leader = answering_leader(&addrs, &[1, 2, 3], topic)?;
         Ok(())
     });
+    (builders, nodes, addrs, leader)
+}
+
+#[test]
+fn a_replicated_partition_keeps_every_acknowledged_record_when_its_leader_is_killed() {
+    let (builders, mut nodes, addrs, leader) = three_with_topic("r");
     // A follower refuses produce: only the group's leader appends.
     let follower = (1..=3).find(|&id| id != leader).expect("a follower");
     let refused = live(&nodes, follower).fails(&["produce", "r", "--partition", "0"], b"x\n");
@@ -976,15 +986,7 @@ fn wait_quiesced(nodes: &mut [Option<ProcessNode>], count: u64) {
 
 #[test]
 fn an_idle_partition_quiesces_keeps_its_leader_and_wakes_on_a_write_and_on_a_kill() {
-    let (builders, _) = members(3);
-    let mut nodes: Vec<Option<ProcessNode>> = start_all(&builders).into_iter().map(Some).collect();
-    let addrs: Vec<String> = nodes.iter().flatten().map(|n| n.bootstrap().to_owned()).collect();
-    live(&nodes, 1).ok(&["topic", "create", "q", "--partitions", "1", "--replication-factor", "3"]);
-    let mut leader = 0;
-    nodes[0].as_mut().expect("node 1").wait_until("a partition leader", AGREE_TIMEOUT, |_| {
-        leader = answering_leader(&addrs, &[1, 2, 3], "q")?;
-        Ok(())
-    });
+    let (builders, mut nodes, addrs, leader) = three_with_topic("q");
     let first: String = (0..10).map(|i| format!("first-{i}\n")).collect();
     produce_all(nodes[slot(leader)].as_mut().expect("running"), "q", &first);
 
@@ -1050,35 +1052,37 @@ fn an_idle_partition_quiesces_keeps_its_leader_and_wakes_on_a_write_and_on_a_kil
 }
 
 /// A node without a replica of a partition names the leader its peers announce in their pings
-/// (RFC 0004), with its epoch, not the core's preferred leader once leadership moved away.
+/// (RFC 0004), with its epoch, not the core's preferred leader once leadership moved away:
+/// four nodes, a partition on nodes 1 to 3, asked through node 4.
 #[test]
 fn a_node_without_a_replica_names_the_leader_its_peers_announce() {
-    let (builders, _) = members(3);
+    let (builders, _) = members(4);
     let mut nodes: Vec<Option<ProcessNode>> = start_all(&builders).into_iter().map(Some).collect();
     let addrs: Vec<String> = nodes.iter().flatten().map(|n| n.bootstrap().to_owned()).collect();
-    create_or_panic(&addrs[slot(3)], "a", &[&[1, 2]]);
+    create_or_panic(&addrs[slot(4)], "a", &[&[1, 2, 3]]);
     let mut leader = 0;
     nodes[0].as_mut().expect("node 1").wait_until("a partition leader", AGREE_TIMEOUT, |_| {
-        leader = answering_leader(&addrs, &[1, 2], "a")?;
+        leader = answering_leader(&addrs, &[1, 2, 3], "a")?;
         Ok(())
     });
     if leader == 1 {
-        // Move leadership off the preferred replica: kill it, let node 2 lead, restart it.
+        // Move leadership off the preferred replica: kill it, let another lead, restart it.
         let killed = nodes[slot(1)].take().expect("running").kill();
-        nodes[slot(2)].as_mut().expect("node 2").wait_until("node 2 leads", AGREE_TIMEOUT, |_| {
-            answering_leader(&addrs, &[2], "a").map(drop)
+        nodes[slot(2)].as_mut().expect("node 2").wait_until("a new leader", AGREE_TIMEOUT, |_| {
+            leader = answering_leader(&addrs, &[2, 3], "a")?;
+            Ok(())
         });
         let mut restarted = builders[slot(1)].spawn_in(killed);
         restarted.wait_ready(AGREE_TIMEOUT);
         nodes[slot(1)] = Some(restarted);
     }
-    nodes[slot(3)].as_mut().expect("node 3").wait_until(
-        "node 3 to name the announced leader",
+    nodes[slot(4)].as_mut().expect("node 4").wait_until(
+        "node 4 to name the announced leader",
         AGREE_TIMEOUT,
         |node| {
             let (named, epoch, _) = leader_and_epoch(node.bootstrap(), "a")?;
-            let (actual, actual_epoch, _) = leader_and_epoch(&addrs[slot(2)], "a")?;
-            let agreed = (named, epoch) == (actual, actual_epoch) && actual == 2;
+            let (actual, actual_epoch, _) = leader_and_epoch(&addrs[slot(leader)], "a")?;
+            let agreed = (named, epoch) == (actual, actual_epoch) && i64::from(actual) == leader;
             if agreed {
                 Ok(())
             } else {
