@@ -195,6 +195,19 @@ class Cluster:
             return None
         return next((n["liveness"] for n in status["nodes"] if n["id"] == node_id), None)
 
+    def quiesced(self, node_id: int) -> int | None:
+        """`node_id`'s `cairn_raft_groups_quiesced` gauge: its groups whose timers stopped."""
+        url = f"{self.nodes[node_id].admin_url}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                text = answer.read().decode()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("cairn_raft_groups_quiesced "):
+                return int(float(line.split()[1]))
+        return None
+
     def kill(self) -> None:
         """SIGKILLs every node and stops the proxies, for a run that failed."""
         for node in self.nodes.values():

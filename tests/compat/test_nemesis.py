@@ -12,6 +12,10 @@ compares it with what the producer was told:
 - unknown: the producer got an error (a timeout is an unknown outcome, not a failed write):
   counted, allowed either way.
 
+Before half of the faults (drawn from the seed) the producer goes quiet until every node has
+quiesced its groups (RFC 0004: timers stopped, one ping per node pair), so the fault finds the
+partitions idle; the writes resume as it begins.
+
 A kill or a pause is held until writes to the faulted leader's partition resume (records sent
 after the fault began are acknowledged by a new leader); an isolation until the other nodes
 mark the node dead. Then the fault is healed, writes to the partition must resume, and the next
@@ -111,6 +115,8 @@ class Writer:
         self.topic = topic
         self.history = history
         self.stopping = threading.Event()
+        # While set, nothing new is produced (the groups go idle and quiesce).
+        self.quiet = threading.Event()
         self.thread = threading.Thread(target=self._run, name="nemesis-writer", daemon=True)
 
     def start(self) -> None:
@@ -118,7 +124,7 @@ class Writer:
 
     def _run(self) -> None:
         while not self.stopping.is_set():
-            if len(self.producer) >= IN_FLIGHT_MAX:
+            if self.quiet.is_set() or len(self.producer) >= IN_FLIGHT_MAX:
                 self.producer.poll(0.01)
                 continue
             with self.history.lock:
@@ -200,6 +206,9 @@ class Nemesis:
 
     def round(self, fault: str) -> str:
         """One fault: applied, held, healed; then the cluster must serve every partition."""
+        quiet = self.rng.random() < 0.5
+        if quiet:
+            self.quiesce()
         found, controller = leaders(self.cluster.admin(), self.topic)
         partition = self.rng.randrange(PARTITIONS)
         target = controller if fault == "kill-controller" else found[partition]
@@ -208,17 +217,18 @@ class Nemesis:
         self.writer.history.watch(partition)
         resumed_at = functools.partial(self.writer.history.resumed_at, partition)
         resumed = f"writes to partition {partition} to resume after {fault} of node {target}"
-        outcome = ""
+        outcome = ", quiesced" if quiet else ""
         if fault == "isolate":
             self.isolate(target)
         else:
             self.stop(fault, node)
+            self.writer.quiet.clear()
             try:
                 self.churn_topics()
                 # Liveness: a new leader takes the writes while the node is down.
                 wait_until(resumed, RESUME_TIMEOUT_S, lambda: resumed_at() is not None)
                 self.resume_seconds.append(resumed_at() - began)
-                outcome = f", writes resumed after {self.resume_seconds[-1]:.1f} s"
+                outcome += f", writes resumed after {self.resume_seconds[-1]:.1f} s"
             finally:
                 if fault == "pause":
                     node.resume()
@@ -228,6 +238,7 @@ class Nemesis:
         wait_until(resumed, RESUME_TIMEOUT_S, lambda: resumed_at() is not None)
         wait_until(f"every partition of {self.topic} led", RECOVER_TIMEOUT_S,
                    lambda: all_led(self.cluster, self.topic))  # fmt: skip
+        self.writer.quiet.clear()
         return f"{fault} node {target} (partition {partition}){outcome}"
 
     @staticmethod
@@ -248,6 +259,7 @@ class Nemesis:
         """
         others = [n for n in self.cluster.nodes if n != target]
         self.cluster.isolate(target)
+        self.writer.quiet.clear()
         try:
             wait_until(f"node {target} marked dead by the others", RECOVER_TIMEOUT_S,
                        lambda: all(self.cluster.liveness_seen_by(o, target) == "dead"
@@ -255,6 +267,13 @@ class Nemesis:
         finally:
             self.cluster.heal(target)
         self.churn_topics()
+
+    def quiesce(self) -> None:
+        """Stops new writes until every node has quiesced at least the topic's partitions."""
+        self.writer.quiet.set()
+        wait_until("every node to quiesce its groups", RECOVER_TIMEOUT_S,
+                   lambda: all((self.cluster.quiesced(n) or 0) >= PARTITIONS
+                               for n in self.cluster.nodes))  # fmt: skip
 
     def churn_topics(self) -> None:
         """Creates a topic while the fault holds and deletes the one created before. Two
