@@ -1,8 +1,8 @@
 //! [`Coalescer`]: one peer's heartbeat coalescer (RFC 0003 §6 "Heartbeats are batched per
 //! peer"). Every group this node leads sends its heartbeats to that peer through it; it sends
 //! them in one `Heartbeats` frame on the control lane [`PEER_HEARTBEATS_WINDOW_MS`] after the
-//! previous frame (at once if that is past), or as soon as [`PEER_HEARTBEATS_GROUPS_MAX`] are
-//! waiting, and fans the answers back to each group. With 1,000 idle groups a node sends a frame per peer
+//! first one of a batch arrived (at once on a link idle for ten windows), or as soon as
+//! [`PEER_HEARTBEATS_GROUPS_MAX`] are waiting, and fans the answers back to each group. With 1,000 idle groups a node sends a frame per peer
 //! per window rather than a frame per group per heartbeat interval.
 //!
 //! Bounds: at most [`PEER_HEARTBEATS_QUEUED_MAX`] heartbeats wait in the coalescer (one more
@@ -72,15 +72,18 @@ impl Coalescer {
 }
 
 /// Gathers batches until every handle is dropped; each batch's call runs on a task of its own,
-/// so a slow answer never holds up the next batch. A batch closes one window after the last
-/// one was sent, or at once if that is past: a lone heartbeat (a woken group renewing its
-/// lease, RFC 0004) goes out without waiting, and busy peers still get one frame per window.
+/// so a slow answer never holds up the next batch. A batch closes one window after its first
+/// heartbeat, or at once if the peer's link carried no frame for [`IDLE_GAP_WINDOWS`] windows:
+/// a lone heartbeat (a woken group renewing its lease when every other group is quiesced, RFC
+/// 0004) goes out without waiting, and awake groups' heartbeats are still batched.
 async fn run(client: PeerClient, mut waiting: mpsc::Receiver<Queued>) {
     let window = Duration::from_millis(PEER_HEARTBEATS_WINDOW_MS);
     let groups_max = PEER_HEARTBEATS_GROUPS_MAX as usize;
     let mut last_sent: Option<Instant> = None;
     while let Some(first) = waiting.recv().await {
-        let closes = last_sent.map_or_else(Instant::now, |sent| sent + window);
+        let now = Instant::now();
+        let idle = last_sent.is_none_or(|sent| now - sent >= window * IDLE_GAP_WINDOWS);
+        let closes = if idle { now } else { now + window };
         let mut batch = vec![first];
         while batch.len() < groups_max {
             match tokio::time::timeout_at(closes, waiting.recv()).await {
@@ -92,6 +95,9 @@ async fn run(client: PeerClient, mut waiting: mpsc::Receiver<Queued>) {
         last_sent = Some(Instant::now());
     }
 }
+
+/// How many batching windows without a frame make a peer's link idle (module docs).
+const IDLE_GAP_WINDOWS: u32 = 10;
 
 /// Sends one batch and fans its answers out, in the background.
 fn send(client: &PeerClient, batch: Vec<Queued>) {

@@ -313,9 +313,10 @@ pub const PEER_LANE_SILENT_MS: u64 = 5000;
 /// groups keeps the rest awake and unannounced.
 pub const PEER_QUIESCED_GROUPS_MAX: u32 = 65_536;
 
-/// Least time between two of a peer's heartbeat coalescer's frames (RFC 0003 §6: one
-/// `Heartbeats` frame per peer every 10 ms at most, or every [`PEER_HEARTBEATS_GROUPS_MAX`]
-/// groups); a heartbeat that finds the last frame older goes out at once.
+/// Longest a peer's heartbeat coalescer holds a group's heartbeat before it sends the batch
+/// (RFC 0003 §6: one `Heartbeats` frame per peer every 10 ms, or every
+/// [`PEER_HEARTBEATS_GROUPS_MAX`] groups); on a link without a frame for ten windows, a
+/// heartbeat goes out at once.
 pub const PEER_HEARTBEATS_WINDOW_MS: u64 = 10;
 
 /// Heartbeats waiting in one peer's coalescer; one more fails at once as unreachable (the
