@@ -194,6 +194,40 @@ mod tests {
         assert!(early.changed().await.is_err());
     }
 
+    /// Four tasks wait on one watch; a send wakes them in the order they started waiting, in
+    /// every runtime (tokio's watch orders them by its runtime's OS-seeded RNG).
+    #[test]
+    fn waiting_receivers_wake_in_the_order_they_started_waiting() {
+        for round in 0..20 {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build();
+            let runtime = runtime.expect("a current-thread runtime builds");
+            let local = tokio::task::LocalSet::new();
+            let woken = local.block_on(&runtime, wake_four());
+            assert_eq!(woken, [0, 1, 2, 3], "round {round}");
+        }
+    }
+
+    async fn wake_four() -> Vec<usize> {
+        let (sender, receiver) = FifoWatch::channel(0u32);
+        let woken = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for waiter in 0..4 {
+            let (mut receiver, woken) = (receiver.clone(), std::rc::Rc::clone(&woken));
+            tasks.push(tokio::task::spawn_local(async move {
+                if receiver.changed().await.is_ok() {
+                    woken.borrow_mut().push(waiter);
+                }
+            }));
+            // Each waits before the next starts.
+            tokio::task::yield_now().await;
+        }
+        assert!(sender.send(1).is_ok());
+        for task in tasks {
+            assert!(tokio::time::timeout(WAIT, task).await.is_ok_and(|joined| joined.is_ok()));
+        }
+        woken.take()
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_waiting_receiver_is_woken_and_send_fails_without_receivers() {
         let (sender, receiver) = FifoWatch::channel(String::new());
