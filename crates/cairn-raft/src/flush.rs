@@ -116,7 +116,7 @@ impl GroupCommit {
             };
             let drops = pending.take_cache_drops();
             let flush_seconds = Arc::clone(&self.flush_seconds);
-            let (pending, synced) = tokio::task::spawn_blocking(move || {
+            let (pending, synced) = crate::runtime::unblock(move || {
                 let mut pending = pending;
                 let started = std::time::Instant::now();
                 let synced = pending.sync();
@@ -128,7 +128,7 @@ impl GroupCommit {
             target.complete_flush(pending, synced).map_err(FlushError::Target)?;
             if !drops.is_empty() {
                 // Advice, off the durability path; it may overlap the next fsync.
-                drop(tokio::task::spawn_blocking(move || drops.run()));
+                crate::runtime::unblock_detached(move || drops.run());
             }
         }
     }

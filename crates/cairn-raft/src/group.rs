@@ -396,15 +396,16 @@ impl<D: Disk> GroupLog<D> {
         Ok(())
     }
 
-    /// Runs `f` on a blocking thread: work that syncs (vote, cuts, snapshot files).
+    /// Runs `f` on a blocking thread ([`crate::runtime::unblock`]): work that syncs (vote, cuts,
+    /// snapshot files).
     pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&GroupLog<D>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let group = self.clone();
-        tokio::task::spawn_blocking(move || f(&group))
+        crate::runtime::unblock(move || f(&group))
             .await
-            .map_err(|error| StoreError::Failed(format!("blocking thread failed: {error}")))?
+            .map_err(|error| StoreError::Failed(error.to_string()))?
     }
 
     /// Saves the newest committed id openraft reported, clamped to the durable log and below

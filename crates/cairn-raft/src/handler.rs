@@ -77,7 +77,7 @@ where
         quiet: Option<QuietHandle>,
     ) -> Arc<RaftHandler<SM>> {
         let (appends, queued) = mpsc::channel(RAFT_APPENDS_QUEUED_MAX);
-        tokio::spawn(run_appends(raft.clone(), queued));
+        crate::runtime::spawn(run_appends(raft.clone(), queued));
         Arc::new(RaftHandler { raft, appends, abstain, quiet })
     }
 

@@ -44,7 +44,7 @@ impl Coalescer {
     /// Starts the coalescer of the peer `client` calls. Must run inside a tokio runtime.
     pub(crate) fn spawn(client: PeerClient) -> Coalescer {
         let (queue, waiting) = mpsc::channel(PEER_HEARTBEATS_QUEUED_MAX);
-        tokio::spawn(run(client, waiting));
+        crate::runtime::spawn(run(client, waiting));
         Coalescer { queue }
     }
 
@@ -113,7 +113,7 @@ fn send(client: &PeerClient, batch: Vec<Queued>) {
         .map(|queued| Heartbeat { group: queued.group, request: queued.request.clone() })
         .collect();
     let call = client.start(0, Request::Heartbeats(heartbeats), deadline);
-    tokio::spawn(async move {
+    crate::runtime::spawn(async move {
         let answers = match call {
             Ok(call) => call.answer().await,
             Err(error) => Err(error),

@@ -22,6 +22,10 @@
 //!   (votes and pre-votes on the control lane, pipelined appends on the data lane, heartbeats
 //!   batched per peer); [`RaftHandler`]: a group's receiving side, registered in the router.
 //!
+//! - [`runtime`]: openraft's runtime ([`runtime::CairnRuntime`]: tokio with seedable jitter),
+//!   blocking work, and [`runtime::Deterministic`], which the simulator enters so that a seed
+//!   replays one history.
+//!
 //! - [`core_group`]: the consistent core as an openraft group, serving cairn-meta's
 //!   `MetadataStore` ([`core_group::CoreMetadata`]).
 //!
@@ -47,6 +51,7 @@ mod raft_group;
 mod record;
 mod responder;
 mod restore;
+pub mod runtime;
 mod state_machine;
 mod store;
 mod wire;
@@ -117,6 +122,6 @@ impl openraft::RaftTypeConfig for TypeConfig {
         = openraft::impls::InlineBatch<T>
     where
         T: openraft::OptionalSend + 'static;
-    type AsyncRuntime = openraft::impls::TokioRuntime;
+    type AsyncRuntime = runtime::CairnRuntime;
     type ErrorSource = openraft::impls::BoxedErrorSource;
 }

@@ -19,7 +19,7 @@
 //! backs off with [`PeerNetwork`]'s [`Backoff`]); a deadline is `Timeout`; a busy peer is a
 //! `Network` error (openraft retries soon).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -61,9 +61,9 @@ struct Inner {
     /// This node's id (openraft's errors name it).
     node_id: RaftNodeId,
     /// Each configured peer's client.
-    clients: HashMap<RaftNodeId, PeerClient>,
+    clients: BTreeMap<RaftNodeId, PeerClient>,
     /// Each peer's heartbeat coalescer, once a group sent it a heartbeat.
-    coalescers: Mutex<HashMap<RaftNodeId, Coalescer>>,
+    coalescers: Mutex<BTreeMap<RaftNodeId, Coalescer>>,
 }
 
 impl std::fmt::Debug for Network {
@@ -101,13 +101,13 @@ impl Network {
     pub fn run_quiescence(&self, quiescence: &Arc<Quiescence>, interval: Duration) {
         let weak = Arc::downgrade(&self.inner);
         let scanned = Arc::clone(quiescence);
-        tokio::spawn(every(interval, weak.clone(), move || {
+        crate::runtime::spawn(every(interval, weak.clone(), move || {
             scanned.scan(Instant::now());
             std::future::ready(())
         }));
         for (peer, client) in &self.inner.clients {
             let (peer, client, quiescence) = (*peer, client.clone(), Arc::clone(quiescence));
-            tokio::spawn(every(interval, weak.clone(), move || {
+            crate::runtime::spawn(every(interval, weak.clone(), move || {
                 ping(peer, client.clone(), Arc::clone(&quiescence), interval)
             }));
         }
@@ -415,9 +415,13 @@ impl<W: WireSnapshot> RaftNetworkV2<TypeConfig> for PeerNetwork<W> {
         let client = self.client(action).map_err(streaming_error)?;
         let request = W::request(vote, snapshot.meta, snapshot.snapshot);
         let call = client.call(self.group, request, Instant::now() + ttl);
+        // Biased (here and in the peer transport): tokio's unbiased `select!` draws from a
+        // per-runtime RNG that only `--cfg tokio_unstable` seeds, and the simulation replays a
+        // seed only if every choice derives from it.
         let answer = tokio::select! {
-            answer = call => answer,
+            biased;
             closed = cancel => return Err(StreamingError::Closed(closed)),
+            answer = call => answer,
         };
         match answer {
             Ok(Response::Snapshot(answer)) => Ok(answer),

@@ -15,7 +15,7 @@
 //! [`GroupTimers`] (its role now, its ticks on or off), and time is passed in, so the decisions
 //! are tested with made-up instants.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -70,7 +70,7 @@ enum Quiet {
     Awake,
     /// Led quiescently in `term`; `acked` holds, per follower, the send time of the last ping
     /// that listed the group and that the follower did not refuse.
-    Leading { term: u64, followers: Vec<RaftNodeId>, acked: HashMap<RaftNodeId, Instant> },
+    Leading { term: u64, followers: Vec<RaftNodeId>, acked: BTreeMap<RaftNodeId, Instant> },
     /// Followed quiescently under `leader` in `term`.
     Following { leader: RaftNodeId, term: u64 },
 }
@@ -108,11 +108,11 @@ struct Claim {
 
 #[derive(Default)]
 struct State {
-    groups: HashMap<u64, Member>,
+    groups: BTreeMap<u64, Member>,
     /// When each peer's last ping arrived.
-    heard: HashMap<RaftNodeId, Instant>,
+    heard: BTreeMap<RaftNodeId, Instant>,
     /// The leaders peers announce, by group, the highest term kept.
-    claims: HashMap<u64, Claim>,
+    claims: BTreeMap<u64, Claim>,
 }
 
 /// The node's quiescence of its groups (module docs). Shared by the groups, their handlers,
@@ -265,7 +265,7 @@ impl Quiescence {
         }
     }
 
-    fn recent(&self, acked: &HashMap<RaftNodeId, Instant>, now: Instant) -> Vec<RaftNodeId> {
+    fn recent(&self, acked: &BTreeMap<RaftNodeId, Instant>, now: Instant) -> Vec<RaftNodeId> {
         let mut recent: Vec<RaftNodeId> = acked
             .iter()
             .filter(|(_, sent)| now.duration_since(**sent) < self.lease)
@@ -296,7 +296,7 @@ impl Quiescence {
                     member.idle = settled.then_some((last_index, idle_since));
                     let quiet_long = now.duration_since(idle_since) >= QUIESCE_AFTER;
                     if quiet_long && leading < PEER_QUIESCED_GROUPS_MAX as usize {
-                        member.set(Quiet::Leading { term, followers, acked: HashMap::new() });
+                        member.set(Quiet::Leading { term, followers, acked: BTreeMap::new() });
                     }
                 }
                 (Quiet::Leading { term, .. }, GroupView::Leader { term: now_term, .. })
@@ -388,7 +388,7 @@ impl Quiescence {
                 refused.push(group);
             }
         }
-        let listed: HashSet<u64> =
+        let listed: BTreeSet<u64> =
             ping.led.iter().filter(|led| led.quiesced).map(|led| led.group).collect();
         for (group, member) in &mut state.groups {
             let left = matches!(member.quiet, Quiet::Following { leader, .. } if leader == ping.from)

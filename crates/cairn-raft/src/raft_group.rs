@@ -301,7 +301,7 @@ impl<D: Disk + Clone + Send + Sync + 'static> RaftGroup<D> {
         if let Some(index) = lost {
             let rejoin =
                 rejoin_when_held(raft.clone(), log.clone(), index, abstain, placement.group);
-            tokio::spawn(rejoin);
+            crate::runtime::spawn(rejoin);
         }
         let renewing = AtomicBool::new(false);
         let mut group = RaftGroup { raft, log, routed, in_sync_within, quiet, renewing };

@@ -115,13 +115,13 @@ impl Faults {
         if let Some(disk) = disks.get(&node) {
             disk.crash();
         }
-        world.lock().event(format!("crash node={node} leader={leader}"));
+        world.lock().event_at(sim.elapsed(), format!("crash node={node} leader={leader}"));
         self.down = Some(Down { node, until });
     }
 
     fn restart(&mut self, sim: &mut turmoil::Sim<'_>, world: &World) {
         if let Some(Down { node, .. }) = self.down.take() {
-            world.lock().event(format!("restart node={node}"));
+            world.lock().event_at(sim.elapsed(), format!("restart node={node}"));
             sim.bounce(host_name(node));
         }
     }
@@ -133,7 +133,7 @@ impl Faults {
         }
         let node = self.rng.pick(&self.nodes);
         world.lock().hosts.remove(&node);
-        world.lock().event(format!("bounce node={node}"));
+        world.lock().event_at(sim.elapsed(), format!("bounce node={node}"));
         sim.bounce(host_name(node));
     }
 
@@ -159,7 +159,7 @@ impl Faults {
                 (false, false) => sim.hold(node, other),
             }
         }
-        world.lock().event(format!("partition node={node} one_way={one_way}"));
+        world.lock().event_at(sim.elapsed(), format!("partition node={node} one_way={one_way}"));
         self.network = Some(Network { until });
     }
 
@@ -174,7 +174,7 @@ impl Faults {
             return;
         }
         sim.hold(host_name(a), host_name(b));
-        world.lock().event(format!("hold a={a} b={b}"));
+        world.lock().event_at(sim.elapsed(), format!("hold a={a} b={b}"));
         self.network = Some(Network { until });
     }
 
@@ -192,7 +192,9 @@ impl Faults {
         }
         sim.set_max_message_latency(Duration::from_millis(latency_ms));
         let fail = if self.lossy { fail_per_mille } else { 0 };
-        world.lock().event(format!("degrade fail={fail}/1000 latency_ms={latency_ms}"));
+        world
+            .lock()
+            .event_at(sim.elapsed(), format!("degrade fail={fail}/1000 latency_ms={latency_ms}"));
         self.network = Some(Network { until });
     }
 
@@ -206,6 +208,6 @@ impl Faults {
                 sim.release(host_name(a), host_name(b));
             }
         }
-        world.lock().event("heal".to_owned());
+        world.lock().event_at(sim.elapsed(), "heal".to_owned());
     }
 }

@@ -117,7 +117,7 @@ async fn start_group(
     let histogram = Arc::new(Histogram::new(&[0.001, 0.01, 0.1])?);
     let log = GroupLog::open(disk.clone(), &dir, log_config(), Arc::clone(&clock), histogram)
         .map_err(|error| format!("node {node} group {group} does not open: {error}"))?;
-    tokio::spawn(log.clone().run_flusher());
+    cairn_raft::runtime::spawn(log.clone().run_flusher());
     let sink = Arc::new(Sink { node, group, world: world.clone() });
     let voters: BTreeSet<u64> = setup.nodes.iter().copied().collect();
     let placement = Placement { node, voters: &voters, group, peers: Some(peers) };

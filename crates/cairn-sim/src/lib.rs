@@ -12,8 +12,10 @@
 //! - `check`: the checks over every replica's log.
 //! - `world`: what hosts, client and driver share, and the event trace.
 //!
-//! Determinism: everything runs on turmoil's one thread and its simulated time, seeded by the
-//! seed; what still is not is listed in `docs/internals/replication.md` ("Simulation").
+//! Determinism: everything runs on turmoil's one thread and its simulated time, every choice
+//! drawn from the seed, inside [`cairn_raft::runtime::Deterministic`] (openraft's jitter from
+//! the seed, blocking work inline, tasks on the host's `LocalSet`), so a seed replays one trace;
+//! what that takes of the code it runs is in `docs/internals/replication.md` ("Simulation").
 
 mod check;
 mod client;
@@ -29,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_raft::Timers;
+use cairn_raft::runtime::Deterministic;
 use cairn_storage::sim::SimDisk;
 
 pub use transport::{Turmoil, TurmoilListener};
@@ -141,6 +144,8 @@ pub fn replay_command(seed: u64) -> String {
 /// [`Failure`] if a check failed, a host's software failed, or the cluster did not converge in
 /// the simulated time.
 pub fn simulate(seed: u64, setup: &Setup) -> Result<Report, Failure> {
+    // Every host runs on this thread: openraft's jitter follows the seed, blocking work inline.
+    let _deterministic = Deterministic::enter(seed.rotate_left(17) ^ 0x6a09_e667_f3bc_c908);
     let world = World::default();
     let setup = Arc::new(setup.clone());
     let disks: BTreeMap<u64, SimDisk> =

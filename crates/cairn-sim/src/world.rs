@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use cairn_raft::{AppendSink, GroupState, ProposalAppended, RaftGroup};
 use cairn_storage::sim::SimDisk;
@@ -49,10 +50,16 @@ pub struct State {
 }
 
 impl State {
-    /// Records `event` in the trace at the current simulated time.
+    /// Records `event` of a host or the client in the trace at the current simulated time.
     pub fn event(&mut self, event: String) {
-        let now_ms = turmoil::sim_elapsed().map_or(0, |elapsed| elapsed.as_millis());
-        self.trace.push(format!("{now_ms} {event}"));
+        let now = turmoil::sim_elapsed().unwrap_or_default();
+        self.event_at(now, event);
+    }
+
+    /// Records `event` in the trace at simulated time `now`: the driver's events, between
+    /// turmoil's steps, where [`turmoil::sim_elapsed`] knows no time.
+    pub fn event_at(&mut self, now: Duration, event: String) {
+        self.trace.push(format!("{} {event}", now.as_millis()));
     }
 
     /// The group `group` on the host that leads it with the highest term, if any.

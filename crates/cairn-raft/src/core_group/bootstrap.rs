@@ -153,7 +153,7 @@ impl<D: Disk + Clone> CoreMetadata<D, PeerForward> {
         core.wait_ready(config.write_timeout).await?;
         core.settle(&node, Some(cluster_id), config.write_timeout).await?;
         let timers = LivenessTimers::of(&config.timers);
-        let judge = tokio::spawn(liveness::run(Arc::downgrade(&core), timers));
+        let judge = crate::runtime::spawn(liveness::run(Arc::downgrade(&core), timers));
         core.stopper.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(judge);
         match core.cluster_id() {
             Some(id) if id == cluster_id => Ok(core),
@@ -315,7 +315,7 @@ where
         Arc::clone(&config.clock),
         Arc::clone(&config.flush_seconds),
     )?;
-    let flusher = tokio::spawn(group.clone().run_flusher());
+    let flusher = crate::runtime::spawn(group.clone().run_flusher());
     let shared = Shared::new(Arc::default());
     let policy =
         SnapshotPolicy { entries: config.snapshot_entries, log_bytes: config.snapshot_log_bytes };
@@ -326,7 +326,7 @@ where
         .await
         .map_err(|error| CoreError::Raft(error.to_string()))?;
     initialize(&raft, voters).await?;
-    let triggers = tokio::spawn(trigger_snapshots(raft.clone(), Arc::clone(&shared)));
+    let triggers = crate::runtime::spawn(trigger_snapshots(raft.clone(), Arc::clone(&shared)));
     let state = shared.state.subscribe();
     Ok(CoreMetadata {
         node: node.meta.id,

@@ -64,7 +64,7 @@ pub struct ClusterId(pub [u8; 16]);
 
 /// One of the two connections of a node pair (RFC 0003 §6): heartbeats never queue behind
 /// megabytes of appends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Lane {
     /// Votes, pre-votes, heartbeats (and later core RPCs and liveness).
     Control,

@@ -11,7 +11,7 @@
 //! `inbound_requests_max` requests from the peer run at once, one more is answered `Busy`.
 //! A request whose `ttl_ms` ran out before it started is dropped unanswered.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -172,7 +172,7 @@ pub(crate) struct Connection {
     version: u16,
     queue: OutQueue,
     /// Calls waiting for answers, by correlation id.
-    pending: Mutex<HashMap<u64, oneshot::Sender<Message>>>,
+    pending: Mutex<BTreeMap<u64, oneshot::Sender<Message>>>,
     calls_pending_max: usize,
     next_correlation: AtomicU64,
     /// Permits for the peer's requests running at once.
@@ -223,7 +223,7 @@ impl Connection {
                 ready: Notify::new(),
                 bytes_max: limits.queue_bytes_max,
             },
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(BTreeMap::new()),
             calls_pending_max: limits.calls_pending_max,
             next_correlation: AtomicU64::new(1),
             inbound: Arc::new(Semaphore::new(limits.inbound_requests_max)),
@@ -253,7 +253,7 @@ impl Connection {
         u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn pending(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<Message>>> {
+    fn pending(&self) -> MutexGuard<'_, BTreeMap<u64, oneshot::Sender<Message>>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -354,7 +354,7 @@ impl Connection {
         // only the wait for the answer runs on a task.
         let answer = router.start(group, message, deadline);
         let connection = Arc::clone(self);
-        tokio::spawn(async move {
+        crate::runtime::spawn(async move {
             let _permit = permit;
             // Past the deadline nobody waits for the answer.
             if let Ok(answer) = tokio::time::timeout_at(deadline, answer).await {
@@ -511,7 +511,9 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
+    // Biased: the order is fixed so that a simulated run replays (network.rs, `full_snapshot`).
     let ended = tokio::select! {
+        biased;
         ended = read_frames(&connection, reader, &router) => ended,
         written = write_frames(&connection, writer) => match written {
             Ok(()) => Ended::Closed,

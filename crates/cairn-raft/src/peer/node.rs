@@ -7,7 +7,7 @@
 //! failure, not every retry; the acceptor logs one refusal per peer and reason likewise. A
 //! connection's end is logged once, a protocol violation at warn level.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -106,13 +106,13 @@ struct Core {
     config: PeerConfig,
     router: Arc<Router>,
     /// The established connection of each peer lane.
-    links: Mutex<HashMap<(u64, Lane), Arc<Connection>>>,
+    links: Mutex<BTreeMap<(u64, Lane), Arc<Connection>>>,
     /// Bumped whenever `links` changes, for [`PeerNode::wait_connected`].
     links_changed: watch::Sender<u64>,
     stats: watch::Sender<PeerStats>,
     /// The last refusal logged per claimed node id (bounded: cleared when it would pass
     /// [`REFUSALS_REMEMBERED_MAX`]), so a peer redialing after a refusal is logged once.
-    refusals: Mutex<HashMap<u64, GoodbyeReason>>,
+    refusals: Mutex<BTreeMap<u64, GoodbyeReason>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -148,14 +148,14 @@ impl PeerNode {
         let core = Arc::new(Core {
             config,
             router,
-            links: Mutex::new(HashMap::new()),
+            links: Mutex::new(BTreeMap::new()),
             links_changed: watch::Sender::new(0),
             stats: watch::Sender::new(PeerStats::default()),
-            refusals: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(BTreeMap::new()),
             shutdown: watch::Sender::new(false),
         });
         let transport = Arc::new(transport);
-        let mut tasks = vec![tokio::spawn(accept_loop(Arc::clone(&core), listener))];
+        let mut tasks = vec![crate::runtime::spawn(accept_loop(Arc::clone(&core), listener))];
         let me = core.config.node_id;
         for (&peer, address) in core.config.peers.range(me.saturating_add(1)..) {
             if peer == me {
@@ -169,7 +169,7 @@ impl PeerNode {
                     address.clone(),
                     lane,
                 );
-                tasks.push(tokio::spawn(dialer));
+                tasks.push(crate::runtime::spawn(dialer));
             }
         }
         PeerNode { core, tasks }
@@ -400,14 +400,15 @@ where
     let mut failing = false;
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            biased;
             _ = shutdown.wait_for(|stop| *stop) => return,
+            accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, remote)) => {
                 failing = false;
                 backoff.reset();
-                tokio::spawn(accept_one(Arc::clone(&core), stream, remote));
+                crate::runtime::spawn(accept_one(Arc::clone(&core), stream, remote));
             }
             Err(error) => {
                 if !failing {
@@ -415,8 +416,9 @@ where
                     failing = true;
                 }
                 tokio::select! {
-                    () = tokio::time::sleep(backoff.next_pause()) => {}
+                    biased;
                     _ = shutdown.wait_for(|stop| *stop) => return,
+                    () = tokio::time::sleep(backoff.next_pause()) => {}
                 }
             }
         }
@@ -458,8 +460,9 @@ async fn dial_loop<T: Transport>(
             Ok::<_, HandshakeError>((stream, agreed))
         };
         let attempt = tokio::select! {
-            attempt = tokio::time::timeout(config.handshake_timeout, attempt) => attempt,
+            biased;
             _ = shutdown.wait_for(|stop| *stop) => return,
+            attempt = tokio::time::timeout(config.handshake_timeout, attempt) => attempt,
         };
         match attempt {
             Ok(Ok((stream, agreed))) => {
@@ -474,8 +477,9 @@ async fn dial_loop<T: Transport>(
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(backoff.next_pause()) => {}
+            biased;
             _ = shutdown.wait_for(|stop| *stop) => return,
+            () = tokio::time::sleep(backoff.next_pause()) => {}
         }
     }
 }

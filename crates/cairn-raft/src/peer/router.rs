@@ -8,7 +8,7 @@
 //! returned future runs on a task of its own; so a group sees a connection's appends in the
 //! order the leader sent them, which a pipelined stream of appends needs.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -155,7 +155,7 @@ pub trait PingHandler: Send + Sync + 'static {
 pub struct Router {
     /// Handlers by group id; a group being created or removed races harmlessly with requests
     /// (one sees `UnknownGroup`, and its sender's Raft retries).
-    groups: RwLock<HashMap<u64, Arc<dyn GroupHandler>>>,
+    groups: RwLock<BTreeMap<u64, Arc<dyn GroupHandler>>>,
     /// Where pings go; without one, a ping's groups are all refused.
     pings: RwLock<Option<Arc<dyn PingHandler>>>,
 }
@@ -201,7 +201,7 @@ impl Router {
         }
     }
 
-    fn handlers(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u64, Arc<dyn GroupHandler>>> {
+    fn handlers(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u64, Arc<dyn GroupHandler>>> {
         self.groups.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -271,7 +271,7 @@ impl Router {
                     message: "the group's handler failed or did not answer in time".to_owned(),
                 });
                 let future = handler.handle(GroupRequest::Heartbeat(request));
-                running.spawn(async move { (position, future.await) });
+                crate::runtime::spawn_joined(&mut running, async move { (position, future.await) });
             }
         }
         let due = heartbeats_due(deadline);

@@ -1,5 +1,6 @@
-//! `cairn-sim --seeds N [--from S]`: simulates seeds `S..S+N` (what `cargo xtask sim` runs)
-//! and prints one line per seed; a failing seed prints its violations and its replay command.
+//! `cairn-sim --seeds N [--from S] [--trace]`: simulates seeds `S..S+N` (what `cargo xtask sim`
+//! runs) and prints one line per seed; a failing seed prints its violations and its replay
+//! command. `--trace` also prints each passing run's events, one a line, to compare replays.
 
 #![expect(clippy::print_stderr, reason = "a command-line tool reports on stderr")]
 
@@ -8,10 +9,21 @@ use std::time::Instant;
 
 use cairn_sim::{Setup, simulate};
 
-fn parse(args: &[String]) -> Result<(u64, u64), String> {
-    let (mut seeds, mut from) = (32, 1);
+/// What to run: how many seeds, the first, and whether to print traces.
+struct Args {
+    seeds: u64,
+    from: u64,
+    trace: bool,
+}
+
+fn parse(args: &[String]) -> Result<Args, String> {
+    let (mut seeds, mut from, mut trace) = (32, 1, false);
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
+        if flag == "--trace" {
+            trace = true;
+            continue;
+        }
         let value = rest.next().ok_or(format!("{flag} needs a value"))?;
         let number =
             value.parse::<u64>().map_err(|_| format!("{flag}: `{value}` is not a number"))?;
@@ -21,15 +33,15 @@ fn parse(args: &[String]) -> Result<(u64, u64), String> {
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    Ok((seeds, from))
+    Ok(Args { seeds, from, trace })
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (seeds, from) = match parse(&args) {
+    let Args { seeds, from, trace } = match parse(&args) {
         Ok(parsed) => parsed,
         Err(error) => {
-            eprintln!("error: {error}\nusage: cairn-sim --seeds N [--from S]");
+            eprintln!("error: {error}\nusage: cairn-sim --seeds N [--from S] [--trace]");
             return ExitCode::FAILURE;
         }
     };
@@ -37,6 +49,12 @@ fn main() -> ExitCode {
     for seed in from..from.saturating_add(seeds) {
         let started = Instant::now();
         match simulate(seed, &Setup::default()) {
+            Ok(report) if trace => {
+                for event in &report.trace {
+                    println!("{event}");
+                }
+                eprintln!("seed {seed}: ok, trace {:016x}", report.trace_hash);
+            }
             Ok(report) => eprintln!(
                 "seed {seed}: ok, {} acked, {} faults, {} terms, trace {:016x} ({:.1?})",
                 report.acked,
