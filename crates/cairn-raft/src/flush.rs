@@ -1,31 +1,43 @@
-//! [`GroupCommit`]: a log's pipelined group commit, run by the Raft group's log
-//! ([`crate::GroupLog::run_flusher`]) for its log store ([`crate::LogStore`]).
+//! [`GroupCommit`]: the group commit of a node's logs, in rounds: one flusher serves every
+//! partition log of a node (the broker's), or a single log ([`crate::GroupLog::run_flusher`]: the
+//! core, the simulator, tests).
 //!
 //! The owner of a log implements [`FlushTarget`]: take a pending flush out of its log under its
 //! lock ([`cairn_storage::Log::begin_flush`]), and record what the fsync made durable
 //! ([`cairn_storage::Log::complete_flush`]) with whatever follows from it (a replica's `flushed`,
-//! Raft's `IOFlushed` callbacks). [`GroupCommit::run`] runs the fsync on a blocking thread
-//! without the lock and repeats while anything is unflushed, so one fsync covers every append
-//! made while the previous one ran and appends never wait for the device. Each fsync is timed
-//! into the owner's histogram; the page cache drops behind the log's window run after the flush
-//! is recorded, off the durability path.
+//! Raft's `IOFlushed` callbacks). A log with appends to make durable is queued once
+//! ([`GroupCommit::notify`]); each round ([`flush_round`]) takes every queued log, begins all
+//! their flushes, then runs their `fdatasync`s back to back on one blocking thread, recording
+//! each log's right after its own fsync, so its callbacks do not wait for the others'. Appends
+//! made while a round runs queue their log for the next round, so one fsync per log per round
+//! covers everything appended to it meanwhile and appends never wait for the device. Per node
+//! this is one flusher wake-up and one blocking-thread hop per round instead of one per log
+//! per fsync, and the fsyncs of one round reach the file system together (on ext4 one journal
+//! commit can cover several).
+//!
+//! Durability is per log as before: a log's callbacks are answered only after the fsync that
+//! covers their appends returned OK, and a failed fsync takes that log (only) out of service
+//! ([`FlushTarget::fail`]): the round goes on with the others. Each fsync is timed into the
+//! flusher's histogram; the page cache drops behind the logs' windows run after the round, off
+//! the durability path.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use cairn_metrics::Histogram;
-use cairn_storage::{DiskFile, PendingFlush};
+use cairn_storage::{CacheDrops, DiskFile, PendingFlush};
 use tokio::sync::Notify;
 
-/// The owner of a log, as its group commit sees it.
-pub trait FlushTarget {
+/// A log as the group commit sees it. Cloning shares the log (the queue holds clones).
+pub trait FlushTarget: Clone + Send + 'static {
     /// The log's file type.
     type File: DiskFile + Send + Sync + 'static;
-    /// The owner's error; a flush that fails with it stops the group commit.
-    type Error;
+    /// The owner's error; a flush that fails with it takes the log out of service.
+    type Error: std::fmt::Display;
 
     /// Takes the next fsync out of the log under the owner's lock ([`cairn_storage::Log::
-    /// begin_flush`]); `None` if everything appended is durable.
+    /// begin_flush`]); `None` if everything appended is durable (answering whoever waits).
     ///
     /// # Errors
     /// The log failed (poisoned, or writing its index failed).
@@ -41,9 +53,40 @@ pub trait FlushTarget {
         pending: PendingFlush<Self::File>,
         synced: cairn_storage::Result<()>,
     ) -> Result<(), Self::Error>;
+
+    /// The log's place in a group commit's queue.
+    fn slot(&self) -> &FlushSlot;
+
+    /// Takes the log out of service after a flush of it failed for `reason`: every waiting
+    /// callback is answered with the failure, and every later append fails. Idempotent.
+    fn fail(&self, reason: &str);
 }
 
-/// Why a group commit stopped.
+/// What a group commit keeps in each log: whether the log is queued for the next round, and
+/// whether it closed (a closed log is never queued again; its close flushes it).
+#[derive(Debug, Default)]
+pub struct FlushSlot {
+    /// Set by [`GroupCommit::notify`] when it queues the log; cleared when a round takes it,
+    /// before that round begins the log's flush, so an append after it queues the log again.
+    queued: AtomicBool,
+    /// Set by [`FlushSlot::close`].
+    closed: AtomicBool,
+}
+
+impl FlushSlot {
+    /// The log closed: rounds skip it from now on.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Whether [`FlushSlot::close`] was called.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// Why an explicit flush ([`flush_now`]) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FlushError<E> {
     /// The owner's flush failed.
@@ -55,32 +98,78 @@ pub enum FlushError<E> {
     Thread(String),
 }
 
-/// The group commit of one log: wake it after an append, run it on a task.
-pub struct GroupCommit {
-    /// Wakes [`GroupCommit::run`] after an append.
-    unflushed: Notify,
+/// What one round did.
+#[must_use = "run the cache drops"]
+pub struct Round<F> {
+    /// Logs whose fsync ran (successfully or not).
+    pub synced: usize,
+    /// Logs taken out of service by this round.
+    pub failed: usize,
+    /// The page cache drops of the round's flushes, to run after it.
+    pub drops: Vec<CacheDrops<F>>,
+}
+
+/// The group commit of a set of logs (module docs): notify it after an append, run it on a
+/// task. The queue holds each log at most once ([`FlushSlot`]), so it is bounded by the logs
+/// of the node.
+pub struct GroupCommit<T> {
+    /// Logs with appends to make durable, each once, in the order they were queued.
+    queue: Mutex<Vec<T>>,
+    /// Wakes [`GroupCommit::run`] after a log is queued.
+    wake: Notify,
     /// Set by [`GroupCommit::close`]: the loop returns.
     closed: AtomicBool,
     /// Observes each fsync's duration.
     flush_seconds: Arc<Histogram>,
 }
 
-impl GroupCommit {
+impl<T: FlushTarget> GroupCommit<T> {
     /// A group commit timing its fsyncs into `flush_seconds`.
     #[must_use]
-    pub fn new(flush_seconds: Arc<Histogram>) -> GroupCommit {
-        GroupCommit { unflushed: Notify::new(), closed: AtomicBool::new(false), flush_seconds }
+    pub fn new(flush_seconds: Arc<Histogram>) -> GroupCommit<T> {
+        GroupCommit {
+            queue: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            flush_seconds,
+        }
     }
 
-    /// Something was appended: wake the loop.
-    pub fn notify(&self) {
-        self.unflushed.notify_one();
+    /// `target` has appends to make durable: queues it for the next round, unless it is queued
+    /// already, closed, or this group commit is closed.
+    pub fn notify(&self, target: &T) {
+        let slot = target.slot();
+        if slot.is_closed() || slot.queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        // Checked under the lock that `close` empties the queue under: nothing stays queued.
+        if self.is_closed() {
+            slot.queued.store(false, Ordering::Release);
+            return;
+        }
+        queue.push(target.clone());
+        drop(queue);
+        self.wake.notify_one();
     }
 
-    /// Stops the loop after the flush in progress (the owner makes the rest durable itself).
+    /// Takes every queued log out of the queue for a round (module docs: their slots are
+    /// cleared first, so an append from now on queues its log again).
+    pub fn take_queued(&self) -> Vec<T> {
+        let targets =
+            std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
+        for target in &targets {
+            target.slot().queued.store(false, Ordering::Release);
+        }
+        targets
+    }
+
+    /// Stops the loop after the round in progress (each log's close makes the rest durable)
+    /// and empties the queue: a queued log holds its group commit, which would hold it.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.unflushed.notify_one();
+        self.wake.notify_one();
+        drop(self.take_queued());
     }
 
     /// Whether [`GroupCommit::close`] was called.
@@ -89,47 +178,100 @@ impl GroupCommit {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// The flusher loop: flushes whenever woken, until closed; returns the first failure (the
-    /// owner takes its log out of service).
-    ///
-    /// # Errors
-    /// The first [`FlushError`].
-    pub async fn run<T: FlushTarget>(&self, target: &T) -> Result<(), FlushError<T::Error>> {
+    /// The flusher loop: a round whenever logs are queued, until closed. A log whose flush
+    /// fails is taken out of service; the others go on.
+    pub async fn run(self: Arc<Self>) {
         loop {
-            let notified = self.unflushed.notified();
+            let notified = self.wake.notified();
             if self.is_closed() {
-                return Ok(());
+                return;
             }
-            self.flush(target).await?;
-            notified.await;
+            let targets = self.take_queued();
+            if targets.is_empty() {
+                notified.await;
+                continue;
+            }
+            let in_round = targets.clone();
+            let flush_seconds = Arc::clone(&self.flush_seconds);
+            match tokio::task::spawn_blocking(move || flush_round(&targets, &flush_seconds)).await {
+                Ok(round) => run_drops(round.drops),
+                Err(error) => {
+                    // Whether the round's fsyncs happened is unknown: none is reported durable.
+                    let reason = format!("flusher thread failed: {error}");
+                    in_round.iter().for_each(|target| target.fail(&reason));
+                }
+            }
         }
     }
+}
 
-    /// Flushes until nothing is unflushed.
-    ///
-    /// # Errors
-    /// The first [`FlushError`].
-    pub async fn flush<T: FlushTarget>(&self, target: &T) -> Result<(), FlushError<T::Error>> {
-        loop {
-            let Some(mut pending) = target.begin_flush().map_err(FlushError::Target)? else {
-                return Ok(());
-            };
-            let drops = pending.take_cache_drops();
-            let flush_seconds = Arc::clone(&self.flush_seconds);
-            let (pending, synced) = tokio::task::spawn_blocking(move || {
-                let mut pending = pending;
-                let started = std::time::Instant::now();
-                let synced = pending.sync();
-                flush_seconds.observe_duration(started.elapsed());
-                (pending, synced)
-            })
-            .await
-            .map_err(|error| FlushError::Thread(error.to_string()))?;
-            target.complete_flush(pending, synced).map_err(FlushError::Target)?;
-            if !drops.is_empty() {
-                // Advice, off the durability path; it may overlap the next fsync.
-                drop(tokio::task::spawn_blocking(move || drops.run()));
+/// Runs the cache drops of a round on a blocking thread, off the durability path (they may
+/// overlap the next round).
+fn run_drops<F: DiskFile + Send + Sync + 'static>(drops: Vec<CacheDrops<F>>) {
+    let drops: Vec<CacheDrops<F>> = drops.into_iter().filter(|drops| !drops.is_empty()).collect();
+    if !drops.is_empty() {
+        drop(tokio::task::spawn_blocking(move || drops.into_iter().for_each(CacheDrops::run)));
+    }
+}
+
+/// One round over `targets` (module docs), on the calling (blocking) thread: begins every
+/// log's flush, then runs each fsync and records it before the next. A log whose flush cannot
+/// begin or fails is taken out of service ([`FlushTarget::fail`]); closed logs are skipped.
+pub fn flush_round<T: FlushTarget>(targets: &[T], flush_seconds: &Histogram) -> Round<T::File> {
+    let mut round = Round { synced: 0, failed: 0, drops: Vec::new() };
+    let mut begun = Vec::with_capacity(targets.len());
+    for target in targets.iter().filter(|target| !target.slot().is_closed()) {
+        match target.begin_flush() {
+            Ok(Some(mut pending)) => {
+                round.drops.push(pending.take_cache_drops());
+                begun.push((target, pending));
+            }
+            Ok(None) => {}
+            Err(error) => {
+                target.fail(&error.to_string());
+                round.failed += 1;
             }
         }
+    }
+    for (target, mut pending) in begun {
+        let started = Instant::now();
+        let synced = pending.sync();
+        flush_seconds.observe_duration(started.elapsed());
+        round.synced += 1;
+        if let Err(error) = target.complete_flush(pending, synced) {
+            target.fail(&error.to_string());
+            round.failed += 1;
+        }
+    }
+    round
+}
+
+/// Flushes `target` until nothing appended to it is unflushed, outside the rounds (before a
+/// cut of the log, which must not race a flush begun before it). A failed flush is returned;
+/// the owner's `complete_flush` has taken the log out of service for an fsync error.
+///
+/// # Errors
+/// The first [`FlushError`].
+pub async fn flush_now<T: FlushTarget>(
+    target: &T,
+    flush_seconds: &Arc<Histogram>,
+) -> Result<(), FlushError<T::Error>> {
+    loop {
+        let Some(mut pending) = target.begin_flush().map_err(FlushError::Target)? else {
+            return Ok(());
+        };
+        let drops = pending.take_cache_drops();
+        let flush_seconds = Arc::clone(flush_seconds);
+        let (pending, synced) = tokio::task::spawn_blocking(move || {
+            let mut pending = pending;
+            let started = Instant::now();
+            let synced = pending.sync();
+            flush_seconds.observe_duration(started.elapsed());
+            (pending, synced)
+        })
+        .await
+        .map_err(|error| FlushError::Thread(error.to_string()))?;
+        target.complete_flush(pending, synced).map_err(FlushError::Target)?;
+        run_drops(vec![drops]);
     }
 }
