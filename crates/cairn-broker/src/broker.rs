@@ -35,7 +35,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use cairn_meta::{ConfigChange, MetadataStore, TopicId, TopicMeta, TopicSpec};
-use cairn_raft::{GroupLog, GroupPeers, StoreError, Timers};
+use cairn_raft::{GroupCommit, GroupLog, GroupPeers, StoreError, Timers};
 use cairn_storage::{Clock, FlushPolicy, LogConfig, RealDisk, Retention};
 use cairn_types::{LeaderEpoch, NodeId};
 use futures_util::StreamExt;
@@ -113,7 +113,16 @@ pub struct Broker<M, D: Volume = RealDisk> {
     admin: tokio::sync::Mutex<()>,
     /// Bumped whenever any partition's high watermark moves.
     progress: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The group commit of every partition log of the node: one flusher, one fsync round for
+    /// every log with appends ([`GroupCommit`]). Closed at shutdown or drop.
+    group_commit: Arc<GroupCommit<GroupLog<D>>>,
     config: BrokerConfig,
+}
+
+impl<M, D: Volume> Drop for Broker<M, D> {
+    fn drop(&mut self) {
+        self.group_commit.close();
+    }
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BrokerError {
@@ -217,7 +226,7 @@ impl<M: MetadataStore> Broker<M, RealDisk> {
 impl<M: MetadataStore, D: Volume> Broker<M, D> {
     /// Reconciles the data directory on `disk` with the metadata (see the module docs), then
     /// opens every partition the metadata names, recovering their logs; one that cannot be
-    /// opened is served offline. Spawns each partition's flusher on the current runtime.
+    /// opened is served offline. Spawns the node's group commit on the current runtime.
     ///
     /// # Errors
     /// [`BrokerError::Io`] if `topics/` cannot be listed or created, or an unrecognised entry
@@ -236,8 +245,10 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
             partitions: RwLock::new(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
             progress: Arc::new(tokio::sync::watch::channel(0).0),
+            group_commit: Arc::new(GroupCommit::new(Arc::clone(&config.flush_seconds))),
             config,
         });
+        tokio::spawn(Arc::clone(&broker.group_commit).run());
         broker.reconcile().await?;
         let partitions: Vec<(Arc<TopicMeta>, u32)> = broker
             .meta
@@ -470,8 +481,8 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         }
     }
 
-    /// Hosts partitions over their opened logs (or the reasons they are offline): starts each
-    /// one's flusher and Raft group, up to `PARTITION_OPENS_PARALLEL_MAX` at once (a group's
+    /// Hosts partitions over their opened logs (or the reasons they are offline): joins each log
+    /// to the node's group commit and starts its Raft group, up to `PARTITION_OPENS_PARALLEL_MAX` at once (a group's
     /// start waits on a few fsyncs of its own files, which the journal commits together).
     async fn host_all(&self, opened: Vec<ToHost<D>>) -> Vec<Arc<Partition<D>>> {
         let raft = RaftSettings {
@@ -487,6 +498,7 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
                     .replicas_of(&topic, index)
                     .unwrap_or_else(|| Replicas::sole(self.config.node_id));
                 let (shared, raft) = (self.shared(), raft.clone());
+                let opened = opened.inspect(|log| log.join_group_commit(&self.group_commit));
                 async move {
                     let started =
                         Partition::start(name, index, opened, settings, raft, replicas, shared);
@@ -912,6 +924,7 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
     /// start walks nothing), up to `PARTITION_OPENS_PARALLEL_MAX` at once.
     pub async fn shutdown(&self) {
         close_all(self.all_partitions()).await;
+        self.group_commit.close();
     }
 }
 

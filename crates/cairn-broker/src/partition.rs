@@ -238,8 +238,10 @@ async fn watch_roles<D: Volume>(tracker: Arc<Tracker>, mut roles: RoleWatch, log
 
 impl<D: Volume> Partition<D> {
     /// Starts a partition over its opened log, or the reason it could not be opened (it is then
-    /// offline from the start, and reported to the shared [`Health`]): the log's flusher, its
-    /// group (elected at once with one voter: [`Partition::wait_leader`]) and the role watch.
+    /// offline from the start, and reported to the shared [`Health`]): its group (elected at
+    /// once with one voter: [`Partition::wait_leader`]) and the role watch. The log must have
+    /// joined the node's group commit ([`GroupLog::join_group_commit`]), or nothing it appends
+    /// becomes durable.
     pub async fn start(
         topic: String,
         index: u32,
@@ -292,7 +294,6 @@ impl<D: Volume> Partition<D> {
         replicas: &Replicas,
         clock: Arc<dyn Clock>,
     ) -> Option<RaftGroup<D>> {
-        tokio::spawn(log.clone().run_flusher());
         let sink = Arc::clone(tracker) as Arc<dyn cairn_raft::AppendSink>;
         let placement = Placement {
             node: raft.node_id.0,

@@ -5,8 +5,9 @@
 //! One mutex guards the log and what the Raft layer keeps beside it (the last purged log id, the
 //! `IOFlushed` callbacks waiting for a flush, the membership entries not yet applied, the
 //! `raft-snapshot` record). It is held for page-cache work only: appends, reads, taking and
-//! completing a flush. Every fsync runs without it: the group commit ([`GroupCommit`]) runs the
-//! log's on a blocking thread, and the vote has a mutex of its own.
+//! completing a flush. Every fsync runs without it: the group commit ([`GroupCommit`], the
+//! node's or the log's own) runs the log's on a blocking thread, and the vote has a mutex of its
+//! own.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io;
@@ -20,7 +21,7 @@ use openraft::storage::IOFlushed;
 
 use crate::entry::log_id;
 use crate::epoch::{self, TermError};
-use crate::flush::{FlushError, FlushTarget, GroupCommit};
+use crate::flush::{FlushError, FlushSlot, FlushTarget, GroupCommit};
 use crate::membership::Members;
 use crate::record::{MembershipAt, RaftRecord, RecordError, SnapshotPoint};
 use crate::{AppendSink, CodecError, LogId, TypeConfig};
@@ -113,7 +114,14 @@ struct Inner<D: Disk> {
     state: Mutex<State<D>>,
     /// The durable vote; saving it fsyncs, so it has a mutex of its own.
     vote: Mutex<VoteFile<D>>,
-    group_commit: GroupCommit,
+    /// The log's place in its group commit's queue.
+    flush_slot: FlushSlot,
+    /// The group commit that makes the log durable, once one runs it ([`GroupLog::run_flusher`],
+    /// [`GroupLog::join_group_commit`]).
+    flusher: OnceLock<Flusher<D>>,
+    /// Observes the duration of the log's own fsyncs ([`GroupLog::flush`], its own group
+    /// commit).
+    flush_seconds: Arc<Histogram>,
     /// Told of every flush and apply, once the partition registers ([`GroupLog::observe`]).
     sink: OnceLock<Arc<dyn AppendSink>>,
     /// The index the log must hold again before the replica votes, after a cut of damage
@@ -121,6 +129,13 @@ struct Inner<D: Disk> {
     restore: Mutex<Option<RaftIndex>>,
     /// The damage this open cut ([`GroupLog::open_repairing`]), oldest first.
     repaired: Vec<Damage>,
+}
+
+/// The group commit a log is in.
+struct Flusher<D: Disk> {
+    commit: Arc<GroupCommit<GroupLog<D>>>,
+    /// Whether the log runs it alone ([`GroupLog::run_flusher`]): closing the log stops it.
+    owned: bool,
 }
 
 /// A partition's log and Raft files, shared (module docs). Cloning shares.
@@ -218,7 +233,9 @@ impl<D: Disk + Clone> GroupLog<D> {
             dir,
             state: Mutex::new(state),
             vote: Mutex::new(vote),
-            group_commit: GroupCommit::new(flush_seconds),
+            flush_slot: FlushSlot::default(),
+            flusher: OnceLock::new(),
+            flush_seconds,
             sink: OnceLock::new(),
             restore: Mutex::new(restore),
             repaired,
@@ -431,31 +448,50 @@ impl<D: Disk> GroupLog<D> {
         Ok(())
     }
 
-    /// Wakes the group commit after an append.
+    /// Queues the log in its group commit after an append (nothing until one runs it: joining
+    /// queues the log then).
     pub(crate) fn notify_flusher(&self) {
-        self.inner.group_commit.notify();
+        if let Some(flusher) = self.inner.flusher.get() {
+            flusher.commit.notify(self);
+        }
     }
 
-    /// The group commit loop: makes appends durable and answers their callbacks. Spawn it once;
-    /// it returns after [`GroupLog::close`], or when a flush fails (every waiting callback is
-    /// then answered with an error, and every later append fails).
-    pub async fn run_flusher(self) {
-        if let Err(error) = self.inner.group_commit.run(&self).await {
-            let reason = match error {
-                FlushError::Target(error) => error.to_string(),
-                FlushError::Thread(reason) => format!("flusher thread failed: {reason}"),
-            };
-            tracing::error!(dir = %self.inner.dir.display(), %reason, "raft log failed");
-            self.fail(reason);
+    /// Makes the log durable through `commit`, the group commit of every partition log of the
+    /// node, which runs elsewhere ([`GroupCommit::run`]). A log joins one group commit once
+    /// (a later join, or [`GroupLog::run_flusher`], does nothing).
+    pub fn join_group_commit(&self, commit: &Arc<GroupCommit<GroupLog<D>>>) {
+        let flusher = Flusher { commit: Arc::clone(commit), owned: false };
+        if self.inner.flusher.set(flusher).is_ok() {
+            self.notify_flusher();
         }
+    }
+
+    /// Runs a group commit of the log's own: makes appends durable and answers their callbacks
+    /// until [`GroupLog::close`]. A failed flush takes the log out of service (every waiting
+    /// callback is answered with an error, and every later append fails). Returns at once if
+    /// the log joined a group commit already.
+    pub async fn run_flusher(self) {
+        let commit = Arc::new(GroupCommit::new(Arc::clone(&self.inner.flush_seconds)));
+        let flusher = Flusher { commit: Arc::clone(&commit), owned: true };
+        if self.inner.flusher.set(flusher).is_err() {
+            return;
+        }
+        if self.inner.flush_slot.is_closed() {
+            return;
+        }
+        commit.notify(&self);
+        drop(self);
+        commit.run().await;
     }
 
     /// Makes everything appended durable now and answers the waiting callbacks (before a cut).
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.group_commit.flush(self).await.map_err(|error| match error {
-            FlushError::Target(error) => error,
-            FlushError::Thread(reason) => StoreError::Failed(reason),
-        })
+        crate::flush::flush_now(self, &self.inner.flush_seconds).await.map_err(
+            |error| match error {
+                FlushError::Target(error) => error,
+                FlushError::Thread(reason) => StoreError::Failed(reason),
+            },
+        )
     }
 
     /// Stops the flusher and closes the log cleanly: flushed, sealed, the next open walks
@@ -464,7 +500,10 @@ impl<D: Disk> GroupLog<D> {
     /// # Errors
     /// [`StoreError`] if the final flush or sync fails.
     pub fn close(&self) -> Result<(), StoreError> {
-        self.inner.group_commit.close();
+        self.inner.flush_slot.close();
+        if let Some(flusher) = self.inner.flusher.get().filter(|flusher| flusher.owned) {
+            flusher.commit.close();
+        }
         let mut state = self.state();
         state.log.seal()?;
         let durable = state.log.durable_index();
@@ -496,10 +535,18 @@ impl<D: Disk> GroupLog<D> {
         self.notify_flusher();
     }
 
-    /// Takes the log out of service: every waiting callback is answered with the failure.
-    fn fail(&self, reason: String) {
+    /// Takes the log out of service: every waiting callback is answered with the failure. The
+    /// first failure is logged.
+    fn fail(&self, reason: &str) {
         let mut state = self.state();
-        state.failed.get_or_insert(reason.clone());
+        let dir = &self.inner.dir;
+        let reason = state
+            .failed
+            .get_or_insert_with(|| {
+                tracing::error!(dir = %dir.display(), %reason, "raft log failed");
+                reason.to_owned()
+            })
+            .clone();
         let waiting: Vec<_> = state.waiting.drain(..).collect();
         drop(state);
         for waiting in waiting {
@@ -538,7 +585,7 @@ impl<D: Disk> FlushTarget for GroupLog<D> {
         let durable = state.log.durable_index();
         drop(state);
         if let Err(error) = completed {
-            self.fail(error.to_string());
+            self.fail(&error.to_string());
             return Err(error.into());
         }
         let (ready, durable_offset) = {
@@ -556,6 +603,14 @@ impl<D: Disk> FlushTarget for GroupLog<D> {
         // lags until the next commit, and a restart could not tell that a cut lost it
         // ([`GroupLog::lost_committed`]). Nothing is written if the saved id is current.
         self.save_committed()
+    }
+
+    fn slot(&self) -> &FlushSlot {
+        &self.inner.flush_slot
+    }
+
+    fn fail(&self, reason: &str) {
+        GroupLog::fail(self, reason);
     }
 }
 

@@ -60,7 +60,7 @@ pub use codec::CodecError;
 pub use config::{Timers, TimersError};
 pub use entry::{Proposal, RaftEntry};
 pub use epoch::TermError;
-pub use flush::{FlushError, FlushTarget, GroupCommit};
+pub use flush::{FlushError, FlushSlot, FlushTarget, GroupCommit, Round, flush_round};
 pub use group::{GroupLog, StoreError};
 pub use handler::RaftHandler;
 pub use membership::{Members, MembersError};

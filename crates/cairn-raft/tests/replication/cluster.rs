@@ -4,7 +4,8 @@
 //! lower id dials the higher one through it), so a test can cut, blackhole and heal links. A
 //! node stops (its groups' `Raft`s shut down, its transport closed) and restarts from its
 //! directory on the same listening port. Each node's disk is the real one behind a switch that
-//! makes its fsyncs fail ([`FaultDisk`]).
+//! makes its fsyncs fail ([`FaultDisk`]); one group commit per node flushes all its groups' logs,
+//! as a broker's does.
 //!
 //! Waits are on openraft's metrics and the transport's counters, each with a deadline.
 
@@ -16,8 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use cairn_metrics::Histogram;
 use cairn_raft::CommitResponder;
 use cairn_raft::peer::{ClusterId, PeerConfig, PeerNode, PeerStats, Router, Tcp};
+use cairn_raft::{GroupCommit, GroupLog};
 use cairn_raft::{Network, PartitionStateMachine, Proposal, RaftHandler, Timers, TypeConfig};
 use cairn_testkit::{Fault, FaultProxy};
 use cairn_types::RaftIndex;
@@ -76,6 +79,8 @@ pub struct Node {
     pub groups: BTreeMap<u64, Replica>,
     /// The node's disk: the real one, until a test makes its syncs fail.
     pub disk: FaultDisk,
+    /// The group commit of every group's log on the node, as a broker runs it.
+    pub group_commit: Arc<GroupCommit<GroupLog<FaultDisk>>>,
 }
 
 /// N nodes of one cluster (module docs).
@@ -169,9 +174,11 @@ impl Cluster {
         let network = Network::new(&peer);
         let mut groups = BTreeMap::new();
         let disk = FaultDisk::default();
+        let group_commit = Arc::new(GroupCommit::new(Arc::new(Histogram::latency())));
+        tokio::spawn(Arc::clone(&group_commit).run());
         for &group in &self.groups {
             let path = self.dir.path().join(format!("node-{id}")).join(format!("group-{group}"));
-            let opened = Opened::open(disk.clone(), &path);
+            let opened = Opened::open_in(disk.clone(), &path, &group_commit);
             let config = Arc::new(self.timers.openraft_config().unwrap());
             let raft =
                 Raft::new(id, config, network.group(group), opened.store(), opened.state_machine())
@@ -180,7 +187,7 @@ impl Cluster {
             router.register(group, RaftHandler::new(raft.clone()));
             groups.insert(group, Replica { opened, raft });
         }
-        self.nodes.insert(id, Node { peer, router, network, groups, disk });
+        self.nodes.insert(id, Node { peer, router, network, groups, disk, group_commit });
     }
 
     /// The proxy between `a` and `b`.
@@ -320,7 +327,8 @@ impl Cluster {
 
     /// Stops `node`: every group's `Raft` shut down, its storage closed, its transport closed.
     pub async fn stop(&mut self, node: u64) {
-        let Node { peer, groups, router, .. } = self.nodes.remove(&node).expect("a running node");
+        let Node { peer, groups, router, group_commit, .. } =
+            self.nodes.remove(&node).expect("a running node");
         for (group, replica) in groups {
             router.remove(group);
             if let Err(error) = replica.raft.shutdown().await {
@@ -330,6 +338,7 @@ impl Cluster {
             }
             drop(replica);
         }
+        group_commit.close();
         peer.shutdown().await;
     }
 

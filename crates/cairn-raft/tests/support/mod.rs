@@ -1,5 +1,6 @@
 //! What the cairn-raft integration tests share: a partition's Raft storage on either disk, its
-//! flusher running, and a sink that records proposals' appends.
+//! flusher running (its own, or a node's group commit), and a sink that records proposals'
+//! appends.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -7,7 +8,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use cairn_metrics::Histogram;
-use cairn_raft::{AppendSink, GroupLog, LogStore, PartitionStateMachine, ProposalAppended};
+use cairn_raft::{
+    AppendSink, GroupCommit, GroupLog, LogStore, PartitionStateMachine, ProposalAppended,
+};
 use cairn_storage::{Disk, FlushPolicy, LogConfig, SystemClock};
 
 /// A small log: segments of 4 KiB, so a few entries roll segments; the group commit flushes.
@@ -41,6 +44,15 @@ impl<D: Disk + Clone> Opened<D> {
         let histogram = Arc::new(Histogram::new(&[0.001, 0.01, 0.1]).unwrap());
         let group = GroupLog::open(disk, dir, config(), Arc::new(SystemClock), histogram).unwrap();
         tokio::spawn(group.clone().run_flusher());
+        Opened { group, sink: Arc::default() }
+    }
+
+    /// [`Opened::open`] with the log in `commit`, a node's group commit that runs elsewhere,
+    /// instead of a flusher of its own.
+    pub fn open_in(disk: D, dir: &Path, commit: &Arc<GroupCommit<GroupLog<D>>>) -> Opened<D> {
+        let histogram = Arc::new(Histogram::new(&[0.001, 0.01, 0.1]).unwrap());
+        let group = GroupLog::open(disk, dir, config(), Arc::new(SystemClock), histogram).unwrap();
+        group.join_group_commit(commit);
         Opened { group, sink: Arc::default() }
     }
 
