@@ -460,6 +460,28 @@ fn three_with_topic(
     (builders, nodes, addrs, leader)
 }
 
+/// SIGKILLs `leader` (of one of three nodes) and waits for another to lead `topic`: the killed
+/// node's data and the new leader.
+fn kill_leader(
+    nodes: &mut [Option<ProcessNode>],
+    addrs: &[String],
+    leader: i64,
+    topic: &str,
+) -> (TempDir, i64) {
+    let killed = nodes[slot(leader)].take().expect("running").kill();
+    let survivors: Vec<i64> = (1..=3).filter(|&id| id != leader).collect();
+    let mut new_leader = 0;
+    nodes[slot(survivors[0])].as_mut().expect("running").wait_until(
+        "a new partition leader",
+        AGREE_TIMEOUT,
+        |_| {
+            new_leader = answering_leader(addrs, &survivors, topic)?;
+            Ok(())
+        },
+    );
+    (killed, new_leader)
+}
+
 #[test]
 fn a_replicated_partition_keeps_every_acknowledged_record_when_its_leader_is_killed() {
     let (builders, mut nodes, addrs, leader) = three_with_topic("r");
@@ -474,17 +496,7 @@ fn a_replicated_partition_keeps_every_acknowledged_record_when_its_leader_is_kil
 
     // SIGKILL the leader: another replica is elected, has every acknowledged record, and
     // takes writes.
-    let killed = nodes[slot(leader)].take().expect("running").kill();
-    let survivors: Vec<i64> = (1..=3).filter(|&id| id != leader).collect();
-    let mut new_leader = 0;
-    nodes[slot(survivors[0])].as_mut().expect("running").wait_until(
-        "a new partition leader",
-        AGREE_TIMEOUT,
-        |_| {
-            new_leader = answering_leader(&addrs, &survivors, "r")?;
-            Ok(())
-        },
-    );
+    let (killed, new_leader) = kill_leader(&mut nodes, &addrs, leader, "r");
     let second: String = (0..100).map(|i| format!("after-{i}\n")).collect();
     produce_all(nodes[slot(new_leader)].as_mut().expect("running"), "r", &second);
     let read = values(nodes[slot(new_leader)].as_mut().expect("running"), "r", 200);
@@ -1019,17 +1031,7 @@ fn an_idle_partition_quiesces_keeps_its_leader_and_wakes_on_a_write_and_on_a_kil
 
     // Quiesced again, the leader is killed: its pings stop, the followers wake and elect.
     wait_quiesced(&mut nodes, 1);
-    let killed = nodes[slot(leader)].take().expect("running").kill();
-    let survivors: Vec<i64> = (1..=3).filter(|&id| id != leader).collect();
-    let mut new_leader = 0;
-    nodes[slot(survivors[0])].as_mut().expect("running").wait_until(
-        "a new partition leader",
-        AGREE_TIMEOUT,
-        |_| {
-            new_leader = answering_leader(&addrs, &survivors, "q")?;
-            Ok(())
-        },
-    );
+    let (killed, new_leader) = kill_leader(&mut nodes, &addrs, leader, "q");
     let third: String = (0..10).map(|i| format!("third-{i}\n")).collect();
     produce_all(nodes[slot(new_leader)].as_mut().expect("running"), "q", &third);
     let read = values(nodes[slot(new_leader)].as_mut().expect("running"), "q", 30);
