@@ -266,13 +266,12 @@ impl Quiescence {
     }
 
     fn recent(&self, acked: &BTreeMap<RaftNodeId, Instant>, now: Instant) -> Vec<RaftNodeId> {
-        let mut recent: Vec<RaftNodeId> = acked
+        // In id order: the map's.
+        acked
             .iter()
             .filter(|(_, sent)| now.duration_since(**sent) < self.lease)
             .map(|(follower, _)| *follower)
-            .collect();
-        recent.sort_unstable();
-        recent
+            .collect()
     }
 
     /// One round of the node's scan (module docs) at `now`.
