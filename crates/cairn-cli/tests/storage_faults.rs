@@ -172,6 +172,19 @@ fn wire_name(topic: &str) -> TopicName {
 
 /// The error of OffsetForLeaderEpoch v4 for partition 0 of [`TOPIC`] through `bootstrap`:
 /// 0 on the leader only (`NOT_LEADER_OR_FOLLOWER` elsewhere, `KAFKA_STORAGE_ERROR` offline).
+/// Waits until `node`'s group, having found committed entries lost and abstained, logs that
+/// the leader restored them.
+fn wait_restored(node: &mut ProcessNode, what: &str) {
+    node.wait_until(what, AGREE_TIMEOUT, |node| {
+        if logged(node, &["restored its lost committed entries"]) {
+            Ok(())
+        } else {
+            Err("not restored yet".to_owned())
+        }
+    });
+    assert!(logged(node, &["lost committed entries", "neither votes nor campaigns"]));
+}
+
 fn epoch_end_error(bootstrap: &str) -> Result<i16, String> {
     let partition = OffsetForLeaderPartition::default()
         .with_partition(0)
@@ -446,15 +459,7 @@ fn a_bit_flip_in_a_followers_last_committed_batch_is_restored_from_the_leader() 
 
     // The start cut the damaged batch as a torn tail; the group found a committed entry lost
     // and abstained until the leader (the same one, same term) sent it again.
-    cluster.node_mut(follower).wait_until("the lost entry restored", AGREE_TIMEOUT, |node| {
-        if logged(node, &["restored its lost committed entries"]) {
-            Ok(())
-        } else {
-            Err("not restored yet".to_owned())
-        }
-    });
-    let node = cluster.node(follower);
-    assert!(logged(node, &["lost committed entries", "neither votes nor campaigns"]));
+    wait_restored(cluster.node_mut(follower), "the lost entry restored");
     let leader_node = cluster.node(leader);
     assert!(!logged(leader_node, &["panicked"]), "{}", leader_node.log_tail());
     cluster.produce(leader, &lines("after", 10));
@@ -486,15 +491,7 @@ fn a_torn_tail_on_a_killed_leader_is_cut_and_refilled_from_the_new_leader() {
     let new_leader = cluster.wait_leader(survivors[0], &survivors);
     cluster.produce(new_leader, &lines("after", 10));
     cluster.restart(leader, killed);
-    cluster.node_mut(leader).wait_until("the cut tail refilled", AGREE_TIMEOUT, |node| {
-        if logged(node, &["restored its lost committed entries"]) {
-            Ok(())
-        } else {
-            Err("not restored yet".to_owned())
-        }
-    });
-    let node = cluster.node(leader);
-    assert!(logged(node, &["lost committed entries", "neither votes nor campaigns"]));
+    wait_restored(cluster.node_mut(leader), "the cut tail refilled");
     let read = values(cluster.node_mut(new_leader), 40);
     let expected: Vec<String> = ["b0", "b1", "b2", "after"]
         .iter()
