@@ -978,19 +978,14 @@ fn dead_node_seen(bootstrap: &str, dead: i32, hosts_pair: bool) -> Result<(), St
     Ok(())
 }
 
-/// `node`'s `cairn_raft_groups_quiesced` gauge.
-fn quiesced_groups(node: &ProcessNode) -> Result<u64, String> {
-    let (status, body) = node.admin_get("/metrics");
-    let line = body.lines().find(|line| line.starts_with("cairn_raft_groups_quiesced "));
-    let value = line.and_then(|line| line.split_whitespace().nth(1));
-    value.and_then(|v| v.parse().ok()).ok_or_else(|| format!("{status}: no quiesced gauge"))
-}
+/// The gauge of a node's quiesced groups.
+const QUIESCED: &str = "cairn_raft_groups_quiesced";
 
 /// Waits until every node in `nodes` has `count` quiesced groups.
 fn wait_quiesced(nodes: &mut [Option<ProcessNode>], count: u64) {
     for node in nodes.iter_mut().flatten() {
         node.wait_until("the idle partition to quiesce", AGREE_TIMEOUT, |node| {
-            let seen = quiesced_groups(node)?;
+            let seen = node.metric::<u64>(QUIESCED)?;
             if seen == count { Ok(()) } else { Err(format!("{seen} quiesced")) }
         });
     }
@@ -1011,11 +1006,11 @@ fn an_idle_partition_quiesces_keeps_its_leader_and_wakes_on_a_write_and_on_a_kil
             "the quiesced leader named in sync",
             AGREE_TIMEOUT,
             |node| {
-                let before = quiesced_groups(node)?;
+                let before = node.metric::<u64>(QUIESCED)?;
                 let named = answering_leader(&addrs, &[1, 2, 3], "q")?;
                 let (_, epoch, id) = leader_and_epoch(node.bootstrap(), "q")?;
                 let views = partitions_of(node.bootstrap(), "q")?;
-                let after = quiesced_groups(node)?;
+                let after = node.metric::<u64>(QUIESCED)?;
                 let isr = views.first().map(|view| view.3.clone()).unwrap_or_default();
                 let settled = before == 1 && after == 1 && named == leader && isr == [1, 2, 3];
                 if settled { Ok(()) } else { Err(format!("{named} {epoch} {id} {isr:?}")) }

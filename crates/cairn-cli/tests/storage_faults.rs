@@ -367,6 +367,12 @@ fn a_bit_flip_inside_a_followers_committed_log_is_cut_and_refilled_from_the_lead
     let leader = cluster.wait_leader(1, &[1, 2, 3]);
     let (follower, temp, dir, flipped) = flip_inside_a_follower(&mut cluster, leader);
     let damaged_at = entries(&flipped).iter().find(|(_, h)| !h.is_control()).expect("records").0;
+    // The partition idle, its leader quiesces it with the follower down: the restarted
+    // follower, which names that leader from its stored vote, must still be caught up.
+    cluster.node_mut(leader).wait_until("the partition to quiesce", AGREE_TIMEOUT, |node| {
+        let quiesced = node.metric::<u64>("cairn_raft_groups_quiesced")?;
+        if quiesced == 1 { Ok(()) } else { Err(format!("{quiesced} quiesced")) }
+    });
     cluster.restart(follower, temp);
 
     // Detected at the start and cut there: the damaged batch and everything after it moved

@@ -48,6 +48,8 @@ pub enum GroupView {
         followers: Vec<RaftNodeId>,
         /// The last index of the log.
         last_index: Option<u64>,
+        /// The followers that acknowledged a heartbeat lately and hold `last_index`.
+        in_sync: Vec<RaftNodeId>,
         /// Every voter holds `last_index`, it is committed, every follower acknowledged a
         /// heartbeat lately, the membership is not changing and the leader's lease holds.
         settled: bool,
@@ -68,9 +70,15 @@ pub enum GroupView {
 enum Quiet {
     /// Timers on.
     Awake,
-    /// Led quiescently in `term`; `acked` holds, per follower, the send time of the last ping
-    /// that listed the group and that the follower did not refuse.
-    Leading { term: u64, followers: Vec<RaftNodeId>, acked: BTreeMap<RaftNodeId, Instant> },
+    /// Led quiescently in `term`; `in_sync` are the followers that held the last entry when
+    /// it quiesced; `acked` holds, per follower, the send time of the last ping that listed the
+    /// group and that the follower did not refuse.
+    Leading {
+        term: u64,
+        followers: Vec<RaftNodeId>,
+        in_sync: Vec<RaftNodeId>,
+        acked: BTreeMap<RaftNodeId, Instant>,
+    },
     /// Followed quiescently under `leader` in `term`.
     Following { leader: RaftNodeId, term: u64 },
 }
@@ -287,7 +295,10 @@ impl Quiescence {
                 GroupView::Follower { .. } | GroupView::Other => None,
             };
             match (&member.quiet, view) {
-                (Quiet::Awake, GroupView::Leader { term, followers, last_index, settled }) => {
+                (
+                    Quiet::Awake,
+                    GroupView::Leader { term, followers, last_index, in_sync, settled },
+                ) => {
                     let idle_since = match member.idle {
                         Some((index, since)) if settled && index == last_index => since,
                         _ => now,
@@ -295,7 +306,8 @@ impl Quiescence {
                     member.idle = settled.then_some((last_index, idle_since));
                     let quiet_long = now.duration_since(idle_since) >= QUIESCE_AFTER;
                     if quiet_long && leading < PEER_QUIESCED_GROUPS_MAX as usize {
-                        member.set(Quiet::Leading { term, followers, acked: BTreeMap::new() });
+                        let acked = BTreeMap::new();
+                        member.set(Quiet::Leading { term, followers, in_sync, acked });
                     }
                 }
                 (Quiet::Leading { term, .. }, GroupView::Leader { term: now_term, .. })
@@ -338,20 +350,23 @@ impl Quiescence {
     }
 
     /// `peer` answered `ping`, sent at `sent`, refusing `refused`: renews the lease of the
-    /// other quiesced groups, wakes the refused.
+    /// other quiesced groups, wakes the refused, and wakes those `peer` was not in sync with
+    /// when they quiesced (a follower back from a crash or a partition may lag, and may take
+    /// the quiescence: it reports the leader its vote names; awake, the leader catches it up).
     pub fn answered(&self, peer: RaftNodeId, ping: &Ping, sent: Instant, refused: &[u64]) {
         let mut state = self.locked();
         for LedGroup { group, term, .. } in ping.led.iter().filter(|led| led.quiesced) {
             let Some(member) = state.groups.get_mut(group) else { continue };
-            if refused.contains(group) {
+            let lagging = match &mut member.quiet {
+                Quiet::Leading { term: led, in_sync, acked, .. } if led == term => {
+                    acked.insert(peer, sent);
+                    !in_sync.contains(&peer)
+                }
+                _ => false,
+            };
+            if lagging || refused.contains(group) {
                 member.set(Quiet::Awake);
                 member.idle = None;
-                continue;
-            }
-            if let Quiet::Leading { term: led, acked, .. } = &mut member.quiet
-                && led == term
-            {
-                acked.insert(peer, sent);
             }
         }
     }
@@ -460,7 +475,8 @@ mod tests {
     const STEP: Duration = Duration::from_millis(250);
 
     fn leader(term: u64, last: u64, settled: bool) -> GroupView {
-        GroupView::Leader { term, followers: vec![2, 3], last_index: Some(last), settled }
+        let (followers, in_sync) = (vec![2, 3], vec![2, 3]);
+        GroupView::Leader { term, followers, last_index: Some(last), in_sync, settled }
     }
 
     /// Node 1 leading group 7 in term 4, quiesced at the returned instant.
@@ -515,6 +531,35 @@ mod tests {
         quiescence.answered(3, &ping, now, &[7]);
         assert!(!handle.is_quiet() && fake.ticking());
         assert_eq!(handle.acked_followers(now), None);
+    }
+
+    #[test]
+    fn a_follower_not_in_sync_when_the_group_quiesced_wakes_it_by_answering() {
+        let quiescence = Quiescence::new(1, WAKE, LEASE);
+        // Node 3 was silent (dead) when the group settled with node 2.
+        let view = |last| GroupView::Leader {
+            term: 4,
+            followers: vec![2, 3],
+            last_index: Some(last),
+            in_sync: vec![2],
+            settled: true,
+        };
+        let fake = Fake::new(view(10));
+        let handle = quiescence.register(7, Arc::clone(&fake) as Arc<dyn GroupTimers>);
+        let start = Instant::now();
+        let mut now = start;
+        while now - start <= QUIESCE_AFTER {
+            quiescence.scan(now);
+            now += STEP;
+        }
+        assert!(handle.is_quiet());
+        let ping = quiescence.ping_for(3);
+        assert_eq!(ping.led, vec![LedGroup { group: 7, term: 4, quiesced: true }]);
+        quiescence.answered(2, &quiescence.ping_for(2), now, &[]);
+        assert!(handle.is_quiet(), "node 2 was in sync");
+        // Back, node 3 takes the quiescence without refusing: the leader wakes to catch it up.
+        quiescence.answered(3, &ping, now, &[]);
+        assert!(!handle.is_quiet() && fake.ticking());
     }
 
     #[test]

@@ -607,7 +607,7 @@ impl<D: Disk + Clone + Send + Sync + 'static> GroupTimers for QuietTimers<D> {
 /// committed, a quorum (itself included) acknowledged it within two heartbeats (so knows the
 /// commit index), every follower that did holds the last entry, and its quorum lease holds.
 /// A follower silent that long (a dead or cut-off node) does not keep the group awake: it is
-/// woken again when that follower refuses the leader's ping on its return (RFC 0004).
+/// woken again when that follower answers the leader's ping on its return (RFC 0004).
 fn leader_view(metrics: &RaftMetrics<TypeConfig>, timers: &Timers) -> GroupView {
     let membership = metrics.membership_config.membership();
     let followers: Vec<RaftNodeId> =
@@ -632,7 +632,8 @@ fn leader_view(metrics: &RaftMetrics<TypeConfig>, timers: &Timers) -> GroupView 
     let quorum = 2 * (heard.len() + 1) > followers.len() + 1;
     let lease = Duration::from_millis(timers.election_timeout_max_ms);
     let settled = stable && committed && quorum && matched && leads_with_quorum(metrics, lease);
-    GroupView::Leader { term: metrics.vote.leader_id.term, followers, last_index, settled }
+    let term = metrics.vote.leader_id.term;
+    GroupView::Leader { term, followers, last_index, in_sync: heard, settled }
 }
 
 fn stopped(fatal: openraft::error::Fatal<TypeConfig>) -> GroupError {

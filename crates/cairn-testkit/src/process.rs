@@ -415,6 +415,20 @@ impl ProcessNode {
         (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
     }
 
+    /// The value of the unlabelled metric `name` on `/metrics`, as a `T`.
+    ///
+    /// # Errors
+    ///
+    /// The status line and a reason if the metric is missing or not a `T`.
+    pub fn metric<T: std::str::FromStr>(&self, name: &str) -> Result<T, String> {
+        let (status, body) = self.admin_get("/metrics");
+        let value = body.lines().find_map(|line| {
+            let (metric, value) = line.split_once(' ')?;
+            (metric == name).then(|| value.trim().parse().ok()).flatten()
+        });
+        value.ok_or_else(|| format!("{status}: no metric {name}"))
+    }
+
     /// Runs `cairn args... --bootstrap <this node>` with `stdin`, as [`run`].
     #[must_use]
     pub fn cairn(&self, args: &[&str], stdin: &[u8]) -> Run {
