@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use cairn_types::limits::{PEER_LANE_SILENT_MS, PEER_LANE_SILENT_TIMEOUTS_MAX};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore, oneshot, watch};
@@ -530,8 +530,10 @@ async fn read_frames<R: AsyncRead + Unpin>(
     mut reader: R,
     router: &Arc<Router>,
 ) -> Ended {
+    let mut buffer = BytesMut::new();
     loop {
-        let frame = match read_frame(&mut reader, cairn_types::limits::PEER_FRAME_BYTES_MAX).await {
+        let max = cairn_types::limits::PEER_FRAME_BYTES_MAX;
+        let frame = match next_frame(&mut reader, &mut buffer, max).await {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ended::PeerClosed,
             Err(ReadError::Io(error)) => return Ended::Io(error),
@@ -574,8 +576,44 @@ pub(crate) enum ReadError {
     Frame(FrameError),
 }
 
-/// Reads one frame of at most `max` bytes (checked before allocating); `None` if the stream
-/// ended cleanly before it.
+/// Bytes a connection's reader asks the socket for at least, so that one read takes in the
+/// small frames (heartbeats, answers, pings) that arrived together.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// The next frame of at most `max` bytes (checked before allocating for it), read through
+/// `buffer`: one read takes whatever the socket holds, frames after the one returned stay in
+/// `buffer` for the next call, and a frame's bytes are never zeroed before they are read.
+/// `None` if the stream ended cleanly between frames. The buffer holds about one frame and one
+/// read chunk at most.
+async fn next_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buffer: &mut BytesMut,
+    max: u32,
+) -> Result<Option<Frame>, ReadError> {
+    loop {
+        let mut wanted = 4;
+        if let Some(prefix) = buffer.first_chunk::<4>() {
+            let length = frame::frame_length(*prefix, max).map_err(ReadError::Frame)?;
+            if buffer.len() >= 4 + length {
+                buffer.advance(4);
+                let rest = buffer.split_to(length).freeze();
+                return frame::decode(rest).map(Some).map_err(ReadError::Frame);
+            }
+            wanted = 4 + length;
+        }
+        buffer.reserve((wanted - buffer.len()).max(READ_CHUNK_BYTES));
+        if reader.read_buf(buffer).await.map_err(ReadError::Io)? == 0 {
+            if buffer.is_empty() {
+                return Ok(None);
+            }
+            return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
+}
+
+/// Reads one frame of at most `max` bytes (checked before allocating), and nothing after it
+/// (the handshake's: what follows is the connection's); `None` if the stream ended cleanly
+/// before it.
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max: u32,
@@ -589,4 +627,80 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     let mut rest = vec![0; length];
     reader.read_exact(&mut rest).await.map_err(ReadError::Io)?;
     frame::decode(Bytes::from(rest)).map(Some).map_err(ReadError::Frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::ReadBuf;
+
+    use cairn_types::limits::PEER_FRAME_BYTES_MAX;
+
+    use super::*;
+    use crate::peer::frame::FrameError;
+
+    /// A stream that hands out its bytes in the given pieces, one piece (or what fits) per read.
+    struct Pieces(VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Pieces {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if let Some(mut piece) = self.0.pop_front() {
+                let n = piece.len().min(buf.remaining());
+                buf.put_slice(&piece[..n]);
+                if n < piece.len() {
+                    self.0.push_front(piece.split_off(n));
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn frame(correlation: u64, message_bytes: usize) -> Vec<u8> {
+        let message = Message::Error(ErrorAnswer {
+            code: ErrorCode::Busy,
+            message: "x".repeat(message_bytes),
+        });
+        let frame = Frame { version: 1, correlation, group: 7, ttl_ms: 0, message };
+        frame::encode(&frame).expect("encodes").to_vec()
+    }
+
+    async fn read_all(pieces: Vec<Vec<u8>>, max: u32) -> Result<Vec<u64>, ReadError> {
+        let (mut reader, mut buffer, mut read) = (Pieces(pieces.into()), BytesMut::new(), vec![]);
+        while let Some(frame) = next_frame(&mut reader, &mut buffer, max).await? {
+            read.push(frame.correlation);
+        }
+        Ok(read)
+    }
+
+    #[tokio::test]
+    async fn frames_are_read_whole_however_the_stream_splits_them() {
+        let sizes = [0, 10, 300, 40_000, 5];
+        let stream: Vec<u8> =
+            sizes.iter().enumerate().flat_map(|(i, &n)| frame(i as u64, n)).collect();
+        let expected: Vec<u64> = (0..sizes.len() as u64).collect();
+        let max = PEER_FRAME_BYTES_MAX;
+        // All at once; byte by byte; in pieces that straddle every frame boundary.
+        assert_eq!(read_all(vec![stream.clone()], max).await.unwrap(), expected);
+        let bytes = stream.iter().map(|&b| vec![b]).collect();
+        assert_eq!(read_all(bytes, max).await.unwrap(), expected);
+        let pieces = stream.chunks(977).map(<[u8]>::to_vec).collect();
+        assert_eq!(read_all(pieces, max).await.unwrap(), expected);
+    }
+
+    #[tokio::test]
+    async fn a_stream_ending_inside_a_frame_or_announcing_too_much_is_an_error() {
+        let whole = frame(1, 100);
+        let cut = whole[..whole.len() - 1].to_vec();
+        let ended = read_all(vec![cut], PEER_FRAME_BYTES_MAX).await;
+        assert!(matches!(ended, Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof));
+        let prefix = u32::MAX.to_be_bytes().to_vec();
+        let refused = read_all(vec![prefix], PEER_FRAME_BYTES_MAX).await;
+        assert!(matches!(refused, Err(ReadError::Frame(FrameError::TooLarge { .. }))));
+    }
 }
