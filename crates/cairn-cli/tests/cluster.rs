@@ -19,7 +19,9 @@
 use std::time::{Duration, Instant};
 
 use cairn_node::status::{ClusterStatus, LivenessView};
-use cairn_testkit::{ProcessNode, ProcessNodeBuilder, free_ports, kafka_call, metadata_brokers};
+use cairn_testkit::{
+    ProcessNode, ProcessNodeBuilder, epoch_end, free_ports, kafka_call, metadata_brokers, wire_name,
+};
 use cairn_types::batch::BatchBuilder;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_partitions_request::{
@@ -28,15 +30,11 @@ use kafka_protocol::messages::create_partitions_request::{
 use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::offset_for_leader_epoch_request::{
-    OffsetForLeaderPartition, OffsetForLeaderTopic,
-};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
     CreateTopicsResponse, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
-    TopicName,
+    ProduceRequest, ProduceResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use tempfile::TempDir;
@@ -540,10 +538,6 @@ fn leader_and_epoch(bootstrap: &str, topic: &str) -> Result<(i32, i32, uuid::Uui
     Ok((partition.leader_id.0, partition.leader_epoch, found.topic_id))
 }
 
-fn wire_name(topic: &str) -> TopicName {
-    TopicName(StrBytes::from_string(topic.to_owned()))
-}
-
 /// Produces `count` records to partition 0 of `topic` through `bootstrap` (acks=all, Produce
 /// `version`): the answer.
 fn produce_batch(
@@ -565,24 +559,6 @@ fn produce_batch(
         .with_timeout_ms(10_000)
         .with_topic_data(vec![topic_data]);
     kafka_call(bootstrap, ApiKey::Produce, version, &request)
-}
-
-/// `(error, epoch, end offset)` of OffsetForLeaderEpoch v4 for `epoch` of partition 0.
-fn epoch_end(bootstrap: &str, topic: &str, epoch: i32) -> Result<(i16, i32, i64), String> {
-    let partition = OffsetForLeaderPartition::default()
-        .with_partition(0)
-        .with_current_leader_epoch(-1)
-        .with_leader_epoch(epoch);
-    let wanted = OffsetForLeaderTopic::default()
-        .with_topic(wire_name(topic))
-        .with_partitions(vec![partition]);
-    let request = OffsetForLeaderEpochRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![wanted]);
-    let response: OffsetForLeaderEpochResponse =
-        kafka_call(bootstrap, ApiKey::OffsetForLeaderEpoch, 4, &request)?;
-    let answer = response.topics.first().and_then(|t| t.partitions.first()).ok_or("no answer")?;
-    Ok((answer.error_code, answer.leader_epoch, answer.end_offset))
 }
 
 /// The `host:port` of each node endpoint of a KIP-951 answer, by id.

@@ -24,18 +24,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cairn_storage::{RealDisk, VoteFile};
-use cairn_testkit::{ProcessNode, ProcessNodeBuilder, free_ports, kafka_call};
+use cairn_testkit::{
+    ProcessNode, ProcessNodeBuilder, epoch_end, free_ports, kafka_call, wire_name,
+};
 use cairn_types::batch::{BatchHeader, Frames};
 use cairn_types::limits::BATCH_BYTES_MAX;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::offset_for_leader_epoch_request::{
-    OffsetForLeaderPartition, OffsetForLeaderTopic,
-};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, MetadataRequest, MetadataResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse, TopicName,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 use tempfile::TempDir;
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -166,12 +161,12 @@ fn slot(id: u64) -> usize {
     usize::try_from(id - 1).expect("node ids start at 1")
 }
 
-fn wire_name(topic: &str) -> TopicName {
-    TopicName(StrBytes::from_string(topic.to_owned()))
-}
-
 /// The error of OffsetForLeaderEpoch v4 for partition 0 of [`TOPIC`] through `bootstrap`:
 /// 0 on the leader only (`NOT_LEADER_OR_FOLLOWER` elsewhere, `KAFKA_STORAGE_ERROR` offline).
+fn epoch_end_error(bootstrap: &str) -> Result<i16, String> {
+    epoch_end(bootstrap, TOPIC, -1).map(|(error, ..)| error)
+}
+
 /// Waits until `node`'s group, having found committed entries lost and abstained, logs that
 /// the leader restored them.
 fn wait_restored(node: &mut ProcessNode, what: &str) {
@@ -183,23 +178,6 @@ fn wait_restored(node: &mut ProcessNode, what: &str) {
         }
     });
     assert!(logged(node, &["lost committed entries", "neither votes nor campaigns"]));
-}
-
-fn epoch_end_error(bootstrap: &str) -> Result<i16, String> {
-    let partition = OffsetForLeaderPartition::default()
-        .with_partition(0)
-        .with_current_leader_epoch(-1)
-        .with_leader_epoch(-1);
-    let wanted = OffsetForLeaderTopic::default()
-        .with_topic(wire_name(TOPIC))
-        .with_partitions(vec![partition]);
-    let request = OffsetForLeaderEpochRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![wanted]);
-    let response: OffsetForLeaderEpochResponse =
-        kafka_call(bootstrap, ApiKey::OffsetForLeaderEpoch, 4, &request)?;
-    let answer = response.topics.first().and_then(|t| t.partitions.first()).ok_or("no answer")?;
-    Ok(answer.error_code)
 }
 
 /// Partition 0 of [`TOPIC`] in Metadata v12 through `bootstrap`, and the topic's id.

@@ -30,8 +30,8 @@ pub mod wire;
 
 pub use node::{TestNode, TestNodeBuilder};
 pub use process::{
-    ProcessNode, ProcessNodeBuilder, Run, clean_command, free_ports, kafka_call, metadata_brokers,
-    run,
+    ProcessNode, ProcessNodeBuilder, Run, clean_command, epoch_end, free_ports, kafka_call,
+    metadata_brokers, run, wire_name,
 };
 pub use proxy::{Direction, Fault, FaultProxy};
 

@@ -532,6 +532,43 @@ pub fn metadata_brokers(bootstrap: &str) -> Result<(i32, Vec<i32>), String> {
     Ok((response.controller_id.0, brokers))
 }
 
+/// `(error, leader epoch, end offset)` of OffsetForLeaderEpoch v4 for `epoch` of partition 0
+/// of `topic` through `bootstrap` (`-1`: the latest epoch), within [`METADATA_TIMEOUT`]: only a
+/// partition's leader answers without an error.
+///
+/// # Errors
+/// What failed: the connection, the exchange, the decoding, or an answer without the partition.
+pub fn epoch_end(bootstrap: &str, topic: &str, epoch: i32) -> Result<(i16, i32, i64), String> {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, BrokerId, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    };
+    let partition = OffsetForLeaderPartition::default()
+        .with_partition(0)
+        .with_current_leader_epoch(-1)
+        .with_leader_epoch(epoch);
+    let wanted = OffsetForLeaderTopic::default()
+        .with_topic(wire_name(topic))
+        .with_partitions(vec![partition]);
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![wanted]);
+    let response: OffsetForLeaderEpochResponse =
+        kafka_call(bootstrap, ApiKey::OffsetForLeaderEpoch, 4, &request)?;
+    let answer = response.topics.first().and_then(|t| t.partitions.first()).ok_or("no answer")?;
+    Ok((answer.error_code, answer.leader_epoch, answer.end_offset))
+}
+
+/// `topic` as the Kafka protocol's topic name.
+#[must_use]
+pub fn wire_name(topic: &str) -> kafka_protocol::messages::TopicName {
+    kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(
+        topic.to_owned(),
+    ))
+}
+
 /// One Kafka request `body` of `api_key` at `version` to the listener at `bootstrap`, on a new
 /// blocking connection, and its decoded answer, within [`METADATA_TIMEOUT`] per step: for
 /// tests without a runtime (the process tests) that speak to a node below the CLI.
