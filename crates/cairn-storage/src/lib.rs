@@ -63,6 +63,7 @@ mod segment;
 pub mod sim;
 mod slots;
 mod snapshot;
+mod verified;
 mod vote;
 
 pub use clock::{Clock, ManualClock, SystemClock};

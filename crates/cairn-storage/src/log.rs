@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use cairn_types::batch::{self, BatchHeader, Batches, RecordBatch};
 use cairn_types::limits::{
-    APPEND_BYTES_MAX, BATCH_BYTES_MAX, READ_BYTES_MAX, READ_RANGES_MAX, SEGMENT_RECORDS_MAX,
+    APPEND_BYTES_MAX, BATCH_BYTES_MAX, READ_BYTES_MAX, READ_RANGES_MAX, SCAN_BUFFER_BYTES,
+    SEGMENT_RECORDS_MAX,
 };
 use cairn_types::{LeaderEpoch, Offset, RaftIndex};
 
@@ -19,7 +20,7 @@ use crate::disk::{Disk, DiskFile, child};
 use crate::epochs::{EpochStart, Epochs};
 use crate::error::{ENOSPC, Error, Result, io_error, io_or_no_space};
 use crate::recovery::Recovery;
-use crate::segment::{self, Boundary, DATA_SUFFIX, INDEX_SUFFIX, Segment, SegmentFiles};
+use crate::segment::{self, Boundary, DATA_SUFFIX, INDEX_SUFFIX, Segment, SegmentFiles, Walk};
 
 /// The page cache window's drops are made in steps of this many bytes (or a quarter of the
 /// window, if smaller) within a segment, and whenever the window's tail leaves a segment.
@@ -558,6 +559,8 @@ impl<D: Disk> Log<D> {
             debug_assert_eq!((active.size - run_position) as usize, at - first.0);
             active.on_append(active.size, header, interval);
         }
+        // Validated before they were written (the callers' contract).
+        active.verified.insert(run_position, active.size);
         Ok(())
     }
 
@@ -580,6 +583,7 @@ impl<D: Disk> Log<D> {
             active.index.entries().get(undo.index_len).map_or(u32::MAX, |e| e.position),
         );
         active.index_written = active.index_written.min(active.index.len());
+        active.verified.truncate(undo.size);
         active
             .data
             .set_len(u64::from(undo.size))
@@ -866,12 +870,26 @@ impl<D: Disk> Log<D> {
 
     /// Finds the whole batches from the one containing `from` onward, at most `bytes_max` bytes
     /// (but at least one batch, as Kafka fetch requires) and ending at or before `upto` (the high
-    /// watermark, or [`Log::next_offset`]). Nothing is read but batch headers.
+    /// watermark, or [`Log::next_offset`]), to be sent as they are. Every byte returned is valid
+    /// (RFC 0005): what was appended since the log opened, or verified before, costs a header
+    /// walk; the rest is read and verified once (CRC, offsets, epochs) before it is returned.
     ///
     /// # Errors
     /// [`Error::OffsetOutOfRange`] if `from` is outside `[start, next]`; [`Error::Corruption`] if
-    /// the headers walked are damaged; [`Error::Io`].
+    /// the batches found are damaged; [`Error::Io`].
     pub fn locate(&self, from: Offset, bytes_max: u32, upto: Offset) -> Result<Located<D::File>> {
+        self.find(from, bytes_max, upto, true)
+    }
+
+    /// [`Log::locate`]; verifying what is not known valid yet if `verify` (a copying read
+    /// verifies the bytes it copies instead).
+    fn find(
+        &self,
+        from: Offset,
+        bytes_max: u32,
+        upto: Offset,
+        verify: bool,
+    ) -> Result<Located<D::File>> {
         self.check_range(from)?;
         let upto = upto.min(self.next_offset());
         let mut located = Located { ranges: Vec::new(), next_offset: from, bytes: 0 };
@@ -894,6 +912,9 @@ impl<D: Disk> Log<D> {
             let end = segment.boundary(start, budget, upto, first, &self.epochs)?;
             if end.position == start.position {
                 break;
+            }
+            if verify {
+                self.verify_span(segment, start, end.position)?;
             }
             let len = end.position - start.position;
             located.ranges.push(FileRange {
@@ -930,13 +951,28 @@ impl<D: Disk> Log<D> {
         upto: Offset,
         out: &mut Vec<u8>,
     ) -> Result<Offset> {
-        let located = self.locate(from, bytes_max, upto)?;
+        let located = self.find(from, bytes_max, upto, false)?;
         let out_start = out.len();
         let result = self.copy_verified(&located, out);
         if result.is_err() {
             out.truncate(out_start);
         }
         result.map(|()| located.next_offset)
+    }
+
+    /// Verifies the batches of `segment` from `from` to `end` (a batch boundary) unless they
+    /// are known valid, and records them as valid (RFC 0005).
+    fn verify_span(&self, segment: &Segment<D::File>, from: Boundary, end: u32) -> Result<()> {
+        if segment.verified.covers(from.position, end) {
+            return Ok(());
+        }
+        let path = &segment.data_path;
+        let mut walk = Walk::new(&*segment.data, path, from, u64::from(end))
+            .with_epochs(&self.epochs)
+            .verifying(SCAN_BUFFER_BYTES);
+        while walk.try_next().map_err(|stop| stop.into_error(path))?.is_some() {}
+        segment.verified.insert(from.position, end);
+        Ok(())
     }
 
     fn copy_verified(&self, located: &Located<D::File>, out: &mut Vec<u8>) -> Result<()> {
@@ -955,6 +991,9 @@ impl<D: Disk> Log<D> {
                 return Err(io_error("read", &path)(error));
             }
             self.verify_copied(&out[start..], &path, range.position, &mut expected)?;
+            let position = range.position as u32;
+            let segment = &self.segments[self.segment_of(range.segment_base)];
+            segment.verified.insert(position, position + range.len);
         }
         Ok(())
     }
@@ -1047,6 +1086,7 @@ impl<D: Disk> Log<D> {
             let interval = log.config.index_interval_bytes;
             let epochs = &log.epochs;
             let active = log.segments.back_mut().expect("a log has at least one segment");
+            active.verified.truncate(position);
             active
                 .data
                 .set_len(u64::from(position))

@@ -455,7 +455,10 @@ fn verify_tail<F: DiskFile>(
             Ok(Some(walked)) => {
                 segment.on_append(walked.position as u32, &walked.header, interval_bytes)
             }
-            Ok(None) => return Ok((u64::from(len - start), 0)),
+            Ok(None) => {
+                segment.verified.insert(start, segment.size);
+                return Ok((u64::from(len - start), 0));
+            }
             Err(WalkStop::Io(error)) => return Err(error),
             Err(WalkStop::Invalid { position, reason }) => {
                 if !is_last
@@ -472,6 +475,7 @@ fn verify_tail<F: DiskFile>(
                 }
                 data.set_len(position).map_err(io_error("truncate", &path))?;
                 data.sync_data().map_err(io_error("fsync", &path))?;
+                segment.verified.insert(start, segment.size);
                 return Ok((position - u64::from(start), u64::from(len) - position));
             }
         }

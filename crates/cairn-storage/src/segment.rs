@@ -13,6 +13,7 @@ use crate::disk::DiskFile;
 use crate::epochs::Epochs;
 use crate::error::{Error, Result, io_error};
 use crate::index::{Index, IndexEntry};
+use crate::verified::Verified;
 
 /// Suffix of segment data files.
 pub(crate) const DATA_SUFFIX: &str = ".log";
@@ -122,6 +123,8 @@ pub(crate) struct Segment<F> {
     pub bytes_since_index: u32,
     /// When the segment was created or recovered, for rolling by age (`segment.ms`).
     pub created_ms: i64,
+    /// The byte ranges known to hold valid batches since the log opened (RFC 0005).
+    pub verified: Verified,
 }
 
 /// The files of a segment, opened by the caller.
@@ -155,6 +158,7 @@ impl<F: DiskFile> Segment<F> {
             max_timestamp: i64::MIN,
             bytes_since_index: 0,
             created_ms,
+            verified: Verified::default(),
         }
     }
 

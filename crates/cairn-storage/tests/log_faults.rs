@@ -13,7 +13,7 @@ use cairn_storage::sim::{EIO, SimDisk};
 use cairn_storage::{
     Disk, DiskFile, Error, FlushPolicy, Log, LogConfig, ManualClock, RealDisk, Retention,
 };
-use cairn_types::batch::{BatchBuilder, Batches, Frames};
+use cairn_types::batch::{BatchBuilder, BatchHeader, Batches, Frames};
 use cairn_types::limits::BATCH_BYTES_MAX;
 use cairn_types::{LeaderEpoch, Offset};
 
@@ -242,11 +242,12 @@ fn every_single_bit_flip_in_committed_batches_is_detected() {
     assert_eq!(read_all(&log).unwrap(), expected);
 }
 
-/// The header walks of `locate` start from index entries, so they skip the batches in between;
-/// a batch there whose base offset or leader epoch (both outside its CRC) is damaged must still
-/// be refused by the copying read, never returned as data.
+/// The header walks that find a fetch's batches start from index entries, so they skip the
+/// batches in between; a batch there whose base offset or leader epoch (both outside its CRC)
+/// is damaged, in data the recovery checkpoint vouched for, must be refused by the zero-copy
+/// `locate` and by the copying read alike, never returned as data (RFC 0005).
 #[test]
-fn read_verifies_the_offsets_and_epochs_that_locate_skips() {
+fn locate_and_read_refuse_damaged_offsets_and_epochs_in_checkpointed_data() {
     let disk = SimDisk::new(9);
     let dir = Path::new("/outside-crc");
     let clock = ManualClock::new(T0);
@@ -260,8 +261,8 @@ fn read_verifies_the_offsets_and_epochs_that_locate_skips() {
         disk.flip_bit(&data_path(dir, 0, 0), bit).unwrap();
         let log = open(&disk, dir, support::config(), &clock).unwrap();
         let end = log.next_offset();
-        let located = log.locate(Offset(0), 1 << 20, end).unwrap();
-        assert_eq!(located.bytes, expected.len() as u64, "locate walked past the damage");
+        let located = log.locate(Offset(0), 1 << 20, end);
+        assert!(matches!(located, Err(Error::Corruption { .. })), "byte {byte}: sent as is");
         let mut out = Vec::new();
         let read = log.read(Offset(0), 1 << 20, end, &mut out);
         assert!(matches!(read, Err(Error::Corruption { .. })), "byte {byte}: {read:?}");
@@ -269,6 +270,40 @@ fn read_verifies_the_offsets_and_epochs_that_locate_skips() {
         drop(log);
         disk.flip_bit(&data_path(dir, 0, 0), bit).unwrap();
     }
+}
+
+/// A flipped bit inside a record of data the recovery checkpoint vouched for (a clean close
+/// covers the whole log, so open reads no CRC) is found by the zero-copy `locate` before any
+/// byte of it is returned; the batches before it are still served (RFC 0005).
+#[test]
+fn locate_verifies_checkpointed_data_once_before_serving_it() {
+    let disk = SimDisk::new(11);
+    let dir = Path::new("/checkpointed");
+    let clock = ManualClock::new(T0);
+    let mut log = open(&disk, dir, support::config(), &clock).unwrap();
+    let expected = fill(&mut log, 12, 20);
+    log.close().unwrap();
+    let frames: Vec<(usize, BatchHeader)> = Frames::new(&expected, BATCH_BYTES_MAX).collect();
+    let (third, header) = frames[2];
+    // A byte of the third batch's records, inside its CRC.
+    let bit = (third as u64 + u64::from(header.total_bytes()) - 3) * 8;
+    disk.flip_bit(&data_path(dir, 0, 0), bit).unwrap();
+    let log = open(&disk, dir, support::config(), &clock).unwrap();
+    let end = log.next_offset();
+    let located = log.locate(Offset(0), 1 << 20, end);
+    assert!(matches!(located, Err(Error::Corruption { position, .. }) if position == third as u64));
+    let before = log.locate(Offset(0), third as u32, end).expect("the batches before it");
+    assert_eq!(before.bytes, third as u64);
+    assert_eq!(before.next_offset, header.base_offset);
+    let after = log.locate(header.next_offset(), 1 << 20, end).expect("the batches after it");
+    assert_eq!(after.bytes, (expected.len() - third) as u64 - u64::from(header.total_bytes()));
+    drop(log);
+    disk.flip_bit(&data_path(dir, 0, 0), bit).unwrap();
+    let log = open(&disk, dir, support::config(), &clock).unwrap();
+    assert_eq!(
+        log.locate(Offset(0), 1 << 20, end).expect("whole again").bytes,
+        expected.len() as u64
+    );
 }
 
 #[test]
