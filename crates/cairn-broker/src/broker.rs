@@ -482,8 +482,9 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
     }
 
     /// Hosts partitions over their opened logs (or the reasons they are offline): joins each log
-    /// to the node's group commit and starts its Raft group, up to `PARTITION_OPENS_PARALLEL_MAX` at once (a group's
-    /// start waits on a few fsyncs of its own files, which the journal commits together).
+    /// to the node's group commit and starts its Raft group, up to
+    /// `PARTITION_OPENS_PARALLEL_MAX` at once (a group's start waits on a few fsyncs of its own
+    /// files, which the journal commits together).
     async fn host_all(&self, opened: Vec<ToHost<D>>) -> Vec<Arc<Partition<D>>> {
         let raft = RaftSettings {
             node_id: self.config.node_id,

@@ -294,11 +294,16 @@ async fn a_topic_whose_partitions_cannot_be_made_is_not_created() {
     broker.shutdown().await;
 }
 
+/// The data file of `topic`-`index`'s first segment.
+fn first_segment(dir: &Path, topic: &TopicMeta, index: u32) -> PathBuf {
+    topics_dir(dir)
+        .join(format!("{}-{index}", topic.id.to_hex()))
+        .join("00000000000000000000-00000000000000000000.log")
+}
+
 /// Flips one byte inside the records of the first batch of `topic`-`index`'s first segment.
 fn corrupt_first_batch(dir: &Path, topic: &TopicMeta, index: u32) {
-    let segment = topics_dir(dir)
-        .join(format!("{}-{index}", topic.id.to_hex()))
-        .join("00000000000000000000-00000000000000000000.log");
+    let segment = first_segment(dir, topic, index);
     let mut bytes = std::fs::read(&segment).expect("read segment");
     bytes[70] ^= 0xff; // Past the 61-byte header: the CRC no longer matches.
     std::fs::write(&segment, bytes).expect("write segment");
@@ -318,9 +323,7 @@ async fn a_fetch_never_sends_damaged_bytes_the_open_trusted() {
     drop(broker);
     // A byte in the records of the first produced batch (Raft's membership entry before it is
     // read at the start, and would be found there).
-    let segment = topics_dir(dir.path())
-        .join(format!("{}-0", topic.id.to_hex()))
-        .join("00000000000000000000-00000000000000000000.log");
+    let segment = first_segment(dir.path(), &topic, 0);
     let mut bytes = std::fs::read(&segment).expect("read segment");
     let (position, header) = cairn_types::batch::Frames::new(&bytes, 1 << 20)
         .find(|(_, header)| !header.is_control())

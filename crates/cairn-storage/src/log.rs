@@ -978,21 +978,21 @@ impl<D: Disk> Log<D> {
     fn copy_verified(&self, located: &Located<D::File>, out: &mut Vec<u8>) -> Result<()> {
         let mut expected = None;
         for range in &located.ranges {
-            let path = self.segments[self.segment_of(range.segment_base)].data_path.clone();
+            let segment = &self.segments[self.segment_of(range.segment_base)];
+            let path = &segment.data_path;
             let start = out.len();
             out.resize(start + range.len as usize, 0);
             let got = range
                 .file
                 .read_at(&mut out[start..], range.position)
-                .map_err(io_error("read", &path))?;
+                .map_err(io_error("read", path))?;
             if got != range.len as usize {
                 let error =
                     io::Error::new(io::ErrorKind::UnexpectedEof, "segment shrank during read");
-                return Err(io_error("read", &path)(error));
+                return Err(io_error("read", path)(error));
             }
-            self.verify_copied(&out[start..], &path, range.position, &mut expected)?;
+            self.verify_copied(&out[start..], path, range.position, &mut expected)?;
             let position = range.position as u32;
-            let segment = &self.segments[self.segment_of(range.segment_base)];
             segment.verified.insert(position, position + range.len);
         }
         Ok(())

@@ -38,17 +38,15 @@ impl Verified {
         }
         let mut ranges = self.lock();
         let (mut from, mut to) = (start, end);
-        let touching: Vec<u32> = ranges
-            .range(..=end)
-            .rev()
-            .take_while(|&(_, &range_end)| range_end >= start)
-            .map(|(&range_start, _)| range_start)
-            .collect();
-        for key in touching {
-            if let Some(range_end) = ranges.remove(&key) {
-                from = from.min(key);
-                to = to.max(range_end);
+        // The ranges it touches are the last ones starting at or before its end (disjoint,
+        // sorted): merge them in from the top, without allocating (an append inserts).
+        while let Some((&key, &range_end)) = ranges.range(..=end).next_back() {
+            if range_end < start {
+                break;
             }
+            ranges.remove(&key);
+            from = from.min(key);
+            to = to.max(range_end);
         }
         ranges.insert(from, to);
         while ranges.len() > VERIFIED_RANGES_MAX {
