@@ -33,6 +33,7 @@ pub const LAYERS: &[&str] = &[
     "cairn-metrics",
     "cairn-storage",
     "cairn-meta",
+    "cairn-group",
     "cairn-raft",
     "cairn-broker",
     "cairn-kafka",
@@ -60,7 +61,7 @@ const SERVER: &[&str] =
 
 /// Crates that know nothing about an async runtime: no `tokio` (or `tokio-*`) in
 /// `[dependencies]`, so the simulator and the real runtime can drive the same code.
-pub const NO_TOKIO: &[&str] = &["cairn-types", "cairn-metrics", "cairn-storage"];
+pub const NO_TOKIO: &[&str] = &["cairn-types", "cairn-metrics", "cairn-storage", "cairn-group"];
 
 /// The shared test-support crate: it may appear only in `[dev-dependencies]`.
 pub const TESTKIT: &str = "cairn-testkit";

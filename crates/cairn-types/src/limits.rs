@@ -350,3 +350,34 @@ const _: () = assert!(
     PEER_RECONNECT_BACKOFF_MS_MIN > 0
         && PEER_RECONNECT_BACKOFF_MS_MIN <= PEER_RECONNECT_BACKOFF_MS_MAX
 );
+
+// Consumer groups (RFC 0006), named as Kafka's broker configs.
+
+/// Shortest session timeout a member may join with (`group.min.session.timeout.ms`).
+pub const GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT: i32 = 6_000;
+
+/// Longest session timeout a member may join with (`group.max.session.timeout.ms`).
+pub const GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT: i32 = 1_800_000;
+
+/// How long the first rebalance of an empty group waits for more members
+/// (`group.initial.rebalance.delay.ms`).
+pub const GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT: i64 = 3_000;
+
+/// Most members of one group (`group.max.size`; Kafka's default is unbounded).
+pub const GROUP_MEMBERS_MAX_DEFAULT: usize = 1_000;
+
+/// How long a group's offsets outlive the group's last member (`offsets.retention.minutes`,
+/// seven days).
+pub const GROUP_OFFSETS_RETENTION_MS_DEFAULT: i64 = 7 * 24 * 3_600_000;
+
+/// Longest metadata string of one committed offset (`offset.metadata.max.bytes`).
+pub const GROUP_OFFSET_METADATA_BYTES_MAX_DEFAULT: usize = 4_096;
+
+/// How long a member that joined during a rebalance may take to rejoin before it is dropped
+/// (Kafka's `NewMemberJoinTimeoutMs`).
+pub const GROUP_NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 300_000;
+
+const _: () = assert!(
+    0 < GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT
+        && GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT <= GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT
+);
