@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-# The one unused consumer group id: librdkafka requires `group.id` for any consumer, but the
-# suite never subscribes or commits, so the broker (which has no group coordinator yet) is never
-# asked about it beyond the coordinator lookups librdkafka makes on its own.
+# The group id of consumers that only assign: librdkafka requires `group.id` for any consumer;
+# these never subscribe or commit, so the group coordinator hears of it only through the
+# coordinator lookups librdkafka makes on its own (test_groups.py tests the groups).
 UNUSED_GROUP_ID = "cairn-compat-unused"
 
 # Where a new partition's first record lands: every partition is a Raft group, and its log
@@ -76,13 +76,20 @@ def admin_client(bootstrap: str) -> AdminClient:
 
 
 def create_topic(
-    bootstrap: str, name: str, partitions: int = 1, config: dict[str, str] | None = None
+    bootstrap: str,
+    name: str,
+    partitions: int = 1,
+    config: dict[str, str] | None = None,
+    replicas: int = 1,
 ) -> None:
     """Creates topic `name` through CreateTopics and waits until metadata shows every partition
     with a leader."""
     admin = admin_client(bootstrap)
+    topic = NewTopic(
+        name, num_partitions=partitions, replication_factor=replicas, config=config or {}
+    )
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
+        [topic],
         operation_timeout=CALL_TIMEOUT_S,
         request_timeout=CALL_TIMEOUT_S,
     )

@@ -1,13 +1,11 @@
 """The client settings the README's "Client settings" section documents, pinned against each
-client's defaults: cairn has no idempotent producers (InitProducerId) and no consumer groups
-(FindCoordinator and the group APIs) yet, and does not advertise them in ApiVersions.
+client's defaults: cairn has no idempotent producers (InitProducerId) yet, and does not
+advertise it in ApiVersions.
 
 What works: producers with idempotence off (librdkafka's and aiokafka's default, not
-kafka-python's), any acks; consumers that `assign()` partitions without a group. What does not,
-and how each client says so: kafka-python and aiokafka fail fast with IncompatibleBrokerVersion;
-librdkafka's idempotent producer fails fast with a fatal _UNSUPPORTED_FEATURE error, but its
-`subscribe()` consumer waits for a group coordinator forever and reports nothing (it finds no
-broker that supports FindCoordinator and retries at debug log level only)."""
+kafka-python's), any acks. What does not, and how each client says so: kafka-python fails fast
+with IncompatibleBrokerVersion; librdkafka's idempotent producer fails fast with a fatal
+_UNSUPPORTED_FEATURE error. Consumer groups work (test_groups.py)."""
 
 from __future__ import annotations
 
@@ -15,11 +13,9 @@ import asyncio
 import time
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import IncompatibleBrokerVersion as AioIncompatibleBrokerVersion
+from aiokafka import AIOKafkaProducer
 from confluent_kafka import KafkaError, KafkaException, Producer
-from kafka import KafkaConsumer, KafkaProducer
-from kafka import TopicPartition as KafkaPythonTopicPartition
+from kafka import KafkaProducer
 from kafka.errors import IncompatibleBrokerVersion
 
 from support import (
@@ -123,46 +119,3 @@ def test_aiokafka_default_producer_works(broker):
             await asyncio.wait_for(producer.stop(), CALL_TIMEOUT_S)
 
     assert asyncio.run(produce()).offset == FIRST_OFFSET
-
-
-def test_kafka_python_consumer_with_a_group_fails_fast(broker, topic):
-    """With a group_id, even an assign()ed kafka-python consumer asks for the group coordinator,
-    which cairn refuses; group_id=None (the default) reads (see support.kafka_python_read)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=broker.bootstrap,
-        group_id="cairn-compat-group",
-        request_timeout_ms=int(CALL_TIMEOUT_S * 1000),
-    )
-    started = time.monotonic()
-    try:
-        consumer.subscribe([topic])
-        with pytest.raises(IncompatibleBrokerVersion, match="FindCoordinatorRequest"):
-            consumer.poll(timeout_ms=int(CALL_TIMEOUT_S * 1000))
-        assert time.monotonic() - started < FAIL_FAST_S
-        consumer.unsubscribe()
-        tp = KafkaPythonTopicPartition(topic, 0)
-        consumer.assign([tp])
-        consumer.seek(tp, 0)
-        with pytest.raises(IncompatibleBrokerVersion, match="FindCoordinatorRequest"):
-            consumer.poll(timeout_ms=int(CALL_TIMEOUT_S * 1000))
-    finally:
-        consumer.close(autocommit=False)
-
-
-def test_aiokafka_subscribe_fails_fast(broker, topic):
-    async def subscribe():
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=broker.bootstrap,
-            group_id="cairn-compat-group",
-            request_timeout_ms=int(CALL_TIMEOUT_S * 1000),
-        )
-        try:
-            await asyncio.wait_for(consumer.start(), CALL_TIMEOUT_S)
-        finally:
-            await asyncio.wait_for(consumer.stop(), CALL_TIMEOUT_S)
-
-    started = time.monotonic()
-    with pytest.raises(AioIncompatibleBrokerVersion, match="FindCoordinatorRequest"):
-        asyncio.run(subscribe())
-    assert time.monotonic() - started < FAIL_FAST_S

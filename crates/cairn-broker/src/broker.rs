@@ -286,6 +286,12 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         &self.config.health
     }
 
+    /// The wall clock of the node (log-append time, retention, the group coordinator).
+    #[must_use]
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.config.clock
+    }
+
     /// A hosted partition.
     #[must_use]
     pub fn partition(&self, topic: &str, index: u32) -> Option<Arc<Partition<D>>> {

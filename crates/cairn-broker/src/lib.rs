@@ -14,12 +14,15 @@
 //!   invariants that take the partition offline.
 //! - [`epoch_end`] answers OffsetForLeaderEpoch from a log's leader-epoch history, by Kafka's
 //!   rules ([`Partition::epoch_end`] adds the epoch and leadership checks).
+//! - [`GroupCoordinator`] runs cairn-group's shards on the offsets-topic partitions this node
+//!   leads (RFC 0006): consumer groups and their committed offsets.
 //! - [`Health`] lists the partitions that are offline (cannot be opened, failed, or found
 //!   corrupt) and whether the disk is full, for readiness and metrics.
 //!
 //! This crate knows no wire protocol; cairn-kafka maps its errors to Kafka error codes.
 
 mod broker;
+mod coordinator;
 mod epoch_end;
 mod error;
 mod health;
@@ -31,6 +34,8 @@ mod tracker;
 mod volume;
 
 pub use broker::{Broker, BrokerConfig};
+pub use cairn_group::ShardConfig;
+pub use coordinator::{CoordinatorConfig, GroupCoordinator, OFFSETS_TOPIC, partition_for};
 pub use epoch_end::{EpochEnd, epoch_end};
 pub use error::{BrokerError, PartitionError};
 pub use health::{Health, OfflinePartition};

@@ -341,6 +341,13 @@ impl<D: Volume> Partition<D> {
         known && self.offline().is_none() && lock(&self.tracker.replica).role() == &Role::Leader
     }
 
+    /// Watches the group's role (elections, stopping); `None` for a partition offline from
+    /// the start.
+    #[must_use]
+    pub fn roles(&self) -> Option<RoleWatch> {
+        self.group.as_ref().map(RaftGroup::roles)
+    }
+
     /// The group's leader as this replica knows it (`None` during an election, offline, or
     /// while this replica leads without a quorum: cairn-raft's `RaftGroup::leader`).
     #[must_use]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use cairn_broker::Broker;
+use cairn_broker::{Broker, CoordinatorConfig, GroupCoordinator};
 use cairn_meta::MetadataStore;
 use cairn_types::NodeId;
 use cairn_types::limits::FRAME_CHUNK_BYTES;
@@ -59,11 +59,15 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// How long shutdown waits for connections to finish their in-flight requests.
     pub shutdown_grace: Duration,
+    /// The group coordinator's settings.
+    pub groups: CoordinatorConfig,
 }
 
 /// What every request handler can reach.
 pub(crate) struct Ctx<M> {
     pub broker: Arc<Broker<M>>,
+    /// The consumer groups this node coordinates.
+    pub groups: Arc<GroupCoordinator<M>>,
     pub config: ServerConfig,
     pub metrics: KafkaMetrics,
     /// Turns true at shutdown: long polls answer with what they have.
@@ -115,8 +119,11 @@ pub async fn serve<M: MetadataStore>(
 ) -> Result<(), cairn_metrics::Error> {
     let metrics = KafkaMetrics::register(registry)?;
     let kib = u32::try_from(config.request_bytes_max / 1024).unwrap_or(u32::MAX).max(1);
+    let groups = GroupCoordinator::new(Arc::clone(&broker), config.groups.clone());
+    tokio::spawn(Arc::clone(&groups).run(shutdown.clone()));
     let ctx = Arc::new(Ctx {
         broker,
+        groups,
         request_memory: Arc::new(Semaphore::new(kib as usize)),
         request_kib_max: kib,
         validations: Semaphore::new(
@@ -223,7 +230,7 @@ async fn connection<M: MetadataStore>(
         }
         writer.shutdown().await
     };
-    let read = read_requests(&ctx, reader, responses, shutdown);
+    let read = read_requests(&ctx, reader, peer, responses, shutdown);
     let (read, write) = tokio::join!(read, write);
     ctx.metrics.connections.dec();
     let rejected = match &read {
@@ -253,6 +260,7 @@ async fn connection<M: MetadataStore>(
 async fn read_requests<M: MetadataStore>(
     ctx: &Arc<Ctx<M>>,
     mut reader: impl AsyncRead + Unpin,
+    peer: SocketAddr,
     responses: mpsc::Sender<JoinHandle<Reply>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Close {
@@ -274,7 +282,7 @@ async fn read_requests<M: MetadataStore>(
                 Ok(Ok(body)) => body,
             },
         };
-        let mut request = match decode(Bytes::from(frame), length) {
+        let mut request = match decode(Bytes::from(frame), length, peer) {
             Ok(request) => request,
             Err(close) => return close,
         };
@@ -391,11 +399,13 @@ pub(crate) struct Request {
     pub api_key: ApiKey,
     pub api_version: i16,
     pub header: RequestHeader,
+    /// The client's address.
+    pub peer: SocketAddr,
     /// `None` when the version is not supported and the answer is an error (ApiVersions only).
     pub body: Option<RequestKind>,
 }
 
-fn decode(frame: Bytes, frame_bytes: usize) -> Result<Request, Close> {
+fn decode(frame: Bytes, frame_bytes: usize, peer: SocketAddr) -> Result<Request, Close> {
     let decoded = codec::decode_frame(frame).map_err(|error| match error {
         FrameError::Size(length) => Close::FrameSize(length),
         FrameError::Unsupported { api_key, api_version } => {
@@ -411,6 +421,7 @@ fn decode(frame: Bytes, frame_bytes: usize) -> Result<Request, Close> {
         api_key: decoded.api_key,
         api_version: decoded.api_version,
         header: decoded.header,
+        peer,
         body: decoded.body,
     })
 }

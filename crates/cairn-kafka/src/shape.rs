@@ -1055,6 +1055,19 @@ const DESCRIBE_GROUPS: Schema = schema(
     &[field("groups", Array(&Str)), field("include_authorized_operations", Bool).since(3)],
 );
 
+const DELETE_GROUPS: Schema = schema("DeleteGroupsRequest", &[field("groups_names", Array(&Str))]);
+
+const OFFSET_DELETE_PARTITION: Schema =
+    schema("OffsetDeleteRequestPartition", &[field("partition_index", I32)]);
+const OFFSET_DELETE_TOPIC: Schema = schema(
+    "OffsetDeleteRequestTopic",
+    &[field("name", Str), field("partitions", Array(&Struct(&OFFSET_DELETE_PARTITION)))],
+);
+const OFFSET_DELETE: Schema = schema(
+    "OffsetDeleteRequest",
+    &[field("group_id", Str), field("topics", Array(&Struct(&OFFSET_DELETE_TOPIC)))],
+);
+
 const INIT_PRODUCER_ID: Schema = schema(
     "InitProducerIdRequest",
     &[
@@ -1117,6 +1130,8 @@ pub static APIS: &[ApiSchema] = &[
     api(9, range(1, 9), from(6), &OFFSET_FETCH),
     api(16, range(0, 5), from(3), &LIST_GROUPS),
     api(15, range(0, 6), from(5), &DESCRIBE_GROUPS),
+    api(42, range(0, 2), from(2), &DELETE_GROUPS),
+    api(47, range(0, 0), Versions::NONE, &OFFSET_DELETE),
     api(22, range(0, 5), from(2), &INIT_PRODUCER_ID),
     api(17, range(0, 1), Versions::NONE, &SASL_HANDSHAKE),
     api(36, range(0, 2), from(2), &SASL_AUTHENTICATE),

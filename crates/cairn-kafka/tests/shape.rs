@@ -30,6 +30,7 @@ use kafka_protocol::messages::create_partitions_request::{
 use kafka_protocol::messages::create_topics_request::{
     CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
 };
+use kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic,
 };
@@ -57,6 +58,9 @@ use kafka_protocol::messages::list_offsets_request::{
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequest, OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequest, OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
@@ -111,6 +115,8 @@ const EXPECTED_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// Generates, from one list of the APIs in the table and their crate types,
@@ -148,6 +154,8 @@ crate_types! {
     LeaveGroup => LeaveGroupRequest,
     SyncGroup => SyncGroupRequest,
     DescribeGroups => DescribeGroupsRequest,
+    DeleteGroups => DeleteGroupsRequest,
+    OffsetDelete => OffsetDeleteRequest,
     ListGroups => ListGroupsRequest,
     SaslHandshake => SaslHandshakeRequest,
     ApiVersions => ApiVersionsRequest,
@@ -676,6 +684,24 @@ fn describe_groups(v: i16) -> Vec<Bytes> {
     vec![enc(&request, v)]
 }
 
+fn delete_groups(v: i16) -> Vec<Bytes> {
+    let request =
+        DeleteGroupsRequest::default().with_groups_names(vec![group("group-1"), group("group-2")]);
+    vec![enc(&request, v)]
+}
+
+fn offset_delete(v: i16) -> Vec<Bytes> {
+    let partitions = vec![
+        OffsetDeleteRequestPartition::default().with_partition_index(0),
+        OffsetDeleteRequestPartition::default().with_partition_index(3),
+    ];
+    let topic =
+        OffsetDeleteRequestTopic::default().with_name(topic("orders")).with_partitions(partitions);
+    let request =
+        OffsetDeleteRequest::default().with_group_id(group("group-1")).with_topics(vec![topic]);
+    vec![enc(&request, v)]
+}
+
 fn init_producer_id(v: i16) -> Vec<Bytes> {
     let mut request = InitProducerIdRequest::default()
         .with_transactional_id(Some(TransactionalId(s("tx-1"))))
@@ -734,6 +760,8 @@ fn requests(api_key: ApiKey, version: i16) -> Vec<Bytes> {
         ApiKey::OffsetFetch => offset_fetch,
         ApiKey::ListGroups => list_groups,
         ApiKey::DescribeGroups => describe_groups,
+        ApiKey::DeleteGroups => delete_groups,
+        ApiKey::OffsetDelete => offset_delete,
         ApiKey::InitProducerId => init_producer_id,
         ApiKey::SaslHandshake => sasl_handshake,
         ApiKey::SaslAuthenticate => sasl_authenticate,

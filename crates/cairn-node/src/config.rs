@@ -51,6 +51,9 @@ pub const CONNECTIONS_MAX_RANGE: RangeInclusive<usize> = 1..=1_000_000;
 /// writer tasks).
 pub const INFLIGHT_REQUESTS_MAX_RANGE: RangeInclusive<usize> = 1..=1024;
 
+/// Any configured delay, in milliseconds: none at all, at most one day.
+pub const DELAY_MS_RANGE: RangeInclusive<u64> = 0..=24 * 3600 * 1000;
+
 /// Any configured timeout, in milliseconds: at least 1 ms, at most one day.
 pub const TIMEOUT_MS_RANGE: RangeInclusive<u64> = 1..=24 * 3600 * 1000;
 
@@ -79,6 +82,12 @@ pub struct NodeConfig {
     pub auto_create_topics: bool,
     /// Partition count of automatically created topics (Kafka's `num.partitions`).
     pub default_partitions: u32,
+    /// Partitions of the consumer groups' offsets topic when it is created (Kafka's
+    /// `offsets.topic.num.partitions`); a group is coordinated by one partition's leader.
+    pub offsets_topic_partitions: u32,
+    /// How long the first rebalance of an empty consumer group waits for more members
+    /// (Kafka's `group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay_ms: u64,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax (`info`, `info,cairn_kafka=debug`);
     /// parsed by the binary when it installs the subscriber. `RUST_LOG`, when set, is applied by
     /// the binary on top.
@@ -123,6 +132,8 @@ impl Default for NodeConfig {
             advertise: None,
             auto_create_topics: true,
             default_partitions: 1,
+            offsets_topic_partitions: 50,
+            group_initial_rebalance_delay_ms: 3_000,
             log_level: "info,openraft=error".to_owned(),
             connections_max: 1024,
             inflight_requests_max: 16,
@@ -183,6 +194,16 @@ impl NodeConfig {
             ));
         }
         in_range("default_partitions", self.default_partitions, &DEFAULT_PARTITIONS_RANGE)?;
+        in_range(
+            "offsets_topic_partitions",
+            self.offsets_topic_partitions,
+            &DEFAULT_PARTITIONS_RANGE,
+        )?;
+        in_range(
+            "group_initial_rebalance_delay_ms",
+            self.group_initial_rebalance_delay_ms,
+            &DELAY_MS_RANGE,
+        )?;
         if self.log_level.trim().is_empty() || self.log_level.chars().any(char::is_whitespace) {
             return Err(Invalid::new(
                 "log_level",
@@ -533,6 +554,14 @@ pub struct ServeArgs {
     /// [env: CAIRN_DEFAULT_PARTITIONS] [default: 1]
     #[arg(long, value_name = "COUNT")]
     pub default_partitions: Option<u32>,
+    /// Partitions of the consumer groups' offsets topic, when this node creates it.
+    /// [env: CAIRN_OFFSETS_TOPIC_PARTITIONS] [default: 50]
+    #[arg(long, value_name = "COUNT")]
+    pub offsets_topic_partitions: Option<u32>,
+    /// How long a consumer group's first rebalance waits for more members.
+    /// [env: CAIRN_GROUP_INITIAL_REBALANCE_DELAY_MS] [default: 3000]
+    #[arg(long, value_name = "MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
     /// Log filter, as `info` or `info,cairn_kafka=debug`; the default keeps the Raft library's
     /// per-group notices and warnings out (with a peer down, each group warns of every
     /// heartbeat that fails). [env: CAIRN_LOG_LEVEL] [default: info,openraft=error]
@@ -592,6 +621,8 @@ struct FileConfig {
     advertise: Option<AdvertisedAddress>,
     auto_create_topics: Option<bool>,
     default_partitions: Option<u32>,
+    offsets_topic_partitions: Option<u32>,
+    group_initial_rebalance_delay_ms: Option<u64>,
     log_level: Option<String>,
     connections_max: Option<usize>,
     inflight_requests_max: Option<usize>,
@@ -671,6 +702,10 @@ pub fn resolve_with(
         advertise: layer!(advertise).or(defaults.advertise),
         auto_create_topics: layer!(auto_create_topics).unwrap_or(defaults.auto_create_topics),
         default_partitions: layer!(default_partitions).unwrap_or(defaults.default_partitions),
+        offsets_topic_partitions: layer!(offsets_topic_partitions)
+            .unwrap_or(defaults.offsets_topic_partitions),
+        group_initial_rebalance_delay_ms: layer!(group_initial_rebalance_delay_ms)
+            .unwrap_or(defaults.group_initial_rebalance_delay_ms),
         log_level: layer!(log_level).unwrap_or(defaults.log_level),
         connections_max: layer!(connections_max).unwrap_or(defaults.connections_max),
         inflight_requests_max: layer!(inflight_requests_max)

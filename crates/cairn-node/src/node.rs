@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use cairn_broker::{Broker, BrokerConfig, Health};
+use cairn_broker::{Broker, BrokerConfig, CoordinatorConfig, Health, ShardConfig};
 use cairn_kafka::ServerConfig;
 use cairn_meta::NodeMeta;
 use cairn_raft::core_group::{
@@ -336,6 +336,16 @@ fn server_config(config: &NodeConfig, cluster_id: String) -> ServerConfig {
         idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
         request_timeout: Duration::from_millis(config.request_timeout_ms),
         shutdown_grace: Duration::from_millis(config.shutdown_timeout_ms),
+        groups: CoordinatorConfig {
+            offsets_partitions: config.offsets_topic_partitions,
+            shard: ShardConfig {
+                initial_rebalance_delay_ms: i64::try_from(config.group_initial_rebalance_delay_ms)
+                    .unwrap_or(i64::MAX),
+                ..ShardConfig::default()
+            },
+            write_timeout: Duration::from_millis(config.request_timeout_ms),
+            ..CoordinatorConfig::default()
+        },
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_broker::BrokerConfig;
+use cairn_broker::{BrokerConfig, CoordinatorConfig, ShardConfig};
 use cairn_kafka::{ServerConfig, serve};
 use cairn_meta::{TopicMeta, TopicName, TopicSpec};
 use cairn_metrics::{Histogram, Registry};
@@ -25,7 +25,8 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The listener settings of tests: 16 connections, 8 requests in flight each, 64 MiB of
 /// request memory, no topic auto-creation, one partition by default, a 60 s idle timeout, a
-/// 30 s request timeout and a 10 s shutdown grace.
+/// 30 s request timeout and a 10 s shutdown grace; an offsets topic of 4 partitions and no
+/// initial rebalance delay.
 #[must_use]
 pub fn server_config() -> ServerConfig {
     ServerConfig {
@@ -39,6 +40,11 @@ pub fn server_config() -> ServerConfig {
         idle_timeout: Duration::from_secs(60),
         request_timeout: Duration::from_secs(30),
         shutdown_grace: Duration::from_secs(10),
+        groups: CoordinatorConfig {
+            offsets_partitions: 4,
+            shard: ShardConfig { initial_rebalance_delay_ms: 0, ..ShardConfig::default() },
+            ..CoordinatorConfig::default()
+        },
     }
 }
 

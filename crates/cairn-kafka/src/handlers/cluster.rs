@@ -2,8 +2,9 @@
 
 use std::collections::BTreeSet;
 
+use cairn_broker::{OFFSETS_TOPIC, Partition};
 use cairn_meta::{MetadataStore, REPLICATION_FACTOR_DEFAULT, TopicMeta, TopicName, TopicSpec};
-use cairn_types::NodeId;
+use cairn_types::{LeaderEpoch, NodeId};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -67,6 +68,7 @@ fn topic_response<M: MetadataStore>(
         .with_name(Some(text(topic.name.as_str()).into()))
         // Topic ids exist from v10.
         .with_topic_id(if version >= 10 { topic.id.as_uuid() } else { uuid::Uuid::nil() })
+        .with_is_internal(topic.name.as_str() == OFFSETS_TOPIC)
         .with_partitions(partitions)
         .with_topic_authorized_operations(authorized_operations)
 }
@@ -115,11 +117,7 @@ fn partition_response<M: MetadataStore>(
         (None, Some((_, epoch))) => epoch,
         (None, None) => placed.leader_epoch,
     };
-    let leader = match online {
-        Some(partition) => partition.leader(),
-        None => Some(announced.map_or(placed.leader, |(leader, _)| leader)),
-    }
-    .filter(|leader| live.contains(leader));
+    let leader = known_leader(online.map(AsRef::as_ref), announced, placed.leader, live);
     let isr: Vec<NodeId> = match online.and_then(|partition| partition.in_sync()) {
         Some(in_sync) => in_sync,
         None => placed.replicas.clone(),
@@ -139,6 +137,34 @@ fn partition_response<M: MetadataStore>(
             .with_error_code(ResponseError::LeaderNotAvailable.code())
             .with_leader_id(BrokerId(-1)),
     }
+}
+
+/// The leader of a partition as this node knows it, if that node is alive: its own replica's
+/// view when online, else the leader a peer announced, else the core's preferred leader.
+fn known_leader(
+    online: Option<&Partition>,
+    announced: Option<(NodeId, LeaderEpoch)>,
+    preferred: NodeId,
+    live: &BTreeSet<NodeId>,
+) -> Option<NodeId> {
+    match online {
+        Some(partition) => partition.leader(),
+        None => Some(announced.map_or(preferred, |(leader, _)| leader)),
+    }
+    .filter(|leader| live.contains(leader))
+}
+
+/// The live leader of `topic`'s partition `index` as Metadata would name it, if any.
+pub(crate) fn partition_leader<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    topic: &str,
+    index: u32,
+) -> Option<NodeId> {
+    let placed = ctx.broker.meta().leader(topic, index)?;
+    let live: BTreeSet<NodeId> = ctx.broker.meta().nodes().iter().map(|node| node.id).collect();
+    let hosted = ctx.broker.partition(topic, index);
+    let online = hosted.as_deref().filter(|partition| partition.offline().is_none());
+    known_leader(online, ctx.broker.announced_leader(placed.group), placed.leader, &live)
 }
 
 fn topic_error(name: &str, code: i16) -> MetadataResponseTopic {

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod fetch;
+mod groups;
 mod leader_hint;
 mod list_offsets;
 mod offset_for_leader_epoch;
@@ -29,6 +30,17 @@ pub(crate) const IMPLEMENTED: &[ApiKey] = &[
     ApiKey::DescribeConfigs,
     ApiKey::IncrementalAlterConfigs,
     ApiKey::DescribeCluster,
+    ApiKey::FindCoordinator,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::ListGroups,
+    ApiKey::DescribeGroups,
+    ApiKey::DeleteGroups,
+    ApiKey::OffsetDelete,
 ];
 
 /// The metric label of an API.
@@ -46,6 +58,17 @@ pub(crate) fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::DescribeConfigs => "DescribeConfigs",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
         _ => "other",
     }
 }
@@ -120,6 +143,38 @@ fn error_codes(response: &ResponseKind, mut f: impl FnMut(i16)) {
         ResponseKind::IncrementalAlterConfigs(r) => {
             r.responses.iter().for_each(|t| f(t.error_code));
         }
+        other => group_error_codes(other, f),
+    }
+}
+
+/// [`error_codes`] of the group coordinator's responses.
+fn group_error_codes(response: &ResponseKind, mut f: impl FnMut(i16)) {
+    match response {
+        ResponseKind::FindCoordinator(r) => {
+            f(r.error_code);
+            r.coordinators.iter().for_each(|c| f(c.error_code));
+        }
+        ResponseKind::JoinGroup(r) => f(r.error_code),
+        ResponseKind::SyncGroup(r) => f(r.error_code),
+        ResponseKind::Heartbeat(r) => f(r.error_code),
+        ResponseKind::LeaveGroup(r) => {
+            f(r.error_code);
+            r.members.iter().for_each(|m| f(m.error_code));
+        }
+        ResponseKind::OffsetCommit(r) => {
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+        }
+        ResponseKind::OffsetFetch(r) => {
+            f(r.error_code);
+            r.groups.iter().for_each(|g| f(g.error_code));
+        }
+        ResponseKind::ListGroups(r) => f(r.error_code),
+        ResponseKind::DescribeGroups(r) => r.groups.iter().for_each(|g| f(g.error_code)),
+        ResponseKind::DeleteGroups(r) => r.results.iter().for_each(|g| f(g.error_code)),
+        ResponseKind::OffsetDelete(r) => {
+            f(r.error_code);
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+        }
         other => {
             // `dispatch` builds only the responses above; a new API must be added here.
             tracing::error!(api = ?std::mem::discriminant(other), "error codes of a response not counted");
@@ -137,6 +192,8 @@ fn fetch_error_codes(response: &FetchResponse, mut f: impl FnMut(i16)) {
 async fn dispatch<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> Handled {
     let version = request.api_version;
     let order = request.order;
+    let header = request.header;
+    let peer = request.peer;
     let Some(body) = request.body else {
         return Handled::Respond(ResponseKind::ApiVersions(cluster::api_versions(true)));
     };
@@ -179,6 +236,44 @@ async fn dispatch<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> Handled {
         }
         RequestKind::IncrementalAlterConfigs(request) => {
             ResponseKind::IncrementalAlterConfigs(topics::alter_configs(ctx, request).await)
+        }
+        RequestKind::FindCoordinator(request) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(ctx, request, version).await)
+        }
+        RequestKind::JoinGroup(request) => {
+            let client_id =
+                header.client_id.as_ref().map_or_else(String::new, |c| c.as_str().to_owned());
+            let host = format!("/{}", peer.ip());
+            ResponseKind::JoinGroup(
+                groups::join_group(ctx, request, version, client_id, host).await,
+            )
+        }
+        RequestKind::SyncGroup(request) => {
+            ResponseKind::SyncGroup(groups::sync_group(ctx, request).await)
+        }
+        RequestKind::Heartbeat(request) => {
+            ResponseKind::Heartbeat(groups::heartbeat(ctx, request).await)
+        }
+        RequestKind::LeaveGroup(request) => {
+            ResponseKind::LeaveGroup(groups::leave_group(ctx, request, version).await)
+        }
+        RequestKind::OffsetCommit(request) => {
+            ResponseKind::OffsetCommit(groups::offset_commit(ctx, request).await)
+        }
+        RequestKind::OffsetFetch(request) => {
+            ResponseKind::OffsetFetch(groups::offset_fetch(ctx, request, version).await)
+        }
+        RequestKind::ListGroups(request) => {
+            ResponseKind::ListGroups(groups::list_groups(ctx, request).await)
+        }
+        RequestKind::DescribeGroups(request) => {
+            ResponseKind::DescribeGroups(groups::describe_groups(ctx, request, version).await)
+        }
+        RequestKind::DeleteGroups(request) => {
+            ResponseKind::DeleteGroups(groups::delete_groups(ctx, request).await)
+        }
+        RequestKind::OffsetDelete(request) => {
+            ResponseKind::OffsetDelete(groups::offset_delete(ctx, request).await)
         }
         other => {
             // `decode` only lets implemented APIs through.

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_broker::{Acks, Appended, Partition, PartitionError};
+use cairn_broker::{Acks, Appended, OFFSETS_TOPIC, Partition, PartitionError};
 use cairn_meta::MetadataStore;
 use cairn_metrics::Counter;
 use cairn_protocol::compression;
@@ -253,6 +253,12 @@ fn prepare<M: MetadataStore>(
                     Some("transactions are not supported yet".to_owned()),
                 )),
                 (_, None, _) => Err((ResponseError::UnknownTopicOrPartition, None)),
+                _ if name == OFFSETS_TOPIC => Err((
+                    ResponseError::InvalidTopicException,
+                    Some(format!(
+                        "{OFFSETS_TOPIC} is internal: only the group coordinator writes it"
+                    )),
+                )),
                 (_, _, None) => Err((ResponseError::InvalidRecord, None)),
                 (_, Some(partition), Some(records)) => {
                     validate(&records, topic_codec, &mut scratch, &mut stored_bytes_left)

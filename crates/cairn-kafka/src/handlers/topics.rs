@@ -1,7 +1,7 @@
 //! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
 //! IncrementalAlterConfigs.
 
-use cairn_broker::BrokerError;
+use cairn_broker::{BrokerError, OFFSETS_TOPIC};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -257,6 +257,15 @@ pub(crate) async fn delete_topics<M: MetadataStore>(
             continue;
         };
         let response = response.with_name(Some(WireTopicName(text(name.clone()))));
+        if name == OFFSETS_TOPIC {
+            let message = format!("{OFFSETS_TOPIC} is internal and cannot be deleted");
+            responses.push(
+                response
+                    .with_error_code(ResponseError::InvalidTopicException.code())
+                    .with_error_message((version >= 5).then(|| text(message))),
+            );
+            continue;
+        }
         match ctx.broker.delete_topic(&name).await {
             Ok(meta) => {
                 tracing::info!(topic = %name, "deleted topic");
@@ -306,6 +315,11 @@ async fn grow_one<M: MetadataStore>(
     validate_only: bool,
 ) -> Result<(), (i16, String)> {
     let name = topic.name.0.as_str().to_owned();
+    if name == OFFSETS_TOPIC {
+        // Its partition count decides which partition coordinates each group.
+        let message = format!("{OFFSETS_TOPIC} is internal: its partition count is fixed");
+        return Err((ResponseError::InvalidTopicException.code(), message));
+    }
     let Ok(count) = u32::try_from(topic.count) else {
         return Err((
             ResponseError::InvalidPartitions.code(),

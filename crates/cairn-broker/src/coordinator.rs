@@ -1,0 +1,638 @@
+//! [`GroupCoordinator`]: runs cairn-group's [`Shard`]s on the partitions of the offsets topic
+//! this node leads (RFC 0006 §1–2).
+//!
+//! - The offsets topic (`__consumer_offsets`) is created on first use, through the core, with
+//!   unlimited retention: committed offsets must not age out with the log.
+//! - A group's coordinator is the leader of partition `abs(java_hash(group)) % partitions`. A
+//!   request for a group whose partition this node does not lead is `NOT_COORDINATOR`.
+//! - The first request after this node became the leader (of a term) starts the partition's
+//!   shard task and is answered `COORDINATOR_LOAD_IN_PROGRESS`: the task waits for its term's
+//!   first entry to commit, replays the committed log into a fresh [`Shard`], then serves.
+//! - The task owns the shard: requests reach it as jobs on a bounded queue, one at a time,
+//!   with the time; the [`Effects`] it returns are carried out in order. A write is proposed
+//!   to the partition (`acks=all`) before the next job runs, so writes append in the order
+//!   the shard made them; its outcome comes back as `written` or `write_failed`.
+//! - The task ends when the replica stops leading that term: every waiting request is then
+//!   answered `NOT_COORDINATOR` (its sender dropped), and the next leader loads from the log.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_group::records::{
+    RecordKey, RecordValue, decode_key, decode_value, encode_key, encode_value,
+};
+use cairn_group::{
+    CommitRequest, CommitResponse, Effects, ErrorCode, FetchedOffset, GroupDescription,
+    GroupListing, JoinRequest, JoinResponse, MemberRef, Reply, Shard, ShardConfig, SyncRequest,
+    SyncResponse, Waiter, Write,
+};
+use cairn_meta::{MetadataStore, REPLICATION_FACTOR_DEFAULT, TopicName, TopicSpec};
+use cairn_storage::RealDisk;
+use cairn_types::LeaderEpoch;
+use cairn_types::batch::{BatchBuilder, Batches};
+use cairn_types::limits::BATCH_BYTES_MAX;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::broker::Broker;
+use crate::partition::{Acks, Partition};
+use crate::replica::Role;
+use crate::volume::Volume;
+
+/// The offsets topic's name, as Kafka's.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Segment size of the offsets topic (Kafka's `offsets.topic.segment.bytes`).
+const OFFSETS_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
+
+/// Jobs one shard task holds queued; a full queue answers `COORDINATOR_LOAD_IN_PROGRESS`
+/// (retriable), never waits.
+const JOBS_QUEUED_MAX: usize = 1024;
+
+/// Bytes of the log one read of a load takes.
+const LOAD_READ_BYTES: u32 = 4 * 1024 * 1024;
+
+/// How often [`GroupCoordinator::run`] looks for offsets-topic partitions this node newly
+/// leads.
+const LOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a load waits for its term's first entry to commit.
+const LOAD_WAIT: Duration = Duration::from_secs(30);
+
+/// The coordinator's settings.
+#[derive(Clone, Debug)]
+pub struct CoordinatorConfig {
+    /// Partitions of the offsets topic when this node creates it
+    /// (`offsets.topic.num.partitions`).
+    pub offsets_partitions: u32,
+    /// Its replication factor ([`REPLICATION_FACTOR_DEFAULT`]: min(3, live nodes)).
+    pub offsets_replication_factor: u16,
+    /// The groups' settings.
+    pub shard: ShardConfig,
+    /// Longest a write of the coordinator waits to commit.
+    pub write_timeout: Duration,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> CoordinatorConfig {
+        CoordinatorConfig {
+            offsets_partitions: 50,
+            offsets_replication_factor: REPLICATION_FACTOR_DEFAULT,
+            shard: ShardConfig::default(),
+            write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A unit of work on a shard: it gets the shard, a way to park answers, and the time.
+type Job = Box<dyn FnOnce(&mut Active, i64) -> Effects + Send>;
+
+/// The shard a task serves, and the requests waiting for answers from it.
+pub struct Active {
+    shard: Shard,
+    waiters: HashMap<Waiter, oneshot::Sender<Reply>>,
+    next_waiter: u64,
+}
+
+impl Active {
+    /// Registers an answer channel; the shard answers it under the returned id.
+    fn park(&mut self, answer: oneshot::Sender<Reply>) -> Waiter {
+        self.next_waiter += 1;
+        let waiter = Waiter(self.next_waiter);
+        self.waiters.insert(waiter, answer);
+        waiter
+    }
+}
+
+/// A running shard task of one partition, for one term.
+#[derive(Clone)]
+struct ShardHandle {
+    epoch: LeaderEpoch,
+    jobs: mpsc::Sender<Job>,
+    loaded: Arc<AtomicBool>,
+}
+
+/// The group coordinator of a node.
+pub struct GroupCoordinator<M, D: Volume = RealDisk> {
+    broker: Arc<Broker<M, D>>,
+    config: CoordinatorConfig,
+    shards: Mutex<HashMap<u32, ShardHandle>>,
+    /// Set while this node creates the offsets topic.
+    creating: Arc<AtomicBool>,
+    /// Seeds of the shards' member-id generators.
+    seeds: AtomicU64,
+}
+
+impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
+    /// A coordinator over `broker`'s partitions.
+    #[must_use]
+    pub fn new(broker: Arc<Broker<M, D>>, config: CoordinatorConfig) -> Arc<Self> {
+        let seed = broker.clock().now_ms().cast_unsigned() ^ 0x5bd1_e995_cafe_f00d;
+        Arc::new(GroupCoordinator {
+            broker,
+            config,
+            shards: Mutex::new(HashMap::new()),
+            creating: Arc::new(AtomicBool::new(false)),
+            seeds: AtomicU64::new(seed),
+        })
+    }
+
+    /// The offsets-topic partition that coordinates `group`, starting the topic's creation if
+    /// it does not exist (`None` then: COORDINATOR_NOT_AVAILABLE until it does).
+    pub fn partition_for(self: &Arc<Self>, group: &str) -> Option<u32> {
+        match self.broker.meta().topic(OFFSETS_TOPIC) {
+            Some(topic) => Some(partition_for(group, topic.partitions)),
+            None => {
+                self.create_offsets_topic();
+                None
+            }
+        }
+    }
+
+    fn create_offsets_topic(self: &Arc<Self>) {
+        if self.creating.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let spec = TopicSpec {
+                name: TopicName::new(OFFSETS_TOPIC).expect("a valid name"),
+                partitions: this.config.offsets_partitions,
+                replication_factor: this.config.offsets_replication_factor,
+                configs: vec![
+                    ("retention.ms".into(), "-1".into()),
+                    ("retention.bytes".into(), "-1".into()),
+                    ("segment.bytes".into(), OFFSETS_SEGMENT_BYTES.to_string()),
+                ],
+                assignments: None,
+            };
+            match this.broker.create_topic(spec).await {
+                Ok(_) => tracing::info!(
+                    partitions = this.config.offsets_partitions,
+                    "created the offsets topic {OFFSETS_TOPIC}"
+                ),
+                Err(error) if this.broker.meta().topic(OFFSETS_TOPIC).is_some() => {
+                    tracing::debug!(%error, "the offsets topic was created meanwhile");
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "creating the offsets topic failed; the next group request retries")
+                }
+            }
+            this.creating.store(false, Ordering::Release);
+        });
+    }
+
+    /// Starts loading every offsets-topic partition this node leads, as soon as it leads it,
+    /// until `shutdown` turns true: a new coordinator loads before its groups' members ask.
+    /// Leadership is looked at every [`LOAD_CHECK_INTERVAL`]; a request that comes first
+    /// starts the load itself.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if let Some(topic) = self.broker.meta().topic(OFFSETS_TOPIC) {
+                for index in 0..topic.partitions {
+                    // The answer only says whether the shard serves yet.
+                    let _ = self.shard_of(index);
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                () = tokio::time::sleep(LOAD_CHECK_INTERVAL) => {}
+            }
+        }
+    }
+
+    /// The running, loaded shard task of `group`'s partition, or the error to answer.
+    fn route(self: &Arc<Self>, group: &str) -> Result<ShardHandle, ErrorCode> {
+        let index = self.partition_for(group).ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        self.shard_of(index)
+    }
+
+    /// The running, loaded shard task of partition `index`, starting it if this node leads
+    /// the partition in a term without one.
+    fn shard_of(self: &Arc<Self>, index: u32) -> Result<ShardHandle, ErrorCode> {
+        let partition =
+            self.broker.partition(OFFSETS_TOPIC, index).ok_or(ErrorCode::NotCoordinator)?;
+        let replica = partition.replica();
+        if replica.role() != &Role::Leader || partition.offline().is_some() {
+            return Err(ErrorCode::NotCoordinator);
+        }
+        let epoch = replica.epoch();
+        let mut shards = self.shards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(handle) = shards.get(&index)
+            && handle.epoch == epoch
+            && !handle.jobs.is_closed()
+        {
+            return if handle.loaded.load(Ordering::Acquire) {
+                Ok(handle.clone())
+            } else {
+                Err(ErrorCode::CoordinatorLoadInProgress)
+            };
+        }
+        let (jobs, queue) = mpsc::channel(JOBS_QUEUED_MAX);
+        let loaded = Arc::new(AtomicBool::new(false));
+        shards.insert(index, ShardHandle { epoch, jobs, loaded: Arc::clone(&loaded) });
+        let task = ShardTask {
+            partition,
+            epoch,
+            config: self.config.clone(),
+            seed: self.seeds.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed),
+            clock: Arc::clone(self.broker.clock()),
+        };
+        tokio::spawn(task.run(queue, loaded));
+        Err(ErrorCode::CoordinatorLoadInProgress)
+    }
+
+    /// Queues `job` on the shard `routed` names; `Err` if there is none here (not the
+    /// coordinator, loading) or its queue is full.
+    fn submit(routed: Result<ShardHandle, ErrorCode>, job: Job) -> Result<(), ErrorCode> {
+        routed?.jobs.try_send(job).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => ErrorCode::CoordinatorLoadInProgress,
+            mpsc::error::TrySendError::Closed(_) => ErrorCode::NotCoordinator,
+        })
+    }
+
+    /// Runs a job whose answer is parked in the shard; a dropped answer (the task ended) is
+    /// `NOT_COORDINATOR`.
+    async fn parked(
+        routed: Result<ShardHandle, ErrorCode>,
+        call: impl FnOnce(&mut Shard, Waiter, i64) -> Effects + Send + 'static,
+    ) -> Result<Reply, ErrorCode> {
+        let (answer, reply) = oneshot::channel();
+        let job: Job = Box::new(move |active, now| {
+            let waiter = active.park(answer);
+            call(&mut active.shard, waiter, now)
+        });
+        Self::submit(routed, job)?;
+        reply.await.map_err(|_| ErrorCode::NotCoordinator)
+    }
+
+    /// Runs a job that answers at once.
+    async fn direct<T: Send + 'static>(
+        routed: Result<ShardHandle, ErrorCode>,
+        call: impl FnOnce(&mut Shard, i64) -> (T, Effects) + Send + 'static,
+    ) -> Result<T, ErrorCode> {
+        let (answer, reply) = oneshot::channel();
+        let job: Job = Box::new(move |active, now| {
+            let (value, effects) = call(&mut active.shard, now);
+            let _ = answer.send(value);
+            effects
+        });
+        Self::submit(routed, job)?;
+        reply.await.map_err(|_| ErrorCode::NotCoordinator)
+    }
+
+    /// JoinGroup.
+    pub async fn join(self: &Arc<Self>, request: JoinRequest) -> JoinResponse {
+        let member = request.member_id.clone();
+        let group = request.group_id.clone();
+        match Self::parked(self.route(&group), move |shard, w, now| shard.join(w, request, now))
+            .await
+        {
+            Ok(Reply::Join(answer)) => answer,
+            Ok(_) => JoinResponse::error(ErrorCode::NotCoordinator, &member),
+            Err(error) => JoinResponse::error(error, &member),
+        }
+    }
+
+    /// SyncGroup.
+    pub async fn sync(self: &Arc<Self>, request: SyncRequest) -> SyncResponse {
+        let group = request.group_id.clone();
+        match Self::parked(self.route(&group), move |shard, w, now| shard.sync(w, request, now))
+            .await
+        {
+            Ok(Reply::Sync(answer)) => answer,
+            Ok(_) => SyncResponse::error(ErrorCode::NotCoordinator),
+            Err(error) => SyncResponse::error(error),
+        }
+    }
+
+    /// Heartbeat.
+    pub async fn heartbeat(
+        self: &Arc<Self>,
+        group: String,
+        member: MemberRef,
+        generation: i32,
+    ) -> ErrorCode {
+        let id = group.clone();
+        let beat = move |shard: &mut Shard, now| {
+            (shard.heartbeat(&id, &member, generation, now), Effects::default())
+        };
+        Self::direct(self.route(&group), beat).await.unwrap_or_else(|error| error)
+    }
+
+    /// LeaveGroup: one error per member, or the error of the whole request.
+    pub async fn leave(
+        self: &Arc<Self>,
+        group: String,
+        members: Vec<MemberRef>,
+    ) -> Result<Vec<ErrorCode>, ErrorCode> {
+        let id = group.clone();
+        Self::direct(self.route(&group), move |shard, now| shard.leave(&id, &members, now)).await
+    }
+
+    /// OffsetCommit: one error per partition, in request order.
+    pub async fn commit(self: &Arc<Self>, request: CommitRequest) -> CommitResponse {
+        let group = request.group_id.clone();
+        let all = |error| CommitResponse {
+            partitions: request
+                .offsets
+                .iter()
+                .map(|o| (o.topic.clone(), o.partition, error))
+                .collect(),
+        };
+        let failed = all(ErrorCode::NotCoordinator);
+        match Self::parked(self.route(&group), move |shard, w, now| shard.commit(w, request, now))
+            .await
+        {
+            Ok(Reply::Commit(answer)) => answer,
+            Ok(_) => failed,
+            Err(error) => CommitResponse {
+                partitions: failed.partitions.into_iter().map(|(t, p, _)| (t, p, error)).collect(),
+            },
+        }
+    }
+
+    /// OffsetFetch: the committed offsets of `partitions` (all when `None`).
+    pub async fn offsets(
+        self: &Arc<Self>,
+        group: String,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<(String, i32, FetchedOffset)>, ErrorCode> {
+        let id = group.clone();
+        let fetch = move |shard: &mut Shard, _| {
+            (shard.offsets(&id, partitions.as_deref()), Effects::default())
+        };
+        Self::direct(self.route(&group), fetch).await
+    }
+
+    /// DescribeGroups of one group; `Ok(None)`: no such group.
+    pub async fn describe(
+        self: &Arc<Self>,
+        group: String,
+    ) -> Result<Option<GroupDescription>, ErrorCode> {
+        let id = group.clone();
+        Self::direct(self.route(&group), move |shard, _| (shard.describe(&id), Effects::default()))
+            .await
+    }
+
+    /// DeleteGroups of one group.
+    pub async fn delete_group(self: &Arc<Self>, group: String) -> ErrorCode {
+        let id = group.clone();
+        match Self::parked(self.route(&group), move |shard, w, _| shard.delete_group(w, &id)).await
+        {
+            Ok(Reply::Deleted(error)) => error,
+            Ok(_) => ErrorCode::NotCoordinator,
+            Err(error) => error,
+        }
+    }
+
+    /// OffsetDelete: per-partition errors, or the group's error.
+    pub async fn delete_offsets(
+        self: &Arc<Self>,
+        group: String,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<CommitResponse, ErrorCode> {
+        let id = group.clone();
+        let call = move |shard: &mut Shard, w, _| shard.delete_offsets(w, &id, &partitions);
+        match Self::parked(self.route(&group), call).await? {
+            Reply::Commit(answer) => Ok(answer),
+            Reply::Deleted(error) => Err(error),
+            _ => Err(ErrorCode::NotCoordinator),
+        }
+    }
+
+    /// ListGroups: the groups of every shard this node serves, and the first error of a
+    /// partition it leads but cannot list yet (loading).
+    pub async fn list(self: &Arc<Self>) -> (Vec<GroupListing>, ErrorCode) {
+        let Some(topic) = self.broker.meta().topic(OFFSETS_TOPIC) else {
+            return (Vec::new(), ErrorCode::None);
+        };
+        let mut groups = Vec::new();
+        let mut error = ErrorCode::None;
+        for index in 0..topic.partitions {
+            let listing = |shard: &mut Shard, _| (shard.list(), Effects::default());
+            match Self::direct(self.shard_of(index), listing).await {
+                Ok(listed) => groups.extend(listed),
+                Err(ErrorCode::NotCoordinator) => {}
+                Err(first) if error == ErrorCode::None => error = first,
+                Err(_) => {}
+            }
+        }
+        (groups, error)
+    }
+}
+
+/// Kafka's coordinator partition of a group: `abs(groupId.hashCode()) % partitions`, with
+/// Java's `String.hashCode` over UTF-16 code units and `Utils.abs` (`i32::MIN` maps to 0).
+#[must_use]
+pub fn partition_for(group: &str, partitions: u32) -> u32 {
+    let hash =
+        group.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
+    let positive = if hash == i32::MIN { 0 } else { hash.abs() };
+    positive.cast_unsigned() % partitions.max(1)
+}
+
+/// The task that serves one partition's shard for one term.
+struct ShardTask<D: Volume> {
+    partition: Arc<Partition<D>>,
+    epoch: LeaderEpoch,
+    config: CoordinatorConfig,
+    seed: u64,
+    clock: Arc<dyn cairn_storage::Clock>,
+}
+
+/// A write's outcome, reported back to the task.
+type WriteOutcome = (u64, Result<(), ErrorCode>);
+
+impl<D: Volume> ShardTask<D> {
+    async fn run(self, mut jobs: mpsc::Receiver<Job>, loaded: Arc<AtomicBool>) {
+        let topic = OFFSETS_TOPIC;
+        let index = self.partition.index();
+        let Some(mut roles) = self.partition.roles() else { return };
+        let Some(shard) = self.load().await else {
+            tracing::info!(
+                topic,
+                partition = index,
+                epoch = self.epoch.0,
+                "group coordinator not loaded: the replica no longer leads this term"
+            );
+            return;
+        };
+        tracing::debug!(topic, partition = index, epoch = self.epoch.0, "group coordinator loaded");
+        loaded.store(true, Ordering::Release);
+        let mut active = Active { shard, waiters: HashMap::new(), next_waiter: 0 };
+        let (outcomes, mut written) = mpsc::unbounded_channel::<WriteOutcome>();
+        loop {
+            let deadline = active.shard.next_deadline();
+            let sleep = self.sleep_until(deadline);
+            let effects = tokio::select! {
+                biased;
+                changed = roles.changed() => {
+                    if changed.is_none() || !self.still_leads() { break }
+                    continue;
+                }
+                Some((id, outcome)) = written.recv() => {
+                    let now = self.clock.now_ms();
+                    match outcome {
+                        Ok(()) => active.shard.written(id, now),
+                        Err(error) => active.shard.write_failed(id, error, now),
+                    }
+                }
+                job = jobs.recv() => match job {
+                    Some(job) => job(&mut active, self.clock.now_ms()),
+                    None => break,
+                },
+                () = sleep => active.shard.tick(self.clock.now_ms()),
+            };
+            self.carry_out(&mut active, effects, &outcomes).await;
+        }
+        tracing::info!(
+            topic,
+            partition = index,
+            epoch = self.epoch.0,
+            "group coordinator stopped: the replica no longer leads this term"
+        );
+    }
+
+    fn still_leads(&self) -> bool {
+        let replica = self.partition.replica();
+        replica.role() == &Role::Leader && replica.epoch() == self.epoch
+    }
+
+    async fn sleep_until(&self, deadline: Option<i64>) {
+        match deadline {
+            None => std::future::pending().await,
+            Some(at) => {
+                let wait = at.saturating_sub(self.clock.now_ms()).max(0);
+                tokio::time::sleep(Duration::from_millis(wait.cast_unsigned())).await;
+            }
+        }
+    }
+
+    /// Answers the replies and proposes the writes, in order.
+    async fn carry_out(
+        &self,
+        active: &mut Active,
+        effects: Effects,
+        outcomes: &mpsc::UnboundedSender<WriteOutcome>,
+    ) {
+        for (waiter, reply) in effects.replies {
+            if let Some(answer) = active.waiters.remove(&waiter) {
+                let _ = answer.send(reply);
+            }
+        }
+        for write in effects.writes {
+            self.propose(write, outcomes).await;
+        }
+    }
+
+    /// Proposes one write; its commit (or failure) is reported on `outcomes`.
+    async fn propose(&self, write: Write, outcomes: &mpsc::UnboundedSender<WriteOutcome>) {
+        let batch = batch_of(&write.records, self.clock.now_ms());
+        let id = write.id;
+        match self.partition.propose(batch, Acks::All).await {
+            Err(error) => {
+                tracing::debug!(%error, "a group coordinator write was refused");
+                let _ = outcomes.send((id, Err(ErrorCode::NotCoordinator)));
+            }
+            Ok(proposed) => {
+                let outcomes = outcomes.clone();
+                let timeout = self.config.write_timeout;
+                tokio::spawn(async move {
+                    let outcome = proposed.wait(timeout).await.map(|_| ()).map_err(|error| {
+                        tracing::debug!(%error, "a group coordinator write did not commit");
+                        ErrorCode::NotCoordinator
+                    });
+                    let _ = outcomes.send((id, outcome));
+                });
+            }
+        }
+    }
+
+    /// Replays the committed log into a fresh shard once this term's first entry committed;
+    /// `None` if the replica stopped leading the term meanwhile, or the log cannot be read.
+    async fn load(&self) -> Option<Shard> {
+        if !self.partition.wait_leader(LOAD_WAIT).await || !self.still_leads() {
+            return None;
+        }
+        let offsets = self.partition.offsets();
+        let mut shard = Shard::new(self.config.shard.clone(), self.seed);
+        let now = self.clock.now_ms();
+        let mut from = offsets.log_start;
+        while from < offsets.high_watermark {
+            let fetched = match self.partition.read(from, LOAD_READ_BYTES) {
+                Ok(fetched) => fetched,
+                Err(error) => {
+                    tracing::error!(%error, partition = self.partition.index(), "loading the group coordinator failed");
+                    return None;
+                }
+            };
+            let next = replay_batches(&mut shard, &fetched.records, now);
+            if next <= from.0 {
+                break;
+            }
+            from = cairn_types::Offset(next);
+            tokio::task::yield_now().await;
+        }
+        Some(shard)
+    }
+}
+
+/// Replays the records of `bytes` (whole batches) into `shard`; returns the offset after the
+/// last batch. Records that are not the coordinator's are skipped with a warning.
+fn replay_batches(shard: &mut Shard, bytes: &[u8], now: i64) -> u64 {
+    let mut next = 0;
+    for batch in Batches::new(bytes, BATCH_BYTES_MAX) {
+        let Ok(batch) = batch else { break };
+        next = batch.header().next_offset().0;
+        if batch.header().is_control() {
+            continue;
+        }
+        for record in batch.records() {
+            match record.map_err(|e| e.to_string()).and_then(|r| decode(&r.key, r.value)) {
+                Ok((key, value)) => shard.replay(key, value, now),
+                Err(error) => {
+                    tracing::warn!(%error, offset = batch.base_offset().0, "skipping a record of the offsets topic")
+                }
+            }
+        }
+    }
+    next
+}
+
+fn decode(
+    key: &Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Result<(RecordKey, Option<RecordValue>), String> {
+    let key = decode_key(key.ok_or("a record without a key")?).map_err(|e| e.to_string())?;
+    let value =
+        value.map(|bytes| decode_value(&key, bytes)).transpose().map_err(|e| e.to_string())?;
+    Ok((key, value))
+}
+
+/// One uncompressed batch of a write's records.
+fn batch_of(records: &[(RecordKey, Option<RecordValue>)], now: i64) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(now);
+    for (key, value) in records {
+        let key = encode_key(key);
+        let value = value.as_ref().map(encode_value);
+        builder = builder.record(Some(&key), value.as_deref(), &[]);
+    }
+    builder.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_match_kafkas_hash() {
+        // Java: "my-group".hashCode() = -1906497762, abs % 50 = 12.
+        assert_eq!(partition_for("my-group", 50), 12);
+        assert_eq!(partition_for("", 50), 0);
+        // A name whose hash is negative is taken by its absolute value.
+        assert_eq!(partition_for("polygenelubricants", 50), 0, "hashCode is i32::MIN");
+    }
+}
