@@ -7,6 +7,8 @@ topic is internal. The last test kills the coordinator of a group on a 3-node cl
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -41,6 +43,14 @@ def group_consumer(bootstrap: str, group: str, **extra) -> Consumer:
     }
     config.update(extra)
     return Consumer(config)
+
+
+def cli(bootstrap: str, *args: str) -> str:
+    """`cairn ARGS --bootstrap B`'s standard output; fails unless it exits 0."""
+    command = [os.environ.get("CAIRN_BIN", "target/debug/cairn"), *args, "--bootstrap", bootstrap]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=CALL_TIMEOUT_S)
+    assert result.returncode == 0, f"{command}: {result.stderr}"
+    return result.stdout
 
 
 def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -139,6 +149,17 @@ def test_committed_offsets_are_fetched_and_altered_through_the_admin_client(brok
         assert description.state.name == "STABLE"
         assert len(description.members) == 1
         assert description.coordinator is not None
+        member = description.members[0].member_id
+        # The CLI shows the member, its partitions, and each partition's lag (20 records over
+        # two partitions, commits at 5 and 7).
+        shown = cli(broker.bootstrap, "group", "describe", group)
+        assert "state: Stable" in shown and f"{member} " in shown, shown
+        rows = [line.split() for line in shown.splitlines()[shown.splitlines().index(next(l for l in shown.splitlines() if l.startswith("topic "))) + 1 :]]
+        ends = {int(r[1]): int(r[3]) for r in rows}
+        assert [(int(r[1]), int(r[2]), int(r[4]), r[5]) for r in rows] == [
+            (0, 5, ends[0] - 5, member),
+            (1, 7, ends[1] - 7, member),
+        ], shown
         deleting = admin.delete_consumer_groups([group])[group]
         with pytest.raises(KafkaException) as refused:
             deleting.result(timeout=CALL_TIMEOUT_S)

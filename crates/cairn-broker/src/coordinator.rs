@@ -5,9 +5,11 @@
 //!   unlimited retention: committed offsets must not age out with the log.
 //! - A group's coordinator is the leader of partition `abs(java_hash(group)) % partitions`. A
 //!   request for a group whose partition this node does not lead is `NOT_COORDINATOR`.
-//! - The first request after this node became the leader (of a term) starts the partition's
-//!   shard task and is answered `COORDINATOR_LOAD_IN_PROGRESS`: the task waits for its term's
-//!   first entry to commit, replays the committed log into a fresh [`Shard`], then serves.
+//! - When this node leads a partition in a new term, a shard task starts (within
+//!   [`LOAD_CHECK_INTERVAL`], or at the first request): it waits for its term's first entry to
+//!   commit, replays the committed log into a fresh [`Shard`], then serves. A request that
+//!   comes meanwhile waits for the load, up to [`LOAD_ANSWER_WAIT`], then is answered
+//!   `COORDINATOR_LOAD_IN_PROGRESS`.
 //! - The task owns the shard: requests reach it as jobs on a bounded queue, one at a time,
 //!   with the time; the [`Effects`] it returns are carried out in order. A write is proposed
 //!   to the partition (`acks=all`) before the next job runs, so writes append in the order
@@ -33,7 +35,7 @@ use cairn_storage::RealDisk;
 use cairn_types::LeaderEpoch;
 use cairn_types::batch::{BatchBuilder, Batches};
 use cairn_types::limits::BATCH_BYTES_MAX;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::broker::Broker;
 use crate::partition::{Acks, Partition};
@@ -56,6 +58,11 @@ const LOAD_READ_BYTES: u32 = 4 * 1024 * 1024;
 /// How often [`GroupCoordinator::run`] looks for offsets-topic partitions this node newly
 /// leads.
 const LOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a request waits for its shard to load before it is answered
+/// `COORDINATOR_LOAD_IN_PROGRESS`: a load takes a term's first commit and a replay, and some
+/// clients' admin calls do not retry that error.
+const LOAD_ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a load waits for its term's first entry to commit.
 const LOAD_WAIT: Duration = Duration::from_secs(30);
@@ -110,7 +117,8 @@ impl Active {
 struct ShardHandle {
     epoch: LeaderEpoch,
     jobs: mpsc::Sender<Job>,
-    loaded: Arc<AtomicBool>,
+    /// Turns true once the shard is loaded; closed when the task ends.
+    loaded: watch::Receiver<bool>,
 }
 
 /// The group coordinator of a node.
@@ -203,14 +211,14 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
         }
     }
 
-    /// The running, loaded shard task of `group`'s partition, or the error to answer.
+    /// The shard task of `group`'s partition, or the error to answer.
     fn route(self: &Arc<Self>, group: &str) -> Result<ShardHandle, ErrorCode> {
         let index = self.partition_for(group).ok_or(ErrorCode::CoordinatorNotAvailable)?;
         self.shard_of(index)
     }
 
-    /// The running, loaded shard task of partition `index`, starting it if this node leads
-    /// the partition in a term without one.
+    /// The shard task of partition `index` (loaded or loading), starting it if this node
+    /// leads the partition in a term without one.
     fn shard_of(self: &Arc<Self>, index: u32) -> Result<ShardHandle, ErrorCode> {
         let partition =
             self.broker.partition(OFFSETS_TOPIC, index).ok_or(ErrorCode::NotCoordinator)?;
@@ -224,15 +232,12 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
             && handle.epoch == epoch
             && !handle.jobs.is_closed()
         {
-            return if handle.loaded.load(Ordering::Acquire) {
-                Ok(handle.clone())
-            } else {
-                Err(ErrorCode::CoordinatorLoadInProgress)
-            };
+            return Ok(handle.clone());
         }
         let (jobs, queue) = mpsc::channel(JOBS_QUEUED_MAX);
-        let loaded = Arc::new(AtomicBool::new(false));
-        shards.insert(index, ShardHandle { epoch, jobs, loaded: Arc::clone(&loaded) });
+        let (loaded, loaded_rx) = watch::channel(false);
+        let handle = ShardHandle { epoch, jobs, loaded: loaded_rx };
+        shards.insert(index, handle.clone());
         let task = ShardTask {
             partition,
             epoch,
@@ -241,13 +246,21 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
             clock: Arc::clone(self.broker.clock()),
         };
         tokio::spawn(task.run(queue, loaded));
-        Err(ErrorCode::CoordinatorLoadInProgress)
+        Ok(handle)
     }
 
-    /// Queues `job` on the shard `routed` names; `Err` if there is none here (not the
-    /// coordinator, loading) or its queue is full.
-    fn submit(routed: Result<ShardHandle, ErrorCode>, job: Job) -> Result<(), ErrorCode> {
-        routed?.jobs.try_send(job).map_err(|error| match error {
+    /// Queues `job` on the shard `routed` names, once it is loaded (waiting up to
+    /// [`LOAD_ANSWER_WAIT`] for that); `Err` if there is none here (not the coordinator),
+    /// it is still loading, or its queue is full.
+    async fn submit(routed: Result<ShardHandle, ErrorCode>, job: Job) -> Result<(), ErrorCode> {
+        let mut handle = routed?;
+        let loaded = handle.loaded.wait_for(|loaded| *loaded);
+        match tokio::time::timeout(LOAD_ANSWER_WAIT, loaded).await {
+            Err(_) => return Err(ErrorCode::CoordinatorLoadInProgress),
+            Ok(Err(_)) => return Err(ErrorCode::NotCoordinator),
+            Ok(Ok(_)) => {}
+        }
+        handle.jobs.try_send(job).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => ErrorCode::CoordinatorLoadInProgress,
             mpsc::error::TrySendError::Closed(_) => ErrorCode::NotCoordinator,
         })
@@ -264,7 +277,7 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
             let waiter = active.park(answer);
             call(&mut active.shard, waiter, now)
         });
-        Self::submit(routed, job)?;
+        Self::submit(routed, job).await?;
         reply.await.map_err(|_| ErrorCode::NotCoordinator)
     }
 
@@ -279,7 +292,7 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
             let _ = answer.send(value);
             effects
         });
-        Self::submit(routed, job)?;
+        Self::submit(routed, job).await?;
         reply.await.map_err(|_| ErrorCode::NotCoordinator)
     }
 
@@ -447,12 +460,12 @@ struct ShardTask<D: Volume> {
 type WriteOutcome = (u64, Result<(), ErrorCode>);
 
 impl<D: Volume> ShardTask<D> {
-    async fn run(self, mut jobs: mpsc::Receiver<Job>, loaded: Arc<AtomicBool>) {
+    async fn run(self, mut jobs: mpsc::Receiver<Job>, loaded: watch::Sender<bool>) {
         let topic = OFFSETS_TOPIC;
         let index = self.partition.index();
         let Some(mut roles) = self.partition.roles() else { return };
         let Some(shard) = self.load().await else {
-            tracing::info!(
+            tracing::debug!(
                 topic,
                 partition = index,
                 epoch = self.epoch.0,
@@ -461,7 +474,7 @@ impl<D: Volume> ShardTask<D> {
             return;
         };
         tracing::debug!(topic, partition = index, epoch = self.epoch.0, "group coordinator loaded");
-        loaded.store(true, Ordering::Release);
+        loaded.send_replace(true);
         let mut active = Active { shard, waiters: HashMap::new(), next_waiter: 0 };
         let (outcomes, mut written) = mpsc::unbounded_channel::<WriteOutcome>();
         loop {
@@ -488,7 +501,7 @@ impl<D: Volume> ShardTask<D> {
             };
             self.carry_out(&mut active, effects, &outcomes).await;
         }
-        tracing::info!(
+        tracing::debug!(
             topic,
             partition = index,
             epoch = self.epoch.0,

@@ -10,6 +10,7 @@
 mod cluster;
 mod consume;
 mod dev;
+mod group;
 mod lookup;
 mod offline;
 mod output;
@@ -52,6 +53,13 @@ enum Command {
         connect: ConnectArgs,
         #[command(subcommand)]
         command: topic::TopicCommand,
+    },
+    /// List, describe, reset the offsets of and delete consumer groups on a running node.
+    Group {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        #[command(subcommand)]
+        command: group::GroupCommand,
     },
     /// Produce records, one per input line (standard input or --file).
     Produce {
@@ -129,6 +137,7 @@ const CLIENT_ID: &str = "cairn-cli";
 /// The client commands, run against the broker in `connect`.
 enum ClientCommand {
     Topic(topic::TopicCommand),
+    Group(group::GroupCommand),
     Produce(produce::ProduceArgs),
     Consume(consume::ConsumeArgs),
     ClusterInfo,
@@ -145,6 +154,9 @@ fn client_command(connect: &ConnectArgs, command: ClientCommand) -> anyhow::Resu
         let mut client = client::Client::connect(&connect.options()).await?;
         match command {
             ClientCommand::Topic(command) => topic::run(&mut client, command).await,
+            ClientCommand::Group(command) => {
+                group::run(&mut client, &connect.options(), command).await
+            }
             ClientCommand::Produce(args) => produce::run(&mut client, args).await,
             ClientCommand::Consume(args) => consume::run(&mut client, args).await,
             ClientCommand::ClusterInfo => cluster::info(&mut client).await,
@@ -179,6 +191,9 @@ fn main() -> ExitCode {
         Command::Dev(command) => dev::run(command),
         Command::Topic { connect, command } => {
             client_command(&connect, ClientCommand::Topic(command))
+        }
+        Command::Group { connect, command } => {
+            client_command(&connect, ClientCommand::Group(command))
         }
         Command::Produce { connect, args } => {
             client_command(&connect, ClientCommand::Produce(args))

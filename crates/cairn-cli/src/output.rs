@@ -3,6 +3,7 @@
 //! quietly with exit status 0, like other Unix tools, and any other write failure is an error.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::io::Write as _;
 
 /// The reader of standard output went away: the command stops, the process exits 0.
@@ -48,4 +49,19 @@ pub(crate) fn is_closed(error: &anyhow::Error) -> bool {
 pub(crate) fn note(line: &str) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{line}");
+}
+
+/// Appends `rows` (the first is the heading) as left-aligned columns.
+pub(crate) fn table(out: &mut String, rows: &[Vec<String>]) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(&widths) {
+            let _ = write!(line, "{cell:<width$}  ");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
 }

@@ -277,7 +277,7 @@ async fn describe(client: &mut Client, name: &str) -> anyhow::Result<()> {
             error,
         ]);
     }
-    table(&mut out, &rows);
+    output::table(&mut out, &rows);
     let _ = writeln!(out);
     let _ = writeln!(out, "configs (* = set on the topic, others are defaults):");
     let mut configs = result.configs;
@@ -292,21 +292,6 @@ async fn describe(client: &mut Client, name: &str) -> anyhow::Result<()> {
         let _ = writeln!(out, "{marker} {}={value}", config.name.as_str());
     }
     output::print(&out)
-}
-
-/// Appends `rows` (the first is the heading) as left-aligned columns.
-fn table(out: &mut String, rows: &[Vec<String>]) {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
-        .collect();
-    for row in rows {
-        let mut line = String::new();
-        for (cell, width) in row.iter().zip(&widths) {
-            let _ = write!(line, "{cell:<width$}  ");
-        }
-        let _ = writeln!(out, "{}", line.trim_end());
-    }
 }
 
 async fn alter(client: &mut Client, args: AlterArgs) -> anyhow::Result<()> {
@@ -412,7 +397,7 @@ mod tests {
         let mut out = String::new();
         let rows =
             vec![vec!["a".to_owned(), "bb".to_owned()], vec!["ccc".to_owned(), "d".to_owned()]];
-        table(&mut out, &rows);
+        output::table(&mut out, &rows);
         assert_eq!(out, "a    bb\nccc  d\n");
     }
 }

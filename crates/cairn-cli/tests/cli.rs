@@ -384,6 +384,80 @@ fn failures_are_clear() {
     assert!(run.stderr.contains(&format!("cannot reach the broker at {bootstrap}")), "{run:?}");
 }
 
+#[test]
+fn group_offsets_are_reset_described_listed_and_deleted() {
+    let node = start();
+    node.ok(&["topic", "create", "orders", "--partitions", "2"]);
+    node.ok_with(&["produce", "orders", "--partition", "1"], b"a\nb\nc\nd\n");
+    // Offsets 0 and 1 are the partition's control batches; the records are at 2..6.
+    let plan =
+        node.ok(&["group", "reset-offsets", "billing", "--topic", "orders", "--to-offset", "4"]);
+    assert!(plan.contains("dry run: nothing changed"), "{plan}");
+    let missing = node.fails(&["group", "describe", "billing"], b"");
+    assert_eq!(missing, "error: group billing does not exist\n", "a dry run commits nothing");
+
+    let done = node.ok(&[
+        "group",
+        "reset-offsets",
+        "billing",
+        "--topic",
+        "orders",
+        "--to-latest",
+        "--execute",
+    ]);
+    assert!(done.ends_with("committed\n"), "{done}");
+    node.ok(&[
+        "group",
+        "reset-offsets",
+        "billing",
+        "--topic",
+        "orders",
+        "--partitions",
+        "1",
+        "--shift-by",
+        "-3",
+        "--execute",
+    ]);
+    assert_eq!(node.ok(&["group", "list"]), "billing\tEmpty\t-\n");
+    let describe = node.ok(&["group", "describe", "billing"]);
+    assert!(describe.contains("state: Empty\n"), "{describe}");
+    let rows: Vec<Vec<&str>> = describe
+        .lines()
+        .skip_while(|l| !l.starts_with("topic "))
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    // topic, partition, committed, log end, lag, member.
+    assert_eq!(rows, [["orders", "0", "2", "2", "0", "-"], ["orders", "1", "3", "6", "3", "-"]]);
+
+    let earlier = node.ok(&[
+        "group",
+        "reset-offsets",
+        "billing",
+        "--topic",
+        "orders",
+        "--to-datetime",
+        "2000-01-01T00:00:00Z",
+    ]);
+    let planned: Vec<&str> = earlier
+        .lines()
+        .skip(1)
+        .take(2)
+        .map(|l| l.split_whitespace().last().unwrap_or(""))
+        .collect();
+    assert_eq!(planned, ["2", "2"], "the first record at or after the time: {earlier}");
+    // A usage error, before any connection: exit status 2.
+    let args = ["group", "reset-offsets", "billing", "--topic", "orders", "--to-datetime", "soon"];
+    let run = run_cairn(&args, &[], b"");
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert!(run.stderr.contains("is not an RFC 3339 time"), "{run:?}");
+
+    assert_eq!(node.ok(&["group", "delete", "billing"]), "deleted group billing\n");
+    assert_eq!(node.ok(&["group", "list"]), "");
+    let error = node.fails(&["group", "delete", "billing"], b"");
+    assert!(error.starts_with("error: group billing: GROUP_ID_NOT_FOUND"), "{error}");
+}
+
 /// The only partition directory under `data_dir/topics` (the tests create one topic with one
 /// partition; how the directory is named is the broker's business).
 fn only_partition_dir(data_dir: &std::path::Path) -> PathBuf {
