@@ -381,3 +381,18 @@ const _: () = assert!(
     0 < GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT
         && GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT <= GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT
 );
+
+// Idempotent producers (RFC 0006 §4).
+
+/// Batches of one producer a partition keeps to recognise retries: Kafka's five, the most a
+/// producer may have in flight with idempotence on (`max.in.flight.requests.per.connection`).
+pub const PRODUCER_BATCHES_KEPT: usize = 5;
+
+/// Producers one partition keeps state for; a new one beyond evicts the one written least
+/// recently (Kafka keeps any number, KIP-936).
+pub const PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
+
+/// How long a producer's state outlives its last batch (`producer.id.expiration.ms`, a day).
+pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: i64 = 86_400_000;
+
+const _: () = assert!(PRODUCER_BATCHES_KEPT <= u8::MAX as usize);
