@@ -69,6 +69,50 @@ pub enum Command {
     /// then asks to `restart <node>` (answer: `restarted <node>`) and waits until every replica
     /// is in sync again. `cargo xtask bench --only failover` is such a driver.
     Failover(FailoverArgs),
+    /// Offsets committed per second through the group coordinators, and commit latency.
+    ///
+    /// --groups groups without members commit --partitions offsets of the topic per
+    /// OffsetCommit, at --rate commits per second (open loop) or --max (closed loop, --inflight
+    /// requests per coordinator connection of each of --committers tasks).
+    Commit(CommitArgs),
+}
+
+/// `cairn-bench commit`.
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct CommitArgs {
+    /// Broker and topic (created with --partitions partitions if missing).
+    #[command(flatten)]
+    pub target: Target,
+    /// Groups committing, spread over the offsets topic's partitions (and so coordinators).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub groups: usize,
+    /// Offsets in each commit: partitions 0..N of the topic.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub partitions: u32,
+    /// Tasks sending commits, each for every Nth group.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub committers: usize,
+    /// Commits awaiting an answer per connection.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub inflight: usize,
+    /// Open loop: this many commits per second in total.
+    #[arg(long, value_name = "COMMITS_PER_S", conflicts_with = "max")]
+    pub rate: Option<u64>,
+    /// Closed loop: as fast as answers allow.
+    #[arg(long)]
+    pub max: bool,
+    /// Seconds to run.
+    #[arg(long, default_value_t = DURATION_DEFAULT_S, value_name = "SECS")]
+    pub duration: f64,
+    /// Leave latencies of the first SECS out of the percentiles.
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    pub warmup: f64,
+    /// Replicas of the topic's partitions when it is created (-1: the broker's default).
+    #[arg(long, default_value_t = -1, value_name = "N", allow_negative_numbers = true)]
+    pub replication_factor: i16,
+    /// Where results go.
+    #[command(flatten)]
+    pub output: Output,
 }
 
 /// Where results go, shared by every subcommand.

@@ -3,7 +3,8 @@
 //! Subcommands (`cli.rs`): `produce` (`produce.rs`), `consume` (`consume.rs`), `e2e`
 //! (`e2e.rs`), `disk` (`disk.rs`, the raw disk baseline), `nats-produce` (`nats.rs`, the
 //! produce workload against NATS JetStream) and `failover` (`failover.rs`, how long writes stop
-//! when a leader is killed). Producers route each partition's batch to its leader (`routes.rs`)
+//! when a leader is killed) and `commit` (`commit.rs`, offsets committed per second through the
+//! group coordinators). Producers route each partition's batch to its leader (`routes.rs`)
 //! over one connection per leader broker (`lanes.rs`: the connections, their ackers and the
 //! retries). Shared parts: the open-loop schedule
 //! (`schedule.rs`), record and request generation (`workload.rs`), HdrHistogram recorders and
@@ -15,6 +16,7 @@
 //! the broker's own crates, so the numbers are what any client would see.
 
 pub mod cli;
+pub mod commit;
 pub mod consume;
 pub mod disk;
 pub mod e2e;
@@ -49,6 +51,7 @@ pub async fn run(command: &Command) -> anyhow::Result<Report> {
         Command::Disk(args) => disk::run(args).await,
         Command::NatsProduce(args) => nats::run(args).await,
         Command::Failover(args) => failover::run(args).await,
+        Command::Commit(args) => commit::run(args).await,
     }
 }
 
@@ -62,6 +65,7 @@ pub fn output(command: &Command) -> &Output {
         Command::Disk(args) => &args.output,
         Command::NatsProduce(args) => &args.output,
         Command::Failover(args) => &args.output,
+        Command::Commit(args) => &args.output,
     }
 }
 

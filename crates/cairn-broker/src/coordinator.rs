@@ -52,6 +52,16 @@ const OFFSETS_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
 /// (retriable), never waits.
 const JOBS_QUEUED_MAX: usize = 1024;
 
+/// Jobs one round of a shard task runs before their writes are proposed together.
+const JOBS_PER_ROUND_MAX: usize = 64;
+
+/// Most bytes of records merged into one proposal (below the offsets topic's
+/// `max.message.bytes`, [`OFFSETS_MESSAGE_BYTES`]); a larger write goes alone.
+const MERGED_WRITE_BYTES_MAX: usize = 1024 * 1024;
+
+/// `max.message.bytes` of the offsets topic: room for the largest group's state.
+const OFFSETS_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Bytes of the log one read of a load takes.
 const LOAD_READ_BYTES: u32 = 4 * 1024 * 1024;
 
@@ -172,6 +182,7 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
                     ("retention.ms".into(), "-1".into()),
                     ("retention.bytes".into(), "-1".into()),
                     ("segment.bytes".into(), OFFSETS_SEGMENT_BYTES.to_string()),
+                    ("max.message.bytes".into(), OFFSETS_MESSAGE_BYTES.to_string()),
                 ],
                 assignments: None,
             };
@@ -456,8 +467,8 @@ struct ShardTask<D: Volume> {
     clock: Arc<dyn cairn_storage::Clock>,
 }
 
-/// A write's outcome, reported back to the task.
-type WriteOutcome = (u64, Result<(), ErrorCode>);
+/// The outcome of writes proposed together, reported back to the task.
+type WriteOutcome = (Vec<u64>, Result<(), ErrorCode>);
 
 impl<D: Volume> ShardTask<D> {
     async fn run(self, mut jobs: mpsc::Receiver<Job>, loaded: watch::Sender<bool>) {
@@ -486,15 +497,19 @@ impl<D: Volume> ShardTask<D> {
                     if changed.is_none() || !self.still_leads() { break }
                     continue;
                 }
-                Some((id, outcome)) = written.recv() => {
+                Some((ids, outcome)) = written.recv() => {
                     let now = self.clock.now_ms();
-                    match outcome {
-                        Ok(()) => active.shard.written(id, now),
-                        Err(error) => active.shard.write_failed(id, error, now),
+                    let mut effects = Effects::default();
+                    for id in ids {
+                        effects.extend(match outcome {
+                            Ok(()) => active.shard.written(id, now),
+                            Err(error) => active.shard.write_failed(id, error, now),
+                        });
                     }
+                    effects
                 }
                 job = jobs.recv() => match job {
-                    Some(job) => job(&mut active, self.clock.now_ms()),
+                    Some(job) => Self::round(&mut active, job, &mut jobs, self.clock.now_ms()),
                     None => break,
                 },
                 () = sleep => active.shard.tick(self.clock.now_ms()),
@@ -507,6 +522,22 @@ impl<D: Volume> ShardTask<D> {
             epoch = self.epoch.0,
             "group coordinator stopped: the replica no longer leads this term"
         );
+    }
+
+    /// Runs `first` and the jobs queued behind it (at most [`JOBS_PER_ROUND_MAX`]), so that
+    /// their writes go to the log together: under load, one Raft entry carries many commits.
+    fn round(
+        active: &mut Active,
+        first: Job,
+        queued: &mut mpsc::Receiver<Job>,
+        now: i64,
+    ) -> Effects {
+        let mut effects = first(active, now);
+        for _ in 1..JOBS_PER_ROUND_MAX {
+            let Ok(job) = queued.try_recv() else { break };
+            effects.extend(job(active, now));
+        }
+        effects
     }
 
     fn still_leads(&self) -> bool {
@@ -536,19 +567,30 @@ impl<D: Volume> ShardTask<D> {
                 let _ = answer.send(reply);
             }
         }
-        for write in effects.writes {
-            self.propose(write, outcomes).await;
+        let mut writes = effects.writes.into_iter().peekable();
+        while writes.peek().is_some() {
+            let mut together = Vec::new();
+            let mut bytes = 0;
+            while let Some(write) = writes
+                .next_if(|w| together.is_empty() || bytes + size_of(w) <= MERGED_WRITE_BYTES_MAX)
+            {
+                bytes += size_of(&write);
+                together.push(write);
+            }
+            self.propose(together, outcomes).await;
         }
     }
 
-    /// Proposes one write; its commit (or failure) is reported on `outcomes`.
-    async fn propose(&self, write: Write, outcomes: &mpsc::UnboundedSender<WriteOutcome>) {
-        let batch = batch_of(&write.records, self.clock.now_ms());
-        let id = write.id;
+    /// Proposes `writes` as one batch, in order; their commit (or failure) is reported on
+    /// `outcomes`, for all of them at once.
+    async fn propose(&self, writes: Vec<Write>, outcomes: &mpsc::UnboundedSender<WriteOutcome>) {
+        let ids: Vec<u64> = writes.iter().map(|w| w.id).collect();
+        let records = writes.iter().flat_map(|w| &w.records);
+        let batch = batch_of(records, self.clock.now_ms());
         match self.partition.propose(batch, Acks::All).await {
             Err(error) => {
                 tracing::debug!(%error, "a group coordinator write was refused");
-                let _ = outcomes.send((id, Err(ErrorCode::NotCoordinator)));
+                let _ = outcomes.send((ids, Err(ErrorCode::NotCoordinator)));
             }
             Ok(proposed) => {
                 let outcomes = outcomes.clone();
@@ -558,7 +600,7 @@ impl<D: Volume> ShardTask<D> {
                         tracing::debug!(%error, "a group coordinator write did not commit");
                         ErrorCode::NotCoordinator
                     });
-                    let _ = outcomes.send((id, outcome));
+                    let _ = outcomes.send((ids, outcome));
                 });
             }
         }
@@ -625,8 +667,33 @@ fn decode(
     Ok((key, value))
 }
 
-/// One uncompressed batch of a write's records.
-fn batch_of(records: &[(RecordKey, Option<RecordValue>)], now: i64) -> Vec<u8> {
+/// About how many bytes `write`'s records take in a batch.
+fn size_of(write: &Write) -> usize {
+    write.records.iter().map(|(key, value)| record_size(key, value.as_ref())).sum()
+}
+
+fn record_size(key: &RecordKey, value: Option<&RecordValue>) -> usize {
+    let members = match value {
+        Some(RecordValue::Group(group)) => group
+            .members
+            .iter()
+            .map(|m| m.member_id.len() + m.subscription.len() + m.assignment.len() + 64)
+            .sum(),
+        Some(RecordValue::Offset(offset)) => offset.metadata.len() + 32,
+        None => 0,
+    };
+    let key = match key {
+        RecordKey::Offset { group, topic, .. } => group.len() + topic.len() + 16,
+        RecordKey::Group { group } => group.len() + 8,
+    };
+    key + members + 32
+}
+
+/// One uncompressed batch of records.
+fn batch_of<'a>(
+    records: impl IntoIterator<Item = &'a (RecordKey, Option<RecordValue>)>,
+    now: i64,
+) -> Vec<u8> {
     let mut builder = BatchBuilder::new(now);
     for (key, value) in records {
         let key = encode_key(key);
