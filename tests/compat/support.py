@@ -159,6 +159,22 @@ def consumer_config(bootstrap: str, **extra) -> dict:
     return config
 
 
+def group_consumer(bootstrap: str, group: str, **extra) -> Consumer:
+    """A confluent-kafka consumer of `group` that commits only when told: a 10 s session,
+    heartbeats every 500 ms, short fetch waits; `extra` settings on top."""
+    config = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "session.timeout.ms": 10000,
+        "heartbeat.interval.ms": 500,
+        "fetch.wait.max.ms": 100,
+    }
+    config.update(extra)
+    return Consumer(config)
+
+
 def read_all(
     bootstrap: str, topic: str, partitions: int, timeout_s: float = 60.0, min_count: int = 0
 ) -> dict[int, list[Record]]:

@@ -14,7 +14,14 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from cluster import Cluster
-from support import CALL_TIMEOUT_S, Deadline, confluent_producer, create_topic, unique_topic
+from support import (
+    CALL_TIMEOUT_S,
+    Deadline,
+    confluent_producer,
+    create_topic,
+    group_consumer,
+    unique_topic,
+)
 
 PARTITIONS = 6
 RECORDS = 3000
@@ -41,18 +48,7 @@ class Member:
     """A thread polling one consumer of the group and committing every 50 records."""
 
     def __init__(self, bootstrap: str, group: str, topic: str, ledger: Ledger):
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": group,
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "session.timeout.ms": 10000,
-                "heartbeat.interval.ms": 500,
-                "max.poll.interval.ms": 10000,
-                "fetch.wait.max.ms": 100,
-            }
-        )
+        self.consumer = group_consumer(bootstrap, group, **{"max.poll.interval.ms": 10000})
         self.consumer.subscribe([topic])
         self.ledger = ledger
         self.stopping = threading.Event()

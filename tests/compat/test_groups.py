@@ -21,6 +21,7 @@ from support import (
     admin_client,
     confluent_producer,
     create_topic,
+    group_consumer,
     unique_topic,
 )
 
@@ -29,20 +30,6 @@ PARTITIONS = 6
 # Seconds a group may take to form, rebalance or drain: above the 3 s initial rebalance delay
 # and a 10 s session timeout, far below the test timeout.
 GROUP_TIMEOUT_S = 60.0
-
-
-def group_consumer(bootstrap: str, group: str, **extra) -> Consumer:
-    config = {
-        "bootstrap.servers": bootstrap,
-        "group.id": group,
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "session.timeout.ms": 10000,
-        "heartbeat.interval.ms": 500,
-        "fetch.wait.max.ms": 100,
-    }
-    config.update(extra)
-    return Consumer(config)
 
 
 def cli(bootstrap: str, *args: str) -> str:
@@ -154,7 +141,9 @@ def test_committed_offsets_are_fetched_and_altered_through_the_admin_client(brok
         # two partitions, commits at 5 and 7).
         shown = cli(broker.bootstrap, "group", "describe", group)
         assert "state: Stable" in shown and f"{member} " in shown, shown
-        rows = [line.split() for line in shown.splitlines()[shown.splitlines().index(next(l for l in shown.splitlines() if l.startswith("topic "))) + 1 :]]
+        lines = shown.splitlines()
+        heading = next(i for i, line in enumerate(lines) if line.startswith("topic "))
+        rows = [line.split() for line in lines[heading + 1 :]]
         ends = {int(r[1]): int(r[3]) for r in rows}
         assert [(int(r[1]), int(r[2]), int(r[4]), r[5]) for r in rows] == [
             (0, 5, ends[0] - 5, member),

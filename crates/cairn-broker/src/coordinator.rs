@@ -359,22 +359,17 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
     /// OffsetCommit: one error per partition, in request order.
     pub async fn commit(self: &Arc<Self>, request: CommitRequest) -> CommitResponse {
         let group = request.group_id.clone();
-        let all = |error| CommitResponse {
-            partitions: request
-                .offsets
-                .iter()
-                .map(|o| (o.topic.clone(), o.partition, error))
-                .collect(),
+        let keys: Vec<(String, i32)> =
+            request.offsets.iter().map(|o| (o.topic.clone(), o.partition)).collect();
+        let refused = |error| CommitResponse {
+            partitions: keys.into_iter().map(|(t, p)| (t, p, error)).collect(),
         };
-        let failed = all(ErrorCode::NotCoordinator);
         match Self::parked(self.route(&group), move |shard, w, now| shard.commit(w, request, now))
             .await
         {
             Ok(Reply::Commit(answer)) => answer,
-            Ok(_) => failed,
-            Err(error) => CommitResponse {
-                partitions: failed.partitions.into_iter().map(|(t, p, _)| (t, p, error)).collect(),
-            },
+            Ok(_) => refused(ErrorCode::NotCoordinator),
+            Err(error) => refused(error),
         }
     }
 

@@ -167,6 +167,22 @@ impl Harness {
         waiter
     }
 
+    /// A commit made durable at once; fails unless it succeeded.
+    fn commit_durably(&mut self, group: &str, member: &str, generation: i32, offset: i64) {
+        let commit = self.commit(group, member, generation, offset);
+        self.flush();
+        assert_eq!(self.commit_error(commit), ErrorCode::None);
+    }
+
+    /// A DeleteGroups of `group`, its writes made durable: its answer.
+    fn delete_group(&mut self, group: &str) -> Option<Reply> {
+        let waiter = self.waiter();
+        let effects = self.shard.delete_group(waiter, group);
+        self.take(effects);
+        self.flush();
+        self.only_reply(waiter)
+    }
+
     fn only_reply(&mut self, waiter: Waiter) -> Option<Reply> {
         let replies = self.replies.remove(&waiter)?;
         assert_eq!(replies.len(), 1, "{waiter:?} answered more than once: {replies:?}");
@@ -503,37 +519,25 @@ fn the_protocol_most_members_prefer_among_common_ones_wins() {
 fn only_empty_groups_are_deleted_and_their_offsets_go_with_them() {
     let mut h = Harness::new();
     let (a, _b) = stable_pair(&mut h);
-    let commit = h.commit("g", &a, 1, 9);
-    h.flush();
-    let _ = h.commit_error(commit);
-    let waiter = h.waiter();
-    let effects = h.shard.delete_group(waiter, "g");
-    h.take(effects);
-    assert_eq!(h.only_reply(waiter), Some(Reply::Deleted(ErrorCode::NonEmptyGroup)));
-    let manual = h.commit("m", "", -1, 1);
-    h.flush();
-    let _ = h.commit_error(manual);
+    h.commit_durably("g", &a, 1, 9);
+    assert_eq!(h.delete_group("g"), Some(Reply::Deleted(ErrorCode::NonEmptyGroup)));
+    h.commit_durably("m", "", -1, 1);
     let waiter = h.waiter();
     let effects = h.shard.delete_group(waiter, "m");
     h.take(effects);
-    assert!(h.waiting(waiter));
+    assert!(h.waiting(waiter), "answered once the tombstones are durable");
     h.flush();
     assert_eq!(h.only_reply(waiter), Some(Reply::Deleted(ErrorCode::None)));
     assert_eq!(h.committed("m"), None);
     assert_eq!(h.failover().committed("m"), None, "the tombstones are in the log");
-    let waiter = h.waiter();
-    let effects = h.shard.delete_group(waiter, "m");
-    h.take(effects);
-    assert_eq!(h.only_reply(waiter), Some(Reply::Deleted(ErrorCode::GroupIdNotFound)));
+    assert_eq!(h.delete_group("m"), Some(Reply::Deleted(ErrorCode::GroupIdNotFound)));
 }
 
 #[test]
 fn offsets_of_consumed_topics_are_not_deleted() {
     let mut h = Harness::new();
     let (a, _b) = stable_pair(&mut h);
-    let commit = h.commit("g", &a, 1, 9);
-    h.flush();
-    let _ = h.commit_error(commit);
+    h.commit_durably("g", &a, 1, 9);
     let waiter = h.waiter();
     let partitions = [("t".to_owned(), 0), ("other".to_owned(), 0)];
     let effects = h.shard.delete_offsets(waiter, "g", &partitions);
@@ -549,9 +553,7 @@ fn an_empty_groups_offsets_expire_after_retention() {
     let retention = 60_000;
     let config = ShardConfig { offsets_retention_ms: retention, ..ShardConfig::default() };
     let mut h = Harness::with(config);
-    let commit = h.commit("m", "", -1, 1);
-    h.flush();
-    let _ = h.commit_error(commit);
+    h.commit_durably("m", "", -1, 1);
     h.advance(retention - 1);
     assert_eq!(h.committed("m"), Some(1));
     h.advance(1);
