@@ -154,7 +154,8 @@ pub(crate) async fn join_group<M: MetadataStore>(
         .with_protocol_type(answer.protocol_type.map(text))
         .with_protocol_name(protocol_name)
         .with_leader(text(answer.leader))
-        .with_skip_assignment(answer.skip_assignment)
+        // KIP-814 (v9): older versions cannot carry it, and their leader just assigns again.
+        .with_skip_assignment(answer.skip_assignment && version >= 9)
         .with_member_id(text(answer.member_id))
         .with_members(members.collect())
 }
