@@ -62,6 +62,10 @@ const MERGED_WRITE_BYTES_MAX: usize = 1024 * 1024;
 /// `max.message.bytes` of the offsets topic: room for the largest group's state.
 const OFFSETS_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+/// Outcomes of one shard's writes queued for its task; a write's waiter blocks on a full
+/// queue until the task, which drains it before taking new jobs, catches up.
+const WRITE_OUTCOMES_QUEUED_MAX: usize = 1024;
+
 /// Bytes of the log one read of a load takes.
 const LOAD_READ_BYTES: u32 = 4 * 1024 * 1024;
 
@@ -137,7 +141,7 @@ pub struct GroupCoordinator<M, D: Volume = RealDisk> {
     config: CoordinatorConfig,
     shards: Mutex<HashMap<u32, ShardHandle>>,
     /// Set while this node creates the offsets topic.
-    creating: Arc<AtomicBool>,
+    creating: AtomicBool,
     /// Seeds of the shards' member-id generators.
     seeds: AtomicU64,
 }
@@ -151,7 +155,7 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
             broker,
             config,
             shards: Mutex::new(HashMap::new()),
-            creating: Arc::new(AtomicBool::new(false)),
+            creating: AtomicBool::new(false),
             seeds: AtomicU64::new(seed),
         })
     }
@@ -482,7 +486,7 @@ impl<D: Volume> ShardTask<D> {
         tracing::debug!(topic, partition = index, epoch = self.epoch.0, "group coordinator loaded");
         loaded.send_replace(true);
         let mut active = Active { shard, waiters: HashMap::new(), next_waiter: 0 };
-        let (outcomes, mut written) = mpsc::unbounded_channel::<WriteOutcome>();
+        let (outcomes, mut written) = mpsc::channel::<WriteOutcome>(WRITE_OUTCOMES_QUEUED_MAX);
         loop {
             let deadline = active.shard.next_deadline();
             let sleep = self.sleep_until(deadline);
@@ -493,15 +497,7 @@ impl<D: Volume> ShardTask<D> {
                     continue;
                 }
                 Some((ids, outcome)) = written.recv() => {
-                    let now = self.clock.now_ms();
-                    let mut effects = Effects::default();
-                    for id in ids {
-                        effects.extend(match outcome {
-                            Ok(()) => active.shard.written(id, now),
-                            Err(error) => active.shard.write_failed(id, error, now),
-                        });
-                    }
-                    effects
+                    outcome_of(&mut active.shard, &ids, outcome, self.clock.now_ms())
                 }
                 job = jobs.recv() => match job {
                     Some(job) => Self::round(&mut active, job, &mut jobs, self.clock.now_ms()),
@@ -550,55 +546,66 @@ impl<D: Volume> ShardTask<D> {
         }
     }
 
-    /// Answers the replies and proposes the writes, in order.
+    /// Answers the replies and proposes the writes, in order; writes refused at once are
+    /// reported to the shard here, and what that answers is carried out too.
     async fn carry_out(
         &self,
         active: &mut Active,
         effects: Effects,
-        outcomes: &mpsc::UnboundedSender<WriteOutcome>,
+        outcomes: &mpsc::Sender<WriteOutcome>,
     ) {
-        for (waiter, reply) in effects.replies {
-            if let Some(answer) = active.waiters.remove(&waiter) {
-                let _ = answer.send(reply);
+        let mut effects = effects;
+        loop {
+            for (waiter, reply) in effects.replies {
+                if let Some(answer) = active.waiters.remove(&waiter) {
+                    let _ = answer.send(reply);
+                }
             }
-        }
-        let mut writes = effects.writes.into_iter().peekable();
-        while writes.peek().is_some() {
-            let mut together = Vec::new();
-            let mut bytes = 0;
-            while let Some(write) = writes
-                .next_if(|w| together.is_empty() || bytes + size_of(w) <= MERGED_WRITE_BYTES_MAX)
-            {
-                bytes += size_of(&write);
-                together.push(write);
+            let mut refused = Effects::default();
+            for together in merged(effects.writes) {
+                if let Err(ids) = self.propose(together, outcomes).await {
+                    let failed = Err(ErrorCode::NotCoordinator);
+                    refused.extend(outcome_of(
+                        &mut active.shard,
+                        &ids,
+                        failed,
+                        self.clock.now_ms(),
+                    ));
+                }
             }
-            self.propose(together, outcomes).await;
+            if refused.replies.is_empty() && refused.writes.is_empty() {
+                return;
+            }
+            effects = refused;
         }
     }
 
     /// Proposes `writes` as one batch, in order; their commit (or failure) is reported on
-    /// `outcomes`, for all of them at once.
-    async fn propose(&self, writes: Vec<Write>, outcomes: &mpsc::UnboundedSender<WriteOutcome>) {
+    /// `outcomes`, for all of them at once. `Err` with their ids if the partition refused
+    /// the proposal.
+    async fn propose(
+        &self,
+        writes: Vec<Write>,
+        outcomes: &mpsc::Sender<WriteOutcome>,
+    ) -> Result<(), Vec<u64>> {
         let ids: Vec<u64> = writes.iter().map(|w| w.id).collect();
         let records = writes.iter().flat_map(|w| &w.records);
         let batch = batch_of(records, self.clock.now_ms());
-        match self.partition.propose(batch, Acks::All).await {
-            Err(error) => {
-                tracing::debug!(%error, "a group coordinator write was refused");
-                let _ = outcomes.send((ids, Err(ErrorCode::NotCoordinator)));
-            }
-            Ok(proposed) => {
-                let outcomes = outcomes.clone();
-                let timeout = self.config.write_timeout;
-                tokio::spawn(async move {
-                    let outcome = proposed.wait(timeout).await.map(|_| ()).map_err(|error| {
-                        tracing::debug!(%error, "a group coordinator write did not commit");
-                        ErrorCode::NotCoordinator
-                    });
-                    let _ = outcomes.send((ids, outcome));
-                });
-            }
-        }
+        let proposed = self.partition.propose(batch, Acks::All).await.map_err(|error| {
+            tracing::debug!(%error, "a group coordinator write was refused");
+            ids.clone()
+        })?;
+        let outcomes = outcomes.clone();
+        let timeout = self.config.write_timeout;
+        tokio::spawn(async move {
+            let outcome = proposed.wait(timeout).await.map(|_| ()).map_err(|error| {
+                tracing::debug!(%error, "a group coordinator write did not commit");
+                ErrorCode::NotCoordinator
+            });
+            // Waits while the queue is full: the task drains it before it takes new jobs.
+            let _ = outcomes.send((ids, outcome)).await;
+        });
+        Ok(())
     }
 
     /// Replays the committed log into a fresh shard once this term's first entry committed;
@@ -660,6 +667,37 @@ fn decode(
     let value =
         value.map(|bytes| decode_value(&key, bytes)).transpose().map_err(|e| e.to_string())?;
     Ok((key, value))
+}
+
+/// Reports writes `ids`' common outcome to `shard`.
+fn outcome_of(shard: &mut Shard, ids: &[u64], outcome: Result<(), ErrorCode>, now: i64) -> Effects {
+    let mut effects = Effects::default();
+    for &id in ids {
+        effects.extend(match outcome {
+            Ok(()) => shard.written(id, now),
+            Err(error) => shard.write_failed(id, error, now),
+        });
+    }
+    effects
+}
+
+/// `writes` in order, in groups to propose together: each at most
+/// [`MERGED_WRITE_BYTES_MAX`] of records, or one larger write alone.
+fn merged(writes: Vec<Write>) -> Vec<Vec<Write>> {
+    let mut groups: Vec<Vec<Write>> = Vec::new();
+    let mut bytes = 0;
+    for write in writes {
+        let size = size_of(&write);
+        match groups.last_mut() {
+            Some(group) if bytes + size <= MERGED_WRITE_BYTES_MAX => group.push(write),
+            _ => {
+                bytes = 0;
+                groups.push(vec![write]);
+            }
+        }
+        bytes += size;
+    }
+    groups
 }
 
 /// About how many bytes `write`'s records take in a batch.
