@@ -192,6 +192,10 @@ impl<D: Disk> Log<D> {
         let data_path = child(&self.dir, &segment::file_name(base, first_index, DATA_SUFFIX));
         let index_path = child(&self.dir, &segment::file_name(base, first_index, INDEX_SUFFIX));
         let old = self.active();
+        // The state as of the old name's start is not the new one's: the log starts again.
+        self.remove_producer_snapshot(old)?;
+        self.producers = crate::producers::ProducerStates::new();
+        let old = self.active();
         if old.data_path != data_path {
             // Data first: an index left behind under the old name has no data and is removed by
             // the next open, whichever rename a crash keeps.

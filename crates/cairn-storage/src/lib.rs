@@ -57,6 +57,7 @@ mod error;
 mod index;
 mod inspect;
 mod log;
+mod producer_log;
 mod producers;
 mod recovery;
 mod repair;

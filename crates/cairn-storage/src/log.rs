@@ -19,6 +19,7 @@ use crate::config::{FlushPolicy, LogConfig, Retention};
 use crate::disk::{Disk, DiskFile, child};
 use crate::epochs::{EpochStart, Epochs};
 use crate::error::{ENOSPC, Error, Result, io_error, io_or_no_space};
+use crate::producers::ProducerStates;
 use crate::recovery::Recovery;
 use crate::segment::{self, Boundary, DATA_SUFFIX, INDEX_SUFFIX, Segment, SegmentFiles, Walk};
 
@@ -176,6 +177,8 @@ pub struct Log<D: Disk> {
     pub(crate) durable_point: RecoveryPoint,
     /// Cached pages before this (segment base, position) have been dropped (cache window).
     pub(crate) cache_dropped: (Offset, u64),
+    /// The idempotent producers as of the log end (`producer_log.rs`).
+    pub(crate) producers: ProducerStates,
 }
 
 /// In-memory state of the active segment before an append, to undo a failed one.
@@ -217,6 +220,7 @@ impl<D: Disk> Log<D> {
             recovery: Recovery::default(),
             durable_point: RecoveryPoint::default(),
             cache_dropped: (Offset(0), 0),
+            producers: ProducerStates::new(),
         }
     }
 
@@ -561,6 +565,7 @@ impl<D: Disk> Log<D> {
         }
         // Validated before they were written (the callers' contract).
         active.verified.insert(run_position, active.size);
+        self.record_producers(run.iter().map(|(_, header)| header));
         Ok(())
     }
 
@@ -594,6 +599,7 @@ impl<D: Disk> Log<D> {
         self.durable_index = undo.next_index;
         self.unflushed_bytes = 0;
         self.unflushed_since_ms = None;
+        self.rebuild_producers()?;
         self.sync_checkpoint()
     }
 
@@ -613,6 +619,7 @@ impl<D: Disk> Log<D> {
         self.unflushed_bytes = 0;
         self.unflushed_since_ms = None;
         self.index_unsynced_bytes = 0;
+        self.snapshot_producers()?;
         self.write_checkpoint()
     }
 
@@ -636,7 +643,7 @@ impl<D: Disk> Log<D> {
         for path in [&segment.data_path, &segment.index_path] {
             self.disk.remove_file(path).map_err(io_error("remove", path))?;
         }
-        Ok(())
+        self.remove_producer_snapshot(segment)
     }
 
     /// Records that the whole log is durable (the caller just made it so).
@@ -1105,6 +1112,7 @@ impl<D: Disk> Log<D> {
             log.durable_index = log.next_index();
             log.unflushed_bytes = 0;
             log.unflushed_since_ms = None;
+            log.rebuild_producers()?;
             // An older checkpoint may vouch for positions whose bytes were just cut and will be
             // rewritten differently: replace it durably.
             log.sync_checkpoint()

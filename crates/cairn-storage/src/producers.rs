@@ -216,6 +216,19 @@ impl ProducerStates {
         producer.record(batch);
     }
 
+    /// The newest timestamp of any producer's batches; `None` without producers.
+    #[must_use]
+    pub fn newest_timestamp(&self) -> Option<i64> {
+        self.producers.values().map(|p| p.last_timestamp).max()
+    }
+
+    /// Records `header`'s batch if it is an idempotent data batch ([`ProducerBatch::of`]).
+    pub fn record_batch_of(&mut self, header: &BatchHeader) {
+        if let Some(batch) = ProducerBatch::of(header) {
+            self.record(batch);
+        }
+    }
+
     /// Removes the producers whose last batch is older than `expiration_ms` before `now_ms`
     /// (Kafka's `producer.id.expiration.ms`); returns how many went.
     pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {

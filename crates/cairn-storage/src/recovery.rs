@@ -25,6 +25,7 @@ use crate::epochs::{EpochStart, Epochs, Format};
 use crate::error::{Error, Result, io_error};
 use crate::index::{ENTRY_BYTES, Index};
 use crate::log::Log;
+use crate::producer_log::remove_stray_producer_snapshots;
 use crate::segment::{
     self, Boundary, DATA_SUFFIX, INDEX_SUFFIX, Segment, SegmentFiles, SegmentName, Walk, WalkStop,
 };
@@ -118,6 +119,8 @@ impl<D: Disk> Log<D> {
             log.adopt(&segments)?;
         }
         log.finish_open(point, fresh)?;
+        remove_stray_producer_snapshots(&log.disk, &log.dir, &names, &segments)?;
+        log.rebuild_producers()?;
         Ok(log)
     }
 

@@ -14,15 +14,19 @@
 //!   log is a prefix of what was appended (nothing reappears, nothing is reordered);
 //! - `durable_offset` never claims more than survives a crash;
 //! - reads return the batch containing the requested offset first and respect `bytes_max`;
-//! - timestamp lookups answer the first batch whose max timestamp reaches the target.
+//! - timestamp lookups answer the first batch whose max timestamp reaches the target;
+//! - the log's idempotent producers are those of every batch appended since the last reset, in
+//!   order, purged ones included, after every step, crash and reopen.
 
 use std::sync::Arc;
 
 use cairn_storage::sim::SimDisk;
-use cairn_storage::{Disk, Error, FlushPolicy, Log, LogConfig, ManualClock, RealDisk};
+use cairn_storage::{
+    Disk, Error, FlushPolicy, Log, LogConfig, ManualClock, ProducerBatch, ProducerStates, RealDisk,
+};
 use cairn_types::batch::{self, BatchBuilder, Batches, RecordBatch};
 use cairn_types::limits::BATCH_BYTES_MAX;
-use cairn_types::{LeaderEpoch, Offset, RaftIndex};
+use cairn_types::{LeaderEpoch, Offset, ProducerId, RaftIndex};
 use proptest::prelude::*;
 
 /// How a disk crashes.
@@ -166,6 +170,10 @@ struct Model {
     batches: Vec<Stored>,
     epoch: LeaderEpoch,
     timestamp: i64,
+    /// The producer batches of batches purged since the last reset, oldest first.
+    purged: Vec<ProducerBatch>,
+    /// The next sequence of each of the model's producers.
+    sequences: [i32; 3],
 }
 
 impl Model {
@@ -175,6 +183,27 @@ impl Model {
             return None;
         }
         Some(((self.batches.len() as f64 * at) as usize).min(self.batches.len() - 1))
+    }
+
+    /// The producers the log must know: those of the purged batches, then of the held ones.
+    fn producers(&self) -> ProducerStates {
+        let held = self.batches.iter().filter_map(|stored| {
+            let header = *RecordBatch::validate(&stored.bytes).expect("valid").header();
+            ProducerBatch::of(&header)
+        });
+        let mut states = ProducerStates::new();
+        for batch in self.purged.iter().copied().chain(held) {
+            states.record(batch);
+        }
+        states
+    }
+
+    /// Forgets the first `count` batches, remembering their producers.
+    fn drop_front(&mut self, count: usize) {
+        for stored in self.batches.drain(..count) {
+            let header = *RecordBatch::validate(&stored.bytes).expect("valid").header();
+            self.purged.extend(ProducerBatch::of(&header));
+        }
     }
 }
 
@@ -203,6 +232,8 @@ impl<D: Crash> Harness<D> {
                 batches: Vec::new(),
                 epoch: LeaderEpoch(1),
                 timestamp: 1_700_000_000_000,
+                purged: Vec::new(),
+                sequences: [0; 3],
             },
         };
         harness.open();
@@ -230,6 +261,12 @@ impl<D: Crash> Harness<D> {
         let mut lens = Vec::new();
         for &(records, value_bytes, step) in batches {
             let mut builder = BatchBuilder::new(self.model.timestamp);
+            // Batches of three producers, and some of none.
+            let producer = usize::from(records % 4);
+            if let Some(sequence) = self.model.sequences.get_mut(producer) {
+                builder = builder.producer(ProducerId(producer as i64), 0, *sequence);
+                *sequence += i32::from(records);
+            }
             for i in 0..records {
                 let value = vec![i; value_bytes as usize];
                 self.model.timestamp += i64::from(step);
@@ -421,6 +458,7 @@ impl<D: Crash> Harness<D> {
         assert_eq!(bytes.len(), expected.len());
         assert!(bytes == expected, "log bytes differ from the model");
         log.verify().expect("scrub finds no damage");
+        assert!(log.producers() == &model.producers(), "the log's producers differ from the model");
     }
 
     fn read(&mut self, at: f64, bytes_max: u32) {
@@ -502,6 +540,7 @@ impl<D: Crash> Harness<D> {
                 let next_index = self.model.next_index.plus(u64::from(*indexes));
                 self.log().reset(start, next_index).expect("reset");
                 self.model.batches.clear();
+                self.model.purged.clear();
                 (self.model.start, self.model.next) = (start, start);
                 (self.model.start_index, self.model.next_index) = (next_index, next_index);
                 assert_eq!(self.log().epoch_history(), &[], "a reset log has no history");
@@ -518,7 +557,7 @@ impl<D: Crash> Harness<D> {
                     dropped == self.model.batches.len()
                         || self.model.batches[dropped].base == start
                 );
-                self.model.batches.drain(..dropped);
+                self.model.drop_front(dropped);
                 self.model.start = start;
                 self.model.start_index = self.model.start_index.plus(dropped as u64);
             }
@@ -573,7 +612,7 @@ impl<D: Crash> Harness<D> {
             dropped == self.model.batches.len() || self.model.batches[dropped].base == start,
             "the new start index and offset name one batch"
         );
-        self.model.batches.drain(..dropped);
+        self.model.drop_front(dropped);
         (self.model.start, self.model.start_index) = (start, start_index);
     }
 }

@@ -395,4 +395,11 @@ pub const PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
 /// How long a producer's state outlives its last batch (`producer.id.expiration.ms`, a day).
 pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: i64 = 86_400_000;
 
+/// The largest encoding of one partition's producer state (`cairn-storage`'s
+/// `ProducerStates::encode`): a version and a count, then per producer its id, epoch, last
+/// timestamp and batch count, and per batch two sequences, two offsets and a timestamp.
+pub const PRODUCER_STATE_BYTES_MAX: usize = 1
+    + 4
+    + PRODUCERS_PER_PARTITION_MAX * (8 + 2 + 8 + 1 + PRODUCER_BATCHES_KEPT * (4 + 4 + 8 + 8 + 8));
+
 const _: () = assert!(PRODUCER_BATCHES_KEPT <= u8::MAX as usize);

@@ -1,0 +1,147 @@
+//! The log's idempotent producers (RFC 0006 §4): [`ProducerStates`] as of the log end, kept by
+//! both appends, rebuilt after a cut, and snapshotted so that rebuilding reads at most the
+//! active segment.
+//!
+//! - Every batch written records its producer ([`ProducerBatch::of`]); an append undone on a
+//!   full disk rebuilds the state.
+//! - A roll first expires the producers whose last batch is older than
+//!   [`PRODUCER_ID_EXPIRATION_MS_DEFAULT`] before the newest batch any producer wrote (batch
+//!   timestamps, so every replica expires the same ones at the same point of the log), then
+//!   writes the state as of the new segment's start to `{base}-{first_index}.producers`
+//!   (checksummed, replaced atomically). The data before that point was fsynced by the roll.
+//! - Open, a suffix cut and an undone append rebuild: the newest readable snapshot of a
+//!   segment still in the log (none: the first segment, from nothing), then every batch after
+//!   it, expiring at each segment start as the roll did. A snapshot that does not read is
+//!   derived data: an older one is used instead.
+//! - A snapshot goes with its segment; one left by a crash without its segment is removed by the
+//!   next open.
+
+use std::io;
+
+use cairn_types::batch::BatchHeader;
+use cairn_types::limits::{PRODUCER_ID_EXPIRATION_MS_DEFAULT, PRODUCER_STATE_BYTES_MAX};
+
+use crate::atomic::temp_name;
+use crate::disk::{Disk, child};
+use crate::error::{Error, Result, io_error};
+use crate::log::Log;
+use crate::producers::ProducerStates;
+use crate::segment::{self, Segment, SegmentName, WalkStop};
+use crate::snapshot::{read_state_file, write_state_file};
+
+/// Suffix of a segment's producer snapshot: the state as of the segment's start.
+pub(crate) const PRODUCERS_SUFFIX: &str = ".producers";
+
+impl<D: Disk> Log<D> {
+    /// The idempotent producers as of the log end.
+    #[must_use]
+    pub fn producers(&self) -> &ProducerStates {
+        &self.producers
+    }
+
+    /// Records the producers of batches just written.
+    pub(crate) fn record_producers<'a>(&mut self, headers: impl Iterator<Item = &'a BatchHeader>) {
+        for header in headers {
+            self.producers.record_batch_of(header);
+        }
+    }
+
+    /// The roll's part: expires, then snapshots the state as of the active segment's start.
+    pub(crate) fn snapshot_producers(&mut self) -> Result<()> {
+        expire_at_segment_start(&mut self.producers);
+        let active = self.active();
+        let name = segment::file_name(active.base, active.first_index, PRODUCERS_SUFFIX);
+        let bytes = self.producers.encode();
+        write_state_file(&self.disk, &self.dir, &name, &bytes, PRODUCER_STATE_BYTES_MAX)
+    }
+
+    /// Rebuilds the state from the newest readable segment snapshot and the batches after it
+    /// (module docs).
+    pub(crate) fn rebuild_producers(&mut self) -> Result<()> {
+        let (from, mut states) = self.newest_producer_snapshot()?;
+        for (i, segment) in self.segments.iter().enumerate().skip(from) {
+            if i > from {
+                expire_at_segment_start(&mut states);
+            }
+            replay_producers(segment, &self.epochs, &mut states)?;
+        }
+        self.producers = states;
+        Ok(())
+    }
+
+    /// The newest segment whose snapshot reads, and the state it holds; the first segment and
+    /// no producers if none does (a log's first segment has none until a purge).
+    fn newest_producer_snapshot(&self) -> Result<(usize, ProducerStates)> {
+        for (i, segment) in self.segments.iter().enumerate().rev() {
+            let name = segment::file_name(segment.base, segment.first_index, PRODUCERS_SUFFIX);
+            let read = read_state_file(&self.disk, &self.dir, &name, PRODUCER_STATE_BYTES_MAX);
+            let bytes = match read {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) | Err(Error::Corruption { .. }) => continue,
+                Err(error) => return Err(error),
+            };
+            if let Ok(states) = ProducerStates::decode(&bytes) {
+                return Ok((i, states));
+            }
+        }
+        Ok((0, ProducerStates::new()))
+    }
+
+    /// Removes a segment's producer snapshot, if it has one.
+    pub(crate) fn remove_producer_snapshot(&self, segment: &Segment<D::File>) -> Result<()> {
+        let name = segment::file_name(segment.base, segment.first_index, PRODUCERS_SUFFIX);
+        remove_if_present(&self.disk, &child(&self.dir, &name))
+    }
+}
+
+/// The expiry a roll applies: judged against the newest batch any producer wrote.
+fn expire_at_segment_start(states: &mut ProducerStates) {
+    if let Some(newest) = states.newest_timestamp() {
+        states.expire(newest, PRODUCER_ID_EXPIRATION_MS_DEFAULT);
+    }
+}
+
+/// Records the producers of every batch of `segment`. A damaged header ends the walk: the
+/// producers after it stay unknown (they may then start at any sequence), and the read that
+/// meets the damage takes the partition offline, as without producers.
+fn replay_producers<F: crate::disk::DiskFile>(
+    segment: &Segment<F>,
+    epochs: &crate::epochs::Epochs,
+    states: &mut ProducerStates,
+) -> Result<()> {
+    let mut walk = segment.walk(segment.start(), epochs);
+    loop {
+        match walk.try_next() {
+            Ok(Some(walked)) => states.record_batch_of(&walked.header),
+            Ok(None) | Err(WalkStop::Invalid { .. }) => return Ok(()),
+            Err(WalkStop::Io(error)) => return Err(error),
+        }
+    }
+}
+
+fn remove_if_present<D: Disk>(disk: &D, path: &std::path::Path) -> Result<()> {
+    match disk.remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(io_error("remove", path)(error)),
+    }
+}
+
+/// Removes the producer snapshots (and their temporary files) of no segment in `segments`: a
+/// crash interrupted a segment's removal or rename, or a snapshot's replacement.
+pub(crate) fn remove_stray_producer_snapshots<D: Disk>(
+    disk: &D,
+    dir: &std::path::Path,
+    names: &[String],
+    segments: &[SegmentName],
+) -> Result<()> {
+    for name in names {
+        let snapshot = name.strip_suffix(temp_name("").as_str()).unwrap_or(name);
+        let Some(owner) = segment::parse_name(snapshot, PRODUCERS_SUFFIX) else { continue };
+        let keep = snapshot == name.as_str() && segments.binary_search(&owner).is_ok();
+        if !keep {
+            remove_if_present(disk, &child(dir, name))?;
+        }
+    }
+    Ok(())
+}
