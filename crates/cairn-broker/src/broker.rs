@@ -45,6 +45,7 @@ use crate::health::Health;
 use crate::layout::{Entry, Known, partition_dir_name};
 use crate::parallel::{blocking, in_parallel};
 use crate::partition::{Partition, PartitionConfig, RaftSettings, Replicas, Shared};
+use crate::producer_ids::ProducerIds;
 use crate::volume::Volume;
 
 /// Where a start moves entries of `topics/` it does not recognise, one subdirectory per start.
@@ -111,6 +112,8 @@ pub struct Broker<M, D: Volume = RealDisk> {
     partitions: RwLock<Hosted<D>>,
     /// Serializes topic create, delete, alter and partition creation.
     admin: tokio::sync::Mutex<()>,
+    /// The ids this node hands to idempotent producers.
+    producer_ids: ProducerIds,
     /// Bumped whenever any partition's high watermark moves.
     progress: Arc<tokio::sync::watch::Sender<u64>>,
     /// The group commit of every partition log of the node: one flusher, one fsync round for
@@ -244,6 +247,7 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
             topics_dir,
             partitions: RwLock::new(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
+            producer_ids: ProducerIds::default(),
             progress: Arc::new(tokio::sync::watch::channel(0).0),
             group_commit: Arc::new(GroupCommit::new(Arc::clone(&config.flush_seconds))),
             config,
@@ -278,6 +282,14 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
     /// The metadata store.
     pub fn meta(&self) -> &M {
         &self.meta
+    }
+
+    /// A producer id no producer of the cluster had (InitProducerId).
+    ///
+    /// # Errors
+    /// As [`cairn_meta::MetadataStore::allocate_producer_ids`], when a new block is needed.
+    pub async fn new_producer_id(&self) -> Result<cairn_types::ProducerId, cairn_meta::MetaError> {
+        self.producer_ids.next(&*self.meta).await
     }
 
     /// Offline partitions and the disk's state.

@@ -26,6 +26,20 @@ pub enum PartitionError {
     /// producer (`INVALID_RECORD`): only the group writes those.
     #[error("a control batch without a producer id is reserved for the broker")]
     Reserved,
+    /// An idempotent batch whose first sequence does not follow its producer's last one
+    /// (`OUT_OF_ORDER_SEQUENCE_NUMBER`): it was not appended.
+    #[error("out of order sequence number: the producer's next sequence is {expected}")]
+    OutOfOrderSequence {
+        /// The sequence the producer should have sent.
+        expected: i32,
+    },
+    /// An idempotent batch of an epoch older than its producer's (`INVALID_PRODUCER_EPOCH`):
+    /// a newer instance of the producer fenced it; it was not appended.
+    #[error("producer epoch {current} fenced this older one")]
+    ProducerFenced {
+        /// The producer's epoch.
+        current: i16,
+    },
     /// `acks=all` was not committed in time (`REQUEST_TIMED_OUT`): the outcome is unknown.
     #[error("timed out waiting for the commit")]
     Timeout,

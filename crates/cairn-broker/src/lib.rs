@@ -29,6 +29,7 @@ mod health;
 mod layout;
 mod parallel;
 mod partition;
+mod producer_ids;
 mod replica;
 mod tracker;
 mod volume;

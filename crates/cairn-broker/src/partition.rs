@@ -38,7 +38,7 @@ use cairn_raft::{
     GroupLog, GroupPeers, GroupState, Pending, Placement, ProposalAppended, ProposeError,
     RaftGroup, RaftNodeId, RoleWatch, Timers,
 };
-use cairn_storage::{Clock, Disk, FileRange, Log, LogConfig, RealDisk, Retention};
+use cairn_storage::{Clock, Disk, FileRange, Log, LogConfig, RealDisk, Retention, Verdict};
 use cairn_types::batch::{Batches, Frames};
 use cairn_types::limits::{APPEND_BYTES_MAX, BATCH_BYTES_MAX};
 use cairn_types::{LeaderEpoch, NodeId, Offset};
@@ -47,7 +47,7 @@ use tokio::sync::{oneshot, watch};
 use crate::epoch_end::{EpochEnd, epoch_end};
 use crate::error::PartitionError;
 use crate::health::Health;
-use crate::replica::{Refusal, Replica, Role};
+use crate::replica::{Refusal, Replica, Role, Violation};
 use crate::tracker::{Tracker, lock};
 use crate::volume::Volume;
 
@@ -738,6 +738,21 @@ fn proposal_error(tracker: &Tracker, error: ProposeError) -> PartitionError {
     }
 }
 
+/// Where a proposal's records are, from its append report: where it was written, or, for an
+/// idempotent batch repeating one in the log, where the original is. A batch the leader's
+/// append refused otherwise is its error (cairn-raft's store docs).
+fn admitted(appended: &ProposalAppended) -> Result<(Offset, Offset), PartitionError> {
+    match appended.verdict {
+        Verdict::Append => Ok((appended.base_offset, appended.next_offset)),
+        Verdict::Duplicate(original) => match original.offsets {
+            Some((base, last)) => Ok((base, last.plus(1))),
+            None => Err(PartitionError::Violated(Violation::DuplicateNotWritten)),
+        },
+        Verdict::OutOfOrder { expected } => Err(PartitionError::OutOfOrderSequence { expected }),
+        Verdict::Fenced { current } => Err(PartitionError::ProducerFenced { current }),
+    }
+}
+
 /// One batch handed to the group.
 struct Part {
     ticket: u64,
@@ -788,6 +803,7 @@ impl Proposed {
         let (mut base, mut next) = (None, Offset(0));
         for index in 0..self.parts.len() {
             let appended = self.appended(index).await?;
+            let records = admitted(&appended)?;
             if self.acks == Acks::All
                 && let Some(pending) = self.parts[index].pending.take()
             {
@@ -796,8 +812,8 @@ impl Proposed {
                 // may come later): a fetch after the acknowledgement reads the records.
                 self.tracker.committed_through(appended.next_offset);
             }
-            base.get_or_insert(appended.base_offset);
-            next = appended.next_offset;
+            base.get_or_insert(records.0);
+            next = records.1;
         }
         Ok(self.answer(base.unwrap_or(next), next))
     }

@@ -82,6 +82,10 @@ pub enum Violation {
         /// The log end.
         log_end: u64,
     },
+    /// The leader's append answered an idempotent batch as the repeat of one it had not
+    /// written (cairn-raft's store judges a repeat only once the original is in the log).
+    #[error("an idempotent batch was answered as the repeat of a batch not in the log")]
+    DuplicateNotWritten,
     /// An offset that only grows would move back.
     #[error("{what} would move back from {from} to {to}")]
     Backwards {

@@ -18,6 +18,8 @@ pub(crate) fn partition_code(error: &PartitionError) -> i16 {
         PartitionError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         PartitionError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         PartitionError::Reserved => ResponseError::InvalidRecord,
+        PartitionError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        PartitionError::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
         PartitionError::Timeout => ResponseError::RequestTimedOut,
         PartitionError::Closed => ResponseError::NotLeaderOrFollower,
         PartitionError::Failed(_) | PartitionError::Violated(_) => ResponseError::KafkaStorageError,
@@ -100,6 +102,8 @@ pub(crate) fn partition_message(error: &PartitionError) -> String {
         PartitionError::OffsetOutOfRange { .. }
         | PartitionError::MessageTooLarge { .. }
         | PartitionError::Reserved
+        | PartitionError::OutOfOrderSequence { .. }
+        | PartitionError::ProducerFenced { .. }
         | PartitionError::Timeout
         | PartitionError::Closed
         | PartitionError::Refused(_) => error.to_string(),

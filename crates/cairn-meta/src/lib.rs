@@ -16,7 +16,7 @@ mod topic;
 use std::future::Future;
 use std::sync::Arc;
 
-use cairn_types::NodeId;
+use cairn_types::{NodeId, ProducerId};
 
 pub use cluster::{
     CodecError, CoreCommand, CoreReply, CoreState, GroupId, Liveness, LogPosition, NewTopic,
@@ -236,6 +236,16 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Forgets the pending deletion of topic `id` once its data is gone (nothing if there is
     /// none).
     fn finish_deletion(&self, id: TopicId) -> impl Future<Output = Result<(), MetaError>> + Send;
+
+    /// Hands this node the next block of producer ids (`first`, `count`): never one handed out
+    /// before, to any node (the consistent core's `AllocateProducerIds`).
+    ///
+    /// # Errors
+    /// [`MetaError::NotController`] or [`MetaError::TimedOut`] when the core cannot answer;
+    /// [`MetaError::Refused`] when the ids are exhausted, or by a store that allocates none.
+    fn allocate_producer_ids(
+        &self,
+    ) -> impl Future<Output = Result<(ProducerId, i64), MetaError>> + Send;
 
     /// Applies config changes atomically (all or none).
     fn alter_configs(

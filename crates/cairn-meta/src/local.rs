@@ -49,7 +49,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use cairn_storage::{Disk, DiskFile, RealDisk};
 use cairn_types::limits::{METADATA_FILE_BYTES_MAX, TOPICS_MAX};
-use cairn_types::{LeaderEpoch, NodeId};
+use cairn_types::{LeaderEpoch, NodeId, ProducerId};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Topics, topic_from_parts};
@@ -379,6 +379,12 @@ impl<D: Disk> LocalMetadata<D> {
 }
 
 impl<D: Disk> MetadataStore for LocalMetadata<D> {
+    /// The single-node test store keeps no producer id counter: it refuses (idempotent
+    /// producers run against the consistent core, which every `cairn serve` runs).
+    async fn allocate_producer_ids(&self) -> Result<(ProducerId, i64), MetaError> {
+        Err(MetaError::Refused("this metadata store allocates no producer ids".into()))
+    }
+
     fn topics(&self) -> Vec<Arc<TopicMeta>> {
         self.snapshot().live.values().cloned().collect()
     }

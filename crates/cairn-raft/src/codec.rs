@@ -153,6 +153,13 @@ fn check_proposal(batch: &[u8]) -> Result<(), CodecError> {
     Ok(())
 }
 
+/// What the leader's append writes in place of a proposal it refuses (an idempotent batch that
+/// repeats, skips or is fenced, RFC 0006 §4): a blank entry's control batch. The entry keeps
+/// its index, consumers skip it, and it reads back as a blank entry.
+pub(crate) fn refused_batch(timestamp_ms: i64) -> Bytes {
+    control_batch(CONTROL_TYPE_BLANK, &[], timestamp_ms)
+}
+
 /// A control batch without a producer, of one record: key `(version 0, control_type)`, `value`.
 fn control_batch(control_type: i16, value: &[u8], timestamp_ms: i64) -> Bytes {
     let mut key = [0; CONTROL_KEY_BYTES];

@@ -7,6 +7,13 @@
 //!   go through the follower append, their epoch checked against their term. Each proposal's
 //!   ticket is reported to the partition's [`AppendSink`] with its index and offsets. The
 //!   `IOFlushed` callback fires once the group commit made the entries durable.
+//! - The leader append admits idempotent batches (RFC 0006 §4): each is judged, in log order,
+//!   against the log's producers and the batches ahead of it in the same call
+//!   ([`cairn_storage::ProducerStates::check`]). One that repeats a kept batch, skips a
+//!   sequence or carries a fenced epoch is not written: a blank entry's control batch takes its
+//!   index ([`codec::refused_batch`]), and its report carries the [`Verdict`] (for a repeat,
+//!   the original's offsets). A repeat of a batch ahead in the same call is judged once that
+//!   batch is written, so its offsets are known.
 //! - `truncate_after` and `purge` are the log's cuts; a purge deletes only whole segments the
 //!   snapshot covers, and hides the rest of what it purges from Raft reads.
 //! - The vote and the committed id live in `raft-vote`. The committed id saved is clamped to
@@ -22,7 +29,7 @@ use std::ops::{Bound, RangeBounds, RangeInclusive};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cairn_storage::{Clock, Disk, StoredVote};
+use cairn_storage::{Clock, Disk, ProducerBatch, StoredVote, Verdict};
 use cairn_types::batch::{BatchHeader, Frames};
 use cairn_types::limits::{APPEND_BYTES_MAX, BATCH_BYTES_MAX, RAFT_READ_BYTES_MAX};
 use cairn_types::{Offset, RaftIndex};
@@ -70,10 +77,13 @@ pub trait AppendSink: Send + Sync + 'static {
 pub struct ProposalAppended {
     /// Its Raft index.
     pub index: RaftIndex,
-    /// Offset of its first record.
+    /// Offset of its first record (of the blank written instead, if refused).
     pub base_offset: Offset,
     /// Offset after its last record.
     pub next_offset: Offset,
+    /// The admission of its idempotent batch: [`Verdict::Append`] if written (and for every
+    /// batch without a producer); otherwise why it was not (module docs).
+    pub verdict: Verdict,
 }
 
 /// openraft's log storage of one partition (module docs).
@@ -122,7 +132,8 @@ impl<D: Disk> LogStore<D> {
         Ok(reports)
     }
 
-    /// Appends entries of one term and one form (all fresh or all stored) in one log call.
+    /// Appends entries of one term and one form (all fresh or all stored): one log call, or
+    /// more when a fresh batch repeats one ahead of it in the run (module docs).
     fn append_run(
         &mut self,
         state: &mut State<D>,
@@ -132,37 +143,73 @@ impl<D: Disk> LogStore<D> {
     ) -> Result<(), StoreError> {
         let term = run[0].term();
         let epoch = epoch_of(term)?;
+        let fresh = run[0].stored().is_none();
         self.buffer.clear();
-        for entry in run {
-            let batch = codec::encode(entry, now_ms)?;
-            if entry.stored().is_some() {
-                let stamped = BatchHeader::parse(&batch, BATCH_BYTES_MAX)
-                    .map_err(codec::CodecError::from)?
-                    .partition_leader_epoch;
-                if stamped != epoch {
-                    return Err(codec::CodecError::EpochMismatch { term, epoch: stamped }.into());
+        let mut verdicts = Vec::with_capacity(run.len());
+        let mut ahead = Vec::new();
+        let mut start = 0;
+        for (i, entry) in run.iter().enumerate() {
+            let mut batch = codec::encode(entry, now_ms)?;
+            let header =
+                BatchHeader::parse(&batch, BATCH_BYTES_MAX).map_err(codec::CodecError::from)?;
+            let verdict = match ProducerBatch::of(&header).filter(|_| fresh) {
+                None => Verdict::Append,
+                Some(produced) => {
+                    let mut verdict = state.log.producers().check(&produced, &ahead);
+                    if matches!(verdict, Verdict::Duplicate(kept) if kept.offsets.is_none()) {
+                        self.write(state, &run[start..i], &verdicts[start..], epoch, reports)?;
+                        (start, ahead) = (i, Vec::new());
+                        self.buffer.clear();
+                        verdict = state.log.producers().check(&produced, &ahead);
+                    }
+                    if verdict == Verdict::Append {
+                        ahead.push(produced.proposed());
+                    } else {
+                        batch = codec::refused_batch(now_ms);
+                    }
+                    verdict
                 }
+            };
+            if !fresh && header.partition_leader_epoch != epoch {
+                let stamped = header.partition_leader_epoch;
+                return Err(codec::CodecError::EpochMismatch { term, epoch: stamped }.into());
             }
+            verdicts.push(verdict);
             self.buffer.extend_from_slice(&batch);
         }
-        let appended = if run[0].stored().is_some() {
+        self.write(state, &run[start..], &verdicts[start..], epoch, reports)
+    }
+
+    /// Writes the buffer, the batches of `entries` (whose admissions are `verdicts`), with one
+    /// log call, and reports their proposals.
+    fn write(
+        &mut self,
+        state: &mut State<D>,
+        entries: &[RaftEntry],
+        verdicts: &[Verdict],
+        epoch: cairn_types::LeaderEpoch,
+        reports: &mut Vec<(u64, ProposalAppended)>,
+    ) -> Result<(), StoreError> {
+        let Some(first) = entries.first() else { return Ok(()) };
+        let appended = if first.stored().is_some() {
             state.log.append_replicated(&self.buffer)?
         } else {
             state.log.append(&mut self.buffer, epoch)?
         };
-        if appended.first_index.0 != run[0].index() {
+        if appended.first_index.0 != first.index() {
             return Err(StoreError::Invalid(format!(
                 "entry {} appended at index {}",
-                run[0].index(),
+                first.index(),
                 appended.first_index
             )));
         }
-        for ((_, header), entry) in Frames::new(&self.buffer, BATCH_BYTES_MAX).zip(run) {
+        let written = Frames::new(&self.buffer, BATCH_BYTES_MAX).zip(entries.iter().zip(verdicts));
+        for ((_, header), (entry, &verdict)) in written {
             if entry.members().is_ok_and(|members| members.is_some()) {
                 state.memberships.insert(entry.index());
             }
             let end = header.next_offset();
-            state.remember(Recent { index: entry.index(), term, end });
+            state.remember(Recent { index: entry.index(), term: first.term(), end });
             let Some(proposal) = entry.proposal().filter(|_| entry.stored().is_none()) else {
                 continue;
             };
@@ -171,6 +218,7 @@ impl<D: Disk> LogStore<D> {
                     index: RaftIndex(entry.index()),
                     base_offset: header.base_offset,
                     next_offset: header.next_offset(),
+                    verdict,
                 };
                 reports.push((proposal.ticket, at));
             }

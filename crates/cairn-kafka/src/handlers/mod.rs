@@ -7,6 +7,7 @@ mod leader_hint;
 mod list_offsets;
 mod offset_for_leader_epoch;
 pub(crate) mod produce;
+mod producers;
 mod topics;
 
 use cairn_meta::MetadataStore;
@@ -41,6 +42,7 @@ pub(crate) const IMPLEMENTED: &[ApiKey] = &[
     ApiKey::DescribeGroups,
     ApiKey::DeleteGroups,
     ApiKey::OffsetDelete,
+    ApiKey::InitProducerId,
 ];
 
 /// The metric label of an API.
@@ -69,6 +71,7 @@ pub(crate) fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::DescribeGroups => "DescribeGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::InitProducerId => "InitProducerId",
         _ => "other",
     }
 }
@@ -171,6 +174,7 @@ fn group_error_codes(response: &ResponseKind, mut f: impl FnMut(i16)) {
         ResponseKind::ListGroups(r) => f(r.error_code),
         ResponseKind::DescribeGroups(r) => r.groups.iter().for_each(|g| f(g.error_code)),
         ResponseKind::DeleteGroups(r) => r.results.iter().for_each(|g| f(g.error_code)),
+        ResponseKind::InitProducerId(r) => f(r.error_code),
         ResponseKind::OffsetDelete(r) => {
             f(r.error_code);
             r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
@@ -274,6 +278,9 @@ async fn dispatch<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> Handled {
         }
         RequestKind::OffsetDelete(request) => {
             ResponseKind::OffsetDelete(groups::offset_delete(ctx, request).await)
+        }
+        RequestKind::InitProducerId(request) => {
+            ResponseKind::InitProducerId(producers::init_producer_id(ctx, request).await)
         }
         other => {
             // `decode` only lets implemented APIs through.

@@ -25,7 +25,7 @@ use cairn_meta::{
 use cairn_storage::Disk;
 use cairn_types::batch::BatchBuilder;
 use cairn_types::limits::BATCH_BYTES_MAX;
-use cairn_types::{LeaderEpoch, NodeId};
+use cairn_types::{LeaderEpoch, NodeId, ProducerId};
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::ClientWriteError;
 use openraft::{Raft, ReadPolicy};
@@ -503,6 +503,14 @@ impl<D: Disk + Clone, F: CoreForward> MetadataStore for CoreMetadata<D, F> {
         changes: Vec<ConfigChange>,
     ) -> Result<Arc<TopicMeta>, MetaError> {
         self.topic_write(CoreRequest::AlterConfigs { name: name.to_owned(), changes }).await
+    }
+
+    async fn allocate_producer_ids(&self) -> Result<(ProducerId, i64), MetaError> {
+        let command = CoreCommand::AllocateProducerIds { node: self.node };
+        match self.write(CoreRequest::Command(command)).await? {
+            CoreReply::ProducerIds { first, count } => Ok((first, count)),
+            other => Err(MetaError::Refused(format!("the core answered {other:?}, not ids"))),
+        }
     }
 }
 
