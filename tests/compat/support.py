@@ -129,18 +129,31 @@ def watermarks(bootstrap: str, topic: str, partitions: int) -> dict[int, tuple[i
     """`(low, high)` watermark of every partition, asked of the broker (ListOffsets)."""
     consumer = Consumer(consumer_config(bootstrap))
     try:
-        return _watermarks(consumer, topic, partitions)
+        return _watermarks(consumer, topic, partitions, Deadline(60.0, f"watermarks of {topic}"))
     finally:
         consumer.close()
 
 
-def _watermarks(consumer: Consumer, topic: str, partitions: int) -> dict[int, tuple[int, int]]:
-    return {
-        p: consumer.get_watermark_offsets(
-            TopicPartition(topic, p), timeout=CALL_TIMEOUT_S, cached=False
-        )
-        for p in range(partitions)
-    }
+def _watermarks(
+    consumer: Consumer, topic: str, partitions: int, deadline: Deadline
+) -> dict[int, tuple[int, int]]:
+    """Each partition's (low, high) watermarks, asked again while the answer is transient: a
+    node just back from a fault may not know the topic's leaders yet."""
+    transient = (KafkaError._UNKNOWN_PARTITION, KafkaError._TIMED_OUT)
+    marks = {}
+    for p in range(partitions):
+        while p not in marks:
+            try:
+                marks[p] = consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=CALL_TIMEOUT_S, cached=False
+                )
+            except KafkaException as error:
+                code = error.args[0].code()
+                if code not in transient and not error.args[0].retriable():
+                    raise
+                deadline.check(f"watermarks of partition {p}: {error}")
+                time.sleep(0.2)
+    return marks
 
 
 def consumer_config(bootstrap: str, **extra) -> dict:
@@ -189,7 +202,7 @@ def read_all(
     deadline = Deadline(timeout_s, f"all records of {topic}")
     consumer = Consumer(consumer_config(bootstrap))
     try:
-        marks = _watermarks(consumer, topic, partitions)
+        marks = _watermarks(consumer, topic, partitions, deadline)
         consumer.assign([TopicPartition(topic, p, marks[p][0]) for p in range(partitions)])
         records: dict[int, list[Record]] = {p: [] for p in range(partitions)}
         # The offset each partition has been read up to (exclusive).
@@ -197,7 +210,7 @@ def read_all(
         while True:
             total = sum(len(r) for r in records.values())
             if total >= min_count and all(position[p] >= marks[p][1] for p in position):
-                fresh = _watermarks(consumer, topic, partitions)
+                fresh = _watermarks(consumer, topic, partitions, deadline)
                 if all(position[p] >= fresh[p][1] for p in position):
                     return records
                 marks = fresh

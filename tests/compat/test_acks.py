@@ -46,7 +46,7 @@ def test_kafka_python_producer(broker, acks):
         bootstrap_servers=broker.bootstrap,
         acks=acks,
         linger_ms=5,
-        # cairn has no InitProducerId yet; kafka-python 3 enables idempotence by default.
+        # kafka-python 3 enables idempotence by default, which needs acks=all.
         enable_idempotence=False,
         request_timeout_ms=int(CALL_TIMEOUT_S * 1000),
         max_block_ms=int(CALL_TIMEOUT_S * 1000),

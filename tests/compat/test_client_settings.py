@@ -1,11 +1,7 @@
 """The client settings the README's "Client settings" section documents, pinned against each
-client's defaults: cairn has no idempotent producers (InitProducerId) yet, and does not
-advertise it in ApiVersions.
-
-What works: producers with idempotence off (librdkafka's and aiokafka's default, not
-kafka-python's), any acks. What does not, and how each client says so: kafka-python fails fast
-with IncompatibleBrokerVersion; librdkafka's idempotent producer fails fast with a fatal
-_UNSUPPORTED_FEATURE error. Consumer groups work (test_groups.py)."""
+client's defaults: every client's default producer works, idempotent (test_idempotence.py) or
+not, with any acks; a transactional producer is refused at once, with a fatal error. Consumer
+groups work (test_groups.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +12,6 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from confluent_kafka import KafkaError, KafkaException, Producer
 from kafka import KafkaProducer
-from kafka.errors import IncompatibleBrokerVersion
 
 from support import (
     CALL_TIMEOUT_S,
@@ -42,24 +37,6 @@ def topic(broker) -> str:
         producer.flush(CALL_TIMEOUT_S)
     assert delivered == [None], delivered
     return name
-
-
-def test_kafka_python_default_producer_fails_fast(broker, topic):
-    """kafka-python 3 enables idempotence by default: its InitProducerId is refused at once."""
-    producer = KafkaProducer(
-        bootstrap_servers=broker.bootstrap,
-        request_timeout_ms=int(CALL_TIMEOUT_S * 1000),
-        max_block_ms=int(CALL_TIMEOUT_S * 1000),
-    )
-    try:
-        assert producer.config["enable_idempotence"] is True
-        started = time.monotonic()
-        future = producer.send(topic, value=b"refused")
-        with pytest.raises(IncompatibleBrokerVersion, match="InitProducerIdRequest"):
-            future.get(timeout=CALL_TIMEOUT_S)
-        assert time.monotonic() - started < FAIL_FAST_S
-    finally:
-        producer.close(timeout=CALL_TIMEOUT_S)
 
 
 @pytest.mark.parametrize("acks", [1, "all"], ids=lambda acks: f"acks={acks}")
@@ -93,15 +70,17 @@ def test_confluent_default_producer_works(broker):
     assert [r.value for r in read_all(broker.bootstrap, name, 1)[0]] == [b"stored"]
 
 
-def test_confluent_idempotent_producer_fails_fast(broker, topic):
-    config = {"bootstrap.servers": broker.bootstrap, "enable.idempotence": True}
+def test_confluent_transactional_producer_fails_fast(broker):
+    config = {"bootstrap.servers": broker.bootstrap, "transactional.id": "settings-txn"}
     started = time.monotonic()
-    with confluent_producer(config) as producer:
-        producer.produce(topic, value=b"refused")
-        with pytest.raises(KafkaException) as raised:
-            producer.flush(CALL_TIMEOUT_S)
+    producer = Producer(config)
+    with pytest.raises(KafkaException) as raised:
+        producer.init_transactions(CALL_TIMEOUT_S)
+    # The fatal error stays the producer's: closing it raises it again.
+    with pytest.raises(KafkaException):
+        producer.close()
     error = raised.value.args[0]
-    assert error.fatal() and error.code() == KafkaError._UNSUPPORTED_FEATURE, error
+    assert error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, error
     assert time.monotonic() - started < FAIL_FAST_S
 
 

@@ -85,8 +85,6 @@ def test_kafka_python_producer(broker, codec):
         acks="all",
         compression_type=None if codec == "none" else codec,
         linger_ms=50,
-        # cairn has no InitProducerId yet; kafka-python 3 enables idempotence by default.
-        enable_idempotence=False,
         # One request at a time: this test is about codecs; the order of pipelined requests is
         # test_roundtrip.py's.
         max_in_flight_requests_per_connection=1,

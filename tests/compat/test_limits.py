@@ -90,8 +90,6 @@ def test_kafka_python_record_over_topic_limit_is_message_too_large(broker, topic
         acks="all",
         linger_ms=0,
         max_request_size=CLIENT_LIMIT_BYTES,
-        # cairn has no InitProducerId yet; kafka-python 3 enables idempotence by default.
-        enable_idempotence=False,
         retries=0,
         request_timeout_ms=int(CALL_TIMEOUT_S * 1000),
         max_block_ms=int(CALL_TIMEOUT_S * 1000),

@@ -110,8 +110,9 @@ class History:
 class Writer:
     """A thread producing numbered records round-robin over the partitions until stopped."""
 
-    def __init__(self, bootstrap: str, topic: str, history: History):
-        self.producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_CONFIG})
+    def __init__(self, bootstrap: str, topic: str, history: History, config=None):
+        config = PRODUCER_CONFIG if config is None else config
+        self.producer = Producer({"bootstrap.servers": bootstrap, **config})
         self.topic = topic
         self.history = history
         self.stopping = threading.Event()

@@ -166,8 +166,6 @@ def test_pipelined_produce_requests_keep_send_order(broker, client):
             linger_ms=0,
             batch_size=512,
             max_in_flight_requests_per_connection=5,
-            # cairn has no InitProducerId yet; kafka-python 3 enables idempotence by default.
-            enable_idempotence=False,
             retries=0,
             request_timeout_ms=30_000,
             max_block_ms=30_000,

@@ -244,6 +244,10 @@ pub struct KafkaLoad {
     /// holds at most one batch per partition.
     #[arg(long, default_value_t = 16_384, value_name = "BYTES")]
     pub batch_bytes: usize,
+    /// Idempotent producers (Kafka's `enable.idempotence`): each asks for a producer id
+    /// (InitProducerId) and numbers its batches per partition.
+    #[arg(long)]
+    pub idempotent: bool,
 }
 
 /// Record keys.

@@ -29,7 +29,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use cairn_client::{Client, Options, Pipeline};
-use kafka_protocol::messages::ProduceRequest;
+use cairn_types::ProducerId;
+use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use tokio::task::JoinHandle;
 
@@ -91,6 +92,8 @@ pub struct Producer {
     connections: BTreeMap<NodeId, (Pipeline, i16)>,
     /// How to connect (the bootstrap broker is asked first on a refresh).
     options: Options,
+    /// Its producer id and epoch, if idempotent.
+    producer_id: Option<(ProducerId, i16)>,
 }
 
 /// The routes of `topic` once Metadata names a leader for each of its partitions (or, after
@@ -135,9 +138,22 @@ pub async fn connect(options: &Options, plan: &Plan) -> anyhow::Result<Vec<Produ
             let version = produce_version(&pipeline, plan)?;
             connections.insert(*node, (pipeline, version));
         }
-        producers.push(Producer { index: index as u64, connections, options: options.clone() });
+        let producer_id =
+            if plan.load.idempotent { Some(init_producer_id(options).await?) } else { None };
+        let options = options.clone();
+        producers.push(Producer { index: index as u64, connections, options, producer_id });
     }
     Ok(producers)
+}
+
+/// A new idempotent producer's id and epoch (InitProducerId, asked of the bootstrap broker).
+async fn init_producer_id(options: &Options) -> anyhow::Result<(ProducerId, i16)> {
+    let mut client = Client::connect(options).await?;
+    let response = client.send(&InitProducerIdRequest::default().with_transaction_timeout_ms(60_000)).await?;
+    if response.error_code != 0 {
+        bail!("InitProducerId answered error {}", response.error_code);
+    }
+    Ok((ProducerId(response.producer_id.0), response.producer_epoch))
 }
 
 /// The Produce version of a connection, checked against what the topic allows.
@@ -493,6 +509,9 @@ async fn produce(
     let partitions = u32::try_from(plan.topic.partitions.len()).unwrap_or(u32::MAX);
     let mut builder =
         RequestBuilder::new(partitions, plan.load.batch_bytes, keys.key_bytes(), pace.record_bytes);
+    if let Some((id, epoch)) = producer.producer_id {
+        builder = builder.idempotent(id, epoch);
+    }
     let mut records = Records {
         values: Values::new(pace.record_bytes, k),
         keys,

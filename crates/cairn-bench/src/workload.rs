@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 use cairn_client::records::{BatchBuildError, compressed_batch, partition_for_key};
+use cairn_types::ProducerId;
 use cairn_types::batch::{BatchBuilder, Compression};
 
 use crate::cli::Keys;
@@ -128,6 +129,8 @@ pub struct RequestBuilder {
     records: u64,
     /// Key and value bytes in the request.
     bytes: u64,
+    /// An idempotent producer's id and epoch, and the next sequence of each partition.
+    producer: Option<(ProducerId, i16, Vec<i32>)>,
 }
 
 impl RequestBuilder {
@@ -147,7 +150,15 @@ impl RequestBuilder {
             sticky: 0,
             records: 0,
             bytes: 0,
+            producer: None,
         }
+    }
+
+    /// Numbers the batches as idempotent producer `id` at `epoch`, from sequence 0.
+    #[must_use]
+    pub fn idempotent(mut self, id: ProducerId, epoch: i16) -> Self {
+        self.producer = Some((id, epoch, vec![0; self.partitions as usize]));
+        self
     }
 
     /// Records per batch.
@@ -212,7 +223,14 @@ impl RequestBuilder {
     pub fn take(&mut self, codec: Compression) -> Result<Vec<PartitionBatch>, BatchBuildError> {
         let mut batches = Vec::new();
         for (partition, slot) in self.batches.iter_mut().enumerate() {
-            let Some(builder) = slot.take() else { continue };
+            let Some(mut builder) = slot.take() else { continue };
+            if let Some((id, epoch, sequences)) = &mut self.producer {
+                let sequence = &mut sequences[partition];
+                builder = builder.producer(*id, *epoch, *sequence);
+                // Kafka's sequences wrap from i32::MAX to 0.
+                let next = (i64::from(*sequence) + i64::from(self.counts[partition])) % (1 << 31);
+                *sequence = i32::try_from(next).unwrap_or(0);
+            }
             let bytes = builder.build();
             let bytes =
                 if codec == Compression::None { bytes } else { compressed_batch(&bytes, codec)? };

@@ -36,8 +36,10 @@ use kafka_protocol::protocol::StrBytes;
 use super::text;
 use crate::server::Ctx;
 
-/// FindCoordinator's key type of a consumer group (1 is a transactional id).
+/// FindCoordinator's key type of a consumer group.
 const KEY_TYPE_GROUP: i8 = 0;
+/// FindCoordinator's key type of a transactional id.
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 fn code(error: ErrorCode) -> i16 {
     error.code()
@@ -82,8 +84,15 @@ fn coordinator<M: MetadataStore>(ctx: &Ctx<M>, key_type: i8, key: StrBytes) -> C
             .with_error_code(error.code())
             .with_error_message(Some(text(message)))
     };
+    if key_type == KEY_TYPE_TRANSACTION {
+        // Not retriable: a transactional producer fails at once instead of waiting.
+        return refuse(
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "transactions are not supported yet",
+        );
+    }
     if key_type != KEY_TYPE_GROUP {
-        return refuse(ResponseError::InvalidRequest, "transactions are not supported");
+        return refuse(ResponseError::InvalidRequest, "unknown coordinator key type");
     }
     if key.is_empty() {
         return refuse(ResponseError::InvalidGroupId, "the group id is empty");
