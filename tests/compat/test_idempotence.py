@@ -13,27 +13,15 @@
 from __future__ import annotations
 
 import asyncio
-import random
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from confluent_kafka import Producer
 from kafka import KafkaProducer
 
-from cluster import Cluster, wait_until
+from cluster import Cluster
 from support import CALL_TIMEOUT_S, FIRST_OFFSET, create_topic, read_all, unique_topic
-from test_nemesis import (
-    PARTITIONS,
-    PRODUCER_CONFIG,
-    RECOVER_TIMEOUT_S,
-    SEED,
-    History,
-    Nemesis,
-    Writer,
-    all_led,
-    check,
-)
-from test_nemesis import create_topic as create_replicated_topic
+from test_nemesis import PRODUCER_CONFIG, SEED, check, run_faults
 
 FAULTS = ["kill", "pause", "kill", "pause"]
 IDEMPOTENT = {**PRODUCER_CONFIG, "enable.idempotence": True}
@@ -62,25 +50,11 @@ def test_idempotent_producer_writes_each_record_once_through_leader_kills(tmp_pa
 
 
 def run(cluster: Cluster) -> None:
-    topic = unique_topic("idempotent")
-    create_replicated_topic(cluster, topic, PARTITIONS, 3)
-    wait_until(f"every partition of {topic} led", RECOVER_TIMEOUT_S, lambda: all_led(cluster, topic))
-    history = History()
-    writer = Writer(cluster.bootstrap, topic, history, IDEMPOTENT)
-    writer.start()
-    rng = random.Random(SEED)
-    nemesis = Nemesis(cluster, topic, writer, rng)
-    done = []
-    try:
-        for fault in FAULTS:
-            done.append(nemesis.round(fault))
-            print(f"idempotence: {done[-1]}", flush=True)
-    finally:
-        writer.stop()
-    records = read_all(cluster.bootstrap, topic, PARTITIONS, timeout_s=120)
+    run = run_faults(cluster, "idempotence", FAULTS, IDEMPOTENT)
+    history, records = run.history, run.records
     lost, inconsistent, duplicated = check(history, records)
     summary = (
-        f"{'; '.join(done)}; sent {len(history.sent)}, acknowledged {len(history.acked)}, "
+        f"{'; '.join(run.done)}; sent {len(history.sent)}, acknowledged {len(history.acked)}, "
         f"unknown {len(history.unknown)}, in the log {sum(len(r) for r in records.values())}"
     )
     print(summary)

@@ -326,33 +326,49 @@ def test_nemesis_loses_no_acknowledged_record(tmp_path):
     cluster.stop()
 
 
-def run_nemesis(cluster: Cluster) -> None:
-    topic = unique_topic("nemesis")
+@dataclass
+class Run:
+    """What a run of faults under a writer left: its history, the log read back, the rounds."""
+
+    history: History
+    records: dict[int, list]
+    done: list[str]
+    resume_seconds: list[float]
+
+
+def run_faults(cluster: Cluster, label: str, faults: list[str], config=None) -> Run:
+    """Creates a topic, writes to it with a producer of `config` (PRODUCER_CONFIG by default)
+    through the `faults` in order, one round each, then reads every partition back."""
+    topic = unique_topic(label)
     create_topic(cluster, topic, PARTITIONS, 3)
     wait_until(f"every partition of {topic} led", RECOVER_TIMEOUT_S, lambda: all_led(cluster, topic))
     history = History()
-    writer = Writer(cluster.bootstrap, topic, history)
+    writer = Writer(cluster.bootstrap, topic, history, config)
     writer.start()
-    rng = random.Random(SEED)
-    nemesis = Nemesis(cluster, topic, writer, rng)
-    schedule = FAULTS.copy()
-    rng.shuffle(schedule)
+    nemesis = Nemesis(cluster, topic, writer, random.Random(SEED))
     done = []
     try:
-        for fault in schedule:
+        for fault in faults:
             done.append(nemesis.round(fault))
-            print(f"nemesis: {done[-1]}", flush=True)
+            print(f"{label}: {done[-1]}", flush=True)
     finally:
         writer.stop()
     records = read_all(cluster.bootstrap, topic, PARTITIONS, timeout_s=120)
+    return Run(history, records, done, sorted(nemesis.resume_seconds))
+
+
+def run_nemesis(cluster: Cluster) -> None:
+    schedule = FAULTS.copy()
+    random.Random(SEED).shuffle(schedule)
+    run = run_faults(cluster, "nemesis", schedule)
+    history, records = run.history, run.records
     lost, inconsistent, duplicated = check(history, records)
-    resume = sorted(nemesis.resume_seconds)
     summary = (
-        f"seed {SEED}: {'; '.join(done)}; sent {len(history.sent)}, acknowledged "
+        f"seed {SEED}: {'; '.join(run.done)}; sent {len(history.sent)}, acknowledged "
         f"{len(history.acked)}, unknown {len(history.unknown)} "
         f"({Counter(history.unknown.values()).most_common(3)}), in the log "
         f"{sum(len(r) for r in records.values())}, duplicated {len(duplicated)}; writes resumed "
-        f"after {', '.join(f'{s:.1f}' for s in resume)} s"
+        f"after {', '.join(f'{s:.1f}' for s in run.resume_seconds)} s"
     )
     print(summary)
     assert not lost, f"{len(lost)} acknowledged records lost, first {lost[:5]}; {summary}"

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail};
 use cairn_client::{Client, Options, Pipeline};
 use cairn_types::ProducerId;
-use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest};
 use tokio::task::JoinHandle;
 
 use crate::cli::{KafkaLoad, Pace, ProduceArgs};
@@ -149,7 +149,13 @@ pub async fn connect(options: &Options, plan: &Plan) -> anyhow::Result<Vec<Produ
 /// A new idempotent producer's id and epoch (InitProducerId, asked of the bootstrap broker).
 async fn init_producer_id(options: &Options) -> anyhow::Result<(ProducerId, i16)> {
     let mut client = Client::connect(options).await?;
-    let response = client.send(&InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000)).await?;
+    let response = client
+        .send(
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000),
+        )
+        .await?;
     if response.error_code != 0 {
         bail!("InitProducerId answered error {}", response.error_code);
     }
