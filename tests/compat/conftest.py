@@ -237,12 +237,26 @@ def broker(request, tmp_path_factory) -> Broker:
             instance.stop()
 
 
+@pytest.fixture
+def fresh_broker(tmp_path) -> Broker:
+    """A cairn broker of the test's own, on which nothing ran yet (its first group request
+    creates the offsets topic)."""
+    instance = Broker(cairn_binary(), tmp_path)
+    instance.start()
+    try:
+        yield instance
+    finally:
+        if instance.process is not None:
+            instance.stop()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     """Attaches the broker's log tail to the report of a failing test (or fixture)."""
     report = yield
     if report.failed:
-        broker_instance = item.funcargs.get("broker") if hasattr(item, "funcargs") else None
+        funcargs = getattr(item, "funcargs", {})
+        broker_instance = funcargs.get("broker") or funcargs.get("fresh_broker")
         if isinstance(broker_instance, Broker):
             report.sections.append(("cairn broker log", broker_instance.log_tail()))
     return report

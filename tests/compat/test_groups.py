@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
+import time
+import urllib.request
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -23,6 +26,7 @@ from support import (
     create_topic,
     group_consumer,
     unique_topic,
+    watermarks,
 )
 
 OFFSETS_TOPIC = "__consumer_offsets"
@@ -161,6 +165,52 @@ def test_committed_offsets_are_fetched_and_altered_through_the_admin_client(brok
     listed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0)])])
     after = listed[group].result(timeout=CALL_TIMEOUT_S).topic_partitions
     assert [p.offset for p in after] == [-1001], "a deleted group's offsets are gone"
+
+
+def group_metrics(admin_url: str, group: str) -> dict[tuple[str, int], int]:
+    """The node's `cairn_group_*` series of `group`: (metric, partition) -> value."""
+    with urllib.request.urlopen(f"{admin_url}/metrics", timeout=CALL_TIMEOUT_S) as answer:
+        text = answer.read().decode()
+    series = re.compile(r'^(cairn_group_\w+)\{group="([^"]*)",topic="[^"]*",partition="(\d+)"\} (\S+)$')
+    found = {}
+    for line in text.splitlines():
+        match = series.match(line)
+        if match and match.group(2) == group:
+            found[(match.group(1), int(match.group(3)))] = int(float(match.group(4)))
+    return found
+
+
+def test_committed_offsets_and_lag_are_published_in_metrics(fresh_broker):
+    """On a node that served no group yet: the first commit creates the offsets topic and
+    succeeds (no coordinator error while its partitions open), and its coordinator publishes
+    the offsets and the lag, then drops them with the group."""
+    broker = fresh_broker
+    topic = unique_topic("group-lag")
+    group = f"group-{topic}"
+    create_topic(broker.bootstrap, topic, partitions=2)
+    produce(broker.bootstrap, topic, [b"%d" % i for i in range(20)])
+    ends = {p: high for p, (_, high) in watermarks(broker.bootstrap, topic, 2).items()}
+    admin = admin_client(broker.bootstrap)
+    wanted = [TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 7)]
+    altered = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, wanted)])
+    committed = altered[group].result(timeout=CALL_TIMEOUT_S).topic_partitions
+    assert [p.error for p in committed] == [None, None]
+    expected = {
+        ("cairn_group_committed_offset", 0): 5,
+        ("cairn_group_committed_offset", 1): 7,
+        ("cairn_group_lag", 0): ends[0] - 5,
+        ("cairn_group_lag", 1): ends[1] - 7,
+    }
+    # Published every 5 s.
+    deadline = Deadline(GROUP_TIMEOUT_S, f"the offsets of {group} in /metrics")
+    while (found := group_metrics(broker.admin_url, group)) != expected:
+        deadline.check(f"found {found}, expected {expected}")
+        time.sleep(0.5)
+    admin.delete_consumer_groups([group])[group].result(timeout=CALL_TIMEOUT_S)
+    deadline = Deadline(GROUP_TIMEOUT_S, f"the series of the deleted {group} to go")
+    while found := group_metrics(broker.admin_url, group):
+        deadline.check(f"still {found}")
+        time.sleep(0.5)
 
 
 def test_kafka_python_and_aiokafka_groups_consume_and_commit(broker):

@@ -284,6 +284,12 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         &self.meta
     }
 
+    /// This node's id.
+    #[must_use]
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id
+    }
+
     /// A producer id no producer of the cluster had (InitProducerId).
     ///
     /// # Errors

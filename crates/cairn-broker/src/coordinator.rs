@@ -226,10 +226,25 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
         }
     }
 
-    /// The shard task of `group`'s partition, or the error to answer.
-    fn route(self: &Arc<Self>, group: &str) -> Result<ShardHandle, ErrorCode> {
+    /// The shard task of `group`'s partition, or the error to answer. While the partition's
+    /// group elects (a new offsets topic, a failover), waits up to [`LOAD_ANSWER_WAIT`] for
+    /// the outcome rather than answer `NOT_COORDINATOR` to a request that reached the right
+    /// node early.
+    async fn route(self: &Arc<Self>, group: &str) -> Result<ShardHandle, ErrorCode> {
         let index = self.partition_for(group).ok_or(ErrorCode::CoordinatorNotAvailable)?;
-        self.shard_of(index)
+        match self.shard_of(index) {
+            Err(ErrorCode::NotCoordinator) => {
+                let electing =
+                    self.broker.partition(OFFSETS_TOPIC, index).filter(|p| p.leader().is_none());
+                match electing {
+                    Some(partition) if partition.wait_leader(LOAD_ANSWER_WAIT).await => {
+                        self.shard_of(index)
+                    }
+                    _ => Err(ErrorCode::NotCoordinator),
+                }
+            }
+            routed => routed,
+        }
     }
 
     /// The shard task of partition `index` (loaded or loading), starting it if this node
@@ -315,8 +330,10 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
     pub async fn join(self: &Arc<Self>, request: JoinRequest) -> JoinResponse {
         let member = request.member_id.clone();
         let group = request.group_id.clone();
-        match Self::parked(self.route(&group), move |shard, w, now| shard.join(w, request, now))
-            .await
+        match Self::parked(self.route(&group).await, move |shard, w, now| {
+            shard.join(w, request, now)
+        })
+        .await
         {
             Ok(Reply::Join(answer)) => answer,
             Ok(_) => JoinResponse::error(ErrorCode::NotCoordinator, &member),
@@ -327,8 +344,10 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
     /// SyncGroup.
     pub async fn sync(self: &Arc<Self>, request: SyncRequest) -> SyncResponse {
         let group = request.group_id.clone();
-        match Self::parked(self.route(&group), move |shard, w, now| shard.sync(w, request, now))
-            .await
+        match Self::parked(self.route(&group).await, move |shard, w, now| {
+            shard.sync(w, request, now)
+        })
+        .await
         {
             Ok(Reply::Sync(answer)) => answer,
             Ok(_) => SyncResponse::error(ErrorCode::NotCoordinator),
@@ -347,7 +366,7 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
         let beat = move |shard: &mut Shard, now| {
             (shard.heartbeat(&id, &member, generation, now), Effects::default())
         };
-        Self::direct(self.route(&group), beat).await.unwrap_or_else(|error| error)
+        Self::direct(self.route(&group).await, beat).await.unwrap_or_else(|error| error)
     }
 
     /// LeaveGroup: one error per member, or the error of the whole request.
@@ -357,7 +376,8 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
         members: Vec<MemberRef>,
     ) -> Result<Vec<ErrorCode>, ErrorCode> {
         let id = group.clone();
-        Self::direct(self.route(&group), move |shard, now| shard.leave(&id, &members, now)).await
+        Self::direct(self.route(&group).await, move |shard, now| shard.leave(&id, &members, now))
+            .await
     }
 
     /// OffsetCommit: one error per partition, in request order.
@@ -368,8 +388,10 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
         let refused = |error| CommitResponse {
             partitions: keys.into_iter().map(|(t, p)| (t, p, error)).collect(),
         };
-        match Self::parked(self.route(&group), move |shard, w, now| shard.commit(w, request, now))
-            .await
+        match Self::parked(self.route(&group).await, move |shard, w, now| {
+            shard.commit(w, request, now)
+        })
+        .await
         {
             Ok(Reply::Commit(answer)) => answer,
             Ok(_) => refused(ErrorCode::NotCoordinator),
@@ -387,7 +409,7 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
         let fetch = move |shard: &mut Shard, _| {
             (shard.offsets(&id, partitions.as_deref()), Effects::default())
         };
-        Self::direct(self.route(&group), fetch).await
+        Self::direct(self.route(&group).await, fetch).await
     }
 
     /// DescribeGroups of one group; `Ok(None)`: no such group.
@@ -396,14 +418,17 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
         group: String,
     ) -> Result<Option<GroupDescription>, ErrorCode> {
         let id = group.clone();
-        Self::direct(self.route(&group), move |shard, _| (shard.describe(&id), Effects::default()))
-            .await
+        Self::direct(self.route(&group).await, move |shard, _| {
+            (shard.describe(&id), Effects::default())
+        })
+        .await
     }
 
     /// DeleteGroups of one group.
     pub async fn delete_group(self: &Arc<Self>, group: String) -> ErrorCode {
         let id = group.clone();
-        match Self::parked(self.route(&group), move |shard, w, _| shard.delete_group(w, &id)).await
+        match Self::parked(self.route(&group).await, move |shard, w, _| shard.delete_group(w, &id))
+            .await
         {
             Ok(Reply::Deleted(error)) => error,
             Ok(_) => ErrorCode::NotCoordinator,
@@ -419,7 +444,7 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
     ) -> Result<CommitResponse, ErrorCode> {
         let id = group.clone();
         let call = move |shard: &mut Shard, w, _| shard.delete_offsets(w, &id, &partitions);
-        match Self::parked(self.route(&group), call).await? {
+        match Self::parked(self.route(&group).await, call).await? {
             Reply::Commit(answer) => Ok(answer),
             Reply::Deleted(error) => Err(error),
             _ => Err(ErrorCode::NotCoordinator),
@@ -429,21 +454,36 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
     /// ListGroups: the groups of every shard this node serves, and the first error of a
     /// partition it leads but cannot list yet (loading).
     pub async fn list(self: &Arc<Self>) -> (Vec<GroupListing>, ErrorCode) {
+        self.from_every_shard(Shard::list).await
+    }
+
+    /// Every committed offset of the groups this node coordinates now, as (group, topic,
+    /// partition, offset): the lag metrics.
+    pub async fn committed(self: &Arc<Self>) -> Vec<(String, String, i32, i64)> {
+        self.from_every_shard(Shard::committed).await.0
+    }
+
+    /// `read` of every shard this node serves, concatenated, and the first error of a
+    /// partition it leads but cannot read yet (loading).
+    async fn from_every_shard<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: fn(&Shard) -> Vec<T>,
+    ) -> (Vec<T>, ErrorCode) {
         let Some(topic) = self.broker.meta().topic(OFFSETS_TOPIC) else {
             return (Vec::new(), ErrorCode::None);
         };
-        let mut groups = Vec::new();
+        let mut all = Vec::new();
         let mut error = ErrorCode::None;
         for index in 0..topic.partitions {
-            let listing = |shard: &mut Shard, _| (shard.list(), Effects::default());
-            match Self::direct(self.shard_of(index), listing).await {
-                Ok(listed) => groups.extend(listed),
+            let call = move |shard: &mut Shard, _| (read(shard), Effects::default());
+            match Self::direct(self.shard_of(index), call).await {
+                Ok(read) => all.extend(read),
                 Err(ErrorCode::NotCoordinator) => {}
                 Err(first) if error == ErrorCode::None => error = first,
                 Err(_) => {}
             }
         }
-        (groups, error)
+        (all, error)
     }
 }
 

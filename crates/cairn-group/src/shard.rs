@@ -563,6 +563,14 @@ impl Shard {
         }
     }
 
+    /// Every committed offset of every group, as (group, topic, partition, offset).
+    #[must_use]
+    pub fn committed(&self) -> Vec<(String, String, i32, i64)> {
+        let groups = self.groups.values();
+        let offsets = groups.flat_map(|g| g.offsets.iter().map(move |offset| (&g.id, offset)));
+        offsets.map(|(id, ((t, p), o))| (id.clone(), t.clone(), *p, o.offset)).collect()
+    }
+
     /// A group as DescribeGroups shows it; `None` if there is no such group.
     #[must_use]
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {

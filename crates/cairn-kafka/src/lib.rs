@@ -16,6 +16,7 @@ pub mod codec;
 mod errors;
 pub mod fuzzing;
 mod handlers;
+mod lag;
 mod metrics;
 mod sendfile;
 mod server;

@@ -31,6 +31,7 @@ use crate::accept::{AcceptBackoff, out_of_descriptors};
 use crate::codec::{self, FrameError};
 use crate::handlers;
 use crate::handlers::produce::AppendOrder;
+use crate::lag::LagMetrics;
 use crate::metrics::KafkaMetrics;
 use crate::sendfile;
 
@@ -121,6 +122,8 @@ pub async fn serve<M: MetadataStore>(
     let kib = u32::try_from(config.request_bytes_max / 1024).unwrap_or(u32::MAX).max(1);
     let groups = GroupCoordinator::new(Arc::clone(&broker), config.groups.clone());
     tokio::spawn(Arc::clone(&groups).run(shutdown.clone()));
+    let lag = LagMetrics::register(registry)?;
+    tokio::spawn(lag.run(Arc::clone(&groups), Arc::clone(&broker), shutdown.clone()));
     let ctx = Arc::new(Ctx {
         broker,
         groups,

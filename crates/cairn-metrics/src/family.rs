@@ -111,6 +111,10 @@ impl<M: Series> Family<M> {
         self.series.read().unwrap_or_else(PoisonError::into_inner).len()
     }
 
+    fn retain(&self, mut keep: impl FnMut(&[String]) -> bool) {
+        self.series.write().unwrap_or_else(PoisonError::into_inner).retain(|key, _| keep(key));
+    }
+
     /// Every series, sorted by label values, copied out so the caller formats without the lock.
     pub(crate) fn sorted_series(&self) -> Vec<(Box<[String]>, Arc<M>)> {
         let mut all: Vec<_> = self
@@ -160,6 +164,13 @@ macro_rules! family_type {
             #[must_use]
             pub fn len(&self) -> usize {
                 self.inner.len()
+            }
+
+            /// Keeps only the series whose label values `keep` accepts: the others are no
+            /// longer exported (a series whose subject went away). An `Arc` of a removed series
+            /// still works, exported no more.
+            pub fn retain(&self, keep: impl FnMut(&[String]) -> bool) {
+                self.inner.retain(keep);
             }
 
             /// Whether no series exists yet.

@@ -104,6 +104,15 @@ fn coordinator<M: MetadataStore>(ctx: &Ctx<M>, key_type: i8, key: StrBytes) -> C
         );
     };
     let leader = super::cluster::partition_leader(ctx, OFFSETS_TOPIC, index);
+    // Placed here but not opened yet (a new offsets topic): naming this node would have the
+    // client's next request refused with NOT_COORDINATOR; this answer has it ask again.
+    let placed_here = leader == Some(ctx.broker.node_id());
+    if placed_here && ctx.broker.partition(OFFSETS_TOPIC, index).is_none() {
+        return refuse(
+            ResponseError::CoordinatorNotAvailable,
+            "the group's partition is being opened",
+        );
+    }
     let node =
         leader.and_then(|leader| ctx.broker.meta().nodes().into_iter().find(|n| n.id == leader));
     let Some(node) = node else {
