@@ -1,14 +1,18 @@
 //! `cargo xtask compat`: the Kafka client compatibility suite in `tests/compat/`, run with real
-//! clients (confluent-kafka, kafka-python, aiokafka, kcat) against a real `cairn serve` process.
+//! clients (confluent-kafka, kafka-python, aiokafka, kcat, kafkajs) against real `cairn serve`
+//! processes.
 //!
 //! The steps, each idempotent so a second run on the same machine is quick:
 //! 1. `kcat` on the `PATH`, installed with `apt-get` when missing (CI runs as root on Debian);
 //! 2. a virtualenv at [`VENV_DIR`] with the pins of [`REQUIREMENTS`], rebuilt only when the
 //!    requirements file or the Python interpreter changed (see [`venv_stamp`]);
-//! 3. `cargo build --bin cairn --bin fault-proxy` (the debug binaries the tests start; the
+//! 3. Node.js and npm (Debian's `nodejs` and `npm` when missing), and the kafkajs pinned by
+//!    `tests/compat/js/package-lock.json` installed with `npm ci` into [`NODE_DIR`], again only
+//!    when the package files changed;
+//! 4. `cargo build --bin cairn --bin fault-proxy` (the debug binaries the tests start; the
 //!    proxy, from cairn-testkit, cuts the peer links of the nemesis's cluster);
-//! 4. `pytest tests/compat`, told where they are through `CAIRN_BIN` and
-//!    `CAIRN_FAULT_PROXY_BIN`.
+//! 5. `pytest tests/compat`, told where they are through `CAIRN_BIN`,
+//!    `CAIRN_FAULT_PROXY_BIN` and `CAIRN_COMPAT_NODE_MODULES`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,6 +33,16 @@ pub const VENV_DIR: &str = "target/compat-venv";
 /// File inside the virtualenv recording what it was built from; see [`venv_stamp`].
 const VENV_STAMP_FILE: &str = "cairn-requirements.stamp";
 
+/// The kafkajs client of the suite (`client.js`) and its pinned npm packages, relative to the
+/// workspace root.
+pub const JS_DIR: &str = "tests/compat/js";
+
+/// Where the pinned npm packages are installed, relative to the workspace root.
+pub const NODE_DIR: &str = "target/compat-js";
+
+/// File inside [`NODE_DIR`] recording the package files it was installed from.
+const NODE_STAMP_FILE: &str = "cairn-packages.stamp";
+
 /// Runs the whole compatibility suite from the workspace root `root`.
 ///
 /// # Errors
@@ -40,43 +54,98 @@ pub fn run(root: &Path) -> Result<()> {
     ensure_kcat()?;
     header("compat: python virtualenv");
     let python = ensure_venv(root)?;
+    header("compat: node and kafkajs");
+    ensure_node()?;
+    let node_modules = ensure_node_modules(root)?;
     header("compat: cairn binaries");
     let binaries = build_binaries(root)?;
     header("compat: pytest");
-    run_pytest(root, &python, &binaries)
+    let (mut command, line) = pytest(root, &python, &binaries, SUITE_DIR);
+    command.env("CAIRN_COMPAT_NODE_MODULES", &node_modules);
+    run_command(command.stdin(Stdio::null()), &line)
 }
 
 /// Makes sure `kcat -V` works, installing Debian's `kcat` package if it does not.
 fn ensure_kcat() -> Result<()> {
-    if kcat_works() {
-        header("kcat is installed");
+    ensure_tool("kcat", &["-V"], &["kcat"])
+}
+
+/// Makes sure `node` and `npm` run, installing Debian's `nodejs` and `npm` if they do not.
+fn ensure_node() -> Result<()> {
+    ensure_tool("node", &["--version"], &["nodejs", "npm"])?;
+    ensure_tool("npm", &["--version"], &["npm"])
+}
+
+/// Makes sure `tool args` succeeds, installing the Debian `packages` with `apt-get` (as root)
+/// if it does not.
+fn ensure_tool(tool: &str, args: &[&str], packages: &[&str]) -> Result<()> {
+    let works = || command_succeeds(Command::new(tool).args(args));
+    if works() {
+        header(&format!("{tool} is installed"));
         return Ok(());
     }
+    let listed = packages.join(" ");
     if !command_succeeds(Command::new("apt-get").arg("--version")) {
         bail!(
-            "kcat is not installed and apt-get is not available to install it: install kcat \
-             (Debian/Ubuntu package `kcat`) and run again"
+            "{tool} is not installed and apt-get is not available to install it: install \
+             {tool} (Debian/Ubuntu packages `{listed}`) and run again"
         );
     }
     if !is_root()? {
         bail!(
-            "kcat is not installed and installing it needs root: run `apt-get install -y kcat` \
-             as root, then run again"
+            "{tool} is not installed and installing it needs root: run `apt-get install -y \
+             {listed}` as root, then run again"
         );
     }
-    if let Err(first) = apt_get(&["install", "-y", "-q", "kcat"]) {
+    let install: Vec<&str> =
+        ["install", "-y", "-q"].into_iter().chain(packages.iter().copied()).collect();
+    if let Err(first) = apt_get(&install) {
         header(&format!("{first:#}; updating the package lists and trying again"));
         apt_get(&["update", "-q"])?;
-        apt_get(&["install", "-y", "-q", "kcat"])?;
+        apt_get(&install)?;
     }
-    if !kcat_works() {
-        bail!("`apt-get install kcat` succeeded but `kcat -V` still fails");
+    if !works() {
+        bail!("`apt-get install {listed}` succeeded but `{tool} {}` still fails", args.join(" "));
     }
     Ok(())
 }
 
-fn kcat_works() -> bool {
-    command_succeeds(Command::new("kcat").arg("-V"))
+/// Installs the pinned kafkajs of [`JS_DIR`]'s `package-lock.json` into [`NODE_DIR`] (again
+/// only when the package files changed) and returns its `node_modules`.
+fn ensure_node_modules(root: &Path) -> Result<PathBuf> {
+    let source = root.join(JS_DIR);
+    let read = |name: &str| {
+        let path = source.join(name);
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let (package, lock) = (read("package.json")?, read("package-lock.json")?);
+    let stamp = format!("{package}\n---\n{lock}");
+    let dir = root.join(NODE_DIR);
+    let stamp_path = dir.join(NODE_STAMP_FILE);
+    let modules = dir.join("node_modules");
+    if fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) && modules.is_dir() {
+        header(&format!("reusing {NODE_DIR}: {JS_DIR}/package-lock.json is unchanged"));
+        return Ok(modules);
+    }
+    if dir.exists() {
+        fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (name, text) in [("package.json", &package), ("package-lock.json", &lock)] {
+        let path = dir.join(name);
+        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    // Exactly the lock's versions, and no install scripts run.
+    run_command(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+            .current_dir(&dir)
+            .stdin(Stdio::null()),
+        &format!("npm ci in {NODE_DIR}"),
+    )?;
+    fs::write(&stamp_path, stamp)
+        .with_context(|| format!("cannot write {}", stamp_path.display()))?;
+    Ok(modules)
 }
 
 /// Whether this process runs as root, by `id -u` (xtask links no libc bindings).
@@ -193,12 +262,6 @@ fn build_binaries(root: &Path) -> Result<Binaries> {
         Ok(path)
     };
     Ok(Binaries { cairn: built("cairn")?, fault_proxy: built("fault-proxy")? })
-}
-
-/// Runs the suite with pytest; stops at the first failing test.
-fn run_pytest(root: &Path, python: &Path, binaries: &Binaries) -> Result<()> {
-    let (mut command, line) = pytest(root, python, binaries, SUITE_DIR);
-    run_command(command.stdin(Stdio::null()), &line)
 }
 
 /// pytest over `target` (a directory or a file of the suite) with the binaries' paths in its
