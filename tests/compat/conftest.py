@@ -224,10 +224,8 @@ class Broker:
         return f"--- last {len(tail)} lines of {self.log_path} ---\n" + "\n".join(tail)
 
 
-@pytest.fixture(scope="module")
-def broker(request, tmp_path_factory) -> Broker:
-    """A running cairn broker shared by the tests of one module."""
-    work_dir = tmp_path_factory.mktemp(f"cairn-{request.module.__name__}")
+def running_broker(work_dir: Path):
+    """A started broker in `work_dir`, stopped (with its exit checked) after the yield."""
     instance = Broker(cairn_binary(), work_dir)
     instance.start()
     try:
@@ -237,17 +235,17 @@ def broker(request, tmp_path_factory) -> Broker:
             instance.stop()
 
 
+@pytest.fixture(scope="module")
+def broker(request, tmp_path_factory) -> Broker:
+    """A running cairn broker shared by the tests of one module."""
+    yield from running_broker(tmp_path_factory.mktemp(f"cairn-{request.module.__name__}"))
+
+
 @pytest.fixture
 def fresh_broker(tmp_path) -> Broker:
     """A cairn broker of the test's own, on which nothing ran yet (its first group request
     creates the offsets topic)."""
-    instance = Broker(cairn_binary(), tmp_path)
-    instance.start()
-    try:
-        yield instance
-    finally:
-        if instance.process is not None:
-            instance.stop()
+    yield from running_broker(tmp_path)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -21,7 +21,7 @@ from kafka import KafkaProducer
 
 from cluster import Cluster
 from support import CALL_TIMEOUT_S, FIRST_OFFSET, create_topic, read_all, unique_topic
-from test_nemesis import PRODUCER_CONFIG, SEED, check, run_faults
+from test_nemesis import PRODUCER_CONFIG, check, on_cluster, run_faults
 
 FAULTS = ["kill", "pause", "kill", "pause"]
 IDEMPOTENT = {**PRODUCER_CONFIG, "enable.idempotence": True}
@@ -39,14 +39,7 @@ def out_of_order(records: dict[int, list]) -> list[str]:
 
 @pytest.mark.timeout(600)
 def test_idempotent_producer_writes_each_record_once_through_leader_kills(tmp_path):
-    cluster = Cluster(tmp_path)
-    cluster.start()
-    try:
-        run(cluster)
-    except BaseException as error:
-        cluster.kill()
-        raise AssertionError(f"seed {SEED}: {error}\n{cluster.log_tails()}") from error
-    cluster.stop()
+    on_cluster(tmp_path, run)
 
 
 def run(cluster: Cluster) -> None:

@@ -310,12 +310,13 @@ def check(history: History, records: dict[int, list]) -> tuple[list, list, Count
     return lost, inconsistent, duplicated
 
 
-@pytest.mark.timeout(600)
-def test_nemesis_loses_no_acknowledged_record(tmp_path):
+def on_cluster(tmp_path, body) -> None:
+    """Runs `body(cluster)` on a fresh 3-node cluster; on a failure, kills the nodes and
+    fails with the seed, the replay command and the nodes' log tails."""
     cluster = Cluster(tmp_path)
     cluster.start()
     try:
-        run_nemesis(cluster)
+        body(cluster)
     except BaseException as error:
         # A node restarted by the round that failed may not handle SIGTERM yet: no exit check.
         cluster.kill()
@@ -324,6 +325,11 @@ def test_nemesis_loses_no_acknowledged_record(tmp_path):
             f"{cluster.log_tails()}"
         ) from error
     cluster.stop()
+
+
+@pytest.mark.timeout(600)
+def test_nemesis_loses_no_acknowledged_record(tmp_path):
+    on_cluster(tmp_path, run_nemesis)
 
 
 @dataclass
