@@ -56,22 +56,22 @@ pub fn caught_up(state: &State, group: u64) -> bool {
 
 /// Every violation of the run (module docs); empty if none.
 #[must_use]
-pub fn violations(state: &State, groups: &[u64]) -> Vec<String> {
-    let mut found = Vec::new();
+pub fn violations(state: &State, groups: &[u64], idempotent: &[u64]) -> Vec<String> {
+    let mut found = state.violations.clone();
     for (&(group, term), leaders) in &state.leaders {
         if leaders.len() > 1 {
             found.push(format!("group {group} term {term}: two leaders {leaders:?}"));
         }
     }
     for &group in groups {
-        if let Err(violation) = check_group(state, group) {
+        if let Err(violation) = check_group(state, group, idempotent.contains(&group)) {
             found.push(format!("group {group}: {violation}"));
         }
     }
     found
 }
 
-fn check_group(state: &State, group: u64) -> Result<(), String> {
+fn check_group(state: &State, group: u64, idempotent: bool) -> Result<(), String> {
     let fence = state.fences.get(&group).ok_or("no fence was committed after healing")?;
     let mut replicas = Vec::new();
     for (&node, groups) in &state.hosts {
@@ -88,12 +88,50 @@ fn check_group(state: &State, group: u64) -> Result<(), String> {
             ));
         }
     }
+    if idempotent {
+        once_in_order(state, group, &first.bytes)?;
+    }
     let acks = state.acks.iter().filter(|ack| ack.group == group);
     for ack in acks.chain([fence]) {
         let offset = state.appended.get(&(group, ack.ticket)).map(|&(_, offset)| offset);
         for replica in &replicas {
             holds(replica, ack, offset)?;
         }
+    }
+    Ok(())
+}
+
+/// The idempotent producer's records in the committed prefix `bytes`: none twice, in the
+/// order it sent them, every acknowledged one there.
+fn once_in_order(state: &State, group: u64, bytes: &[u8]) -> Result<(), String> {
+    let prefix = format!("g{group}-s");
+    let mut sequences = Vec::new();
+    for batch in Batches::new(bytes, BATCH_BYTES_MAX) {
+        let batch = batch.map_err(|error| format!("a corrupt batch: {error}"))?;
+        if batch.header().is_control() {
+            continue;
+        }
+        for record in batch.records() {
+            let record = record.map_err(|error| format!("a corrupt record: {error}"))?;
+            let value = record.value.unwrap_or_default();
+            let sequence = std::str::from_utf8(value).ok().and_then(|v| v.strip_prefix(&prefix));
+            if let Some(sequence) = sequence.and_then(|s| s.parse::<u64>().ok()) {
+                sequences.push(sequence);
+            }
+        }
+    }
+    // One batch in flight, sent again until acknowledged: the log holds s0, s1, … each once.
+    if let Some((at, &sequence)) = sequences.iter().enumerate().find(|&(at, &s)| s != at as u64) {
+        return Err(format!(
+            "idempotent record s{sequence} at position {at}: twice, lost or out of order"
+        ));
+    }
+    let acked = state.idempotent_acks.get(&group).map_or(0, Vec::len);
+    if sequences.len() < acked {
+        return Err(format!(
+            "{acked} idempotent records acknowledged, {} in the log",
+            sequences.len()
+        ));
     }
     Ok(())
 }

@@ -62,6 +62,10 @@ pub struct Setup {
     /// writes nothing, so that the groups go idle and quiesce (RFC 0004) while faults go on, and
     /// the writes after it wake them.
     pub pause_ms: Option<(u64, u64)>,
+    /// Groups the client writes to as an idempotent producer (RFC 0006 §4), one batch in
+    /// flight, retrying it until it is acknowledged (across leader changes); the others get
+    /// fire-and-forget records. Checked: each acknowledged record once, none twice, in order.
+    pub idempotent: Vec<u64>,
     /// Whether partitions and random loss drop TCP segments for good, as turmoil does, instead
     /// of holding them until the link heals (see `faults`): off by default, since the peer
     /// transport does not yet recover a lane whose stream stalls silently.
@@ -83,6 +87,7 @@ impl Default for Setup {
             workload_ms: 10_000,
             propose_every_ms: 25,
             pause_ms: Some((3_000, 6_500)),
+            idempotent: vec![3],
             lossy_links: false,
         }
     }
@@ -93,12 +98,14 @@ impl Default for Setup {
 pub struct Report {
     /// The seed.
     pub seed: u64,
-    /// Records acknowledged to the client (fences included).
+    /// Records acknowledged to the client (fences and idempotent records included).
     pub acked: usize,
     /// Faults injected.
     pub faults: usize,
     /// Leader terms seen over all groups.
     pub terms: usize,
+    /// Retries of the idempotent producer answered as repeats of a batch in the log.
+    pub duplicates: usize,
     /// The run's event trace, in order.
     pub trace: Vec<String>,
     /// FNV-1a of the trace: equal for equal runs.
@@ -180,7 +187,7 @@ pub fn simulate(seed: u64, setup: &Setup) -> Result<Report, Failure> {
         fail(violations)
     })?;
     let state = world.lock();
-    let violations = check::violations(&state, &setup.groups);
+    let violations = check::violations(&state, &setup.groups, &setup.idempotent);
     drop(state);
     if !violations.is_empty() {
         return Err(fail(violations));
@@ -188,9 +195,10 @@ pub fn simulate(seed: u64, setup: &Setup) -> Result<Report, Failure> {
     let state = world.lock();
     Ok(Report {
         seed,
-        acked: state.acks.len(),
+        acked: state.acks.len() + state.idempotent_acks.len(),
         faults,
         terms: state.leaders.len(),
+        duplicates: state.duplicates,
         trace_hash: rng::fnv1a(&state.trace),
         trace: state.trace.clone(),
     })

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use cairn_raft::{AppendSink, GroupState, ProposalAppended, RaftGroup};
+use cairn_storage::Verdict;
 use cairn_storage::sim::SimDisk;
 use cairn_types::Offset;
 
@@ -43,6 +44,17 @@ pub struct State {
     pub fences: BTreeMap<u64, Ack>,
     /// The base offset each proposal got from the leader that appended it, by (group, ticket).
     pub appended: BTreeMap<(u64, u64), (u64, Offset)>,
+    /// The leader append's verdict on each proposal, by (group, ticket).
+    pub verdicts: BTreeMap<(u64, u64), Verdict>,
+    /// The idempotent producer's acknowledged records (payloads), by group, in send order.
+    pub idempotent_acks: BTreeMap<u64, Vec<Vec<u8>>>,
+    /// The outcome of each idempotent proposal once known, by ticket: committed and admitted
+    /// (`true`), or failed (`false`: the client retries the batch).
+    pub outcomes: BTreeMap<u64, bool>,
+    /// Idempotent proposals the leader answered as the repeat of a batch in its log.
+    pub duplicates: usize,
+    /// What a check found while the run went on (an idempotent batch refused).
+    pub violations: Vec<String>,
     /// Every node seen leading each (group, term).
     pub leaders: BTreeMap<(u64, u64), BTreeSet<u64>>,
     /// Set by the driver once every fault is healed and every host runs: the client fences.
@@ -103,5 +115,6 @@ impl AppendSink for Sink {
     fn appended(&self, ticket: u64, appended: ProposalAppended) {
         let mut state = self.world.lock();
         state.appended.insert((self.group, ticket), (self.node, appended.base_offset));
+        state.verdicts.insert((self.group, ticket), appended.verdict);
     }
 }
