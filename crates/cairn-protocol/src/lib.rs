@@ -8,6 +8,7 @@
 //! - [`fuzzing`]: the record-batch fuzz target's body, shared by `fuzz/` and the corpus replay
 //!   tests.
 
+pub mod compaction;
 pub mod compression;
 pub mod frame;
 pub mod fuzzing;

@@ -714,6 +714,35 @@ pub fn validate_records(bytes: &[u8], header: &BatchHeader) -> Result<(), BatchE
     Ok(())
 }
 
+/// The batch whose header is `batch`'s (its first [`HEADER_BYTES`]: offsets, epochs,
+/// timestamps, attributes, producer) and whose records part is `records`, holding
+/// `record_count` records encoded with `codec`: the length, the count, the codec bits and the
+/// CRC are set for them. Compaction's rewrite (RFC 0007); the caller keeps the records
+/// consistent with the header (offset deltas within `last_offset_delta`).
+///
+/// # Panics
+/// If `batch` is shorter than a header or the result longer than `i32::MAX`.
+#[must_use]
+pub fn with_records(
+    batch: &[u8],
+    codec: Compression,
+    records: &[u8],
+    record_count: u32,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + records.len());
+    out.extend_from_slice(&batch[..HEADER_BYTES]);
+    out.extend_from_slice(records);
+    let attributes =
+        (read_i16(&out, ATTRIBUTES_AT) & !ATTR_COMPRESSION_MASK) | codec.attribute_bits();
+    out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    let length = len_i32(out.len() - LOG_OVERHEAD_BYTES);
+    out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
+    let count = i32::try_from(record_count).expect("a record count within i32");
+    out[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
+    set_crc(&mut out);
+    out
+}
+
 /// Builds an uncompressed RecordBatch v2 (for tests, tools, and Raft-internal control batches).
 /// Base offset 0 and leader epoch -1: the log assigns both on append.
 #[derive(Clone, Debug)]
