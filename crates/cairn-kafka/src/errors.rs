@@ -49,7 +49,8 @@ pub(crate) fn storage_code(error: &cairn_storage::Error) -> i16 {
         | Error::SnapshotSize { .. }
         | Error::Config(_)
         | Error::Diverged { .. }
-        | Error::IndexOutOfRange { .. } => ResponseError::KafkaStorageError,
+        | Error::IndexOutOfRange { .. }
+        | Error::Rewrite(_) => ResponseError::KafkaStorageError,
     };
     code.code()
 }
@@ -128,6 +129,7 @@ fn storage_message(error: &cairn_storage::Error) -> String {
         | Error::SnapshotSize { .. }
         | Error::Diverged { .. }
         | Error::IndexOutOfRange { .. }
+        | Error::Rewrite(_)
         | Error::Config(_) => error.to_string(),
         Error::NoSpace { .. } => "no space left on the broker's disk".to_owned(),
         Error::Io { op, .. } => format!("{op} failed on the broker's disk"),

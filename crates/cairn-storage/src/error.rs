@@ -45,6 +45,10 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A segment rewrite's function failed or broke a batch's offsets (`rewrite.rs`). Nothing
+    /// of the log changed; the copy was removed.
+    #[error("rewriting a segment failed: {0}")]
+    Rewrite(String),
     /// An earlier write or fsync failed, so the durable state of the log is unknown (fail-stop,
     /// "fsyncgate"). Fatal until the process reopens the log and recovers from disk.
     #[error("log is poisoned by an earlier io failure")]

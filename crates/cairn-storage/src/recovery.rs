@@ -26,6 +26,7 @@ use crate::error::{Error, Result, io_error};
 use crate::index::{ENTRY_BYTES, Index};
 use crate::log::Log;
 use crate::producer_log::remove_stray_producer_snapshots;
+use crate::rewrite::remove_stray_copies;
 use crate::segment::{
     self, Boundary, DATA_SUFFIX, INDEX_SUFFIX, Segment, SegmentFiles, SegmentName, Walk, WalkStop,
 };
@@ -120,6 +121,7 @@ impl<D: Disk> Log<D> {
         }
         log.finish_open(point, fresh)?;
         remove_stray_producer_snapshots(&log.disk, &log.dir, &names, &segments)?;
+        remove_stray_copies(&log.disk, &log.dir, &names)?;
         log.rebuild_producers()?;
         Ok(log)
     }

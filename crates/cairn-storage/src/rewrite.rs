@@ -1,0 +1,267 @@
+//! Rewriting sealed segments in place: the log's half of a compaction round (RFC 0007,
+//! "Carrying out a round"). A batch is rewritten, never removed, so offsets, Raft indexes and
+//! segment names do not move; only positions inside a segment do.
+//!
+//! 1. [`Log::sealed_below`] names the sealed segments holding batches below a point (a read,
+//!    under the owner's read lock).
+//! 2. [`rewrite_segment`] writes one segment's rewritten copy, each batch verified as it is
+//!    read, to `{name}.log.cleaned` and `{name}.index.cleaned`, both fsynced, holding no lock: a
+//!    sealed segment is never written.
+//! 3. [`Log::swap_rewritten`] (under the write lock) checks that the segment is still the one
+//!    read (retention or a cut may have taken it meanwhile), then removes its index, renames
+//!    the copy's data and index over it, each step made durable before the next, and takes the
+//!    new segment into the log, every byte of it verified (RFC 0005).
+//!
+//! A crash before the swap leaves `.cleaned` files, which the next open removes; one inside it
+//! leaves the old or the new data with no index, which the open rebuilds from the data.
+
+use std::io;
+use std::sync::Arc;
+
+use cairn_types::batch::RecordBatch;
+use cairn_types::limits::{BATCH_BYTES_MAX, SCAN_BUFFER_BYTES};
+use cairn_types::{Offset, RaftIndex};
+
+use crate::disk::{Disk, DiskFile, child};
+use crate::error::{Error, Result, io_error, io_or_no_space};
+use crate::log::Log;
+use crate::segment::{self, Boundary, DATA_SUFFIX, INDEX_SUFFIX, Segment, SegmentFiles, Walk};
+
+/// Suffix of a rewritten copy's files, before the swap.
+pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
+
+/// A sealed segment as [`Log::sealed_below`] saw it.
+pub struct SealedSegment<F> {
+    base: Offset,
+    first_index: RaftIndex,
+    next: Offset,
+    size: u32,
+    data: Arc<F>,
+    data_path: std::path::PathBuf,
+}
+
+impl<F> SealedSegment<F> {
+    /// Offset of its first batch.
+    #[must_use]
+    pub fn base(&self) -> Offset {
+        self.base
+    }
+
+    /// Offset after its last batch.
+    #[must_use]
+    pub fn next(&self) -> Offset {
+        self.next
+    }
+}
+
+/// A segment's rewritten copy, durable under its `.cleaned` names, ready to swap in.
+pub struct Rewritten<F> {
+    /// The segment it replaces, as read.
+    base: Offset,
+    size_before: u32,
+    segment: Segment<F>,
+    /// Batches the rewrite changed.
+    pub changed: usize,
+}
+
+impl<D: Disk> Log<D> {
+    /// The sealed segments (not the active one) holding batches below `point`, oldest first.
+    #[must_use]
+    pub fn sealed_below(&self, point: Offset) -> Vec<SealedSegment<D::File>> {
+        let sealed = self.segments.iter().take(self.segments.len() - 1);
+        sealed
+            .filter(|segment| segment.base < point && segment.size > 0)
+            .map(|segment| SealedSegment {
+                base: segment.base,
+                first_index: segment.first_index,
+                next: segment.next,
+                size: segment.size,
+                data: Arc::clone(&segment.data),
+                data_path: segment.data_path.clone(),
+            })
+            .collect()
+    }
+
+    /// Takes `rewritten` into the log in place of its segment (module docs); `false`, and the
+    /// copy removed, if that segment is no longer the one read.
+    ///
+    /// # Errors
+    /// [`Error::Io`] (poisons: the segment may be half swapped until the next open).
+    pub fn swap_rewritten(&mut self, rewritten: Rewritten<D::File>) -> Result<bool> {
+        let at = self.segments.iter().position(|s| s.base == rewritten.base);
+        let current = at.filter(|&at| {
+            let segment = &self.segments[at];
+            at + 1 < self.segments.len() && segment.size == rewritten.size_before
+        });
+        let Some(at) = current else {
+            remove_copy(&self.disk, &rewritten.segment)?;
+            return Ok(false);
+        };
+        self.guarded(|log| {
+            let old = &log.segments[at];
+            let (data_path, index_path) = (old.data_path.clone(), old.index_path.clone());
+            let sync_dir =
+                |log: &Log<D>| log.disk.sync_dir(&log.dir).map_err(io_error("fsync dir", &log.dir));
+            log.disk.remove_file(&index_path).map_err(io_error("remove", &index_path))?;
+            sync_dir(log)?;
+            let copy = &rewritten.segment;
+            log.disk.rename(&copy.data_path, &data_path).map_err(io_error("rename", &data_path))?;
+            sync_dir(log)?;
+            log.disk
+                .rename(&copy.index_path, &index_path)
+                .map_err(io_error("rename", &index_path))?;
+            sync_dir(log)?;
+            let data = log.disk.open(&data_path).map_err(io_error("open", &data_path))?;
+            let index = log.disk.open(&index_path).map_err(io_error("open", &index_path))?;
+            let mut segment = rewritten.segment;
+            (segment.data, segment.data_path) = (data, data_path);
+            (segment.index_file, segment.index_path) = (index, index_path);
+            segment.verified.insert(0, segment.size);
+            log.segments[at] = segment;
+            Ok(true)
+        })
+    }
+}
+
+/// Writes `sealed`'s batches, each passed through `rewrite` (`Ok(None)`: kept as it is) when it
+/// starts below `point`, to the segment's `.cleaned` files, fsynced; `None` if no batch changed
+/// (nothing is written then). `rewrite` must keep a batch's offsets and producer fields.
+///
+/// # Errors
+/// [`Error::Corruption`] for a batch that fails verification; what `rewrite` returns, as
+/// [`Error::Rewrite`]; [`Error::NoSpace`] or [`Error::Io`] writing the copy (removed then).
+pub fn rewrite_segment<D: Disk>(
+    disk: &D,
+    dir: &std::path::Path,
+    sealed: &SealedSegment<D::File>,
+    point: Offset,
+    index_interval_bytes: u32,
+    mut rewrite: impl FnMut(&RecordBatch<'_>) -> std::result::Result<Option<Vec<u8>>, String>,
+) -> Result<Option<Rewritten<D::File>>> {
+    let name = |suffix: &str| {
+        let file = segment::file_name(sealed.base, sealed.first_index, suffix);
+        child(dir, &format!("{file}{CLEANED_SUFFIX}"))
+    };
+    let (data_path, index_path) = (name(DATA_SUFFIX), name(INDEX_SUFFIX));
+    let data = disk.create(&data_path).map_err(io_or_no_space("create", &data_path))?;
+    let index = disk.create(&index_path).map_err(io_or_no_space("create", &index_path))?;
+    let files = SegmentFiles { data, data_path, index, index_path };
+    let mut copy = Segment::new(sealed.base, sealed.first_index, files, 0);
+    let written = copy_batches(sealed, point, index_interval_bytes, &mut copy, &mut rewrite)
+        .and_then(|changed| finish_copy(&mut copy).map(|()| changed));
+    match written {
+        Ok(0) => remove_copy(disk, &copy).map(|()| None),
+        Ok(changed) => Ok(Some(Rewritten {
+            base: sealed.base,
+            size_before: sealed.size,
+            segment: copy,
+            changed,
+        })),
+        Err(error) => {
+            // The copy is nobody's data; a failure to remove it leaves it to the next open.
+            let _ = remove_copy(disk, &copy);
+            Err(error)
+        }
+    }
+}
+
+/// Copies every batch of `sealed` into `copy`, rewritten below `point`; the batches changed.
+fn copy_batches<F: DiskFile>(
+    sealed: &SealedSegment<F>,
+    point: Offset,
+    index_interval_bytes: u32,
+    copy: &mut Segment<F>,
+    rewrite: &mut impl FnMut(&RecordBatch<'_>) -> std::result::Result<Option<Vec<u8>>, String>,
+) -> Result<usize> {
+    let start = Boundary { position: 0, offset: sealed.base, index: sealed.first_index };
+    let mut walk = Walk::new(&*sealed.data, &sealed.data_path, start, u64::from(sealed.size))
+        .verifying(SCAN_BUFFER_BYTES);
+    let mut bytes = Vec::new();
+    let mut changed = 0;
+    while let Some(walked) = walk.next_header()? {
+        bytes.resize(walked.header.total_bytes() as usize, 0);
+        read_exact(&*sealed.data, &mut bytes, walked.position, &sealed.data_path)?;
+        let (batch, _) =
+            RecordBatch::validate_prefix(&bytes, BATCH_BYTES_MAX).map_err(|error| {
+                Error::Corruption {
+                    path: sealed.data_path.clone(),
+                    position: walked.position,
+                    reason: error.to_string(),
+                }
+            })?;
+        let rewritten = if walked.header.base_offset < point {
+            rewrite(&batch).map_err(Error::Rewrite)?
+        } else {
+            None
+        };
+        let out = rewritten.as_deref().unwrap_or(&bytes);
+        changed += usize::from(rewritten.is_some());
+        let header = *RecordBatch::validate(out)
+            .map_err(|error| Error::Rewrite(error.to_string()))?
+            .header();
+        if header.base_offset != walked.header.base_offset
+            || header.last_offset_delta != walked.header.last_offset_delta
+        {
+            return Err(Error::Rewrite(format!(
+                "the rewrite moved the offsets of batch {}",
+                header.base_offset
+            )));
+        }
+        let position = copy.size;
+        copy.data
+            .write_all_at(out, u64::from(position))
+            .map_err(io_or_no_space("write", &copy.data_path))?;
+        copy.on_append(position, &header, index_interval_bytes);
+    }
+    Ok(changed)
+}
+
+/// Seals and writes the copy's index, and fsyncs both files.
+fn finish_copy<F: DiskFile>(copy: &mut Segment<F>) -> Result<()> {
+    copy.seal_index();
+    copy.write_index()?;
+    copy.data.sync_data().map_err(io_error("fsync", &copy.data_path))?;
+    copy.index_file.sync_data().map_err(io_error("fsync", &copy.index_path))
+}
+
+fn read_exact<F: DiskFile>(
+    file: &F,
+    out: &mut [u8],
+    position: u64,
+    path: &std::path::Path,
+) -> Result<()> {
+    let read = file.read_at(out, position).map_err(io_error("read", path))?;
+    if read < out.len() {
+        let reason = format!("a batch of {} bytes cut at {read}", out.len());
+        return Err(Error::Corruption { path: path.to_path_buf(), position, reason });
+    }
+    Ok(())
+}
+
+fn remove_copy<F>(disk: &impl Disk<File = F>, copy: &Segment<F>) -> Result<()> {
+    for path in [&copy.data_path, &copy.index_path] {
+        match disk.remove_file(path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error("remove", path)(error)),
+        }
+    }
+    Ok(())
+}
+
+/// Removes the `.cleaned` copies named in `names`: a round a crash interrupted before its swap.
+pub(crate) fn remove_stray_copies<D: Disk>(
+    disk: &D,
+    dir: &std::path::Path,
+    names: &[String],
+) -> Result<()> {
+    for name in names.iter().filter(|name| name.ends_with(CLEANED_SUFFIX)) {
+        let path = child(dir, name);
+        match disk.remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error("remove", &path)(error)),
+        }
+    }
+    Ok(())
+}
