@@ -13,7 +13,8 @@
 
 use std::io;
 
-use cairn_storage::Disk;
+use bytes::Bytes;
+use cairn_storage::{Disk, ProducerStates};
 use cairn_types::{Offset, RaftIndex};
 use futures_util::StreamExt;
 use openraft::storage::{EntryResponder, RaftStateMachine};
@@ -27,11 +28,15 @@ use crate::record::{MembershipAt, RaftRecord, SnapshotPoint};
 use crate::{LogId, TypeConfig};
 
 /// The data of a partition's snapshot beside openraft's meta (last log id, membership): where
-/// the log starts after it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// the log starts after it, and the idempotent producers as of there (RFC 0006 §4), so that a
+/// replica that installs it recognises their retries.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionSnapshot {
     /// The offset of the entry after the snapshot's last log id.
     pub log_start_offset: Offset,
+    /// `ProducerStates::encode` of the producers before `log_start_offset`; empty when not
+    /// known (a snapshot read from the record before its log).
+    pub producers: Bytes,
 }
 
 /// A partition's Raft state machine (module docs).
@@ -182,7 +187,8 @@ impl<D: Disk> RaftStateMachine<TypeConfig> for PartitionStateMachine<D> {
             membership: membership.clone(),
             log_start_offset: snapshot.log_start_offset,
         };
-        self.group.blocking(move |group| install(group, point)).await?;
+        let producers = snapshot.producers;
+        self.group.blocking(move |group| install(group, point, &producers)).await?;
         self.applied = Some(last);
         self.memberships = membership.into_iter().collect();
         Ok(())
@@ -192,27 +198,50 @@ impl<D: Disk> RaftStateMachine<TypeConfig> for PartitionStateMachine<D> {
         &mut self,
     ) -> Result<Option<SnapshotOf<TypeConfig, PartitionSnapshot>>, io::Error> {
         let state = self.group.state();
-        Ok(state.record.snapshot.as_ref().map(snapshot_of))
+        Ok(state.record.snapshot.as_ref().map(|point| snapshot_of(point, &state.log)))
     }
 }
 
-/// openraft's snapshot of a stored snapshot point.
-fn snapshot_of(point: &SnapshotPoint) -> SnapshotOf<TypeConfig, PartitionSnapshot> {
+/// openraft's snapshot of a stored snapshot point, with the producers of `log` before it.
+fn snapshot_of<D: Disk>(
+    point: &SnapshotPoint,
+    log: &cairn_storage::Log<D>,
+) -> SnapshotOf<TypeConfig, PartitionSnapshot> {
     let meta = SnapshotMetaOf::<TypeConfig> {
         last_log_id: Some(point.last_log_id),
         last_membership: stored(point.membership.as_ref()),
     };
     SnapshotOf::<TypeConfig, PartitionSnapshot> {
         meta,
-        snapshot: PartitionSnapshot { log_start_offset: point.log_start_offset },
+        snapshot: PartitionSnapshot {
+            log_start_offset: point.log_start_offset,
+            producers: producers_before(log, point.log_start_offset),
+        },
+    }
+}
+
+/// The encoded producers of `log` before `offset`; none when they cannot be read (then the
+/// installing replica knows the producers of the entries after the snapshot only, and
+/// accepts the others' next batches at any sequence).
+fn producers_before<D: Disk>(log: &cairn_storage::Log<D>, offset: Offset) -> Bytes {
+    let in_log = offset >= log.start_offset() && offset <= log.next_offset();
+    match log.producers_before(offset) {
+        Ok(states) if in_log => Bytes::from(states.encode()),
+        Ok(_) => Bytes::new(),
+        Err(error) => {
+            tracing::warn!(%error, "the producers of a snapshot could not be read");
+            Bytes::new()
+        }
     }
 }
 
 /// Installs `point`: `raft-snapshot` first, then the log reset if it does not hold the
-/// snapshot's last log id (an open completes a reset a crash interrupted).
+/// snapshot's last log id (an open completes a reset a crash interrupted), with `producers`
+/// (encoded; empty or undecodable: none known) as its producers.
 pub(crate) fn install<D: Disk>(
     group: &GroupLog<D>,
     point: SnapshotPoint,
+    producers: &[u8],
 ) -> Result<(), StoreError> {
     let last = point.last_log_id;
     let record = RaftRecord { snapshot: Some(point.clone()), applied_membership: None };
@@ -225,6 +254,11 @@ pub(crate) fn install<D: Disk>(
     if !holds {
         state.log.reset(point.log_start_offset, RaftIndex(last.index + 1))?;
         state.recent.clear();
+        match ProducerStates::decode(producers) {
+            Ok(states) => state.log.install_producers(states)?,
+            Err(_) if producers.is_empty() => {}
+            Err(error) => tracing::warn!(%error, "a snapshot's producers do not decode"),
+        }
     }
     state.record = record;
     if state.purged.is_none_or(|purged| purged.index < last.index) {
@@ -246,7 +280,7 @@ impl<D: Disk> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<D> {
             let log_start_offset = self.group.with_log(cairn_storage::Log::start_offset);
             return Ok(SnapshotOf::<TypeConfig, PartitionSnapshot> {
                 meta: SnapshotMetaOf::<TypeConfig>::default(),
-                snapshot: PartitionSnapshot { log_start_offset },
+                snapshot: PartitionSnapshot { log_start_offset, producers: Bytes::new() },
             });
         };
         let point = self.point(applied)?;
@@ -257,8 +291,9 @@ impl<D: Disk> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<D> {
         };
         let written = record.clone();
         self.group.blocking(move |group| group.write_record(&written)).await?;
-        self.group.state().record = record;
-        Ok(snapshot_of(&point))
+        let mut state = self.group.state();
+        state.record = record;
+        Ok(snapshot_of(&point, &state.log))
     }
 }
 

@@ -18,6 +18,7 @@
 
 use std::io;
 
+use cairn_types::Offset;
 use cairn_types::batch::BatchHeader;
 use cairn_types::limits::{PRODUCER_ID_EXPIRATION_MS_DEFAULT, PRODUCER_STATE_BYTES_MAX};
 
@@ -58,21 +59,47 @@ impl<D: Disk> Log<D> {
     /// Rebuilds the state from the newest readable segment snapshot and the batches after it
     /// (module docs).
     pub(crate) fn rebuild_producers(&mut self) -> Result<()> {
-        let (from, mut states) = self.newest_producer_snapshot()?;
-        for (i, segment) in self.segments.iter().enumerate().skip(from) {
-            if i > from {
-                expire_at_segment_start(&mut states);
-            }
-            replay_producers(segment, &self.epochs, &mut states)?;
-        }
-        self.producers = states;
+        self.producers = self.producers_before(self.next_offset())?;
         Ok(())
     }
 
-    /// The newest segment whose snapshot reads, and the state it holds; the first segment and
-    /// no producers if none does (a log's first segment has none until a purge).
-    fn newest_producer_snapshot(&self) -> Result<(usize, ProducerStates)> {
-        for (i, segment) in self.segments.iter().enumerate().rev() {
+    /// The producers as of `offset`, a batch boundary in the log (its start through its end):
+    /// what a Raft snapshot whose entries end before `offset` carries (RFC 0006 §4). Read from
+    /// the newest segment snapshot at or before it and the batches between.
+    ///
+    /// # Errors
+    /// [`Error::Io`] reading a snapshot or a segment.
+    pub fn producers_before(&self, offset: Offset) -> Result<ProducerStates> {
+        let last = self.segments.iter().rposition(|s| s.base <= offset).unwrap_or(0);
+        let (from, mut states) = self.newest_producer_snapshot(last)?;
+        for (i, segment) in self.segments.iter().enumerate().take(last + 1).skip(from) {
+            if i > from {
+                expire_at_segment_start(&mut states);
+            }
+            replay_producers(segment, &self.epochs, offset, &mut states)?;
+        }
+        Ok(states)
+    }
+
+    /// Takes `states` as the producers of an empty log (a Raft snapshot installed: the state
+    /// as of the log's start), in memory and as its segment's snapshot.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::NoSpace`] writing the snapshot.
+    pub fn install_producers(&mut self, states: ProducerStates) -> Result<()> {
+        debug_assert_eq!(self.start_offset(), self.next_offset(), "an empty log");
+        self.producers = states;
+        let active = self.active();
+        let name = segment::file_name(active.base, active.first_index, PRODUCERS_SUFFIX);
+        let bytes = self.producers.encode();
+        write_state_file(&self.disk, &self.dir, &name, &bytes, PRODUCER_STATE_BYTES_MAX)
+    }
+
+    /// The newest segment, at most the `last`-th, whose snapshot reads, and the state it holds;
+    /// the first segment and no producers if none does (a log's first segment has none until
+    /// a purge).
+    fn newest_producer_snapshot(&self, last: usize) -> Result<(usize, ProducerStates)> {
+        for (i, segment) in self.segments.iter().enumerate().take(last + 1).rev() {
             let name = segment::file_name(segment.base, segment.first_index, PRODUCERS_SUFFIX);
             let read = read_state_file(&self.disk, &self.dir, &name, PRODUCER_STATE_BYTES_MAX);
             let bytes = match read {
@@ -101,18 +128,22 @@ fn expire_at_segment_start(states: &mut ProducerStates) {
     }
 }
 
-/// Records the producers of every batch of `segment`. A damaged header ends the walk: the
-/// producers after it stay unknown (they may then start at any sequence), and the read that
-/// meets the damage takes the partition offline, as without producers.
+/// Records the producers of the batches of `segment` before `end`. A damaged header ends the
+/// walk: the producers after it stay unknown (they may then start at any sequence), and the
+/// read that meets the damage takes the partition offline, as without producers.
 fn replay_producers<F: crate::disk::DiskFile>(
     segment: &Segment<F>,
     epochs: &crate::epochs::Epochs,
+    end: Offset,
     states: &mut ProducerStates,
 ) -> Result<()> {
     let mut walk = segment.walk(segment.start(), epochs);
     loop {
         match walk.try_next() {
-            Ok(Some(walked)) => states.record_batch_of(&walked.header),
+            Ok(Some(walked)) if walked.header.base_offset < end => {
+                states.record_batch_of(&walked.header);
+            }
+            Ok(Some(_)) => return Ok(()),
             Ok(None) | Err(WalkStop::Invalid { .. }) => return Ok(()),
             Err(WalkStop::Io(error)) => return Err(error),
         }

@@ -187,7 +187,12 @@ impl Model {
 
     /// The producers the log must know: those of the purged batches, then of the held ones.
     fn producers(&self) -> ProducerStates {
-        let held = self.batches.iter().filter_map(|stored| {
+        self.producers_before(self.batches.len())
+    }
+
+    /// The producers as of the start of held batch `held` (of the log end if it is past them).
+    fn producers_before(&self, held: usize) -> ProducerStates {
+        let held = self.batches.iter().take(held).filter_map(|stored| {
             let header = *RecordBatch::validate(&stored.bytes).expect("valid").header();
             ProducerBatch::of(&header)
         });
@@ -459,6 +464,11 @@ impl<D: Crash> Harness<D> {
         assert!(bytes == expected, "log bytes differ from the model");
         log.verify().expect("scrub finds no damage");
         assert!(log.producers() == &model.producers(), "the log's producers differ from the model");
+        // As of a batch in the middle: what a Raft snapshot ending there carries.
+        let middle = model.batches.len() / 2;
+        let at = model.batches.get(middle).map_or(model.next, |b| b.base);
+        let before = log.producers_before(at).expect("producers_before");
+        assert!(before == model.producers_before(middle), "the producers as of {at} differ");
     }
 
     fn read(&mut self, at: f64, bytes_max: u32) {

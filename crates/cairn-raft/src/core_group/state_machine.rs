@@ -295,7 +295,8 @@ impl<D: Disk + Clone> RaftStateMachine<TypeConfig> for CoreStateMachine<D> {
         self.group
             .blocking(move |group| {
                 file::write(&disk, &dir, &bytes)?;
-                install(group, point)
+                // The core's entries carry no idempotent producers.
+                install(group, point, &[])
             })
             .await?;
         self.state = state;

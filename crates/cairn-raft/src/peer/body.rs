@@ -25,8 +25,11 @@ use bytes::{BufMut, BytesMut};
 use cairn_types::batch::{BatchHeader, HEADER_BYTES};
 use cairn_types::limits::{
     BATCH_BYTES_MAX, PEER_ENTRY_OVERHEAD_BYTES, PEER_FRAME_BYTES_MAX, PEER_HEARTBEATS_GROUPS_MAX,
-    PEER_MESSAGE_BYTES_MAX, PEER_QUIESCED_GROUPS_MAX,
+    PEER_MESSAGE_BYTES_MAX, PEER_QUIESCED_GROUPS_MAX, PRODUCER_STATE_BYTES_MAX,
 };
+
+// A snapshot's producers fit one frame with room for the rest of the request.
+const _: () = assert!(PRODUCER_STATE_BYTES_MAX + 64 * 1024 <= PEER_FRAME_BYTES_MAX as usize);
 
 /// A Raft vote: the term, the node voted for, and whether a quorum granted it.
 pub type Vote = openraft::impls::Vote<LeaderId>;
@@ -765,12 +768,15 @@ fn heartbeat_answers(reader: &mut Reader) -> Result<Vec<HeartbeatAnswer>, FrameE
 // ---------------------------------------------------------------------------------------------
 
 /// Writes a snapshot: vote, last log id, the membership (flag; if 1: its log id, a u16 length
-/// and the `Members` encoding), the log start offset. A membership without a log id is
-/// openraft's empty default and is written as absent.
+/// and the `Members` encoding), the log start offset, the producers (u32 length, bytes). A
+/// membership without a log id is openraft's empty default and is written as absent.
 fn put_snapshot_request(out: &mut BytesMut, request: &SnapshotRequest) {
     put_vote(out, &request.vote);
     put_snapshot_meta(out, &request.meta);
     out.put_u64(request.data.log_start_offset.0);
+    // At most PRODUCER_STATE_BYTES_MAX: far below u32::MAX.
+    out.put_u32(request.data.producers.len() as u32);
+    out.put_slice(&request.data.producers);
 }
 
 /// Writes a snapshot's meta: its last log id and its membership (see
@@ -798,7 +804,12 @@ fn snapshot_request(reader: &mut Reader) -> Result<SnapshotRequest, FrameError> 
     let vote = vote(reader)?;
     let meta = snapshot_meta(reader)?;
     let log_start_offset = cairn_types::Offset(reader.u64("log start offset")?);
-    Ok(SnapshotRequest { vote, meta, data: PartitionSnapshot { log_start_offset } })
+    let length = reader.u32("producers length")? as usize;
+    if length > PRODUCER_STATE_BYTES_MAX {
+        return Err(FrameError::Invalid { what: "producers length" });
+    }
+    let producers = reader.bytes("producers", length)?;
+    Ok(SnapshotRequest { vote, meta, data: PartitionSnapshot { log_start_offset, producers } })
 }
 
 /// Reads [`put_snapshot_meta`]'s fields.

@@ -103,8 +103,23 @@ fn snapshot_request(members: &Members) -> SnapshotRequest {
             last_log_id: Some(at),
             last_membership: openraft::StoredMembership::new(Some(at), members.to_membership()),
         },
-        data: PartitionSnapshot { log_start_offset: Offset(104) },
+        data: PartitionSnapshot { log_start_offset: Offset(104), producers: Bytes::new() },
     }
+}
+
+/// [`snapshot_request`] carrying the state of one idempotent producer.
+fn snapshot_with_producers() -> SnapshotRequest {
+    let batch = BatchBuilder::new(1_700_000_000_000)
+        .producer(cairn_types::ProducerId(7), 2, 40)
+        .record(None, Some(b"v"), &[])
+        .build();
+    let mut header = *cairn_types::batch::RecordBatch::validate(&batch).expect("valid").header();
+    header.base_offset = Offset(90);
+    let mut states = cairn_storage::ProducerStates::new();
+    states.record_batch_of(&header);
+    let mut request = snapshot_request(&members_of_three());
+    request.data.producers = Bytes::from(states.encode());
+    request
 }
 
 /// Three stored entries of term 5 from index 10: a blank, a produced batch, a membership.
@@ -197,6 +212,7 @@ pub fn sample_messages() -> Vec<(&'static str, Message)> {
                 ..snapshot_request(&members_of_three())
             }),
         ),
+        ("snapshot-with-producers", Message::Snapshot(snapshot_with_producers())),
         ("snapshot-answer", Message::SnapshotAnswer(SnapshotResponse { vote: vote() })),
         ("ping-empty", Message::Ping(Ping { from: 3, led: Vec::new() })),
         (

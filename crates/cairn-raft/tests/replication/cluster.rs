@@ -259,15 +259,25 @@ impl Cluster {
     /// Proposes `count` batches to `group` on `node` (values `"{tag}-{n}"`), returning the
     /// receivers of their commits' log ids.
     pub async fn propose(&self, node: u64, group: u64, tag: &str, count: u64) -> Vec<Pending> {
+        let batches = (0..count).map(|n| {
+            let value = format!("{tag}-{n}");
+            BatchBuilder::new(1_700_000_000_000).record(None, Some(value.as_bytes()), &[]).build()
+        });
+        self.propose_batches(node, group, batches).await
+    }
+
+    /// Proposes `batches` to `group` on `node`, returning the receivers of their commits.
+    pub async fn propose_batches(
+        &self,
+        node: u64,
+        group: u64,
+        batches: impl IntoIterator<Item = Vec<u8>>,
+    ) -> Vec<Pending> {
         let raft = self.raft(node, group);
         let mut commits = Vec::new();
-        for n in 0..count {
-            let value = format!("{tag}-{n}");
-            let batch = BatchBuilder::new(1_700_000_000_000)
-                .record(None, Some(value.as_bytes()), &[])
-                .build();
+        for (n, batch) in (1..).zip(batches) {
             let (responder, commit, applied) = CommitResponder::new();
-            let proposal = Proposal { batch: Bytes::from(batch), ticket: n + 1 };
+            let proposal = Proposal { batch: Bytes::from(batch), ticket: n };
             raft.client_write_ff(proposal, Some(responder)).await.unwrap();
             commits.push(Pending { commit, applied });
         }
@@ -278,6 +288,11 @@ impl Cluster {
     /// committed index.
     pub async fn commit(&self, node: u64, group: u64, tag: &str, count: u64) -> u64 {
         let commits = self.propose(node, group, tag, count).await;
+        self.committed(node, commits).await
+    }
+
+    /// Waits for every commit of `commits`, proposed to `node`; the last committed index.
+    pub async fn committed(&self, node: u64, commits: Vec<Pending>) -> u64 {
         let mut last = 0;
         for pending in commits {
             let committed =

@@ -4,7 +4,8 @@
 //! replaced and caught up after its restart; a partitioned leader's uncommitted suffix
 //! truncated, and a partitioned follower kept from deposing the leader by pre-vote; 100 groups
 //! over one connection pair with batched heartbeats; a follower whose disk fails its fsyncs
-//! stopped (fail-stop) while the other two keep committing.
+//! stopped (fail-stop) while the other two keep committing; a follower that installs a
+//! snapshot gets the idempotent producers with it.
 //!
 //! No sleeps: every wait is on openraft's metrics or the transport's counters, with a deadline.
 
@@ -304,5 +305,50 @@ async fn an_fsync_eio_stops_that_replica_and_the_other_two_keep_every_acknowledg
         cluster.applied(node, GROUP, more).await;
     }
     cluster.assert_identical(GROUP, more);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_installs_a_snapshot_knows_the_idempotent_producers() {
+    let mut cluster = Cluster::start(&[1, 2, 3], &[GROUP]).await;
+    cluster.initialize(1, GROUP).await;
+    let (leader, _) = cluster.leader(GROUP, 0).await;
+    let behind = [1, 2, 3].into_iter().find(|&n| n != leader).unwrap();
+    cluster.stop(behind).await;
+    // Enough idempotent batches to fill several 4 KiB segments, from two producers.
+    let batches = (0..80).map(|n: i32| {
+        cairn_types::batch::BatchBuilder::new(1_700_000_000_000)
+            .producer(cairn_types::ProducerId(i64::from(n % 2)), 0, n / 2)
+            .record(None, Some(&[7; 100]), &[])
+            .build()
+    });
+    let proposed = cluster.propose_batches(leader, GROUP, batches).await;
+    let last = cluster.committed(leader, proposed).await;
+    // Everything the two running nodes hold is snapshotted and purged but the active segment.
+    for node in cluster.nodes.keys().copied().collect::<Vec<_>>() {
+        cluster.applied(node, GROUP, last).await;
+        let raft = cluster.raft(node, GROUP);
+        raft.trigger().snapshot().await.unwrap();
+        raft.wait(Some(WAIT))
+            .metrics(|m| m.snapshot.is_some_and(|s| s.index >= last), "snapshot")
+            .await
+            .unwrap();
+        raft.trigger().purge_log(last).await.unwrap();
+        raft.wait(Some(WAIT)).metrics(|m| m.purged.is_some(), "purged").await.unwrap();
+    }
+    let producers = |cluster: &Cluster, node: u64| {
+        cluster.nodes[&node].groups[&GROUP].opened.group.with_log(|log| log.producers().clone())
+    };
+    let expected = producers(&cluster, leader);
+    assert_eq!(expected.len(), 2);
+    cluster.restart(behind).await;
+    cluster.applied(behind, GROUP, last).await;
+    let start =
+        cluster.nodes[&behind].groups[&GROUP].opened.group.with_log(|log| log.start_index());
+    assert!(start.0 > 1, "the follower caught up by a snapshot, not from the first entry");
+    assert_eq!(producers(&cluster, behind), expected);
+    cluster.stop(behind).await;
+    cluster.restart(behind).await;
+    assert_eq!(producers(&cluster, behind), expected, "kept across a restart");
     cluster.shutdown().await;
 }
