@@ -858,6 +858,7 @@ impl<D: Disk> Log<D> {
             active.seal_index();
             active.write_index()?;
             active.index_file.sync_data().map_err(io_error("fsync", &active.index_path))?;
+            log.snapshot_producers_at_end()?;
             log.sync_checkpoint()
         })
     }

@@ -33,6 +33,18 @@ use crate::snapshot::{read_state_file, write_state_file};
 /// Suffix of a segment's producer snapshot: the state as of the segment's start.
 pub(crate) const PRODUCERS_SUFFIX: &str = ".producers";
 
+/// The state file a clean close leaves when the active segment is large: the producers as of
+/// the log end, with the end's offset and its last batch's CRC, so that the next open need not
+/// read the whole active segment (Kafka writes a snapshot at shutdown too). An open uses it
+/// only if the log still ends there with that batch, and removes it either way.
+const END_FILE: &str = "producers-end";
+
+/// Active segments smaller than this are walked at open: a close writes no [`END_FILE`].
+pub(crate) const END_SNAPSHOT_MIN_BYTES: u32 = 1 << 20;
+
+/// [`END_FILE`]'s head: the end offset (u64) and the last batch's CRC (u32).
+const END_MARK_BYTES: usize = 12;
+
 impl<D: Disk> Log<D> {
     /// The idempotent producers as of the log end.
     #[must_use]
@@ -93,6 +105,52 @@ impl<D: Disk> Log<D> {
         let name = segment::file_name(active.base, active.first_index, PRODUCERS_SUFFIX);
         let bytes = self.producers.encode();
         write_state_file(&self.disk, &self.dir, &name, &bytes, PRODUCER_STATE_BYTES_MAX)
+    }
+
+    /// The producers at open: those a clean close left if they are this end's, else rebuilt.
+    pub(crate) fn open_producers(&mut self) -> Result<()> {
+        match self.producers_left_at_close()? {
+            Some(states) => self.producers = states,
+            None => self.rebuild_producers()?,
+        }
+        Ok(())
+    }
+
+    /// At a clean close: the producers as of the end, if the active segment is large.
+    pub(crate) fn snapshot_producers_at_end(&self) -> Result<()> {
+        if self.active().size < END_SNAPSHOT_MIN_BYTES {
+            return Ok(());
+        }
+        let mut bytes = self.end_mark()?.to_vec();
+        bytes.extend_from_slice(&self.producers.encode());
+        let bytes_max = END_MARK_BYTES + PRODUCER_STATE_BYTES_MAX;
+        write_state_file(&self.disk, &self.dir, END_FILE, &bytes, bytes_max)
+    }
+
+    /// The end offset and the CRC of the batch before it.
+    fn end_mark(&self) -> Result<[u8; END_MARK_BYTES]> {
+        let active = self.active();
+        let last = active.locate(Offset(self.next_offset().0.saturating_sub(1)), &self.epochs)?;
+        let mut mark = [0; END_MARK_BYTES];
+        mark[..8].copy_from_slice(&self.next_offset().0.to_be_bytes());
+        mark[8..].copy_from_slice(&last.header.crc.to_be_bytes());
+        Ok(mark)
+    }
+
+    /// The producers [`END_FILE`] holds if they are this log end's; the file is removed.
+    fn producers_left_at_close(&self) -> Result<Option<ProducerStates>> {
+        let bytes_max = END_MARK_BYTES + PRODUCER_STATE_BYTES_MAX;
+        let read = match read_state_file(&self.disk, &self.dir, END_FILE, bytes_max) {
+            Ok(read) => read,
+            Err(Error::Corruption { .. }) => None,
+            Err(error) => return Err(error),
+        };
+        let Some(bytes) = read else { return Ok(None) };
+        remove_if_present(&self.disk, &child(&self.dir, END_FILE))?;
+        let ends_here = self.active().size > 0
+            && bytes.len() >= END_MARK_BYTES
+            && bytes[..END_MARK_BYTES] == self.end_mark()?;
+        Ok(ends_here.then(|| ProducerStates::decode(&bytes[END_MARK_BYTES..]).ok()).flatten())
     }
 
     /// The newest segment, at most the `last`-th, whose snapshot reads, and the state it holds;

@@ -122,7 +122,7 @@ impl<D: Disk> Log<D> {
         log.finish_open(point, fresh)?;
         remove_stray_producer_snapshots(&log.disk, &log.dir, &names, &segments)?;
         remove_stray_copies(&log.disk, &log.dir, &names)?;
-        log.rebuild_producers()?;
+        log.open_producers()?;
         Ok(log)
     }
 
