@@ -279,3 +279,15 @@ impl Disk for RealDisk {
 pub(crate) fn child(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+/// Removes `path`; a file that is not there is not an error.
+///
+/// # Errors
+/// [`crate::Error::Io`] for any other failure.
+pub(crate) fn remove_if_present<D: Disk>(disk: &D, path: &Path) -> crate::Result<()> {
+    match disk.remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(crate::error::io_error("remove", path)(error)),
+    }
+}

@@ -15,16 +15,18 @@
 //!   derived data: an older one is used instead.
 //! - A snapshot goes with its segment; one left by a crash without its segment is removed by the
 //!   next open.
-
-use std::io;
+//! - A clean close of a large active segment leaves [`END_FILE`], the state at the end, which
+//!   the next open takes instead of reading the segment.
+//! - A Raft snapshot carries the state as of its point ([`Log::producers_before`]); a replica
+//!   that installs it takes that state ([`Log::install_producers`]).
 
 use cairn_types::Offset;
 use cairn_types::batch::BatchHeader;
 use cairn_types::limits::{PRODUCER_ID_EXPIRATION_MS_DEFAULT, PRODUCER_STATE_BYTES_MAX};
 
 use crate::atomic::temp_name;
-use crate::disk::{Disk, child};
-use crate::error::{Error, Result, io_error};
+use crate::disk::{Disk, child, remove_if_present};
+use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::producers::ProducerStates;
 use crate::segment::{self, Segment, SegmentName, WalkStop};
@@ -40,7 +42,7 @@ pub(crate) const PRODUCERS_SUFFIX: &str = ".producers";
 const END_FILE: &str = "producers-end";
 
 /// Active segments smaller than this are walked at open: a close writes no [`END_FILE`].
-pub(crate) const END_SNAPSHOT_MIN_BYTES: u32 = 1 << 20;
+const END_SNAPSHOT_MIN_BYTES: u32 = 1 << 20;
 
 /// [`END_FILE`]'s head: the end offset (u64) and the last batch's CRC (u32).
 const END_MARK_BYTES: usize = 12;
@@ -62,6 +64,11 @@ impl<D: Disk> Log<D> {
     /// The roll's part: expires, then snapshots the state as of the active segment's start.
     pub(crate) fn snapshot_producers(&mut self) -> Result<()> {
         expire_at_segment_start(&mut self.producers);
+        self.write_active_snapshot()
+    }
+
+    /// Writes the state as the active segment's snapshot (the state as of its start).
+    fn write_active_snapshot(&self) -> Result<()> {
         let active = self.active();
         let name = segment::file_name(active.base, active.first_index, PRODUCERS_SUFFIX);
         let bytes = self.producers.encode();
@@ -101,10 +108,7 @@ impl<D: Disk> Log<D> {
     pub fn install_producers(&mut self, states: ProducerStates) -> Result<()> {
         debug_assert_eq!(self.start_offset(), self.next_offset(), "an empty log");
         self.producers = states;
-        let active = self.active();
-        let name = segment::file_name(active.base, active.first_index, PRODUCERS_SUFFIX);
-        let bytes = self.producers.encode();
-        write_state_file(&self.disk, &self.dir, &name, &bytes, PRODUCER_STATE_BYTES_MAX)
+        self.write_active_snapshot()
     }
 
     /// The producers at open: those a clean close left if they are this end's, else rebuilt.
@@ -205,14 +209,6 @@ fn replay_producers<F: crate::disk::DiskFile>(
             Ok(None) | Err(WalkStop::Invalid { .. }) => return Ok(()),
             Err(WalkStop::Io(error)) => return Err(error),
         }
-    }
-}
-
-fn remove_if_present<D: Disk>(disk: &D, path: &std::path::Path) -> Result<()> {
-    match disk.remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(io_error("remove", path)(error)),
     }
 }
 

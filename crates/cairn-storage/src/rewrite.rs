@@ -15,14 +15,13 @@
 //! A crash before the swap leaves `.cleaned` files, which the next open removes; one inside it
 //! leaves the old or the new data with no index, which the open rebuilds from the data.
 
-use std::io;
 use std::sync::Arc;
 
-use cairn_types::batch::RecordBatch;
+use cairn_types::batch::{BatchHeader, RecordBatch};
 use cairn_types::limits::{BATCH_BYTES_MAX, SCAN_BUFFER_BYTES};
 use cairn_types::{Offset, RaftIndex};
 
-use crate::disk::{Disk, DiskFile, child};
+use crate::disk::{Disk, DiskFile, child, remove_if_present};
 use crate::error::{Error, Result, io_error, io_or_no_space};
 use crate::log::Log;
 use crate::segment::{self, Boundary, DATA_SUFFIX, INDEX_SUFFIX, Segment, SegmentFiles, Walk};
@@ -102,7 +101,7 @@ impl<D: Disk> Log<D> {
             let (data_path, index_path) = (old.data_path.clone(), old.index_path.clone());
             let sync_dir =
                 |log: &Log<D>| log.disk.sync_dir(&log.dir).map_err(io_error("fsync dir", &log.dir));
-            log.disk.remove_file(&index_path).map_err(io_error("remove", &index_path))?;
+            remove_if_present(&log.disk, &index_path)?;
             sync_dir(log)?;
             let copy = &rewritten.segment;
             log.disk.rename(&copy.data_path, &data_path).map_err(io_error("rename", &data_path))?;
@@ -196,17 +195,7 @@ fn copy_batches<F: DiskFile>(
         };
         let out = rewritten.as_deref().unwrap_or(&bytes);
         changed += usize::from(rewritten.is_some());
-        let header = *RecordBatch::validate(out)
-            .map_err(|error| Error::Rewrite(error.to_string()))?
-            .header();
-        if header.base_offset != walked.header.base_offset
-            || header.last_offset_delta != walked.header.last_offset_delta
-        {
-            return Err(Error::Rewrite(format!(
-                "the rewrite moved the offsets of batch {}",
-                header.base_offset
-            )));
-        }
+        let header = same_offsets(out, &walked.header)?;
         let position = copy.size;
         copy.data
             .write_all_at(out, u64::from(position))
@@ -214,6 +203,17 @@ fn copy_batches<F: DiskFile>(
         copy.on_append(position, &header, index_interval_bytes);
     }
     Ok(changed)
+}
+
+/// The header of `out`, a batch that must hold the offsets of `read`'s.
+fn same_offsets(out: &[u8], read: &BatchHeader) -> Result<BatchHeader> {
+    let header = *RecordBatch::validate(out).map_err(|e| Error::Rewrite(e.to_string()))?.header();
+    if header.base_offset != read.base_offset || header.last_offset_delta != read.last_offset_delta
+    {
+        let base = header.base_offset;
+        return Err(Error::Rewrite(format!("the rewrite moved the offsets of batch {base}")));
+    }
+    Ok(header)
 }
 
 /// Seals and writes the copy's index, and fsyncs both files.
@@ -239,14 +239,8 @@ fn read_exact<F: DiskFile>(
 }
 
 fn remove_copy<F>(disk: &impl Disk<File = F>, copy: &Segment<F>) -> Result<()> {
-    for path in [&copy.data_path, &copy.index_path] {
-        match disk.remove_file(path) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => return Err(io_error("remove", path)(error)),
-        }
-    }
-    Ok(())
+    remove_if_present(disk, &copy.data_path)?;
+    remove_if_present(disk, &copy.index_path)
 }
 
 /// Removes the `.cleaned` copies named in `names`: a round a crash interrupted before its swap.
@@ -256,12 +250,7 @@ pub(crate) fn remove_stray_copies<D: Disk>(
     names: &[String],
 ) -> Result<()> {
     for name in names.iter().filter(|name| name.ends_with(CLEANED_SUFFIX)) {
-        let path = child(dir, name);
-        match disk.remove_file(&path) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => return Err(io_error("remove", &path)(error)),
-        }
+        remove_if_present(disk, &child(dir, name))?;
     }
     Ok(())
 }
