@@ -224,10 +224,12 @@ fn snapshot_of<D: Disk>(
 /// installing replica knows the producers of the entries after the snapshot only, and
 /// accepts the others' next batches at any sequence).
 fn producers_before<D: Disk>(log: &cairn_storage::Log<D>, offset: Offset) -> Bytes {
-    let in_log = offset >= log.start_offset() && offset <= log.next_offset();
+    if offset < log.start_offset() || offset > log.next_offset() {
+        return Bytes::new();
+    }
+    // At a purge point (a segment's start) this reads that segment's producer snapshot only.
     match log.producers_before(offset) {
-        Ok(states) if in_log => Bytes::from(states.encode()),
-        Ok(_) => Bytes::new(),
+        Ok(states) => Bytes::from(states.encode()),
         Err(error) => {
             tracing::warn!(%error, "the producers of a snapshot could not be read");
             Bytes::new()

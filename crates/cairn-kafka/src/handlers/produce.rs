@@ -160,7 +160,11 @@ fn failed_response(
 ) -> PartitionProduceResponse {
     let index = partition.index() as i32;
     match error {
-        PartitionError::MessageTooLarge { .. } | PartitionError::Timeout => {}
+        // The client's own doing, answered with its code.
+        PartitionError::MessageTooLarge { .. }
+        | PartitionError::Timeout
+        | PartitionError::OutOfOrderSequence { .. }
+        | PartitionError::ProducerFenced { .. } => {}
         // Logged once when the partition went offline; every request to it would flood.
         PartitionError::Failed(_) => {
             tracing::debug!(topic = partition.topic(), partition = index, %error, "produce failed");
