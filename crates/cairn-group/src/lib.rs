@@ -9,6 +9,7 @@
 //! its records ([`Shard::replay`]), in Kafka's own format ([`records`]).
 
 mod api;
+pub mod assignor;
 mod group;
 pub mod records;
 mod shard;
