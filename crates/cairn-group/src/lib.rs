@@ -11,6 +11,7 @@
 mod api;
 pub mod assignor;
 mod group;
+pub mod reconcile;
 pub mod records;
 mod shard;
 
