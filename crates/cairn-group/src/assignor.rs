@@ -33,8 +33,7 @@ pub fn uniform<T: Ord + Clone>(
     members: &BTreeMap<String, MemberSpec<T>>,
     topics: &BTreeMap<T, u32>,
 ) -> Assignment<T> {
-    let mut assignment: Assignment<T> =
-        members.keys().map(|m| (m.clone(), BTreeSet::new())).collect();
+    let mut assignment = empty(members);
     let first = members.values().next();
     let homogeneous = first.is_some_and(|f| members.values().all(|m| m.topics == f.topics));
     if homogeneous {
@@ -53,6 +52,11 @@ pub fn uniform<T: Ord + Clone>(
         }
     }
     assignment
+}
+
+/// An empty set of partitions for every member.
+fn empty<T: Ord>(members: &BTreeMap<String, MemberSpec<T>>) -> Assignment<T> {
+    members.keys().map(|m| (m.clone(), BTreeSet::new())).collect()
 }
 
 /// The partitions of `subscribed` topics that exist, in order.
@@ -124,8 +128,7 @@ pub fn range<T: Ord + Clone>(
     members: &BTreeMap<String, MemberSpec<T>>,
     topics: &BTreeMap<T, u32>,
 ) -> Assignment<T> {
-    let mut assignment: Assignment<T> =
-        members.keys().map(|m| (m.clone(), BTreeSet::new())).collect();
+    let mut assignment = empty(members);
     for (topic, &count) in topics {
         let mut subscribers: Vec<(&Option<String>, &String)> = members
             .iter()

@@ -67,6 +67,11 @@ fn moved(before: &Assignment<u8>, after: &Assignment<u8>) -> Vec<((u8, i32), Str
         .collect()
 }
 
+/// `count` members `m0…` subscribed to `subscribed`, owning nothing.
+fn alike(count: usize, subscribed: &[u8]) -> Members {
+    (0..count).map(|i| (format!("m{i}"), member(subscribed, &[], None))).collect()
+}
+
 fn topics() -> impl Strategy<Value = BTreeMap<u8, u32>> {
     proptest::collection::btree_map(0u8..6, 1u32..20, 1..5)
 }
@@ -77,7 +82,7 @@ proptest! {
         topics in topics(), count in 1usize..9,
     ) {
         let subscribed: Vec<u8> = topics.keys().copied().collect();
-        let members: Members = (0..count).map(|i| (format!("m{i}"), member(&subscribed, &[], None))).collect();
+        let members: Members = alike(count, &subscribed);
         let assignment = uniform(&members, &topics);
         exactly_once(&members, &topics, &assignment)?;
         let (min, max) = sizes(&assignment);
@@ -89,7 +94,7 @@ proptest! {
         topics in topics(), count in 2usize..8,
     ) {
         let subscribed: Vec<u8> = topics.keys().copied().collect();
-        let fresh: Members = (0..count).map(|i| (format!("m{i}"), member(&subscribed, &[], None))).collect();
+        let fresh: Members = alike(count, &subscribed);
         let before = uniform(&fresh, &topics);
         let owning = |members: &Members, assignment: &Assignment<u8>| -> Members {
             members.iter().map(|(id, m)| {
@@ -130,7 +135,7 @@ proptest! {
     #[test]
     fn range_gives_contiguous_ranges_static_members_first(topics in topics(), count in 1usize..7) {
         let subscribed: Vec<u8> = topics.keys().copied().collect();
-        let mut members: Members = (0..count).map(|i| (format!("m{i}"), member(&subscribed, &[], None))).collect();
+        let mut members: Members = alike(count, &subscribed);
         members.insert("z-static".to_owned(), member(&subscribed, &[], Some("a")));
         let assignment = range(&members, &topics);
         exactly_once(&members, &topics, &assignment)?;

@@ -192,8 +192,14 @@ impl ProducerStates {
     /// log yet (in order).
     #[must_use]
     pub fn check(&self, batch: &ProducerBatch, proposed: &[ProducerBatch]) -> Verdict {
-        let mut state = self.producers.get(&batch.producer_id).cloned();
-        for ahead in proposed.iter().filter(|p| p.producer_id == batch.producer_id) {
+        let current = self.producers.get(&batch.producer_id);
+        let mut ahead = proposed.iter().filter(|p| p.producer_id == batch.producer_id).peekable();
+        if ahead.peek().is_none() {
+            // The common case, and the leader append's hot path: nothing to overlay, no copy.
+            return current.map_or(Verdict::Append, |producer| producer.check(batch));
+        }
+        let mut state = current.cloned();
+        for ahead in ahead {
             state.get_or_insert_with(|| Producer::new(ahead.epoch)).record(*ahead);
         }
         state.map_or(Verdict::Append, |producer| producer.check(batch))

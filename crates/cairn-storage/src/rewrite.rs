@@ -5,7 +5,7 @@
 //! 1. [`Log::sealed_below`] names the sealed segments holding batches below a point (a read,
 //!    under the owner's read lock).
 //! 2. [`rewrite_segment`] writes one segment's rewritten copy, each batch verified as it is
-//!    read, to `{name}.log.cleaned` and `{name}.index.cleaned`, both fsynced, holding no lock: a
+//!    read (CRC included), to `{name}.log.cleaned` and `{name}.index.cleaned`, both fsynced, holding no lock: a
 //!    sealed segment is never written.
 //! 3. [`Log::swap_rewritten`] (under the write lock) checks that the segment is still the one
 //!    read (retention or a cut may have taken it meanwhile), then removes its index, renames
@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use cairn_types::batch::{BatchHeader, RecordBatch};
-use cairn_types::limits::{BATCH_BYTES_MAX, SCAN_BUFFER_BYTES};
+use cairn_types::limits::BATCH_BYTES_MAX;
 use cairn_types::{Offset, RaftIndex};
 
 use crate::disk::{Disk, DiskFile, child, remove_if_present};
@@ -173,8 +173,8 @@ fn copy_batches<F: DiskFile>(
     rewrite: &mut impl FnMut(&RecordBatch<'_>) -> std::result::Result<Option<Vec<u8>>, String>,
 ) -> Result<usize> {
     let start = Boundary { position: 0, offset: sealed.base, index: sealed.first_index };
-    let mut walk = Walk::new(&*sealed.data, &sealed.data_path, start, u64::from(sealed.size))
-        .verifying(SCAN_BUFFER_BYTES);
+    // Headers only: each batch's bytes are verified below, as read for the copy.
+    let mut walk = Walk::new(&*sealed.data, &sealed.data_path, start, u64::from(sealed.size));
     let mut bytes = Vec::new();
     let mut changed = 0;
     while let Some(walked) = walk.next_header()? {
@@ -193,9 +193,11 @@ fn copy_batches<F: DiskFile>(
         } else {
             None
         };
-        let out = rewritten.as_deref().unwrap_or(&bytes);
+        let (out, header) = match &rewritten {
+            Some(out) => (out.as_slice(), same_offsets(out, &walked.header)?),
+            None => (bytes.as_slice(), walked.header),
+        };
         changed += usize::from(rewritten.is_some());
-        let header = same_offsets(out, &walked.header)?;
         let position = copy.size;
         copy.data
             .write_all_at(out, u64::from(position))
