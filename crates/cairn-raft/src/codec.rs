@@ -4,6 +4,9 @@
 //! - `Blank`: a control batch (attribute bit 0x20, producer id -1) of one record whose key is
 //!   the 4-byte control key `(version 0, type 100)` and whose value is empty.
 //! - `Membership`: the same with type 101 and the [`Members`] encoding as the value.
+//! - A compaction round (RFC 0007): a normal entry whose proposal is the same with type 102 and
+//!   the round as the value ([`compaction_batch`]); the leader's cleaner proposes it, and every
+//!   replica queues the round when it applies the entry.
 //!
 //! Kafka consumers skip control batches, and Java and librdkafka skip control types they do not
 //! know (Kafka's own are 0–6); librdkafka fails on a control key of any size but 4. Each entry
@@ -18,9 +21,10 @@
 //! made it, never from a clock), and an entry decoded from a batch is encoded as that batch.
 
 use bytes::Bytes;
+use cairn_storage::CompactionRound;
 use cairn_types::batch::{BatchBuilder, BatchHeader, Compression, RecordBatch, TimestampType};
 use cairn_types::limits::BATCH_BYTES_MAX;
-use cairn_types::{BatchError, LeaderEpoch, ProducerId};
+use cairn_types::{BatchError, LeaderEpoch, Offset, ProducerId, RaftIndex};
 
 use crate::epoch::{self, TermError};
 use crate::membership::{Members, MembersError};
@@ -32,6 +36,12 @@ pub const CONTROL_KEY_VERSION: i16 = 0;
 pub const CONTROL_TYPE_BLANK: i16 = 100;
 /// Control type of a membership entry.
 pub const CONTROL_TYPE_MEMBERSHIP: i16 = 101;
+/// Control type of a compaction round.
+pub const CONTROL_TYPE_COMPACTION: i16 = 102;
+/// Bytes of a compaction round's value: version, from, to, time, delete retention, keys.
+const COMPACTION_VALUE_BYTES: usize = 1 + 8 * 4 + 4;
+/// The version of a compaction round's value.
+const COMPACTION_VALUE_VERSION: u8 = 0;
 /// Bytes of a control record's key: version and type, two `i16`s.
 const CONTROL_KEY_BYTES: usize = 4;
 
@@ -125,6 +135,11 @@ pub fn decode(batch: Bytes, log_id: LogId) -> Result<RaftEntry, CodecError> {
         (CONTROL_TYPE_MEMBERSHIP, value) => {
             RaftEntry::membership(term, log_id.index, &Members::decode(value)?)
         }
+        (CONTROL_TYPE_COMPACTION, _) => {
+            compaction_round(&batch, &header)?;
+            let proposal = Proposal { batch: batch.clone(), ticket: Proposal::TICKET_NONE };
+            RaftEntry::normal(term, log_id.index, proposal)
+        }
         (control_type, _) => {
             return Err(CodecError::UnknownControl { version: CONTROL_KEY_VERSION, control_type });
         }
@@ -140,17 +155,64 @@ pub fn is_reserved(header: &BatchHeader) -> bool {
 }
 
 /// Checks that a proposal is exactly one batch (by its header: the Kafka layer validated the
-/// records and the CRC) and not in the reserved form.
+/// records and the CRC) and, in the reserved form, a compaction round's.
 fn check_proposal(batch: &[u8]) -> Result<(), CodecError> {
     let header = BatchHeader::parse(batch, BATCH_BYTES_MAX)?;
     let total = header.total_bytes() as usize;
     if total != batch.len() {
         return Err(BatchError::Truncated { needed: total, available: batch.len() }.into());
     }
-    if is_reserved(&header) {
+    if is_reserved(&header) && compaction_round(batch, &header).is_err() {
         return Err(CodecError::ReservedProposal);
     }
     Ok(())
+}
+
+/// The batch of a compaction round's proposal, timestamped with the round's time. (The
+/// round's index is its entry's.)
+#[must_use]
+pub fn compaction_batch(round: &CompactionRound) -> Bytes {
+    let mut value = Vec::with_capacity(COMPACTION_VALUE_BYTES);
+    value.push(COMPACTION_VALUE_VERSION);
+    value.extend_from_slice(&round.from.0.to_be_bytes());
+    value.extend_from_slice(&round.to.0.to_be_bytes());
+    value.extend_from_slice(&round.time_ms.to_be_bytes());
+    value.extend_from_slice(&round.delete_retention_ms.to_be_bytes());
+    value.extend_from_slice(&round.keys.to_be_bytes());
+    control_batch(CONTROL_TYPE_COMPACTION, &value, round.time_ms)
+}
+
+/// The round of a compaction batch (its index left 0 for the entry's to fill in).
+///
+/// # Errors
+/// [`CodecError::Control`] or [`CodecError::UnknownControl`] for any other batch.
+pub(crate) fn compaction_round(
+    batch: &[u8],
+    header: &BatchHeader,
+) -> Result<CompactionRound, CodecError> {
+    let malformed = |reason| CodecError::Control { reason };
+    let (CONTROL_TYPE_COMPACTION, value) = control_record(batch, header)? else {
+        return Err(malformed("not a compaction round"));
+    };
+    let value: &[u8; COMPACTION_VALUE_BYTES] =
+        value.try_into().map_err(|_| malformed("compaction round size"))?;
+    if value[0] != COMPACTION_VALUE_VERSION {
+        return Err(malformed("compaction round version"));
+    }
+    let field = |at: usize| u64::from_be_bytes(value[at..at + 8].try_into().expect("8 bytes"));
+    let signed = |at: usize| i64::from_be_bytes(value[at..at + 8].try_into().expect("8 bytes"));
+    let (from, to) = (Offset(field(1)), Offset(field(9)));
+    if from > to {
+        return Err(malformed("compaction round ends before it starts"));
+    }
+    Ok(CompactionRound {
+        index: RaftIndex(0),
+        from,
+        to,
+        time_ms: signed(17),
+        delete_retention_ms: signed(25),
+        keys: u32::from_be_bytes(value[33..37].try_into().expect("4 bytes")),
+    })
 }
 
 /// What the leader's append writes in place of a proposal it refuses (an idempotent batch that

@@ -9,6 +9,8 @@ use std::fmt;
 
 use bytes::Bytes;
 use cairn_types::Offset;
+use cairn_types::batch::BatchHeader;
+use cairn_types::limits::BATCH_BYTES_MAX;
 use openraft::entry::RaftEntry as _;
 
 use crate::membership::{Members, MembersError};
@@ -118,6 +120,25 @@ impl RaftEntry {
         }
     }
 
+    /// The round of a compaction entry (RFC 0007), `None` for the others.
+    #[must_use]
+    pub fn compaction(&self) -> Option<cairn_storage::CompactionRound> {
+        let proposal = self.proposal()?;
+        let header = BatchHeader::parse(&proposal.batch, BATCH_BYTES_MAX).ok()?;
+        if !crate::codec::is_reserved(&header) {
+            return None;
+        }
+        let round = crate::codec::compaction_round(&proposal.batch, &header).ok()?;
+        Some(cairn_storage::CompactionRound { index: cairn_types::RaftIndex(self.index), ..round })
+    }
+
+    /// Whether the state machine needs the entry whole to apply it (a membership or
+    /// compaction entry), not only its log id and end offset.
+    #[must_use]
+    pub fn applied_whole(&self) -> bool {
+        matches!(self.payload, Payload::Membership(_)) || self.compaction().is_some()
+    }
+
     /// The payload, for the codec.
     pub(crate) fn payload(&self) -> &Payload {
         &self.payload
@@ -144,8 +165,7 @@ impl RaftEntry {
             return Some(end);
         }
         let batch = self.stored.as_ref()?;
-        let header =
-            cairn_types::batch::BatchHeader::parse(batch, cairn_types::limits::BATCH_BYTES_MAX);
+        let header = BatchHeader::parse(batch, BATCH_BYTES_MAX);
         header.ok().map(|header| header.next_offset())
     }
 

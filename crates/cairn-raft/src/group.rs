@@ -73,9 +73,11 @@ pub(crate) struct State<D: Disk> {
     pub(crate) purged: Option<LogId>,
     /// Callbacks of appends not yet durable, in append order.
     waiting: VecDeque<Waiting>,
-    /// Indexes of membership entries in the log that the state machine has not applied yet: the
-    /// committed id saved in `raft-vote` stays below them (see [`crate::LogStore`]).
-    pub(crate) memberships: BTreeSet<u64>,
+    /// Indexes of the entries in the log that the state machine must apply whole (membership
+    /// and compaction entries, [`crate::RaftEntry::applied_whole`]) and has not applied yet: the
+    /// committed id saved in `raft-vote` stays below them (see [`crate::LogStore`]), since
+    /// openraft applies nothing again after a restart.
+    pub(crate) unapplied: BTreeSet<u64>,
     /// The content of `raft-snapshot`.
     pub(crate) record: RaftRecord,
     /// The newest committed id openraft saved; `raft-vote` holds it clamped
@@ -217,7 +219,7 @@ impl<D: Disk + Clone> GroupLog<D> {
             log,
             purged,
             waiting: VecDeque::new(),
-            memberships: BTreeSet::new(),
+            unapplied: BTreeSet::new(),
             record,
             committed: None,
             snapshot_at: None,
@@ -227,7 +229,7 @@ impl<D: Disk + Clone> GroupLog<D> {
         };
         state.finish_install()?;
         let committed = vote.committed().map(|c| c.index);
-        state.memberships = state.membership_entries_after(committed)?;
+        state.unapplied = state.applied_whole_after(committed)?;
         let inner = Inner {
             disk,
             dir,
@@ -426,7 +428,7 @@ impl<D: Disk> GroupLog<D> {
     }
 
     /// Saves the newest committed id openraft reported, clamped to the durable log and below
-    /// the first membership entry not yet applied (unsynced: a later vote or close syncs it).
+    /// the first entry to apply whole not yet applied (unsynced: a later vote or close syncs it).
     /// Called again once such an entry is applied, after each flush, and at close, so the
     /// saved id catches up.
     pub(crate) fn save_committed(&self) -> Result<(), StoreError> {
@@ -730,14 +732,14 @@ impl<D: Disk> State<D> {
     }
 
     /// The entries `[from, to)` as apply needs them, from [`State::recent`], if it covers
-    /// them and none is a membership entry (apply needs those whole).
+    /// them and none is to be applied whole.
     pub(crate) fn applied_only(&self, from: u64, to: u64) -> Option<Vec<crate::RaftEntry>> {
         let first = self.recent.front()?.index;
         let last = self.recent.back()?.index;
         if from < first || to == 0 || to - 1 > last || from >= to {
             return None;
         }
-        if self.memberships.range(from..to).next().is_some() {
+        if self.unapplied.range(from..to).next().is_some() {
             return None;
         }
         let skip = usize::try_from(from - first).ok()?;
@@ -746,17 +748,14 @@ impl<D: Disk> State<D> {
         Some(entries.map(|e| crate::RaftEntry::applied_only(e.term, e.index, e.end)).collect())
     }
 
-    /// The indexes of the membership entries after `committed` (all of them for `None`):
-    /// entries openraft may still apply.
-    fn membership_entries_after(
-        &self,
-        committed: Option<u64>,
-    ) -> Result<BTreeSet<u64>, StoreError> {
+    /// The indexes of the entries to be applied whole after `committed` (all of them for
+    /// `None`): entries openraft may still apply.
+    fn applied_whole_after(&self, committed: Option<u64>) -> Result<BTreeSet<u64>, StoreError> {
         let from = committed.map_or(0, |c| c + 1).max(self.visible_start());
         let entries = self.read(from, self.log.next_index().0, None)?;
         Ok(entries
             .iter()
-            .filter(|entry| entry.members().is_ok_and(|members| members.is_some()))
+            .filter(|entry| entry.applied_whole())
             .map(crate::RaftEntry::index)
             .collect())
     }

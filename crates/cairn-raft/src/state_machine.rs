@@ -14,7 +14,7 @@
 use std::io;
 
 use bytes::Bytes;
-use cairn_storage::{Disk, ProducerStates};
+use cairn_storage::{CompactionRound, Disk, ProducerStates};
 use cairn_types::{Offset, RaftIndex};
 use futures_util::StreamExt;
 use openraft::storage::{EntryResponder, RaftStateMachine};
@@ -94,10 +94,20 @@ impl<D: Disk> PartitionStateMachine<D> {
         self.group.blocking(move |group| group.write_record(&written)).await?;
         let mut state = self.group.state();
         state.record = record;
-        state.memberships.retain(|&pending| pending > index);
+        state.unapplied.retain(|&pending| pending > index);
         drop(state);
         self.memberships.push(at);
         // The saved committed id may have waited for this entry.
+        self.group.save_committed()
+    }
+
+    /// Queues an applied compaction round durably (RFC 0007): the partition's cleaner carries
+    /// it out; then counts the entry as applied.
+    async fn apply_compaction(&mut self, round: CompactionRound) -> Result<(), StoreError> {
+        self.group
+            .blocking(move |group| Ok(group.with_log_mut(|log| log.queue_round(round))?))
+            .await?;
+        self.group.state().unapplied.remove(&round.index.0);
         self.group.save_committed()
     }
 }
@@ -146,6 +156,8 @@ impl<D: Disk> RaftStateMachine<TypeConfig> for PartitionStateMachine<D> {
                 let members = Members::from_membership(membership)
                     .map_err(|error| StoreError::Invalid(format!("membership: {error}")))?;
                 self.apply_membership(MembershipAt { log_id, members }).await?;
+            } else if let Some(round) = entry.compaction() {
+                self.apply_compaction(round).await?;
             }
             self.applied = Some(log_id);
             // Entries come from the log (with their batch, or their end from the record of
@@ -266,7 +278,7 @@ pub(crate) fn install<D: Disk>(
     if state.purged.is_none_or(|purged| purged.index < last.index) {
         state.purged = Some(last);
     }
-    state.memberships.retain(|&index| index > last.index);
+    state.unapplied.retain(|&index| index > last.index);
     Ok(())
 }
 

@@ -205,8 +205,8 @@ impl<D: Disk> LogStore<D> {
         }
         let written = Frames::new(&self.buffer, BATCH_BYTES_MAX).zip(entries.iter().zip(verdicts));
         for ((_, header), (entry, &verdict)) in written {
-            if entry.members().is_ok_and(|members| members.is_some()) {
-                state.memberships.insert(entry.index());
+            if entry.applied_whole() {
+                state.unapplied.insert(entry.index());
             }
             let end = header.next_offset();
             state.remember(Recent { index: entry.index(), term: first.term(), end });
@@ -240,7 +240,7 @@ fn position_for<D: Disk>(state: &mut State<D>, first: u64) -> Result<(), StoreEr
         // the log already) or a purge past its end; the purged entries are gone either way.
         let at = state.log.next_offset();
         state.log.reset(at, RaftIndex(first))?;
-        state.memberships.clear();
+        state.unapplied.clear();
         state.recent.clear();
         return Ok(());
     }
@@ -475,7 +475,7 @@ impl<D: Disk> RaftLogStorage<TypeConfig> for LogStore<D> {
                 let bound = state.commit_bound(committed)?;
                 let after = (cut > state.log.start_index().0).then(|| RaftIndex(cut - 1));
                 state.log.truncate_after(after, bound)?;
-                state.memberships.retain(|&index| index < cut);
+                state.unapplied.retain(|&index| index < cut);
                 state.recent.retain(|recent| recent.index < cut);
                 Ok(())
             })
@@ -491,7 +491,7 @@ impl<D: Disk> RaftLogStorage<TypeConfig> for LogStore<D> {
                     return Ok(());
                 }
                 state.purged = Some(log_id);
-                state.memberships.retain(|&index| index > log_id.index);
+                state.unapplied.retain(|&index| index > log_id.index);
                 // Only what the durable snapshot covers is deleted; the rest is hidden.
                 let covered = state.record.snapshot.as_ref().map(|p| p.last_log_id.index);
                 if let Some(through) = covered.map(|covered| covered.min(log_id.index)) {
@@ -506,11 +506,11 @@ impl<D: Disk> RaftLogStorage<TypeConfig> for LogStore<D> {
 
 impl<D: Disk> State<D> {
     /// The committed id to save for `committed`: at most the last durable entry, and below the
-    /// first membership entry not yet applied; `None` if no such entry is known here (the
+    /// first entry to apply whole not yet applied; `None` if no such entry is known here (the
     /// older saved id stays, which is always safe).
     pub(crate) fn clamp_committed(&self, committed: LogId) -> Result<Option<LogId>, StoreError> {
         let mut last = committed.index;
-        if let Some(&unapplied) = self.memberships.first() {
+        if let Some(&unapplied) = self.unapplied.first() {
             let Some(before) = unapplied.checked_sub(1) else { return Ok(None) };
             last = last.min(before);
         }

@@ -273,7 +273,9 @@ fn malformed_control_batches_are_refused() {
     check(control().record(Some(&[0, 0, 0, 100]), Some(b""), headers), malformed("record fields"));
     let future = UnknownControl(1, 100);
     check(control().record(Some(&[0, 1, 0, 100]), Some(b""), &[]), future.into());
-    check(control().record(Some(&[0, 0, 0, 102]), Some(b""), &[]), UnknownControl(0, 102).into());
+    check(control().record(Some(&[0, 0, 0, 103]), Some(b""), &[]), UnknownControl(0, 103).into());
+    let short_round = control().record(Some(&[0, 0, 0, 102]), Some(b""), &[]);
+    check(short_round, malformed("compaction round size"));
     let bad_members = control().record(Some(&[0, 0, 0, 101]), Some(&[9]), &[]);
     check(bad_members, cairn_raft::MembersError::UnknownVersion { version: 9 }.into());
 }
@@ -296,4 +298,45 @@ fn a_membership_decodes_to_openraft_membership() {
     assert_eq!(membership.learner_ids().collect::<Vec<_>>(), vec![7]);
     assert_eq!(entry.members(), Ok(Some(members)));
     assert!(RecordBatch::validate(&codec::encode(&entry, 0).unwrap()).is_ok());
+}
+
+#[test]
+fn a_compaction_round_round_trips_as_a_normal_entry_consumers_skip() {
+    let round = cairn_storage::CompactionRound {
+        index: cairn_types::RaftIndex(0),
+        from: Offset(10),
+        to: Offset(500),
+        time_ms: TIMESTAMP_MS,
+        delete_retention_ms: 86_400_000,
+        keys: 77,
+    };
+    let proposal = Proposal { batch: codec::compaction_batch(&round), ticket: 3 };
+    let entry = RaftEntry::normal(4, 9, proposal);
+    let want = cairn_storage::CompactionRound { index: cairn_types::RaftIndex(9), ..round };
+    assert_eq!(entry.compaction(), Some(want));
+    assert!(entry.applied_whole());
+    let stored = stamp(&codec::encode(&entry, 0).expect("a compaction round encodes"), 41, 4);
+    let decoded = codec::decode(stored.clone(), log_id(4, 9)).expect("decodes");
+    assert_eq!(decoded.compaction(), Some(want));
+    assert!(codec::is_reserved(RecordBatch::validate(&stored).expect("valid").header()));
+    let records = [(b"k".to_vec(), b"v".to_vec())];
+    let plain =
+        RaftEntry::normal(4, 9, Proposal { batch: produced(&records, TIMESTAMP_MS), ticket: 1 });
+    assert_eq!(plain.compaction(), None);
+    assert!(!plain.applied_whole());
+}
+
+#[test]
+fn a_compaction_round_that_ends_before_it_starts_is_refused() {
+    let round = cairn_storage::CompactionRound {
+        index: cairn_types::RaftIndex(0),
+        from: Offset(500),
+        to: Offset(10),
+        time_ms: TIMESTAMP_MS,
+        delete_retention_ms: 0,
+        keys: 1,
+    };
+    let proposal = Proposal { batch: codec::compaction_batch(&round), ticket: 3 };
+    let entry = RaftEntry::normal(4, 9, proposal);
+    assert_eq!(codec::encode(&entry, TIMESTAMP_MS), Err(CodecError::ReservedProposal));
 }

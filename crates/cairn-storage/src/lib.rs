@@ -62,6 +62,7 @@ mod producers;
 mod recovery;
 mod repair;
 mod rewrite;
+mod rounds;
 mod segment;
 pub mod sim;
 mod slots;
@@ -81,5 +82,6 @@ pub use producers::{DecodeError as ProducerStateError, ProducerBatch, ProducerSt
 pub use recovery::Recovery;
 pub use repair::{Damage, cut_damage, plan_cut};
 pub use rewrite::{Rewritten, SealedSegment, rewrite_segment};
+pub use rounds::{CompactionRound, ROUNDS_MAX};
 pub use snapshot::{read_snapshot, read_state_file, write_snapshot, write_state_file};
 pub use vote::{StoredLogId, StoredVote, VoteFile};

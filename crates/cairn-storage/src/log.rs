@@ -21,6 +21,7 @@ use crate::epochs::{EpochStart, Epochs};
 use crate::error::{ENOSPC, Error, Result, io_error, io_or_no_space};
 use crate::producers::ProducerStates;
 use crate::recovery::Recovery;
+use crate::rounds::Rounds;
 use crate::segment::{self, Boundary, DATA_SUFFIX, INDEX_SUFFIX, Segment, SegmentFiles, Walk};
 
 /// The page cache window's drops are made in steps of this many bytes (or a quarter of the
@@ -179,6 +180,8 @@ pub struct Log<D: Disk> {
     pub(crate) cache_dropped: (Offset, u64),
     /// The idempotent producers as of the log end (`producer_log.rs`).
     pub(crate) producers: ProducerStates,
+    /// Compaction rounds applied and not carried out (`rounds.rs`).
+    pub(crate) rounds: Rounds,
 }
 
 /// In-memory state of the active segment before an append, to undo a failed one.
@@ -221,6 +224,7 @@ impl<D: Disk> Log<D> {
             durable_point: RecoveryPoint::default(),
             cache_dropped: (Offset(0), 0),
             producers: ProducerStates::new(),
+            rounds: Rounds::default(),
         }
     }
 
@@ -604,7 +608,7 @@ impl<D: Disk> Log<D> {
     }
 
     /// Seals the active segment (data and index fsynced) and starts a new one at the log end.
-    fn roll(&mut self) -> Result<()> {
+    pub(crate) fn roll(&mut self) -> Result<()> {
         let now_ms = self.clock.now_ms();
         let active = self.active_mut();
         active.data.sync_data().map_err(io_error("fsync", &active.data_path))?;

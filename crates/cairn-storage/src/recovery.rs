@@ -27,6 +27,7 @@ use crate::index::{ENTRY_BYTES, Index};
 use crate::log::Log;
 use crate::producer_log::remove_stray_producer_snapshots;
 use crate::rewrite::remove_stray_copies;
+use crate::rounds::Rounds;
 use crate::segment::{
     self, Boundary, DATA_SUFFIX, INDEX_SUFFIX, Segment, SegmentFiles, SegmentName, Walk, WalkStop,
 };
@@ -123,6 +124,7 @@ impl<D: Disk> Log<D> {
         remove_stray_producer_snapshots(&log.disk, &log.dir, &names, &segments)?;
         remove_stray_copies(&log.disk, &log.dir, &names)?;
         log.open_producers()?;
+        log.rounds = Rounds::read(&log.disk, &log.dir)?;
         Ok(log)
     }
 

@@ -29,17 +29,20 @@ use crate::segment::{self, Boundary, DATA_SUFFIX, INDEX_SUFFIX, Segment, Segment
 /// Suffix of a rewritten copy's files, before the swap.
 pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
 
-/// A sealed segment as [`Log::sealed_below`] saw it.
-pub struct SealedSegment<F> {
+/// A sealed segment as [`Log::sealed_below`] saw it, with what its rewrite needs of the log.
+pub struct SealedSegment<D: Disk> {
+    disk: D,
+    dir: std::path::PathBuf,
+    index_interval_bytes: u32,
     base: Offset,
     first_index: RaftIndex,
     next: Offset,
     size: u32,
-    data: Arc<F>,
+    data: Arc<D::File>,
     data_path: std::path::PathBuf,
 }
 
-impl<F> SealedSegment<F> {
+impl<D: Disk> SealedSegment<D> {
     /// Offset of its first batch.
     #[must_use]
     pub fn base(&self) -> Offset {
@@ -66,11 +69,17 @@ pub struct Rewritten<F> {
 impl<D: Disk> Log<D> {
     /// The sealed segments (not the active one) holding batches below `point`, oldest first.
     #[must_use]
-    pub fn sealed_below(&self, point: Offset) -> Vec<SealedSegment<D::File>> {
+    pub fn sealed_below(&self, point: Offset) -> Vec<SealedSegment<D>>
+    where
+        D: Clone,
+    {
         let sealed = self.segments.iter().take(self.segments.len() - 1);
         sealed
             .filter(|segment| segment.base < point && segment.size > 0)
             .map(|segment| SealedSegment {
+                disk: self.disk.clone(),
+                dir: self.dir.clone(),
+                index_interval_bytes: self.config.index_interval_bytes,
                 base: segment.base,
                 first_index: segment.first_index,
                 next: segment.next,
@@ -79,6 +88,43 @@ impl<D: Disk> Log<D> {
                 data_path: segment.data_path.clone(),
             })
             .collect()
+    }
+
+    /// Rolls the active segment if it holds a batch below `point`, so that a round below the
+    /// point rewrites sealed segments only (segment boundaries differ between replicas).
+    ///
+    /// # Errors
+    /// As an append's roll (poisons).
+    pub fn roll_below(&mut self, point: Offset) -> Result<()> {
+        let active = self.active();
+        if active.size == 0 || active.base >= point {
+            return Ok(());
+        }
+        self.check_writable()?;
+        self.guarded(Log::roll)
+    }
+
+    /// Bytes of the batches from the one holding `from` to the one before `to` (both clamped
+    /// to the log): the sizes a dirty ratio compares.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] or [`Error::Io`] from the header walks.
+    pub fn bytes_between(&self, from: Offset, to: Offset) -> Result<u64> {
+        Ok(self.position_of(to)?.saturating_sub(self.position_of(from)?))
+    }
+
+    /// Bytes of the log before the batch holding `offset` (all of it at or past the end).
+    fn position_of(&self, offset: Offset) -> Result<u64> {
+        let offset = offset.max(self.start_offset());
+        if offset >= self.next_offset() {
+            return Ok(self.segments.iter().map(|s| u64::from(s.size)).sum());
+        }
+        let at = self.segment_of(offset);
+        let before: u64 = self.segments.iter().take(at).map(|s| u64::from(s.size)).sum();
+        let segment = &self.segments[at];
+        let within =
+            if offset <= segment.base { 0 } else { segment.locate(offset, &self.epochs)?.position };
+        Ok(before + within)
     }
 
     /// Takes `rewritten` into the log in place of its segment (module docs); `false`, and the
@@ -130,23 +176,21 @@ impl<D: Disk> Log<D> {
 /// [`Error::Corruption`] for a batch that fails verification; what `rewrite` returns, as
 /// [`Error::Rewrite`]; [`Error::NoSpace`] or [`Error::Io`] writing the copy (removed then).
 pub fn rewrite_segment<D: Disk>(
-    disk: &D,
-    dir: &std::path::Path,
-    sealed: &SealedSegment<D::File>,
+    sealed: &SealedSegment<D>,
     point: Offset,
-    index_interval_bytes: u32,
     mut rewrite: impl FnMut(&RecordBatch<'_>) -> std::result::Result<Option<Vec<u8>>, String>,
 ) -> Result<Option<Rewritten<D::File>>> {
     let name = |suffix: &str| {
         let file = segment::file_name(sealed.base, sealed.first_index, suffix);
-        child(dir, &format!("{file}{CLEANED_SUFFIX}"))
+        child(&sealed.dir, &format!("{file}{CLEANED_SUFFIX}"))
     };
+    let disk = &sealed.disk;
     let (data_path, index_path) = (name(DATA_SUFFIX), name(INDEX_SUFFIX));
     let data = disk.create(&data_path).map_err(io_or_no_space("create", &data_path))?;
     let index = disk.create(&index_path).map_err(io_or_no_space("create", &index_path))?;
     let files = SegmentFiles { data, data_path, index, index_path };
     let mut copy = Segment::new(sealed.base, sealed.first_index, files, 0);
-    let written = copy_batches(sealed, point, index_interval_bytes, &mut copy, &mut rewrite)
+    let written = copy_batches(sealed, point, &mut copy, &mut rewrite)
         .and_then(|changed| finish_copy(&mut copy).map(|()| changed));
     match written {
         Ok(0) => remove_copy(disk, &copy).map(|()| None),
@@ -165,11 +209,10 @@ pub fn rewrite_segment<D: Disk>(
 }
 
 /// Copies every batch of `sealed` into `copy`, rewritten below `point`; the batches changed.
-fn copy_batches<F: DiskFile>(
-    sealed: &SealedSegment<F>,
+fn copy_batches<D: Disk>(
+    sealed: &SealedSegment<D>,
     point: Offset,
-    index_interval_bytes: u32,
-    copy: &mut Segment<F>,
+    copy: &mut Segment<D::File>,
     rewrite: &mut impl FnMut(&RecordBatch<'_>) -> std::result::Result<Option<Vec<u8>>, String>,
 ) -> Result<usize> {
     let start = Boundary { position: 0, offset: sealed.base, index: sealed.first_index };
@@ -202,7 +245,7 @@ fn copy_batches<F: DiskFile>(
         copy.data
             .write_all_at(out, u64::from(position))
             .map_err(io_or_no_space("write", &copy.data_path))?;
-        copy.on_append(position, &header, index_interval_bytes);
+        copy.on_append(position, &header, sealed.index_interval_bytes);
     }
     Ok(changed)
 }

@@ -64,19 +64,10 @@ fn expected(before: &[Vec<u8>], point: Offset) -> Vec<Vec<u8>> {
 }
 
 /// Rewrites every sealed segment below `point`; the copies written, not yet swapped in.
-fn copies<D: Disk>(
-    log: &Log<D>,
-    disk: &D,
-    dir: &Path,
-    point: Offset,
-) -> Vec<cairn_storage::Rewritten<D::File>> {
+fn copies<D: Disk + Clone>(log: &Log<D>, point: Offset) -> Vec<cairn_storage::Rewritten<D::File>> {
     let sealed = log.sealed_below(point);
     assert!(sealed.len() >= 2, "several sealed segments below the point");
-    let interval = log.config().index_interval_bytes;
-    sealed
-        .iter()
-        .filter_map(|s| rewrite_segment(disk, dir, s, point, interval, empty_even).unwrap())
-        .collect()
+    sealed.iter().filter_map(|s| rewrite_segment(s, point, empty_even).unwrap()).collect()
 }
 
 fn cleaned_files<D: Disk>(disk: &D, dir: &Path) -> Vec<String> {
@@ -98,7 +89,7 @@ fn rewritten_in_place<D: Disk + Clone>(disk: &D, dir: &Path) {
     let before = fill(&mut log);
     let (indexes, producers) = (entries(&log), log.producers().clone());
     let point = log.sealed_below(Offset(u64::MAX)).last().unwrap().base();
-    for copy in copies(&log, disk, dir, point) {
+    for copy in copies(&log, point) {
         assert!(log.swap_rewritten(copy).unwrap());
     }
     let want = expected(&before, point);
@@ -118,7 +109,7 @@ fn a_crash_before_the_swap_leaves_the_log_as_it_was<D: Disk + Clone>(disk: &D, d
     let mut log = open(disk, dir);
     let before = fill(&mut log);
     let point = log.next_offset();
-    let copies = copies(&log, disk, dir, point);
+    let copies = copies(&log, point);
     assert!(!cleaned_files(disk, dir).is_empty());
     drop(copies);
     drop(log);
@@ -131,7 +122,7 @@ fn a_crash_inside_the_swap_keeps_either_whole_segment<D: Disk + Clone>(disk: &D,
     let mut log = open(disk, dir);
     let before = fill(&mut log);
     let point = log.next_offset();
-    let mut copies = copies(&log, disk, dir, point);
+    let mut copies = copies(&log, point);
     drop(log);
     // The swap's steps by hand, stopped after the data's rename: no index for either segment.
     let names = disk.list_dir(dir).unwrap();
@@ -161,7 +152,7 @@ fn a_segment_deleted_meanwhile_is_not_swapped_in<D: Disk + Clone>(disk: &D, dir:
     let mut log = open(disk, dir);
     fill(&mut log);
     let point = log.next_offset();
-    let copies = copies(&log, disk, dir, point);
+    let copies = copies(&log, point);
     let second = log.sealed_below(point)[1].base();
     log.delete_prefix(second, point).unwrap();
     let mut swapped = Vec::new();

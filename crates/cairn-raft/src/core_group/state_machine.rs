@@ -172,7 +172,7 @@ impl<D: Disk> CoreStateMachine<D> {
                 self.membership =
                     Some(MembershipAt { log_id: log_id(position.term, position.index), members });
                 // The log store saves the committed id below unapplied membership entries.
-                self.group.state().memberships.retain(|&index| index > position.index);
+                self.group.state().unapplied.retain(|&index| index > position.index);
                 self.group.save_committed()?;
                 None
             }
