@@ -47,6 +47,7 @@ use crate::parallel::{blocking, in_parallel};
 use crate::partition::{Partition, PartitionConfig, RaftSettings, Replicas, Shared};
 use crate::producer_ids::ProducerIds;
 use crate::volume::Volume;
+use cairn_raft::compaction::Cleaning;
 
 /// Where a start moves entries of `topics/` it does not recognise, one subdirectory per start.
 const UNRECOGNISED_DIR: &str = "unrecognised";
@@ -65,6 +66,8 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     /// How often retention runs.
     pub retention_interval: Duration,
+    /// The log cleaner's settings (RFC 0007).
+    pub cleaner: CleanerConfig,
     /// Bytes at the durable end of each partition log kept in the OS page cache
     /// ([`LogConfig::cache_window_bytes`]); `None` leaves caching to the OS.
     pub cache_window_bytes: Option<u64>,
@@ -91,12 +94,29 @@ impl fmt::Debug for BrokerConfig {
         f.debug_struct("BrokerConfig")
             .field("data_dir", &self.data_dir)
             .field("retention_interval", &self.retention_interval)
+            .field("cleaner", &self.cleaner)
             .field("cache_window_bytes", &self.cache_window_bytes)
             .field("health", &self.health)
             .field("node_id", &self.node_id)
             .field("raft_timers", &self.raft_timers)
             .field("peers", &self.peers.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// The log cleaner's settings (RFC 0007).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CleanerConfig {
+    /// How often the cleaner looks at every partition (Kafka's `log.cleaner.backoff.ms`).
+    pub interval: Duration,
+    /// The most keys a round's map holds (about 64 bytes each at most): Kafka's
+    /// `log.cleaner.dedupe.buffer.size`. A leader ends a round where its map fills.
+    pub keys_max: usize,
+}
+
+impl Default for CleanerConfig {
+    fn default() -> CleanerConfig {
+        CleanerConfig { interval: Duration::from_secs(15), keys_max: 1_000_000 }
     }
 }
 
@@ -181,7 +201,12 @@ fn settings_for(topic: &TopicMeta, config: &BrokerConfig) -> (PartitionConfig, L
     let configs = &topic.configs;
     let settings = PartitionConfig {
         max_message_bytes: configs.max_message_bytes(),
-        retention: Retention { bytes: configs.retention_bytes(), ms: configs.retention_ms() },
+        retention: if configs.cleanup_policy().delete {
+            Retention { bytes: configs.retention_bytes(), ms: configs.retention_ms() }
+        } else {
+            Retention { bytes: None, ms: None }
+        },
+        compaction: configs.compaction(),
         log_append_time: configs.timestamp_type() == cairn_meta::TimestampType::LogAppendTime,
     };
     let log_config = LogConfig {
@@ -943,6 +968,51 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
                 }
             }
         }
+    }
+
+    /// Cleans every partition every `cleaner.interval` until `shutdown` turns true
+    /// ([`Broker::clean`]); spawn it once. Like retention, a pass stops before its next
+    /// partition once `shutdown` turns true.
+    pub async fn run_cleaner(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut interval = tokio::time::interval(self.config.cleaner.interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = interval.tick() => {}
+            }
+            self.clean(&shutdown).await;
+        }
+    }
+
+    /// One cleaner pass (RFC 0007): each partition carries out the compaction rounds it
+    /// applied, then, where this node leads a compacted topic, proposes the next round if one
+    /// is due and carries it out once applied. One partition at a time; what it did, summed.
+    pub async fn clean(&self, shutdown: &tokio::sync::watch::Receiver<bool>) -> Cleaning {
+        let mut total = Cleaning::default();
+        for partition in self.all_partitions() {
+            if *shutdown.borrow() {
+                break;
+            }
+            match self.clean_partition(&partition).await {
+                Ok(cleaning) => total.add(cleaning),
+                Err(PartitionError::Closed | PartitionError::Refused(_)) => {}
+                Err(error) => {
+                    tracing::warn!(topic = partition.topic(), partition = partition.index(), %error, "log cleaning failed")
+                }
+            }
+        }
+        total
+    }
+
+    async fn clean_partition(&self, partition: &Partition<D>) -> Result<Cleaning, PartitionError> {
+        let mut cleaning = partition.carry_out_rounds().await?;
+        let (now_ms, keys_max) = (self.config.clock.now_ms(), self.config.cleaner.keys_max);
+        if partition.propose_round(now_ms, keys_max).await?.is_some() {
+            cleaning.add(partition.carry_out_rounds().await?);
+        }
+        Ok(cleaning)
     }
 
     /// Stops every partition's group, then flushes and seals its log (clean shutdown: the next

@@ -34,8 +34,9 @@ mod replica;
 mod tracker;
 mod volume;
 
-pub use broker::{Broker, BrokerConfig};
+pub use broker::{Broker, BrokerConfig, CleanerConfig};
 pub use cairn_group::ShardConfig;
+pub use cairn_raft::compaction::Cleaning;
 pub use coordinator::{CoordinatorConfig, GroupCoordinator, OFFSETS_TOPIC, partition_for};
 pub use epoch_end::{EpochEnd, epoch_end};
 pub use error::{BrokerError, PartitionError};

@@ -51,6 +51,8 @@ use crate::replica::{Refusal, Replica, Role, Violation};
 use crate::tracker::{Tracker, lock};
 use crate::volume::Volume;
 
+mod cleaner;
+
 /// What a successful append did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {
@@ -114,8 +116,10 @@ pub struct Located<D: Disk = RealDisk> {
 pub struct PartitionConfig {
     /// `max.message.bytes`: the largest batch accepted.
     pub max_message_bytes: u32,
-    /// `retention.ms` / `retention.bytes`.
+    /// `retention.ms` / `retention.bytes`; none unless `cleanup.policy` holds `delete`.
     pub retention: Retention,
+    /// The compaction configs, if `cleanup.policy` holds `compact` (RFC 0007).
+    pub compaction: Option<cairn_meta::CompactionConfig>,
     /// `message.timestamp.type=LogAppendTime`: the broker stamps batches with its clock.
     pub log_append_time: bool,
 }

@@ -23,8 +23,8 @@ pub use cluster::{
     NodeRecord, PartitionAssignment, apply, check_assignments, place,
 };
 pub use configs::{
-    CONFIG_KEYS, CompressionType, ConfigEntry, ConfigError, ConfigSource, TimestampType,
-    TopicConfigs,
+    CONFIG_KEYS, CleanupPolicy, CompactionConfig, CompressionType, ConfigEntry, ConfigError,
+    ConfigSource, TimestampType, TopicConfigs,
 };
 pub use local::{LOCAL_METADATA_FILE, LocalMetadata};
 pub use topic::{NodeMeta, PartitionLeader, TopicId, TopicMeta, TopicName, TopicNameError};
@@ -43,6 +43,22 @@ pub enum ConfigChange {
     Delete {
         /// Config name.
         key: String,
+    },
+    /// Add the items of `value` (comma-separated) that a list config `key` does not hold
+    /// (Kafka's APPEND).
+    Append {
+        /// Config name: a list config (`cleanup.policy`).
+        key: String,
+        /// Items to add.
+        value: String,
+    },
+    /// Remove the items of `value` (comma-separated) from a list config `key` (Kafka's
+    /// SUBTRACT).
+    Subtract {
+        /// Config name: a list config (`cleanup.policy`).
+        key: String,
+        /// Items to remove.
+        value: String,
     },
 }
 

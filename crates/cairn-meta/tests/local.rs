@@ -108,7 +108,7 @@ fn refusals_change_nothing(store: &impl MetadataStore) {
         (spec("c", TOPIC_PARTITIONS_MAX + 1), "partition"),
         (TopicSpec { replication_factor: 2, ..spec("c", 1) }, "replication factor"),
         (spec_with("c", &[("retention.ms", "-5")]), "retention.ms"),
-        (spec_with("c", &[("cleanup.policy", "compact")]), "compaction"),
+        (spec_with("c", &[("cleanup.policy", "shred")]), "cleanup.policy"),
         (spec_with("c", &[("no.such.config", "1")]), "unknown"),
         (spec_with("c", &[("segment.ms", "1"), ("segment.ms", "2")]), "more than once"),
     ];

@@ -285,6 +285,7 @@ fn broker_config(
         data_dir: config.data_dir.clone(),
         clock: Arc::new(cairn_storage::SystemClock),
         retention_interval: RETENTION_INTERVAL,
+        cleaner: cairn_broker::CleanerConfig::default(),
         cache_window_bytes: (config.page_cache_window_bytes > 0)
             .then_some(config.page_cache_window_bytes),
         flush_seconds: registry
@@ -466,6 +467,7 @@ async fn serve<F: CoreForward>(
     let broker =
         Broker::open(broker_config, Arc::clone(&meta)).await.context("opening partitions")?;
     let retention = tokio::spawn(Arc::clone(&broker).run_retention(stopping.clone()));
+    let cleaner = tokio::spawn(Arc::clone(&broker).run_cleaner(stopping.clone()));
     let placement = tokio::spawn(Arc::clone(&broker).run_placement(stopping.clone()));
     let server_config = server_config(config, cluster_id);
     let terminated = termination();
@@ -484,10 +486,13 @@ async fn serve<F: CoreForward>(
         })
     };
     let served = supervise(server, terminated, &ready, &stop).await;
-    // The sweep stops between partitions once `stop` is sent; it must end before the partitions
+    // The sweeps stop between partitions once `stop` is sent; it must end before the partitions
     // are closed under it.
     if let Err(error) = retention.await {
         tracing::error!(%error, "retention task failed");
+    }
+    if let Err(error) = cleaner.await {
+        tracing::error!(%error, "log cleaner task failed");
     }
     if let Err(error) = placement.await {
         tracing::error!(%error, "placement task failed");

@@ -42,6 +42,11 @@ pub fn key_hash(key: &[u8]) -> u128 {
 /// The hash no slot holds when empty.
 const EMPTY: u128 = 0;
 
+/// Slots for `keys` keys at most 90% full: a power of two.
+fn slots_for(keys: usize) -> usize {
+    (keys + keys / 9 + 1).next_power_of_two()
+}
+
 /// The keys of a round's dirty part and each one's latest offset, in an open-addressing table
 /// of at most `keys_max` keys (module docs).
 #[derive(Clone, Debug)]
@@ -53,11 +58,24 @@ pub struct KeyMap {
 }
 
 impl KeyMap {
-    /// An empty map for at most `keys_max` keys.
+    /// An empty map for at most `keys_max` keys. Its table starts small and doubles as keys
+    /// come, so a round's memory follows its keys, up to about 36 bytes per key.
     #[must_use]
     pub fn new(keys_max: usize) -> KeyMap {
-        let slots = (keys_max + keys_max / 9 + 1).next_power_of_two();
-        KeyMap { slots: vec![(EMPTY, 0); slots], keys: 0, keys_max }
+        KeyMap { slots: vec![(EMPTY, 0); slots_for(keys_max.min(1024))], keys: 0, keys_max }
+    }
+
+    /// Doubles the table if one more key would fill it past 90%.
+    fn reserve_one(&mut self) {
+        if (self.keys + 1) * 10 <= self.slots.len() * 9 {
+            return;
+        }
+        let doubled = vec![(EMPTY, 0); self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        for (hash, offset) in old.into_iter().filter(|(hash, _)| *hash != EMPTY) {
+            let at = self.slot(hash);
+            self.slots[at] = (hash, offset);
+        }
     }
 
     /// Keys held.
@@ -101,11 +119,13 @@ impl KeyMap {
     /// nothing changed, if `key` is new and the map is full.
     pub fn insert(&mut self, key: &[u8], offset: Offset) -> bool {
         let hash = Self::hash(key);
-        let at = self.slot(hash);
+        let mut at = self.slot(hash);
         if self.slots[at].0 == EMPTY {
             if self.keys == self.keys_max {
                 return false;
             }
+            self.reserve_one();
+            at = self.slot(hash);
             self.keys += 1;
         }
         self.slots[at] = (hash, offset.0);
@@ -214,6 +234,29 @@ pub fn clean_batch(
         compressed
     };
     Ok(Cleaned::Rewritten(batch::with_records(batch.as_bytes(), codec, &records, count)))
+}
+
+/// The index of the first record of `batch` without a key, if one has none: what a topic
+/// with `cleanup.policy=compact` refuses (`INVALID_RECORD`, as Kafka). Control batches are
+/// keyed by their form.
+///
+/// # Errors
+/// [`CleanError`] if the records do not decode.
+pub fn first_keyless(
+    batch: &RecordBatch,
+    scratch: &mut Vec<u8>,
+) -> Result<Option<u32>, CleanError> {
+    if batch.header().is_control() {
+        return Ok(None);
+    }
+    let (mut index, mut keyless) = (0, None);
+    for_each_record(batch, scratch, |record, _| {
+        if record.key.is_none() && keyless.is_none() {
+            keyless = Some(index);
+        }
+        index += 1;
+    })?;
+    Ok(keyless)
 }
 
 /// Calls `f` with each record of `batch` and its encoded bytes (length prefix included),

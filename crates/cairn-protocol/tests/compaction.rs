@@ -168,3 +168,21 @@ fn the_map_holds_at_most_its_bound_and_a_batch_all_or_nothing() {
     assert!(!map.insert(b"d", Offset(5)), "full");
     assert_eq!(map.latest(b"d"), None);
 }
+
+#[test]
+fn the_map_grows_to_its_bound_and_keeps_every_key() {
+    let keys = 10_000;
+    let mut map = KeyMap::new(keys);
+    for round in 0..2u64 {
+        for key in 0..keys as u64 {
+            let offset = Offset(round * 100_000 + key);
+            assert!(map.insert(&key.to_be_bytes(), offset), "key {key} fits");
+        }
+    }
+    assert_eq!(map.len(), keys);
+    for key in 0..keys as u64 {
+        assert_eq!(map.latest(&key.to_be_bytes()), Some(Offset(100_000 + key)));
+    }
+    assert!(!map.insert(b"one more", Offset(7)), "the map is full");
+    assert_eq!(map.latest(b"one more"), None);
+}

@@ -26,6 +26,9 @@
 //!   blocking work, and [`runtime::Deterministic`], which the simulator enters so that a seed
 //!   replays one history.
 //!
+//! - [`compaction`]: carrying out the log compaction rounds a partition applied, and planning
+//!   a leader's next one (RFC 0007).
+//!
 //! - [`core_group`]: the consistent core as an openraft group, serving cairn-meta's
 //!   `MetadataStore` ([`core_group::CoreMetadata`]).
 //!
@@ -33,6 +36,7 @@
 //! `docs/internals/replication.md`.
 
 pub mod codec;
+pub mod compaction;
 mod config;
 pub mod core_group;
 mod entry;

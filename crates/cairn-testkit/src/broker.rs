@@ -61,6 +61,7 @@ pub fn broker_config(data_dir: &Path) -> BrokerConfig {
     BrokerConfig {
         data_dir: data_dir.to_path_buf(),
         retention_interval: Duration::from_secs(3600),
+        cleaner: cairn_broker::CleanerConfig::default(),
         cache_window_bytes: None,
         flush_seconds: Arc::new(cairn_metrics::Histogram::latency()),
         health: Arc::default(),

@@ -18,9 +18,9 @@ use std::time::Duration;
 use cairn_broker::{Acks, Appended, OFFSETS_TOPIC, Partition, PartitionError};
 use cairn_meta::MetadataStore;
 use cairn_metrics::Counter;
-use cairn_protocol::compression;
 use cairn_protocol::compression::{EncodeError, RecompressError};
-use cairn_types::batch::{Batches, Compression};
+use cairn_protocol::{compaction, compression};
+use cairn_types::batch::{Batches, Compression, RecordBatch};
 use cairn_types::limits::{
     BATCH_BYTES_MAX, DECOMPRESSED_BATCH_BYTES_MAX, PRODUCE_STORED_BYTES_MAX,
 };
@@ -67,7 +67,7 @@ struct Validated {
 /// `MESSAGE_TOO_LARGE`.
 fn validate(
     records: &[u8],
-    topic_codec: Option<Compression>,
+    topic: &TopicRules,
     scratch: &mut Vec<u8>,
     stored_bytes_left: &mut usize,
 ) -> Result<Validated, (ResponseError, String)> {
@@ -78,7 +78,10 @@ fn validate(
     let mut count = 0;
     for batch in Batches::new(records, BATCH_BYTES_MAX) {
         let batch = batch.map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
-        let codec = compression::stored_codec(batch.header(), topic_codec);
+        if topic.compacted {
+            check_keyed(&batch, scratch)?;
+        }
+        let codec = compression::stored_codec(batch.header(), topic.codec);
         let room = *stored_bytes_left - stored.len();
         if codec == batch.header().compression() {
             compression::validate_records(&batch, scratch, DECOMPRESSED_BATCH_BYTES_MAX)
@@ -102,6 +105,30 @@ fn validate(
     }
     *stored_bytes_left -= stored.len();
     Ok(Validated { records: stored, count })
+}
+
+/// What a topic's configs ask of the batches produced to it.
+#[derive(Clone, Copy, Debug, Default)]
+struct TopicRules {
+    /// `compression.type`'s codec, if not `producer`.
+    codec: Option<Compression>,
+    /// `cleanup.policy` holds `compact`: every record needs a key.
+    compacted: bool,
+}
+
+/// Refuses a batch with a keyless record, for a compacted topic (`INVALID_RECORD`, as Kafka).
+fn check_keyed(
+    batch: &RecordBatch<'_>,
+    scratch: &mut Vec<u8>,
+) -> Result<(), (ResponseError, String)> {
+    match compaction::first_keyless(batch, scratch) {
+        Ok(None) => Ok(()),
+        Ok(Some(index)) => Err((
+            ResponseError::InvalidRecord,
+            format!("record {index} has no key: a compacted topic keeps records by key"),
+        )),
+        Err(error) => Err((ResponseError::InvalidRecord, error.to_string())),
+    }
 }
 
 /// The answer to a batch that would not fit in what the request may still store.
@@ -246,7 +273,10 @@ fn prepare<M: MetadataStore>(
         );
         // A topic deleted meanwhile has no partition left to find below.
         let meta = ctx.broker.meta().topic(&name);
-        let topic_codec = meta.and_then(|meta| meta.configs.compression_type().codec());
+        let rules = meta.map_or_else(TopicRules::default, |meta| TopicRules {
+            codec: meta.configs.compression_type().codec(),
+            compacted: meta.configs.cleanup_policy().compact,
+        });
         for data in topic.partition_data {
             let index = data.index;
             let partition = u32::try_from(index).ok().and_then(|i| ctx.broker.partition(&name, i));
@@ -265,7 +295,7 @@ fn prepare<M: MetadataStore>(
                 )),
                 (_, _, None) => Err((ResponseError::InvalidRecord, None)),
                 (_, Some(partition), Some(records)) => {
-                    validate(&records, topic_codec, &mut scratch, &mut stored_bytes_left)
+                    validate(&records, &rules, &mut scratch, &mut stored_bytes_left)
                         .map(|validated| (partition, validated))
                         .map_err(|(error, message)| (error, Some(message)))
                 }

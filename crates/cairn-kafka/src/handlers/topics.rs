@@ -427,12 +427,14 @@ pub(crate) async fn alter_configs<M: MetadataStore>(
                     changes.push(ConfigChange::Set { key, value: value.as_str().to_owned() })
                 }
                 (1, _) => changes.push(ConfigChange::Delete { key }),
-                (0, None) => invalid = Some(format!("no value for {key}")),
-                (operation, _) => {
-                    invalid = Some(format!(
-                        "operation {operation} on {key} is not supported (no list-valued configs)"
-                    ))
+                (2, Some(value)) => {
+                    changes.push(ConfigChange::Append { key, value: value.as_str().to_owned() })
                 }
+                (3, Some(value)) => {
+                    changes.push(ConfigChange::Subtract { key, value: value.as_str().to_owned() })
+                }
+                (0 | 2 | 3, None) => invalid = Some(format!("no value for {key}")),
+                (operation, _) => invalid = Some(format!("unknown operation {operation} on {key}")),
             }
         }
         if let Some(message) = invalid {

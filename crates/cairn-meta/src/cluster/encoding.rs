@@ -201,6 +201,11 @@ fn put_changes(w: &mut Writer, changes: &[ConfigChange]) -> Result<(), CodecErro
                 w.u8(1);
                 w.str("config key", key)?;
             }
+            ConfigChange::Append { key, value } | ConfigChange::Subtract { key, value } => {
+                w.u8(if matches!(change, ConfigChange::Append { .. }) { 2 } else { 3 });
+                w.str("config key", key)?;
+                w.str("config value", value)?;
+            }
         }
     }
     Ok(())
@@ -213,6 +218,14 @@ fn changes(r: &mut Reader<'_>) -> Result<Vec<ConfigChange>, CodecError> {
         .map(|_| match r.u8()? {
             0 => Ok(ConfigChange::Set { key: r.str("config key")?, value: r.str("config value")? }),
             1 => Ok(ConfigChange::Delete { key: r.str("config key")? }),
+            2 => Ok(ConfigChange::Append {
+                key: r.str("config key")?,
+                value: r.str("config value")?,
+            }),
+            3 => Ok(ConfigChange::Subtract {
+                key: r.str("config key")?,
+                value: r.str("config value")?,
+            }),
             tag => Err(CodecError::BadTag { what: "config change", tag }),
         })
         .collect()

@@ -477,6 +477,11 @@ fn put_changes(out: &mut BytesMut, changes: &[ConfigChange]) -> Result<(), Frame
                 out.put_u8(1);
                 put_str(out, key)?;
             }
+            ConfigChange::Append { key, value } | ConfigChange::Subtract { key, value } => {
+                out.put_u8(if matches!(change, ConfigChange::Append { .. }) { 2 } else { 3 });
+                put_str(out, key)?;
+                put_str(out, value)?;
+            }
         }
     }
     Ok(())
@@ -491,6 +496,14 @@ fn changes(reader: &mut Reader) -> Result<Vec<ConfigChange>, FrameError> {
                 value: str(reader, "config value")?,
             }),
             1 => Ok(ConfigChange::Delete { key: str(reader, "config key")? }),
+            2 => Ok(ConfigChange::Append {
+                key: str(reader, "config key")?,
+                value: str(reader, "config value")?,
+            }),
+            3 => Ok(ConfigChange::Subtract {
+                key: str(reader, "config key")?,
+                value: str(reader, "config value")?,
+            }),
             _ => Err(invalid("config change")),
         })
         .collect()
