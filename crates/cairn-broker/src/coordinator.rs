@@ -1,8 +1,9 @@
 //! [`GroupCoordinator`]: runs cairn-group's [`Shard`]s on the partitions of the offsets topic
 //! this node leads (RFC 0006 §1–2).
 //!
-//! - The offsets topic (`__consumer_offsets`) is created on first use, through the core, with
-//!   unlimited retention: committed offsets must not age out with the log.
+//! - The offsets topic (`__consumer_offsets`) is created on first use, through the core,
+//!   compacted (RFC 0007): committed offsets never age out, and a new coordinator replays the
+//!   live records and the uncleaned tail, not every commit ever made.
 //! - A group's coordinator is the leader of partition `abs(java_hash(group)) % partitions`. A
 //!   request for a group whose partition this node does not lead is `NOT_COORDINATOR`.
 //! - When this node leads a partition in a new term, a shard task starts (within
@@ -183,8 +184,7 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
                 partitions: this.config.offsets_partitions,
                 replication_factor: this.config.offsets_replication_factor,
                 configs: vec![
-                    ("retention.ms".into(), "-1".into()),
-                    ("retention.bytes".into(), "-1".into()),
+                    ("cleanup.policy".into(), "compact".into()),
                     ("segment.bytes".into(), OFFSETS_SEGMENT_BYTES.to_string()),
                     ("max.message.bytes".into(), OFFSETS_MESSAGE_BYTES.to_string()),
                 ],

@@ -56,7 +56,7 @@ fn carry_out<D: Disk + Clone>(
     log: &GroupLog<D>,
     round: CompactionRound,
 ) -> cairn_storage::Result<Cleaning> {
-    log.with_log_mut(|log| log.roll_below(round.to))?;
+    log.with_log_mut(|log| log.seal_below(round.to))?;
     let keys = usize::try_from(round.keys).unwrap_or(usize::MAX);
     let (map, end) = build_map(log, round.from, round.to, keys)?;
     if end < round.to {

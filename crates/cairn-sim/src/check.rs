@@ -1,13 +1,18 @@
 //! The checks after a run, over every replica's log as its disk holds it: every acknowledged
-//! record is on every replica, at its index, in its term, at the offset its leader gave it;
-//! the committed prefixes (through each group's fence) are byte-identical; each replica's
-//! offsets are consecutive; no term had two leaders.
+//! record is on every replica, at its index, in its term, at the offset its leader gave it
+//! (in a compacted group, unless a newer record of its key is in the log); the committed
+//! prefixes (through each group's fence) are byte-identical, in a compacted group once every
+//! replica carried out the rounds committed there; each replica's offsets are consecutive; no
+//! term had two leaders.
 
 use cairn_storage::EntryHeader;
 use cairn_types::RaftIndex;
 use cairn_types::batch::Batches;
 use cairn_types::limits::BATCH_BYTES_MAX;
 
+use std::collections::BTreeMap;
+
+use crate::Setup;
 use crate::world::{Ack, Group, State};
 
 /// One replica's log through its group's fence: each entry's header and stored bytes.
@@ -56,26 +61,40 @@ pub fn caught_up(state: &State, group: u64) -> bool {
 
 /// Every violation of the run (module docs); empty if none.
 #[must_use]
-pub fn violations(state: &State, groups: &[u64], idempotent: &[u64]) -> Vec<String> {
+pub fn violations(state: &State, setup: &Setup) -> Vec<String> {
     let mut found = state.violations.clone();
     for (&(group, term), leaders) in &state.leaders {
         if leaders.len() > 1 {
             found.push(format!("group {group} term {term}: two leaders {leaders:?}"));
         }
     }
-    for &group in groups {
-        if let Err(violation) = check_group(state, group, idempotent.contains(&group)) {
+    for &group in &setup.groups {
+        let kind = Kind {
+            idempotent: setup.idempotent.contains(&group),
+            compacted: setup.compacted.contains(&group),
+        };
+        if let Err(violation) = check_group(state, group, kind) {
             found.push(format!("group {group}: {violation}"));
         }
     }
     found
 }
 
-fn check_group(state: &State, group: u64, idempotent: bool) -> Result<(), String> {
+/// What the client wrote to a group.
+#[derive(Clone, Copy)]
+struct Kind {
+    idempotent: bool,
+    compacted: bool,
+}
+
+fn check_group(state: &State, group: u64, kind: Kind) -> Result<(), String> {
     let fence = state.fences.get(&group).ok_or("no fence was committed after healing")?;
     let mut replicas = Vec::new();
     for (&node, groups) in &state.hosts {
         let raft = groups.get(&group).ok_or(format!("node {node} does not run it"))?;
+        if kind.compacted {
+            finish_rounds(node, raft, fence.index)?;
+        }
         replicas.push(read_through(node, raft, fence.index)?);
     }
     let first = replicas.first().ok_or("no replica runs")?;
@@ -88,17 +107,62 @@ fn check_group(state: &State, group: u64, idempotent: bool) -> Result<(), String
             ));
         }
     }
-    if idempotent {
+    if kind.idempotent {
         once_in_order(state, group, &first.bytes)?;
     }
+    let newest = if kind.compacted { newest_of_keys(&first.bytes)? } else { BTreeMap::new() };
     let acks = state.acks.iter().filter(|ack| ack.group == group);
     for ack in acks.chain([fence]) {
         let offset = state.appended.get(&(group, ack.ticket)).map(|&(_, offset)| offset);
         for replica in &replicas {
-            holds(replica, ack, offset)?;
+            holds(replica, ack, offset, &newest)?;
         }
     }
     Ok(())
+}
+
+/// Carries out, on `node`'s replica, the compaction rounds committed through `fence`: those
+/// the cleaner left queued and those the replica had not applied yet, as apply would queue
+/// them.
+fn finish_rounds(node: u64, raft: &Group, fence: u64) -> Result<(), String> {
+    let failed = |error: String| format!("node {node}: finishing its rounds: {error}");
+    let replica = read_through(node, raft, fence)?;
+    for (header, batch) in replica.headers.iter().zip(Batches::new(&replica.bytes, BATCH_BYTES_MAX))
+    {
+        let batch = batch.map_err(|error| failed(error.to_string()))?;
+        let bytes = bytes::Bytes::copy_from_slice(batch.as_bytes());
+        if !cairn_raft::codec::is_reserved(batch.header()) {
+            continue;
+        }
+        let term = u64::try_from(header.epoch.0).map_err(|_| failed("a negative epoch".into()))?;
+        let log_id = cairn_raft::LogId::new_term_index(term, header.index.0);
+        let entry = cairn_raft::codec::decode(bytes, log_id).map_err(|e| failed(e.to_string()))?;
+        if let Some(round) = entry.compaction() {
+            raft.log()
+                .with_log_mut(|log| log.queue_round(round))
+                .map_err(|e| failed(e.to_string()))?;
+        }
+    }
+    cairn_raft::compaction::carry_out_rounds(raft.log()).map_err(|e| failed(e.to_string()))?;
+    Ok(())
+}
+
+/// The offset of the newest record of each key in the committed prefix `bytes`.
+fn newest_of_keys(bytes: &[u8]) -> Result<BTreeMap<Vec<u8>, u64>, String> {
+    let mut newest = BTreeMap::new();
+    for batch in Batches::new(bytes, BATCH_BYTES_MAX) {
+        let batch = batch.map_err(|error| format!("a corrupt batch: {error}"))?;
+        if batch.header().is_control() {
+            continue;
+        }
+        for record in batch.records() {
+            let record = record.map_err(|error| format!("a corrupt record: {error}"))?;
+            let offset = batch.header().base_offset.0 + u64::from(record.offset_delta);
+            let key = record.key.ok_or("a keyless record in a compacted group")?;
+            newest.insert(key.to_vec(), offset);
+        }
+    }
+    Ok(newest)
 }
 
 /// The idempotent producer's records in the committed prefix `bytes`: none twice, in the
@@ -155,8 +219,14 @@ fn consecutive(replica: &Replica) -> Result<(), String> {
     Ok(())
 }
 
-/// `replica` holds `ack` at its index, in its term, at `offset` (the one its leader gave it).
-fn holds(replica: &Replica, ack: &Ack, offset: Option<cairn_types::Offset>) -> Result<(), String> {
+/// `replica` holds `ack` at its index, in its term, at `offset` (the one its leader gave it);
+/// its record, unless `newest` (a compacted group's newest offset of each key) is past it.
+fn holds(
+    replica: &Replica,
+    ack: &Ack,
+    offset: Option<cairn_types::Offset>,
+    newest: &BTreeMap<Vec<u8>, u64>,
+) -> Result<(), String> {
     let node = replica.node;
     let lost = |why: &str| format!("acknowledged record {} lost on node {node}: {why}", ack.ticket);
     let start = replica.headers.first().map_or(0, |header| header.index.0);
@@ -177,7 +247,9 @@ fn holds(replica: &Replica, ack: &Ack, offset: Option<cairn_types::Offset>) -> R
         .ok_or_else(|| lost("no batch"))?
         .map_err(|error| lost(&format!("a corrupt batch: {error}")))?;
     let value = batch.records().next().and_then(Result::ok).and_then(|record| record.value);
-    if value == Some(&ack.payload[..]) {
+    let key = ack.key.as_ref().filter(|_| !newest.is_empty());
+    let superseded = key.and_then(|key| newest.get(key)).is_some_and(|&n| n > header.base_offset.0);
+    if value == Some(&ack.payload[..]) || (value.is_none() && superseded) {
         Ok(())
     } else {
         Err(lost(&format!("index {} holds {value:?}", ack.index)))

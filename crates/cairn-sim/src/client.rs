@@ -42,7 +42,7 @@ pub async fn run(setup: Arc<Setup>, world: World) -> turmoil::Result {
         }
         for &group in setup.groups.iter().filter(|g| !setup.idempotent.contains(g)) {
             ticket += 1;
-            propose(&world, group, ticket, false).await;
+            propose(&world, group, ticket, false, setup.compacted.contains(&group)).await;
         }
         for producer in &mut producers {
             producer.step(&world, &mut ticket).await;
@@ -55,7 +55,9 @@ pub async fn run(setup: Arc<Setup>, world: World) -> turmoil::Result {
     for &group in &setup.groups {
         loop {
             ticket += 1;
-            let fenced = tokio::time::timeout(FENCE_TIMEOUT, propose(&world, group, ticket, true));
+            let keyed = setup.compacted.contains(&group);
+            let fenced =
+                tokio::time::timeout(FENCE_TIMEOUT, propose(&world, group, ticket, true, keyed));
             if let Ok(Some(fence)) = fenced.await {
                 world.lock().fences.insert(group, fence);
                 break;
@@ -66,18 +68,25 @@ pub async fn run(setup: Arc<Setup>, world: World) -> turmoil::Result {
     Ok(())
 }
 
-/// Proposes record `g{group}-{ticket}` to the group's leader, if one is known. The commit is
-/// awaited here if `wait`, else in a task of its own; acknowledged records are recorded.
-async fn propose(world: &World, group: u64, ticket: u64, wait: bool) -> Option<Ack> {
+/// Keys of a compacted group's records: few, so that rounds find much to drop.
+pub const KEYS: u64 = 8;
+
+/// Proposes record `g{group}-{ticket}` (with key `k{ticket % KEYS}` if `keyed`) to the group's
+/// leader, if one is known. The commit is awaited here if `wait`, else in a task of its own;
+/// acknowledged records are recorded.
+async fn propose(world: &World, group: u64, ticket: u64, wait: bool, keyed: bool) -> Option<Ack> {
     let (node, raft) = world.lock().leader_of(group)?;
     let payload = format!("g{group}-{ticket}").into_bytes();
-    let batch = BatchBuilder::new(SimClock.now_ms()).record(None, Some(&payload), &[]).build();
+    let key = keyed.then(|| format!("k{}", ticket % KEYS).into_bytes());
+    let batch =
+        BatchBuilder::new(SimClock.now_ms()).record(key.as_deref(), Some(&payload), &[]).build();
     let pending = raft.propose(Bytes::from(batch), ticket, true).await.ok()??;
     drop(raft);
     let world = world.clone();
     let acked = async move {
         let log_id = pending.committed().await.ok()?;
-        let ack = Ack { group, ticket, index: log_id.index, term: log_id.leader_id.term, payload };
+        let (index, term) = (log_id.index, log_id.leader_id.term);
+        let ack = Ack { group, ticket, index, term, payload, key };
         let mut state = world.lock();
         state.event(format!(
             "ack group={group} ticket={ticket} node={node} index={} term={}",

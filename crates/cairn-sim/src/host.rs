@@ -11,7 +11,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_meta::CompactionConfig;
 use cairn_metrics::Histogram;
+use cairn_raft::compaction;
 use cairn_raft::peer::{ClusterId, PeerConfig, PeerNode, Router};
 use cairn_raft::{GroupLog, GroupPeers, GroupState, Network, Placement, RaftGroup, Timers};
 use cairn_storage::sim::SimDisk;
@@ -47,10 +49,11 @@ pub fn host_name(node: u64) -> String {
     format!("n{node}")
 }
 
-/// Small segments, so that runs roll them; the group commit flushes.
-fn log_config() -> LogConfig {
+/// Small segments, so that runs roll them (smaller still where rounds clean them); the group
+/// commit flushes.
+fn log_config(compacted: bool) -> LogConfig {
     LogConfig {
-        segment_bytes: 16 * 1024,
+        segment_bytes: if compacted { 4 * 1024 } else { 16 * 1024 },
         index_interval_bytes: 1024,
         flush: FlushPolicy::Manual,
         ..LogConfig::default()
@@ -95,7 +98,11 @@ async fn run(node: u64, setup: Arc<Setup>, disk: SimDisk, world: World) -> turmo
     for &group in &setup.groups {
         let raft = start_group(node, group, &setup, &peers, &disk, &world).await?;
         watch_leadership(node, group, &raft, &world);
-        world.lock().hosts.entry(node).or_default().insert(group, Arc::new(raft));
+        let raft = Arc::new(raft);
+        if setup.compacted.contains(&group) {
+            clean(node, group, Arc::clone(&raft), world.clone());
+        }
+        world.lock().hosts.entry(node).or_default().insert(group, raft);
     }
     // The node runs until turmoil crashes or restarts it.
     std::future::pending::<()>().await;
@@ -115,7 +122,8 @@ async fn start_group(
     disk.create_dir_all(&dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SimClock);
     let histogram = Arc::new(Histogram::new(&[0.001, 0.01, 0.1])?);
-    let log = GroupLog::open(disk.clone(), &dir, log_config(), Arc::clone(&clock), histogram)
+    let config = log_config(setup.compacted.contains(&group));
+    let log = GroupLog::open(disk.clone(), &dir, config, Arc::clone(&clock), histogram)
         .map_err(|error| format!("node {node} group {group} does not open: {error}"))?;
     cairn_raft::runtime::spawn(log.clone().run_flusher());
     let sink = Arc::new(Sink { node, group, world: world.clone() });
@@ -126,6 +134,72 @@ async fn start_group(
         .await
         .map_err(|error| format!("node {node} group {group} does not start: {error}"))?;
     Ok(raft)
+}
+
+/// How often a host's cleaner looks at a compacted group.
+const CLEAN_EVERY: Duration = Duration::from_millis(500);
+
+/// A leader's map holds fewer keys than the client writes (`client::KEYS`), so rounds end
+/// where the map fills.
+const KEYS_MAX: usize = 6;
+
+/// A cleaner's compaction configs: every round due at once, tombstones kept a second.
+const COMPACTION: CompactionConfig = CompactionConfig {
+    min_cleanable_dirty_ratio_millionths: 0,
+    min_compaction_lag_ms: 0,
+    max_compaction_lag_ms: i64::MAX,
+    delete_retention_ms: 1000,
+};
+
+/// Runs `node`'s cleaner of `group` until the driver heals the cluster (module docs of
+/// `Setup::compacted`): carries out the rounds the replica applied, and on the leader proposes
+/// the next round and waits for its commit. A round left queued at a crash is carried out
+/// after the restart; the checks carry out what the cleaners left.
+fn clean(node: u64, group: u64, raft: crate::world::Group, world: World) {
+    tokio::task::spawn_local(async move {
+        loop {
+            tokio::time::sleep(CLEAN_EVERY).await;
+            if world.lock().healed {
+                return;
+            }
+            match compaction::carry_out_rounds(raft.log()) {
+                Ok(done) if done.rounds > 0 => {
+                    let mut state = world.lock();
+                    state.rounds += done.rounds;
+                    state
+                        .event(format!("cleaned group={group} node={node} rounds={}", done.rounds));
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    world.lock().event(format!("clean failed group={group} node={node}: {error}"));
+                }
+            }
+            if raft.roles().current().state == GroupState::Leader {
+                propose_round(node, group, &raft, &world).await;
+            }
+        }
+    });
+}
+
+/// Proposes the next compaction round of `group` on its leader `node`, if one is due.
+async fn propose_round(node: u64, group: u64, raft: &crate::world::Group, world: &World) {
+    let Ok(committed) = raft.log().committed_offset() else { return };
+    let now_ms = SimClock.now_ms();
+    let Ok(Some(round)) =
+        compaction::plan_round(raft.log(), COMPACTION, committed, now_ms, KEYS_MAX)
+    else {
+        return;
+    };
+    let batch = cairn_raft::codec::compaction_batch(&round);
+    let Ok(Some(pending)) = raft.propose(batch, cairn_raft::Proposal::TICKET_NONE, true).await
+    else {
+        return;
+    };
+    if let Ok(log_id) = pending.committed().await {
+        let (from, to) = (round.from.0, round.to.0);
+        let index = log_id.index;
+        world.lock().event(format!("round group={group} node={node} index={index} {from}..{to}"));
+    }
 }
 
 /// Records every term in which `node` leads `group` (checked: one leader per term).

@@ -66,6 +66,12 @@ pub struct Setup {
     /// flight, retrying it until it is acknowledged (across leader changes); the others get
     /// fire-and-forget records. Checked: each acknowledged record once, none twice, in order.
     pub idempotent: Vec<u64>,
+    /// Groups compacted (RFC 0007): the client's records there have keys (a few, written over
+    /// and over), their logs have small segments, and each host runs a cleaner that carries out
+    /// the rounds its replica applied and, on the leader, proposes the next. Checked: after the
+    /// rounds through the fence are carried out everywhere, the committed prefixes are still
+    /// byte-identical, and an acknowledged record is gone only behind a newer one of its key.
+    pub compacted: Vec<u64>,
     /// Whether partitions and random loss drop TCP segments for good, as turmoil does, instead
     /// of holding them until the link heals (see `faults`): off by default, since the peer
     /// transport does not yet recover a lane whose stream stalls silently.
@@ -88,6 +94,7 @@ impl Default for Setup {
             propose_every_ms: 25,
             pause_ms: Some((3_000, 6_500)),
             idempotent: vec![3],
+            compacted: vec![2],
             lossy_links: false,
         }
     }
@@ -106,6 +113,8 @@ pub struct Report {
     pub terms: usize,
     /// Retries of the idempotent producer answered as repeats of a batch in the log.
     pub duplicates: usize,
+    /// Compaction rounds carried out, over every replica, by the cleaners while faults ran.
+    pub rounds: usize,
     /// The run's event trace, in order.
     pub trace: Vec<String>,
     /// FNV-1a of the trace: equal for equal runs.
@@ -187,7 +196,7 @@ pub fn simulate(seed: u64, setup: &Setup) -> Result<Report, Failure> {
         fail(violations)
     })?;
     let state = world.lock();
-    let violations = check::violations(&state, &setup.groups, &setup.idempotent);
+    let violations = check::violations(&state, &setup);
     drop(state);
     if !violations.is_empty() {
         return Err(fail(violations));
@@ -199,6 +208,7 @@ pub fn simulate(seed: u64, setup: &Setup) -> Result<Report, Failure> {
         faults,
         terms: state.leaders.len(),
         duplicates: state.duplicates,
+        rounds: state.rounds,
         trace_hash: rng::fnv1a(&state.trace),
         trace: state.trace.clone(),
     })

@@ -27,6 +27,8 @@ pub struct Ack {
     pub term: u64,
     /// Its one record's value.
     pub payload: Vec<u8>,
+    /// Its one record's key (a compacted group's records have one).
+    pub key: Option<Vec<u8>>,
 }
 
 /// Everything shared, behind one lock (module docs).
@@ -53,6 +55,8 @@ pub struct State {
     pub outcomes: BTreeMap<u64, bool>,
     /// Idempotent proposals the leader answered as the repeat of a batch in its log.
     pub duplicates: usize,
+    /// Compaction rounds the cleaners carried out.
+    pub rounds: usize,
     /// What a check found while the run went on (an idempotent batch refused).
     pub violations: Vec<String>,
     /// Every node seen leading each (group, term).

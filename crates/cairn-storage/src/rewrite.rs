@@ -90,18 +90,22 @@ impl<D: Disk> Log<D> {
             .collect()
     }
 
-    /// Rolls the active segment if it holds a batch below `point`, so that a round below the
-    /// point rewrites sealed segments only (segment boundaries differ between replicas).
+    /// Readies the log for a round below `point`: rolls the active segment if it holds a batch
+    /// below it (segment boundaries differ between replicas, and a round rewrites sealed
+    /// segments only), and makes the newest checkpoint durable. A checkpoint vouches for a
+    /// prefix of the segment it names, so no durable one may name a segment the round
+    /// rewrites: the newest names the active segment, whose base is now at or past `point`.
     ///
     /// # Errors
-    /// As an append's roll (poisons).
-    pub fn roll_below(&mut self, point: Offset) -> Result<()> {
-        let active = self.active();
-        if active.size == 0 || active.base >= point {
-            return Ok(());
-        }
+    /// As an append's roll (poisons); [`Error::Io`] syncing the checkpoint.
+    pub fn seal_below(&mut self, point: Offset) -> Result<()> {
         self.check_writable()?;
-        self.guarded(Log::roll)
+        let active = self.active();
+        if active.size > 0 && active.base < point {
+            self.guarded(Log::roll)?;
+        }
+        let path = crate::disk::child(&self.dir, crate::checkpoint::FILE_NAME);
+        self.checkpoint.sync().map_err(io_error("fsync", &path))
     }
 
     /// Bytes of the batches from the one holding `from` to the one before `to` (both clamped

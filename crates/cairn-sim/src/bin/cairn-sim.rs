@@ -56,11 +56,12 @@ fn main() -> ExitCode {
                 eprintln!("seed {seed}: ok, trace {:016x}", report.trace_hash);
             }
             Ok(report) => eprintln!(
-                "seed {seed}: ok, {} acked, {} faults, {} terms, {} duplicates, trace {:016x} ({:.1?})",
+                "seed {seed}: ok, {} acked, {} faults, {} terms, {} duplicates, {} rounds, trace {:016x} ({:.1?})",
                 report.acked,
                 report.faults,
                 report.terms,
                 report.duplicates,
+                report.rounds,
                 report.trace_hash,
                 started.elapsed()
             ),
