@@ -98,9 +98,10 @@ class Broker:
     """One `cairn serve` process on fixed loopback ports and a fixed data directory, which
     `restart()` keeps."""
 
-    def __init__(self, binary: Path, work_dir: Path):
+    def __init__(self, binary: Path, work_dir: Path, extra_args: tuple[str, ...] = ()):
         kafka_port, admin_port = free_loopback_ports(2)
         self.binary = binary
+        self.extra_args = list(extra_args)
         self.data_dir = work_dir / "data"
         self.log_path = work_dir / "cairn.log"
         self.bootstrap = f"127.0.0.1:{kafka_port}"
@@ -126,6 +127,7 @@ class Broker:
             # by itself could hide a broken CreateTopics or a topic that outlived its delete.
             "--auto-create-topics",
             "false",
+            *self.extra_args,
         ]
 
     def start(self) -> None:
@@ -224,9 +226,10 @@ class Broker:
         return f"--- last {len(tail)} lines of {self.log_path} ---\n" + "\n".join(tail)
 
 
-def running_broker(work_dir: Path):
-    """A started broker in `work_dir`, stopped (with its exit checked) after the yield."""
-    instance = Broker(cairn_binary(), work_dir)
+def running_broker(work_dir: Path, extra_args: tuple[str, ...] = ()):
+    """A started broker in `work_dir` (with `extra_args` to `cairn serve`), stopped (with its
+    exit checked) after the yield."""
+    instance = Broker(cairn_binary(), work_dir, extra_args)
     instance.start()
     try:
         yield instance

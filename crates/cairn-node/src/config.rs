@@ -88,6 +88,9 @@ pub struct NodeConfig {
     /// How long the first rebalance of an empty consumer group waits for more members
     /// (Kafka's `group.initial.rebalance.delay.ms`).
     pub group_initial_rebalance_delay_ms: u64,
+    /// How often the log cleaner looks at every partition for compaction rounds to carry out
+    /// or propose (Kafka's `log.cleaner.backoff.ms`).
+    pub log_cleaner_backoff_ms: u64,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax (`info`, `info,cairn_kafka=debug`);
     /// parsed by the binary when it installs the subscriber. `RUST_LOG`, when set, is applied by
     /// the binary on top.
@@ -134,6 +137,7 @@ impl Default for NodeConfig {
             default_partitions: 1,
             offsets_topic_partitions: 50,
             group_initial_rebalance_delay_ms: 3_000,
+            log_cleaner_backoff_ms: 15_000,
             log_level: "info,openraft=error".to_owned(),
             connections_max: 1024,
             inflight_requests_max: 16,
@@ -204,6 +208,7 @@ impl NodeConfig {
             self.group_initial_rebalance_delay_ms,
             &DELAY_MS_RANGE,
         )?;
+        in_range("log_cleaner_backoff_ms", self.log_cleaner_backoff_ms, &TIMEOUT_MS_RANGE)?;
         if self.log_level.trim().is_empty() || self.log_level.chars().any(char::is_whitespace) {
             return Err(Invalid::new(
                 "log_level",
@@ -562,6 +567,10 @@ pub struct ServeArgs {
     /// [env: CAIRN_GROUP_INITIAL_REBALANCE_DELAY_MS] [default: 3000]
     #[arg(long, value_name = "MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// How often the log cleaner looks for compaction rounds to carry out or propose.
+    /// [env: CAIRN_LOG_CLEANER_BACKOFF_MS] [default: 15000]
+    #[arg(long, value_name = "MS")]
+    pub log_cleaner_backoff_ms: Option<u64>,
     /// Log filter, as `info` or `info,cairn_kafka=debug`; the default keeps the Raft library's
     /// per-group notices and warnings out (with a peer down, each group warns of every
     /// heartbeat that fails). [env: CAIRN_LOG_LEVEL] [default: info,openraft=error]
@@ -623,6 +632,7 @@ struct FileConfig {
     default_partitions: Option<u32>,
     offsets_topic_partitions: Option<u32>,
     group_initial_rebalance_delay_ms: Option<u64>,
+    log_cleaner_backoff_ms: Option<u64>,
     log_level: Option<String>,
     connections_max: Option<usize>,
     inflight_requests_max: Option<usize>,
@@ -706,6 +716,8 @@ pub fn resolve_with(
             .unwrap_or(defaults.offsets_topic_partitions),
         group_initial_rebalance_delay_ms: layer!(group_initial_rebalance_delay_ms)
             .unwrap_or(defaults.group_initial_rebalance_delay_ms),
+        log_cleaner_backoff_ms: layer!(log_cleaner_backoff_ms)
+            .unwrap_or(defaults.log_cleaner_backoff_ms),
         log_level: layer!(log_level).unwrap_or(defaults.log_level),
         connections_max: layer!(connections_max).unwrap_or(defaults.connections_max),
         inflight_requests_max: layer!(inflight_requests_max)

@@ -285,7 +285,10 @@ fn broker_config(
         data_dir: config.data_dir.clone(),
         clock: Arc::new(cairn_storage::SystemClock),
         retention_interval: RETENTION_INTERVAL,
-        cleaner: cairn_broker::CleanerConfig::default(),
+        cleaner: cairn_broker::CleanerConfig {
+            interval: Duration::from_millis(config.log_cleaner_backoff_ms),
+            ..cairn_broker::CleanerConfig::default()
+        },
         cache_window_bytes: (config.page_cache_window_bytes > 0)
             .then_some(config.page_cache_window_bytes),
         flush_seconds: registry

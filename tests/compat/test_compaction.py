@@ -1,0 +1,122 @@
+"""Log compaction (RFC 0007) seen through Kafka clients: a topic created with
+`cleanup.policy=compact` keeps the latest record of each key below the cleaner's point, at its
+offset, and the rest as written; a keyless record to it is refused with INVALID_RECORD; and
+IncrementalAlterConfigs' APPEND and SUBTRACT edit `cleanup.policy`.
+
+The broker's cleaner looks every 200 ms (`--log-cleaner-backoff-ms`) instead of Kafka's 15 s,
+so that the test waits for rounds briefly; the wait is bounded by a deadline, polling what a
+consumer reads."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from confluent_kafka import KafkaError
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+from conftest import running_broker
+from support import (
+    CALL_TIMEOUT_S,
+    Deadline,
+    admin_client,
+    confluent_producer,
+    create_topic,
+    read_all,
+    unique_topic,
+)
+
+KEYS = 10
+RECORDS = 600
+COMPACTION_WAIT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def cleaning_broker(tmp_path_factory):
+    """A broker whose cleaner looks every 200 ms."""
+    yield from running_broker(
+        tmp_path_factory.mktemp("cairn-compaction"), ("--log-cleaner-backoff-ms", "200")
+    )
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> list:
+    """Produces `records` (key, value) with acks=all, in order; the delivery errors (None for
+    each record delivered)."""
+    errors: list = [None] * len(records)
+
+    def delivered(index):
+        def callback(error, _message):
+            errors[index] = error
+
+        return callback
+
+    config = {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5}
+    with confluent_producer(config) as producer:
+        for index, (key, value) in enumerate(records):
+            producer.produce(topic, key=key, value=value, on_delivery=delivered(index))
+            producer.poll(0)
+        assert producer.flush(CALL_TIMEOUT_S) == 0, "every record answered"
+    return errors
+
+
+def test_a_compacted_topic_keeps_the_latest_record_of_each_key(cleaning_broker):
+    bootstrap = cleaning_broker.bootstrap
+    topic = unique_topic("compacted")
+    create_topic(bootstrap, topic, config={"cleanup.policy": "compact", "segment.bytes": "1024"})
+    written = [(f"k{i % KEYS}".encode(), f"v{i}".encode()) for i in range(RECORDS)]
+    assert produce(bootstrap, topic, written) == [None] * RECORDS
+    before = read_all(bootstrap, topic, 1)[0]
+    assert [(r.key, r.value) for r in before] == written
+    latest = {key: value for key, value in written}
+
+    deadline = Deadline(COMPACTION_WAIT_S, f"a compaction round of {topic}")
+    while True:
+        after = read_all(bootstrap, topic, 1)[0]
+        if len(after) < len(before) // 2:
+            break
+        deadline.check(f"{len(after)} of {len(before)} records left")
+        time.sleep(0.2)
+
+    by_offset = {record.offset: record for record in before}
+    offsets = [record.offset for record in after]
+    assert offsets == sorted(set(offsets)), "offsets increase"
+    for record in after:
+        kept = by_offset[record.offset]
+        assert (record.key, record.value) == (kept.key, kept.value), "each record at its offset"
+    # Every key's latest record survives; a record is gone only behind a newer one of its key.
+    assert {key: value for key, value in ((r.key, r.value) for r in after)} == latest
+    newest = {record.key: record.offset for record in before}
+    gone = set(by_offset) - set(offsets)
+    assert all(by_offset[offset].offset < newest[by_offset[offset].key] for offset in gone)
+
+
+def test_a_compacted_topic_refuses_keyless_records(cleaning_broker):
+    bootstrap = cleaning_broker.bootstrap
+    topic = unique_topic("keyless")
+    create_topic(bootstrap, topic, config={"cleanup.policy": "compact"})
+    assert produce(bootstrap, topic, [(b"k", b"kept")]) == [None]
+    [error] = produce(bootstrap, topic, [(None, b"refused")])
+    assert error is not None and error.code() == KafkaError.INVALID_RECORD, error
+    assert [(r.key, r.value) for r in read_all(bootstrap, topic, 1)[0]] == [(b"k", b"kept")]
+
+
+def test_append_and_subtract_edit_the_cleanup_policy(cleaning_broker):
+    bootstrap = cleaning_broker.bootstrap
+    topic = unique_topic("policy")
+    create_topic(bootstrap, topic)
+    admin = admin_client(bootstrap)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+
+    def edit(op: AlterConfigOpType, value: str) -> str:
+        entry = ConfigEntry("cleanup.policy", value, incremental_operation=op)
+        change = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
+        admin.incremental_alter_configs([change])[change].result(timeout=CALL_TIMEOUT_S)
+        described = admin.describe_configs([resource])[resource].result(timeout=CALL_TIMEOUT_S)
+        return described["cleanup.policy"].value
+
+    assert edit(AlterConfigOpType.APPEND, "compact") == "compact,delete"
+    assert edit(AlterConfigOpType.APPEND, "delete") == "compact,delete"
+    assert edit(AlterConfigOpType.SUBTRACT, "delete") == "compact"
+    with pytest.raises(Exception, match="INVALID_CONFIG|cleanup.policy"):
+        edit(AlterConfigOpType.SUBTRACT, "compact")
+    assert edit(AlterConfigOpType.SET, "delete") == "delete"
