@@ -10,6 +10,7 @@ consumer reads."""
 from __future__ import annotations
 
 import time
+import urllib.request
 
 import pytest
 from confluent_kafka import KafkaError
@@ -88,6 +89,22 @@ def test_a_compacted_topic_keeps_the_latest_record_of_each_key(cleaning_broker):
     newest = {record.key: record.offset for record in before}
     gone = set(by_offset) - set(offsets)
     assert all(by_offset[offset].offset < newest[by_offset[offset].key] for offset in gone)
+    # The counters move once the cleaner's pass ends, just after the rewrite shows.
+    deadline = Deadline(COMPACTION_WAIT_S, "the cleaner's counters")
+    while metric(cleaning_broker, "cairn_log_cleaner_dropped_bytes_total") == 0:
+        deadline.check()
+        time.sleep(0.2)
+    assert metric(cleaning_broker, "cairn_log_cleaner_rounds_total") >= 1
+
+
+def metric(broker, name: str) -> float:
+    """The value of the unlabelled metric `name` in the broker's `/metrics`."""
+    with urllib.request.urlopen(f"{broker.admin_url}/metrics", timeout=CALL_TIMEOUT_S) as answer:
+        text = answer.read().decode()
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")
 
 
 def test_a_compacted_topic_refuses_keyless_records(cleaning_broker):

@@ -47,7 +47,7 @@ use crate::parallel::{blocking, in_parallel};
 use crate::partition::{Partition, PartitionConfig, RaftSettings, Replicas, Shared};
 use crate::producer_ids::ProducerIds;
 use crate::volume::Volume;
-use cairn_raft::compaction::Cleaning;
+use cairn_raft::compaction::{Cleaning, Throttle};
 
 /// Where a start moves entries of `topics/` it does not recognise, one subdirectory per start.
 const UNRECOGNISED_DIR: &str = "unrecognised";
@@ -105,19 +105,42 @@ impl fmt::Debug for BrokerConfig {
 }
 
 /// The log cleaner's settings (RFC 0007).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct CleanerConfig {
     /// How often the cleaner looks at every partition (Kafka's `log.cleaner.backoff.ms`).
     pub interval: Duration,
     /// The most keys a round's map holds (about 64 bytes each at most): Kafka's
     /// `log.cleaner.dedupe.buffer.size`. A leader ends a round where its map fills.
     pub keys_max: usize,
+    /// Bytes a second the cleaner reads and writes at most, over a pass (Kafka's
+    /// `log.cleaner.io.max.bytes.per.second`); `None`: unlimited.
+    pub io_bytes_per_sec: Option<u64>,
+    /// What the cleaner did, for `/metrics`.
+    pub metrics: CleanerMetrics,
 }
 
 impl Default for CleanerConfig {
     fn default() -> CleanerConfig {
-        CleanerConfig { interval: Duration::from_secs(15), keys_max: 1_000_000 }
+        CleanerConfig {
+            interval: Duration::from_secs(15),
+            keys_max: 1_000_000,
+            io_bytes_per_sec: Some(64 << 20),
+            metrics: CleanerMetrics::default(),
+        }
     }
+}
+
+/// The log cleaner's counters (registered by the node; unregistered ones count for nobody).
+#[derive(Clone, Debug, Default)]
+pub struct CleanerMetrics {
+    /// Compaction rounds carried out.
+    pub rounds: Arc<cairn_metrics::Counter>,
+    /// Segments rewritten.
+    pub segments: Arc<cairn_metrics::Counter>,
+    /// Bytes the cleaner read and wrote.
+    pub io_bytes: Arc<cairn_metrics::Counter>,
+    /// Bytes the rewritten segments shed.
+    pub bytes_dropped: Arc<cairn_metrics::Counter>,
 }
 
 /// The hosted partitions by topic name and index, with their topic's id.
@@ -991,11 +1014,12 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
     /// is due and carries it out once applied. One partition at a time; what it did, summed.
     pub async fn clean(&self, shutdown: &tokio::sync::watch::Receiver<bool>) -> Cleaning {
         let mut total = Cleaning::default();
+        let mut throttle = Throttle::new(self.config.cleaner.io_bytes_per_sec);
         for partition in self.all_partitions() {
             if *shutdown.borrow() {
                 break;
             }
-            match self.clean_partition(&partition).await {
+            match self.clean_partition(&partition, &mut throttle).await {
                 Ok(cleaning) => total.add(cleaning),
                 Err(PartitionError::Closed | PartitionError::Refused(_)) => {}
                 Err(error) => {
@@ -1003,14 +1027,23 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
                 }
             }
         }
+        let metrics = &self.config.cleaner.metrics;
+        metrics.rounds.add(total.rounds as u64);
+        metrics.segments.add(total.segments as u64);
+        metrics.io_bytes.add(throttle.charged());
+        metrics.bytes_dropped.add(total.bytes_before.saturating_sub(total.bytes_after));
         total
     }
 
-    async fn clean_partition(&self, partition: &Partition<D>) -> Result<Cleaning, PartitionError> {
-        let mut cleaning = partition.carry_out_rounds().await?;
+    async fn clean_partition(
+        &self,
+        partition: &Partition<D>,
+        throttle: &mut Throttle,
+    ) -> Result<Cleaning, PartitionError> {
+        let mut cleaning = partition.carry_out_rounds(throttle).await?;
         let (now_ms, keys_max) = (self.config.clock.now_ms(), self.config.cleaner.keys_max);
-        if partition.propose_round(now_ms, keys_max).await?.is_some() {
-            cleaning.add(partition.carry_out_rounds().await?);
+        if partition.propose_round(now_ms, keys_max, throttle).await?.is_some() {
+            cleaning.add(partition.carry_out_rounds(throttle).await?);
         }
         Ok(cleaning)
     }

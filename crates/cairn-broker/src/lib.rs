@@ -34,7 +34,7 @@ mod replica;
 mod tracker;
 mod volume;
 
-pub use broker::{Broker, BrokerConfig, CleanerConfig};
+pub use broker::{Broker, BrokerConfig, CleanerConfig, CleanerMetrics};
 pub use cairn_group::ShardConfig;
 pub use cairn_raft::compaction::Cleaning;
 pub use coordinator::{CoordinatorConfig, GroupCoordinator, OFFSETS_TOPIC, partition_for};

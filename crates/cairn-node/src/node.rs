@@ -274,6 +274,33 @@ fn termination() -> impl Future<Output = ()> {
 /// Help text of `cairn_partitions_offline`.
 const OFFLINE_HELP: &str = "Partitions this node cannot serve: their log could not be opened, failed, or holds corrupt data.";
 
+/// The log cleaner's counters, registered in `registry`.
+fn cleaner_metrics(
+    registry: &cairn_metrics::Registry,
+) -> anyhow::Result<cairn_broker::CleanerMetrics> {
+    let counter = |name: &str, help: &str| {
+        registry.counter(name, help).with_context(|| format!("registering {name}"))
+    };
+    Ok(cairn_broker::CleanerMetrics {
+        rounds: counter(
+            "cairn_log_cleaner_rounds_total",
+            "Log compaction rounds this node carried out (every replica carries out each round).",
+        )?,
+        segments: counter(
+            "cairn_log_cleaner_segments_rewritten_total",
+            "Sealed segments the log cleaner rewrote.",
+        )?,
+        io_bytes: counter(
+            "cairn_log_cleaner_io_bytes_total",
+            "Bytes the log cleaner read and wrote (capped by its IO rate).",
+        )?,
+        bytes_dropped: counter(
+            "cairn_log_cleaner_dropped_bytes_total",
+            "Bytes the log cleaner's rewrites removed from segments.",
+        )?,
+    })
+}
+
 /// The broker's settings from the node's, with its flush histogram registered in `registry`.
 fn broker_config(
     config: &NodeConfig,
@@ -287,6 +314,7 @@ fn broker_config(
         retention_interval: RETENTION_INTERVAL,
         cleaner: cairn_broker::CleanerConfig {
             interval: Duration::from_millis(config.log_cleaner_backoff_ms),
+            metrics: cleaner_metrics(registry)?,
             ..cairn_broker::CleanerConfig::default()
         },
         cache_window_bytes: (config.page_cache_window_bytes > 0)

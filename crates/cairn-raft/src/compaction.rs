@@ -19,6 +19,40 @@ use crate::group::GroupLog;
 /// Bytes a map's read takes from the log at once.
 const MAP_READ_BYTES: u32 = 1 << 20;
 
+/// The cleaner's IO cap (RFC 0007 "Carrying out a round"): bytes it read and wrote are
+/// charged, and once ahead of `bytes_per_sec` since it started it sleeps the difference (it
+/// runs on a blocking thread, holding no lock). Unlimited without a rate (the simulation).
+#[derive(Debug)]
+pub struct Throttle {
+    bytes_per_sec: Option<u64>,
+    started: std::time::Instant,
+    charged: u64,
+}
+
+impl Throttle {
+    /// A throttle at `bytes_per_sec`, if any, starting now.
+    #[must_use]
+    pub fn new(bytes_per_sec: Option<u64>) -> Throttle {
+        Throttle { bytes_per_sec, started: std::time::Instant::now(), charged: 0 }
+    }
+
+    /// Charges `bytes`; sleeps while the cleaner is ahead of its rate.
+    pub fn charge(&mut self, bytes: usize) {
+        self.charged = self.charged.saturating_add(bytes as u64);
+        let Some(rate) = self.bytes_per_sec.filter(|&rate| rate > 0) else { return };
+        let due = std::time::Duration::from_secs_f64(self.charged as f64 / rate as f64);
+        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+    }
+
+    /// Bytes charged so far: what the cleaner read and wrote.
+    #[must_use]
+    pub fn charged(&self) -> u64 {
+        self.charged
+    }
+}
+
 /// What carrying out rounds did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cleaning {
@@ -28,6 +62,10 @@ pub struct Cleaning {
     pub segments: usize,
     /// Batches rewritten.
     pub batches: usize,
+    /// Bytes of the segments rewritten, before and after.
+    pub bytes_before: u64,
+    /// See `bytes_before`.
+    pub bytes_after: u64,
 }
 
 impl Cleaning {
@@ -36,6 +74,8 @@ impl Cleaning {
         self.rounds += other.rounds;
         self.segments += other.segments;
         self.batches += other.batches;
+        self.bytes_before += other.bytes_before;
+        self.bytes_after += other.bytes_after;
     }
 }
 
@@ -44,10 +84,13 @@ impl Cleaning {
 ///
 /// # Errors
 /// The storage error a round met: [`cairn_storage::Error::Corruption`] for damage read.
-pub fn carry_out_rounds<D: Disk + Clone>(log: &GroupLog<D>) -> cairn_storage::Result<Cleaning> {
+pub fn carry_out_rounds<D: Disk + Clone>(
+    log: &GroupLog<D>,
+    throttle: &mut Throttle,
+) -> cairn_storage::Result<Cleaning> {
     let mut cleaning = Cleaning::default();
     while let Some(round) = log.with_log(Log::next_round) {
-        cleaning.add(carry_out(log, round)?);
+        cleaning.add(carry_out(log, round, throttle)?);
     }
     Ok(cleaning)
 }
@@ -55,10 +98,11 @@ pub fn carry_out_rounds<D: Disk + Clone>(log: &GroupLog<D>) -> cairn_storage::Re
 fn carry_out<D: Disk + Clone>(
     log: &GroupLog<D>,
     round: CompactionRound,
+    throttle: &mut Throttle,
 ) -> cairn_storage::Result<Cleaning> {
     log.with_log_mut(|log| log.seal_below(round.to))?;
     let keys = usize::try_from(round.keys).unwrap_or(usize::MAX);
-    let (map, end) = build_map(log, round.from, round.to, keys)?;
+    let (map, end) = build_map(log, round.from, round.to, keys, throttle)?;
     if end < round.to {
         let reason = format!("round {} holds more than its {keys} keys", round.index);
         return Err(cairn_storage::Error::Rewrite(reason));
@@ -71,20 +115,22 @@ fn carry_out<D: Disk + Clone>(
     let mut scratch = Vec::new();
     let mut done = Cleaning { rounds: 1, ..Cleaning::default() };
     for sealed in log.with_log(|log| log.sealed_below(round.to)) {
-        let rewritten =
-            rewrite_segment(&sealed, round.to, |batch| {
-                match compaction::clean_batch(batch, &map, &cleaning, &mut scratch) {
-                    Ok(Cleaned::Unchanged) => Ok(None),
-                    Ok(Cleaned::Rewritten(bytes)) => Ok(Some(bytes)),
-                    Err(error) => Err(error.to_string()),
-                }
-            })?;
-        if let Some(rewritten) = rewritten {
-            let changed = rewritten.changed;
-            if log.with_log_mut(|log| log.swap_rewritten(rewritten))? {
-                done.segments += 1;
-                done.batches += changed;
+        let rewritten = rewrite_segment(&sealed, round.to, |batch| {
+            throttle.charge(batch.as_bytes().len());
+            match compaction::clean_batch(batch, &map, &cleaning, &mut scratch) {
+                Ok(Cleaned::Unchanged) => Ok(None),
+                Ok(Cleaned::Rewritten(bytes)) => Ok(Some(bytes)),
+                Err(error) => Err(error.to_string()),
             }
+        })?;
+        let Some(rewritten) = rewritten else { continue };
+        let (changed, size) = (rewritten.changed, rewritten.size());
+        throttle.charge(size as usize);
+        if log.with_log_mut(|log| log.swap_rewritten(rewritten))? {
+            done.segments += 1;
+            done.batches += changed;
+            done.bytes_before += u64::from(sealed.size());
+            done.bytes_after += u64::from(size);
         }
     }
     log.with_log_mut(|log| log.finish_round(round.index))?;
@@ -98,6 +144,7 @@ fn build_map<D: Disk>(
     from: Offset,
     to: Offset,
     keys_max: usize,
+    throttle: &mut Throttle,
 ) -> cairn_storage::Result<(KeyMap, Offset)> {
     let mut map = KeyMap::new(keys_max);
     let (mut bytes, mut scratch) = (Vec::new(), Vec::new());
@@ -105,6 +152,7 @@ fn build_map<D: Disk>(
     while at < to {
         bytes.clear();
         let next = log.with_log(|log| log.read(at, MAP_READ_BYTES, to, &mut bytes))?;
+        throttle.charge(bytes.len());
         for batch in Batches::new(&bytes, BATCH_BYTES_MAX) {
             let rewrite = |error: String| cairn_storage::Error::Rewrite(error);
             let batch = batch.map_err(|error| rewrite(error.to_string()))?;
@@ -132,11 +180,12 @@ pub fn plan_round<D: Disk>(
     committed: Offset,
     now_ms: i64,
     keys_max: usize,
+    throttle: &mut Throttle,
 ) -> cairn_storage::Result<Option<CompactionRound>> {
     let Some((from, end)) = log.with_log(|log| due(log, config, committed, now_ms))? else {
         return Ok(None);
     };
-    let (map, to) = build_map(log, from, end, keys_max)?;
+    let (map, to) = build_map(log, from, end, keys_max, throttle)?;
     if to <= from {
         tracing::warn!(%from, keys_max, "a batch holds more keys than a compaction map may");
         return Ok(None);

@@ -143,7 +143,9 @@ fn finish_rounds(node: u64, raft: &Group, fence: u64) -> Result<(), String> {
                 .map_err(|e| failed(e.to_string()))?;
         }
     }
-    cairn_raft::compaction::carry_out_rounds(raft.log()).map_err(|e| failed(e.to_string()))?;
+    let mut unlimited = cairn_raft::compaction::Throttle::new(None);
+    cairn_raft::compaction::carry_out_rounds(raft.log(), &mut unlimited)
+        .map_err(|e| failed(e.to_string()))?;
     Ok(())
 }
 

@@ -162,7 +162,7 @@ fn clean(node: u64, group: u64, raft: crate::world::Group, world: World) {
             if world.lock().healed {
                 return;
             }
-            match compaction::carry_out_rounds(raft.log()) {
+            match compaction::carry_out_rounds(raft.log(), &mut compaction::Throttle::new(None)) {
                 Ok(done) if done.rounds > 0 => {
                     let mut state = world.lock();
                     state.rounds += done.rounds;
@@ -185,8 +185,9 @@ fn clean(node: u64, group: u64, raft: crate::world::Group, world: World) {
 async fn propose_round(node: u64, group: u64, raft: &crate::world::Group, world: &World) {
     let Ok(committed) = raft.log().committed_offset() else { return };
     let now_ms = SimClock.now_ms();
+    let mut unlimited = compaction::Throttle::new(None);
     let Ok(Some(round)) =
-        compaction::plan_round(raft.log(), COMPACTION, committed, now_ms, KEYS_MAX)
+        compaction::plan_round(raft.log(), COMPACTION, committed, now_ms, KEYS_MAX, &mut unlimited)
     else {
         return;
     };

@@ -54,6 +54,12 @@ impl<D: Disk> SealedSegment<D> {
     pub fn next(&self) -> Offset {
         self.next
     }
+
+    /// Its bytes.
+    #[must_use]
+    pub fn size(&self) -> u32 {
+        self.size
+    }
 }
 
 /// A segment's rewritten copy, durable under its `.cleaned` names, ready to swap in.
@@ -64,6 +70,14 @@ pub struct Rewritten<F> {
     segment: Segment<F>,
     /// Batches the rewrite changed.
     pub changed: usize,
+}
+
+impl<F> Rewritten<F> {
+    /// Bytes of the copy.
+    #[must_use]
+    pub fn size(&self) -> u32 {
+        self.segment.size
+    }
 }
 
 impl<D: Disk> Log<D> {

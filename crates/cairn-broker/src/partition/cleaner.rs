@@ -4,7 +4,7 @@
 //! `compaction`). The broker's cleaner task calls both (`Broker::run_cleaner`), one partition
 //! at a time.
 
-use cairn_raft::compaction::{self, Cleaning};
+use cairn_raft::compaction::{self, Cleaning, Throttle};
 use cairn_storage::{CompactionRound, Log};
 use cairn_types::Offset;
 
@@ -20,12 +20,17 @@ impl<D: Volume> Partition<D> {
     /// # Errors
     /// [`PartitionError::Storage`] if a round fails (it stays queued: the next call tries it
     /// again); corruption found takes the partition offline.
-    pub async fn carry_out_rounds(&self) -> Result<Cleaning, PartitionError> {
+    pub async fn carry_out_rounds(
+        &self,
+        throttle: &mut Throttle,
+    ) -> Result<Cleaning, PartitionError> {
         let Some(group) = self.group.as_ref().filter(|_| self.offline().is_none()) else {
             return Ok(Cleaning::default());
         };
         let log = group.log().clone();
-        self.storage_result(blocking(move || compaction::carry_out_rounds(&log)).await)
+        let done =
+            throttled(throttle, move |throttle| compaction::carry_out_rounds(&log, throttle));
+        self.storage_result(done.await)
     }
 
     /// On the leader of a compacted topic whose rounds are all carried out here: proposes the
@@ -39,6 +44,7 @@ impl<D: Volume> Partition<D> {
         &self,
         now_ms: i64,
         keys_max: usize,
+        throttle: &mut Throttle,
     ) -> Result<Option<CompactionRound>, PartitionError> {
         let (Some(config), Some(group)) = (self.settings().compaction, self.group.as_ref()) else {
             return Ok(None);
@@ -51,9 +57,10 @@ impl<D: Volume> Partition<D> {
         };
         let Some(committed) = committed else { return Ok(None) };
         let log = group.log().clone();
-        let planned =
-            blocking(move || compaction::plan_round(&log, config, committed, now_ms, keys_max))
-                .await;
+        let planned = throttled(throttle, move |throttle| {
+            compaction::plan_round(&log, config, committed, now_ms, keys_max, throttle)
+        });
+        let planned = planned.await;
         let Some(round) = self.storage_result(planned)? else { return Ok(None) };
         let batch = cairn_raft::codec::compaction_batch(&round);
         let pending = group
@@ -88,4 +95,15 @@ impl<D: Volume> Partition<D> {
             PartitionError::Storage(error)
         })
     }
+}
+
+/// Runs `work` with `throttle` on a blocking thread, and hands the throttle back.
+async fn throttled<T: Send + 'static>(
+    throttle: &mut Throttle,
+    work: impl FnOnce(&mut Throttle) -> T + Send + 'static,
+) -> T {
+    let mut owned = std::mem::replace(throttle, Throttle::new(None));
+    let (result, owned) = blocking(move || (work(&mut owned), owned)).await;
+    *throttle = owned;
+    result
 }
