@@ -1,6 +1,7 @@
 """Log compaction (RFC 0007) seen through Kafka clients: a topic created with
 `cleanup.policy=compact` keeps the latest record of each key below the cleaner's point, at its
-offset, and the rest as written; a keyless record to it is refused with INVALID_RECORD; and
+offset, and the rest as written; a kill -9 in the middle of a round loses nothing, and the
+round ends after the restart; a keyless record to it is refused with INVALID_RECORD; and
 IncrementalAlterConfigs' APPEND and SUBTRACT edit `cleanup.policy`.
 
 The broker's cleaner looks every 200 ms (`--log-cleaner-backoff-ms`) instead of Kafka's 15 s,
@@ -16,7 +17,7 @@ import pytest
 from confluent_kafka import KafkaError
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
-from conftest import running_broker
+from conftest import Broker, cairn_binary, running_broker
 from support import (
     CALL_TIMEOUT_S,
     Deadline,
@@ -68,27 +69,9 @@ def test_a_compacted_topic_keeps_the_latest_record_of_each_key(cleaning_broker):
     assert produce(bootstrap, topic, written) == [None] * RECORDS
     before = read_all(bootstrap, topic, 1)[0]
     assert [(r.key, r.value) for r in before] == written
-    latest = {key: value for key, value in written}
 
-    deadline = Deadline(COMPACTION_WAIT_S, f"a compaction round of {topic}")
-    while True:
-        after = read_all(bootstrap, topic, 1)[0]
-        if len(after) < len(before) // 2:
-            break
-        deadline.check(f"{len(after)} of {len(before)} records left")
-        time.sleep(0.2)
-
-    by_offset = {record.offset: record for record in before}
-    offsets = [record.offset for record in after]
-    assert offsets == sorted(set(offsets)), "offsets increase"
-    for record in after:
-        kept = by_offset[record.offset]
-        assert (record.key, record.value) == (kept.key, kept.value), "each record at its offset"
-    # Every key's latest record survives; a record is gone only behind a newer one of its key.
-    assert {key: value for key, value in ((r.key, r.value) for r in after)} == latest
-    newest = {record.key: record.offset for record in before}
-    gone = set(by_offset) - set(offsets)
-    assert all(by_offset[offset].offset < newest[by_offset[offset].key] for offset in gone)
+    after = wait_compacted(bootstrap, topic, before, f"a compaction round of {topic}")
+    check_compacted(before, after)
     # The counters move once the cleaner's pass ends, just after the rewrite shows.
     deadline = Deadline(COMPACTION_WAIT_S, "the cleaner's counters")
     while metric(cleaning_broker, "cairn_log_cleaner_dropped_bytes_total") == 0:
@@ -105,6 +88,60 @@ def metric(broker, name: str) -> float:
         if line.startswith(f"{name} "):
             return float(line.split()[1])
     raise AssertionError(f"no {name} in /metrics")
+
+
+def wait_compacted(bootstrap: str, topic: str, before: list, what: str) -> list:
+    """Reads `topic` until a round dropped at least half of `before`; what is left."""
+    deadline = Deadline(COMPACTION_WAIT_S, what)
+    while True:
+        after = read_all(bootstrap, topic, 1)[0]
+        if len(after) < len(before) // 2:
+            return after
+        deadline.check(f"{len(after)} of {len(before)} records left")
+        time.sleep(0.2)
+
+
+def check_compacted(before: list, after: list) -> None:
+    """`after` is what compaction may leave of `before`: records at their offsets, every key's
+    latest one, and none gone but behind a newer record of its key."""
+    by_offset = {record.offset: record for record in before}
+    offsets = [record.offset for record in after]
+    assert offsets == sorted(set(offsets)), "offsets increase"
+    for record in after:
+        kept = by_offset[record.offset]
+        assert (record.key, record.value) == (kept.key, kept.value), "each record at its offset"
+    latest = {record.key: record.value for record in before}
+    assert {record.key: record.value for record in after} == latest, "every key's latest"
+    newest = {record.key: record.offset for record in before}
+    gone = set(by_offset) - set(offsets)
+    assert all(offset < newest[by_offset[offset].key] for offset in gone)
+
+
+def test_a_kill_in_the_middle_of_a_round_loses_nothing(tmp_path):
+    """The cleaner at its slowest (1 MiB/s) is killed while a segment's rewritten copy is being
+    written; after a restart at full speed the round is carried out again, whole."""
+    slow = ("--log-cleaner-backoff-ms", "100", "--log-cleaner-io-bytes-per-sec", "1048576")
+    instance = Broker(cairn_binary(), tmp_path, slow)
+    instance.start()
+    try:
+        topic = unique_topic("killed")
+        config = {"cleanup.policy": "compact", "segment.bytes": str(256 * 1024)}
+        create_topic(instance.bootstrap, topic, config=config)
+        value = b"x" * 1000
+        written = [(f"k{i % 50}".encode(), value + str(i).encode()) for i in range(3000)]
+        assert produce(instance.bootstrap, topic, written) == [None] * len(written)
+        before = read_all(instance.bootstrap, topic, 1)[0]
+        deadline = Deadline(COMPACTION_WAIT_S, "a rewritten copy being written")
+        while not list(instance.data_dir.rglob("*.log.cleaned")):
+            deadline.check()
+            time.sleep(0.05)
+        instance.kill()
+        instance.extra_args = ["--log-cleaner-backoff-ms", "100"]
+        instance.start()
+        after = wait_compacted(instance.bootstrap, topic, before, "the round after the restart")
+        check_compacted(before, after)
+    finally:
+        instance.kill()
 
 
 def test_a_compacted_topic_refuses_keyless_records(cleaning_broker):

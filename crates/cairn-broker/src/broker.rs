@@ -1014,7 +1014,16 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
     /// is due and carries it out once applied. One partition at a time; what it did, summed.
     pub async fn clean(&self, shutdown: &tokio::sync::watch::Receiver<bool>) -> Cleaning {
         let mut total = Cleaning::default();
-        let mut throttle = Throttle::new(self.config.cleaner.io_bytes_per_sec);
+        // A round in progress stops at its next charge once `shutdown` turns true.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (stop, mut shutdown) = (Arc::clone(&stop), shutdown.clone());
+            tokio::spawn(async move {
+                let _ = shutdown.wait_for(|stopping| *stopping).await;
+                stop.store(true, std::sync::atomic::Ordering::Release);
+            })
+        };
+        let mut throttle = Throttle::new(self.config.cleaner.io_bytes_per_sec).stopping_on(stop);
         for partition in self.all_partitions() {
             if *shutdown.borrow() {
                 break;
@@ -1022,11 +1031,13 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
             match self.clean_partition(&partition, &mut throttle).await {
                 Ok(cleaning) => total.add(cleaning),
                 Err(PartitionError::Closed | PartitionError::Refused(_)) => {}
+                Err(_) if *shutdown.borrow() => {}
                 Err(error) => {
                     tracing::warn!(topic = partition.topic(), partition = partition.index(), %error, "log cleaning failed")
                 }
             }
         }
+        watcher.abort();
         let metrics = &self.config.cleaner.metrics;
         metrics.rounds.add(total.rounds as u64);
         metrics.segments.add(total.segments as u64);

@@ -54,6 +54,9 @@ pub const INFLIGHT_REQUESTS_MAX_RANGE: RangeInclusive<usize> = 1..=1024;
 /// Any configured delay, in milliseconds: none at all, at most one day.
 pub const DELAY_MS_RANGE: RangeInclusive<u64> = 0..=24 * 3600 * 1000;
 
+/// The log cleaner's IO cap, in bytes a second: at least 1 MiB/s, at most 1 TiB/s.
+pub const CLEANER_IO_BYTES_PER_SEC_RANGE: RangeInclusive<u64> = 1 << 20..=1 << 40;
+
 /// Any configured timeout, in milliseconds: at least 1 ms, at most one day.
 pub const TIMEOUT_MS_RANGE: RangeInclusive<u64> = 1..=24 * 3600 * 1000;
 
@@ -91,6 +94,9 @@ pub struct NodeConfig {
     /// How often the log cleaner looks at every partition for compaction rounds to carry out
     /// or propose (Kafka's `log.cleaner.backoff.ms`).
     pub log_cleaner_backoff_ms: u64,
+    /// Bytes a second the log cleaner reads and writes at most (Kafka's
+    /// `log.cleaner.io.max.bytes.per.second`).
+    pub log_cleaner_io_bytes_per_sec: u64,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax (`info`, `info,cairn_kafka=debug`);
     /// parsed by the binary when it installs the subscriber. `RUST_LOG`, when set, is applied by
     /// the binary on top.
@@ -138,6 +144,7 @@ impl Default for NodeConfig {
             offsets_topic_partitions: 50,
             group_initial_rebalance_delay_ms: 3_000,
             log_cleaner_backoff_ms: 15_000,
+            log_cleaner_io_bytes_per_sec: 64 << 20,
             log_level: "info,openraft=error".to_owned(),
             connections_max: 1024,
             inflight_requests_max: 16,
@@ -209,6 +216,11 @@ impl NodeConfig {
             &DELAY_MS_RANGE,
         )?;
         in_range("log_cleaner_backoff_ms", self.log_cleaner_backoff_ms, &TIMEOUT_MS_RANGE)?;
+        in_range(
+            "log_cleaner_io_bytes_per_sec",
+            self.log_cleaner_io_bytes_per_sec,
+            &CLEANER_IO_BYTES_PER_SEC_RANGE,
+        )?;
         if self.log_level.trim().is_empty() || self.log_level.chars().any(char::is_whitespace) {
             return Err(Invalid::new(
                 "log_level",
@@ -571,6 +583,10 @@ pub struct ServeArgs {
     /// [env: CAIRN_LOG_CLEANER_BACKOFF_MS] [default: 15000]
     #[arg(long, value_name = "MS")]
     pub log_cleaner_backoff_ms: Option<u64>,
+    /// Bytes a second the log cleaner reads and writes at most.
+    /// [env: CAIRN_LOG_CLEANER_IO_BYTES_PER_SEC] [default: 67108864]
+    #[arg(long, value_name = "BYTES")]
+    pub log_cleaner_io_bytes_per_sec: Option<u64>,
     /// Log filter, as `info` or `info,cairn_kafka=debug`; the default keeps the Raft library's
     /// per-group notices and warnings out (with a peer down, each group warns of every
     /// heartbeat that fails). [env: CAIRN_LOG_LEVEL] [default: info,openraft=error]
@@ -633,6 +649,7 @@ struct FileConfig {
     offsets_topic_partitions: Option<u32>,
     group_initial_rebalance_delay_ms: Option<u64>,
     log_cleaner_backoff_ms: Option<u64>,
+    log_cleaner_io_bytes_per_sec: Option<u64>,
     log_level: Option<String>,
     connections_max: Option<usize>,
     inflight_requests_max: Option<usize>,
@@ -718,6 +735,8 @@ pub fn resolve_with(
             .unwrap_or(defaults.group_initial_rebalance_delay_ms),
         log_cleaner_backoff_ms: layer!(log_cleaner_backoff_ms)
             .unwrap_or(defaults.log_cleaner_backoff_ms),
+        log_cleaner_io_bytes_per_sec: layer!(log_cleaner_io_bytes_per_sec)
+            .unwrap_or(defaults.log_cleaner_io_bytes_per_sec),
         log_level: layer!(log_level).unwrap_or(defaults.log_level),
         connections_max: layer!(connections_max).unwrap_or(defaults.connections_max),
         inflight_requests_max: layer!(inflight_requests_max)

@@ -314,6 +314,7 @@ fn broker_config(
         retention_interval: RETENTION_INTERVAL,
         cleaner: cairn_broker::CleanerConfig {
             interval: Duration::from_millis(config.log_cleaner_backoff_ms),
+            io_bytes_per_sec: Some(config.log_cleaner_io_bytes_per_sec),
             metrics: cleaner_metrics(registry)?,
             ..cairn_broker::CleanerConfig::default()
         },

@@ -7,6 +7,9 @@
 //! point one by one with no lock held, each swapped in under the log's lock; the log is locked
 //! only to read a megabyte at a time, to list the segments and to swap one.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use cairn_meta::CompactionConfig;
 use cairn_protocol::compaction::{self, Cleaned, KeyMap};
 use cairn_storage::{CompactionRound, Disk, Log, rewrite_segment};
@@ -22,27 +25,49 @@ const MAP_READ_BYTES: u32 = 1 << 20;
 /// The cleaner's IO cap (RFC 0007 "Carrying out a round"): bytes it read and wrote are
 /// charged, and once ahead of `bytes_per_sec` since it started it sleeps the difference (it
 /// runs on a blocking thread, holding no lock). Unlimited without a rate (the simulation).
+/// It is also how a round in progress stops at shutdown: once its stop flag is set, a charge
+/// fails, and the round, left queued, is carried out again after the restart.
 #[derive(Debug)]
 pub struct Throttle {
     bytes_per_sec: Option<u64>,
     started: std::time::Instant,
     charged: u64,
+    stop: Option<Arc<AtomicBool>>,
 }
+
+/// The longest a throttled cleaner sleeps before it looks at its stop flag again.
+const STOP_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Throttle {
     /// A throttle at `bytes_per_sec`, if any, starting now.
     #[must_use]
     pub fn new(bytes_per_sec: Option<u64>) -> Throttle {
-        Throttle { bytes_per_sec, started: std::time::Instant::now(), charged: 0 }
+        Throttle { bytes_per_sec, started: std::time::Instant::now(), charged: 0, stop: None }
+    }
+
+    /// This throttle, failing its charges once `stop` is set.
+    #[must_use]
+    pub fn stopping_on(mut self, stop: Arc<AtomicBool>) -> Throttle {
+        self.stop = Some(stop);
+        self
     }
 
     /// Charges `bytes`; sleeps while the cleaner is ahead of its rate.
-    pub fn charge(&mut self, bytes: usize) {
+    ///
+    /// # Errors
+    /// [`cairn_storage::Error::Rewrite`] once the stop flag is set.
+    pub fn charge(&mut self, bytes: usize) -> cairn_storage::Result<()> {
         self.charged = self.charged.saturating_add(bytes as u64);
-        let Some(rate) = self.bytes_per_sec.filter(|&rate| rate > 0) else { return };
-        let due = std::time::Duration::from_secs_f64(self.charged as f64 / rate as f64);
-        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
-            std::thread::sleep(ahead);
+        loop {
+            if self.stop.as_ref().is_some_and(|stop| stop.load(Ordering::Acquire)) {
+                return Err(cairn_storage::Error::Rewrite("the cleaner is stopping".into()));
+            }
+            let Some(rate) = self.bytes_per_sec.filter(|&rate| rate > 0) else { return Ok(()) };
+            let due = std::time::Duration::from_secs_f64(self.charged as f64 / rate as f64);
+            match due.checked_sub(self.started.elapsed()) {
+                Some(ahead) if !ahead.is_zero() => std::thread::sleep(ahead.min(STOP_CHECK)),
+                _ => return Ok(()),
+            }
         }
     }
 
@@ -116,7 +141,7 @@ fn carry_out<D: Disk + Clone>(
     let mut done = Cleaning { rounds: 1, ..Cleaning::default() };
     for sealed in log.with_log(|log| log.sealed_below(round.to)) {
         let rewritten = rewrite_segment(&sealed, round.to, |batch| {
-            throttle.charge(batch.as_bytes().len());
+            throttle.charge(batch.as_bytes().len()).map_err(|error| error.to_string())?;
             match compaction::clean_batch(batch, &map, &cleaning, &mut scratch) {
                 Ok(Cleaned::Unchanged) => Ok(None),
                 Ok(Cleaned::Rewritten(bytes)) => Ok(Some(bytes)),
@@ -125,7 +150,7 @@ fn carry_out<D: Disk + Clone>(
         })?;
         let Some(rewritten) = rewritten else { continue };
         let (changed, size) = (rewritten.changed, rewritten.size());
-        throttle.charge(size as usize);
+        throttle.charge(size as usize)?;
         if log.with_log_mut(|log| log.swap_rewritten(rewritten))? {
             done.segments += 1;
             done.batches += changed;
@@ -152,7 +177,7 @@ fn build_map<D: Disk>(
     while at < to {
         bytes.clear();
         let next = log.with_log(|log| log.read(at, MAP_READ_BYTES, to, &mut bytes))?;
-        throttle.charge(bytes.len());
+        throttle.charge(bytes.len())?;
         for batch in Batches::new(&bytes, BATCH_BYTES_MAX) {
             let rewrite = |error: String| cairn_storage::Error::Rewrite(error);
             let batch = batch.map_err(|error| rewrite(error.to_string()))?;
