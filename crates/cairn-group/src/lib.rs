@@ -21,4 +21,10 @@ pub use api::{
     OffsetToCommit, Reply, SyncRequest, SyncResponse, Waiter, Write,
 };
 pub use group::State;
+
+/// The configs of every group, as DescribeConfigs' GROUP resource lists them (Kafka's
+/// `GroupConfig`, KIP-848): name and value, cairn's defaults, not alterable per group. The
+/// consumer protocol's session timeout and heartbeat interval (RFC 0008).
+pub const GROUP_CONFIGS: &[(&str, i32)] =
+    &[("consumer.heartbeat.interval.ms", 5_000), ("consumer.session.timeout.ms", 45_000)];
 pub use shard::{Shard, ShardConfig};

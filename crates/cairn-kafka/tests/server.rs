@@ -586,3 +586,46 @@ async fn create_partitions_assignments_follow_kafkas_rules_on_one_node() {
     }
     assert!(node.broker().partition("m", 2).is_some(), "the new partition is hosted");
 }
+
+/// DescribeConfigs of the GROUP resource type (32): every group has the consumer protocol's
+/// defaults, read only, all or the keys asked for; a group needs a name.
+#[tokio::test]
+async fn describe_configs_lists_the_group_configs() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+    let node = start().await;
+    let mut conn = Connection::open(node.addr()).await;
+    let resource =
+        |name: &str, keys: Option<Vec<&str>>| {
+            DescribeConfigsResource::default()
+                .with_resource_type(32)
+                .with_resource_name(StrBytes::from_string(name.to_owned()))
+                .with_configuration_keys(keys.map(|keys| {
+                    keys.into_iter().map(|k| StrBytes::from_string(k.into())).collect()
+                }))
+        };
+    let request = DescribeConfigsRequest::default().with_resources(vec![
+        resource("any-group", None),
+        resource("any-group", Some(vec!["consumer.session.timeout.ms"])),
+        resource("", None),
+    ]);
+    let response: DescribeConfigsResponse = conn.call(ApiKey::DescribeConfigs, 4, &request).await;
+    let configs = |at: usize| -> Vec<(String, String, bool, i8)> {
+        let result = &response.results[at];
+        assert_eq!(result.error_code, 0, "{result:?}");
+        result
+            .configs
+            .iter()
+            .map(|c| {
+                let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                (c.name.to_string(), value, c.read_only, c.config_source)
+            })
+            .collect()
+    };
+    let heartbeat = ("consumer.heartbeat.interval.ms".to_owned(), "5000".to_owned(), true, 5);
+    let session = ("consumer.session.timeout.ms".to_owned(), "45000".to_owned(), true, 5);
+    assert_eq!(configs(0), [heartbeat, session.clone()]);
+    assert_eq!(configs(1), [session]);
+    assert_ne!(response.results[2].error_code, 0, "a group config needs a group id");
+    node.stop().await;
+}

@@ -35,6 +35,9 @@ use crate::server::Ctx;
 /// Kafka's config resource types.
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_GROUP: i8 = 32;
+/// DescribeConfigs' type of an integer config.
+const CONFIG_TYPE_INT: i8 = 3;
 /// Kafka's config sources (DescribeConfigs v1+).
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
@@ -389,6 +392,7 @@ pub(crate) fn describe_configs<M: MetadataStore>(
                     result.with_configs(configs)
                 }
                 RESOURCE_BROKER => result,
+                RESOURCE_GROUP => describe_group_configs(result, resource.configuration_keys),
                 _ => result
                     .with_error_code(ResponseError::InvalidRequest.code())
                     .with_error_message(Some(text("unsupported resource type"))),
@@ -396,6 +400,34 @@ pub(crate) fn describe_configs<M: MetadataStore>(
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// The configs of group `result` names: every group has cairn's defaults (`GROUP_CONFIGS`), read
+/// only; a name is needed, as Kafka's.
+fn describe_group_configs(
+    result: DescribeConfigsResult,
+    wanted: Option<Vec<kafka_protocol::protocol::StrBytes>>,
+) -> DescribeConfigsResult {
+    if result.resource_name.is_empty() {
+        return result
+            .with_error_code(ResponseError::InvalidRequest.code())
+            .with_error_message(Some(text("a group config resource needs a group id")));
+    }
+    let configs = cairn_group::GROUP_CONFIGS
+        .iter()
+        .filter(|(name, _)| {
+            wanted.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == *name))
+        })
+        .map(|&(name, value)| {
+            DescribeConfigsResourceResult::default()
+                .with_name(text(name))
+                .with_value(Some(text(value.to_string())))
+                .with_read_only(true)
+                .with_config_source(SOURCE_DEFAULT)
+                .with_config_type(CONFIG_TYPE_INT)
+        })
+        .collect();
+    result.with_configs(configs)
 }
 
 /// Serves IncrementalAlterConfigs for topics.
