@@ -753,11 +753,25 @@ fn record_size(key: &RecordKey, value: Option<&RecordValue>) -> usize {
             .map(|m| m.member_id.len() + m.subscription.len() + m.assignment.len() + 64)
             .sum(),
         Some(RecordValue::Offset(offset)) => offset.metadata.len() + 32,
+        Some(
+            value @ (RecordValue::ConsumerGroupMetadata(_)
+            | RecordValue::PartitionMetadata(_)
+            | RecordValue::MemberMetadata(_)
+            | RecordValue::TargetAssignmentMetadata(_)
+            | RecordValue::TargetAssignmentMember(_)
+            | RecordValue::CurrentMemberAssignment(_)),
+        ) => encode_value(value).len(),
         None => 0,
     };
     let key = match key {
         RecordKey::Offset { group, topic, .. } => group.len() + topic.len() + 16,
         RecordKey::Group { group } => group.len() + 8,
+        RecordKey::ConsumerGroupMetadata { .. }
+        | RecordKey::PartitionMetadata { .. }
+        | RecordKey::MemberMetadata { .. }
+        | RecordKey::TargetAssignmentMetadata { .. }
+        | RecordKey::TargetAssignmentMember { .. }
+        | RecordKey::CurrentMemberAssignment { .. } => encode_key(key).len(),
     };
     key + members + 32
 }

@@ -893,7 +893,7 @@ impl Shard {
     }
 
     /// Replays one record of the shard's partition (loading after a leader change). `None`
-    /// is a tombstone.
+    /// is a tombstone. The consumer protocol's records are skipped for now.
     pub fn replay(&mut self, key: RecordKey, value: Option<RecordValue>, now: i64) {
         let group_id = key.group().to_owned();
         let group =
@@ -913,6 +913,17 @@ impl Shard {
                 *group = Group::new(&group_id, now);
                 group.offsets = offsets;
             }
+            // A consumer group's (RFC 0008), a kind of group this shard does not serve yet:
+            // skipped, so the partition still loads.
+            (
+                RecordKey::ConsumerGroupMetadata { .. }
+                | RecordKey::PartitionMetadata { .. }
+                | RecordKey::MemberMetadata { .. }
+                | RecordKey::TargetAssignmentMetadata { .. }
+                | RecordKey::TargetAssignmentMember { .. }
+                | RecordKey::CurrentMemberAssignment { .. },
+                _,
+            ) => {}
         }
         self.forget_if_unused(&group_id);
     }

@@ -413,6 +413,31 @@ fn a_new_coordinator_keeps_the_stable_group_and_its_offsets() {
 }
 
 #[test]
+fn a_new_coordinator_skips_consumer_group_records() {
+    use cairn_group::records::{ConsumerGroupMetadata, TargetAssignmentMetadata};
+    let mut h = Harness::new();
+    let (a, b) = stable_pair(&mut h);
+    h.commit("g", &b, 1, 100);
+    h.flush();
+    let epoch = RecordValue::ConsumerGroupMetadata(ConsumerGroupMetadata { epoch: 3 });
+    let target = TargetAssignmentMetadata { assignment_epoch: 3 };
+    h.log.extend([
+        (RecordKey::ConsumerGroupMetadata { group: "c".into() }, Some(epoch.clone())),
+        (RecordKey::MemberMetadata { group: "c".into(), member: "m".into() }, None),
+        (RecordKey::ConsumerGroupMetadata { group: "g".into() }, Some(epoch)),
+        (
+            RecordKey::TargetAssignmentMetadata { group: "g".into() },
+            Some(RecordValue::TargetAssignmentMetadata(target)),
+        ),
+    ]);
+    let mut next = h.failover();
+    assert_eq!(next.state("c"), "Dead", "a consumer group is not served yet");
+    assert_eq!(next.state("g"), "Stable", "the classic group is untouched");
+    assert_eq!(next.committed("g"), Some(100));
+    assert_eq!(next.heartbeat("g", &a, 1), ErrorCode::None);
+}
+
+#[test]
 fn a_failed_assignment_write_restarts_the_rebalance() {
     let mut h = Harness::new();
     let (a, wa) = h.new_member("g");
