@@ -959,17 +959,8 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
     /// true; spawn it once. A sweep in progress stops before its next partition, so awaiting
     /// this task after signalling `shutdown` waits for one partition's retention at most, and no
     /// sweep touches the partitions once [`Broker::shutdown`] closes them.
-    pub async fn run_retention(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut interval = tokio::time::interval(self.config.retention_interval);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.wait_for(|stop| *stop) => return,
-                _ = interval.tick() => {}
-            }
-            self.sweep_retention(&shutdown).await;
-        }
+    pub async fn run_retention(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        self.run_sweeps(Sweep::Retention, shutdown).await;
     }
 
     /// One retention pass over every partition, stopping early once `shutdown` turns true.
@@ -996,8 +987,18 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
     /// Cleans every partition every `cleaner.interval` until `shutdown` turns true
     /// ([`Broker::clean`]); spawn it once. Like retention, a pass stops before its next
     /// partition once `shutdown` turns true.
-    pub async fn run_cleaner(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut interval = tokio::time::interval(self.config.cleaner.interval);
+    pub async fn run_cleaner(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        self.run_sweeps(Sweep::Cleaner, shutdown).await;
+    }
+
+    /// Runs `sweep` every period of its until `shutdown` turns true (a pass in progress is
+    /// awaited).
+    async fn run_sweeps(&self, sweep: Sweep, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let period = match sweep {
+            Sweep::Retention => self.config.retention_interval,
+            Sweep::Cleaner => self.config.cleaner.interval,
+        };
+        let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -1005,7 +1006,12 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
                 _ = shutdown.wait_for(|stop| *stop) => return,
                 _ = interval.tick() => {}
             }
-            self.clean(&shutdown).await;
+            match sweep {
+                Sweep::Retention => self.sweep_retention(&shutdown).await,
+                Sweep::Cleaner => {
+                    self.clean(&shutdown).await;
+                }
+            }
         }
     }
 
@@ -1065,6 +1071,15 @@ impl<M: MetadataStore, D: Volume> Broker<M, D> {
         close_all(self.all_partitions()).await;
         self.group_commit.close();
     }
+}
+
+/// The broker's periodic passes over its partitions.
+#[derive(Clone, Copy)]
+enum Sweep {
+    /// [`Broker::run_retention`].
+    Retention,
+    /// [`Broker::run_cleaner`].
+    Cleaner,
 }
 
 /// A partition to host: its topic, index, and its opened log or why it is offline.

@@ -9,9 +9,11 @@ use std::time::Duration;
 use cairn_broker::Acks;
 use cairn_meta::{MetadataStore, TopicName, TopicSpec};
 use cairn_storage::ManualClock;
-use cairn_testkit::broker::{TestBroker, open_broker, sim_broker_config};
+use cairn_testkit::broker::{
+    ReadRecord, TestBroker, committed_records, open_broker, sim_broker_config,
+};
 use cairn_types::Offset;
-use cairn_types::batch::{BatchBuilder, Batches};
+use cairn_types::batch::BatchBuilder;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 const TOPIC: &str = "compacted";
@@ -52,26 +54,9 @@ async fn produce(broker: &TestBroker, key: Option<&str>, value: Option<&str>, ti
 /// Every record of the partition, in order, without control batches.
 fn records(broker: &TestBroker) -> Vec<Record> {
     let partition = broker.partition(TOPIC, 0).expect("hosted");
-    let end = partition.offsets().high_watermark;
-    let mut records = Vec::new();
-    let mut from = partition.offsets().log_start;
-    while from < end {
-        let read = partition.read(from, 1 << 20).expect("read");
-        for batch in Batches::new(&read.records, 1 << 20) {
-            let batch = batch.expect("valid");
-            from = batch.header().next_offset();
-            if batch.header().is_control() {
-                continue;
-            }
-            for record in batch.records() {
-                let record = record.expect("record");
-                let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).expect("utf-8");
-                let offset = batch.header().base_offset.0 + u64::from(record.offset_delta);
-                records.push((offset, text(record.key.expect("a key")), record.value.map(text)));
-            }
-        }
-    }
-    records
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("utf-8");
+    let record = |r: ReadRecord| (r.offset, text(r.key.expect("a key")), r.value.map(text));
+    committed_records(&partition).into_iter().map(record).collect()
 }
 
 /// What a round over `[from, to)` at `now_ms` leaves of `before`: below `to`, the latest

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use cairn_broker::{Acks, PartitionError};
 use cairn_meta::{MetadataStore, TopicName, TopicSpec};
-use cairn_testkit::broker::{TestBroker, broker_config, open_broker};
-use cairn_types::batch::{BatchBuilder, Batches};
+use cairn_testkit::broker::{
+    ReadRecord, TestBroker, broker_config, committed_records, open_broker,
+};
+use cairn_types::batch::BatchBuilder;
 use cairn_types::{Offset, ProducerId};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -54,24 +56,8 @@ async fn produce(
 /// The record values in the partition, in order, without control batches.
 fn values(broker: &TestBroker) -> Vec<String> {
     let partition = broker.partition(TOPIC, 0).expect("hosted");
-    let end = partition.offsets().high_watermark;
-    let mut values = Vec::new();
-    let mut from = partition.offsets().log_start;
-    while from < end {
-        let read = partition.read(from, 1 << 20).expect("read");
-        for batch in Batches::new(&read.records, 1 << 20) {
-            let batch = batch.expect("valid");
-            from = batch.header().next_offset();
-            if batch.header().is_control() {
-                continue;
-            }
-            for record in batch.records() {
-                let value = record.expect("record").value.expect("a value");
-                values.push(String::from_utf8(value.to_vec()).expect("utf-8"));
-            }
-        }
-    }
-    values
+    let value = |record: ReadRecord| String::from_utf8(record.value.expect("a value"));
+    committed_records(&partition).into_iter().map(|r| value(r).expect("utf-8")).collect()
 }
 
 #[tokio::test]

@@ -300,16 +300,21 @@ fn a_membership_decodes_to_openraft_membership() {
     assert!(RecordBatch::validate(&codec::encode(&entry, 0).unwrap()).is_ok());
 }
 
-#[test]
-fn a_compaction_round_round_trips_as_a_normal_entry_consumers_skip() {
-    let round = cairn_storage::CompactionRound {
+/// A compaction round over `[from, to)`, its index left to its entry.
+fn round(from: u64, to: u64) -> cairn_storage::CompactionRound {
+    cairn_storage::CompactionRound {
         index: cairn_types::RaftIndex(0),
-        from: Offset(10),
-        to: Offset(500),
+        from: Offset(from),
+        to: Offset(to),
         time_ms: TIMESTAMP_MS,
         delete_retention_ms: 86_400_000,
         keys: 77,
-    };
+    }
+}
+
+#[test]
+fn a_compaction_round_round_trips_as_a_normal_entry_consumers_skip() {
+    let round = round(10, 500);
     let proposal = Proposal { batch: codec::compaction_batch(&round), ticket: 3 };
     let entry = RaftEntry::normal(4, 9, proposal);
     let want = cairn_storage::CompactionRound { index: cairn_types::RaftIndex(9), ..round };
@@ -328,15 +333,7 @@ fn a_compaction_round_round_trips_as_a_normal_entry_consumers_skip() {
 
 #[test]
 fn a_compaction_round_that_ends_before_it_starts_is_refused() {
-    let round = cairn_storage::CompactionRound {
-        index: cairn_types::RaftIndex(0),
-        from: Offset(500),
-        to: Offset(10),
-        time_ms: TIMESTAMP_MS,
-        delete_retention_ms: 0,
-        keys: 1,
-    };
-    let proposal = Proposal { batch: codec::compaction_batch(&round), ticket: 3 };
+    let proposal = Proposal { batch: codec::compaction_batch(&round(500, 10)), ticket: 3 };
     let entry = RaftEntry::normal(4, 9, proposal);
     assert_eq!(codec::encode(&entry, TIMESTAMP_MS), Err(CodecError::ReservedProposal));
 }

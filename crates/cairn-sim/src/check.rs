@@ -152,6 +152,23 @@ fn finish_rounds(node: u64, raft: &Group, fence: u64) -> Result<(), String> {
 /// The offset of the newest record of each key in the committed prefix `bytes`.
 fn newest_of_keys(bytes: &[u8]) -> Result<BTreeMap<Vec<u8>, u64>, String> {
     let mut newest = BTreeMap::new();
+    let mut keyless = false;
+    for_each_record(bytes, |offset, record| match record.key {
+        Some(key) => drop(newest.insert(key.to_vec(), offset)),
+        None => keyless = true,
+    })?;
+    if keyless {
+        return Err("a keyless record in a compacted group".into());
+    }
+    Ok(newest)
+}
+
+/// Calls `f` with the offset and the record of each record of the committed prefix `bytes`
+/// (control batches skipped).
+fn for_each_record(
+    bytes: &[u8],
+    mut f: impl FnMut(u64, &cairn_types::batch::Record<'_>),
+) -> Result<(), String> {
     for batch in Batches::new(bytes, BATCH_BYTES_MAX) {
         let batch = batch.map_err(|error| format!("a corrupt batch: {error}"))?;
         if batch.header().is_control() {
@@ -159,12 +176,10 @@ fn newest_of_keys(bytes: &[u8]) -> Result<BTreeMap<Vec<u8>, u64>, String> {
         }
         for record in batch.records() {
             let record = record.map_err(|error| format!("a corrupt record: {error}"))?;
-            let offset = batch.header().base_offset.0 + u64::from(record.offset_delta);
-            let key = record.key.ok_or("a keyless record in a compacted group")?;
-            newest.insert(key.to_vec(), offset);
+            f(batch.header().base_offset.0 + u64::from(record.offset_delta), &record);
         }
     }
-    Ok(newest)
+    Ok(())
 }
 
 /// The idempotent producer's records in the committed prefix `bytes`: none twice, in the
@@ -172,20 +187,13 @@ fn newest_of_keys(bytes: &[u8]) -> Result<BTreeMap<Vec<u8>, u64>, String> {
 fn once_in_order(state: &State, group: u64, bytes: &[u8]) -> Result<(), String> {
     let prefix = format!("g{group}-s");
     let mut sequences = Vec::new();
-    for batch in Batches::new(bytes, BATCH_BYTES_MAX) {
-        let batch = batch.map_err(|error| format!("a corrupt batch: {error}"))?;
-        if batch.header().is_control() {
-            continue;
+    for_each_record(bytes, |_, record| {
+        let value = record.value.unwrap_or_default();
+        let sequence = std::str::from_utf8(value).ok().and_then(|v| v.strip_prefix(&prefix));
+        if let Some(sequence) = sequence.and_then(|s| s.parse::<u64>().ok()) {
+            sequences.push(sequence);
         }
-        for record in batch.records() {
-            let record = record.map_err(|error| format!("a corrupt record: {error}"))?;
-            let value = record.value.unwrap_or_default();
-            let sequence = std::str::from_utf8(value).ok().and_then(|v| v.strip_prefix(&prefix));
-            if let Some(sequence) = sequence.and_then(|s| s.parse::<u64>().ok()) {
-                sequences.push(sequence);
-            }
-        }
-    }
+    })?;
     // One batch in flight, sent again until acknowledged: the log holds s0, s1, … each once.
     if let Some((at, &sequence)) = sequences.iter().enumerate().find(|&(at, &s)| s != at as u64) {
         return Err(format!(
