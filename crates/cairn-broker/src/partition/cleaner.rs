@@ -14,6 +14,9 @@ use crate::parallel::blocking;
 use crate::replica::Role;
 use crate::volume::Volume;
 
+/// How long a leader waits for its round's entry to commit, then to be applied.
+const ROUND_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl<D: Volume> Partition<D> {
     /// Carries out every round this replica applied and has not carried out, oldest first.
     ///
@@ -68,7 +71,7 @@ impl<D: Volume> Partition<D> {
             .await
             .map_err(|error| self.propose_error(error))?;
         let Some(pending) = pending else { return Ok(None) };
-        let committed = tokio::time::timeout(super::RETENTION_WAIT, pending.committed()).await;
+        let committed = tokio::time::timeout(ROUND_WAIT, pending.committed()).await;
         let index = match committed {
             Err(_) => return Err(PartitionError::Timeout),
             Ok(Err(error)) => return Err(self.propose_error(error)),
@@ -76,7 +79,7 @@ impl<D: Volume> Partition<D> {
         };
         // Applied (so queued here) once the high watermark passes the entry.
         let offset = self.storage_result(group.log().with_log(|log| log.offset_of(index)))?;
-        self.wait_committed(offset.plus(1), super::RETENTION_WAIT).await?;
+        self.wait_committed(offset.plus(1), ROUND_WAIT).await?;
         Ok(Some(CompactionRound { index, ..round }))
     }
 
