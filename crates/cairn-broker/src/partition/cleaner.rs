@@ -30,6 +30,9 @@ impl<D: Volume> Partition<D> {
         let Some(group) = self.group.as_ref().filter(|_| self.offline().is_none()) else {
             return Ok(Cleaning::default());
         };
+        if group.log().with_log(Log::next_round).is_none() {
+            return Ok(Cleaning::default()); // Nothing queued: no trip to a blocking thread.
+        }
         let log = group.log().clone();
         let done =
             throttled(throttle, move |throttle| compaction::carry_out_rounds(&log, throttle));
