@@ -119,12 +119,19 @@ pub struct CleanerConfig {
     pub metrics: CleanerMetrics,
 }
 
+impl CleanerConfig {
+    /// The default `interval`, in milliseconds (Kafka's).
+    pub const INTERVAL_MS_DEFAULT: u64 = 15_000;
+    /// The default `io_bytes_per_sec` (RFC 0007).
+    pub const IO_BYTES_PER_SEC_DEFAULT: u64 = 64 << 20;
+}
+
 impl Default for CleanerConfig {
     fn default() -> CleanerConfig {
         CleanerConfig {
-            interval: Duration::from_secs(15),
+            interval: Duration::from_millis(CleanerConfig::INTERVAL_MS_DEFAULT),
             keys_max: 1_000_000,
-            io_bytes_per_sec: Some(64 << 20),
+            io_bytes_per_sec: Some(CleanerConfig::IO_BYTES_PER_SEC_DEFAULT),
             metrics: CleanerMetrics::default(),
         }
     }

@@ -385,12 +385,18 @@ impl<D: Volume> Partition<D> {
         };
         let replica = lock(&self.tracker.replica).clone();
         let result = group.log().with_log_mut(|log| f(log, &replica));
-        if let Err(PartitionError::Storage(error @ cairn_storage::Error::Corruption { .. })) =
-            &result
-        {
-            self.tracker.go_offline(error.to_string());
+        if let Err(PartitionError::Storage(error)) = &result {
+            self.offline_if_corrupt(error);
         }
         result
+    }
+
+    /// Takes the partition offline if `error` is corruption: committed data it cannot serve
+    /// must show in readiness and metrics.
+    fn offline_if_corrupt(&self, error: &cairn_storage::Error) {
+        if matches!(error, cairn_storage::Error::Corruption { .. }) {
+            self.tracker.go_offline(error.to_string());
+        }
     }
 
     /// Topic name.

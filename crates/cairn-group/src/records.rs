@@ -50,6 +50,7 @@
 //! and skips tags it does not know). A uuid is its 16 bytes. Kafka 4.0 writes and reads
 //! version 0 of each; cairn writes and reads the same.
 
+use cairn_types::varint;
 use thiserror::Error;
 
 /// What a record of the offsets topic is about.
@@ -720,13 +721,8 @@ impl Writer {
     fn i8(&mut self, v: i8) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    /// Seven bits a byte, least significant first, the high bit set on all but the last.
-    fn uvarint(&mut self, mut v: u32) {
-        while v >= 0x80 {
-            self.0.push((v & 0x7f) as u8 | 0x80);
-            v >>= 7;
-        }
-        self.0.push(v as u8);
+    fn uvarint(&mut self, v: u32) {
+        varint::put_uvarint(&mut self.0, u64::from(v));
     }
     /// A compact length: `len + 1`, 0 being null.
     fn compact_len(&mut self, len: usize) {
@@ -824,18 +820,12 @@ impl<'a> Reader<'a> {
     }
     /// At most five bytes, and no more than 32 bits.
     fn uvarint(&mut self) -> Result<u32, RecordError> {
-        let mut value = 0;
-        for shift in [0, 7, 14, 21, 28] {
-            let [byte] = self.array()?;
-            if shift == 28 && byte > 0x0f {
-                return Err(RecordError::Invalid("varint"));
-            }
-            value |= u32::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(RecordError::Invalid("varint"))
+        let (value, len) = varint::get_uvarint32(self.0).map_err(|error| match error {
+            varint::VarintError::Truncated => RecordError::Truncated,
+            varint::VarintError::TooLong => RecordError::Invalid("varint"),
+        })?;
+        self.take(len)?;
+        Ok(value)
     }
     /// A compact length, none for null.
     fn compact_len(&mut self) -> Result<Option<usize>, RecordError> {

@@ -49,6 +49,16 @@ fn get_uvarint(input: &[u8], bytes_max: usize) -> Result<(u64, usize), VarintErr
     if input.len() >= bytes_max { Err(VarintError::TooLong) } else { Err(VarintError::Truncated) }
 }
 
+/// Decodes an unsigned varint of 32 bits at most (Kafka's flexible versions: lengths, counts,
+/// tags); returns the value and the bytes it took.
+///
+/// # Errors
+/// [`VarintError`] on truncated or over-long input.
+pub fn get_uvarint32(input: &[u8]) -> Result<(u32, usize), VarintError> {
+    let (raw, len) = get_uvarint(input, 5)?;
+    Ok((u32::try_from(raw).map_err(|_| VarintError::TooLong)?, len))
+}
+
 /// Decodes a zigzag varint (32-bit); returns the value and the bytes it took.
 ///
 /// # Errors
@@ -79,6 +89,13 @@ mod tests {
             let mut out = Vec::new();
             put_varint(&mut out, value);
             prop_assert_eq!(get_varint(&out), Ok((value, out.len())));
+        }
+
+        #[test]
+        fn uvarint32_roundtrip(value: u32) {
+            let mut out = Vec::new();
+            put_uvarint(&mut out, u64::from(value));
+            prop_assert_eq!(get_uvarint32(&out), Ok((value, out.len())));
         }
 
         #[test]

@@ -95,9 +95,7 @@ impl<D: Volume> Partition<D> {
     /// `result` as a partition result; corruption takes the partition offline.
     fn storage_result<T>(&self, result: cairn_storage::Result<T>) -> Result<T, PartitionError> {
         result.map_err(|error| {
-            if matches!(error, cairn_storage::Error::Corruption { .. }) {
-                self.tracker.go_offline(error.to_string());
-            }
+            self.offline_if_corrupt(&error);
             PartitionError::Storage(error)
         })
     }
