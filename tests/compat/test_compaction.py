@@ -41,9 +41,11 @@ def cleaning_broker(tmp_path_factory):
     )
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> list:
-    """Produces `records` (key, value) with acks=all, in order; the delivery errors (None for
-    each record delivered)."""
+def produce(
+    bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]], codec: str = "none"
+) -> list:
+    """Produces `records` (key, value) with acks=all, in order, compressed with `codec`; the
+    delivery errors (None for each record delivered)."""
     errors: list = [None] * len(records)
 
     def delivered(index):
@@ -52,7 +54,12 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]
 
         return callback
 
-    config = {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5}
+    config = {
+        "bootstrap.servers": bootstrap,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": codec,
+    }
     with confluent_producer(config) as producer:
         for index, (key, value) in enumerate(records):
             producer.produce(topic, key=key, value=value, on_delivery=delivered(index))
@@ -144,14 +151,17 @@ def test_a_kill_in_the_middle_of_a_round_loses_nothing(tmp_path):
         instance.kill()
 
 
-def test_a_compacted_topic_refuses_keyless_records(cleaning_broker):
+@pytest.mark.parametrize("codec", ["none", "lz4"])
+def test_a_compacted_topic_refuses_keyless_records(cleaning_broker, codec):
     bootstrap = cleaning_broker.bootstrap
     topic = unique_topic("keyless")
     create_topic(bootstrap, topic, config={"cleanup.policy": "compact"})
-    assert produce(bootstrap, topic, [(b"k", b"kept")]) == [None]
-    [error] = produce(bootstrap, topic, [(None, b"refused")])
+    # Values that compress, so that librdkafka does send lz4 batches compressed.
+    kept, refused = b"kept" * 100, b"refused" * 100
+    assert produce(bootstrap, topic, [(b"k", kept)], codec) == [None]
+    [error] = produce(bootstrap, topic, [(None, refused)], codec)
     assert error is not None and error.code() == KafkaError.INVALID_RECORD, error
-    assert [(r.key, r.value) for r in read_all(bootstrap, topic, 1)[0]] == [(b"k", b"kept")]
+    assert [(r.key, r.value) for r in read_all(bootstrap, topic, 1)[0]] == [(b"k", kept)]
 
 
 def test_append_and_subtract_edit_the_cleanup_policy(cleaning_broker):

@@ -8,7 +8,7 @@
 //! one left with no record is an empty, uncompressed batch, as Kafka's cleaner writes them.
 //! Every replica computes the same bytes from the same batch, map and round.
 
-use cairn_types::batch::{self, BatchError, Compression, RecordBatch, TimestampType};
+use cairn_types::batch::{self, BatchError, BatchHeader, Compression, RecordBatch, TimestampType};
 use cairn_types::limits::DECOMPRESSED_BATCH_BYTES_MAX;
 use cairn_types::{Offset, varint};
 
@@ -236,27 +236,23 @@ pub fn clean_batch(
     Ok(Cleaned::Rewritten(batch::with_records(batch.as_bytes(), codec, &records, count)))
 }
 
-/// The index of the first record of `batch` without a key, if one has none: what a topic
-/// with `cleanup.policy=compact` refuses (`INVALID_RECORD`, as Kafka). Control batches are
-/// keyed by their form.
+/// The index of the first record without a key among the records of the batch whose header
+/// is `header` and whose records, decompressed, are `body`: what a topic with
+/// `cleanup.policy=compact` refuses (`INVALID_RECORD`, as Kafka). Control batches are keyed by
+/// their form.
 ///
 /// # Errors
-/// [`CleanError`] if the records do not decode.
-pub fn first_keyless(
-    batch: &RecordBatch,
-    scratch: &mut Vec<u8>,
-) -> Result<Option<u32>, CleanError> {
-    if batch.header().is_control() {
+/// [`BatchError`] if the records do not decode.
+pub fn first_keyless(body: &[u8], header: &BatchHeader) -> Result<Option<u32>, BatchError> {
+    if header.is_control() {
         return Ok(None);
     }
-    let (mut index, mut keyless) = (0, None);
-    for_each_record(batch, scratch, |record, _| {
-        if record.key.is_none() && keyless.is_none() {
-            keyless = Some(index);
+    for (index, record) in (0..).zip(batch::records_in(body, header.record_count)) {
+        if record?.key.is_none() {
+            return Ok(Some(index));
         }
-        index += 1;
-    })?;
-    Ok(keyless)
+    }
+    Ok(None)
 }
 
 /// Calls `f` with each record of `batch` and its encoded bytes (length prefix included),

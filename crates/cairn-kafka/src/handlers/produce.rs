@@ -78,9 +78,6 @@ fn validate(
     let mut count = 0;
     for batch in Batches::new(records, BATCH_BYTES_MAX) {
         let batch = batch.map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
-        if topic.compacted {
-            check_keyed(&batch, scratch)?;
-        }
         let codec = compression::stored_codec(batch.header(), topic.codec);
         let room = *stored_bytes_left - stored.len();
         if codec == batch.header().compression() {
@@ -101,6 +98,9 @@ fn validate(
             )
             .map_err(|error| recompress_failed(codec, &error))?;
         }
+        if topic.compacted {
+            check_keyed(&batch, scratch)?;
+        }
         count += u64::from(batch.record_count());
     }
     *stored_bytes_left -= stored.len();
@@ -117,11 +117,14 @@ struct TopicRules {
 }
 
 /// Refuses a batch with a keyless record, for a compacted topic (`INVALID_RECORD`, as Kafka).
-fn check_keyed(
-    batch: &RecordBatch<'_>,
-    scratch: &mut Vec<u8>,
-) -> Result<(), (ResponseError, String)> {
-    match compaction::first_keyless(batch, scratch) {
+/// Called once the batch's records were validated: `scratch` then holds them decompressed if
+/// the batch is compressed (both `validate_records` and `recompress` leave them there).
+fn check_keyed(batch: &RecordBatch<'_>, scratch: &[u8]) -> Result<(), (ResponseError, String)> {
+    let body = match batch.header().compression() {
+        Compression::None => &batch.as_bytes()[cairn_types::batch::HEADER_BYTES..],
+        _ => scratch,
+    };
+    match compaction::first_keyless(body, batch.header()) {
         Ok(None) => Ok(()),
         Ok(Some(index)) => Err((
             ResponseError::InvalidRecord,
