@@ -1,7 +1,7 @@
 //! What the coordinator is asked and answers, free of any wire version: the Kafka front door
 //! translates each request version to these and back.
 
-use crate::records::{CommittedOffset, RecordKey, RecordValue};
+use crate::records::{CommittedOffset, RecordKey, RecordValue, TopicPartitions};
 
 /// Kafka error codes the coordinator answers with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,6 +45,18 @@ pub enum ErrorCode {
     FencedInstanceId = 82,
     /// OffsetDelete on a topic the group consumes.
     GroupSubscribedToTopic = 86,
+    /// An old client's request to a consumer-protocol group (OffsetCommit below v9).
+    UnsupportedVersion = 35,
+    /// The member's epoch is not one the coordinator accepts: it must rejoin.
+    FencedMemberEpoch = 110,
+    /// A static member joined while its instance's previous member is still active.
+    UnreleasedInstanceId = 111,
+    /// A server assignor this coordinator does not have.
+    UnsupportedAssignor = 112,
+    /// A commit or fetch with a member epoch that is not the member's current one.
+    StaleMemberEpoch = 113,
+    /// A subscription's regular expression does not compile.
+    InvalidRegularExpression = 128,
 }
 
 impl ErrorCode {
@@ -262,6 +274,8 @@ pub struct GroupListing {
     pub protocol_type: String,
     /// Kafka's state name.
     pub state: &'static str,
+    /// `classic` or `consumer` (ListGroups v5).
+    pub group_type: &'static str,
 }
 
 /// Records the runtime appends to the shard's partition, then reports with
@@ -285,6 +299,8 @@ pub enum Reply {
     Commit(CommitResponse),
     /// A DeleteGroups or OffsetDelete answer for one group (or partition set).
     Deleted(ErrorCode),
+    /// A ConsumerGroupHeartbeat answer.
+    Heartbeat(HeartbeatResponse),
 }
 
 /// What a call asks the runtime to do: answer waiters, append records.
@@ -311,3 +327,119 @@ impl Effects {
 
 /// An offset as OffsetFetch answers it: `None` when the group committed none.
 pub type FetchedOffset = Option<CommittedOffset>;
+
+/// A topic as the coordinator of a consumer-protocol group sees it: its id and partition count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// The topic id.
+    pub id: [u8; 16],
+    /// Its partition count.
+    pub partitions: u32,
+}
+
+/// The cluster's topics, by name, at the time of a call (the runtime's metadata).
+pub type Topics<'a> = &'a dyn Fn(&str) -> Option<TopicInfo>;
+
+/// A ConsumerGroupHeartbeat request (RFC 0008). Fields after `member_epoch` are `None` (or
+/// −1) when unchanged since the member's last heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatRequest {
+    /// The group.
+    pub group_id: String,
+    /// The member id: made by the client from v1, empty on a v0 join.
+    pub member_id: String,
+    /// 0 to join, −1 to leave, −2 for a static member leaving for a while, else current.
+    pub member_epoch: i32,
+    /// The static member's `group.instance.id`.
+    pub instance_id: Option<String>,
+    /// The member's `client.rack`.
+    pub rack_id: Option<String>,
+    /// How long the member may take to revoke partitions; −1 when unchanged.
+    pub rebalance_timeout_ms: i32,
+    /// The subscribed topics.
+    pub subscribed_topic_names: Option<Vec<String>>,
+    /// The subscription's regular expression (v1).
+    pub subscribed_topic_regex: Option<String>,
+    /// The server-side assignor asked for.
+    pub server_assignor: Option<String>,
+    /// The partitions the member owns (a full request says them).
+    pub owned: Option<Vec<TopicPartitions>>,
+    /// The client id.
+    pub client_id: String,
+    /// The client's address.
+    pub client_host: String,
+}
+
+/// A ConsumerGroupHeartbeat answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatResponse {
+    /// The error.
+    pub error: ErrorCode,
+    /// A word on the error.
+    pub message: Option<String>,
+    /// The member id.
+    pub member_id: Option<String>,
+    /// The member's epoch.
+    pub member_epoch: i32,
+    /// How often the member should heartbeat.
+    pub heartbeat_interval_ms: i32,
+    /// The member's partitions, when they changed or the request was full.
+    pub assignment: Option<Vec<TopicPartitions>>,
+}
+
+impl HeartbeatResponse {
+    /// An error answer.
+    #[must_use]
+    pub fn error(error: ErrorCode, message: impl Into<String>) -> HeartbeatResponse {
+        HeartbeatResponse {
+            error,
+            message: Some(message.into()),
+            member_id: None,
+            member_epoch: -1,
+            heartbeat_interval_ms: 0,
+            assignment: None,
+        }
+    }
+}
+
+/// A consumer-protocol group as ConsumerGroupDescribe shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerGroupDescription {
+    /// The group.
+    pub group_id: String,
+    /// `Empty`, `Assigning`, `Reconciling` or `Stable`.
+    pub state: &'static str,
+    /// The group epoch.
+    pub epoch: i32,
+    /// The target assignment's epoch.
+    pub assignment_epoch: i32,
+    /// The server assignor in use.
+    pub assignor: String,
+    /// The members.
+    pub members: Vec<ConsumerMemberDescription>,
+}
+
+/// One member of a [`ConsumerGroupDescription`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerMemberDescription {
+    /// Its id.
+    pub member_id: String,
+    /// Its static instance id.
+    pub instance_id: Option<String>,
+    /// Its rack.
+    pub rack_id: Option<String>,
+    /// Its epoch.
+    pub member_epoch: i32,
+    /// Its client id.
+    pub client_id: String,
+    /// Its address.
+    pub client_host: String,
+    /// The topics it subscribes to.
+    pub subscribed_topic_names: Vec<String>,
+    /// Its subscription's regular expression.
+    pub subscribed_topic_regex: Option<String>,
+    /// Its current partitions, as (topic id, topic name, partitions).
+    pub assignment: Vec<([u8; 16], String, Vec<i32>)>,
+    /// Its partitions in the target assignment.
+    pub target: Vec<([u8; 16], String, Vec<i32>)>,
+}

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::{JoinedMember, MemberDescription, Waiter};
+use crate::consumer::ConsumerGroup;
 use crate::records::{CommittedOffset, StoredGroup, StoredMember};
 
 /// Kafka's group states.
@@ -95,6 +96,8 @@ pub(crate) struct Group {
     /// The first rebalance of an empty group: how much longer it may still be delayed, and
     /// whether a member joined during the current delay.
     pub(crate) initial_delay: Option<InitialDelay>,
+    /// A consumer-protocol group's state (RFC 0008); then the classic fields are unused.
+    pub(crate) consumer: Option<Box<ConsumerGroup>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -119,7 +122,14 @@ impl Group {
             state_timestamp: now,
             rebalance_deadline: None,
             initial_delay: None,
+            consumer: None,
         }
+    }
+
+    /// Whether the group has no members (of either protocol) and no member ids handed out.
+    pub(crate) fn is_empty(&self) -> bool {
+        let consumers = self.consumer.as_ref().is_some_and(|c| !c.members.is_empty());
+        self.state == State::Empty && self.pending.is_empty() && !consumers
     }
 
     pub(crate) fn transition(&mut self, state: State, now: i64) {

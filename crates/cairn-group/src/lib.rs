@@ -1,8 +1,9 @@
 //! cairn-group: the group coordinator as a pure state machine (RFC 0006).
 //!
 //! A [`Shard`] holds every group of one partition of the offsets topic: Kafka's classic
-//! protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), committed offsets, and the
-//! listing, describing and deleting of groups. It reads no clock and does no IO: each call
+//! protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), the consumer protocol
+//! (ConsumerGroupHeartbeat, RFC 0008), committed offsets, and the listing, describing and
+//! deleting of groups. It reads no clock and does no IO: each call
 //! takes the time and returns [`Effects`] (answers for waiting requests, records to append),
 //! and the runtime in `cairn-broker` appends the records to the partition and reports back
 //! with [`Shard::written`] or [`Shard::write_failed`]. A new leader of the partition replays
@@ -10,21 +11,30 @@
 
 mod api;
 pub mod assignor;
+mod consumer;
 mod group;
 pub mod reconcile;
 pub mod records;
 mod shard;
 
 pub use api::{
-    CommitRequest, CommitResponse, Effects, ErrorCode, FetchedOffset, GroupDescription,
-    GroupListing, JoinRequest, JoinResponse, JoinedMember, MemberDescription, MemberRef,
-    OffsetToCommit, Reply, SyncRequest, SyncResponse, Waiter, Write,
+    CommitRequest, CommitResponse, ConsumerGroupDescription, ConsumerMemberDescription, Effects,
+    ErrorCode, FetchedOffset, GroupDescription, GroupListing, HeartbeatRequest, HeartbeatResponse,
+    JoinRequest, JoinResponse, JoinedMember, MemberDescription, MemberRef, OffsetToCommit, Reply,
+    SyncRequest, SyncResponse, TopicInfo, Topics, Waiter, Write,
 };
 pub use group::State;
 
 /// The configs of every group, as DescribeConfigs' GROUP resource lists them (Kafka's
 /// `GroupConfig`, KIP-848): name and value, cairn's defaults, not alterable per group. The
 /// consumer protocol's session timeout and heartbeat interval (RFC 0008).
-pub const GROUP_CONFIGS: &[(&str, i32)] =
-    &[("consumer.heartbeat.interval.ms", 5_000), ("consumer.session.timeout.ms", 45_000)];
+pub const GROUP_CONFIGS: &[(&str, i32)] = &[
+    ("consumer.heartbeat.interval.ms", CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT),
+    ("consumer.session.timeout.ms", CONSUMER_SESSION_TIMEOUT_MS_DEFAULT),
+];
+
+/// Kafka's `group.consumer.heartbeat.interval.ms` default.
+pub const CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT: i32 = 5_000;
+/// Kafka's `group.consumer.session.timeout.ms` default.
+pub const CONSUMER_SESSION_TIMEOUT_MS_DEFAULT: i32 = 45_000;
 pub use shard::{Shard, ShardConfig};

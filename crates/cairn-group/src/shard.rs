@@ -11,10 +11,11 @@ use cairn_types::limits::{
 };
 
 use crate::api::{
-    CommitRequest, CommitResponse, Effects, ErrorCode, FetchedOffset, GroupDescription,
-    GroupListing, JoinRequest, JoinResponse, MemberRef, Reply, SyncRequest, SyncResponse, Waiter,
-    Write,
+    CommitRequest, CommitResponse, ConsumerGroupDescription, Effects, ErrorCode, FetchedOffset,
+    GroupDescription, GroupListing, HeartbeatRequest, HeartbeatResponse, JoinRequest, JoinResponse,
+    MemberRef, Reply, SyncRequest, SyncResponse, Topics, Waiter, Write,
 };
+use crate::consumer::{self, Records, Refusal, Settings};
 use crate::group::{Group, InitialDelay, Member, State};
 use crate::records::{CommittedOffset, RecordKey, RecordValue, StoredGroup};
 
@@ -40,6 +41,11 @@ pub struct ShardConfig {
     pub offsets_retention_ms: i64,
     /// `offset.metadata.max.bytes`.
     pub offset_metadata_bytes_max: usize,
+    /// `group.consumer.session.timeout.ms`: a consumer-protocol member without a heartbeat
+    /// this long is fenced.
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms`: how often consumer-protocol members beat.
+    pub consumer_heartbeat_interval_ms: i32,
 }
 
 impl Default for ShardConfig {
@@ -51,6 +57,8 @@ impl Default for ShardConfig {
             members_max: GROUP_MEMBERS_MAX_DEFAULT,
             offsets_retention_ms: GROUP_OFFSETS_RETENTION_MS_DEFAULT,
             offset_metadata_bytes_max: GROUP_OFFSET_METADATA_BYTES_MAX_DEFAULT,
+            consumer_session_timeout_ms: crate::CONSUMER_SESSION_TIMEOUT_MS_DEFAULT,
+            consumer_heartbeat_interval_ms: crate::CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT,
         }
     }
 }
@@ -79,9 +87,9 @@ enum Pending {
     },
     /// Tombstones of a deleted group or of deleted offsets.
     Delete { waiter: Waiter, answer: Option<Vec<(String, i32, ErrorCode)>> },
+    /// A consumer-protocol group's change, answered once durable.
+    Heartbeat { waiter: Waiter, response: HeartbeatResponse },
 }
-
-type Refusal = (ErrorCode, String);
 
 /// Every group of one offsets-topic partition.
 #[derive(Debug)]
@@ -89,15 +97,28 @@ pub struct Shard {
     config: ShardConfig,
     groups: BTreeMap<String, Group>,
     writes: BTreeMap<u64, Pending>,
+    /// Answers that changed nothing but read what writes in flight changed, each held
+    /// until the write it names (the last one in flight then) is durable.
+    held: BTreeMap<u64, Vec<(Waiter, Reply)>>,
     next_write: u64,
     rng: u64,
+    /// A consumer-protocol group's write failed: memory may be ahead of the log.
+    stale: bool,
 }
 
 impl Shard {
     /// An empty shard; `seed` draws its member ids.
     #[must_use]
     pub fn new(config: ShardConfig, seed: u64) -> Shard {
-        Shard { config, groups: BTreeMap::new(), writes: BTreeMap::new(), next_write: 0, rng: seed }
+        Shard {
+            config,
+            groups: BTreeMap::new(),
+            writes: BTreeMap::new(),
+            held: BTreeMap::new(),
+            next_write: 0,
+            rng: seed,
+            stale: false,
+        }
     }
 
     /// Handles a JoinGroup; the answer comes now or when the rebalance completes.
@@ -129,6 +150,18 @@ impl Shard {
         if request.protocol_type.is_empty() || request.protocols.is_empty() {
             return refuse(ErrorCode::InconsistentGroupProtocol);
         }
+        if let Some(group) = self.groups.get_mut(&request.group_id)
+            && let Some(consumer) = group.consumer.take()
+        {
+            if !consumer.members.is_empty() {
+                group.consumer = Some(consumer);
+                return refuse(ErrorCode::InconsistentGroupProtocol);
+            }
+            // An empty consumer-protocol group becomes a classic one.
+            let mut records = Vec::new();
+            consumer.tombstones(&request.group_id, &mut records);
+            self.write(records, Pending::State, effects);
+        }
         if !self.groups.contains_key(&request.group_id) {
             if !request.member_id.is_empty() {
                 return refuse(ErrorCode::UnknownMemberId);
@@ -151,7 +184,8 @@ impl Shard {
         now: i64,
         effects: &mut Effects,
     ) -> Result<(), Refusal> {
-        let new_id = self.member_id(&request);
+        let prefix = request.group_instance_id.as_deref().unwrap_or(&request.client_id);
+        let new_id = self.member_id(&request.group_id, prefix);
         let members_max = self.config.members_max;
         let group = self.groups.get_mut(&request.group_id).expect("created above");
         if !group.supports(&request.protocol_type, &request.protocols) {
@@ -424,6 +458,116 @@ impl Shard {
         }
     }
 
+    /// Handles a ConsumerGroupHeartbeat (RFC 0008) of request `version`; the answer comes
+    /// once what it changed is durable. `topics` looks the cluster's topics up.
+    pub fn consumer_heartbeat(
+        &mut self,
+        waiter: Waiter,
+        request: HeartbeatRequest,
+        version: i16,
+        topics: Topics<'_>,
+        now: i64,
+    ) -> Effects {
+        let mut effects = Effects::default();
+        match self.try_consumer_heartbeat(&request, version, topics, now) {
+            Err((error, message)) => {
+                let answer = HeartbeatResponse::error(error, message);
+                effects.reply(waiter, Reply::Heartbeat(answer));
+            }
+            Ok((response, records)) if records.is_empty() => {
+                self.reply_after_writes(waiter, Reply::Heartbeat(response), &mut effects);
+            }
+            Ok((response, records)) => {
+                self.write(records, Pending::Heartbeat { waiter, response }, &mut effects);
+            }
+        }
+        self.forget_if_unused(&request.group_id);
+        effects
+    }
+
+    fn try_consumer_heartbeat(
+        &mut self,
+        request: &HeartbeatRequest,
+        version: i16,
+        topics: Topics<'_>,
+        now: i64,
+    ) -> Result<(HeartbeatResponse, Records), Refusal> {
+        consumer::check(request, version)?;
+        let settings = Settings {
+            session_timeout_ms: self.config.consumer_session_timeout_ms,
+            heartbeat_interval_ms: self.config.consumer_heartbeat_interval_ms,
+            members_max: self.config.members_max,
+        };
+        let new_id = if request.member_id.is_empty() {
+            self.member_id(&request.group_id, "")
+        } else {
+            String::new()
+        };
+        let mut records = Vec::new();
+        let joining = request.member_epoch == 0;
+        let group_id = &request.group_id;
+        let group = match self.groups.get_mut(group_id) {
+            Some(group) => group,
+            None if joining => {
+                self.groups.entry(group_id.clone()).or_insert(Group::new(group_id, now))
+            }
+            None => {
+                let message = format!("group {group_id} does not exist");
+                return Err((ErrorCode::UnknownMemberId, message));
+            }
+        };
+        if group.consumer.is_none() {
+            to_consumer_group(group, joining, &mut records)?;
+        }
+        let consumer = group.consumer.as_mut().expect("converted above");
+        let context = (&settings, topics, now);
+        let response = consumer.heartbeat(group_id, request, new_id, context, &mut records)?;
+        if consumer.members.is_empty() {
+            group.state_timestamp = now;
+        }
+        Ok((response, records))
+    }
+
+    /// A consumer-protocol group as ConsumerGroupDescribe shows it.
+    ///
+    /// # Errors
+    ///
+    /// `GROUP_ID_NOT_FOUND` if there is no such group or it is a classic one.
+    pub fn describe_consumer(&self, group_id: &str) -> Result<ConsumerGroupDescription, ErrorCode> {
+        let group = self.groups.get(group_id).and_then(|g| g.consumer.as_ref());
+        group.map(|c| c.describe(group_id)).ok_or(ErrorCode::GroupIdNotFound)
+    }
+
+    /// Whether a consumer-protocol member may fetch the group's offsets (OffsetFetch v9
+    /// with a member id and epoch); classic groups and requests without a member pass.
+    #[must_use]
+    pub fn check_fetch(&self, group_id: &str, member_id: &str, epoch: i32) -> ErrorCode {
+        let group = self.groups.get(group_id).and_then(|g| g.consumer.as_ref());
+        match group {
+            Some(consumer) if epoch >= 0 => consumer
+                .check_offsets_access(member_id, epoch, None)
+                .err()
+                .unwrap_or(ErrorCode::None),
+            _ => ErrorCode::None,
+        }
+    }
+
+    /// Whether memory may be ahead of the log (a consumer-protocol group's write failed
+    /// with its outcome unknown): the runtime then drops the shard and loads it again.
+    #[must_use]
+    pub fn stale(&self) -> bool {
+        self.stale
+    }
+
+    /// Answers `reply` once the writes now in flight are durable (at once if none is): it
+    /// may tell of what they changed.
+    fn reply_after_writes(&mut self, waiter: Waiter, reply: Reply, effects: &mut Effects) {
+        match self.writes.keys().next_back() {
+            Some(&last) => self.held.entry(last).or_default().push((waiter, reply)),
+            None => effects.reply(waiter, reply),
+        }
+    }
+
     /// Handles a LeaveGroup: an error per member, in request order.
     pub fn leave(
         &mut self,
@@ -515,6 +659,14 @@ impl Shard {
             self.groups.insert(request.group_id.clone(), Group::new(&request.group_id, now));
         }
         let group = self.groups.get_mut(&request.group_id).expect("present");
+        if let Some(consumer) = &group.consumer {
+            let instance = request.group_instance_id.as_deref();
+            return consumer.check_offsets_access(
+                &request.member_id,
+                request.generation_id,
+                instance,
+            );
+        }
         if request.generation_id < 0 && group.state == State::Empty {
             return Ok(());
         }
@@ -575,6 +727,17 @@ impl Shard {
     #[must_use]
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         let group = self.groups.get(group_id)?;
+        if group.consumer.is_some() {
+            // Kafka's answer: DescribeGroups describes classic groups only.
+            return Some(GroupDescription {
+                error: ErrorCode::GroupIdNotFound,
+                group_id: group.id.clone(),
+                state: "Dead",
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            });
+        }
         let stable = group.state == State::Stable;
         Some(GroupDescription {
             error: ErrorCode::None,
@@ -595,10 +758,19 @@ impl Shard {
     pub fn list(&self) -> Vec<GroupListing> {
         let groups = self.groups.values();
         groups
-            .map(|g| GroupListing {
-                group_id: g.id.clone(),
-                protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                state: g.state.name(),
+            .map(|g| match &g.consumer {
+                Some(consumer) => GroupListing {
+                    group_id: g.id.clone(),
+                    protocol_type: "consumer".to_owned(),
+                    state: consumer.state(),
+                    group_type: "consumer",
+                },
+                None => GroupListing {
+                    group_id: g.id.clone(),
+                    protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                    state: g.state.name(),
+                    group_type: "classic",
+                },
             })
             .collect()
     }
@@ -609,9 +781,7 @@ impl Shard {
         let mut effects = Effects::default();
         let error = match self.groups.get(group_id) {
             None => Some(ErrorCode::GroupIdNotFound),
-            Some(group) if group.state != State::Empty || !group.pending.is_empty() => {
-                Some(ErrorCode::NonEmptyGroup)
-            }
+            Some(group) if !group.is_empty() => Some(ErrorCode::NonEmptyGroup),
             Some(_) => None,
         };
         if let Some(error) = error {
@@ -638,6 +808,9 @@ impl Shard {
             return effects;
         };
         let subscribed = match group.state {
+            State::Empty if group.consumer.is_some() => {
+                group.consumer.as_ref().map(|c| c.subscribed())
+            }
             State::Empty => Some(Default::default()),
             _ if group.protocol_type.as_deref() != Some("consumer") => {
                 effects.reply(waiter, Reply::Deleted(ErrorCode::NonEmptyGroup));
@@ -703,8 +876,24 @@ impl Shard {
             Some(Pending::Delete { waiter, answer: Some(partitions) }) => {
                 effects.reply(waiter, Reply::Commit(CommitResponse { partitions }));
             }
+            Some(Pending::Heartbeat { waiter, response }) => {
+                effects.reply(waiter, Reply::Heartbeat(response));
+            }
         }
+        self.release_held(id, None, &mut effects);
         effects
+    }
+
+    /// Answers the replies held behind writes up to `id`, or `error` if `id` failed.
+    fn release_held(&mut self, id: u64, error: Option<ErrorCode>, effects: &mut Effects) {
+        let later = self.held.split_off(&(id + 1));
+        for (waiter, reply) in std::mem::replace(&mut self.held, later).into_values().flatten() {
+            let reply = match error {
+                None => reply,
+                Some(error) => Reply::Heartbeat(HeartbeatResponse::error(error, "write failed")),
+            };
+            effects.reply(waiter, reply);
+        }
     }
 
     /// Write `id` failed (leadership lost, a timeout: its outcome is unknown): whoever
@@ -733,7 +922,13 @@ impl Shard {
                 effects.reply(waiter, Reply::Join(JoinResponse::error(error, &new.id)));
             }
             Some(Pending::Delete { waiter, .. }) => effects.reply(waiter, Reply::Deleted(error)),
+            Some(Pending::Heartbeat { waiter, .. }) => {
+                self.stale = true;
+                let answer = HeartbeatResponse::error(error, "the group's write failed");
+                effects.reply(waiter, Reply::Heartbeat(answer));
+            }
         }
+        self.release_held(id, Some(error), &mut effects);
         effects
     }
 
@@ -802,6 +997,7 @@ impl Shard {
         for id in ids {
             self.expire_rebalance(&id, now, &mut effects);
             self.expire_members(&id, now, &mut effects);
+            self.expire_consumers(&id, now, &mut effects);
             self.expire_offsets(&id, now, &mut effects);
             self.forget_if_unused(&id);
         }
@@ -826,6 +1022,19 @@ impl Shard {
             return;
         }
         self.complete_join(group_id, now, effects);
+    }
+
+    fn expire_consumers(&mut self, group_id: &str, now: i64, effects: &mut Effects) {
+        let group = self.groups.get_mut(group_id).expect("listed by the caller");
+        let Some(consumer) = group.consumer.as_mut() else { return };
+        let mut records = Vec::new();
+        consumer.expire(group_id, now, &mut records);
+        if consumer.members.is_empty() && !records.is_empty() {
+            group.state_timestamp = now;
+        }
+        if !records.is_empty() {
+            self.write(records, Pending::State, effects);
+        }
     }
 
     fn expire_members(&mut self, group_id: &str, now: i64, effects: &mut Effects) {
@@ -854,7 +1063,7 @@ impl Shard {
         if now < expiry {
             return;
         }
-        let had_members = group.protocol_type.is_some();
+        let had_members = group.protocol_type.is_some() || group.consumer.is_some();
         let expired: Vec<(String, i32)> = group
             .offsets
             .iter()
@@ -867,7 +1076,10 @@ impl Shard {
             records.push((offset_key(group_id, &key.0, key.1), None));
         }
         if group.offsets.is_empty() {
-            records.push((RecordKey::Group { group: group_id.to_owned() }, None));
+            match &group.consumer {
+                Some(consumer) => consumer.tombstones(group_id, &mut records),
+                None => records.push((RecordKey::Group { group: group_id.to_owned() }, None)),
+            }
             self.groups.remove(group_id);
         }
         self.write(records, Pending::State, effects);
@@ -887,15 +1099,21 @@ impl Shard {
                 .filter(|m| m.deadline != KEPT_ALIVE)
                 .for_each(|m| at(m.deadline));
             group.pending.values().copied().for_each(&mut at);
+            group.consumer.as_ref().and_then(|c| c.next_deadline()).into_iter().for_each(&mut at);
             expiry(group, retention).into_iter().for_each(&mut at);
         }
         next
     }
 
     /// Replays one record of the shard's partition (loading after a leader change). `None`
-    /// is a tombstone. The consumer protocol's records are skipped for now.
+    /// is a tombstone.
     pub fn replay(&mut self, key: RecordKey, value: Option<RecordValue>, now: i64) {
         let group_id = key.group().to_owned();
+        let consumer_record = !matches!(key, RecordKey::Offset { .. } | RecordKey::Group { .. });
+        let known = self.groups.get(&group_id).is_some_and(|g| g.consumer.is_some());
+        if consumer_record && value.is_none() && !known {
+            return;
+        }
         let group =
             self.groups.entry(group_id.clone()).or_insert_with(|| Group::new(&group_id, now));
         match (key, value) {
@@ -913,17 +1131,12 @@ impl Shard {
                 *group = Group::new(&group_id, now);
                 group.offsets = offsets;
             }
-            // A consumer group's (RFC 0008), a kind of group this shard does not serve yet:
-            // skipped, so the partition still loads.
-            (
-                RecordKey::ConsumerGroupMetadata { .. }
-                | RecordKey::PartitionMetadata { .. }
-                | RecordKey::MemberMetadata { .. }
-                | RecordKey::TargetAssignmentMetadata { .. }
-                | RecordKey::TargetAssignmentMember { .. }
-                | RecordKey::CurrentMemberAssignment { .. },
-                _,
-            ) => {}
+            (RecordKey::ConsumerGroupMetadata { .. }, None) => group.consumer = None,
+            (key, value) => {
+                let session = now + i64::from(self.config.consumer_session_timeout_ms);
+                let consumer = group.consumer.get_or_insert_default();
+                consumer.replay(key, value, session);
+            }
         }
         self.forget_if_unused(&group_id);
     }
@@ -931,7 +1144,8 @@ impl Shard {
     /// Drops a group that holds nothing: no members, offsets or member ids handed out.
     fn forget_if_unused(&mut self, group_id: &str) {
         let unused = self.groups.get(group_id).is_some_and(|g| {
-            g.state == State::Empty
+            g.consumer.is_none()
+                && g.state == State::Empty
                 && g.offsets.is_empty()
                 && g.pending.is_empty()
                 && g.generation == 0
@@ -943,22 +1157,23 @@ impl Shard {
 
     /// A member id: the client id (a static member's instance id) and 128 random bits in a
     /// UUID's form, as Kafka makes them; drawn again in the unlikely case it is taken.
-    fn member_id(&mut self, request: &JoinRequest) -> String {
-        let prefix = request.group_instance_id.as_deref().unwrap_or(&request.client_id);
+    fn member_id(&mut self, group_id: &str, prefix: &str) -> String {
+        let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}-") };
         loop {
             let (high, low) = (self.next_random(), self.next_random());
             let id = format!(
-                "{prefix}-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                "{prefix}{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
                 high >> 32,
                 (high >> 16) & 0xffff,
                 high & 0xffff,
                 low >> 48,
                 low & 0xffff_ffff_ffff
             );
-            let taken = self
-                .groups
-                .get(&request.group_id)
-                .is_some_and(|g| g.members.contains_key(&id) || g.pending.contains_key(&id));
+            let taken = self.groups.get(group_id).is_some_and(|g| {
+                g.members.contains_key(&id)
+                    || g.pending.contains_key(&id)
+                    || g.consumer.as_ref().is_some_and(|c| c.members.contains_key(&id))
+            });
             if !taken {
                 return id;
             }
@@ -978,8 +1193,13 @@ impl Shard {
 /// When an Empty group's offsets (or, holding none, the group) next expire: `None` while the
 /// group has members or member ids handed out.
 fn expiry(group: &Group, retention: i64) -> Option<i64> {
-    if group.state != State::Empty || !group.pending.is_empty() {
+    let consumer_members = group.consumer.as_ref().is_some_and(|c| !c.members.is_empty());
+    if group.state != State::Empty || !group.pending.is_empty() || consumer_members {
         return None;
+    }
+    if group.consumer.is_some() {
+        let kept = if group.offsets.is_empty() { EMPTY_GROUP_KEPT_MS } else { retention };
+        return Some(group.state_timestamp.saturating_add(kept));
     }
     if group.protocol_type.is_none() {
         let oldest = group.offsets.values().map(|o| o.commit_timestamp).min()?;
@@ -1140,7 +1360,10 @@ fn group_record(group: &Group) -> (RecordKey, Option<RecordValue>) {
 fn tombstones(group: &Group) -> Vec<(RecordKey, Option<RecordValue>)> {
     let offsets = group.offsets.keys().map(|(t, p)| (offset_key(&group.id, t, *p), None));
     let mut records: Vec<_> = offsets.collect();
-    records.push((RecordKey::Group { group: group.id.clone() }, None));
+    match &group.consumer {
+        Some(consumer) => consumer.tombstones(&group.id, &mut records),
+        None => records.push((RecordKey::Group { group: group.id.clone() }, None)),
+    }
     records
 }
 
@@ -1181,4 +1404,28 @@ fn load_group(group: &mut Group, stored: StoredGroup, now: i64) {
     } else {
         group.state = State::Stable;
     }
+}
+
+/// Makes an empty classic group a consumer-protocol one for a joining member (Kafka's
+/// conversion of an empty group); a classic group with members is not one to heartbeat to.
+fn to_consumer_group(
+    group: &mut Group,
+    joining: bool,
+    records: &mut Records,
+) -> Result<(), Refusal> {
+    if !group.members.is_empty() || !group.pending.is_empty() {
+        let message = format!("group {} is a classic group", group.id);
+        return Err((ErrorCode::GroupIdNotFound, message));
+    }
+    if !joining {
+        return Err((ErrorCode::UnknownMemberId, format!("{} is not a member", group.id)));
+    }
+    if group.generation > 0 || group.protocol_type.is_some() {
+        records.push((RecordKey::Group { group: group.id.clone() }, None));
+    }
+    let offsets = std::mem::take(&mut group.offsets);
+    *group = Group::new(&group.id.clone(), group.state_timestamp);
+    group.offsets = offsets;
+    group.consumer = Some(Box::default());
+    Ok(())
 }

@@ -413,7 +413,7 @@ fn a_new_coordinator_keeps_the_stable_group_and_its_offsets() {
 }
 
 #[test]
-fn a_new_coordinator_skips_consumer_group_records() {
+fn a_new_coordinator_loads_classic_and_consumer_groups_side_by_side() {
     use cairn_group::records::{ConsumerGroupMetadata, TargetAssignmentMetadata};
     let mut h = Harness::new();
     let (a, b) = stable_pair(&mut h);
@@ -422,16 +422,17 @@ fn a_new_coordinator_skips_consumer_group_records() {
     let epoch = RecordValue::ConsumerGroupMetadata(ConsumerGroupMetadata { epoch: 3 });
     let target = TargetAssignmentMetadata { assignment_epoch: 3 };
     h.log.extend([
-        (RecordKey::ConsumerGroupMetadata { group: "c".into() }, Some(epoch.clone())),
+        (RecordKey::ConsumerGroupMetadata { group: "c".into() }, Some(epoch)),
         (RecordKey::MemberMetadata { group: "c".into(), member: "m".into() }, None),
-        (RecordKey::ConsumerGroupMetadata { group: "g".into() }, Some(epoch)),
         (
-            RecordKey::TargetAssignmentMetadata { group: "g".into() },
+            RecordKey::TargetAssignmentMetadata { group: "c".into() },
             Some(RecordValue::TargetAssignmentMetadata(target)),
         ),
     ]);
     let mut next = h.failover();
-    assert_eq!(next.state("c"), "Dead", "a consumer group is not served yet");
+    assert_eq!(next.state("c"), "Dead", "DescribeGroups describes classic groups only");
+    let consumer = next.shard.describe_consumer("c").expect("a consumer group");
+    assert_eq!((consumer.epoch, consumer.assignment_epoch, consumer.state), (3, 3, "Empty"));
     assert_eq!(next.state("g"), "Stable", "the classic group is untouched");
     assert_eq!(next.committed("g"), Some(100));
     assert_eq!(next.heartbeat("g", &a, 1), ErrorCode::None);

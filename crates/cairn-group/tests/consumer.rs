@@ -1,0 +1,349 @@
+//! The consumer rebalance protocol (RFC 0008, KIP-848) in the shard, driven with a manual
+//! clock: members join, reconcile towards the target without a partition ever held by two
+//! members, leave, are fenced; what was durable replays into a new shard with the same group.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cairn_group::records::{RecordKey, RecordValue, TopicPartitions};
+use cairn_group::{
+    CommitRequest, Effects, ErrorCode, HeartbeatRequest, HeartbeatResponse, JoinRequest,
+    OffsetToCommit, Reply, Shard, ShardConfig, TopicInfo, Waiter, Write,
+};
+
+const GROUP: &str = "g";
+const TOPIC: [u8; 16] = [7; 16];
+const SESSION: i32 = 45_000;
+
+struct Harness {
+    shard: Shard,
+    now: i64,
+    next_waiter: u64,
+    replies: BTreeMap<Waiter, Reply>,
+    inflight: Vec<Write>,
+    log: Vec<(RecordKey, Option<RecordValue>)>,
+    partitions: u32,
+}
+
+/// What a member believes: its epoch and the partitions it owns.
+#[derive(Clone, Debug, Default)]
+struct Client {
+    id: String,
+    epoch: i32,
+    owned: BTreeSet<i32>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness {
+            shard: Shard::new(ShardConfig::default(), 3),
+            now: 1_000_000,
+            next_waiter: 0,
+            replies: BTreeMap::new(),
+            inflight: Vec::new(),
+            log: Vec::new(),
+            partitions: 6,
+        }
+    }
+
+    fn take(&mut self, effects: Effects) {
+        for (waiter, reply) in effects.replies {
+            assert!(self.replies.insert(waiter, reply).is_none(), "{waiter:?} answered twice");
+        }
+        self.inflight.extend(effects.writes);
+    }
+
+    fn flush(&mut self) {
+        for write in std::mem::take(&mut self.inflight) {
+            self.log.extend(write.records);
+            let effects = self.shard.written(write.id, self.now);
+            self.take(effects);
+        }
+    }
+
+    fn advance(&mut self, ms: i64) {
+        self.now += ms;
+        let effects = self.shard.tick(self.now);
+        self.take(effects);
+        self.flush();
+    }
+
+    fn request(&self, client: &Client, full: bool) -> HeartbeatRequest {
+        let owned = vec![TopicPartitions {
+            topic_id: TOPIC,
+            partitions: client.owned.iter().copied().collect(),
+        }];
+        HeartbeatRequest {
+            group_id: GROUP.into(),
+            member_id: client.id.clone(),
+            member_epoch: client.epoch,
+            instance_id: None,
+            rack_id: None,
+            rebalance_timeout_ms: if client.epoch == 0 { 30_000 } else { -1 },
+            subscribed_topic_names: (client.epoch == 0).then(|| vec!["t".to_owned()]),
+            subscribed_topic_regex: None,
+            server_assignor: None,
+            owned: if client.epoch == 0 { Some(Vec::new()) } else { full.then_some(owned) },
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+        }
+    }
+
+    /// Sends `request`; its answer once what it wrote is durable.
+    fn send(&mut self, request: HeartbeatRequest) -> HeartbeatResponse {
+        self.next_waiter += 1;
+        let waiter = Waiter(self.next_waiter);
+        let partitions = self.partitions;
+        let topics = move |name: &str| (name == "t").then_some(TopicInfo { id: TOPIC, partitions });
+        let effects = self.shard.consumer_heartbeat(waiter, request, 1, &topics, self.now);
+        self.take(effects);
+        self.flush();
+        match self.replies.remove(&waiter) {
+            Some(Reply::Heartbeat(answer)) => answer,
+            other => panic!("no heartbeat answer: {other:?}"),
+        }
+    }
+
+    /// One heartbeat of `client` (a full one: it says what it owns), applied as a client
+    /// applies its answer: it revokes what it is no longer assigned, takes what it is.
+    fn beat(&mut self, client: &mut Client) -> HeartbeatResponse {
+        let answer = self.send(self.request(client, true));
+        assert_eq!(answer.error, ErrorCode::None, "{answer:?}");
+        client.epoch = answer.member_epoch;
+        if let Some(assignment) = &answer.assignment {
+            client.owned = assignment.iter().flat_map(|t| t.partitions.iter().copied()).collect();
+        }
+        answer
+    }
+
+    fn join(&mut self, id: &str) -> Client {
+        let mut client = Client { id: id.into(), ..Client::default() };
+        self.beat(&mut client);
+        client
+    }
+
+    /// Every client beats until none changes: the group is reconciled.
+    fn settle(&mut self, clients: &mut [Client]) {
+        for _ in 0..10 {
+            let before: Vec<(i32, BTreeSet<i32>)> =
+                clients.iter().map(|c| (c.epoch, c.owned.clone())).collect();
+            for i in 0..clients.len() {
+                self.beat(&mut clients[i]);
+                assert_exclusive(clients);
+            }
+            let after: Vec<(i32, BTreeSet<i32>)> =
+                clients.iter().map(|c| (c.epoch, c.owned.clone())).collect();
+            if after == before {
+                return;
+            }
+        }
+        panic!("the group did not settle: {clients:?}");
+    }
+
+    fn describe_state(&self) -> &'static str {
+        self.shard.describe_consumer(GROUP).expect("a consumer group").state
+    }
+}
+
+/// No partition is owned by two clients at once.
+fn assert_exclusive(clients: &[Client]) {
+    let mut seen = BTreeSet::new();
+    for p in clients.iter().flat_map(|c| &c.owned) {
+        assert!(seen.insert(*p), "partition {p} owned by two members: {clients:?}");
+    }
+}
+
+fn all_owned(clients: &[Client]) -> BTreeSet<i32> {
+    clients.iter().flat_map(|c| c.owned.iter().copied()).collect()
+}
+
+#[test]
+fn three_members_share_the_partitions_and_a_leaver_s_partitions_move_on() {
+    let mut h = Harness::new();
+    let mut clients = vec![h.join("a"), h.join("b"), h.join("c")];
+    h.settle(&mut clients);
+    assert_eq!(all_owned(&clients), (0..6).collect());
+    assert!(clients.iter().all(|c| c.owned.len() == 2), "{clients:?}");
+    assert_eq!(h.describe_state(), "Stable");
+    let leaver = clients.remove(0);
+    let left = h.send(HeartbeatRequest { member_epoch: -1, ..h.request(&leaver, false) });
+    assert_eq!((left.error, left.member_epoch), (ErrorCode::None, -1));
+    h.settle(&mut clients);
+    assert_eq!(all_owned(&clients), (0..6).collect());
+    assert!(clients.iter().all(|c| c.owned.len() == 3), "{clients:?}");
+}
+
+#[test]
+fn a_partition_changes_hands_only_once_its_owner_revoked_it() {
+    let mut h = Harness::new();
+    let mut a = h.join("a");
+    assert_eq!(a.owned, (0..6).collect());
+    let mut b = h.join("b");
+    assert!(b.owned.is_empty(), "b got partitions a still owns: {b:?}");
+    // a must give up three partitions: it keeps its epoch until it says they are gone.
+    let epoch = a.epoch;
+    let answer = h.beat(&mut a);
+    assert_eq!(answer.member_epoch, epoch);
+    assert_eq!(a.owned.len(), 3);
+    h.beat(&mut a);
+    assert!(a.epoch > epoch, "a moves on once it revoked");
+    h.beat(&mut b);
+    assert_eq!(b.owned.len(), 3);
+    assert!(a.owned.is_disjoint(&b.owned));
+}
+
+#[test]
+fn epochs_the_coordinator_did_not_give_are_fenced_and_a_lost_answer_is_forgiven() {
+    let mut h = Harness::new();
+    let mut a = h.join("a");
+    let ahead = h.send(HeartbeatRequest { member_epoch: a.epoch + 1, ..h.request(&a, true) });
+    assert_eq!(ahead.error, ErrorCode::FencedMemberEpoch);
+    // b joins: the group epoch moves; a's answer bumping it is "lost".
+    let _b = h.join("b");
+    let old = a.clone();
+    h.beat(&mut a);
+    h.beat(&mut a);
+    assert!(a.epoch > old.epoch);
+    let mut retry = old.clone();
+    retry.owned = a.owned.clone();
+    let answer = h.send(h.request(&retry, true));
+    assert_eq!(answer.error, ErrorCode::None, "the previous epoch with a subset is accepted");
+    let unknown = Client { id: "nobody".into(), epoch: 3, owned: BTreeSet::new() };
+    assert_eq!(h.send(h.request(&unknown, true)).error, ErrorCode::UnknownMemberId);
+}
+
+#[test]
+fn a_silent_member_is_fenced_after_its_session() {
+    let mut h = Harness::new();
+    let mut clients = [h.join("a"), h.join("b")];
+    h.settle(&mut clients);
+    let [mut a, b] = clients;
+    for _ in 0..10 {
+        h.advance(i64::from(SESSION) / 3);
+        h.beat(&mut a);
+    }
+    let members = h.shard.describe_consumer(GROUP).expect("group").members;
+    assert_eq!(members.len(), 1, "b was fenced: {members:?}");
+    h.beat(&mut a);
+    assert_eq!(a.owned, (0..6).collect());
+    let fenced = h.send(h.request(&b, true));
+    assert_eq!(fenced.error, ErrorCode::UnknownMemberId);
+}
+
+#[test]
+fn a_new_coordinator_replays_the_group_with_its_epochs() {
+    let mut h = Harness::new();
+    let mut clients = vec![h.join("a"), h.join("b")];
+    h.settle(&mut clients);
+    let before = h.shard.describe_consumer(GROUP).expect("group");
+    let mut replayed = Shard::new(ShardConfig::default(), 9);
+    for (key, value) in h.log.clone() {
+        replayed.replay(key, value, h.now);
+    }
+    let after = replayed.describe_consumer(GROUP).expect("group");
+    assert_eq!(before, after);
+    // Members carry on without rejoining.
+    h.shard = replayed;
+    h.settle(&mut clients);
+    assert!(clients.iter().all(|c| c.epoch == before.epoch), "{clients:?}");
+}
+
+#[test]
+fn commits_need_the_member_s_current_epoch() {
+    let mut h = Harness::new();
+    let a = h.join("a");
+    let commit = |member: &str, epoch: i32| CommitRequest {
+        group_id: GROUP.into(),
+        generation_id: epoch,
+        member_id: member.into(),
+        group_instance_id: None,
+        offsets: vec![OffsetToCommit {
+            topic: "t".into(),
+            partition: 0,
+            offset: 5,
+            leader_epoch: -1,
+            metadata: None,
+        }],
+    };
+    let mut outcome = |request| {
+        h.next_waiter += 1;
+        let waiter = Waiter(h.next_waiter);
+        let effects = h.shard.commit(waiter, request, h.now);
+        h.take(effects);
+        h.flush();
+        match h.replies.remove(&waiter) {
+            Some(Reply::Commit(answer)) => answer.partitions[0].2,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(outcome(commit("a", a.epoch + 1)), ErrorCode::StaleMemberEpoch);
+    assert_eq!(outcome(commit("z", a.epoch)), ErrorCode::UnknownMemberId);
+    assert_eq!(outcome(commit("a", a.epoch)), ErrorCode::None);
+    assert_eq!(h.shard.check_fetch(GROUP, "a", a.epoch + 1), ErrorCode::StaleMemberEpoch);
+    assert_eq!(h.shard.check_fetch(GROUP, "a", a.epoch), ErrorCode::None);
+}
+
+#[test]
+fn classic_and_consumer_groups_do_not_mix_while_they_have_members() {
+    let mut h = Harness::new();
+    let a = h.join("a");
+    h.next_waiter += 1;
+    let waiter = Waiter(h.next_waiter);
+    let join = JoinRequest {
+        group_id: GROUP.into(),
+        member_id: String::new(),
+        group_instance_id: None,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), Vec::new())],
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 10_000,
+        client_id: "c".into(),
+        client_host: "h".into(),
+        require_known_member_id: false,
+    };
+    let effects = h.shard.join(waiter, join.clone(), h.now);
+    h.take(effects);
+    match h.replies.remove(&waiter) {
+        Some(Reply::Join(answer)) => assert_eq!(answer.error, ErrorCode::InconsistentGroupProtocol),
+        other => panic!("{other:?}"),
+    }
+    // Once empty, it may become a classic group.
+    h.send(HeartbeatRequest { member_epoch: -1, ..h.request(&a, false) });
+    let effects = h.shard.join(Waiter(1000), join, h.now);
+    h.take(effects);
+    h.flush();
+    assert!(h.shard.describe_consumer(GROUP).is_err());
+    let refused = h.send(h.request(&Client { id: "n".into(), ..Client::default() }, true));
+    assert_eq!(refused.error, ErrorCode::GroupIdNotFound, "a classic group with members");
+}
+
+#[test]
+fn a_static_member_comes_back_to_its_partitions() {
+    let mut h = Harness::new();
+    let static_request = |h: &Harness, client: &Client| HeartbeatRequest {
+        instance_id: Some("i1".into()),
+        ..h.request(client, true)
+    };
+    let mut a = Client { id: "a".into(), ..Client::default() };
+    let answer = h.send(static_request(&h, &a));
+    a.epoch = answer.member_epoch;
+    let mut b = h.join("b");
+    for _ in 0..3 {
+        let answer = h.send(static_request(&h, &a));
+        a.epoch = answer.member_epoch;
+        a.owned = answer
+            .assignment
+            .map_or(a.owned, |t| t.iter().flat_map(|t| t.partitions.iter().copied()).collect());
+        h.beat(&mut b);
+    }
+    let owned = a.owned.clone();
+    assert_eq!(owned.len(), 3);
+    let away = h.send(HeartbeatRequest { member_epoch: -2, ..static_request(&h, &a) });
+    assert_eq!(away.member_epoch, -2);
+    let busy = h.send(static_request(&h, &Client { id: "a2".into(), ..Client::default() }));
+    assert_eq!(busy.error, ErrorCode::None, "the instance left for a while: a new id takes it");
+    let back: BTreeSet<i32> =
+        busy.assignment.expect("a full answer").iter().flat_map(|t| t.partitions.clone()).collect();
+    assert_eq!(back, owned, "the same partitions, without a rebalance");
+    let again = h.send(static_request(&h, &Client { id: "a3".into(), ..Client::default() }));
+    assert_eq!(again.error, ErrorCode::UnreleasedInstanceId);
+}
