@@ -31,6 +31,8 @@ use cairn_types::batch::{BatchBuilder, Compression, HEADER_BYTES};
 use cairn_types::limits::FRAME_BYTES_MAX;
 use cairn_types::{ProducerId, batch};
 use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
+use kafka_protocol::messages::consumer_group_describe_request::ConsumerGroupDescribeRequest;
+use kafka_protocol::messages::consumer_group_heartbeat_request::ConsumerGroupHeartbeatRequest;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
 use kafka_protocol::messages::create_topics_request::CreateTopicsRequest;
 use kafka_protocol::messages::delete_records_request::DeleteRecordsRequest;
@@ -162,6 +164,8 @@ default_requests! {
     DescribeCluster => DescribeClusterRequest,
     DeleteGroups => DeleteGroupsRequest,
     OffsetDelete => OffsetDeleteRequest,
+    ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest,
+    ConsumerGroupDescribe => ConsumerGroupDescribeRequest,
 }
 
 fn api_name(api: &ApiSchema) -> String {

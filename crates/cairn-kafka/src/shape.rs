@@ -1068,6 +1068,29 @@ const OFFSET_DELETE: Schema = schema(
     &[field("group_id", Str), field("topics", Array(&Struct(&OFFSET_DELETE_TOPIC)))],
 );
 
+const CONSUMER_GROUP_HEARTBEAT_TOPIC: Schema =
+    schema("TopicPartitions", &[field("topic_id", Uuid), field("partitions", Array(&I32))]);
+const CONSUMER_GROUP_HEARTBEAT: Schema = schema(
+    "ConsumerGroupHeartbeatRequest",
+    &[
+        field("group_id", Str),
+        field("member_id", Str),
+        field("member_epoch", I32),
+        field("instance_id", NullableStr),
+        field("rack_id", NullableStr),
+        field("rebalance_timeout_ms", I32),
+        field("subscribed_topic_names", NullableArray(&Str)),
+        field("subscribed_topic_regex", NullableStr).since(1),
+        field("server_assignor", NullableStr),
+        field("topic_partitions", NullableArray(&Struct(&CONSUMER_GROUP_HEARTBEAT_TOPIC))),
+    ],
+);
+
+const CONSUMER_GROUP_DESCRIBE: Schema = schema(
+    "ConsumerGroupDescribeRequest",
+    &[field("group_ids", Array(&Str)), field("include_authorized_operations", Bool)],
+);
+
 const INIT_PRODUCER_ID: Schema = schema(
     "InitProducerIdRequest",
     &[
@@ -1132,6 +1155,8 @@ pub static APIS: &[ApiSchema] = &[
     api(15, range(0, 6), from(5), &DESCRIBE_GROUPS),
     api(42, range(0, 2), from(2), &DELETE_GROUPS),
     api(47, range(0, 0), Versions::NONE, &OFFSET_DELETE),
+    api(68, range(0, 1), from(0), &CONSUMER_GROUP_HEARTBEAT),
+    api(69, range(0, 1), from(0), &CONSUMER_GROUP_DESCRIBE),
     api(22, range(0, 5), from(2), &INIT_PRODUCER_ID),
     api(17, range(0, 1), Versions::NONE, &SASL_HANDSHAKE),
     api(36, range(0, 2), from(2), &SASL_AUTHENTICATE),

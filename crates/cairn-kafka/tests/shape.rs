@@ -24,6 +24,10 @@ use cairn_kafka::shape::{
 };
 use cairn_types::limits::REQUEST_ELEMENTS_MAX;
 use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
+use kafka_protocol::messages::consumer_group_describe_request::ConsumerGroupDescribeRequest;
+use kafka_protocol::messages::consumer_group_heartbeat_request::{
+    ConsumerGroupHeartbeatRequest, TopicPartitions,
+};
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsRequest, CreatePartitionsTopic,
 };
@@ -117,6 +121,8 @@ const EXPECTED_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// Generates, from one list of the APIs in the table and their crate types,
@@ -168,6 +174,8 @@ crate_types! {
     CreatePartitions => CreatePartitionsRequest,
     IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
     DescribeCluster => DescribeClusterRequest,
+    ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest,
+    ConsumerGroupDescribe => ConsumerGroupDescribeRequest,
 }
 
 fn key(api: &ApiSchema) -> ApiKey {
@@ -702,6 +710,53 @@ fn offset_delete(v: i16) -> Vec<Bytes> {
     vec![enc(&request, v)]
 }
 
+fn consumer_group_heartbeat(v: i16) -> Vec<Bytes> {
+    let owned = vec![
+        TopicPartitions::default()
+            .with_topic_id(topic_id())
+            .with_partitions(vec![0, 2])
+            .with_unknown_tagged_field(100, tag_value()),
+        TopicPartitions::default().with_topic_id(topic_id()).with_partitions(vec![]),
+    ];
+    // A full heartbeat (a join, or after an error): every field sent.
+    let mut full = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(group("group-1"))
+        .with_member_id(s("6xo7TJ1ZS9uQgZ2lrW4E5g"))
+        .with_member_epoch(7)
+        .with_instance_id(Some(s("instance-1")))
+        .with_rack_id(Some(s("rack-a")))
+        .with_rebalance_timeout_ms(300_000)
+        .with_subscribed_topic_names(Some(vec![topic("orders"), topic("payments")]))
+        .with_server_assignor(Some(s("uniform")))
+        .with_topic_partitions(Some(owned))
+        .with_unknown_tagged_field(100, tag_value());
+    if v >= 1 {
+        full = full.with_subscribed_topic_regex(Some(s("orders-.*")));
+    }
+    // A steady heartbeat: nothing changed, so every optional field null (or -1).
+    let steady = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(group("group-1"))
+        .with_member_id(s("6xo7TJ1ZS9uQgZ2lrW4E5g"))
+        .with_member_epoch(8);
+    // A leave, owning nothing.
+    let leave = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(group("group-1"))
+        .with_member_id(s("6xo7TJ1ZS9uQgZ2lrW4E5g"))
+        .with_member_epoch(-1)
+        .with_subscribed_topic_names(Some(vec![]))
+        .with_topic_partitions(Some(vec![]));
+    vec![enc(&full, v), enc(&steady, v), enc(&leave, v)]
+}
+
+fn consumer_group_describe(v: i16) -> Vec<Bytes> {
+    let request = ConsumerGroupDescribeRequest::default()
+        .with_group_ids(vec![group("group-1"), group("group-2")])
+        .with_include_authorized_operations(true)
+        .with_unknown_tagged_field(100, tag_value());
+    let empty = ConsumerGroupDescribeRequest::default();
+    vec![enc(&request, v), enc(&empty, v)]
+}
+
 fn init_producer_id(v: i16) -> Vec<Bytes> {
     let mut request = InitProducerIdRequest::default()
         .with_transactional_id(Some(TransactionalId(s("tx-1"))))
@@ -762,6 +817,8 @@ fn requests(api_key: ApiKey, version: i16) -> Vec<Bytes> {
         ApiKey::DescribeGroups => describe_groups,
         ApiKey::DeleteGroups => delete_groups,
         ApiKey::OffsetDelete => offset_delete,
+        ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat,
+        ApiKey::ConsumerGroupDescribe => consumer_group_describe,
         ApiKey::InitProducerId => init_producer_id,
         ApiKey::SaslHandshake => sasl_handshake,
         ApiKey::SaslAuthenticate => sasl_authenticate,
