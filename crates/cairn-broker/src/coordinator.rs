@@ -27,9 +27,9 @@ use cairn_group::records::{
     RecordKey, RecordValue, decode_key, decode_value, encode_key, encode_value,
 };
 use cairn_group::{
-    CommitRequest, CommitResponse, Effects, ErrorCode, FetchedOffset, GroupDescription,
-    GroupListing, JoinRequest, JoinResponse, MemberRef, Reply, Shard, ShardConfig, SyncRequest,
-    SyncResponse, Waiter, Write,
+    CommitRequest, CommitResponse, ConsumerGroupDescription, Effects, ErrorCode, FetchedOffset,
+    GroupDescription, GroupListing, HeartbeatRequest, HeartbeatResponse, JoinRequest, JoinResponse,
+    MemberRef, Reply, Shard, ShardConfig, SyncRequest, SyncResponse, TopicInfo, Waiter, Write,
 };
 use cairn_meta::{MetadataStore, REPLICATION_FACTOR_DEFAULT, TopicName, TopicSpec};
 use cairn_storage::RealDisk;
@@ -159,6 +159,12 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
             creating: AtomicBool::new(false),
             seeds: AtomicU64::new(seed),
         })
+    }
+
+    /// The groups' settings.
+    #[must_use]
+    pub fn shard_config(&self) -> &ShardConfig {
+        &self.config.shard
     }
 
     /// The offsets-topic partition that coordinates `group`, starting the topic's creation if
@@ -399,17 +405,57 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
         }
     }
 
-    /// OffsetFetch: the committed offsets of `partitions` (all when `None`).
+    /// OffsetFetch: the committed offsets of `partitions` (all when `None`); `member`, a
+    /// consumer-protocol member's id and epoch (v9), is checked first.
     pub async fn offsets(
         self: &Arc<Self>,
         group: String,
+        member: Option<(String, i32)>,
         partitions: Option<Vec<(String, i32)>>,
     ) -> Result<Vec<(String, i32, FetchedOffset)>, ErrorCode> {
         let id = group.clone();
         let fetch = move |shard: &mut Shard, _| {
-            (shard.offsets(&id, partitions.as_deref()), Effects::default())
+            let checked =
+                member.map_or(ErrorCode::None, |(m, epoch)| shard.check_fetch(&id, &m, epoch));
+            let answer = match checked {
+                ErrorCode::None => Ok(shard.offsets(&id, partitions.as_deref())),
+                error => Err(error),
+            };
+            (answer, Effects::default())
         };
-        Self::direct(self.route(&group).await, fetch).await
+        Self::direct(self.route(&group).await, fetch).await?
+    }
+
+    /// ConsumerGroupHeartbeat of request `version` (RFC 0008).
+    pub async fn consumer_heartbeat(
+        self: &Arc<Self>,
+        request: HeartbeatRequest,
+        version: i16,
+    ) -> HeartbeatResponse {
+        let group = request.group_id.clone();
+        let broker = Arc::clone(&self.broker);
+        let call = move |shard: &mut Shard, w, now| {
+            let topics = |name: &str| {
+                let topic = broker.meta().topic(name)?;
+                Some(TopicInfo { id: *topic.id.as_bytes(), partitions: topic.partitions })
+            };
+            shard.consumer_heartbeat(w, request, version, &topics, now)
+        };
+        match Self::parked(self.route(&group).await, call).await {
+            Ok(Reply::Heartbeat(answer)) => answer,
+            Ok(_) => HeartbeatResponse::error(ErrorCode::NotCoordinator, "not the coordinator"),
+            Err(error) => HeartbeatResponse::error(error, "not the coordinator"),
+        }
+    }
+
+    /// ConsumerGroupDescribe of one group.
+    pub async fn describe_consumer(
+        self: &Arc<Self>,
+        group: String,
+    ) -> Result<ConsumerGroupDescription, ErrorCode> {
+        let id = group.clone();
+        let call = move |shard: &mut Shard, _| (shard.describe_consumer(&id), Effects::default());
+        Self::direct(self.route(&group).await, call).await?
     }
 
     /// DescribeGroups of one group; `Ok(None)`: no such group.
@@ -546,6 +592,16 @@ impl<D: Volume> ShardTask<D> {
                 () = sleep => active.shard.tick(self.clock.now_ms()),
             };
             self.carry_out(&mut active, effects, &outcomes).await;
+            if active.shard.stale() {
+                // A write's outcome is unknown and memory may be ahead of the log: the next
+                // request loads the shard again (waiters hear NOT_COORDINATOR and retry).
+                tracing::warn!(
+                    topic,
+                    partition = index,
+                    "group coordinator reloads after a failed write"
+                );
+                break;
+            }
         }
         tracing::debug!(
             topic,

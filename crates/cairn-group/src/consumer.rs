@@ -303,8 +303,9 @@ impl ConsumerGroup {
             names.dedup();
             m.subscribed_topic_names = names;
         }
-        if request.subscribed_topic_regex.is_some() {
-            m.subscribed_topic_regex.clone_from(&request.subscribed_topic_regex);
+        if let Some(regex) = &request.subscribed_topic_regex {
+            // An empty expression clears it (a client moving to subscribing by names).
+            m.subscribed_topic_regex = (!regex.is_empty()).then(|| regex.clone());
         }
         if request.server_assignor.is_some() {
             m.server_assignor.clone_from(&request.server_assignor);
@@ -640,7 +641,7 @@ pub(crate) fn check(request: &HeartbeatRequest, version: i16) -> Result<(), Refu
         let message = format!("assignor {assignor} is not supported: use uniform or range");
         return Err((ErrorCode::UnsupportedAssignor, message));
     }
-    if request.subscribed_topic_regex.is_some() {
+    if request.subscribed_topic_regex.as_ref().is_some_and(|regex| !regex.is_empty()) {
         let message = "subscriptions by regular expression are not supported yet";
         return Err((ErrorCode::InvalidRegularExpression, message.to_owned()));
     }

@@ -25,16 +25,4 @@ pub use api::{
 };
 pub use group::State;
 
-/// The configs of every group, as DescribeConfigs' GROUP resource lists them (Kafka's
-/// `GroupConfig`, KIP-848): name and value, cairn's defaults, not alterable per group. The
-/// consumer protocol's session timeout and heartbeat interval (RFC 0008).
-pub const GROUP_CONFIGS: &[(&str, i32)] = &[
-    ("consumer.heartbeat.interval.ms", CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT),
-    ("consumer.session.timeout.ms", CONSUMER_SESSION_TIMEOUT_MS_DEFAULT),
-];
-
-/// Kafka's `group.consumer.heartbeat.interval.ms` default.
-pub const CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT: i32 = 5_000;
-/// Kafka's `group.consumer.session.timeout.ms` default.
-pub const CONSUMER_SESSION_TIMEOUT_MS_DEFAULT: i32 = 45_000;
 pub use shard::{Shard, ShardConfig};

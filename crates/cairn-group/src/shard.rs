@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use cairn_types::limits::{
+    GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT, GROUP_CONSUMER_SESSION_TIMEOUT_MS_DEFAULT,
     GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT, GROUP_MEMBERS_MAX_DEFAULT,
     GROUP_NEW_MEMBER_JOIN_TIMEOUT_MS, GROUP_OFFSET_METADATA_BYTES_MAX_DEFAULT,
     GROUP_OFFSETS_RETENTION_MS_DEFAULT, GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT,
@@ -57,9 +58,21 @@ impl Default for ShardConfig {
             members_max: GROUP_MEMBERS_MAX_DEFAULT,
             offsets_retention_ms: GROUP_OFFSETS_RETENTION_MS_DEFAULT,
             offset_metadata_bytes_max: GROUP_OFFSET_METADATA_BYTES_MAX_DEFAULT,
-            consumer_session_timeout_ms: crate::CONSUMER_SESSION_TIMEOUT_MS_DEFAULT,
-            consumer_heartbeat_interval_ms: crate::CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT,
+            consumer_session_timeout_ms: GROUP_CONSUMER_SESSION_TIMEOUT_MS_DEFAULT,
+            consumer_heartbeat_interval_ms: GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT,
         }
+    }
+}
+
+impl ShardConfig {
+    /// The configs of every group, as DescribeConfigs' GROUP resource lists them (Kafka's
+    /// `GroupConfig`, KIP-848): the broker's, not alterable per group.
+    #[must_use]
+    pub fn group_configs(&self) -> [(&'static str, i32); 2] {
+        [
+            ("consumer.heartbeat.interval.ms", self.consumer_heartbeat_interval_ms),
+            ("consumer.session.timeout.ms", self.consumer_session_timeout_ms),
+        ]
     }
 }
 

@@ -60,6 +60,9 @@ pub const CLEANER_IO_BYTES_PER_SEC_RANGE: RangeInclusive<u64> = 1 << 20..=1 << 4
 /// Any configured timeout, in milliseconds: at least 1 ms, at most one day.
 pub const TIMEOUT_MS_RANGE: RangeInclusive<u64> = 1..=24 * 3600 * 1000;
 
+/// Consumer-protocol session timeouts allowed (they travel as Kafka's `int32`).
+pub const GROUP_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 1..=3600 * 1000;
+
 /// Voters the static core of `--peers` may have: the RFC's 1, 3 or 5 (any count up to 5 runs);
 /// more nodes join as learners, which come with issue 13.
 pub const CORE_VOTERS_MAX: usize = 5;
@@ -91,6 +94,12 @@ pub struct NodeConfig {
     /// How long the first rebalance of an empty consumer group waits for more members
     /// (Kafka's `group.initial.rebalance.delay.ms`).
     pub group_initial_rebalance_delay_ms: u64,
+    /// How long a consumer-protocol member may go without a heartbeat before it is fenced
+    /// (Kafka's `group.consumer.session.timeout.ms`).
+    pub group_consumer_session_timeout_ms: u64,
+    /// How often consumer-protocol members are told to heartbeat (Kafka's
+    /// `group.consumer.heartbeat.interval.ms`).
+    pub group_consumer_heartbeat_interval_ms: u64,
     /// How often the log cleaner looks at every partition for compaction rounds to carry out
     /// or propose (Kafka's `log.cleaner.backoff.ms`).
     pub log_cleaner_backoff_ms: u64,
@@ -143,6 +152,11 @@ impl Default for NodeConfig {
             default_partitions: 1,
             offsets_topic_partitions: 50,
             group_initial_rebalance_delay_ms: 3_000,
+            group_consumer_session_timeout_ms: limits::GROUP_CONSUMER_SESSION_TIMEOUT_MS_DEFAULT
+                .unsigned_abs()
+                .into(),
+            group_consumer_heartbeat_interval_ms:
+                limits::GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT.unsigned_abs().into(),
             log_cleaner_backoff_ms: cairn_broker::CleanerConfig::INTERVAL_MS_DEFAULT,
             log_cleaner_io_bytes_per_sec: cairn_broker::CleanerConfig::IO_BYTES_PER_SEC_DEFAULT,
             log_level: "info,openraft=error".to_owned(),
@@ -214,6 +228,16 @@ impl NodeConfig {
             "group_initial_rebalance_delay_ms",
             self.group_initial_rebalance_delay_ms,
             &DELAY_MS_RANGE,
+        )?;
+        in_range(
+            "group_consumer_session_timeout_ms",
+            self.group_consumer_session_timeout_ms,
+            &GROUP_TIMEOUT_MS_RANGE,
+        )?;
+        in_range(
+            "group_consumer_heartbeat_interval_ms",
+            self.group_consumer_heartbeat_interval_ms,
+            &(1..=self.group_consumer_session_timeout_ms.saturating_sub(1).max(1)),
         )?;
         in_range("log_cleaner_backoff_ms", self.log_cleaner_backoff_ms, &TIMEOUT_MS_RANGE)?;
         in_range(
@@ -579,6 +603,14 @@ pub struct ServeArgs {
     /// [env: CAIRN_GROUP_INITIAL_REBALANCE_DELAY_MS] [default: 3000]
     #[arg(long, value_name = "MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// How long a consumer-protocol member may go without a heartbeat before it is fenced.
+    /// [env: CAIRN_GROUP_CONSUMER_SESSION_TIMEOUT_MS] [default: 45000]
+    #[arg(long, value_name = "MS")]
+    pub group_consumer_session_timeout_ms: Option<u64>,
+    /// How often consumer-protocol members are told to heartbeat; below the session timeout.
+    /// [env: CAIRN_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS] [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub group_consumer_heartbeat_interval_ms: Option<u64>,
     /// How often the log cleaner looks for compaction rounds to carry out or propose.
     /// [env: CAIRN_LOG_CLEANER_BACKOFF_MS] [default: 15000]
     #[arg(long, value_name = "MS")]
@@ -648,6 +680,8 @@ struct FileConfig {
     default_partitions: Option<u32>,
     offsets_topic_partitions: Option<u32>,
     group_initial_rebalance_delay_ms: Option<u64>,
+    group_consumer_session_timeout_ms: Option<u64>,
+    group_consumer_heartbeat_interval_ms: Option<u64>,
     log_cleaner_backoff_ms: Option<u64>,
     log_cleaner_io_bytes_per_sec: Option<u64>,
     log_level: Option<String>,
@@ -733,6 +767,10 @@ pub fn resolve_with(
             .unwrap_or(defaults.offsets_topic_partitions),
         group_initial_rebalance_delay_ms: layer!(group_initial_rebalance_delay_ms)
             .unwrap_or(defaults.group_initial_rebalance_delay_ms),
+        group_consumer_session_timeout_ms: layer!(group_consumer_session_timeout_ms)
+            .unwrap_or(defaults.group_consumer_session_timeout_ms),
+        group_consumer_heartbeat_interval_ms: layer!(group_consumer_heartbeat_interval_ms)
+            .unwrap_or(defaults.group_consumer_heartbeat_interval_ms),
         log_cleaner_backoff_ms: layer!(log_cleaner_backoff_ms)
             .unwrap_or(defaults.log_cleaner_backoff_ms),
         log_cleaner_io_bytes_per_sec: layer!(log_cleaner_io_bytes_per_sec)

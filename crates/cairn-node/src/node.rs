@@ -374,6 +374,14 @@ fn server_config(config: &NodeConfig, cluster_id: String) -> ServerConfig {
             shard: ShardConfig {
                 initial_rebalance_delay_ms: i64::try_from(config.group_initial_rebalance_delay_ms)
                     .unwrap_or(i64::MAX),
+                consumer_session_timeout_ms: i32::try_from(
+                    config.group_consumer_session_timeout_ms,
+                )
+                .unwrap_or(i32::MAX),
+                consumer_heartbeat_interval_ms: i32::try_from(
+                    config.group_consumer_heartbeat_interval_ms,
+                )
+                .unwrap_or(i32::MAX),
                 ..ShardConfig::default()
             },
             write_timeout: Duration::from_millis(config.request_timeout_ms),

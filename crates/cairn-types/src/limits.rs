@@ -373,6 +373,14 @@ pub const GROUP_OFFSETS_RETENTION_MS_DEFAULT: i64 = 7 * 24 * 3_600_000;
 /// Longest metadata string of one committed offset (`offset.metadata.max.bytes`).
 pub const GROUP_OFFSET_METADATA_BYTES_MAX_DEFAULT: usize = 4_096;
 
+/// How long a consumer-protocol member may go without a heartbeat before it is fenced
+/// (`group.consumer.session.timeout.ms`, RFC 0008).
+pub const GROUP_CONSUMER_SESSION_TIMEOUT_MS_DEFAULT: i32 = 45_000;
+
+/// How often consumer-protocol members are told to heartbeat
+/// (`group.consumer.heartbeat.interval.ms`).
+pub const GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT: i32 = 5_000;
+
 /// How long a member that joined during a rebalance may take to rejoin before it is dropped
 /// (Kafka's `NewMemberJoinTimeoutMs`).
 pub const GROUP_NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 300_000;

@@ -260,10 +260,16 @@ pub(crate) async fn metadata<M: MetadataStore>(
             let mut topics = Vec::with_capacity(requested.len());
             for requested in requested {
                 let Some(name) = requested.name else {
-                    let unknown = MetadataResponseTopic::default()
-                        .with_topic_id(requested.topic_id)
-                        .with_error_code(ResponseError::UnknownTopicId.code());
-                    topics.push(unknown);
+                    // By id (v10+; consumers of the consumer protocol learn their topics so).
+                    let id = requested.topic_id;
+                    let all = ctx.broker.meta().topics();
+                    let known = all.iter().find(|t| !id.is_nil() && t.id.as_uuid() == id);
+                    topics.push(match known {
+                        Some(topic) => topic_response(ctx, topic, version, topic_operations),
+                        None => MetadataResponseTopic::default()
+                            .with_topic_id(id)
+                            .with_error_code(ResponseError::UnknownTopicId.code()),
+                    });
                     continue;
                 };
                 let name = name.0.as_str();

@@ -1,12 +1,16 @@
 //! The group coordinator's APIs (RFC 0006): FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 //! LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups and
-//! OffsetDelete. Each request becomes a version-free call of cairn-broker's
+//! OffsetDelete; and the consumer protocol's ConsumerGroupHeartbeat and ConsumerGroupDescribe
+//! (RFC 0008). Each request becomes a version-free call of cairn-broker's
 //! [`cairn_broker::GroupCoordinator`], and its answer this version's response.
 
 use cairn_broker::OFFSETS_TOPIC;
+use cairn_group::records::TopicPartitions;
 use cairn_group::{CommitRequest, ErrorCode, JoinRequest, MemberRef, OffsetToCommit, SyncRequest};
 use cairn_meta::MetadataStore;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::consumer_group_describe_response as describe;
+use kafka_protocol::messages::consumer_group_heartbeat_response as beat;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -24,12 +28,14 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{
-    BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
-    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
-    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+    BrokerId, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DeleteGroupsRequest,
+    DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
+    OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
+    SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -322,7 +328,9 @@ pub(crate) async fn offset_fetch<M: MetadataStore>(
                 partitions_of(each)
             });
             let answer = OffsetFetchResponseGroup::default().with_group_id(group.group_id.clone());
-            groups.push(match ctx.groups.offsets(string(&group.group_id.0), wanted).await {
+            let member = group.member_id.as_ref().map(|m| (string(m), group.member_epoch));
+            let offsets = ctx.groups.offsets(string(&group.group_id.0), member, wanted).await;
+            groups.push(match offsets {
                 Ok(found) => answer.with_topics(grouped(found, |name, partitions| {
                     let each = partitions.into_iter().map(|(p, o)| {
                         let (offset, epoch, metadata) = fetched(o);
@@ -345,7 +353,7 @@ pub(crate) async fn offset_fetch<M: MetadataStore>(
         .topics
         .as_ref()
         .map(|topics| partitions_of(topics.iter().map(|t| (&t.name, &t.partition_indexes))));
-    match ctx.groups.offsets(string(&request.group_id.0), wanted.clone()).await {
+    match ctx.groups.offsets(string(&request.group_id.0), None, wanted.clone()).await {
         Ok(found) => {
             let found = found.into_iter().map(|(t, p, o)| (t, p, (o, ErrorCode::None)));
             OffsetFetchResponse::default().with_topics(legacy_topics(found.collect()))
@@ -409,7 +417,7 @@ fn grouped<V, T>(
     by_topic.into_iter().map(|(name, partitions)| topic(name, partitions)).collect()
 }
 
-/// ListGroups, filtered by state (v4+) and type (v5+: every group is `classic`).
+/// ListGroups, filtered by state (v4+) and type (v5+: `classic` or `consumer`).
 pub(crate) async fn list_groups<M: MetadataStore>(
     ctx: &Ctx<M>,
     request: ListGroupsRequest,
@@ -422,13 +430,13 @@ pub(crate) async fn list_groups<M: MetadataStore>(
     let listed = groups
         .into_iter()
         .filter(|g| states.is_empty() || states.contains(&g.state.to_lowercase()))
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
             ListedGroup::default()
                 .with_group_id(GroupId(text(g.group_id)))
                 .with_protocol_type(text(g.protocol_type))
                 .with_group_state(text(g.state))
-                .with_group_type(text("classic"))
+                .with_group_type(text(g.group_type))
         });
     ListGroupsResponse::default().with_error_code(code(error)).with_groups(listed.collect())
 }
@@ -447,6 +455,11 @@ pub(crate) async fn describe_groups<M: MetadataStore>(
             Ok(None) => {
                 let error = if version >= 6 { ErrorCode::GroupIdNotFound } else { ErrorCode::None };
                 answer.with_error_code(code(error)).with_group_state(text("Dead"))
+            }
+            Ok(Some(group)) if group.error != ErrorCode::None => {
+                // A consumer-protocol group: DescribeGroups describes classic groups only.
+                let error = if version >= 6 { group.error } else { ErrorCode::None };
+                answer.with_error_code(code(error)).with_group_state(text(group.state))
             }
             Ok(Some(group)) => answer
                 .with_group_state(text(group.state))
@@ -517,4 +530,105 @@ pub(crate) async fn offset_delete<M: MetadataStore>(
             },
         )),
     }
+}
+
+/// ConsumerGroupHeartbeat (RFC 0008): v0 has the coordinator make a joining member's id, v1
+/// the client.
+pub(crate) async fn consumer_heartbeat<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    request: ConsumerGroupHeartbeatRequest,
+    version: i16,
+    client_id: String,
+    client_host: String,
+) -> ConsumerGroupHeartbeatResponse {
+    let owned = request.topic_partitions.map(|topics| {
+        let each = topics.into_iter().map(|t| TopicPartitions {
+            topic_id: *t.topic_id.as_bytes(),
+            partitions: t.partitions,
+        });
+        each.collect()
+    });
+    let beat = cairn_group::HeartbeatRequest {
+        group_id: string(&request.group_id.0),
+        member_id: string(&request.member_id),
+        member_epoch: request.member_epoch,
+        instance_id: optional(request.instance_id.as_ref()),
+        rack_id: optional(request.rack_id.as_ref()),
+        rebalance_timeout_ms: request.rebalance_timeout_ms,
+        subscribed_topic_names: request
+            .subscribed_topic_names
+            .map(|names| names.iter().map(|n| string(&n.0)).collect()),
+        subscribed_topic_regex: optional(request.subscribed_topic_regex.as_ref()),
+        server_assignor: optional(request.server_assignor.as_ref()),
+        owned,
+        client_id,
+        client_host,
+    };
+    let answer = ctx.groups.consumer_heartbeat(beat, version).await;
+    let assignment = answer.assignment.map(|topics| {
+        let each = topics.into_iter().map(|t| {
+            beat::TopicPartitions::default()
+                .with_topic_id(uuid::Uuid::from_bytes(t.topic_id))
+                .with_partitions(t.partitions)
+        });
+        beat::Assignment::default().with_topic_partitions(each.collect())
+    });
+    ConsumerGroupHeartbeatResponse::default()
+        .with_error_code(code(answer.error))
+        .with_error_message(answer.message.map(text))
+        .with_member_id(answer.member_id.map(text))
+        .with_member_epoch(answer.member_epoch)
+        .with_heartbeat_interval_ms(answer.heartbeat_interval_ms)
+        .with_assignment(assignment)
+}
+
+/// ConsumerGroupDescribe: each group, or its error (`GROUP_ID_NOT_FOUND` for a classic one).
+pub(crate) async fn consumer_group_describe<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    request: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
+    let mut groups = Vec::with_capacity(request.group_ids.len());
+    for id in request.group_ids {
+        let answer = describe::DescribedGroup::default()
+            .with_group_id(id.clone())
+            .with_authorized_operations(i32::MIN);
+        groups.push(match ctx.groups.describe_consumer(string(&id.0)).await {
+            Err(error) => answer.with_error_code(code(error)).with_group_state(text("Dead")),
+            Ok(group) => answer
+                .with_group_state(text(group.state))
+                .with_group_epoch(group.epoch)
+                .with_assignment_epoch(group.assignment_epoch)
+                .with_assignor_name(text(group.assignor))
+                .with_members(group.members.into_iter().map(described_member).collect()),
+        });
+    }
+    ConsumerGroupDescribeResponse::default().with_groups(groups)
+}
+
+fn described_member(m: cairn_group::ConsumerMemberDescription) -> describe::Member {
+    let assignment = |topics: Vec<([u8; 16], String, Vec<i32>)>| {
+        let each = topics.into_iter().map(|(id, name, partitions)| {
+            describe::TopicPartitions::default()
+                .with_topic_id(uuid::Uuid::from_bytes(id))
+                .with_topic_name(TopicName(text(name)))
+                .with_partitions(partitions)
+        });
+        describe::Assignment::default().with_topic_partitions(each.collect())
+    };
+    /// ConsumerGroupDescribe v1's member type of a consumer-protocol member.
+    const CONSUMER_MEMBER: i8 = 1;
+    describe::Member::default()
+        .with_member_id(text(m.member_id))
+        .with_instance_id(m.instance_id.map(text))
+        .with_rack_id(m.rack_id.map(text))
+        .with_member_epoch(m.member_epoch)
+        .with_client_id(text(m.client_id))
+        .with_client_host(text(m.client_host))
+        .with_subscribed_topic_names(
+            m.subscribed_topic_names.into_iter().map(|n| TopicName(text(n))).collect(),
+        )
+        .with_subscribed_topic_regex(m.subscribed_topic_regex.map(text))
+        .with_assignment(assignment(m.assignment))
+        .with_target_assignment(assignment(m.target))
+        .with_member_type(CONSUMER_MEMBER)
 }

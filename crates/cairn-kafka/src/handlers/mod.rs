@@ -11,7 +11,7 @@ mod producers;
 mod topics;
 
 use cairn_meta::MetadataStore;
-use kafka_protocol::messages::{ApiKey, FetchResponse, RequestKind, ResponseKind};
+use kafka_protocol::messages::{ApiKey, FetchResponse, RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::server::{Ctx, Request};
@@ -43,6 +43,8 @@ pub(crate) const IMPLEMENTED: &[ApiKey] = &[
     ApiKey::DeleteGroups,
     ApiKey::OffsetDelete,
     ApiKey::InitProducerId,
+    ApiKey::ConsumerGroupHeartbeat,
+    ApiKey::ConsumerGroupDescribe,
 ];
 
 /// The metric label of an API.
@@ -72,6 +74,8 @@ pub(crate) fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
         ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
+        ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
         _ => "other",
     }
 }
@@ -160,6 +164,8 @@ fn group_error_codes(response: &ResponseKind, mut f: impl FnMut(i16)) {
         ResponseKind::JoinGroup(r) => f(r.error_code),
         ResponseKind::SyncGroup(r) => f(r.error_code),
         ResponseKind::Heartbeat(r) => f(r.error_code),
+        ResponseKind::ConsumerGroupHeartbeat(r) => f(r.error_code),
+        ResponseKind::ConsumerGroupDescribe(r) => r.groups.iter().for_each(|g| f(g.error_code)),
         ResponseKind::LeaveGroup(r) => {
             f(r.error_code);
             r.members.iter().for_each(|m| f(m.error_code));
@@ -241,22 +247,49 @@ async fn dispatch<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> Handled {
         RequestKind::IncrementalAlterConfigs(request) => {
             ResponseKind::IncrementalAlterConfigs(topics::alter_configs(ctx, request).await)
         }
+        other => match dispatch_group(ctx, other, version, &header, peer).await {
+            Ok(response) => response,
+            Err(other) => {
+                // `decode` only lets implemented APIs through.
+                tracing::error!(api = ?std::mem::discriminant(&other), "request for an api without a handler");
+                return Handled::Close;
+            }
+        },
+    };
+    Handled::Respond(response)
+}
+
+/// Serves a request of the group coordinator's APIs; `Err` gives back any other.
+async fn dispatch_group<M: MetadataStore>(
+    ctx: &Ctx<M>,
+    body: RequestKind,
+    version: i16,
+    header: &RequestHeader,
+    peer: std::net::SocketAddr,
+) -> Result<ResponseKind, RequestKind> {
+    let client_id =
+        || header.client_id.as_ref().map_or_else(String::new, |c| c.as_str().to_owned());
+    let host = || format!("/{}", peer.ip());
+    Ok(match body {
         RequestKind::FindCoordinator(request) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(ctx, request, version).await)
         }
-        RequestKind::JoinGroup(request) => {
-            let client_id =
-                header.client_id.as_ref().map_or_else(String::new, |c| c.as_str().to_owned());
-            let host = format!("/{}", peer.ip());
-            ResponseKind::JoinGroup(
-                groups::join_group(ctx, request, version, client_id, host).await,
-            )
-        }
+        RequestKind::JoinGroup(request) => ResponseKind::JoinGroup(
+            groups::join_group(ctx, request, version, client_id(), host()).await,
+        ),
         RequestKind::SyncGroup(request) => {
             ResponseKind::SyncGroup(groups::sync_group(ctx, request).await)
         }
         RequestKind::Heartbeat(request) => {
             ResponseKind::Heartbeat(groups::heartbeat(ctx, request).await)
+        }
+        RequestKind::ConsumerGroupHeartbeat(request) => {
+            let (client_id, host) = (client_id(), host());
+            let answer = groups::consumer_heartbeat(ctx, request, version, client_id, host).await;
+            ResponseKind::ConsumerGroupHeartbeat(answer)
+        }
+        RequestKind::ConsumerGroupDescribe(request) => {
+            ResponseKind::ConsumerGroupDescribe(groups::consumer_group_describe(ctx, request).await)
         }
         RequestKind::LeaveGroup(request) => {
             ResponseKind::LeaveGroup(groups::leave_group(ctx, request, version).await)
@@ -282,13 +315,8 @@ async fn dispatch<M: MetadataStore>(ctx: &Ctx<M>, request: Request) -> Handled {
         RequestKind::InitProducerId(request) => {
             ResponseKind::InitProducerId(producers::init_producer_id(ctx, request).await)
         }
-        other => {
-            // `decode` only lets implemented APIs through.
-            tracing::error!(api = ?std::mem::discriminant(&other), "request for an api without a handler");
-            return Handled::Close;
-        }
-    };
-    Handled::Respond(response)
+        other => return Err(other),
+    })
 }
 
 /// The name of the topic with this id (requests from v13 of Produce and Fetch, v6 of

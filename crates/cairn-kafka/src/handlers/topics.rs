@@ -392,7 +392,11 @@ pub(crate) fn describe_configs<M: MetadataStore>(
                     result.with_configs(configs)
                 }
                 RESOURCE_BROKER => result,
-                RESOURCE_GROUP => describe_group_configs(result, resource.configuration_keys),
+                RESOURCE_GROUP => describe_group_configs(
+                    ctx.groups.shard_config().group_configs(),
+                    result,
+                    resource.configuration_keys,
+                ),
                 _ => result
                     .with_error_code(ResponseError::InvalidRequest.code())
                     .with_error_message(Some(text("unsupported resource type"))),
@@ -402,9 +406,10 @@ pub(crate) fn describe_configs<M: MetadataStore>(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// The configs of group `result` names: every group has cairn's defaults (`GROUP_CONFIGS`), read
+/// The configs of group `result` names: every group has the broker's (`group_configs`), read
 /// only; a name is needed, as Kafka's.
 fn describe_group_configs(
+    configs: [(&'static str, i32); 2],
     result: DescribeConfigsResult,
     wanted: Option<Vec<kafka_protocol::protocol::StrBytes>>,
 ) -> DescribeConfigsResult {
@@ -413,7 +418,7 @@ fn describe_group_configs(
             .with_error_code(ResponseError::InvalidRequest.code())
             .with_error_message(Some(text("a group config resource needs a group id")));
     }
-    let configs = cairn_group::GROUP_CONFIGS
+    let configs = configs
         .iter()
         .filter(|(name, _)| {
             wanted.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == *name))
