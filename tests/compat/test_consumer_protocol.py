@@ -230,6 +230,27 @@ def test_classic_and_consumer_protocol_groups_consume_one_topic_side_by_side(clu
             consumer.close()
 
 
+def test_a_regular_expression_subscription_is_matched_by_the_coordinator(cluster):
+    prefix = unique_topic("kip848-re")
+    matching = [f"{prefix}-a", f"{prefix}-b"]
+    for topic in [*matching, f"other-{prefix}"]:
+        create_topic(cluster.bootstrap, topic, partitions=2, replicas=3)
+        produce(cluster.bootstrap, topic, [topic.encode() + b"-%d" % i for i in range(20)])
+    consumers = [member(cluster.bootstrap, f"group-{prefix}") for _ in range(2)]
+    try:
+        for consumer in consumers:
+            consumer.subscribe([f"^{prefix}-.*"])
+        want = {topic.encode() + b"-%d" % i for topic in matching for i in range(20)}
+        seen: dict[bytes, int] = {}
+        drain(consumers, want, seen)
+        owned = {p.topic for c in consumers for p in c.assignment()}
+        assert owned == set(matching), owned
+        assert set(seen) == want, "only the matching topics' records"
+    finally:
+        for consumer in consumers:
+            consumer.close()
+
+
 @pytest.mark.timeout(300)
 def test_the_group_and_its_offsets_survive_killing_the_coordinator(tmp_path):
     cluster = start_cluster(tmp_path)

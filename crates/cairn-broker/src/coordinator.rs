@@ -29,7 +29,8 @@ use cairn_group::records::{
 use cairn_group::{
     CommitRequest, CommitResponse, ConsumerGroupDescription, Effects, ErrorCode, FetchedOffset,
     GroupDescription, GroupListing, HeartbeatRequest, HeartbeatResponse, JoinRequest, JoinResponse,
-    MemberRef, Reply, Shard, ShardConfig, SyncRequest, SyncResponse, TopicInfo, Waiter, Write,
+    MemberRef, Reply, Shard, ShardConfig, SyncRequest, SyncResponse, TopicInfo, Topics, Waiter,
+    Write,
 };
 use cairn_meta::{MetadataStore, REPLICATION_FACTOR_DEFAULT, TopicName, TopicSpec};
 use cairn_storage::RealDisk;
@@ -435,11 +436,7 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
         let group = request.group_id.clone();
         let broker = Arc::clone(&self.broker);
         let call = move |shard: &mut Shard, w, now| {
-            let topics = |name: &str| {
-                let topic = broker.meta().topic(name)?;
-                Some(TopicInfo { id: *topic.id.as_bytes(), partitions: topic.partitions })
-            };
-            shard.consumer_heartbeat(w, request, version, &topics, now)
+            shard.consumer_heartbeat(w, request, version, &Catalog(broker.meta()), now)
         };
         match Self::parked(self.route(&group).await, call).await {
             Ok(Reply::Heartbeat(answer)) => answer,
@@ -530,6 +527,22 @@ impl<M: MetadataStore, D: Volume> GroupCoordinator<M, D> {
             }
         }
         (all, error)
+    }
+}
+
+/// The cluster's topics as a consumer-protocol group looks them up; the offsets topic is
+/// internal, matched by no subscription's expression.
+struct Catalog<'a, M>(&'a M);
+
+impl<M: MetadataStore> Topics for Catalog<'_, M> {
+    fn get(&self, name: &str) -> Option<TopicInfo> {
+        let topic = self.0.topic(name)?;
+        Some(TopicInfo { id: *topic.id.as_bytes(), partitions: topic.partitions })
+    }
+
+    fn names(&self) -> Vec<String> {
+        let topics = self.0.topics().into_iter().map(|t| t.name.as_str().to_owned());
+        topics.filter(|name| name != OFFSETS_TOPIC).collect()
     }
 }
 

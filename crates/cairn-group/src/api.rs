@@ -337,8 +337,24 @@ pub struct TopicInfo {
     pub partitions: u32,
 }
 
-/// The cluster's topics, by name, at the time of a call (the runtime's metadata).
-pub type Topics<'a> = &'a dyn Fn(&str) -> Option<TopicInfo>;
+/// The cluster's topics at the time of a call (the runtime's metadata).
+pub trait Topics {
+    /// The topic named `name`, if it exists.
+    fn get(&self, name: &str) -> Option<TopicInfo>;
+    /// The names a subscription's regular expression may match (internal topics left out).
+    fn names(&self) -> Vec<String>;
+}
+
+/// A lookup by name alone: no topic matches a regular expression.
+impl<F: Fn(&str) -> Option<TopicInfo>> Topics for F {
+    fn get(&self, name: &str) -> Option<TopicInfo> {
+        self(name)
+    }
+
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
 
 /// A ConsumerGroupHeartbeat request (RFC 0008). Fields after `member_epoch` are `None` (or
 /// −1) when unchanged since the member's last heartbeat.

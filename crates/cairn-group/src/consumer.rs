@@ -98,6 +98,9 @@ pub(crate) struct ConsumerGroup {
     /// The target assignment.
     pub(crate) target: BTreeMap<String, BTreeSet<Partition>>,
     pub(crate) members: BTreeMap<String, ConsumerMember>,
+    /// The topics each subscription's regular expression matched at the last heartbeat
+    /// (not stored: looked up again at the next one).
+    matches: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl ConsumerGroup {
@@ -108,7 +111,7 @@ impl ConsumerGroup {
         group_id: &str,
         request: &HeartbeatRequest,
         new_id: String,
-        context: (&Settings, Topics<'_>, i64),
+        context: (&Settings, &dyn Topics, i64),
         records: &mut Records,
     ) -> Result<HeartbeatResponse, Refusal> {
         let (settings, topics, now) = context;
@@ -320,19 +323,43 @@ impl ConsumerGroup {
             || m.server_assignor != old.server_assignor
     }
 
-    /// Looks the subscribed topics up again; whether they changed (created, deleted, more
-    /// partitions).
+    /// The topics `member` subscribes to: by name, and those its expression matched.
+    fn topics_of<'a>(&'a self, member: &'a ConsumerMember) -> impl Iterator<Item = &'a String> {
+        let regex = member.metadata.subscribed_topic_regex.as_ref();
+        let matched = regex.and_then(|r| self.matches.get(r)).into_iter().flatten();
+        member.metadata.subscribed_topic_names.iter().chain(matched)
+    }
+
+    /// Looks the subscribed topics up again (expressions matched anew); whether they
+    /// changed (created, deleted, more partitions).
     fn refresh_topics(
         &mut self,
         group_id: &str,
-        topics: Topics<'_>,
+        topics: &dyn Topics,
         records: &mut Records,
     ) -> bool {
+        let regexes: BTreeSet<String> = self
+            .members
+            .values()
+            .filter_map(|m| m.metadata.subscribed_topic_regex.clone())
+            .collect();
+        let all = if regexes.is_empty() { Vec::new() } else { topics.names() };
+        self.matches = regexes
+            .into_iter()
+            .map(|pattern| {
+                // A stored expression that does not compile (written elsewhere) matches none.
+                let matched = compile(&pattern).map_or_else(
+                    |_| BTreeSet::new(),
+                    |regex| all.iter().filter(|n| regex.is_match(n)).cloned().collect(),
+                );
+                (pattern, matched)
+            })
+            .collect();
         let names: BTreeSet<&String> =
-            self.members.values().flat_map(|m| &m.metadata.subscribed_topic_names).collect();
+            self.members.values().flat_map(|m| self.topics_of(m)).collect();
         let mut now_seen = BTreeMap::new();
         for name in names {
-            if let Some(info) = topics(name) {
+            if let Some(info) = topics.get(name) {
                 let count = i32::try_from(info.partitions).unwrap_or(i32::MAX);
                 now_seen.insert(info.id, (name.clone(), count));
             }
@@ -354,7 +381,7 @@ impl ConsumerGroup {
             .members
             .iter()
             .map(|(id, m)| {
-                let topics = m.metadata.subscribed_topic_names.iter();
+                let topics = self.topics_of(m);
                 let spec = MemberSpec {
                     instance_id: m.metadata.instance_id.clone(),
                     topics: topics.filter_map(|name| ids.get(name.as_str()).copied()).collect(),
@@ -476,8 +503,7 @@ impl ConsumerGroup {
 
     /// The topics the members subscribe to, by name.
     pub(crate) fn subscribed(&self) -> BTreeSet<String> {
-        let names = self.members.values().flat_map(|m| &m.metadata.subscribed_topic_names);
-        names.cloned().collect()
+        self.members.values().flat_map(|m| self.topics_of(m)).cloned().collect()
     }
 
     /// Kafka's state name: `Empty`, `Assigning` (the target is behind the group epoch),
@@ -641,11 +667,27 @@ pub(crate) fn check(request: &HeartbeatRequest, version: i16) -> Result<(), Refu
         let message = format!("assignor {assignor} is not supported: use uniform or range");
         return Err((ErrorCode::UnsupportedAssignor, message));
     }
-    if request.subscribed_topic_regex.as_ref().is_some_and(|regex| !regex.is_empty()) {
-        let message = "subscriptions by regular expression are not supported yet";
-        return Err((ErrorCode::InvalidRegularExpression, message.to_owned()));
+    if let Some(pattern) = request.subscribed_topic_regex.as_deref().filter(|r| !r.is_empty()) {
+        compile(pattern)?;
     }
     Ok(())
+}
+
+/// Most bytes a compiled expression (and its lazy DFA) may take: a hostile pattern costs
+/// bounded memory, and matching is linear in the name.
+const REGEX_BYTES_MAX: usize = 1 << 20;
+
+/// A subscription's expression, matching whole topic names (as Kafka's `matches()`), RE2
+/// syntax.
+fn compile(pattern: &str) -> Result<regex::Regex, Refusal> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(REGEX_BYTES_MAX)
+        .dfa_size_limit(REGEX_BYTES_MAX)
+        .build()
+        .map_err(|error| {
+            let message = format!("invalid regular expression {pattern:?}: {error}");
+            (ErrorCode::InvalidRegularExpression, message)
+        })
 }
 
 fn owned_set(topics: &[TopicPartitions]) -> BTreeSet<Partition> {

@@ -478,7 +478,7 @@ impl Shard {
         waiter: Waiter,
         request: HeartbeatRequest,
         version: i16,
-        topics: Topics<'_>,
+        topics: &dyn Topics,
         now: i64,
     ) -> Effects {
         let mut effects = Effects::default();
@@ -502,7 +502,7 @@ impl Shard {
         &mut self,
         request: &HeartbeatRequest,
         version: i16,
-        topics: Topics<'_>,
+        topics: &dyn Topics,
         now: i64,
     ) -> Result<(HeartbeatResponse, Records), Refusal> {
         consumer::check(request, version)?;

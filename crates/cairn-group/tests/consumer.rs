@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cairn_group::records::{RecordKey, RecordValue, TopicPartitions};
 use cairn_group::{
     CommitRequest, Effects, ErrorCode, HeartbeatRequest, HeartbeatResponse, JoinRequest,
-    OffsetToCommit, Reply, Shard, ShardConfig, TopicInfo, Waiter, Write,
+    OffsetToCommit, Reply, Shard, ShardConfig, TopicInfo, Topics, Waiter, Write,
 };
 
 const GROUP: &str = "g";
@@ -21,7 +21,20 @@ struct Harness {
     replies: BTreeMap<Waiter, Reply>,
     inflight: Vec<Write>,
     log: Vec<(RecordKey, Option<RecordValue>)>,
-    partitions: u32,
+    topics: Catalog,
+}
+
+/// The cluster's topics: `t` (six partitions) and whatever a test adds.
+struct Catalog(BTreeMap<String, TopicInfo>);
+
+impl Topics for Catalog {
+    fn get(&self, name: &str) -> Option<TopicInfo> {
+        self.0.get(name).copied()
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0.keys().cloned().collect()
+    }
 }
 
 /// What a member believes: its epoch and the partitions it owns.
@@ -41,7 +54,10 @@ impl Harness {
             replies: BTreeMap::new(),
             inflight: Vec::new(),
             log: Vec::new(),
-            partitions: 6,
+            topics: Catalog(BTreeMap::from([(
+                "t".to_owned(),
+                TopicInfo { id: TOPIC, partitions: 6 },
+            )])),
         }
     }
 
@@ -92,9 +108,7 @@ impl Harness {
     fn send(&mut self, request: HeartbeatRequest) -> HeartbeatResponse {
         self.next_waiter += 1;
         let waiter = Waiter(self.next_waiter);
-        let partitions = self.partitions;
-        let topics = move |name: &str| (name == "t").then_some(TopicInfo { id: TOPIC, partitions });
-        let effects = self.shard.consumer_heartbeat(waiter, request, 1, &topics, self.now);
+        let effects = self.shard.consumer_heartbeat(waiter, request, 1, &self.topics, self.now);
         self.take(effects);
         self.flush();
         match self.replies.remove(&waiter) {
@@ -346,4 +360,37 @@ fn a_static_member_comes_back_to_its_partitions() {
     assert_eq!(back, owned, "the same partitions, without a rebalance");
     let again = h.send(static_request(&h, &Client { id: "a3".into(), ..Client::default() }));
     assert_eq!(again.error, ErrorCode::UnreleasedInstanceId);
+}
+
+#[test]
+fn a_regular_expression_subscribes_to_every_topic_it_matches_whole() {
+    let mut h = Harness::new();
+    let other = [9; 16];
+    h.topics.0.insert("tx".into(), TopicInfo { id: other, partitions: 2 });
+    h.topics.0.insert("xt".into(), TopicInfo { id: [5; 16], partitions: 2 });
+    let by_regex = |h: &Harness, client: &Client, regex: &str| HeartbeatRequest {
+        subscribed_topic_names: Some(Vec::new()),
+        subscribed_topic_regex: Some(regex.into()),
+        ..h.request(client, true)
+    };
+    let joining = Client { id: "a".into(), ..Client::default() };
+    let bad = h.send(by_regex(&h, &joining, "t("));
+    assert_eq!(bad.error, ErrorCode::InvalidRegularExpression);
+    let answer = h.send(by_regex(&h, &joining, "t.*"));
+    let topics: BTreeMap<[u8; 16], usize> = answer
+        .assignment
+        .expect("a full answer")
+        .iter()
+        .map(|t| (t.topic_id, t.partitions.len()))
+        .collect();
+    assert_eq!(topics, BTreeMap::from([(TOPIC, 6), (other, 2)]), "t and tx, not xt");
+    // A topic created later that matches joins the subscription at the next heartbeat.
+    h.topics.0.insert("t2".into(), TopicInfo { id: [3; 16], partitions: 1 });
+    let a = Client { id: "a".into(), epoch: answer.member_epoch, owned: BTreeSet::new() };
+    let next = h.send(h.request(&a, false));
+    assert!(next.member_epoch > a.epoch, "{next:?}");
+    let described = h.shard.describe_consumer(GROUP).expect("group");
+    let target: BTreeSet<String> =
+        described.members[0].target.iter().map(|(_, name, _)| name.clone()).collect();
+    assert_eq!(target, ["t", "t2", "tx"].map(str::to_owned).into());
 }
