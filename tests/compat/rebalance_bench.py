@@ -1,5 +1,7 @@
 """How long a 10-member consumer group takes to rebalance when a member dies (SIGKILL) and when
-one leaves cleanly: issue 11's target is at most 2 x the session timeout after a death.
+one leaves cleanly, with the classic protocol and with the consumer protocol (KIP-848), in the
+same run: issue 11's targets are at most 2 x the session timeout after a death (classic) and
+at most one heartbeat interval plus the assignment after a clean leave (KIP-848).
 
 Not a test (pytest does not collect it): a measurement, run by hand from the repository root
 after `cargo xtask compat` built the binaries and the virtualenv:
@@ -8,14 +10,17 @@ after `cargo xtask compat` built the binaries and the virtualenv:
         target/compat-venv/bin/python tests/compat/rebalance_bench.py [ROUNDS]
 
 A 3-node cluster (cluster.py) serves a 20-partition, 3-replica topic; ten member processes
-(confluent-kafka, session.timeout.ms 10000, heartbeat.interval.ms 1000) print each assignment
-with its CLOCK_MONOTONIC time. A round kills one member (or closes it) and measures from then
-until the last survivor printed the assignment that completes the new generation (the
-survivors' partitions cover the topic again).
+(confluent-kafka) per protocol print their whole assignment with its CLOCK_MONOTONIC time each
+time it changes. Both protocols have a 10 s session and a 1 s heartbeat interval (classic: the
+clients' session.timeout.ms and heartbeat.interval.ms; KIP-848: the brokers'
+--group-consumer-session-timeout-ms and --group-consumer-heartbeat-interval-ms). A round kills
+one member (or closes it) and measures from then until the survivors' assignments, all changed
+since, cover the topic again.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -32,30 +37,41 @@ from support import create_topic, unique_topic  # noqa: E402
 MEMBERS = 10
 PARTITIONS = 20
 SESSION_MS = 10_000
+HEARTBEAT_MS = 1_000
 
 MEMBER = """
-import sys, threading, time
+import json, sys, threading, time
 from confluent_kafka import Consumer
-consumer = Consumer({
+config = {
     "bootstrap.servers": sys.argv[1], "group.id": sys.argv[2],
-    "session.timeout.ms": %d, "heartbeat.interval.ms": 1000,
     "enable.auto.commit": False, "auto.offset.reset": "latest",
-})
-def assigned(c, partitions):
-    print("assigned", time.monotonic(), ",".join(str(p.partition) for p in partitions), flush=True)
+}
+config.update(json.loads(sys.argv[4]))
+consumer = Consumer(config)
 leaving = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.readline(), leaving.set()), daemon=True).start()
-consumer.subscribe([sys.argv[3]], on_assign=assigned)
+consumer.subscribe([sys.argv[3]])
+owned = None
 while not leaving.is_set():
-    consumer.poll(0.05)
+    consumer.poll(0.01)
+    now = sorted(p.partition for p in consumer.assignment())
+    if now != owned:
+        owned = now
+        print("assigned", time.monotonic(), ",".join(map(str, now)), flush=True)
 consumer.close()
-""" % SESSION_MS
+"""
+
+PROTOCOLS = {
+    "classic": {"session.timeout.ms": SESSION_MS, "heartbeat.interval.ms": HEARTBEAT_MS},
+    "consumer": {"group.protocol": "consumer"},
+}
 
 
 class Member:
-    def __init__(self, bootstrap: str, group: str, topic: str):
+    def __init__(self, bootstrap: str, group: str, topic: str, protocol: str):
+        config = json.dumps(PROTOCOLS[protocol])
         self.process = subprocess.Popen(
-            [sys.executable, "-c", MEMBER, bootstrap, group, topic],
+            [sys.executable, "-c", MEMBER, bootstrap, group, topic, config],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -88,14 +104,16 @@ class Member:
 
 
 def covered_since(members: list[Member], since: float) -> float | None:
-    """When the members' latest assignments, all made after `since`, cover the topic."""
+    """When the members' latest assignments, one of them made after `since`, cover the topic
+    once each: the time of the last change."""
     latest = [m.latest() for m in members]
-    if any(a is None or a[0] <= since for a in latest):
+    if any(a is None for a in latest):
         return None
     owned = [p for _, partitions in latest for p in partitions]
     if sorted(owned) != list(range(PARTITIONS)):
         return None
-    return max(at for at, _ in latest)
+    last = max(at for at, _ in latest)
+    return last if last > since else None
 
 
 def wait_covered(members: list[Member], since: float, timeout_s: float = 120.0) -> float:
@@ -109,46 +127,60 @@ def wait_covered(members: list[Member], since: float, timeout_s: float = 120.0) 
 
 
 def settle(members: list[Member], newcomer: Member) -> None:
-    """Adds `newcomer` and waits for the generation it joins: every member assigned again
-    around the newcomer's first assignment, covering the topic."""
+    """Adds `newcomer` and waits until it owns partitions and the group covers the topic."""
+    started = time.monotonic()
     members.append(newcomer)
-    end = time.monotonic() + 120
-    while newcomer.latest() is None:
+    end = started + 120
+    while not (newcomer.latest() or (0.0, set()))[1]:
         assert time.monotonic() < end, "the newcomer was never assigned"
         time.sleep(0.02)
-    wait_covered(members, newcomer.latest()[0] - 1.0)
+    wait_covered(members, started)
+
+
+def measure(cluster: Cluster, protocol: str, rounds: int) -> dict[str, list[float]]:
+    """`rounds` kills and clean leaves of one 10-member group of `protocol`."""
+    topic = unique_topic(f"rebalance-{protocol}")
+    group = f"rebalance-{topic}"
+    create_topic(cluster.bootstrap, topic, partitions=PARTITIONS, replicas=3)
+    join = lambda: Member(cluster.bootstrap, group, topic, protocol)  # noqa: E731
+    members = [join() for _ in range(MEMBERS)]
+    try:
+        wait_covered(members, 0.0)
+        time.sleep(2 * SESSION_MS / 1000)  # Let late joins of the first generation settle.
+        results: dict[str, list[float]] = {"kill": [], "leave": []}
+        for _ in range(rounds):
+            for how in ("kill", "leave"):
+                gone = members.pop(0)
+                started = time.monotonic()
+                gone.kill() if how == "kill" else gone.leave()
+                results[how].append(wait_covered(members, started) - started)
+                settle(members, join())
+        return results
+    finally:
+        for member in members:
+            member.kill()
 
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     with tempfile.TemporaryDirectory(prefix="cairn-rebalance-") as work:
         cluster = Cluster(Path(work))
+        for node in cluster.nodes.values():
+            node.extra_args += [
+                "--group-consumer-session-timeout-ms", str(SESSION_MS),
+                "--group-consumer-heartbeat-interval-ms", str(HEARTBEAT_MS),
+            ]  # fmt: skip
         cluster.start()
-        members: list[Member] = []
         try:
-            topic = unique_topic("rebalance")
-            group = f"rebalance-{topic}"
-            create_topic(cluster.bootstrap, topic, partitions=PARTITIONS, replicas=3)
-            members = [Member(cluster.bootstrap, group, topic) for _ in range(MEMBERS)]
-            wait_covered(members, 0.0)
-            time.sleep(2 * SESSION_MS / 1000)  # Let late joins of the first generation settle.
-            results: dict[str, list[float]] = {"kill": [], "leave": []}
-            for _ in range(rounds):
-                for how in ("kill", "leave"):
-                    gone = members.pop(0)
-                    started = time.monotonic()
-                    gone.kill() if how == "kill" else gone.leave()
-                    results[how].append(wait_covered(members, started) - started)
-                    settle(members, Member(cluster.bootstrap, group, topic))
-            for how, times in results.items():
-                print(
-                    f"{how}: n={len(times)} median {statistics.median(times):.2f} s, "
-                    f"max {max(times):.2f} s, each {[round(t, 2) for t in times]} "
-                    f"(session timeout {SESSION_MS / 1000:.0f} s)"
-                )
+            for protocol in PROTOCOLS:
+                for how, times in measure(cluster, protocol, rounds).items():
+                    print(
+                        f"{protocol} {how}: n={len(times)} median {statistics.median(times):.2f} s, "
+                        f"max {max(times):.2f} s, each {[round(t, 2) for t in times]} "
+                        f"(session {SESSION_MS / 1000:.0f} s, heartbeat {HEARTBEAT_MS / 1000:.0f} s)",
+                        flush=True,
+                    )
         finally:
-            for member in members:
-                member.kill()
             cluster.stop()
 
 
