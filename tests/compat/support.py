@@ -8,6 +8,8 @@ a consumer event) up to a deadline, and a missed deadline fails the test with wh
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -300,3 +302,11 @@ def kafka_python_read(
         return records
     finally:
         consumer.close(autocommit=False)
+
+
+def cli(bootstrap: str, *args: str) -> str:
+    """`cairn ARGS --bootstrap B`'s standard output; fails unless it exits 0."""
+    command = [os.environ.get("CAIRN_BIN", "target/debug/cairn"), *args, "--bootstrap", bootstrap]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=CALL_TIMEOUT_S)
+    assert result.returncode == 0, f"{command}: {result.stderr}"
+    return result.stdout

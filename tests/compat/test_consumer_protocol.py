@@ -19,6 +19,7 @@ from cluster import Cluster
 from support import (
     CALL_TIMEOUT_S,
     Deadline,
+    cli,
     confluent_producer,
     create_topic,
     group_consumer,
@@ -150,6 +151,12 @@ def test_members_share_the_partitions_and_a_leaver_hands_its_partitions_on(clust
         assert len(described.members) == 3
         owned = sorted(tp.partition for m in described.members for tp in m.assignment.topic_partitions)
         assert owned == list(range(PARTITIONS)), described
+        one = cluster.nodes[1].bootstrap
+        shown = cli(one, "group", "describe", group)
+        assert "protocol: consumer uniform" in shown and "members: 3" in shown, shown
+        rows = [line.split() for line in shown.splitlines() if line.startswith(topic)]
+        assert len(rows) == PARTITIONS and all(row[-1] != "-" for row in rows), shown
+        assert f"{group}\tStable\tconsumer" in cli(one, "group", "list")
         consumers.pop().close()
         wait_shared(consumers, {})
         second = [b"second-%d" % i for i in range(120)]

@@ -7,9 +7,7 @@ topic is internal. The last test kills the coordinator of a group on a 3-node cl
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
 import time
 import urllib.request
 
@@ -22,6 +20,7 @@ from support import (
     CALL_TIMEOUT_S,
     Deadline,
     admin_client,
+    cli,
     confluent_producer,
     create_topic,
     group_consumer,
@@ -34,14 +33,6 @@ PARTITIONS = 6
 # Seconds a group may take to form, rebalance or drain: above the 3 s initial rebalance delay
 # and a 10 s session timeout, far below the test timeout.
 GROUP_TIMEOUT_S = 60.0
-
-
-def cli(bootstrap: str, *args: str) -> str:
-    """`cairn ARGS --bootstrap B`'s standard output; fails unless it exits 0."""
-    command = [os.environ.get("CAIRN_BIN", "target/debug/cairn"), *args, "--bootstrap", bootstrap]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=CALL_TIMEOUT_S)
-    assert result.returncode == 0, f"{command}: {result.stderr}"
-    return result.stdout
 
 
 def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:

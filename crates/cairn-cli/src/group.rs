@@ -1,5 +1,6 @@
 //! `cairn group list|describe|reset-offsets|delete`: consumer groups over FindCoordinator,
-//! ListGroups, DescribeGroups, OffsetFetch, OffsetCommit, DeleteGroups and ListOffsets.
+//! ListGroups, DescribeGroups (ConsumerGroupDescribe for a consumer-protocol group, KIP-848),
+//! OffsetFetch, OffsetCommit, DeleteGroups and ListOffsets.
 //!
 //! A group's requests go to its coordinator (FindCoordinator, then a connection to the node it
 //! names); ListGroups goes to every broker, each listing the groups it coordinates; a log-end
@@ -13,14 +14,13 @@ use anyhow::{Context, bail};
 use cairn_client::codes as errors;
 use cairn_client::{Client, Options};
 use clap::{Args, Subcommand};
-use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest,
-    OffsetCommitRequest, OffsetFetchRequest,
+    ConsumerGroupDescribeRequest, DeleteGroupsRequest, DescribeGroupsRequest,
+    FindCoordinatorRequest, GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -209,19 +209,93 @@ async fn list(client: &mut Client, options: &Options) -> anyhow::Result<()> {
     output::print(&out)
 }
 
-/// DescribeGroups of one group at its coordinator; `None` if there is no such group.
+/// A group as `describe` and `reset-offsets` see it, of either protocol.
+struct Described {
+    state: String,
+    /// The protocol type and the protocol (classic) or the server assignor (consumer).
+    protocol: String,
+    members: Vec<Member>,
+}
+
+/// One member of a [`Described`] group.
+struct Member {
+    id: String,
+    client: String,
+    host: String,
+    partitions: Vec<(String, i32)>,
+}
+
+/// One group at its coordinator; `None` if there is no such group. A classic group answers
+/// DescribeGroups; a consumer-protocol one, not found there, ConsumerGroupDescribe.
 async fn described(
     client: &mut Client,
     options: &Options,
     group: &str,
-) -> anyhow::Result<Option<DescribedGroup>> {
+) -> anyhow::Result<Option<Described>> {
+    if let Some(classic) = described_classic(client, options, group).await? {
+        return Ok(Some(classic));
+    }
+    at_coordinator(client, options, group, async |at: &mut Client| {
+        if at.version_of::<ConsumerGroupDescribeRequest>().is_err() {
+            return Ok(Ok(None));
+        }
+        let request =
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(text(group))]);
+        let described = at.send(&request).await?.groups.into_iter().next();
+        let g = described.context("the coordinator did not describe the group")?;
+        let members = g.members.into_iter().map(|m| Member {
+            id: m.member_id.to_string(),
+            client: m.client_id.to_string(),
+            host: m.client_host.to_string(),
+            partitions: m
+                .assignment
+                .topic_partitions
+                .into_iter()
+                .flat_map(|t| {
+                    t.partitions.into_iter().map(move |p| (t.topic_name.0.to_string(), p))
+                })
+                .collect(),
+        });
+        Ok(match g.error_code {
+            0 => Ok(Some(Described {
+                state: g.group_state.to_string(),
+                protocol: format!("consumer {}", or_dash(&g.assignor_name)),
+                members: members.collect(),
+            })),
+            GROUP_ID_NOT_FOUND => Ok(None),
+            code => Err(code),
+        })
+    })
+    .await
+}
+
+fn or_dash(value: &StrBytes) -> &str {
+    if value.is_empty() { "-" } else { value.as_str() }
+}
+
+/// DescribeGroups of one group at its coordinator; `None` if there is no such classic group.
+async fn described_classic(
+    client: &mut Client,
+    options: &Options,
+    group: &str,
+) -> anyhow::Result<Option<Described>> {
     at_coordinator(client, options, group, async |at: &mut Client| {
         let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(text(group))]);
         let described = at.send(&request).await?.groups.into_iter().next();
-        let described = described.context("the coordinator did not describe the group")?;
-        Ok(match described.error_code {
-            0 if described.group_state.as_str() == "Dead" => Ok(None),
-            0 => Ok(Some(described)),
+        let g = described.context("the coordinator did not describe the group")?;
+        let members = g.members.iter().map(|m| Member {
+            id: m.member_id.to_string(),
+            client: m.client_id.to_string(),
+            host: m.client_host.to_string(),
+            partitions: assigned(&m.member_assignment),
+        });
+        Ok(match g.error_code {
+            0 if g.group_state.as_str() == "Dead" => Ok(None),
+            0 => Ok(Some(Described {
+                state: g.group_state.to_string(),
+                protocol: format!("{} {}", or_dash(&g.protocol_type), or_dash(&g.protocol_data)),
+                members: members.collect(),
+            })),
             GROUP_ID_NOT_FOUND => Ok(None),
             code => Err(code),
         })
@@ -320,15 +394,8 @@ async fn describe(client: &mut Client, options: &Options, group: &str) -> anyhow
     let committed = committed(client, options, group).await?;
     let mut out = String::new();
     let _ = writeln!(out, "group: {group}");
-    let _ = writeln!(out, "state: {}", described.group_state.as_str());
-    let protocol =
-        |value: &StrBytes| if value.is_empty() { "-".to_owned() } else { value.to_string() };
-    let _ = writeln!(
-        out,
-        "protocol: {} {}",
-        protocol(&described.protocol_type),
-        protocol(&described.protocol_data)
-    );
+    let _ = writeln!(out, "state: {}", described.state);
+    let _ = writeln!(out, "protocol: {}", described.protocol);
     let _ = writeln!(out, "members: {}", described.members.len());
     let _ = writeln!(out);
     let owners = members_table(&mut out, &described.members);
@@ -356,25 +423,22 @@ async fn describe(client: &mut Client, options: &Options, group: &str) -> anyhow
 
 /// Appends the table of `members` (nothing without members); returns the member each
 /// assigned partition belongs to.
-fn members_table(
-    out: &mut String,
-    members: &[DescribedGroupMember],
-) -> BTreeMap<(String, i32), String> {
+fn members_table(out: &mut String, members: &[Member]) -> BTreeMap<(String, i32), String> {
     let mut owners = BTreeMap::new();
     if members.is_empty() {
         return owners;
     }
     let mut rows = vec![["member", "client", "host", "partitions"].map(str::to_owned).to_vec()];
     for member in members {
-        let partitions = assigned(&member.member_assignment);
-        let listed: Vec<String> = partitions.iter().map(|(t, p)| format!("{t}-{p}")).collect();
-        for tp in partitions {
-            owners.insert(tp, member.member_id.to_string());
+        let listed: Vec<String> =
+            member.partitions.iter().map(|(t, p)| format!("{t}-{p}")).collect();
+        for tp in &member.partitions {
+            owners.insert(tp.clone(), member.id.clone());
         }
         rows.push(vec![
-            member.member_id.to_string(),
-            member.client_id.to_string(),
-            member.client_host.to_string(),
+            member.id.clone(),
+            member.client.clone(),
+            member.host.clone(),
             if listed.is_empty() { "-".to_owned() } else { listed.join(",") },
         ]);
     }
@@ -418,9 +482,9 @@ async fn offset_at(
 
 async fn reset(client: &mut Client, options: &Options, args: ResetArgs) -> anyhow::Result<()> {
     if let Some(described) = described(client, options, &args.group).await?
-        && described.group_state.as_str() != "Empty"
+        && described.state != "Empty"
     {
-        let state = described.group_state.as_str();
+        let state = &described.state;
         bail!(
             "group {} is {state} with {} member(s): offsets can only be reset while it has none (stop its consumers first)",
             args.group,
