@@ -86,8 +86,10 @@ class FaultProxies:
 class ClusterNode(Broker):
     """A `Broker` that is one node of a static cluster."""
 
-    def __init__(self, binary: Path, work_dir: Path, node_id: int, peer_port: int):
-        super().__init__(binary, work_dir)
+    def __init__(
+        self, binary: Path, work_dir: Path, node_id: int, peer_port: int, extra_args: tuple[str, ...] = ()
+    ):
+        super().__init__(binary, work_dir, extra_args)
         self.node_id = node_id
         self.peer_port = peer_port
         self.cluster_args: list[str] = []
@@ -102,20 +104,29 @@ class ClusterNode(Broker):
         self.process.send_signal(signal.SIGCONT)
 
 
+def consumer_protocol_args(session_ms: int, heartbeat_ms: int) -> tuple[str, ...]:
+    """`cairn serve` flags for the consumer protocol's (KIP-848) session and heartbeat."""
+    return (
+        "--group-consumer-session-timeout-ms", str(session_ms),
+        "--group-consumer-heartbeat-interval-ms", str(heartbeat_ms),
+    )  # fmt: skip
+
+
 def pair_name(a: int, b: int) -> str:
     low, high = sorted((a, b))
     return f"{low}-{high}"
 
 
 class Cluster:
-    """`size` nodes with ids 1..=size, every peer link through its own fault proxy."""
+    """`size` nodes with ids 1..=size, every peer link through its own fault proxy; each node
+    gets `extra_args` to `cairn serve`."""
 
-    def __init__(self, work_dir: Path, size: int = 3):
+    def __init__(self, work_dir: Path, size: int = 3, extra_args: tuple[str, ...] = ()):
         binary = cairn_binary()
         self.proxies = FaultProxies(fault_proxy_binary())
         ports = free_loopback_ports(size)
         self.nodes = {
-            node_id: ClusterNode(binary, work_dir / f"node-{node_id}", node_id, port)
+            node_id: ClusterNode(binary, work_dir / f"node-{node_id}", node_id, port, extra_args)
             for node_id, port in zip(range(1, size + 1), ports, strict=True)
         }
         proxy_port = {}

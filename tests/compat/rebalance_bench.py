@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cluster import Cluster  # noqa: E402
+from cluster import Cluster, consumer_protocol_args  # noqa: E402
 from support import create_topic, unique_topic  # noqa: E402
 
 MEMBERS = 10
@@ -164,12 +164,7 @@ def measure(cluster: Cluster, protocol: str, rounds: int) -> dict[str, list[floa
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     with tempfile.TemporaryDirectory(prefix="cairn-rebalance-") as work:
-        cluster = Cluster(Path(work))
-        for node in cluster.nodes.values():
-            node.extra_args += [
-                "--group-consumer-session-timeout-ms", str(SESSION_MS),
-                "--group-consumer-heartbeat-interval-ms", str(HEARTBEAT_MS),
-            ]  # fmt: skip
+        cluster = Cluster(Path(work), extra_args=consumer_protocol_args(SESSION_MS, HEARTBEAT_MS))
         cluster.start()
         try:
             for protocol in PROTOCOLS:

@@ -310,3 +310,37 @@ def cli(bootstrap: str, *args: str) -> str:
     result = subprocess.run(command, capture_output=True, text=True, timeout=CALL_TIMEOUT_S)
     assert result.returncode == 0, f"{command}: {result.stderr}"
     return result.stdout
+
+
+# Seconds a group may take to form, rebalance or drain: above the 3 s initial rebalance delay
+# and a 10 s session timeout, far below the test timeout.
+GROUP_TIMEOUT_S = 60.0
+
+
+def produce_values(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    """Writes each value (as its own key too) with acks=all."""
+    config = {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5}
+    with confluent_producer(config) as producer:
+        for value in values:
+            producer.produce(topic, key=value, value=value)
+        assert producer.flush(timeout=CALL_TIMEOUT_S) == 0
+
+
+def poll_each(consumers: list[Consumer], seen: dict[bytes, int]) -> None:
+    """One poll of every consumer; counts each delivered value in `seen`."""
+    for consumer in consumers:
+        message = consumer.poll(0.1)
+        if message is None:
+            continue
+        if message.error() is not None:
+            assert message.error().code() == KafkaError._PARTITION_EOF, message.error()
+            continue
+        seen[message.value()] = seen.get(message.value(), 0) + 1
+
+
+def drain(consumers: list[Consumer], want: set[bytes], seen: dict[bytes, int]) -> None:
+    """Polls the consumers until each value of `want` was consumed."""
+    deadline = Deadline(GROUP_TIMEOUT_S, f"{len(want)} records through the group")
+    while not want.issubset(seen):
+        deadline.check(f"{sorted(want - seen.keys())[:5]} not consumed yet")
+        poll_each(consumers, seen)

@@ -13,16 +13,19 @@ import sys
 import textwrap
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 
-from cluster import Cluster
+from cluster import Cluster, consumer_protocol_args
 from support import (
     CALL_TIMEOUT_S,
     Deadline,
+    GROUP_TIMEOUT_S,
     cli,
-    confluent_producer,
     create_topic,
+    drain,
     group_consumer,
+    poll_each,
+    produce_values,
     unique_topic,
 )
 
@@ -31,16 +34,10 @@ PARTITIONS = 6
 # after SESSION_MS.
 SESSION_MS = 6000
 HEARTBEAT_MS = 500
-GROUP_TIMEOUT_S = 60.0
 
 
 def start_cluster(tmp_path) -> Cluster:
-    cluster = Cluster(tmp_path)
-    for node in cluster.nodes.values():
-        node.extra_args += [
-            "--group-consumer-session-timeout-ms", str(SESSION_MS),
-            "--group-consumer-heartbeat-interval-ms", str(HEARTBEAT_MS),
-        ]  # fmt: skip
+    cluster = Cluster(tmp_path, extra_args=consumer_protocol_args(SESSION_MS, HEARTBEAT_MS))
     cluster.start()
     return cluster
 
@@ -69,31 +66,6 @@ def member(bootstrap: str, group: str, **extra) -> Consumer:
     }
     config.update(extra)
     return Consumer(config)
-
-
-def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    config = {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5}
-    with confluent_producer(config) as producer:
-        for value in values:
-            producer.produce(topic, key=value, value=value)
-        assert producer.flush(timeout=CALL_TIMEOUT_S) == 0
-
-
-def poll_each(consumers: list[Consumer], seen: dict[bytes, int]) -> None:
-    for consumer in consumers:
-        message = consumer.poll(0.1)
-        if message is None:
-            continue
-        assert message.error() is None or message.error().code() == KafkaError._PARTITION_EOF, message.error()
-        if message.error() is None:
-            seen[message.value()] = seen.get(message.value(), 0) + 1
-
-
-def drain(consumers: list[Consumer], want: set[bytes], seen: dict[bytes, int]) -> None:
-    deadline = Deadline(GROUP_TIMEOUT_S, f"{len(want)} records through the group")
-    while not want.issubset(seen):
-        deadline.check(f"{sorted(want - seen.keys())[:5]} not consumed yet")
-        poll_each(consumers, seen)
 
 
 def assignments(consumers: list[Consumer]) -> list[list[int]]:
@@ -136,7 +108,7 @@ def test_members_share_the_partitions_and_a_leaver_hands_its_partitions_on(clust
     group = f"group-{topic}"
     create_topic(cluster.bootstrap, topic, partitions=PARTITIONS, replicas=3)
     first = [b"first-%d" % i for i in range(300)]
-    produce(cluster.bootstrap, topic, first)
+    produce_values(cluster.bootstrap, topic, first)
     consumers = [member(cluster.bootstrap, group) for _ in range(3)]
     try:
         for consumer in consumers:
@@ -160,7 +132,7 @@ def test_members_share_the_partitions_and_a_leaver_hands_its_partitions_on(clust
         consumers.pop().close()
         wait_shared(consumers, {})
         second = [b"second-%d" % i for i in range(120)]
-        produce(cluster.bootstrap, topic, second)
+        produce_values(cluster.bootstrap, topic, second)
         again: dict[bytes, int] = {}
         drain(consumers, set(second), again)
         assert not set(first) & again.keys(), "records before the commits were consumed again"
@@ -207,7 +179,7 @@ def test_a_crashed_member_s_partitions_move_on_after_its_session(cluster):
             deadline.check(f"survivor has {assignments([survivor])}")
             survivor.poll(0.1)
         values = [b"after-crash-%d" % i for i in range(60)]
-        produce(cluster.bootstrap, topic, values)
+        produce_values(cluster.bootstrap, topic, values)
         drain([survivor], set(values), {})
     finally:
         crashing.kill()
@@ -219,7 +191,7 @@ def test_classic_and_consumer_protocol_groups_consume_one_topic_side_by_side(clu
     topic = unique_topic("kip848-mixed")
     create_topic(cluster.bootstrap, topic, partitions=PARTITIONS, replicas=3)
     values = [b"v-%d" % i for i in range(200)]
-    produce(cluster.bootstrap, topic, values)
+    produce_values(cluster.bootstrap, topic, values)
     classic = [group_consumer(cluster.bootstrap, f"classic-{topic}") for _ in range(2)]
     modern = [member(cluster.bootstrap, f"consumer-{topic}") for _ in range(2)]
     try:
@@ -242,7 +214,7 @@ def test_a_regular_expression_subscription_is_matched_by_the_coordinator(cluster
     matching = [f"{prefix}-a", f"{prefix}-b"]
     for topic in [*matching, f"other-{prefix}"]:
         create_topic(cluster.bootstrap, topic, partitions=2, replicas=3)
-        produce(cluster.bootstrap, topic, [topic.encode() + b"-%d" % i for i in range(20)])
+        produce_values(cluster.bootstrap, topic, [topic.encode() + b"-%d" % i for i in range(20)])
     consumers = [member(cluster.bootstrap, f"group-{prefix}") for _ in range(2)]
     try:
         for consumer in consumers:
@@ -266,7 +238,7 @@ def test_the_group_and_its_offsets_survive_killing_the_coordinator(tmp_path):
         group = f"group-{topic}"
         create_topic(cluster.bootstrap, topic, partitions=PARTITIONS, replicas=3)
         first = [b"first-%d" % i for i in range(120)]
-        produce(cluster.bootstrap, topic, first)
+        produce_values(cluster.bootstrap, topic, first)
         consumers = [member(cluster.bootstrap, group) for _ in range(2)]
         try:
             for consumer in consumers:
@@ -279,7 +251,7 @@ def test_the_group_and_its_offsets_survive_killing_the_coordinator(tmp_path):
             cluster.nodes[described.coordinator.id].kill()
             # A new coordinator loads the group from the log: the members carry on.
             second = [b"second-%d" % i for i in range(120)]
-            produce(cluster.bootstrap, topic, second)
+            produce_values(cluster.bootstrap, topic, second)
             again: dict[bytes, int] = {}
             drain(consumers, set(second), again)
             assert not set(first) & again.keys(), "records before the commits were consumed again"

@@ -19,48 +19,21 @@ from cluster import Cluster
 from support import (
     CALL_TIMEOUT_S,
     Deadline,
+    GROUP_TIMEOUT_S,
     admin_client,
     cli,
     confluent_producer,
     create_topic,
+    drain,
     group_consumer,
+    poll_each,
+    produce_values,
     unique_topic,
     watermarks,
 )
 
 OFFSETS_TOPIC = "__consumer_offsets"
 PARTITIONS = 6
-# Seconds a group may take to form, rebalance or drain: above the 3 s initial rebalance delay
-# and a 10 s session timeout, far below the test timeout.
-GROUP_TIMEOUT_S = 60.0
-
-
-def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    config = {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5}
-    with confluent_producer(config) as producer:
-        for value in values:
-            producer.produce(topic, key=value, value=value)
-        assert producer.flush(timeout=CALL_TIMEOUT_S) == 0
-
-
-def poll_each(consumers: list[Consumer], seen: dict[bytes, int]) -> None:
-    """One poll of every consumer; counts each delivered value in `seen`."""
-    for consumer in consumers:
-        message = consumer.poll(0.1)
-        if message is None:
-            continue
-        if message.error() is not None:
-            assert message.error().code() == KafkaError._PARTITION_EOF, message.error()
-            continue
-        seen[message.value()] = seen.get(message.value(), 0) + 1
-
-
-def drain(consumers: list[Consumer], want: set[bytes], seen: dict[bytes, int]) -> None:
-    """Polls the consumers until each value of `want` was consumed."""
-    deadline = Deadline(GROUP_TIMEOUT_S, f"{len(want)} records through the group")
-    while not want.issubset(seen):
-        deadline.check(f"{sorted(want - seen.keys())[:5]} not consumed yet")
-        poll_each(consumers, seen)
 
 
 def wait_assigned(consumers: list[Consumer], partitions: int, seen: dict[bytes, int]) -> None:
@@ -79,7 +52,7 @@ def test_a_group_shares_the_partitions_and_resumes_from_its_commits(broker):
     group = f"group-{topic}"
     create_topic(broker.bootstrap, topic, partitions=PARTITIONS)
     first = [b"first-%d" % i for i in range(300)]
-    produce(broker.bootstrap, topic, first)
+    produce_values(broker.bootstrap, topic, first)
     consumers = [group_consumer(broker.bootstrap, group) for _ in range(3)]
     try:
         for consumer in consumers:
@@ -98,7 +71,7 @@ def test_a_group_shares_the_partitions_and_resumes_from_its_commits(broker):
         for consumer in consumers:
             consumer.close()
     second = [b"second-%d" % i for i in range(60)]
-    produce(broker.bootstrap, topic, second)
+    produce_values(broker.bootstrap, topic, second)
     resumed = group_consumer(broker.bootstrap, group)
     try:
         resumed.subscribe([topic])
@@ -113,7 +86,7 @@ def test_committed_offsets_are_fetched_and_altered_through_the_admin_client(brok
     topic = unique_topic("group-admin")
     group = f"group-{topic}"
     create_topic(broker.bootstrap, topic, partitions=2)
-    produce(broker.bootstrap, topic, [b"%d" % i for i in range(20)])
+    produce_values(broker.bootstrap, topic, [b"%d" % i for i in range(20)])
     admin = admin_client(broker.bootstrap)
     wanted = [TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 7)]
     altered = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, wanted)])
@@ -179,7 +152,7 @@ def test_committed_offsets_and_lag_are_published_in_metrics(fresh_broker):
     topic = unique_topic("group-lag")
     group = f"group-{topic}"
     create_topic(broker.bootstrap, topic, partitions=2)
-    produce(broker.bootstrap, topic, [b"%d" % i for i in range(20)])
+    produce_values(broker.bootstrap, topic, [b"%d" % i for i in range(20)])
     ends = {p: high for p, (_, high) in watermarks(broker.bootstrap, topic, 2).items()}
     admin = admin_client(broker.bootstrap)
     wanted = [TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 7)]
@@ -210,7 +183,7 @@ def test_kafka_python_and_aiokafka_groups_consume_and_commit(broker):
     topic = unique_topic("group-py")
     create_topic(broker.bootstrap, topic, partitions=2)
     values = [b"py-%d" % i for i in range(40)]
-    produce(broker.bootstrap, topic, values)
+    produce_values(broker.bootstrap, topic, values)
 
     consumer = KafkaConsumer(
         topic,
@@ -290,7 +263,7 @@ def test_committed_offsets_survive_killing_the_coordinator(tmp_path):
         admin = cluster.new_admin()
         create_topic(cluster.bootstrap, topic, partitions=3, replicas=3)
         values = [b"v-%d" % i for i in range(90)]
-        produce(cluster.bootstrap, topic, values)
+        produce_values(cluster.bootstrap, topic, values)
         consumer = group_consumer(cluster.bootstrap, group)
         try:
             consumer.subscribe([topic])
@@ -316,7 +289,7 @@ def test_committed_offsets_survive_killing_the_coordinator(tmp_path):
                 break
         assert by_partition == {p.partition: p.offset for p in committed}
         more = [b"after-%d" % i for i in range(30)]
-        produce(cluster.bootstrap, topic, more)
+        produce_values(cluster.bootstrap, topic, more)
         resumed = group_consumer(cluster.bootstrap, group)
         try:
             resumed.subscribe([topic])
