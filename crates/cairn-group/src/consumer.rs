@@ -178,6 +178,7 @@ impl ConsumerGroup {
                 records.push(target_record(group_id, id, &target));
                 self.target.insert(id.to_owned(), target);
             }
+            records.push(member_record(group_id, id, &member.metadata));
             records.push(current_record(group_id, id, &member.current));
             self.members.insert(id.to_owned(), member);
             return Ok(false);
@@ -316,8 +317,7 @@ impl ConsumerGroup {
         if *m == old {
             return false;
         }
-        let key = RecordKey::MemberMetadata { group: group_id.to_owned(), member: id.to_owned() };
-        records.push((key, Some(RecordValue::MemberMetadata(m.clone()))));
+        records.push(member_record(group_id, id, m));
         m.subscribed_topic_names != old.subscribed_topic_names
             || m.subscribed_topic_regex != old.subscribed_topic_regex
             || m.server_assignor != old.server_assignor
@@ -453,12 +453,9 @@ impl ConsumerGroup {
         records.push(current_record(group_id, id, &next));
         let timeout = i64::from(member.metadata.rebalance_timeout_ms.max(0));
         let member = self.members.get_mut(id).expect("present");
-        member.revoke_deadline = match next.state {
-            MemberState::UnrevokedPartitions => {
-                Some(member.revoke_deadline.unwrap_or(now + timeout))
-            }
-            _ => None,
-        };
+        // Each new set to revoke gets the rebalance timeout afresh (Kafka's).
+        member.revoke_deadline =
+            (next.state == MemberState::UnrevokedPartitions).then_some(now + timeout);
         member.current = next;
     }
 
@@ -748,6 +745,15 @@ fn partition_metadata_record(
     let value = PartitionMetadata { topics: topics.collect() };
     let key = RecordKey::PartitionMetadata { group: group_id.to_owned() };
     (key, Some(RecordValue::PartitionMetadata(value)))
+}
+
+fn member_record(
+    group_id: &str,
+    id: &str,
+    metadata: &MemberMetadata,
+) -> (RecordKey, Option<RecordValue>) {
+    let key = RecordKey::MemberMetadata { group: group_id.to_owned(), member: id.to_owned() };
+    (key, Some(RecordValue::MemberMetadata(metadata.clone())))
 }
 
 fn target_record(

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use proptest::prelude::*;
+
 use cairn_group::records::{RecordKey, RecordValue, TopicPartitions};
 use cairn_group::{
     CommitRequest, Effects, ErrorCode, HeartbeatRequest, HeartbeatResponse, JoinRequest,
@@ -13,6 +15,7 @@ use cairn_group::{
 const GROUP: &str = "g";
 const TOPIC: [u8; 16] = [7; 16];
 const SESSION: i32 = 45_000;
+const REBALANCE: i32 = 30_000;
 
 struct Harness {
     shard: Shard,
@@ -94,7 +97,7 @@ impl Harness {
             member_epoch: client.epoch,
             instance_id: None,
             rack_id: None,
-            rebalance_timeout_ms: if client.epoch == 0 { 30_000 } else { -1 },
+            rebalance_timeout_ms: if client.epoch == 0 { REBALANCE } else { -1 },
             subscribed_topic_names: (client.epoch == 0).then(|| vec!["t".to_owned()]),
             subscribed_topic_regex: None,
             server_assignor: None,
@@ -249,14 +252,9 @@ fn a_new_coordinator_replays_the_group_with_its_epochs() {
     let mut clients = vec![h.join("a"), h.join("b")];
     h.settle(&mut clients);
     let before = h.shard.describe_consumer(GROUP).expect("group");
-    let mut replayed = Shard::new(ShardConfig::default(), 9);
-    for (key, value) in h.log.clone() {
-        replayed.replay(key, value, h.now);
-    }
-    let after = replayed.describe_consumer(GROUP).expect("group");
-    assert_eq!(before, after);
+    assert_eq!(before, replayed(&h));
     // Members carry on without rejoining.
-    h.shard = replayed;
+    h.shard = reloaded(&h);
     h.settle(&mut clients);
     assert!(clients.iter().all(|c| c.epoch == before.epoch), "{clients:?}");
 }
@@ -360,6 +358,21 @@ fn a_static_member_comes_back_to_its_partitions() {
     assert_eq!(back, owned, "the same partitions, without a rebalance");
     let again = h.send(static_request(&h, &Client { id: "a3".into(), ..Client::default() }));
     assert_eq!(again.error, ErrorCode::UnreleasedInstanceId);
+    assert_eq!(replayed(&h), h.shard.describe_consumer(GROUP).expect("group"));
+}
+
+/// A new coordinator's shard: `h`'s durable records replayed.
+fn reloaded(h: &Harness) -> Shard {
+    let mut shard = Shard::new(ShardConfig::default(), 9);
+    for (key, value) in h.log.clone() {
+        shard.replay(key, value, h.now);
+    }
+    shard
+}
+
+/// The group as a new coordinator describes it.
+fn replayed(h: &Harness) -> cairn_group::ConsumerGroupDescription {
+    reloaded(h).describe_consumer(GROUP).expect("group")
 }
 
 #[test]
@@ -393,4 +406,85 @@ fn a_regular_expression_subscribes_to_every_topic_it_matches_whole() {
     let target: BTreeSet<String> =
         described.members[0].target.iter().map(|(_, name, _)| name.clone()).collect();
     assert_eq!(target, ["t", "t2", "tx"].map(str::to_owned).into());
+}
+
+/// What a random run of the group does next.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Member `0` heartbeats; a full heartbeat says what it owns.
+    Beat(usize, bool),
+    /// Member `0` leaves for good (and may join again later).
+    Leave(usize),
+    /// Time passes.
+    Advance(i64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (0..4usize, any::<bool>()).prop_map(|(m, full)| Step::Beat(m, full)),
+        1 => (0..4usize).prop_map(Step::Leave),
+        2 => (1_000..20_000i64).prop_map(Step::Advance),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Under any interleaving of heartbeats, leaves and time: no partition is owned by two
+    /// members that still think themselves members, and a new coordinator replaying the
+    /// durable records describes the same group. A member thinks itself one until a session
+    /// passed since its last answer, or, told to give partitions up, until the rebalance
+    /// timeout passed without a full heartbeat saying it did (Kafka's clients leave at their
+    /// poll timeout, the rebalance timeout, and count their partitions lost).
+    #[test]
+    fn members_never_share_a_partition_and_the_log_replays_the_group(
+        steps in proptest::collection::vec(step(), 1..80),
+    ) {
+        let mut h = Harness::new();
+        let session = i64::from(SESSION);
+        // Each client, and until when it thinks itself a member.
+        let mut clients: Vec<Option<(Client, i64)>> = vec![None; 4];
+        for step in steps {
+            match step {
+                Step::Beat(i, full) => {
+                    let (mut client, until) = clients[i].take().unwrap_or_else(|| {
+                        (Client { id: format!("m{i}"), ..Client::default() }, h.now)
+                    });
+                    let answer = h.send(h.request(&client, full));
+                    match answer.error {
+                        ErrorCode::None => {
+                            client.epoch = answer.member_epoch;
+                            let mut until = if full { h.now + session } else { until.max(h.now).min(h.now + session) };
+                            if let Some(assignment) = &answer.assignment {
+                                let now_owned: BTreeSet<i32> = assignment.iter().flat_map(|t| t.partitions.iter().copied()).collect();
+                                if !client.owned.is_subset(&now_owned) {
+                                    until = until.min(h.now + i64::from(REBALANCE));
+                                }
+                                client.owned = now_owned;
+                            }
+                            clients[i] = Some((client, until));
+                        }
+                        // Fenced or forgotten: it owns nothing and joins again.
+                        _ => clients[i] = None,
+                    }
+                }
+                Step::Leave(i) => {
+                    if let Some((client, _)) = clients[i].take() {
+                        h.send(HeartbeatRequest { member_epoch: -1, ..h.request(&client, false) });
+                    }
+                }
+                Step::Advance(ms) => h.advance(ms),
+            }
+            let alive: Vec<Client> = clients
+                .iter()
+                .flatten()
+                .filter(|(_, until)| h.now < *until)
+                .map(|(c, _)| c.clone())
+                .collect();
+            assert_exclusive(&alive);
+            if let Ok(now) = h.shard.describe_consumer(GROUP) {
+                prop_assert_eq!(&replayed(&h), &now);
+            }
+        }
+    }
 }
