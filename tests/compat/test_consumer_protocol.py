@@ -156,11 +156,12 @@ CRASHING_MEMBER = textwrap.dedent(
 )
 
 
-def test_a_crashed_member_s_partitions_move_on_after_its_session(cluster):
+def test_a_crashed_member_s_partitions_move_on_after_its_session_and_it_rejoins(cluster):
     topic = unique_topic("kip848-crash")
     group = f"group-{topic}"
     create_topic(cluster.bootstrap, topic, partitions=PARTITIONS, replicas=3)
     survivor = member(cluster.bootstrap, group)
+    rejoined = None
     crashing = subprocess.Popen(
         [sys.executable, "-c", CRASHING_MEMBER, cluster.bootstrap, group, topic],
     )
@@ -181,10 +182,19 @@ def test_a_crashed_member_s_partitions_move_on_after_its_session(cluster):
         values = [b"after-crash-%d" % i for i in range(60)]
         produce_values(cluster.bootstrap, topic, values)
         drain([survivor], set(values), {})
+        # The crashed member comes back (a new process, a new member id): the two share again.
+        rejoined = member(cluster.bootstrap, group)
+        rejoined.subscribe([topic])
+        wait_shared([survivor, rejoined], {})
+        more = [b"after-rejoin-%d" % i for i in range(60)]
+        produce_values(cluster.bootstrap, topic, more)
+        drain([survivor, rejoined], set(more), {})
     finally:
         crashing.kill()
         crashing.wait(timeout=CALL_TIMEOUT_S)
         survivor.close()
+        if rejoined is not None:
+            rejoined.close()
 
 
 def test_classic_and_consumer_protocol_groups_consume_one_topic_side_by_side(cluster):
