@@ -34,6 +34,7 @@ pub const LAYERS: &[&str] = &[
     "cairn-storage",
     "cairn-meta",
     "cairn-group",
+    "cairn-coord",
     "cairn-raft",
     "cairn-broker",
     "cairn-kafka",
@@ -61,7 +62,8 @@ const SERVER: &[&str] =
 
 /// Crates that know nothing about an async runtime: no `tokio` (or `tokio-*`) in
 /// `[dependencies]`, so the simulator and the real runtime can drive the same code.
-pub const NO_TOKIO: &[&str] = &["cairn-types", "cairn-metrics", "cairn-storage", "cairn-group"];
+pub const NO_TOKIO: &[&str] =
+    &["cairn-types", "cairn-metrics", "cairn-storage", "cairn-group", "cairn-coord"];
 
 /// The shared test-support crate: it may appear only in `[dev-dependencies]`.
 pub const TESTKIT: &str = "cairn-testkit";

@@ -1,0 +1,21 @@
+//! cairn-coord: the coordination store behind the etcd v3 API (RFC 0009), pure: no IO, no
+//! clock, no async runtime.
+//!
+//! [`Store`] is etcd's MVCC model: revisions (one per write transaction), each key's
+//! creation and modification revisions and version, ranges at past revisions, transactions with
+//! compares over key ranges and etcd's duplicate-key rule, compaction, and leases that take
+//! their keys with them. Every replica of the coordination group applies the same commands to
+//! it and gets the same answers. The events of each revision feed the watches.
+//!
+//! - `types.rs`: the requests, answers and errors, as etcd's API names them.
+//! - `store.rs`: [`Store`].
+
+mod store;
+mod types;
+
+pub use store::{Lease, Store};
+pub use types::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, Event,
+    EventKind, KeyValue, KvError, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
+    ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse,
+};
