@@ -15,6 +15,8 @@
 //! - [`alloc`] and [`corpus`]: a global allocator counting each thread's largest allocation,
 //!   and the fuzz corpora replayed on stable within their allocation budgets.
 //! - [`crc32c`]: a bit-by-bit CRC32C, the reference that tests hold cairn's own to.
+//! - [`linearizable`]: a linearizability checker (porcupine's search, etcd's unknown outcomes)
+//!   for histories of concurrent operations, with a register model.
 //!
 //! A dev-dependency only: tidy's `layering` rule refuses it in `[dependencies]`, so it may
 //! depend on every cairn crate. Its failure mode is a panic naming what failed (with the node's
@@ -23,6 +25,7 @@
 pub mod alloc;
 pub mod broker;
 pub mod corpus;
+pub mod linearizable;
 pub mod node;
 pub mod process;
 pub mod proxy;
