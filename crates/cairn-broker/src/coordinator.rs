@@ -40,6 +40,7 @@ use cairn_types::limits::BATCH_BYTES_MAX;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::broker::Broker;
+use crate::error::PartitionError;
 use crate::partition::{Acks, Partition};
 use crate::replica::Role;
 use crate::volume::Volume;
@@ -607,12 +608,14 @@ impl<D: Volume> ShardTask<D> {
             self.carry_out(&mut active, effects, &outcomes).await;
             if active.shard.stale() {
                 // A write's outcome is unknown and memory may be ahead of the log: the next
-                // request loads the shard again (waiters hear NOT_COORDINATOR and retry).
+                // request loads the shard again (waiters hear NOT_COORDINATOR and retry), once
+                // that outcome is known.
                 tracing::warn!(
                     topic,
                     partition = index,
                     "group coordinator reloads after a failed write"
                 );
+                self.await_outcomes(&mut roles).await;
                 break;
             }
         }
@@ -638,6 +641,21 @@ impl<D: Volume> ShardTask<D> {
             effects.extend(job(active, now));
         }
         effects
+    }
+
+    /// Waits until every entry appended so far committed, or this term ended: a failed write's
+    /// outcome is then known, so a load sees it (loaded sooner, a write that commits later would
+    /// leave the new shard behind the log).
+    async fn await_outcomes(&self, roles: &mut cairn_raft::RoleWatch) {
+        let end = self.partition.offsets().log_end;
+        while self.still_leads() {
+            tokio::select! {
+                changed = roles.changed() => if changed.is_none() { return },
+                committed = self.partition.wait_committed(end, LOAD_WAIT) => {
+                    if !matches!(committed, Err(PartitionError::Timeout)) { return }
+                }
+            }
+        }
     }
 
     fn still_leads(&self) -> bool {
