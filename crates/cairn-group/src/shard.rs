@@ -1157,9 +1157,9 @@ impl Shard {
             }
             (RecordKey::ConsumerGroupMetadata { .. }, None) => group.consumer = None,
             (key, value) => {
-                let session = now + i64::from(self.config.consumer_session_timeout_ms);
+                let session_timeout_ms = self.config.consumer_session_timeout_ms;
                 let consumer = group.consumer.get_or_insert_default();
-                consumer.replay(key, value, session);
+                consumer.replay(key, value, now, session_timeout_ms);
             }
         }
         self.forget_if_unused(&group_id);

@@ -347,3 +347,36 @@ fn a_static_member_comes_back_to_its_partitions() {
     let again = h.send(static_request(&h, &Client { id: "a3".into(), ..Client::default() }));
     assert_eq!(again.error, ErrorCode::UnreleasedInstanceId);
 }
+
+/// A member asked to revoke partitions, then a coordinator failover: the new coordinator
+/// restarts the revocation's rebalance timer (RFC 0008, "then restarts the timers"), so a
+/// member that never revokes is still fenced and its partitions move on. The replay once
+/// restarted only the session: a member that kept heartbeating with the partitions it was to
+/// give up held them for good, and the group never settled.
+#[test]
+fn a_revocation_pending_at_a_failover_still_times_out() {
+    let mut h = Harness::new();
+    let a = h.join("a");
+    let mut b = h.join("b");
+    // a never revokes: it keeps saying it owns every partition.
+    let request = h.request(&a, true);
+    let answer = h.send(request);
+    assert_eq!(answer.member_epoch, a.epoch, "a must revoke before it moves on");
+    assert_eq!(h.describe_state(), "Reconciling");
+    let mut replayed = Shard::new(ShardConfig::default(), 9);
+    for (key, value) in h.log.clone() {
+        replayed.replay(key, value, h.now);
+    }
+    h.shard = replayed;
+    // Both keep their sessions; the rebalance timeout (30 s) passes.
+    for _ in 0..8 {
+        h.advance(5_000);
+        let request = h.request(&a, true);
+        h.send(request);
+        h.beat(&mut b);
+    }
+    let members = h.shard.describe_consumer(GROUP).expect("group").members;
+    assert_eq!(members.len(), 1, "a was fenced: {members:?}");
+    h.beat(&mut b);
+    assert_eq!(b.owned, (0..6).collect());
+}
