@@ -130,6 +130,8 @@ pub struct Failure {
     pub violations: Vec<String>,
     /// The last events before the failure.
     pub trace_tail: Vec<String>,
+    /// Every event of the run until the failure (`cairn-sim --trace` prints them).
+    pub trace: Vec<String>,
 }
 
 impl fmt::Display for Failure {
@@ -184,7 +186,7 @@ pub fn simulate(seed: u64, setup: &Setup) -> Result<Report, Failure> {
     let fail = |violations: Vec<String>| {
         let state = world.lock();
         let tail = state.trace.iter().rev().take(30).rev().cloned().collect();
-        Failure { seed, violations, trace_tail: tail }
+        Failure { seed, violations, trace_tail: tail, trace: state.trace.clone() }
     };
     let faults =
         drive(seed, &mut sim, &setup, &disks, &world).map_err(|error| fail(vec![error]))?;

@@ -1,6 +1,7 @@
 //! `cairn-sim --seeds N [--from S] [--trace]`: simulates seeds `S..S+N` (what `cargo xtask sim`
 //! runs) and prints one line per seed; a failing seed prints its violations and its replay
-//! command. `--trace` also prints each passing run's events, one a line, to compare replays.
+//! command. `--trace` also prints each run's events, one a line, to compare replays (and a
+//! failing run's, up to its failure).
 
 #![expect(clippy::print_stderr, reason = "a command-line tool reports on stderr")]
 
@@ -67,6 +68,11 @@ fn main() -> ExitCode {
             ),
             Err(failure) => {
                 failed += 1;
+                if trace {
+                    for event in &failure.trace {
+                        println!("{event}");
+                    }
+                }
                 eprintln!("{failure}");
             }
         }
