@@ -57,12 +57,16 @@ fn main() -> ExitCode {
                 eprintln!("seed {seed}: ok, trace {:016x}", report.trace_hash);
             }
             Ok(report) => eprintln!(
-                "seed {seed}: ok, {} acked, {} faults, {} terms, {} duplicates, {} rounds, trace {:016x} ({:.1?})",
+                "seed {seed}: ok, {} acked, {} faults, {} terms, {} duplicates, {} rounds, {} rebalances, {} coordinator changes ({} mid-rebalance), {} commits, trace {:016x} ({:.1?})",
                 report.acked,
                 report.faults,
                 report.terms,
                 report.duplicates,
                 report.rounds,
+                report.rebalances,
+                report.coordinator_changes,
+                report.failovers_mid_rebalance,
+                report.commits,
                 report.trace_hash,
                 started.elapsed()
             ),
