@@ -576,8 +576,11 @@ impl Shard {
         }
     }
 
-    /// Whether memory may be ahead of the log (a consumer-protocol group's write failed
-    /// with its outcome unknown): the runtime then drops the shard and loads it again.
+    /// Whether memory may be ahead of the log (a write whose change memory already made
+    /// failed, with its outcome unknown): the runtime then drops the shard and loads it again,
+    /// once that outcome is known (every entry appended before the failure committed, or the
+    /// term over). Loaded sooner, a failed write that commits later leaves memory behind the
+    /// log, and what the shard writes next contradicts it.
     #[must_use]
     pub fn stale(&self) -> bool {
         self.stale
@@ -921,11 +924,14 @@ impl Shard {
     }
 
     /// Write `id` failed (leadership lost, a timeout: its outcome is unknown): whoever
-    /// waited on it hears `error`, and a rebalance it was to complete starts over.
+    /// waited on it hears `error`, and a rebalance it was to complete starts over. A write
+    /// whose change memory already holds (a consumer-protocol group's, a fence, an expiry, a
+    /// deletion) leaves the shard [`Shard::stale`].
     pub fn write_failed(&mut self, id: u64, error: ErrorCode, now: i64) -> Effects {
         let mut effects = Effects::default();
         match self.writes.remove(&id) {
-            None | Some(Pending::State) => {}
+            None => {}
+            Some(Pending::State) => self.stale = true,
             Some(Pending::Assignment { group, generation, .. }) => {
                 let Some(g) = self.groups.get_mut(&group) else { return effects };
                 if g.state == State::CompletingRebalance && g.generation == generation {
@@ -945,7 +951,10 @@ impl Shard {
             Some(Pending::StaticRejoin { waiter, new, .. }) => {
                 effects.reply(waiter, Reply::Join(JoinResponse::error(error, &new.id)));
             }
-            Some(Pending::Delete { waiter, .. }) => effects.reply(waiter, Reply::Deleted(error)),
+            Some(Pending::Delete { waiter, .. }) => {
+                self.stale = true;
+                effects.reply(waiter, Reply::Deleted(error));
+            }
             Some(Pending::Heartbeat { waiter, .. }) => {
                 self.stale = true;
                 let answer = HeartbeatResponse::error(error, "the group's write failed");

@@ -380,3 +380,23 @@ fn a_revocation_pending_at_a_failover_still_times_out() {
     h.beat(&mut b);
     assert_eq!(b.owned, (0..6).collect());
 }
+
+/// A member's session runs out and the write of its fence fails (its outcome unknown): the
+/// shard already removed it in memory, so memory is ahead of the log and the runtime must load
+/// the shard again. The failure once left the shard fresh: it went on without the member,
+/// and what it wrote next counted the member gone, while the log still held it with its
+/// partitions and target, which a later coordinator would replay.
+#[test]
+fn a_failed_write_of_a_session_expiry_makes_the_shard_stale() {
+    let mut h = Harness::new();
+    let mut clients = vec![h.join("a"), h.join("b")];
+    h.settle(&mut clients);
+    h.now += i64::from(SESSION) + 1;
+    let effects = h.shard.tick(h.now);
+    assert!(!effects.writes.is_empty(), "the fences of both members are written");
+    for write in effects.writes {
+        let answered = h.shard.write_failed(write.id, ErrorCode::NotCoordinator, h.now);
+        assert!(answered.replies.is_empty());
+    }
+    assert!(h.shard.stale(), "memory is ahead of the log");
+}
