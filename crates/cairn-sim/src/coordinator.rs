@@ -11,7 +11,9 @@
 //!   after [`WRITE_TIMEOUT`] or a refusal), and so are the shard's deadlines (`tick`).
 //! - It drops the shard when the replica stops leading that term (waiting requests then go
 //!   unanswered: their senders are dropped), and loads it again in the same term after a write
-//!   failed (`stale`: memory may be ahead of the log).
+//!   failed (`stale`: memory may be ahead of the log), once every entry its replica's log held
+//!   then is applied: the failed write is then in the log or gone (`load`). cairn-broker's
+//!   shard task does not wait for that yet.
 //!
 //! Members reach the coordinator of the offsets group's leader in-process, as the client
 //! proposes ([`call`] for requests the shard may park, [`read`] for reads); no leader, a
@@ -25,7 +27,7 @@ use cairn_group::records;
 use cairn_group::{Effects, ErrorCode, Reply, Shard, ShardConfig, TopicInfo, Waiter};
 use cairn_raft::{GroupState, Proposal, RoleWatch};
 use cairn_storage::Clock;
-use cairn_types::Offset;
+use cairn_types::{Offset, RaftIndex};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::host::SimClock;
@@ -210,8 +212,18 @@ fn leads(roles: &RoleWatch, term: u64) -> bool {
     role.state == GroupState::Leader && role.term == term
 }
 
-/// Replays the committed log into a fresh shard once `term`'s first entry committed; `None`
-/// if the replica stopped leading `term` meanwhile, or the log could not be read.
+/// Replays the committed log into a fresh shard once `term`'s first entry and every entry the
+/// replica's log holds now are applied; `None` if the replica stopped leading `term`
+/// meanwhile, or the log could not be read.
+///
+/// Waiting for the whole log matters when a stale shard loads again in its term: a write that
+/// timed out is still in the log, and may commit yet (a leader cut off from its peers keeps
+/// its term if they cannot elect another, and commits once they are back). Loaded without it,
+/// the shard would go on from a state the log has moved past: a member the write removed
+/// would stay in memory, and the targets written after it would count the member the log no
+/// longer has (seed 1975 of the sweep: a partition in two targets and in none, the group
+/// stuck). Once every entry appended before the load is applied, each earlier write is either
+/// in the log it replays or gone with the term.
 async fn load(
     node: u64,
     raft: &Group,
@@ -220,11 +232,12 @@ async fn load(
     applied: &mut watch::Receiver<Applied>,
     world: &World,
 ) -> Option<Shard> {
+    let last = RaftIndex(raft.log().with_log(|log| log.next_index()).0.saturating_sub(1));
     let end = loop {
         if !leads(roles, term) {
             return None;
         }
-        if let Some(end) = committed_in(raft, term, *applied.borrow()) {
+        if let Some(end) = committed_in(raft, term, last, *applied.borrow()) {
             break end;
         }
         tokio::select! {
@@ -257,10 +270,13 @@ async fn load(
     Some(shard)
 }
 
-/// The committed end offset if `applied` reached `term`'s entries: then the term's first
-/// entry committed.
-fn committed_in(raft: &Group, term: u64, applied: Applied) -> Option<Offset> {
+/// The committed end offset if `applied` reached `term`'s entries (then the term's first
+/// entry committed) and the entry at `last`.
+fn committed_in(raft: &Group, term: u64, last: RaftIndex, applied: Applied) -> Option<Offset> {
     let (index, end) = applied?;
+    if index < last {
+        return None;
+    }
     let entry = raft.log().with_log(|log| log.entry_at(index)).ok().flatten()?;
     (u64::try_from(entry.epoch.0).ok() == Some(term)).then_some(end)
 }
