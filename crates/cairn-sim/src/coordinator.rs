@@ -30,6 +30,7 @@ use cairn_storage::Clock;
 use cairn_types::{Offset, RaftIndex};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::check;
 use crate::host::SimClock;
 use crate::world::{Applied, Group, Serving, World};
 
@@ -179,9 +180,15 @@ pub async fn read<T: Send + 'static>(
     }
 }
 
-/// Runs `node`'s coordinator over its replica `raft` of the offsets group (module docs) until
-/// the host stops.
-pub async fn run(node: u64, raft: Group, mut applied: watch::Receiver<Applied>, world: World) {
+/// Runs `node`'s coordinator over its replica `raft` of the offsets group `group` (module
+/// docs) until the host stops.
+pub async fn run(
+    node: u64,
+    group: u64,
+    raft: Group,
+    mut applied: watch::Receiver<Applied>,
+    world: World,
+) {
     let mut roles = raft.roles();
     loop {
         let role = roles.current();
@@ -201,7 +208,7 @@ pub async fn run(node: u64, raft: Group, mut applied: watch::Receiver<Applied>, 
             }
             continue;
         };
-        let coordinator = Coordinator { node, term, raft: &raft, world: &world };
+        let coordinator = Coordinator { node, term, raft: &raft, raft_group: group, world: &world };
         coordinator.serve(shard, &mut roles).await;
     }
 }
@@ -284,11 +291,12 @@ fn committed_in(raft: &Group, term: u64, last: RaftIndex, applied: Applied) -> O
 /// The outcome of writes proposed together.
 type Outcome = (Vec<u64>, Result<(), ErrorCode>);
 
-/// One load of a coordinator: the host, the term, the replica.
+/// One load of a coordinator: the host, the term, the replica and its group's id.
 struct Coordinator<'a> {
     node: u64,
     term: u64,
     raft: &'a Group,
+    raft_group: u64,
     world: &'a World,
 }
 
@@ -330,12 +338,22 @@ impl Coordinator<'_> {
     }
 
     /// Registers the loaded coordinator; counts a move of the coordinator, and whether it
-    /// found the group mid-rebalance. Returns the load's number.
+    /// found the group mid-rebalance; checks that it has every commit acknowledged so far,
+    /// unless a later term already has a leader (then this one is deposed and does not know
+    /// yet: its log lacks the later terms' entries, and it can acknowledge nothing more).
+    /// Returns the load's number.
     fn loaded(&self, shard: &Shard, jobs: mpsc::Sender<Job>) -> u64 {
         let (node, term) = (self.node, self.term);
         let group = shard.describe_consumer(GROUP).ok();
         let (epoch, found) = group.as_ref().map_or((0, "none"), |g| (g.epoch, g.state));
         let mut state = self.world.lock();
+        let group_id = self.raft_group;
+        let deposed = state.leaders.range((group_id, term + 1)..).any(|(&(g, _), _)| g == group_id);
+        if !deposed {
+            let who = format!("the coordinator loaded on node {node} in term {term}");
+            let lost = check::commits_kept(&state, &committed(shard), &who);
+            state.violations.extend(lost);
+        }
         let coordination = &mut state.coordination;
         coordination.loads += 1;
         let load = coordination.loads;

@@ -107,7 +107,7 @@ async fn run(node: u64, setup: Arc<Setup>, disk: SimDisk, world: World) -> turmo
         }
         if setup.offsets == Some(group) {
             let raft = Arc::clone(&raft);
-            let coordinator = coordinator::run(node, raft, applied, world.clone());
+            let coordinator = coordinator::run(node, group, raft, applied, world.clone());
             tokio::task::spawn_local(coordinator);
         }
         world.lock().hosts.entry(node).or_default().insert(group, raft);

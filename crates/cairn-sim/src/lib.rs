@@ -4,7 +4,9 @@
 //! with `acks=all`, a consumer group whose coordinator runs on the leader of one group (the
 //! offsets partition, RFC 0006 and 0008), and faults chosen by one seed. After healing,
 //! [`simulate`] checks that no acknowledged record was lost, that committed prefixes are
-//! byte-identical, that offsets are consecutive and that no term had two leaders.
+//! byte-identical, that offsets are consecutive and that no term had two leaders; and of the
+//! consumer group, that no partition was owned by two members at once (at every step), that no
+//! acknowledged commit was lost, and that the group settled.
 //!
 //! - [`transport`]: [`Turmoil`], cairn-raft's peer `Transport` over turmoil's TCP.
 //! - `host`: a host's software (the node, its groups, its cleaners and coordinator) and
@@ -14,7 +16,7 @@
 //!   while it leads (a cairn-group `Shard` loaded from the log, its writes proposed).
 //! - `members`: the consumer group's members, heartbeating and committing.
 //! - `faults`: the seeded fault schedule.
-//! - `check`: the checks over every replica's log.
+//! - `check`: the checks over every replica's log and of the consumer group.
 //! - `world`: what hosts, client and driver share, and the event trace.
 //!
 //! Determinism: everything runs on turmoil's one thread and its simulated time, every choice
@@ -83,8 +85,9 @@ pub struct Setup {
     /// coordinator on its replica of it, serving while that replica leads (loaded from its
     /// committed log), and three consumer-protocol members (RFC 0008) heartbeat and commit to
     /// the leader's, one of them leaving and rejoining, while the faults move it. The client
-    /// writes its records there too, which the coordinator's load skips. `None`: no consumer
-    /// group.
+    /// writes its records there too, which the coordinator's load skips. Checked: no partition
+    /// owned by two members at once, no acknowledged commit lost, the group settled after
+    /// healing. `None`: no consumer group.
     pub offsets: Option<u64>,
     /// Whether partitions and random loss drop TCP segments for good, as turmoil does, instead
     /// of holding them until the link heals (see `faults`): off by default, since the peer
@@ -265,6 +268,7 @@ fn drive(
             world.lock().healed = true;
         }
         let done = sim.step().map_err(|error| format!("the simulation stopped: {error}"))?;
+        check::exclusive(&mut world.lock(), sim.elapsed());
         if done {
             break;
         }
@@ -303,6 +307,7 @@ fn converge(sim: &mut turmoil::Sim<'_>, setup: &Setup, world: &World) -> Result<
         }
         sim.step()
             .map_err(|error| format!("replicas did not catch up with the fences: {error}"))?;
+        check::exclusive(&mut world.lock(), sim.elapsed());
         past_deadline(sim, "replicas did not catch up with the fences")?;
         progress(sim, world);
     }

@@ -16,13 +16,12 @@
 //!
 //! One member, chosen by the seed, leaves (epoch −1, owning nothing from then, the leave sent
 //! until answered while it is away) during the workload and rejoins a while later under a new
-//! member id; some stall for a while (a pause,
-//! or a cut from the cluster: no heartbeat, no commit), so that the coordinator fences them
-//! while the others go on. After healing, the members run
-//! until the group settled (Stable, every partition owned by the member the coordinator
-//! assigned it to), then stop; once the offsets group's fence committed, the final coordinator
-//! is asked for the group's committed offsets, which the checks compare with the acknowledged
-//! commits.
+//! member id; some stall for a while before the healing (a pause, or a cut from the cluster:
+//! no heartbeat, no commit), so that the coordinator fences them while the others go on.
+//! After healing, the members run until the group settled (Stable, every partition owned by
+//! the member the coordinator assigned it to), then stop where they are; once the offsets
+//! group's fence committed, the final coordinator is asked for the group's committed offsets,
+//! which the checks compare with the acknowledged commits.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

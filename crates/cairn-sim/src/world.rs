@@ -127,6 +127,8 @@ pub struct Coordination {
     pub settled: bool,
     /// The final coordinator's committed offsets, asked after the fence.
     pub final_offsets: Option<BTreeMap<i32, i64>>,
+    /// Set once two members were seen owning a partition (reported once).
+    pub overlapped: bool,
 }
 
 impl State {
