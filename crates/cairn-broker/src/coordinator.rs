@@ -23,9 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_group::records::{
-    RecordKey, RecordValue, decode_key, decode_value, encode_key, encode_value,
-};
+use cairn_group::records::{self, RecordKey, RecordValue, encode_key, encode_value};
 use cairn_group::{
     CommitRequest, CommitResponse, ConsumerGroupDescription, Effects, ErrorCode, FetchedOffset,
     GroupDescription, GroupListing, HeartbeatRequest, HeartbeatResponse, JoinRequest, JoinResponse,
@@ -35,8 +33,6 @@ use cairn_group::{
 use cairn_meta::{MetadataStore, REPLICATION_FACTOR_DEFAULT, TopicName, TopicSpec};
 use cairn_storage::RealDisk;
 use cairn_types::LeaderEpoch;
-use cairn_types::batch::{BatchBuilder, Batches};
-use cairn_types::limits::BATCH_BYTES_MAX;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::broker::Broker;
@@ -716,8 +712,8 @@ impl<D: Volume> ShardTask<D> {
         outcomes: &mpsc::Sender<WriteOutcome>,
     ) -> Result<(), Vec<u64>> {
         let ids: Vec<u64> = writes.iter().map(|w| w.id).collect();
-        let records = writes.iter().flat_map(|w| &w.records);
-        let batch = batch_of(records, self.clock.now_ms());
+        let all = writes.iter().flat_map(|w| &w.records);
+        let batch = records::batch(all, self.clock.now_ms());
         let proposed = self.partition.propose(batch, Acks::All).await.map_err(|error| {
             tracing::debug!(%error, "a group coordinator write was refused");
             ids.clone()
@@ -753,7 +749,11 @@ impl<D: Volume> ShardTask<D> {
                     return None;
                 }
             };
-            let next = replay_batches(&mut shard, &fetched.records, now);
+            let replayed = shard.replay_batches(&fetched.records, now);
+            for (offset, error) in &replayed.skipped {
+                tracing::warn!(%error, offset, "skipping a record of the offsets topic");
+            }
+            let next = replayed.next_offset;
             if next <= from.0 {
                 break;
             }
@@ -762,38 +762,6 @@ impl<D: Volume> ShardTask<D> {
         }
         Some(shard)
     }
-}
-
-/// Replays the records of `bytes` (whole batches) into `shard`; returns the offset after the
-/// last batch. Records that are not the coordinator's are skipped with a warning.
-fn replay_batches(shard: &mut Shard, bytes: &[u8], now: i64) -> u64 {
-    let mut next = 0;
-    for batch in Batches::new(bytes, BATCH_BYTES_MAX) {
-        let Ok(batch) = batch else { break };
-        next = batch.header().next_offset().0;
-        if batch.header().is_control() {
-            continue;
-        }
-        for record in batch.records() {
-            match record.map_err(|e| e.to_string()).and_then(|r| decode(&r.key, r.value)) {
-                Ok((key, value)) => shard.replay(key, value, now),
-                Err(error) => {
-                    tracing::warn!(%error, offset = batch.base_offset().0, "skipping a record of the offsets topic")
-                }
-            }
-        }
-    }
-    next
-}
-
-fn decode(
-    key: &Option<&[u8]>,
-    value: Option<&[u8]>,
-) -> Result<(RecordKey, Option<RecordValue>), String> {
-    let key = decode_key(key.ok_or("a record without a key")?).map_err(|e| e.to_string())?;
-    let value =
-        value.map(|bytes| decode_value(&key, bytes)).transpose().map_err(|e| e.to_string())?;
-    Ok((key, value))
 }
 
 /// Reports writes `ids`' common outcome to `shard`.
@@ -861,20 +829,6 @@ fn record_size(key: &RecordKey, value: Option<&RecordValue>) -> usize {
         | RecordKey::CurrentMemberAssignment { .. } => encode_key(key).len(),
     };
     key + members + 32
-}
-
-/// One uncompressed batch of records.
-fn batch_of<'a>(
-    records: impl IntoIterator<Item = &'a (RecordKey, Option<RecordValue>)>,
-    now: i64,
-) -> Vec<u8> {
-    let mut builder = BatchBuilder::new(now);
-    for (key, value) in records {
-        let key = encode_key(key);
-        let value = value.as_ref().map(encode_value);
-        builder = builder.record(Some(&key), value.as_deref(), &[]);
-    }
-    builder.build()
 }
 
 #[cfg(test)]

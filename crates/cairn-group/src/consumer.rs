@@ -80,6 +80,14 @@ impl ConsumerMember {
         }
     }
 
+    /// A loaded member that must revoke partitions gets its rebalance timeout from `now` (a
+    /// new coordinator's timers start again); any other has none.
+    fn restart_revocation(&mut self, now: i64) {
+        let timeout = i64::from(self.metadata.rebalance_timeout_ms.max(0));
+        self.revoke_deadline =
+            (self.current.state == MemberState::UnrevokedPartitions).then_some(now + timeout);
+    }
+
     fn holds(&self, partition: &Partition) -> bool {
         self.current.assigned.contains(partition)
             || self.current.pending_revocation.contains(partition)
@@ -567,14 +575,17 @@ impl ConsumerGroup {
         records.push((RecordKey::ConsumerGroupMetadata { group: group() }, None));
     }
 
-    /// Replays one of the group's records (a new coordinator loading); sessions start at
-    /// `now` plus `session_timeout_ms`.
+    /// Replays one of the group's records (a new coordinator loading at `now`): the timers
+    /// start again, each member's session (`session_timeout_ms`) and, for a member that must
+    /// revoke partitions, its rebalance timeout.
     pub(crate) fn replay(
         &mut self,
         key: RecordKey,
         value: Option<RecordValue>,
-        session_deadline: i64,
+        now: i64,
+        session_timeout_ms: i32,
     ) {
+        let session_deadline = now + i64::from(session_timeout_ms);
         let mut member_of = |id: String| {
             let member = self.members.entry(id).or_insert_with(|| ConsumerMember::new(0));
             member.session_deadline = session_deadline;
@@ -599,7 +610,9 @@ impl ConsumerGroup {
             }
             (RecordKey::MemberMetadata { member, .. }, Some(RecordValue::MemberMetadata(m))) => {
                 member_of(member.clone());
-                self.members.get_mut(&member).expect("added above").metadata = m;
+                let replayed = self.members.get_mut(&member).expect("added above");
+                replayed.metadata = m;
+                replayed.restart_revocation(now);
             }
             (RecordKey::MemberMetadata { member, .. }, None) => {
                 self.members.remove(&member);
@@ -618,7 +631,9 @@ impl ConsumerGroup {
                 Some(RecordValue::CurrentMemberAssignment(c)),
             ) => {
                 member_of(member.clone());
-                self.members.get_mut(&member).expect("added above").current = from_stored(&c);
+                let replayed = self.members.get_mut(&member).expect("added above");
+                replayed.current = from_stored(&c);
+                replayed.restart_revocation(now);
             }
             // A member's current assignment goes with its metadata; the group's own
             // tombstones are handled by the shard (the group goes).

@@ -25,4 +25,4 @@ pub use api::{
 };
 pub use group::State;
 
-pub use shard::{Shard, ShardConfig};
+pub use shard::{Replayed, Shard, ShardConfig};

@@ -50,6 +50,7 @@
 //! and skips tags it does not know). A uuid is its 16 bytes. Kafka 4.0 writes and reads
 //! version 0 of each; cairn writes and reads the same.
 
+use cairn_types::batch::{BatchBuilder, BatchError};
 use cairn_types::varint;
 use thiserror::Error;
 
@@ -335,6 +336,12 @@ pub enum RecordError {
     /// A length that is negative where null is not allowed, or a string that is not UTF-8.
     #[error("offsets-topic record has an invalid {0}")]
     Invalid(&'static str),
+    /// A record without a key: not one a coordinator wrote.
+    #[error("offsets-topic record has no key")]
+    NoKey,
+    /// The record's framing in its batch is invalid.
+    #[error("offsets-topic record unreadable: {0}")]
+    Batch(#[from] BatchError),
 }
 
 const OFFSET_KEY_VERSION: i16 = 1;
@@ -561,6 +568,36 @@ pub fn decode_value(key: &RecordKey, bytes: &[u8]) -> Result<RecordValue, Record
     };
     r.end()?;
     Ok(value)
+}
+
+/// Decodes a record of the offsets topic: its key, and its value (`None`: a tombstone).
+///
+/// # Errors
+/// [`RecordError::NoKey`] for a record without a key, else the key's or the value's error.
+pub fn decode(
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Result<(RecordKey, Option<RecordValue>), RecordError> {
+    let key = decode_key(key.ok_or(RecordError::NoKey)?)?;
+    let value = value.map(|bytes| decode_value(&key, bytes)).transpose()?;
+    Ok((key, value))
+}
+
+/// One uncompressed record batch, without a producer, of `records` (keys and values encoded,
+/// a tombstone without a value) stamped `timestamp_ms`: what a coordinator's runtime proposes
+/// to its partition for a [`crate::Write`], or for several together.
+#[must_use]
+pub fn batch<'a>(
+    records: impl IntoIterator<Item = &'a (RecordKey, Option<RecordValue>)>,
+    timestamp_ms: i64,
+) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(timestamp_ms);
+    for (key, value) in records {
+        let key = encode_key(key);
+        let value = value.as_ref().map(encode_value);
+        builder = builder.record(Some(&key), value.as_deref(), &[]);
+    }
+    builder.build()
 }
 
 fn decode_topic_metadata(r: &mut Reader<'_>) -> Result<TopicMetadata, RecordError> {

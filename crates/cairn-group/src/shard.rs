@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use cairn_types::batch::Batches;
 use cairn_types::limits::{
-    GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT, GROUP_CONSUMER_SESSION_TIMEOUT_MS_DEFAULT,
-    GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT, GROUP_MEMBERS_MAX_DEFAULT,
-    GROUP_NEW_MEMBER_JOIN_TIMEOUT_MS, GROUP_OFFSET_METADATA_BYTES_MAX_DEFAULT,
-    GROUP_OFFSETS_RETENTION_MS_DEFAULT, GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT,
-    GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT,
+    BATCH_BYTES_MAX, GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT,
+    GROUP_CONSUMER_SESSION_TIMEOUT_MS_DEFAULT, GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
+    GROUP_MEMBERS_MAX_DEFAULT, GROUP_NEW_MEMBER_JOIN_TIMEOUT_MS,
+    GROUP_OFFSET_METADATA_BYTES_MAX_DEFAULT, GROUP_OFFSETS_RETENTION_MS_DEFAULT,
+    GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT, GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT,
 };
 
 use crate::api::{
@@ -18,7 +19,7 @@ use crate::api::{
 };
 use crate::consumer::{self, Records, Refusal, Settings};
 use crate::group::{Group, InitialDelay, Member, State};
-use crate::records::{CommittedOffset, RecordKey, RecordValue, StoredGroup};
+use crate::records::{self, CommittedOffset, RecordError, RecordKey, RecordValue, StoredGroup};
 
 /// A member waiting in a rebalance does not expire by its session.
 const KEPT_ALIVE: i64 = i64::MAX;
@@ -102,6 +103,16 @@ enum Pending {
     Delete { waiter: Waiter, answer: Option<Vec<(String, i32, ErrorCode)>> },
     /// A consumer-protocol group's change, answered once durable.
     Heartbeat { waiter: Waiter, response: HeartbeatResponse },
+}
+
+/// What [`Shard::replay_batches`] read of the shard's partition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// The offset after the last whole, valid batch read (0 if none was): where the next read
+    /// starts.
+    pub next_offset: u64,
+    /// The records skipped as not the coordinator's: each one's batch base offset, and why.
+    pub skipped: Vec<(u64, RecordError)>,
 }
 
 /// Every group of one offsets-topic partition.
@@ -565,8 +576,11 @@ impl Shard {
         }
     }
 
-    /// Whether memory may be ahead of the log (a consumer-protocol group's write failed
-    /// with its outcome unknown): the runtime then drops the shard and loads it again.
+    /// Whether memory may be ahead of the log (a write whose change memory already made
+    /// failed, with its outcome unknown): the runtime then drops the shard and loads it again,
+    /// once that outcome is known (every entry appended before the failure committed, or the
+    /// term over). Loaded sooner, a failed write that commits later leaves memory behind the
+    /// log, and what the shard writes next contradicts it.
     #[must_use]
     pub fn stale(&self) -> bool {
         self.stale
@@ -910,11 +924,14 @@ impl Shard {
     }
 
     /// Write `id` failed (leadership lost, a timeout: its outcome is unknown): whoever
-    /// waited on it hears `error`, and a rebalance it was to complete starts over.
+    /// waited on it hears `error`, and a rebalance it was to complete starts over. A write
+    /// whose change memory already holds (a consumer-protocol group's, a fence, an expiry, a
+    /// deletion) leaves the shard [`Shard::stale`].
     pub fn write_failed(&mut self, id: u64, error: ErrorCode, now: i64) -> Effects {
         let mut effects = Effects::default();
         match self.writes.remove(&id) {
-            None | Some(Pending::State) => {}
+            None => {}
+            Some(Pending::State) => self.stale = true,
             Some(Pending::Assignment { group, generation, .. }) => {
                 let Some(g) = self.groups.get_mut(&group) else { return effects };
                 if g.state == State::CompletingRebalance && g.generation == generation {
@@ -934,7 +951,10 @@ impl Shard {
             Some(Pending::StaticRejoin { waiter, new, .. }) => {
                 effects.reply(waiter, Reply::Join(JoinResponse::error(error, &new.id)));
             }
-            Some(Pending::Delete { waiter, .. }) => effects.reply(waiter, Reply::Deleted(error)),
+            Some(Pending::Delete { waiter, .. }) => {
+                self.stale = true;
+                effects.reply(waiter, Reply::Deleted(error));
+            }
             Some(Pending::Heartbeat { waiter, .. }) => {
                 self.stale = true;
                 let answer = HeartbeatResponse::error(error, "the group's write failed");
@@ -1146,12 +1166,37 @@ impl Shard {
             }
             (RecordKey::ConsumerGroupMetadata { .. }, None) => group.consumer = None,
             (key, value) => {
-                let session = now + i64::from(self.config.consumer_session_timeout_ms);
+                let session_timeout_ms = self.config.consumer_session_timeout_ms;
                 let consumer = group.consumer.get_or_insert_default();
-                consumer.replay(key, value, session);
+                consumer.replay(key, value, now, session_timeout_ms);
             }
         }
         self.forget_if_unused(&group_id);
+    }
+
+    /// Replays `bytes`, whole batches of the shard's partition as its log holds them (a new
+    /// coordinator loading), record by record: control batches are skipped, and so are records
+    /// that are not the coordinator's (listed in [`Replayed::skipped`]); the walk ends at the
+    /// first batch that is not valid.
+    pub fn replay_batches(&mut self, bytes: &[u8], now: i64) -> Replayed {
+        let mut replayed = Replayed::default();
+        for batch in Batches::new(bytes, BATCH_BYTES_MAX) {
+            let Ok(batch) = batch else { break };
+            replayed.next_offset = batch.header().next_offset().0;
+            if batch.header().is_control() {
+                continue;
+            }
+            for record in batch.records() {
+                let decoded = record
+                    .map_err(RecordError::from)
+                    .and_then(|record| records::decode(record.key, record.value));
+                match decoded {
+                    Ok((key, value)) => self.replay(key, value, now),
+                    Err(error) => replayed.skipped.push((batch.base_offset().0, error)),
+                }
+            }
+        }
+        replayed
     }
 
     /// Drops a group that holds nothing: no members, offsets or member ids handed out.

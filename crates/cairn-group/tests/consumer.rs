@@ -488,3 +488,56 @@ proptest! {
         }
     }
 }
+
+/// A member asked to revoke partitions, then a coordinator failover: the new coordinator
+/// restarts the revocation's rebalance timer (RFC 0008, "then restarts the timers"), so a
+/// member that never revokes is still fenced and its partitions move on. The replay once
+/// restarted only the session: a member that kept heartbeating with the partitions it was to
+/// give up held them for good, and the group never settled.
+#[test]
+fn a_revocation_pending_at_a_failover_still_times_out() {
+    let mut h = Harness::new();
+    let a = h.join("a");
+    let mut b = h.join("b");
+    // a never revokes: it keeps saying it owns every partition.
+    let request = h.request(&a, true);
+    let answer = h.send(request);
+    assert_eq!(answer.member_epoch, a.epoch, "a must revoke before it moves on");
+    assert_eq!(h.describe_state(), "Reconciling");
+    let mut replayed = Shard::new(ShardConfig::default(), 9);
+    for (key, value) in h.log.clone() {
+        replayed.replay(key, value, h.now);
+    }
+    h.shard = replayed;
+    // Both keep their sessions; the rebalance timeout (30 s) passes.
+    for _ in 0..8 {
+        h.advance(5_000);
+        let request = h.request(&a, true);
+        h.send(request);
+        h.beat(&mut b);
+    }
+    let members = h.shard.describe_consumer(GROUP).expect("group").members;
+    assert_eq!(members.len(), 1, "a was fenced: {members:?}");
+    h.beat(&mut b);
+    assert_eq!(b.owned, (0..6).collect());
+}
+
+/// A member's session runs out and the write of its fence fails (its outcome unknown): the
+/// shard already removed it in memory, so memory is ahead of the log and the runtime must load
+/// the shard again. The failure once left the shard fresh: it went on without the member,
+/// and what it wrote next counted the member gone, while the log still held it with its
+/// partitions and target, which a later coordinator would replay.
+#[test]
+fn a_failed_write_of_a_session_expiry_makes_the_shard_stale() {
+    let mut h = Harness::new();
+    let mut clients = vec![h.join("a"), h.join("b")];
+    h.settle(&mut clients);
+    h.now += i64::from(SESSION) + 1;
+    let effects = h.shard.tick(h.now);
+    assert!(!effects.writes.is_empty(), "the fences of both members are written");
+    for write in effects.writes {
+        let answered = h.shard.write_failed(write.id, ErrorCode::NotCoordinator, h.now);
+        assert!(answered.replies.is_empty());
+    }
+    assert!(h.shard.stale(), "memory is ahead of the log");
+}

@@ -4,6 +4,13 @@
 //! prefixes (through each group's fence) are byte-identical, in a compacted group once every
 //! replica carried out the rounds committed there; each replica's offsets are consecutive; no
 //! term had two leaders.
+//!
+//! And the consumer group's (`Setup::offsets`): no partition owned by two members at once,
+//! checked at every step ([`exclusive`]: a member owns what the last acknowledged answer gave
+//! it until told otherwise or a session after it sent that heartbeat); every acknowledged
+//! commit still there, or a higher one sent since, in what each coordinator loads
+//! ([`commits_kept`]) and when the final coordinator is asked after the fence; the group
+//! settled after healing, and rebalanced during the run.
 
 use cairn_storage::EntryHeader;
 use cairn_types::RaftIndex;
@@ -11,6 +18,7 @@ use cairn_types::batch::Batches;
 use cairn_types::limits::BATCH_BYTES_MAX;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::Setup;
 use crate::world::{Ack, Group, State};
@@ -67,6 +75,9 @@ pub fn violations(state: &State, setup: &Setup) -> Vec<String> {
         if leaders.len() > 1 {
             found.push(format!("group {group} term {term}: two leaders {leaders:?}"));
         }
+    }
+    if setup.offsets.is_some() {
+        found.extend(group_paths(state));
     }
     for &group in &setup.groups {
         let kind = Kind {
@@ -287,4 +298,73 @@ pub fn positions(state: &State, nodes: &[u64], group: u64) -> String {
         }
     }
     out
+}
+
+/// Records a violation if two members own a partition at `now` (module docs); once a run.
+pub fn exclusive(state: &mut State, now: Duration) {
+    if state.coordination.overlapped {
+        return;
+    }
+    let mut owners: BTreeMap<i32, &str> = BTreeMap::new();
+    let mut overlap = None;
+    for (name, view) in &state.coordination.members {
+        if now >= view.until {
+            continue;
+        }
+        for &partition in &view.owned {
+            if let Some(other) = owners.insert(partition, name) {
+                overlap = Some(format!(
+                    "partition {partition} owned by members {other} and {name} at {} ms: {:?}",
+                    now.as_millis(),
+                    state.coordination.members
+                ));
+            }
+        }
+    }
+    if let Some(overlap) = overlap {
+        state.coordination.overlapped = true;
+        state.violations.push(overlap);
+    }
+}
+
+/// The consumer group's checks after the run (module docs; exclusivity ran at every step).
+fn group_paths(state: &State) -> Vec<String> {
+    let group = &state.coordination;
+    let mut found = Vec::new();
+    if !group.settled {
+        found.push("the consumer group did not settle after healing".to_owned());
+    }
+    if group.rebalances == 0 {
+        found.push("the consumer group never rebalanced".to_owned());
+    }
+    let Some(finals) = &group.final_offsets else {
+        found.push("the final coordinator's offsets were not read".to_owned());
+        return found;
+    };
+    found.extend(commits_kept(state, finals, "the final coordinator"));
+    found
+}
+
+/// Violations if `offsets`, the committed offsets by partition that `who` holds, lack an
+/// acknowledged commit (and no higher one sent replaced it), or hold one never sent.
+#[must_use]
+pub fn commits_kept(state: &State, offsets: &BTreeMap<i32, i64>, who: &str) -> Vec<String> {
+    let group = &state.coordination;
+    let mut found = Vec::new();
+    for (&partition, &acked) in &group.acked {
+        let sent = group.sent.get(&partition);
+        match offsets.get(&partition) {
+            None => found.push(format!(
+                "partition {partition}: commit {acked} acknowledged, {who} has none"
+            )),
+            Some(&last) if last < acked => found.push(format!(
+                "partition {partition}: commit {acked} acknowledged, {who} has {last}"
+            )),
+            Some(&last) if !sent.is_some_and(|sent| sent.contains(&last)) => {
+                found.push(format!("partition {partition}: {who} has {last}, never committed"));
+            }
+            Some(_) => {}
+        }
+    }
+    found
 }

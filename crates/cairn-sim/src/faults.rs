@@ -110,7 +110,7 @@ impl Faults {
             return;
         }
         let node = if leader { self.victim(world) } else { self.rng.pick(&self.nodes) };
-        world.lock().hosts.remove(&node);
+        world.lock().host_down(node);
         sim.crash(host_name(node));
         if let Some(disk) = disks.get(&node) {
             disk.crash();
@@ -132,7 +132,7 @@ impl Faults {
             return;
         }
         let node = self.rng.pick(&self.nodes);
-        world.lock().hosts.remove(&node);
+        world.lock().host_down(node);
         world.lock().event_at(sim.elapsed(), format!("bounce node={node}"));
         sim.bounce(host_name(node));
     }

@@ -1,7 +1,8 @@
 //! A simulated host's software: a cairn node's peer transport over [`Turmoil`] and its
 //! partition groups ([`RaftGroup`]s on the host's [`SimDisk`], every host a voter of every
-//! group), registered in the [`World`] once running. turmoil runs it again from the start on a
-//! restart; the disk is what survives.
+//! group), registered in the [`World`] once running, with a cleaner per compacted group and a
+//! group coordinator on its replica of the offsets group (`coordinator`). turmoil runs it
+//! again from the start on a restart; the disk is what survives.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error;
@@ -19,9 +20,11 @@ use cairn_raft::{GroupLog, GroupPeers, GroupState, Network, Placement, RaftGroup
 use cairn_storage::sim::SimDisk;
 use cairn_storage::{Clock, Disk, FlushPolicy, LogConfig};
 
-use crate::Setup;
+use tokio::sync::watch;
+
 use crate::transport::{Turmoil, TurmoilListener};
-use crate::world::{Sink, World};
+use crate::world::{Applied, Sink, World};
+use crate::{Setup, coordinator};
 
 /// The port every host's peer transport listens on.
 pub const PEER_PORT: u16 = 7000;
@@ -96,11 +99,16 @@ async fn run(node: u64, setup: Arc<Setup>, disk: SimDisk, world: World) -> turmo
     let transport = PeerNode::start(config, Turmoil, listener, Arc::clone(&router));
     let peers = GroupPeers::new(node, Network::new(&transport), router, &setup.timers);
     for &group in &setup.groups {
-        let raft = start_group(node, group, &setup, &peers, &disk, &world).await?;
+        let (raft, applied) = start_group(node, group, &setup, &peers, &disk, &world).await?;
         watch_leadership(node, group, &raft, &world);
         let raft = Arc::new(raft);
         if setup.compacted.contains(&group) {
             clean(node, group, Arc::clone(&raft), world.clone());
+        }
+        if setup.offsets == Some(group) {
+            let raft = Arc::clone(&raft);
+            let coordinator = coordinator::run(node, group, raft, applied, world.clone());
+            tokio::task::spawn_local(coordinator);
         }
         world.lock().hosts.entry(node).or_default().insert(group, raft);
     }
@@ -117,7 +125,7 @@ async fn start_group(
     peers: &GroupPeers,
     disk: &SimDisk,
     world: &World,
-) -> Result<RaftGroup<SimDisk>, Box<dyn Error>> {
+) -> Result<(RaftGroup<SimDisk>, watch::Receiver<Applied>), Box<dyn Error>> {
     let dir = PathBuf::from(format!("/node-{node}/group-{group}"));
     disk.create_dir_all(&dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SimClock);
@@ -126,14 +134,15 @@ async fn start_group(
     let log = GroupLog::open(disk.clone(), &dir, config, Arc::clone(&clock), histogram)
         .map_err(|error| format!("node {node} group {group} does not open: {error}"))?;
     cairn_raft::runtime::spawn(log.clone().run_flusher());
-    let sink = Arc::new(Sink { node, group, world: world.clone() });
+    let (applied, applied_watch) = watch::channel(None);
+    let sink = Arc::new(Sink { node, group, world: world.clone(), applied });
     let voters: BTreeSet<u64> = setup.nodes.iter().copied().collect();
     let placement = Placement { node, voters: &voters, group, peers: Some(peers) };
     let timers: &Timers = &setup.timers;
     let raft = RaftGroup::start(log, placement, timers, sink, clock)
         .await
         .map_err(|error| format!("node {node} group {group} does not start: {error}"))?;
-    Ok(raft)
+    Ok((raft, applied_watch))
 }
 
 /// How often a host's cleaner looks at a compacted group.

@@ -1,15 +1,22 @@
 //! cairn's deterministic simulation of replication (RFC 0003 §8): a whole cluster in one
 //! process on turmoil's simulated network and clock, each host a cairn node (its peer
 //! transport over [`Turmoil`], a few partition groups on its own `SimDisk`), a client writing
-//! with `acks=all`, and faults chosen by one seed. After healing, [`simulate`] checks that no
-//! acknowledged record was lost, that committed prefixes are byte-identical, that offsets are
-//! consecutive and that no term had two leaders.
+//! with `acks=all`, a consumer group whose coordinator runs on the leader of one group (the
+//! offsets partition, RFC 0006 and 0008), and faults chosen by one seed. After healing,
+//! [`simulate`] checks that no acknowledged record was lost, that committed prefixes are
+//! byte-identical, that offsets are consecutive and that no term had two leaders; and of the
+//! consumer group, that no partition was owned by two members at once (at every step), that no
+//! acknowledged commit was lost, and that the group settled.
 //!
 //! - [`transport`]: [`Turmoil`], cairn-raft's peer `Transport` over turmoil's TCP.
-//! - `host`: a host's software (the node, its groups) and `SimClock`.
+//! - `host`: a host's software (the node, its groups, its cleaners and coordinator) and
+//!   `SimClock`.
 //! - `client`: the workload and the fences written after healing.
+//! - `coordinator`: the group coordinator each host runs on its replica of the offsets group
+//!   while it leads (a cairn-group `Shard` loaded from the log, its writes proposed).
+//! - `members`: the consumer group's members, heartbeating and committing.
 //! - `faults`: the seeded fault schedule.
-//! - `check`: the checks over every replica's log.
+//! - `check`: the checks over every replica's log and of the consumer group.
 //! - `world`: what hosts, client and driver share, and the event trace.
 //!
 //! Determinism: everything runs on turmoil's one thread and its simulated time, every choice
@@ -19,8 +26,10 @@
 
 mod check;
 mod client;
+mod coordinator;
 mod faults;
 mod host;
+mod members;
 mod rng;
 pub mod transport;
 mod world;
@@ -72,6 +81,14 @@ pub struct Setup {
     /// rounds through the fence are carried out everywhere, the committed prefixes are still
     /// byte-identical, and an acknowledged record is gone only behind a newer one of its key.
     pub compacted: Vec<u64>,
+    /// The group that is a partition of the offsets topic (RFC 0006): each host runs a group
+    /// coordinator on its replica of it, serving while that replica leads (loaded from its
+    /// committed log), and three consumer-protocol members (RFC 0008) heartbeat and commit to
+    /// the leader's, one of them leaving and rejoining, while the faults move it. The client
+    /// writes its records there too, which the coordinator's load skips. Checked: no partition
+    /// owned by two members at once, no acknowledged commit lost, the group settled after
+    /// healing. `None`: no consumer group.
+    pub offsets: Option<u64>,
     /// Whether partitions and random loss drop TCP segments for good, as turmoil does, instead
     /// of holding them until the link heals (see `faults`): off by default, since the peer
     /// transport does not yet recover a lane whose stream stalls silently.
@@ -79,7 +96,8 @@ pub struct Setup {
 }
 
 impl Default for Setup {
-    /// Three nodes, three groups, 100 ms heartbeats, elections after 1–2 s, 10 s of faults.
+    /// Three nodes, three groups (group 1 the offsets partition), 100 ms heartbeats, elections
+    /// after 1–2 s, 10 s of faults.
     fn default() -> Setup {
         Setup {
             nodes: vec![1, 2, 3],
@@ -95,6 +113,7 @@ impl Default for Setup {
             pause_ms: Some((3_000, 6_500)),
             idempotent: vec![3],
             compacted: vec![2],
+            offsets: Some(1),
             lossy_links: false,
         }
     }
@@ -115,6 +134,15 @@ pub struct Report {
     pub duplicates: usize,
     /// Compaction rounds carried out, over every replica, by the cleaners while faults ran.
     pub rounds: usize,
+    /// Times the consumer group's epoch rose (members joined, left or were fenced).
+    pub rebalances: usize,
+    /// Loads of the group coordinator in a new term after one in an earlier term: failovers.
+    pub coordinator_changes: usize,
+    /// Of those, loads that found the consumer group mid-rebalance (a member reconciling, or
+    /// the assignment behind the group epoch).
+    pub failovers_mid_rebalance: usize,
+    /// Offset commits acknowledged to the members (one per partition).
+    pub commits: usize,
     /// The run's event trace, in order.
     pub trace: Vec<String>,
     /// FNV-1a of the trace: equal for equal runs.
@@ -130,6 +158,8 @@ pub struct Failure {
     pub violations: Vec<String>,
     /// The last events before the failure.
     pub trace_tail: Vec<String>,
+    /// Every event of the run until the failure (`cairn-sim --trace` prints them).
+    pub trace: Vec<String>,
 }
 
 impl fmt::Display for Failure {
@@ -181,10 +211,11 @@ pub fn simulate(seed: u64, setup: &Setup) -> Result<Report, Failure> {
         );
     }
     sim.client("client", client::run(Arc::clone(&setup), world.clone()));
+    sim.client("members", members::run(seed, Arc::clone(&setup), world.clone()));
     let fail = |violations: Vec<String>| {
         let state = world.lock();
         let tail = state.trace.iter().rev().take(30).rev().cloned().collect();
-        Failure { seed, violations, trace_tail: tail }
+        Failure { seed, violations, trace_tail: tail, trace: state.trace.clone() }
     };
     let faults =
         drive(seed, &mut sim, &setup, &disks, &world).map_err(|error| fail(vec![error]))?;
@@ -209,13 +240,17 @@ pub fn simulate(seed: u64, setup: &Setup) -> Result<Report, Failure> {
         terms: state.leaders.len(),
         duplicates: state.duplicates,
         rounds: state.rounds,
+        rebalances: state.coordination.rebalances,
+        coordinator_changes: state.coordination.changes,
+        failovers_mid_rebalance: state.coordination.failovers_mid_rebalance,
+        commits: state.coordination.commits,
         trace_hash: rng::fnv1a(&state.trace),
         trace: state.trace.clone(),
     })
 }
 
 /// Steps the simulation through the workload with faults, heals it, and steps until the
-/// client's fences are committed; returns the number of faults.
+/// client's fences are committed and the members are done; returns the number of faults.
 fn drive(
     seed: u64,
     sim: &mut turmoil::Sim<'_>,
@@ -232,14 +267,27 @@ fn drive(
             faults.heal_all(sim, world);
             world.lock().healed = true;
         }
-        if sim.step().map_err(|error| format!("the simulation stopped: {error}"))? {
+        let done = sim.step().map_err(|error| format!("the simulation stopped: {error}"))?;
+        check::exclusive(&mut world.lock(), sim.elapsed());
+        if done {
             break;
         }
-        past_deadline(sim, "the client's fences were not committed")?;
+        past_deadline(sim, unfinished(&world.lock(), setup))?;
         progress(sim, world);
     }
     let state = world.lock();
     Ok(state.trace.iter().filter(|event| is_fault(event)).count())
+}
+
+/// What the clients had not done when the time ran out.
+fn unfinished(state: &world::State, setup: &Setup) -> &'static str {
+    if setup.groups.iter().any(|group| !state.fences.contains_key(group)) {
+        "the client's fences were not committed"
+    } else if setup.offsets.is_some() && !state.coordination.settled {
+        "the consumer group did not settle"
+    } else {
+        "the final coordinator's offsets were not read"
+    }
 }
 
 fn is_fault(event: &str) -> bool {
@@ -259,6 +307,7 @@ fn converge(sim: &mut turmoil::Sim<'_>, setup: &Setup, world: &World) -> Result<
         }
         sim.step()
             .map_err(|error| format!("replicas did not catch up with the fences: {error}"))?;
+        check::exclusive(&mut world.lock(), sim.elapsed());
         past_deadline(sim, "replicas did not catch up with the fences")?;
         progress(sim, world);
     }

@@ -1,6 +1,7 @@
-//! [`World`]: what the simulated hosts, the client and the driver share (all on turmoil's one
-//! thread): the running groups of each host, the event trace, the acknowledged records, the
-//! offsets leaders assigned, and every leader seen in each term.
+//! [`World`]: what the simulated hosts, the client, the members and the driver share (all on
+//! turmoil's one thread): the running groups of each host, the event trace, the acknowledged
+//! records, the offsets leaders assigned, every leader seen in each term, and the consumer
+//! group's coordinators, members and commits ([`Coordination`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -9,7 +10,10 @@ use std::time::Duration;
 use cairn_raft::{AppendSink, GroupState, ProposalAppended, RaftGroup};
 use cairn_storage::Verdict;
 use cairn_storage::sim::SimDisk;
-use cairn_types::Offset;
+use cairn_types::{Offset, RaftIndex};
+use tokio::sync::{mpsc, watch};
+
+use crate::coordinator::Job;
 
 /// A group as a host runs it.
 pub type Group = Arc<RaftGroup<SimDisk>>;
@@ -63,6 +67,68 @@ pub struct State {
     pub leaders: BTreeMap<(u64, u64), BTreeSet<u64>>,
     /// Set by the driver once every fault is healed and every host runs: the client fences.
     pub healed: bool,
+    /// The consumer group's coordinators, members and commits.
+    pub coordination: Coordination,
+}
+
+/// A host's coordinator while it serves: loaded in `term`, taking jobs.
+pub struct Serving {
+    /// The term its replica leads.
+    pub term: u64,
+    /// Which load of the run it is (a reload in the same term is another).
+    pub load: u64,
+    /// Its queue of jobs.
+    pub jobs: mpsc::Sender<Job>,
+}
+
+/// A member as it sees itself: what it may use, and until when.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberView {
+    /// Its member id.
+    pub id: String,
+    /// Its member epoch (0 while it joins).
+    pub epoch: i32,
+    /// The partitions it owns: the last assignment an acknowledged answer gave it.
+    pub owned: BTreeSet<i32>,
+    /// When its session lapses if no heartbeat is acknowledged before: a session after it
+    /// sent the last acknowledged one. It owns nothing from then on.
+    pub until: Duration,
+}
+
+/// The consumer group's story (members: `members.rs`, coordinators: `coordinator.rs`).
+#[derive(Default)]
+pub struct Coordination {
+    /// Each host's coordinator while it serves, by node.
+    pub coordinators: BTreeMap<u64, Serving>,
+    /// Loads so far.
+    pub loads: u64,
+    /// The newest term a coordinator loaded in.
+    pub newest_load: Option<u64>,
+    /// Loads in a term newer than every one loaded before: the coordinator moved.
+    pub changes: usize,
+    /// Of those, loads that found the group mid-rebalance (`Assigning` or `Reconciling`).
+    pub failovers_mid_rebalance: usize,
+    /// The highest group epoch a coordinator had, and how often it rose: rebalances.
+    pub epoch: i32,
+    /// Times the group epoch rose.
+    pub rebalances: usize,
+    /// Each member as it sees itself, by name.
+    pub members: BTreeMap<String, MemberView>,
+    /// Each partition's next offset to commit: every commit sent is higher than the ones
+    /// before it.
+    pub next_offset: BTreeMap<i32, i64>,
+    /// Every offset sent in a commit, by partition.
+    pub sent: BTreeMap<i32, BTreeSet<i64>>,
+    /// The highest acknowledged commit of each partition.
+    pub acked: BTreeMap<i32, i64>,
+    /// Acknowledged commits (one per partition and request).
+    pub commits: usize,
+    /// Set once the group settled after healing.
+    pub settled: bool,
+    /// The final coordinator's committed offsets, asked after the fence.
+    pub final_offsets: Option<BTreeMap<i32, i64>>,
+    /// Set once two members were seen owning a partition (reported once).
+    pub overlapped: bool,
 }
 
 impl State {
@@ -76,6 +142,12 @@ impl State {
     /// turmoil's steps, where [`turmoil::sim_elapsed`] knows no time.
     pub fn event_at(&mut self, now: Duration, event: String) {
         self.trace.push(format!("{} {event}", now.as_millis()));
+    }
+
+    /// Node `node` stops (crashed or restarted): its groups and its coordinator go.
+    pub fn host_down(&mut self, node: u64) {
+        self.hosts.remove(&node);
+        self.coordination.coordinators.remove(&node);
     }
 
     /// The group `group` on the host that leads it with the highest term, if any.
@@ -105,7 +177,12 @@ impl World {
     }
 }
 
-/// A group's [`AppendSink`] on one host: records the offset each proposal got.
+/// What a replica applied (so its group committed): the last entry's index and the offset
+/// after its records, the high watermark; `None` before its first apply in this start.
+pub type Applied = Option<(RaftIndex, Offset)>;
+
+/// A group's [`AppendSink`] on one host: records the offset each proposal got, and publishes
+/// what the replica applied.
 pub struct Sink {
     /// The host.
     pub node: u64,
@@ -113,6 +190,8 @@ pub struct Sink {
     pub group: u64,
     /// Where to record.
     pub world: World,
+    /// Where to publish applies (the coordinator waits on it).
+    pub applied: watch::Sender<Applied>,
 }
 
 impl AppendSink for Sink {
@@ -120,5 +199,9 @@ impl AppendSink for Sink {
         let mut state = self.world.lock();
         state.appended.insert((self.group, ticket), (self.node, appended.base_offset));
         state.verdicts.insert((self.group, ticket), appended.verdict);
+    }
+
+    fn applied(&self, index: RaftIndex, end: Offset) {
+        self.applied.send_replace(Some((index, end)));
     }
 }

@@ -1,6 +1,7 @@
 //! `cairn-sim --seeds N [--from S] [--trace]`: simulates seeds `S..S+N` (what `cargo xtask sim`
 //! runs) and prints one line per seed; a failing seed prints its violations and its replay
-//! command. `--trace` also prints each passing run's events, one a line, to compare replays.
+//! command. `--trace` also prints each run's events, one a line, to compare replays (and a
+//! failing run's, up to its failure).
 
 #![expect(clippy::print_stderr, reason = "a command-line tool reports on stderr")]
 
@@ -56,17 +57,26 @@ fn main() -> ExitCode {
                 eprintln!("seed {seed}: ok, trace {:016x}", report.trace_hash);
             }
             Ok(report) => eprintln!(
-                "seed {seed}: ok, {} acked, {} faults, {} terms, {} duplicates, {} rounds, trace {:016x} ({:.1?})",
+                "seed {seed}: ok, {} acked, {} faults, {} terms, {} duplicates, {} rounds, {} rebalances, {} coordinator changes ({} mid-rebalance), {} commits, trace {:016x} ({:.1?})",
                 report.acked,
                 report.faults,
                 report.terms,
                 report.duplicates,
                 report.rounds,
+                report.rebalances,
+                report.coordinator_changes,
+                report.failovers_mid_rebalance,
+                report.commits,
                 report.trace_hash,
                 started.elapsed()
             ),
             Err(failure) => {
                 failed += 1;
+                if trace {
+                    for event in &failure.trace {
+                        println!("{event}");
+                    }
+                }
                 eprintln!("{failure}");
             }
         }
