@@ -9,9 +9,14 @@
 //!
 //! - `types.rs`: the requests, answers and errors, as etcd's API names them.
 //! - `store.rs`: [`Store`].
+//! - `command.rs`: [`Command`], what the coordination group's log holds, [`Reply`], what
+//!   applying one answers ([`Store::apply`]), and their encoding.
 
+mod command;
 mod store;
 mod types;
+
+pub use command::{CodecError, Command, Reply, TXN_DEPTH_MAX};
 
 pub use store::{Lease, Store};
 pub use types::{
