@@ -10,13 +10,17 @@
 //! - `types.rs`: the requests, answers and errors, as etcd's API names them.
 //! - `store.rs`: [`Store`].
 //! - `command.rs`: [`Command`], what the coordination group's log holds, [`Reply`], what
-//!   applying one answers ([`Store::apply`]), and their encoding.
+//!   applying one answers ([`Store::apply`]), and their encoding (`codec.rs`).
+//! - `forward.rs`: [`Forward`], what a node asks the group's leader, and its [`Answer`].
 
+mod codec;
 mod command;
+mod forward;
 mod store;
 mod types;
 
 pub use command::{CodecError, Command, Reply, TXN_DEPTH_MAX};
+pub use forward::{Answer, Forward, Position, Refusal};
 
 pub use store::{Lease, Store};
 pub use types::{

@@ -2,8 +2,10 @@
 //! (never a panic or a large allocation), and nesting is bounded.
 
 use cairn_coord::{
-    CodecError, Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest,
-    RangeRequest, RequestOp, SortOrder, SortTarget, TXN_DEPTH_MAX, TxnRequest,
+    Answer, CodecError, Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
+    DeleteRangeResponse, Forward, KeyValue, KvError, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, Refusal, Reply, RequestOp, ResponseOp, SortOrder, SortTarget, TXN_DEPTH_MAX,
+    TxnRequest, TxnResponse,
 };
 use proptest::prelude::*;
 
@@ -115,7 +117,90 @@ fn command() -> impl Strategy<Value = Command> {
     ]
 }
 
+fn kv() -> impl Strategy<Value = KeyValue> {
+    (bytes(), bytes(), any::<[i64; 4]>()).prop_map(|(key, value, n)| KeyValue {
+        key,
+        create_revision: n[0],
+        mod_revision: n[1],
+        version: n[2],
+        value,
+        lease: n[3],
+    })
+}
+
+fn kvs() -> impl Strategy<Value = Vec<KeyValue>> {
+    prop::collection::vec(kv(), 0..3)
+}
+
+fn txn_response() -> impl Strategy<Value = TxnResponse> {
+    let leaf = prop_oneof![
+        (kvs(), any::<bool>(), any::<i64>())
+            .prop_map(|(kvs, more, count)| ResponseOp::Range(RangeResponse { kvs, more, count })),
+        prop::option::of(kv()).prop_map(|prev_kv| ResponseOp::Put(PutResponse { prev_kv })),
+        (any::<i64>(), kvs()).prop_map(|(deleted, prev_kvs)| {
+            ResponseOp::DeleteRange(DeleteRangeResponse { deleted, prev_kvs })
+        }),
+    ];
+    let op = leaf.prop_recursive(3, 16, 3, |inner| {
+        (any::<bool>(), prop::collection::vec(inner, 0..3)).prop_map(|(succeeded, responses)| {
+            ResponseOp::Txn(TxnResponse { succeeded, responses })
+        })
+    });
+    (any::<bool>(), prop::collection::vec(op, 0..4))
+        .prop_map(|(succeeded, responses)| TxnResponse { succeeded, responses })
+}
+
+fn reply() -> impl Strategy<Value = Reply> {
+    prop_oneof![
+        prop::option::of(kv()).prop_map(|prev_kv| Reply::Put(PutResponse { prev_kv })),
+        (any::<i64>(), kvs()).prop_map(|(deleted, prev_kvs)| {
+            Reply::DeleteRange(DeleteRangeResponse { deleted, prev_kvs })
+        }),
+        txn_response().prop_map(Reply::Txn),
+        Just(Reply::Done),
+    ]
+}
+
+fn answer() -> impl Strategy<Value = Answer> {
+    let errors =
+        [KvError::Compacted, KvError::DuplicateKey, KvError::LeaseNotFound, KvError::BadTtl];
+    let refusal = prop_oneof![
+        prop::sample::select(errors.to_vec()).prop_map(Refusal::Kv),
+        prop::option::of(any::<u64>()).prop_map(Refusal::NotLeader),
+        "[a-z ]{0,12}".prop_map(Refusal::Unavailable),
+    ];
+    prop_oneof![
+        (reply(), any::<i64>(), any::<(u64, u64)>())
+            .prop_map(|(reply, revision, applied)| Answer::Written { reply, revision, applied }),
+        prop::option::of(any::<(u64, u64)>()).prop_map(Answer::ReadIndex),
+        any::<(i64, i64)>().prop_map(|(remaining, granted)| Answer::Lease { remaining, granted }),
+        refusal.prop_map(Answer::Refused),
+    ]
+}
+
+fn forward() -> impl Strategy<Value = Forward> {
+    prop_oneof![
+        command().prop_map(Forward::Write),
+        Just(Forward::ReadIndex),
+        any::<i64>().prop_map(|id| Forward::KeepAlive { id }),
+        any::<i64>().prop_map(|id| Forward::TimeToLive { id }),
+    ]
+}
+
 proptest! {
+    #[test]
+    fn forwarded_requests_and_answers_decode_to_themselves(
+        forward in forward(),
+        answer in answer(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let bytes = forward.encode().expect("encodes");
+        prop_assert_eq!(Forward::decode(&bytes), Ok(forward));
+        let bytes = answer.encode().expect("encodes");
+        prop_assert_eq!(Answer::decode(&bytes), Ok(answer));
+        prop_assert!(Answer::decode(&bytes[..cut.index(bytes.len())]).is_err());
+    }
+
     #[test]
     fn every_command_decodes_to_itself(command in command()) {
         let bytes = command.encode().expect("encodes");
