@@ -316,6 +316,12 @@ impl Writer {
                 self.u8(4);
                 Ok(())
             }
+            Reply::LeaseGranted { id, ttl } => {
+                self.u8(5);
+                self.i64(*id);
+                self.i64(*ttl);
+                Ok(())
+            }
         }
     }
 
@@ -376,6 +382,7 @@ impl Reader<'_> {
             2 => Reply::DeleteRange(self.delete_response()?),
             3 => Reply::Txn(self.txn_response(0)?),
             4 => Reply::Done,
+            5 => Reply::LeaseGranted { id: self.i64()?, ttl: self.i64()? },
             value => return Err(CodecError::Unknown { what: "reply", value }),
         })
     }

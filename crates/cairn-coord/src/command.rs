@@ -83,8 +83,15 @@ pub enum Reply {
     DeleteRange(DeleteRangeResponse),
     /// A Txn's.
     Txn(TxnResponse),
-    /// A Compact's, a LeaseGrant's, a LeaseRevoke's or a LeaseCheckpoint's: nothing but the
-    /// store's revision after it.
+    /// A LeaseGrant's: the lease (its id chosen by the leader).
+    LeaseGranted {
+        /// The lease's id.
+        id: i64,
+        /// Its TTL in seconds.
+        ttl: i64,
+    },
+    /// A Compact's, a LeaseRevoke's or a LeaseCheckpoint's: nothing but the store's revision
+    /// after it.
     Done,
 }
 
@@ -105,7 +112,7 @@ impl Store {
             }
             Command::LeaseGrant { id, ttl } => {
                 self.lease_grant(*id, *ttl)?;
-                Reply::Done
+                Reply::LeaseGranted { id: *id, ttl: *ttl }
             }
             Command::LeaseRevoke { id } => {
                 self.lease_revoke(*id)?;

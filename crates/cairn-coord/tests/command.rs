@@ -158,6 +158,7 @@ fn reply() -> impl Strategy<Value = Reply> {
         }),
         txn_response().prop_map(Reply::Txn),
         Just(Reply::Done),
+        any::<(i64, i64)>().prop_map(|(id, ttl)| Reply::LeaseGranted { id, ttl }),
     ]
 }
 

@@ -164,8 +164,8 @@ where
                     installed.map(Response::Snapshot).map_err(|e| failed(&e))
                 })
             }
-            GroupRequest::CoreWrite(_) => {
-                let error = "a core write for a group that is not the core";
+            GroupRequest::CoreWrite(_) | GroupRequest::CoordCall(_) => {
+                let error = "a core write or coordination call for a group that serves neither";
                 Box::pin(std::future::ready(Err(answer_error(ErrorCode::Unsupported, error))))
             }
         }

@@ -38,6 +38,7 @@
 pub mod codec;
 pub mod compaction;
 mod config;
+pub mod coord_group;
 pub mod core_group;
 mod entry;
 pub mod epoch;

@@ -4,6 +4,7 @@
 //! side ([`crate::RaftHandler`]) takes it back, each for its group's snapshot type.
 
 use crate::PartitionSnapshot;
+use crate::coord_group::CoordSnapshot;
 use crate::core_group::CoreSnapshot;
 use crate::peer::{
     CoreSnapshotRequest, GroupRequest, Request, SnapshotMeta, SnapshotRequest, Vote,
@@ -27,6 +28,22 @@ impl WireSnapshot for PartitionSnapshot {
         match request {
             GroupRequest::Snapshot(SnapshotRequest { vote, meta, data }) => {
                 Some((vote, meta, data))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The coordination group's snapshot travels in the core's frame kind: an encoded state.
+impl WireSnapshot for CoordSnapshot {
+    fn request(vote: Vote, meta: SnapshotMeta, data: CoordSnapshot) -> Request {
+        Request::CoreSnapshot(CoreSnapshotRequest { vote, meta, state: data.state })
+    }
+
+    fn received(request: GroupRequest) -> Option<(Vote, SnapshotMeta, CoordSnapshot)> {
+        match request {
+            GroupRequest::CoreSnapshot(CoreSnapshotRequest { vote, meta, state }) => {
+                Some((vote, meta, CoordSnapshot { state }))
             }
             _ => None,
         }

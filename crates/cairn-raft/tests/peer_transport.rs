@@ -140,6 +140,7 @@ impl GroupHandler for Granting {
                 GroupRequest::CoreSnapshot(r) => {
                     Response::Snapshot(SnapshotResponse { vote: r.vote })
                 }
+                GroupRequest::CoordCall(bytes) => Response::CoordCall(bytes),
                 GroupRequest::CoreWrite(_) => {
                     return Err(ErrorAnswer {
                         code: ErrorCode::Unsupported,

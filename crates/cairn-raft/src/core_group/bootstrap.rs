@@ -325,7 +325,7 @@ where
     let raft = Raft::new(node.meta.id.0, raft_config, network, store, machine)
         .await
         .map_err(|error| CoreError::Raft(error.to_string()))?;
-    initialize(&raft, voters).await?;
+    initialize(&raft, voters, "core").await?;
     let triggers = crate::runtime::spawn(trigger_snapshots(raft.clone(), Arc::clone(&shared)));
     let state = shared.state.subscribe();
     Ok(CoreMetadata {
@@ -346,22 +346,26 @@ where
 /// (`NotAllowed`), which also covers a leader's entries arriving between the check and the call.
 /// Every voter of a new cluster initializes with the same set, so their first entries are the
 /// same entry and whichever does so first loses nothing.
-async fn initialize<D: Disk + Clone>(
-    raft: &Raft<TypeConfig, CoreStateMachine<D>>,
+pub(crate) async fn initialize<SM: openraft::storage::RaftStateMachine<TypeConfig>>(
+    raft: &Raft<TypeConfig, SM>,
     voters: &BTreeSet<u64>,
+    group: &'static str,
 ) -> Result<(), CoreError> {
     let raft_error = |error: &dyn std::fmt::Display| CoreError::Raft(error.to_string());
     if raft.is_initialized().await.map_err(|e| raft_error(&e))? {
-        tracing::info!("the core has a log or a vote already: not initialized again");
+        tracing::info!(group, "the group has a log or a vote already: not initialized again");
         return Ok(());
     }
     match raft.initialize(voters.clone()).await {
         Ok(()) => {
-            tracing::info!(?voters, "initialized a new core with its static voters");
+            tracing::info!(group, ?voters, "initialized a new group with its static voters");
             Ok(())
         }
         Err(error) if matches!(error.api_error(), Some(InitializeError::NotAllowed(_))) => {
-            tracing::info!("the core received its first entries from a leader: not initialized");
+            tracing::info!(
+                group,
+                "the group received its first entries from a leader: not initialized"
+            );
             Ok(())
         }
         Err(error) => Err(raft_error(&error)),
@@ -382,7 +386,7 @@ async fn trigger_snapshots<D: Disk + Clone>(
 }
 
 /// Makes `dir` and its name durable.
-fn make_dir<D: Disk>(disk: &D, dir: &Path) -> Result<(), CoreError> {
+pub(crate) fn make_dir<D: Disk>(disk: &D, dir: &Path) -> Result<(), CoreError> {
     let io = |error: std::io::Error| {
         CoreError::Store(StoreError::Failed(format!("create {}: {error}", dir.display())))
     };

@@ -391,13 +391,19 @@ fn encode_command(command: &CoreCommand) -> Result<Bytes, MetaError> {
     let value = command
         .encode()
         .map_err(|error| MetaError::Refused(format!("the change does not encode: {error}")))?;
+    command_batch(&value).map_err(MetaError::Refused)
+}
+
+/// The entry of a command group (the core, the coordination group): one record whose value is
+/// the encoded command; refused above the batch limit.
+pub(crate) fn command_batch(value: &[u8]) -> Result<Bytes, String> {
     // The timestamp is not part of the command: apply never reads it.
-    let batch = BatchBuilder::new(0).record(None, Some(&value), &[]).build();
+    let batch = BatchBuilder::new(0).record(None, Some(value), &[]).build();
     if batch.len() > BATCH_BYTES_MAX as usize {
-        return Err(MetaError::Refused(format!(
-            "the change takes {} bytes, above the {BATCH_BYTES_MAX} of one core entry",
+        return Err(format!(
+            "the change takes {} bytes, above the {BATCH_BYTES_MAX} of one entry",
             batch.len()
-        )));
+        ));
     }
     Ok(Bytes::from(batch))
 }

@@ -39,9 +39,12 @@ use cairn_types::limits::{
 };
 
 pub use bootstrap::{CoreError, CorePeers};
+pub(crate) use bootstrap::{initialize, make_dir};
 pub use liveness::LivenessTimers;
+pub(crate) use metadata::command_batch;
 pub use metadata::{CoreForward, CoreMetadata, CoreRequest, CoreStatus, Forwarded, NoForward};
 pub use peers::{CORE_GROUP, PeerForward};
+pub(crate) use state_machine::one_record;
 pub use state_machine::{CoreSnapshot, CoreSnapshotBuilder, CoreStateMachine};
 
 use crate::Timers;

@@ -190,7 +190,17 @@ impl<D: Disk> CoreStateMachine<D> {
 
 /// The command a core entry's batch holds: one record, its value the encoded command.
 fn decode_command(batch: &[u8], index: u64) -> Result<CoreCommand, StoreError> {
-    let bad = |reason: String| StoreError::Invalid(format!("core entry {index}: {reason}"));
+    one_record(batch, index, |value| CoreCommand::decode(value).map_err(|e| e.to_string()))
+}
+
+/// What the one record of a command group's entry (the core's, the coordination group's)
+/// holds, decoded by `decode`.
+pub(crate) fn one_record<T>(
+    batch: &[u8],
+    index: u64,
+    decode: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<T, StoreError> {
+    let bad = |reason: String| StoreError::Invalid(format!("entry {index}: {reason}"));
     let batch = RecordBatch::validate(batch).map_err(|error| bad(error.to_string()))?;
     let mut records = batch.records();
     let record = match (records.next(), records.next()) {
@@ -199,7 +209,7 @@ fn decode_command(batch: &[u8], index: u64) -> Result<CoreCommand, StoreError> {
         _ => return Err(bad(format!("{} records, not one", batch.record_count()))),
     };
     let value = record.value.ok_or_else(|| bad("a record without a value".into()))?;
-    CoreCommand::decode(value).map_err(|error| bad(format!("command: {error}")))
+    decode(value).map_err(|error| bad(format!("command: {error}")))
 }
 
 impl<D: Disk + Clone> RaftStateMachine<TypeConfig> for CoreStateMachine<D> {

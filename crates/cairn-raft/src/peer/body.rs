@@ -11,6 +11,7 @@
 //! | entry | term u32, index u64, batch length u32, the stored batch |
 //! | text | length u16 (at most `PEER_MESSAGE_BYTES_MAX`), UTF-8 |
 //! | flag | u8, exactly 0 or 1 |
+//! | coordination body | length u32, cairn-coord's encoded `Forward` or `Answer` |
 //!
 //! An entry travels as its stored batch (stamped with its term by the leader's log) beside its
 //! log id, and is decoded by [`crate::codec::decode`], which validates the batch and checks its
@@ -21,7 +22,7 @@ use crate::membership::Members;
 use crate::peer::core_body::{self, CoreAnswer, CoreSnapshotRequest};
 use crate::peer::frame::{FrameError, Reader};
 use crate::{LeaderId, LogId, PartitionSnapshot, RaftEntry, TypeConfig, codec, epoch};
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use cairn_types::batch::{BatchHeader, HEADER_BYTES};
 use cairn_types::limits::{
     BATCH_BYTES_MAX, PEER_ENTRY_OVERHEAD_BYTES, PEER_FRAME_BYTES_MAX, PEER_HEARTBEATS_GROUPS_MAX,
@@ -242,6 +243,11 @@ pub enum Message {
     CoreSnapshot(CoreSnapshotRequest),
     /// A node's ping (control lane; the frame's group is unused).
     Ping(Ping),
+    /// A request for the coordination group's leader (control lane): cairn-coord's encoded
+    /// `Forward`, length-prefixed (u32).
+    CoordCall(Bytes),
+    /// The answer to a [`Message::CoordCall`]: cairn-coord's encoded `Answer`.
+    CoordCallAnswer(Bytes),
     /// The answer to a [`Message::Ping`].
     PingAnswer(PingAnswer),
 }
@@ -267,6 +273,8 @@ pub(crate) mod kind {
     pub(crate) const CORE_SNAPSHOT: u16 = 17;
     pub(crate) const PING: u16 = 18;
     pub(crate) const PING_ANSWER: u16 = 19;
+    pub(crate) const COORD_CALL: u16 = 20;
+    pub(crate) const COORD_CALL_ANSWER: u16 = 21;
 }
 
 impl Message {
@@ -293,6 +301,8 @@ impl Message {
             Message::CoreSnapshot(_) => kind::CORE_SNAPSHOT,
             Message::Ping(_) => kind::PING,
             Message::PingAnswer(_) => kind::PING_ANSWER,
+            Message::CoordCall(_) => kind::COORD_CALL,
+            Message::CoordCallAnswer(_) => kind::COORD_CALL_ANSWER,
         }
     }
 
@@ -309,6 +319,7 @@ impl Message {
                 | Message::CoreWrite(_)
                 | Message::CoreSnapshot(_)
                 | Message::Ping(_)
+                | Message::CoordCall(_)
         )
     }
 }
@@ -338,6 +349,12 @@ pub(crate) fn encode(message: &Message, out: &mut BytesMut) -> Result<(), FrameE
         Message::CoreSnapshot(request) => core_body::put_snapshot(out, request)?,
         Message::Ping(ping) => put_ping(out, ping)?,
         Message::PingAnswer(answer) => put_ping_answer(out, answer)?,
+        Message::CoordCall(bytes) | Message::CoordCallAnswer(bytes) => {
+            let length = u32::try_from(bytes.len())
+                .map_err(|_| FrameError::Invalid { what: "coordination body length" })?;
+            out.put_u32(length);
+            out.put_slice(bytes);
+        }
     }
     Ok(())
 }
@@ -364,8 +381,16 @@ pub(crate) fn decode(kind: u16, reader: &mut Reader) -> Result<Message, FrameErr
         kind::CORE_SNAPSHOT => Message::CoreSnapshot(core_body::snapshot(reader)?),
         kind::PING => Message::Ping(ping(reader)?),
         kind::PING_ANSWER => Message::PingAnswer(ping_answer(reader)?),
+        kind::COORD_CALL => Message::CoordCall(coord_body(reader)?),
+        kind::COORD_CALL_ANSWER => Message::CoordCallAnswer(coord_body(reader)?),
         unknown => return Err(FrameError::UnknownKind(unknown)),
     })
+}
+
+/// A coordination call's or answer's body: a u32 length and cairn-coord's encoding, opaque here.
+fn coord_body(reader: &mut Reader) -> Result<Bytes, FrameError> {
+    let length = reader.u32("coordination body length")? as usize;
+    reader.bytes("coordination body", length)
 }
 
 // ---------------------------------------------------------------------------------------------

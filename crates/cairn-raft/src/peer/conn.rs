@@ -440,6 +440,7 @@ impl PendingCall {
             }
             (kind::CORE_WRITE, Message::CoreWriteAnswer(answer)) => Ok(Response::CoreWrite(answer)),
             (kind::PING, Message::PingAnswer(answer)) => Ok(Response::Ping(answer)),
+            (kind::COORD_CALL, Message::CoordCallAnswer(bytes)) => Ok(Response::CoordCall(bytes)),
             (_, Message::UnknownGroup) => Err(CallError::UnknownGroup),
             (_, Message::Error(error)) => Err(CallError::Remote(error)),
             (_, other) => Err(CallError::UnexpectedAnswer { kind: other.kind() }),

@@ -226,6 +226,8 @@ pub fn sample_messages() -> Vec<(&'static str, Message)> {
             }),
         ),
         ("ping-answer", Message::PingAnswer(PingAnswer { refused: vec![9] })),
+        ("coord-call", Message::CoordCall(bytes::Bytes::from_static(&[1, 2]))),
+        ("coord-call-answer", Message::CoordCallAnswer(bytes::Bytes::from_static(&[1, 3, 0, 0]))),
     ]
     .into_iter()
     .chain(core_messages())

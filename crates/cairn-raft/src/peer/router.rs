@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock};
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -44,6 +45,9 @@ pub enum Request {
     CoreSnapshot(CoreSnapshotRequest),
     /// A node's ping (RFC 0004), on the control lane (the call's group is unused).
     Ping(Ping),
+    /// A request for the coordination group's leader (cairn-coord's encoded `Forward`), on the
+    /// control lane.
+    CoordCall(Bytes),
 }
 
 impl Request {
@@ -56,7 +60,8 @@ impl Request {
             | Request::PreVote(_)
             | Request::Heartbeats(_)
             | Request::CoreWrite(_)
-            | Request::Ping(_) => Lane::Control,
+            | Request::Ping(_)
+            | Request::CoordCall(_) => Lane::Control,
         }
     }
 
@@ -71,6 +76,7 @@ impl Request {
             Request::CoreWrite(request) => Message::CoreWrite(request),
             Request::CoreSnapshot(request) => Message::CoreSnapshot(request),
             Request::Ping(ping) => Message::Ping(ping),
+            Request::CoordCall(bytes) => Message::CoordCall(bytes),
         }
     }
 }
@@ -92,6 +98,8 @@ pub enum Response {
     CoreWrite(CoreAnswer),
     /// The answer to a ping.
     Ping(PingAnswer),
+    /// The coordination leader's answer (cairn-coord's encoded `Answer`).
+    CoordCall(Bytes),
 }
 
 impl Response {
@@ -105,6 +113,7 @@ impl Response {
             Response::Snapshot(answer) => Message::SnapshotAnswer(answer),
             Response::CoreWrite(answer) => Message::CoreWriteAnswer(answer),
             Response::Ping(answer) => Message::PingAnswer(answer),
+            Response::CoordCall(bytes) => Message::CoordCallAnswer(bytes),
         }
     }
 }
@@ -127,6 +136,8 @@ pub enum GroupRequest {
     CoreWrite(CoreRequest),
     /// The core leader's snapshot (group 0 only).
     CoreSnapshot(CoreSnapshotRequest),
+    /// A request for the coordination group's leader (that group only).
+    CoordCall(Bytes),
 }
 
 /// What a [`GroupHandler`] returns: the group's answer ([`Response::Vote`],
@@ -225,6 +236,7 @@ impl Router {
             Message::Snapshot(request) => GroupRequest::Snapshot(request),
             Message::CoreWrite(request) => GroupRequest::CoreWrite(request),
             Message::CoreSnapshot(request) => GroupRequest::CoreSnapshot(request),
+            Message::CoordCall(bytes) => GroupRequest::CoordCall(bytes),
             Message::Ping(ping) => {
                 return Box::pin(std::future::ready(Message::PingAnswer(self.ping(ping))));
             }

@@ -1,0 +1,161 @@
+//! Opening the coordination group of a node: [`CoordGroup::open`] and
+//! [`CoordGroup::shutdown`]. Its log and files are in `<meta>/coord/`; a group that was never
+//! initialized is initialized with the core's voters (every voter alike, as the core).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use cairn_storage::Disk;
+use openraft::Raft;
+use openraft::network::{NetSnapshot, RaftNetworkFactory};
+use tokio::task::JoinHandle;
+
+use super::COORD_DIR;
+use super::COORD_GROUP;
+use super::group::{CoordGroup, clients};
+use super::leases::{self, Lessor};
+use super::state_machine::{CoordSnapshot, CoordStateMachine, Shared};
+use crate::core_group::{CoreConfig, CoreError, CorePeers, initialize, make_dir};
+use crate::group::GroupLog;
+use crate::peer::{GroupHandler, GroupRequest, HandlerFuture, Response};
+use crate::{AppendSink, LogStore, NoPeers, ProposalAppended, RaftHandler, TypeConfig};
+
+/// What [`CoordGroup::shutdown`] stops.
+pub(crate) struct Stopper<D: Disk> {
+    group: GroupLog<D>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The coordination log's appends report no proposals.
+struct NoSink;
+
+impl AppendSink for NoSink {
+    fn appended(&self, _ticket: u64, _appended: ProposalAppended) {}
+}
+
+impl<D: Disk + Clone> CoordGroup<D> {
+    /// Opens (or creates) the coordination group in `meta_dir/coord` with the core's settings
+    /// (its log, timers and write timeout): a single node's, this node its only voter, or with
+    /// `peers`, the core's static voters, registered in the router as [`COORD_GROUP`]. Starts
+    /// the leader's lease expiry.
+    ///
+    /// # Errors
+    /// [`CoreError`]: storage or Raft.
+    pub async fn open(
+        disk: D,
+        meta_dir: &Path,
+        node: u64,
+        config: &CoreConfig,
+        peers: Option<CorePeers<'_>>,
+    ) -> Result<Arc<CoordGroup<D>>, CoreError> {
+        let group = match &peers {
+            None => {
+                let voters = BTreeSet::from([node]);
+                let network = NoPeers::<CoordSnapshot>::default();
+                start(disk, meta_dir, node, config, network, &voters).await?
+            }
+            Some(peers) => {
+                let voters = peers.voters.iter().map(|id| id.0).collect();
+                let network = peers.network.group_of::<CoordSnapshot>(COORD_GROUP);
+                let mut group = start(disk, meta_dir, node, config, network, &voters).await?;
+                group.clients = clients(peers.transport);
+                group
+            }
+        };
+        let group = Arc::new(group);
+        if let Some(peers) = peers {
+            let raft = RaftHandler::new(group.raft.clone());
+            peers.router.register(
+                COORD_GROUP,
+                Arc::new(CoordHandler { raft, group: Arc::downgrade(&group) }),
+            );
+        }
+        let expiry = crate::runtime::spawn(leases::run(Arc::downgrade(&group)));
+        group.stopper.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(expiry);
+        Ok(group)
+    }
+
+    /// Stops the group and closes its log cleanly.
+    ///
+    /// # Errors
+    /// [`CoreError`] if the group or the log's final flush failed.
+    pub async fn shutdown(&self) -> Result<(), CoreError> {
+        let stopped = self.raft.shutdown().await;
+        let tasks: Vec<_> =
+            self.stopper.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain(..).collect();
+        for task in tasks {
+            task.abort();
+        }
+        self.stopper.group.close()?;
+        stopped.map_err(|error| CoreError::Raft(error.to_string()))
+    }
+}
+
+async fn start<D, N>(
+    disk: D,
+    meta_dir: &Path,
+    node: u64,
+    config: &CoreConfig,
+    network: N,
+    voters: &BTreeSet<u64>,
+) -> Result<CoordGroup<D>, CoreError>
+where
+    D: Disk + Clone,
+    N: RaftNetworkFactory<TypeConfig>,
+    N::Network: NetSnapshot<TypeConfig, SnapshotData = CoordSnapshot>,
+{
+    let dir = meta_dir.join(COORD_DIR);
+    make_dir(&disk, meta_dir)?;
+    let log = GroupLog::open(
+        disk,
+        &dir,
+        config.log.clone(),
+        Arc::clone(&config.clock),
+        Arc::clone(&config.flush_seconds),
+    )?;
+    let flusher = crate::runtime::spawn(log.clone().run_flusher());
+    let shared = Shared::new();
+    let machine = CoordStateMachine::new(log.clone(), Arc::clone(&shared));
+    let store = LogStore::new(log.clone(), Arc::new(NoSink), Arc::clone(&config.clock));
+    let raft_config = Arc::new(config.timers.openraft_config()?);
+    let raft = Raft::new(node, raft_config, network, store, machine)
+        .await
+        .map_err(|error| CoreError::Raft(error.to_string()))?;
+    initialize(&raft, voters, "coordination").await?;
+    let extension = Duration::from_millis(config.timers.election_timeout_max_ms);
+    Ok(CoordGroup {
+        node,
+        raft,
+        shared,
+        lessor: Lessor::new(extension),
+        clients: std::collections::BTreeMap::new(),
+        timeout: config.write_timeout,
+        stopper: Stopper { group: log, tasks: Mutex::new(vec![flusher]) },
+    })
+}
+
+/// The coordination group's handler in a node's router: Raft's RPCs to its `Raft`, forwarded
+/// requests to the group (this node must lead).
+struct CoordHandler<D: Disk + Clone> {
+    raft: Arc<RaftHandler<CoordStateMachine<D>>>,
+    group: Weak<CoordGroup<D>>,
+}
+
+impl<D: Disk + Clone> GroupHandler for CoordHandler<D> {
+    fn handle(&self, request: GroupRequest) -> HandlerFuture {
+        let GroupRequest::CoordCall(bytes) = request else {
+            return self.raft.handle(request);
+        };
+        let group = self.group.clone();
+        Box::pin(async move {
+            let Some(group) = group.upgrade() else {
+                let refusal = cairn_coord::Refusal::NotLeader(None);
+                let answer = cairn_coord::Answer::Refused(refusal).encode().unwrap_or_default();
+                return Ok(Response::CoordCall(answer.into()));
+            };
+            Ok(Response::CoordCall(group.serve_forwarded(&bytes).await))
+        })
+    }
+}
