@@ -13,14 +13,18 @@
 //!   applying one answers ([`Store::apply`]), and their encoding.
 
 mod command;
+mod read;
+mod rules;
 mod store;
+mod tables;
 mod types;
+mod write;
 
 pub use command::{CodecError, Command, Reply, TXN_DEPTH_MAX};
 
-pub use store::{Lease, Store};
+pub use store::{Lease, Position, Store, StoreReader};
 pub use types::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, Event,
     EventKind, KeyValue, KvError, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
-    ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse,
+    ResponseOp, SortOrder, SortTarget, StoreError, TxnRequest, TxnResponse,
 };

@@ -163,9 +163,8 @@ fn nested_compares_are_evaluated_before_any_op_runs() {
 
 #[test]
 fn compares_over_a_range_hold_for_every_key_and_a_missing_key_is_version_zero() {
-    let store = filled();
     let txn = |compare: Compare| {
-        let mut store = store.clone();
+        let mut store = filled();
         store
             .txn(&TxnRequest { compare: vec![compare], ..TxnRequest::default() })
             .expect("a txn")

@@ -238,7 +238,7 @@ proptest! {
         // The events after the compacted revision rebuild the keyspace from there.
         let from = model.compacted.max(1);
         let mut rebuilt = model.revisions[usize::try_from(from).unwrap()].clone();
-        for (revision, events) in store.events_after(from).expect("not compacted") {
+        for (revision, events) in store.events_after(from, usize::MAX).expect("not compacted") {
             for event in events {
                 prop_assert_eq!(event.kv.mod_revision, revision);
                 match event.kind {
@@ -249,7 +249,7 @@ proptest! {
         }
         prop_assert_eq!(&rebuilt, model.current());
         let leases: BTreeMap<i64, BTreeSet<Vec<u8>>> =
-            store.leases().iter().map(|(id, l)| (*id, l.keys.clone())).collect();
+            store.leases().expect("leases").into_iter().map(|(id, l)| (id, l.keys)).collect();
         prop_assert_eq!(leases, model.leases.clone());
     }
 }
