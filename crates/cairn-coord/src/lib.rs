@@ -15,6 +15,7 @@
 mod command;
 mod read;
 mod rules;
+mod snapshot;
 mod store;
 mod tables;
 mod types;

@@ -191,6 +191,20 @@ impl Store {
         Ok(Store { reader, path, memory, revision, compacted, applied })
     }
 
+    /// The database, for the snapshot's reads and restore's writes.
+    pub(crate) fn database(&self) -> &Database {
+        &self.reader.db
+    }
+
+    /// This store with its position read again from its database (after a restore filled it).
+    pub(crate) fn reopened(mut self) -> Result<Store, StoreError> {
+        let position = read_meta(&self.reader.db.begin_read()?)?;
+        self.revision = position.revision;
+        self.compacted = position.compacted;
+        self.applied = position.applied;
+        Ok(self)
+    }
+
     /// The current revision.
     #[must_use]
     pub fn revision(&self) -> i64 {
@@ -439,7 +453,7 @@ fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 }
 
 /// The revision, compacted revision and applied position a transaction sees.
-fn read_meta(txn: &ReadTransaction) -> Result<Position, KvError> {
+pub(crate) fn read_meta(txn: &ReadTransaction) -> Result<Position, KvError> {
     let meta = txn.open_table(META)?;
     let get = |name: &str| -> Result<Option<u64>, KvError> {
         Ok(meta.get(name)?.map(|guard| guard.value()))
