@@ -214,16 +214,14 @@ where
         for entry in self.history.range((revision.saturating_add(1), 0)..)? {
             let (rev, bytes) = entry?;
             let (main, _) = rev.value();
-            let record = Record::decode(bytes.value(), main)?;
-            let event = self.event(record)?;
+            let continues = revisions.last().is_some_and(|(last, _)| *last == main);
+            if !continues && revisions.len() == limit {
+                break;
+            }
+            let event = self.event(Record::decode(bytes.value(), main)?)?;
             match revisions.last_mut() {
-                Some((last, events)) if *last == main => events.push(event),
-                _ => {
-                    if revisions.len() == limit {
-                        break;
-                    }
-                    revisions.push((main, vec![event]));
-                }
+                Some((_, events)) if continues => events.push(event),
+                _ => revisions.push((main, vec![event])),
             }
         }
         Ok(revisions)

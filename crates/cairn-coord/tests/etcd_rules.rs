@@ -212,3 +212,18 @@ fn ignore_value_and_ignore_lease_keep_the_key_s_own() {
         "the key went with its lease"
     );
 }
+
+#[test]
+fn events_page_by_whole_revisions() {
+    let mut store = filled();
+    let both = TxnRequest {
+        success: vec![RequestOp::Put(put("x", "1")), RequestOp::Put(put("y", "1"))],
+        ..TxnRequest::default()
+    };
+    store.txn(&both).expect("a txn");
+    let page = store.events_after(4, 2).expect("events");
+    let shape: Vec<(i64, usize)> = page.iter().map(|(r, events)| (*r, events.len())).collect();
+    assert_eq!(shape, [(5, 1), (6, 2)]);
+    assert_eq!(store.events_after(1, 1).expect("events")[0].0, 2, "the next page starts after");
+    assert!(store.events_after(6, 10).expect("events").is_empty());
+}
