@@ -102,3 +102,24 @@ fn size_grows_with_the_keyspace_and_defragment_shrinks_it_after_compaction() {
     assert!(compacted < full / 2, "{compacted} of {full}");
     assert_eq!(store.range(&common::all_keys(0)).expect("a range").kvs.len(), 10);
 }
+
+#[test]
+fn the_store_and_its_readers_go_to_other_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Store>();
+    send_sync::<cairn_coord::StoreReader>();
+    let mut store = Store::new();
+    store
+        .put(&cairn_coord::PutRequest { key: b"k".to_vec(), ..cairn_coord::PutRequest::default() })
+        .expect("a put");
+    let reader = store.reader();
+    let read = std::thread::spawn(move || reader.range(&common::all_keys(0)).expect("a range"));
+    store
+        .delete_range(&cairn_coord::DeleteRangeRequest {
+            key: b"k".to_vec(),
+            ..cairn_coord::DeleteRangeRequest::default()
+        })
+        .expect("a delete");
+    let answer = read.join().expect("the reader thread");
+    assert!(answer.kvs.len() <= 1, "one committed state or the other");
+}
