@@ -36,6 +36,7 @@ use crate::types::{
     DeleteRangeRequest, DeleteRangeResponse, KvError, PutRequest, PutResponse, TxnRequest,
     TxnResponse,
 };
+use crate::write::Write;
 
 /// How deep Txns may nest in a command (etcd bounds a txn by its ops, 128 by default; the
 /// depth is bounded here so decoding cannot recurse without end).
@@ -100,30 +101,58 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// The [`KvError`] of the request, the same on every replica (the store is unchanged).
+    /// The [`KvError`] of the request, the same on every replica (the store is unchanged), or
+    /// [`KvError::Storage`]: the store failed, the replica stops.
     pub fn apply(&mut self, command: &Command) -> Result<Reply, KvError> {
-        Ok(match command {
-            Command::Put(put) => Reply::Put(self.put(put)?),
-            Command::DeleteRange(delete) => Reply::DeleteRange(self.delete_range(delete)?),
-            Command::Txn(txn) => Reply::Txn(self.txn(txn)?),
-            Command::Compact { revision } => {
-                self.compact(*revision)?;
-                Reply::Done
-            }
-            Command::LeaseGrant { id, ttl } => {
-                self.lease_grant(*id, *ttl)?;
-                Reply::LeaseGranted { id: *id, ttl: *ttl }
-            }
-            Command::LeaseRevoke { id } => {
-                self.lease_revoke(*id)?;
-                Reply::Done
-            }
-            Command::LeaseCheckpoint { remaining } => {
-                self.lease_checkpoint(remaining);
-                Reply::Done
-            }
+        self.write(None, |write| run(write, command))
+    }
+
+    /// Applies the Raft entry at `applied` (`(term, index)`): its command, or none for an
+    /// entry without one (blank, membership), which still moves [`Store::applied`]. The
+    /// changes and the position are one redb transaction, committed without an fsync;
+    /// [`Store::persist`] makes them durable.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::apply`]; a refused command moves the position all the same.
+    ///
+    /// # Panics
+    ///
+    /// If `applied` is not after the last applied position: Raft applies each entry once.
+    pub fn apply_at(
+        &mut self,
+        command: Option<&Command>,
+        applied: (u64, u64),
+    ) -> Result<Reply, KvError> {
+        self.write(Some(applied), |write| match command {
+            Some(command) => run(write, command),
+            None => Ok(Reply::Done),
         })
     }
+}
+
+fn run(write: &mut Write<'_>, command: &Command) -> Result<Reply, KvError> {
+    Ok(match command {
+        Command::Put(put) => Reply::Put(write.put(put)?),
+        Command::DeleteRange(delete) => Reply::DeleteRange(write.delete_range(delete)?),
+        Command::Txn(txn) => Reply::Txn(write.txn(txn)?),
+        Command::Compact { revision } => {
+            write.compact(*revision)?;
+            Reply::Done
+        }
+        Command::LeaseGrant { id, ttl } => {
+            write.lease_grant(*id, *ttl)?;
+            Reply::LeaseGranted { id: *id, ttl: *ttl }
+        }
+        Command::LeaseRevoke { id } => {
+            write.lease_revoke(*id)?;
+            Reply::Done
+        }
+        Command::LeaseCheckpoint { remaining } => {
+            write.lease_checkpoint(remaining)?;
+            Reply::Done
+        }
+    })
 }
 
 /// Why a command's bytes do not decode.

@@ -17,7 +17,7 @@ use crate::command::{CodecError, Command, Reply};
 use crate::types::KvError;
 
 /// A Raft position: `(term, index)`.
-pub type Position = (u64, u64);
+pub type EntryPosition = (u64, u64);
 
 /// A request a node hands the coordination group's leader.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,10 +49,10 @@ pub enum Answer {
         /// The store's revision after it.
         revision: i64,
         /// Its entry.
-        applied: Position,
+        applied: EntryPosition,
     },
     /// The read index (`None`: nothing was committed yet).
-    ReadIndex(Option<Position>),
+    ReadIndex(Option<EntryPosition>),
     /// A lease's seconds remaining and its granted TTL.
     Lease {
         /// Seconds remaining.
@@ -200,7 +200,7 @@ fn versioned(bytes: &[u8]) -> Result<Reader<'_>, CodecError> {
 }
 
 impl Writer {
-    fn position(&mut self, position: Option<Position>) {
+    fn position(&mut self, position: Option<EntryPosition>) {
         let Some((term, index)) = position else { return self.u8(0) };
         self.u8(1);
         self.0.extend_from_slice(&term.to_be_bytes());
@@ -209,6 +209,11 @@ impl Writer {
 
     fn refusal(&mut self, refusal: &Refusal) -> Result<(), CodecError> {
         match refusal {
+            Refusal::Kv(KvError::Storage(why)) => {
+                // Not a refusal the client can act on: the replica failed.
+                self.u8(3);
+                self.bytes(why.as_bytes())?;
+            }
             Refusal::Kv(error) => {
                 self.u8(1);
                 let code = KV_ERRORS.iter().position(|known| known == error).unwrap_or(0);
@@ -233,7 +238,7 @@ impl Reader<'_> {
         Ok(u64::from_be_bytes(self.take()?))
     }
 
-    fn position(&mut self) -> Result<Option<Position>, CodecError> {
+    fn position(&mut self) -> Result<Option<EntryPosition>, CodecError> {
         let [known] = self.flags()?;
         if !known {
             return Ok(None);

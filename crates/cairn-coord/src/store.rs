@@ -1,26 +1,36 @@
-//! [`Store`]: etcd's MVCC key-value store (RFC 0009 §2), in memory.
+//! [`Store`]: etcd's MVCC key-value store (RFC 0009 §2) in a redb database, a file or memory.
 //!
 //! Every key keeps its changes by revision: a value, or a tombstone that ends its generation.
 //! A read at revision R sees each key's last change at or before R. A write transaction takes
 //! the next revision, whatever it changes (each change its own event, in order); a request
 //! that changes nothing takes none. Compaction forgets what no read at or after its revision can
-//! see.
+//! see. The tables are in `tables.rs`, reads in `read.rs`, writes in `write.rs`.
+//!
+//! Each request is one redb write transaction committed without an fsync (`Durability::None`),
+//! with the Raft position it applies ([`Store::apply_at`]); [`Store::persist`] makes everything
+//! applied so far durable. After a crash the file opens as of its last persist, position
+//! included, and the Raft log replays the rest.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::ops::{Bound, RangeBounds};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::types::{
-    Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, Event,
-    EventKind, KeyValue, KvError, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
-    ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse,
+use redb::backends::InMemoryBackend;
+use redb::{
+    BackendError, Builder, CompactionMode, Database, Durability, ReadTransaction, ReadableDatabase,
+    ReadableTable, StorageBackend, Table,
 };
 
-/// One change of a key: its value from `revision` on, or none (deleted).
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Change {
-    revision: i64,
-    kv: Option<KeyValue>,
-}
+use crate::read::Kv;
+use crate::tables::{
+    APPLIED_INDEX, APPLIED_TERM, COMPACTED, FORMAT, FORMAT_VERSION, GROUP, HISTORY, INDEX, LATEST,
+    LEASE_KEYS, LEASES, MEMBERSHIP, META, REVISION,
+};
+use crate::types::{
+    DeleteRangeRequest, DeleteRangeResponse, Event, KvError, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, StoreError, TxnRequest, TxnResponse,
+};
+use crate::write::{Write, lease_keys, read_revision};
 
 /// A lease: its TTL, what remained of it at the last checkpoint, and its keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,35 +40,169 @@ pub struct Lease {
     /// Seconds left at the last checkpoint (the TTL until one).
     pub remaining: i64,
     /// The keys attached to it.
-    pub keys: BTreeSet<Vec<u8>>,
+    pub keys: std::collections::BTreeSet<Vec<u8>>,
 }
 
-/// The keyspace, its history back to the compacted revision, and the leases.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The keyspace, its history back to the compacted revision, the leases, and the Raft position
+/// they are at, in one redb database. One writer (`&mut self`); reads take `&self` and run in
+/// their own read transactions, also from other threads through [`Store::reader`].
 pub struct Store {
+    /// The database and its reads.
+    reader: StoreReader,
+    /// Where the file is (`None`: in memory).
+    path: Option<PathBuf>,
+    /// The in-memory backend, for its size (`None`: a file).
+    memory: Option<Arc<InMemoryBackend>>,
+    /// The head revision, as committed.
     revision: i64,
+    /// The compacted revision, as committed.
     compacted: i64,
-    keys: BTreeMap<Vec<u8>, Vec<Change>>,
-    events: BTreeMap<i64, Vec<Event>>,
-    leases: BTreeMap<i64, Lease>,
+    /// The last applied Raft entry `(term, index)`, as committed.
+    applied: Option<(u64, u64)>,
 }
 
-/// A key range as etcd names one: `range_end` empty for `key` alone, `[0]` for every key from
-/// `key` on (and `key` `[0]` too: every key), else `[key, range_end)`.
-fn bounds<'a>(key: &'a [u8], range_end: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
-    match range_end {
-        [] => (Bound::Included(key), Bound::Included(key)),
-        [0] => (Bound::Included(key), Bound::Unbounded),
-        end if end <= key => (Bound::Excluded(key), Bound::Excluded(key)),
-        end => (Bound::Included(key), Bound::Excluded(end)),
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("revision", &self.revision)
+            .field("compacted", &self.compacted)
+            .field("applied", &self.applied)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a store is: what a read transaction sees of its meta table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The head revision.
+    pub revision: i64,
+    /// The compacted revision (0: none).
+    pub compacted: i64,
+    /// The last applied Raft entry `(term, index)`, if any.
+    pub applied: Option<(u64, u64)>,
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        Store::new()
+    }
+}
+
+/// Reads of a [`Store`] that may run beside its writer, on any thread: each call is one redb
+/// read transaction, so it sees one committed state (its own head revision).
+#[derive(Clone)]
+pub struct StoreReader {
+    db: Arc<Database>,
+}
+
+/// The in-memory backend, shared so that the store can tell its size.
+#[derive(Debug)]
+struct Memory(Arc<InMemoryBackend>);
+
+impl StorageBackend for Memory {
+    fn len(&self) -> Result<u64, BackendError> {
+        self.0.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendError> {
+        self.0.read(offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), BackendError> {
+        self.0.set_len(len)
+    }
+
+    fn sync_data(&self) -> Result<(), BackendError> {
+        self.0.sync_data()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
+        self.0.write(offset, data)
     }
 }
 
 impl Store {
-    /// An empty store at revision 1 (etcd's first revision; the first write makes 2).
+    /// Opens the store in the redb file at `path`, creating it (empty, at revision 1) if it
+    /// does not exist. A file left by a crash opens as of its last [`Store::persist`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the file cannot be opened, is damaged, is open elsewhere or
+    /// holds another format.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Builder::new().create(path)?;
+        Store::init(db, Some(path.to_path_buf()), None)
+    }
+
+    /// An empty store in memory (redb's in-memory backend), at revision 1.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if redb fails (it does not, short of memory).
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let backend = Arc::new(InMemoryBackend::new());
+        let db = Builder::new().create_with_backend(Memory(Arc::clone(&backend)))?;
+        Store::init(db, None, Some(backend))
+    }
+
+    /// [`Store::in_memory`], for tests and tools.
+    ///
+    /// # Panics
+    ///
+    /// Never in practice: an in-memory database does no IO.
     #[must_use]
     pub fn new() -> Store {
-        Store { revision: 1, ..Store::default() }
+        Store::in_memory().expect("an in-memory redb database opens: it does no IO")
+    }
+
+    /// Creates the tables of a new database, or checks the format of an existing one, and reads
+    /// its position.
+    fn init(
+        db: Database,
+        path: Option<PathBuf>,
+        memory: Option<Arc<InMemoryBackend>>,
+    ) -> Result<Store, StoreError> {
+        let mut txn = db.begin_write()?;
+        let format = {
+            let mut meta = txn.open_table(META)?;
+            let format = meta.get(FORMAT)?.map(|guard| guard.value());
+            if format.is_none() {
+                meta.insert(FORMAT, FORMAT_VERSION)?;
+                meta.insert(REVISION, 1)?;
+                meta.insert(COMPACTED, 0)?;
+            }
+            format
+        };
+        match format {
+            None => {
+                create_tables(&txn)?;
+                txn.set_durability(Durability::Immediate)?;
+                txn.commit()?;
+            }
+            Some(FORMAT_VERSION) => txn.abort()?,
+            Some(other) => {
+                return Err(StoreError::Storage(format!("unknown store format {other}")));
+            }
+        }
+        let reader = StoreReader { db: Arc::new(db) };
+        let txn = reader.db.begin_read()?;
+        let Position { revision, compacted, applied } = read_meta(&txn)?;
+        Ok(Store { reader, path, memory, revision, compacted, applied })
+    }
+
+    /// The database, for the snapshot's reads and restore's writes.
+    pub(crate) fn database(&self) -> &Database {
+        &self.reader.db
+    }
+
+    /// This store with its position read again from its database (after a restore filled it).
+    pub(crate) fn reopened(mut self) -> Result<Store, StoreError> {
+        let position = read_meta(&self.reader.db.begin_read()?)?;
+        self.revision = position.revision;
+        self.compacted = position.compacted;
+        self.applied = position.applied;
+        Ok(self)
     }
 
     /// The current revision.
@@ -73,70 +217,51 @@ impl Store {
         self.compacted
     }
 
-    /// The keys of `[key, range_end)` at `revision` (etcd's range rules), each its last change
-    /// at or before it, in key order.
-    fn at<'a>(
-        &'a self,
-        key: &'a [u8],
-        range_end: &'a [u8],
-        revision: i64,
-    ) -> impl Iterator<Item = &'a KeyValue> + 'a {
-        let empty = matches!(bounds(key, range_end), (Bound::Excluded(_), Bound::Excluded(_)));
-        let range =
-            if empty { None } else { Some(self.keys.range::<[u8], _>(bounds(key, range_end))) };
-        range.into_iter().flatten().filter_map(move |(_, changes)| {
-            let seen = changes.partition_point(|c| c.revision <= revision);
-            changes[..seen].last().and_then(|c| c.kv.as_ref())
-        })
+    /// The last Raft entry applied, `(term, index)`, as committed (durable once persisted).
+    #[must_use]
+    pub fn applied(&self) -> Option<(u64, u64)> {
+        self.applied
     }
 
-    /// The revision a read of `revision` reads at (0: the current one).
-    fn read_revision(&self, revision: i64) -> Result<i64, KvError> {
-        match revision {
-            r if r <= 0 => Ok(self.revision),
-            r if r < self.compacted => Err(KvError::Compacted),
-            r if r > self.revision => Err(KvError::FutureRevision),
-            r => Ok(r),
-        }
+    /// A handle for reads beside the writer, on other threads.
+    #[must_use]
+    pub fn reader(&self) -> StoreReader {
+        self.reader.clone()
     }
 
     /// Range.
     ///
     /// # Errors
     ///
-    /// [`KvError::Compacted`] or [`KvError::FutureRevision`] for a revision it cannot read at.
+    /// [`KvError::Compacted`] or [`KvError::FutureRevision`] for a revision it cannot read at;
+    /// [`KvError::Storage`].
     pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, KvError> {
-        let revision = self.read_revision(request.revision)?;
-        Ok(self.range_at(request, revision))
+        self.reader.range(request)
     }
 
-    fn range_at(&self, request: &RangeRequest, revision: i64) -> RangeResponse {
-        let within = |value: i64, min: i64, max: i64| {
-            (min == 0 || value >= min) && (max == 0 || value <= max)
-        };
-        let mut kvs: Vec<KeyValue> = self
-            .at(&request.key, &request.range_end, revision)
-            .filter(|kv| {
-                within(kv.mod_revision, request.min_mod_revision, request.max_mod_revision)
-            })
-            .filter(|kv| {
-                within(kv.create_revision, request.min_create_revision, request.max_create_revision)
-            })
-            .cloned()
-            .collect();
-        let count = i64::try_from(kvs.len()).unwrap_or(i64::MAX);
-        sort(&mut kvs, request.sort_order, request.sort_target);
-        let limit = usize::try_from(request.limit).unwrap_or(0);
-        let more = limit > 0 && kvs.len() > limit;
-        if more {
-            kvs.truncate(limit);
-        }
-        if request.count_only {
-            kvs.clear();
-        } else if request.keys_only {
-            kvs.iter_mut().for_each(|kv| kv.value.clear());
-        }
-        RangeResponse { kvs, more, count }
+    /// The events of up to `limit` revisions after `revision`, in order, each its revision's
+    /// changes (a revision is never split). Page by asking again after the last revision
+    /// answered.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::Compacted`] if revisions after `revision` were compacted away;
+    /// [`KvError::Storage`].
+    pub fn events_after(
+        &self,
+        revision: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Vec<Event>)>, KvError> {
+        self.reader.events_after(revision, limit)
+    }
+
+    /// The leases, by id, with their keys.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::Storage`].
+    pub fn leases(&self) -> Result<BTreeMap<i64, Lease>, KvError> {
+        self.reader.leases()
     }
 
     /// Put: a new revision.
@@ -144,31 +269,21 @@ impl Store {
     /// # Errors
     ///
     /// [`KvError::EmptyKey`], [`KvError::LeaseNotFound`], or [`KvError::KeyNotFound`] for
-    /// `ignore_value`/`ignore_lease` on a missing key.
+    /// `ignore_value`/`ignore_lease` on a missing key; [`KvError::Storage`].
     pub fn put(&mut self, request: &PutRequest) -> Result<PutResponse, KvError> {
-        self.check_put(request, self.revision)?;
-        let mut write = self.begin();
-        let answer = write.put(request);
-        write.commit();
-        Ok(answer)
+        self.write(None, |write| write.put(request))
     }
 
     /// DeleteRange: a new revision if it deleted anything.
     ///
     /// # Errors
     ///
-    /// [`KvError::EmptyKey`].
+    /// [`KvError::EmptyKey`]; [`KvError::Storage`].
     pub fn delete_range(
         &mut self,
         request: &DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, KvError> {
-        if request.key.is_empty() {
-            return Err(KvError::EmptyKey);
-        }
-        let mut write = self.begin();
-        let answer = write.delete_range(request);
-        write.commit();
-        Ok(answer)
+        self.write(None, |write| write.delete_range(request))
     }
 
     /// Txn: the compares (of every nesting level) are evaluated first, against the current
@@ -178,365 +293,312 @@ impl Store {
     /// # Errors
     ///
     /// [`KvError::DuplicateKey`] if the request changes a key twice on one path, or the error
-    /// of an op of the chosen path (checked before anything is written).
+    /// of an op of the chosen path (checked before anything is written); [`KvError::Storage`].
     pub fn txn(&mut self, request: &TxnRequest) -> Result<TxnResponse, KvError> {
-        check_duplicates(request)?;
-        let path = self.choose(request);
-        self.check_path(request, &path, &mut 0)?;
-        let mut write = self.begin();
-        let answer = write.txn(request, &path, &mut 0);
-        write.commit();
-        Ok(answer)
+        self.write(None, |write| write.txn(request))
     }
 
-    /// Each nested Txn's choice, depth first, against the current revision.
-    fn choose(&self, request: &TxnRequest) -> Vec<bool> {
-        let mut path = Vec::new();
-        self.choose_into(request, &mut path);
-        path
-    }
-
-    fn choose_into(&self, request: &TxnRequest, path: &mut Vec<bool>) {
-        let succeeded = request.compare.iter().all(|c| self.holds(c));
-        path.push(succeeded);
-        for op in branch(request, succeeded) {
-            if let RequestOp::Txn(nested) = op {
-                self.choose_into(nested, path);
-            }
-        }
-    }
-
-    fn check_path(
-        &self,
-        request: &TxnRequest,
-        path: &[bool],
-        at: &mut usize,
-    ) -> Result<(), KvError> {
-        let succeeded = path[*at];
-        *at += 1;
-        for op in branch(request, succeeded) {
-            match op {
-                RequestOp::Range(r) => {
-                    self.read_revision(r.revision)?;
-                }
-                RequestOp::Put(put) => self.check_put(put, self.revision)?,
-                RequestOp::DeleteRange(d) if d.key.is_empty() => return Err(KvError::EmptyKey),
-                RequestOp::DeleteRange(_) => {}
-                RequestOp::Txn(nested) => self.check_path(nested, path, at)?,
-            }
-        }
-        Ok(())
-    }
-
-    fn check_put(&self, request: &PutRequest, revision: i64) -> Result<(), KvError> {
-        if request.key.is_empty() {
-            return Err(KvError::EmptyKey);
-        }
-        if request.lease != 0 && !request.ignore_lease && !self.leases.contains_key(&request.lease)
-        {
-            return Err(KvError::LeaseNotFound);
-        }
-        let exists = self.at(&request.key, &[], revision).next().is_some();
-        if (request.ignore_value || request.ignore_lease) && !exists {
-            return Err(KvError::KeyNotFound);
-        }
-        Ok(())
-    }
-
-    /// Whether every key of the compare's range meets it (a range without keys compares as
-    /// one missing key: version, revisions and lease 0, and no value to equal anything).
-    fn holds(&self, compare: &Compare) -> bool {
-        let mut keys = self.at(&compare.key, &compare.range_end, self.revision).peekable();
-        if keys.peek().is_none() {
-            return !matches!(compare.target, CompareTarget::Value(_))
-                && meets(compare, &KeyValue::default());
-        }
-        keys.all(|kv| meets(compare, kv))
-    }
-
-    /// Compact: forgets the history below `revision`.
+    /// Compact: forgets the history below `revision`, keeping each key's last change at or
+    /// before it unless that is a delete.
     ///
     /// # Errors
     ///
     /// [`KvError::Compacted`] if it is at or below the compacted revision,
-    /// [`KvError::FutureRevision`] if above the current one.
+    /// [`KvError::FutureRevision`] if above the current one; [`KvError::Storage`].
     pub fn compact(&mut self, revision: i64) -> Result<(), KvError> {
-        if revision <= self.compacted {
-            return Err(KvError::Compacted);
-        }
-        if revision > self.revision {
-            return Err(KvError::FutureRevision);
-        }
-        self.keys.retain(|_, changes| {
-            let seen = changes.partition_point(|c| c.revision <= revision);
-            // The last change at or before the revision stays, unless it is a tombstone.
-            let keep_from = seen.saturating_sub(1);
-            changes.drain(..keep_from);
-            if changes.first().is_some_and(|c| c.revision <= revision && c.kv.is_none()) {
-                changes.remove(0);
-            }
-            !changes.is_empty()
-        });
-        self.events = self.events.split_off(&(revision + 1));
-        self.compacted = revision;
-        Ok(())
-    }
-
-    /// The events of the revisions after `revision`, in order, each its revision's changes.
-    ///
-    /// # Errors
-    ///
-    /// [`KvError::Compacted`] if revisions after `revision` were compacted away.
-    pub fn events_after(&self, revision: i64) -> Result<Vec<(i64, &[Event])>, KvError> {
-        if revision < self.compacted {
-            return Err(KvError::Compacted);
-        }
-        let after = self.events.range(revision + 1..);
-        Ok(after.map(|(r, events)| (*r, events.as_slice())).collect())
+        self.write(None, |write| write.compact(revision))
     }
 
     /// LeaseGrant of `id` (chosen by the leader, never 0) for `ttl` seconds.
     ///
     /// # Errors
     ///
-    /// [`KvError::LeaseExists`], [`KvError::BadTtl`].
+    /// [`KvError::LeaseExists`], [`KvError::BadTtl`]; [`KvError::Storage`].
     pub fn lease_grant(&mut self, id: i64, ttl: i64) -> Result<(), KvError> {
-        if ttl <= 0 || id == 0 {
-            return Err(KvError::BadTtl);
-        }
-        if self.leases.contains_key(&id) {
-            return Err(KvError::LeaseExists);
-        }
-        self.leases.insert(id, Lease { ttl, remaining: ttl, keys: BTreeSet::new() });
-        Ok(())
+        self.write(None, |write| write.lease_grant(id, ttl))
     }
 
     /// LeaseRevoke (or expiry): the lease goes, and its keys with it, at one new revision.
     ///
     /// # Errors
     ///
-    /// [`KvError::LeaseNotFound`].
+    /// [`KvError::LeaseNotFound`]; [`KvError::Storage`].
     pub fn lease_revoke(&mut self, id: i64) -> Result<(), KvError> {
-        let lease = self.leases.get(&id).ok_or(KvError::LeaseNotFound)?;
-        let keys: Vec<Vec<u8>> = lease.keys.iter().cloned().collect();
-        let mut write = self.begin();
-        for key in keys {
-            write.delete_range(&DeleteRangeRequest { key, range_end: Vec::new(), prev_kv: false });
+        self.write(None, |write| write.lease_revoke(id))
+    }
+
+    /// Records what remains of leases' TTLs (the leader's checkpoint); unknown ids are skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::Storage`].
+    pub fn lease_checkpoint(&mut self, remaining: &[(i64, i64)]) -> Result<(), KvError> {
+        self.write(None, |write| write.lease_checkpoint(remaining))
+    }
+
+    /// Runs `request` in one write transaction, committed without an fsync together with the
+    /// new position `applied` (if given). A refused request changes nothing but the position.
+    pub(crate) fn write<T>(
+        &mut self,
+        applied: Option<(u64, u64)>,
+        request: impl FnOnce(&mut Write<'_>) -> Result<T, KvError>,
+    ) -> Result<T, KvError> {
+        if let Some(position) = applied {
+            assert!(
+                self.applied.is_none_or(|last| position > last),
+                "raft entries are applied once, in order: {position:?} after {:?}",
+                self.applied
+            );
         }
-        write.commit();
-        self.leases.remove(&id);
+        let mut txn = self.reader.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        let (answer, changed, compacted) = {
+            let mut write = Write::open(&txn, self.revision, self.compacted)?;
+            let answer = request(&mut write);
+            (answer, write.changed(), write.compacted)
+        };
+        let (answer, revision, compacted) = match answer {
+            Err(KvError::Storage(message)) => return Err(KvError::Storage(message)),
+            Err(refusal) => {
+                // Nothing was written (checks come first), but drop whatever was, to be sure.
+                txn.abort()?;
+                if applied.is_none() {
+                    return Err(refusal);
+                }
+                txn = self.reader.db.begin_write()?;
+                txn.set_durability(Durability::None)?;
+                (Err(refusal), self.revision, self.compacted)
+            }
+            Ok(answer) => {
+                let revision = if changed { self.revision + 1 } else { self.revision };
+                (Ok(answer), revision, compacted)
+            }
+        };
+        {
+            let mut meta = txn.open_table(META)?;
+            write_meta(&mut meta, revision, compacted, applied)?;
+        }
+        txn.commit()?;
+        self.revision = revision;
+        self.compacted = compacted;
+        self.applied = applied.or(self.applied);
+        answer
+    }
+
+    /// Records the replicating group's `membership` (opaque here), applied at `applied` if
+    /// given, in one transaction with the position, without an fsync: a restart finds the
+    /// membership as of the applied position, never ahead of it or behind it.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::Storage`].
+    ///
+    /// # Panics
+    ///
+    /// If `applied` is not after the last applied position, as [`Store::apply_at`].
+    pub fn apply_membership(
+        &mut self,
+        membership: &[u8],
+        applied: Option<(u64, u64)>,
+    ) -> Result<(), KvError> {
+        if let Some(position) = applied {
+            assert!(
+                self.applied.is_none_or(|last| position > last),
+                "raft entries are applied once, in order: {position:?} after {:?}",
+                self.applied
+            );
+        }
+        let mut txn = self.reader.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        txn.open_table(GROUP)?.insert(MEMBERSHIP, membership)?;
+        write_meta(&mut txn.open_table(META)?, self.revision, self.compacted, applied)?;
+        txn.commit()?;
+        self.applied = applied.or(self.applied);
         Ok(())
     }
 
-    /// Records what remains of leases' TTLs (the leader's checkpoint).
-    pub fn lease_checkpoint(&mut self, remaining: &[(i64, i64)]) {
-        for &(id, left) in remaining {
-            if let Some(lease) = self.leases.get_mut(&id) {
-                lease.remaining = left;
+    /// The replicating group's membership as last recorded ([`Store::apply_membership`]).
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::Storage`].
+    pub fn membership(&self) -> Result<Option<Vec<u8>>, KvError> {
+        let txn = self.reader.db.begin_read()?;
+        let table = match txn.open_table(GROUP) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        Ok(table.get(MEMBERSHIP)?.map(|guard| guard.value().to_vec()))
+    }
+
+    /// Makes everything applied so far durable: one fsynced commit (with redb's quick repair,
+    /// so that a reopen after a crash does not walk the whole file). The caller calls it every
+    /// 100 ms or 10,000 entries, and purges its Raft log only up to [`Store::applied`] as of
+    /// the last persist.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`]: the store is as of its last persist, and the replica stops.
+    pub fn persist(&mut self) -> Result<(), StoreError> {
+        let mut txn = self.reader.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.set_quick_repair(true);
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The size of the store's file in bytes (of its memory, in memory): the quota's measure
+    /// and etcd's `Status.db_size`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if the file cannot be read.
+    pub fn size_bytes(&self) -> Result<u64, StoreError> {
+        match (&self.path, &self.memory) {
+            (Some(path), _) => Ok(std::fs::metadata(path)?.len()),
+            (None, Some(memory)) => {
+                memory.len().map_err(|error| StoreError::Storage(error.to_string()))
             }
+            (None, None) => Err(StoreError::Storage("a store without a backend".to_string())),
         }
     }
 
-    /// The leases, by id.
-    #[must_use]
-    pub fn leases(&self) -> &BTreeMap<i64, Lease> {
-        &self.leases
-    }
-
-    fn begin(&mut self) -> Write<'_> {
-        let revision = self.revision + 1;
-        Write { store: self, revision, events: Vec::new() }
-    }
-}
-
-/// The ops of the branch a Txn took.
-fn branch(request: &TxnRequest, succeeded: bool) -> &[RequestOp] {
-    if succeeded { &request.success } else { &request.failure }
-}
-
-fn meets(compare: &Compare, kv: &KeyValue) -> bool {
-    let ordering = match &compare.target {
-        CompareTarget::Version(v) => kv.version.cmp(v),
-        CompareTarget::Create(r) => kv.create_revision.cmp(r),
-        CompareTarget::Mod(r) => kv.mod_revision.cmp(r),
-        CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
-        CompareTarget::Lease(l) => kv.lease.cmp(l),
-    };
-    match compare.result {
-        CompareResult::Equal => ordering.is_eq(),
-        CompareResult::Greater => ordering.is_gt(),
-        CompareResult::Less => ordering.is_lt(),
-        CompareResult::NotEqual => ordering.is_ne(),
+    /// Defragment: gives the file's free space back to the file system (redb's `compact()`),
+    /// after making everything applied durable. The writer waits meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if a [`StoreReader`] is alive (a read must not hold pages that
+    /// move), or redb fails.
+    pub fn defragment(&mut self) -> Result<(), StoreError> {
+        self.persist()?;
+        let db = Arc::get_mut(&mut self.reader.db).ok_or_else(|| {
+            StoreError::Storage("cannot defragment while readers hold the store".to_string())
+        })?;
+        // Each pass moves pages towards the start; a few passes reach the end.
+        for _ in 0..DEFRAGMENT_PASSES_MAX {
+            if !db.compact(CompactionMode::Balanced)? {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
-fn sort(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
-    if order == SortOrder::None && target == SortTarget::Key {
-        return;
-    }
-    kvs.sort_by(|a, b| {
-        let ordering = match target {
-            SortTarget::Key => a.key.cmp(&b.key),
-            SortTarget::Version => a.version.cmp(&b.version),
-            SortTarget::Create => a.create_revision.cmp(&b.create_revision),
-            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
-            SortTarget::Value => a.value.cmp(&b.value),
-        };
-        if order == SortOrder::Descend { ordering.reverse() } else { ordering }
-    });
-}
+/// At most this many redb compaction passes per [`Store::defragment`].
+const DEFRAGMENT_PASSES_MAX: usize = 8;
 
-/// etcd's rule (its `checkIntervals`): within a branch of a Txn, nested ones included, no key
-/// is put twice and no put falls in a deleted range; a nested Txn's two branches may put the
-/// same key, as only one of them runs.
-fn check_duplicates(request: &TxnRequest) -> Result<(), KvError> {
-    intervals(&request.success)?;
-    intervals(&request.failure)?;
+/// Creates every table, so that read transactions find them.
+fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(HISTORY)?;
+    txn.open_table(INDEX)?;
+    txn.open_table(LATEST)?;
+    txn.open_table(LEASES)?;
+    txn.open_table(LEASE_KEYS)?;
     Ok(())
 }
 
-type Deleted = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// The keys `ops` put and the ranges they delete, or the duplicate.
-fn intervals(ops: &[RequestOp]) -> Result<(BTreeSet<Vec<u8>>, Deleted), KvError> {
-    let mut deletes: Deleted = ops
-        .iter()
-        .filter_map(|op| match op {
-            RequestOp::DeleteRange(d) => Some((d.key.clone(), d.range_end.clone())),
-            _ => None,
-        })
-        .collect();
-    let mut puts = BTreeSet::new();
-    for op in ops {
-        let RequestOp::Txn(nested) = op else { continue };
-        let (then_puts, then_deletes) = intervals(&nested.success)?;
-        let (else_puts, else_deletes) = intervals(&nested.failure)?;
-        for key in &then_puts {
-            if puts.contains(key) || deleted(&deletes, key) {
-                return Err(KvError::DuplicateKey);
-            }
-            puts.insert(key.clone());
-        }
-        for key in &else_puts {
-            let clash = puts.contains(key) && !then_puts.contains(key);
-            if clash || deleted(&deletes, key) {
-                return Err(KvError::DuplicateKey);
-            }
-            puts.insert(key.clone());
-        }
-        deletes.extend(then_deletes);
-        deletes.extend(else_deletes);
-    }
-    for op in ops {
-        let RequestOp::Put(put) = op else { continue };
-        if puts.contains(&put.key) || deleted(&deletes, &put.key) {
-            return Err(KvError::DuplicateKey);
-        }
-        puts.insert(put.key.clone());
-    }
-    Ok((puts, deletes))
+/// The revision, compacted revision and applied position a transaction sees.
+pub(crate) fn read_meta(txn: &ReadTransaction) -> Result<Position, KvError> {
+    let meta = txn.open_table(META)?;
+    let get = |name: &str| -> Result<Option<u64>, KvError> {
+        Ok(meta.get(name)?.map(|guard| guard.value()))
+    };
+    let missing = || KvError::Storage("the store's meta table lacks its revision".to_string());
+    let revision = get(REVISION)?.ok_or_else(missing)?.cast_signed();
+    let compacted = get(COMPACTED)?.ok_or_else(missing)?.cast_signed();
+    let applied = match (get(APPLIED_TERM)?, get(APPLIED_INDEX)?) {
+        (Some(term), Some(index)) => Some((term, index)),
+        _ => None,
+    };
+    Ok(Position { revision, compacted, applied })
 }
 
-fn deleted(deletes: &Deleted, key: &[u8]) -> bool {
-    deletes.iter().any(|(start, end)| bounds(start, end).contains(key))
-}
-
-/// A write transaction at the next revision; it takes it only if it changed anything.
-struct Write<'a> {
-    store: &'a mut Store,
+fn write_meta(
+    meta: &mut Table<'_, &'static str, u64>,
     revision: i64,
-    events: Vec<Event>,
+    compacted: i64,
+    applied: Option<(u64, u64)>,
+) -> Result<(), KvError> {
+    meta.insert(REVISION, revision.cast_unsigned())?;
+    meta.insert(COMPACTED, compacted.cast_unsigned())?;
+    if let Some((term, index)) = applied {
+        meta.insert(APPLIED_TERM, term)?;
+        meta.insert(APPLIED_INDEX, index)?;
+    }
+    Ok(())
 }
 
-impl Write<'_> {
-    /// The key's value as this transaction sees it (its own changes included).
-    fn current(&self, key: &[u8]) -> Option<KeyValue> {
-        self.store.at(key, &[], self.revision).next().cloned()
+impl StoreReader {
+    /// Range, at the head of the state this call sees.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::range`].
+    pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, KvError> {
+        let txn = self.db.begin_read()?;
+        let position = read_meta(&txn)?;
+        let head = position.revision;
+        let revision = read_revision(request.revision, head, position.compacted)?;
+        open_kv(&txn)?.range_at(request, revision, head)
     }
 
-    fn put(&mut self, request: &PutRequest) -> PutResponse {
-        let previous = self.current(&request.key);
-        let old = previous.clone().unwrap_or_default();
-        let lease = if request.ignore_lease { old.lease } else { request.lease };
-        let kv = KeyValue {
-            key: request.key.clone(),
-            create_revision: if previous.is_some() { old.create_revision } else { self.revision },
-            mod_revision: self.revision,
-            version: old.version + 1,
-            value: if request.ignore_value { old.value.clone() } else { request.value.clone() },
-            lease,
-        };
-        self.attach(&request.key, old.lease, lease);
-        self.change(&request.key, Some(kv.clone()));
-        self.events.push(Event { kind: EventKind::Put, kv, prev_kv: previous.clone() });
-        PutResponse { prev_kv: if request.prev_kv { previous } else { None } }
+    /// The events of up to `limit` revisions after `revision`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::events_after`].
+    pub fn events_after(
+        &self,
+        revision: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Vec<Event>)>, KvError> {
+        let txn = self.db.begin_read()?;
+        if revision < read_meta(&txn)?.compacted {
+            return Err(KvError::Compacted);
+        }
+        open_kv(&txn)?.events_after(revision, limit)
     }
 
-    fn delete_range(&mut self, request: &DeleteRangeRequest) -> DeleteRangeResponse {
-        let doomed: Vec<KeyValue> =
-            self.store.at(&request.key, &request.range_end, self.revision).cloned().collect();
-        for kv in &doomed {
-            self.attach(&kv.key, kv.lease, 0);
-            self.change(&kv.key, None);
-            let gone = KeyValue {
-                key: kv.key.clone(),
-                mod_revision: self.revision,
-                ..KeyValue::default()
-            };
-            self.events.push(Event {
-                kind: EventKind::Delete,
-                kv: gone,
-                prev_kv: Some(kv.clone()),
-            });
+    /// The leases, by id, with their keys.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::Storage`].
+    pub fn leases(&self) -> Result<BTreeMap<i64, Lease>, KvError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LEASES)?;
+        let keys = txn.open_table(LEASE_KEYS)?;
+        let mut leases = BTreeMap::new();
+        for entry in table.range(..)? {
+            let (id, lease) = entry?;
+            let (id, (ttl, remaining)) = (id.value(), lease.value());
+            leases.insert(id, Lease { ttl, remaining, keys: lease_keys(&keys, id)? });
         }
-        DeleteRangeResponse {
-            deleted: i64::try_from(doomed.len()).unwrap_or(i64::MAX),
-            prev_kvs: if request.prev_kv { doomed } else { Vec::new() },
-        }
+        Ok(leases)
     }
 
-    fn txn(&mut self, request: &TxnRequest, path: &[bool], at: &mut usize) -> TxnResponse {
-        let succeeded = path[*at];
-        *at += 1;
-        let mut responses = Vec::new();
-        for op in branch(request, succeeded) {
-            responses.push(match op {
-                RequestOp::Range(r) => {
-                    let revision = if r.revision <= 0 { self.revision } else { r.revision };
-                    ResponseOp::Range(self.store.range_at(r, revision))
-                }
-                RequestOp::Put(put) => ResponseOp::Put(self.put(put)),
-                RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete_range(d)),
-                RequestOp::Txn(nested) => ResponseOp::Txn(self.txn(nested, path, at)),
-            });
-        }
-        TxnResponse { succeeded, responses }
+    /// The head revision, the compacted revision and the applied position, as committed.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::Storage`].
+    pub fn position(&self) -> Result<Position, KvError> {
+        read_meta(&self.db.begin_read()?)
     }
+}
 
-    /// Moves `key` from lease `old` to lease `new` (0: none).
-    fn attach(&mut self, key: &[u8], old: i64, new: i64) {
-        if let Some(lease) = self.store.leases.get_mut(&old) {
-            lease.keys.remove(key);
-        }
-        if let Some(lease) = self.store.leases.get_mut(&new) {
-            lease.keys.insert(key.to_vec());
-        }
-    }
+type ReadKv = Kv<
+    redb::ReadOnlyTable<crate::tables::Rev, &'static [u8]>,
+    redb::ReadOnlyTable<crate::tables::IndexKey, crate::tables::IndexValue>,
+    redb::ReadOnlyTable<&'static [u8], crate::tables::Latest>,
+>;
 
-    fn change(&mut self, key: &[u8], kv: Option<KeyValue>) {
-        let changes = self.store.keys.entry(key.to_vec()).or_default();
-        let change = Change { revision: self.revision, kv };
-        match changes.last_mut() {
-            Some(last) if last.revision == self.revision => *last = change,
-            _ => changes.push(change),
-        }
-    }
-
-    /// Takes the revision if anything changed.
-    fn commit(self) {
-        if !self.events.is_empty() {
-            self.store.revision = self.revision;
-            self.store.events.insert(self.revision, self.events);
-        }
-    }
+fn open_kv(txn: &ReadTransaction) -> Result<ReadKv, KvError> {
+    Ok(Kv {
+        history: txn.open_table(HISTORY)?,
+        index: txn.open_table(INDEX)?,
+        latest: txn.open_table(LATEST)?,
+    })
 }

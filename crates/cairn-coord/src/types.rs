@@ -241,7 +241,8 @@ pub struct TxnResponse {
     pub responses: Vec<ResponseOp>,
 }
 
-/// Why the store refused a request (each maps to etcd's gRPC status and message).
+/// Why the store refused a request (each maps to etcd's gRPC status and message), or could not
+/// serve it ([`KvError::Storage`]).
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum KvError {
     /// The revision asked for was compacted.
@@ -268,4 +269,31 @@ pub enum KvError {
     /// A lease's TTL must be positive.
     #[error("etcdserver: lease TTL must be positive")]
     BadTtl,
+    /// The store's file failed (IO, corruption, a damaged record): not an answer to the
+    /// request, and not the same on every replica. The caller stops the replica (its store is
+    /// as of its last commit) and recovers it from a snapshot; the request's outcome is
+    /// unknown to its client.
+    #[error("etcdserver: storage failed: {0}")]
+    Storage(String),
+}
+
+/// Why a store could not be opened, made durable, snapshotted or restored: the caller stops
+/// the replica (nothing here is an answer to a request).
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// redb or the file system failed, or the file is damaged or of an unknown format.
+    #[error("coordination store: {0}")]
+    Storage(String),
+    /// A snapshot's bytes are cut, damaged (checksum), of an unknown version or malformed.
+    #[error("coordination snapshot: {0}")]
+    Snapshot(String),
+}
+
+impl From<KvError> for StoreError {
+    fn from(error: KvError) -> StoreError {
+        match error {
+            KvError::Storage(message) => StoreError::Storage(message),
+            refusal => StoreError::Storage(format!("unexpected refusal: {refusal}")),
+        }
+    }
 }

@@ -163,9 +163,8 @@ fn nested_compares_are_evaluated_before_any_op_runs() {
 
 #[test]
 fn compares_over_a_range_hold_for_every_key_and_a_missing_key_is_version_zero() {
-    let store = filled();
     let txn = |compare: Compare| {
-        let mut store = store.clone();
+        let mut store = filled();
         store
             .txn(&TxnRequest { compare: vec![compare], ..TxnRequest::default() })
             .expect("a txn")
@@ -212,4 +211,19 @@ fn ignore_value_and_ignore_lease_keep_the_key_s_own() {
         store.range(&range("k", b"")).expect("a range").kvs.is_empty(),
         "the key went with its lease"
     );
+}
+
+#[test]
+fn events_page_by_whole_revisions() {
+    let mut store = filled();
+    let both = TxnRequest {
+        success: vec![RequestOp::Put(put("x", "1")), RequestOp::Put(put("y", "1"))],
+        ..TxnRequest::default()
+    };
+    store.txn(&both).expect("a txn");
+    let page = store.events_after(4, 2).expect("events");
+    let shape: Vec<(i64, usize)> = page.iter().map(|(r, events)| (*r, events.len())).collect();
+    assert_eq!(shape, [(5, 1), (6, 2)]);
+    assert_eq!(store.events_after(1, 1).expect("events")[0].0, 2, "the next page starts after");
+    assert!(store.events_after(6, 10).expect("events").is_empty());
 }

@@ -1,12 +1,15 @@
 //! The store against a model that keeps the whole keyspace of every revision: random puts,
 //! deletes, transactions, leases and compactions, then reads at every revision answer as the
-//! model does, and the events replayed from the start rebuild the keyspace.
+//! model does, the events replayed from the start rebuild the keyspace, and a store restored
+//! from its snapshot answers alike.
+
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_coord::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, EventKind, KeyValue, KvError,
-    PutRequest, RangeRequest, RequestOp, Store, TxnRequest,
+    PutRequest, RequestOp, Store, TxnRequest,
 };
 use proptest::prelude::*;
 
@@ -207,16 +210,13 @@ fn run(store: &mut Store, model: &mut Model, action: &Action) -> Result<(), Test
     Ok(())
 }
 
-fn all_keys(revision: i64) -> RangeRequest {
-    RangeRequest { key: vec![0], range_end: vec![0], revision, ..RangeRequest::default() }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
     fn the_store_answers_as_the_model_at_every_revision(
         actions in proptest::collection::vec(action(), 1..60),
+        damage in any::<prop::sample::Index>(),
     ) {
         let mut store = Store::new();
         let mut model = Model::new();
@@ -225,7 +225,7 @@ proptest! {
             prop_assert_eq!(store.revision(), model.revision());
         }
         for revision in 1..=model.revision() {
-            let answer = store.range(&all_keys(revision));
+            let answer = store.range(&common::all_keys(revision));
             if revision < model.compacted {
                 prop_assert_eq!(answer, Err(KvError::Compacted));
                 continue;
@@ -234,11 +234,11 @@ proptest! {
                 model.revisions[usize::try_from(revision).unwrap()].values().cloned().collect();
             prop_assert_eq!(answer.expect("a readable revision").kvs, expected, "at {}", revision);
         }
-        prop_assert_eq!(store.range(&all_keys(model.revision() + 1)), Err(KvError::FutureRevision));
+        prop_assert_eq!(store.range(&common::all_keys(model.revision() + 1)), Err(KvError::FutureRevision));
         // The events after the compacted revision rebuild the keyspace from there.
         let from = model.compacted.max(1);
         let mut rebuilt = model.revisions[usize::try_from(from).unwrap()].clone();
-        for (revision, events) in store.events_after(from).expect("not compacted") {
+        for (revision, events) in store.events_after(from, usize::MAX).expect("not compacted") {
             for event in events {
                 prop_assert_eq!(event.kv.mod_revision, revision);
                 match event.kind {
@@ -249,7 +249,16 @@ proptest! {
         }
         prop_assert_eq!(&rebuilt, model.current());
         let leases: BTreeMap<i64, BTreeSet<Vec<u8>>> =
-            store.leases().iter().map(|(id, l)| (*id, l.keys.clone())).collect();
+            store.leases().expect("leases").into_iter().map(|(id, l)| (id, l.keys)).collect();
         prop_assert_eq!(leases, model.leases.clone());
+        // A store rebuilt from its snapshot answers alike; a damaged snapshot is refused.
+        let mut snapshot = store.snapshot().expect("a snapshot");
+        let copy = Store::restore_in_memory(&mut snapshot.as_slice()).expect("restores");
+        prop_assert_eq!(common::state(&copy), common::state(&store));
+        let at = damage.index(snapshot.len());
+        snapshot[at] ^= 0x10;
+        prop_assert!(Store::restore_in_memory(&mut snapshot.as_slice()).is_err());
+        let cut = damage.index(snapshot.len());
+        prop_assert!(Store::restore_in_memory(&mut &snapshot[..cut]).is_err());
     }
 }

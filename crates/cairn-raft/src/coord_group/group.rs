@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_coord::{Answer, Command, Forward, Position, Refusal, Reply, Store};
+use cairn_coord::{Answer, Command, EntryPosition, Forward, Refusal, Reply, StoreReader};
 use cairn_storage::Disk;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::ClientWriteError;
@@ -103,17 +103,21 @@ impl<D: Disk + Clone> CoordGroup<D> {
         }
     }
 
-    /// Reads the store as this node applied it.
-    pub fn read<R>(&self, read: impl FnOnce(&Store) -> R) -> R {
-        self.shared.read(read)
+    /// Reads of the store as this node applied it (each read sees one applied state).
+    #[must_use]
+    pub fn reader(&self) -> &StoreReader {
+        &self.shared.reader
     }
 
     /// Every revision applied here from now on, and the store's revision when subscribing
     /// (revisions up to it may come again: a watcher skips what it sent).
-    #[must_use]
-    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<Applied>>, i64) {
+    ///
+    /// # Errors
+    /// [`Refusal::Unavailable`] if the store cannot be read.
+    pub fn subscribe(&self) -> Result<(broadcast::Receiver<Arc<Applied>>, i64), Refusal> {
         let receiver = self.shared.revisions.subscribe();
-        (receiver, self.read(Store::revision))
+        let position = self.reader().position().map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        Ok((receiver, position.revision))
     }
 
     /// The group as this node sees it: leader, term, commit and apply indexes.
@@ -193,7 +197,7 @@ impl<D: Disk + Clone> CoordGroup<D> {
     }
 
     /// The leader's read index: everything committed before the call.
-    pub(super) async fn leader_read_index(&self) -> Result<Option<Position>, Refusal> {
+    pub(super) async fn leader_read_index(&self) -> Result<Option<EntryPosition>, Refusal> {
         let read = tokio::time::timeout(
             self.timeout,
             self.raft.ensure_linearizable(ReadPolicy::ReadIndex),
@@ -265,7 +269,7 @@ impl<D: Disk + Clone> CoordGroup<D> {
     /// Waits until this node applied `position` (nothing to wait for: `None`), until `deadline`.
     async fn wait_applied(
         &self,
-        position: Option<Position>,
+        position: Option<EntryPosition>,
         deadline: Instant,
     ) -> Result<(), Refusal> {
         let Some((term, index)) = position else { return Ok(()) };
@@ -296,7 +300,7 @@ pub struct CoordStatus {
 /// How long a request waits at most before looking for the leader again.
 const LEADER_PAUSE: Duration = Duration::from_millis(50);
 
-fn position(id: LogId) -> Position {
+fn position(id: LogId) -> EntryPosition {
     (id.leader_id.term, id.index)
 }
 

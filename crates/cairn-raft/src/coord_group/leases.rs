@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use cairn_coord::{Command, KvError, Refusal, Reply, Store};
+use std::collections::BTreeMap;
+
+use cairn_coord::{Command, KvError, Lease, Refusal, Reply};
 use cairn_storage::Disk;
 use openraft::async_runtime::WatchReceiver;
 use tokio::time::Instant;
@@ -54,15 +56,15 @@ impl Lessor {
         command: Command,
     ) -> Command {
         let Command::LeaseGrant { id: 0, ttl } = command else { return command };
-        let id = group.read(|store| {
-            loop {
-                let id = i64::from_ne_bytes(uuid::Uuid::new_v4().as_u64_pair().0.to_ne_bytes());
-                let id = id & i64::MAX;
-                if id != 0 && !store.leases().contains_key(&id) {
-                    break id;
-                }
+        // A collision (one in 2^63) is refused by apply as LeaseExists, as etcd's.
+        let leases = group.reader().leases().unwrap_or_default();
+        let id = loop {
+            let id = i64::from_ne_bytes(uuid::Uuid::new_v4().as_u64_pair().0.to_ne_bytes());
+            let id = id & i64::MAX;
+            if id != 0 && !leases.contains_key(&id) {
+                break id;
             }
-        });
+        };
         Command::LeaseGrant { id, ttl }
     }
 
@@ -102,14 +104,9 @@ impl Lessor {
     /// The TTL of lease `id`, this node leading, its deadlines taken up for this term.
     fn leased<D: Disk + Clone>(&self, group: &CoordGroup<D>, id: i64) -> Result<i64, Refusal> {
         let term = self.leading_term(group)?;
-        group.read(|store| {
-            self.take_up(store, term);
-            store
-                .leases()
-                .get(&id)
-                .map(|lease| lease.ttl)
-                .ok_or(Refusal::Kv(KvError::LeaseNotFound))
-        })
+        let leases = leases(group)?;
+        self.take_up(&leases, term);
+        leases.get(&id).map(|lease| lease.ttl).ok_or(Refusal::Kv(KvError::LeaseNotFound))
     }
 
     /// The term this node leads in.
@@ -121,21 +118,20 @@ impl Lessor {
         }
     }
 
-    /// Takes the deadlines up from `store` if `term` is new (module docs), and forgets leases
-    /// the store no longer has.
-    fn take_up(&self, store: &Store, term: u64) {
+    /// Takes the deadlines up from the store's `leases` if `term` is new (module docs), and
+    /// forgets leases the store no longer has.
+    fn take_up(&self, leases: &BTreeMap<i64, Lease>, term: u64) {
         let mut state = self.lock();
         let now = Instant::now();
         if state.term != term {
             state.term = term;
-            state.by_lease = store
-                .leases()
+            state.by_lease = leases
                 .iter()
                 .map(|(&id, lease)| (id, now + seconds(lease.remaining) + self.extension))
                 .collect();
         }
-        state.by_lease.retain(|id, _| store.leases().contains_key(id));
-        for (&id, lease) in store.leases() {
+        state.by_lease.retain(|id, _| leases.contains_key(id));
+        for (&id, lease) in leases {
             state.by_lease.entry(id).or_insert(now + seconds(lease.remaining) + self.extension);
         }
     }
@@ -143,7 +139,7 @@ impl Lessor {
     /// The leases past their deadline.
     fn expired<D: Disk + Clone>(&self, group: &CoordGroup<D>) -> Result<Vec<i64>, Refusal> {
         let term = self.leading_term(group)?;
-        group.read(|store| self.take_up(store, term));
+        self.take_up(&leases(group)?, term);
         let now = Instant::now();
         let state = self.lock();
         Ok(state.by_lease.iter().filter(|(_, at)| **at <= now).map(|(&id, _)| id).collect())
@@ -166,6 +162,10 @@ impl Lessor {
     fn lock(&self) -> std::sync::MutexGuard<'_, Deadlines> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+fn leases<D: Disk + Clone>(group: &CoordGroup<D>) -> Result<BTreeMap<i64, Lease>, Refusal> {
+    group.reader().leases().map_err(|error| Refusal::Unavailable(error.to_string()))
 }
 
 fn seconds(ttl: i64) -> Duration {

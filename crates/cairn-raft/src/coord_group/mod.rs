@@ -18,7 +18,10 @@ mod state_machine;
 
 pub use group::{CoordGroup, CoordStatus, Written};
 pub use leases::CHECKPOINT_INTERVAL;
-pub use state_machine::{Applied, CoordSnapshot, CoordStateMachine, NoSnapshots};
+pub use state_machine::{
+    Applied, CoordSnapshot, CoordStateMachine, NoSnapshots, PERSIST_ENTRIES, PERSIST_INTERVAL,
+    STORE_FILE,
+};
 
 /// The coordination group's id on the peer transport: the highest, which partitions' groups
 /// (numbered up from 1 by the core) never reach.

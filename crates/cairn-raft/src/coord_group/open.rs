@@ -16,7 +16,7 @@ use super::COORD_DIR;
 use super::COORD_GROUP;
 use super::group::{CoordGroup, clients};
 use super::leases::{self, Lessor};
-use super::state_machine::{CoordSnapshot, CoordStateMachine, Shared};
+use super::state_machine::{CoordSnapshot, CoordStateMachine};
 use crate::core_group::{CoreConfig, CoreError, CorePeers, initialize, make_dir};
 use crate::group::GroupLog;
 use crate::peer::{GroupHandler, GroupRequest, HandlerFuture, Response};
@@ -116,8 +116,7 @@ where
         Arc::clone(&config.flush_seconds),
     )?;
     let flusher = crate::runtime::spawn(log.clone().run_flusher());
-    let shared = Shared::new();
-    let machine = CoordStateMachine::new(log.clone(), Arc::clone(&shared));
+    let (machine, shared) = CoordStateMachine::open(log.clone(), &dir)?;
     let store = LogStore::new(log.clone(), Arc::new(NoSink), Arc::clone(&config.clock));
     let raft_config = Arc::new(config.timers.openraft_config()?);
     let raft = Raft::new(node, raft_config, network, store, machine)

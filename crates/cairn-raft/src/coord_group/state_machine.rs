@@ -7,16 +7,23 @@
 //!   and the applied position moves, before any writer is answered (read-your-writes).
 //!   A command that does not decode is a newer version or damage: the group stops rather than
 //!   skip it and diverge.
-//! - Restart: the store is in memory for now and applies the whole log again; its log is
-//!   never purged and no snapshot is built (RFC 0009 §2 moves the store to redb, with its
-//!   applied position and snapshots).
+//! - Durability: the store is a redb file (`store.redb`); each entry is applied in one redb
+//!   transaction with its position, without an fsync, and every [`PERSIST_ENTRIES`] entries or
+//!   [`PERSIST_INTERVAL`] the applied state is made durable (RFC 0009 §2). The Raft log is the
+//!   durability of what was acknowledged: a restart reopens the store as of its last persist
+//!   and openraft applies the entries after it again. A membership entry is recorded in the
+//!   store with its position, so the store's membership is always the one as of its applied
+//!   position.
+//! - Snapshots: none yet; the log is never purged.
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_coord::{Command, Event, KvError, Reply, Store};
+use cairn_coord::{Command, Event, KvError, Reply, Store, StoreReader};
 use cairn_storage::Disk;
 use cairn_types::limits::CORE_REPLIES_MAX;
 use futures_util::StreamExt;
@@ -48,10 +55,20 @@ pub(crate) type Outcome = (Result<Reply, KvError>, i64);
 /// How many applied revisions a watcher may fall behind before it reads them from the store.
 const APPLIED_BUFFER: usize = 4096;
 
+/// Entries applied between two durable commits of the store, at most (etcd's batch limit).
+pub const PERSIST_ENTRIES: u64 = 10_000;
+
+/// How long applied entries wait for a durable commit of the store, at most (etcd's batch
+/// interval).
+pub const PERSIST_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The store's file in the group's directory.
+pub const STORE_FILE: &str = "store.redb";
+
 /// What the state machine shares with [`super::CoordGroup`].
 pub(crate) struct Shared {
-    /// The store, written by apply, read by everyone else.
-    pub(crate) store: Arc<RwLock<Store>>,
+    /// Reads of the store, beside its writer.
+    pub(crate) reader: StoreReader,
     /// The last applied entry.
     pub(crate) applied: watch::Sender<Option<LogId>>,
     /// Each applied revision, in order.
@@ -62,10 +79,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new() -> Arc<Shared> {
+    fn new(reader: StoreReader, applied: Option<LogId>) -> Arc<Shared> {
         Arc::new(Shared {
-            store: Arc::new(RwLock::new(Store::new())),
-            applied: watch::Sender::new(None),
+            reader,
+            applied: watch::Sender::new(applied),
             revisions: broadcast::Sender::new(APPLIED_BUFFER),
             outcomes: Mutex::new(BTreeMap::new()),
         })
@@ -83,25 +100,45 @@ impl Shared {
     pub(crate) fn take_outcome(&self, index: u64) -> Option<Outcome> {
         self.outcomes.lock().unwrap_or_else(PoisonError::into_inner).remove(&index)
     }
-
-    /// Reads the store.
-    pub(crate) fn read<R>(&self, read: impl FnOnce(&Store) -> R) -> R {
-        read(&self.store.read().unwrap_or_else(PoisonError::into_inner))
-    }
 }
 
 /// The coordination group's state machine (module docs).
 pub struct CoordStateMachine<D: Disk> {
     group: GroupLog<D>,
+    store: Store,
     applied: Option<LogId>,
     /// The newest membership applied.
     membership: Option<MembershipAt>,
     shared: Arc<Shared>,
+    /// Entries applied since the last durable commit, and when the first of them was.
+    unpersisted: (u64, Option<Instant>),
 }
 
 impl<D: Disk> CoordStateMachine<D> {
-    pub(crate) fn new(group: GroupLog<D>, shared: Arc<Shared>) -> CoordStateMachine<D> {
-        CoordStateMachine { group, applied: None, membership: None, shared }
+    /// The state machine over the store in `dir` (created if missing), as of its last persist.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store cannot be opened or its membership is damaged.
+    pub(crate) fn open(
+        group: GroupLog<D>,
+        dir: &Path,
+    ) -> Result<(CoordStateMachine<D>, Arc<Shared>), StoreError> {
+        let store = Store::open(&dir.join(STORE_FILE)).map_err(|error| storage(&error))?;
+        let applied = store.applied().map(|(term, index)| log_id(term, index));
+        let membership = match store.membership().map_err(|error| storage(&error))? {
+            Some(bytes) => Some(decode_membership(&bytes)?),
+            None => None,
+        };
+        let shared = Shared::new(store.reader(), applied);
+        let machine = CoordStateMachine {
+            group,
+            store,
+            applied,
+            membership,
+            shared: Arc::clone(&shared),
+            unpersisted: (0, None),
+        };
+        Ok((machine, shared))
     }
 
     /// Applies one entry; returns the command's outcome for a normal entry, and the revisions
@@ -118,43 +155,97 @@ impl<D: Disk> CoordStateMachine<D> {
                 self.applied
             )));
         }
+        let position = (id.leader_id.term, id.index);
         let outcome = match entry.payload() {
             EntryPayload::Normal(proposal) => {
                 let decode = |value: &[u8]| Command::decode(value).map_err(|e| e.to_string());
                 let command = one_record(&proposal.batch, entry.index(), decode)?;
-                Some(self.apply_command(&command, published))
+                Some(self.apply_command(&command, position, published)?)
             }
             EntryPayload::Membership(membership) => {
                 let members = Members::from_membership(membership)
                     .map_err(|error| StoreError::Invalid(format!("membership: {error}")))?;
-                self.membership = Some(MembershipAt { log_id: id, members });
+                let at = MembershipAt { log_id: id, members };
+                let encoded = encode_membership(&at);
+                self.store.apply_membership(&encoded, Some(position)).map_err(|e| storage(&e))?;
+                self.membership = Some(at);
                 // The log store saves the committed id below unapplied membership entries.
                 self.group.state().unapplied.retain(|&index| index > id.index);
                 self.group.save_committed()?;
                 None
             }
-            EntryPayload::Blank => None,
+            EntryPayload::Blank => {
+                self.store.apply_at(None, position).map_err(|error| storage(&error))?;
+                None
+            }
         };
         self.applied = Some(id);
+        self.unpersisted.0 += 1;
+        self.unpersisted.1.get_or_insert_with(Instant::now);
         Ok(outcome)
     }
 
-    fn apply_command(&self, command: &Command, published: &mut Vec<Arc<Applied>>) -> Outcome {
-        let mut store = self.shared.store.write().unwrap_or_else(PoisonError::into_inner);
-        let before = store.revision();
-        let reply = store.apply(command);
-        let after = store.revision();
+    fn apply_command(
+        &mut self,
+        command: &Command,
+        position: (u64, u64),
+        published: &mut Vec<Arc<Applied>>,
+    ) -> Result<Outcome, StoreError> {
+        let before = self.store.revision();
+        let reply = self.store.apply_at(Some(command), position);
+        if let Err(KvError::Storage(error)) = &reply {
+            return Err(storage(error));
+        }
+        let after = self.store.revision();
         if after > before {
-            // The revisions this command made are newer than any compaction: they are there.
-            let made = store.events_after(before).unwrap_or_default();
+            let limit = usize::try_from(after - before).unwrap_or(usize::MAX);
+            let made = self.store.events_after(before, limit).map_err(|error| storage(&error))?;
             published.extend(
-                made.into_iter().map(|(revision, events)| {
-                    Arc::new(Applied { revision, events: events.to_vec() })
-                }),
+                made.into_iter().map(|(revision, events)| Arc::new(Applied { revision, events })),
             );
         }
-        (reply, after)
+        Ok((reply, after))
     }
+
+    /// Makes the applied entries durable if enough of them waited, or long enough.
+    fn persist_if_due(&mut self) -> Result<(), StoreError> {
+        let (entries, since) = self.unpersisted;
+        let due = entries >= PERSIST_ENTRIES
+            || since.is_some_and(|since| since.elapsed() >= PERSIST_INTERVAL);
+        if due {
+            self.persist()?;
+        }
+        Ok(())
+    }
+
+    /// Makes every applied entry durable.
+    pub(crate) fn persist(&mut self) -> Result<(), StoreError> {
+        self.store.persist().map_err(|error| storage(&error))?;
+        self.unpersisted = (0, None);
+        Ok(())
+    }
+}
+
+fn storage(error: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Failed(format!("the coordination store: {error}"))
+}
+
+/// A membership as the store keeps it: its entry's term and index, then [`Members::encode`].
+fn encode_membership(at: &MembershipAt) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&at.log_id.leader_id.term.to_be_bytes());
+    bytes.extend_from_slice(&at.log_id.index.to_be_bytes());
+    bytes.extend_from_slice(&at.members.encode());
+    bytes
+}
+
+fn decode_membership(bytes: &[u8]) -> Result<MembershipAt, StoreError> {
+    let bad = |why: &str| StoreError::Invalid(format!("the store's membership: {why}"));
+    let (term, rest) = bytes.split_first_chunk::<8>().ok_or_else(|| bad("cut short"))?;
+    let (index, members) = rest.split_first_chunk::<8>().ok_or_else(|| bad("cut short"))?;
+    let members = Members::decode(members).map_err(|error| bad(&error.to_string()))?;
+    let log_id = log_id(u64::from_be_bytes(*term), u64::from_be_bytes(*index));
+    Ok(MembershipAt { log_id, members })
 }
 
 impl<D: Disk + Clone> RaftStateMachine<TypeConfig> for CoordStateMachine<D> {
@@ -185,6 +276,9 @@ impl<D: Disk + Clone> RaftStateMachine<TypeConfig> for CoordStateMachine<D> {
                     break;
                 }
             }
+        }
+        if failed.is_none() {
+            failed = self.persist_if_due().err();
         }
         // What was applied is published before anyone hears of it (read-your-writes).
         for applied in published {
