@@ -1,11 +1,14 @@
 //! A [`Coordination`] over `cairn_coord::Store` in memory, for the tests only, and a harness
 //! that serves it on 127.0.0.1 and connects the real `etcd-client` to it.
 
+// Each test binary uses a part of it.
+#![allow(dead_code)]
+
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use cairn_coord::{Command, KvError, RangeRequest, RangeResponse, Reply, Store};
+use cairn_coord::{Command, KvError, PutRequest, RangeRequest, RangeResponse, Reply, Store};
 use cairn_etcd::{
     Applied, CoordError, Coordination, EtcdConfig, Header, LeaseStatus, Member, Status,
 };
@@ -44,6 +47,13 @@ impl MemoryBackend {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().expect("a test backend's lock was poisoned")
+    }
+
+    /// Puts `key` at once, without yielding: on the test's single thread, the server's tasks
+    /// see nothing until the test awaits.
+    pub fn put_now(&self, key: &str, value: &str) -> i64 {
+        let put = PutRequest { key: key.into(), value: value.into(), ..PutRequest::default() };
+        self.apply(&Command::Put(put)).expect("a put").1
     }
 
     /// Applies `command` and broadcasts the revisions it made.
@@ -155,6 +165,8 @@ impl Coordination for MemoryBackend {
 
 /// A served backend and a connected client.
 pub struct Harness {
+    /// The backend behind the server.
+    pub backend: Arc<MemoryBackend>,
     /// The real etcd client, connected.
     pub client: etcd_client::Client,
     stop: oneshot::Sender<()>,
@@ -182,7 +194,7 @@ impl Harness {
         let client = bounded(etcd_client::Client::connect([endpoint], None))
             .await
             .expect("the client connects");
-        Harness { client, stop, server }
+        Harness { backend, client, stop, server }
     }
 
     /// Stops the server and waits for it.
