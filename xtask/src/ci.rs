@@ -21,6 +21,7 @@ pub struct Step {
 /// Every CI step, in the order they run. The single list of what CI does.
 pub const STEPS: &[Step] = &[
     Step { name: "fmt", run: fmt },
+    Step { name: "tools", run: tools },
     Step { name: "clippy", run: clippy },
     Step { name: "test", run: test },
     Step { name: "doctest", run: doctest },
@@ -48,6 +49,12 @@ pub fn run(root: &Path) -> Result<()> {
 
 fn fmt(root: &Path) -> Result<()> {
     cargo(root, &["fmt", "--all", "--", "--check"])
+}
+
+/// Installs what building the tests needs beyond cargo: `protoc`, which the build script of
+/// cairn-etcd's `etcd-client` dev-dependency runs (cairn's own crates build without it).
+fn tools(_root: &Path) -> Result<()> {
+    crate::compat::ensure_tool("protoc", &["--version"], &["protobuf-compiler"])
 }
 
 fn clippy(root: &Path) -> Result<()> {

@@ -78,7 +78,7 @@ fn ensure_node() -> Result<()> {
 
 /// Makes sure `tool args` succeeds, installing the Debian `packages` with `apt-get` (as root)
 /// if it does not.
-fn ensure_tool(tool: &str, args: &[&str], packages: &[&str]) -> Result<()> {
+pub(crate) fn ensure_tool(tool: &str, args: &[&str], packages: &[&str]) -> Result<()> {
     let works = || command_succeeds(Command::new(tool).args(args));
     if works() {
         header(&format!("{tool} is installed"));

@@ -31,6 +31,17 @@ pub struct Event {
     pub prev_kv: Option<KeyValue>,
 }
 
+/// One revision's changes, in the order they were made: what the coordination group
+/// publishes to watchers as it applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The revision.
+    pub revision: i64,
+    /// Its events. Each carries `prev_kv` whenever the key existed before, whatever the
+    /// request asked: the watches strip it unless theirs asked.
+    pub events: Vec<Event>,
+}
+
 /// The kind of an [`Event`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_coord::{Answer, Command, EntryPosition, Forward, Refusal, Reply, StoreReader};
+use cairn_coord::{Answer, Applied, Command, EntryPosition, Forward, Refusal, Reply, StoreReader};
 use cairn_storage::Disk;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::ClientWriteError;
@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::COORD_GROUP;
 use super::leases::Lessor;
-use super::state_machine::{Applied, CoordStateMachine, Shared};
+use super::state_machine::{CoordStateMachine, Shared};
 use crate::core_group::command_batch;
 use crate::entry::log_id;
 use crate::peer::{CallError, ErrorCode, PeerClient, PeerNode, Request, Response, Unreachable};

@@ -3,7 +3,7 @@
 //! [`cairn_coord::Store`], etcd's MVCC keyspace with its leases, behind the etcd API.
 //!
 //! - `state_machine.rs`: [`CoordStateMachine`]: each entry's command applied to the store,
-//!   each revision it made published to the watchers ([`Applied`]), the applied position
+//!   each revision it made published to the watchers ([`cairn_coord::Applied`]), the applied position
 //!   moved, then the writers answered.
 //! - `group.rs`: [`CoordGroup`]: writes proposed by the leader (forwarded to it in `CoordCall`
 //!   frames by the other nodes), linearizable reads through the leader's read index, the
@@ -19,8 +19,7 @@ mod state_machine;
 pub use group::{CoordGroup, CoordStatus, Written};
 pub use leases::CHECKPOINT_INTERVAL;
 pub use state_machine::{
-    Applied, CoordSnapshot, CoordStateMachine, NoSnapshots, PERSIST_ENTRIES, PERSIST_INTERVAL,
-    STORE_FILE,
+    CoordSnapshot, CoordStateMachine, NoSnapshots, PERSIST_ENTRIES, PERSIST_INTERVAL, STORE_FILE,
 };
 
 /// The coordination group's id on the peer transport: the highest, which partitions' groups

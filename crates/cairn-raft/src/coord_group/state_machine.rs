@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_coord::{Command, Event, KvError, Reply, Store, StoreReader};
+use cairn_coord::{Applied, Command, KvError, Reply, Store, StoreReader};
 use cairn_storage::Disk;
 use cairn_types::limits::CORE_REPLIES_MAX;
 use futures_util::StreamExt;
@@ -39,15 +39,6 @@ use crate::membership::Members;
 use crate::record::MembershipAt;
 use crate::state_machine::stored;
 use crate::{LogId, RaftEntry, TypeConfig};
-
-/// One revision's events, in order, as every watcher of this node sees them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Applied {
-    /// The revision.
-    pub revision: i64,
-    /// Its events.
-    pub events: Vec<Event>,
-}
 
 /// The answer of an applied command: its reply or refusal, and the store's revision after it.
 pub(crate) type Outcome = (Result<Reply, KvError>, i64);

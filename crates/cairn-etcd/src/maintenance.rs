@@ -1,0 +1,170 @@
+//! The Maintenance and Cluster services: Status and MemberList from [`Coordination`]; the
+//! rest answers `Unimplemented`, saying what to use instead.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::backend::Coordination;
+use crate::convert;
+use crate::lease::ResponseStream;
+use crate::proto::etcdserverpb as pb;
+use crate::status::{self, unimplemented};
+
+/// etcd's Maintenance service.
+pub struct MaintenanceService<B> {
+    backend: Arc<B>,
+}
+
+impl<B: Coordination> MaintenanceService<B> {
+    /// The service over `backend`.
+    pub fn new(backend: Arc<B>) -> Self {
+        MaintenanceService { backend }
+    }
+}
+
+fn not_yet(what: &str) -> Status {
+    unimplemented(&format!("{what} is not served yet (RFC 0009, step 5)"))
+}
+
+#[tonic::async_trait]
+impl<B: Coordination> pb::maintenance_server::Maintenance for MaintenanceService<B> {
+    type SnapshotStream = ResponseStream<pb::SnapshotResponse>;
+
+    async fn alarm(
+        &self,
+        _request: Request<pb::AlarmRequest>,
+    ) -> Result<Response<pb::AlarmResponse>, Status> {
+        Err(not_yet("Maintenance.Alarm"))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let status = self.backend.status().await.map_err(|e| status::of_coord(&e))?;
+        let header = convert::header(&self.backend.header(), status.revision);
+        let is_learner = false;
+        Ok(Response::new(pb::StatusResponse {
+            header,
+            version: status.version,
+            db_size: status.db_size,
+            leader: status.leader,
+            raft_index: status.raft_index,
+            raft_term: status.raft_term,
+            raft_applied_index: status.raft_applied_index,
+            errors: Vec::new(),
+            db_size_in_use: status.db_size,
+            is_learner,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        Err(not_yet("Maintenance.Defragment"))
+    }
+
+    async fn hash(
+        &self,
+        _request: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
+        Err(not_yet("Maintenance.Hash"))
+    }
+
+    async fn hash_kv(
+        &self,
+        _request: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
+        Err(not_yet("Maintenance.HashKV"))
+    }
+
+    async fn snapshot(
+        &self,
+        _request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(not_yet("Maintenance.Snapshot"))
+    }
+
+    async fn move_leader(
+        &self,
+        _request: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        Err(not_yet("Maintenance.MoveLeader"))
+    }
+
+    async fn downgrade(
+        &self,
+        _request: Request<pb::DowngradeRequest>,
+    ) -> Result<Response<pb::DowngradeResponse>, Status> {
+        Err(unimplemented("Maintenance.Downgrade does not apply to cairn"))
+    }
+}
+
+/// etcd's Cluster service.
+pub struct ClusterService<B> {
+    backend: Arc<B>,
+}
+
+impl<B: Coordination> ClusterService<B> {
+    /// The service over `backend`.
+    pub fn new(backend: Arc<B>) -> Self {
+        ClusterService { backend }
+    }
+}
+
+fn use_cairn_cluster(what: &str) -> Status {
+    unimplemented(&format!(
+        "{what} is not served: membership changes are made with `cairn cluster` (issue 13)"
+    ))
+}
+
+#[tonic::async_trait]
+impl<B: Coordination> pb::cluster_server::Cluster for ClusterService<B> {
+    async fn member_add(
+        &self,
+        _request: Request<pb::MemberAddRequest>,
+    ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        Err(use_cairn_cluster("Cluster.MemberAdd"))
+    }
+
+    async fn member_remove(
+        &self,
+        _request: Request<pb::MemberRemoveRequest>,
+    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        Err(use_cairn_cluster("Cluster.MemberRemove"))
+    }
+
+    async fn member_update(
+        &self,
+        _request: Request<pb::MemberUpdateRequest>,
+    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        Err(use_cairn_cluster("Cluster.MemberUpdate"))
+    }
+
+    async fn member_list(
+        &self,
+        _request: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
+        let header = self.backend.header();
+        let members = self.backend.members().into_iter().map(|member| pb::Member {
+            id: member.id,
+            name: member.name,
+            peer_ur_ls: member.peer_urls,
+            client_ur_ls: member.client_urls,
+            is_learner: member.is_learner,
+        });
+        Ok(Response::new(pb::MemberListResponse {
+            header: convert::header(&header, header.revision),
+            members: members.collect(),
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        _request: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        Err(use_cairn_cluster("Cluster.MemberPromote"))
+    }
+}
