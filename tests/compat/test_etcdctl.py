@@ -236,6 +236,19 @@ def test_txn_compares_and_branches(etcd):
     assert answer["header"]["revision"] == before + 1
 
 
+def test_txn_interactive(etcd):
+    """`txn -i` prompts for each section and reads the same three sections."""
+    key = unique_prefix("txn-i") + "k"
+    put(etcd, key, "1")
+    text = f'value("{key}") = "1"\n\nput {key} 2\nget {key}\n\nget {key}\n\n'
+    out = lines(etcd.etcdctl("txn", "-i", input=text).stdout)
+    prompts = ["compares:", "success requests (get, put, del):", "failure requests (get, put, del):"]
+    assert out[:3] == prompts
+    assert out[3:] == ["SUCCESS", "OK", key, "2"]
+    out = lines(etcd.etcdctl("txn", "-i", input=text).stdout)
+    assert out == prompts + ["FAILURE", key, "2"]
+
+
 def test_txn_refuses_a_key_written_twice(etcd):
     key = unique_prefix("txn-dup") + "k"
     text = f"\nput {key} 1\nput {key} 2\n\n\n"
