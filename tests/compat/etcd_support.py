@@ -13,6 +13,7 @@ every process: cairn with SIGTERM and its exit code checked, etcd with SIGTERM.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
@@ -64,11 +65,7 @@ def etcdctl_binary() -> str:
 def clean_env() -> dict[str, str]:
     """The environment for etcdctl and etcd: none of the caller's `ETCD_*`/`ETCDCTL_*` settings
     (both read their flags from such variables) and no `CAIRN_*` ones; API v3."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ETCD_", "ETCDCTL_", "CAIRN_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_", "CAIRN_"))}
     env["ETCDCTL_API"] = "3"
     return env
 
@@ -116,7 +113,9 @@ def etcdctl_popen(endpoints: list[str], *args: str, **kwargs) -> subprocess.Pope
 
 
 class LineReader:
-    """The stdout lines of a process, read by a thread, taken with a deadline."""
+    """The output lines of a process, read by a thread, taken with a deadline. etcdctl's own
+    log records (JSON lines starting `{"level":`, e.g. its client's retry warnings, which go to
+    standard error, merged here) are left out."""
 
     def __init__(self, process: subprocess.Popen):
         self.process = process
@@ -127,7 +126,8 @@ class LineReader:
 
     def _read(self) -> None:
         for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
+            if not line.startswith('{"level":'):
+                self.lines.put(line.rstrip("\n"))
         self.lines.put(None)
 
     def next_line(self, deadline: Deadline) -> str | None:
@@ -458,15 +458,11 @@ def unique_prefix(name: str) -> str:
 
 
 def b64(text: str | bytes) -> str:
-    import base64
-
     data = text.encode() if isinstance(text, str) else text
     return base64.b64encode(data).decode()
 
 
 def unb64(text: str) -> str:
-    import base64
-
     return base64.b64decode(text).decode()
 
 

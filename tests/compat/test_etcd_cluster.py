@@ -143,9 +143,7 @@ def test_leader_sigkill_survivors_take_writes_and_keep_everything(etcd_cluster, 
 
         # Nothing acknowledged is lost: every key, read linearizably through each survivor.
         for endpoint, client in survivors.items():
-            found = {
-                meta.key.decode(): value.decode() for value, meta in client.get_prefix(prefix)
-            }
+            found = {meta.key.decode(): value.decode() for value, meta in client.get_prefix(prefix)}
             missing = sorted(set(acknowledged) - set(found))
             assert not missing, f"{endpoint} lost {len(missing)} writes, e.g. {missing[:5]}"
             wrong = {k: (found[k], v) for k, v in acknowledged.items() if found[k] != v}

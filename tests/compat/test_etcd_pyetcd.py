@@ -39,7 +39,6 @@ def client(etcd):
         instance.close()
 
 
-
 def test_pyetcd_kv_and_txn_compare_and_swap(client):
     prefix = unique_prefix("py-kv")
     key = prefix + "k"
