@@ -3,12 +3,15 @@
 
 A write acknowledged through one member is seen at once by a linearizable read through any
 other; every member lists the same three members and names the same leader (Status's `leader`
-is the leader's `header.member_id`). Then the leader is SIGKILLed: writes through the survivors
+is the leader's `header.member_id`); a watch through one member gets the writes through the
+others, in order. Then the leader is SIGKILLed: writes through the survivors
 succeed again within a bounded time, and every write acknowledged before or after is read back
 through each survivor. The kill is the module's last test: it leaves the cluster with two members.
 """
 
 from __future__ import annotations
+
+import queue
 
 import pyetcd
 import pytest
@@ -94,6 +97,44 @@ def test_write_through_one_member_read_linearizably_through_another(etcd_cluster
             "get", prefix, "--prefix", f"--rev={first + 2}", "--keys-only", endpoints=[endpoint]
         )
         assert answer["count"] == 3, endpoint
+
+
+def test_watch_through_one_member_sees_writes_through_the_others(etcd_cluster, clients):
+    prefix = unique_prefix("cluster-watch")
+    endpoints = list(clients)
+    start = clients[endpoints[0]].put(prefix + "start", "0").header.revision
+    events: queue.Queue = queue.Queue()
+
+    def on_response(response):
+        if isinstance(response, Exception):
+            events.put(response)
+        else:
+            for event in response.events:
+                events.put(event)
+
+    watcher = clients[endpoints[2]]
+    watch_id = watcher.add_watch_prefix_callback(prefix, on_response, start_revision=start)
+    try:
+        written = [("start", "0", start)]
+        for i in range(WRITES_AFTER):
+            name = f"k{i:03d}"
+            revision = clients[endpoints[i % 2]].put(prefix + name, f"v{i}").header.revision
+            written.append((name, f"v{i}", revision))
+        seen = []
+        deadline = Deadline(30.0, "the watch's events through the third member")
+        while len(seen) < len(written):
+            try:
+                event = events.get(timeout=max(0.05, deadline.remaining()))
+            except queue.Empty:
+                deadline.check(f"{len(seen)} of {len(written)} events")
+                continue
+            if isinstance(event, Exception):
+                raise event
+            name = event.key.decode().removeprefix(prefix)
+            seen.append((name, event.value.decode(), event.mod_revision))
+        assert seen == written
+    finally:
+        watcher.cancel_watch(watch_id)
 
 
 def put_with_retry(clients: dict, key: str, value: str, deadline: Deadline) -> tuple[str, int]:
