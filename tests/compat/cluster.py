@@ -93,6 +93,8 @@ class ClusterNode(Broker):
         self.node_id = node_id
         self.peer_port = peer_port
         self.cluster_args: list[str] = []
+        # `127.0.0.1:PORT` of the node's etcd API, for a cluster started with `etcd_listen`.
+        self.etcd_endpoint: str | None = None
 
     def command(self) -> list[str]:
         return super().command() + self.cluster_args
@@ -119,12 +121,22 @@ def pair_name(a: int, b: int) -> str:
 
 class Cluster:
     """`size` nodes with ids 1..=size, every peer link through its own fault proxy; each node
-    gets `extra_args` to `cairn serve`."""
+    gets `extra_args` to `cairn serve`. With `etcd_listen`, each node also serves etcd's v3 API
+    on a port of its own (`--etcd-listen`, the node's `etcd_endpoint`)."""
 
-    def __init__(self, work_dir: Path, size: int = 3, extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        work_dir: Path,
+        size: int = 3,
+        extra_args: tuple[str, ...] = (),
+        etcd_listen: bool = False,
+    ):
         binary = cairn_binary()
         self.proxies = FaultProxies(fault_proxy_binary())
-        ports = free_loopback_ports(size)
+        # Peer ports, then (with `etcd_listen`) etcd ports, all distinct.
+        ports = free_loopback_ports(size * 2 if etcd_listen else size)
+        etcd_ports = ports[size:]
+        ports = ports[:size]
         self.nodes = {
             node_id: ClusterNode(binary, work_dir / f"node-{node_id}", node_id, port, extra_args)
             for node_id, port in zip(range(1, size + 1), ports, strict=True)
@@ -149,6 +161,10 @@ class Cluster:
                 "--peers", ",".join(peers),
                 "--cluster-id", cluster_id,
             ]  # fmt: skip
+        if etcd_listen:
+            for node, port in zip(self.nodes.values(), etcd_ports, strict=True):
+                node.etcd_endpoint = f"127.0.0.1:{port}"
+                node.cluster_args += ["--etcd-listen", node.etcd_endpoint]
         self.bootstrap = ",".join(node.bootstrap for node in self.nodes.values())
         self._admin: AdminClient | None = None
 

@@ -251,13 +251,35 @@ def fresh_broker(tmp_path) -> Broker:
     yield from running_broker(tmp_path)
 
 
+@pytest.fixture(scope="module")
+def etcd(request, tmp_path_factory):
+    """An etcd v3 API of one member shared by the tests of one module (etcd_support.py): `cairn
+    serve --etcd-listen`, or a real etcd with `CAIRN_ETCD_REFERENCE=1`."""
+    from etcd_support import running_etcd
+
+    yield from running_etcd(tmp_path_factory.mktemp(f"etcd-{request.module.__name__}"), 1)
+
+
+@pytest.fixture(scope="module")
+def etcd_cluster(request, tmp_path_factory):
+    """Three members serving etcd's v3 API (etcd_support.py): three `cairn serve` nodes, or a
+    three-member real etcd cluster with `CAIRN_ETCD_REFERENCE=1`."""
+    from etcd_support import running_etcd
+
+    yield from running_etcd(tmp_path_factory.mktemp(f"etcd3-{request.module.__name__}"), 3)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Attaches the broker's log tail to the report of a failing test (or fixture)."""
+    """Attaches the broker's (or the etcd members') log tail to the report of a failing test
+    (or fixture)."""
     report = yield
     if report.failed:
         funcargs = getattr(item, "funcargs", {})
         broker_instance = funcargs.get("broker") or funcargs.get("fresh_broker")
         if isinstance(broker_instance, Broker):
             report.sections.append(("cairn broker log", broker_instance.log_tail()))
+        service = funcargs.get("etcd") or funcargs.get("etcd_cluster")
+        if service is not None and hasattr(service, "log_tails"):
+            report.sections.append((f"{service.kind} logs", service.log_tails()))
     return report

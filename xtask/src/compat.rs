@@ -1,9 +1,10 @@
-//! `cargo xtask compat`: the Kafka client compatibility suite in `tests/compat/`, run with real
-//! clients (confluent-kafka, kafka-python, aiokafka, kcat, kafkajs) against real `cairn serve`
-//! processes.
+//! `cargo xtask compat`: the client compatibility suite in `tests/compat/`, run with real
+//! clients (Kafka: confluent-kafka, kafka-python, aiokafka, kcat, kafkajs; etcd: etcdctl,
+//! etcd-sdk-python, aetcd) against real `cairn serve` processes.
 //!
 //! The steps, each idempotent so a second run on the same machine is quick:
-//! 1. `kcat` on the `PATH`, installed with `apt-get` when missing (CI runs as root on Debian);
+//! 1. `kcat` and `etcdctl` on the `PATH`, installed with `apt-get` when missing (Debian's `kcat`
+//!    and `etcd-client`; CI runs as root on Debian);
 //! 2. a virtualenv at [`VENV_DIR`] with the pins of [`REQUIREMENTS`], rebuilt only when the
 //!    requirements file or the Python interpreter changed (see [`venv_stamp`]);
 //! 3. Node.js and npm (Debian's `nodejs` and `npm` when missing), and the kafkajs pinned by
@@ -47,11 +48,13 @@ const NODE_STAMP_FILE: &str = "cairn-packages.stamp";
 ///
 /// # Errors
 ///
-/// Fails if `kcat` is missing and cannot be installed, if the virtualenv cannot be built, if
+/// Fails if `kcat` or `etcdctl` is missing and cannot be installed, if the virtualenv cannot be built, if
 /// the `cairn` binary does not build, or if any test fails.
 pub fn run(root: &Path) -> Result<()> {
     header("compat: kcat");
     ensure_kcat()?;
+    header("compat: etcdctl");
+    ensure_etcdctl()?;
     header("compat: python virtualenv");
     let python = ensure_venv(root)?;
     header("compat: node and kafkajs");
@@ -68,6 +71,13 @@ pub fn run(root: &Path) -> Result<()> {
 /// Makes sure `kcat -V` works, installing Debian's `kcat` package if it does not.
 fn ensure_kcat() -> Result<()> {
     ensure_tool("kcat", &["-V"], &["kcat"])
+}
+
+/// Makes sure `etcdctl version` works (the etcd tests' command-line client), installing
+/// Debian's `etcd-client` (etcdctl 3.4.x) if it does not. Real etcd (`etcd-server`) is not
+/// installed: the suite tests cairn, and only a hand-run reference run needs it (README.md).
+fn ensure_etcdctl() -> Result<()> {
+    ensure_tool("etcdctl", &["version"], &["etcd-client"])
 }
 
 /// Makes sure `node` and `npm` run, installing Debian's `nodejs` and `npm` if they do not.

@@ -12,8 +12,9 @@ usage: cargo xtask <task>
 tasks:
   ci      the project's whole test command: fmt, clippy, tests, doctests, compat (stops at the first
           failure)
-  compat  only the Kafka client compatibility suite (tests/compat/): installs kcat and a Python
-          virtualenv if needed, builds `cairn`, runs pytest against a real `cairn serve`
+  compat  only the client compatibility suite (tests/compat/, Kafka and etcd): installs kcat,
+          etcdctl and a Python virtualenv if needed, builds `cairn`, runs pytest against a real
+          `cairn serve`
   tidy    only the tidy checks: `//!` file docs, forbidden markers, dependency layering, manifests,
           ARCHITECTURE.md codemap (also run as the test `tidy::tests::workspace_is_tidy`)
 ";
