@@ -63,6 +63,11 @@ pub const TIMEOUT_MS_RANGE: RangeInclusive<u64> = 1..=24 * 3600 * 1000;
 /// Consumer-protocol session timeouts allowed (they travel as Kafka's `int32`).
 pub const GROUP_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 1..=3600 * 1000;
 
+/// Where a single node serves the etcd API when no `--etcd-listen` is given (etcd's own
+/// client port).
+pub const ETCD_LISTEN_DEFAULT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 2379);
+
 /// Voters the static core of `--peers` may have: the RFC's 1, 3 or 5 (any count up to 5 runs);
 /// more nodes join as learners, which come with issue 13.
 pub const CORE_VOTERS_MAX: usize = 5;
@@ -79,6 +84,10 @@ pub struct NodeConfig {
     pub kafka_listen: SocketAddr,
     /// Address the admin HTTP server (`/health/*`, `/metrics`) binds. Port 0 picks a free port.
     pub admin_listen: SocketAddr,
+    /// Address the etcd v3 gRPC API binds. `None`: a single node binds
+    /// [`ETCD_LISTEN_DEFAULT`] if it is free (a warning otherwise); a node with peers serves no
+    /// etcd API unless one is given (several local nodes would clash on the default).
+    pub etcd_listen: Option<SocketAddr>,
     /// Address Kafka clients are told to connect to (metadata responses). `None`: the Kafka
     /// listener's bound address, see [`NodeConfig::advertised_address`]; validation guarantees
     /// that address is not a wildcard.
@@ -147,6 +156,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("./cairn-data"),
             kafka_listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9644)),
+            etcd_listen: None,
             advertise: None,
             auto_create_topics: true,
             default_partitions: 1,
@@ -217,6 +227,16 @@ impl NodeConfig {
                 "admin_listen",
                 format!("{} clashes with kafka_listen {}", self.admin_listen, self.kafka_listen),
             ));
+        }
+        if let Some(etcd) = self.etcd_listen {
+            for (field, other) in
+                [("kafka_listen", self.kafka_listen), ("admin_listen", self.admin_listen)]
+            {
+                if listeners_clash(etcd, other) {
+                    let message = format!("{etcd} clashes with {field} {other}");
+                    return Err(Invalid::new("etcd_listen", message));
+                }
+            }
         }
         in_range("default_partitions", self.default_partitions, &DEFAULT_PARTITIONS_RANGE)?;
         in_range(
@@ -582,6 +602,11 @@ pub struct ServeArgs {
     /// [env: CAIRN_ADMIN_LISTEN] [default: 127.0.0.1:9644]
     #[arg(long, value_name = "IP:PORT")]
     pub admin_listen: Option<SocketAddr>,
+    /// Address of the etcd v3 API (gRPC; etcdctl and etcd clients work unchanged). With
+    /// --peers, give each node its own. [env: CAIRN_ETCD_LISTEN] [default: 127.0.0.1:2379 for a
+    /// single node, if free; none with --peers]
+    #[arg(long, value_name = "IP:PORT")]
+    pub etcd_listen: Option<SocketAddr>,
     /// Address Kafka clients are told to connect to (IPv6 in brackets). Required when
     /// --kafka-listen is a wildcard such as 0.0.0.0. [env: CAIRN_ADVERTISE] [default: the Kafka
     /// listener's address]
@@ -675,6 +700,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     kafka_listen: Option<SocketAddr>,
     admin_listen: Option<SocketAddr>,
+    etcd_listen: Option<SocketAddr>,
     advertise: Option<AdvertisedAddress>,
     auto_create_topics: Option<bool>,
     default_partitions: Option<u32>,
@@ -760,6 +786,7 @@ pub fn resolve_with(
         data_dir: layer!(data_dir).unwrap_or(defaults.data_dir),
         kafka_listen: layer!(kafka_listen).unwrap_or(defaults.kafka_listen),
         admin_listen: layer!(admin_listen).unwrap_or(defaults.admin_listen),
+        etcd_listen: layer!(etcd_listen).or(defaults.etcd_listen),
         advertise: layer!(advertise).or(defaults.advertise),
         auto_create_topics: layer!(auto_create_topics).unwrap_or(defaults.auto_create_topics),
         default_partitions: layer!(default_partitions).unwrap_or(defaults.default_partitions),

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use cairn_broker::{Broker, BrokerConfig, CoordinatorConfig, Health, ShardConfig};
 use cairn_kafka::ServerConfig;
 use cairn_meta::NodeMeta;
+use cairn_raft::coord_group::{COORD_GROUP, CoordGroup};
 use cairn_raft::core_group::{
     CORE_GROUP, CoreConfig, CoreForward, CoreMetadata, CoreNode, CorePeers, NoForward, PeerForward,
 };
@@ -22,6 +23,7 @@ use tokio::sync::watch;
 
 use crate::admin::{AdminState, serve_admin};
 use crate::config::{NodeConfig, PeerList};
+use crate::etcd::{self, EtcdBackend};
 use crate::status::{ClusterStatus, ClusterView};
 
 /// How often retention runs over every partition (Kafka's `log.retention.check.interval.ms`).
@@ -78,6 +80,31 @@ fn core_config(registry: &cairn_metrics::Registry) -> anyhow::Result<CoreConfig>
         )
         .context("registering the core flush histogram")?;
     Ok(CoreConfig::new(Arc::new(cairn_storage::SystemClock), flush_seconds))
+}
+
+/// The coordination group's settings (the core's, with a flush histogram of its own).
+fn coord_config(registry: &cairn_metrics::Registry) -> anyhow::Result<CoreConfig> {
+    let flush_seconds = registry
+        .histogram(
+            "cairn_coord_flush_duration_seconds",
+            "Duration of each flush of the coordination group's log (the etcd API's), in seconds.",
+            cairn_metrics::LATENCY_BUCKETS_SECONDS,
+        )
+        .context("registering the coordination flush histogram")?;
+    Ok(CoreConfig::new(Arc::new(cairn_storage::SystemClock), flush_seconds))
+}
+
+/// Opens the coordination group (RFC 0009 §1) in `<data>/meta/coord`, on the core's voters.
+async fn open_coord(
+    config: &NodeConfig,
+    registry: &cairn_metrics::Registry,
+    peers: Option<CorePeers<'_>>,
+) -> anyhow::Result<Arc<CoordGroup<RealDisk>>> {
+    let meta_dir = config.data_dir.join("meta");
+    let coord_config = coord_config(registry)?;
+    CoordGroup::open(RealDisk, &meta_dir, config.node_id.0, &coord_config, peers)
+        .await
+        .context("opening the coordination group")
 }
 
 /// Opens the consistent core of a single node in `<data>/meta` (RFC 0003 §5): with no peers,
@@ -413,30 +440,47 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let admin = TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("binding the admin listener to {}", config.admin_listen))?;
+    let etcd = etcd::bind(config.etcd_listen, config.peers.is_none()).await?;
     let registry = Arc::new(cairn_metrics::Registry::new());
-    let listeners = Listeners { kafka, admin, advertised: advertised.to_string() };
+    let listeners = Listeners { kafka, admin, etcd, advertised: advertised.to_string() };
     let Some(peer_list) = &config.peers else {
         let meta = open_core(&config, node, &registry).await?;
-        return serve(&config, meta, listeners, registry, None).await;
+        let coord = open_coord(&config, &registry, None).await?;
+        return serve(&config, meta, coord, listeners, registry, None).await;
     };
     let peers = start_peers(&config, peer_list).await?;
-    let opened = open_cluster_core(&config, node, peer_list, &peers, &registry).await;
-    let served = match opened {
-        Ok(meta) => {
-            let group_peers = GroupPeers::new(
-                config.node_id.0,
-                peers.network.clone(),
-                Arc::clone(&peers.router),
-                &cairn_raft::Timers::default(),
-            );
-            publish_quiesced(&registry, &group_peers.quiescence)?;
-            serve(&config, meta, listeners, registry, Some(group_peers)).await
-        }
-        Err(error) => Err(error),
-    };
+    let served = serve_cluster(&config, node, peer_list, &peers, listeners, registry).await;
+    peers.router.remove(COORD_GROUP);
     peers.router.remove(CORE_GROUP);
     peers.transport.shutdown().await;
     served
+}
+
+/// Opens the core and the coordination group of a node with peers, then serves.
+async fn serve_cluster(
+    config: &NodeConfig,
+    node: NodeMeta,
+    peer_list: &PeerList,
+    peers: &Peers,
+    listeners: Listeners,
+    registry: Arc<cairn_metrics::Registry>,
+) -> anyhow::Result<()> {
+    let meta = open_cluster_core(config, node, peer_list, peers, &registry).await?;
+    let core_peers = CorePeers {
+        transport: &peers.transport,
+        network: &peers.network,
+        router: &peers.router,
+        voters: peer_list.0.keys().copied().collect(),
+    };
+    let coord = open_coord(config, &registry, Some(core_peers)).await?;
+    let group_peers = GroupPeers::new(
+        config.node_id.0,
+        peers.network.clone(),
+        Arc::clone(&peers.router),
+        &cairn_raft::Timers::default(),
+    );
+    publish_quiesced(&registry, &group_peers.quiescence)?;
+    serve(config, meta, coord, listeners, registry, Some(group_peers)).await
 }
 
 /// Publishes how many of the node's groups are quiesced (RFC 0004) as a gauge, every second
@@ -463,10 +507,12 @@ fn publish_quiesced(
     Ok(())
 }
 
-/// The Kafka and admin listeners, bound.
+/// The Kafka, admin and etcd listeners, bound.
 struct Listeners {
     kafka: TcpListener,
     admin: TcpListener,
+    /// None: this node serves no etcd API.
+    etcd: Option<TcpListener>,
     /// The address Kafka clients are told, for the log.
     advertised: String,
 }
@@ -475,17 +521,25 @@ struct Listeners {
 async fn serve<F: CoreForward>(
     config: &NodeConfig,
     meta: Arc<CoreMetadata<RealDisk, F>>,
+    coord: Arc<CoordGroup<RealDisk>>,
     listeners: Listeners,
     registry: Arc<cairn_metrics::Registry>,
     peers: Option<GroupPeers>,
 ) -> anyhow::Result<()> {
-    let Listeners { kafka, admin, advertised } = listeners;
+    let Listeners { kafka, admin, etcd, advertised } = listeners;
     let ready = Arc::new(AtomicBool::new(false));
-    let cluster_id = match meta.cluster_id() {
-        Some(id) => uuid::Uuid::from_bytes(id).simple().to_string(),
-        None => bail!("the consistent core has no cluster id"),
+    let Some(cluster_bytes) = meta.cluster_id() else {
+        bail!("the consistent core has no cluster id");
     };
+    let cluster_id = uuid::Uuid::from_bytes(cluster_bytes).simple().to_string();
     let (stop, stopping) = watch::channel(false);
+    let etcd_task = etcd.map(|listener| {
+        let backend = etcd_backend(config, &meta, &coord, cluster_bytes, &listener);
+        let mut etcd_stopping = stopping.clone();
+        etcd::spawn(listener, backend, async move {
+            let _ = etcd_stopping.wait_for(|stop| *stop).await;
+        })
+    });
     let health = Arc::new(Health::new(
         registry
             .gauge("cairn_partitions_offline", OFFLINE_HELP)
@@ -538,6 +592,14 @@ async fn serve<F: CoreForward>(
         tracing::error!(%error, "placement task failed");
     }
     broker.shutdown().await;
+    if let Some(task) = etcd_task
+        && let Err(error) = task.await
+    {
+        tracing::error!(%error, "etcd API task failed");
+    }
+    if let Err(error) = coord.shutdown().await {
+        tracing::error!(%error, "closing the coordination group failed");
+    }
     if let Err(error) = meta.shutdown().await {
         tracing::error!(%error, "closing the consistent core failed");
     }
@@ -546,6 +608,42 @@ async fn serve<F: CoreForward>(
     }
     tracing::info!("cairn node stopped");
     served
+}
+
+/// The etcd API's backend: the coordination group, and the core's nodes as its members (this
+/// node's client URL is its etcd listener's).
+fn etcd_backend<F: CoreForward>(
+    config: &NodeConfig,
+    meta: &Arc<CoreMetadata<RealDisk, F>>,
+    coord: &Arc<CoordGroup<RealDisk>>,
+    cluster_id: [u8; 16],
+    listener: &TcpListener,
+) -> EtcdBackend {
+    let node = config.node_id.0;
+    let client_url = listener.local_addr().map(|address| format!("http://{address}")).ok();
+    let meta = Arc::clone(meta);
+    let members = Box::new(move || {
+        let state = meta.state();
+        state
+            .nodes()
+            .map(|record| cairn_etcd::Member {
+                id: etcd::member_id(record.meta.id.0),
+                name: format!("node-{}", record.meta.id.0),
+                peer_urls: (record.peer_address != PEER_ADDRESS_NONE)
+                    .then(|| format!("http://{}", record.peer_address))
+                    .into_iter()
+                    .collect(),
+                client_urls: (record.meta.id.0 == node)
+                    .then(|| client_url.clone())
+                    .flatten()
+                    .into_iter()
+                    .collect(),
+                is_learner: false,
+            })
+            .collect()
+    });
+    let meta_dir = config.data_dir.join("meta");
+    EtcdBackend::new(Arc::clone(coord), node, cluster_id, &meta_dir, members)
 }
 
 /// What ended a Kafka listener task.
