@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use cairn_node::config::{AdvertisedAddress, NodeConfig, ServeArgs, env_var, resolve_with};
+use cairn_node::config::{
+    AdvertisedAddress, ETCD_LISTEN_DEFAULT, NodeConfig, ServeArgs, env_var, resolve_with,
+};
 use cairn_types::NodeId;
 use clap::{CommandFactory, Parser};
 
@@ -118,6 +120,7 @@ fn everything_changed() -> NodeConfig {
         data_dir: PathBuf::from("/var/lib/cairn"),
         kafka_listen: "0.0.0.0:19092".parse().unwrap(),
         admin_listen: "[::1]:19644".parse().unwrap(),
+        etcd_listen: Some("0.0.0.0:12379".parse().unwrap()),
         advertise: Some(AdvertisedAddress { host: "broker-7.example.com".into(), port: 19092 }),
         auto_create_topics: false,
         default_partitions: 12,
@@ -154,6 +157,7 @@ const EVERYTHING: &[(&str, &str)] = &[
     ("data_dir", "/var/lib/cairn"),
     ("kafka_listen", "0.0.0.0:19092"),
     ("admin_listen", "[::1]:19644"),
+    ("etcd_listen", "0.0.0.0:12379"),
     ("advertise", "broker-7.example.com:19092"),
     ("auto_create_topics", "false"),
     ("default_partitions", "12"),
@@ -182,6 +186,7 @@ fn is_toml_number_or_bool(field: &str) -> bool {
         "data_dir"
             | "kafka_listen"
             | "admin_listen"
+            | "etcd_listen"
             | "advertise"
             | "log_level"
             | "peer_listen"
@@ -492,6 +497,10 @@ fn help_documents_env_and_defaults() {
             ("data_dir", d.data_dir.display().to_string()),
             ("kafka_listen", d.kafka_listen.to_string()),
             ("admin_listen", d.admin_listen.to_string()),
+            (
+                "etcd_listen",
+                format!("{ETCD_LISTEN_DEFAULT} for a single node, if free; none with --peers"),
+            ),
             ("advertise", "the Kafka listener's address".to_owned()),
             ("auto_create_topics", d.auto_create_topics.to_string()),
             ("default_partitions", d.default_partitions.to_string()),
