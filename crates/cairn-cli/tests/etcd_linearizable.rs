@@ -48,8 +48,8 @@ fn cluster() -> Vec<Member> {
     let peers = peers.join(",");
     (1..=3_u64)
         .map(|id| {
-            let peer = ports[usize::try_from(id - 1).unwrap()];
-            let etcd = format!("127.0.0.1:{}", ports[usize::try_from(id + 2).unwrap()]);
+            let peer = ports[usize::try_from(id - 1).expect("a small id")];
+            let etcd = format!("127.0.0.1:{}", ports[usize::try_from(id + 2).expect("a small id")]);
             let builder = ProcessNode::builder(CAIRN).args([
                 "--node-id".to_owned(),
                 id.to_string(),
@@ -219,7 +219,7 @@ async fn puts_reads_and_swaps_stay_linearizable_while_the_leader_is_killed_and_p
     let endpoints: Vec<String> = members.iter().map(|m| m.etcd.clone()).collect();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|id| {
-            let endpoint = endpoints[usize::try_from(id % 3).unwrap()].clone();
+            let endpoint = endpoints[usize::try_from(id % 3).expect("a small id")].clone();
             tokio::spawn(client(id, endpoint, start, until))
         })
         .collect();
@@ -234,7 +234,8 @@ async fn puts_reads_and_swaps_stay_linearizable_while_the_leader_is_killed_and_p
         .filter(|(_, op)| op.output.is_some() && op.input != RegisterInput::Read)
         .count();
     let unknown = history.len() - answered;
-    eprintln!("faults {faults:?}: {answered} answered ({writes} writes), {unknown} unknown");
+    // The run's shape, in the test's output (nextest shows it on failure or with --no-capture).
+    println!("faults {faults:?}: {answered} answered ({writes} writes), {unknown} unknown");
     assert!(faults.len() >= 2, "the nemesis acted: {faults:?}");
     assert!(
         answered >= 100 && writes >= 30,
