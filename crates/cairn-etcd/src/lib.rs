@@ -11,16 +11,22 @@
 //! - `status.rs`: every error as etcd's gRPC status and message.
 //! - `convert.rs`: protobuf ⇄ cairn-coord, with etcd's request checks.
 //! - `kv.rs`, `lease.rs`, `watch.rs`, `maintenance.rs` (and Cluster): the services;
-//!   `unserved.rs`: Auth, Lock and Election, which answer `Unimplemented` for now.
+//!   `unserved.rs`: Auth, which answers `Unimplemented` for now.
+//! - `lock.rs`, `election.rs`: Lock and Election, on the KV API as etcd builds them, over the
+//!   waiting queue of `queue.rs`, which follows the applied revisions with `revisions.rs`.
 //! - `server.rs`: [`serve`], every service on one port; `stopping.rs`: the signal that ends
 //!   the streams when it stops.
 
 mod backend;
 mod config;
 mod convert;
+mod election;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
+mod queue;
+mod revisions;
 mod server;
 mod status;
 mod stopping;
