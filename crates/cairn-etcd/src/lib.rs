@@ -14,6 +14,8 @@
 //!   `unserved.rs`: Auth, which answers `Unimplemented` for now.
 //! - `lock.rs`, `election.rs`: Lock and Election, on the KV API as etcd builds them, over the
 //!   waiting queue of `queue.rs`, which follows the applied revisions with `revisions.rs`.
+//! - `hash.rs`: [`hash_kv`], etcd's HashKV algorithm, for the backend's
+//!   [`Coordination::hash_kv`].
 //! - `server.rs`: [`serve`], every service on one port; `stopping.rs`: the signal that ends
 //!   the streams when it stops.
 
@@ -21,6 +23,7 @@ mod backend;
 mod config;
 mod convert;
 mod election;
+mod hash;
 mod kv;
 mod lease;
 mod lock;
@@ -35,6 +38,7 @@ mod watch;
 
 pub use backend::{Applied, CoordError, Coordination, Header, LeaseStatus, Member, Status};
 pub use config::{EtcdConfig, GRPC_OVERHEAD_BYTES, LEASE_TTL_MAX_SECONDS};
+pub use hash::{Change, KvHash, hash_kv};
 pub use server::{serve, serve_with};
 
 /// The generated protobuf messages and tonic services, by etcd's package names.
