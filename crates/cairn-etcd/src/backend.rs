@@ -10,6 +10,8 @@ use cairn_coord::{Command, KvError, RangeRequest, RangeResponse, Reply};
 use thiserror::Error;
 use tokio::sync::broadcast;
 
+use crate::hash::KvHash;
+
 /// Who answers: the fields of every response's header that do not depend on the request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Header {
@@ -169,4 +171,13 @@ pub trait Coordination: Send + Sync + 'static {
         after: i64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Arc<Applied>>, CoordError>> + Send;
+
+    /// etcd's HashKV of the store's history up to `revision` (0: the current one): computed
+    /// with [`hash_kv`](crate::hash_kv) over every change the store holds, in (main, sub)
+    /// order; answers it and the store's current revision. `Kv(Compacted)` below the
+    /// compacted revision, `Kv(FutureRevision)` above the current one.
+    fn hash_kv(
+        &self,
+        revision: i64,
+    ) -> impl Future<Output = Result<(KvHash, i64), CoordError>> + Send;
 }

@@ -11,16 +11,25 @@
 //! - `status.rs`: every error as etcd's gRPC status and message.
 //! - `convert.rs`: protobuf ⇄ cairn-coord, with etcd's request checks.
 //! - `kv.rs`, `lease.rs`, `watch.rs`, `maintenance.rs` (and Cluster): the services;
-//!   `unserved.rs`: Auth, Lock and Election, which answer `Unimplemented` for now.
+//!   `unserved.rs`: Auth, which answers `Unimplemented` for now.
+//! - `lock.rs`, `election.rs`: Lock and Election, on the KV API as etcd builds them, over the
+//!   waiting queue of `queue.rs`, which follows the applied revisions with `revisions.rs`.
+//! - `hash.rs`: [`hash_kv`], etcd's HashKV algorithm, for the backend's
+//!   [`Coordination::hash_kv`].
 //! - `server.rs`: [`serve`], every service on one port; `stopping.rs`: the signal that ends
 //!   the streams when it stops.
 
 mod backend;
 mod config;
 mod convert;
+mod election;
+mod hash;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
+mod queue;
+mod revisions;
 mod server;
 mod status;
 mod stopping;
@@ -29,6 +38,7 @@ mod watch;
 
 pub use backend::{Applied, CoordError, Coordination, Header, LeaseStatus, Member, Status};
 pub use config::{EtcdConfig, GRPC_OVERHEAD_BYTES, LEASE_TTL_MAX_SECONDS};
+pub use hash::{Change, KvHash, hash_kv};
 pub use server::{serve, serve_with};
 
 /// The generated protobuf messages and tonic services, by etcd's package names.

@@ -1,5 +1,5 @@
-//! The Maintenance and Cluster services: Status and MemberList from [`Coordination`]; the
-//! rest answers `Unimplemented`, saying what to use instead.
+//! The Maintenance and Cluster services: Status, Hash, HashKV, Alarm and MemberList from
+//! [`Coordination`]; the rest answers `Unimplemented`, saying what to use instead.
 
 use std::sync::Arc;
 
@@ -31,11 +31,19 @@ fn not_yet(what: &str) -> Status {
 impl<B: Coordination> pb::maintenance_server::Maintenance for MaintenanceService<B> {
     type SnapshotStream = ResponseStream<pb::SnapshotResponse>;
 
+    /// No alarm is ever raised yet (NOSPACE comes with the space quota): the list is empty,
+    /// and deactivating is a no-op; raising one by hand is not served.
     async fn alarm(
         &self,
-        _request: Request<pb::AlarmRequest>,
+        request: Request<pb::AlarmRequest>,
     ) -> Result<Response<pb::AlarmResponse>, Status> {
-        Err(not_yet("Maintenance.Alarm"))
+        let action = pb::alarm_request::AlarmAction::try_from(request.into_inner().action);
+        if action == Ok(pb::alarm_request::AlarmAction::Activate) {
+            return Err(not_yet("Maintenance.Alarm ACTIVATE"));
+        }
+        let header = self.backend.header();
+        let header = convert::header(&header, header.revision);
+        Ok(Response::new(pb::AlarmResponse { header, alarms: Vec::new() }))
     }
 
     async fn status(
@@ -66,18 +74,30 @@ impl<B: Coordination> pb::maintenance_server::Maintenance for MaintenanceService
         Err(not_yet("Maintenance.Defragment"))
     }
 
+    /// etcd hashes its whole database file (every bucket), which cairn does not have: this is
+    /// HashKV's hash at the current revision, stable for the same keyspace history.
     async fn hash(
         &self,
         _request: Request<pb::HashRequest>,
     ) -> Result<Response<pb::HashResponse>, Status> {
-        Err(not_yet("Maintenance.Hash"))
+        let (hash, revision) = self.backend.hash_kv(0).await.map_err(|e| status::of_coord(&e))?;
+        let header = convert::header(&self.backend.header(), revision);
+        Ok(Response::new(pb::HashResponse { header, hash: hash.hash }))
     }
 
     async fn hash_kv(
         &self,
-        _request: Request<pb::HashKvRequest>,
+        request: Request<pb::HashKvRequest>,
     ) -> Result<Response<pb::HashKvResponse>, Status> {
-        Err(not_yet("Maintenance.HashKV"))
+        let revision = request.into_inner().revision;
+        let (hash, current) =
+            self.backend.hash_kv(revision).await.map_err(|e| status::of_coord(&e))?;
+        Ok(Response::new(pb::HashKvResponse {
+            header: convert::header(&self.backend.header(), current),
+            hash: hash.hash,
+            compact_revision: hash.compact_revision,
+            hash_revision: hash.hash_revision,
+        }))
     }
 
     async fn snapshot(

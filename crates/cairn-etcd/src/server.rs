@@ -10,8 +10,10 @@ use tonic::transport::Server;
 
 use crate::backend::Coordination;
 use crate::config::{EtcdConfig, GRPC_OVERHEAD_BYTES};
+use crate::election::ElectionService;
 use crate::kv::KvService;
 use crate::lease::LeaseService;
+use crate::lock::LockService;
 use crate::maintenance::{ClusterService, MaintenanceService};
 use crate::proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
@@ -20,7 +22,7 @@ use crate::proto::etcdserverpb::{
 use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::stopping::Stopping;
-use crate::unserved::{AuthService, ElectionService, LockService};
+use crate::unserved::AuthService;
 use crate::watch::WatchService;
 
 /// Serves etcd's v3 API on `listener` over `backend` with etcd's default limits until
@@ -52,8 +54,9 @@ pub async fn serve_with<B: Coordination>(
 ) -> io::Result<()> {
     let decoded_max = config.request_bytes_max.saturating_add(GRPC_OVERHEAD_BYTES);
     let config = Arc::new(config);
-    // The streams (watches, keep-alives) end when the server stops, or the graceful shutdown
-    // would wait for clients that never close them.
+    // The streams (watches, keep-alives, observes) and the waiting Locks and Campaigns end
+    // when the server stops, or the graceful shutdown would wait for clients that never close
+    // them.
     let (stop, stopping) = Stopping::new();
     let shutdown = async move {
         shutdown.await;
@@ -67,9 +70,19 @@ pub async fn serve_with<B: Coordination>(
         stopping.clone(),
     ))
     .max_decoding_message_size(decoded_max);
-    let lease =
-        LeaseServer::new(LeaseService::new(Arc::clone(&backend), Arc::clone(&config), stopping))
-            .max_decoding_message_size(decoded_max);
+    let lease = LeaseServer::new(LeaseService::new(
+        Arc::clone(&backend),
+        Arc::clone(&config),
+        stopping.clone(),
+    ))
+    .max_decoding_message_size(decoded_max);
+    let lock = LockServer::new(LockService::new(
+        Arc::clone(&backend),
+        Arc::clone(&config),
+        stopping.clone(),
+    ));
+    let election =
+        ElectionServer::new(ElectionService::new(Arc::clone(&backend), config, stopping));
     let router = Server::builder()
         .add_service(kv)
         .add_service(watch)
@@ -77,8 +90,8 @@ pub async fn serve_with<B: Coordination>(
         .add_service(ClusterServer::new(ClusterService::new(Arc::clone(&backend))))
         .add_service(MaintenanceServer::new(MaintenanceService::new(Arc::clone(&backend))))
         .add_service(AuthServer::new(AuthService::new(backend)))
-        .add_service(LockServer::new(LockService))
-        .add_service(ElectionServer::new(ElectionService));
+        .add_service(lock)
+        .add_service(election);
     router
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await

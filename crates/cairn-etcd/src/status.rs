@@ -13,6 +13,19 @@ pub const TOO_MANY_OPS: &str = "etcdserver: too many operations in txn request";
 /// etcd's text for a compacted revision (also a watch's cancel reason).
 pub const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
 
+/// etcd's text when a Proclaim's leader key is no longer the leader's
+/// (`concurrency.ErrElectionNotLeader`).
+pub const ELECTION_NOT_LEADER: &str = "election: not leader";
+/// etcd's text when an election has no leader (`concurrency.ErrElectionNoLeader`).
+pub const ELECTION_NO_LEADER: &str = "election: no leader";
+/// etcd's text when a Proclaim or Resign names no leader (`v3election.ErrMissingLeaderKey`).
+pub const MISSING_LEADER_KEY: &str = "\"leader\" field must be provided";
+/// etcd's text when a waiting Lock's key was gone once its turn came: its lease expired or was
+/// revoked (`concurrency.ErrSessionExpired`).
+pub const SESSION_EXPIRED: &str = "mutex: session is expired";
+/// etcd's text for a call cut short by the server stopping.
+pub const SERVER_STOPPED: &str = "etcdserver: server stopped";
+
 /// The status etcd answers for `error`.
 pub fn of_coord(error: &CoordError) -> Status {
     match error {
@@ -44,6 +57,12 @@ pub fn of_kv(error: &KvError) -> Status {
         _ => error.to_string(),
     };
     Status::new(code, message)
+}
+
+/// The status of an error etcd's `concurrency` package makes (Lock, Election): a plain Go
+/// error, which gRPC answers as `Unknown` with its text.
+pub fn concurrency(message: &str) -> Status {
+    Status::unknown(message)
 }
 
 /// etcd's InvalidArgument with `message`.

@@ -1,6 +1,5 @@
-//! The services cairn does not serve yet: Auth (issue 14), Lock and Election (RFC 0009 §7).
-//! Each RPC answers `Unimplemented` with what is missing; Auth.AuthStatus answers that
-//! authentication is off, which is true.
+//! The service cairn does not serve yet: Auth (issue 14). Each RPC answers `Unimplemented`
+//! with what is missing; Auth.AuthStatus answers that authentication is off, which is true.
 
 use std::sync::Arc;
 
@@ -8,9 +7,7 @@ use tonic::{Request, Response, Status};
 
 use crate::backend::Coordination;
 use crate::convert;
-use crate::lease::ResponseStream;
 use crate::proto::etcdserverpb as pb;
-use crate::proto::{v3electionpb, v3lockpb};
 use crate::status::unimplemented;
 
 /// etcd's Auth service, with authentication off.
@@ -150,76 +147,5 @@ impl<B: Coordination> pb::auth_server::Auth for AuthService<B> {
         _request: Request<pb::AuthRoleRevokePermissionRequest>,
     ) -> Result<Response<pb::AuthRoleRevokePermissionResponse>, Status> {
         Err(auth_off())
-    }
-}
-
-/// etcd's Lock service, not served yet.
-pub struct LockService;
-
-fn lock_not_yet() -> Status {
-    unimplemented("the Lock service is not served yet (RFC 0009 §7); lock with a lease and a Txn")
-}
-
-#[tonic::async_trait]
-impl v3lockpb::lock_server::Lock for LockService {
-    async fn lock(
-        &self,
-        _request: Request<v3lockpb::LockRequest>,
-    ) -> Result<Response<v3lockpb::LockResponse>, Status> {
-        Err(lock_not_yet())
-    }
-
-    async fn unlock(
-        &self,
-        _request: Request<v3lockpb::UnlockRequest>,
-    ) -> Result<Response<v3lockpb::UnlockResponse>, Status> {
-        Err(lock_not_yet())
-    }
-}
-
-/// etcd's Election service, not served yet.
-pub struct ElectionService;
-
-fn election_not_yet() -> Status {
-    unimplemented("the Election service is not served yet (RFC 0009 §7)")
-}
-
-#[tonic::async_trait]
-impl v3electionpb::election_server::Election for ElectionService {
-    type ObserveStream = ResponseStream<v3electionpb::LeaderResponse>;
-
-    async fn campaign(
-        &self,
-        _request: Request<v3electionpb::CampaignRequest>,
-    ) -> Result<Response<v3electionpb::CampaignResponse>, Status> {
-        Err(election_not_yet())
-    }
-
-    async fn proclaim(
-        &self,
-        _request: Request<v3electionpb::ProclaimRequest>,
-    ) -> Result<Response<v3electionpb::ProclaimResponse>, Status> {
-        Err(election_not_yet())
-    }
-
-    async fn leader(
-        &self,
-        _request: Request<v3electionpb::LeaderRequest>,
-    ) -> Result<Response<v3electionpb::LeaderResponse>, Status> {
-        Err(election_not_yet())
-    }
-
-    async fn resign(
-        &self,
-        _request: Request<v3electionpb::ResignRequest>,
-    ) -> Result<Response<v3electionpb::ResignResponse>, Status> {
-        Err(election_not_yet())
-    }
-
-    async fn observe(
-        &self,
-        _request: Request<v3electionpb::LeaderRequest>,
-    ) -> Result<Response<Self::ObserveStream>, Status> {
-        Err(election_not_yet())
     }
 }

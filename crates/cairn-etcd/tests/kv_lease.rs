@@ -4,8 +4,8 @@
 mod support;
 
 use etcd_client::{
-    Compare, CompareOp, DeleteOptions, GetOptions, LeaseTimeToLiveOptions, PutOptions, SortOrder,
-    SortTarget, Txn, TxnOp, TxnOpResponse,
+    AlarmAction, AlarmType, Compare, CompareOp, DeleteOptions, GetOptions, LeaseTimeToLiveOptions,
+    PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
 };
 use support::{Harness, bounded, status_of};
 use tonic::Code;
@@ -193,5 +193,26 @@ async fn status_and_members_come_from_the_backend() {
         status_of(bounded(h.client.member_add(["http://x:2380"], None)).await.unwrap_err());
     assert_eq!(status.code(), Code::Unimplemented);
     assert!(status.message().contains("cairn cluster"), "{}", status.message());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn hash_kv_is_etcds_and_alarms_are_empty() {
+    let mut h = Harness::start().await;
+    // The writes etcd 3.4.23 hashed to these values (`etcdctl endpoint hashkv`).
+    bounded(h.client.put("a", "1", None)).await.unwrap();
+    bounded(h.client.put("b", "2", None)).await.unwrap();
+    bounded(h.client.put("a", "3", None)).await.unwrap();
+    bounded(h.client.delete("b", None)).await.unwrap();
+    let now = bounded(h.client.hash_kv(0)).await.unwrap();
+    assert_eq!((now.hash(), now.compact_version()), (1_125_682_900, -1));
+    assert_eq!(now.header().unwrap().revision(), 5);
+    assert_eq!(bounded(h.client.hash_kv(3)).await.unwrap().hash(), 1_827_592_406);
+    assert_eq!(bounded(h.client.hash()).await.unwrap().hash(), now.hash());
+    bounded(h.client.compact(4, None)).await.unwrap();
+    let compacted = bounded(h.client.hash_kv(5)).await.unwrap();
+    assert_eq!((compacted.hash(), compacted.compact_version()), (1_468_967_122, 4));
+    let alarms = bounded(h.client.alarm(AlarmAction::Get, AlarmType::None, None)).await.unwrap();
+    assert!(alarms.alarms().is_empty());
     h.stop().await;
 }

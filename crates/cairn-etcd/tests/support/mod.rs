@@ -8,9 +8,12 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use cairn_coord::{Command, KvError, PutRequest, RangeRequest, RangeResponse, Reply, Store};
+use cairn_coord::{
+    Command, EventKind, KvError, PutRequest, RangeRequest, RangeResponse, Reply, Store,
+};
 use cairn_etcd::{
-    Applied, CoordError, Coordination, EtcdConfig, Header, LeaseStatus, Member, Status,
+    Applied, Change, CoordError, Coordination, EtcdConfig, Header, KvHash, LeaseStatus, Member,
+    Status,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, oneshot};
@@ -160,6 +163,46 @@ impl Coordination for MemoryBackend {
             .into_iter()
             .map(|(revision, events)| Arc::new(Applied { revision, events }))
             .collect())
+    }
+
+    async fn hash_kv(&self, revision: i64) -> Result<(KvHash, i64), CoordError> {
+        let state = self.state();
+        let (current, compacted) = (state.store.revision(), state.store.compacted());
+        if revision > current {
+            return Err(KvError::FutureRevision.into());
+        }
+        if revision > 0 && revision < compacted {
+            return Err(KvError::Compacted.into());
+        }
+        let at = if revision == 0 { current } else { revision };
+        let compact_revision = if compacted == 0 { -1 } else { compacted };
+        Ok((cairn_etcd::hash_kv(compact_revision, at, &Self::changes(&state)?), current))
+    }
+}
+
+impl MemoryBackend {
+    /// The changes the store holds, in (main, sub) order: the keys live at the compacted
+    /// revision (sub-revision 0: exact when each was its revision's only change), then every
+    /// event since.
+    fn changes(state: &State) -> Result<Vec<Change>, KvError> {
+        let compacted = state.store.compacted();
+        let mut changes: Vec<Change> = Vec::new();
+        if compacted > 0 {
+            let all = RangeRequest {
+                key: vec![0],
+                range_end: vec![0],
+                revision: compacted,
+                ..RangeRequest::default()
+            };
+            let mut kept = state.store.range(&all)?.kvs;
+            kept.sort_by_key(|kv| kv.mod_revision);
+            changes.extend(kept.into_iter().map(|kv| (EventKind::Put, 0, kv)));
+        }
+        for (_, events) in state.store.events_after(compacted, usize::MAX)? {
+            let subs = (0..).zip(events);
+            changes.extend(subs.map(|(sub, event)| (event.kind, sub, event.kv)));
+        }
+        Ok(changes)
     }
 }
 
