@@ -36,7 +36,8 @@ pub use forward::{Answer, EntryPosition, Forward, Refusal};
 
 pub use store::{Lease, Position, Store, StoreReader};
 pub use types::{
-    Applied, Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, Event,
-    EventKind, KeyValue, KvError, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
-    ResponseOp, SortOrder, SortTarget, StoreError, TxnRequest, TxnResponse,
+    Applied, Change, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
+    DeleteRangeResponse, Event, EventKind, KeyValue, KvError, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, RequestOp, ResponseOp, SortOrder, SortTarget, StoreError,
+    TxnRequest, TxnResponse,
 };

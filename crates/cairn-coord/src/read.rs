@@ -11,7 +11,9 @@ use redb::ReadableTable;
 
 use crate::rules::{Span, ordering};
 use crate::tables::{IndexKey, IndexValue, Latest, Record, Rev};
-use crate::types::{Event, KeyValue, KvError, RangeRequest, RangeResponse, SortOrder, SortTarget};
+use crate::types::{
+    Change, Event, KeyValue, KvError, RangeRequest, RangeResponse, SortOrder, SortTarget,
+};
 
 /// The tables a read needs: `history`, `index` and `latest`, of either kind of transaction.
 pub(crate) struct Kv<H, I, L> {
@@ -225,6 +227,19 @@ where
             }
         }
         Ok(revisions)
+    }
+
+    /// Every change the history holds up to `revision` (included), in (main, sub) order: its
+    /// revision, sub-revision, kind and the key after it (a deletion's: the key alone).
+    pub(crate) fn changes(&self, revision: i64) -> Result<Vec<Change>, KvError> {
+        let mut changes = Vec::new();
+        for entry in self.history.range(..=(revision, u32::MAX))? {
+            let (rev, bytes) = entry?;
+            let (main, sub) = rev.value();
+            let record = Record::decode(bytes.value(), main)?;
+            changes.push(Change { revision: main, sub, kind: record.kind, kv: record.kv });
+        }
+        Ok(changes)
     }
 
     fn event(&self, record: Record) -> Result<Event, KvError> {

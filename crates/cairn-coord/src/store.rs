@@ -27,8 +27,8 @@ use crate::tables::{
     LEASE_KEYS, LEASES, MEMBERSHIP, META, REVISION,
 };
 use crate::types::{
-    DeleteRangeRequest, DeleteRangeResponse, Event, KvError, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, StoreError, TxnRequest, TxnResponse,
+    Change, DeleteRangeRequest, DeleteRangeResponse, Event, KvError, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, StoreError, TxnRequest, TxnResponse,
 };
 use crate::write::{Write, lease_keys, read_revision};
 
@@ -577,6 +577,20 @@ impl StoreReader {
             leases.insert(id, Lease { ttl, remaining, keys: lease_keys(&keys, id)? });
         }
         Ok(leases)
+    }
+
+    /// Every change the history holds up to `revision` (0: the head), in (revision, sub)
+    /// order, with the position it was read at: what etcd's HashKV hashes.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::Compacted`] or [`KvError::FutureRevision`] for a revision it cannot read at;
+    /// [`KvError::Storage`].
+    pub fn changes(&self, revision: i64) -> Result<(Vec<Change>, Position), KvError> {
+        let txn = self.db.begin_read()?;
+        let position = read_meta(&txn)?;
+        let revision = read_revision(revision, position.revision, position.compacted)?;
+        Ok((open_kv(&txn)?.changes(revision)?, position))
     }
 
     /// The head revision, the compacted revision and the applied position, as committed.

@@ -42,6 +42,19 @@ pub struct Applied {
     pub events: Vec<Event>,
 }
 
+/// One change the history holds (what etcd's HashKV hashes): where it is and what it did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Its revision.
+    pub revision: i64,
+    /// Its place among its revision's changes, from 0.
+    pub sub: u32,
+    /// A put or a delete.
+    pub kind: EventKind,
+    /// The key after it (a deletion's: the key, and the revision as its `mod_revision`).
+    pub kv: KeyValue,
+}
+
 /// The kind of an [`Event`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {

@@ -10,7 +10,7 @@
 //! a deletion at the compacted revision itself (which etcd's compaction may or may not keep);
 //! below it, only what etcd's index keeps at the revision asked.
 
-use cairn_coord::{EventKind, KeyValue};
+use cairn_coord::{Change, EventKind, KeyValue};
 use prost::Message;
 
 use crate::convert;
@@ -29,11 +29,6 @@ pub struct KvHash {
     pub hash_revision: i64,
 }
 
-/// One change the history holds: its kind, its sub-revision (its place among its revision's
-/// changes, from 0) and the key after it (`mod_revision` its main revision; a deletion's holds
-/// the key and that revision only).
-pub type Change = (EventKind, u32, KeyValue);
-
 /// etcd's HashKV of `history` (every change the store holds, in (main, sub) order) up to
 /// `revision` (included), the store compacted at `compact_revision` (-1: never).
 ///
@@ -41,13 +36,13 @@ pub type Change = (EventKind, u32, KeyValue);
 /// at `revision` counts, if it is a put (unless no key is live at `revision`: then all count).
 pub fn hash_kv(compact_revision: i64, revision: i64, history: &[Change]) -> KvHash {
     let mut last = std::collections::HashMap::new();
-    for (kind, _, kv) in history.iter().filter(|(_, _, kv)| kv.mod_revision <= revision) {
-        last.insert(kv.key.as_slice(), (*kind, kv.mod_revision));
+    for change in history.iter().filter(|change| change.revision <= revision) {
+        last.insert(change.kv.key.as_slice(), (change.kind, change.revision));
     }
     last.retain(|_, (kind, _)| *kind == EventKind::Put);
     let mut crc = crc32c::crc32c(KEY_BUCKET);
-    for (kind, sub, kv) in history {
-        let (main, deleted) = (kv.mod_revision, *kind == EventKind::Delete);
+    for Change { revision: main, sub, kind, kv } in history {
+        let (main, deleted) = (*main, *kind == EventKind::Delete);
         let kept = last.get(kv.key.as_slice()).is_some_and(|(_, at)| *at == main);
         if main > revision
             || (main <= compact_revision && !last.is_empty() && !kept)
@@ -111,7 +106,7 @@ mod tests {
         let history: Vec<Change> = history
             .into_iter()
             .filter(|(_, kv)| compacted != 4 || kv.mod_revision != 2)
-            .map(|(kind, kv)| (kind, 0, kv))
+            .map(|(kind, kv)| Change { revision: kv.mod_revision, sub: 0, kind, kv })
             .collect();
         let hashed = hash_kv(compacted, revision, &history);
         assert_eq!(hashed.hash, expected, "compacted {compacted}, at {revision}");

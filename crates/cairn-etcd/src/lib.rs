@@ -38,7 +38,7 @@ mod watch;
 
 pub use backend::{Applied, CoordError, Coordination, Header, LeaseStatus, Member, Status};
 pub use config::{EtcdConfig, GRPC_OVERHEAD_BYTES, LEASE_TTL_MAX_SECONDS};
-pub use hash::{Change, KvHash, hash_kv};
+pub use hash::{KvHash, hash_kv};
 pub use server::{serve, serve_with};
 
 /// The generated protobuf messages and tonic services, by etcd's package names.

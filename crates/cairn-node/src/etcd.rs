@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cairn_coord::{Applied, Command, KvError, RangeRequest, RangeResponse, Refusal, Reply};
-use cairn_etcd::{CoordError, Coordination, Header, LeaseStatus, Member, Status};
+use cairn_etcd::{CoordError, Coordination, Header, KvHash, LeaseStatus, Member, Status};
 use cairn_raft::coord_group::{COORD_DIR, CoordGroup, STORE_FILE};
 use cairn_storage::RealDisk;
 use tokio::net::TcpListener;
@@ -137,6 +137,13 @@ impl Coordination for EtcdBackend {
             db_size: i64::try_from(db_size).unwrap_or(i64::MAX),
             version: API_VERSION.to_owned(),
         })
+    }
+
+    async fn hash_kv(&self, revision: i64) -> Result<(KvHash, i64), CoordError> {
+        let (changes, position) = self.group.reader().changes(revision)?;
+        let at = if revision == 0 { position.revision } else { revision };
+        let compacted = if position.compacted == 0 { -1 } else { position.compacted };
+        Ok((cairn_etcd::hash_kv(compacted, at, &changes), position.revision))
     }
 
     fn members(&self) -> Vec<Member> {

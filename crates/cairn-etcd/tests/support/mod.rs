@@ -9,11 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cairn_coord::{
-    Command, EventKind, KvError, PutRequest, RangeRequest, RangeResponse, Reply, Store,
+    Change, Command, KvError, PutRequest, RangeRequest, RangeResponse, Reply, Store,
 };
 use cairn_etcd::{
-    Applied, Change, CoordError, Coordination, EtcdConfig, Header, KvHash, LeaseStatus, Member,
-    Status,
+    Applied, CoordError, Coordination, EtcdConfig, Header, KvHash, LeaseStatus, Member, Status,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, oneshot};
@@ -181,28 +180,9 @@ impl Coordination for MemoryBackend {
 }
 
 impl MemoryBackend {
-    /// The changes the store holds, in (main, sub) order: the keys live at the compacted
-    /// revision (sub-revision 0: exact when each was its revision's only change), then every
-    /// event since.
+    /// The changes the store holds, in (revision, sub) order.
     fn changes(state: &State) -> Result<Vec<Change>, KvError> {
-        let compacted = state.store.compacted();
-        let mut changes: Vec<Change> = Vec::new();
-        if compacted > 0 {
-            let all = RangeRequest {
-                key: vec![0],
-                range_end: vec![0],
-                revision: compacted,
-                ..RangeRequest::default()
-            };
-            let mut kept = state.store.range(&all)?.kvs;
-            kept.sort_by_key(|kv| kv.mod_revision);
-            changes.extend(kept.into_iter().map(|kv| (EventKind::Put, 0, kv)));
-        }
-        for (_, events) in state.store.events_after(compacted, usize::MAX)? {
-            let subs = (0..).zip(events);
-            changes.extend(subs.map(|(sub, event)| (event.kind, sub, event.kv)));
-        }
-        Ok(changes)
+        Ok(state.store.reader().changes(0)?.0)
     }
 }
 
