@@ -537,11 +537,21 @@ impl StoreReader {
     ///
     /// As [`Store::range`].
     pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, KvError> {
+        self.range_at_head(request).map(|(response, _)| response)
+    }
+
+    /// Range, and the head revision of the state it read (etcd's header revision: a watch
+    /// from the revision after it misses nothing the read did not see).
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::range`].
+    pub fn range_at_head(&self, request: &RangeRequest) -> Result<(RangeResponse, i64), KvError> {
         let txn = self.db.begin_read()?;
         let position = read_meta(&txn)?;
         let head = position.revision;
         let revision = read_revision(request.revision, head, position.compacted)?;
-        open_kv(&txn)?.range_at(request, revision, head)
+        Ok((open_kv(&txn)?.range_at(request, revision, head)?, head))
     }
 
     /// The events of up to `limit` revisions after `revision`.

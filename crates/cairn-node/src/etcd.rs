@@ -92,9 +92,9 @@ impl Coordination for EtcdBackend {
         if !serializable {
             self.group.read_index().await.map_err(refused)?;
         }
-        let response = self.group.reader().range(&request)?;
-        // Read after the range: the header's revision is at least the one read at.
-        Ok((response, self.revision()?.0))
+        // The revision of the state read, exactly: a watch from the one after it (a lock's
+        // wait for its predecessor's deletion) must not skip a change the read did not see.
+        Ok(self.group.reader().range_at_head(&request)?)
     }
 
     async fn write(&self, command: Command) -> Result<(Reply, i64), CoordError> {

@@ -15,76 +15,17 @@ use std::time::{Duration, Instant};
 use cairn_testkit::linearizable::{
     Operation, Register, RegisterInput, RegisterOutput, check_partitioned,
 };
-use cairn_testkit::{ProcessNode, ProcessNodeBuilder, free_ports};
 use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
 use rustix::process::{Pid, Signal, kill_process};
-use tempfile::TempDir;
 
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+use crate::cluster::{Member, OPERATION, connect, leader, start};
 
-/// How long the nodes have to start and agree.
-const READY: Duration = Duration::from_secs(60);
 /// How long the clients run while the nemesis acts.
 const RUN: Duration = Duration::from_secs(14);
-/// How long one operation may take before its outcome counts as unknown.
-const OPERATION: Duration = Duration::from_secs(3);
 const KEYS: u64 = 3;
 const CLIENTS: u64 = 6;
 
 type History = Vec<(u64, Operation<RegisterInput, RegisterOutput>)>;
-
-struct Member {
-    builder: ProcessNodeBuilder,
-    etcd: String,
-    node: Option<ProcessNode>,
-    /// The data directory of a killed node, for its restart.
-    dir: Option<TempDir>,
-}
-
-fn cluster() -> Vec<Member> {
-    let ports = free_ports(6);
-    let peers: Vec<String> =
-        (1..=3).zip(&ports).map(|(id, port)| format!("{id}=127.0.0.1:{port}")).collect();
-    let peers = peers.join(",");
-    (1..=3_u64)
-        .map(|id| {
-            let peer = ports[usize::try_from(id - 1).expect("a small id")];
-            let etcd = format!("127.0.0.1:{}", ports[usize::try_from(id + 2).expect("a small id")]);
-            let builder = ProcessNode::builder(CAIRN).args([
-                "--node-id".to_owned(),
-                id.to_string(),
-                "--peer-listen".to_owned(),
-                format!("127.0.0.1:{peer}"),
-                "--peers".to_owned(),
-                peers.clone(),
-                "--etcd-listen".to_owned(),
-                etcd.clone(),
-            ]);
-            Member { builder, etcd, node: None, dir: None }
-        })
-        .collect()
-}
-
-/// The node leading the coordination group, as any answering node says (etcd's member id is
-/// the node id plus one).
-async fn leader(members: &[Member]) -> Option<usize> {
-    for member in members.iter().filter(|m| m.node.is_some()) {
-        let Ok(mut client) = connect(&member.etcd).await else { continue };
-        let status = tokio::time::timeout(OPERATION, client.status()).await;
-        if let Ok(Ok(status)) = status
-            && status.leader() > 0
-        {
-            return usize::try_from(status.leader() - 2).ok();
-        }
-    }
-    None
-}
-
-async fn connect(endpoint: &str) -> Result<Client, etcd_client::Error> {
-    let options =
-        etcd_client::ConnectOptions::new().with_connect_timeout(OPERATION).with_timeout(OPERATION);
-    Client::connect([endpoint], Some(options)).await
-}
 
 /// A small seeded generator (xorshift): the schedule of operations and faults.
 struct Seeded(u64);
@@ -194,11 +135,9 @@ async fn nemesis(members: &mut [Member], until: Instant) -> Vec<&'static str> {
             kill_process(pid, Signal::CONT).expect("SIGCONT");
             done.push("pause");
         } else {
-            let node = member.node.take().expect("the leader runs");
-            member.dir = Some(node.kill());
+            member.kill();
             tokio::time::sleep(Duration::from_millis(1000)).await;
-            let dir = member.dir.take().expect("killed above");
-            member.node = Some(member.builder.spawn_in(dir));
+            member.restart();
             done.push("kill");
         }
     }
@@ -207,13 +146,7 @@ async fn nemesis(members: &mut [Member], until: Instant) -> Vec<&'static str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn puts_reads_and_swaps_stay_linearizable_while_the_leader_is_killed_and_paused() {
-    let mut members = cluster();
-    for member in &mut members {
-        member.node = Some(member.builder.spawn_in(TempDir::new().expect("a directory")));
-    }
-    for member in &mut members {
-        member.node.as_mut().expect("started").wait_ready(READY);
-    }
+    let mut members = start();
     let start = Instant::now();
     let until = start + RUN;
     let endpoints: Vec<String> = members.iter().map(|m| m.etcd.clone()).collect();
@@ -244,9 +177,5 @@ async fn puts_reads_and_swaps_stay_linearizable_while_the_leader_is_killed_and_p
     let (keys, operations): (Vec<u64>, Vec<_>) = history.into_iter().unzip();
     let checked = check_partitioned(&Register, &operations, |index, _| keys[index]);
     assert!(checked.is_ok(), "not linearizable under {faults:?}: {checked:?}\n{operations:#?}");
-    for member in members {
-        if let Some(node) = member.node {
-            node.stop();
-        }
-    }
+    crate::cluster::stop(members);
 }
