@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use cairn_broker::{Broker, BrokerConfig, CoordinatorConfig, Health, ShardConfig};
 use cairn_kafka::ServerConfig;
-use cairn_meta::NodeMeta;
+use cairn_meta::{NodeMeta, NodeRecord};
 use cairn_raft::coord_group::{COORD_GROUP, CoordGroup};
 use cairn_raft::core_group::{
     CORE_GROUP, CoreConfig, CoreForward, CoreMetadata, CoreNode, CorePeers, NoForward, PeerForward,
@@ -108,13 +108,15 @@ async fn open_coord(
 }
 
 /// Opens the consistent core of a single node in `<data>/meta` (RFC 0003 §5): with no peers,
-/// this node is its only voter and leads it.
+/// this node is its only voter and leads it. `etcd_address` is its etcd listener's.
 async fn open_core(
     config: &NodeConfig,
     node: NodeMeta,
+    etcd_address: Option<String>,
     registry: &cairn_metrics::Registry,
 ) -> anyhow::Result<Arc<CoreMetadata<RealDisk>>> {
-    let core_node = CoreNode { meta: node, peer_address: PEER_ADDRESS_NONE.to_owned() };
+    let peer_address = PEER_ADDRESS_NONE.to_owned();
+    let core_node = CoreNode { meta: node, peer_address, etcd_address };
     let previous = previous_cluster_id(&config.data_dir)?;
     let meta_dir = config.data_dir.join("meta");
     let core_config = core_config(registry)?;
@@ -179,9 +181,11 @@ async fn start_peers(config: &NodeConfig, peers: &PeerList) -> anyhow::Result<Pe
 }
 
 /// Opens the consistent core of a node with peers: its voters are the static peer set.
+/// `etcd_address` is its etcd listener's.
 async fn open_cluster_core(
     config: &NodeConfig,
     node: NodeMeta,
+    etcd_address: Option<String>,
     peer_list: &PeerList,
     peers: &Peers,
     registry: &cairn_metrics::Registry,
@@ -191,7 +195,7 @@ async fn open_cluster_core(
         .get(&node.id)
         .map(ToString::to_string)
         .context("validation puts this node in peers")?;
-    let core_node = CoreNode { meta: node, peer_address };
+    let core_node = CoreNode { meta: node, peer_address, etcd_address };
     let meta_dir = config.data_dir.join("meta");
     let core_peers = CorePeers {
         transport: &peers.transport,
@@ -441,10 +445,17 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the admin listener to {}", config.admin_listen))?;
     let etcd = etcd::bind(config.etcd_listen, config.peers.is_none()).await?;
+    let etcd_address = etcd.as_ref().map(TcpListener::local_addr).transpose()?;
     let registry = Arc::new(cairn_metrics::Registry::new());
-    let listeners = Listeners { kafka, admin, etcd, advertised: advertised.to_string() };
+    let listeners = Listeners {
+        kafka,
+        admin,
+        etcd,
+        etcd_address: etcd_address.map(|address| address.to_string()),
+        advertised: advertised.to_string(),
+    };
     let Some(peer_list) = &config.peers else {
-        let meta = open_core(&config, node, &registry).await?;
+        let meta = open_core(&config, node, listeners.etcd_address.clone(), &registry).await?;
         let coord = open_coord(&config, &registry, None).await?;
         return serve(&config, meta, coord, listeners, registry, None).await;
     };
@@ -465,7 +476,8 @@ async fn serve_cluster(
     listeners: Listeners,
     registry: Arc<cairn_metrics::Registry>,
 ) -> anyhow::Result<()> {
-    let meta = open_cluster_core(config, node, peer_list, peers, &registry).await?;
+    let etcd_address = listeners.etcd_address.clone();
+    let meta = open_cluster_core(config, node, etcd_address, peer_list, peers, &registry).await?;
     let core_peers = CorePeers {
         transport: &peers.transport,
         network: &peers.network,
@@ -513,6 +525,8 @@ struct Listeners {
     admin: TcpListener,
     /// None: this node serves no etcd API.
     etcd: Option<TcpListener>,
+    /// The etcd listener's bound address: what the core registers for this node.
+    etcd_address: Option<String>,
     /// The address Kafka clients are told, for the log.
     advertised: String,
 }
@@ -526,7 +540,7 @@ async fn serve<F: CoreForward>(
     registry: Arc<cairn_metrics::Registry>,
     peers: Option<GroupPeers>,
 ) -> anyhow::Result<()> {
-    let Listeners { kafka, admin, etcd, advertised } = listeners;
+    let Listeners { kafka, admin, etcd, advertised, .. } = listeners;
     let ready = Arc::new(AtomicBool::new(false));
     let Some(cluster_bytes) = meta.cluster_id() else {
         bail!("the consistent core has no cluster id");
@@ -534,7 +548,7 @@ async fn serve<F: CoreForward>(
     let cluster_id = uuid::Uuid::from_bytes(cluster_bytes).simple().to_string();
     let (stop, stopping) = watch::channel(false);
     let etcd_task = etcd.map(|listener| {
-        let backend = etcd_backend(config, &meta, &coord, cluster_bytes, &listener);
+        let backend = etcd_backend(config, &meta, &coord, cluster_bytes);
         let mut etcd_stopping = stopping.clone();
         etcd::spawn(listener, backend, async move {
             let _ = etcd_stopping.wait_for(|stop| *stop).await;
@@ -610,40 +624,34 @@ async fn serve<F: CoreForward>(
     served
 }
 
-/// The etcd API's backend: the coordination group, and the core's nodes as its members (this
-/// node's client URL is its etcd listener's).
+/// The etcd API's backend: the coordination group, and the core's nodes as its members, each
+/// with the etcd address it registered as its client URL.
 fn etcd_backend<F: CoreForward>(
     config: &NodeConfig,
     meta: &Arc<CoreMetadata<RealDisk, F>>,
     coord: &Arc<CoordGroup<RealDisk>>,
     cluster_id: [u8; 16],
-    listener: &TcpListener,
 ) -> EtcdBackend {
-    let node = config.node_id.0;
-    let client_url = listener.local_addr().map(|address| format!("http://{address}")).ok();
     let meta = Arc::clone(meta);
-    let members = Box::new(move || {
-        let state = meta.state();
-        state
-            .nodes()
-            .map(|record| cairn_etcd::Member {
-                id: etcd::member_id(record.meta.id.0),
-                name: format!("node-{}", record.meta.id.0),
-                peer_urls: (record.peer_address != PEER_ADDRESS_NONE)
-                    .then(|| format!("http://{}", record.peer_address))
-                    .into_iter()
-                    .collect(),
-                client_urls: (record.meta.id.0 == node)
-                    .then(|| client_url.clone())
-                    .flatten()
-                    .into_iter()
-                    .collect(),
-                is_learner: false,
-            })
-            .collect()
-    });
+    let members = Box::new(move || meta.state().nodes().map(member).collect());
     let meta_dir = config.data_dir.join("meta");
-    EtcdBackend::new(Arc::clone(coord), node, cluster_id, &meta_dir, members)
+    EtcdBackend::new(Arc::clone(coord), config.node_id.0, cluster_id, &meta_dir, members)
+}
+
+/// A registered node as an etcd member: its peer URL if it has peers, its client URL if it
+/// serves the etcd API.
+fn member(record: &NodeRecord) -> cairn_etcd::Member {
+    let url = |address: &str| format!("http://{address}");
+    cairn_etcd::Member {
+        id: etcd::member_id(record.meta.id.0),
+        name: format!("node-{}", record.meta.id.0),
+        peer_urls: (record.peer_address != PEER_ADDRESS_NONE)
+            .then(|| url(&record.peer_address))
+            .into_iter()
+            .collect(),
+        client_urls: record.etcd_address.as_deref().map(url).into_iter().collect(),
+        is_learner: false,
+    }
 }
 
 /// What ended a Kafka listener task.
@@ -709,6 +717,27 @@ mod tests {
         assert_eq!(connections_left(16, 32), 0, "never negative");
         let cached = cairn_storage::descriptors::capacity_for_limit(1 << 20);
         assert!(connections_left(1 << 20, cached) > 1024, "a high limit leaves plenty");
+    }
+
+    #[test]
+    fn members_give_every_registered_etcd_address_as_a_client_url() {
+        let record = |id: u64, peer: &str, etcd: Option<&str>| NodeRecord {
+            meta: NodeMeta {
+                id: cairn_types::NodeId(id),
+                host: "h".into(),
+                port: 9092,
+                rack: None,
+            },
+            peer_address: peer.to_owned(),
+            etcd_address: etcd.map(str::to_owned),
+            liveness: cairn_meta::Liveness::Alive,
+        };
+        let other = member(&record(2, "10.0.0.2:9093", Some("10.0.0.2:2379")));
+        assert_eq!(other.id, 3, "node id plus one");
+        assert_eq!(other.client_urls, ["http://10.0.0.2:2379"]);
+        assert_eq!(other.peer_urls, ["http://10.0.0.2:9093"]);
+        let single = member(&record(0, PEER_ADDRESS_NONE, None));
+        assert!(single.client_urls.is_empty() && single.peer_urls.is_empty());
     }
 
     #[tokio::test]

@@ -26,11 +26,19 @@ use cairn_types::NodeId;
 /// Bounds every wait of these tests.
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Node 1 with its Kafka listener on `port` and its etcd API beside it (`port - 6713`: 2379
+/// for 9092).
 fn node(port: u16) -> CoreNode {
     CoreNode {
         meta: NodeMeta { id: NodeId(1), host: "127.0.0.1".into(), port, rack: None },
         peer_address: "127.0.0.1:9093".into(),
+        etcd_address: Some(format!("127.0.0.1:{}", port - 6713)),
     }
+}
+
+/// The etcd address node 1 has in `core`'s state.
+fn etcd_address<D: Disk + Clone>(core: &CoreMetadata<D>) -> Option<String> {
+    core.state().node(NodeId(1)).and_then(|record| record.etcd_address.clone())
 }
 
 /// Fast timers, small segments, a snapshot every `snapshot_entries` entries.
@@ -100,6 +108,7 @@ async fn topics_are_created_altered_grown_and_deleted_and_kept_across_a_restart(
     assert_eq!(core.controller(), Some(NodeId(1)), "the only voter leads");
     assert!(core.cluster_id().is_some(), "the first leader set a cluster id");
     assert_eq!(core.nodes(), vec![node(9092).meta]);
+    assert_eq!(etcd_address(&core).as_deref(), Some("127.0.0.1:2379"), "a start command");
 
     let orders = core.create_topic(spec("orders", 3, &[("retention.ms", "60000")])).await.unwrap();
     assert_eq!((orders.partitions, orders.replication_factor), (3, 1));
@@ -149,6 +158,7 @@ async fn topics_are_created_altered_grown_and_deleted_and_kept_across_a_restart(
     let (topics, deleting, nodes) = seen(&core);
     assert_eq!((topics, deleting), (before.0, before.1));
     assert_eq!(nodes, vec![node(9094).meta]);
+    assert_eq!(etcd_address(&core).as_deref(), Some("127.0.0.1:2381"), "registered again");
     assert_eq!(core.topic("orders").unwrap().configs, altered.configs);
     assert!(core.state().applied() > state_before.applied());
     core.shutdown().await.unwrap();

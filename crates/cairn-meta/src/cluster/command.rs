@@ -38,6 +38,13 @@ pub enum CoreCommand {
         /// Where peers reach it.
         peer_address: String,
     },
+    /// Sets or clears the address of a registered node's etcd v3 API.
+    SetEtcdAddress {
+        /// The node.
+        node: NodeId,
+        /// `host:port` of its etcd listener; `None` if it serves no etcd API.
+        address: Option<String>,
+    },
     /// Marks a registered node alive or dead.
     SetLiveness {
         /// The node.
@@ -218,6 +225,7 @@ impl CoreCommand {
             // on a copy is their check.
             CoreCommand::SetClusterId { .. }
             | CoreCommand::RegisterNode { .. }
+            | CoreCommand::SetEtcdAddress { .. }
             | CoreCommand::SetLiveness { .. }
             | CoreCommand::AllocateProducerIds { .. }
             | CoreCommand::Import { .. } => apply(&mut state.clone(), self).map(drop),
@@ -231,13 +239,16 @@ impl CoreCommand {
 /// # Errors
 /// The refusal, exactly as the leader's check would give it on the same state:
 /// [`MetaError::Refused`] for commands that contradict the state (another cluster id, an
-/// unknown node, a topic id in use, an import into a non-empty core, producer ids exhausted),
+/// unknown node, an address out of bounds, a topic id in use, an import into a non-empty core, producer ids exhausted),
 /// and the topic errors of the single-node store otherwise.
 pub fn apply(state: &mut CoreState, command: &CoreCommand) -> Result<CoreReply, MetaError> {
     match command {
         CoreCommand::SetClusterId { id } => set_cluster_id(state, *id),
         CoreCommand::RegisterNode { node, peer_address } => {
             register_node(state, node, peer_address)
+        }
+        CoreCommand::SetEtcdAddress { node, address } => {
+            set_etcd_address(state, *node, address.as_deref())
         }
         CoreCommand::SetLiveness { node, liveness } => set_liveness(state, *node, *liveness),
         CoreCommand::CreateTopic { id, name, configs, assignments } => {
@@ -302,13 +313,40 @@ fn register_node(
             "the cluster already has {CLUSTER_NODES_MAX} nodes, the most it may"
         )));
     }
+    // The etcd address is set by its own command: a registration keeps it.
+    let etcd_address = state.nodes.get(&node.id).and_then(|record| record.etcd_address.clone());
     let record = NodeRecord {
         meta: node.clone(),
         peer_address: peer_address.to_owned(),
+        etcd_address,
         liveness: Liveness::Alive,
     };
     state.nodes.insert(node.id, record);
     Ok(CoreReply::Done)
+}
+
+fn set_etcd_address(
+    state: &mut CoreState,
+    node: NodeId,
+    address: Option<&str>,
+) -> Result<CoreReply, MetaError> {
+    check_etcd_address(node, address).map_err(MetaError::Refused)?;
+    let record = state.nodes.get_mut(&node).ok_or_else(|| unknown_node(node))?;
+    record.etcd_address = address.map(str::to_owned);
+    Ok(CoreReply::Done)
+}
+
+/// Checks a node's etcd address: absent, or 1 to `NODE_ADDRESS_BYTES_MAX` bytes.
+pub(crate) fn check_etcd_address(node: NodeId, address: Option<&str>) -> Result<(), String> {
+    match address {
+        Some(address) if address.is_empty() || address.len() > NODE_ADDRESS_BYTES_MAX => {
+            Err(format!(
+                "node {node}: etcd address of {} bytes (1 to {NODE_ADDRESS_BYTES_MAX})",
+                address.len()
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks a node's registration: a Kafka broker id, addresses and rack within their bounds.

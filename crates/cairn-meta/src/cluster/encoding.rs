@@ -14,6 +14,7 @@
 //!  8 FinishDeletion       topic_id: [u8; 16]
 //!  9 AllocateProducerIds  node_id: u64
 //! 10 Import               node_id: u64, topic_count: u32 × topic, deleting_count: u32 × topic
+//! 11 SetEtcdAddress       node_id: u64, address: optional str
 //!
 //! node        = node_id: u64, host: str, port: u16, rack: optional str
 //! configs     = count: u16, count × (key: str, value: str)
@@ -21,6 +22,10 @@
 //! change      = 0 key: str, value: str (set) | 1 key: str (delete)
 //! topic       = topic_id: [u8; 16], name: str, partitions: u32, replication_factor: u16, configs
 //! ```
+//!
+//! Kinds are only ever added, with the next number, and the version stays 1: a log written
+//! before a kind existed never holds it, so every older log still decodes (kind 11 came with
+//! the etcd API's member list).
 //!
 //! Conventions (big-endian, `str`, optional values, counts checked against the bytes left) are
 //! `codec.rs`'s. Decoding checks form, not meaning: topic names and stored topics are validated
@@ -47,6 +52,7 @@ const DELETE_TOPIC: u8 = 7;
 const FINISH_DELETION: u8 = 8;
 const ALLOCATE_PRODUCER_IDS: u8 = 9;
 const IMPORT: u8 = 10;
+const SET_ETCD_ADDRESS: u8 = 11;
 
 impl CoreCommand {
     /// The versioned encoding (module docs).
@@ -63,6 +69,10 @@ impl CoreCommand {
             CoreCommand::RegisterNode { node, peer_address } => {
                 w.node(node)?;
                 w.str("peer address", peer_address)?;
+            }
+            CoreCommand::SetEtcdAddress { node, address } => {
+                w.u64(node.0);
+                w.opt_str("etcd address", address.as_deref())?;
             }
             CoreCommand::SetLiveness { node, liveness } => {
                 w.u64(node.0);
@@ -114,6 +124,10 @@ impl CoreCommand {
             REGISTER_NODE => {
                 CoreCommand::RegisterNode { node: r.node()?, peer_address: r.str("peer address")? }
             }
+            SET_ETCD_ADDRESS => CoreCommand::SetEtcdAddress {
+                node: r.node_id()?,
+                address: r.opt_str("etcd address")?,
+            },
             SET_LIVENESS => {
                 let node = r.node_id()?;
                 let alive = r.flag("liveness")?;
@@ -154,6 +168,7 @@ impl CoreCommand {
         match self {
             CoreCommand::SetClusterId { .. } => SET_CLUSTER_ID,
             CoreCommand::RegisterNode { .. } => REGISTER_NODE,
+            CoreCommand::SetEtcdAddress { .. } => SET_ETCD_ADDRESS,
             CoreCommand::SetLiveness { .. } => SET_LIVENESS,
             CoreCommand::CreateTopic { .. } => CREATE_TOPIC,
             CoreCommand::CreatePartitions { .. } => CREATE_PARTITIONS,

@@ -2,20 +2,25 @@
 //! (RFC 0003 §5: built every so many entries, sent whole to a lagging replica).
 //!
 //! ```text
-//! version: u8 (= 1)
+//! version: u8 (= 2; 1 is still read)
 //! cluster_id: optional [u8; 16]
 //! applied: optional (term: u64, index: u64)
 //! next_group: u64, next_producer_id: i64
-//! node_count: u32 (<= CLUSTER_NODES_MAX), node_count × (node, peer_address: str, liveness: u8)
+//! node_count: u32 (<= CLUSTER_NODES_MAX), node_count × node_record
 //! live_count: u32, live_count × (topic, topic.partitions × assignment)
 //! deleting_count: u32, deleting_count × (topic, topic.partitions × assignment)
+//! node_record = node, peer_address: str, liveness: u8, etcd_address: optional str
 //! assignment = group: u64, replicas: u8, replicas × node_id: u64
 //! ```
+//!
+//! Version 1, written before nodes had an etcd address, is version 2 without `etcd_address`
+//! in `node_record`; it decodes to nodes without one. Only version 2 is written.
 //!
 //! Nodes by increasing id, live topics by name, deleting topics by id: equal states give equal
 //! bytes. Decoding checks every count against the bytes left and every invariant `apply` keeps
 //! (registered replicas, distinct and within the factor, unique group ids below `next_group`,
-//! the topic rules of the single node), so a restored state is one `apply` could have made.
+//! addresses within their bounds, the topic rules of the single node), so a restored state is
+//! one `apply` could have made.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -28,13 +33,15 @@ use cairn_types::limits::{
 use crate::TopicMeta;
 use crate::catalog::Topics;
 use crate::cluster::codec::{CodecError, NODE_ID_BYTES, Reader, TOPIC_BYTES_MIN, Writer};
-use crate::cluster::command::check_node;
+use crate::cluster::command::{check_etcd_address, check_node};
 use crate::cluster::state::{
     CoreState, GroupId, Liveness, LogPosition, NodeRecord, PartitionAssignment,
 };
 
-/// The only version written; a reader refuses any other.
-const VERSION: u8 = 1;
+/// The version written: node records carry their etcd address.
+const VERSION: u8 = 2;
+/// The version before nodes had an etcd address, still read.
+const VERSION_NO_ETCD: u8 = 1;
 
 /// Fewest bytes of an encoded assignment: group and replica count.
 const ASSIGNMENT_BYTES_MIN: usize = 8 + 1;
@@ -70,6 +77,7 @@ impl CoreState {
             w.node(&record.meta)?;
             w.str("peer address", &record.peer_address)?;
             w.u8(u8::from(record.liveness == Liveness::Alive));
+            w.opt_str("etcd address", record.etcd_address.as_deref())?;
         }
         let live: Vec<&Arc<TopicMeta>> = self.topics.live.values().collect();
         let deleting: Vec<&Arc<TopicMeta>> = self.topics.deleting.values().collect();
@@ -99,7 +107,7 @@ impl CoreState {
         }
         let mut r = Reader::new(bytes);
         let version = r.u8()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_NO_ETCD {
             return Err(CodecError::UnknownVersion { what: "snapshot", version });
         }
         let mut state = CoreState {
@@ -116,7 +124,7 @@ impl CoreState {
         if state.next_group == 0 || state.next_producer_id < 0 {
             return Err(invalid("group or producer id counter"));
         }
-        read_nodes(&mut r, &mut state)?;
+        read_nodes(&mut r, &mut state, version)?;
         let mut groups = BTreeSet::new();
         let live = read_topics(&mut r, &mut state, &mut groups)?;
         let deleting = read_topics(&mut r, &mut state, &mut groups)?;
@@ -126,19 +134,25 @@ impl CoreState {
     }
 }
 
-fn read_nodes(r: &mut Reader<'_>, state: &mut CoreState) -> Result<(), CodecError> {
-    // A node takes at least its id, two empty strings, port, rack flag and liveness.
-    let count = r.count("nodes", NODE_ID_BYTES + 2 + 2 + 1 + 2 + 1, CLUSTER_NODES_MAX)?;
+/// The node records of a snapshot of `version` (with their etcd addresses from version 2).
+fn read_nodes(r: &mut Reader<'_>, state: &mut CoreState, version: u8) -> Result<(), CodecError> {
+    let with_etcd = version != VERSION_NO_ETCD;
+    // A node takes at least its id, two empty strings, port, rack flag and liveness, and from
+    // version 2 the etcd address's flag.
+    let node_bytes_min = NODE_ID_BYTES + 2 + 2 + 1 + 2 + 1 + usize::from(with_etcd);
+    let count = r.count("nodes", node_bytes_min, CLUSTER_NODES_MAX)?;
     for _ in 0..count {
         let meta = r.node()?;
         let peer_address = r.str("peer address")?;
         let alive = r.flag("liveness")?;
+        let etcd_address = if with_etcd { r.opt_str("etcd address")? } else { None };
         check_node(&meta, &peer_address).map_err(CodecError::Invalid)?;
+        check_etcd_address(meta.id, etcd_address.as_deref()).map_err(CodecError::Invalid)?;
         if state.nodes.last_key_value().is_some_and(|(&last, _)| last >= meta.id) {
             return Err(invalid("node order (ids must increase)"));
         }
         let liveness = if alive { Liveness::Alive } else { Liveness::Dead };
-        state.nodes.insert(meta.id, NodeRecord { meta, peer_address, liveness });
+        state.nodes.insert(meta.id, NodeRecord { meta, peer_address, etcd_address, liveness });
     }
     Ok(())
 }

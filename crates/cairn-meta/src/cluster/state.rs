@@ -39,6 +39,10 @@ pub struct NodeRecord {
     pub meta: NodeMeta,
     /// Where peers reach it (`host:port` of `--peer-listen`).
     pub peer_address: String,
+    /// Where its etcd v3 API listens (`host:port` of `--etcd-listen`), if it serves one: the
+    /// client URL etcd's MemberList gives for it. Set by `SetEtcdAddress`, kept by a later
+    /// `RegisterNode`.
+    pub etcd_address: Option<String>,
     /// Up or down, as the core leader last committed.
     pub liveness: Liveness,
 }

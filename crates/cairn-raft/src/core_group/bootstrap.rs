@@ -6,8 +6,9 @@
 //!    this node as its only voter, and campaigns at once.
 //! 2. Once a leader is known and this node's state caught up with the commit, the leader's
 //!    start commands: `SetClusterId` if the core has none (the id a data directory already
-//!    had, else 16 random bytes) and `RegisterNode` if this node is not registered with its
-//!    current addresses (a restart may change them).
+//!    had, else 16 random bytes), `RegisterNode` if this node is not registered with its
+//!    current addresses (a restart may change them), and `SetEtcdAddress` if the registered
+//!    address of its etcd API is not the current one.
 //! 3. A `LocalMetadata` file in `<meta>` (`metadata.json`, a single node's store before the
 //!    core) is imported once: `Import` into an empty core, every partition on this node, then
 //!    the file is renamed `*.imported`, never deleted. A crash between the two finds a core with
@@ -202,10 +203,10 @@ impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
         Ok(())
     }
 
-    /// The start commands: the cluster id and this node's registration, when they change,
-    /// after this node caught up with the leader's commit. A start command whose leader was
-    /// unknown, unreachable or did not answer in time is tried again until `timeout` (each is
-    /// the same whether it applied once or twice).
+    /// The start commands: the cluster id, this node's registration and its etcd address,
+    /// when they change, after this node caught up with the leader's commit. A start command
+    /// whose leader was unknown, unreachable or did not answer in time is tried again until
+    /// `timeout` (each is the same whether it applied once or twice).
     async fn settle(
         &self,
         node: &CoreNode,
@@ -231,6 +232,24 @@ impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
             };
             self.write_retrying(CoreRequest::Command(command), deadline).await?;
         }
+        self.settle_etcd_address(node, deadline).await
+    }
+
+    /// `SetEtcdAddress` if the registered record's etcd address is not this node's (after its
+    /// registration, so the node is known).
+    async fn settle_etcd_address(
+        &self,
+        node: &CoreNode,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), CoreError> {
+        let state = self.state();
+        let registered = state.node(node.meta.id).map(|record| &record.etcd_address);
+        if registered == Some(&node.etcd_address) {
+            return Ok(());
+        }
+        let command =
+            CoreCommand::SetEtcdAddress { node: node.meta.id, address: node.etcd_address.clone() };
+        self.write_retrying(CoreRequest::Command(command), deadline).await?;
         Ok(())
     }
 

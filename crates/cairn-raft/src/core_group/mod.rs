@@ -14,7 +14,8 @@
 //! - `liveness.rs`: the leader's judgement of which nodes are alive ([`LivenessTimers`]):
 //!   `SetLiveness` after a grace period of silence in the core's own Raft traffic.
 //! - `bootstrap.rs`: opening the core in `<data>/meta/raft/`: a new core is initialized with
-//!   this node as its only voter; the first leader sets the cluster id and registers the node;
+//!   this node as its only voter; the first leader sets the cluster id and registers the node
+//!   (and its etcd address);
 //!   a single node's `LocalMetadata` file is imported once and renamed `*.imported`.
 //!
 //! The core lives in cairn-raft because its state machine is an openraft one and every openraft
@@ -105,4 +106,7 @@ pub struct CoreNode {
     pub meta: NodeMeta,
     /// Where peers reach it (`--peer-listen`).
     pub peer_address: String,
+    /// Where its etcd v3 API listens (the bound `--etcd-listen`), if it serves one: registered
+    /// so that every node's MemberList gives every member's client URL.
+    pub etcd_address: Option<String>,
 }

@@ -267,6 +267,8 @@ fn core_messages() -> Vec<(&'static str, Message)> {
         node: NodeMeta { id: NodeId(2), host: "10.0.0.2".to_owned(), port: 9092, rack: None },
         peer_address: "10.0.0.2:9093".to_owned(),
     };
+    let etcd_address =
+        CoreCommand::SetEtcdAddress { node: NodeId(2), address: Some("10.0.0.2:2379".to_owned()) };
     let done =
         |reply, applied| Message::CoreWriteAnswer(CoreAnswer::Done(Forwarded { reply, applied }));
     let at = Some(LogPosition { term: 3, index: 17 });
@@ -313,6 +315,7 @@ fn core_messages() -> Vec<(&'static str, Message)> {
             ))),
         ),
         ("core-write-command", Message::CoreWrite(CoreRequest::Command(register))),
+        ("core-write-command-etcd", Message::CoreWrite(CoreRequest::Command(etcd_address))),
         ("core-write-read-index", Message::CoreWrite(CoreRequest::ReadIndex)),
         ("core-answer-done", done(CoreReply::Done, None)),
         ("core-answer-topic", done(CoreReply::Topic(Arc::new(created)), at)),
