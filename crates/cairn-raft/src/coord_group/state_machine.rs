@@ -566,3 +566,72 @@ impl<D: Disk + Clone> RaftSnapshotBuilder<TypeConfig> for CoordSnapshotBuilder<D
         Ok(snapshot_of(last, membership.as_ref(), Bytes::new()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeSet;
+
+    use cairn_coord::{PutRequest, RangeRequest};
+    use cairn_metrics::Histogram;
+    use cairn_storage::{RealDisk, SystemClock};
+
+    use super::*;
+
+    fn machine(dir: &Path) -> (CoordStateMachine<RealDisk>, Arc<Shared>) {
+        let histogram = Arc::new(Histogram::new(&[0.1]).unwrap());
+        let config = crate::core_group::core_log_config();
+        let log_dir = dir.join("log");
+        let clock = Arc::new(SystemClock);
+        let group = GroupLog::open(RealDisk, &log_dir, config, clock, histogram).unwrap();
+        CoordStateMachine::open(group, &log_dir, 10).unwrap()
+    }
+
+    fn value(shared: &Shared, key: &str) -> Option<Vec<u8>> {
+        let request = RangeRequest { key: key.into(), ..RangeRequest::default() };
+        shared.reader().range(&request).unwrap().kvs.first().map(|kv| kv.value.clone())
+    }
+
+    #[tokio::test]
+    async fn a_served_snapshot_installs_the_leaders_store_membership_and_position() {
+        let (leader_dir, follower_dir) =
+            (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut leader, _) = machine(leader_dir.path());
+        let members = Members::new(vec![BTreeSet::from([1, 2, 3])], BTreeSet::new()).unwrap();
+        let at = MembershipAt { log_id: log_id(1, 1), members };
+        leader.store.apply_membership(&encode_membership(&at), Some((1, 1))).unwrap();
+        leader.membership = Some(at.clone());
+        for index in 2..50 {
+            let put = PutRequest {
+                key: format!("k{index}").into(),
+                value: b"v".to_vec(),
+                ..PutRequest::default()
+            };
+            leader.store.apply_at(Some(&Command::Put(put)), (1, index)).unwrap();
+        }
+        leader.applied = Some(log_id(1, 49));
+        let served = leader.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(served.meta.last_log_id, Some(log_id(1, 49)), "the store's applied position");
+        assert_eq!(membership_at(&served.meta.last_membership).unwrap(), Some(at.clone()));
+
+        let (mut follower, shared) = machine(follower_dir.path());
+        let (mut revisions, old_reader) = (shared.revisions.subscribe(), shared.reader());
+        follower.install_snapshot(&served.meta, served.snapshot).await.unwrap();
+        assert_eq!(value(&shared, "k7").as_deref(), Some(&b"v"[..]), "the shared reader swapped");
+        assert_eq!(old_reader.position().unwrap().revision, 1, "a kept reader reads the old store");
+        assert_eq!(*shared.applied.borrow(), Some(log_id(1, 49)));
+        assert_eq!(revisions.recv().await.unwrap().revision, 2, "skipped revisions replayed");
+        let record = follower.group.state().record.snapshot.clone().unwrap();
+        assert_eq!((record.last_log_id, record.membership), (log_id(1, 49), Some(at.clone())));
+        // Readers hold the database open: all go before a reopen.
+        drop((follower, shared, old_reader, revisions));
+
+        // Durable with its membership: a reopen finds both.
+        let (mut reopened, shared) = machine(follower_dir.path());
+        let (applied, membership) = reopened.applied_state().await.unwrap();
+        assert_eq!(applied, Some(log_id(1, 49)));
+        assert_eq!(membership_at(&membership).unwrap(), Some(at));
+        assert_eq!(value(&shared, "k49").as_deref(), Some(&b"v"[..]));
+    }
+}
