@@ -21,10 +21,10 @@ use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 
-use crate::store::{Position, Store};
+use crate::store::{Position, Store, StoreReader};
 use crate::tables::{
-    APPLIED_INDEX, APPLIED_TERM, COMPACTED, HISTORY, INDEX, LATEST, LEASE_KEYS, LEASES, META,
-    REVISION, Record,
+    APPLIED_INDEX, APPLIED_TERM, COMPACTED, GROUP, HISTORY, INDEX, LATEST, LEASE_KEYS, LEASES,
+    MEMBERSHIP, META, REVISION, Record,
 };
 use crate::types::{EventKind, StoreError};
 
@@ -117,6 +117,107 @@ impl Store {
     ///
     /// [`StoreError::Storage`] if redb or `out` fails.
     pub fn write_snapshot(&self, out: &mut impl io::Write) -> Result<(), StoreError> {
+        self.reader().write_snapshot(out).map(drop)
+    }
+
+    /// [`Store::write_snapshot`] into memory.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::write_snapshot`].
+    pub fn snapshot(&self) -> Result<Vec<u8>, StoreError> {
+        let mut bytes = Vec::new();
+        self.write_snapshot(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Builds the store at `path` from a snapshot, as [`Store::restore_as_member`] without a
+    /// membership.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::restore_as_member`].
+    pub fn restore(path: &Path, input: &mut impl Read) -> Result<Store, StoreError> {
+        Store::restore_as_member(path, input, None)
+    }
+
+    /// Builds the store at `path` from a snapshot: a new file beside it (`path` with
+    /// `.restoring` appended), filled and checked, `membership` (if any) recorded as the
+    /// replicating group's ([`Store::membership`]) in the durable commit of its position, then
+    /// renamed over `path` and the directory synced (a crash leaves the old store or the whole
+    /// new one). A store open on `path` keeps reading its old file until dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Snapshot`] for a cut, damaged or malformed snapshot (`path` unchanged),
+    /// [`StoreError::Storage`] if redb or the file system fails.
+    pub fn restore_as_member(
+        path: &Path,
+        input: &mut impl Read,
+        membership: Option<&[u8]>,
+    ) -> Result<Store, StoreError> {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".restoring");
+        let temporary = std::path::PathBuf::from(name);
+        match std::fs::remove_file(&temporary) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error.into()),
+            _ => {}
+        }
+        let built = Store::open(&temporary).and_then(|store| store.load(input, membership));
+        match built {
+            Ok(store) => drop(store),
+            Err(error) => {
+                let _ = std::fs::remove_file(&temporary);
+                return Err(error);
+            }
+        }
+        std::fs::rename(&temporary, path)?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+        Store::open(path)
+    }
+
+    /// Builds an in-memory store from a snapshot (tests, tools).
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::restore`].
+    pub fn restore_in_memory(input: &mut impl Read) -> Result<Store, StoreError> {
+        Store::in_memory()?.load(input, None)
+    }
+
+    /// Fills this empty store from `input` (and `membership`), then reopens its position.
+    fn load(self, input: &mut impl Read, membership: Option<&[u8]>) -> Result<Store, StoreError> {
+        let mut r = Checked { input, crc: 0 };
+        let position = read_header(&mut r)?;
+        let mut last = Last::default();
+        loop {
+            let (items, ended) = read_items(&mut r, &mut last, position.revision)?;
+            load_items(self.database(), &items)?;
+            if ended {
+                break;
+            }
+        }
+        let crc = r.crc;
+        let mut trailer = [0; 4];
+        r.input.read_exact(&mut trailer).map_err(read_error)?;
+        if u32::from_be_bytes(trailer) != crc {
+            return Err(damaged("the checksum does not match"));
+        }
+        finish(self.database(), position, membership)?;
+        self.reopened()
+    }
+}
+
+impl StoreReader {
+    /// Writes the store's snapshot (module docs) to `out` from one read transaction, beside the
+    /// writer; returns the position it was written at (the one its header holds).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Storage`] if redb or `out` fails.
+    pub fn write_snapshot(&self, out: &mut impl io::Write) -> Result<Position, StoreError> {
         let txn = self.database().begin_read()?;
         let position = crate::store::read_meta(&txn)?;
         let mut w = Summing { out, crc: 0 };
@@ -153,80 +254,7 @@ impl Store {
         w.put(&[END])?;
         let crc = w.crc;
         w.out.write_all(&crc.to_be_bytes())?;
-        Ok(())
-    }
-
-    /// [`Store::write_snapshot`] into memory.
-    ///
-    /// # Errors
-    ///
-    /// As [`Store::write_snapshot`].
-    pub fn snapshot(&self) -> Result<Vec<u8>, StoreError> {
-        let mut bytes = Vec::new();
-        self.write_snapshot(&mut bytes)?;
-        Ok(bytes)
-    }
-
-    /// Builds the store at `path` from a snapshot: a new file beside it (`path` with
-    /// `.restoring` appended), filled and checked, made durable, then renamed over `path` and
-    /// the directory synced. A store open on `path` keeps reading its old file until dropped.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Snapshot`] for a cut, damaged or malformed snapshot (`path` unchanged),
-    /// [`StoreError::Storage`] if redb or the file system fails.
-    pub fn restore(path: &Path, input: &mut impl Read) -> Result<Store, StoreError> {
-        let mut name = path.as_os_str().to_owned();
-        name.push(".restoring");
-        let temporary = std::path::PathBuf::from(name);
-        match std::fs::remove_file(&temporary) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error.into()),
-            _ => {}
-        }
-        let built = Store::open(&temporary).and_then(|store| store.load(input));
-        match built {
-            Ok(store) => drop(store),
-            Err(error) => {
-                let _ = std::fs::remove_file(&temporary);
-                return Err(error);
-            }
-        }
-        std::fs::rename(&temporary, path)?;
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::File::open(parent)?.sync_all()?;
-        }
-        Store::open(path)
-    }
-
-    /// Builds an in-memory store from a snapshot (tests, tools).
-    ///
-    /// # Errors
-    ///
-    /// As [`Store::restore`].
-    pub fn restore_in_memory(input: &mut impl Read) -> Result<Store, StoreError> {
-        Store::in_memory()?.load(input)
-    }
-
-    /// Fills this empty store from `input`, then reopens its position.
-    fn load(self, input: &mut impl Read) -> Result<Store, StoreError> {
-        let mut r = Checked { input, crc: 0 };
-        let position = read_header(&mut r)?;
-        let mut last = Last::default();
-        loop {
-            let (items, ended) = read_items(&mut r, &mut last, position.revision)?;
-            load_items(self.database(), &items)?;
-            if ended {
-                break;
-            }
-        }
-        let crc = r.crc;
-        let mut trailer = [0; 4];
-        r.input.read_exact(&mut trailer).map_err(read_error)?;
-        if u32::from_be_bytes(trailer) != crc {
-            return Err(damaged("the checksum does not match"));
-        }
-        finish(self.database(), position)?;
-        self.reopened()
+        Ok(position)
     }
 }
 
@@ -331,11 +359,14 @@ fn load_items(db: &Database, items: &[Item]) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The leases' keys (from `latest`) and the position, committed durably.
-fn finish(db: &Database, position: Position) -> Result<(), StoreError> {
+/// The leases' keys (from `latest`), the position and the membership, committed durably.
+fn finish(db: &Database, position: Position, membership: Option<&[u8]>) -> Result<(), StoreError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     attach_keys(&txn)?;
+    if let Some(membership) = membership {
+        txn.open_table(GROUP)?.insert(MEMBERSHIP, membership)?;
+    }
     {
         let mut meta = txn.open_table(META)?;
         meta.insert(REVISION, position.revision.cast_unsigned())?;

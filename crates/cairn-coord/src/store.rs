@@ -531,6 +531,11 @@ fn write_meta(
 }
 
 impl StoreReader {
+    /// The database, for the snapshot's reads.
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// Range, at the head of the state this call sees.
     ///
     /// # Errors

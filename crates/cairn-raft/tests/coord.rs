@@ -1,7 +1,7 @@
 //! The coordination group on the real thing, one voter over its log in a directory: writes
 //! answered with their replies and revisions, linearizable reads, watchers fed every revision
-//! in order, leases granted with leader-chosen ids, renewed and expired with their keys, and
-//! everything found again after a restart.
+//! in order, leases granted with leader-chosen ids, renewed and expired with their keys,
+//! everything found again after a restart, and snapshots with the log purged behind them.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,12 +16,17 @@ use cairn_metrics::Histogram;
 use cairn_raft::Timers;
 use cairn_raft::coord_group::{CoordGroup, STORE_FILE};
 use cairn_raft::core_group::CoreConfig;
-use cairn_storage::{RealDisk, SystemClock};
+use cairn_storage::{LogConfig, RealDisk, SystemClock};
 
 /// Bounds every wait of these tests.
 const WAIT: Duration = Duration::from_secs(20);
 
 fn config() -> CoreConfig {
+    config_with(cairn_types::limits::CORE_SNAPSHOT_ENTRIES_DEFAULT)
+}
+
+/// Small segments, a snapshot due every `snapshot_entries` entries.
+fn config_with(snapshot_entries: u64) -> CoreConfig {
     let histogram = Arc::new(Histogram::new(&[0.001, 0.01, 0.1]).unwrap());
     let mut config = CoreConfig::new(Arc::new(SystemClock), histogram);
     config.timers = Timers {
@@ -31,13 +36,29 @@ fn config() -> CoreConfig {
         election_timeout_max_ms: 400,
     };
     config.write_timeout = WAIT;
+    config.snapshot_entries = snapshot_entries;
+    config.log = LogConfig { segment_bytes: 2048, ..cairn_raft::core_group::core_log_config() };
     config
 }
 
 async fn open(meta: &Path) -> Arc<CoordGroup<RealDisk>> {
-    let config = config();
-    let opened = CoordGroup::open(RealDisk, meta, 1, &config, None);
+    open_with(meta, &config()).await
+}
+
+async fn open_with(meta: &Path, config: &CoreConfig) -> Arc<CoordGroup<RealDisk>> {
+    let opened = CoordGroup::open(RealDisk, meta, 1, config, None);
     tokio::time::timeout(WAIT, opened).await.expect("opens in time").expect("opens")
+}
+
+/// The coordination log's segment files, in order.
+fn segments(meta: &Path) -> Vec<String> {
+    let names = std::fs::read_dir(meta.join("coord")).unwrap();
+    let mut names: Vec<String> = names
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".log"))
+        .collect();
+    names.sort();
+    names
 }
 
 fn put(key: &str, value: &str, lease: i64) -> Command {
@@ -134,4 +155,38 @@ async fn a_lease_lives_while_renewed_and_takes_its_keys_when_it_expires() {
     let delete = DeleteRangeRequest { key: "free".into(), ..DeleteRangeRequest::default() };
     group.write(Command::DeleteRange(delete)).await.unwrap();
     group.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_purges_the_log_and_a_restart_finds_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(20);
+    let group = open_with(dir.path(), &config).await;
+    let first = segments(dir.path())[0].clone();
+    for n in 0..120 {
+        group.write(put(&format!("k{n:03}"), &format!("v{n}"), 0)).await.unwrap();
+    }
+    // A snapshot is due every 20 entries: the store made durable, the log purged behind it.
+    assert!(group.wait_purged(100, WAIT).await, "a snapshot is built and the log purged");
+    assert_ne!(segments(dir.path())[0], first, "whole segments behind it are deleted");
+    let revision = group.reader().position().unwrap().revision;
+    group.shutdown().await.unwrap();
+    drop(group);
+
+    let group = open_with(dir.path(), &config).await;
+    group.read_index().await.unwrap();
+    for n in 0..120 {
+        assert_eq!(get(&group, &format!("k{n:03}")), Some(format!("v{n}").into_bytes()));
+    }
+    assert_eq!(group.reader().position().unwrap().revision, revision);
+    group.write(put("after", "1", 0)).await.unwrap();
+    group.shutdown().await.unwrap();
+    drop(group);
+
+    // The log no longer holds what the store held: a store lost now is refused, not rebuilt
+    // from a log that lacks its start.
+    std::fs::remove_file(dir.path().join("coord").join(STORE_FILE)).unwrap();
+    let opened = CoordGroup::open(RealDisk, dir.path(), 1, &config, None).await;
+    let Err(error) = opened else { panic!("a store below the log's snapshot opens") };
+    assert!(error.to_string().contains("below the log's snapshot"), "{error}");
 }

@@ -103,10 +103,12 @@ impl<D: Disk + Clone> CoordGroup<D> {
         }
     }
 
-    /// Reads of the store as this node applied it (each read sees one applied state).
+    /// Reads of the store as this node applied it (each read sees one applied state). Take
+    /// one per read: an installed snapshot replaces the store, and a reader kept across it
+    /// reads the old one.
     #[must_use]
-    pub fn reader(&self) -> &StoreReader {
-        &self.shared.reader
+    pub fn reader(&self) -> StoreReader {
+        self.shared.reader()
     }
 
     /// Every revision applied here from now on, and the store's revision when subscribing
@@ -130,6 +132,17 @@ impl<D: Disk + Clone> CoordGroup<D> {
             committed_index: metrics.local_committed.map_or(0, |id| id.index),
             applied_index: metrics.last_applied.map_or(0, |id| id.index),
         }
+    }
+
+    /// Waits until this node built a snapshot covering `index` and purged its log behind it,
+    /// at most `timeout`; whether it did.
+    pub async fn wait_purged(&self, index: u64, timeout: Duration) -> bool {
+        let covered = |id: Option<&LogId>| id.is_some_and(|id| id.index >= index);
+        self.raft
+            .wait(Some(timeout))
+            .metrics(|m| covered(m.snapshot.as_ref()) && covered(m.purged.as_ref()), "a purge")
+            .await
+            .is_ok()
     }
 
     /// Carries out a request forwarded by another node (this node must lead), as its encoded

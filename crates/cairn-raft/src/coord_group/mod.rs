@@ -4,7 +4,8 @@
 //!
 //! - `state_machine.rs`: [`CoordStateMachine`]: each entry's command applied to the store,
 //!   each revision it made published to the watchers ([`cairn_coord::Applied`]), the applied position
-//!   moved, then the writers answered.
+//!   moved, then the writers answered; snapshots of the store, the log purged behind them, and
+//!   their install on a follower behind the purged log.
 //! - `group.rs`: [`CoordGroup`]: writes proposed by the leader (forwarded to it in `CoordCall`
 //!   frames by the other nodes), linearizable reads through the leader's read index, the
 //!   store and its revisions for reads and watches.
@@ -19,7 +20,8 @@ mod state_machine;
 pub use group::{CoordGroup, CoordStatus, Written};
 pub use leases::CHECKPOINT_INTERVAL;
 pub use state_machine::{
-    CoordSnapshot, CoordStateMachine, NoSnapshots, PERSIST_ENTRIES, PERSIST_INTERVAL, STORE_FILE,
+    CoordSnapshot, CoordSnapshotBuilder, CoordStateMachine, PERSIST_ENTRIES, PERSIST_INTERVAL,
+    STORE_FILE,
 };
 
 /// The coordination group's id on the peer transport: the highest, which partitions' groups

@@ -1,5 +1,5 @@
-//! Opening the coordination group of a node: [`CoordGroup::open`] and
-//! [`CoordGroup::shutdown`]. Its log and files are in `<meta>/coord/`; a group that was never
+//! Opening the coordination group of a node: [`CoordGroup::open`] (with its snapshot
+//! trigger) and [`CoordGroup::shutdown`]. Its log and files are in `<meta>/coord/`; a group that was never
 //! initialized is initialized with the core's voters (every voter alike, as the core).
 
 use std::collections::BTreeSet;
@@ -116,13 +116,14 @@ where
         Arc::clone(&config.flush_seconds),
     )?;
     let flusher = crate::runtime::spawn(log.clone().run_flusher());
-    let (machine, shared) = CoordStateMachine::open(log.clone(), &dir)?;
+    let (machine, shared) = CoordStateMachine::open(log.clone(), &dir, config.snapshot_entries)?;
     let store = LogStore::new(log.clone(), Arc::new(NoSink), Arc::clone(&config.clock));
     let raft_config = Arc::new(config.timers.openraft_config()?);
     let raft = Raft::new(node, raft_config, network, store, machine)
         .await
         .map_err(|error| CoreError::Raft(error.to_string()))?;
     initialize(&raft, voters, "coordination").await?;
+    let triggers = crate::runtime::spawn(trigger_snapshots(raft.clone(), Arc::clone(&shared)));
     let extension = Duration::from_millis(config.timers.election_timeout_max_ms);
     Ok(CoordGroup {
         node,
@@ -131,8 +132,22 @@ where
         lessor: Lessor::new(extension),
         clients: std::collections::BTreeMap::new(),
         timeout: config.write_timeout,
-        stopper: Stopper { group: log, tasks: Mutex::new(vec![flusher]) },
+        stopper: Stopper { group: log, tasks: Mutex::new(vec![flusher, triggers]) },
     })
+}
+
+/// Builds a snapshot whenever the state machine says one is due, until the group stops
+/// (openraft then purges the log behind it).
+async fn trigger_snapshots<D: Disk + Clone>(
+    raft: Raft<TypeConfig, CoordStateMachine<D>>,
+    shared: Arc<super::state_machine::Shared>,
+) {
+    loop {
+        shared.snapshot_due.notified().await;
+        if raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The coordination group's handler in a node's router: Raft's RPCs to its `Raft`, forwarded

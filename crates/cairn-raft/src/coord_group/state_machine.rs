@@ -14,30 +14,50 @@
 //!   and openraft applies the entries after it again. A membership entry is recorded in the
 //!   store with its position, so the store's membership is always the one as of its applied
 //!   position.
-//! - Snapshots: none yet; the log is never purged.
+//! - Snapshots: the store is the snapshot, never copied to build one. Every
+//!   `snapshot_entries` entries applied (the core's [`crate::core_group::CoreConfig`] setting)
+//!   the group's trigger task asks openraft for one: the builder is made after the store was
+//!   made durable at its applied position, and writes the `raft-snapshot` record at that point
+//!   (membership as of it, the log start after it); openraft then purges the log behind it.
+//!   The durable store is always at or after the record's point, so a crash between the two
+//!   loses nothing the log no longer holds (an open refuses a store below the record).
+//! - Serving one: [`RaftStateMachine::get_current_snapshot`] streams the store (one read
+//!   transaction) into a [`CoordSnapshot`] whose meta is the store's applied position and
+//!   membership as of that read: newer than the last built point, which openraft allows (the
+//!   leader only needs the snapshot to cover what it purged; the follower installs any
+//!   snapshot above its commit). It travels in one frame, at most [`CORE_SNAPSHOT_BYTES_MAX`];
+//!   a bigger store is logged as an error and the send is refused by the frame's encoder
+//!   (chunked snapshots are a later step).
+//! - Installing one: the bytes restore a new `store.redb` beside the old one, with the
+//!   snapshot's membership, renamed over it durably; the store and the shared reader are
+//!   swapped; then the `raft-snapshot` record is written and the log reset if it lacks the
+//!   point ([`crate::state_machine::install`]). Watchers see the revisions the install skipped
+//!   from the new store's history when it still has them and they fit the feed; otherwise the
+//!   feed overflows, so that every watcher lags and falls back to `history`.
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cairn_coord::{Applied, Command, KvError, Reply, Store, StoreReader};
 use cairn_storage::Disk;
-use cairn_types::limits::CORE_REPLIES_MAX;
+use cairn_types::Offset;
+use cairn_types::limits::{CORE_REPLIES_MAX, CORE_SNAPSHOT_BYTES_MAX};
 use futures_util::StreamExt;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::{EntryPayload, RaftSnapshotBuilder};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Notify, broadcast, watch};
 
-use crate::core_group::one_record;
+use crate::core_group::{one_record, start_after};
 use crate::entry::log_id;
 use crate::group::{GroupLog, StoreError};
 use crate::membership::Members;
-use crate::record::MembershipAt;
-use crate::state_machine::stored;
+use crate::record::{MembershipAt, SnapshotPoint};
+use crate::state_machine::{install, membership_at, stored};
 use crate::{LogId, RaftEntry, TypeConfig};
 
 /// The answer of an applied command: its reply or refusal, and the store's revision after it.
@@ -58,8 +78,8 @@ pub const STORE_FILE: &str = "store.redb";
 
 /// What the state machine shares with [`super::CoordGroup`].
 pub(crate) struct Shared {
-    /// Reads of the store, beside its writer.
-    pub(crate) reader: StoreReader,
+    /// Reads of the store, beside its writer; swapped when a snapshot is installed.
+    reader: RwLock<StoreReader>,
     /// The last applied entry.
     pub(crate) applied: watch::Sender<Option<LogId>>,
     /// Each applied revision, in order.
@@ -67,16 +87,24 @@ pub(crate) struct Shared {
     /// Outcomes of applied commands that had a waiter here, by index; at most
     /// [`CORE_REPLIES_MAX`], the oldest dropped.
     outcomes: Mutex<BTreeMap<u64, Outcome>>,
+    /// Woken when a snapshot is due.
+    pub(crate) snapshot_due: Notify,
 }
 
 impl Shared {
     fn new(reader: StoreReader, applied: Option<LogId>) -> Arc<Shared> {
         Arc::new(Shared {
-            reader,
+            reader: RwLock::new(reader),
             applied: watch::Sender::new(applied),
             revisions: broadcast::Sender::new(APPLIED_BUFFER),
             outcomes: Mutex::new(BTreeMap::new()),
+            snapshot_due: Notify::new(),
         })
+    }
+
+    /// Reads of the store as applied now (of the installed store after a snapshot).
+    pub(crate) fn reader(&self) -> StoreReader {
+        self.reader.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     fn put_outcome(&self, index: u64, outcome: Outcome) {
@@ -96,6 +124,8 @@ impl Shared {
 /// The coordination group's state machine (module docs).
 pub struct CoordStateMachine<D: Disk> {
     group: GroupLog<D>,
+    /// The group's directory, where `store.redb` is.
+    dir: PathBuf,
     store: Store,
     applied: Option<LogId>,
     /// The newest membership applied.
@@ -103,19 +133,36 @@ pub struct CoordStateMachine<D: Disk> {
     shared: Arc<Shared>,
     /// Entries applied since the last durable commit, and when the first of them was.
     unpersisted: (u64, Option<Instant>),
+    /// Entries applied between two snapshots.
+    snapshot_entries: u64,
+    /// Entries applied since the last snapshot was begun.
+    since_snapshot: u64,
+    /// The last snapshot served, at its position: openraft asks twice in a row at start.
+    served: Option<SnapshotOf<TypeConfig, CoordSnapshot>>,
 }
 
 impl<D: Disk> CoordStateMachine<D> {
-    /// The state machine over the store in `dir` (created if missing), as of its last persist.
+    /// The state machine over the store in `dir` (created if missing), as of its last persist;
+    /// a snapshot is due every `snapshot_entries` entries.
     ///
     /// # Errors
-    /// [`StoreError`] if the store cannot be opened or its membership is damaged.
+    /// [`StoreError`] if the store cannot be opened, its membership is damaged, or it is below
+    /// the log's snapshot record (the entries the log was purged of would be lost).
     pub(crate) fn open(
         group: GroupLog<D>,
         dir: &Path,
+        snapshot_entries: u64,
     ) -> Result<(CoordStateMachine<D>, Arc<Shared>), StoreError> {
         let store = Store::open(&dir.join(STORE_FILE)).map_err(|error| storage(&error))?;
         let applied = store.applied().map(|(term, index)| log_id(term, index));
+        let recorded = group.state().record.snapshot.as_ref().map(|p| p.last_log_id.index);
+        let at = applied.map(|id| id.index);
+        if recorded.is_some_and(|recorded| at.is_none_or(|at| at < recorded)) {
+            return Err(StoreError::Invalid(format!(
+                "the coordination store is applied to {at:?}, below the log's snapshot at \
+                 {recorded:?}"
+            )));
+        }
         let membership = match store.membership().map_err(|error| storage(&error))? {
             Some(bytes) => Some(decode_membership(&bytes)?),
             None => None,
@@ -123,11 +170,15 @@ impl<D: Disk> CoordStateMachine<D> {
         let shared = Shared::new(store.reader(), applied);
         let machine = CoordStateMachine {
             group,
+            dir: dir.to_path_buf(),
             store,
             applied,
             membership,
             shared: Arc::clone(&shared),
             unpersisted: (0, None),
+            snapshot_entries,
+            since_snapshot: 0,
+            served: None,
         };
         Ok((machine, shared))
     }
@@ -171,6 +222,8 @@ impl<D: Disk> CoordStateMachine<D> {
             }
         };
         self.applied = Some(id);
+        self.since_snapshot += 1;
+        self.served = None;
         self.unpersisted.0 += 1;
         self.unpersisted.1.get_or_insert_with(Instant::now);
         Ok(outcome)
@@ -241,7 +294,7 @@ fn decode_membership(bytes: &[u8]) -> Result<MembershipAt, StoreError> {
 
 impl<D: Disk + Clone> RaftStateMachine<TypeConfig> for CoordStateMachine<D> {
     type SnapshotData = CoordSnapshot;
-    type SnapshotBuilder = NoSnapshots;
+    type SnapshotBuilder = CoordSnapshotBuilder<D>;
 
     async fn applied_state(
         &mut self,
@@ -288,51 +341,297 @@ impl<D: Disk + Clone> RaftStateMachine<TypeConfig> for CoordStateMachine<D> {
             tracing::error!(%error, "the coordination group's state machine stops");
             return Err(error.into());
         }
+        if self.since_snapshot >= self.snapshot_entries {
+            self.shared.snapshot_due.notify_one();
+        }
         Ok(())
     }
 
-    async fn get_snapshot_builder(&mut self) -> NoSnapshots {
-        NoSnapshots
+    /// Makes the store durable at its applied position, the point the builder records.
+    async fn get_snapshot_builder(&mut self) -> CoordSnapshotBuilder<D> {
+        self.since_snapshot = 0;
+        let persisted = self.persist();
+        CoordSnapshotBuilder {
+            group: self.group.clone(),
+            point: persisted.map(|()| (self.applied, self.membership.clone())),
+        }
     }
 
-    async fn try_create_snapshot_builder(&mut self, _force: bool) -> Option<NoSnapshots> {
-        None
+    async fn try_create_snapshot_builder(
+        &mut self,
+        _force: bool,
+    ) -> Option<CoordSnapshotBuilder<D>> {
+        Some(self.get_snapshot_builder().await)
     }
 
     async fn install_snapshot(
         &mut self,
-        _meta: &SnapshotMetaOf<TypeConfig>,
-        _snapshot: CoordSnapshot,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        snapshot: CoordSnapshot,
     ) -> Result<(), io::Error> {
-        Err(no_snapshots())
+        let Some(last) = meta.last_log_id else {
+            return Err(StoreError::Invalid("a snapshot without a last log id".into()).into());
+        };
+        let membership = membership_at(&meta.last_membership)?;
+        let before = self.store.revision();
+        let path = self.dir.join(STORE_FILE);
+        let encoded = membership.as_ref().map(encode_membership);
+        let restored = crate::runtime::unblock(move || {
+            Store::restore_as_member(&path, &mut &snapshot.state[..], encoded.as_deref())
+        })
+        .await
+        .map_err(|error| StoreError::Failed(error.to_string()))?
+        .map_err(|error| storage(&error))?;
+        if restored.applied() != Some((last.leader_id.term, last.index)) {
+            let reason = format!(
+                "a coordination snapshot at {last} holds a store applied to {:?}",
+                restored.applied()
+            );
+            return Err(StoreError::Invalid(reason).into());
+        }
+        self.store = restored;
+        *self.shared.reader.write().unwrap_or_else(PoisonError::into_inner) = self.store.reader();
+        self.applied = Some(last);
+        self.membership = membership.clone();
+        self.unpersisted = (0, None);
+        self.since_snapshot = 0;
+        self.served = None;
+        let point = SnapshotPoint {
+            last_log_id: last,
+            membership,
+            // Every coordination entry is one record: its offsets follow its indexes.
+            log_start_offset: Offset(last.index + 1),
+        };
+        // The store holds the point durably before the record lets the log go.
+        self.group.blocking(move |group| install(group, point, &[])).await?;
+        self.publish_jump(before);
+        self.shared.applied.send_replace(self.applied);
+        tracing::info!(
+            index = last.index,
+            revision = self.store.revision(),
+            "coordination snapshot installed"
+        );
+        Ok(())
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<SnapshotOf<TypeConfig, CoordSnapshot>>, io::Error> {
-        Ok(None)
+        let Some(applied) = self.applied else { return Ok(None) };
+        if let Some(served) = self.served.as_ref().filter(|s| s.meta.last_log_id == Some(applied)) {
+            return Ok(Some(served.clone()));
+        }
+        let reader = self.store.reader();
+        let (position, bytes) = crate::runtime::unblock(move || {
+            let mut out = Bounded { bytes: Vec::new() };
+            reader.write_snapshot(&mut out).map(|position| (position, out.bytes))
+        })
+        .await
+        .map_err(|error| StoreError::Failed(error.to_string()))?
+        .map_err(|error| storage(&error))?;
+        // Applies wait for this call: the read saw the state this machine applied.
+        if position.applied != Some((applied.leader_id.term, applied.index)) {
+            let reason = format!(
+                "the coordination store was read at {:?}, not at its applied {applied}",
+                position.applied
+            );
+            return Err(StoreError::Invalid(reason).into());
+        }
+        if bytes.len() > CORE_SNAPSHOT_BYTES_MAX {
+            tracing::error!(
+                index = applied.index,
+                limit = CORE_SNAPSHOT_BYTES_MAX,
+                "the coordination store's snapshot is above CORE_SNAPSHOT_BYTES_MAX, one peer \
+                 frame: a follower behind the purged log cannot catch up until snapshots are \
+                 sent in chunks"
+            );
+        }
+        let snapshot = snapshot_of(applied, self.membership.as_ref(), Bytes::from(bytes));
+        self.served = Some(snapshot.clone());
+        Ok(Some(snapshot))
     }
 }
 
-/// The coordination group's snapshot as it travels: the encoded store (none are built yet:
-/// the log is never purged).
+impl<D: Disk> CoordStateMachine<D> {
+    /// Publishes the revisions an installed snapshot jumped over (after `before`), from the
+    /// new store's history. More than the feed holds, or some compacted away: every watcher
+    /// is made to lag (revisions sent again are skipped by watchers), so that it reads
+    /// `history` (or hears that its revision was compacted).
+    fn publish_jump(&self, before: i64) {
+        let after = before.max(self.store.compacted());
+        let revisions = self.store.events_after(after, APPLIED_BUFFER + 1).unwrap_or_default();
+        let complete = after == before && revisions.len() <= APPLIED_BUFFER;
+        let mut sent = 0;
+        for (revision, events) in revisions {
+            // No receiver: nobody watches.
+            let _ = self.shared.revisions.send(Arc::new(Applied { revision, events }));
+            sent += 1;
+        }
+        if complete {
+            return;
+        }
+        let Ok(last) = self.store.events_after(self.store.revision() - 1, 1) else { return };
+        let Some((revision, events)) = last.into_iter().next() else { return };
+        let last = Arc::new(Applied { revision, events });
+        while sent <= APPLIED_BUFFER {
+            let _ = self.shared.revisions.send(Arc::clone(&last));
+            sent += 1;
+        }
+    }
+}
+
+/// A writer into memory that keeps at most one byte more than [`CORE_SNAPSHOT_BYTES_MAX`]:
+/// enough for the frame's encoder to refuse it, never more memory.
+struct Bounded {
+    bytes: Vec<u8>,
+}
+
+impl io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = (CORE_SNAPSHOT_BYTES_MAX + 1).saturating_sub(self.bytes.len());
+        self.bytes.extend_from_slice(&buf[..buf.len().min(room)]);
+        // What does not fit is dropped: the snapshot is refused whole.
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// openraft's snapshot of the store at `last` with `membership`.
+fn snapshot_of(
+    last: LogId,
+    membership: Option<&MembershipAt>,
+    state: Bytes,
+) -> SnapshotOf<TypeConfig, CoordSnapshot> {
+    let meta = SnapshotMetaOf::<TypeConfig> {
+        last_log_id: Some(last),
+        last_membership: stored(membership),
+    };
+    SnapshotOf::<TypeConfig, CoordSnapshot> { meta, snapshot: CoordSnapshot { state } }
+}
+
+/// The coordination group's snapshot as it travels: the encoded store
+/// ([`Store::write_snapshot`]); its applied position is the snapshot's last log id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CoordSnapshot {
     /// The encoded store.
     pub state: Bytes,
 }
 
-/// The coordination group builds no snapshots yet (module docs).
-pub struct NoSnapshots;
-
-fn no_snapshots() -> io::Error {
-    io::Error::other("the coordination group keeps its whole log and builds no snapshots yet")
+/// Builds a snapshot of a [`CoordStateMachine`]: its store was made durable at the point when
+/// the builder was made; the builder records that point in `raft-snapshot` (module docs).
+pub struct CoordSnapshotBuilder<D: Disk> {
+    group: GroupLog<D>,
+    /// The applied id and membership the store was made durable at, or why it was not.
+    point: Result<(Option<LogId>, Option<MembershipAt>), StoreError>,
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for NoSnapshots {
+impl<D: Disk + Clone> RaftSnapshotBuilder<TypeConfig> for CoordSnapshotBuilder<D> {
     type SnapshotData = CoordSnapshot;
 
+    /// The snapshot's data is left empty: openraft keeps only the meta of a built snapshot,
+    /// and a follower is served the store as it is then (`get_current_snapshot`).
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, CoordSnapshot>, io::Error> {
-        Err(no_snapshots())
+        let (applied, membership) = match &self.point {
+            Ok(point) => point.clone(),
+            Err(error) => return Err(StoreError::Failed(error.to_string()).into()),
+        };
+        let Some(last) = applied else {
+            // openraft asks for one at start when entries are purged and no snapshot exists; a
+            // state machine that applied nothing has nothing to keep.
+            let meta = SnapshotMetaOf::<TypeConfig>::default();
+            let snapshot = CoordSnapshot { state: Bytes::new() };
+            return Ok(SnapshotOf::<TypeConfig, CoordSnapshot> { meta, snapshot });
+        };
+        let recorded = membership.clone();
+        self.group
+            .blocking(move |group| {
+                let mut record = group.state().record.clone();
+                if record.snapshot.as_ref().is_some_and(|point| point.last_log_id >= last) {
+                    return Ok(());
+                }
+                record.snapshot = Some(SnapshotPoint {
+                    last_log_id: last,
+                    membership: recorded,
+                    log_start_offset: start_after(group, last)?,
+                });
+                group.write_record(&record)?;
+                group.state().record = record;
+                Ok(())
+            })
+            .await?;
+        tracing::info!(index = last.index, "coordination snapshot built");
+        Ok(snapshot_of(last, membership.as_ref(), Bytes::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeSet;
+
+    use cairn_coord::{PutRequest, RangeRequest};
+    use cairn_metrics::Histogram;
+    use cairn_storage::{RealDisk, SystemClock};
+
+    use super::*;
+
+    fn machine(dir: &Path) -> (CoordStateMachine<RealDisk>, Arc<Shared>) {
+        let histogram = Arc::new(Histogram::new(&[0.1]).unwrap());
+        let config = crate::core_group::core_log_config();
+        let log_dir = dir.join("log");
+        let clock = Arc::new(SystemClock);
+        let group = GroupLog::open(RealDisk, &log_dir, config, clock, histogram).unwrap();
+        CoordStateMachine::open(group, &log_dir, 10).unwrap()
+    }
+
+    fn value(shared: &Shared, key: &str) -> Option<Vec<u8>> {
+        let request = RangeRequest { key: key.into(), ..RangeRequest::default() };
+        shared.reader().range(&request).unwrap().kvs.first().map(|kv| kv.value.clone())
+    }
+
+    #[tokio::test]
+    async fn a_served_snapshot_installs_the_leaders_store_membership_and_position() {
+        let (leader_dir, follower_dir) =
+            (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut leader, _) = machine(leader_dir.path());
+        let members = Members::new(vec![BTreeSet::from([1, 2, 3])], BTreeSet::new()).unwrap();
+        let at = MembershipAt { log_id: log_id(1, 1), members };
+        leader.store.apply_membership(&encode_membership(&at), Some((1, 1))).unwrap();
+        leader.membership = Some(at.clone());
+        for index in 2..50 {
+            let put = PutRequest {
+                key: format!("k{index}").into(),
+                value: b"v".to_vec(),
+                ..PutRequest::default()
+            };
+            leader.store.apply_at(Some(&Command::Put(put)), (1, index)).unwrap();
+        }
+        leader.applied = Some(log_id(1, 49));
+        let served = leader.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(served.meta.last_log_id, Some(log_id(1, 49)), "the store's applied position");
+        assert_eq!(membership_at(&served.meta.last_membership).unwrap(), Some(at.clone()));
+
+        let (mut follower, shared) = machine(follower_dir.path());
+        let (mut revisions, old_reader) = (shared.revisions.subscribe(), shared.reader());
+        follower.install_snapshot(&served.meta, served.snapshot).await.unwrap();
+        assert_eq!(value(&shared, "k7").as_deref(), Some(&b"v"[..]), "the shared reader swapped");
+        assert_eq!(old_reader.position().unwrap().revision, 1, "a kept reader reads the old store");
+        assert_eq!(*shared.applied.borrow(), Some(log_id(1, 49)));
+        assert_eq!(revisions.recv().await.unwrap().revision, 2, "skipped revisions replayed");
+        let record = follower.group.state().record.snapshot.clone().unwrap();
+        assert_eq!((record.last_log_id, record.membership), (log_id(1, 49), Some(at.clone())));
+        // Readers hold the database open: all go before a reopen.
+        drop((follower, shared, old_reader, revisions));
+
+        // Durable with its membership: a reopen finds both.
+        let (mut reopened, shared) = machine(follower_dir.path());
+        let (applied, membership) = reopened.applied_state().await.unwrap();
+        assert_eq!(applied, Some(log_id(1, 49)));
+        assert_eq!(membership_at(&membership).unwrap(), Some(at));
+        assert_eq!(value(&shared, "k49").as_deref(), Some(&b"v"[..]));
     }
 }

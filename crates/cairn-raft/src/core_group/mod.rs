@@ -45,8 +45,8 @@ pub use liveness::LivenessTimers;
 pub(crate) use metadata::command_batch;
 pub use metadata::{CoreForward, CoreMetadata, CoreRequest, CoreStatus, Forwarded, NoForward};
 pub use peers::{CORE_GROUP, PeerForward};
-pub(crate) use state_machine::one_record;
 pub use state_machine::{CoreSnapshot, CoreSnapshotBuilder, CoreStateMachine};
+pub(crate) use state_machine::{one_record, start_after};
 
 use crate::Timers;
 

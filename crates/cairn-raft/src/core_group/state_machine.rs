@@ -393,8 +393,9 @@ impl<D: Disk + Clone> RaftSnapshotBuilder<TypeConfig> for CoreSnapshotBuilder<D>
     }
 }
 
-/// The offset of the entry after `last` in the core's log.
-fn start_after<D: Disk>(group: &GroupLog<D>, last: LogId) -> Result<Offset, StoreError> {
+/// The offset of the entry after `last` in a command group's log (the core's, the
+/// coordination group's).
+pub(crate) fn start_after<D: Disk>(group: &GroupLog<D>, last: LogId) -> Result<Offset, StoreError> {
     let state = group.state();
     let next = last.index + 1;
     if next >= state.log.next_index().0 {
