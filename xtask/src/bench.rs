@@ -31,6 +31,7 @@
 //! The suite is slow and its numbers depend on the machine: it is not part of `cargo xtask ci`.
 
 mod cluster;
+pub mod etcd;
 pub mod report;
 
 use std::fs;

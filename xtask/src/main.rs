@@ -24,10 +24,11 @@ const USAGE_HELP: &str = "  help    print this message\n";
 
 fn usage() -> String {
     format!(
-        "{USAGE_TASKS}{}{}{}{USAGE_HELP}",
+        "{USAGE_TASKS}{}{}{}{}{USAGE_HELP}",
         xtask::sim::USAGE,
         xtask::compat::NEMESIS_USAGE,
-        xtask::bench::USAGE
+        xtask::bench::USAGE,
+        xtask::bench::etcd::USAGE
     )
 }
 
@@ -57,6 +58,11 @@ fn run() -> Result<()> {
     }
     let root = xtask::workspace_root();
     if task == "bench" {
+        if let Some((mode, rest)) = rest.split_first()
+            && mode == "etcd"
+        {
+            return xtask::bench::etcd::run(&root, &xtask::bench::etcd::Options::parse(rest)?);
+        }
         return xtask::bench::run(&root, &xtask::bench::Options::parse(rest)?);
     }
     if task == "sim" {

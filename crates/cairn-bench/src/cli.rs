@@ -75,7 +75,137 @@ pub enum Command {
     /// OffsetCommit, at --rate commits per second (open loop) or --max (closed loop, --inflight
     /// requests per coordinator connection of each of --committers tasks).
     Commit(CommitArgs),
+    /// etcd v3 API load (cairn's `--etcd-listen` or a real etcd): puts, ranges, watch latency.
+    ///
+    /// --clients concurrent clients share --connections gRPC connections spread over
+    /// --endpoints. `put`: random keys of the --keys key space; `range`: linearizable Get of a
+    /// random preloaded key; `watch`: --watchers watchers on the key prefix over
+    /// --watch-streams streams and one writer at --rate puts/s; latency is from the put's
+    /// response to each watcher's receipt of its event. Closed loop unless --rate (open loop:
+    /// latency from each operation's scheduled time).
+    Etcd(EtcdArgs),
 }
+
+/// What `cairn-bench etcd` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EtcdWorkload {
+    /// Puts of random keys.
+    Put,
+    /// Linearizable Gets of random preloaded keys.
+    Range,
+    /// Watchers on the key prefix, one writer: put-to-event latency.
+    Watch,
+}
+
+/// `cairn-bench etcd`.
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct EtcdArgs {
+    /// The etcd API endpoints, comma-separated; connections go round-robin over them.
+    #[arg(long, default_value = "127.0.0.1:2379", value_name = "HOST:PORT,...")]
+    pub endpoints: String,
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = EtcdWorkload::Put)]
+    pub workload: EtcdWorkload,
+    /// Concurrent clients, each with one operation in flight.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub clients: usize,
+    /// gRPC connections the clients share (client i uses connection i mod N) [default:
+    /// min(clients, 32)].
+    #[arg(long, value_name = "N")]
+    pub connections: Option<usize>,
+    /// Bytes of each value.
+    #[arg(long, default_value_t = 256, value_name = "BYTES")]
+    pub value_bytes: usize,
+    /// Key space: keys `PREFIX00000000` .. of this many (range preloads them all).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub keys: u64,
+    /// Prefix of every key (and of the watchers' range).
+    #[arg(long, default_value = "/cairn-bench/", value_name = "PREFIX")]
+    pub key_prefix: String,
+    /// Run for this long [default: 10 s unless --ops].
+    #[arg(long, value_name = "SECS", conflicts_with = "ops")]
+    pub duration: Option<f64>,
+    /// Do this many operations (watch: puts) in total, then stop.
+    #[arg(long, value_name = "N")]
+    pub ops: Option<u64>,
+    /// Open loop: this many operations per second in total (watch: the writer's puts/s,
+    /// default 100); 0 is closed loop.
+    #[arg(long, default_value_t = 0, value_name = "OPS_PER_S")]
+    pub rate: u64,
+    /// Watchers of the watch workload (each a watch on the key prefix).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub watchers: usize,
+    /// gRPC watch streams the watchers share (spread over the connections).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub watch_streams: usize,
+    /// Leave latencies of the first SECS out of the percentiles.
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    pub warmup: f64,
+    /// Longest one operation may take before it counts as an error, ms.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub timeout_ms: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: Output,
+}
+
+impl EtcdArgs {
+    /// The endpoints, trimmed, none empty.
+    #[must_use]
+    pub fn endpoint_list(&self) -> Vec<String> {
+        self.endpoints
+            .split(',')
+            .map(str::trim)
+            .filter(|endpoint| !endpoint.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// gRPC connections: `--connections`, or min(clients, 32).
+    #[must_use]
+    pub fn connection_count(&self) -> usize {
+        self.connections.unwrap_or(self.clients.min(ETCD_CONNECTIONS_DEFAULT_MAX)).max(1)
+    }
+
+    /// The run's length when not bounded by `--ops`.
+    #[must_use]
+    pub fn run_duration(&self) -> Duration {
+        Duration::from_secs_f64(self.duration.unwrap_or(DURATION_DEFAULT_S).max(0.0))
+    }
+
+    /// Checks the combination of flags.
+    ///
+    /// # Errors
+    /// A message naming the flag at fault.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.endpoint_list().is_empty() {
+            anyhow::bail!("--endpoints needs at least one HOST:PORT");
+        }
+        if self.clients == 0 {
+            anyhow::bail!("--clients must be at least 1");
+        }
+        if self.keys == 0 {
+            anyhow::bail!("--keys must be at least 1");
+        }
+        if self.workload == EtcdWorkload::Watch && (self.watchers == 0 || self.watch_streams == 0) {
+            anyhow::bail!("--watchers and --watch-streams must be at least 1");
+        }
+        if let Some(duration) = self.duration
+            && !(duration.is_finite() && duration > 0.0)
+        {
+            anyhow::bail!("--duration must be a positive number of seconds");
+        }
+        if !(self.warmup.is_finite() && self.warmup >= 0.0) {
+            anyhow::bail!("--warmup must be a number of seconds, 0 or more");
+        }
+        Ok(())
+    }
+}
+
+/// Most gRPC connections `cairn-bench etcd` opens unless `--connections` says otherwise (etcd's
+/// own benchmark tool shares a few connections among many clients the same way).
+pub const ETCD_CONNECTIONS_DEFAULT_MAX: usize = 32;
 
 /// `cairn-bench commit`.
 #[derive(Args, Clone, Debug, Serialize)]

@@ -4,7 +4,8 @@
 //! (`e2e.rs`), `disk` (`disk.rs`, the raw disk baseline), `nats-produce` (`nats.rs`, the
 //! produce workload against NATS JetStream) and `failover` (`failover.rs`, how long writes stop
 //! when a leader is killed) and `commit` (`commit.rs`, offsets committed per second through the
-//! group coordinators). Producers route each partition's batch to its leader (`routes.rs`)
+//! group coordinators), and `etcd` (`etcd.rs`, puts, linearizable ranges and watch latency
+//! over etcd's v3 gRPC API, against cairn or a real etcd). Producers route each partition's batch to its leader (`routes.rs`)
 //! over one connection per leader broker (`lanes.rs`: the connections, their ackers and the
 //! retries). Shared parts: the open-loop schedule
 //! (`schedule.rs`), record and request generation (`workload.rs`), HdrHistogram recorders and
@@ -12,7 +13,8 @@
 //! (`monitor.rs`), the summary table and JSON (`report.rs`), the SVG plot (`svg.rs`), and the
 //! scheduling probe of e2e runs (`wakeup.rs`).
 //!
-//! Kafka traffic goes through `cairn-client`'s pipelined connections; nothing here depends on
+//! Kafka traffic goes through `cairn-client`'s pipelined connections, etcd traffic through the
+//! `etcd-client` crate; nothing here depends on
 //! the broker's own crates, so the numbers are what any client would see.
 
 pub mod cli;
@@ -20,6 +22,7 @@ pub mod commit;
 pub mod consume;
 pub mod disk;
 pub mod e2e;
+pub mod etcd;
 pub mod failover;
 pub mod kafka;
 pub mod lanes;
@@ -52,6 +55,7 @@ pub async fn run(command: &Command) -> anyhow::Result<Report> {
         Command::NatsProduce(args) => nats::run(args).await,
         Command::Failover(args) => failover::run(args).await,
         Command::Commit(args) => commit::run(args).await,
+        Command::Etcd(args) => etcd::run(args).await,
     }
 }
 
@@ -66,6 +70,7 @@ pub fn output(command: &Command) -> &Output {
         Command::NatsProduce(args) => &args.output,
         Command::Failover(args) => &args.output,
         Command::Commit(args) => &args.output,
+        Command::Etcd(args) => &args.output,
     }
 }
 

@@ -46,6 +46,8 @@ pub struct Node {
     pub kafka: SocketAddr,
     /// Its admin HTTP listener.
     pub admin: SocketAddr,
+    /// Its etcd v3 gRPC listener, when the cluster serves the etcd API.
+    pub etcd: Option<SocketAddr>,
     /// `cairn serve` and its flags, to start it again after a kill.
     args: Vec<String>,
     /// The running process, `None` while killed.
@@ -67,6 +69,17 @@ impl Suite {
     /// Starts a 3-node cluster under `dir` (fresh) and waits until every node is ready; `tag`
     /// names its logs.
     fn start_cluster(&mut self, dir: &std::path::Path, tag: &str) -> Result<Vec<Node>> {
+        self.start_cluster_serving(dir, tag, false)
+    }
+
+    /// [`Suite::start_cluster`], every node also serving etcd's v3 API (`--etcd-listen`) when
+    /// `etcd` is true.
+    pub(super) fn start_cluster_serving(
+        &mut self,
+        dir: &std::path::Path,
+        tag: &str,
+        etcd: bool,
+    ) -> Result<Vec<Node>> {
         fresh_dir(dir)?;
         let mut ports = Vec::new();
         for _ in 0..NODES {
@@ -78,7 +91,12 @@ impl Suite {
         let mut nodes = Vec::new();
         for (id, &(kafka, admin, peer)) in (1..=NODES).zip(&ports) {
             let data = dir.join(format!("n{id}"));
-            let args = strings(&[
+            let etcd = if etcd {
+                Some(SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?)))
+            } else {
+                None
+            };
+            let mut args = strings(&[
                 "serve",
                 "--node-id",
                 &id.to_string(),
@@ -93,10 +111,14 @@ impl Suite {
                 "--peers",
                 &peers,
             ]);
+            if let Some(etcd) = etcd {
+                args.extend(strings(&["--etcd-listen", &etcd.to_string()]));
+            }
             let mut node = Node {
                 id,
                 kafka: SocketAddr::from((Ipv4Addr::LOCALHOST, kafka)),
                 admin: SocketAddr::from((Ipv4Addr::LOCALHOST, admin)),
+                etcd,
                 args,
                 service: None,
             };
@@ -128,7 +150,7 @@ impl Suite {
     }
 
     /// Stops every node with SIGTERM (each must exit 0) and removes the cluster's data.
-    fn stop_cluster(&mut self, nodes: Vec<Node>, dir: &std::path::Path) -> Result<()> {
+    pub(super) fn stop_cluster(&mut self, nodes: Vec<Node>, dir: &std::path::Path) -> Result<()> {
         header("bench: stopping the cluster (SIGTERM)");
         let mut failures = Vec::new();
         for node in nodes {
