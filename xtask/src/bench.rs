@@ -321,23 +321,12 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let data = target_dir(root).join(DATA_DIR);
     fresh_dir(&data)?;
 
-    let plan = Plan::new(options.quick);
-    let mut suite = Suite {
-        root: root.to_path_buf(),
-        cairn: release.join("cairn"),
-        cairn_bench: release.join("cairn-bench"),
-        out: out.clone(),
-        data: data.clone(),
-        plan,
-        commands: Vec::new(),
-        notes: Vec::new(),
-        quiet_budget: QUIET_WAIT_BUDGET,
-    };
+    let mut suite = Suite::new(root, &release, &out, &data, Plan::new(options.quick));
     header("bench: machine");
     let machine = machine_facts(root, &data);
     let mut results = Results {
         command: options.command_line(),
-        duration_s: plan.duration_s,
+        duration_s: suite.plan.duration_s,
         machine,
         disk: Err("not run".into()),
         disk_sustained: Err("not run".into()),
@@ -479,6 +468,22 @@ struct Suite {
 }
 
 impl Suite {
+    /// A suite of the release binaries in `release`, writing to `out`, its servers' data in
+    /// `data`.
+    fn new(root: &Path, release: &Path, out: &Path, data: &Path, plan: Plan) -> Suite {
+        Suite {
+            root: root.to_path_buf(),
+            cairn: release.join("cairn"),
+            cairn_bench: release.join("cairn-bench"),
+            out: out.to_path_buf(),
+            data: data.to_path_buf(),
+            plan,
+            commands: Vec::new(),
+            notes: Vec::new(),
+            quiet_budget: QUIET_WAIT_BUDGET,
+        }
+    }
+
     /// `path` as the report shows it: relative to the workspace root when inside it.
     fn show(&self, path: &Path) -> String {
         path.strip_prefix(&self.root).unwrap_or(path).display().to_string()

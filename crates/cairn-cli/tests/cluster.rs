@@ -185,7 +185,8 @@ fn three_nodes_share_one_core_forward_writes_and_fail_over() {
     let mut restarted = builders[slot(controller)].spawn_in(killed);
     restarted.wait_ready(AGREE_TIMEOUT);
     let log = std::fs::read_to_string(restarted.log()).expect("the log");
-    assert_eq!(log.matches("initialized a new core").count(), 1, "{}", restarted.log_tail());
+    let initialized = r#"initialized a new group with its static voters group="core""#;
+    assert_eq!(log.matches(initialized).count(), 1, "{}", restarted.log_tail());
     assert!(log.contains("not initialized again"), "{}", restarted.log_tail());
     let listed = topics(&restarted);
     for topic in ["after-failover", "through-a-follower", "through-two"] {

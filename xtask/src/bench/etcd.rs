@@ -22,8 +22,8 @@ use anyhow::{Context, Result, bail};
 
 use super::report::{BenchResult, Outcome};
 use super::{
-    DATA_DIR, Plan, QUIET_WAIT_BUDGET, STOP_TIMEOUT, Service, Suite, build, ensure_tool, free_port,
-    fresh_dir, header, machine_facts, strings, target_dir, wait_http_ok,
+    DATA_DIR, Plan, STOP_TIMEOUT, Service, Suite, build, ensure_tool, free_port, fresh_dir, header,
+    machine_facts, strings, target_dir, wait_http_ok,
 };
 
 /// The options of `cargo xtask bench etcd`.
@@ -153,17 +153,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     fresh_dir(&data)?;
     let mut plan = Plan::new(options.quick);
     plan.duration_s = if options.quick { 5 } else { 15 };
-    let mut suite = Suite {
-        root: root.to_path_buf(),
-        cairn: release.join("cairn"),
-        cairn_bench: release.join("cairn-bench"),
-        out: out.clone(),
-        data: data.clone(),
-        plan,
-        commands: Vec::new(),
-        notes: Vec::new(),
-        quiet_budget: QUIET_WAIT_BUDGET,
-    };
+    let mut suite = Suite::new(root, &release, &out, &data, plan);
     let machine = machine_facts(root, &data);
     let version = Command::new("etcd")
         .arg("--version")

@@ -45,15 +45,15 @@ pub struct CoordGroup<D: Disk + Clone> {
     pub(super) clients: BTreeMap<u64, PeerClient>,
     /// How long a request waits for a leader, its commit and its apply.
     pub(super) timeout: Duration,
-    pub(super) stopper: super::open::Stopper<D>,
+    pub(super) stopper: crate::core_group::Stopper<D>,
 }
 
 impl<D: Disk + Clone> CoordGroup<D> {
     /// Carries out `command` on the leader, here or forwarded; answers once this node applied it.
     ///
     /// # Errors
-    /// The store's refusal ([`Refusal::Kv`]); [`Refusal::NotLeader`] if no leader could be
-    /// reached in time (nothing changed); [`Refusal::Unavailable`] if the outcome is unknown.
+    /// The store's refusal ([`Refusal::Kv`]); [`Refusal::Unavailable`] if no leader could be
+    /// reached in time (etcd's "no leader": nothing changed) or the outcome is unknown.
     pub async fn write(&self, command: Command) -> Result<Written, Refusal> {
         let deadline = Instant::now() + self.timeout;
         match self.call(Forward::Write(command), deadline).await? {

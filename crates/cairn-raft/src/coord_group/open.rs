@@ -4,36 +4,22 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use cairn_storage::Disk;
 use openraft::Raft;
 use openraft::network::{NetSnapshot, RaftNetworkFactory};
-use tokio::task::JoinHandle;
 
 use super::COORD_DIR;
 use super::COORD_GROUP;
 use super::group::{CoordGroup, clients};
 use super::leases::{self, Lessor};
 use super::state_machine::{CoordSnapshot, CoordStateMachine};
-use crate::core_group::{CoreConfig, CoreError, CorePeers, initialize, make_dir};
+use crate::core_group::{CoreConfig, CoreError, CorePeers, NoSink, Stopper, initialize, make_dir};
 use crate::group::GroupLog;
 use crate::peer::{GroupHandler, GroupRequest, HandlerFuture, Response};
-use crate::{AppendSink, LogStore, NoPeers, ProposalAppended, RaftHandler, TypeConfig};
-
-/// What [`CoordGroup::shutdown`] stops.
-pub(crate) struct Stopper<D: Disk> {
-    group: GroupLog<D>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
-}
-
-/// The coordination log's appends report no proposals.
-struct NoSink;
-
-impl AppendSink for NoSink {
-    fn appended(&self, _ticket: u64, _appended: ProposalAppended) {}
-}
+use crate::{LogStore, NoPeers, RaftHandler, TypeConfig};
 
 impl<D: Disk + Clone> CoordGroup<D> {
     /// Opens (or creates) the coordination group in `meta_dir/coord` with the core's settings
@@ -73,7 +59,7 @@ impl<D: Disk + Clone> CoordGroup<D> {
             );
         }
         let expiry = crate::runtime::spawn(leases::run(Arc::downgrade(&group)));
-        group.stopper.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(expiry);
+        group.stopper.push(expiry);
         Ok(group)
     }
 
@@ -83,13 +69,7 @@ impl<D: Disk + Clone> CoordGroup<D> {
     /// [`CoreError`] if the group or the log's final flush failed.
     pub async fn shutdown(&self) -> Result<(), CoreError> {
         let stopped = self.raft.shutdown().await;
-        let tasks: Vec<_> =
-            self.stopper.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain(..).collect();
-        for task in tasks {
-            task.abort();
-        }
-        self.stopper.group.close()?;
-        stopped.map_err(|error| CoreError::Raft(error.to_string()))
+        self.stopper.close(stopped)
     }
 }
 
@@ -132,7 +112,7 @@ where
         lessor: Lessor::new(extension),
         clients: std::collections::BTreeMap::new(),
         timeout: config.write_timeout,
-        stopper: Stopper { group: log, tasks: Mutex::new(vec![flusher, triggers]) },
+        stopper: Stopper::new(log, vec![flusher, triggers]),
     })
 }
 

@@ -2,7 +2,7 @@
 //! [`Store`] (RFC 0009 §2).
 //!
 //! - Apply: a normal entry's batch holds one record whose value is an encoded [`Command`]; it
-//!   is applied with [`Store::apply`] (a refusal changes nothing and is the same on every
+//!   is applied with [`Store::apply_at`] (a refusal changes nothing and is the same on every
 //!   replica). Each revision an entry makes is published as an [`Applied`] to the watchers,
 //!   and the applied position moves, before any writer is answered (read-your-writes).
 //!   A command that does not decode is a newer version or damage: the group stops rather than

@@ -63,17 +63,44 @@ pub enum CoreError {
     Cluster(String),
 }
 
-/// The core log's appends report no proposals: nobody waits on their offsets.
-struct NoSink;
+/// A command group's appends (the core's, the coordination group's) report no proposals:
+/// nobody waits on their offsets.
+pub(crate) struct NoSink;
 
 impl AppendSink for NoSink {
     fn appended(&self, _ticket: u64, _appended: ProposalAppended) {}
 }
 
-/// What [`CoreMetadata::shutdown`] stops: the log and the tasks beside the group.
+/// What a command group's shutdown stops (the core's, the coordination group's): the log
+/// and the tasks beside the group.
 pub(crate) struct Stopper<D: Disk> {
     group: GroupLog<D>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl<D: Disk> Stopper<D> {
+    pub(crate) fn new(group: GroupLog<D>, tasks: Vec<JoinHandle<()>>) -> Stopper<D> {
+        Stopper { group, tasks: Mutex::new(tasks) }
+    }
+
+    /// Adds a task to stop.
+    pub(crate) fn push(&self, task: JoinHandle<()>) {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(task);
+    }
+
+    /// Once the group's Raft stopped (`stopped`): ends the tasks and closes the log cleanly.
+    pub(crate) fn close<E: std::fmt::Display>(
+        &self,
+        stopped: Result<(), E>,
+    ) -> Result<(), CoreError> {
+        let tasks: Vec<_> =
+            self.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain(..).collect();
+        for task in tasks {
+            task.abort();
+        }
+        self.group.close()?;
+        stopped.map_err(|error| CoreError::Raft(error.to_string()))
+    }
 }
 
 /// What the core of a node with peers runs over (RFC 0003 §5 "Bootstrap").
@@ -155,7 +182,7 @@ impl<D: Disk + Clone> CoreMetadata<D, PeerForward> {
         core.settle(&node, Some(cluster_id), config.write_timeout).await?;
         let timers = LivenessTimers::of(&config.timers);
         let judge = crate::runtime::spawn(liveness::run(Arc::downgrade(&core), timers));
-        core.stopper.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(judge);
+        core.stopper.push(judge);
         match core.cluster_id() {
             Some(id) if id == cluster_id => Ok(core),
             held => Err(CoreError::Cluster(format!(
@@ -179,13 +206,7 @@ impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
     /// [`CoreError`] if the group or the log's final flush failed.
     pub async fn shutdown(&self) -> Result<(), CoreError> {
         let stopped = self.raft.shutdown().await;
-        let tasks: Vec<_> =
-            self.stopper.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain(..).collect();
-        for task in tasks {
-            task.abort();
-        }
-        self.stopper.group.close()?;
-        stopped.map_err(|error| CoreError::Raft(error.to_string()))
+        self.stopper.close(stopped)
     }
 
     /// Waits until the core knows a leader (this node's state is brought to its commit by
@@ -356,7 +377,7 @@ where
         forward,
         write_timeout: config.write_timeout,
         lease: Duration::from_millis(config.timers.election_timeout_max_ms),
-        stopper: Stopper { group, tasks: Mutex::new(vec![flusher, triggers]) },
+        stopper: Stopper::new(group, vec![flusher, triggers]),
     })
 }
 

@@ -40,7 +40,7 @@ use cairn_types::limits::{
 };
 
 pub use bootstrap::{CoreError, CorePeers};
-pub(crate) use bootstrap::{initialize, make_dir};
+pub(crate) use bootstrap::{NoSink, Stopper, initialize, make_dir};
 pub use liveness::LivenessTimers;
 pub(crate) use metadata::command_batch;
 pub use metadata::{CoreForward, CoreMetadata, CoreRequest, CoreStatus, Forwarded, NoForward};
