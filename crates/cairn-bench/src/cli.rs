@@ -191,15 +191,7 @@ impl EtcdArgs {
         if self.workload == EtcdWorkload::Watch && (self.watchers == 0 || self.watch_streams == 0) {
             anyhow::bail!("--watchers and --watch-streams must be at least 1");
         }
-        if let Some(duration) = self.duration
-            && !(duration.is_finite() && duration > 0.0)
-        {
-            anyhow::bail!("--duration must be a positive number of seconds");
-        }
-        if !(self.warmup.is_finite() && self.warmup >= 0.0) {
-            anyhow::bail!("--warmup must be a number of seconds, 0 or more");
-        }
-        Ok(())
+        check_timing(self.duration, self.warmup)
     }
 }
 
@@ -339,15 +331,7 @@ impl Pace {
         if self.rate == Some(0) {
             anyhow::bail!("--rate must be at least 1");
         }
-        if let Some(duration) = self.duration
-            && !(duration.is_finite() && duration > 0.0)
-        {
-            anyhow::bail!("--duration must be a positive number of seconds");
-        }
-        if !(self.warmup.is_finite() && self.warmup >= 0.0) {
-            anyhow::bail!("--warmup must be a number of seconds, 0 or more");
-        }
-        Ok(())
+        check_timing(self.duration, self.warmup)
     }
 }
 
@@ -591,6 +575,20 @@ pub struct FailoverArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub output: Output,
+}
+
+/// The checks of `--duration` (positive, if given) and `--warmup` (0 or more) every timed
+/// workload shares.
+fn check_timing(duration: Option<f64>, warmup: f64) -> anyhow::Result<()> {
+    if let Some(duration) = duration
+        && !(duration.is_finite() && duration > 0.0)
+    {
+        anyhow::bail!("--duration must be a positive number of seconds");
+    }
+    if !(warmup.is_finite() && warmup >= 0.0) {
+        anyhow::bail!("--warmup must be a number of seconds, 0 or more");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -336,13 +336,9 @@ impl Store {
         self.write(None, |write| write.lease_checkpoint(remaining))
     }
 
-    /// Runs `request` in one write transaction, committed without an fsync together with the
-    /// new position `applied` (if given). A refused request changes nothing but the position.
-    pub(crate) fn write<T>(
-        &mut self,
-        applied: Option<(u64, u64)>,
-        request: impl FnOnce(&mut Write<'_>) -> Result<T, KvError>,
-    ) -> Result<T, KvError> {
+    /// Panics unless `applied` (if given) is after the last applied position: Raft applies each
+    /// entry once, in order.
+    fn check_position(&self, applied: Option<(u64, u64)>) {
         if let Some(position) = applied {
             assert!(
                 self.applied.is_none_or(|last| position > last),
@@ -350,6 +346,16 @@ impl Store {
                 self.applied
             );
         }
+    }
+
+    /// Runs `request` in one write transaction, committed without an fsync together with the
+    /// new position `applied` (if given). A refused request changes nothing but the position.
+    pub(crate) fn write<T>(
+        &mut self,
+        applied: Option<(u64, u64)>,
+        request: impl FnOnce(&mut Write<'_>) -> Result<T, KvError>,
+    ) -> Result<T, KvError> {
+        self.check_position(applied);
         let mut txn = self.reader.db.begin_write()?;
         txn.set_durability(Durability::None)?;
         let (answer, changed, compacted) = {
@@ -401,13 +407,7 @@ impl Store {
         membership: &[u8],
         applied: Option<(u64, u64)>,
     ) -> Result<(), KvError> {
-        if let Some(position) = applied {
-            assert!(
-                self.applied.is_none_or(|last| position > last),
-                "raft entries are applied once, in order: {position:?} after {:?}",
-                self.applied
-            );
-        }
+        self.check_position(applied);
         let mut txn = self.reader.db.begin_write()?;
         txn.set_durability(Durability::None)?;
         txn.open_table(GROUP)?.insert(MEMBERSHIP, membership)?;
