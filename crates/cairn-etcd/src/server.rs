@@ -5,8 +5,8 @@ use std::io;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tonic::codegen::tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::backend::Coordination;
 use crate::config::{EtcdConfig, GRPC_OVERHEAD_BYTES};
@@ -92,8 +92,9 @@ pub async fn serve_with<B: Coordination>(
         .add_service(AuthServer::new(AuthService::new(backend)))
         .add_service(lock)
         .add_service(election);
-    router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
-        .map_err(io::Error::other)
+    // Without TCP_NODELAY a response written in two segments (HTTP/2 headers, then data) waits
+    // for the client's delayed ACK: ~40 ms per unary call on Linux (measured: a linearizable
+    // Get took 56 ms, its read index 13).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    router.serve_with_incoming_shutdown(incoming, shutdown).await.map_err(io::Error::other)
 }

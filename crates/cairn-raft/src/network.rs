@@ -91,7 +91,12 @@ impl Network {
     /// core's: `CoreSnapshot`).
     #[must_use]
     pub fn group_of<S: WireSnapshot>(&self, group: u64) -> GroupNetwork<S> {
-        GroupNetwork { group, inner: Arc::clone(&self.inner), snapshot: PhantomData }
+        GroupNetwork {
+            group,
+            inner: Arc::clone(&self.inner),
+            coalesce: true,
+            snapshot: PhantomData,
+        }
     }
 }
 
@@ -168,12 +173,29 @@ impl Inner {
 pub struct GroupNetwork<S = PartitionSnapshot> {
     group: u64,
     inner: Arc<Inner>,
+    /// Whether the group's heartbeats go through the peers' coalescers.
+    coalesce: bool,
     snapshot: PhantomData<fn() -> S>,
+}
+
+impl<S> GroupNetwork<S> {
+    /// The same factory, its heartbeats sent at once rather than coalesced: for a group whose
+    /// heartbeats confirm linearizable reads (a ReadIndex waits for one round of them), where a
+    /// coalescing window is added to every read and saves one frame a heartbeat interval.
+    #[must_use]
+    pub fn uncoalesced(self) -> GroupNetwork<S> {
+        GroupNetwork { coalesce: false, ..self }
+    }
 }
 
 impl<S> Clone for GroupNetwork<S> {
     fn clone(&self) -> GroupNetwork<S> {
-        GroupNetwork { group: self.group, inner: Arc::clone(&self.inner), snapshot: PhantomData }
+        GroupNetwork {
+            group: self.group,
+            inner: Arc::clone(&self.inner),
+            coalesce: self.coalesce,
+            snapshot: PhantomData,
+        }
     }
 }
 
@@ -194,13 +216,14 @@ impl<S: WireSnapshot> RaftNetworkFactory<TypeConfig> for GroupNetwork<S> {
         self.inner.peer(self.group, target, false)
     }
 
-    /// A client whose empty AppendEntries go through the peer's heartbeat coalescer.
+    /// A client whose empty AppendEntries go through the peer's heartbeat coalescer (unless
+    /// [`GroupNetwork::uncoalesced`]).
     async fn new_heartbeat_client(
         &mut self,
         target: RaftNodeId,
         _node: &openraft::EmptyNode,
     ) -> PeerNetwork<S> {
-        self.inner.peer(self.group, target, true)
+        self.inner.peer(self.group, target, self.coalesce)
     }
 }
 

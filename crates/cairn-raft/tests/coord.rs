@@ -127,6 +127,9 @@ async fn a_lease_lives_while_renewed_and_takes_its_keys_when_it_expires() {
     let (reply, _) = group.write(Command::LeaseGrant { id: 0, ttl: 1 }).await.unwrap();
     let Reply::LeaseGranted { id, ttl: 1 } = reply else { panic!("a grant's reply: {reply:?}") };
     assert!(id > 0, "the leader chose an id");
+    // Granted in this term, before any other lease call: its whole TTL, no election timeout on
+    // top (which leases taken up at the start of a term get).
+    assert_eq!(group.time_to_live(id).await, Ok((1, 1)));
     group.write(put("held", "v", id)).await.unwrap();
     group.write(put("free", "v", 0)).await.unwrap();
 

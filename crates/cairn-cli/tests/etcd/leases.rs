@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, Compare, CompareOp, LockOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, LockOptions, Txn, TxnOp, WatchOptions};
 
 use crate::cluster::{Member, OPERATION, connect, leader, start, stop, wait_leader};
 
@@ -141,11 +141,24 @@ async fn a_holder_whose_lease_expired_cannot_write_past_the_fencing_token() {
 
     // The first holder stops renewing (a pause), the leader dies, the second waits its turn.
     let long = second.lease_grant(30, None).await.expect("a lease").id();
+    // The leader dies once the waiter queued (its key written): a write in flight when the
+    // leader dies has an unknown outcome, and the lock call fails, as etcd's does.
+    let queue = WatchOptions::new().with_prefix();
+    let mut queued = first.watch("jobs/", Some(queue)).await.expect("a watch");
     let waiting = tokio::spawn(async move {
         let options = LockOptions::new().with_lease(long);
         let locked = tokio::time::timeout(EXPIRY, second.lock("jobs", Some(options))).await;
         (locked.expect("the lock within the expiry").expect("the second lock"), second)
     });
+    let put = async {
+        while let Some(answer) = queued.message().await.expect("a watch answer") {
+            if !answer.events().is_empty() {
+                return;
+            }
+        }
+        panic!("the watch ended");
+    };
+    tokio::time::timeout(OPERATION, put).await.expect("the waiter queued in time");
     kill_leader(&mut members).await;
     let waited = waiting.await;
     let (locked, mut second) = waited.expect("the waiter");

@@ -249,7 +249,7 @@ impl<D: Disk + Clone> CoordGroup<D> {
         let (reply, revision) = self.shared.take_outcome(log_id.index).ok_or_else(|| {
             Refusal::Unavailable(format!("the answer of entry {} was lost", log_id.index))
         })?;
-        self.lessor.applied(&reply);
+        self.lessor.applied(self, &reply);
         Ok(Answer::Written {
             reply: reply.map_err(Refusal::Kv)?,
             revision,
@@ -275,6 +275,8 @@ impl<D: Disk + Clone> CoordGroup<D> {
                 Err(error) => Err(Refusal::Unavailable(format!("the leader's answer: {error}"))),
             },
             Ok(other) => Err(Refusal::Unavailable(format!("the leader answered {other:?}"))),
+            // Only a write's outcome is unknown when its call fails: the others are asked again.
+            Err(_) if !matches!(forward, Forward::Write(_)) => Err(Refusal::NotLeader(None)),
             Err(error) => Err(call_error(&error)),
         }
     }

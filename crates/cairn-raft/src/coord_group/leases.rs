@@ -69,8 +69,17 @@ impl Lessor {
     }
 
     /// Takes note of an applied command this node proposed: a granted lease runs from now.
-    pub(super) fn applied(&self, reply: &Result<Reply, KvError>) {
+    /// The term's deadlines are taken up first, which would otherwise give the new lease an
+    /// election timeout more than its TTL.
+    pub(super) fn applied<D: Disk + Clone>(
+        &self,
+        group: &CoordGroup<D>,
+        reply: &Result<Reply, KvError>,
+    ) {
         if let Ok(Reply::LeaseGranted { id, ttl }) = reply {
+            if let (Ok(term), Ok(leases)) = (self.leading_term(group), leases(group)) {
+                self.take_up(&leases, term);
+            }
             let deadline = Instant::now() + seconds(*ttl);
             self.lock().by_lease.insert(*id, deadline);
         }

@@ -44,7 +44,7 @@ impl<D: Disk + Clone> CoordGroup<D> {
             }
             Some(peers) => {
                 let voters = peers.voters.iter().map(|id| id.0).collect();
-                let network = peers.network.group_of::<CoordSnapshot>(COORD_GROUP);
+                let network = peers.network.group_of::<CoordSnapshot>(COORD_GROUP).uncoalesced();
                 let mut group = start(disk, meta_dir, node, config, network, &voters).await?;
                 group.clients = clients(peers.transport);
                 group
