@@ -1,6 +1,7 @@
 //! The coordination store's speed (RFC 0009 §2), with divan, on a redb file in the page cache:
-//! puts of 256-byte values applied as Raft entries (one non-durable redb commit each, a durable
-//! persist every 10,000), and ranges at the head over a filled store.
+//! puts of 256-byte values applied as Raft entries (one non-durable redb commit each, or one per
+//! batch of 64 as the state machine applies what openraft hands it at once; a durable persist
+//! every 10,000), and ranges at the head over a filled store.
 //!
 //! ```text
 //! cargo bench -p cairn-coord --bench store
@@ -11,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cairn_coord::{Command, PutRequest, RangeRequest, Store};
+use cairn_coord::{Command, Entry, PutRequest, RangeRequest, Store};
 use divan::Bencher;
 use divan::counter::ItemsCount;
 use tempfile::TempDir;
@@ -57,6 +58,39 @@ fn put_all(store: &mut Store, first_index: u64, count: u64) {
             store.persist().expect("persists");
         }
     }
+}
+
+/// [`put_all`] in batches of `batch` entries, each batch one non-durable commit.
+fn put_batched(store: &mut Store, count: u64, batch: u64) {
+    let value = vec![7u8; VALUE_BYTES];
+    let mut first = 1;
+    while first <= count {
+        let last = (first + batch - 1).min(count);
+        let commands: Vec<_> = (first..=last)
+            .map(|i| {
+                let put = PutRequest { key: key(i), value: value.clone(), ..PutRequest::default() };
+                (Command::Put(put), (1, i))
+            })
+            .collect();
+        let entries: Vec<_> = commands.iter().map(|(c, at)| (Entry::Command(c), *at)).collect();
+        store.apply_batch(&entries).expect("a batch");
+        if first / PERSIST_EVERY != (last + 1) / PERSIST_EVERY {
+            store.persist().expect("persists");
+        }
+        first = last + 1;
+    }
+}
+
+/// Puts per second: [`PUTS`] puts on [`KEYS`] keys in batches of 64, one commit per batch.
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn put_256_bytes_batched_64(bencher: Bencher) {
+    bencher.counter(ItemsCount::new(PUTS)).with_inputs(empty_store).bench_local_values(
+        |(dir, mut store)| {
+            put_batched(&mut store, PUTS, 64);
+            store.persist().expect("persists");
+            (dir, store)
+        },
+    );
 }
 
 /// Puts per second: [`PUTS`] puts on [`KEYS`] keys, each its own non-durable commit.

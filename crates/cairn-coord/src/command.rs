@@ -108,9 +108,8 @@ impl Store {
     }
 
     /// Applies the Raft entry at `applied` (`(term, index)`): its command, or none for an
-    /// entry without one (blank, membership), which still moves [`Store::applied`]. The
-    /// changes and the position are one redb transaction, committed without an fsync;
-    /// [`Store::persist`] makes them durable.
+    /// entry without one (blank), which still moves [`Store::applied`]. One entry of
+    /// [`Store::apply_batch`].
     ///
     /// # Errors
     ///
@@ -118,20 +117,34 @@ impl Store {
     ///
     /// # Panics
     ///
-    /// If `applied` is not after the last applied position: Raft applies each entry once.
+    /// As [`Store::apply_batch`].
     pub fn apply_at(
         &mut self,
         command: Option<&Command>,
         applied: (u64, u64),
     ) -> Result<Reply, KvError> {
-        self.write(Some(applied), |write| match command {
-            Some(command) => run(write, command),
-            None => Ok(Reply::Done),
-        })
+        let entry = command.map_or(Entry::Blank, Entry::Command);
+        let (mut outcomes, _) = self.apply_batch(&[(entry, applied)])?;
+        outcomes.pop().map_or(Ok(Reply::Done), |(reply, _)| reply)
     }
 }
 
-fn run(write: &mut Write<'_>, command: &Command) -> Result<Reply, KvError> {
+/// One Raft entry of the coordination group as the store applies it
+/// ([`Store::apply_batch`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Entry<'a> {
+    /// A command.
+    Command(&'a Command),
+    /// The replicating group's membership, opaque here ([`Store::membership`]).
+    Membership(&'a [u8]),
+    /// An entry with nothing to apply (a new leader's first).
+    Blank,
+}
+
+/// What one entry did: its reply (a refusal changed nothing) and the store's revision after it.
+pub type EntryOutcome = (Result<Reply, KvError>, i64);
+
+pub(crate) fn run(write: &mut Write<'_>, command: &Command) -> Result<Reply, KvError> {
     Ok(match command {
         Command::Put(put) => Reply::Put(write.put(put)?),
         Command::DeleteRange(delete) => Reply::DeleteRange(write.delete_range(delete)?),

@@ -5,7 +5,8 @@
 //! creation and modification revisions and version, ranges at past revisions, transactions with
 //! compares over key ranges and etcd's duplicate-key rule, compaction, and leases that take
 //! their keys with them. Every replica of the coordination group applies the same commands to
-//! it ([`Store::apply_at`], with the Raft position, without an fsync) and gets the same answers;
+//! it ([`Store::apply_batch`]: a batch of entries in one transaction, with their Raft position,
+//! without an fsync) and gets the same answers;
 //! [`Store::persist`] makes what was applied durable, and a crash reopens the file as of the last
 //! persist. The events of each revision feed the watches. [`Store::write_snapshot`] and
 //! [`Store::restore`] carry the whole store to a follower.
@@ -31,7 +32,7 @@ mod tables;
 mod types;
 mod write;
 
-pub use command::{CodecError, Command, Reply, TXN_DEPTH_MAX};
+pub use command::{CodecError, Command, Entry, EntryOutcome, Reply, TXN_DEPTH_MAX};
 pub use forward::{Answer, EntryPosition, Forward, Refusal};
 
 pub use store::{Lease, Position, Store, StoreReader};

@@ -6,8 +6,9 @@
 //! that changes nothing takes none. Compaction forgets what no read at or after its revision can
 //! see. The tables are in `tables.rs`, reads in `read.rs`, writes in `write.rs`.
 //!
-//! Each request is one redb write transaction committed without an fsync (`Durability::None`),
-//! with the Raft position it applies ([`Store::apply_at`]); [`Store::persist`] makes everything
+//! Each batch of Raft entries is one redb write transaction committed without an fsync
+//! (`Durability::None`), with the Raft position it applies through ([`Store::apply_batch`]);
+//! [`Store::persist`] makes everything
 //! applied so far durable. After a crash the file opens as of its last persist, position
 //! included, and the Raft log replays the rest.
 
@@ -18,17 +19,18 @@ use std::sync::Arc;
 use redb::backends::InMemoryBackend;
 use redb::{
     BackendError, Builder, CompactionMode, Database, Durability, ReadTransaction, ReadableDatabase,
-    ReadableTable, StorageBackend, Table,
+    ReadableTable, StorageBackend, Table, WriteTransaction,
 };
 
+use crate::command::{Entry, EntryOutcome, Reply, run};
 use crate::read::Kv;
 use crate::tables::{
     APPLIED_INDEX, APPLIED_TERM, COMPACTED, FORMAT, FORMAT_VERSION, GROUP, HISTORY, INDEX, LATEST,
     LEASE_KEYS, LEASES, MEMBERSHIP, META, REVISION,
 };
 use crate::types::{
-    Change, DeleteRangeRequest, DeleteRangeResponse, Event, KvError, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, StoreError, TxnRequest, TxnResponse,
+    Applied, Change, DeleteRangeRequest, DeleteRangeResponse, Event, KvError, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, StoreError, TxnRequest, TxnResponse,
 };
 use crate::write::{Write, lease_keys, read_revision};
 
@@ -336,16 +338,25 @@ impl Store {
         self.write(None, |write| write.lease_checkpoint(remaining))
     }
 
-    /// Panics unless `applied` (if given) is after the last applied position: Raft applies each
-    /// entry once, in order.
-    fn check_position(&self, applied: Option<(u64, u64)>) {
-        if let Some(position) = applied {
-            assert!(
-                self.applied.is_none_or(|last| position > last),
-                "raft entries are applied once, in order: {position:?} after {:?}",
-                self.applied
-            );
-        }
+    /// The head as committed: where the next transaction starts.
+    fn head(&self) -> Head {
+        Head { revision: self.revision, compacted: self.compacted, applied: self.applied }
+    }
+
+    /// A write transaction that commits without an fsync.
+    fn begin(&self) -> Result<WriteTransaction, KvError> {
+        let mut txn = self.reader.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        Ok(txn)
+    }
+
+    /// Commits `txn` with `head` recorded in the meta table, and takes `head` as the store's.
+    fn commit(&mut self, txn: WriteTransaction, head: Head) -> Result<(), KvError> {
+        write_meta(&mut txn.open_table(META)?, head.revision, head.compacted, head.applied)?;
+        txn.commit()?;
+        (self.revision, self.compacted, self.applied) =
+            (head.revision, head.compacted, head.applied);
+        Ok(())
     }
 
     /// Runs `request` in one write transaction, committed without an fsync together with the
@@ -355,45 +366,63 @@ impl Store {
         applied: Option<(u64, u64)>,
         request: impl FnOnce(&mut Write<'_>) -> Result<T, KvError>,
     ) -> Result<T, KvError> {
-        self.check_position(applied);
-        let mut txn = self.reader.db.begin_write()?;
-        txn.set_durability(Durability::None)?;
-        let (answer, changed, compacted) = {
-            let mut write = Write::open(&txn, self.revision, self.compacted)?;
-            let answer = request(&mut write);
-            (answer, write.changed(), write.compacted)
-        };
-        let (answer, revision, compacted) = match answer {
-            Err(KvError::Storage(message)) => return Err(KvError::Storage(message)),
-            Err(refusal) => {
-                // Nothing was written (checks come first), but drop whatever was, to be sure.
-                txn.abort()?;
-                if applied.is_none() {
-                    return Err(refusal);
-                }
-                txn = self.reader.db.begin_write()?;
-                txn.set_durability(Durability::None)?;
-                (Err(refusal), self.revision, self.compacted)
-            }
-            Ok(answer) => {
-                let revision = if changed { self.revision + 1 } else { self.revision };
-                (Ok(answer), revision, compacted)
-            }
-        };
-        {
-            let mut meta = txn.open_table(META)?;
-            write_meta(&mut meta, revision, compacted, applied)?;
+        let mut head = self.head();
+        head.advance(applied);
+        let txn = self.begin()?;
+        let (answer, _) = run_in(&txn, &mut head, request)?;
+        if answer.is_err() && applied.is_none() {
+            txn.abort()?;
+            return answer;
         }
-        txn.commit()?;
-        self.revision = revision;
-        self.compacted = compacted;
-        self.applied = applied.or(self.applied);
+        self.commit(txn, head)?;
         answer
     }
 
-    /// Records the replicating group's `membership` (opaque here), applied at `applied` if
-    /// given, in one transaction with the position, without an fsync: a restart finds the
-    /// membership as of the applied position, never ahead of it or behind it.
+    /// Applies Raft entries, each at its position `(term, index)`, in order, in one write
+    /// transaction committed without an fsync ([`Store::persist`] makes it durable): each
+    /// entry's outcome (a refused command changed nothing, and moves the position all the
+    /// same) and the store's revision after it, and every revision the entries made, with its
+    /// events (each with `prev_kv` where the key existed).
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::Storage`]: nothing of the batch was applied, and the replica stops.
+    ///
+    /// # Panics
+    ///
+    /// If the positions do not follow the last applied one, in order: Raft applies each entry
+    /// once.
+    pub fn apply_batch(
+        &mut self,
+        entries: &[(Entry<'_>, (u64, u64))],
+    ) -> Result<(Vec<EntryOutcome>, Vec<Applied>), KvError> {
+        let mut head = self.head();
+        let txn = self.begin()?;
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut made = Vec::new();
+        for &(entry, position) in entries {
+            head.advance(Some(position));
+            let reply = match entry {
+                Entry::Command(command) => {
+                    let (reply, applied) = run_in(&txn, &mut head, |write| run(write, command))?;
+                    made.extend(applied);
+                    reply
+                }
+                Entry::Membership(membership) => {
+                    txn.open_table(GROUP)?.insert(MEMBERSHIP, membership)?;
+                    Ok(Reply::Done)
+                }
+                Entry::Blank => Ok(Reply::Done),
+            };
+            outcomes.push((reply, head.revision));
+        }
+        self.commit(txn, head)?;
+        Ok((outcomes, made))
+    }
+
+    /// Records the replicating group's `membership` (opaque here), applied at `applied`: a
+    /// restart finds the membership as of the applied position, never ahead of it or behind
+    /// it. One entry of [`Store::apply_batch`].
     ///
     /// # Errors
     ///
@@ -401,20 +430,13 @@ impl Store {
     ///
     /// # Panics
     ///
-    /// If `applied` is not after the last applied position, as [`Store::apply_at`].
+    /// As [`Store::apply_batch`].
     pub fn apply_membership(
         &mut self,
         membership: &[u8],
-        applied: Option<(u64, u64)>,
+        applied: (u64, u64),
     ) -> Result<(), KvError> {
-        self.check_position(applied);
-        let mut txn = self.reader.db.begin_write()?;
-        txn.set_durability(Durability::None)?;
-        txn.open_table(GROUP)?.insert(MEMBERSHIP, membership)?;
-        write_meta(&mut txn.open_table(META)?, self.revision, self.compacted, applied)?;
-        txn.commit()?;
-        self.applied = applied.or(self.applied);
-        Ok(())
+        self.apply_batch(&[(Entry::Membership(membership), applied)]).map(|_| ())
     }
 
     /// The replicating group's membership as last recorded ([`Store::apply_membership`]).
@@ -483,6 +505,59 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// The store's head inside a write transaction: what it will commit.
+#[derive(Clone, Copy)]
+struct Head {
+    revision: i64,
+    compacted: i64,
+    applied: Option<(u64, u64)>,
+}
+
+impl Head {
+    /// Moves the position to `applied` (if given).
+    ///
+    /// # Panics
+    ///
+    /// Unless `applied` is after the position: Raft applies each entry once, in order.
+    fn advance(&mut self, applied: Option<(u64, u64)>) {
+        if let Some(position) = applied {
+            assert!(
+                self.applied.is_none_or(|last| position > last),
+                "raft entries are applied once, in order: {position:?} after {:?}",
+                self.applied
+            );
+            self.applied = Some(position);
+        }
+    }
+}
+
+/// Runs `request` in `txn` at the revision after `head`, which takes it if the request changed
+/// anything: its answer (a refusal wrote nothing: every check runs first) and the revision it
+/// made, with its events.
+fn run_in<T>(
+    txn: &WriteTransaction,
+    head: &mut Head,
+    request: impl FnOnce(&mut Write<'_>) -> Result<T, KvError>,
+) -> Result<(Result<T, KvError>, Option<Applied>), KvError> {
+    let mut write = Write::open(txn, head.revision, head.compacted)?;
+    let answer = request(&mut write);
+    match answer {
+        Err(KvError::Storage(message)) => Err(KvError::Storage(message)),
+        Err(refusal) => {
+            debug_assert!(!write.changed(), "a refused request wrote: {refusal:?}");
+            Ok((Err(refusal), None))
+        }
+        Ok(answer) => {
+            head.compacted = write.compacted;
+            let made = write.made()?;
+            if let Some(applied) = &made {
+                head.revision = applied.revision;
+            }
+            Ok((Ok(answer), made))
+        }
     }
 }
 

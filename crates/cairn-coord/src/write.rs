@@ -13,8 +13,8 @@ use crate::tables::{
     HISTORY, INDEX, IndexKey, IndexValue, LATEST, LEASE_KEYS, LEASES, Latest, Record, Rev,
 };
 use crate::types::{
-    Compare, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, EventKind, KeyValue, KvError,
-    PutRequest, PutResponse, RangeRequest, RequestOp, ResponseOp, TxnRequest, TxnResponse,
+    Applied, Compare, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, EventKind, KeyValue,
+    KvError, PutRequest, PutResponse, RangeRequest, RequestOp, ResponseOp, TxnRequest, TxnResponse,
 };
 
 type WriteKv<'t> = Kv<
@@ -59,6 +59,15 @@ impl<'t> Write<'t> {
 
     fn revision(&self) -> i64 {
         self.head + 1
+    }
+
+    /// The revision the request made, with its events, if it changed anything.
+    pub(crate) fn made(&self) -> Result<Option<Applied>, KvError> {
+        if !self.changed() {
+            return Ok(None);
+        }
+        let mut made = self.kv.events_after(self.head, 1)?;
+        Ok(made.pop().map(|(revision, events)| Applied { revision, events }))
     }
 
     fn lease_exists(&self, id: i64) -> Result<bool, KvError> {

@@ -1,9 +1,10 @@
 //! The store on a file: what a crash leaves (the state of the last persist, position included),
-//! what a clean close keeps, and snapshots that rebuild the store, in memory and on disk.
+//! what a clean close keeps, and snapshots that rebuild the store, in memory and on disk; entries
+//! applied in batches (one transaction each) as one by one.
 
 mod common;
 
-use cairn_coord::{Store, StoreError};
+use cairn_coord::{Applied, Entry, Store, StoreError};
 use common::{apply_all, command, state};
 use proptest::prelude::*;
 
@@ -35,6 +36,48 @@ proptest! {
         prop_assert_eq!(state(&reopened), full.clone());
         // A clean close keeps everything applied.
         prop_assert_eq!(state(&Store::open(&path).expect("reopens")), full);
+    }
+
+    /// Entries applied in batches answer, publish and leave the store as the same entries
+    /// applied one at a time (refusals and blanks inside a batch included).
+    #[test]
+    fn a_batch_applies_as_its_entries_one_by_one(
+        commands in proptest::collection::vec(command(), 1..60),
+        cuts in proptest::collection::vec(1usize..8, 1..20),
+    ) {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut single = Store::in_memory().expect("a store");
+        let (mut outcomes, mut events) = (Vec::new(), Vec::new());
+        for (i, command) in commands.iter().enumerate() {
+            let entry = if i % 5 == 4 { None } else { Some(command) };
+            let before = single.revision();
+            let reply = single.apply_at(entry, (1, i as u64 + 1));
+            outcomes.push((reply, single.revision()));
+            let made = single.events_after(before, usize::MAX).expect("its events");
+            events.extend(made.into_iter().map(|(revision, events)| Applied { revision, events }));
+        }
+        let path = dir.path().join("store.redb");
+        let mut batched = Store::open(&path).expect("opens");
+        let (mut answered, mut published) = (Vec::new(), Vec::new());
+        let mut entries: Vec<(Entry<'_>, (u64, u64))> = commands.iter().enumerate().map(|(i, c)| {
+            (if i % 5 == 4 { Entry::Blank } else { Entry::Command(c) }, (1, i as u64 + 1))
+        }).collect();
+        for cut in cuts.iter().cycle() {
+            if entries.is_empty() {
+                break;
+            }
+            let rest = entries.split_off((*cut).min(entries.len()));
+            let (outcomes, made) = batched.apply_batch(&entries).expect("applies");
+            answered.extend(outcomes);
+            published.extend(made);
+            entries = rest;
+            if answered.len() == commands.len() / 2 {
+                batched.persist().expect("persists");
+            }
+        }
+        prop_assert_eq!(&answered, &outcomes);
+        prop_assert_eq!(state(&batched), state(&single));
+        prop_assert_eq!(published, events);
     }
 
     /// A store rebuilt from a snapshot on disk answers as the original.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use cairn_storage::Disk;
 use openraft::Raft;
+use openraft::async_runtime::WatchReceiver;
 use openraft::network::{NetSnapshot, RaftNetworkFactory};
 
 use super::COORD_DIR;
@@ -98,12 +99,18 @@ where
     let flusher = crate::runtime::spawn(log.clone().run_flusher());
     let (machine, shared) = CoordStateMachine::open(log.clone(), &dir, config.snapshot_entries)?;
     let store = LogStore::new(log.clone(), Arc::new(NoSink), Arc::clone(&config.clock));
-    let raft_config = Arc::new(config.timers.openraft_config()?);
+    let mut raft_config = config.timers.openraft_config()?;
+    // Every heartbeat goes out, even to a follower that just answered an append: one group,
+    // and the heartbeats [`announce_commits`] triggers must not be skipped.
+    raft_config.heartbeat_min_interval = None;
+    let raft_config = Arc::new(raft_config);
     let raft = Raft::new(node, raft_config, network, store, machine)
         .await
         .map_err(|error| CoreError::Raft(error.to_string()))?;
     initialize(&raft, voters, "coordination").await?;
     let triggers = crate::runtime::spawn(trigger_snapshots(raft.clone(), Arc::clone(&shared)));
+    let applied = shared.applied.subscribe();
+    let announcer = crate::runtime::spawn(announce_commits(raft.clone(), node, applied));
     let extension = Duration::from_millis(config.timers.election_timeout_max_ms);
     Ok(CoordGroup {
         node,
@@ -112,7 +119,7 @@ where
         lessor: Lessor::new(extension),
         clients: std::collections::BTreeMap::new(),
         timeout: config.write_timeout,
-        stopper: Stopper::new(log, vec![flusher, triggers]),
+        stopper: Stopper::new(log, vec![flusher, triggers, announcer]),
     })
 }
 
@@ -125,6 +132,25 @@ async fn trigger_snapshots<D: Disk + Clone>(
     loop {
         shared.snapshot_due.notified().await;
         if raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// While this node leads, tells the followers of each entry it applied (so committed) at once:
+/// a heartbeat carries the leader's commit index, as etcd's leader sends an empty append after
+/// each commit. A follower then applies a write, answers the put it forwarded and feeds its
+/// watchers one round trip after the commit rather than at the next append or heartbeat
+/// (measured: watch events trailed their puts by ~10 ms at 100 puts/s). One heartbeat per
+/// follower is in flight at a time; commits meanwhile ride the next.
+async fn announce_commits<D: Disk + Clone>(
+    raft: Raft<TypeConfig, CoordStateMachine<D>>,
+    node: u64,
+    mut applied: tokio::sync::watch::Receiver<Option<crate::LogId>>,
+) {
+    while applied.changed().await.is_ok() {
+        let leads = raft.metrics().borrow_watched().current_leader == Some(node);
+        if leads && raft.trigger().heartbeat().await.is_err() {
             return;
         }
     }

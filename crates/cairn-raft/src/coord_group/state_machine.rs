@@ -1,14 +1,14 @@
 //! [`CoordStateMachine`]: openraft's state machine of the coordination group, cairn-coord's
 //! [`Store`] (RFC 0009 §2).
 //!
-//! - Apply: a normal entry's batch holds one record whose value is an encoded [`Command`]; it
-//!   is applied with [`Store::apply_at`] (a refusal changes nothing and is the same on every
-//!   replica). Each revision an entry makes is published as an [`Applied`] to the watchers,
+//! - Apply: a normal entry's batch holds one record whose value is an encoded [`Command`]; the
+//!   entries openraft hands over at once are applied with [`Store::apply_batch`], in one redb
+//!   transaction (a refusal changes nothing and is the same on every replica). Each revision an entry makes is published as an [`Applied`] to the watchers,
 //!   and the applied position moves, before any writer is answered (read-your-writes).
 //!   A command that does not decode is a newer version or damage: the group stops rather than
 //!   skip it and diverge.
-//! - Durability: the store is a redb file (`store.redb`); each entry is applied in one redb
-//!   transaction with its position, without an fsync, and every [`PERSIST_ENTRIES`] entries or
+//! - Durability: the store is a redb file (`store.redb`); each batch of entries is applied in one
+//!   redb transaction with its position, without an fsync, and every [`PERSIST_ENTRIES`] entries or
 //!   [`PERSIST_INTERVAL`] the applied state is made durable (RFC 0009 §2). The Raft log is the
 //!   durability of what was acknowledged: a restart reopens the store as of its last persist
 //!   and openraft applies the entries after it again. A membership entry is recorded in the
@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_coord::{Applied, Command, KvError, Reply, Store, StoreReader};
+use cairn_coord::{Applied, Command, Entry, EntryOutcome, Store, StoreReader};
 use cairn_storage::Disk;
 use cairn_types::Offset;
 use cairn_types::limits::{CORE_REPLIES_MAX, CORE_SNAPSHOT_BYTES_MAX};
@@ -60,8 +60,9 @@ use crate::record::{MembershipAt, SnapshotPoint};
 use crate::state_machine::{install, membership_at, stored};
 use crate::{LogId, RaftEntry, TypeConfig};
 
-/// The answer of an applied command: its reply or refusal, and the store's revision after it.
-pub(crate) type Outcome = (Result<Reply, KvError>, i64);
+/// What a batch of entries did: each one's outcome (a command's; none for the others), and
+/// the revisions they made.
+type AppliedEntries = (Vec<Option<EntryOutcome>>, Vec<Arc<Applied>>);
 
 /// How many applied revisions a watcher may fall behind before it reads them from the store.
 const APPLIED_BUFFER: usize = 4096;
@@ -86,7 +87,7 @@ pub(crate) struct Shared {
     pub(crate) revisions: broadcast::Sender<Arc<Applied>>,
     /// Outcomes of applied commands that had a waiter here, by index; at most
     /// [`CORE_REPLIES_MAX`], the oldest dropped.
-    outcomes: Mutex<BTreeMap<u64, Outcome>>,
+    outcomes: Mutex<BTreeMap<u64, EntryOutcome>>,
     /// Woken when a snapshot is due.
     pub(crate) snapshot_due: Notify,
 }
@@ -107,7 +108,7 @@ impl Shared {
         self.reader.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    fn put_outcome(&self, index: u64, outcome: Outcome) {
+    fn put_outcome(&self, index: u64, outcome: EntryOutcome) {
         let mut outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
         outcomes.insert(index, outcome);
         while outcomes.len() > CORE_REPLIES_MAX {
@@ -116,7 +117,7 @@ impl Shared {
     }
 
     /// Takes the outcome of the command at `index`, once applied.
-    pub(crate) fn take_outcome(&self, index: u64) -> Option<Outcome> {
+    pub(crate) fn take_outcome(&self, index: u64) -> Option<EntryOutcome> {
         self.outcomes.lock().unwrap_or_else(PoisonError::into_inner).remove(&index)
     }
 }
@@ -183,72 +184,42 @@ impl<D: Disk> CoordStateMachine<D> {
         Ok((machine, shared))
     }
 
-    /// Applies one entry; returns the command's outcome for a normal entry, and the revisions
-    /// it made.
-    fn apply_entry(
-        &mut self,
-        entry: &RaftEntry,
-        published: &mut Vec<Arc<Applied>>,
-    ) -> Result<Option<Outcome>, StoreError> {
-        let id = log_id(entry.term(), entry.index());
-        if self.applied.is_some_and(|applied| applied >= id) {
-            return Err(StoreError::Invalid(format!(
-                "coordination entry {id} applied again after {:?}",
-                self.applied
-            )));
+    /// Applies `entries` in one store transaction: each one's outcome (a command's; none for
+    /// a blank or membership entry), and the revisions they made.
+    fn apply_entries(&mut self, entries: &[RaftEntry]) -> Result<AppliedEntries, StoreError> {
+        let mut decoded = Vec::with_capacity(entries.len());
+        let mut memberships = Vec::new();
+        let mut last = self.applied;
+        for entry in entries {
+            let id = log_id(entry.term(), entry.index());
+            if last.is_some_and(|applied| applied >= id) {
+                return Err(StoreError::Invalid(format!(
+                    "coordination entry {id} applied again after {last:?}"
+                )));
+            }
+            last = Some(id);
+            decoded.push((Decoded::of(entry, &mut memberships)?, (id.leader_id.term, id.index)));
         }
-        let position = (id.leader_id.term, id.index);
-        let outcome = match entry.payload() {
-            EntryPayload::Normal(proposal) => {
-                let decode = |value: &[u8]| Command::decode(value).map_err(|e| e.to_string());
-                let command = one_record(&proposal.batch, entry.index(), decode)?;
-                Some(self.apply_command(&command, position, published)?)
-            }
-            EntryPayload::Membership(membership) => {
-                let members = Members::from_membership(membership)
-                    .map_err(|error| StoreError::Invalid(format!("membership: {error}")))?;
-                let at = MembershipAt { log_id: id, members };
-                let encoded = encode_membership(&at);
-                self.store.apply_membership(&encoded, Some(position)).map_err(|e| storage(&e))?;
-                self.membership = Some(at);
-                // The log store saves the committed id below unapplied membership entries.
-                self.group.state().unapplied.retain(|&index| index > id.index);
-                self.group.save_committed()?;
-                None
-            }
-            EntryPayload::Blank => {
-                self.store.apply_at(None, position).map_err(|error| storage(&error))?;
-                None
-            }
-        };
-        self.applied = Some(id);
-        self.since_snapshot += 1;
+        let batch: Vec<_> = decoded.iter().map(|(entry, at)| (entry.as_entry(), *at)).collect();
+        let (outcomes, made) = self.store.apply_batch(&batch).map_err(|e| storage(&e))?;
+        for at in memberships {
+            // The log store saves the committed id below unapplied membership entries.
+            self.group.state().unapplied.retain(|&index| index > at.log_id.index);
+            self.group.save_committed()?;
+            self.membership = Some(at);
+        }
+        let count = u64::try_from(entries.len()).unwrap_or(u64::MAX);
+        self.applied = last;
+        self.since_snapshot += count;
         self.served = None;
-        self.unpersisted.0 += 1;
+        self.unpersisted.0 += count;
         self.unpersisted.1.get_or_insert_with(Instant::now);
-        Ok(outcome)
-    }
-
-    fn apply_command(
-        &mut self,
-        command: &Command,
-        position: (u64, u64),
-        published: &mut Vec<Arc<Applied>>,
-    ) -> Result<Outcome, StoreError> {
-        let before = self.store.revision();
-        let reply = self.store.apply_at(Some(command), position);
-        if let Err(KvError::Storage(error)) = &reply {
-            return Err(storage(error));
-        }
-        let after = self.store.revision();
-        if after > before {
-            let limit = usize::try_from(after - before).unwrap_or(usize::MAX);
-            let made = self.store.events_after(before, limit).map_err(|error| storage(&error))?;
-            published.extend(
-                made.into_iter().map(|(revision, events)| Arc::new(Applied { revision, events })),
-            );
-        }
-        Ok((reply, after))
+        let outcomes = decoded
+            .iter()
+            .zip(outcomes)
+            .map(|((entry, _), outcome)| matches!(entry, Decoded::Command(_)).then_some(outcome))
+            .collect();
+        Ok((outcomes, made.into_iter().map(Arc::new).collect()))
     }
 
     /// Makes the applied entries durable if enough of them waited, or long enough.
@@ -268,6 +239,48 @@ impl<D: Disk> CoordStateMachine<D> {
         self.unpersisted = (0, None);
         Ok(())
     }
+}
+
+/// An entry decoded for the store: what [`Entry`] borrows.
+enum Decoded {
+    Command(Command),
+    Membership(Vec<u8>),
+    Blank,
+}
+
+impl Decoded {
+    /// `entry` decoded; a membership entry's membership is also added to `memberships`.
+    fn of(entry: &RaftEntry, memberships: &mut Vec<MembershipAt>) -> Result<Decoded, StoreError> {
+        Ok(match entry.payload() {
+            EntryPayload::Normal(proposal) => {
+                let decode = |value: &[u8]| Command::decode(value).map_err(|e| e.to_string());
+                Decoded::Command(one_record(&proposal.batch, entry.index(), decode)?)
+            }
+            EntryPayload::Membership(membership) => {
+                let members = Members::from_membership(membership)
+                    .map_err(|error| StoreError::Invalid(format!("membership: {error}")))?;
+                let at = MembershipAt { log_id: log_id(entry.term(), entry.index()), members };
+                let encoded = encode_membership(&at);
+                memberships.push(at);
+                Decoded::Membership(encoded)
+            }
+            EntryPayload::Blank => Decoded::Blank,
+        })
+    }
+
+    fn as_entry(&self) -> Entry<'_> {
+        match self {
+            Decoded::Command(command) => Entry::Command(command),
+            Decoded::Membership(encoded) => Entry::Membership(encoded),
+            Decoded::Blank => Entry::Blank,
+        }
+    }
+}
+
+/// A failure that stops the state machine, logged.
+fn stops(error: StoreError) -> io::Error {
+    tracing::error!(%error, "the coordination group's state machine stops");
+    error.into()
 }
 
 fn storage(error: &dyn std::fmt::Display) -> StoreError {
@@ -308,39 +321,28 @@ impl<D: Disk + Clone> RaftStateMachine<TypeConfig> for CoordStateMachine<D> {
             + Unpin
             + Send,
     {
-        let mut waiting = Vec::new();
-        let mut published = Vec::new();
-        let mut failed = None;
+        let (mut applying, mut responders) = (Vec::new(), Vec::new());
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
-            match self.apply_entry(&entry, &mut published) {
-                Ok(outcome) => waiting.push((entry.index(), outcome, responder)),
-                Err(error) => {
-                    failed = Some(error);
-                    break;
-                }
-            }
+            applying.push(entry);
+            responders.push(responder);
         }
-        if failed.is_none() {
-            failed = self.persist_if_due().err();
-        }
+        let (outcomes, published) = self.apply_entries(&applying).map_err(stops)?;
+        let persisted = self.persist_if_due();
         // What was applied is published before anyone hears of it (read-your-writes).
         for applied in published {
             // No receiver: nobody watches.
             let _ = self.shared.revisions.send(applied);
         }
         self.shared.applied.send_replace(self.applied);
-        for (index, outcome, responder) in waiting {
+        for ((entry, outcome), responder) in applying.iter().zip(outcomes).zip(responders) {
             let Some(responder) = responder else { continue };
             if let Some(outcome) = outcome {
-                self.shared.put_outcome(index, outcome);
+                self.shared.put_outcome(entry.index(), outcome);
             }
             responder.send(());
         }
-        if let Some(error) = failed {
-            tracing::error!(%error, "the coordination group's state machine stops");
-            return Err(error.into());
-        }
+        persisted.map_err(stops)?;
         if self.since_snapshot >= self.snapshot_entries {
             self.shared.snapshot_due.notify_one();
         }
@@ -600,7 +602,7 @@ mod tests {
         let (mut leader, _) = machine(leader_dir.path());
         let members = Members::new(vec![BTreeSet::from([1, 2, 3])], BTreeSet::new()).unwrap();
         let at = MembershipAt { log_id: log_id(1, 1), members };
-        leader.store.apply_membership(&encode_membership(&at), Some((1, 1))).unwrap();
+        leader.store.apply_membership(&encode_membership(&at), (1, 1)).unwrap();
         leader.membership = Some(at.clone());
         for index in 2..50 {
             let put = PutRequest {
