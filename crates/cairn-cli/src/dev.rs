@@ -79,6 +79,8 @@ struct Node {
     kafka: SocketAddr,
     peer: SocketAddr,
     admin: SocketAddr,
+    /// The etcd v3 API's address.
+    etcd: SocketAddr,
     data_dir: PathBuf,
     log: PathBuf,
     /// `None` once it exited and was reaped.
@@ -193,15 +195,16 @@ fn data_root(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// Nodes `1..=count` on free loopback ports, not started.
 fn plan(count: u8, root: &Path) -> anyhow::Result<Vec<Node>> {
-    let ports = free_ports(usize::from(count) * 3)?;
+    let ports = free_ports(usize::from(count) * 4)?;
     let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     Ok((1..=count)
-        .zip(ports.chunks_exact(3))
+        .zip(ports.chunks_exact(4))
         .map(|(id, ports)| Node {
             id,
             kafka: loopback(ports[0]),
             peer: loopback(ports[1]),
             admin: loopback(ports[2]),
+            etcd: loopback(ports[3]),
             data_dir: root.join(format!("node-{id}")),
             log: root.join(format!("node-{id}.log")),
             child: None,
@@ -242,6 +245,7 @@ fn spawn(node: &mut Node, peers: &str) -> anyhow::Result<()> {
         .args(["--kafka-listen", &node.kafka.to_string()])
         .args(["--admin-listen", &node.admin.to_string()])
         .args(["--peer-listen", &node.peer.to_string(), "--peers", peers])
+        .args(["--etcd-listen", &node.etcd.to_string()])
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("the log file")?)
         .stderr(log)
@@ -256,17 +260,20 @@ fn print_plan(root: &Path, nodes: &[Node]) -> anyhow::Result<()> {
     for node in nodes {
         let pid = node.child.as_ref().map_or(0, Child::id);
         out.push_str(&format!(
-            "node {}: kafka {} peer {} admin {} pid {} log {}\n",
+            "node {}: kafka {} peer {} admin {} etcd {} pid {} log {}\n",
             node.id,
             node.kafka,
             node.peer,
             node.admin,
+            node.etcd,
             pid,
             node.log.display()
         ));
     }
     let bootstrap: Vec<String> = nodes.iter().map(|n| n.kafka.to_string()).collect();
     out.push_str(&format!("bootstrap: {}\n", bootstrap.join(",")));
+    let etcd: Vec<String> = nodes.iter().map(|n| n.etcd.to_string()).collect();
+    out.push_str(&format!("etcd endpoints: {}\n", etcd.join(",")));
     crate::output::print(&out)
 }
 

@@ -1,6 +1,7 @@
-//! `cairn dev cluster` as a real process: it starts its nodes, prints their addresses, pids and
-//! the bootstrap string, says `ready` once every node is; Metadata through each node then lists
-//! every node and one controller. SIGINT stops every child (each pid gone) with exit status 0;
+//! `cairn dev cluster` as a real process: it starts its nodes, prints their addresses, pids,
+//! the bootstrap string and the etcd endpoints, says `ready` once every node is; Metadata through
+//! each node then lists every node and one controller, and a key put through one node's etcd API
+//! is read through another's. SIGINT stops every child (each pid gone) with exit status 0;
 //! a child that dies is named and the others are stopped, exit status 1.
 //!
 //! Nothing sleeps to synchronise: the printed lines are awaited on a channel with a deadline,
@@ -27,6 +28,7 @@ const BOUND: Duration = Duration::from_secs(60);
 struct Printed {
     id: u32,
     kafka: String,
+    etcd: String,
     pid: u32,
 }
 
@@ -37,6 +39,7 @@ struct Dev {
     exited: mpsc::Receiver<ExitStatus>,
     nodes: Vec<Printed>,
     bootstrap: String,
+    etcd_endpoints: String,
     /// Its standard error, written to a file.
     stderr: std::path::PathBuf,
     status: Option<ExitStatus>,
@@ -67,8 +70,15 @@ impl Dev {
                 }
             }
         });
-        let mut dev =
-            Dev { pid, exited, nodes: Vec::new(), bootstrap: String::new(), stderr, status: None };
+        let mut dev = Dev {
+            pid,
+            exited,
+            nodes: Vec::new(),
+            bootstrap: String::new(),
+            etcd_endpoints: String::new(),
+            stderr,
+            status: None,
+        };
         dev.read_until_ready(&lines);
         dev
     }
@@ -86,6 +96,8 @@ impl Dev {
             }
             if let Some(bootstrap) = line.strip_prefix("bootstrap: ") {
                 self.bootstrap = bootstrap.to_owned();
+            } else if let Some(endpoints) = line.strip_prefix("etcd endpoints: ") {
+                self.etcd_endpoints = endpoints.to_owned();
             } else if let Some(node) = line.strip_prefix("node ") {
                 self.nodes.push(parse_node(node));
             }
@@ -134,7 +146,7 @@ fn pid(pid: u32) -> Pid {
     Pid::from_raw(i32::try_from(pid).expect("a pid")).expect("a positive pid")
 }
 
-/// `1: kafka H:P peer H:P admin H:P pid N log PATH`.
+/// `1: kafka H:P peer H:P admin H:P etcd H:P pid N log PATH`.
 fn parse_node(line: &str) -> Printed {
     let words: Vec<&str> = line.split_whitespace().collect();
     let field = |name: &str| {
@@ -144,8 +156,26 @@ fn parse_node(line: &str) -> Printed {
     Printed {
         id: words[0].trim_end_matches(':').parse().unwrap_or_else(|_| panic!("{line}")),
         kafka: field("kafka"),
+        etcd: field("etcd"),
         pid: field("pid").parse().unwrap_or_else(|_| panic!("{line}")),
     }
+}
+
+/// Puts a key through the etcd API at `writer` and reads it back, linearizably, through
+/// `reader`.
+fn put_then_get(writer: &str, reader: &str) {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let connect = |endpoint: &str| {
+            let options = etcd_client::ConnectOptions::new().with_timeout(BOUND);
+            etcd_client::Client::connect([endpoint.to_owned()], Some(options))
+        };
+        let mut writer = connect(writer).await.expect("connects");
+        writer.put("dev/greeting", "hello", None).await.expect("a put");
+        let mut reader = connect(reader).await.expect("connects");
+        let got = reader.get("dev/greeting", None).await.expect("a get");
+        assert_eq!(got.kvs().first().map(etcd_client::KeyValue::value), Some(&b"hello"[..]));
+    });
 }
 
 /// Whether process `pid` exists (a zombie counts).
@@ -184,6 +214,9 @@ fn dev_cluster_starts_three_nodes_that_agree_and_stops_them_on_sigint() {
         dev.pause(Duration::from_millis(50));
     };
     assert!((1..=3).contains(&agreed));
+    let etcds: Vec<&str> = dev.nodes.iter().map(|n| n.etcd.as_str()).collect();
+    assert_eq!(dev.etcd_endpoints, etcds.join(","));
+    put_then_get(etcds[0], etcds[2]);
 
     dev.signal(Signal::INT);
     let status = dev.wait();

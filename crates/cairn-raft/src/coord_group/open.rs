@@ -118,10 +118,21 @@ where
         shared,
         lessor: Lessor::new(extension),
         clients: std::collections::BTreeMap::new(),
-        timeout: config.write_timeout,
+        timeout: request_timeout(config),
         stopper: Stopper::new(log, vec![flusher, triggers, announcer]),
     })
 }
+
+/// How long a coordination request waits at most for a leader, its commit and its apply:
+/// etcd's request timeout (5 s and two election timeouts: 11 s with cairn's defaults), within
+/// the core's write timeout. A client then hears "request timed out" rather than waiting 30 s.
+fn request_timeout(config: &CoreConfig) -> Duration {
+    let elections = config.timers.election_timeout_max_ms.saturating_mul(2);
+    config.write_timeout.min(REQUEST_TIMEOUT_BASE + Duration::from_millis(elections))
+}
+
+/// The part of a request's timeout that is not election time (etcd's).
+const REQUEST_TIMEOUT_BASE: Duration = Duration::from_secs(5);
 
 /// Builds a snapshot whenever the state machine says one is due, until the group stops
 /// (openraft then purges the log behind it).
