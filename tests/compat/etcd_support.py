@@ -181,6 +181,7 @@ class EtcdMember:
         self.log_path = work_dir / "etcd.log"
         self.initial_cluster = ""
         self.cluster_token = ""
+        self.extra_args: list[str] = []
         self.process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
@@ -197,6 +198,7 @@ class EtcdMember:
             "--initial-cluster-token", self.cluster_token,
             "--logger", "zap",
             "--log-outputs", "stderr",
+            *self.extra_args,
         ]  # fmt: skip
 
     def spawn(self) -> None:
@@ -388,18 +390,19 @@ def reference_members(work_dir: Path, size: int) -> list[EtcdMember]:
     return members
 
 
-def running_etcd(work_dir: Path, size: int = 1):
+def running_etcd(work_dir: Path, size: int = 1, quota_bytes: int | None = None):
     """A started etcd API of `size` members (1 or 3), stopped after the yield: real etcd with
-    `CAIRN_ETCD_REFERENCE=1`, else cairn."""
+    `CAIRN_ETCD_REFERENCE=1`, else cairn. `quota_bytes`: the space quota of a single member
+    (etcd's `--quota-backend-bytes`)."""
     if REFERENCE:
-        yield from _running_reference(work_dir, size)
+        yield from _running_reference(work_dir, size, quota_bytes)
     elif size == 1:
-        yield from _running_cairn_single(work_dir)
+        yield from _running_cairn_single(work_dir, quota_bytes)
     else:
         yield from _running_cairn_cluster(work_dir, size)
 
 
-def _running_reference(work_dir: Path, size: int):
+def _running_reference(work_dir: Path, size: int, quota_bytes: int | None = None):
     if shutil.which("etcd") is None:
         pytest.fail(
             "CAIRN_ETCD_REFERENCE=1 needs a real etcd on the PATH: `apt-get install "
@@ -407,6 +410,9 @@ def _running_reference(work_dir: Path, size: int):
             pytrace=False,
         )
     members = reference_members(work_dir, size)
+    if quota_bytes is not None:
+        for member in members:
+            member.extra_args = ["--quota-backend-bytes", str(quota_bytes)]
     service = EtcdService(members, "etcd")
     try:
         for member in members:
@@ -418,10 +424,13 @@ def _running_reference(work_dir: Path, size: int):
             member.stop()
 
 
-def _running_cairn_single(work_dir: Path):
+def _running_cairn_single(work_dir: Path, quota_bytes: int | None = None):
     (port,) = free_loopback_ports(1)
     endpoint = f"127.0.0.1:{port}"
-    broker = Broker(cairn_binary(), work_dir, ("--etcd-listen", endpoint))
+    args = ("--etcd-listen", endpoint)
+    if quota_bytes is not None:
+        args += ("--etcd-quota-backend-bytes", str(quota_bytes))
+    broker = Broker(cairn_binary(), work_dir, args)
     service = EtcdService([CairnMember(broker, endpoint)], "cairn")
     try:
         broker.start()

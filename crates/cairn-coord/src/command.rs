@@ -11,6 +11,7 @@
 //!  5 LeaseGrant       id: i64, ttl: i64
 //!  6 LeaseRevoke      id: i64
 //!  7 LeaseCheckpoint  count: u32, count × (id: i64, remaining: i64)
+//!  8 Alarm            activate: u8 (0 or 1), member: u64, alarm: u8 (etcd's AlarmType)
 //!
 //! bytes   = length: u32, length × u8
 //! put     = key: bytes, value: bytes, lease: i64, flags: u8 (1 prev_kv, 2 ignore_value,
@@ -33,8 +34,8 @@ use thiserror::Error;
 use crate::codec::{Reader, Writer};
 use crate::store::Store;
 use crate::types::{
-    DeleteRangeRequest, DeleteRangeResponse, KvError, PutRequest, PutResponse, TxnRequest,
-    TxnResponse,
+    AlarmKind, DeleteRangeRequest, DeleteRangeResponse, KvError, PutRequest, PutResponse,
+    TxnRequest, TxnResponse,
 };
 use crate::write::Write;
 
@@ -72,6 +73,17 @@ pub enum Command {
     LeaseCheckpoint {
         /// `(lease id, seconds remaining)`.
         remaining: Vec<(i64, i64)>,
+    },
+    /// Raises (`activate`) or clears an alarm of a member (etcd's Maintenance.Alarm). While a
+    /// NOSPACE alarm is active, puts, lease grants and txns with a put are refused
+    /// ([`KvError::NoSpace`]).
+    Alarm {
+        /// Raise, or clear.
+        activate: bool,
+        /// The etcd member id that raised it.
+        member: u64,
+        /// Which alarm.
+        alarm: AlarmKind,
     },
 }
 
@@ -165,6 +177,10 @@ pub(crate) fn run(write: &mut Write<'_>, command: &Command) -> Result<Reply, KvE
             write.lease_checkpoint(remaining)?;
             Reply::Done
         }
+        Command::Alarm { activate, member, alarm } => {
+            write.alarm(*activate, *member, *alarm)?;
+            Reply::Done
+        }
     })
 }
 
@@ -205,6 +221,7 @@ const COMPACT: u8 = 4;
 const LEASE_GRANT: u8 = 5;
 const LEASE_REVOKE: u8 = 6;
 const LEASE_CHECKPOINT: u8 = 7;
+const ALARM: u8 = 8;
 
 impl Command {
     /// The encoding (module docs).
@@ -248,6 +265,12 @@ impl Command {
                     w.i64(left);
                 }
             }
+            Command::Alarm { activate, member, alarm } => {
+                w.u8(ALARM);
+                w.u8(u8::from(*activate));
+                w.i64(member.cast_signed());
+                w.u8(alarm.code());
+            }
         }
         Ok(w.0)
     }
@@ -277,6 +300,18 @@ impl Command {
                     remaining.push((r.i64()?, r.i64()?));
                 }
                 Command::LeaseCheckpoint { remaining }
+            }
+            ALARM => {
+                let activate = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    value => return Err(CodecError::Unknown { what: "alarm action", value }),
+                };
+                let member = r.i64()?.cast_unsigned();
+                let code = r.u8()?;
+                let alarm = AlarmKind::from_code(code)
+                    .ok_or(CodecError::Unknown { what: "alarm", value: code })?;
+                Command::Alarm { activate, member, alarm }
             }
             value => return Err(CodecError::Unknown { what: "command", value }),
         };

@@ -78,7 +78,7 @@ pub enum Refusal {
 const VERSION: u8 = 1;
 
 /// The codes of [`KvError`]'s variants, in order.
-const KV_ERRORS: [KvError; 8] = [
+const KV_ERRORS: [KvError; 9] = [
     KvError::Compacted,
     KvError::FutureRevision,
     KvError::DuplicateKey,
@@ -87,6 +87,7 @@ const KV_ERRORS: [KvError; 8] = [
     KvError::LeaseNotFound,
     KvError::LeaseExists,
     KvError::BadTtl,
+    KvError::NoSpace,
 ];
 
 impl Forward {

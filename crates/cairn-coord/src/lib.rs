@@ -37,7 +37,7 @@ pub use forward::{Answer, EntryPosition, Forward, Refusal};
 
 pub use store::{Lease, Position, Store, StoreReader};
 pub use types::{
-    Applied, Change, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
+    AlarmKind, Applied, Change, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
     DeleteRangeResponse, Event, EventKind, KeyValue, KvError, PutRequest, PutResponse,
     RangeRequest, RangeResponse, RequestOp, ResponseOp, SortOrder, SortTarget, StoreError,
     TxnRequest, TxnResponse,

@@ -6,12 +6,13 @@
 //! magic: 8 bytes "cairn-kv", version: u8 (= 1)
 //! revision: i64, compacted: i64, applied: u8 (0 none, 1 some), term: u64, index: u64
 //! items, each tag: u8
+//!   3 alarm   member: u64, alarm: u8                       (ascending, before the leases)
 //!   1 lease   id: i64, ttl: i64, remaining: i64            (ascending ids)
 //!   2 change  main: i64, sub: u32, length: u32, record     (ascending (main, sub))
 //!   0 end     crc32c: u32 of every byte before it
 //! ```
 //!
-//! Only the history and the leases travel: the index, `latest` and the lease's keys are
+//! Only the alarms, the history and the leases travel: the index, `latest` and the lease's keys are
 //! rebuilt from them, as each change is replayed in order. Big-endian. A restore writes a new
 //! file beside the target, checks the checksum before anything else sees it, and renames it
 //! over the target (durably), so a cut or damaged snapshot leaves the target as it was.
@@ -23,8 +24,8 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransacti
 
 use crate::store::{Position, Store, StoreReader};
 use crate::tables::{
-    APPLIED_INDEX, APPLIED_TERM, COMPACTED, GROUP, HISTORY, INDEX, LATEST, LEASE_KEYS, LEASES,
-    MEMBERSHIP, META, REVISION, Record,
+    ALARMS, APPLIED_INDEX, APPLIED_TERM, COMPACTED, GROUP, HISTORY, INDEX, LATEST, LEASE_KEYS,
+    LEASES, MEMBERSHIP, META, REVISION, Record,
 };
 use crate::types::{EventKind, StoreError};
 
@@ -33,6 +34,7 @@ const VERSION: u8 = 1;
 const END: u8 = 0;
 const LEASE: u8 = 1;
 const CHANGE: u8 = 2;
+const ALARM: u8 = 3;
 
 /// The longest record a snapshot may hold (a key and a value, each far below etcd's 1.5 MiB
 /// request limit): a longer length is damage, refused before allocating.
@@ -43,6 +45,7 @@ const RESTORE_BATCH_ITEMS: usize = 10_000;
 
 /// One item of a snapshot.
 enum Item {
+    Alarm { member: u64, alarm: u8 },
     Lease { id: i64, ttl: i64, remaining: i64 },
     Change { main: i64, sub: u32, record: Vec<u8> },
 }
@@ -232,6 +235,19 @@ impl StoreReader {
         w.put(&[flag])?;
         w.put(&term.to_be_bytes())?;
         w.put(&index.to_be_bytes())?;
+        match txn.open_table(ALARMS) {
+            Ok(alarms) => {
+                for entry in alarms.range(..)? {
+                    let (member, alarm) = entry?.0.value();
+                    w.put(&[ALARM])?;
+                    w.put(&member.to_be_bytes())?;
+                    w.put(&[alarm])?;
+                }
+            }
+            // A store made before alarms existed, never written since: none.
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
         for entry in txn.open_table(LEASES)?.range(..)? {
             let (id, lease) = entry?;
             let (ttl, remaining) = lease.value();
@@ -283,6 +299,7 @@ fn read_header(r: &mut Checked<'_, impl Read>) -> Result<Position, StoreError> {
 /// The last lease id and change read, which the next must follow.
 #[derive(Default)]
 struct Last {
+    alarm: Option<(u64, u8)>,
     lease: Option<i64>,
     change: Option<(i64, u32)>,
 }
@@ -298,6 +315,17 @@ fn read_items(
         let [tag] = r.take::<1>()?;
         let item = match tag {
             END => return Ok((items, true)),
+            ALARM if last.lease.is_none() && last.change.is_none() => {
+                let (member, [alarm]) = (r.u64()?, r.take::<1>()?);
+                if crate::types::AlarmKind::from_code(alarm).is_none() {
+                    return Err(damaged(format!("alarm kind {alarm}")));
+                }
+                if last.alarm.is_some_and(|before| (member, alarm) <= before) {
+                    return Err(damaged(format!("alarm ({member}, {alarm}) out of order")));
+                }
+                last.alarm = Some((member, alarm));
+                Item::Alarm { member, alarm }
+            }
             LEASE if last.change.is_none() => {
                 let (id, ttl, remaining) = (r.i64()?, r.i64()?, r.i64()?);
                 if last.lease.is_some_and(|before| id <= before) {
@@ -329,12 +357,16 @@ fn load_items(db: &Database, items: &[Item]) -> Result<(), StoreError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::None)?;
     {
+        let mut alarms = txn.open_table(ALARMS)?;
         let mut leases = txn.open_table(LEASES)?;
         let mut history = txn.open_table(HISTORY)?;
         let mut index = txn.open_table(INDEX)?;
         let mut latest = txn.open_table(LATEST)?;
         for item in items {
             match item {
+                Item::Alarm { member, alarm } => {
+                    alarms.insert((*member, *alarm), ())?;
+                }
                 Item::Lease { id, ttl, remaining } => {
                     leases.insert(*id, (*ttl, *remaining))?;
                 }

@@ -25,12 +25,12 @@ use redb::{
 use crate::command::{Entry, EntryOutcome, Reply, run};
 use crate::read::Kv;
 use crate::tables::{
-    APPLIED_INDEX, APPLIED_TERM, COMPACTED, FORMAT, FORMAT_VERSION, GROUP, HISTORY, INDEX, LATEST,
-    LEASE_KEYS, LEASES, MEMBERSHIP, META, REVISION,
+    ALARMS, APPLIED_INDEX, APPLIED_TERM, COMPACTED, FORMAT, FORMAT_VERSION, GROUP, HISTORY, INDEX,
+    LATEST, LEASE_KEYS, LEASES, MEMBERSHIP, META, REVISION,
 };
 use crate::types::{
-    Applied, Change, DeleteRangeRequest, DeleteRangeResponse, Event, KvError, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, StoreError, TxnRequest, TxnResponse,
+    AlarmKind, Applied, Change, DeleteRangeRequest, DeleteRangeResponse, Event, KvError,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, StoreError, TxnRequest, TxnResponse,
 };
 use crate::write::{Write, lease_keys, read_revision};
 
@@ -264,6 +264,15 @@ impl Store {
     /// [`KvError::Storage`].
     pub fn leases(&self) -> Result<BTreeMap<i64, Lease>, KvError> {
         self.reader.leases()
+    }
+
+    /// The active alarms, `(member, alarm)`, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::Storage`].
+    pub fn alarms(&self) -> Result<Vec<(u64, AlarmKind)>, KvError> {
+        self.reader.alarms()
     }
 
     /// Put: a new revision.
@@ -571,6 +580,7 @@ fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(LATEST)?;
     txn.open_table(LEASES)?;
     txn.open_table(LEASE_KEYS)?;
+    txn.open_table(ALARMS)?;
     Ok(())
 }
 
@@ -649,6 +659,28 @@ impl StoreReader {
             return Err(KvError::Compacted);
         }
         open_kv(&txn)?.events_after(revision, limit)
+    }
+
+    /// The active alarms, `(member, alarm)`, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::Storage`].
+    pub fn alarms(&self) -> Result<Vec<(u64, AlarmKind)>, KvError> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(ALARMS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(error.into()),
+        };
+        let mut alarms = Vec::new();
+        for entry in table.range(..)? {
+            let (member, code) = entry?.0.value();
+            let alarm = AlarmKind::from_code(code)
+                .ok_or_else(|| KvError::Storage(format!("an alarm of unknown kind {code}")))?;
+            alarms.push((member, alarm));
+        }
+        Ok(alarms)
     }
 
     /// The leases, by id, with their keys.

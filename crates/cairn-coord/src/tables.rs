@@ -43,6 +43,9 @@ pub(crate) const LEASES: TableDefinition<i64, (i64, i64)> = TableDefinition::new
 pub(crate) const LEASE_KEYS: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("lease_keys");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const GROUP: TableDefinition<&str, &[u8]> = TableDefinition::new("group");
+/// The active alarms: `(member, alarm code)` (etcd's `AlarmMember`). Stores made before it
+/// lack the table until their first write: a read finds none.
+pub(crate) const ALARMS: TableDefinition<(u64, u8), ()> = TableDefinition::new("alarms");
 
 /// The `group` entry of the replicating group's membership.
 pub(crate) const MEMBERSHIP: &str = "membership";

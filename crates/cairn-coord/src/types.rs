@@ -293,12 +293,43 @@ pub enum KvError {
     /// A lease's TTL must be positive.
     #[error("etcdserver: lease TTL must be positive")]
     BadTtl,
+    /// A NOSPACE alarm is active: only reads, deletes, compactions and lease revocations are
+    /// served until it is deactivated.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
     /// The store's file failed (IO, corruption, a damaged record): not an answer to the
     /// request, and not the same on every replica. The caller stops the replica (its store is
     /// as of its last commit) and recovers it from a snapshot; the request's outcome is
     /// unknown to its client.
     #[error("etcdserver: storage failed: {0}")]
     Storage(String),
+}
+
+/// An alarm, as etcd's Maintenance.Alarm names it (`AlarmType`, same numbers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AlarmKind {
+    /// The space quota is used up (raised by the node whose store passed it).
+    NoSpace = 1,
+    /// A replica's store disagrees with the others (etcd's corruption check).
+    Corrupt = 2,
+}
+
+impl AlarmKind {
+    /// The kind of etcd's number `code`, if it names one.
+    #[must_use]
+    pub fn from_code(code: u8) -> Option<AlarmKind> {
+        match code {
+            1 => Some(AlarmKind::NoSpace),
+            2 => Some(AlarmKind::Corrupt),
+            _ => None,
+        }
+    }
+
+    /// etcd's number.
+    #[must_use]
+    pub fn code(self) -> u8 {
+        self as u8
+    }
 }
 
 /// Why a store could not be opened, made durable, snapshotted or restored: the caller stops

@@ -10,11 +10,12 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use crate::read::Kv;
 use crate::rules::{branch, check_duplicates, meets};
 use crate::tables::{
-    HISTORY, INDEX, IndexKey, IndexValue, LATEST, LEASE_KEYS, LEASES, Latest, Record, Rev,
+    ALARMS, HISTORY, INDEX, IndexKey, IndexValue, LATEST, LEASE_KEYS, LEASES, Latest, Record, Rev,
 };
 use crate::types::{
-    Applied, Compare, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, EventKind, KeyValue,
-    KvError, PutRequest, PutResponse, RangeRequest, RequestOp, ResponseOp, TxnRequest, TxnResponse,
+    AlarmKind, Applied, Compare, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, EventKind,
+    KeyValue, KvError, PutRequest, PutResponse, RangeRequest, RequestOp, ResponseOp, TxnRequest,
+    TxnResponse,
 };
 
 type WriteKv<'t> = Kv<
@@ -28,6 +29,7 @@ pub(crate) struct Write<'t> {
     kv: WriteKv<'t>,
     leases: Table<'t, i64, (i64, i64)>,
     lease_keys: Table<'t, (i64, &'static [u8]), ()>,
+    alarms: Table<'t, (u64, u8), ()>,
     /// The store's revision before the request; its changes are at `head + 1`.
     head: i64,
     /// The compacted revision, moved by a Compact.
@@ -49,7 +51,8 @@ impl<'t> Write<'t> {
         };
         let leases = txn.open_table(LEASES)?;
         let lease_keys = txn.open_table(LEASE_KEYS)?;
-        Ok(Write { kv, leases, lease_keys, head, compacted, sub: 0 })
+        let alarms = txn.open_table(ALARMS)?;
+        Ok(Write { kv, leases, lease_keys, alarms, head, compacted, sub: 0 })
     }
 
     /// Whether the request changed a key (and so takes the next revision).
@@ -91,6 +94,7 @@ impl<'t> Write<'t> {
 
     /// Put.
     pub(crate) fn put(&mut self, request: &PutRequest) -> Result<PutResponse, KvError> {
+        self.check_space()?;
         self.check_put(request)?;
         self.put_checked(request)
     }
@@ -179,6 +183,9 @@ impl<'t> Write<'t> {
 
     /// Txn: the compares of every nesting level first, against the head; then the chosen ops.
     pub(crate) fn txn(&mut self, request: &TxnRequest) -> Result<TxnResponse, KvError> {
+        if puts(request) {
+            self.check_space()?;
+        }
         check_duplicates(request)?;
         let mut path = Vec::new();
         self.choose(request, &mut path)?;
@@ -311,6 +318,7 @@ impl<'t> Write<'t> {
         if ttl <= 0 || id == 0 {
             return Err(KvError::BadTtl);
         }
+        self.check_space()?;
         if self.leases.get(id)?.is_some() {
             return Err(KvError::LeaseExists);
         }
@@ -332,6 +340,33 @@ impl<'t> Write<'t> {
         Ok(())
     }
 
+    /// [`KvError::NoSpace`] while a NOSPACE alarm is active (of any member): what may grow
+    /// the store is refused (etcd's capped applier: puts, lease grants, and txns with a put on
+    /// either branch).
+    fn check_space(&self) -> Result<(), KvError> {
+        for entry in self.alarms.range(..)? {
+            if entry?.0.value().1 == AlarmKind::NoSpace.code() {
+                return Err(KvError::NoSpace);
+            }
+        }
+        Ok(())
+    }
+
+    /// Raises or clears `member`'s `alarm` (clearing one not raised does nothing).
+    pub(crate) fn alarm(
+        &mut self,
+        activate: bool,
+        member: u64,
+        alarm: AlarmKind,
+    ) -> Result<(), KvError> {
+        if activate {
+            self.alarms.insert((member, alarm.code()), ())?;
+        } else {
+            self.alarms.remove((member, alarm.code()))?;
+        }
+        Ok(())
+    }
+
     /// LeaseCheckpoint.
     pub(crate) fn lease_checkpoint(&mut self, remaining: &[(i64, i64)]) -> Result<(), KvError> {
         for &(id, left) in remaining {
@@ -342,6 +377,15 @@ impl<'t> Write<'t> {
         }
         Ok(())
     }
+}
+
+/// Whether `txn` puts on either branch, at any depth.
+fn puts(txn: &TxnRequest) -> bool {
+    txn.success.iter().chain(&txn.failure).any(|op| match op {
+        RequestOp::Put(_) => true,
+        RequestOp::Txn(nested) => puts(nested),
+        RequestOp::Range(_) | RequestOp::DeleteRange(_) => false,
+    })
 }
 
 /// The keys attached to lease `id`.

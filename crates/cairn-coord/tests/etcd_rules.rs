@@ -1,10 +1,10 @@
 //! etcd's rules one by one: range ends, limits and sorting, transactions (their own writes
-//! seen, the duplicate-key rule, nested compares), `ignore_value` and `ignore_lease`, and the
-//! revision taken only by writes.
+//! seen, the duplicate-key rule, nested compares), `ignore_value` and `ignore_lease`, the
+//! revision taken only by writes, and what a NOSPACE alarm refuses.
 
 use cairn_coord::{
-    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KvError, PutRequest, RangeRequest,
-    RequestOp, ResponseOp, SortOrder, SortTarget, Store, TxnRequest,
+    AlarmKind, Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest, KvError,
+    PutRequest, RangeRequest, RequestOp, ResponseOp, SortOrder, SortTarget, Store, TxnRequest,
 };
 
 fn put(key: &str, value: &str) -> PutRequest {
@@ -226,4 +226,43 @@ fn events_page_by_whole_revisions() {
     assert_eq!(shape, [(5, 1), (6, 2)]);
     assert_eq!(store.events_after(1, 1).expect("events")[0].0, 2, "the next page starts after");
     assert!(store.events_after(6, 10).expect("events").is_empty());
+}
+
+#[test]
+fn a_nospace_alarm_refuses_what_grows_the_store_until_every_member_clears_it() {
+    let mut store = filled();
+    let alarm = |activate, member| Command::Alarm { activate, member, alarm: AlarmKind::NoSpace };
+    store.apply(&alarm(true, 7)).expect("raised");
+    store.apply(&alarm(true, 9)).expect("raised");
+    assert_eq!(store.alarms().expect("alarms"), [(7, AlarmKind::NoSpace), (9, AlarmKind::NoSpace)]);
+    let revision = store.revision();
+
+    // Puts, lease grants and txns with a put on either branch are refused, changing nothing.
+    assert_eq!(store.put(&put("d", "1")), Err(KvError::NoSpace));
+    assert_eq!(store.apply(&Command::LeaseGrant { id: 1, ttl: 10 }), Err(KvError::NoSpace));
+    let delete_a =
+        RequestOp::DeleteRange(DeleteRangeRequest { key: "a".into(), ..Default::default() });
+    let growing = TxnRequest {
+        compare: Vec::new(),
+        success: vec![delete_a.clone()],
+        failure: vec![RequestOp::Put(put("d", "1"))],
+    };
+    assert_eq!(store.txn(&growing), Err(KvError::NoSpace));
+    assert_eq!(store.revision(), revision);
+
+    // Reads, deletes, txns without a put and compaction go on.
+    assert_eq!(keys(&store, &range("a", b"")), ["a"]);
+    let shrinking =
+        TxnRequest { compare: Vec::new(), success: vec![delete_a], failure: Vec::new() };
+    assert!(store.txn(&shrinking).expect("a txn without a put").succeeded);
+    let delete = DeleteRangeRequest { key: "b".into(), ..DeleteRangeRequest::default() };
+    assert_eq!(store.delete_range(&delete).expect("a delete").deleted, 1);
+    store.compact(store.revision()).expect("a compaction");
+
+    // Cleared by one member, the other's alarm still refuses; cleared by both, puts go on.
+    store.apply(&alarm(false, 7)).expect("cleared");
+    assert_eq!(store.put(&put("d", "1")), Err(KvError::NoSpace));
+    store.apply(&alarm(false, 9)).expect("cleared");
+    assert_eq!(store.alarms().expect("alarms"), []);
+    store.put(&put("d", "1")).expect("a put once cleared");
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use cairn_coord::Applied;
-use cairn_coord::{Command, KvError, RangeRequest, RangeResponse, Reply};
+use cairn_coord::{AlarmKind, Command, KvError, RangeRequest, RangeResponse, Reply};
 use thiserror::Error;
 use tokio::sync::broadcast;
 
@@ -46,9 +46,6 @@ pub enum CoordError {
     /// The request is malformed.
     #[error("{0}")]
     Invalid(String),
-    /// The space quota is used up: only deletes and compactions are served.
-    #[error("etcdserver: mvcc: database space exceeded")]
-    NoSpace,
 }
 
 impl From<KvError> for CoordError {
@@ -154,6 +151,16 @@ pub trait Coordination: Send + Sync + 'static {
 
     /// This member's view of the group.
     fn status(&self) -> impl Future<Output = Result<Status, CoordError>> + Send;
+
+    /// The size of this member's store on disk, in bytes: what the space quota measures.
+    fn db_size(&self) -> i64;
+
+    /// The active alarms, `(member id, alarm)`, in order: linearizable (as etcd's, which
+    /// asks through Raft), or this member's view if not.
+    fn alarms(
+        &self,
+        linearizable: bool,
+    ) -> impl Future<Output = Result<Vec<(u64, AlarmKind)>, CoordError>> + Send;
 
     /// The cluster's members.
     fn members(&self) -> Vec<Member>;

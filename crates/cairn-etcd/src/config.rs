@@ -25,10 +25,17 @@ pub struct EtcdConfig {
     pub stream_responses_buffered: usize,
     /// The most watches on one stream.
     pub watches_per_stream_max: usize,
+    /// The space quota of the store, in bytes (etcd's `--quota-backend-bytes`, 2 GiB): a
+    /// write that would grow the store past it raises the NOSPACE alarm and is refused, as is
+    /// every write that may grow the store until the alarm is deactivated. 0: no quota.
+    pub quota_backend_bytes: u64,
 }
 
 /// Room for gRPC's own framing above [`EtcdConfig::request_bytes_max`] (etcd's 512 KiB).
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// etcd's default space quota: 2 GiB.
+pub const QUOTA_BACKEND_BYTES_DEFAULT: u64 = 2 << 30;
 
 /// etcd's largest lease TTL, in seconds (`MaxLeaseTTL`).
 pub const LEASE_TTL_MAX_SECONDS: i64 = 9_000_000_000;
@@ -43,6 +50,7 @@ impl Default for EtcdConfig {
             history_page_revisions: 256,
             stream_responses_buffered: 64,
             watches_per_stream_max: 10_000,
+            quota_backend_bytes: QUOTA_BACKEND_BYTES_DEFAULT,
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::backend::Coordination;
 use crate::config::EtcdConfig;
 use crate::convert;
 use crate::proto::etcdserverpb as pb;
+use crate::quota;
 use crate::status::{self, REQUEST_TOO_LARGE};
 
 /// etcd's KV service.
@@ -67,7 +68,9 @@ impl<B: Coordination> pb::kv_server::Kv for KvService<B> {
     ) -> Result<Response<pb::PutResponse>, Status> {
         let request = request.into_inner();
         self.check_size(&request)?;
-        match self.write(Command::Put(convert::put_from(request)?)).await? {
+        let put = convert::put_from(request)?;
+        quota::admit(self.backend.as_ref(), &self.config, quota::put_cost(&put)).await?;
+        match self.write(Command::Put(put)).await? {
             (Reply::Put(put), head) => Ok(Response::new(convert::put_to(put, &head))),
             (other, _) => Err(mismatched(&other)),
         }
@@ -94,6 +97,7 @@ impl<B: Coordination> pb::kv_server::Kv for KvService<B> {
         let request = request.into_inner();
         self.check_size(&request)?;
         let txn = convert::txn_from(request, self.config.txn_ops_max)?;
+        quota::admit(self.backend.as_ref(), &self.config, quota::txn_cost(&txn)).await?;
         match self.write(Command::Txn(txn)).await? {
             (Reply::Txn(txn), head) => Ok(Response::new(convert::txn_to(txn, &head))),
             (other, _) => Err(mismatched(&other)),

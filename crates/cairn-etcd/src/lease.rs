@@ -14,6 +14,7 @@ use crate::backend::{CoordError, Coordination};
 use crate::config::{EtcdConfig, LEASE_TTL_MAX_SECONDS};
 use crate::convert;
 use crate::proto::etcdserverpb as pb;
+use crate::quota;
 use crate::status;
 use crate::stopping::Stopping;
 
@@ -52,6 +53,7 @@ impl<B: Coordination> pb::lease_server::Lease for LeaseService<B> {
             return Err(Status::out_of_range("etcdserver: too large lease TTL"));
         }
         let ttl = request.ttl.max(self.config.lease_ttl_min_seconds);
+        quota::admit(self.backend.as_ref(), &self.config, quota::LEASE_COST_BYTES).await?;
         let (id, revision) =
             self.backend.lease_grant(request.id, ttl).await.map_err(|e| status::of_coord(&e))?;
         let header = convert::header(&self.backend.header(), revision);

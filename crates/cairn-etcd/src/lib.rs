@@ -10,6 +10,7 @@
 //! - `config.rs`: [`EtcdConfig`], the limits (etcd's defaults).
 //! - `status.rs`: every error as etcd's gRPC status and message.
 //! - `convert.rs`: protobuf ⇄ cairn-coord, with etcd's request checks.
+//! - `quota.rs`: the space quota, which raises the NOSPACE alarm.
 //! - `kv.rs`, `lease.rs`, `watch.rs`, `maintenance.rs` (and Cluster): the services;
 //!   `unserved.rs`: Auth, which answers `Unimplemented` for now.
 //! - `lock.rs`, `election.rs`: Lock and Election, on the KV API as etcd builds them, over the
@@ -29,6 +30,7 @@ mod lease;
 mod lock;
 mod maintenance;
 mod queue;
+mod quota;
 mod revisions;
 mod server;
 mod status;
@@ -37,7 +39,9 @@ mod unserved;
 mod watch;
 
 pub use backend::{Applied, CoordError, Coordination, Header, LeaseStatus, Member, Status};
-pub use config::{EtcdConfig, GRPC_OVERHEAD_BYTES, LEASE_TTL_MAX_SECONDS};
+pub use config::{
+    EtcdConfig, GRPC_OVERHEAD_BYTES, LEASE_TTL_MAX_SECONDS, QUOTA_BACKEND_BYTES_DEFAULT,
+};
 pub use hash::{KvHash, hash_kv};
 pub use server::{serve, serve_with};
 

@@ -1,11 +1,14 @@
-//! The Maintenance and Cluster services: Status, Hash, HashKV, Alarm and MemberList from
+//! The Maintenance and Cluster services: Status (with the alarms as its errors), Hash, HashKV,
+//! Alarm (the NOSPACE alarm of `quota.rs`) and MemberList from
 //! [`Coordination`]; the rest answers `Unimplemented`, saying what to use instead.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::backend::Coordination;
+use cairn_coord::{AlarmKind, Command};
+
+use crate::backend::{CoordError, Coordination};
 use crate::convert;
 use crate::lease::ResponseStream;
 use crate::proto::etcdserverpb as pb;
@@ -31,19 +34,38 @@ fn not_yet(what: &str) -> Status {
 impl<B: Coordination> pb::maintenance_server::Maintenance for MaintenanceService<B> {
     type SnapshotStream = ResponseStream<pb::SnapshotResponse>;
 
-    /// No alarm is ever raised yet (NOSPACE comes with the space quota): the list is empty,
-    /// and deactivating is a no-op; raising one by hand is not served.
+    /// GET lists the active alarms (linearizable); ACTIVATE raises and DEACTIVATE clears the
+    /// request's member's alarm through the group, answering it (DEACTIVATE: if it was active),
+    /// as etcd does.
     async fn alarm(
         &self,
         request: Request<pb::AlarmRequest>,
     ) -> Result<Response<pb::AlarmResponse>, Status> {
-        let action = pb::alarm_request::AlarmAction::try_from(request.into_inner().action);
-        if action == Ok(pb::alarm_request::AlarmAction::Activate) {
-            return Err(not_yet("Maintenance.Alarm ACTIVATE"));
-        }
-        let header = self.backend.header();
-        let header = convert::header(&header, header.revision);
-        Ok(Response::new(pb::AlarmResponse { header, alarms: Vec::new() }))
+        use pb::alarm_request::AlarmAction;
+        let request = request.into_inner();
+        let of_coord = |error: CoordError| status::of_coord(&error);
+        let active = self.backend.alarms(true).await.map_err(of_coord)?;
+        let action = AlarmAction::try_from(request.action)
+            .map_err(|_| status::invalid("etcdserver: unknown alarm action"))?;
+        let (alarms, revision) = match action {
+            AlarmAction::Get => (active, self.backend.header().revision),
+            AlarmAction::Activate | AlarmAction::Deactivate => {
+                let code = u8::try_from(request.alarm).ok().and_then(AlarmKind::from_code);
+                let alarm = code.ok_or_else(|| status::invalid("etcdserver: unknown alarm"))?;
+                let activate = action == AlarmAction::Activate;
+                let member = request.member_id;
+                let command = Command::Alarm { activate, member, alarm };
+                let (_, revision) = self.backend.write(command).await.map_err(of_coord)?;
+                let answered = activate || active.contains(&(member, alarm));
+                (if answered { vec![(member, alarm)] } else { Vec::new() }, revision)
+            }
+        };
+        let header = convert::header(&self.backend.header(), revision);
+        let alarms = alarms
+            .into_iter()
+            .map(|(member_id, alarm)| pb::AlarmMember { member_id, alarm: i32::from(alarm.code()) })
+            .collect();
+        Ok(Response::new(pb::AlarmResponse { header, alarms }))
     }
 
     async fn status(
@@ -53,6 +75,9 @@ impl<B: Coordination> pb::maintenance_server::Maintenance for MaintenanceService
         let status = self.backend.status().await.map_err(|e| status::of_coord(&e))?;
         let header = convert::header(&self.backend.header(), status.revision);
         let is_learner = false;
+        // This member's view, as etcd's: a member without a leader still answers.
+        let alarms = self.backend.alarms(false).await.map_err(|e| status::of_coord(&e))?;
+        let errors = alarms.iter().map(|&(member, alarm)| alarm_text(member, alarm)).collect();
         Ok(Response::new(pb::StatusResponse {
             header,
             version: status.version,
@@ -61,7 +86,7 @@ impl<B: Coordination> pb::maintenance_server::Maintenance for MaintenanceService
             raft_index: status.raft_index,
             raft_term: status.raft_term,
             raft_applied_index: status.raft_applied_index,
-            errors: Vec::new(),
+            errors,
             db_size_in_use: status.db_size,
             is_learner,
         }))
@@ -120,6 +145,15 @@ impl<B: Coordination> pb::maintenance_server::Maintenance for MaintenanceService
     ) -> Result<Response<pb::DowngradeResponse>, Status> {
         Err(unimplemented("Maintenance.Downgrade does not apply to cairn"))
     }
+}
+
+/// An alarm as etcd's Status lists it in `errors`.
+fn alarm_text(member: u64, alarm: AlarmKind) -> String {
+    let name = match alarm {
+        AlarmKind::NoSpace => "NOSPACE",
+        AlarmKind::Corrupt => "CORRUPT",
+    };
+    format!("memberID:{member} alarm:{name} ")
 }
 
 /// etcd's Cluster service.

@@ -33,9 +33,6 @@ pub fn of_coord(error: &CoordError) -> Status {
         CoordError::Compacted { .. } => Status::out_of_range(COMPACTED),
         CoordError::Unavailable(message) => Status::unavailable(message.clone()),
         CoordError::Invalid(message) => Status::invalid_argument(message.clone()),
-        CoordError::NoSpace => {
-            Status::resource_exhausted("etcdserver: mvcc: database space exceeded")
-        }
     }
 }
 
@@ -45,6 +42,7 @@ pub fn of_kv(error: &KvError) -> Status {
         KvError::Compacted | KvError::FutureRevision => Code::OutOfRange,
         KvError::LeaseNotFound => Code::NotFound,
         KvError::LeaseExists => Code::FailedPrecondition,
+        KvError::NoSpace => Code::ResourceExhausted,
         KvError::DuplicateKey | KvError::EmptyKey | KvError::KeyNotFound | KvError::BadTtl => {
             Code::InvalidArgument
         }

@@ -88,6 +88,9 @@ pub struct NodeConfig {
     /// [`ETCD_LISTEN_DEFAULT`] if it is free (a warning otherwise); a node with peers serves no
     /// etcd API unless one is given (several local nodes would clash on the default).
     pub etcd_listen: Option<SocketAddr>,
+    /// The etcd API's space quota, in bytes (etcd's `--quota-backend-bytes`): past it, writes
+    /// that may grow the store are refused under the NOSPACE alarm. 0: no quota.
+    pub etcd_quota_backend_bytes: u64,
     /// Address Kafka clients are told to connect to (metadata responses). `None`: the Kafka
     /// listener's bound address, see [`NodeConfig::advertised_address`]; validation guarantees
     /// that address is not a wildcard.
@@ -157,6 +160,7 @@ impl Default for NodeConfig {
             kafka_listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9644)),
             etcd_listen: None,
+            etcd_quota_backend_bytes: cairn_etcd::QUOTA_BACKEND_BYTES_DEFAULT,
             advertise: None,
             auto_create_topics: true,
             default_partitions: 1,
@@ -607,6 +611,11 @@ pub struct ServeArgs {
     /// single node, if free; none with --peers]
     #[arg(long, value_name = "IP:PORT")]
     pub etcd_listen: Option<SocketAddr>,
+    /// The etcd API's space quota in bytes, as etcd's --quota-backend-bytes: past it, the
+    /// NOSPACE alarm refuses writes that may grow the store until `etcdctl alarm disarm`; 0:
+    /// none. [env: CAIRN_ETCD_QUOTA_BACKEND_BYTES] [default: 2147483648]
+    #[arg(long, value_name = "BYTES")]
+    pub etcd_quota_backend_bytes: Option<u64>,
     /// Address Kafka clients are told to connect to (IPv6 in brackets). Required when
     /// --kafka-listen is a wildcard such as 0.0.0.0. [env: CAIRN_ADVERTISE] [default: the Kafka
     /// listener's address]
@@ -701,6 +710,7 @@ struct FileConfig {
     kafka_listen: Option<SocketAddr>,
     admin_listen: Option<SocketAddr>,
     etcd_listen: Option<SocketAddr>,
+    etcd_quota_backend_bytes: Option<u64>,
     advertise: Option<AdvertisedAddress>,
     auto_create_topics: Option<bool>,
     default_partitions: Option<u32>,
@@ -787,6 +797,8 @@ pub fn resolve_with(
         kafka_listen: layer!(kafka_listen).unwrap_or(defaults.kafka_listen),
         admin_listen: layer!(admin_listen).unwrap_or(defaults.admin_listen),
         etcd_listen: layer!(etcd_listen).or(defaults.etcd_listen),
+        etcd_quota_backend_bytes: layer!(etcd_quota_backend_bytes)
+            .unwrap_or(defaults.etcd_quota_backend_bytes),
         advertise: layer!(advertise).or(defaults.advertise),
         auto_create_topics: layer!(auto_create_topics).unwrap_or(defaults.auto_create_topics),
         default_partitions: layer!(default_partitions).unwrap_or(defaults.default_partitions),

@@ -13,7 +13,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cairn_coord::{Applied, Command, KvError, RangeRequest, RangeResponse, Refusal, Reply};
+use cairn_coord::{
+    AlarmKind, Applied, Command, KvError, RangeRequest, RangeResponse, Refusal, Reply,
+};
 use cairn_etcd::{CoordError, Coordination, Header, KvHash, LeaseStatus, Member, Status};
 use cairn_raft::coord_group::{COORD_DIR, CoordGroup, STORE_FILE};
 use cairn_storage::RealDisk;
@@ -125,16 +127,28 @@ impl Coordination for EtcdBackend {
         Ok(self.group.reader().leases()?.into_keys().collect())
     }
 
+    fn db_size(&self) -> i64 {
+        let size = std::fs::metadata(&self.store_file).map_or(0, |file| file.len());
+        i64::try_from(size).unwrap_or(i64::MAX)
+    }
+
+    async fn alarms(&self, linearizable: bool) -> Result<Vec<(u64, AlarmKind)>, CoordError> {
+        if linearizable {
+            self.group.read_index().await.map_err(refused)?;
+        }
+        Ok(self.group.reader().alarms()?)
+    }
+
     async fn status(&self) -> Result<Status, CoordError> {
         let status = self.group.status();
-        let db_size = std::fs::metadata(&self.store_file).map_or(0, |file| file.len());
+        let db_size = self.db_size();
         Ok(Status {
             leader: status.leader.map_or(0, member_id),
             raft_index: status.committed_index,
             raft_applied_index: status.applied_index,
             raft_term: status.term,
             revision: self.revision()?.0,
-            db_size: i64::try_from(db_size).unwrap_or(i64::MAX),
+            db_size,
             version: API_VERSION.to_owned(),
         })
     }
@@ -198,16 +212,22 @@ pub(crate) async fn bind(
     }
 }
 
-/// Serves the etcd API on `listener` until `stopped`.
+/// Serves the etcd API on `listener` with a space quota of `quota_bytes` until `stopped`.
 pub(crate) fn spawn(
     listener: TcpListener,
     backend: EtcdBackend,
+    quota_bytes: u64,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     let address = listener.local_addr().map(|address| address.to_string()).unwrap_or_default();
+    let config = cairn_etcd::EtcdConfig {
+        quota_backend_bytes: quota_bytes,
+        ..cairn_etcd::EtcdConfig::default()
+    };
     tokio::spawn(async move {
         tracing::info!(etcd = %address, "etcd API listening");
-        if let Err(error) = cairn_etcd::serve(listener, Arc::new(backend), stopped).await {
+        let served = cairn_etcd::serve_with(listener, Arc::new(backend), config, stopped).await;
+        if let Err(error) = served {
             tracing::error!(%error, "the etcd API stopped");
         }
     })

@@ -550,7 +550,7 @@ async fn serve<F: CoreForward>(
     let etcd_task = etcd.map(|listener| {
         let backend = etcd_backend(config, &meta, &coord, cluster_bytes);
         let mut etcd_stopping = stopping.clone();
-        etcd::spawn(listener, backend, async move {
+        etcd::spawn(listener, backend, config.etcd_quota_backend_bytes, async move {
             let _ = etcd_stopping.wait_for(|stop| *stop).await;
         })
     });

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use cairn_coord::{
-    Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest, Event, KeyValue, Lease,
-    PutRequest, RangeRequest, RequestOp, Store, TxnRequest,
+    AlarmKind, Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest, Event, KeyValue,
+    Lease, PutRequest, RangeRequest, RequestOp, Store, TxnRequest,
 };
 use proptest::prelude::*;
 
@@ -21,6 +21,7 @@ pub struct State {
     pub keyspaces: Vec<(i64, Vec<KeyValue>)>,
     pub events: Vec<(i64, Vec<Event>)>,
     pub leases: BTreeMap<i64, Lease>,
+    pub alarms: Vec<(u64, AlarmKind)>,
 }
 
 pub fn all_keys(revision: i64) -> RangeRequest {
@@ -41,6 +42,7 @@ pub fn state(store: &Store) -> State {
         keyspaces,
         events: store.events_after(store.compacted(), usize::MAX).expect("events"),
         leases: store.leases().expect("leases"),
+        alarms: store.alarms().expect("alarms"),
     }
 }
 
@@ -48,7 +50,8 @@ fn key(k: u8) -> Vec<u8> {
     vec![b'a' + k]
 }
 
-/// Random commands over five keys and two leases, refused ones included.
+/// Random commands over five keys and two leases, refused ones included (NOSPACE alarms
+/// raised and cleared refuse puts meanwhile).
 pub fn command() -> impl Strategy<Value = Command> {
     let put = (0..5u8, any::<u8>(), prop_oneof![3 => Just(0i64), 1 => 1..3i64]).prop_map(
         |(k, value, lease)| {
@@ -91,6 +94,9 @@ pub fn command() -> impl Strategy<Value = Command> {
         1 => (1..3i64).prop_map(|id| Command::LeaseRevoke { id }),
         1 => (1..3i64, 0..10i64).prop_map(|(id, left)| Command::LeaseCheckpoint { remaining: vec![(id, left)] }),
         1 => (1..40i64).prop_map(|revision| Command::Compact { revision }),
+        1 => (any::<bool>(), 1..3u64).prop_map(|(activate, member)| {
+            Command::Alarm { activate, member, alarm: AlarmKind::NoSpace }
+        }),
     ]
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cairn_coord::{
-    Change, Command, KvError, PutRequest, RangeRequest, RangeResponse, Reply, Store,
+    AlarmKind, Change, Command, KvError, PutRequest, RangeRequest, RangeResponse, Reply, Store,
 };
 use cairn_etcd::{
     Applied, CoordError, Coordination, EtcdConfig, Header, KvHash, LeaseStatus, Member, Status,
@@ -122,6 +122,15 @@ impl Coordination for MemoryBackend {
 
     async fn leases(&self) -> Result<Vec<i64>, CoordError> {
         Ok(self.state().store.leases()?.keys().copied().collect())
+    }
+
+    fn db_size(&self) -> i64 {
+        let size = self.state().store.size_bytes().unwrap_or(0);
+        i64::try_from(size).unwrap_or(i64::MAX)
+    }
+
+    async fn alarms(&self, _linearizable: bool) -> Result<Vec<(u64, AlarmKind)>, CoordError> {
+        Ok(self.state().store.alarms()?)
     }
 
     async fn status(&self) -> Result<Status, CoordError> {
