@@ -4,7 +4,7 @@
 A write acknowledged through one member is seen at once by a linearizable read through any
 other; every member lists the same three members and names the same leader (Status's `leader`
 is the leader's `header.member_id`); a watch through one member gets the writes through the
-others, in order. Then the leader is SIGKILLed: writes through the survivors
+others, in order; a defragmented member serves as before. Then the leader is SIGKILLed: writes through the survivors
 succeed again within a bounded time, and every write acknowledged before or after is read back
 through each survivor. The kill is the module's last test: it leaves the cluster with two members.
 """
@@ -97,6 +97,23 @@ def test_write_through_one_member_read_linearizably_through_another(etcd_cluster
             "get", prefix, "--prefix", f"--rev={first + 2}", "--keys-only", endpoints=[endpoint]
         )
         assert answer["count"] == 3, endpoint
+
+
+def test_defragment_one_member_then_every_member_serves_the_same(etcd_cluster, clients):
+    """Defragment is per member (etcd's): the member asked rewrites its store and answers; its
+    keys and revisions stay, and writes through it and the others go on."""
+    prefix = unique_prefix("cluster-defrag")
+    endpoints = list(clients)
+    for i in range(20):
+        clients[endpoints[i % 3]].put(f"{prefix}{i:02d}", f"v{i}")
+    out = etcd_cluster.etcdctl("defrag", endpoints=[endpoints[1]]).stdout
+    assert "Finished defragmenting" in out, out
+    clients[endpoints[1]].put(f"{prefix}after", "v")
+    for endpoint in endpoints:
+        answer = etcd_cluster.etcdctl_json(
+            "get", prefix, "--prefix", "--keys-only", "--consistency=l", endpoints=[endpoint]
+        )
+        assert answer["count"] == 21, endpoint
 
 
 def test_watch_through_one_member_sees_writes_through_the_others(etcd_cluster, clients):

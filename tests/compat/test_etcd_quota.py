@@ -69,6 +69,20 @@ def test_a_full_store_raises_nospace_until_disarmed(etcd):
     revision = json.loads(etcd.etcdctl("get", prefix, "-w", "json").stdout)["header"]["revision"]
     etcd.etcdctl("compaction", str(revision))
 
+    # Free the space: delete everything, compact, defragment; the store shrinks under the quota.
+    etcd.etcdctl("del", prefix, "--prefix")
+    revision = json.loads(etcd.etcdctl("get", prefix, "-w", "json").stdout)["header"]["revision"]
+    etcd.etcdctl("compaction", "--physical", str(revision))
+    full = db_size(etcd)
+    etcd.etcdctl("defrag")
+    assert db_size(etcd) < min(full, QUOTA_BYTES), (db_size(etcd), full)
+
     disarmed = etcd.etcdctl("alarm", "disarm").stdout
     assert "alarm:NOSPACE" in disarmed, disarmed
     assert alarms(etcd) == []
+    etcd.etcdctl("put", f"{prefix}after", "v")
+    assert etcd.etcdctl("get", f"{prefix}after", "--print-value-only").stdout.strip() == "v"
+
+
+def db_size(etcd) -> int:
+    return json.loads(etcd.etcdctl("endpoint", "status", "-w", "json").stdout)[0]["Status"]["dbSize"]

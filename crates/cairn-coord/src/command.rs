@@ -12,6 +12,7 @@
 //!  6 LeaseRevoke      id: i64
 //!  7 LeaseCheckpoint  count: u32, count × (id: i64, remaining: i64)
 //!  8 Alarm            activate: u8 (0 or 1), member: u64, alarm: u8 (etcd's AlarmType)
+//!  9 Defragment       member: u64
 //!
 //! bytes   = length: u32, length × u8
 //! put     = key: bytes, value: bytes, lease: i64, flags: u8 (1 prev_kv, 2 ignore_value,
@@ -84,6 +85,13 @@ pub enum Command {
         member: u64,
         /// Which alarm.
         alarm: AlarmKind,
+    },
+    /// Maintenance.Defragment of one member's store: nothing for the store's state; the
+    /// replica of `member` rewrites its file once it applied the entry ([`Store::defragment`]),
+    /// in order with its applies.
+    Defragment {
+        /// The node whose store is rewritten.
+        member: u64,
     },
 }
 
@@ -181,6 +189,7 @@ pub(crate) fn run(write: &mut Write<'_>, command: &Command) -> Result<Reply, KvE
             write.alarm(*activate, *member, *alarm)?;
             Reply::Done
         }
+        Command::Defragment { .. } => Reply::Done,
     })
 }
 
@@ -222,6 +231,7 @@ const LEASE_GRANT: u8 = 5;
 const LEASE_REVOKE: u8 = 6;
 const LEASE_CHECKPOINT: u8 = 7;
 const ALARM: u8 = 8;
+const DEFRAGMENT: u8 = 9;
 
 impl Command {
     /// The encoding (module docs).
@@ -271,6 +281,10 @@ impl Command {
                 w.i64(member.cast_signed());
                 w.u8(alarm.code());
             }
+            Command::Defragment { member } => {
+                w.u8(DEFRAGMENT);
+                w.i64(member.cast_signed());
+            }
         }
         Ok(w.0)
     }
@@ -313,6 +327,7 @@ impl Command {
                     .ok_or(CodecError::Unknown { what: "alarm", value: code })?;
                 Command::Alarm { activate, member, alarm }
             }
+            DEFRAGMENT => Command::Defragment { member: r.i64()?.cast_unsigned() },
             value => return Err(CodecError::Unknown { what: "command", value }),
         };
         match r.0.len() {

@@ -181,6 +181,46 @@ impl Store {
         Store::open(path)
     }
 
+    /// Defragment (etcd's): rewrites the store compactly, giving the space compaction freed
+    /// back to the file system. Everything applied is made durable, the store's snapshot is
+    /// written beside its file (`.defragment` appended) and restored over it with its
+    /// membership and position, as a snapshot install does; this store then works on the new
+    /// file. Readers taken before keep reading the old one until dropped. The writer waits
+    /// meanwhile (etcd's defragment blocks its member's writes too).
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::restore_as_member`]; the store is unchanged but made durable.
+    pub fn defragment(&mut self) -> Result<(), StoreError> {
+        self.persist()?;
+        let membership = self.membership().map_err(|e| StoreError::Storage(e.to_string()))?;
+        let fresh = match self.path().map(Path::to_path_buf) {
+            Some(path) => {
+                let mut name = path.as_os_str().to_owned();
+                name.push(".defragment");
+                let snapshot = std::path::PathBuf::from(name);
+                let written =
+                    std::fs::File::create(&snapshot).map_err(StoreError::from).and_then(|file| {
+                        let mut out = io::BufWriter::new(file);
+                        self.write_snapshot(&mut out)?;
+                        out.into_inner().map_err(|e| StoreError::from(e.into_error()))?;
+                        Ok(())
+                    });
+                let restored = written.and_then(|()| {
+                    let mut input = io::BufReader::new(std::fs::File::open(&snapshot)?);
+                    Store::restore_as_member(&path, &mut input, membership.as_deref())
+                });
+                let _ = std::fs::remove_file(&snapshot);
+                restored?
+            }
+            None => {
+                Store::in_memory()?.load(&mut self.snapshot()?.as_slice(), membership.as_deref())?
+            }
+        };
+        *self = fresh;
+        Ok(())
+    }
+
     /// Builds an in-memory store from a snapshot (tests, tools).
     ///
     /// # Errors

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use redb::backends::InMemoryBackend;
 use redb::{
-    BackendError, Builder, CompactionMode, Database, Durability, ReadTransaction, ReadableDatabase,
-    ReadableTable, StorageBackend, Table, WriteTransaction,
+    BackendError, Builder, Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
+    StorageBackend, Table, WriteTransaction,
 };
 
 use crate::command::{Entry, EntryOutcome, Reply, run};
@@ -479,6 +479,12 @@ impl Store {
         Ok(())
     }
 
+    /// The store's file (`None`: in memory).
+    #[must_use]
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
     /// The size of the store's file in bytes (of its memory, in memory): the quota's measure
     /// and etcd's `Status.db_size`.
     ///
@@ -493,27 +499,6 @@ impl Store {
             }
             (None, None) => Err(StoreError::Storage("a store without a backend".to_string())),
         }
-    }
-
-    /// Defragment: gives the file's free space back to the file system (redb's `compact()`),
-    /// after making everything applied durable. The writer waits meanwhile.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Storage`] if a [`StoreReader`] is alive (a read must not hold pages that
-    /// move), or redb fails.
-    pub fn defragment(&mut self) -> Result<(), StoreError> {
-        self.persist()?;
-        let db = Arc::get_mut(&mut self.reader.db).ok_or_else(|| {
-            StoreError::Storage("cannot defragment while readers hold the store".to_string())
-        })?;
-        // Each pass moves pages towards the start; a few passes reach the end.
-        for _ in 0..DEFRAGMENT_PASSES_MAX {
-            if !db.compact(CompactionMode::Balanced)? {
-                break;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -569,9 +554,6 @@ fn run_in<T>(
         }
     }
 }
-
-/// At most this many redb compaction passes per [`Store::defragment`].
-const DEFRAGMENT_PASSES_MAX: usize = 8;
 
 /// Creates every table, so that read transactions find them.
 fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {

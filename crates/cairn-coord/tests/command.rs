@@ -2,10 +2,10 @@
 //! (never a panic or a large allocation), and nesting is bounded.
 
 use cairn_coord::{
-    Answer, CodecError, Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
-    DeleteRangeResponse, Forward, KeyValue, KvError, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, Refusal, Reply, RequestOp, ResponseOp, SortOrder, SortTarget, TXN_DEPTH_MAX,
-    TxnRequest, TxnResponse,
+    AlarmKind, Answer, CodecError, Command, Compare, CompareResult, CompareTarget,
+    DeleteRangeRequest, DeleteRangeResponse, Forward, KeyValue, KvError, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, Refusal, Reply, RequestOp, ResponseOp, SortOrder, SortTarget,
+    TXN_DEPTH_MAX, TxnRequest, TxnResponse,
 };
 use proptest::prelude::*;
 
@@ -114,6 +114,17 @@ fn command() -> impl Strategy<Value = Command> {
         any::<i64>().prop_map(|id| Command::LeaseRevoke { id }),
         prop::collection::vec(any::<(i64, i64)>(), 0..4)
             .prop_map(|remaining| Command::LeaseCheckpoint { remaining }),
+        (
+            any::<bool>(),
+            any::<u64>(),
+            prop_oneof![Just(AlarmKind::NoSpace), Just(AlarmKind::Corrupt)]
+        )
+            .prop_map(|(activate, member, alarm)| Command::Alarm {
+                activate,
+                member,
+                alarm
+            }),
+        any::<u64>().prop_map(|member| Command::Defragment { member }),
     ]
 }
 

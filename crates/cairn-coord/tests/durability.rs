@@ -140,10 +140,18 @@ fn size_grows_with_the_keyspace_and_defragment_shrinks_it_after_compaction() {
     let full = store.size_bytes().expect("a size");
     assert!(full > empty + 1_000_000, "{full} after {empty}");
     store.compact(store.revision()).expect("compacts");
+    let before = state(&store);
+    let reader = store.reader();
     store.defragment().expect("defragments");
     let compacted = store.size_bytes().expect("a size");
     assert!(compacted < full / 2, "{compacted} of {full}");
-    assert_eq!(store.range(&common::all_keys(0)).expect("a range").kvs.len(), 10);
+    assert_eq!(state(&store), before, "the same store, position included");
+    // A reader taken before reads the old file; the store goes on on the new one.
+    assert_eq!(reader.range(&common::all_keys(0)).expect("a range").kvs.len(), 10);
+    store.put(&cairn_coord::PutRequest { key: b"new".to_vec(), ..Default::default() }).unwrap();
+    drop(store);
+    let reopened = Store::open(&dir.path().join("store.redb")).expect("reopens");
+    assert_eq!(reopened.range(&common::all_keys(0)).expect("a range").kvs.len(), 11);
 }
 
 #[test]

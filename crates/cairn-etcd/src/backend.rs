@@ -155,6 +155,9 @@ pub trait Coordination: Send + Sync + 'static {
     /// The size of this member's store on disk, in bytes: what the space quota measures.
     fn db_size(&self) -> i64;
 
+    /// Rewrites this member's store compactly (etcd's defragment), answering once done.
+    fn defragment(&self) -> impl Future<Output = Result<(), CoordError>> + Send;
+
     /// The active alarms, `(member id, alarm)`, in order: linearizable (as etcd's, which
     /// asks through Raft), or this member's view if not.
     fn alarms(

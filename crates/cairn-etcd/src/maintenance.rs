@@ -1,5 +1,5 @@
 //! The Maintenance and Cluster services: Status (with the alarms as its errors), Hash, HashKV,
-//! Alarm (the NOSPACE alarm of `quota.rs`) and MemberList from
+//! Alarm (the NOSPACE alarm of `quota.rs`), Defragment and MemberList from
 //! [`Coordination`]; the rest answers `Unimplemented`, saying what to use instead.
 
 use std::sync::Arc;
@@ -92,11 +92,17 @@ impl<B: Coordination> pb::maintenance_server::Maintenance for MaintenanceService
         }))
     }
 
+    /// Rewrites this member's store: the space compactions freed goes back to the file
+    /// system (what brings a store back under its quota).
     async fn defragment(
         &self,
         _request: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
-        Err(not_yet("Maintenance.Defragment"))
+        self.backend.defragment().await.map_err(|e| status::of_coord(&e))?;
+        let header = self.backend.header();
+        Ok(Response::new(pb::DefragmentResponse {
+            header: convert::header(&header, header.revision),
+        }))
     }
 
     /// etcd hashes its whole database file (every bucket), which cairn does not have: this is

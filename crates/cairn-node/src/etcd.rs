@@ -132,6 +132,13 @@ impl Coordination for EtcdBackend {
         i64::try_from(size).unwrap_or(i64::MAX)
     }
 
+    async fn defragment(&self) -> Result<(), CoordError> {
+        // Through the log, so that the rewrite is ordered with this node's applies; answered
+        // once this node applied it, the rewrite done.
+        let command = Command::Defragment { member: self.node };
+        self.group.write(command).await.map(drop).map_err(refused)
+    }
+
     async fn alarms(&self, linearizable: bool) -> Result<Vec<(u64, AlarmKind)>, CoordError> {
         if linearizable {
             self.group.read_index().await.map_err(refused)?;

@@ -129,6 +129,11 @@ impl Coordination for MemoryBackend {
         i64::try_from(size).unwrap_or(i64::MAX)
     }
 
+    async fn defragment(&self) -> Result<(), CoordError> {
+        let defragmented = self.state().store.defragment();
+        defragmented.map_err(|error| CoordError::Unavailable(error.to_string()))
+    }
+
     async fn alarms(&self, _linearizable: bool) -> Result<Vec<(u64, AlarmKind)>, CoordError> {
         Ok(self.state().store.alarms()?)
     }

@@ -70,7 +70,10 @@ impl<D: Disk + Clone> CoordGroup<D> {
     /// [`CoreError`] if the group or the log's final flush failed.
     pub async fn shutdown(&self) -> Result<(), CoreError> {
         let stopped = self.raft.shutdown().await;
-        self.stopper.close(stopped)
+        let closed = self.stopper.close(stopped).await;
+        // The store is closed when this returns: a reopen of the directory finds it free.
+        self.shared.machine_dropped(self.timeout).await;
+        closed
     }
 }
 
@@ -97,7 +100,8 @@ where
         Arc::clone(&config.flush_seconds),
     )?;
     let flusher = crate::runtime::spawn(log.clone().run_flusher());
-    let (machine, shared) = CoordStateMachine::open(log.clone(), &dir, config.snapshot_entries)?;
+    let (machine, shared) =
+        CoordStateMachine::open(node, log.clone(), &dir, config.snapshot_entries)?;
     let store = LogStore::new(log.clone(), Arc::new(NoSink), Arc::clone(&config.clock));
     let mut raft_config = config.timers.openraft_config()?;
     // Every heartbeat goes out, even to a follower that just answered an append: one group,

@@ -50,7 +50,7 @@ use futures_util::StreamExt;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::type_config::alias::{SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::{EntryPayload, RaftSnapshotBuilder};
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{Notify, broadcast, oneshot, watch};
 
 use crate::core_group::{one_record, start_after};
 use crate::entry::log_id;
@@ -90,17 +90,35 @@ pub(crate) struct Shared {
     outcomes: Mutex<BTreeMap<u64, EntryOutcome>>,
     /// Woken when a snapshot is due.
     pub(crate) snapshot_due: Notify,
+    /// Ends (with an error) once the state machine is dropped: openraft drops it on its own
+    /// task after its shutdown returned, and its store must be closed before a reopen.
+    machine_dropped: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 impl Shared {
-    fn new(reader: StoreReader, applied: Option<LogId>) -> Arc<Shared> {
+    fn new(
+        reader: StoreReader,
+        applied: Option<LogId>,
+        machine_dropped: oneshot::Receiver<()>,
+    ) -> Arc<Shared> {
         Arc::new(Shared {
             reader: RwLock::new(reader),
             applied: watch::Sender::new(applied),
             revisions: broadcast::Sender::new(APPLIED_BUFFER),
             outcomes: Mutex::new(BTreeMap::new()),
             snapshot_due: Notify::new(),
+            machine_dropped: Mutex::new(Some(machine_dropped)),
         })
+    }
+
+    /// Waits (at most `timeout`) until the state machine, and the store it holds, is dropped.
+    pub(crate) async fn machine_dropped(&self, timeout: Duration) {
+        let dropped = self.machine_dropped.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(dropped) = dropped
+            && tokio::time::timeout(timeout, dropped).await.is_err()
+        {
+            tracing::warn!(?timeout, "the coordination state machine outlived its group");
+        }
     }
 
     /// Reads of the store as applied now (of the installed store after a snapshot).
@@ -124,6 +142,8 @@ impl Shared {
 
 /// The coordination group's state machine (module docs).
 pub struct CoordStateMachine<D: Disk> {
+    /// This node's id: the member a `Defragment` command may name.
+    node: u64,
     group: GroupLog<D>,
     /// The group's directory, where `store.redb` is.
     dir: PathBuf,
@@ -140,6 +160,8 @@ pub struct CoordStateMachine<D: Disk> {
     since_snapshot: u64,
     /// The last snapshot served, at its position: openraft asks twice in a row at start.
     served: Option<SnapshotOf<TypeConfig, CoordSnapshot>>,
+    /// Dropped with the state machine: tells [`Shared::machine_dropped`].
+    _dropped: oneshot::Sender<()>,
 }
 
 impl<D: Disk> CoordStateMachine<D> {
@@ -150,6 +172,7 @@ impl<D: Disk> CoordStateMachine<D> {
     /// [`StoreError`] if the store cannot be opened, its membership is damaged, or it is below
     /// the log's snapshot record (the entries the log was purged of would be lost).
     pub(crate) fn open(
+        node: u64,
         group: GroupLog<D>,
         dir: &Path,
         snapshot_entries: u64,
@@ -168,8 +191,10 @@ impl<D: Disk> CoordStateMachine<D> {
             Some(bytes) => Some(decode_membership(&bytes)?),
             None => None,
         };
-        let shared = Shared::new(store.reader(), applied);
+        let (dropped, machine_dropped) = oneshot::channel();
+        let shared = Shared::new(store.reader(), applied, machine_dropped);
         let machine = CoordStateMachine {
+            node,
             group,
             dir: dir.to_path_buf(),
             store,
@@ -180,6 +205,7 @@ impl<D: Disk> CoordStateMachine<D> {
             snapshot_entries,
             since_snapshot: 0,
             served: None,
+            _dropped: dropped,
         };
         Ok((machine, shared))
     }
@@ -208,6 +234,12 @@ impl<D: Disk> CoordStateMachine<D> {
             self.group.save_committed()?;
             self.membership = Some(at);
         }
+        let defragment = decoded.iter().any(|(entry, _)| {
+            matches!(entry, Decoded::Command(Command::Defragment { member }) if *member == self.node)
+        });
+        if defragment {
+            self.defragment()?;
+        }
         let count = u64::try_from(entries.len()).unwrap_or(u64::MAX);
         self.applied = last;
         self.since_snapshot += count;
@@ -220,6 +252,18 @@ impl<D: Disk> CoordStateMachine<D> {
             .map(|((entry, _), outcome)| matches!(entry, Decoded::Command(_)).then_some(outcome))
             .collect();
         Ok((outcomes, made.into_iter().map(Arc::new).collect()))
+    }
+
+    /// Rewrites this node's store compactly ([`Store::defragment`]: durable first, then a new
+    /// file), reads going to the new one. The applies wait meanwhile, as etcd's do.
+    fn defragment(&mut self) -> Result<(), StoreError> {
+        let before = self.store.size_bytes().unwrap_or(0);
+        self.store.defragment().map_err(|error| storage(&error))?;
+        *self.shared.reader.write().unwrap_or_else(PoisonError::into_inner) = self.store.reader();
+        self.unpersisted = (0, None);
+        let after = self.store.size_bytes().unwrap_or(0);
+        tracing::info!(before, after, "coordination store defragmented");
+        Ok(())
     }
 
     /// Makes the applied entries durable if enough of them waited, or long enough.
@@ -587,7 +631,7 @@ mod tests {
         let log_dir = dir.join("log");
         let clock = Arc::new(SystemClock);
         let group = GroupLog::open(RealDisk, &log_dir, config, clock, histogram).unwrap();
-        CoordStateMachine::open(group, &log_dir, 10).unwrap()
+        CoordStateMachine::open(1, group, &log_dir, 10).unwrap()
     }
 
     fn value(shared: &Shared, key: &str) -> Option<Vec<u8>> {

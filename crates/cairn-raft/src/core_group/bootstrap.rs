@@ -88,15 +88,21 @@ impl<D: Disk> Stopper<D> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(task);
     }
 
-    /// Once the group's Raft stopped (`stopped`): ends the tasks and closes the log cleanly.
-    pub(crate) fn close<E: std::fmt::Display>(
+    /// Once the group's Raft stopped (`stopped`): ends the tasks, waiting until they are gone
+    /// (so that what they held, the group's store among it, is released when this returns: a
+    /// reopen right after finds it free), and closes the log cleanly.
+    pub(crate) async fn close<E: std::fmt::Display>(
         &self,
         stopped: Result<(), E>,
     ) -> Result<(), CoreError> {
         let tasks: Vec<_> =
             self.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain(..).collect();
-        for task in tasks {
+        for task in &tasks {
             task.abort();
+        }
+        for task in tasks {
+            // Cancelled (or ended before): either way it is gone.
+            let _ = task.await;
         }
         self.group.close()?;
         stopped.map_err(|error| CoreError::Raft(error.to_string()))
@@ -206,7 +212,7 @@ impl<D: Disk + Clone, F: CoreForward> CoreMetadata<D, F> {
     /// [`CoreError`] if the group or the log's final flush failed.
     pub async fn shutdown(&self) -> Result<(), CoreError> {
         let stopped = self.raft.shutdown().await;
-        self.stopper.close(stopped)
+        self.stopper.close(stopped).await
     }
 
     /// Waits until the core knows a leader (this node's state is brought to its commit by
