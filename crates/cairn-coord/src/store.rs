@@ -8,9 +8,8 @@
 //!
 //! Each batch of Raft entries is one redb write transaction committed without an fsync
 //! (`Durability::None`), with the Raft position it applies through ([`Store::apply_batch`]);
-//! [`Store::persist`] makes everything
-//! applied so far durable. After a crash the file opens as of its last persist, position
-//! included, and the Raft log replays the rest.
+//! [`Store::persist`] makes everything applied so far durable. After a crash the file opens as
+//! of its last persist, position included, and the Raft log replays the rest.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -111,6 +111,7 @@ where
     let raft = Raft::new(node, raft_config, network, store, machine)
         .await
         .map_err(|error| CoreError::Raft(error.to_string()))?;
+    shared.started.store(true, std::sync::atomic::Ordering::Release);
     initialize(&raft, voters, "coordination").await?;
     let triggers = crate::runtime::spawn(trigger_snapshots(raft.clone(), Arc::clone(&shared)));
     let applied = shared.applied.subscribe();
