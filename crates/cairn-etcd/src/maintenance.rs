@@ -44,28 +44,22 @@ impl<B: Coordination> pb::maintenance_server::Maintenance for MaintenanceService
         use pb::alarm_request::AlarmAction;
         let request = request.into_inner();
         let of_coord = |error: CoordError| status::of_coord(&error);
-        let active = self.backend.alarms(true).await.map_err(of_coord)?;
         let action = AlarmAction::try_from(request.action)
             .map_err(|_| status::invalid("etcdserver: unknown alarm action"))?;
-        let (alarms, revision) = match action {
-            AlarmAction::Get => (active, self.backend.header().revision),
-            AlarmAction::Activate | AlarmAction::Deactivate => {
-                let code = u8::try_from(request.alarm).ok().and_then(AlarmKind::from_code);
-                let alarm = code.ok_or_else(|| status::invalid("etcdserver: unknown alarm"))?;
-                let activate = action == AlarmAction::Activate;
-                let member = request.member_id;
-                let command = Command::Alarm { activate, member, alarm };
-                let (_, revision) = self.backend.write(command).await.map_err(of_coord)?;
-                let answered = activate || active.contains(&(member, alarm));
-                (if answered { vec![(member, alarm)] } else { Vec::new() }, revision)
-            }
-        };
-        let header = convert::header(&self.backend.header(), revision);
-        let alarms = alarms
-            .into_iter()
-            .map(|(member_id, alarm)| pb::AlarmMember { member_id, alarm: i32::from(alarm.code()) })
-            .collect();
-        Ok(Response::new(pb::AlarmResponse { header, alarms }))
+        if action == AlarmAction::Get {
+            let active = self.backend.alarms(true).await.map_err(of_coord)?;
+            return Ok(Response::new(alarm_response(self.backend.as_ref(), active, None)));
+        }
+        let code = u8::try_from(request.alarm).ok().and_then(AlarmKind::from_code);
+        let alarm = code.ok_or_else(|| status::invalid("etcdserver: unknown alarm"))?;
+        let (activate, member) = (action == AlarmAction::Activate, request.member_id);
+        // A deactivation answers the alarm only if it was active: asked before it goes.
+        let was_active = activate
+            || self.backend.alarms(true).await.map_err(of_coord)?.contains(&(member, alarm));
+        let command = Command::Alarm { activate, member, alarm };
+        let (_, revision) = self.backend.write(command).await.map_err(of_coord)?;
+        let alarms = if was_active { vec![(member, alarm)] } else { Vec::new() };
+        Ok(Response::new(alarm_response(self.backend.as_ref(), alarms, Some(revision))))
     }
 
     async fn status(
@@ -151,6 +145,22 @@ impl<B: Coordination> pb::maintenance_server::Maintenance for MaintenanceService
     ) -> Result<Response<pb::DowngradeResponse>, Status> {
         Err(unimplemented("Maintenance.Downgrade does not apply to cairn"))
     }
+}
+
+/// Maintenance.Alarm's answer: `alarms`, with the header at `revision` (`None`: this member's
+/// applied one).
+fn alarm_response<B: Coordination>(
+    backend: &B,
+    alarms: Vec<(u64, AlarmKind)>,
+    revision: Option<i64>,
+) -> pb::AlarmResponse {
+    let header = backend.header();
+    let header = convert::header(&header, revision.unwrap_or(header.revision));
+    let alarms = alarms
+        .into_iter()
+        .map(|(member_id, alarm)| pb::AlarmMember { member_id, alarm: i32::from(alarm.code()) })
+        .collect();
+    pb::AlarmResponse { header, alarms }
 }
 
 /// An alarm as etcd's Status lists it in `errors`.
